@@ -1,0 +1,113 @@
+"""The ``socialrec`` command. Heavy modules are imported only by the subcommand that needs them,
+so ``socialrec infra status`` answers quickly."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from streams.config import Settings, load_settings
+
+Handler = Callable[[Settings, argparse.Namespace], int]
+
+
+def _infra(settings: Settings, args: argparse.Namespace) -> int:
+    from streams import infra
+
+    return infra.run_command(settings, args.action, services=args.services)
+
+
+def _topics(settings: Settings, args: argparse.Namespace) -> int:
+    from streams import topics
+
+    return topics.run_apply(settings, dry_run=args.dry_run)
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from streams import worker
+
+    return worker.run_worker(settings)
+
+
+def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from streams import simulate
+
+    return simulate.run_simulate(
+        settings,
+        users=args.users,
+        items=args.items,
+        events=args.events,
+        rate=args.rate,
+        seed=args.seed,
+        catalog=not args.no_catalog,
+    )
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from streams import demo
+
+    return demo.run_demo(settings, rate=args.rate, seconds=args.seconds, seed=args.seed)
+
+
+def _bench(settings: Settings, args: argparse.Namespace) -> int:
+    from streams import bench
+
+    return bench.run_bench(settings, events=args.events, output=args.output, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="socialrec", description="Real-time recommendations for social commerce."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("infra", help="start, stop or inspect the local Kafka broker and Redis")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument(
+        "--services",
+        default="kafka,redis",
+        help="comma-separated subset of kafka,redis (default: both)",
+    )
+    p.set_defaults(handler=_infra)
+
+    p = sub.add_parser("topics", help="create or reconcile the topics declared in topics.yaml")
+    p.add_argument("action", choices=["apply"])
+    p.add_argument("--dry-run", action="store_true", help="report drift, change nothing")
+    p.set_defaults(handler=_topics)
+
+    p = sub.add_parser("worker", help="run the Faust worker (events in, recommendations out)")
+    p.set_defaults(handler=_worker)
+
+    p = sub.add_parser("simulate", help="produce a catalog and a synthetic event stream")
+    p.add_argument("--users", type=int, default=500)
+    p.add_argument("--items", type=int, default=2000)
+    p.add_argument("--events", type=int, default=10_000, help="0 = run until interrupted")
+    p.add_argument("--rate", type=float, default=200.0, help="events per second (0 = flat out)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--no-catalog", action="store_true", help="skip producing the catalog")
+    p.set_defaults(handler=_simulate)
+
+    p = sub.add_parser("demo", help="infra, topics, worker and simulator with a live view")
+    p.add_argument("--rate", type=float, default=100.0)
+    p.add_argument("--seconds", type=float, default=0.0, help="stop after this long (0 = Ctrl-C)")
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(handler=_demo)
+
+    p = sub.add_parser("bench", help="measure throughput and latency on the real path")
+    p.add_argument("--events", type=int, default=20_000)
+    p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--output", default="docs/benchmarks.json", help="where to keep the figures")
+    p.set_defaults(handler=_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings()
+    handler: Handler = args.handler
+    return handler(settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

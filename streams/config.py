@@ -1,0 +1,140 @@
+"""One frozen, typed settings object for every socialrec process.
+
+Every field can be set from the environment with the ``SOCIALREC_`` prefix, e.g.
+``SOCIALREC_KAFKA_BOOTSTRAP=127.0.0.1:19092``. Misconfiguration fails at start-up with a
+message naming the variable to fix, never later in the hot path.
+
+>>> s = Settings(top_n=5)
+>>> s.topic("events")
+'events'
+>>> Settings(topic_prefix="t1.").topic("recommendations")
+'t1.recommendations'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from models.events import DEFAULT_WEIGHTS, EventType
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(SystemExit):
+    """Raised (and exits the process) when the configuration cannot work."""
+
+
+class Settings(BaseSettings):
+    """All configuration, read once from ``SOCIALREC_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="SOCIALREC_", frozen=True, extra="forbid")
+
+    # --- servers -----------------------------------------------------------------------------
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    kafka_controller_port: int = Field(default=19093, ge=1, le=65535)
+    redis_url: str = "redis://127.0.0.1:16379/0"
+    data_dir: Path = PROJECT_ROOT / ".socialrec"
+    kafka_version: str = "4.1.1"
+    kafka_heap: str = "-Xms256m -Xmx768m"
+
+    # --- topics ------------------------------------------------------------------------------
+    topics_file: Path = PROJECT_ROOT / "topics.yaml"
+    topic_prefix: str = ""
+
+    # --- worker ------------------------------------------------------------------------------
+    app_id: str = "socialrec"
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    web_host: str = "127.0.0.1"
+    batch_max: int = Field(default=500, ge=1, le=100_000)
+    batch_within_ms: int = Field(default=5, ge=1, le=10_000)
+    max_event_bytes: int = Field(default=8192, ge=256)
+    max_future_skew_s: float = Field(default=3600.0, ge=0)
+    min_event_ts: float = Field(default=946_684_800.0, description="2000-01-01T00:00:00Z")
+
+    # --- recommender -------------------------------------------------------------------------
+    event_weights: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=lambda: {t.value: w for t, w in DEFAULT_WEIGHTS.items()}
+    )
+    top_n: int = Field(default=10, ge=1, le=200)
+    history_size: int = Field(default=50, ge=1, le=1000)
+    neighbours: int = Field(default=50, ge=1, le=1000)
+    cooccurrence_cap: int = Field(default=500, ge=1)
+    dedupe_window: int = Field(default=10_000, ge=1)
+    popularity_half_life_s: float = Field(default=6 * 3600.0, gt=0)
+    exclude_items: Annotated[frozenset[str], NoDecode] = frozenset()
+    exclude_seen: bool = True
+    model_version: str = "itemcf-1"
+
+    @field_validator("event_weights", mode="before")
+    @classmethod
+    def _parse_weights(cls, value: object) -> object:
+        """Accept ``view=1,like=3`` or a JSON object from the environment."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("{"):
+                import orjson
+
+                return orjson.loads(text)
+            pairs = [p.split("=", 1) for p in text.split(",") if p.strip()]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError("write weights as 'view=1,like=3' or a JSON object")
+            return {k.strip(): float(v) for k, v in pairs}
+        return value
+
+    @field_validator("event_weights")
+    @classmethod
+    def _known_types(cls, value: dict[str, float]) -> dict[str, float]:
+        known = {t.value for t in EventType}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"unknown event types {unknown}; known: {sorted(known)}")
+        return {t: float(value.get(t, DEFAULT_WEIGHTS[EventType(t)])) for t in sorted(known)}
+
+    @field_validator("exclude_items", mode="before")
+    @classmethod
+    def _parse_excludes(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(v.strip() for v in value.split(",") if v.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _servers_look_right(self) -> Settings:
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+        for part in self.kafka_bootstrap.split(","):
+            host, _, port = part.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"kafka_bootstrap entry {part!r} is not host:port")
+        return self
+
+    def topic(self, logical_name: str) -> str:
+        """The real Kafka topic name for a logical name from topics.yaml."""
+        return f"{self.topic_prefix}{logical_name}"
+
+    @property
+    def kafka_port(self) -> int:
+        return int(self.kafka_bootstrap.split(",")[0].rpartition(":")[2])
+
+    @property
+    def redis_port(self) -> int:
+        tail = self.redis_url.split("://", 1)[1].split("/", 1)[0]
+        return int(tail.rpartition(":")[2]) if ":" in tail else 6379
+
+    def weight(self, event_type: EventType) -> float:
+        return self.event_weights[event_type.value]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning a validation error into a message that says what to fix."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            lines.append(f"  SOCIALREC_{field.upper()}: {err['msg']}")
+        raise ConfigError("socialrec: invalid configuration:\n" + "\n".join(lines)) from None
