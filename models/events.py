@@ -5,8 +5,8 @@ that one user's actions stay ordered in one partition. Validation is a pure func
 bytes to either an :class:`Event` or a :class:`Rejection` whose ``reason`` is a short,
 fixed label (safe for metric labels: it never contains the payload).
 
->>> ev = parse_event(b'{"event_id":"e1","type":"view","user_id":"u1","item_id":"i9","ts":1700000000}',
-...                  now=1700000001.0)
+>>> raw = b'{"event_id":"e1","type":"view","user_id":"u1","item_id":"i9","ts":1700000000}'
+>>> ev = parse_event(raw, now=1700000001.0)
 >>> ev.type, ev.user_id, ev.item_id
 (<EventType.VIEW: 'view'>, 'u1', 'i9')
 >>> str(parse_event(b'not json', now=0.0).reason)
@@ -118,7 +118,7 @@ class Rejection:
     detail: str
 
 
-def _id_field(body: dict[str, object], name: str, required: bool) -> str | None | Rejection:
+def _id_field(body: dict[str, object], name: str, required: bool) -> str | Rejection | None:
     value = body.get(name)
     if value is None:
         if required:
@@ -158,7 +158,9 @@ def parse_event(
 
     version = body.get("schema_version", SCHEMA_VERSION)
     if version != SCHEMA_VERSION or isinstance(version, bool):
-        return Rejection(RejectReason.UNSUPPORTED_SCHEMA, f"schema_version must be {SCHEMA_VERSION}")
+        return Rejection(
+            RejectReason.UNSUPPORTED_SCHEMA, f"schema_version must be {SCHEMA_VERSION}"
+        )
 
     raw_type = body.get("type")
     if raw_type is None:
@@ -190,9 +192,10 @@ def parse_event(
             RejectReason.BAD_TIMESTAMP,
             "field 'ts' is outside the accepted range (Unix seconds, not milliseconds)",
         )
-    if event_type in (EventType.FOLLOW, EventType.UNFOLLOW) and ids["target_user_id"] == ids[
-        "user_id"
-    ]:
+    if (
+        event_type in (EventType.FOLLOW, EventType.UNFOLLOW)
+        and ids["target_user_id"] == ids["user_id"]
+    ):
         return Rejection(RejectReason.BAD_FIELD, "a user cannot follow themselves")
 
     return Event(

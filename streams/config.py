@@ -60,10 +60,12 @@ class Settings(BaseSettings):
         default_factory=lambda: {t.value: w for t, w in DEFAULT_WEIGHTS.items()}
     )
     top_n: int = Field(default=10, ge=1, le=200)
-    history_size: int = Field(default=50, ge=1, le=1000)
+    history_size: int = Field(default=30, ge=1, le=1000)
     neighbours: int = Field(default=50, ge=1, le=1000)
     cooccurrence_cap: int = Field(default=500, ge=1)
     dedupe_window: int = Field(default=10_000, ge=1)
+    affinity_cap: float = Field(default=15.0, gt=0)
+    popularity_cap: int = Field(default=10_000, ge=1)
     popularity_half_life_s: float = Field(default=6 * 3600.0, gt=0)
     exclude_items: Annotated[frozenset[str], NoDecode] = frozenset()
     exclude_seen: bool = True

@@ -1,0 +1,308 @@
+"""The recommender's state machine: how one event changes user history, co-occurrence,
+similarity, popularity and the follow graph.
+
+:class:`MemoryState` is the pure reference implementation. ``streams.store.RedisStore`` runs
+the same transitions atomically inside Redis (one Lua script per batch); the store contract
+suite (tests/contract) feeds both the same events and requires identical snapshots. Evaluation
+replays events through this class in-process.
+
+Orderings copy Redis sorted sets exactly (score, then member bytes), so trimming evicts the
+same members in both implementations.
+
+>>> from models.events import Event, EventType
+>>> state = MemoryState(StateParams())
+>>> ev = Event("e1", EventType.VIEW, "u1", 1_700_000_000.0, item_id="a")
+>>> state.apply(ev), state.apply(ev)
+(<Outcome.APPLIED: 'applied'>, <Outcome.DUPLICATE: 'duplicate'>)
+>>> _ = state.apply(Event("e2", EventType.CART, "u1", 1_700_000_001.0, item_id="b"))
+>>> state.similarity("a", "b") > 0
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from models.events import DEFAULT_WEIGHTS, Event, EventType
+from models.popularity import forward_weight, needs_rebase, rebase_factor
+from models.similarity import affinity_after, cosine
+
+#: Events that also lift an earlier "hide": the user has clearly changed their mind.
+UNHIDING_TYPES = frozenset({EventType.LIKE, EventType.SHARE, EventType.CART, EventType.PURCHASE})
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class StateParams:
+    """Sizes and weights of the state. Both store implementations take the same values."""
+
+    weights: Mapping[EventType, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    history_size: int = 30
+    neighbours: int = 50
+    cooccurrence_cap: int = 500
+    dedupe_window: int = 10_000
+    affinity_cap: float = 15.0
+    half_life_s: float = 6 * 3600.0
+    popularity_cap: int = 10_000
+
+    def weight(self, event_type: EventType) -> float:
+        return float(self.weights.get(event_type, DEFAULT_WEIGHTS[event_type]))
+
+
+@dataclass(frozen=True, slots=True)
+class UserView:
+    """Everything scoring needs about one user, read in the same round trip as the update."""
+
+    user_id: str
+    recent: tuple[tuple[str, float], ...]  # (item, affinity), most recent first
+    neighbours: Mapping[str, tuple[tuple[str, float], ...]]  # recent item -> [(item, s)]
+    seen: frozenset[str]
+    bought: frozenset[str]
+    hidden: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class PopularView:
+    """The most popular items (stored forward-decayed scores) and the landmark they use."""
+
+    items: tuple[tuple[str, float], ...]
+    landmark: float
+
+
+class SortedSet:
+    """A minimal Redis sorted set: same ordering (score, then member), same eviction."""
+
+    __slots__ = ("scores",)
+
+    def __init__(self) -> None:
+        self.scores: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def incr(self, member: str, amount: float) -> float:
+        value = self.scores.get(member, 0.0) + amount
+        self.scores[member] = value
+        return value
+
+    def pop_min(self) -> tuple[str, float]:
+        member = min(self.scores, key=lambda m: (self.scores[m], m.encode()))
+        return member, self.scores.pop(member)
+
+    def ordered(self) -> list[str]:
+        """Members lowest first (Redis ZRANGE order)."""
+        return sorted(self.scores, key=lambda m: (self.scores[m], m.encode()))
+
+    def trim_to(self, size: int) -> list[str]:
+        """Evict the lowest members until at most ``size`` remain; return them."""
+        evicted = []
+        while len(self.scores) > size:
+            evicted.append(self.pop_min()[0])
+        return evicted
+
+    def top(self, count: int) -> list[tuple[str, float]]:
+        """Highest first, ties by member descending (Redis ZREVRANGE order)."""
+        ranked = sorted(self.scores.items(), key=lambda kv: (kv[1], kv[0].encode()), reverse=True)
+        return ranked[:count]
+
+
+@dataclass
+class UserState:
+    history: SortedSet = field(default_factory=SortedSet)  # item -> last event time
+    affinity: dict[str, float] = field(default_factory=dict)  # item -> a_ui (> 0 only)
+    seen_events: SortedSet = field(default_factory=SortedSet)  # event_id -> ts (dedupe)
+    bought: set[str] = field(default_factory=set)
+    hidden: set[str] = field(default_factory=set)
+    following: set[str] = field(default_factory=set)
+    followers: set[str] = field(default_factory=set)
+
+    def is_empty(self) -> bool:
+        return not (
+            self.history.scores
+            or self.affinity
+            or self.seen_events.scores
+            or self.bought
+            or self.hidden
+            or self.following
+            or self.followers
+        )
+
+
+class MemoryState:
+    """The pure reference implementation of the recommender's state transitions."""
+
+    def __init__(self, params: StateParams) -> None:
+        self.params = params
+        self.users: dict[str, UserState] = {}
+        self.dot: dict[str, SortedSet] = {}  # item -> co-occurring item -> dot product
+        self.sim: dict[str, SortedSet] = {}  # item -> neighbour -> cosine (top-k kept)
+        self.norm2 = SortedSet()  # item -> Σ a_ui²
+        self.popularity = SortedSet()  # item -> forward-decayed weighted count
+        self.landmark: float | None = None
+
+    # ---- updates ---------------------------------------------------------------------------
+    def apply_batch(self, events: Iterable[Event]) -> list[Outcome]:
+        return [self.apply(event) for event in events]
+
+    def apply(self, event: Event) -> Outcome:
+        user = self._user(event.user_id)
+        if event.event_id in user.seen_events.scores:
+            return Outcome.DUPLICATE
+        user.seen_events.scores[event.event_id] = event.ts
+        user.seen_events.trim_to(self.params.dedupe_window)
+
+        if event.type is EventType.FOLLOW and event.target_user_id is not None:
+            user.following.add(event.target_user_id)
+            self._user(event.target_user_id).followers.add(event.user_id)
+        elif event.type is EventType.UNFOLLOW and event.target_user_id is not None:
+            user.following.discard(event.target_user_id)
+            self._user(event.target_user_id).followers.discard(event.user_id)
+        elif event.item_id is not None:
+            self._apply_item_event(user, event, event.item_id)
+        return Outcome.APPLIED
+
+    def _apply_item_event(self, user: UserState, event: Event, item: str) -> None:
+        weight = self.params.weight(event.type)
+        if event.type is EventType.PURCHASE:
+            user.bought.add(item)
+        if event.type is EventType.HIDE:
+            user.hidden.add(item)
+        elif event.type in UNHIDING_TYPES:
+            user.hidden.discard(item)
+
+        old = user.affinity.get(item, 0.0)
+        new = affinity_after(old, weight, cap=self.params.affinity_cap)
+        delta = new - old
+        if delta != 0.0:
+            self.norm2.incr(item, new * new - old * old)
+            touched = []
+            # Redis-sorted-set order (time, then id) so both stores evict identically.
+            for other in user.history.ordered():
+                if other == item:
+                    continue
+                a_other = user.affinity[other]
+                self._add_dot(item, other, delta * a_other)
+                touched.append(other)
+            for other in touched:
+                self._refresh_similarity(item, other)
+
+        if new > 0.0:
+            previous = user.history.scores.get(item)
+            user.history.scores[item] = event.ts if previous is None else max(previous, event.ts)
+            user.affinity[item] = new
+        else:
+            user.history.scores.pop(item, None)
+            user.affinity.pop(item, None)
+        for evicted in user.history.trim_to(self.params.history_size):
+            user.affinity.pop(evicted, None)
+
+        if weight > 0.0:
+            self._add_popularity(item, weight, event.ts)
+
+    def _add_dot(self, item: str, other: str, amount: float) -> None:
+        self.dot.setdefault(item, SortedSet()).incr(other, amount)
+        self.dot.setdefault(other, SortedSet()).incr(item, amount)
+        # Trim after both increments so an eviction always removes the pair in both directions.
+        for side in (item, other):
+            for evicted in self.dot[side].trim_to(self.params.cooccurrence_cap):
+                self._forget_pair(side, evicted)
+
+    def _forget_pair(self, a: str, b: str) -> None:
+        """Drop every trace of the pair (a, b) after a was evicted from b's counts or back."""
+        for x, y in ((a, b), (b, a)):
+            if x in self.dot:
+                self.dot[x].scores.pop(y, None)
+            if x in self.sim:
+                self.sim[x].scores.pop(y, None)
+
+    def _refresh_similarity(self, item: str, other: str) -> None:
+        dot = self.dot.get(item, SortedSet()).scores.get(other)
+        for a, b in ((item, other), (other, item)):
+            sims = self.sim.setdefault(a, SortedSet())
+            if dot is None:
+                sims.scores.pop(b, None)
+                continue
+            s = cosine(dot, self.norm2.scores.get(a, 0.0), self.norm2.scores.get(b, 0.0))
+            if s > 0.0:
+                sims.scores[b] = s
+                sims.trim_to(self.params.neighbours)
+            else:
+                sims.scores.pop(b, None)
+
+    def _add_popularity(self, item: str, weight: float, ts: float) -> None:
+        half_life = self.params.half_life_s
+        if self.landmark is None:
+            self.landmark = ts
+        elif needs_rebase(ts=ts, landmark=self.landmark, half_life_s=half_life):
+            factor = rebase_factor(
+                old_landmark=self.landmark, new_landmark=ts, half_life_s=half_life
+            )
+            for member in self.popularity.scores:
+                self.popularity.scores[member] *= factor
+            self.landmark = ts
+        self.popularity.incr(
+            item, forward_weight(weight, ts=ts, landmark=self.landmark, half_life_s=half_life)
+        )
+        self.popularity.trim_to(self.params.popularity_cap)
+
+    def _user(self, user_id: str) -> UserState:
+        state = self.users.get(user_id)
+        if state is None:
+            state = self.users[user_id] = UserState()
+        return state
+
+    # ---- reads -----------------------------------------------------------------------------
+    def user_view(self, user_id: str, *, recent_items: int, neighbours: int) -> UserView:
+        """What scoring needs about ``user_id`` (an unknown user gets an empty view)."""
+        user = self.users.get(user_id) or UserState()
+        recent = [(item, user.affinity[item]) for item, _ in user.history.top(recent_items)]
+        return UserView(
+            user_id=user_id,
+            recent=tuple(recent),
+            neighbours={
+                item: tuple(self.sim[item].top(neighbours)) if item in self.sim else ()
+                for item, _ in recent
+            },
+            seen=frozenset(user.history.scores),
+            bought=frozenset(user.bought),
+            hidden=frozenset(user.hidden),
+        )
+
+    def popular(self, count: int) -> PopularView:
+        return PopularView(tuple(self.popularity.top(count)), self.landmark or 0.0)
+
+    def similarity(self, a: str, b: str) -> float:
+        """s_ab from the current counts (symmetric by construction)."""
+        dot = self.dot.get(a, SortedSet()).scores.get(b, 0.0)
+        return cosine(dot, self.norm2.scores.get(a, 0.0), self.norm2.scores.get(b, 0.0))
+
+    # ---- inspection ------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, object]:
+        """Every piece of state as plain data; the Redis store produces the same shape."""
+        users: dict[str, object] = {}
+        for user_id, user in self.users.items():
+            if user.is_empty():
+                continue
+            users[user_id] = {
+                "history": dict(user.history.scores),
+                "affinity": dict(user.affinity),
+                "seen_events": dict(user.seen_events.scores),
+                "bought": set(user.bought),
+                "hidden": set(user.hidden),
+                "following": set(user.following),
+                "followers": set(user.followers),
+            }
+        return {
+            "users": users,
+            "dot": {k: dict(v.scores) for k, v in self.dot.items() if v.scores},
+            "sim": {k: dict(v.scores) for k, v in self.sim.items() if v.scores},
+            "norm2": dict(self.norm2.scores),
+            "popularity": dict(self.popularity.scores),
+            "landmark": self.landmark,
+        }

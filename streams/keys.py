@@ -1,0 +1,78 @@
+"""Every Redis key socialrec writes, built in one place.
+
+Per-user keys all start with ``{prefix}u:{user_id}:`` so erasure can find everything a user
+left behind (:func:`user_keys`); per-item keys start with ``{prefix}i:{item_id}:``. The Lua
+script (streams/lua/state.lua) builds the same names from the prefix it is given; the store
+contract suite checks that every key in Redis parses back through :func:`parse_key`.
+
+>>> k = Keys("sr:")
+>>> k.user("u1", "history")
+'sr:u:u1:history'
+>>> k.parse("sr:i:phone:sim")
+('item', 'phone', 'sim')
+>>> k.parse("sr:popularity")
+('global', '', 'popularity')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+#: Per-user structures: history (zset item->last ts), affinity (hash item->a_ui), seen_events
+#: (zset event_id->ts, dedupe window), bought/hidden (sets of items), following/followers
+#: (sets of user ids), recommendations (latest published list, JSON).
+USER_FIELDS: Final = (
+    "history",
+    "affinity",
+    "seen_events",
+    "bought",
+    "hidden",
+    "following",
+    "followers",
+    "recommendations",
+)
+#: Per-item structures: dot (zset co-occurring item -> Σ a_ui·a_uj), sim (zset top-k cosine).
+ITEM_FIELDS: Final = ("dot", "sim")
+#: Global structures: norm2 (zset item -> Σ a_ui²), popularity (zset, forward-decayed),
+#: landmark (string, the popularity landmark time).
+GLOBAL_FIELDS: Final = ("norm2", "popularity", "landmark")
+
+Scope = Literal["user", "item", "global"]
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = "sr:"
+
+    def user(self, user_id: str, field: str) -> str:
+        assert field in USER_FIELDS, field
+        return f"{self.prefix}u:{user_id}:{field}"
+
+    def item(self, item_id: str, field: str) -> str:
+        assert field in ITEM_FIELDS, field
+        return f"{self.prefix}i:{item_id}:{field}"
+
+    def global_(self, field: str) -> str:
+        assert field in GLOBAL_FIELDS, field
+        return f"{self.prefix}{field}"
+
+    def user_keys(self, user_id: str) -> list[str]:
+        """Every key that can hold state about ``user_id`` (what erasure deletes)."""
+        return [self.user(user_id, field) for field in USER_FIELDS]
+
+    def parse(self, key: str) -> tuple[Scope, str, str]:
+        """(scope, id, field) of a socialrec key; ValueError for a key we do not own."""
+        if not key.startswith(self.prefix):
+            raise ValueError("not a socialrec key")
+        rest = key[len(self.prefix) :]
+        if rest in GLOBAL_FIELDS:
+            return "global", "", rest
+        kind, _, tail = rest.partition(":")
+        # Ids may contain ':' themselves, so the field is taken from the right.
+        entity, _, field = tail.rpartition(":")
+        if kind == "u" and field in USER_FIELDS and entity:
+            return "user", entity, field
+        if kind == "i" and field in ITEM_FIELDS and entity:
+            return "item", entity, field
+        raise ValueError(f"unknown socialrec key shape (field {field!r})")

@@ -1,0 +1,211 @@
+--[[
+socialrec state transitions, run atomically inside Redis: one call per micro-batch.
+
+This is the Redis twin of models/state.py (MemoryState). Every step, and the order of every
+step, mirrors the Python reference so both evict the same members; the store contract suite
+(tests/contract) feeds both the same events and compares full snapshots. Key names follow
+streams/keys.py.
+
+ARGV[1]  mode: "process" (apply events, then read the affected users) or "read" (read only)
+ARGV[2]  key prefix, e.g. "sr:"
+ARGV[3..10] history_size, neighbours, cooccurrence_cap, dedupe_window, affinity_cap,
+            half_life_s, popularity_cap, (unused, reserved)
+ARGV[11..13] recent_items, neighbours_read, popular_count  (what to read back)
+ARGV[14] n = number of events (process) or users (read), then the records:
+  process: 7 fields per event: event_id, type, user_id, item_id|"", target_user_id|"", ts, weight
+  read:    one user id per record
+Returns {outcomes, popular, landmark, views}; outcomes has 1 (applied) / 0 (duplicate) per event.
+]]
+
+local mode = ARGV[1]
+local P = ARGV[2]
+local HISTORY = tonumber(ARGV[3])
+local NEIGHBOURS = tonumber(ARGV[4])
+local COOC_CAP = tonumber(ARGV[5])
+local DEDUPE = tonumber(ARGV[6])
+local AFF_CAP = tonumber(ARGV[7])
+local HALF_LIFE = tonumber(ARGV[8])
+local POP_CAP = tonumber(ARGV[9])
+local READ_RECENT = tonumber(ARGV[11])
+local READ_NEIGHBOURS = tonumber(ARGV[12])
+local READ_POPULAR = tonumber(ARGV[13])
+local N = tonumber(ARGV[14])
+local REBASE_AFTER_HALF_LIVES = 64.0
+
+local function ukey(user, field) return P .. 'u:' .. user .. ':' .. field end
+local function ikey(item, field) return P .. 'i:' .. item .. ':' .. field end
+local NORM2 = P .. 'norm2'
+local POPULARITY = P .. 'popularity'
+local LANDMARK = P .. 'landmark'
+
+local UNHIDING = { like = true, share = true, cart = true, purchase = true }
+
+-- Evict the lowest members until at most `size` remain (ZPOPMIN order = MemoryState.trim_to).
+local function trim(key, size)
+  local n = redis.call('ZCARD', key)
+  local evicted = {}
+  if n <= size then return evicted end
+  local popped = redis.call('ZPOPMIN', key, n - size)
+  for k = 1, #popped, 2 do evicted[#evicted + 1] = popped[k] end
+  return evicted
+end
+
+local function cosine(dot, na, nb)
+  if dot <= 0 or na <= 0 or nb <= 0 then return 0 end
+  return math.min(1.0, dot / math.sqrt(na * nb))
+end
+
+local function forget_pair(a, b)
+  redis.call('ZREM', ikey(a, 'dot'), b)
+  redis.call('ZREM', ikey(b, 'dot'), a)
+  redis.call('ZREM', ikey(a, 'sim'), b)
+  redis.call('ZREM', ikey(b, 'sim'), a)
+end
+
+local function add_dot(item, other, amount)
+  redis.call('ZINCRBY', ikey(item, 'dot'), amount, other)
+  redis.call('ZINCRBY', ikey(other, 'dot'), amount, item)
+  for _, side in ipairs({ item, other }) do
+    for _, evicted in ipairs(trim(ikey(side, 'dot'), COOC_CAP)) do forget_pair(side, evicted) end
+  end
+end
+
+local function refresh_similarity(item, other)
+  local dot = redis.call('ZSCORE', ikey(item, 'dot'), other)
+  for _, pair in ipairs({ { item, other }, { other, item } }) do
+    local a, b = pair[1], pair[2]
+    local sims = ikey(a, 'sim')
+    if not dot then
+      redis.call('ZREM', sims, b)
+    else
+      local na = tonumber(redis.call('ZSCORE', NORM2, a) or '0')
+      local nb = tonumber(redis.call('ZSCORE', NORM2, b) or '0')
+      local s = cosine(tonumber(dot), na, nb)
+      if s > 0 then
+        redis.call('ZADD', sims, s, b)
+        trim(sims, NEIGHBOURS)
+      else
+        redis.call('ZREM', sims, b)
+      end
+    end
+  end
+end
+
+local function add_popularity(item, weight, ts, ts_text)
+  local landmark = redis.call('GET', LANDMARK)
+  if not landmark then
+    redis.call('SET', LANDMARK, ts_text)
+    landmark = ts
+  else
+    landmark = tonumber(landmark)
+    if (ts - landmark) / HALF_LIFE > REBASE_AFTER_HALF_LIVES then
+      local factor = 2.0 ^ ((landmark - ts) / HALF_LIFE)
+      redis.call('ZUNIONSTORE', POPULARITY, 1, POPULARITY, 'WEIGHTS', factor)
+      redis.call('SET', LANDMARK, ts_text)
+      landmark = ts
+    end
+  end
+  redis.call('ZINCRBY', POPULARITY, weight * 2.0 ^ ((ts - landmark) / HALF_LIFE), item)
+  trim(POPULARITY, POP_CAP)
+end
+
+local function apply_item_event(user, item, etype, ts, ts_text, weight)
+  local history, affinity = ukey(user, 'history'), ukey(user, 'affinity')
+  if etype == 'purchase' then redis.call('SADD', ukey(user, 'bought'), item) end
+  if etype == 'hide' then
+    redis.call('SADD', ukey(user, 'hidden'), item)
+  elseif UNHIDING[etype] then
+    redis.call('SREM', ukey(user, 'hidden'), item)
+  end
+
+  local old = tonumber(redis.call('HGET', affinity, item) or '0')
+  local new = math.min(AFF_CAP, math.max(0.0, old + weight))
+  local delta = new - old
+  if delta ~= 0 then
+    redis.call('ZINCRBY', NORM2, new * new - old * old, item)
+    local others = redis.call('ZRANGE', history, 0, -1)
+    local touched = {}
+    for _, other in ipairs(others) do
+      if other ~= item then
+        local a_other = tonumber(redis.call('HGET', affinity, other))
+        add_dot(item, other, delta * a_other)
+        touched[#touched + 1] = other
+      end
+    end
+    for _, other in ipairs(touched) do refresh_similarity(item, other) end
+  end
+
+  if new > 0 then
+    redis.call('ZADD', history, 'GT', ts_text, item)
+    redis.call('HSET', affinity, item, new)
+  else
+    redis.call('ZREM', history, item)
+    redis.call('HDEL', affinity, item)
+  end
+  for _, evicted in ipairs(trim(history, HISTORY)) do redis.call('HDEL', affinity, evicted) end
+
+  if weight > 0 then add_popularity(item, weight, ts, ts_text) end
+end
+
+local function read_view(user)
+  local history = ukey(user, 'history')
+  local recent = redis.call('ZREVRANGE', history, 0, READ_RECENT - 1)
+  local affinities = {}
+  local neighbours = {}
+  if #recent > 0 then
+    affinities = redis.call('HMGET', ukey(user, 'affinity'), unpack(recent))
+    for k, item in ipairs(recent) do
+      neighbours[k] = redis.call('ZREVRANGE', ikey(item, 'sim'), 0, READ_NEIGHBOURS - 1, 'WITHSCORES')
+    end
+  end
+  return {
+    user,
+    recent,
+    affinities,
+    neighbours,
+    redis.call('ZRANGE', history, 0, -1),
+    redis.call('SMEMBERS', ukey(user, 'bought')),
+    redis.call('SMEMBERS', ukey(user, 'hidden')),
+  }
+end
+
+local outcomes = {}
+local to_read = {}
+local queued = {}
+if mode == 'process' then
+  for e = 0, N - 1 do
+    local base = 15 + e * 7
+    local event_id, etype, user = ARGV[base], ARGV[base + 1], ARGV[base + 2]
+    local item, target = ARGV[base + 3], ARGV[base + 4]
+    local ts_text = ARGV[base + 5]
+    local ts, weight = tonumber(ts_text), tonumber(ARGV[base + 6])
+    local seen = ukey(user, 'seen_events')
+    if redis.call('ZSCORE', seen, event_id) then
+      outcomes[#outcomes + 1] = 0
+    else
+      redis.call('ZADD', seen, ts_text, event_id)
+      trim(seen, DEDUPE)
+      if etype == 'follow' then
+        redis.call('SADD', ukey(user, 'following'), target)
+        redis.call('SADD', ukey(target, 'followers'), user)
+      elseif etype == 'unfollow' then
+        redis.call('SREM', ukey(user, 'following'), target)
+        redis.call('SREM', ukey(target, 'followers'), user)
+      elseif item ~= '' then
+        apply_item_event(user, item, etype, ts, ts_text, weight)
+        if not queued[user] then
+          queued[user] = true
+          to_read[#to_read + 1] = user
+        end
+      end
+      outcomes[#outcomes + 1] = 1
+    end
+  end
+else
+  for u = 0, N - 1 do to_read[#to_read + 1] = ARGV[15 + u] end
+end
+
+local views = {}
+for _, user in ipairs(to_read) do views[#views + 1] = read_view(user) end
+local popular = redis.call('ZREVRANGE', POPULARITY, 0, READ_POPULAR - 1, 'WITHSCORES')
+return { outcomes, popular, redis.call('GET', LANDMARK) or '', views }

@@ -1,0 +1,79 @@
+"""Prometheus metrics of the worker. Labels are bounded enums (event type, reject reason,
+recommendation source): never user ids, item ids or payloads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+REDIS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+@dataclass
+class WorkerMetrics:
+    """One set of worker metrics bound to its own registry (tests make fresh ones)."""
+
+    registry: CollectorRegistry = field(
+        default_factory=lambda: CollectorRegistry(auto_describe=True)
+    )
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.events_consumed = Counter(
+            "socialrec_events_consumed_total",
+            "Valid events consumed, by event type.",
+            ["type"],
+            registry=r,
+        )
+        self.events_duplicate = Counter(
+            "socialrec_events_duplicate_total",
+            "Events skipped because their event_id was already applied (redelivery, replay).",
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "socialrec_dead_letters_total",
+            "Events sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.event_to_publish = Histogram(
+            "socialrec_event_to_publish_seconds",
+            "From the event's broker timestamp to the acknowledged publish of the user's "
+            "recommendations.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "socialrec_batch_size_events",
+            "Events per micro-batch.",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "socialrec_batch_processing_seconds",
+            "Wall time to validate, update state, rank and publish one micro-batch.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.redis_roundtrip = Histogram(
+            "socialrec_redis_roundtrip_seconds",
+            "Round-trip time of the per-batch Redis state update and read.",
+            buckets=REDIS_BUCKETS,
+            registry=r,
+        )
+        self.recommendations_published = Counter(
+            "socialrec_recommendations_published_total",
+            "Recommendation lists published, by whether the user was cold-start.",
+            ["cold_start"],
+            registry=r,
+        )
+        self.store_errors = Counter(
+            "socialrec_store_errors_total",
+            "Failed Redis calls (retried with backoff; the batch is not acknowledged meanwhile).",
+            registry=r,
+        )

@@ -1,0 +1,253 @@
+"""One micro-batch, end to end: validate, dead-letter the bad, update state, rank, publish.
+
+The worker (streams/worker.py) feeds this from Faust; tests feed it directly. All I/O per batch
+is one Redis round trip for the state update (plus one pipelined cache write) and one gather of
+Kafka send futures; nothing in the per-event loop awaits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+import redis.exceptions
+
+from models.events import Event, EventType, Rejection, RejectReason, parse_event
+from models.recommend import Recommendations, RecommendParams, recommend
+from models.state import Outcome
+from streams.config import Settings
+from streams.metrics import WorkerMetrics
+from streams.store import BatchResult, Store
+
+log = logging.getLogger(__name__)
+
+#: Reason label for an event that validated but made the state update fail.
+PROCESSING_ERROR = "processing_error"
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRecord:
+    """A consumed Kafka record, independent of the client library that read it."""
+
+    value: bytes | None
+    key: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    timestamp: float  # broker timestamp (LogAppendTime on the events topic), Unix seconds
+
+
+class Publisher(Protocol):
+    """Sends one record; awaiting the call enqueues it, awaiting the result confirms delivery."""
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]],
+    ) -> Awaitable[Any]: ...
+
+
+@dataclass
+class BatchSummary:
+    consumed: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    published: int = 0
+
+
+def dead_letter_headers(record: InboundRecord, reason: str, detail: str) -> list[tuple[str, bytes]]:
+    """Kafka Connect's ``errors.deadletterqueue`` header convention, plus a metric-safe reason.
+
+    The detail names fields, never values, so nothing of the payload leaks into headers.
+    """
+    return [
+        ("__connect.errors.topic", record.topic.encode()),
+        ("__connect.errors.partition", str(record.partition).encode()),
+        ("__connect.errors.offset", str(record.offset).encode()),
+        ("__connect.errors.exception.class.name", reason.encode()),
+        ("__connect.errors.exception.message", detail.encode()),
+        ("socialrec.dlq.reason", reason.encode()),
+        ("socialrec.dlq.timestamp", repr(record.timestamp).encode()),
+    ]
+
+
+def recommendations_json(
+    recs: Recommendations, trigger: InboundRecord, trigger_event: Event, model_version: str
+) -> bytes:
+    """The wire form of one user's recommendations (schema in topics.yaml)."""
+    return orjson.dumps(
+        {
+            "user_id": recs.user_id,
+            "items": [
+                {
+                    "item_id": item.item_id,
+                    "score": round(item.score, 6),
+                    "source": item.source.value,
+                    "reasons": [
+                        {"item_id": r.item_id, "contribution": round(r.contribution, 6)}
+                        for r in item.reasons
+                    ],
+                }
+                for item in recs.items
+            ],
+            "cold_start": recs.cold_start,
+            "trigger": {
+                "event_id": trigger_event.event_id,
+                "topic": trigger.topic,
+                "partition": trigger.partition,
+                "offset": trigger.offset,
+            },
+            "generated_at": time.time(),
+            "model_version": model_version,
+        }
+    )
+
+
+@dataclass
+class BatchProcessor:
+    settings: Settings
+    store: Store
+    publisher: Publisher
+    metrics: WorkerMetrics
+    clock: Callable[[], float] = time.time
+    retry_backoff_s: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+    _params: RecommendParams = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self._params = RecommendParams(
+            top_n=s.top_n,
+            exclude_items=s.exclude_items,
+            exclude_seen=s.exclude_seen,
+            half_life_s=s.popularity_half_life_s,
+        )
+        self._recs_topic = s.topic("recommendations")
+        self._dlq_topic = s.topic("events.dlq")
+
+    async def process(self, records: Sequence[InboundRecord]) -> BatchSummary:
+        started = time.perf_counter()
+        summary = BatchSummary(consumed=len(records))
+        self.metrics.batch_size.observe(len(records))
+        pending: list[Awaitable[Any]] = []
+
+        valid: list[tuple[Event, InboundRecord]] = []
+        now = self.clock()
+        for record in records:
+            checked = self._validate(record, now)
+            if isinstance(checked, Rejection):
+                pending.append(await self._dead_letter(record, checked.reason, checked.detail))
+                summary.dead_lettered += 1
+            else:
+                valid.append((checked, record))
+                self.metrics.events_consumed.labels(checked.type.value).inc()
+
+        result, failed = await self._update_state(valid)
+        for _event, record in failed:
+            pending.append(await self._dead_letter(record, PROCESSING_ERROR, "state update failed"))
+            summary.dead_lettered += 1
+        applied = [pair for pair in valid if pair not in failed]
+
+        latest_trigger: dict[str, tuple[Event, InboundRecord]] = {}
+        published_events: list[InboundRecord] = []
+        for (event, record), outcome in zip(applied, result.outcomes, strict=True):
+            if outcome is Outcome.DUPLICATE:
+                summary.duplicates += 1
+                continue
+            summary.applied += 1
+            if event.type not in (EventType.FOLLOW, EventType.UNFOLLOW):
+                latest_trigger[event.user_id] = (event, record)
+                published_events.append(record)
+        self.metrics.events_duplicate.inc(summary.duplicates)
+
+        cache: dict[str, bytes] = {}
+        for user_id, view in result.views.items():
+            recs = recommend(view, result.popular, self._params, now=now)
+            trigger_event, trigger_record = latest_trigger[user_id]
+            body = recommendations_json(
+                recs, trigger_record, trigger_event, self.settings.model_version
+            )
+            cache[user_id] = body
+            pending.append(await self.publisher.send(self._recs_topic, user_id.encode(), body, []))
+            self.metrics.recommendations_published.labels(str(recs.cold_start).lower()).inc()
+        summary.published = len(cache)
+
+        await asyncio.gather(*pending, self.store.cache_recommendations(cache))
+        delivered = self.clock()
+        for record in published_events:
+            self.metrics.event_to_publish.observe(max(0.0, delivered - record.timestamp))
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        return summary
+
+    async def dead_letter_all(self, records: Sequence[InboundRecord], reason: str) -> None:
+        """Last resort after an unexpected failure: keep every record, with the reason."""
+        pending = [
+            await self._dead_letter(r, reason, "unexpected worker error; see worker log")
+            for r in records
+        ]
+        await asyncio.gather(*pending)
+
+    def _validate(self, record: InboundRecord, now: float) -> Event | Rejection:
+        if record.value is None:
+            return Rejection(RejectReason.NOT_JSON, "record has no value (tombstone)")
+        s = self.settings
+        return parse_event(
+            record.value,
+            now=now,
+            max_bytes=s.max_event_bytes,
+            max_future_skew_s=s.max_future_skew_s,
+            min_ts=s.min_event_ts,
+        )
+
+    async def _dead_letter(self, record: InboundRecord, reason: str, detail: str) -> Awaitable[Any]:
+        self.metrics.dead_letters.labels(reason).inc()
+        headers = dead_letter_headers(record, reason, detail)
+        return await self.publisher.send(self._dlq_topic, record.key, record.value, headers)
+
+    async def _update_state(
+        self, valid: list[tuple[Event, InboundRecord]]
+    ) -> tuple[BatchResult, list[tuple[Event, InboundRecord]]]:
+        """Apply the batch; isolate events that make the update itself fail.
+
+        Connection trouble is retried with backoff (the batch stays unacknowledged, so nothing
+        is lost). A script error means some event's content broke the update: the batch is
+        split until the offending events are found; they go to the DLQ, the rest are applied.
+        """
+        events = [event for event, _ in valid]
+        try:
+            return await self._with_retry(events), []
+        except redis.exceptions.ResponseError:
+            if len(valid) == 1:
+                log.error("state update rejected one event; dead-lettering it")
+                return await self._with_retry([]), list(valid)
+        middle = len(valid) // 2
+        first, failed_first = await self._update_state(valid[:middle])
+        second, failed_second = await self._update_state(valid[middle:])
+        merged_views = {**first.views, **second.views}
+        return (
+            BatchResult(first.outcomes + second.outcomes, merged_views, second.popular),
+            failed_first + failed_second,
+        )
+
+    async def _with_retry(self, events: list[Event]) -> BatchResult:
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                result = await self.store.process_batch(events)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                self.metrics.store_errors.inc()
+                delay = self.retry_backoff_s[min(attempt, len(self.retry_backoff_s) - 1)]
+                log.warning("redis unavailable (%s); retrying in %.2fs", type(exc).__name__, delay)
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            self.metrics.redis_roundtrip.observe(time.perf_counter() - started)
+            return result
