@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import redis.asyncio as aioredis
 
@@ -214,10 +214,8 @@ class RedisStore:
     async def _read_key(self, key: str) -> Any:
         kind = _text(await self.client.type(key))
         if kind == "zset":
-            members: list[tuple[bytes, float]] = await self.client.zrange(
-                key, 0, -1, withscores=True
-            )
-            return {_text(m): float(s) for m, s in members}
+            members = await self.client.zrange(key, 0, -1, withscores=True)
+            return {_text(m): float(s) for m, s in cast(list[tuple[bytes, float]], members)}
         if kind == "hash":
             return {_text(k): float(v) for k, v in (await self.client.hgetall(key)).items()}
         if kind == "set":

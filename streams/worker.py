@@ -119,7 +119,9 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+        # aiohttp takes the charset separately, so the exposition type is given without it.
+        body = generate_latest(metrics.registry)
+        return web.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4")
 
     @app.page("/health")
     async def health_page(web: Any, request: Any) -> Any:
