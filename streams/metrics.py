@@ -7,6 +7,11 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from models.events import EventType, RejectReason
+
+#: Dead-letter reasons beyond validation: the state update or the worker itself failed.
+PROCESSING_REASONS = ("processing_error", "worker_error")
+
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
@@ -72,6 +77,13 @@ class WorkerMetrics:
             ["cold_start"],
             registry=r,
         )
+        # Every label value exists from the start, so dashboards and alerts see zeros, not gaps.
+        for event_type in EventType:
+            self.events_consumed.labels(event_type.value)
+        for reason in [*(r.value for r in RejectReason), *PROCESSING_REASONS]:
+            self.dead_letters.labels(reason)
+        for cold in ("true", "false"):
+            self.recommendations_published.labels(cold)
         self.store_errors = Counter(
             "socialrec_store_errors_total",
             "Failed Redis calls (retried with backoff; the batch is not acknowledged meanwhile).",

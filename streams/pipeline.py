@@ -21,13 +21,13 @@ from models.events import Event, EventType, Rejection, RejectReason, parse_event
 from models.recommend import Recommendations, RecommendParams, recommend
 from models.state import Outcome
 from streams.config import Settings
-from streams.metrics import WorkerMetrics
+from streams.metrics import PROCESSING_REASONS, WorkerMetrics
 from streams.store import BatchResult, Store
 
 log = logging.getLogger(__name__)
 
-#: Reason label for an event that validated but made the state update fail.
-PROCESSING_ERROR = "processing_error"
+#: Reason labels for events that validated but could not be processed.
+PROCESSING_ERROR, WORKER_ERROR = PROCESSING_REASONS
 
 
 @dataclass(frozen=True, slots=True)

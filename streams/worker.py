@@ -22,7 +22,7 @@ from models.events import EventType
 from models.state import StateParams
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
-from streams.pipeline import BatchProcessor, InboundRecord
+from streams.pipeline import WORKER_ERROR, BatchProcessor, InboundRecord
 from streams.store import RedisStore
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
                 # Unexpected bug: keep the worker alive but never drop silently. The events
                 # go to the DLQ with the reason, so they can be inspected and replayed.
                 log.exception("batch processing failed; dead-lettering %d events", len(records))
-                await processor.dead_letter_all(records, "worker_error")
+                await processor.dead_letter_all(records, WORKER_ERROR)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
