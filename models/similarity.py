@@ -43,7 +43,8 @@ def cosine(dot: float, norm2_a: float, norm2_b: float) -> float:
     """
     if dot <= 0.0 or norm2_a <= 0.0 or norm2_b <= 0.0:
         return 0.0
-    return min(1.0, dot / math.sqrt(norm2_a * norm2_b))
+    # Two square roots, not one of the product: the product can underflow to zero.
+    return min(1.0, dot / (math.sqrt(norm2_a) * math.sqrt(norm2_b)))
 
 
 def cooccurrence_counts(

@@ -52,7 +52,7 @@ end
 
 local function cosine(dot, na, nb)
   if dot <= 0 or na <= 0 or nb <= 0 then return 0 end
-  return math.min(1.0, dot / math.sqrt(na * nb))
+  return math.min(1.0, dot / (math.sqrt(na) * math.sqrt(nb)))
 end
 
 local function forget_pair(a, b)

@@ -1,0 +1,42 @@
+"""Hypothesis strategies shared by the unit tests: small worlds so collisions are frequent."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from models.events import Event, EventType
+
+ITEM_TYPES = [
+    EventType.VIEW,
+    EventType.LIKE,
+    EventType.SHARE,
+    EventType.CART,
+    EventType.PURCHASE,
+    EventType.HIDE,
+]
+user_ids = st.sampled_from([f"u{k}" for k in range(6)])
+item_ids = st.sampled_from([f"i{k}" for k in range(10)])
+
+
+@st.composite
+def event_streams(draw: st.DrawFn, max_size: int = 60) -> list[Event]:
+    """Time-ordered streams of item, follow and unfollow events, with some redeliveries."""
+    count = draw(st.integers(min_value=0, max_value=max_size))
+    ts = 1_700_000_000.0
+    events: list[Event] = []
+    for n in range(count):
+        ts += draw(st.floats(min_value=0.0, max_value=4000.0, allow_nan=False))
+        user = draw(user_ids)
+        kind = draw(st.sampled_from([*ITEM_TYPES, EventType.FOLLOW, EventType.UNFOLLOW]))
+        if kind in (EventType.FOLLOW, EventType.UNFOLLOW):
+            others = [f"u{k}" for k in range(6) if f"u{k}" != user]
+            target = draw(st.sampled_from(others))
+            events.append(Event(f"e{n}", kind, user, ts, target_user_id=target))
+        else:
+            target = draw(user_ids) if kind is EventType.SHARE else None
+            item = draw(item_ids)
+            events.append(Event(f"e{n}", kind, user, ts, item_id=item, target_user_id=target))
+        redeliver: bool = draw(st.integers(min_value=0, max_value=3)) == 0
+        if events and redeliver:
+            events.append(events[draw(st.integers(0, len(events) - 1))])  # a redelivery
+    return events

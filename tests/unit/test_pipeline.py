@@ -1,0 +1,153 @@
+"""The micro-batch pipeline against the in-memory store: DLQ, dedupe, publishing, retries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import pytest
+import redis.exceptions
+
+from models.events import Event
+from models.state import StateParams
+from streams.config import Settings
+from streams.metrics import WorkerMetrics
+from streams.pipeline import BatchProcessor, InboundRecord
+from streams.store import BatchResult, MemoryStore
+from tests.unit.fakes import RecordingPublisher
+
+NOW = 1_800_000_000.0
+
+
+def _record(body: object, offset: int, *, raw: bytes | None = None) -> InboundRecord:
+    value = raw if raw is not None else orjson.dumps(body)
+    return InboundRecord(value, b"k", "events", 0, offset, NOW - 0.01)
+
+
+def _event(n: int, user: str, item: str, kind: str = "view") -> dict[str, object]:
+    return {"event_id": f"e{n}", "type": kind, "user_id": user, "item_id": item, "ts": NOW - 5}
+
+
+def _processor(store: Any = None) -> tuple[BatchProcessor, RecordingPublisher, WorkerMetrics]:
+    publisher = RecordingPublisher()
+    metrics = WorkerMetrics()
+    processor = BatchProcessor(
+        Settings(),
+        store or MemoryStore(StateParams()),
+        publisher,
+        metrics,
+        clock=lambda: NOW,
+        retry_backoff_s=(0.0,),
+    )
+    return processor, publisher, metrics
+
+
+def _metric(metrics: WorkerMetrics, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+async def test_bad_event_goes_to_dlq_and_the_next_good_one_is_processed() -> None:
+    processor, publisher, metrics = _processor()
+    records = [
+        _record(None, 0, raw=b"{not json"),
+        _record(_event(1, "ann", "phone"), 1),
+        _record({"event_id": "x", "type": "teleport", "user_id": "ann", "ts": NOW}, 2),
+    ]
+    summary = await processor.process(records)
+    assert (summary.consumed, summary.applied, summary.dead_lettered) == (3, 1, 2)
+
+    dead = publisher.on("events.dlq")
+    assert [d.value for d in dead] == [records[0].value, records[2].value]  # original bytes
+    assert dead[0].headers["socialrec.dlq.reason"] == b"not_json"
+    assert dead[0].headers["__connect.errors.offset"] == b"0"
+    assert dead[1].headers["__connect.errors.exception.class.name"] == b"unknown_type"
+    assert dead[1].headers["__connect.errors.topic"] == b"events"
+
+    recs = publisher.on("recommendations")
+    assert [r.key for r in recs] == [b"ann"]
+    body = orjson.loads(recs[0].value or b"")
+    assert body["trigger"] == {"event_id": "e1", "topic": "events", "partition": 0, "offset": 1}
+    assert _metric(metrics, "socialrec_dead_letters_total", reason="not_json") == 1
+    assert _metric(metrics, "socialrec_dead_letters_total", reason="unknown_type") == 1
+    assert _metric(metrics, "socialrec_events_consumed_total", type="view") == 1
+
+
+async def test_one_publish_per_user_per_batch_triggered_by_their_latest_event() -> None:
+    processor, publisher, _ = _processor()
+    await processor.process(
+        [
+            _record(_event(1, "ann", "a"), 10),
+            _record(_event(2, "bob", "a"), 11),
+            _record(_event(3, "ann", "b", "cart"), 12),
+        ]
+    )
+    recs = {r.key: orjson.loads(r.value or b"") for r in publisher.on("recommendations")}
+    assert set(recs) == {b"ann", b"bob"}
+    assert recs[b"ann"]["trigger"]["event_id"] == "e3"
+    assert recs[b"bob"]["items"][0]["item_id"] == "b"  # ann viewed a, then carted b
+    assert recs[b"bob"]["items"][0]["reasons"][0]["item_id"] == "a"
+
+
+async def test_redelivered_batch_changes_nothing_and_publishes_nothing() -> None:
+    store = MemoryStore(StateParams())
+    processor, publisher, metrics = _processor(store)
+    batch = [_record(_event(n, f"u{n % 3}", f"i{n % 5}"), n) for n in range(12)]
+    await processor.process(batch)
+    before = await store.snapshot()
+    published = len(publisher.sent)
+    summary = await processor.process(batch)
+    assert summary.duplicates == 12
+    assert await store.snapshot() == before
+    assert len(publisher.sent) == published
+    assert _metric(metrics, "socialrec_events_duplicate_total") == 12
+
+
+class FlakyStore(MemoryStore):
+    """Fails like Redis would: first a dropped connection, then a script error on one event."""
+
+    def __init__(self, poison_event_id: str) -> None:
+        super().__init__(StateParams())
+        self.poison = poison_event_id
+        self.connection_failures = 1
+
+    async def process_batch(self, events: Sequence[Event]) -> BatchResult:
+        if self.connection_failures:
+            self.connection_failures -= 1
+            raise redis.exceptions.ConnectionError("connection reset")
+        if any(e.event_id == self.poison for e in events):
+            raise redis.exceptions.ResponseError("script error")
+        return await super().process_batch(events)
+
+
+async def test_store_failures_are_retried_and_a_poison_event_is_isolated() -> None:
+    store = FlakyStore(poison_event_id="e3")
+    processor, publisher, metrics = _processor(store)
+    batch = [_record(_event(n, f"u{n}", "i1"), n) for n in range(6)]
+    summary = await processor.process(batch)
+    assert summary.applied == 5
+    dead = publisher.on("events.dlq")
+    assert len(dead) == 1
+    assert dead[0].headers["socialrec.dlq.reason"] == b"processing_error"
+    assert dead[0].headers["__connect.errors.offset"] == b"3"
+    assert _metric(metrics, "socialrec_store_errors_total") == 1
+    assert {r.key for r in publisher.on("recommendations")} == {
+        f"u{n}".encode() for n in range(6) if n != 3
+    }
+
+
+async def test_tombstone_record_is_dead_lettered() -> None:
+    processor, publisher, _ = _processor()
+    record = InboundRecord(None, b"k", "events", 0, 5, NOW)
+    summary = await processor.process([record])
+    assert summary.dead_lettered == 1
+    assert publisher.on("events.dlq")[0].value is None
+
+
+@pytest.mark.parametrize("count", [1, 50])
+async def test_latency_and_batch_metrics_are_observed(count: int) -> None:
+    processor, _, metrics = _processor()
+    await processor.process([_record(_event(n, f"u{n}", "i"), n) for n in range(count)])
+    assert _metric(metrics, "socialrec_event_to_publish_seconds_count") == count
+    assert _metric(metrics, "socialrec_batch_size_events_sum") == count

@@ -1,0 +1,135 @@
+"""Properties of the state machine (models/state.py) and the similarity maths behind it."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.events import Event, EventType
+from models.similarity import cooccurrence_counts, cosine
+from models.state import MemoryState, Outcome, StateParams
+from tests.unit.strategies import event_streams
+
+#: Caps large enough that nothing is evicted, so the incremental sums must be exact.
+UNBOUNDED = StateParams(
+    history_size=10_000, neighbours=10_000, cooccurrence_cap=10_000, popularity_cap=10_000
+)
+
+
+def _replay(events: list[Event], params: StateParams = UNBOUNDED) -> MemoryState:
+    state = MemoryState(params)
+    state.apply_batch(events)
+    return state
+
+
+@given(event_streams())
+def test_similarity_is_symmetric_and_within_unit_interval(events: list[Event]) -> None:
+    state = _replay(events)
+    items = {e.item_id for e in events if e.item_id}
+    for a in items:
+        for b in items:
+            s = state.similarity(a, b)
+            assert 0.0 <= s <= 1.0
+            assert s == state.similarity(b, a)
+
+
+@given(
+    st.floats(min_value=-1e6, max_value=1e6, allow_nan=False),
+    st.floats(min_value=0.0, max_value=1e6, allow_nan=False),
+    st.floats(min_value=0.0, max_value=1e6, allow_nan=False),
+)
+def test_cosine_is_clamped(dot: float, na: float, nb: float) -> None:
+    assert 0.0 <= cosine(dot, na, nb) <= 1.0
+
+
+@given(event_streams())
+def test_incremental_counts_equal_batch_recomputation(events: list[Event]) -> None:
+    """With nothing evicted, the incremental dot products and norms are exactly the sums
+    over users of a_ui·a_uj and a_ui² of the final affinities."""
+    state = _replay(events)
+    affinities = {user: dict(s.affinity) for user, s in state.users.items()}
+    dots, norms = cooccurrence_counts(affinities)
+    for (a, b), expected in dots.items():
+        assert math.isclose(state.dot[a].scores[b], expected, rel_tol=1e-9, abs_tol=1e-9)
+        assert math.isclose(state.dot[b].scores[a], expected, rel_tol=1e-9, abs_tol=1e-9)
+    for item, expected in norms.items():
+        assert math.isclose(state.norm2.scores[item], expected, rel_tol=1e-9, abs_tol=1e-9)
+
+
+@given(event_streams(), st.integers(min_value=0, max_value=60))
+def test_counts_of_a_stream_equal_the_sum_of_its_parts(events: list[Event], cut: int) -> None:
+    """Co-occurrence of the whole stream = co-occurrence of the users' parts added up
+    (what lets several workers share partitions keyed by user)."""
+    users = sorted({e.user_id for e in events})
+    left_users = set(users[: cut % (len(users) + 1)])
+    whole = _replay(events)
+    left = _replay([e for e in events if e.user_id in left_users])
+    right = _replay([e for e in events if e.user_id not in left_users])
+    for a, row in whole.dot.items():
+        for b, value in row.scores.items():
+            parts = 0.0
+            for part in (left, right):
+                if a in part.dot:
+                    parts += part.dot[a].scores.get(b, 0.0)
+            assert math.isclose(value, parts, rel_tol=1e-9, abs_tol=1e-9)
+    for item, value in whole.norm2.scores.items():
+        parts = left.norm2.scores.get(item, 0.0) + right.norm2.scores.get(item, 0.0)
+        assert math.isclose(value, parts, rel_tol=1e-9, abs_tol=1e-9)
+
+
+@given(event_streams())
+def test_replaying_a_stream_changes_nothing(events: list[Event]) -> None:
+    state = _replay(events, StateParams())
+    before = state.snapshot()
+    assert all(o is Outcome.DUPLICATE for o in state.apply_batch(events))
+    assert state.snapshot() == before
+
+
+@given(event_streams())
+@settings(max_examples=50)
+def test_bounded_structures_stay_bounded(events: list[Event]) -> None:
+    params = StateParams(
+        history_size=3, neighbours=2, cooccurrence_cap=4, dedupe_window=5, popularity_cap=4
+    )
+    state = _replay(events, params)
+    for user in state.users.values():
+        assert len(user.history) <= 3
+        assert set(user.affinity) == set(user.history.scores)
+        assert len(user.seen_events) <= 5
+    assert all(len(s) <= 2 for s in state.sim.values())
+    assert all(len(d) <= 4 for d in state.dot.values())
+    assert len(state.popularity) <= 4
+
+
+def test_negative_feedback_removes_affinity_and_hides_the_item() -> None:
+    state = MemoryState(StateParams())
+    state.apply(Event("e1", EventType.VIEW, "u", 1e9, item_id="a"))
+    state.apply(Event("e2", EventType.HIDE, "u", 1e9 + 1, item_id="a"))
+    user = state.users["u"]
+    assert "a" not in user.affinity
+    assert "a" in user.hidden
+    state.apply(Event("e3", EventType.CART, "u", 1e9 + 2, item_id="a"))
+    assert "a" not in user.hidden  # a later positive action lifts the hide
+
+
+def test_follow_graph_is_kept_both_ways() -> None:
+    state = MemoryState(StateParams())
+    state.apply(Event("f1", EventType.FOLLOW, "ann", 1e9, target_user_id="bob"))
+    assert state.users["ann"].following == {"bob"}
+    assert state.users["bob"].followers == {"ann"}
+    state.apply(Event("f2", EventType.UNFOLLOW, "ann", 1e9 + 1, target_user_id="bob"))
+    assert not state.users["ann"].following
+    assert not state.users["bob"].followers
+
+
+def test_popularity_rebase_preserves_ranking() -> None:
+    params = StateParams(half_life_s=1.0)
+    state = MemoryState(params)
+    state.apply(Event("a", EventType.PURCHASE, "u1", 1e9, item_id="old"))
+    state.apply(Event("b", EventType.VIEW, "u2", 1e9 + 100, item_id="new"))  # forces a rebase
+    assert state.landmark == 1e9 + 100
+    ranked = [item for item, _ in state.popular(2).items]
+    assert ranked == ["new", "old"]  # 100 half-lives later the old purchase has decayed away
+    assert all(math.isfinite(v) for v in state.popularity.scores.values())
