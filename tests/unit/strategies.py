@@ -30,8 +30,8 @@ def event_streams(draw: st.DrawFn, max_size: int = 60) -> list[Event]:
         kind = draw(st.sampled_from([*ITEM_TYPES, EventType.FOLLOW, EventType.UNFOLLOW]))
         if kind in (EventType.FOLLOW, EventType.UNFOLLOW):
             others = [f"u{k}" for k in range(6) if f"u{k}" != user]
-            target = draw(st.sampled_from(others))
-            events.append(Event(f"e{n}", kind, user, ts, target_user_id=target))
+            followee = draw(st.sampled_from(others))
+            events.append(Event(f"e{n}", kind, user, ts, target_user_id=followee))
         else:
             target = draw(user_ids) if kind is EventType.SHARE else None
             item = draw(item_ids)
