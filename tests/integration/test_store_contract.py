@@ -1,0 +1,174 @@
+"""One contract, two stores: the in-memory reference and real Redis behave identically.
+
+Every behavioural check runs against both implementations; the equivalence test then feeds
+both the same random streams (with tiny caps so evictions happen all the time) and requires
+the same outcomes, the same reads and the same full snapshot.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from models.events import Event, EventType
+from models.state import Outcome, StateParams
+from streams.keys import Keys
+from streams.store import MemoryStore, RedisStore, Store
+
+TIGHT = StateParams(
+    history_size=5,
+    neighbours=3,
+    cooccurrence_cap=6,
+    dedupe_window=20,
+    popularity_cap=8,
+    half_life_s=3600.0,
+)
+T0 = 1_700_000_000.0
+
+StoreFactory = Callable[[StateParams], Store]
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def make_store(
+    request: pytest.FixtureRequest, redis_client: aioredis.Redis
+) -> AsyncIterator[StoreFactory]:
+    if request.param == "memory":
+        yield MemoryStore
+    else:
+        yield lambda params: RedisStore(redis_client, params)
+
+
+def random_stream(seed: int, count: int, users: int = 8, items: int = 12) -> list[Event]:
+    rnd = random.Random(seed)
+    kinds = [EventType.VIEW] * 6 + [
+        EventType.LIKE,
+        EventType.CART,
+        EventType.PURCHASE,
+        EventType.HIDE,
+        EventType.SHARE,
+        EventType.FOLLOW,
+        EventType.UNFOLLOW,
+    ]
+    events: list[Event] = []
+    ts = T0
+    for n in range(count):
+        kind = rnd.choice(kinds)
+        user = f"u{rnd.randrange(users)}"
+        ts += rnd.random() * 5000  # long gaps: popularity landmarks get rebased
+        if kind in (EventType.FOLLOW, EventType.UNFOLLOW):
+            other = f"u{rnd.randrange(users)}"
+            if other != user:
+                events.append(Event(f"e{n}", kind, user, ts, target_user_id=other))
+        else:
+            target = f"u{rnd.randrange(users)}" if kind is EventType.SHARE else None
+            item = f"i{rnd.randrange(items)}"
+            events.append(Event(f"e{n}", kind, user, ts, item_id=item, target_user_id=target))
+        if rnd.random() < 0.1:
+            events.append(rnd.choice(events))  # redelivery
+    return events
+
+
+def assert_close(a: Any, b: Any, path: str = "") -> None:
+    if isinstance(a, dict):
+        assert isinstance(b, dict)
+        assert set(a) == set(b), f"{path}: keys differ: {sorted(set(a) ^ set(b))[:5]}"
+        for key in a:
+            assert_close(a[key], b[key], f"{path}/{key}")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9), f"{path}: {a} != {b}"
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"
+
+
+async def test_duplicates_are_detected(make_store: StoreFactory) -> None:
+    store = make_store(StateParams())
+    event = Event("e1", EventType.VIEW, "u1", T0, item_id="a")
+    first = await store.process_batch([event, event])
+    second = await store.process_batch([event])
+    assert first.outcomes == [Outcome.APPLIED, Outcome.DUPLICATE]
+    assert second.outcomes == [Outcome.DUPLICATE]
+    assert list(first.views) == ["u1"]
+    assert second.views == {}
+
+
+async def test_reads_reflect_the_batch(make_store: StoreFactory) -> None:
+    store = make_store(StateParams())
+    result = await store.process_batch(
+        [
+            Event("e1", EventType.PURCHASE, "ann", T0, item_id="phone"),
+            Event("e2", EventType.PURCHASE, "ann", T0 + 1, item_id="case"),
+            Event("e3", EventType.VIEW, "bob", T0 + 2, item_id="phone"),
+            Event("e4", EventType.HIDE, "bob", T0 + 3, item_id="tv"),
+            Event("e5", EventType.FOLLOW, "bob", T0 + 4, target_user_id="ann"),
+        ]
+    )
+    assert list(result.views) == ["ann", "bob"]  # follow events trigger no read
+    bob = result.views["bob"]
+    assert bob.recent == (("phone", 1.0),)
+    assert bob.hidden == frozenset({"tv"})
+    assert dict(bob.neighbours["phone"]) == {"case": pytest.approx(1.0)}
+    assert result.views["ann"].bought == frozenset({"phone", "case"})
+    assert result.popular.items[0][0] == "phone"
+    again = await store.read_users(["bob", "nobody"])
+    assert again.views["bob"] == bob
+    assert again.views["nobody"].recent == ()
+
+
+async def test_replay_within_the_dedupe_window_changes_nothing(make_store: StoreFactory) -> None:
+    store = make_store(StateParams())
+    events = random_stream(seed=4, count=300)
+    for start in range(0, len(events), 50):
+        await store.process_batch(events[start : start + 50])
+    before = await store.snapshot()
+    result = await store.process_batch(events)
+    assert set(result.outcomes) == {Outcome.DUPLICATE}
+    assert_close(await store.snapshot(), before)
+
+
+@pytest.mark.parametrize("seed", range(8))
+async def test_redis_matches_the_reference_exactly(seed: int, redis_client: aioredis.Redis) -> None:
+    await redis_client.flushdb()
+    reference = MemoryStore(TIGHT)
+    real = RedisStore(redis_client, TIGHT)
+    events = random_stream(seed, 300)
+    batch = random.Random(seed).randint(1, 60)
+    for start in range(0, len(events), batch):
+        chunk = events[start : start + batch]
+        expected = await reference.process_batch(chunk)
+        actual = await real.process_batch(chunk)
+        assert actual.outcomes == expected.outcomes
+        assert list(actual.views) == list(expected.views)
+        for user, view in expected.views.items():
+            got = actual.views[user]
+            assert (got.seen, got.bought, got.hidden) == (view.seen, view.bought, view.hidden)
+            assert [i for i, _ in got.recent] == [i for i, _ in view.recent]
+            assert_close(dict(got.recent), dict(view.recent))
+            assert_close(
+                {k: dict(v) for k, v in got.neighbours.items()},
+                {k: dict(v) for k, v in view.neighbours.items()},
+            )
+        assert [i for i, _ in actual.popular.items] == [i for i, _ in expected.popular.items]
+    assert_close(await real.snapshot(), await reference.snapshot())
+
+
+async def test_every_redis_key_belongs_to_the_documented_layout(
+    redis_client: aioredis.Redis,
+) -> None:
+    await redis_client.flushdb()
+    store = RedisStore(redis_client, TIGHT)
+    events = random_stream(seed=9, count=200)
+    await store.process_batch(events)
+    await store.cache_recommendations({"u1": b"{}"})
+    keys = Keys()
+    users = {e.user_id for e in events} | {e.target_user_id for e in events if e.target_user_id}
+    for raw in await redis_client.keys("*"):
+        key = raw.decode()
+        scope, entity, _ = keys.parse(key)  # raises for an undocumented key
+        if scope == "user":
+            assert entity in users
+            assert key in keys.user_keys(entity)
