@@ -167,7 +167,7 @@ async def test_every_redis_key_belongs_to_the_documented_layout(
     keys = Keys()
     users = {e.user_id for e in events} | {e.target_user_id for e in events if e.target_user_id}
     for raw in await redis_client.keys("*"):
-        key = raw.decode()
+        key = raw.decode() if isinstance(raw, bytes) else raw
         scope, entity, _ = keys.parse(key)  # raises for an undocumented key
         if scope == "user":
             assert entity in users
