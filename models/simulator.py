@@ -522,12 +522,14 @@ def generate_world(seed: int, users: int, items: int) -> World:
     sim_users: list[SimUser] = []
     user_favs: list[tuple[int, ...]] = []
     browse_weights = [_SPECS[c].weight for c in nonempty]
+    browse_cum = _cumulative(browse_weights)
     for u in range(users):
         favs: list[int] = []
-        for _ in range(12):
-            if len(favs) >= min(rng.randint(2, 4), len(nonempty)):
+        wanted = min(rng.randint(2, 4), len(nonempty))
+        for _ in range(12):  # bounded: with few categories, duplicates could repeat a while
+            if len(favs) >= wanted:
                 break
-            c = nonempty[_pick(rng, _cumulative(browse_weights))]
+            c = nonempty[_pick(rng, browse_cum)]
             if c not in favs:
                 favs.append(c)
         activity = min(20.0, rng.paretovariate(1.5))
@@ -558,7 +560,7 @@ def generate_world(seed: int, users: int, items: int) -> World:
         cat_items=tuple(by_pop(g) for g in members),
         cat_cum=tuple(_cumulative([popularity[i] for i in by_pop(g)]) for g in members),
         browse_cats=tuple(nonempty),
-        browse_cum=_cumulative(browse_weights),
+        browse_cum=browse_cum,
         complements=tuple(
             tuple(by_path[p] for p in cat.complements if members[by_path[p]]) for cat in categories
         ),
@@ -821,8 +823,8 @@ class _Sim:
     def spawn(self, step: int) -> _Raw | None:
         rng = self.rng
         r = rng.random()
-        if r < _P_STREAM_START and self.live < _MAX_LIVE:
-            stream = self.start_stream()
+        if r < _P_STREAM_START:
+            stream = self.start_stream() if self.live < _MAX_LIVE else None
             if stream is not None:
                 return stream.fire(self, step)
         elif r < _P_STREAM_START + _P_FOLLOW:
@@ -929,14 +931,17 @@ def generate_events(
     mean_gap_s: float = 0.5,
     *,
     replay_graph: bool = False,
+    id_prefix: str | None = None,
 ) -> Iterator[Event]:
     """Yield ``count`` events (forever if ``None``) in time order, from ``start_ts``.
 
     Gaps between events are exponential with mean ``mean_gap_s`` (a Poisson process; 0 puts
     every event at ``start_ts``). The clock has its own generator, so the events' content does
     not depend on ``mean_gap_s``: only their timestamps scale. Event ids are
-    ``sim-{seed}-{n}``. With ``replay_graph`` the stream starts with one ``follow`` event per
-    edge of the world's initial graph, so a consumer can rebuild it.
+    ``sim-{seed}-{n}``, or ``{id_prefix}{n}`` (a live run tags its ids so the worker's
+    de-duplication does not swallow a re-run with the same seed). With ``replay_graph`` the
+    stream starts with one ``follow`` event per edge of the world's initial graph, so a
+    consumer can rebuild it.
 
     >>> w = generate_world(seed=2, users=30, items=100)
     >>> evs = list(generate_events(w, seed=2, count=3, start_ts=1_700_000_000.0, mean_gap_s=0))
@@ -950,7 +955,7 @@ def generate_events(
     rate = 1.0 / mean_gap_s if mean_gap_s > 0 else 0.0
     user_ids = [u.user_id for u in world.users]
     item_ids = [i.item_id for i in world.items]
-    prefix = f"sim-{seed}-"
+    prefix = f"sim-{seed}-" if id_prefix is None else id_prefix
     graph: Iterator[_Raw] = iter(())
     if replay_graph:
         graph = ((FOLLOW, u, -1, v, None) for u, fol in enumerate(world.following) for v in fol)
