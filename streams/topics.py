@@ -45,6 +45,8 @@ RESERVED_CONFIG_KEYS = frozenset({"cleanup.policy", "retention.ms"})
 # DescribeConfigs ``config_source`` for a per-topic override (DYNAMIC_TOPIC_CONFIG).
 TOPIC_OVERRIDE_SOURCE = 1
 ADMIN_TIMEOUT_MS = 30_000
+SETTLE_TIMEOUT_S = 15.0
+SETTLE_POLL_S = 0.05
 
 ActionKind = Literal["create", "add_partitions", "alter_configs", "cannot_fix"]
 
@@ -230,13 +232,13 @@ def _config_field(topic: str, value: object) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class _Observed:
-    """A topic as the broker sees it."""
+class ObservedTopic:
+    """A topic as the broker reports it; ``overrides`` are the per-topic config keys set."""
 
     partitions: int
     replication_factor: int
-    configs: dict[str, str]
-    overrides: frozenset[str]
+    configs: Mapping[str, str] = field(default_factory=dict, hash=False)
+    overrides: frozenset[str] = frozenset()
 
 
 async def apply_topics(settings: Settings, dry_run: bool = False) -> ApplyReport:
@@ -271,18 +273,25 @@ async def apply_topics(settings: Settings, dry_run: bool = False) -> ApplyReport
 async def _reconcile(
     admin: Any, settings: Settings, specs: list[TopicSpec], dry_run: bool
 ) -> ApplyReport:
-    existing = set(await admin.list_topics())
     by_name = {settings.topic(s.name): s for s in specs}
-    missing = [name for name in by_name if name not in existing]
+    existing = set(await admin.list_topics())
     present = [name for name in by_name if name in existing]
-    actions = [TopicAction(name, "create", _describe_new(by_name[name])) for name in missing]
+    missing = [name for name in by_name if name not in existing]
+    created = missing
     if missing and not dry_run:
-        await _create(admin, {name: by_name[name] for name in missing})
+        # The broker's metadata can lag a topic created moments ago (by us or anyone), so a
+        # "missing" topic may already exist: treat those as present and check them for drift.
+        raced = await _create(admin, {name: by_name[name] for name in missing})
+        if raced:
+            await _settle(admin, {name: None for name in raced})
+        created = [name for name in missing if name not in raced]
+        present += raced
+    actions = [TopicAction(name, "create", _describe_new(by_name[name])) for name in created]
     observed = await _observe(admin, present)
     grow: dict[str, int] = {}
     alter: dict[str, dict[str, str]] = {}
     for name in present:
-        drift = _drift(name, by_name[name], observed[name])
+        drift = find_drift(name, by_name[name], observed[name])
         actions += drift
         if any(a.kind == "add_partitions" for a in drift):
             grow[name] = by_name[name].partitions
@@ -291,7 +300,41 @@ async def _reconcile(
     if not dry_run:
         await _grow(admin, grow)
         await _alter(admin, alter)
+        await _settle(admin, {name: by_name[name] for name in [*created, *grow, *alter]})
     return ApplyReport(tuple(actions), tuple(by_name), dry_run)
+
+
+async def _settle(admin: Any, topics: Mapping[str, TopicSpec | None]) -> None:
+    """Wait until the broker's metadata shows our changes, so apply returns only when done.
+
+    KRaft acknowledges a change once the controller commits it; the broker that answers
+    metadata and config requests catches up a few milliseconds later. Without this wait an
+    immediate second apply (or a producer) could see the old state. ``None`` as a spec means
+    "just wait until the topic is visible".
+    """
+    if not topics:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SETTLE_TIMEOUT_S
+    names = list(topics)
+    while True:
+        metadata = await admin.describe_topics(names)
+        visible = {t["topic"] for t in metadata if t["error_code"] == 0 and t["partitions"]}
+        if visible >= set(names):
+            observed = await _observe(admin, names)
+            if not any(
+                action.fixable
+                for name, spec in topics.items()
+                if spec is not None
+                for action in find_drift(name, spec, observed[name])
+            ):
+                return
+        if loop.time() > deadline:
+            raise TopicsApplyError(
+                f"changes to {', '.join(sorted(names))} were accepted but not visible after "
+                f"{SETTLE_TIMEOUT_S:.0f}s; run `socialrec topics apply` again"
+            )
+        await asyncio.sleep(SETTLE_POLL_S)
 
 
 def _describe_new(spec: TopicSpec) -> str:
@@ -299,7 +342,7 @@ def _describe_new(spec: TopicSpec) -> str:
     return f"{spec.partitions} partitions, replication {spec.replication_factor}, {configs}"
 
 
-def _drift(name: str, spec: TopicSpec, seen: _Observed) -> list[TopicAction]:
+def find_drift(name: str, spec: TopicSpec, seen: ObservedTopic) -> list[TopicAction]:
     """Compare one declared topic with what the broker reports."""
     actions: list[TopicAction] = []
     if seen.partitions < spec.partitions:
@@ -345,7 +388,7 @@ def _same_config(key: str, current: str | None, wanted: str) -> bool:
     return current == wanted
 
 
-async def _observe(admin: Any, names: list[str]) -> dict[str, _Observed]:
+async def _observe(admin: Any, names: list[str]) -> dict[str, ObservedTopic]:
     """Partition count, replication factor and configs of existing topics."""
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
@@ -375,7 +418,7 @@ async def _observe(admin: Any, names: list[str]) -> dict[str, _Observed]:
                 if e.get("config_source") == TOPIC_OVERRIDE_SOURCE
             }
     return {
-        name: _Observed(
+        name: ObservedTopic(
             partitions=layout[name][0],
             replication_factor=layout[name][1],
             configs=configs.get(name, {}),
@@ -385,7 +428,8 @@ async def _observe(admin: Any, names: list[str]) -> dict[str, _Observed]:
     }
 
 
-async def _create(admin: Any, specs: dict[str, TopicSpec]) -> None:
+async def _create(admin: Any, specs: dict[str, TopicSpec]) -> list[str]:
+    """Create topics; return the names the broker says already exist (created concurrently)."""
     from aiokafka.admin import NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
@@ -401,12 +445,15 @@ async def _create(admin: Any, specs: dict[str, TopicSpec]) -> None:
         ],
         timeout_ms=ADMIN_TIMEOUT_MS,
     )
+    raced = []
     for item in response.to_object()["topic_errors"]:
         if item["error_code"] == TopicAlreadyExistsError.errno:
-            continue  # created concurrently by someone else: the next apply checks drift
+            raced.append(item["topic"])
+            continue
         _raise_for_code(
             item["error_code"], f"creating topic {item['topic']}", item.get("error_message")
         )
+    return raced
 
 
 async def _grow(admin: Any, totals: dict[str, int]) -> None:
@@ -460,13 +507,20 @@ def _raise_for_code(code: int, doing: str, message: str | None = None) -> None:
 async def delete_topics_with_prefix(settings: Settings) -> list[str]:
     """Delete every topic whose name starts with ``settings.topic_prefix`` (test clean-up).
 
-    Refuses an empty prefix, so it can never wipe a real deployment's topics.
+    The declared topics are deleted by name as well as everything listed under the prefix:
+    a topic created moments ago may not be in the broker's metadata (and so the listing)
+    yet, but the controller deletes it by name. Refuses an empty prefix, so it can never
+    wipe a real deployment's topics.
     """
     from aiokafka.admin import AIOKafkaAdminClient
 
     prefix = settings.topic_prefix
     if not prefix:
         raise ValueError("refusing to delete topics without a topic_prefix")
+    try:
+        declared = {settings.topic(spec.name) for spec in load_topics(settings.topics_file)}
+    except TopicsFileError:
+        declared = set()
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap,
         client_id="socialrec-topics",
@@ -474,10 +528,13 @@ async def delete_topics_with_prefix(settings: Settings) -> list[str]:
     )
     try:
         await admin.start()
-        doomed = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if doomed:
-            await admin.delete_topics(doomed, timeout_ms=ADMIN_TIMEOUT_MS)
-        return doomed
+        listed = {t for t in await admin.list_topics() if t.startswith(prefix)}
+        response = await admin.delete_topics(sorted(declared | listed), timeout_ms=ADMIN_TIMEOUT_MS)
+        return sorted(
+            item["topic"]
+            for item in response.to_object()["topic_error_codes"]
+            if item["error_code"] == 0
+        )
     finally:
         await admin.close()
 
