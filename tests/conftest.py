@@ -1,0 +1,123 @@
+"""Fixtures shared by every test suite.
+
+Integration and end-to-end tests (everything under tests/integration and tests/e2e, which
+get the ``integration`` marker automatically) talk to the real Kafka broker and Redis that
+``make test`` starts with ``socialrec infra up``. If either is unreachable the test is
+skipped on a laptop but fails under ``CI=true``: CI must never go green by skipping.
+
+Isolation: the ``settings`` fixture gives each test its own topic prefix (topics applied from
+topics.yaml, deleted afterwards) and Redis database 15, flushed before the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import pytest
+import redis.asyncio as aioredis
+
+from streams import infra
+from streams.config import Settings, load_settings
+from streams.topics import apply_topics, delete_topics_with_prefix
+
+TESTS_DIR = Path(__file__).resolve().parent
+SERVER_TEST_DIRS = (TESTS_DIR / "integration", TESTS_DIR / "e2e")
+TEST_REDIS_DB = 15
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark everything under tests/integration and tests/e2e as needing real servers."""
+    for item in items:
+        if any(folder in item.path.resolve().parents for folder in SERVER_TEST_DIRS):
+            item.add_marker(pytest.mark.integration)
+
+
+def running_under_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+def redis_url_with_db(url: str, db: int) -> str:
+    """The same Redis server, another database (so tests never touch the demo's db 0).
+
+    >>> redis_url_with_db("redis://127.0.0.1:16379/0", 15)
+    'redis://127.0.0.1:16379/15'
+    >>> redis_url_with_db("unix:///tmp/redis.sock?db=2", 15)
+    'unix:///tmp/redis.sock?db=15'
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        query = dict(parse_qsl(parts.query))
+        query["db"] = str(db)
+        return f"{url.partition('?')[0]}?{urlencode(query)}"  # urlunsplit drops the "//"
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+@pytest.fixture(scope="session")
+async def infra_ready() -> Settings:
+    """Settings from the environment, once Kafka (admin call) and Redis (PING) both answer."""
+    base = load_settings()
+    missing = []
+    if not await infra.kafka_answers(base.kafka_bootstrap):
+        missing.append(f"Kafka at {base.kafka_bootstrap}")
+    if not await asyncio.to_thread(infra.redis_answers, base.redis_url):
+        missing.append(f"Redis on port {base.redis_port}")
+    if missing:
+        message = (
+            f"{' and '.join(missing)} not reachable: start them with "
+            "`.venv/bin/socialrec infra up` (or run `make test`, which does)"
+        )
+        if running_under_ci():
+            pytest.fail(f"CI=true and {message}", pytrace=False)
+        pytest.skip(message)
+    return base
+
+
+@pytest.fixture(autouse=True)
+def _servers_for_integration_tests(request: pytest.FixtureRequest) -> None:
+    """Integration tests get the server check even if they use no server fixture."""
+    if request.node.get_closest_marker("integration") is not None:
+        request.getfixturevalue("infra_ready")
+
+
+@pytest.fixture
+async def settings(infra_ready: Settings) -> AsyncIterator[Settings]:
+    """Per-test settings: own topic prefix (topics applied, deleted after), Redis db 15 flushed."""
+    test_settings = load_settings(
+        topic_prefix=f"t{uuid.uuid4().hex[:12]}.",
+        redis_url=redis_url_with_db(infra_ready.redis_url, TEST_REDIS_DB),
+    )
+    await apply_topics(test_settings)
+    await _flush(test_settings.redis_url)
+    try:
+        yield test_settings
+    finally:
+        await delete_topics_with_prefix(test_settings)
+
+
+@pytest.fixture
+async def redis_client(infra_ready: Settings) -> AsyncIterator[aioredis.Redis]:
+    """An asyncio Redis client on the flushed test database (15), closed after the test.
+
+    It needs no topics, so Redis-only tests do not pay for creating them; combined with
+    ``settings`` it points at the same database.
+    """
+    url = redis_url_with_db(infra_ready.redis_url, TEST_REDIS_DB)
+    await _flush(url)
+    client = aioredis.Redis.from_url(url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def _flush(url: str) -> None:
+    client = aioredis.Redis.from_url(url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()

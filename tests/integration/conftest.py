@@ -1,0 +1,27 @@
+"""Fixtures for tests that inspect the broker directly (the shared ones are in tests/conftest.py).
+
+Everything in this folder is marked ``integration`` and needs the servers ``make test`` starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from streams.config import Settings
+
+
+@pytest.fixture
+async def kafka_admin(infra_ready: Settings) -> AsyncIterator[Any]:
+    """A started aiokafka admin client on the configured broker, closed after the test."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=infra_ready.kafka_bootstrap, client_id="socialrec-tests"
+    )
+    await admin.start()
+    try:
+        yield admin
+    finally:
+        await admin.close()
