@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable
 from typing import Any
 
@@ -125,14 +126,66 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
 
     @app.page("/health")
     async def health_page(web: Any, request: Any) -> Any:
-        ok = bool(await redis_client.ping())
-        return web.json({"redis": ok}, status=200 if ok else 503)
+        """Ready = Redis answers and the consumer owns partitions (after the group join)."""
+        try:
+            redis_ok = bool(await redis_client.ping())
+        except Exception:  # any failure to reach Redis is "not ready", never a crash
+            redis_ok = False
+        partitions = len(app.consumer.assignment()) if app.consumer else 0
+        ready = redis_ok and partitions > 0
+        body = {"ready": ready, "redis": redis_ok, "assigned_partitions": partitions}
+        return web.json(body, status=200 if ready else 503)
 
     return app
 
 
+async def preflight(settings: Settings) -> list[str]:
+    """Problems that would leave a worker idle or crashing, each with what to do about it.
+
+    Faust silently ignores a missing input topic (it just never gets partitions), so the
+    worker checks its topics and Redis before it starts.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    problems = []
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        needed = [settings.topic(name) for name in ("events", "recommendations", "events.dlq")]
+        missing = [name for name in needed if name not in existing]
+        if missing:
+            problems.append(
+                f"topics {missing} do not exist: run `socialrec topics apply` "
+                "(check SOCIALREC_TOPIC_PREFIX)"
+            )
+    except Exception as exc:  # any failure here means the broker is unusable for us
+        problems.append(
+            f"cannot reach Kafka at {settings.kafka_bootstrap} ({type(exc).__name__}): "
+            "start it with `socialrec infra up` or fix SOCIALREC_KAFKA_BOOTSTRAP"
+        )
+    finally:
+        await admin.close()
+    client = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        await client.ping()
+    except Exception as exc:
+        problems.append(
+            f"cannot reach Redis ({type(exc).__name__}): start it with `socialrec infra up` "
+            "or fix SOCIALREC_REDIS_URL"
+        )
+    finally:
+        await client.aclose()
+    return problems
+
+
 def run_worker(settings: Settings) -> int:
-    """`socialrec worker`: run until SIGINT/SIGTERM."""
+    """`socialrec worker`: check the servers and topics, then run until SIGINT/SIGTERM."""
+    problems = asyncio.run(preflight(settings))
+    if problems:
+        for problem in problems:
+            print(f"socialrec worker: {problem}", file=sys.stderr)
+        return 2
     app = create_app(settings)
     app.finalize()
     worker = faust.Worker(app, loglevel="INFO", quiet=True)

@@ -1,0 +1,194 @@
+"""A real `socialrec worker` process per test, plus helpers to talk to it through Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streams.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class WorkerProcess:
+    """Starts and stops `socialrec worker` with a test's settings; reads its /metrics."""
+
+    settings: Settings
+    app_id: str = field(default_factory=lambda: f"test-{uuid.uuid4().hex[:8]}")
+    web_port: int = field(default_factory=_free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            SOCIALREC_KAFKA_BOOTSTRAP=self.settings.kafka_bootstrap,
+            SOCIALREC_REDIS_URL=self.settings.redis_url,
+            SOCIALREC_TOPIC_PREFIX=self.settings.topic_prefix,
+            SOCIALREC_APP_ID=self.app_id,
+            SOCIALREC_WEB_PORT=str(self.web_port),
+            SOCIALREC_DATA_DIR=str(self.settings.data_dir),
+        )
+        return env
+
+    def spawn(self) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.log_path = ARTIFACTS / f"worker-{self.app_id}.log"
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker"],
+                cwd=ROOT,
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    async def start(self) -> None:
+        """Spawn the worker and wait until it reports ready (Redis up, partitions owned)."""
+        await asyncio.to_thread(self.spawn)
+        assert self.process is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited early; see {self.log_path}")
+            if await self.metrics_text() is not None and await self.assigned():
+                return
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"worker not ready in 60 s; see {self.log_path}")
+
+    async def assigned(self) -> bool:
+        """The worker reports ready: Redis answers and it owns partitions of `events`."""
+
+        def fetch() -> bool:
+            url = f"http://127.0.0.1:{self.web_port}/health"
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    return bool(orjson.loads(response.read())["ready"])
+            except OSError:
+                return False
+
+        return await asyncio.to_thread(fetch)
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    async def metrics_text(self) -> str | None:
+        def fetch() -> str | None:
+            url = f"http://127.0.0.1:{self.web_port}/metrics"
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    return str(response.read().decode())
+            except OSError:
+                return None
+
+        return await asyncio.to_thread(fetch)
+
+    async def metric(self, name: str) -> float:
+        """Sum of every sample of ``name`` (over all label values)."""
+        text = await self.metrics_text() or ""
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name) and (line[len(name)] in " {"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+
+@pytest.fixture
+async def worker(settings: Settings) -> AsyncIterator[WorkerProcess]:
+    process = WorkerProcess(settings)
+    await process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
+    """A plain aiokafka producer, as any frontend service would use."""
+    prod = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=2)
+    await prod.start()
+    try:
+        yield prod
+    finally:
+        await prod.stop()
+
+
+async def produce_json(
+    producer: AIOKafkaProducer, settings: Settings, events: list[dict[str, Any]]
+) -> None:
+    futures = [
+        await producer.send(
+            settings.topic("events"), orjson.dumps(e), key=str(e["user_id"]).encode()
+        )
+        for e in events
+    ]
+    await asyncio.gather(*futures)
+
+
+async def consume_until(
+    settings: Settings,
+    topic: str,
+    done: Callable[[list[Any]], bool],
+    timeout_s: float = 60.0,
+) -> list[Any]:
+    """Read ``topic`` from the beginning until ``done(records)`` or the timeout."""
+    consumer = AIOKafkaConsumer(
+        settings.topic(topic),
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not done(records):
+            batch = await consumer.getmany(timeout_ms=500)
+            for messages in batch.values():
+                records.extend(messages)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def wait_for(
+    condition: Callable[[], Any], timeout_s: float = 60.0, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await condition():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
