@@ -1,0 +1,46 @@
+"""docker-compose.yml cannot run here (no Docker engine), so it is checked statically:
+valid against the Compose Specification, images pinned, worker wired to the services."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = ROOT.parent / "shared" / "schemas" / "compose-spec.json"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return data
+
+
+def test_valid_against_the_compose_specification(compose: dict[str, Any]) -> None:
+    if not SCHEMA.exists():
+        pytest.skip("../shared/schemas/compose-spec.json is not beside this clone")
+    # The schema says draft-07 (without the trailing '#' jsonschema looks up), so the
+    # validator is named explicitly.
+    jsonschema.Draft7Validator(json.loads(SCHEMA.read_text())).validate(compose)
+
+
+def test_every_image_is_pinned(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        image = service.get("image")
+        assert image, f"{name} has no image"
+        tag = image.rpartition(":")[2]
+        assert ":" in image and tag not in ("latest", ""), f"{name}: {image} is not pinned"
+
+
+def test_worker_points_at_the_services_in_the_file(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    env = services["worker"]["environment"]
+    assert env["SOCIALREC_KAFKA_BOOTSTRAP"].split(":")[0] in services
+    assert env["SOCIALREC_REDIS_URL"].split("//")[1].split(":")[0] in services
+    for name in ("kafka", "redis", "worker"):
+        assert "healthcheck" in services[name], f"{name} has no healthcheck"
