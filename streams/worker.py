@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
+import threading
 from collections.abc import Awaitable
 from typing import Any
 
@@ -188,6 +190,35 @@ def run_worker(settings: Settings) -> int:
         return 2
     app = create_app(settings)
     app.finalize()
-    worker = faust.Worker(app, loglevel="INFO", quiet=True)
+    worker = _BoundedShutdownWorker(app, loglevel="INFO", quiet=True)
     worker.execute_from_commandline()
     return 0
+
+
+#: Seconds a graceful stop may take before the process exits anyway.
+SHUTDOWN_GRACE_S = 20.0
+
+
+class _BoundedShutdownWorker(faust.Worker):
+    """A Faust worker whose stop on SIGTERM/SIGINT cannot hang.
+
+    A graceful Faust shutdown waits for the broker (final commit, leaving the group); with the
+    broker gone it waits forever and the process ignores further SIGTERMs. Everything the
+    worker has applied is already in Redis and deduplicated by event id, so exiting after a
+    grace period loses nothing: uncommitted events are redelivered and recognised.
+    """
+
+    def _schedule_shutdown(self, signal: Any) -> None:
+        if not self._signal_stop_time:
+            timer = threading.Timer(SHUTDOWN_GRACE_S, _exit_after_grace)
+            timer.daemon = True
+            timer.start()
+        super()._schedule_shutdown(signal)
+
+
+def _exit_after_grace() -> None:
+    print(
+        f"socialrec worker: graceful stop took over {SHUTDOWN_GRACE_S:.0f}s; exiting",
+        file=sys.stderr,
+    )
+    os._exit(1)

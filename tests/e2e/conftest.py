@@ -69,6 +69,13 @@ class WorkerProcess:
     async def start(self) -> None:
         """Spawn the worker and wait until it reports ready (Redis up, partitions owned)."""
         await asyncio.to_thread(self.spawn)
+        try:
+            await self._wait_ready()
+        except BaseException:
+            self.stop()  # never leave a half-started worker behind
+            raise
+
+    async def _wait_ready(self) -> None:
         assert self.process is not None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
