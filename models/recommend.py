@@ -102,7 +102,7 @@ def recommend(
         )
     ranked.sort(key=lambda r: (-r.score, r.item_id))
     chosen = ranked[: params.top_n]
-    cold_start = not chosen
+    cold_start = not view.recent  # no usable history: everything below is a fallback
 
     taken = {r.item_id for r in chosen}
     for item_id, stored in popular.items:
