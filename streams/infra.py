@@ -126,7 +126,7 @@ def up(settings: Settings, services: str | Iterable[str] = SERVICES) -> None:
         for name in names:
             svc = _service(settings, name)
             pid = _owned_pid(svc)
-            if pid is not None and _answers(settings, svc):
+            if pid is not None and _answers(svc):
                 _say(f"{name}: already running (pid {pid}) at {svc.address}")
                 continue
             if pid is None:
@@ -134,7 +134,7 @@ def up(settings: Settings, services: str | Iterable[str] = SERVICES) -> None:
                 pid = _start(settings, svc)
             waiting.append((svc, pid))
         for svc, pid in waiting:
-            _wait_ready(settings, svc, pid)
+            _wait_ready(svc, pid)
 
 
 def down(settings: Settings, services: str | Iterable[str] = SERVICES) -> None:
@@ -464,7 +464,7 @@ def _local_host(host: str, name: str) -> str:
     return "127.0.0.1"
 
 
-def _answers(settings: Settings, svc: _Service) -> bool:
+def _answers(svc: _Service) -> bool:
     """Whether the service is serving requests (not merely listening)."""
     if not _port_open(svc.host, svc.port):
         return False
@@ -624,7 +624,7 @@ def _spawn_detached(cmd: list[str], log_file: Path) -> int:
         raise InfraError(f"could not start {Path(cmd[0]).name}: {exc}") from exc
 
 
-def _wait_ready(settings: Settings, svc: _Service, pid: int) -> None:
+def _wait_ready(svc: _Service, pid: int) -> None:
     """Poll until the server answers; fail early if it dies, with a pointer to its log."""
     started = time.monotonic()
     deadline = started + svc.ready_timeout_s
@@ -635,7 +635,7 @@ def _wait_ready(settings: Settings, svc: _Service, pid: int) -> None:
                 f"{svc.name} exited during start-up; see {svc.log_file} "
                 f"(and {_startup_log(svc)}){_tail(_startup_log(svc))}"
             )
-        if _answers(settings, svc):
+        if _answers(svc):
             _say(f"{svc.name}: ready at {svc.address} in {time.monotonic() - started:.1f}s")
             return
         time.sleep(POLL_INTERVAL_S)
