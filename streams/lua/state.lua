@@ -62,33 +62,41 @@ local function forget_pair(a, b)
   redis.call('ZREM', ikey(b, 'sim'), a)
 end
 
+-- Returns the pair's new dot product, or nil when the pair was evicted by the cap.
 local function add_dot(item, other, amount)
-  redis.call('ZINCRBY', ikey(item, 'dot'), amount, other)
+  local dot = redis.call('ZINCRBY', ikey(item, 'dot'), amount, other)
   redis.call('ZINCRBY', ikey(other, 'dot'), amount, item)
   for _, side in ipairs({ item, other }) do
-    for _, evicted in ipairs(trim(ikey(side, 'dot'), COOC_CAP)) do forget_pair(side, evicted) end
-  end
-end
-
-local function refresh_similarity(item, other)
-  local dot = redis.call('ZSCORE', ikey(item, 'dot'), other)
-  for _, pair in ipairs({ { item, other }, { other, item } }) do
-    local a, b = pair[1], pair[2]
-    local sims = ikey(a, 'sim')
-    if not dot then
-      redis.call('ZREM', sims, b)
-    else
-      local na = tonumber(redis.call('ZSCORE', NORM2, a) or '0')
-      local nb = tonumber(redis.call('ZSCORE', NORM2, b) or '0')
-      local s = cosine(tonumber(dot), na, nb)
-      if s > 0 then
-        redis.call('ZADD', sims, s, b)
-        trim(sims, NEIGHBOURS)
-      else
-        redis.call('ZREM', sims, b)
+    for _, evicted in ipairs(trim(ikey(side, 'dot'), COOC_CAP)) do
+      forget_pair(side, evicted)
+      if (side == item and evicted == other) or (side == other and evicted == item) then
+        dot = nil
       end
     end
   end
+  return dot
+end
+
+-- A new member can push a neighbour list over its size; an updated one cannot.
+local function set_similarity(a, b, s)
+  local sims = ikey(a, 'sim')
+  if s > 0 then
+    if redis.call('ZADD', sims, s, b) == 1 then trim(sims, NEIGHBOURS) end
+  else
+    redis.call('ZREM', sims, b)
+  end
+end
+
+local function refresh_similarity(item, norm_item, other, dot)
+  if not dot then
+    redis.call('ZREM', ikey(item, 'sim'), other)
+    redis.call('ZREM', ikey(other, 'sim'), item)
+    return
+  end
+  local norm_other = tonumber(redis.call('ZSCORE', NORM2, other) or '0')
+  local s = cosine(tonumber(dot), norm_item, norm_other)
+  set_similarity(item, other, s)
+  set_similarity(other, item, s)
 end
 
 local function add_popularity(item, weight, ts, ts_text)
@@ -122,17 +130,23 @@ local function apply_item_event(user, item, etype, ts, ts_text, weight)
   local new = math.min(AFF_CAP, math.max(0.0, old + weight))
   local delta = new - old
   if delta ~= 0 then
-    redis.call('ZINCRBY', NORM2, new * new - old * old, item)
+    local norm_item = tonumber(redis.call('ZINCRBY', NORM2, new * new - old * old, item))
     local others = redis.call('ZRANGE', history, 0, -1)
-    local touched = {}
-    for _, other in ipairs(others) do
-      if other ~= item then
-        local a_other = tonumber(redis.call('HGET', affinity, other))
-        add_dot(item, other, delta * a_other)
-        touched[#touched + 1] = other
+    local touched, dots = {}, {}
+    if #others > 0 then
+      local values = redis.call('HMGET', affinity, unpack(others))
+      for k, other in ipairs(others) do
+        if other ~= item then
+          touched[#touched + 1] = other
+          dots[#dots + 1] = add_dot(item, other, delta * tonumber(values[k])) or false
+        end
       end
     end
-    for _, other in ipairs(touched) do refresh_similarity(item, other) end
+    for k, other in ipairs(touched) do
+      -- The dot may have been evicted by a later pair's trim: read it back only if needed.
+      local dot = dots[k] and redis.call('ZSCORE', ikey(item, 'dot'), other)
+      refresh_similarity(item, norm_item, other, dot)
+    end
   end
 
   if new > 0 then
