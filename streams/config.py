@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.events import DEFAULT_WEIGHTS, EventType
@@ -103,15 +103,21 @@ class Settings(BaseSettings):
             return frozenset(v.strip() for v in value.split(",") if v.strip())
         return value
 
-    @model_validator(mode="after")
-    def _servers_look_right(self) -> Settings:
-        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("redis_url must start with redis://, rediss:// or unix://")
-        for part in self.kafka_bootstrap.split(","):
-            host, _, port = part.rpartition(":")
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_pairs(cls, value: str) -> str:
+        for part in value.split(","):
+            host, _, port = part.strip().rpartition(":")
             if not host or not port.isdigit():
-                raise ValueError(f"kafka_bootstrap entry {part!r} is not host:port")
-        return self
+                raise ValueError(f"entry {part!r} is not host:port")
+        return value
 
     def topic(self, logical_name: str) -> str:
         """The real Kafka topic name for a logical name from topics.yaml."""
