@@ -18,6 +18,7 @@ a user with no usable history gets only popular items and is marked ``cold_start
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -62,14 +63,20 @@ class Recommendations:
     cold_start: bool
 
 
-def item_cf_scores(view: UserView) -> dict[str, list[Reason]]:
-    """Candidate -> contributions ``a_uj · s_ij`` from each recent item j."""
-    contributions: dict[str, list[Reason]] = {}
+def item_cf_scores(view: UserView) -> dict[str, list[tuple[float, str]]]:
+    """Candidate -> [(a_uj · s_ij, j)] for each recent item j that points at it.
+
+    Plain tuples, not :class:`Reason` objects: this runs for every neighbour of every recent
+    item, and only the few chosen candidates need their reasons spelled out.
+    """
+    contributions: dict[str, list[tuple[float, str]]] = {}
     for source_item, affinity in view.recent:
         for candidate, similarity in view.neighbours.get(source_item, ()):
-            contributions.setdefault(candidate, []).append(
-                Reason(source_item, affinity * similarity)
-            )
+            entry = contributions.get(candidate)
+            if entry is None:
+                contributions[candidate] = [(affinity * similarity, source_item)]
+            else:
+                entry.append((affinity * similarity, source_item))
     return contributions
 
 
@@ -87,21 +94,18 @@ def recommend(
     ``now`` only converts stored popularity into a decayed count for display.
     """
     excluded = excluded_items(view, params)
-    ranked: list[RecommendedItem] = []
-    for candidate, reasons in item_cf_scores(view).items():
-        if candidate in excluded:
-            continue
-        top_reasons = sorted(reasons, key=lambda r: (-r.contribution, r.item_id))
-        ranked.append(
-            RecommendedItem(
-                item_id=candidate,
-                score=sum(r.contribution for r in reasons),
-                source=Source.ITEM_CF,
-                reasons=tuple(top_reasons[: params.reasons_per_item]),
-            )
-        )
-    ranked.sort(key=lambda r: (-r.score, r.item_id))
-    chosen = ranked[: params.top_n]
+    contributions = item_cf_scores(view)
+    scored = [
+        (sum(c for c, _ in parts), candidate)
+        for candidate, parts in contributions.items()
+        if candidate not in excluded
+    ]
+    best = heapq.nsmallest(params.top_n, scored, key=lambda sc: (-sc[0], sc[1]))
+    chosen = []
+    for score, candidate in best:
+        top = sorted(contributions[candidate], key=lambda c: (-c[0], c[1]))
+        reasons = tuple(Reason(item, c) for c, item in top[: params.reasons_per_item])
+        chosen.append(RecommendedItem(candidate, score, Source.ITEM_CF, reasons))
     cold_start = not view.recent  # no usable history: everything below is a fallback
 
     taken = {r.item_id for r in chosen}

@@ -34,7 +34,8 @@ def test_every_image_is_pinned(compose: dict[str, Any]) -> None:
         image = service.get("image")
         assert image, f"{name} has no image"
         tag = image.rpartition(":")[2]
-        assert ":" in image and tag not in ("latest", ""), f"{name}: {image} is not pinned"
+        assert ":" in image, f"{name}: {image} has no tag"
+        assert tag not in ("latest", ""), f"{name}: {image} is not pinned"
 
 
 def test_worker_points_at_the_services_in_the_file(compose: dict[str, Any]) -> None:

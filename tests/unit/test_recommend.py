@@ -53,7 +53,7 @@ def test_scores_are_finite_ranked_and_explained(events: list[Event]) -> None:
             # Reasons are the user's own items, and all contributions add up to the score.
             assert r.reasons
             assert {x.item_id for x in r.reasons} <= {i for i, _ in view.recent}
-            total = sum(c.contribution for c in contributions[r.item_id])
+            total = sum(c for c, _ in contributions[r.item_id])
             assert math.isclose(r.score, total)
         assert recs.cold_start == (not view.recent)
         if recs.cold_start:
