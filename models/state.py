@@ -33,6 +33,11 @@ from models.similarity import affinity_after, cosine
 UNHIDING_TYPES = frozenset({EventType.LIKE, EventType.SHARE, EventType.CART, EventType.PURCHASE})
 
 
+#: Sums at or below this are zero: every contribution has been taken back out. (With the
+#: default integer weights the sums are exact; the margin covers fractional weights.)
+ZERO = 1e-9
+
+
 class Outcome(StrEnum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"
@@ -65,6 +70,15 @@ class UserView:
     seen: frozenset[str]
     bought: frozenset[str]
     hidden: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureReport:
+    """What an erasure removed (counts only: the receipt must not repeat the user's data)."""
+
+    history_items: int
+    logged_events: int
+    follow_edges: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +135,8 @@ class UserState:
     history: SortedSet = field(default_factory=SortedSet)  # item -> last event time
     affinity: dict[str, float] = field(default_factory=dict)  # item -> a_ui (> 0 only)
     seen_events: SortedSet = field(default_factory=SortedSet)  # event_id -> ts (dedupe)
+    # event_id -> (weight, item) of events that added to popularity, so erasure can undo them.
+    event_log: dict[str, tuple[float, str]] = field(default_factory=dict)
     bought: set[str] = field(default_factory=set)
     hidden: set[str] = field(default_factory=set)
     following: set[str] = field(default_factory=set)
@@ -131,6 +147,7 @@ class UserState:
             self.history.scores
             or self.affinity
             or self.seen_events.scores
+            or self.event_log
             or self.bought
             or self.hidden
             or self.following
@@ -159,7 +176,11 @@ class MemoryState:
         if event.event_id in user.seen_events.scores:
             return Outcome.DUPLICATE
         user.seen_events.scores[event.event_id] = event.ts
-        user.seen_events.trim_to(self.params.dedupe_window)
+        for forgotten in user.seen_events.trim_to(self.params.dedupe_window):
+            user.event_log.pop(forgotten, None)
+        if event.event_id not in user.seen_events.scores:
+            # Older than the user's whole dedupe window: a replay from beyond it, not news.
+            return Outcome.DUPLICATE
 
         if event.type is EventType.FOLLOW and event.target_user_id is not None:
             user.following.add(event.target_user_id)
@@ -184,7 +205,7 @@ class MemoryState:
         new = affinity_after(old, weight, cap=self.params.affinity_cap)
         delta = new - old
         if delta != 0.0:
-            self.norm2.incr(item, new * new - old * old)
+            self._add_norm2(item, new * new - old * old)
             touched = []
             # Redis-sorted-set order (time, then id) so both stores evict identically.
             for other in user.history.ordered():
@@ -201,17 +222,53 @@ class MemoryState:
             user.history.scores[item] = event.ts if previous is None else max(previous, event.ts)
             user.affinity[item] = new
         else:
+            # Affinity 0: the pair updates above already brought its contributions to zero.
             user.history.scores.pop(item, None)
             user.affinity.pop(item, None)
-        for evicted in user.history.trim_to(self.params.history_size):
-            user.affinity.pop(evicted, None)
+        while len(user.history) > self.params.history_size:
+            self._withdraw(user, user.history.pop_min()[0])
 
         if weight > 0.0:
+            user.event_log[event.event_id] = (weight, item)
             self._add_popularity(item, weight, event.ts)
 
+    def _withdraw(self, user: UserState, item: str) -> None:
+        """Take the user's contributions for ``item`` back out of the counts.
+
+        Used when an item leaves the user's history window and on erasure, so the counts are
+        always exactly the sums over the users' *current* windows: bounded, recency-weighted,
+        and erasable without a trace.
+        """
+        user.history.scores.pop(item, None)
+        affinity = user.affinity.pop(item)
+        self._add_norm2(item, -affinity * affinity)
+        touched = []
+        for other in user.history.ordered():
+            if self._subtract_dot(item, other, affinity * user.affinity[other]):
+                touched.append(other)
+        for other in touched:
+            self._refresh_similarity(item, other)
+
+    def _add_norm2(self, item: str, amount: float) -> None:
+        if self.norm2.incr(item, amount) <= ZERO:
+            del self.norm2.scores[item]
+
+    def _subtract_dot(self, item: str, other: str, amount: float) -> bool:
+        """Remove one user's share of a pair; False if the cap had already evicted the pair."""
+        if other not in self.dot.get(item, SortedSet()).scores:
+            return False
+        remaining = self.dot[item].incr(other, -amount)
+        self.dot[other].incr(item, -amount)
+        if remaining <= ZERO:
+            self._forget_pair(item, other)
+        return True
+
     def _add_dot(self, item: str, other: str, amount: float) -> None:
-        self.dot.setdefault(item, SortedSet()).incr(other, amount)
+        value = self.dot.setdefault(item, SortedSet()).incr(other, amount)
         self.dot.setdefault(other, SortedSet()).incr(item, amount)
+        if value <= ZERO:  # every contribution withdrawn (e.g. a hide): the pair is gone
+            self._forget_pair(item, other)
+            return
         # Trim after both increments so an eviction always removes the pair in both directions.
         for side in (item, other):
             for evicted in self.dot[side].trim_to(self.params.cooccurrence_cap):
@@ -261,6 +318,45 @@ class MemoryState:
             state = self.users[user_id] = UserState()
         return state
 
+    def erase(self, user_id: str) -> ErasureReport:
+        """Remove ``user_id`` from every derived state (the right to be forgotten).
+
+        Exact for co-occurrence and norms (the user's window is withdrawn pair by pair),
+        popularity (each logged contribution is subtracted at the current landmark), the
+        follow graph (both directions) and everything keyed by the user. Not recoverable:
+        pairs or popular items that the caps evicted *because of* the user's activity, and
+        popularity from events older than the dedupe window (their log entries are gone).
+        Similarity lists are recomputed for the pairs the user touched; like all of them they
+        reflect the norms current when they were last refreshed.
+        """
+        user = self.users.get(user_id)
+        if user is None:
+            return ErasureReport(0, 0, 0)
+        items = user.history.ordered()
+        for item in items:
+            self._withdraw(user, item)
+        for event_id in user.seen_events.ordered():
+            logged = user.event_log.get(event_id)
+            if logged is not None:
+                self._subtract_popularity(logged[1], logged[0], user.seen_events.scores[event_id])
+        for followee in user.following:
+            if followee in self.users:
+                self.users[followee].followers.discard(user_id)
+        for follower in user.followers:
+            if follower in self.users:
+                self.users[follower].following.discard(user_id)
+        del self.users[user_id]
+        return ErasureReport(len(items), len(user.event_log), len(user.following | user.followers))
+
+    def _subtract_popularity(self, item: str, weight: float, ts: float) -> None:
+        if item not in self.popularity.scores or self.landmark is None:
+            return
+        amount = forward_weight(
+            weight, ts=ts, landmark=self.landmark, half_life_s=self.params.half_life_s
+        )
+        if self.popularity.incr(item, -amount) <= amount * ZERO:
+            del self.popularity.scores[item]
+
     # ---- reads -----------------------------------------------------------------------------
     def user_view(self, user_id: str, *, recent_items: int, neighbours: int) -> UserView:
         """What scoring needs about ``user_id`` (an unknown user gets an empty view)."""
@@ -297,6 +393,7 @@ class MemoryState:
                 "history": dict(user.history.scores),
                 "affinity": dict(user.affinity),
                 "seen_events": dict(user.seen_events.scores),
+                "event_log": {k: f"{w!r}\t{i}" for k, (w, i) in user.event_log.items()},
                 "bought": set(user.bought),
                 "hidden": set(user.hidden),
                 "following": set(user.following),

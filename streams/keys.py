@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 #: Per-user structures: history (zset item->last ts), affinity (hash item->a_ui), seen_events
-#: (zset event_id->ts, dedupe window), bought/hidden (sets of items), following/followers
-#: (sets of user ids), recommendations (latest published list, JSON).
+#: (zset event_id->ts, dedupe window), event_log (hash event_id -> "weight<TAB>item" of the
+#: events that added to popularity, so erasure can subtract them), bought/hidden (sets of
+#: items), following/followers (sets of user ids), recommendations (latest list, JSON).
 USER_FIELDS: Final = (
     "history",
     "affinity",
     "seen_events",
+    "event_log",
     "bought",
     "hidden",
     "following",

@@ -17,7 +17,7 @@ from typing import Any, Protocol, cast
 import redis.asyncio as aioredis
 
 from models.events import Event, EventType
-from models.state import MemoryState, Outcome, PopularView, StateParams, UserView
+from models.state import ErasureReport, MemoryState, Outcome, PopularView, StateParams, UserView
 from streams.keys import Keys
 
 
@@ -46,6 +46,10 @@ class Store(Protocol):
 
     async def cache_recommendations(self, lists: Mapping[str, bytes]) -> None:
         """Keep each user's latest published list (for pull APIs; erased with the user)."""
+        ...
+
+    async def erase_users(self, user_ids: Sequence[str]) -> list[ErasureReport]:
+        """Remove each user from every derived state, atomically per call."""
         ...
 
 
@@ -80,6 +84,13 @@ class MemoryStore:
 
     async def cache_recommendations(self, lists: Mapping[str, bytes]) -> None:
         self.recommendations.update(lists)
+
+    async def erase_users(self, user_ids: Sequence[str]) -> list[ErasureReport]:
+        reports = []
+        for user_id in user_ids:
+            reports.append(self.state.erase(user_id))
+            self.recommendations.pop(user_id, None)
+        return reports
 
     def _result(self, outcomes: list[Outcome], users: list[str]) -> BatchResult:
         views = {
@@ -160,6 +171,11 @@ class RedisStore:
             pipe.set(self.keys.user(user_id, "recommendations"), body, ex=RECOMMENDATIONS_TTL_S)
         await pipe.execute()
 
+    async def erase_users(self, user_ids: Sequence[str]) -> list[ErasureReport]:
+        args: list[str | int | float] = ["erase", *self._header, len(user_ids), *user_ids]
+        raw = await self._script(keys=[], args=args)
+        return [ErasureReport(int(h), int(e), int(f)) for h, e, f in raw]
+
     def _decode(self, raw: list[Any]) -> BatchResult:
         outcomes_raw, popular_raw, landmark_raw, views_raw = raw
         outcomes = [Outcome.APPLIED if o == 1 else Outcome.DUPLICATE for o in outcomes_raw]
@@ -194,7 +210,7 @@ class RedisStore:
         async for raw_key in self.client.scan_iter(match=f"{self.keys.prefix}*", count=1000):
             key = _text(raw_key)
             scope, entity, field = self.keys.parse(key)
-            value = await self._read_key(key)
+            value = await self._read_key(key, text_values=field in ("event_log",))
             if scope == "user":
                 users.setdefault(entity, {}).update({field: value})
             elif scope == "item":
@@ -211,8 +227,10 @@ class RedisStore:
         result.setdefault("popularity", {})
         return result
 
-    async def _read_key(self, key: str) -> Any:
+    async def _read_key(self, key: str, *, text_values: bool = False) -> Any:
         kind = _text(await self.client.type(key))
+        if kind == "hash" and text_values:
+            return {_text(k): _text(v) for k, v in (await self.client.hgetall(key)).items()}
         if kind == "zset":
             members = await self.client.zrange(key, 0, -1, withscores=True)
             return {_text(m): float(s) for m, s in cast(list[tuple[bytes, float]], members)}
@@ -228,6 +246,7 @@ _USER_DEFAULTS: Mapping[str, type] = {
     "history": dict,
     "affinity": dict,
     "seen_events": dict,
+    "event_log": dict,
     "bought": set,
     "hidden": set,
     "following": set,

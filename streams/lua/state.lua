@@ -6,14 +6,15 @@ step, mirrors the Python reference so both evict the same members; the store con
 (tests/contract) feeds both the same events and compares full snapshots. Key names follow
 streams/keys.py.
 
-ARGV[1]  mode: "process" (apply events, then read the affected users) or "read" (read only)
+ARGV[1]  mode: "process" (apply events, then read the affected users), "read" (read only)
+         or "erase" (remove users from every derived state; returns counts per user)
 ARGV[2]  key prefix, e.g. "sr:"
 ARGV[3..10] history_size, neighbours, cooccurrence_cap, dedupe_window, affinity_cap,
             half_life_s, popularity_cap, (unused, reserved)
 ARGV[11..13] recent_items, neighbours_read, popular_count  (what to read back)
 ARGV[14] n = number of events (process) or users (read), then the records:
   process: 7 fields per event: event_id, type, user_id, item_id|"", target_user_id|"", ts, weight
-  read:    one user id per record
+  read, erase: one user id per record
 Returns {outcomes, popular, landmark, views}; outcomes has 1 (applied) / 0 (duplicate) per event.
 ]]
 
@@ -31,6 +32,8 @@ local READ_NEIGHBOURS = tonumber(ARGV[12])
 local READ_POPULAR = tonumber(ARGV[13])
 local N = tonumber(ARGV[14])
 local REBASE_AFTER_HALF_LIVES = 64.0
+-- Sums at or below this are zero: every contribution was withdrawn (models/state.py ZERO).
+local ZERO = 1e-9
 
 local function ukey(user, field) return P .. 'u:' .. user .. ':' .. field end
 local function ikey(item, field) return P .. 'i:' .. item .. ':' .. field end
@@ -39,6 +42,8 @@ local POPULARITY = P .. 'popularity'
 local LANDMARK = P .. 'landmark'
 
 local UNHIDING = { like = true, share = true, cart = true, purchase = true }
+local USER_FIELDS = { 'history', 'affinity', 'seen_events', 'event_log', 'bought', 'hidden',
+  'following', 'followers', 'recommendations' }
 
 -- Evict the lowest members until at most `size` remain (ZPOPMIN order = MemoryState.trim_to).
 local function trim(key, size)
@@ -66,6 +71,10 @@ end
 local function add_dot(item, other, amount)
   local dot = redis.call('ZINCRBY', ikey(item, 'dot'), amount, other)
   redis.call('ZINCRBY', ikey(other, 'dot'), amount, item)
+  if tonumber(dot) <= ZERO then
+    forget_pair(item, other)
+    return nil
+  end
   for _, side in ipairs({ item, other }) do
     for _, evicted in ipairs(trim(ikey(side, 'dot'), COOC_CAP)) do
       forget_pair(side, evicted)
@@ -99,6 +108,43 @@ local function refresh_similarity(item, norm_item, other, dot)
   set_similarity(other, item, s)
 end
 
+local function add_norm2(item, amount)
+  local value = tonumber(redis.call('ZINCRBY', NORM2, amount, item))
+  if value <= ZERO then redis.call('ZREM', NORM2, item) end
+  return value
+end
+
+-- Remove one user's share of a pair; false if the cap had already evicted the pair.
+local function subtract_dot(item, other, amount)
+  if not redis.call('ZSCORE', ikey(item, 'dot'), other) then return false end
+  local remaining = tonumber(redis.call('ZINCRBY', ikey(item, 'dot'), -amount, other))
+  redis.call('ZINCRBY', ikey(other, 'dot'), -amount, item)
+  if remaining <= ZERO then forget_pair(item, other) end
+  return true
+end
+
+-- Take a user's contributions for `item` back out of the counts (MemoryState._withdraw).
+local function withdraw(user, item)
+  local history, affinity = ukey(user, 'history'), ukey(user, 'affinity')
+  local a = tonumber(redis.call('HGET', affinity, item))
+  redis.call('ZREM', history, item)
+  redis.call('HDEL', affinity, item)
+  local norm_item = add_norm2(item, -a * a)
+  local others = redis.call('ZRANGE', history, 0, -1)
+  local touched = {}
+  if #others > 0 then
+    local values = redis.call('HMGET', affinity, unpack(others))
+    for k, other in ipairs(others) do
+      if subtract_dot(item, other, a * tonumber(values[k])) then touched[#touched + 1] = other end
+    end
+  end
+  for _, other in ipairs(touched) do
+    local dot = redis.call('ZSCORE', ikey(item, 'dot'), other)
+    local n_item = tonumber(redis.call('ZSCORE', NORM2, item) or '0')
+    refresh_similarity(item, n_item, other, dot)
+  end
+end
+
 local function add_popularity(item, weight, ts, ts_text)
   local landmark = redis.call('GET', LANDMARK)
   if not landmark then
@@ -117,7 +163,7 @@ local function add_popularity(item, weight, ts, ts_text)
   trim(POPULARITY, POP_CAP)
 end
 
-local function apply_item_event(user, item, etype, ts, ts_text, weight)
+local function apply_item_event(user, event_id, item, etype, ts, ts_text, weight, weight_text)
   local history, affinity = ukey(user, 'history'), ukey(user, 'affinity')
   if etype == 'purchase' then redis.call('SADD', ukey(user, 'bought'), item) end
   if etype == 'hide' then
@@ -130,7 +176,7 @@ local function apply_item_event(user, item, etype, ts, ts_text, weight)
   local new = math.min(AFF_CAP, math.max(0.0, old + weight))
   local delta = new - old
   if delta ~= 0 then
-    local norm_item = tonumber(redis.call('ZINCRBY', NORM2, new * new - old * old, item))
+    local norm_item = add_norm2(item, new * new - old * old)
     local others = redis.call('ZRANGE', history, 0, -1)
     local touched, dots = {}, {}
     if #others > 0 then
@@ -156,9 +202,50 @@ local function apply_item_event(user, item, etype, ts, ts_text, weight)
     redis.call('ZREM', history, item)
     redis.call('HDEL', affinity, item)
   end
-  for _, evicted in ipairs(trim(history, HISTORY)) do redis.call('HDEL', affinity, evicted) end
+  while redis.call('ZCARD', history) > HISTORY do
+    withdraw(user, redis.call('ZRANGE', history, 0, 0)[1])
+  end
 
-  if weight > 0 then add_popularity(item, weight, ts, ts_text) end
+  if weight > 0 then
+    redis.call('HSET', ukey(user, 'event_log'), event_id, weight_text .. '\t' .. item)
+    add_popularity(item, weight, ts, ts_text)
+  end
+end
+
+local function subtract_popularity(item, weight, ts)
+  local landmark = redis.call('GET', LANDMARK)
+  if not landmark or not redis.call('ZSCORE', POPULARITY, item) then return end
+  local amount = weight * 2.0 ^ ((ts - tonumber(landmark)) / HALF_LIFE)
+  local value = tonumber(redis.call('ZINCRBY', POPULARITY, -amount, item))
+  if value <= amount * ZERO then redis.call('ZREM', POPULARITY, item) end
+end
+
+-- Remove a user from every derived state (MemoryState.erase); returns counts only.
+local function erase(user)
+  local items = redis.call('ZRANGE', ukey(user, 'history'), 0, -1)
+  for _, item in ipairs(items) do withdraw(user, item) end
+  local logged = 0
+  local seen = redis.call('ZRANGE', ukey(user, 'seen_events'), 0, -1, 'WITHSCORES')
+  for k = 1, #seen, 2 do
+    local entry = redis.call('HGET', ukey(user, 'event_log'), seen[k])
+    if entry then
+      local tab = string.find(entry, '\t', 1, true)
+      subtract_popularity(string.sub(entry, tab + 1), tonumber(string.sub(entry, 1, tab - 1)),
+        tonumber(seen[k + 1]))
+      logged = logged + 1
+    end
+  end
+  local following = redis.call('SMEMBERS', ukey(user, 'following'))
+  for _, followee in ipairs(following) do redis.call('SREM', ukey(followee, 'followers'), user) end
+  local followers = redis.call('SMEMBERS', ukey(user, 'followers'))
+  for _, follower in ipairs(followers) do redis.call('SREM', ukey(follower, 'following'), user) end
+  local edges = {}
+  for _, u in ipairs(following) do edges[u] = true end
+  for _, u in ipairs(followers) do edges[u] = true end
+  local edge_count = 0
+  for _ in pairs(edges) do edge_count = edge_count + 1 end
+  for _, field in ipairs(USER_FIELDS) do redis.call('DEL', ukey(user, field)) end
+  return { #items, logged, edge_count }
 end
 
 local function read_view(user)
@@ -198,23 +285,34 @@ if mode == 'process' then
       outcomes[#outcomes + 1] = 0
     else
       redis.call('ZADD', seen, ts_text, event_id)
-      trim(seen, DEDUPE)
-      if etype == 'follow' then
+      local stale = false
+      for _, forgotten in ipairs(trim(seen, DEDUPE)) do
+        redis.call('HDEL', ukey(user, 'event_log'), forgotten)
+        -- Older than the user's whole dedupe window: a replay from beyond it, not news.
+        if forgotten == event_id then stale = true end
+      end
+      if stale then
+        outcomes[#outcomes + 1] = 0
+      elseif etype == 'follow' then
         redis.call('SADD', ukey(user, 'following'), target)
         redis.call('SADD', ukey(target, 'followers'), user)
       elseif etype == 'unfollow' then
         redis.call('SREM', ukey(user, 'following'), target)
         redis.call('SREM', ukey(target, 'followers'), user)
       elseif item ~= '' then
-        apply_item_event(user, item, etype, ts, ts_text, weight)
+        apply_item_event(user, event_id, item, etype, ts, ts_text, weight, ARGV[base + 6])
         if not queued[user] then
           queued[user] = true
           to_read[#to_read + 1] = user
         end
       end
-      outcomes[#outcomes + 1] = 1
+      if not stale then outcomes[#outcomes + 1] = 1 end
     end
   end
+elseif mode == 'erase' then
+  local reports = {}
+  for u = 0, N - 1 do reports[#reports + 1] = erase(ARGV[15 + u]) end
+  return reports
 else
   for u = 0, N - 1 do to_read[#to_read + 1] = ARGV[15 + u] end
 end

@@ -155,6 +155,10 @@ async def test_redis_matches_the_reference_exactly(seed: int, redis_client: aior
         assert [i for i, _ in actual.popular.items] == [i for i, _ in expected.popular.items]
     assert_close(await real.snapshot(), await reference.snapshot())
 
+    victims = sorted({e.user_id for e in events})[:2]
+    assert await real.erase_users(victims) == await reference.erase_users(victims)
+    assert_close(await real.snapshot(), await reference.snapshot())
+
 
 async def test_every_redis_key_belongs_to_the_documented_layout(
     redis_client: aioredis.Redis,
@@ -172,3 +176,28 @@ async def test_every_redis_key_belongs_to_the_documented_layout(
         if scope == "user":
             assert entity in users
             assert key in keys.user_keys(entity)
+
+
+async def test_erasure_leaves_no_key_or_member_naming_the_user(
+    redis_client: aioredis.Redis,
+) -> None:
+    await redis_client.flushdb()
+    store = RedisStore(redis_client, TIGHT)
+    events = random_stream(seed=5, count=300)
+    await store.process_batch(events)
+    await store.cache_recommendations({"u3": b"{}"})
+    reports = await store.erase_users(["u3"])
+    assert reports[0].history_items > 0
+    for raw in await redis_client.keys("*"):
+        key = raw.decode() if isinstance(raw, bytes) else raw
+        assert "u3" not in key.split(":")
+        kind = await redis_client.type(key)
+        if kind == b"zset":
+            members = await redis_client.zrange(key, 0, -1)
+        elif kind == b"set":
+            members = list(await redis_client.smembers(key))
+        elif kind == b"hash":
+            members = await redis_client.hkeys(key)
+        else:
+            members = []
+        assert b"u3" not in members, key

@@ -44,11 +44,13 @@ def test_cosine_is_clamped(dot: float, na: float, nb: float) -> None:
     assert 0.0 <= cosine(dot, na, nb) <= 1.0
 
 
-@given(event_streams())
-def test_incremental_counts_equal_batch_recomputation(events: list[Event]) -> None:
-    """With nothing evicted, the incremental dot products and norms are exactly the sums
-    over users of a_ui·a_uj and a_ui² of the final affinities."""
-    state = _replay(events)
+@given(event_streams(), st.sampled_from([2, 5, 10_000]))
+def test_incremental_counts_equal_batch_recomputation(events: list[Event], window: int) -> None:
+    """The incremental dot products and norms are exactly the sums over users of a_ui·a_uj
+    and a_ui² of the affinities in their current history windows (items leaving a window
+    are withdrawn), whatever the window size."""
+    params = StateParams(history_size=window, cooccurrence_cap=10_000, neighbours=10_000)
+    state = _replay(events, params)
     affinities = {user: dict(s.affinity) for user, s in state.users.items()}
     dots, norms = cooccurrence_counts(affinities)
     for (a, b), expected in dots.items():
