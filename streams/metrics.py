@@ -77,6 +77,12 @@ class WorkerMetrics:
             ["cold_start"],
             registry=r,
         )
+        self.erasure_seconds = Histogram(
+            "socialrec_erasure_seconds",
+            "From an erasure request's broker timestamp to its receipt being sent.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         # Every label value exists from the start, so dashboards and alerts see zeros, not gaps.
         for event_type in EventType:
             self.events_consumed.labels(event_type.value)

@@ -26,9 +26,13 @@ from models.state import StateParams
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.pipeline import WORKER_ERROR, BatchProcessor, InboundRecord
+from streams.privacy import ErasureProcessor
 from streams.store import RedisStore
 
 log = logging.getLogger(__name__)
+
+#: Topics the worker reads or writes; it refuses to start without them.
+WORKER_TOPICS = ("events", "recommendations", "events.dlq", "privacy.requests", "privacy.receipts")
 
 
 def state_params(settings: Settings) -> StateParams:
@@ -120,6 +124,29 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
                 log.exception("batch processing failed; dead-lettering %d events", len(records))
                 await processor.dead_letter_all(records, WORKER_ERROR)
 
+    privacy_topic = app.topic(
+        settings.topic("privacy.requests"), key_type=bytes, value_type=bytes, value_serializer="raw"
+    )
+    erasures = ErasureProcessor(settings, store, FaustPublisher(app), metrics)
+
+    @app.agent(privacy_topic, concurrency=1)
+    async def process_erasures(stream: Any) -> None:
+        async for batch in stream.take_events(100, within=within):
+            records = [_inbound(event) for event in batch]
+            delay = 0.1
+            # An erasure is never skipped: retry until it is done (it is idempotent), and only
+            # then let take_events acknowledge the requests.
+            while True:
+                try:
+                    await erasures.process(records)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("erasure batch failed; retrying in %.1fs", delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
         # aiohttp takes the charset separately, so the exposition type is given without it.
@@ -154,7 +181,7 @@ async def preflight(settings: Settings) -> list[str]:
     try:
         await admin.start()
         existing = set(await admin.list_topics())
-        needed = [settings.topic(name) for name in ("events", "recommendations", "events.dlq")]
+        needed = [settings.topic(name) for name in WORKER_TOPICS]
         missing = [name for name in needed if name not in existing]
         if missing:
             problems.append(

@@ -223,3 +223,58 @@ async def test_worker_refuses_to_start_without_its_topics(settings: Settings) ->
     assert "socialrec topics apply" in problems[0]
     unreachable = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
     assert any("SOCIALREC_REDIS_URL" in p for p in await preflight(unreachable))
+
+
+async def test_erasure_request_reaches_every_derived_state_and_is_receipted(
+    settings: Settings,
+    worker: WorkerProcess,
+    producer: AIOKafkaProducer,
+    redis_client: aioredis.Redis,
+) -> None:
+    now = time.time()
+    events = [
+        _event("a1", "purchase", "zoe", "phone", now),
+        _event("a2", "purchase", "zoe", "case", now),
+        _event("b1", "purchase", "yan", "phone", now),
+        {"event_id": "f1", "type": "follow", "user_id": "yan", "target_user_id": "zoe", "ts": now},
+    ]
+    await produce_json(producer, settings, events)
+    await wait_for(lambda: _count_is(redis_client, len(events)), what="events applied")
+    await wait_for(
+        lambda: _metric_at_least(worker, "socialrec_recommendations_published_total", 2),
+        what="recommendations published",
+    )
+
+    sent = time.time()
+    request = {"request_id": "req-1", "type": "erase", "user_id": "zoe"}
+    await producer.send_and_wait(
+        settings.topic("privacy.requests"), orjson.dumps(request), key=b"zoe"
+    )
+    receipts = await consume_until(settings, "privacy.receipts", lambda rs: len(rs) >= 1)
+    elapsed = time.time() - sent
+    receipt = _body(receipts[0])
+    assert receipt["request_id"] == "req-1"
+    assert receipt["status"] == "erased"
+    assert receipt["removed"]["history_items"] == 2
+    assert "zoe" not in receipts[0].value.decode()
+    print(
+        f"erasure request to receipt: {elapsed * 1000:.0f} ms (worker: {receipt['duration_s']} s)"
+    )
+
+    for raw in await redis_client.keys("*"):
+        assert isinstance(raw, bytes)
+        assert b"zoe" not in raw.split(b":")
+        kind = await redis_client.type(raw)
+        if kind == b"zset":
+            assert b"zoe" not in await redis_client.zrange(raw, 0, -1)
+        elif kind == b"set":
+            assert b"zoe" not in await redis_client.smembers(raw)
+        elif kind == b"hash":
+            assert b"zoe" not in await redis_client.hkeys(raw)
+    assert b"case" not in await redis_client.zrange("sr:i:phone:sim", 0, -1)
+    assert b"case" not in await redis_client.zrange("sr:i:phone:dot", 0, -1)
+    recs = await consume_until(
+        settings, "recommendations", lambda rs: any(r.key == b"zoe" and r.value is None for r in rs)
+    )
+    assert any(r.key == b"zoe" and r.value is None for r in recs)  # tombstone
+    assert await worker.metric("socialrec_erasure_seconds_count") == 1

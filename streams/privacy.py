@@ -1,0 +1,118 @@
+"""Erasure requests: forget a user everywhere, then prove it with a receipt.
+
+A request on ``privacy.requests`` (``{"request_id", "type": "erase", "user_id"}``) removes
+the user from every derived state in one atomic Redis call per batch (see
+``RedisStore.erase_users``), publishes a tombstone (null value) for the user on
+``recommendations`` so compacted consumers forget the last list too, and then a receipt on
+``privacy.receipts`` keyed by request id. Receipts carry counts and timings, never the user id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from models.events import MAX_ID_LENGTH
+from streams.config import Settings
+from streams.metrics import WorkerMetrics
+from streams.pipeline import InboundRecord, Publisher, dead_letter_headers
+from streams.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureRequest:
+    request_id: str
+    user_id: str
+
+
+def parse_request(raw: bytes | None) -> ErasureRequest | str:
+    """The request, or why it cannot be honoured (a reason that never includes the payload).
+
+    >>> parse_request(b'{"request_id": "r1", "type": "erase", "user_id": "u9"}')
+    ErasureRequest(request_id='r1', user_id='u9')
+    >>> parse_request(b'{"request_id": "r1", "type": "export", "user_id": "u9"}')
+    'unknown_type'
+    """
+    if raw is None:
+        return "not_json"
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return "not_json"
+    if not isinstance(body, dict):
+        return "not_object"
+    if body.get("type") != "erase":
+        return "unknown_type"
+    fields = [body.get("request_id"), body.get("user_id")]
+    if any(v is None for v in fields):
+        return "missing_field"
+    if not all(isinstance(v, str) and 0 < len(v) <= MAX_ID_LENGTH for v in fields):
+        return "bad_field"
+    return ErasureRequest(str(fields[0]), str(fields[1]))
+
+
+@dataclass
+class ErasureProcessor:
+    settings: Settings
+    store: Store
+    publisher: Publisher
+    metrics: WorkerMetrics
+
+    async def process(self, records: Sequence[InboundRecord]) -> int:
+        """Honour every valid request in the batch; returns how many users were erased."""
+        pending: list[Awaitable[Any]] = []
+        requests: list[tuple[ErasureRequest, InboundRecord]] = []
+        for record in records:
+            parsed = parse_request(record.value)
+            if isinstance(parsed, str):
+                self.metrics.dead_letters.labels(parsed).inc()
+                headers = dead_letter_headers(record, parsed, "invalid erasure request")
+                pending.append(
+                    await self.publisher.send(
+                        self.settings.topic("events.dlq"), record.key, record.value, headers
+                    )
+                )
+            else:
+                requests.append((parsed, record))
+
+        reports = await self.store.erase_users([r.user_id for r, _ in requests])
+        for (request, _), _report in zip(requests, reports, strict=True):
+            pending.append(
+                await self.publisher.send(
+                    self.settings.topic("recommendations"), request.user_id.encode(), None, []
+                )
+            )
+        await asyncio.gather(*pending)  # state gone and tombstones delivered before receipts
+
+        receipts: list[Awaitable[Any]] = []
+        completed = time.time()
+        for (request, record), report in zip(requests, reports, strict=True):
+            duration = max(0.0, completed - record.timestamp)
+            body = {
+                "request_id": request.request_id,
+                "status": "erased",
+                "removed": {
+                    "history_items": report.history_items,
+                    "logged_events": report.logged_events,
+                    "follow_edges": report.follow_edges,
+                },
+                "requested_at": record.timestamp,
+                "completed_at": completed,
+                "duration_s": round(duration, 6),
+            }
+            receipts.append(
+                await self.publisher.send(
+                    self.settings.topic("privacy.receipts"),
+                    request.request_id.encode(),
+                    orjson.dumps(body),
+                    [],
+                )
+            )
+            self.metrics.erasure_seconds.observe(duration)
+        await asyncio.gather(*receipts)
+        return len(requests)
