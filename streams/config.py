@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     app_id: str = "socialrec"
     web_port: int = Field(default=6066, ge=1, le=65535)
     web_host: str = "127.0.0.1"
+    session_timeout_s: float = Field(
+        default=10.0, ge=6.0, le=300.0, description="how fast a dead worker's partitions move"
+    )
     batch_max: int = Field(default=500, ge=1, le=100_000)
     batch_within_ms: int = Field(default=5, ge=1, le=10_000)
     max_event_bytes: int = Field(default=8192, ge=256)

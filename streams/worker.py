@@ -93,6 +93,10 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         topic_allow_declare=False,  # topics.yaml is the source of truth (`socialrec topics apply`)
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
+        # A crashed worker's partitions move after the session timeout (Faust's default is
+        # 60 s); heartbeats at a third of it, as Kafka recommends.
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.session_timeout_s / 3,
         broker_commit_every=settings.batch_max,
         broker_commit_interval=1.0,
         producer_linger_ms=1,
