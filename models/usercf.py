@@ -1,0 +1,229 @@
+"""User-user collaborative filtering: people who act like you, and what they liked.
+
+Each user is a vector of affinities ``a_ui`` (the clamped sum of their event weights on item
+``i``, as in :mod:`models.similarity`). Two users are similar by the cosine of their vectors:
+
+    sim(u, v) = Σ_i a_ui·a_vi / (‖u‖·‖v‖)
+
+The model holds a set of *entries* (user, item, affinity), each stored twice and always
+together: ``items[u][i] = a_ui`` and, in the inverted index, ``index[i][u] = last event time``.
+Both sides are bounded: a user keeps their ``items_per_user`` most recent items and an item
+indexes its ``users_per_item`` most recent users; an entry evicted from either side is removed
+from both, so the model is always exactly "these entries", never half of one.
+
+Dot products are computed when asked, from the index, instead of being maintained per pair:
+a query walks the user's items and, for each, the users indexing it, O(items_per_user ×
+users_per_item) bounded work. In exchange nothing drifts (sums are :func:`math.fsum`, so
+``sim(u, v) == sim(v, u)`` exactly), an event costs O(1) index updates plus the caps, and
+erasing a user is removing their entries: no pair table holds them anywhere else.
+
+>>> cf = UserCF()
+>>> for user, items in {"ann": ["phone", "case", "tripod"], "bob": ["phone", "case"],
+...                     "cy": ["dress"]}.items():
+...     for n, item in enumerate(items):
+...         _ = cf.add(user, item, EventType.PURCHASE, ts=float(n))
+>>> [(n.user_id, round(n.similarity, 3), n.overlap) for n in cf.neighbours("bob", k=5)]
+[('ann', 0.816, 2)]
+>>> [(c.item_id, round(c.score, 3), c.contributors) for c in cf.candidates("bob", k=5)]
+[('tripod', 6.532, ('ann',))]
+>>> cf.forget_user("ann"); cf.candidates("bob", k=5)
+[]
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+from models.events import DEFAULT_WEIGHTS, EventType
+from models.similarity import affinity_after
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbour:
+    user_id: str
+    similarity: float  # cosine in [0, 1]
+    overlap: int  # items both users have entries for
+
+
+@dataclass(frozen=True, slots=True)
+class UserCFCandidate:
+    """An item the user's neighbours have, ``score = Σ_v sim(u, v)·a_vi``, with the
+    neighbours that contributed most (biggest first).
+
+    ``contributors`` are other people's ids: fine for debugging and evaluation, but what
+    reaches the user should say "people like you", never who.
+    """
+
+    item_id: str
+    score: float
+    contributors: tuple[str, ...]
+
+
+class UserCF:
+    """Bounded user→item affinities with an item→users index; neighbours and candidates."""
+
+    def __init__(
+        self,
+        *,
+        weights: Mapping[EventType, float] | None = None,
+        affinity_cap: float = 15.0,
+        items_per_user: int = 50,
+        users_per_item: int = 200,
+        neighbours: int = 20,
+        min_overlap: int = 1,
+        contributors_per_item: int = 3,
+        entry_ttl_s: float = 30 * 86400.0,
+    ) -> None:
+        if items_per_user < 1 or users_per_item < 1 or neighbours < 1:
+            raise ValueError("items_per_user, users_per_item and neighbours must be at least 1")
+        self.weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
+        self.affinity_cap = affinity_cap
+        self.items_per_user = items_per_user
+        self.users_per_item = users_per_item
+        self.max_neighbours = neighbours
+        self.min_overlap = min_overlap
+        self.contributors_per_item = contributors_per_item
+        self.entry_ttl_s = entry_ttl_s
+        self.items: dict[str, dict[str, float]] = {}  # user -> item -> affinity (> 0)
+        self.index: dict[str, dict[str, float]] = {}  # item -> user -> last event ts
+        self.norm2: dict[str, float] = {}  # user -> Σ affinity², recomputed from items[user]
+
+    # ---- updates ---------------------------------------------------------------------------
+    def add(self, user_id: str, item_id: str, event_type: EventType, ts: float) -> bool:
+        """Apply one event with its configured weight; True if an entry changed."""
+        return self.add_weight(user_id, item_id, self.weights.get(event_type, 0.0), ts)
+
+    def add_weight(self, user_id: str, item_id: str, weight: float, ts: float) -> bool:
+        """Change ``a_ui`` by ``weight`` (clamped to ``[0, affinity_cap]``); at zero (e.g. after
+        a hide) the entry is removed. Then the caps evict the least recent entries."""
+        if not (math.isfinite(weight) and math.isfinite(ts)):
+            raise ValueError("weight and ts must be finite numbers")
+        if weight == 0.0:
+            return False
+        row = self.items.get(user_id, {})
+        old = row.get(item_id, 0.0)
+        new = affinity_after(old, weight, cap=self.affinity_cap)
+        if new <= 0.0:
+            if old > 0.0:
+                self._remove_entry(user_id, item_id)
+                return True
+            return False
+        row[item_id] = new
+        self.items[user_id] = row
+        users = self.index.setdefault(item_id, {})
+        users[user_id] = max(users.get(user_id, ts), ts)
+        while len(row) > self.items_per_user:
+            oldest = min(row, key=lambda i: (self.index[i][user_id], i))
+            self._remove_entry(user_id, oldest)
+        while len(users) > self.users_per_item:
+            oldest = min(users, key=lambda u: (users[u], u))
+            self._remove_entry(oldest, item_id)
+        if user_id in self.items:
+            self._renorm(user_id)
+        return True
+
+    def expire(self, now: float) -> int:
+        """Remove entries whose last event is older than ``now − entry_ttl_s``; return how
+        many. O(entries): run it periodically. It is what forgets users who went quiet."""
+        cutoff = now - self.entry_ttl_s
+        stale = [
+            (user_id, item_id)
+            for item_id, users in self.index.items()
+            for user_id, ts in users.items()
+            if ts < cutoff
+        ]
+        for user_id, item_id in stale:
+            self._remove_entry(user_id, item_id)
+        return len(stale)
+
+    def forget_user(self, user_id: str) -> None:
+        """Remove every entry of the user from both sides of the index."""
+        for item_id in list(self.items.get(user_id, ())):
+            self._remove_entry(user_id, item_id)
+
+    # ---- reads -----------------------------------------------------------------------------
+    def neighbours(self, user_id: str, k: int | None = None) -> list[Neighbour]:
+        """The ``k`` (default: the configured number) most similar users sharing at least
+        ``min_overlap`` items; ties by overlap, then user id."""
+        row = self.items.get(user_id)
+        if not row:
+            return []
+        products: dict[str, list[float]] = {}
+        for item_id, affinity in row.items():
+            for other in self.index.get(item_id, ()):
+                if other != user_id:
+                    products.setdefault(other, []).append(affinity * self.items[other][item_id])
+        norm_u = math.sqrt(self.norm2[user_id])
+        found = []
+        for other, parts in products.items():
+            if len(parts) < self.min_overlap:
+                continue
+            # Two square roots, not one of the product (which can underflow); clamp rounding.
+            sim = min(1.0, math.fsum(parts) / (norm_u * math.sqrt(self.norm2[other])))
+            found.append(Neighbour(other, sim, len(parts)))
+        count = self.max_neighbours if k is None else k
+        return heapq.nsmallest(count, found, key=lambda n: (-n.similarity, -n.overlap, n.user_id))
+
+    def candidates(
+        self, user_id: str, k: int, exclude: Collection[str] = frozenset()
+    ) -> list[UserCFCandidate]:
+        """Items the user's neighbours have and the user has not (nor in ``exclude``),
+        scored ``Σ_v sim(u, v)·a_vi``; ties by item id."""
+        own = self.items.get(user_id, {})
+        parts: dict[str, list[tuple[float, str]]] = {}
+        for neighbour in self.neighbours(user_id):
+            for item_id, affinity in self.items[neighbour.user_id].items():
+                if item_id in own or item_id in exclude:
+                    continue
+                parts.setdefault(item_id, []).append(
+                    (neighbour.similarity * affinity, neighbour.user_id)
+                )
+        scored = [(math.fsum(c for c, _ in p), item_id) for item_id, p in parts.items()]
+        best = heapq.nsmallest(k, scored, key=lambda s: (-s[0], s[1]))
+        result = []
+        for score, item_id in best:
+            top = sorted(parts[item_id], key=lambda c: (-c[0], c[1]))
+            who = tuple(user for _, user in top[: self.contributors_per_item])
+            result.append(UserCFCandidate(item_id, score, who))
+        return result
+
+    def similarity(self, a: str, b: str) -> float:
+        """sim(a, b) from the current entries (0 for unknown users)."""
+        row_a, row_b = self.items.get(a), self.items.get(b)
+        if not row_a or not row_b:
+            return 0.0
+        dot = math.fsum(x * row_b[i] for i, x in row_a.items() if i in row_b)
+        if dot <= 0.0:
+            return 0.0
+        return min(1.0, dot / (math.sqrt(self.norm2[a]) * math.sqrt(self.norm2[b])))
+
+    def snapshot(self) -> dict[str, object]:
+        """Every piece of state as plain data."""
+        return {
+            "items": {u: dict(row) for u, row in self.items.items()},
+            "index": {i: dict(users) for i, users in self.index.items()},
+            "norm2": dict(self.norm2),
+        }
+
+    # ---- internals -------------------------------------------------------------------------
+    def _renorm(self, user_id: str) -> None:
+        # Recomputed from the user's (bounded) row rather than updated by differences, so it
+        # never drifts and vanishes exactly with the user's last entry.
+        self.norm2[user_id] = math.fsum(a * a for a in self.items[user_id].values())
+
+    def _remove_entry(self, user_id: str, item_id: str) -> None:
+        row = self.items.get(user_id)
+        if row is not None and row.pop(item_id, None) is not None:
+            if row:
+                self._renorm(user_id)
+            else:
+                del self.items[user_id]
+                self.norm2.pop(user_id, None)
+        users = self.index.get(item_id)
+        if users is not None:
+            users.pop(user_id, None)
+            if not users:
+                del self.index[item_id]
