@@ -56,6 +56,25 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
     return bench.run_bench(settings, events=args.events, output=args.output, seed=args.seed)
 
 
+def _eval(settings: Settings, args: argparse.Namespace) -> int:
+    from streams import evaluate
+
+    return evaluate.run_eval(
+        settings,
+        args.events,
+        fmt=args.format,
+        catalog_path=args.catalog,
+        as_json=args.json,
+        plots=args.plots,
+        split=args.split,
+        train_fraction=args.train_fraction,
+        frozen=args.frozen,
+        folds=args.cv,
+        negatives=args.negatives,
+        seed=args.seed,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="socialrec", description="Real-time recommendations for social commerce."
@@ -99,6 +118,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--output", default="docs/benchmarks.json", help="where to keep the figures")
     p.set_defaults(handler=_bench)
+
+    p = sub.add_parser("eval", help="replay a CSV of events offline and report quality metrics")
+    p.add_argument("events", help="events CSV (user_id,item_id,event_type,timestamp[,...])")
+    p.add_argument("--format", choices=["csv", "taobao"], default="csv", help="input format")
+    p.add_argument("--catalog", help="item features CSV (header with item_id)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--plots", metavar="DIR", help="write PNG plots into DIR")
+    split = p.add_mutually_exclusive_group()
+    split.add_argument("--split", choices=["temporal"], help="train on the first part by time")
+    split.add_argument("--cv", type=int, metavar="K", help="K-fold cross-validation by user")
+    p.add_argument("--train-fraction", type=float, default=0.8, help="with --split temporal")
+    p.add_argument("--frozen", action="store_true", help="--split temporal: no learning in test")
+    p.add_argument("--negatives", type=int, default=20, help="sampled per request for the AUC")
+    p.add_argument("--seed", type=int, default=0, help="seed of the negative sampling")
+    p.set_defaults(handler=_eval)
     return parser
 
 

@@ -1,0 +1,837 @@
+"""``socialrec eval``: offline quality of the recommender on a CSV of events.
+
+Reads the events (our CSV, or the Taobao UserBehavior format), replays them in time order
+through the worker's own model code (:mod:`models.evaluation`, in-process, no Kafka) next to a
+popularity baseline, and prints the figures: a rich table, or one JSON object with ``--json``.
+Progress and warnings go to stderr, so ``--json`` output can be piped. ``--plots DIR`` writes
+PNGs (ROC curve, HR@10 along the stream, per-source contribution).
+
+Input formats:
+
+* ``csv`` (default): header ``user_id,item_id,event_type,timestamp`` plus optional
+  ``target_user_id,stream_id``; types and required fields as in the event contract
+  (:mod:`models.events`; ``follow`` rows have no item), ``timestamp`` in Unix seconds.
+* ``taobao``: ``user_id,item_id,category_id,behavior,timestamp`` (header optional, as in the
+  published files), behaviours ``pv/fav/cart/buy`` read as ``view/like/cart/purchase``.
+
+A row that cannot be read is counted by reason and reported (the first line numbers too, never
+the row's content); it never stops the run. Each row gets the event id ``row-<line>``.
+
+Also a helper that writes the simulator's stream in the CSV format, for quality figures::
+
+    .venv/bin/python -m streams.evaluate simulate --out sim.csv --catalog-out catalog.csv
+
+>>> import io
+>>> text = "user_id,item_id,event_type,timestamp\\nu1,a,view,1700000000\\nu1,,view,1700000001\\n"
+>>> loaded = read_events(io.StringIO(text))
+>>> [e.item_id for e in loaded.events], dict(loaded.bad.by_reason), loaded.bad.lines
+(['a'], {'missing_field': 1}, [3])
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Final
+
+import orjson
+
+from models.evaluation import (
+    EvalParams,
+    ItemCFRecommender,
+    ModelReport,
+    PopularityRecommender,
+    Recommender,
+    ReplayReport,
+    Trace,
+    fold_of,
+    replay,
+    roc_points,
+    summarise,
+    temporal_cut,
+)
+from models.events import Event, EventType, Rejection, parse_event
+from models.recommend import RecommendParams
+from streams.config import Settings
+
+EVENT_COLUMNS: Final = ("user_id", "item_id", "event_type", "timestamp")
+OPTIONAL_COLUMNS: Final = ("target_user_id", "stream_id")
+TAOBAO_COLUMNS: Final = ("user_id", "item_id", "category_id", "behavior", "timestamp")
+TAOBAO_BEHAVIOURS: Final = {
+    "pv": EventType.VIEW,
+    "fav": EventType.LIKE,
+    "cart": EventType.CART,
+    "buy": EventType.PURCHASE,
+}
+#: How many offending line numbers a report keeps (enough to find them, never the content).
+KEPT_LINES: Final = 20
+#: Metrics shown and averaged: (JSON key with k filled in, ModelReport attribute).
+METRICS: Final = (
+    ("hr@{k}", "hr"),
+    ("ndcg@{k}", "ndcg"),
+    ("mrr", "mrr"),
+    ("auc", "auc"),
+    ("auc_pooled", "auc_pooled"),
+    ("coverage", "coverage"),
+    ("gini", "gini"),
+    ("long_tail", "long_tail"),
+)
+SOURCE_METRICS: Final = (("hr@{k}", "hr"), ("ndcg@{k}", "ndcg"), ("mrr", "mrr"))
+
+
+class InputError(Exception):
+    """The file as a whole cannot be read (missing, or without the required header)."""
+
+
+@dataclass
+class BadRows:
+    """Rows that could not be read: how many, why, and where (line numbers, 1-based)."""
+
+    total: int = 0
+    by_reason: Counter[str] = field(default_factory=Counter)
+    lines: list[int] = field(default_factory=list)
+
+    def add(self, line: int, reason: str) -> None:
+        self.total += 1
+        self.by_reason[reason] += 1
+        if len(self.lines) < KEPT_LINES:
+            self.lines.append(line)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"total": self.total, "by_reason": dict(self.by_reason), "first_lines": self.lines}
+
+
+@dataclass
+class LoadedEvents:
+    """Valid events in time order (file order among equal timestamps) and what was not."""
+
+    events: list[Event]
+    rows: int
+    bad: BadRows
+    item_features: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+@dataclass
+class Catalog:
+    items: dict[str, dict[str, str]]
+    rows: int
+    bad: BadRows
+
+
+def _rows(stream: IO[str]) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells) for every record; a record spanning lines gets its first line."""
+    reader = csv.reader(stream)
+    line = 1
+    for row in reader:
+        yield line, row
+        line = reader.line_num + 1
+
+
+def _number(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text  # the contract's check then rejects it as a bad field
+
+
+def read_events(
+    stream: IO[str],
+    *,
+    fmt: str = "csv",
+    now: float | None = None,
+    max_future_skew_s: float = 3600.0,
+) -> LoadedEvents:
+    """Read and validate events; sort them by time. ``now`` bounds future timestamps.
+
+    >>> import io
+    >>> tb = "1,10,7,pv,1511544070\\n1,11,7,buy,1511544080\\n2,10,7,teleport,1511544090\\n"
+    >>> loaded = read_events(io.StringIO(tb), fmt="taobao")
+    >>> [(e.user_id, e.type.value, e.item_id) for e in loaded.events]
+    [('1', 'view', '10'), ('1', 'purchase', '11')]
+    >>> dict(loaded.bad.by_reason), loaded.item_features["10"]
+    ({'unknown_type': 1}, {'category_id': '7'})
+    """
+    now = time.time() if now is None else now
+    bad = BadRows()
+    events: list[Event] = []
+    features: dict[str, dict[str, str]] = {}
+    rows = _rows(stream)
+    first = next(rows, None)
+    if first is None:
+        return LoadedEvents([], 0, bad)
+    header = [cell.strip() for cell in first[1]]
+    if fmt == "taobao":
+        convert = _taobao_converter(features)
+        columns: Sequence[str] = TAOBAO_COLUMNS
+        if header[: len(TAOBAO_COLUMNS)] != list(TAOBAO_COLUMNS):
+            rows = _chain([first], rows)  # the published files have no header
+    elif fmt == "csv":
+        missing = [c for c in EVENT_COLUMNS if c not in header]
+        if missing:
+            raise InputError(
+                f"the header lacks {', '.join(missing)}: expected "
+                f"{','.join(EVENT_COLUMNS)}[,{','.join(OPTIONAL_COLUMNS)}]"
+            )
+        columns = header
+        convert = _csv_converter()
+    else:
+        raise InputError(f"unknown format {fmt!r} (csv or taobao)")
+
+    count = 0
+    for line, cells in rows:
+        count += 1
+        if not cells or cells == [""]:
+            bad.add(line, "empty_row")
+            continue
+        if len(cells) != len(columns):
+            bad.add(line, "bad_columns")
+            continue
+        record = dict(zip(columns, cells, strict=True))
+        if any("\ufffd" in cell for cell in cells):
+            bad.add(line, "not_utf8")
+            continue
+        body = convert(line, record)
+        if isinstance(body, str):
+            bad.add(line, body)
+            continue
+        parsed = parse_event(
+            orjson.dumps(body), now=now, max_bytes=1 << 20, max_future_skew_s=max_future_skew_s
+        )
+        if isinstance(parsed, Rejection):
+            bad.add(line, parsed.reason.value)
+            continue
+        events.append(parsed)
+    events.sort(key=lambda e: e.ts)  # stable: file order among equal timestamps
+    return LoadedEvents(events, count, bad, features)
+
+
+def _chain(
+    head: Iterable[tuple[int, list[str]]], tail: Iterator[tuple[int, list[str]]]
+) -> Iterator[tuple[int, list[str]]]:
+    yield from head
+    yield from tail
+
+
+Converter = Callable[[int, dict[str, str]], "dict[str, object] | str"]
+
+
+def _csv_converter() -> Converter:
+    def convert(line: int, record: dict[str, str]) -> dict[str, object] | str:
+        body: dict[str, object] = {"event_id": f"row-{line}", "type": record["event_type"].strip()}
+        for name in ("user_id", "item_id", *OPTIONAL_COLUMNS):
+            value = record.get(name, "").strip()
+            if value:  # empty = absent; the contract says which types need which fields
+                body[name] = value
+        body["ts"] = _number(record["timestamp"].strip())
+        return body
+
+    return convert
+
+
+def _taobao_converter(features: dict[str, dict[str, str]]) -> Converter:
+    def convert(line: int, record: dict[str, str]) -> dict[str, object] | str:
+        kind = TAOBAO_BEHAVIOURS.get(record["behavior"].strip())
+        if kind is None:
+            return "unknown_type"
+        body: dict[str, object] = {"event_id": f"row-{line}", "type": kind.value}
+        for name in ("user_id", "item_id"):
+            value = record[name].strip()
+            if value:
+                body[name] = value
+        body["ts"] = _number(record["timestamp"].strip())
+        item, category = record["item_id"].strip(), record["category_id"].strip()
+        if item and category:
+            features[item] = {"category_id": category}
+        return body
+
+    return convert
+
+
+def read_catalog(stream: IO[str]) -> Catalog:
+    """Item features keyed by ``item_id`` (every other column is kept as text).
+
+    >>> import io
+    >>> cat = read_catalog(io.StringIO("item_id,category\\na,phones\\n,x\\na,cases\\nb\\n"))
+    >>> cat.items, dict(cat.bad.by_reason)
+    ({'a': {'category': 'phones'}}, {'missing_field': 1, 'duplicate_item': 1, 'bad_columns': 1})
+    """
+    bad = BadRows()
+    items: dict[str, dict[str, str]] = {}
+    rows = _rows(stream)
+    first = next(rows, None)
+    if first is None:
+        return Catalog(items, 0, bad)
+    header = [cell.strip() for cell in first[1]]
+    if "item_id" not in header:
+        raise InputError("the catalog header lacks item_id")
+    count = 0
+    for line, cells in rows:
+        count += 1
+        if len(cells) != len(header):
+            bad.add(line, "bad_columns")
+            continue
+        record = dict(zip(header, cells, strict=True))
+        item = record.pop("item_id").strip()
+        if not item:
+            bad.add(line, "missing_field")
+        elif item in items:
+            bad.add(line, "duplicate_item")
+        else:
+            items[item] = record
+    return Catalog(items, count, bad)
+
+
+def _open(path: Path) -> IO[str]:
+    try:
+        # Undecodable bytes become U+FFFD, so one bad row is reported instead of ending the run.
+        return path.open(encoding="utf-8", errors="replace", newline="")
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# Running the evaluation
+# ------------------------------------------------------------------------------------------------
+
+
+def build_models(settings: Settings) -> list[Recommender]:
+    """The worker's model, configured exactly as the worker, then the popularity baseline."""
+    from streams.store import ReadParams
+    from streams.worker import state_params
+
+    state = state_params(settings)
+    read = ReadParams()
+    recommend_params = RecommendParams(
+        top_n=settings.top_n,
+        exclude_items=settings.exclude_items,
+        exclude_seen=True,  # the protocol: never recommend what the user already touched
+        half_life_s=settings.popularity_half_life_s,
+    )
+    return [
+        ItemCFRecommender(
+            state,
+            recommend_params,
+            recent_items=read.recent_items,
+            neighbours=read.neighbours,
+            popular_items=read.popular,
+        ),
+        PopularityRecommender(state.weights, half_life_s=settings.popularity_half_life_s),
+    ]
+
+
+@dataclass
+class Outcome:
+    """Everything the output needs: the JSON object, the reports and traces for plots."""
+
+    summary: dict[str, Any]
+    reports: list[ReplayReport]
+    elapsed_s: float
+
+
+def evaluate(
+    events: Sequence[Event],
+    make_models: Callable[[], list[Recommender]],
+    *,
+    params: EvalParams,
+    split: str | None = None,
+    train_fraction: float = 0.8,
+    frozen: bool = False,
+    folds: int | None = None,
+    catalog: Sequence[str] = (),
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Outcome:
+    """Full replay, temporal split or K-fold by user; ``on_progress(done, total)`` events.
+
+    >>> from models.state import StateParams
+    >>> evs = [Event(f"e{n}", EventType.VIEW, u, 1e9 + n, item_id=i)
+    ...        for n, (u, i) in enumerate([("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "b")])]
+    >>> models = lambda: [ItemCFRecommender(StateParams()), PopularityRecommender()]
+    >>> out = evaluate(evs, models, params=EvalParams())
+    >>> out.summary["evaluated"], out.summary["hr@10"], out.summary["baseline"]["hr@10"]
+    (2, 0.5, 0.5)
+    """
+    runs = folds if folds else 1
+    total = len(events) * runs
+
+    def progress_for(run: int) -> Callable[[int], None]:
+        def report(done: int) -> None:
+            if on_progress is not None:
+                on_progress(run * len(events) + done, total)
+
+        return report
+
+    started = time.perf_counter()
+    reports: list[ReplayReport] = []
+    mode: dict[str, Any]
+    if folds:
+        user_fold = {u: fold_of(u, folds) for u in {e.user_id for e in events}}
+        for fold in range(folds):
+            reports.append(
+                replay(
+                    events,
+                    make_models(),
+                    params,
+                    is_test=lambda _n, e, f=fold: user_fold[e.user_id] == f,  # type: ignore[misc]
+                    catalog=catalog,
+                    on_progress=progress_for(fold),
+                )
+            )
+        mode = {"mode": "cv", "folds": folds}
+    elif split == "temporal":
+        cut = temporal_cut(events, train_fraction)
+        reports.append(
+            replay(
+                events,
+                make_models(),
+                params,
+                is_test=lambda n, _e: n >= cut,
+                learn_test=not frozen,
+                catalog=catalog,
+                on_progress=progress_for(0),
+            )
+        )
+        mode = {
+            "mode": "temporal",
+            "train_fraction": train_fraction,
+            "train_events": cut,
+            "test_events": len(events) - cut,
+            "learning": "frozen" if frozen else "continuing",
+        }
+    else:
+        reports.append(
+            replay(events, make_models(), params, catalog=catalog, on_progress=progress_for(0))
+        )
+        mode = {"mode": "full"}
+    elapsed = time.perf_counter() - started
+    summary = _summary(reports, params.k)
+    summary.update(mode)
+    summary["elapsed_s"] = round(elapsed, 3)
+    summary["events_per_s"] = round(total / elapsed, 1) if elapsed > 0 else None
+    return Outcome(summary, reports, elapsed)
+
+
+def _model_dict(reports: Sequence[ModelReport], k: int) -> dict[str, Any]:
+    """One model's figures; over several folds, the mean with a ``std`` object beside it."""
+    if len(reports) == 1:
+        return {"model": reports[0].name, **reports[0].as_dict(k)}
+    out: dict[str, Any] = {
+        "model": reports[0].name,
+        "evaluated": sum(r.evaluated for r in reports),
+        "hits": sum(r.hits for r in reports),
+    }
+    std: dict[str, float | None] = {}
+    for key, attr in METRICS:
+        name = key.format(k=k)
+        out[name], std[name] = summarise([getattr(r, attr) for r in reports])
+    sources = sorted({s for r in reports for s in r.per_source})
+    out["per_source"] = {
+        source: {
+            key.format(k=k): summarise(
+                [getattr(r.per_source[source], attr) for r in reports if source in r.per_source]
+            )[0]
+            for key, attr in (*SOURCE_METRICS, ("slot_share", "slot_share"))
+        }
+        for source in sources
+    }
+    out["std"] = std
+    return out
+
+
+def _figures(report: ModelReport, k: int) -> dict[str, Any]:
+    return {key.format(k=k): getattr(report, attr) for key, attr in METRICS}
+
+
+def _summary(reports: Sequence[ReplayReport], k: int) -> dict[str, Any]:
+    names = list(reports[0].models)
+    model, baseline = names[0], names[1] if len(names) > 1 else None
+    summary: dict[str, Any] = {"events": reports[0].events}
+    summary.update(_model_dict([r.models[model] for r in reports], k))
+    summary["evaluated"] = sum(r.evaluated for r in reports)
+    summary["catalog_size"] = reports[0].catalog_size
+    if baseline is not None:
+        summary["baseline"] = _model_dict([r.models[baseline] for r in reports], k)
+    if len(reports) > 1:
+        summary["per_fold"] = [
+            {
+                "fold": n,
+                "evaluated": r.evaluated,
+                **_figures(r.models[model], k),
+                "baseline": _figures(r.models[baseline], k) if baseline is not None else None,
+            }
+            for n, r in enumerate(reports)
+        ]
+    return summary
+
+
+# ------------------------------------------------------------------------------------------------
+# Output
+# ------------------------------------------------------------------------------------------------
+
+
+def _fmt(value: object, std: object = None) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        text = f"{value:.4f}"
+        return f"{text} ± {std:.4f}" if isinstance(std, float) else text
+    return str(value)
+
+
+def print_tables(summary: dict[str, Any], k: int, console: Any) -> None:
+    from rich.table import Table
+
+    base = summary.get("baseline") or {}
+    title = {
+        "full": "full replay, test-then-train",
+        "temporal": (
+            f"temporal split: first {summary.get('train_fraction', 0):.0%} trains, "
+            f"the rest is tested ({summary.get('learning')} learning)"
+        ),
+        "cv": f"{summary.get('folds')}-fold by user (mean ± sample std over folds)",
+    }[summary["mode"]]
+    table = Table(title=f"socialrec eval: {title}")
+    table.add_column("metric")
+    table.add_column(f"{summary.get('model')} (worker)", justify="right")
+    table.add_column(f"{base.get('model', 'baseline')} (baseline)", justify="right")
+    std, base_std = summary.get("std", {}), base.get("std", {})
+    for name in (key.format(k=k) for key, _ in METRICS):
+        table.add_row(
+            name, _fmt(summary.get(name), std.get(name)), _fmt(base.get(name), base_std.get(name))
+        )
+    table.add_row("evaluated requests", _fmt(summary["evaluated"]), _fmt(base.get("evaluated")))
+    console.print(table)
+
+    sources = Table(title="hits by the source of the hit item (they add up to the totals)")
+    sources.add_column("model")
+    sources.add_column("source")
+    for name in (f"hr@{k}", f"ndcg@{k}", "mrr", "slot_share"):
+        sources.add_column(name, justify="right")
+    for label, figures in ((summary.get("model"), summary), (base.get("model"), base)):
+        for source, m in (figures.get("per_source") or {}).items():
+            sources.add_row(
+                str(label),
+                source,
+                *(_fmt(m.get(n)) for n in (f"hr@{k}", f"ndcg@{k}", "mrr", "slot_share")),
+            )
+    console.print(sources)
+
+    bad = summary["bad_rows"]
+    notes = [
+        f"{summary['events']:,} events replayed from {summary['rows']:,} rows "
+        f"({bad['total']:,} bad rows{': ' + _reasons(bad) if bad['total'] else ''}); "
+        f"catalogue {summary['catalog_size']:,} items",
+        f"replay: {summary['elapsed_s']:.1f} s, {summary['events_per_s'] or 0:,.0f} events/s",
+    ]
+    if summary.get("catalog_items") is not None:
+        notes.append(f"--catalog: {summary['catalog_items']:,} items read (no content model yet)")
+    for note in notes:
+        console.print(note)
+
+
+def _reasons(bad: dict[str, Any]) -> str:
+    return ", ".join(f"{reason} {n}" for reason, n in sorted(bad["by_reason"].items()))
+
+
+def _merged(traces: Iterable[Trace]) -> Trace:
+    merged = Trace()
+    for trace in traces:
+        merged.positions.extend(trace.positions)
+        merged.hits.extend(trace.hits)
+        merged.positive_scores.extend(trace.positive_scores)
+        merged.negative_scores.extend(trace.negative_scores)
+    return merged
+
+
+def write_plots(outcome: Outcome, directory: Path, k: int) -> list[Path]:
+    """ROC curve, HR@k along the stream and per-source contribution, as PNG files."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    directory.mkdir(parents=True, exist_ok=True)
+    names = list(outcome.reports[0].models)
+    traces = {name: _merged(r.traces[name] for r in outcome.reports) for name in names}
+    summary = outcome.summary
+    figures = {"model": summary, "baseline": summary.get("baseline") or {}}
+    labels = {names[0]: "item-CF + popular (worker)"}
+    if len(names) > 1:
+        labels[names[1]] = "popularity (baseline)"
+    written: list[Path] = []
+
+    fig, ax = plt.subplots(figsize=(6, 6))
+    for name, figure in zip(names, figures.values(), strict=False):
+        trace = traces[name]
+        if not len(trace.positive_scores) or not len(trace.negative_scores):
+            continue
+        fpr, tpr = roc_points(trace.positive_scores, trace.negative_scores)
+        ax.plot(
+            fpr,
+            tpr,
+            label=f"{labels[name]}: AUC {_fmt(figure.get('auc'))} per request, "
+            f"{_fmt(figure.get('auc_pooled'))} pooled",
+        )
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate")
+    ax.set_title("ROC: held-out item vs sampled unseen items (pooled)")
+    ax.legend(loc="lower right", fontsize=8)
+    written.append(_save(fig, directory / "roc.png"))
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for name in names:
+        trace = traces[name]
+        if not trace.hits:
+            continue
+        order = np.argsort(np.asarray(trace.positions), kind="stable")
+        hits = np.frombuffer(bytes(trace.hits), dtype=np.uint8)[order].astype(np.float64)
+        positions = np.asarray(trace.positions)[order]
+        window = max(50, len(hits) // 40)
+        if len(hits) >= window:
+            rolling = np.convolve(hits, np.ones(window) / window, mode="valid")
+            ax.plot(positions[window - 1 :], rolling, label=labels[name])
+    ax.set(xlabel="event index in the stream", ylabel=f"HR@{k} (rolling mean)")
+    ax.set_title(f"HR@{k} along the stream (window of ~1/40 of the requests)")
+    ax.legend()
+    written.append(_save(fig, directory / "hr_over_stream.png"))
+    plt.close(fig)
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.5))
+    sources = sorted({s for f in figures.values() for s in (f.get("per_source") or {})})
+    xs = np.arange(len(names))
+    bottom_hr, bottom_slots = np.zeros(len(names)), np.zeros(len(names))
+    for source in sources:
+        hr = [
+            f.get("per_source", {}).get(source, {}).get(f"hr@{k}") or 0.0 for f in figures.values()
+        ]
+        slots = [
+            f.get("per_source", {}).get(source, {}).get("slot_share") or 0.0
+            for f in figures.values()
+        ]
+        hr, slots = hr[: len(names)], slots[: len(names)]
+        left.bar(xs, hr, bottom=bottom_hr, label=source)
+        right.bar(xs, slots, bottom=bottom_slots, label=source)
+        bottom_hr += hr
+        bottom_slots += slots
+    for axis, title in ((left, f"HR@{k} by source of the hit"), (right, "share of shown slots")):
+        axis.set_xticks(xs, [labels[n] for n in names], fontsize=8)
+        axis.set_title(title)
+    right.set_ylim(0, 1.25)  # headroom so the legend never covers a bar
+    for axis in (left, right):
+        axis.legend(loc="upper center", ncols=max(1, len(sources)))
+    written.append(_save(fig, directory / "sources.png"))
+    plt.close(fig)
+    return written
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def run_eval(
+    settings: Settings,
+    events_path: str,
+    *,
+    fmt: str = "csv",
+    catalog_path: str | None = None,
+    as_json: bool = False,
+    plots: str | None = None,
+    split: str | None = None,
+    train_fraction: float = 0.8,
+    frozen: bool = False,
+    folds: int | None = None,
+    negatives: int = 20,
+    seed: int = 0,
+    out: IO[str] | None = None,
+) -> int:
+    """The ``socialrec eval`` command. 0 on success, 2 when the input cannot be used."""
+    from rich.console import Console
+
+    out = out or sys.stdout
+    err = Console(stderr=True)
+    if folds is not None and folds < 2:
+        err.print("socialrec eval: --cv needs at least 2 folds")
+        return 2
+    if not 0.0 < train_fraction < 1.0:
+        err.print("socialrec eval: --train-fraction must be between 0 and 1")
+        return 2
+    try:
+        with _open(Path(events_path)) as stream:
+            loaded = read_events(stream, fmt=fmt, max_future_skew_s=settings.max_future_skew_s)
+        catalog = None
+        if catalog_path is not None:
+            with _open(Path(catalog_path)) as stream:
+                catalog = read_catalog(stream)
+    except InputError as exc:
+        err.print(f"socialrec eval: {exc}")
+        return 2
+    if loaded.bad.total:
+        err.print(
+            f"socialrec eval: {loaded.bad.total:,} of {loaded.rows:,} rows skipped "
+            f"({_reasons(loaded.bad.as_dict())}); first lines: {loaded.bad.lines[:10]}"
+        )
+    if catalog is not None and catalog.bad.total:
+        err.print(
+            f"socialrec eval: {catalog.bad.total:,} catalog rows skipped "
+            f"({_reasons(catalog.bad.as_dict())}); first lines: {catalog.bad.lines[:10]}"
+        )
+    if not loaded.events:
+        err.print("socialrec eval: no valid events to replay")
+        return 2
+
+    params = EvalParams(k=settings.top_n, negatives=negatives, seed=seed)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("replaying"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,} events"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("replay", total=len(loaded.events) * (folds or 1))
+        outcome = evaluate(
+            loaded.events,
+            lambda: build_models(settings),
+            params=params,
+            split=split,
+            train_fraction=train_fraction,
+            frozen=frozen,
+            folds=folds,
+            catalog=list(catalog.items) if catalog is not None else (),
+            on_progress=lambda done, _total: progress.update(task, completed=done),
+        )
+    summary = outcome.summary
+    summary["rows"] = loaded.rows
+    summary["bad_rows"] = loaded.bad.as_dict()
+    summary["format"] = fmt
+    summary["catalog_items"] = len(catalog.items) if catalog is not None else None
+    if catalog is not None:
+        summary["catalog_bad_rows"] = catalog.bad.as_dict()
+    if loaded.item_features:
+        summary["items_with_features"] = len(loaded.item_features)
+    summary["negatives"] = negatives
+    summary["seed"] = seed
+
+    if plots is not None:
+        written = write_plots(outcome, Path(plots), params.k)
+        err.print(f"socialrec eval: plots written: {', '.join(str(p) for p in written)}")
+    if as_json:
+        out.write(orjson.dumps(summary, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
+    else:
+        print_tables(summary, params.k, Console(file=out))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Exporting the simulator's stream
+# ------------------------------------------------------------------------------------------------
+
+
+def export_simulated(
+    events_out: IO[str],
+    *,
+    users: int,
+    items: int,
+    events: int,
+    seed: int,
+    catalog_out: IO[str] | None = None,
+    mean_gap_s: float = 0.5,
+) -> int:
+    """Write the simulator's stream (and optionally its catalogue) as eval CSV; return rows.
+
+    >>> import io
+    >>> buf = io.StringIO()
+    >>> export_simulated(buf, users=20, items=50, events=3, seed=1)
+    3
+    >>> buf.getvalue().splitlines()[0]
+    'user_id,item_id,event_type,timestamp,target_user_id,stream_id'
+    >>> len(read_events(io.StringIO(buf.getvalue())).events)
+    3
+    """
+    from models.simulator import generate_events, generate_world
+
+    world = generate_world(seed=seed, users=users, items=items)
+    writer = csv.writer(events_out, lineterminator="\n")
+    writer.writerow([*EVENT_COLUMNS, *OPTIONAL_COLUMNS])
+    count = 0
+    for event in generate_events(world, seed=seed, count=events, mean_gap_s=mean_gap_s):
+        writer.writerow(
+            [
+                event.user_id,
+                event.item_id or "",
+                event.type.value,
+                repr(event.ts),
+                event.target_user_id or "",
+                event.stream_id or "",
+            ]
+        )
+        count += 1
+    if catalog_out is not None:
+        cat = csv.writer(catalog_out, lineterminator="\n")
+        cat.writerow(["item_id", "title", "category", "brand", "merchant_id", "price", "tags"])
+        for item in world.items:
+            cat.writerow(
+                [
+                    item.item_id,
+                    item.title,
+                    item.category,
+                    item.brand,
+                    item.merchant_id,
+                    item.price,
+                    "|".join(item.tags),
+                ]
+            )
+    return count
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m streams.evaluate simulate --out FILE [...]``: export a simulated stream."""
+    parser = argparse.ArgumentParser(prog="python -m streams.evaluate")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("simulate", help="write a simulated stream (and catalogue) as eval CSV")
+    p.add_argument("--out", required=True, help="events CSV to write")
+    p.add_argument("--catalog-out", help="catalogue CSV to write")
+    p.add_argument("--users", type=int, default=2000)
+    p.add_argument("--items", type=int, default=5000)
+    p.add_argument("--events", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--mean-gap-s", type=float, default=0.5, help="mean seconds between events")
+    args = parser.parse_args(argv)
+    with Path(args.out).open("w", encoding="utf-8", newline="") as events_out:
+        if args.catalog_out:
+            with Path(args.catalog_out).open("w", encoding="utf-8", newline="") as catalog_out:
+                rows = export_simulated(
+                    events_out,
+                    users=args.users,
+                    items=args.items,
+                    events=args.events,
+                    seed=args.seed,
+                    catalog_out=catalog_out,
+                    mean_gap_s=args.mean_gap_s,
+                )
+        else:
+            rows = export_simulated(
+                events_out,
+                users=args.users,
+                items=args.items,
+                events=args.events,
+                seed=args.seed,
+                mean_gap_s=args.mean_gap_s,
+            )
+    print(f"{rows:,} events written to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
