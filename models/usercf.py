@@ -14,8 +14,9 @@ from both, so the model is always exactly "these entries", never half of one.
 Dot products are computed when asked, from the index, instead of being maintained per pair:
 a query walks the user's items and, for each, the users indexing it, O(items_per_user ×
 users_per_item) bounded work. In exchange nothing drifts (sums are :func:`math.fsum`, so
-``sim(u, v) == sim(v, u)`` exactly), an event costs O(1) index updates plus the caps, and
-erasing a user is removing their entries: no pair table holds them anywhere else.
+``sim(u, v) == sim(v, u)`` exactly), an event costs O(items_per_user) (the user's norm is
+recomputed from their row) plus one scan of a row when a cap is exceeded, and erasing a user
+is removing their entries: no pair table holds them anywhere else.
 
 >>> cf = UserCF()
 >>> for user, items in {"ann": ["phone", "case", "tripod"], "bob": ["phone", "case"],
