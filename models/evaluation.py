@@ -701,6 +701,7 @@ class ReplayReport:
 
     events: int
     evaluated: int
+    cold_targets: int
     catalog_size: int
     models: Mapping[str, ModelReport]
     traces: Mapping[str, Trace]
@@ -728,9 +729,11 @@ def replay(
     touched, by a user with an earlier event. Each model is asked for the top ``k`` excluding
     the user's touched items, and for :meth:`Recommender.candidate_scores` of the held-out item
     followed by ``negatives`` items sampled uniformly (the same for every model) from the
-    items seen so far that the user has not touched. Then every model learns the event,
-    except test events when ``learn_test`` is False (a frozen model); the replay's own record
-    of who touched what always advances.
+    catalogue, leaving out the items the user has touched and the held-out item. Then every
+    model learns the event, except test events when ``learn_test`` is False (a frozen model);
+    the replay's own record of who touched what always advances. ``cold_targets`` counts the
+    requests whose held-out item had no earlier event at all: no model that learns only from
+    events can find those, which bounds what any of them can score.
 
     Coverage and Gini are over the catalogue = ``catalog`` ∪ items in ``events``; the short
     head is the most-interacted ``head_share`` of that catalogue over the whole stream.
@@ -747,10 +750,13 @@ def replay(
     tallies = [_Tally() for _ in models]
     touched: dict[str, set[str]] = {}
     active: set[str] = set()  # users with at least one event so far
-    known_items: list[str] = []
-    known: set[str] = set()
+    # The catalogue: every item of the stream (even those that appear later: they exist, and a
+    # cold item must be able to lose to them) plus the given catalogue. Sorted: reproducible.
+    universe = {e.item_id for e in events if e.item_id is not None and e.type in ITEM_TYPES}
+    universe.update(catalog)
+    catalogue = sorted(universe)
     interactions: Counter[str] = Counter()
-    evaluated = 0
+    evaluated = cold = 0
     k = params.k
     wanted_negatives = params.negatives
 
@@ -766,8 +772,9 @@ def replay(
             and item not in touched.get(user, ())
         ):
             evaluated += 1
+            cold += item not in interactions
             exclude = touched.get(user, set())
-            negatives = _sample_negatives(rng, known_items, exclude, item, wanted_negatives)
+            negatives = _sample_negatives(rng, catalogue, exclude, item, wanted_negatives)
             for model, tally in zip(models, tallies, strict=True):
                 tally.record(position, item, model.recommend(user, k, exclude, event.ts))
                 if negatives:
@@ -779,22 +786,18 @@ def replay(
         if item is not None and event.type in ITEM_TYPES:
             touched.setdefault(user, set()).add(item)
             interactions[item] += 1
-            if item not in known:
-                known.add(item)
-                known_items.append(item)
         if on_progress is not None and (position + 1) % progress_every == 0:
             on_progress(position + 1)
     if on_progress is not None:
         on_progress(len(events))
 
-    universe = known | set(catalog)
     head = short_head({i: interactions.get(i, 0) for i in universe}, params.head_share)
     reports = {
         model.name: tally.report(model.name, len(universe), head, KNOWN_SOURCES)
         for model, tally in zip(models, tallies, strict=True)
     }
     traces = {model.name: tally.trace for model, tally in zip(models, tallies, strict=True)}
-    return ReplayReport(len(events), evaluated, len(universe), reports, traces)
+    return ReplayReport(len(events), evaluated, cold, len(universe), reports, traces)
 
 
 def _sample_negatives(

@@ -183,16 +183,19 @@ def read_events(
     else:
         raise InputError(f"unknown format {fmt!r} (csv or taobao)")
 
+    required = EVENT_COLUMNS if fmt == "csv" else TAOBAO_COLUMNS
+    needed = 1 + max(list(columns).index(c) for c in required)
     count = 0
     for line, cells in rows:
         count += 1
         if not cells or cells == [""]:
             bad.add(line, "empty_row")
             continue
-        if len(cells) != len(columns):
+        if not needed <= len(cells) <= len(columns):
             bad.add(line, "bad_columns")
             continue
-        record = dict(zip(columns, cells, strict=True))
+        # Trailing optional cells may be left out (some writers drop empty trailing fields).
+        record = dict(zip(columns, cells, strict=False))
         if any("\ufffd" in cell for cell in cells):
             bad.add(line, "not_utf8")
             continue
@@ -226,7 +229,7 @@ def _csv_converter() -> Converter:
         body: dict[str, object] = {"event_id": f"row-{line}", "type": record["event_type"].strip()}
         for name in ("user_id", "item_id", *OPTIONAL_COLUMNS):
             value = record.get(name, "").strip()
-            if value:  # empty = absent; the contract says which types need which fields
+            if value:  # empty or left out = absent; the contract says which types need which fields
                 body[name] = value
         body["ts"] = _number(record["timestamp"].strip())
         return body
@@ -453,6 +456,9 @@ def _summary(reports: Sequence[ReplayReport], k: int) -> dict[str, Any]:
     summary: dict[str, Any] = {"events": reports[0].events}
     summary.update(_model_dict([r.models[model] for r in reports], k))
     summary["evaluated"] = sum(r.evaluated for r in reports)
+    cold = sum(r.cold_targets for r in reports)
+    summary["cold_targets"] = cold
+    summary["cold_share"] = cold / summary["evaluated"] if summary["evaluated"] else 0.0
     summary["catalog_size"] = reports[0].catalog_size
     if baseline is not None:
         summary["baseline"] = _model_dict([r.models[baseline] for r in reports], k)
@@ -505,6 +511,11 @@ def print_tables(summary: dict[str, Any], k: int, console: Any) -> None:
             name, _fmt(summary.get(name), std.get(name)), _fmt(base.get(name), base_std.get(name))
         )
     table.add_row("evaluated requests", _fmt(summary["evaluated"]), _fmt(base.get("evaluated")))
+    table.add_row(
+        "held-out item never seen before",
+        f"{summary['cold_share']:.1%}",
+        f"{summary['cold_share']:.1%}",
+    )
     console.print(table)
 
     sources = Table(title="hits by the source of the hit item (they add up to the totals)")
