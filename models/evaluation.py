@@ -696,8 +696,18 @@ class _Tally:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupReport:
+    """The figures of the requests of one group (e.g. the users of one fold)."""
+
+    evaluated: int
+    cold_targets: int
+    models: Mapping[str, ModelReport]
+
+
+@dataclass(frozen=True, slots=True)
 class ReplayReport:
-    """The result of one replay: figures per model (in the order given) and their traces."""
+    """The result of one replay: figures per model (in the order given) and their traces,
+    and per group when the replay was given ``group_of``."""
 
     events: int
     evaluated: int
@@ -705,6 +715,7 @@ class ReplayReport:
     catalog_size: int
     models: Mapping[str, ModelReport]
     traces: Mapping[str, Trace]
+    groups: Mapping[int, GroupReport] = field(default_factory=dict)
 
 
 #: Every replay's sources, so a model that never used one still reports it (as zeros).
@@ -718,6 +729,7 @@ def replay(
     *,
     is_test: Callable[[int, Event], bool] | None = None,
     learn_test: bool = True,
+    group_of: Callable[[Event], int] | None = None,
     catalog: Collection[str] = (),
     on_progress: Callable[[int], None] | None = None,
     progress_every: int = 2000,
@@ -738,6 +750,13 @@ def replay(
     Coverage and Gini are over the catalogue = ``catalog`` ∪ items in ``events``; the short
     head is the most-interacted ``head_share`` of that catalogue over the whole stream.
 
+    With ``group_of``, each request is also tallied in its event's group, and the report has
+    the figures of every group. K-fold validation by user uses this (see :func:`fold_of`):
+    when every fold replays the whole stream test-then-train, every model learns every event
+    in every fold, so the K replays are one and the same and only *which requests are scored*
+    differs. One replay, grouped by the user's fold, gives exactly the K folds' figures for a
+    K-th of the cost.
+
     >>> evs = [Event(f"e{n}", EventType.VIEW, u, 1e9 + n, item_id=i)
     ...        for n, (u, i) in enumerate([("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "b")])]
     >>> report = replay(evs, [ItemCFRecommender(StateParams()), PopularityRecommender()])
@@ -748,6 +767,7 @@ def replay(
     params = params or EvalParams()
     rng = random.Random(params.seed)
     tallies = [_Tally() for _ in models]
+    group_tallies: dict[int, tuple[list[_Tally], list[int]]] = {}  # group -> tallies, [n, cold]
     touched: dict[str, set[str]] = {}
     active: set[str] = set()  # users with at least one event so far
     # The catalogue: every item of the stream (even those that appear later: they exist, and a
@@ -772,13 +792,27 @@ def replay(
             and item not in touched.get(user, ())
         ):
             evaluated += 1
-            cold += item not in interactions
+            is_cold = item not in interactions
+            cold += is_cold
             exclude = touched.get(user, set())
             negatives = _sample_negatives(rng, catalogue, exclude, item, wanted_negatives)
-            for model, tally in zip(models, tallies, strict=True):
-                tally.record(position, item, model.recommend(user, k, exclude, event.ts))
-                if negatives:
-                    tally.record_scores(model.candidate_scores(user, [item, *negatives], event.ts))
+            targets = [tallies]
+            if group_of is not None:
+                group, counts = group_tallies.setdefault(
+                    group_of(event), ([_Tally() for _ in models], [0, 0])
+                )
+                counts[0] += 1
+                counts[1] += is_cold
+                targets.append(group)
+            for m, model in enumerate(models):
+                recs = model.recommend(user, k, exclude, event.ts)
+                scores = (
+                    model.candidate_scores(user, [item, *negatives], event.ts) if negatives else []
+                )
+                for target in targets:
+                    target[m].record(position, item, recs)
+                    if negatives:
+                        target[m].record_scores(scores)
         if not test or learn_test:
             for model in models:
                 model.learn(event)
@@ -797,7 +831,18 @@ def replay(
         for model, tally in zip(models, tallies, strict=True)
     }
     traces = {model.name: tally.trace for model, tally in zip(models, tallies, strict=True)}
-    return ReplayReport(len(events), evaluated, cold, len(universe), reports, traces)
+    groups = {
+        g: GroupReport(
+            counts[0],
+            counts[1],
+            {
+                model.name: tally.report(model.name, len(universe), head, KNOWN_SOURCES)
+                for model, tally in zip(models, group, strict=True)
+            },
+        )
+        for g, (group, counts) in sorted(group_tallies.items())
+    }
+    return ReplayReport(len(events), evaluated, cold, len(universe), reports, traces, groups)
 
 
 def _sample_negatives(

@@ -49,7 +49,6 @@ from models.evaluation import (
     PopularityRecommender,
     Recommender,
     ReplayReport,
-    Trace,
     fold_of,
     replay,
     roc_points,
@@ -330,10 +329,10 @@ def build_models(settings: Settings) -> list[Recommender]:
 
 @dataclass
 class Outcome:
-    """Everything the output needs: the JSON object, the reports and traces for plots."""
+    """Everything the output needs: the JSON object and the replay (with traces for plots)."""
 
     summary: dict[str, Any]
-    reports: list[ReplayReport]
+    report: ReplayReport
     elapsed_s: float
 
 
@@ -351,6 +350,9 @@ def evaluate(
 ) -> Outcome:
     """Full replay, temporal split or K-fold by user; ``on_progress(done, total)`` events.
 
+    K-fold is one replay whose requests are grouped by the user's fold (see
+    :func:`models.evaluation.replay` for why that is exactly the K replays).
+
     >>> from models.state import StateParams
     >>> evs = [Event(f"e{n}", EventType.VIEW, u, 1e9 + n, item_id=i)
     ...        for n, (u, i) in enumerate([("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "b")])]
@@ -359,45 +361,35 @@ def evaluate(
     >>> out.summary["evaluated"], out.summary["hr@10"], out.summary["baseline"]["hr@10"]
     (2, 0.5, 0.5)
     """
-    runs = folds if folds else 1
-    total = len(events) * runs
+    total = len(events)
 
-    def progress_for(run: int) -> Callable[[int], None]:
-        def report(done: int) -> None:
-            if on_progress is not None:
-                on_progress(run * len(events) + done, total)
-
-        return report
+    def progress(done: int) -> None:
+        if on_progress is not None:
+            on_progress(done, total)
 
     started = time.perf_counter()
-    reports: list[ReplayReport] = []
     mode: dict[str, Any]
     if folds:
         user_fold = {u: fold_of(u, folds) for u in {e.user_id for e in events}}
-        for fold in range(folds):
-            reports.append(
-                replay(
-                    events,
-                    make_models(),
-                    params,
-                    is_test=lambda _n, e, f=fold: user_fold[e.user_id] == f,  # type: ignore[misc]
-                    catalog=catalog,
-                    on_progress=progress_for(fold),
-                )
-            )
+        report = replay(
+            events,
+            make_models(),
+            params,
+            group_of=lambda e: user_fold[e.user_id],
+            catalog=catalog,
+            on_progress=progress,
+        )
         mode = {"mode": "cv", "folds": folds}
     elif split == "temporal":
         cut = temporal_cut(events, train_fraction)
-        reports.append(
-            replay(
-                events,
-                make_models(),
-                params,
-                is_test=lambda n, _e: n >= cut,
-                learn_test=not frozen,
-                catalog=catalog,
-                on_progress=progress_for(0),
-            )
+        report = replay(
+            events,
+            make_models(),
+            params,
+            is_test=lambda n, _e: n >= cut,
+            learn_test=not frozen,
+            catalog=catalog,
+            on_progress=progress,
         )
         mode = {
             "mode": "temporal",
@@ -407,22 +399,22 @@ def evaluate(
             "learning": "frozen" if frozen else "continuing",
         }
     else:
-        reports.append(
-            replay(events, make_models(), params, catalog=catalog, on_progress=progress_for(0))
-        )
+        report = replay(events, make_models(), params, catalog=catalog, on_progress=progress)
         mode = {"mode": "full"}
     elapsed = time.perf_counter() - started
-    summary = _summary(reports, params.k)
+    summary = _summary(report, params.k, folds)
     summary.update(mode)
     summary["elapsed_s"] = round(elapsed, 3)
     summary["events_per_s"] = round(total / elapsed, 1) if elapsed > 0 else None
-    return Outcome(summary, reports, elapsed)
+    return Outcome(summary, report, elapsed)
 
 
-def _model_dict(reports: Sequence[ModelReport], k: int) -> dict[str, Any]:
-    """One model's figures; over several folds, the mean with a ``std`` object beside it."""
-    if len(reports) == 1:
-        return {"model": reports[0].name, **reports[0].as_dict(k)}
+def _figures(report: ModelReport, k: int) -> dict[str, Any]:
+    return {key.format(k=k): getattr(report, attr) for key, attr in METRICS}
+
+
+def _fold_dict(reports: Sequence[ModelReport], k: int) -> dict[str, Any]:
+    """One model over the folds: the mean of each figure, with a ``std`` object beside it."""
     out: dict[str, Any] = {
         "model": reports[0].name,
         "evaluated": sum(r.evaluated for r in reports),
@@ -446,31 +438,34 @@ def _model_dict(reports: Sequence[ModelReport], k: int) -> dict[str, Any]:
     return out
 
 
-def _figures(report: ModelReport, k: int) -> dict[str, Any]:
-    return {key.format(k=k): getattr(report, attr) for key, attr in METRICS}
-
-
-def _summary(reports: Sequence[ReplayReport], k: int) -> dict[str, Any]:
-    names = list(reports[0].models)
+def _summary(report: ReplayReport, k: int, folds: int | None) -> dict[str, Any]:
+    names = list(report.models)
     model, baseline = names[0], names[1] if len(names) > 1 else None
-    summary: dict[str, Any] = {"events": reports[0].events}
-    summary.update(_model_dict([r.models[model] for r in reports], k))
-    summary["evaluated"] = sum(r.evaluated for r in reports)
-    cold = sum(r.cold_targets for r in reports)
-    summary["cold_targets"] = cold
-    summary["cold_share"] = cold / summary["evaluated"] if summary["evaluated"] else 0.0
-    summary["catalog_size"] = reports[0].catalog_size
+    summary: dict[str, Any] = {"events": report.events}
+    groups = [report.groups[g] for g in sorted(report.groups)] if folds else []
+    if groups:
+        summary.update(_fold_dict([g.models[model] for g in groups], k))
+    else:
+        summary.update({"model": model, **report.models[model].as_dict(k)})
+    summary["evaluated"] = report.evaluated
+    summary["cold_targets"] = report.cold_targets
+    summary["cold_share"] = report.cold_targets / report.evaluated if report.evaluated else 0.0
+    summary["catalog_size"] = report.catalog_size
     if baseline is not None:
-        summary["baseline"] = _model_dict([r.models[baseline] for r in reports], k)
-    if len(reports) > 1:
+        summary["baseline"] = (
+            _fold_dict([g.models[baseline] for g in groups], k)
+            if groups
+            else {"model": baseline, **report.models[baseline].as_dict(k)}
+        )
+    if folds:
         summary["per_fold"] = [
             {
-                "fold": n,
-                "evaluated": r.evaluated,
-                **_figures(r.models[model], k),
-                "baseline": _figures(r.models[baseline], k) if baseline is not None else None,
+                "fold": g,
+                "evaluated": group.evaluated,
+                **_figures(group.models[model], k),
+                "baseline": _figures(group.models[baseline], k) if baseline else None,
             }
-            for n, r in enumerate(reports)
+            for g, group in sorted(report.groups.items())
         ]
     return summary
 
@@ -549,16 +544,6 @@ def _reasons(bad: dict[str, Any]) -> str:
     return ", ".join(f"{reason} {n}" for reason, n in sorted(bad["by_reason"].items()))
 
 
-def _merged(traces: Iterable[Trace]) -> Trace:
-    merged = Trace()
-    for trace in traces:
-        merged.positions.extend(trace.positions)
-        merged.hits.extend(trace.hits)
-        merged.positive_scores.extend(trace.positive_scores)
-        merged.negative_scores.extend(trace.negative_scores)
-    return merged
-
-
 def write_plots(outcome: Outcome, directory: Path, k: int) -> list[Path]:
     """ROC curve, HR@k along the stream and per-source contribution, as PNG files."""
     import matplotlib
@@ -568,8 +553,8 @@ def write_plots(outcome: Outcome, directory: Path, k: int) -> list[Path]:
     import numpy as np
 
     directory.mkdir(parents=True, exist_ok=True)
-    names = list(outcome.reports[0].models)
-    traces = {name: _merged(r.traces[name] for r in outcome.reports) for name in names}
+    names = list(outcome.report.models)
+    traces = outcome.report.traces
     summary = outcome.summary
     figures = {"model": summary, "baseline": summary.get("baseline") or {}}
     labels = {names[0]: "item-CF + popular (worker)"}
@@ -710,7 +695,7 @@ def run_eval(
         console=err,
         transient=True,
     ) as progress:
-        task = progress.add_task("replay", total=len(loaded.events) * (folds or 1))
+        task = progress.add_task("replay", total=len(loaded.events))
         outcome = evaluate(
             loaded.events,
             lambda: build_models(settings),

@@ -261,21 +261,26 @@ def test_replay_evaluates_only_fresh_items_of_known_users() -> None:
 
 @given(event_streams(max_size=40), st.integers(min_value=2, max_value=4))
 @settings(max_examples=40)
-def test_folds_split_the_evaluated_requests_of_a_full_replay(
-    events: list[Event], folds: int
-) -> None:
+def test_one_grouped_replay_equals_one_replay_per_fold(events: list[Event], folds: int) -> None:
     events = sorted(events, key=lambda e: e.ts)
-    full = replay(events, [PopularityRecommender()], EvalParams(negatives=0))
-    per_fold = [
-        replay(
+    no_auc = EvalParams(negatives=0)
+
+    def models() -> list[Recommender]:
+        return [ItemCFRecommender(StateParams()), PopularityRecommender()]
+
+    grouped = replay(events, models(), no_auc, group_of=lambda e: fold_of(e.user_id, folds))
+    assert sum(g.evaluated for g in grouped.groups.values()) == grouped.evaluated
+    for fold in range(folds):
+        alone = replay(
             events,
-            [PopularityRecommender()],
-            EvalParams(negatives=0),
-            is_test=lambda _n, e, f=f: fold_of(e.user_id, folds) == f,  # type: ignore[misc]
-        ).evaluated
-        for f in range(folds)
-    ]
-    assert sum(per_fold) == full.evaluated
+            models(),
+            no_auc,
+            is_test=lambda _n, e, f=fold: fold_of(e.user_id, folds) == f,  # type: ignore[misc]
+        )
+        group = grouped.groups.get(fold)
+        assert alone.evaluated == (group.evaluated if group else 0)
+        if group is not None:
+            assert group.models == alone.models
 
 
 def test_temporal_split_tests_only_after_the_cut_and_frozen_learns_nothing() -> None:
