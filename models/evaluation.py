@@ -22,8 +22,19 @@ list (``r = None`` when ``i`` is not in it):
   ideal DCG is 1); reciprocal rank = ``1 / r`` (0 beyond k, so the reported MRR is MRR@k).
   Each is averaged over requests, and split by the ``source`` of the hit item: the per-source
   figures add up to the overall one.
-* AUC: see :func:`request_auc`. Coverage, exposure Gini and long-tail share describe the lists
-  shown: see :func:`coverage`, :func:`gini` and :func:`long_tail_share`.
+* AUC, the model's scores read as a classifier of "will the user pick this item next". For
+  a request of user ``u`` at time ``t`` with held-out item ``i``, draw ``N`` distinct items
+  ``j_1..j_N`` uniformly from the catalogue less ``i`` and the items ``u`` touched before
+  ``t`` (the same draws for every model); ``s = candidate_scores(u, [i, j_1..j_N], t)``, where
+  an item the model cannot rank at all scores 0. The request's AUC is
+  ``(1/N)·Σ_n [s_i > s_jn] + ½·[s_i = s_jn]`` (:func:`request_auc`); ``auc`` is its mean over
+  requests (per-user AUC as in BPR, so scores need only be comparable within a request).
+  ``auc_warm`` is the same mean over requests whose ``i`` had an earlier event (no model that
+  learns from events can score a never-seen item above 0); ``auc_pooled`` compares every
+  positive with every negative across requests (:func:`pooled_auc`, the area under the ROC
+  curve of :func:`roc_points`), which suits a ranker with calibrated scores.
+* Coverage, exposure Gini and long-tail share describe the lists shown: see
+  :func:`coverage`, :func:`gini` and :func:`long_tail_share`.
 
 >>> ranks = [1, None, 2, 5]
 >>> hit_rate(ranks), round(ndcg(ranks), 4), round(mrr(ranks), 4)
@@ -569,6 +580,7 @@ class ModelReport:
     ndcg: float
     mrr: float
     auc: float | None
+    auc_warm: float | None
     auc_pooled: float | None
     coverage: float
     gini: float
@@ -584,6 +596,7 @@ class ModelReport:
             f"ndcg@{k}": self.ndcg,
             "mrr": self.mrr,
             "auc": self.auc,
+            "auc_warm": self.auc_warm,
             "auc_pooled": self.auc_pooled,
             "coverage": self.coverage,
             "gini": self.gini,
@@ -622,6 +635,8 @@ class _Tally:
     rr: float = 0.0
     auc_sum: float = 0.0
     auc_requests: int = 0
+    warm_auc_sum: float = 0.0
+    warm_auc_requests: int = 0
     source_hits: Counter[str] = field(default_factory=Counter)
     source_ndcg: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     source_rr: dict[str, float] = field(default_factory=lambda: defaultdict(float))
@@ -648,12 +663,16 @@ class _Tally:
         self.source_ndcg[source] += gain
         self.source_rr[source] += rr
 
-    def record_scores(self, scores: Sequence[float]) -> None:
+    def record_scores(self, scores: Sequence[float], *, cold: bool) -> None:
         positive, negatives = scores[0], scores[1:]
         if not negatives:
             return
-        self.auc_sum += request_auc(positive, negatives)
+        auc = request_auc(positive, negatives)
+        self.auc_sum += auc
         self.auc_requests += 1
+        if not cold:
+            self.warm_auc_sum += auc
+            self.warm_auc_requests += 1
         self.trace.positive_scores.append(positive)
         self.trace.negative_scores.extend(negatives)
 
@@ -687,6 +706,9 @@ class _Tally:
             ndcg=self.ndcg / n if n else 0.0,
             mrr=self.rr / n if n else 0.0,
             auc=self.auc_sum / self.auc_requests if self.auc_requests else None,
+            auc_warm=(
+                self.warm_auc_sum / self.warm_auc_requests if self.warm_auc_requests else None
+            ),
             auc_pooled=pooled,
             coverage=coverage(self.exposure.keys(), catalog_size),
             gini=gini(self.exposure.values(), catalog_size),
@@ -745,7 +767,8 @@ def replay(
     model learns the event, except test events when ``learn_test`` is False (a frozen model);
     the replay's own record of who touched what always advances. ``cold_targets`` counts the
     requests whose held-out item had no earlier event at all: no model that learns only from
-    events can find those, which bounds what any of them can score.
+    events can find those, which bounds what any of them can score; ``auc_warm`` is the AUC
+    over the other requests.
 
     Coverage and Gini are over the catalogue = ``catalog`` ∪ items in ``events``; the short
     head is the most-interacted ``head_share`` of that catalogue over the whole stream.
@@ -812,7 +835,7 @@ def replay(
                 for target in targets:
                     target[m].record(position, item, recs)
                     if negatives:
-                        target[m].record_scores(scores)
+                        target[m].record_scores(scores, cold=is_cold)
         if not test or learn_test:
             for model in models:
                 model.learn(event)

@@ -76,6 +76,7 @@ METRICS: Final = (
     ("ndcg@{k}", "ndcg"),
     ("mrr", "mrr"),
     ("auc", "auc"),
+    ("auc_warm", "auc_warm"),
     ("auc_pooled", "auc_pooled"),
     ("coverage", "coverage"),
     ("gini", "gini"),

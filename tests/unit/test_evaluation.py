@@ -256,6 +256,10 @@ def test_replay_evaluates_only_fresh_items_of_known_users() -> None:
     report = replay(events, [PopularityRecommender()])
     assert report.evaluated == 2
     assert report.cold_targets == 1  # "b" had no earlier event; "a" had
+    # b (cold, 0) ties its one negative c (0); a (two views) beats b and c (a hide adds nothing).
+    popularity = report.models["popularity"]
+    assert popularity.auc == 0.75
+    assert popularity.auc_warm == 1.0
     assert report.traces["popularity"].positions.tolist() == [2, 5]
 
 
