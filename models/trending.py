@@ -420,3 +420,50 @@ class TrendingWindows:
         state = self.scopes.get(scope)
         if state is not None and not state.buckets:
             del self.scopes[scope]
+
+
+def summarise_buckets(
+    scope: str,
+    buckets: Mapping[int, Mapping[str, Tally]],
+    newest: Mapping[int, float],
+    *,
+    now: float,
+    window_s: float,
+    bucket_s: float,
+    k: int,
+) -> TrendingList:
+    """A scope's top ``k`` from raw per-bucket tallies: what :meth:`TrendingWindows.top`
+    computes from its running totals, for buckets kept elsewhere (the worker keeps them in
+    Redis, where every worker adds to the same buckets).
+
+    Same windows as the class: ``current`` is ``(clock − n, clock]`` and ``previous`` the
+    ``n`` buckets before, with ``clock`` the later of ``now``'s bucket and the newest bucket
+    given. Same ranking: count, then velocity, then item id.
+
+    >>> tallies = {1000: {"a": Tally(2.0, 2)}, 1001: {"a": Tally(1.0, 1), "b": Tally(5.0, 1)}}
+    >>> top = summarise_buckets("global", tallies, {1001: 1001.5}, now=1001.9,
+    ...                         window_s=60.0, bucket_s=1.0, k=5)
+    >>> [(i.item_id, i.count, i.events) for i in top.items], top.newest_ts
+    ([('b', 5.0, 1), ('a', 3.0, 3)], 1001.5)
+    """
+    span = round(window_s / bucket_s)
+    clock = max([math.floor(now / bucket_s), *buckets])
+    current: dict[str, Tally] = {}
+    previous: dict[str, float] = {}
+    for idx, items in buckets.items():
+        if clock - span < idx <= clock:
+            for item_id, tally in items.items():
+                _add_to(current, item_id, tally.weight, tally.events)
+        elif clock - 2 * span < idx <= clock - span:
+            for item_id, tally in items.items():
+                previous[item_id] = previous.get(item_id, 0.0) + tally.weight
+    scored = [
+        TrendingItem(
+            item_id, t.weight, (t.weight - previous.get(item_id, 0.0)) / window_s, t.events
+        )
+        for item_id, t in current.items()
+        if t.events > 0
+    ]
+    best = heapq.nsmallest(k, scored, key=lambda t: (-t.count, -t.velocity, t.item_id))
+    live = [ts for idx, ts in newest.items() if clock - span < idx <= clock]
+    return TrendingList(scope, window_s, now, max(live) if live else None, tuple(best))

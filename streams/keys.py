@@ -12,6 +12,8 @@ contract suite checks that every key in Redis parses back through :func:`parse_k
 ('item', 'phone', 'sim')
 >>> k.parse("sr:popularity")
 ('global', '', 'popularity')
+>>> k.parse(k.trending(1796000000, "stream:live-3"))
+('trending', 'stream:live-3', 'weights')
 """
 
 from __future__ import annotations
@@ -28,19 +30,21 @@ USER_FIELDS: Final = (
     "affinity",
     "seen_events",
     "event_log",
+    "trend_log",
     "bought",
     "hidden",
     "following",
     "followers",
     "recommendations",
 )
-#: Per-item structures: dot (zset co-occurring item -> Σ a_ui·a_uj), sim (zset top-k cosine).
-ITEM_FIELDS: Final = ("dot", "sim")
+#: Per-item structures: dot (zset co-occurring item -> Σ a_ui·a_uj), sim (zset top-k cosine),
+#: meta (hash: the item's catalog record).
+ITEM_FIELDS: Final = ("dot", "sim", "meta")
 #: Global structures: norm2 (zset item -> Σ a_ui²), popularity (zset, forward-decayed),
-#: landmark (string, the popularity landmark time).
-GLOBAL_FIELDS: Final = ("norm2", "popularity", "landmark")
+#: landmark (string, the popularity landmark time), trending_changed (set of scopes to publish).
+GLOBAL_FIELDS: Final = ("norm2", "popularity", "landmark", "trending_changed")
 
-Scope = Literal["user", "item", "global"]
+Scope = Literal["user", "item", "global", "trending"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,13 @@ class Keys:
         assert field in GLOBAL_FIELDS, field
         return f"{self.prefix}{field}"
 
+    def trending(self, bucket: int, scope: str, *, counts: bool = False) -> str:
+        """A trending bucket of a scope: item -> weighted count (or -> event count).
+
+        Anonymous by design (no user ids); each lives two windows, then expires.
+        """
+        return f"{self.prefix}{'tn' if counts else 't'}:{bucket}:{scope}"
+
     def user_keys(self, user_id: str) -> list[str]:
         """Every key that can hold state about ``user_id`` (what erasure deletes)."""
         return [self.user(user_id, field) for field in USER_FIELDS]
@@ -71,6 +82,10 @@ class Keys:
         if rest in GLOBAL_FIELDS:
             return "global", "", rest
         kind, _, tail = rest.partition(":")
+        if kind in ("t", "tn"):
+            bucket, _, scope = tail.partition(":")
+            if bucket.lstrip("-").isdigit() and scope:
+                return "trending", scope, "counts" if kind == "tn" else "weights"
         # Ids may contain ':' themselves, so the field is taken from the right.
         entity, _, field = tail.rpartition(":")
         if kind == "u" and field in USER_FIELDS and entity:

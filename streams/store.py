@@ -9,6 +9,8 @@ contract suite (tests/contract) runs the same checks against both.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -16,8 +18,10 @@ from typing import Any, Protocol, cast
 
 import redis.asyncio as aioredis
 
-from models.events import Event, EventType
+from models.content import CatalogRecord
+from models.events import Event
 from models.state import ErasureReport, MemoryState, Outcome, PopularView, StateParams, UserView
+from models.trending import Tally, TrendingList, TrendingWindows, scopes_for, summarise_buckets
 from streams.keys import Keys
 
 
@@ -31,6 +35,18 @@ class ReadParams:
 
 
 @dataclass(frozen=True, slots=True)
+class TrendingParams:
+    """Trending windows: counts over ``window_s`` in buckets of ``bucket_s`` (by arrival)."""
+
+    window_s: float = 60.0
+    bucket_s: float = 1.0
+
+    @property
+    def span(self) -> int:
+        return round(self.window_s / self.bucket_s)
+
+
+@dataclass(frozen=True, slots=True)
 class BatchResult:
     outcomes: list[Outcome]  # one per event, in order
     views: dict[str, UserView]  # users whose item events were applied, first-seen order
@@ -38,7 +54,25 @@ class BatchResult:
 
 
 class Store(Protocol):
-    async def process_batch(self, events: Sequence[Event]) -> BatchResult: ...
+    async def process_batch(
+        self, events: Sequence[Event], arrivals: Sequence[float] | None = None
+    ) -> BatchResult:
+        """Apply events (``arrivals``: broker timestamps, default the event times)."""
+        ...
+
+    async def put_items(self, records: Sequence[CatalogRecord]) -> None:
+        """Store catalog records (trending scopes read category and merchant from them)."""
+        ...
+
+    async def delete_items(self, item_ids: Sequence[str]) -> None: ...
+
+    async def trending(self, scopes: Sequence[str], now: float, k: int) -> list[TrendingList]:
+        """Each scope's top ``k`` items over the current window at ``now``."""
+        ...
+
+    async def take_changed_scopes(self, limit: int) -> list[str]:
+        """Scopes changed since they were last taken (each is handed out once)."""
+        ...
 
     async def read_users(self, user_ids: Sequence[str]) -> BatchResult: ...
 
@@ -60,24 +94,65 @@ RECOMMENDATIONS_TTL_S = 7 * 24 * 3600
 class MemoryStore:
     """The in-memory reference store (pure state machine behind the async interface)."""
 
-    def __init__(self, params: StateParams, read: ReadParams | None = None) -> None:
+    def __init__(
+        self,
+        params: StateParams,
+        read: ReadParams | None = None,
+        trending: TrendingParams | None = None,
+    ) -> None:
         self.state = MemoryState(params)
         self.read = read or ReadParams()
+        self.trending_params = trending or TrendingParams()
+        self.windows = TrendingWindows(
+            windows_s=(self.trending_params.window_s,),
+            bucket_s=self.trending_params.bucket_s,
+            max_items_per_bucket=1_000_000,  # Redis buckets are not capped either
+        )
+        self.catalog: dict[str, CatalogRecord] = {}
+        # user -> (scope, item, weight, arrival) of their trending counts, for erasure
+        self.trend_log: dict[str, list[tuple[str, str, float, float]]] = {}
         self.recommendations: dict[str, bytes] = {}
 
-    async def process_batch(self, events: Sequence[Event]) -> BatchResult:
+    async def process_batch(
+        self, events: Sequence[Event], arrivals: Sequence[float] | None = None
+    ) -> BatchResult:
         outcomes = []
         touched: dict[str, None] = {}
-        for event in events:
+        for n, event in enumerate(events):
             outcome = self.state.apply(event)
             outcomes.append(outcome)
-            if (
-                outcome is Outcome.APPLIED
-                and event.item_id is not None
-                and (event.type not in (EventType.FOLLOW, EventType.UNFOLLOW))
-            ):
+            if outcome is Outcome.APPLIED and event.item_id is not None:
                 touched.setdefault(event.user_id)
+                weight = self.state.params.weight(event.type)
+                if weight > 0:
+                    arrival = event.ts if arrivals is None else arrivals[n]
+                    self._add_trending(event, event.item_id, weight, arrival)
         return self._result(outcomes, list(touched))
+
+    def _add_trending(self, event: Event, item: str, weight: float, arrival: float) -> None:
+        record = self.catalog.get(item)
+        scopes = scopes_for(
+            event,
+            category=record.category if record else None,
+            merchant_id=record.merchant_id if record else None,
+        )
+        log = self.trend_log.setdefault(event.user_id, [])
+        for scope in scopes:
+            self.windows.add(scope, item, weight, arrival)
+            log.append((scope, item, weight, arrival))
+
+    async def put_items(self, records: Sequence[CatalogRecord]) -> None:
+        self.catalog.update({r.item_id: r for r in records})
+
+    async def delete_items(self, item_ids: Sequence[str]) -> None:
+        for item_id in item_ids:
+            self.catalog.pop(item_id, None)
+
+    async def trending(self, scopes: Sequence[str], now: float, k: int) -> list[TrendingList]:
+        return [self.windows.top(scope, k, now) for scope in scopes]
+
+    async def take_changed_scopes(self, limit: int) -> list[str]:
+        return self.windows.take_changed()[:limit]
 
     async def read_users(self, user_ids: Sequence[str]) -> BatchResult:
         return self._result([], list(user_ids))
@@ -90,6 +165,8 @@ class MemoryStore:
         for user_id in user_ids:
             reports.append(self.state.erase(user_id))
             self.recommendations.pop(user_id, None)
+            for scope, item, weight, arrival in self.trend_log.pop(user_id, []):
+                self.windows.subtract(scope, item, weight, arrival)
         return reports
 
     def _result(self, outcomes: list[Outcome], users: list[str]) -> BatchResult:
@@ -122,11 +199,13 @@ class RedisStore:
         params: StateParams,
         read: ReadParams | None = None,
         keys: Keys | None = None,
+        trending: TrendingParams | None = None,
     ) -> None:
         self.client = client
         self.params = params
         self.read = read or ReadParams()
         self.keys = keys or Keys()
+        self.trending_params = trending or TrendingParams()
         source = resources.files("streams").joinpath("lua/state.lua").read_text()
         self._script = client.register_script(source)
         p = params
@@ -139,15 +218,21 @@ class RedisStore:
             repr(float(p.affinity_cap)),
             repr(float(p.half_life_s)),
             p.popularity_cap,
-            0,
+            self.trending_params.span,
             self.read.recent_items,
             self.read.neighbours,
             self.read.popular,
+            repr(float(self.trending_params.bucket_s)),
         ]
 
-    async def process_batch(self, events: Sequence[Event]) -> BatchResult:
-        args: list[str | int | float] = ["process", *self._header, len(events)]
-        for e in events:
+    def _args(self, mode: str, count: int) -> list[str | int | float]:
+        return [mode, *self._header, repr(time.time()), count]
+
+    async def process_batch(
+        self, events: Sequence[Event], arrivals: Sequence[float] | None = None
+    ) -> BatchResult:
+        args = self._args("process", len(events))
+        for n, e in enumerate(events):
             args += [
                 e.event_id,
                 e.type.value,
@@ -156,12 +241,74 @@ class RedisStore:
                 e.target_user_id or "",
                 repr(e.ts),
                 repr(self.params.weight(e.type)),
+                e.stream_id or "",
+                repr(e.ts if arrivals is None else float(arrivals[n])),
             ]
         return self._decode(await self._script(keys=[], args=args))
 
     async def read_users(self, user_ids: Sequence[str]) -> BatchResult:
-        args: list[str | int | float] = ["read", *self._header, len(user_ids), *user_ids]
+        args = [*self._args("read", len(user_ids)), *user_ids]
         return self._decode(await self._script(keys=[], args=args))
+
+    async def put_items(self, records: Sequence[CatalogRecord]) -> None:
+        if not records:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for r in records:
+            key = self.keys.item(r.item_id, "meta")
+            pipe.delete(key)
+            pipe.hset(
+                key,
+                mapping={
+                    "title": r.title,
+                    "category": r.category,
+                    "brand": r.brand,
+                    "merchant_id": r.merchant_id,
+                    "price": "" if r.price is None else repr(r.price),
+                    "tags": "\t".join(r.tags),
+                },
+            )
+        await pipe.execute()
+
+    async def delete_items(self, item_ids: Sequence[str]) -> None:
+        if item_ids:
+            await self.client.delete(*(self.keys.item(i, "meta") for i in item_ids))
+
+    async def trending(self, scopes: Sequence[str], now: float, k: int) -> list[TrendingList]:
+        """Reads the live buckets of every scope in one pipelined round trip."""
+        t = self.trending_params
+        clock = math.floor(now / t.bucket_s)
+        buckets = range(clock - 2 * t.span + 1, clock + 1)
+        pipe = self.client.pipeline(transaction=False)
+        for scope in scopes:
+            for bucket in buckets:
+                pipe.hgetall(self.keys.trending(bucket, scope))
+                pipe.hgetall(self.keys.trending(bucket, scope, counts=True))
+        replies = iter(await pipe.execute())
+        results = []
+        for scope in scopes:
+            tallies: dict[int, dict[str, Tally]] = {}
+            newest: dict[int, float] = {}
+            for bucket in buckets:
+                weights, counts = next(replies), next(replies)
+                items = {
+                    _text(item): Tally(float(weights.get(item, 0.0)), int(n))
+                    for item, n in counts.items()
+                }
+                if items:
+                    tallies[bucket] = items
+                if b"" in weights:
+                    newest[bucket] = float(weights[b""])
+            results.append(
+                summarise_buckets(
+                    scope, tallies, newest, now=now, window_s=t.window_s, bucket_s=t.bucket_s, k=k
+                )
+            )
+        return results
+
+    async def take_changed_scopes(self, limit: int) -> list[str]:
+        popped = await self.client.spop(self.keys.global_("trending_changed"), limit)
+        return sorted(_text(s) for s in cast(list[bytes], popped or []))
 
     async def cache_recommendations(self, lists: Mapping[str, bytes]) -> None:
         if not lists:
@@ -172,7 +319,7 @@ class RedisStore:
         await pipe.execute()
 
     async def erase_users(self, user_ids: Sequence[str]) -> list[ErasureReport]:
-        args: list[str | int | float] = ["erase", *self._header, len(user_ids), *user_ids]
+        args = [*self._args("erase", len(user_ids)), *user_ids]
         raw = await self._script(keys=[], args=args)
         return [ErasureReport(int(h), int(e), int(f)) for h, e, f in raw]
 
@@ -210,6 +357,8 @@ class RedisStore:
         async for raw_key in self.client.scan_iter(match=f"{self.keys.prefix}*", count=1000):
             key = _text(raw_key)
             scope, entity, field = self.keys.parse(key)
+            if scope == "trending" or field in NOT_IN_SNAPSHOT:
+                continue  # compared by their own contract tests, not part of MemoryState
             value = await self._read_key(key, text_values=field in ("event_log",))
             if scope == "user":
                 users.setdefault(entity, {}).update({field: value})
@@ -241,6 +390,9 @@ class RedisStore:
         value = await self.client.get(key)
         return "" if value is None else _text(value)
 
+
+#: Keys outside MemoryState's snapshot: catalog metadata, trending windows and their erasure log.
+NOT_IN_SNAPSHOT = frozenset({"meta", "trend_log", "trending_changed", "recommendations"})
 
 _USER_DEFAULTS: Mapping[str, type] = {
     "history": dict,

@@ -10,10 +10,12 @@ ARGV[1]  mode: "process" (apply events, then read the affected users), "read" (r
          or "erase" (remove users from every derived state; returns counts per user)
 ARGV[2]  key prefix, e.g. "sr:"
 ARGV[3..10] history_size, neighbours, cooccurrence_cap, dedupe_window, affinity_cap,
-            half_life_s, popularity_cap, (unused, reserved)
+            half_life_s, popularity_cap, trending_span (buckets per trending window)
 ARGV[11..13] recent_items, neighbours_read, popular_count  (what to read back)
-ARGV[14] n = number of events (process) or users (read), then the records:
-  process: 7 fields per event: event_id, type, user_id, item_id|"", target_user_id|"", ts, weight
+ARGV[14..15] trending_bucket_s, now (Unix seconds; reserved)
+ARGV[16] n = number of events (process) or users (read, erase), then the records:
+  process: 9 fields per event: event_id, type, user_id, item_id|"", target_user_id|"", ts,
+           weight, stream_id|"", arrival (broker timestamp: trending windows use it)
   read, erase: one user id per record
 Returns {outcomes, popular, landmark, views}; outcomes has 1 (applied) / 0 (duplicate) per event.
 ]]
@@ -30,20 +32,29 @@ local POP_CAP = tonumber(ARGV[9])
 local READ_RECENT = tonumber(ARGV[11])
 local READ_NEIGHBOURS = tonumber(ARGV[12])
 local READ_POPULAR = tonumber(ARGV[13])
-local N = tonumber(ARGV[14])
+local TREND_SPAN = tonumber(ARGV[10])
+local TREND_BUCKET_S = tonumber(ARGV[14])
+local N = tonumber(ARGV[16])
+local FIRST = 17
+local FIELDS = 9
+-- Trending buckets live two windows (current + previous) plus slack for late readers.
+local TREND_TTL = math.ceil((2 * TREND_SPAN + 2) * TREND_BUCKET_S)
 local REBASE_AFTER_HALF_LIVES = 64.0
 -- Sums at or below this are zero: every contribution was withdrawn (models/state.py ZERO).
 local ZERO = 1e-9
 
 local function ukey(user, field) return P .. 'u:' .. user .. ':' .. field end
 local function ikey(item, field) return P .. 'i:' .. item .. ':' .. field end
+local function tkey(bucket, scope) return P .. 't:' .. bucket .. ':' .. scope end
+local function tnkey(bucket, scope) return P .. 'tn:' .. bucket .. ':' .. scope end
+local TRENDING_CHANGED = P .. 'trending_changed'
 local NORM2 = P .. 'norm2'
 local POPULARITY = P .. 'popularity'
 local LANDMARK = P .. 'landmark'
 
 local UNHIDING = { like = true, share = true, cart = true, purchase = true }
-local USER_FIELDS = { 'history', 'affinity', 'seen_events', 'event_log', 'bought', 'hidden',
-  'following', 'followers', 'recommendations' }
+local USER_FIELDS = { 'history', 'affinity', 'seen_events', 'event_log', 'trend_log', 'bought',
+  'hidden', 'following', 'followers', 'recommendations' }
 
 -- Evict the lowest members until at most `size` remain (ZPOPMIN order = MemoryState.trim_to).
 local function trim(key, size)
@@ -163,6 +174,55 @@ local function add_popularity(item, weight, ts, ts_text)
   trim(POPULARITY, POP_CAP)
 end
 
+-- Trending: per scope and time bucket, item -> weighted count (field "" = newest arrival)
+-- and item -> event count. Scopes come from the event and the item's catalog record.
+local function trending_scopes(item, stream_id)
+  local scopes = { 'global' }
+  if stream_id ~= '' then scopes[#scopes + 1] = 'stream:' .. stream_id end
+  local meta = redis.call('HMGET', ikey(item, 'meta'), 'category', 'merchant_id')
+  if meta[1] and meta[1] ~= '' then scopes[#scopes + 1] = 'category:' .. meta[1] end
+  if meta[2] and meta[2] ~= '' then scopes[#scopes + 1] = 'merchant:' .. meta[2] end
+  return scopes
+end
+
+local function add_trending(user, event_id, item, weight_text, stream_id, arrival)
+  local bucket = math.floor(arrival / TREND_BUCKET_S)
+  local scopes = trending_scopes(item, stream_id)
+  for _, scope in ipairs(scopes) do
+    local weights, counts = tkey(bucket, scope), tnkey(bucket, scope)
+    redis.call('HINCRBYFLOAT', weights, item, weight_text)
+    redis.call('HINCRBY', counts, item, 1)
+    local newest = tonumber(redis.call('HGET', weights, '') or '0')
+    if arrival > newest then redis.call('HSET', weights, '', arrival) end
+    redis.call('EXPIRE', weights, TREND_TTL)
+    redis.call('EXPIRE', counts, TREND_TTL)
+    redis.call('SADD', TRENDING_CHANGED, scope)
+  end
+  -- What erasure needs to undo this event while its buckets live (then it is trimmed).
+  local log = ukey(user, 'trend_log')
+  redis.call('ZADD', log, bucket, table.concat({ event_id, weight_text, item,
+    table.concat(scopes, '\31') }, '\t'))
+  redis.call('ZREMRANGEBYSCORE', log, '-inf', '(' .. (bucket - 2 * TREND_SPAN - 1))
+end
+
+local function subtract_trending(entry, bucket)
+  local parts = {}
+  for part in string.gmatch(entry, '[^\t]+') do parts[#parts + 1] = part end
+  local weight_text, item = parts[2], parts[3]
+  for scope in string.gmatch(parts[4], '[^\31]+') do
+    local weights, counts = tkey(bucket, scope), tnkey(bucket, scope)
+    if redis.call('EXISTS', counts) == 1 then
+      if redis.call('HINCRBY', counts, item, -1) <= 0 then
+        redis.call('HDEL', counts, item)
+        redis.call('HDEL', weights, item)
+      else
+        redis.call('HINCRBYFLOAT', weights, item, '-' .. weight_text)
+      end
+      redis.call('SADD', TRENDING_CHANGED, scope)
+    end
+  end
+end
+
 local function apply_item_event(user, event_id, item, etype, ts, ts_text, weight, weight_text)
   local history, affinity = ukey(user, 'history'), ukey(user, 'affinity')
   if etype == 'purchase' then redis.call('SADD', ukey(user, 'bought'), item) end
@@ -235,6 +295,9 @@ local function erase(user)
       logged = logged + 1
     end
   end
+  -- Only buckets that still exist are touched (they expire two windows after their writes).
+  local trend_log = redis.call('ZRANGE', ukey(user, 'trend_log'), 0, -1, 'WITHSCORES')
+  for k = 1, #trend_log, 2 do subtract_trending(trend_log[k], tonumber(trend_log[k + 1])) end
   local following = redis.call('SMEMBERS', ukey(user, 'following'))
   for _, followee in ipairs(following) do redis.call('SREM', ukey(followee, 'followers'), user) end
   local followers = redis.call('SMEMBERS', ukey(user, 'followers'))
@@ -275,7 +338,7 @@ local to_read = {}
 local queued = {}
 if mode == 'process' then
   for e = 0, N - 1 do
-    local base = 15 + e * 7
+    local base = FIRST + e * FIELDS
     local event_id, etype, user = ARGV[base], ARGV[base + 1], ARGV[base + 2]
     local item, target = ARGV[base + 3], ARGV[base + 4]
     local ts_text = ARGV[base + 5]
@@ -301,6 +364,10 @@ if mode == 'process' then
         redis.call('SREM', ukey(target, 'followers'), user)
       elseif item ~= '' then
         apply_item_event(user, event_id, item, etype, ts, ts_text, weight, ARGV[base + 6])
+        if weight > 0 then
+          add_trending(user, event_id, item, ARGV[base + 6], ARGV[base + 7],
+            tonumber(ARGV[base + 8]))
+        end
         if not queued[user] then
           queued[user] = true
           to_read[#to_read + 1] = user
@@ -311,10 +378,10 @@ if mode == 'process' then
   end
 elseif mode == 'erase' then
   local reports = {}
-  for u = 0, N - 1 do reports[#reports + 1] = erase(ARGV[15 + u]) end
+  for u = 0, N - 1 do reports[#reports + 1] = erase(ARGV[FIRST + u]) end
   return reports
 else
-  for u = 0, N - 1 do to_read[#to_read + 1] = ARGV[15 + u] end
+  for u = 0, N - 1 do to_read[#to_read + 1] = ARGV[FIRST + u] end
 end
 
 local views = {}

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
+from models.content import CatalogRecord
 from models.events import Event, EventType
 from models.state import Outcome, StateParams
 from streams.keys import Keys
@@ -201,3 +203,70 @@ async def test_erasure_leaves_no_key_or_member_naming_the_user(
         else:
             members = []
         assert b"u3" not in members, key
+
+
+def _trending_stream(seed: int, count: int, start: float) -> tuple[list[Event], list[float]]:
+    """Events with live streams and arrival times spread over ~3 minutes (several windows)."""
+    rnd = random.Random(seed)
+    events, arrivals = [], []
+    arrival = start
+    for n in range(count):
+        arrival += rnd.random() * 0.8
+        kind = rnd.choice(
+            [EventType.VIEW] * 5 + [EventType.CART, EventType.PURCHASE, EventType.HIDE]
+        )
+        stream = f"live-{rnd.randrange(3)}" if rnd.random() < 0.5 else None
+        item = f"i{int(rnd.paretovariate(1.1)) % 15}"
+        events.append(
+            Event(f"t{n}", kind, f"u{rnd.randrange(10)}", arrival, item_id=item, stream_id=stream)
+        )
+        arrivals.append(arrival + rnd.random() * 0.01)
+    return events, arrivals
+
+
+CATALOG = [
+    CatalogRecord(f"i{k}", category=f"cat{k % 3}", merchant_id=f"m{k % 4}") for k in range(15)
+]
+
+
+async def _trending_of(store: Store, now: float) -> dict[str, Any]:
+    scopes = ["global", *(f"stream:live-{k}" for k in range(3))]
+    scopes += [f"category:cat{k}" for k in range(3)] + [f"merchant:m{k}" for k in range(4)]
+    return {t.scope: (t.items, t.newest_ts) for t in await store.trending(scopes, now, k=5)}
+
+
+async def test_trending_windows_match_the_reference(redis_client: aioredis.Redis) -> None:
+    await redis_client.flushdb()
+    start = time.time() - 170
+    events, arrivals = _trending_stream(seed=1, count=400, start=start)
+    reference = MemoryStore(StateParams())
+    real = RedisStore(redis_client, StateParams())
+    for store in (reference, real):
+        await store.put_items(CATALOG)
+        for k in range(0, len(events), 50):
+            await store.process_batch(events[k : k + 50], arrivals[k : k + 50])
+    changed_ref = await reference.take_changed_scopes(100)
+    changed_real = await real.take_changed_scopes(100)
+    assert changed_real == changed_ref
+    assert "stream:live-1" in changed_real
+    assert await real.take_changed_scopes(100) == []  # handed out once
+    now = arrivals[-1] + 0.5
+    expected = await _trending_of(reference, now)
+    assert await _trending_of(real, now) == expected
+    assert expected["global"][0]  # there is something trending
+
+    victim = "u3"
+    await reference.erase_users([victim])
+    await real.erase_users([victim])
+    never = MemoryStore(StateParams())
+    await never.put_items(CATALOG)
+    kept = [(e, a) for e, a in zip(events, arrivals, strict=True) if e.user_id != victim]
+    await never.process_batch([e for e, _ in kept], [a for _, a in kept])
+    after = await _trending_of(real, now)
+    assert after == await _trending_of(reference, now)
+    for scope, (items, _) in (await _trending_of(never, now)).items():
+        got = after[scope][0]
+        assert [(i.item_id, i.events) for i in got] == [(i.item_id, i.events) for i in items]
+        for a, b in zip(got, items, strict=True):
+            assert math.isclose(a.count, b.count)
+            assert math.isclose(a.velocity, b.velocity, abs_tol=1e-9)
