@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     exclude_seen: bool = True
     model_version: str = "itemcf-1"
 
+    # --- trending ----------------------------------------------------------------------------
+    trending_window_s: float = Field(default=60.0, gt=0, le=3600)
+    trending_bucket_s: float = Field(default=1.0, gt=0, le=60)
+    trending_interval_s: float = Field(default=0.5, gt=0, le=10, description="publish period")
+    trending_top_k: int = Field(default=20, ge=1, le=200)
+
     @field_validator("event_weights", mode="before")
     @classmethod
     def _parse_weights(cls, value: object) -> object:

@@ -83,6 +83,23 @@ class WorkerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.trending_freshness = Histogram(
+            "socialrec_trending_freshness_seconds",
+            "From the newest event in a trending list (its broker timestamp) to the list's "
+            "acknowledged publish.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.trending_published = Counter(
+            "socialrec_trending_published_total",
+            "Trending lists published (one per changed scope per tick).",
+            registry=r,
+        )
+        self.catalog_items = Counter(
+            "socialrec_catalog_items_total",
+            "Catalog records stored.",
+            registry=r,
+        )
         # Every label value exists from the start, so dashboards and alerts see zeros, not gaps.
         for event_type in EventType:
             self.events_consumed.labels(event_type.value)

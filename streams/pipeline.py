@@ -221,12 +221,13 @@ class BatchProcessor:
         split until the offending events are found; they go to the DLQ, the rest are applied.
         """
         events = [event for event, _ in valid]
+        arrivals = [record.timestamp for _, record in valid]
         try:
-            return await self._with_retry(events), []
+            return await self._with_retry(events, arrivals), []
         except redis.exceptions.ResponseError:
             if len(valid) == 1:
                 log.error("state update rejected one event; dead-lettering it")
-                return await self._with_retry([]), list(valid)
+                return await self._with_retry([], []), list(valid)
         middle = len(valid) // 2
         first, failed_first = await self._update_state(valid[:middle])
         second, failed_second = await self._update_state(valid[middle:])
@@ -236,12 +237,12 @@ class BatchProcessor:
             failed_first + failed_second,
         )
 
-    async def _with_retry(self, events: list[Event]) -> BatchResult:
+    async def _with_retry(self, events: list[Event], arrivals: list[float]) -> BatchResult:
         attempt = 0
         while True:
             started = time.perf_counter()
             try:
-                result = await self.store.process_batch(events)
+                result = await self.store.process_batch(events, arrivals)
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                 self.metrics.store_errors.inc()
                 delay = self.retry_backoff_s[min(attempt, len(self.retry_backoff_s) - 1)]

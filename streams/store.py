@@ -74,6 +74,10 @@ class Store(Protocol):
         """Scopes changed since they were last taken (each is handed out once)."""
         ...
 
+    async def mark_changed(self, scopes: Sequence[str]) -> None:
+        """Hand these scopes out again (their windows are still sliding)."""
+        ...
+
     async def read_users(self, user_ids: Sequence[str]) -> BatchResult: ...
 
     async def snapshot(self) -> dict[str, Any]: ...
@@ -152,7 +156,12 @@ class MemoryStore:
         return [self.windows.top(scope, k, now) for scope in scopes]
 
     async def take_changed_scopes(self, limit: int) -> list[str]:
-        return self.windows.take_changed()[:limit]
+        taken = self.windows.take_changed()
+        self.windows.changed.update(taken[limit:])
+        return taken[:limit]
+
+    async def mark_changed(self, scopes: Sequence[str]) -> None:
+        self.windows.changed.update(scopes)
 
     async def read_users(self, user_ids: Sequence[str]) -> BatchResult:
         return self._result([], list(user_ids))
@@ -309,6 +318,10 @@ class RedisStore:
     async def take_changed_scopes(self, limit: int) -> list[str]:
         popped = await self.client.spop(self.keys.global_("trending_changed"), limit)
         return sorted(_text(s) for s in cast(list[bytes], popped or []))
+
+    async def mark_changed(self, scopes: Sequence[str]) -> None:
+        if scopes:
+            await self.client.sadd(self.keys.global_("trending_changed"), *scopes)
 
     async def cache_recommendations(self, lists: Mapping[str, bytes]) -> None:
         if not lists:

@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -23,16 +23,26 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from models.events import EventType
 from models.state import StateParams
+from streams.catalog import CatalogIngester
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.pipeline import WORKER_ERROR, BatchProcessor, InboundRecord
 from streams.privacy import ErasureProcessor
-from streams.store import RedisStore
+from streams.store import RedisStore, TrendingParams
+from streams.trending import TrendingPublisher
 
 log = logging.getLogger(__name__)
 
 #: Topics the worker reads or writes; it refuses to start without them.
-WORKER_TOPICS = ("events", "recommendations", "events.dlq", "privacy.requests", "privacy.receipts")
+WORKER_TOPICS = (
+    "events",
+    "catalog",
+    "recommendations",
+    "trending",
+    "events.dlq",
+    "privacy.requests",
+    "privacy.receipts",
+)
 
 
 def state_params(settings: Settings) -> StateParams:
@@ -110,7 +120,11 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         settings.topic("events"), key_type=bytes, value_type=bytes, value_serializer="raw"
     )
     redis_client = aioredis.Redis.from_url(settings.redis_url)
-    store = RedisStore(redis_client, state_params(settings))
+    store = RedisStore(
+        redis_client,
+        state_params(settings),
+        trending=TrendingParams(settings.trending_window_s, settings.trending_bucket_s),
+    )
     processor = BatchProcessor(settings, store, FaustPublisher(app), metrics)
     within = settings.batch_within_ms / 1000.0
 
@@ -137,19 +151,29 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     async def process_erasures(stream: Any) -> None:
         async for batch in stream.take_events(100, within=within):
             records = [_inbound(event) for event in batch]
-            delay = 0.1
-            # An erasure is never skipped: retry until it is done (it is idempotent), and only
-            # then let take_events acknowledge the requests.
-            while True:
-                try:
-                    await erasures.process(records)
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("erasure batch failed; retrying in %.1fs", delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
+            # An erasure is never skipped: retried until done (it is idempotent); only then
+            # does take_events acknowledge the requests.
+            await _retry_until_done(erasures.process, records, "erasure batch")
+
+    catalog_topic = app.topic(
+        settings.topic("catalog"), key_type=bytes, value_type=bytes, value_serializer="raw"
+    )
+    catalog = CatalogIngester(settings, store, FaustPublisher(app), metrics)
+
+    @app.agent(catalog_topic, concurrency=1)
+    async def ingest_catalog(stream: Any) -> None:
+        async for batch in stream.take_events(settings.batch_max, within=within):
+            records = [_inbound(event) for event in batch]
+            await _retry_until_done(catalog.process, records, "catalog batch")
+
+    trending = TrendingPublisher(settings, store, FaustPublisher(app), metrics)
+
+    @app.timer(settings.trending_interval_s)  # type: ignore[untyped-decorator]
+    async def publish_trending() -> None:
+        try:
+            await trending.tick()
+        except Exception:  # the next tick retries; the changed scopes were re-marked or lost
+            log.exception("trending publish failed")
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
@@ -210,6 +234,25 @@ async def preflight(settings: Settings) -> list[str]:
     finally:
         await client.aclose()
     return problems
+
+
+async def _retry_until_done(
+    step: Callable[[list[InboundRecord]], Awaitable[Any]],
+    records: list[InboundRecord],
+    what: str,
+) -> None:
+    """Run ``step`` until it succeeds, backing off: for work that must not be skipped."""
+    delay = 0.1
+    while True:
+        try:
+            await step(records)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s failed; retrying in %.1fs", what, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def run_worker(settings: Settings) -> int:

@@ -278,3 +278,49 @@ async def test_erasure_request_reaches_every_derived_state_and_is_receipted(
     )
     assert any(r.key == b"zoe" and r.value is None for r in recs)  # tombstone
     assert await worker.metric("socialrec_erasure_seconds_count") == 1
+
+
+async def test_live_stream_trending_updates_within_a_second(
+    settings: Settings, worker: WorkerProcess, producer: AIOKafkaProducer
+) -> None:
+    catalog = [
+        {"item_id": "lipstick", "title": "Red lipstick", "category": "beauty", "merchant_id": "m1"},
+        {"item_id": "mascara", "title": "Mascara", "category": "beauty", "merchant_id": "m1"},
+    ]
+    for record in catalog:
+        await producer.send_and_wait(
+            settings.topic("catalog"), orjson.dumps(record), key=record["item_id"].encode()
+        )
+    await wait_for(
+        lambda: _metric_at_least(worker, "socialrec_catalog_items_total", 2), what="catalog"
+    )
+
+    sent = time.time()
+    burst = [
+        {**_event(f"l{n}", "view", f"viewer{n}", "lipstick", sent), "stream_id": "live-9"}
+        for n in range(5)
+    ]
+    burst.append({**_event("m1", "cart", "viewer1", "mascara", sent), "stream_id": "live-9"})
+    await produce_json(producer, settings, burst)
+
+    def has_stream_scope(records: list[Any]) -> bool:
+        return any(r.key == b"stream:live-9" for r in records)
+
+    records = await consume_until(settings, "trending", has_stream_scope, timeout_s=20)
+    first = next(r for r in records if r.key == b"stream:live-9")
+    delay_ms = first.timestamp - sent * 1000
+    print(f"event produced -> stream trending published: {delay_ms:.0f} ms")
+    assert delay_ms < 1000
+    scopes = {r.key.decode(): _body(r) for r in records}
+    stream = scopes["stream:live-9"]
+    assert [i["item_id"] for i in stream["items"]] == ["lipstick", "mascara"]
+    assert stream["items"][0]["count"] == 5.0
+    assert stream["items"][0]["velocity"] > 0
+    assert stream["freshness_s"] is not None
+    assert "category:beauty" in scopes
+    assert "merchant:m1" in scopes
+    assert {i["item_id"] for i in scopes["global"]["items"]} == {"lipstick", "mascara"}
+    await wait_for(
+        lambda: _metric_at_least(worker, "socialrec_trending_freshness_seconds_count", 1),
+        what="freshness metric",
+    )

@@ -112,13 +112,15 @@ class FlakyStore(MemoryStore):
         self.poison = poison_event_id
         self.connection_failures = 1
 
-    async def process_batch(self, events: Sequence[Event]) -> BatchResult:
+    async def process_batch(
+        self, events: Sequence[Event], arrivals: Sequence[float] | None = None
+    ) -> BatchResult:
         if self.connection_failures:
             self.connection_failures -= 1
             raise redis.exceptions.ConnectionError("connection reset")
         if any(e.event_id == self.poison for e in events):
             raise redis.exceptions.ResponseError("script error")
-        return await super().process_batch(events)
+        return await super().process_batch(events, arrivals)
 
 
 async def test_store_failures_are_retried_and_a_poison_event_is_isolated() -> None:
