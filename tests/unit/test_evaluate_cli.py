@@ -3,6 +3,7 @@ catalogue, the JSON output through the CLI entry point, plots, and the real Taob
 
 from __future__ import annotations
 
+import doctest
 import io
 import json
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from streams import cli
+from streams import cli, evaluate
 from streams.evaluate import InputError, export_simulated, read_catalog, read_events
 
 TAOBAO_SAMPLE = (
@@ -38,6 +39,13 @@ def sim_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with path.open("w", encoding="utf-8", newline="") as out:
         export_simulated(out, users=60, items=150, events=1500, seed=5)
     return path
+
+
+def test_docstring_examples() -> None:
+    # pytest collects doctests under models/ only (testpaths); run this module's here.
+    result = doctest.testmod(evaluate)
+    assert result.attempted > 0
+    assert result.failed == 0
 
 
 # ---- reading ------------------------------------------------------------------------------------
