@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol, cast
 
+import orjson
 import redis.asyncio as aioredis
 
 from models.content import CatalogRecord
@@ -195,6 +196,11 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _array(value: Any) -> list[Any]:
+    """A JSON array from Lua's cjson, which encodes an empty table as an object."""
+    return value if isinstance(value, list) else []
+
+
 def _pairs(flat: Sequence[bytes | str]) -> tuple[tuple[str, float], ...]:
     return tuple((_text(flat[k]), float(flat[k + 1])) for k in range(0, len(flat), 2))
 
@@ -337,26 +343,28 @@ class RedisStore:
         return [ErasureReport(int(h), int(e), int(f)) for h, e, f in raw]
 
     def _decode(self, raw: list[Any]) -> BatchResult:
-        outcomes_raw, popular_raw, landmark_raw, views_raw = raw
+        outcomes_raw, payload = raw
+        popular_raw, landmark_raw, views_raw = orjson.loads(payload)
         outcomes = [Outcome.APPLIED if o == 1 else Outcome.DUPLICATE for o in outcomes_raw]
         views: dict[str, UserView] = {}
-        for user_raw, recent_raw, aff_raw, neigh_raw, seen, bought, hidden in views_raw:
+        for user, recent_raw, aff_raw, neigh_raw, seen, bought, hidden in _array(views_raw):
             recent = tuple(
-                (_text(item), float(aff)) for item, aff in zip(recent_raw, aff_raw, strict=True)
+                (item, float(aff))
+                for item, aff in zip(_array(recent_raw), _array(aff_raw), strict=True)
             )
-            user = _text(user_raw)
             views[user] = UserView(
                 user_id=user,
                 recent=recent,
                 neighbours={
-                    item: _pairs(n) for (item, _), n in zip(recent, neigh_raw, strict=True)
+                    item: _pairs(_array(n))
+                    for (item, _), n in zip(recent, _array(neigh_raw), strict=True)
                 },
-                seen=frozenset(_text(s) for s in seen),
-                bought=frozenset(_text(b) for b in bought),
-                hidden=frozenset(_text(h) for h in hidden),
+                seen=frozenset(_array(seen)),
+                bought=frozenset(_array(bought)),
+                hidden=frozenset(_array(hidden)),
             )
-        landmark = float(landmark_raw) if landmark_raw not in (b"", "") else 0.0
-        return BatchResult(outcomes, views, PopularView(_pairs(popular_raw), landmark))
+        landmark = float(landmark_raw) if landmark_raw else 0.0
+        return BatchResult(outcomes, views, PopularView(_pairs(_array(popular_raw)), landmark))
 
     async def snapshot(self) -> dict[str, Any]:
         """Every socialrec key parsed into the same shape as MemoryState.snapshot().
