@@ -68,6 +68,8 @@ TAOBAO_BEHAVIOURS: Final = {
     "cart": EventType.CART,
     "buy": EventType.PURCHASE,
 }
+#: Length of the evaluated lists (HR@10, NDCG@10), whatever SOCIALREC_TOP_N the worker uses.
+EVAL_K: Final = 10
 #: How many offending line numbers a report keeps (enough to find them, never the content).
 KEPT_LINES: Final = 20
 #: Metrics shown and averaged: (JSON key with k filled in, ModelReport attribute).
@@ -293,7 +295,8 @@ def read_catalog(stream: IO[str]) -> Catalog:
 def _open(path: Path) -> IO[str]:
     try:
         # Undecodable bytes become U+FFFD, so one bad row is reported instead of ending the run.
-        return path.open(encoding="utf-8", errors="replace", newline="")
+        # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the first column name.
+        return path.open(encoding="utf-8-sig", errors="replace", newline="")
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
 
@@ -368,13 +371,14 @@ def evaluate(
         if on_progress is not None:
             on_progress(done, total)
 
+    models = make_models()  # before the clock: building them imports the worker's modules
     started = time.perf_counter()
     mode: dict[str, Any]
     if folds:
         user_fold = {u: fold_of(u, folds) for u in {e.user_id for e in events}}
         report = replay(
             events,
-            make_models(),
+            models,
             params,
             group_of=lambda e: user_fold[e.user_id],
             catalog=catalog,
@@ -385,7 +389,7 @@ def evaluate(
         cut = temporal_cut(events, train_fraction)
         report = replay(
             events,
-            make_models(),
+            models,
             params,
             is_test=lambda n, _e: n >= cut,
             learn_test=not frozen,
@@ -400,7 +404,7 @@ def evaluate(
             "learning": "frozen" if frozen else "continuing",
         }
     else:
-        report = replay(events, make_models(), params, catalog=catalog, on_progress=progress)
+        report = replay(events, models, params, catalog=catalog, on_progress=progress)
         mode = {"mode": "full"}
     elapsed = time.perf_counter() - started
     summary = _summary(report, params.k, folds)
@@ -685,7 +689,7 @@ def run_eval(
         err.print("socialrec eval: no valid events to replay")
         return 2
 
-    params = EvalParams(k=settings.top_n, negatives=negatives, seed=seed)
+    params = EvalParams(k=EVAL_K, negatives=negatives, seed=seed)
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(

@@ -95,6 +95,19 @@ def test_csv_rows_are_validated_counted_and_sorted_by_time() -> None:
     assert dict(loaded.bad.by_reason) == {"bad_columns": 1}
 
 
+def test_a_byte_order_mark_is_not_part_of_the_header(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    exported = tmp_path / "excel.csv"
+    exported.write_bytes(
+        b"\xef\xbb\xbfuser_id,item_id,event_type,timestamp\nu1,a,view,1700000000\n"
+        b"u1,b,view,1700000001\n"
+    )
+    code, out, _ = _run(capsys, str(exported), "--json")
+    assert code == 0
+    assert _json(out)["evaluated"] == 1
+
+
 def test_a_missing_header_column_is_an_input_error() -> None:
     with pytest.raises(InputError, match="event_type"):
         read_events(io.StringIO("user_id,item_id,timestamp\nu1,a,1\n"))
