@@ -47,7 +47,6 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 import redis.asyncio as aioredis
@@ -55,7 +54,7 @@ import redis.exceptions
 
 from models.events import Event
 from models.simulator import World, generate_events, generate_world
-from streams.config import PROJECT_ROOT, Settings
+from streams.config import PROJECT_ROOT, Settings, redis_url_with_db
 from streams.demo import (
     BATCH_SECONDS,
     BATCH_SIZE,
@@ -166,29 +165,13 @@ def _run_passthrough() -> int:
 # --- per-run isolation -------------------------------------------------------------------------
 
 
-def redis_db_url(url: str, db: int) -> str:
-    """``url`` pointing at database ``db``.
-
-    >>> redis_db_url("redis://127.0.0.1:16379/0", 7)
-    'redis://127.0.0.1:16379/7'
-    >>> redis_db_url("unix:///tmp/redis.sock?db=2", 7)
-    'unix:///tmp/redis.sock?db=7'
-    """
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        query = dict(parse_qsl(parts.query))
-        query["db"] = str(db)
-        return f"{url.partition('?')[0]}?{urlencode(query)}"  # urlunsplit drops the "//"
-    return urlunsplit(parts._replace(path=f"/{db}"))
-
-
 async def claim_redis_db(settings: Settings, run_id: str) -> tuple[int, str]:
     """Find an empty database (14 down to 1) and mark it ours for the run.
 
     Database 0 is the demo's and 15 the test suite's (flushed before every test).
     """
     for db in range(14, 0, -1):
-        url = redis_db_url(settings.redis_url, db)
+        url = redis_url_with_db(settings.redis_url, db)
         client = aioredis.Redis.from_url(url)
         try:
             if await client.dbsize() == 0 and await client.set(CLAIM_KEY, run_id, nx=True, ex=7200):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -143,6 +144,23 @@ class Settings(BaseSettings):
 
     def weight(self, event_type: EventType) -> float:
         return self.event_weights[event_type.value]
+
+
+def redis_url_with_db(url: str, db: int) -> str:
+    """The same Redis server, another database (tests use 15, the bench claims 14 down to 1,
+    the demo and a default worker 0).
+
+    >>> redis_url_with_db("redis://127.0.0.1:16379/0", 15)
+    'redis://127.0.0.1:16379/15'
+    >>> redis_url_with_db("unix:///tmp/redis.sock?db=2", 15)
+    'unix:///tmp/redis.sock?db=15'
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        query = dict(parse_qsl(parts.query))
+        query["db"] = str(db)
+        return f"{url.partition('?')[0]}?{urlencode(query)}"  # urlunsplit drops the "//"
+    return urlunsplit(parts._replace(path=f"/{db}"))
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -16,13 +16,12 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 import redis.asyncio as aioredis
 
 from streams import infra
-from streams.config import Settings, load_settings
+from streams.config import Settings, load_settings, redis_url_with_db
 from streams.topics import apply_topics, delete_topics_with_prefix
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -39,22 +38,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def running_under_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
-
-
-def redis_url_with_db(url: str, db: int) -> str:
-    """The same Redis server, another database (so tests never touch the demo's db 0).
-
-    >>> redis_url_with_db("redis://127.0.0.1:16379/0", 15)
-    'redis://127.0.0.1:16379/15'
-    >>> redis_url_with_db("unix:///tmp/redis.sock?db=2", 15)
-    'unix:///tmp/redis.sock?db=15'
-    """
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        query = dict(parse_qsl(parts.query))
-        query["db"] = str(db)
-        return f"{url.partition('?')[0]}?{urlencode(query)}"  # urlunsplit drops the "//"
-    return urlunsplit(parts._replace(path=f"/{db}"))
 
 
 @pytest.fixture(scope="session")
