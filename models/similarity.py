@@ -35,16 +35,23 @@ def affinity_after(current: float, weight: float, *, cap: float) -> float:
     return min(cap, max(0.0, current + weight))
 
 
-def cosine(dot: float, norm2_a: float, norm2_b: float) -> float:
-    """Cosine similarity from a dot product and two squared norms, clamped into [0, 1].
+def cosine(dot: float, norm2_a: float, norm2_b: float, shrinkage: float = 0.0) -> float:
+    """Cosine similarity from a dot product and two squared norms, shrunk, clamped to [0, 1].
 
+    ``shrinkage`` (λ) is added to the denominator: ``dot / (‖a‖·‖b‖ + λ)``. Plain cosine
+    calls two items seen together by a single user perfectly similar (1.0), so the rarest
+    items crowd every neighbour list; λ discounts pairs with little evidence and leaves
+    well-supported pairs nearly untouched. It keeps the measure symmetric and in [0, 1].
     Clamping absorbs floating-point drift of the incremental sums; an item with no weight yet
     is similar to nothing.
+
+    >>> cosine(1.0, 1.0, 1.0), cosine(1.0, 1.0, 1.0, shrinkage=9.0)
+    (1.0, 0.1)
     """
     if dot <= 0.0 or norm2_a <= 0.0 or norm2_b <= 0.0:
         return 0.0
     # Two square roots, not one of the product: the product can underflow to zero.
-    return min(1.0, dot / (math.sqrt(norm2_a) * math.sqrt(norm2_b)))
+    return min(1.0, dot / (math.sqrt(norm2_a) * math.sqrt(norm2_b) + shrinkage))
 
 
 def cooccurrence_counts(

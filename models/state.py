@@ -55,6 +55,7 @@ class StateParams:
     affinity_cap: float = 15.0
     half_life_s: float = 6 * 3600.0
     popularity_cap: int = 10_000
+    shrinkage: float = 1000.0  # λ in s = dot / (‖i‖·‖j‖ + λ): see models.similarity.cosine
 
     def weight(self, event_type: EventType) -> float:
         return float(self.weights.get(event_type, DEFAULT_WEIGHTS[event_type]))
@@ -289,7 +290,12 @@ class MemoryState:
             if dot is None:
                 sims.scores.pop(b, None)
                 continue
-            s = cosine(dot, self.norm2.scores.get(a, 0.0), self.norm2.scores.get(b, 0.0))
+            s = cosine(
+                dot,
+                self.norm2.scores.get(a, 0.0),
+                self.norm2.scores.get(b, 0.0),
+                self.params.shrinkage,
+            )
             if s > 0.0:
                 sims.scores[b] = s
                 sims.trim_to(self.params.neighbours)
@@ -380,7 +386,9 @@ class MemoryState:
     def similarity(self, a: str, b: str) -> float:
         """s_ab from the current counts (symmetric by construction)."""
         dot = self.dot.get(a, SortedSet()).scores.get(b, 0.0)
-        return cosine(dot, self.norm2.scores.get(a, 0.0), self.norm2.scores.get(b, 0.0))
+        return cosine(
+            dot, self.norm2.scores.get(a, 0.0), self.norm2.scores.get(b, 0.0), self.params.shrinkage
+        )
 
     # ---- inspection ------------------------------------------------------------------------
     def snapshot(self) -> dict[str, object]:

@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     cooccurrence_cap: int = Field(default=500, ge=1)
     dedupe_window: int = Field(default=10_000, ge=1)
     affinity_cap: float = Field(default=15.0, gt=0)
+    similarity_shrinkage: float = Field(default=1000.0, ge=0)
     popularity_cap: int = Field(default=10_000, ge=1)
     popularity_half_life_s: float = Field(default=6 * 3600.0, gt=0)
     exclude_items: Annotated[frozenset[str], NoDecode] = frozenset()

@@ -10,7 +10,6 @@ contract suite (tests/contract) runs the same checks against both.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -238,10 +237,11 @@ class RedisStore:
             self.read.neighbours,
             self.read.popular,
             repr(float(self.trending_params.bucket_s)),
+            repr(float(p.shrinkage)),
         ]
 
     def _args(self, mode: str, count: int) -> list[str | int | float]:
-        return [mode, *self._header, repr(time.time()), count]
+        return [mode, *self._header, count]
 
     async def process_batch(
         self, events: Sequence[Event], arrivals: Sequence[float] | None = None

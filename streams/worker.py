@@ -56,6 +56,7 @@ def state_params(settings: Settings) -> StateParams:
         affinity_cap=settings.affinity_cap,
         half_life_s=settings.popularity_half_life_s,
         popularity_cap=settings.popularity_cap,
+        shrinkage=settings.similarity_shrinkage,
     )
 
 

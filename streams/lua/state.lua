@@ -12,7 +12,7 @@ ARGV[2]  key prefix, e.g. "sr:"
 ARGV[3..10] history_size, neighbours, cooccurrence_cap, dedupe_window, affinity_cap,
             half_life_s, popularity_cap, trending_span (buckets per trending window)
 ARGV[11..13] recent_items, neighbours_read, popular_count  (what to read back)
-ARGV[14..15] trending_bucket_s, now (Unix seconds; reserved)
+ARGV[14..15] trending_bucket_s, similarity shrinkage (λ in dot / (‖i‖·‖j‖ + λ))
 ARGV[16] n = number of events (process) or users (read, erase), then the records:
   process: 9 fields per event: event_id, type, user_id, item_id|"", target_user_id|"", ts,
            weight, stream_id|"", arrival (broker timestamp: trending windows use it)
@@ -34,6 +34,7 @@ local READ_NEIGHBOURS = tonumber(ARGV[12])
 local READ_POPULAR = tonumber(ARGV[13])
 local TREND_SPAN = tonumber(ARGV[10])
 local TREND_BUCKET_S = tonumber(ARGV[14])
+local SHRINKAGE = tonumber(ARGV[15])
 local N = tonumber(ARGV[16])
 local FIRST = 17
 local FIELDS = 9
@@ -68,7 +69,7 @@ end
 
 local function cosine(dot, na, nb)
   if dot <= 0 or na <= 0 or nb <= 0 then return 0 end
-  return math.min(1.0, dot / (math.sqrt(na) * math.sqrt(nb)))
+  return math.min(1.0, dot / (math.sqrt(na) * math.sqrt(nb) + SHRINKAGE))
 end
 
 local function forget_pair(a, b)

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 
 from models.content import CatalogRecord
 from models.events import Event, EventType
+from models.similarity import cosine
 from models.state import Outcome, StateParams
 from streams.keys import Keys
 from streams.store import MemoryStore, RedisStore, Store
@@ -113,7 +114,9 @@ async def test_reads_reflect_the_batch(make_store: StoreFactory) -> None:
     bob = result.views["bob"]
     assert bob.recent == (("phone", 1.0),)
     assert bob.hidden == frozenset({"tv"})
-    assert dict(bob.neighbours["phone"]) == {"case": pytest.approx(1.0)}
+    # Refreshed when ann bought the case (8·8, norms 64 each); bob's view pairs with nothing.
+    expected = cosine(64.0, 64.0, 64.0, StateParams().shrinkage)
+    assert dict(bob.neighbours["phone"]) == {"case": pytest.approx(expected)}
     assert result.views["ann"].bought == frozenset({"phone", "case"})
     assert result.popular.items[0][0] == "phone"
     again = await store.read_users(["bob", "nobody"])
