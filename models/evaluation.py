@@ -68,7 +68,7 @@ from models.popularity import (
     needs_rebase,
     rebase_factor,
 )
-from models.recommend import RecommendParams, excluded_items
+from models.recommend import RecommendParams, excluded_items, social_scores
 from models.recommend import recommend as rank_for_user
 from models.state import MemoryState, Outcome, PopularView, StateParams, UserView
 
@@ -440,6 +440,10 @@ class ItemCFRecommender:
             for candidate, similarity in view.neighbours.get(source_item, ()):
                 if candidate in wanted:
                     cf[candidate] = cf.get(candidate, 0.0) + affinity * similarity
+        # Social proof adds to the same score, exactly as recommend() adds it.
+        for candidate, parts in social_scores(view, self.params, now).items():
+            if candidate in wanted:
+                cf[candidate] = cf.get(candidate, 0.0) + sum(c for c, _ in parts)
         excluded = excluded_items(view, self.params)
         popularity = self.state.popularity.scores
         landmark = self.state.landmark or 0.0

@@ -1,7 +1,14 @@
 """Turn a user's state into a ranked, explained top-N list.
 
-Item-based collaborative filtering: ``r_ui = Σ_j a_uj · s_ij`` over the user's recent items j,
-each candidate keeping the items that contributed (its reasons). Items the user bought, hid or
+Two sources score candidates, and their scores add up:
+
+* item-based collaborative filtering: ``r_ui = Σ_j a_uj · s_ij`` over the user's recent items
+  j, each contribution explained by the item j behind it;
+* social proof: items shared with the user, or bought or liked by people they follow, each
+  worth ``w_action · 2^(−age / half-life)`` and explained by who did what.
+
+Each item names its main source and carries the contribution of every source. Items the user
+bought, hid or
 (optionally) already interacted with, and configured exclusions, are dropped. Remaining slots
 are filled with time-decayed popular items (Gorse's "try sources in order until k" pattern);
 a user with no usable history gets only popular items and is marked ``cold_start``.
@@ -13,12 +20,13 @@ a user with no usable history gets only popular items and is marked ``cold_start
 >>> [(r.item_id, str(r.source), r.score) for r in recs.items]
 [('case', 'item_cf', 1.0), ('tv', 'popular', 9.0)]
 >>> recs.items[0].reasons
-(Reason(item_id='phone', contribution=1.0),)
+(Reason(item_id='phone', contribution=1.0, user_id=None, action=None),)
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -28,7 +36,13 @@ from models.state import PopularView, UserView
 
 class Source(StrEnum):
     ITEM_CF = "item_cf"
+    SOCIAL = "social"
     POPULAR = "popular"
+
+
+#: What one social proof is worth before decay: a share to you persuades more than a
+#: followee's purchase, which persuades more than their like.
+DEFAULT_SOCIAL_WEIGHTS = {"share": 1.0, "purchase": 0.8, "like": 0.5}
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,14 +52,19 @@ class RecommendParams:
     exclude_seen: bool = True
     reasons_per_item: int = 3
     half_life_s: float = 6 * 3600.0
+    social_weights: tuple[tuple[str, float], ...] = tuple(DEFAULT_SOCIAL_WEIGHTS.items())
+    social_half_life_s: float = 3 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
 class Reason:
-    """One of the user's items and how much it added to the score."""
+    """What added to a score: one of the user's items (item-CF), or a person and what they did
+    (social: ``user_id`` shared it with the user, or bought/liked it)."""
 
-    item_id: str
+    item_id: str | None
     contribution: float
+    user_id: str | None = None
+    action: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +73,7 @@ class RecommendedItem:
     score: float
     source: Source
     reasons: tuple[Reason, ...]
+    sources: tuple[tuple[Source, float], ...] = ()  # each source's share of the score
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +100,27 @@ def item_cf_scores(view: UserView) -> dict[str, list[tuple[float, str]]]:
     return contributions
 
 
+def social_scores(
+    view: UserView, params: RecommendParams, now: float
+) -> dict[str, list[tuple[float, Reason]]]:
+    """Candidate -> [(decayed weight, who did what)] from the user's social proof."""
+    weights = dict(params.social_weights)
+    out: dict[str, list[tuple[float, Reason]]] = {}
+    for proof in view.social:
+        weight = weights.get(proof.action, 0.0)
+        if weight <= 0.0:
+            continue
+        age = max(0.0, now - proof.ts)
+        value = weight * math.pow(2.0, -age / params.social_half_life_s)
+        reason = Reason(None, value, user_id=proof.user_id, action=proof.action)
+        out.setdefault(proof.item_id, []).append((value, reason))
+    return out
+
+
+def _reason_order(reason: Reason) -> tuple[float, str, str]:
+    return (-reason.contribution, reason.item_id or "", reason.user_id or "")
+
+
 def excluded_items(view: UserView, params: RecommendParams) -> frozenset[str]:
     """Everything that must never be shown to this user right now."""
     excluded = view.bought | view.hidden | params.exclude_items
@@ -95,17 +136,27 @@ def recommend(
     """
     excluded = excluded_items(view, params)
     contributions = item_cf_scores(view)
-    scored = [
-        (sum(c for c, _ in parts), candidate)
-        for candidate, parts in contributions.items()
-        if candidate not in excluded
-    ]
+    social = social_scores(view, params, now)
+    scored = []
+    for candidate in contributions.keys() | social.keys():
+        if candidate in excluded:
+            continue
+        cf = sum(c for c, _ in contributions.get(candidate, ()))
+        so = sum(c for c, _ in social.get(candidate, ()))
+        scored.append((cf + so, candidate, cf, so))
     best = heapq.nsmallest(params.top_n, scored, key=lambda sc: (-sc[0], sc[1]))
     chosen = []
-    for score, candidate in best:
-        top = sorted(contributions[candidate], key=lambda c: (-c[0], c[1]))
-        reasons = tuple(Reason(item, c) for c, item in top[: params.reasons_per_item])
-        chosen.append(RecommendedItem(candidate, score, Source.ITEM_CF, reasons))
+    for score, candidate, cf, so in best:
+        reasons = [Reason(item, c) for c, item in contributions.get(candidate, ())]
+        reasons += [reason for _, reason in social.get(candidate, ())]
+        reasons.sort(key=_reason_order)
+        sources = tuple((s, v) for s, v in ((Source.ITEM_CF, cf), (Source.SOCIAL, so)) if v > 0)
+        main = Source.ITEM_CF if cf >= so else Source.SOCIAL
+        chosen.append(
+            RecommendedItem(
+                candidate, score, main, tuple(reasons[: params.reasons_per_item]), sources
+            )
+        )
     cold_start = not view.recent  # no usable history: everything below is a fallback
 
     taken = {r.item_id for r in chosen}
@@ -117,6 +168,8 @@ def recommend(
         score = decayed_score(
             stored, landmark=popular.landmark, at=now, half_life_s=params.half_life_s
         )
-        chosen.append(RecommendedItem(item_id, score, Source.POPULAR, ()))
+        chosen.append(
+            RecommendedItem(item_id, score, Source.POPULAR, (), ((Source.POPULAR, score),))
+        )
         taken.add(item_id)
     return Recommendations(view.user_id, tuple(chosen), cold_start)

@@ -29,6 +29,14 @@ from models.events import DEFAULT_WEIGHTS, Event, EventType
 from models.popularity import forward_weight, needs_rebase, rebase_factor
 from models.similarity import affinity_after, cosine
 
+#: Social signals kept per user: shares received (inbox) and own likes/purchases that people
+#: who follow the user see (actions). Bounded: the most recent ones are what persuade.
+INBOX_SIZE = 50
+ACTIONS_SIZE = 20
+FOLLOWEES_READ = 50  # followees whose actions one read looks at
+ACTIONS_READ = 5  # latest actions read per followee
+SOCIAL_ACTION_TYPES = frozenset({EventType.LIKE, EventType.PURCHASE})
+
 #: Events that also lift an earlier "hide": the user has clearly changed their mind.
 UNHIDING_TYPES = frozenset({EventType.LIKE, EventType.SHARE, EventType.CART, EventType.PURCHASE})
 
@@ -62,6 +70,17 @@ class StateParams:
 
 
 @dataclass(frozen=True, slots=True)
+class SocialProof:
+    """Someone the user knows acted on an item: shared it with them, or (a followee) bought
+    or liked it."""
+
+    item_id: str
+    user_id: str
+    action: str  # "share" (to this user), "purchase" or "like" (by someone they follow)
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
 class UserView:
     """Everything scoring needs about one user, read in the same round trip as the update."""
 
@@ -71,6 +90,7 @@ class UserView:
     seen: frozenset[str]
     bought: frozenset[str]
     hidden: frozenset[str]
+    social: tuple[SocialProof, ...] = ()  # sorted by (item, user, action)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +162,10 @@ class UserState:
     hidden: set[str] = field(default_factory=set)
     following: set[str] = field(default_factory=set)
     followers: set[str] = field(default_factory=set)
+    inbox: SortedSet = field(default_factory=SortedSet)  # "sharer<TAB>item" shared -> ts
+    outbox: set[str] = field(default_factory=set)  # users this user shared with (for erasure)
+    senders: set[str] = field(default_factory=set)  # users who shared with this user (ditto)
+    actions: SortedSet = field(default_factory=SortedSet)  # "type<TAB>item" -> ts
 
     def is_empty(self) -> bool:
         return not (
@@ -153,6 +177,10 @@ class UserState:
             or self.hidden
             or self.following
             or self.followers
+            or self.inbox.scores
+            or self.outbox
+            or self.senders
+            or self.actions.scores
         )
 
 
@@ -201,6 +229,16 @@ class MemoryState:
             user.hidden.add(item)
         elif event.type in UNHIDING_TYPES:
             user.hidden.discard(item)
+        if event.type in SOCIAL_ACTION_TYPES:
+            user.actions.scores[f"{event.type.value}\t{item}"] = event.ts
+            user.actions.trim_to(ACTIONS_SIZE)
+        recipient_id = event.target_user_id
+        if event.type is EventType.SHARE and recipient_id and recipient_id != event.user_id:
+            recipient = self._user(recipient_id)
+            recipient.inbox.scores[f"{event.user_id}\t{item}"] = event.ts
+            recipient.inbox.trim_to(INBOX_SIZE)
+            user.outbox.add(recipient_id)
+            recipient.senders.add(event.user_id)
 
         old = user.affinity.get(item, 0.0)
         new = affinity_after(old, weight, cap=self.params.affinity_cap)
@@ -345,6 +383,16 @@ class MemoryState:
             logged = user.event_log.get(event_id)
             if logged is not None:
                 self._subtract_popularity(logged[1], logged[0], user.seen_events.scores[event_id])
+        for recipient_id in user.outbox:
+            recipient = self.users.get(recipient_id)
+            if recipient is None:
+                continue
+            recipient.senders.discard(user_id)
+            for key in [k for k in recipient.inbox.scores if k.startswith(f"{user_id}\t")]:
+                del recipient.inbox.scores[key]
+        for sender in user.senders:
+            if sender in self.users:
+                self.users[sender].outbox.discard(user_id)
         for followee in user.following:
             if followee in self.users:
                 self.users[followee].followers.discard(user_id)
@@ -364,10 +412,27 @@ class MemoryState:
             del self.popularity.scores[item]
 
     # ---- reads -----------------------------------------------------------------------------
-    def user_view(self, user_id: str, *, recent_items: int, neighbours: int) -> UserView:
-        """What scoring needs about ``user_id`` (an unknown user gets an empty view)."""
+    def user_view(
+        self, user_id: str, *, recent_items: int, neighbours: int, social_items: int = 20
+    ) -> UserView:
+        """What scoring needs about ``user_id`` (an unknown user gets an empty view).
+
+        Social proof: the ``social_items`` latest shares received, and the 5 latest likes or
+        purchases of each of up to 50 people the user follows (by id order here; Redis picks
+        an arbitrary 50 when there are more).
+        """
         user = self.users.get(user_id) or UserState()
         recent = [(item, user.affinity[item]) for item, _ in user.history.top(recent_items)]
+        proofs = []
+        for key, ts in user.inbox.top(social_items):
+            sharer, _, item = key.partition("\t")
+            proofs.append(SocialProof(item, sharer, "share", ts))
+        for followee in sorted(user.following)[:FOLLOWEES_READ]:
+            state = self.users.get(followee)
+            if state is not None:
+                for key, ts in state.actions.top(ACTIONS_READ):
+                    action, _, item = key.partition("\t")
+                    proofs.append(SocialProof(item, followee, action, ts))
         return UserView(
             user_id=user_id,
             recent=tuple(recent),
@@ -378,6 +443,7 @@ class MemoryState:
             seen=frozenset(user.history.scores),
             bought=frozenset(user.bought),
             hidden=frozenset(user.hidden),
+            social=tuple(sorted(proofs, key=lambda p: (p.item_id, p.user_id, p.action))),
         )
 
     def popular(self, count: int) -> PopularView:
@@ -406,6 +472,10 @@ class MemoryState:
                 "hidden": set(user.hidden),
                 "following": set(user.following),
                 "followers": set(user.followers),
+                "inbox": dict(user.inbox.scores),
+                "outbox": set(user.outbox),
+                "senders": set(user.senders),
+                "actions": dict(user.actions.scores),
             }
         return {
             "users": users,

@@ -636,7 +636,7 @@ async def stage_profile(
             ranked = [recommend(v, result.popular, params, now=now) for v in result.views.values()]
             t2 = time.perf_counter()
             for recs in ranked:
-                recommendations_json(recs, trigger, chunk[-1], settings.model_version)
+                recommendations_json(recs, trigger, chunk[-1].event_id, settings.model_version)
             t3 = time.perf_counter()
             store_s, rank_s, json_s = store_s + t1 - t0, rank_s + t2 - t1, json_s + t3 - t2
             lists += len(ranked)

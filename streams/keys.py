@@ -24,7 +24,10 @@ from typing import Final, Literal
 #: Per-user structures: history (zset item->last ts), affinity (hash item->a_ui), seen_events
 #: (zset event_id->ts, dedupe window), event_log (hash event_id -> "weight<TAB>item" of the
 #: events that added to popularity, so erasure can subtract them), bought/hidden (sets of
-#: items), following/followers (sets of user ids), recommendations (latest list, JSON).
+#: items), following/followers (sets of user ids), inbox (zset "sharer<TAB>item" -> ts of
+#: shares received), outbox/senders (sets: whom the user shared with / who shared with them,
+#: so erasure finds both sides), actions (zset "type<TAB>item" -> ts: recent likes and
+#: purchases that followers see), recommendations (latest list, JSON).
 USER_FIELDS: Final = (
     "history",
     "affinity",
@@ -35,6 +38,10 @@ USER_FIELDS: Final = (
     "hidden",
     "following",
     "followers",
+    "inbox",
+    "outbox",
+    "senders",
+    "actions",
     "recommendations",
 )
 #: Per-item structures: dot (zset co-occurring item -> Σ a_ui·a_uj), sim (zset top-k cosine),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,7 +18,7 @@ import orjson
 import redis.exceptions
 
 from models.events import Event, EventType, Rejection, RejectReason, parse_event
-from models.recommend import Recommendations, RecommendParams, recommend
+from models.recommend import Reason, Recommendations, RecommendParams, recommend
 from models.state import Outcome
 from streams.config import Settings
 from streams.metrics import PROCESSING_REASONS, WorkerMetrics
@@ -79,8 +79,20 @@ def dead_letter_headers(record: InboundRecord, reason: str, detail: str) -> list
     ]
 
 
+def _reason_json(reason: Reason) -> dict[str, object]:
+    """Only the fields that apply: an item of the user's, or a person and their action."""
+    body: dict[str, object] = {}
+    if reason.item_id is not None:
+        body["item_id"] = reason.item_id
+    if reason.user_id is not None:
+        body["user_id"] = reason.user_id
+        body["action"] = reason.action
+    body["contribution"] = round(reason.contribution, 6)
+    return body
+
+
 def recommendations_json(
-    recs: Recommendations, trigger: InboundRecord, trigger_event: Event, model_version: str
+    recs: Recommendations, trigger: InboundRecord, trigger_event_id: str, model_version: str
 ) -> bytes:
     """The wire form of one user's recommendations (schema in topics.yaml)."""
     return orjson.dumps(
@@ -91,16 +103,14 @@ def recommendations_json(
                     "item_id": item.item_id,
                     "score": round(item.score, 6),
                     "source": item.source.value,
-                    "reasons": [
-                        {"item_id": r.item_id, "contribution": round(r.contribution, 6)}
-                        for r in item.reasons
-                    ],
+                    "reasons": [_reason_json(r) for r in item.reasons],
+                    "sources": {s.value: round(v, 6) for s, v in item.sources},
                 }
                 for item in recs.items
             ],
             "cold_start": recs.cold_start,
             "trigger": {
-                "event_id": trigger_event.event_id,
+                "event_id": trigger_event_id,
                 "topic": trigger.topic,
                 "partition": trigger.partition,
                 "offset": trigger.offset,
@@ -155,7 +165,7 @@ class BatchProcessor:
             summary.dead_lettered += 1
         applied = [pair for pair in valid if pair not in failed]
 
-        latest_trigger: dict[str, tuple[Event, InboundRecord]] = {}
+        latest_trigger: dict[str, tuple[str, InboundRecord]] = {}
         published_events: list[InboundRecord] = []
         for (event, record), outcome in zip(applied, result.outcomes, strict=True):
             if outcome is Outcome.DUPLICATE:
@@ -163,28 +173,66 @@ class BatchProcessor:
                 continue
             summary.applied += 1
             if event.type not in (EventType.FOLLOW, EventType.UNFOLLOW):
-                latest_trigger[event.user_id] = (event, record)
+                latest_trigger[event.user_id] = (event.event_id, record)
                 published_events.append(record)
+            if event.type is EventType.SHARE and event.target_user_id not in (None, event.user_id):
+                # The recipient's lists are published by whoever owns the recipient's
+                # partition: re-key the share to them through the internal topic.
+                pending.append(await self._forward_share(event))
         self.metrics.events_duplicate.inc(summary.duplicates)
 
-        cache: dict[str, bytes] = {}
-        for user_id, view in result.views.items():
-            recs = recommend(view, result.popular, self._params, now=now)
-            trigger_event, trigger_record = latest_trigger[user_id]
-            body = recommendations_json(
-                recs, trigger_record, trigger_event, self.settings.model_version
-            )
-            cache[user_id] = body
-            pending.append(await self.publisher.send(self._recs_topic, user_id.encode(), body, []))
-            self.metrics.recommendations_published.labels(str(recs.cold_start).lower()).inc()
-        summary.published = len(cache)
-
-        await asyncio.gather(*pending, self.store.cache_recommendations(cache))
+        summary.published = await self._publish_lists(result, latest_trigger, now, pending)
         delivered = self.clock()
         for record in published_events:
             self.metrics.event_to_publish.observe(max(0.0, delivered - record.timestamp))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return summary
+
+    async def _publish_lists(
+        self,
+        result: BatchResult,
+        triggers: Mapping[str, tuple[str, InboundRecord]],
+        now: float,
+        pending: list[Awaitable[Any]],
+    ) -> int:
+        """Rank and publish each read user's list, then wait for it and everything pending."""
+        cache: dict[str, bytes] = {}
+        for user_id, view in result.views.items():
+            recs = recommend(view, result.popular, self._params, now=now)
+            event_id, record = triggers[user_id]
+            body = recommendations_json(recs, record, event_id, self.settings.model_version)
+            cache[user_id] = body
+            pending.append(await self.publisher.send(self._recs_topic, user_id.encode(), body, []))
+            self.metrics.recommendations_published.labels(str(recs.cold_start).lower()).inc()
+        await asyncio.gather(*pending, self.store.cache_recommendations(cache))
+        return len(cache)
+
+    async def _forward_share(self, event: Event) -> Awaitable[Any]:
+        body = orjson.dumps(
+            {
+                "event_id": event.event_id,
+                "recipient": event.target_user_id,
+                "sharer": event.user_id,
+                "item_id": event.item_id,
+            }
+        )
+        key = (event.target_user_id or "").encode()
+        return await self.publisher.send(self.settings.topic("shares"), key, body, [])
+
+    async def refresh_recipients(self, records: Sequence[InboundRecord]) -> int:
+        """Publish fresh lists for the recipients of re-keyed shares (``shares`` topic)."""
+        triggers: dict[str, tuple[str, InboundRecord]] = {}
+        for record in records:
+            try:
+                body = orjson.loads(record.value or b"")
+                triggers[str(body["recipient"])] = (str(body["event_id"]), record)
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                # Only this worker writes the topic; a bad record is a bug, kept for replay.
+                await (await self._dead_letter(record, WORKER_ERROR, "bad internal share record"))
+        if not triggers:
+            return 0
+        result = await self.store.read_users(list(triggers))
+        return await self._publish_lists(result, triggers, self.clock(), [])
 
     async def dead_letter_all(self, records: Sequence[InboundRecord], reason: str) -> None:
         """Last resort after an unexpected failure: keep every record, with the reason."""

@@ -20,7 +20,15 @@ import redis.asyncio as aioredis
 
 from models.content import CatalogRecord
 from models.events import Event
-from models.state import ErasureReport, MemoryState, Outcome, PopularView, StateParams, UserView
+from models.state import (
+    ErasureReport,
+    MemoryState,
+    Outcome,
+    PopularView,
+    SocialProof,
+    StateParams,
+    UserView,
+)
 from models.trending import Tally, TrendingList, TrendingWindows, scopes_for, summarise_buckets
 from streams.keys import Keys
 
@@ -195,6 +203,19 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _social_proof(inbox: list[str], followees: list[list[Any]]) -> tuple[SocialProof, ...]:
+    """Proofs from the script's flat replies, in MemoryState.user_view's order."""
+    proofs = []
+    for key, ts in _pairs(inbox):
+        sharer, _, item = key.partition("\t")
+        proofs.append(SocialProof(item, sharer, "share", ts))
+    for followee, actions in followees:
+        for key, ts in _pairs(_array(actions)):
+            action, _, item = key.partition("\t")
+            proofs.append(SocialProof(item, followee, action, ts))
+    return tuple(sorted(proofs, key=lambda p: (p.item_id, p.user_id, p.action)))
+
+
 def _array(value: Any) -> list[Any]:
     """A JSON array from Lua's cjson, which encodes an empty table as an object."""
     return value if isinstance(value, list) else []
@@ -347,7 +368,8 @@ class RedisStore:
         popular_raw, landmark_raw, views_raw = orjson.loads(payload)
         outcomes = [Outcome.APPLIED if o == 1 else Outcome.DUPLICATE for o in outcomes_raw]
         views: dict[str, UserView] = {}
-        for user, recent_raw, aff_raw, neigh_raw, seen, bought, hidden in _array(views_raw):
+        for view in _array(views_raw):
+            user, recent_raw, aff_raw, neigh_raw, seen, bought, hidden, inbox, followees = view
             recent = tuple(
                 (item, float(aff))
                 for item, aff in zip(_array(recent_raw), _array(aff_raw), strict=True)
@@ -362,6 +384,7 @@ class RedisStore:
                 seen=frozenset(_array(seen)),
                 bought=frozenset(_array(bought)),
                 hidden=frozenset(_array(hidden)),
+                social=_social_proof(_array(inbox), _array(followees)),
             )
         landmark = float(landmark_raw) if landmark_raw else 0.0
         return BatchResult(outcomes, views, PopularView(_pairs(_array(popular_raw)), landmark))
@@ -424,4 +447,8 @@ _USER_DEFAULTS: Mapping[str, type] = {
     "hidden": set,
     "following": set,
     "followers": set,
+    "inbox": dict,
+    "outbox": set,
+    "senders": set,
+    "actions": dict,
 }

@@ -39,6 +39,7 @@ WORKER_TOPICS = (
     "catalog",
     "recommendations",
     "trending",
+    "shares",
     "events.dlq",
     "privacy.requests",
     "privacy.receipts",
@@ -155,6 +156,16 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
             # An erasure is never skipped: retried until done (it is idempotent); only then
             # does take_events acknowledge the requests.
             await _retry_until_done(erasures.process, records, "erasure batch")
+
+    shares_topic = app.topic(
+        settings.topic("shares"), key_type=bytes, value_type=bytes, value_serializer="raw"
+    )
+
+    @app.agent(shares_topic, concurrency=1)
+    async def refresh_share_recipients(stream: Any) -> None:
+        async for batch in stream.take_events(settings.batch_max, within=within):
+            records = [_inbound(event) for event in batch]
+            await _retry_until_done(processor.refresh_recipients, records, "share refresh")
 
     catalog_topic = app.topic(
         settings.topic("catalog"), key_type=bytes, value_type=bytes, value_serializer="raw"

@@ -55,7 +55,10 @@ local LANDMARK = P .. 'landmark'
 
 local UNHIDING = { like = true, share = true, cart = true, purchase = true }
 local USER_FIELDS = { 'history', 'affinity', 'seen_events', 'event_log', 'trend_log', 'bought',
-  'hidden', 'following', 'followers', 'recommendations' }
+  'hidden', 'following', 'followers', 'inbox', 'outbox', 'senders', 'actions', 'recommendations' }
+-- Social signals (models/state.py INBOX_SIZE, ACTIONS_SIZE, FOLLOWEES_READ, ACTIONS_READ).
+local INBOX_SIZE, ACTIONS_SIZE, FOLLOWEES_READ, ACTIONS_READ = 50, 20, 50, 5
+local SOCIAL_ACTIONS = { like = true, purchase = true }
 
 -- Evict the lowest members until at most `size` remain (ZPOPMIN order = MemoryState.trim_to).
 local function trim(key, size)
@@ -224,13 +227,24 @@ local function subtract_trending(entry, bucket)
   end
 end
 
-local function apply_item_event(user, event_id, item, etype, ts, ts_text, weight, weight_text)
+local function apply_item_event(user, event_id, item, etype, ts, ts_text, weight, weight_text,
+                                 target)
   local history, affinity = ukey(user, 'history'), ukey(user, 'affinity')
   if etype == 'purchase' then redis.call('SADD', ukey(user, 'bought'), item) end
   if etype == 'hide' then
     redis.call('SADD', ukey(user, 'hidden'), item)
   elseif UNHIDING[etype] then
     redis.call('SREM', ukey(user, 'hidden'), item)
+  end
+  if SOCIAL_ACTIONS[etype] then
+    redis.call('ZADD', ukey(user, 'actions'), ts_text, etype .. '\t' .. item)
+    trim(ukey(user, 'actions'), ACTIONS_SIZE)
+  end
+  if etype == 'share' and target ~= '' and target ~= user then
+    redis.call('ZADD', ukey(target, 'inbox'), ts_text, user .. '\t' .. item)
+    trim(ukey(target, 'inbox'), INBOX_SIZE)
+    redis.call('SADD', ukey(user, 'outbox'), target)
+    redis.call('SADD', ukey(target, 'senders'), user)
   end
 
   local old = tonumber(redis.call('HGET', affinity, item) or '0')
@@ -299,6 +313,16 @@ local function erase(user)
   -- Only buckets that still exist are touched (they expire two windows after their writes).
   local trend_log = redis.call('ZRANGE', ukey(user, 'trend_log'), 0, -1, 'WITHSCORES')
   for k = 1, #trend_log, 2 do subtract_trending(trend_log[k], tonumber(trend_log[k + 1])) end
+  local prefix = user .. '\t'
+  for _, recipient in ipairs(redis.call('SMEMBERS', ukey(user, 'outbox'))) do
+    redis.call('SREM', ukey(recipient, 'senders'), user)
+    for _, key in ipairs(redis.call('ZRANGE', ukey(recipient, 'inbox'), 0, -1)) do
+      if string.sub(key, 1, #prefix) == prefix then redis.call('ZREM', ukey(recipient, 'inbox'), key) end
+    end
+  end
+  for _, sender in ipairs(redis.call('SMEMBERS', ukey(user, 'senders'))) do
+    redis.call('SREM', ukey(sender, 'outbox'), user)
+  end
   local following = redis.call('SMEMBERS', ukey(user, 'following'))
   for _, followee in ipairs(following) do redis.call('SREM', ukey(followee, 'followers'), user) end
   local followers = redis.call('SMEMBERS', ukey(user, 'followers'))
@@ -323,6 +347,13 @@ local function read_view(user)
       neighbours[k] = redis.call('ZREVRANGE', ikey(item, 'sim'), 0, READ_NEIGHBOURS - 1, 'WITHSCORES')
     end
   end
+  -- Social proof: shares received, and what (some of) the people the user follows did.
+  local followees = redis.call('SRANDMEMBER', ukey(user, 'following'), FOLLOWEES_READ)
+  local followee_actions = {}
+  for k, followee in ipairs(followees) do
+    followee_actions[k] = { followee,
+      redis.call('ZREVRANGE', ukey(followee, 'actions'), 0, ACTIONS_READ - 1, 'WITHSCORES') }
+  end
   return {
     user,
     recent,
@@ -331,6 +362,8 @@ local function read_view(user)
     redis.call('ZRANGE', history, 0, -1),
     redis.call('SMEMBERS', ukey(user, 'bought')),
     redis.call('SMEMBERS', ukey(user, 'hidden')),
+    redis.call('ZREVRANGE', ukey(user, 'inbox'), 0, READ_RECENT - 1, 'WITHSCORES'),
+    followee_actions,
   }
 end
 
@@ -364,7 +397,7 @@ if mode == 'process' then
         redis.call('SREM', ukey(user, 'following'), target)
         redis.call('SREM', ukey(target, 'followers'), user)
       elseif item ~= '' then
-        apply_item_event(user, event_id, item, etype, ts, ts_text, weight, ARGV[base + 6])
+        apply_item_event(user, event_id, item, etype, ts, ts_text, weight, ARGV[base + 6], target)
         if weight > 0 then
           add_trending(user, event_id, item, ARGV[base + 6], ARGV[base + 7],
             tonumber(ARGV[base + 8]))

@@ -151,6 +151,7 @@ async def test_redis_matches_the_reference_exactly(seed: int, redis_client: aior
         for user, view in expected.views.items():
             got = actual.views[user]
             assert (got.seen, got.bought, got.hidden) == (view.seen, view.bought, view.hidden)
+            assert got.social == view.social
             assert [i for i, _ in got.recent] == [i for i, _ in view.recent]
             assert_close(dict(got.recent), dict(view.recent))
             assert_close(

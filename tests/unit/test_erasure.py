@@ -4,6 +4,7 @@ lists as unrecoverable; the caps here are large so none of that applies)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -18,7 +19,19 @@ from tests.unit.strategies import event_streams
 PARAMS = StateParams(history_size=4, cooccurrence_cap=10_000, popularity_cap=10_000)
 #: Everything per user except the dedupe log: other users' own event ids stay theirs, even
 #: the ids of their (now erased) follows of the victim.
-PER_USER_FIELDS = ("history", "affinity", "bought", "hidden", "event_log", "following", "followers")
+PER_USER_FIELDS = (
+    "history",
+    "affinity",
+    "bought",
+    "hidden",
+    "event_log",
+    "following",
+    "followers",
+    "inbox",
+    "outbox",
+    "senders",
+    "actions",
+)
 
 
 def _mentions(value: Any, needle: str) -> bool:
@@ -33,6 +46,13 @@ def _mentions(value: Any, needle: str) -> bool:
 
 def _targets(event: Event, user: str) -> bool:
     return event.type in (EventType.FOLLOW, EventType.UNFOLLOW) and event.target_user_id == user
+
+
+def _without_target(event: Event, user: str) -> Event:
+    """A share to the erased user stays the sharer's action, but reaches nobody."""
+    if event.type is EventType.SHARE and event.target_user_id == user:
+        return dataclasses.replace(event, target_user_id=None)
+    return event
 
 
 def _popularity_now(state: MemoryState, at: float) -> dict[str, float]:
@@ -59,7 +79,13 @@ def test_erased_user_leaves_no_trace_and_others_are_as_if_never_there(
     erased.erase(victim)
 
     never = MemoryState(PARAMS)
-    never.apply_batch([e for e in events if e.user_id != victim and not _targets(e, victim)])
+    never.apply_batch(
+        [
+            _without_target(e, victim)
+            for e in events
+            if e.user_id != victim and not _targets(e, victim)
+        ]
+    )
 
     after, expected = erased.snapshot(), never.snapshot()
     assert not _mentions({k: v for k, v in after.items() if k != "landmark"}, victim)

@@ -175,7 +175,8 @@ def test_json_output_shape(
     for figures in (body, body["baseline"]):
         for key in ("hr@10", "ndcg@10", "mrr", "auc", "coverage", "gini", "long_tail"):
             assert 0.0 <= figures[key] <= 1.0
-        assert set(figures["per_source"]) == {"item_cf", "popular"}
+        sources = set(figures["per_source"])
+        assert {"item_cf", "popular"} <= sources <= {"item_cf", "social", "popular"}
         assert sum(s["hr@10"] for s in figures["per_source"].values()) == pytest.approx(
             figures["hr@10"]
         )

@@ -153,3 +153,24 @@ async def test_latency_and_batch_metrics_are_observed(count: int) -> None:
     await processor.process([_record(_event(n, f"u{n}", "i"), n) for n in range(count)])
     assert _metric(metrics, "socialrec_event_to_publish_seconds_count") == count
     assert _metric(metrics, "socialrec_batch_size_events_sum") == count
+
+
+async def test_a_share_is_rekeyed_to_its_recipient_who_gets_a_list_with_the_sharer() -> None:
+    store = MemoryStore(StateParams())
+    processor, publisher, _ = _processor(store)
+    share = {**_event(1, "ann", "scarf", "share"), "target_user_id": "zoe"}
+    await processor.process([_record(share, 7)])
+    forwarded = publisher.on("shares")
+    assert [r.key for r in forwarded] == [b"zoe"]
+    assert orjson.loads(forwarded[0].value or b"")["sharer"] == "ann"
+
+    internal = InboundRecord(forwarded[0].value, b"zoe", "shares", 2, 40, NOW)
+    assert await processor.refresh_recipients([internal]) == 1
+    zoe = orjson.loads(publisher.on("recommendations")[-1].value or b"")
+    assert zoe["user_id"] == "zoe"
+    assert zoe["trigger"] == {"event_id": "e1", "topic": "shares", "partition": 2, "offset": 40}
+    top = zoe["items"][0]
+    assert (top["item_id"], top["source"]) == ("scarf", "social")
+    assert top["reasons"][0]["user_id"] == "ann"
+    assert top["reasons"][0]["action"] == "share"
+    assert top["sources"]["social"] > 0

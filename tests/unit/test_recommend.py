@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from models.events import Event, EventType
-from models.recommend import RecommendParams, Source, item_cf_scores, recommend
+from models.recommend import RecommendParams, Source, item_cf_scores, recommend, social_scores
 from models.state import MemoryState, StateParams
 from tests.unit.strategies import event_streams
 
@@ -42,22 +42,33 @@ def test_bought_hidden_and_excluded_items_are_never_recommended(
 @given(event_streams())
 def test_scores_are_finite_ranked_and_explained(events: list[Event]) -> None:
     state = _state(events)
+    params = RecommendParams()
+    now = 1_700_000_000.0
     for user_id in state.users:
         view = state.user_view(user_id, **READ)
-        recs = recommend(view, state.popular(50), RecommendParams(), now=1_700_000_000.0)
-        cf = [r for r in recs.items if r.source is Source.ITEM_CF]
+        recs = recommend(view, state.popular(50), params, now=now)
+        ranked = [r for r in recs.items if r.source is not Source.POPULAR]
         assert all(math.isfinite(r.score) and r.score > 0 for r in recs.items)
-        assert [r.score for r in cf] == sorted((r.score for r in cf), reverse=True)
-        contributions = item_cf_scores(view)
-        for r in cf:
-            # Reasons are the user's own items, and all contributions add up to the score.
+        assert [r.score for r in ranked] == sorted((r.score for r in ranked), reverse=True)
+        cf, social = item_cf_scores(view), social_scores(view, params, now)
+        recent = {i for i, _ in view.recent}
+        for r in ranked:
+            cf_total = sum(c for c, _ in cf.get(r.item_id, ()))
+            social_total = sum(c for c, _ in social.get(r.item_id, ()))
+            # The sources add up to the score, and each reason is the user's own item or a
+            # person they know, with what that person did.
+            assert math.isclose(r.score, cf_total + social_total)
+            assert math.isclose(sum(v for _, v in r.sources), r.score)
             assert r.reasons
-            assert {x.item_id for x in r.reasons} <= {i for i, _ in view.recent}
-            total = sum(c for c, _ in contributions[r.item_id])
-            assert math.isclose(r.score, total)
+            for reason in r.reasons:
+                if reason.item_id is not None:
+                    assert reason.item_id in recent
+                else:
+                    assert reason.user_id is not None
+                    assert reason.action in ("share", "purchase", "like")
         assert recs.cold_start == (not view.recent)
         if recs.cold_start:
-            assert not cf
+            assert not any(r.source is Source.ITEM_CF for r in recs.items)
 
 
 def test_cold_start_user_gets_popular_items_marked_as_such() -> None:
@@ -86,3 +97,27 @@ def test_co_purchased_item_is_recommended_because_of_the_users_item() -> None:
     top = recs.items[0]
     assert (top.item_id, top.source) == ("case", Source.ITEM_CF)
     assert top.reasons[0].item_id == "phone"
+
+
+def test_a_share_and_a_followees_purchase_are_recommended_with_who_did_it() -> None:
+    state = _state(
+        [
+            Event("f1", EventType.FOLLOW, "ann", 1e9, target_user_id="bob"),
+            Event("p1", EventType.PURCHASE, "bob", 1e9 + 1, item_id="boots"),
+            Event("s1", EventType.SHARE, "cat", 1e9 + 2, item_id="scarf", target_user_id="ann"),
+        ]
+    )
+    recs = recommend(
+        state.user_view("ann", **READ), state.popular(10), RecommendParams(), now=1e9 + 3
+    )
+    by_item = {r.item_id: r for r in recs.items}
+    scarf, boots = by_item["scarf"], by_item["boots"]
+    assert (scarf.source, boots.source) == (Source.SOCIAL, Source.SOCIAL)
+    assert scarf.score > boots.score  # a share to you outweighs a followee's purchase
+    assert [(r.user_id, r.action) for r in scarf.reasons] == [("cat", "share")]
+    assert [(r.user_id, r.action) for r in boots.reasons] == [("bob", "purchase")]
+    state.apply(Event("u1", EventType.UNFOLLOW, "ann", 1e9 + 4, target_user_id="bob"))
+    recs = recommend(
+        state.user_view("ann", **READ), state.popular(10), RecommendParams(), now=1e9 + 5
+    )
+    assert all(r.source is not Source.SOCIAL or r.item_id == "scarf" for r in recs.items)
