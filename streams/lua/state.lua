@@ -90,11 +90,15 @@ local function add_dot(item, other, amount)
     forget_pair(item, other)
     return nil
   end
-  for _, side in ipairs({ item, other }) do
-    for _, evicted in ipairs(trim(ikey(side, 'dot'), COOC_CAP)) do
-      forget_pair(side, evicted)
-      if (side == item and evicted == other) or (side == other and evicted == item) then
-        dot = nil
+  -- Only a new pair can push a row over the cap. Existing pairs hold more than ZERO, so the
+  -- sum equals `amount` exactly only when the pair is new (saves two ZCARDs per update).
+  if tonumber(dot) == amount then
+    for _, side in ipairs({ item, other }) do
+      for _, evicted in ipairs(trim(ikey(side, 'dot'), COOC_CAP)) do
+        forget_pair(side, evicted)
+        if (side == item and evicted == other) or (side == other and evicted == item) then
+          dot = nil
+        end
       end
     end
   end
