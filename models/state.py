@@ -63,6 +63,8 @@ class StateParams:
     affinity_cap: float = 15.0
     half_life_s: float = 6 * 3600.0
     popularity_cap: int = 10_000
+    seen_window_s: float = 30 * 86400.0  # items touched this recently are never recommended
+    seen_cap: int = 500  # ... up to this many of them per user
     shrinkage: float = 1000.0  # λ in s = dot / (‖i‖·‖j‖ + λ): see models.similarity.cosine
 
     def weight(self, event_type: EventType) -> float:
@@ -166,6 +168,7 @@ class UserState:
     outbox: set[str] = field(default_factory=set)  # users this user shared with (for erasure)
     senders: set[str] = field(default_factory=set)  # users who shared with this user (ditto)
     actions: SortedSet = field(default_factory=SortedSet)  # "type<TAB>item" -> ts
+    seen_items: SortedSet = field(default_factory=SortedSet)  # item touched -> last ts
 
     def is_empty(self) -> bool:
         return not (
@@ -181,6 +184,7 @@ class UserState:
             or self.outbox
             or self.senders
             or self.actions.scores
+            or self.seen_items.scores
         )
 
 
@@ -229,6 +233,12 @@ class MemoryState:
             user.hidden.add(item)
         elif event.type in UNHIDING_TYPES:
             user.hidden.discard(item)
+        previous = user.seen_items.scores.get(item)
+        user.seen_items.scores[item] = event.ts if previous is None else max(previous, event.ts)
+        cutoff = event.ts - self.params.seen_window_s
+        for stale in [i for i, ts in user.seen_items.scores.items() if ts < cutoff]:
+            del user.seen_items.scores[stale]
+        user.seen_items.trim_to(self.params.seen_cap)
         if event.type in SOCIAL_ACTION_TYPES:
             user.actions.scores[f"{event.type.value}\t{item}"] = event.ts
             user.actions.trim_to(ACTIONS_SIZE)
@@ -440,7 +450,7 @@ class MemoryState:
                 item: tuple(self.sim[item].top(neighbours)) if item in self.sim else ()
                 for item, _ in recent
             },
-            seen=frozenset(user.history.scores),
+            seen=frozenset(user.seen_items.scores),
             bought=frozenset(user.bought),
             hidden=frozenset(user.hidden),
             social=tuple(sorted(proofs, key=lambda p: (p.item_id, p.user_id, p.action))),
@@ -476,6 +486,7 @@ class MemoryState:
                 "outbox": set(user.outbox),
                 "senders": set(user.senders),
                 "actions": dict(user.actions.scores),
+                "seen_items": dict(user.seen_items.scores),
             }
         return {
             "users": users,

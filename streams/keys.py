@@ -27,7 +27,8 @@ from typing import Final, Literal
 #: items), following/followers (sets of user ids), inbox (zset "sharer<TAB>item" -> ts of
 #: shares received), outbox/senders (sets: whom the user shared with / who shared with them,
 #: so erasure finds both sides), actions (zset "type<TAB>item" -> ts: recent likes and
-#: purchases that followers see), recommendations (latest list, JSON).
+#: purchases that followers see), seen_items (zset item -> last ts: everything touched within
+#: the seen window, never recommended again), recommendations (latest list, JSON).
 USER_FIELDS: Final = (
     "history",
     "affinity",
@@ -42,6 +43,7 @@ USER_FIELDS: Final = (
     "outbox",
     "senders",
     "actions",
+    "seen_items",
     "recommendations",
 )
 #: Per-item structures: dot (zset co-occurring item -> Σ a_ui·a_uj), sim (zset top-k cosine),

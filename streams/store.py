@@ -259,6 +259,8 @@ class RedisStore:
             self.read.popular,
             repr(float(self.trending_params.bucket_s)),
             repr(float(p.shrinkage)),
+            repr(float(p.seen_window_s)),
+            p.seen_cap,
         ]
 
     def _args(self, mode: str, count: int) -> list[str | int | float]:
@@ -451,4 +453,5 @@ _USER_DEFAULTS: Mapping[str, type] = {
     "outbox": set,
     "senders": set,
     "actions": dict,
+    "seen_items": dict,
 }

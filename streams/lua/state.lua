@@ -13,7 +13,8 @@ ARGV[3..10] history_size, neighbours, cooccurrence_cap, dedupe_window, affinity_
             half_life_s, popularity_cap, trending_span (buckets per trending window)
 ARGV[11..13] recent_items, neighbours_read, popular_count  (what to read back)
 ARGV[14..15] trending_bucket_s, similarity shrinkage (λ in dot / (‖i‖·‖j‖ + λ))
-ARGV[16] n = number of events (process) or users (read, erase), then the records:
+ARGV[16..17] seen_window_s, seen_cap (items the user touched, excluded from their lists)
+ARGV[18] n = number of events (process) or users (read, erase), then the records:
   process: 9 fields per event: event_id, type, user_id, item_id|"", target_user_id|"", ts,
            weight, stream_id|"", arrival (broker timestamp: trending windows use it)
   read, erase: one user id per record
@@ -35,8 +36,10 @@ local READ_POPULAR = tonumber(ARGV[13])
 local TREND_SPAN = tonumber(ARGV[10])
 local TREND_BUCKET_S = tonumber(ARGV[14])
 local SHRINKAGE = tonumber(ARGV[15])
-local N = tonumber(ARGV[16])
-local FIRST = 17
+local SEEN_WINDOW = tonumber(ARGV[16])
+local SEEN_CAP = tonumber(ARGV[17])
+local N = tonumber(ARGV[18])
+local FIRST = 19
 local FIELDS = 9
 -- Trending buckets live two windows (current + previous) plus slack for late readers.
 local TREND_TTL = math.ceil((2 * TREND_SPAN + 2) * TREND_BUCKET_S)
@@ -55,7 +58,8 @@ local LANDMARK = P .. 'landmark'
 
 local UNHIDING = { like = true, share = true, cart = true, purchase = true }
 local USER_FIELDS = { 'history', 'affinity', 'seen_events', 'event_log', 'trend_log', 'bought',
-  'hidden', 'following', 'followers', 'inbox', 'outbox', 'senders', 'actions', 'recommendations' }
+  'hidden', 'following', 'followers', 'inbox', 'outbox', 'senders', 'actions', 'seen_items',
+  'recommendations' }
 -- Social signals (models/state.py INBOX_SIZE, ACTIONS_SIZE, FOLLOWEES_READ, ACTIONS_READ).
 local INBOX_SIZE, ACTIONS_SIZE, FOLLOWEES_READ, ACTIONS_READ = 50, 20, 50, 5
 local SOCIAL_ACTIONS = { like = true, purchase = true }
@@ -240,6 +244,11 @@ local function apply_item_event(user, event_id, item, etype, ts, ts_text, weight
   elseif UNHIDING[etype] then
     redis.call('SREM', ukey(user, 'hidden'), item)
   end
+  -- Every item the user touched lately, so lists never show it again (MemoryState mirrors).
+  local seen_items = ukey(user, 'seen_items')
+  redis.call('ZADD', seen_items, 'GT', ts_text, item)
+  redis.call('ZREMRANGEBYSCORE', seen_items, '-inf', '(' .. (ts - SEEN_WINDOW))
+  trim(seen_items, SEEN_CAP)
   if SOCIAL_ACTIONS[etype] then
     redis.call('ZADD', ukey(user, 'actions'), ts_text, etype .. '\t' .. item)
     trim(ukey(user, 'actions'), ACTIONS_SIZE)
@@ -363,7 +372,7 @@ local function read_view(user)
     recent,
     affinities,
     neighbours,
-    redis.call('ZRANGE', history, 0, -1),
+    redis.call('ZRANGE', ukey(user, 'seen_items'), 0, -1),
     redis.call('SMEMBERS', ukey(user, 'bought')),
     redis.call('SMEMBERS', ukey(user, 'hidden')),
     redis.call('ZREVRANGE', ukey(user, 'inbox'), 0, READ_RECENT - 1, 'WITHSCORES'),

@@ -31,6 +31,7 @@ PER_USER_FIELDS = (
     "outbox",
     "senders",
     "actions",
+    "seen_items",
 )
 
 

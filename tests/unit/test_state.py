@@ -135,3 +135,15 @@ def test_popularity_rebase_preserves_ranking() -> None:
     ranked = [item for item, _ in state.popular(2).items]
     assert ranked == ["new", "old"]  # 100 half-lives later the old purchase has decayed away
     assert all(math.isfinite(v) for v in state.popularity.scores.values())
+
+
+def test_items_touched_within_the_seen_window_stay_excluded_beyond_the_history() -> None:
+    params = StateParams(history_size=2, seen_window_s=100.0, seen_cap=10)
+    state = MemoryState(params)
+    for n, item in enumerate(["a", "b", "c", "d"]):
+        state.apply(Event(f"e{n}", EventType.VIEW, "u", 1e9 + n, item_id=item))
+    view = state.user_view("u", recent_items=20, neighbours=20)
+    assert {i for i, _ in view.recent} == {"c", "d"}  # the history window moved on
+    assert view.seen == {"a", "b", "c", "d"}  # but all four stay excluded
+    state.apply(Event("late", EventType.VIEW, "u", 1e9 + 200, item_id="e"))
+    assert state.user_view("u", recent_items=20, neighbours=20).seen == {"e"}  # window passed
