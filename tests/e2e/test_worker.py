@@ -47,6 +47,11 @@ async def test_events_come_back_as_explained_recommendations(
         events.append(_event(f"c{n}", "purchase", user, "case", now))
         events.append(_event(f"v{n}", "view", user, "charger", now))
     await produce_json(producer, settings, events)
+    # Other users' partitions first: dan's list must be computed after all their purchases.
+    await wait_for(
+        lambda: _metric_at_least(worker, "socialrec_events_consumed_total", len(events)),
+        what="the purchases to be consumed",
+    )
     await produce_json(producer, settings, [_event("d1", "view", "dan", "phone", now + 1)])
 
     def dan_has_recs(records: list[Any]) -> bool:
@@ -355,7 +360,13 @@ async def test_a_share_reaches_the_recipient_with_the_sharer_as_proof(
         "ts": now,
     }
     purchase = _event("pu1", "purchase", "bob", "boots", now + 1)
-    await produce_json(producer, settings, [follow, purchase, share])
+    await produce_json(producer, settings, [follow, purchase])
+    # zoe's and bob's events sit on different partitions: let both be applied first, so the
+    # list the share triggers is known to include bob's purchase.
+    await wait_for(
+        lambda: _metric_at_least(worker, "socialrec_events_consumed_total", 2), what="setup"
+    )
+    await produce_json(producer, settings, [share])
 
     def zoe_has_the_share(records: list[Any]) -> bool:
         return any(r.key == b"zoe" and _body(r)["trigger"]["event_id"] == "sh1" for r in records)
