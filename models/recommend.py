@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -37,6 +38,7 @@ from models.state import PopularView, UserView
 class Source(StrEnum):
     ITEM_CF = "item_cf"
     SOCIAL = "social"
+    TRENDING = "trending"
     POPULAR = "popular"
 
 
@@ -128,7 +130,12 @@ def excluded_items(view: UserView, params: RecommendParams) -> frozenset[str]:
 
 
 def recommend(
-    view: UserView, popular: PopularView, params: RecommendParams, *, now: float
+    view: UserView,
+    popular: PopularView,
+    params: RecommendParams,
+    *,
+    now: float,
+    trending: Sequence[tuple[str, float]] = (),
 ) -> Recommendations:
     """The user's top-N: item-CF candidates first, popular items to fill, never an excluded one.
 
@@ -160,6 +167,17 @@ def recommend(
     cold_start = not view.recent  # no usable history: everything below is a fallback
 
     taken = {r.item_id for r in chosen}
+    # Fallbacks in order: what is trending right now (the last minute), then what has been
+    # popular over hours. A cold-start user gets them immediately.
+    for item_id, count in trending:
+        if len(chosen) >= params.top_n:
+            break
+        if item_id in excluded or item_id in taken:
+            continue
+        chosen.append(
+            RecommendedItem(item_id, count, Source.TRENDING, (), ((Source.TRENDING, count),))
+        )
+        taken.add(item_id)
     for item_id, stored in popular.items:
         if len(chosen) >= params.top_n:
             break

@@ -130,6 +130,9 @@ class BatchProcessor:
     clock: Callable[[], float] = time.time
     retry_backoff_s: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
     _params: RecommendParams = field(init=False)
+    #: The latest global trending list (item, count), refreshed by the trending publisher:
+    #: the fallback between personal candidates and long-run popularity.
+    trending: list[tuple[str, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -198,7 +201,7 @@ class BatchProcessor:
         """Rank and publish each read user's list, then wait for it and everything pending."""
         cache: dict[str, bytes] = {}
         for user_id, view in result.views.items():
-            recs = recommend(view, result.popular, self._params, now=now)
+            recs = recommend(view, result.popular, self._params, now=now, trending=self.trending)
             event_id, record = triggers[user_id]
             body = recommendations_json(recs, record, event_id, self.settings.model_version)
             cache[user_id] = body

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from models.trending import TrendingList
+from models.trending import GLOBAL_SCOPE, TrendingList
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.pipeline import Publisher
@@ -60,6 +60,8 @@ class TrendingPublisher:
     store: Store
     publisher: Publisher
     metrics: WorkerMetrics
+    #: Called with the global list each time it is published (the ranking fallback).
+    on_global: Callable[[list[tuple[str, float]]], None] | None = None
 
     async def tick(self) -> int:
         """Publish every changed scope once; returns how many were published."""
@@ -68,6 +70,10 @@ class TrendingPublisher:
             return 0
         now = time.time()
         lists = await self.store.trending(scopes, now, self.settings.trending_top_k)
+        if self.on_global is not None:
+            for result in lists:
+                if result.scope == GLOBAL_SCOPE:
+                    self.on_global([(i.item_id, i.count) for i in result.items])
         topic = self.settings.topic("trending")
         pending: list[Awaitable[Any]] = []
         for result in lists:

@@ -180,7 +180,10 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
             records = [_inbound(event) for event in batch]
             await _retry_until_done(catalog.process, records, "catalog batch")
 
-    trending = TrendingPublisher(settings, store, FaustPublisher(app), metrics)
+    def use_trending(items: list[tuple[str, float]]) -> None:
+        processor.trending = items
+
+    trending = TrendingPublisher(settings, store, FaustPublisher(app), metrics, use_trending)
 
     @app.timer(settings.trending_interval_s)  # type: ignore[untyped-decorator]
     async def publish_trending() -> None:

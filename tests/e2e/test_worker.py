@@ -339,6 +339,17 @@ async def test_live_stream_trending_updates_within_a_second(
         what="freshness metric",
     )
 
+    # A newcomer with nothing in common with anyone gets what is trending right now.
+    await produce_json(producer, settings, [_event("n1", "view", "newbie", "perfume", time.time())])
+    recs = await consume_until(
+        settings, "recommendations", lambda rs: any(r.key == b"newbie" for r in rs)
+    )
+    newbie = next(_body(r) for r in recs if r.key == b"newbie")
+    assert [(i["item_id"], i["source"]) for i in newbie["items"][:2]] == [
+        ("lipstick", "trending"),
+        ("mascara", "trending"),
+    ]
+
 
 async def test_a_share_reaches_the_recipient_with_the_sharer_as_proof(
     settings: Settings, worker: WorkerProcess, producer: AIOKafkaProducer

@@ -174,3 +174,12 @@ async def test_a_share_is_rekeyed_to_its_recipient_who_gets_a_list_with_the_shar
     assert top["reasons"][0]["user_id"] == "ann"
     assert top["reasons"][0]["action"] == "share"
     assert top["sources"]["social"] > 0
+
+
+async def test_the_latest_global_trending_list_is_the_first_fallback() -> None:
+    processor, publisher, _ = _processor()
+    processor.trending = [("flash-sale", 40.0)]
+    await processor.process([_record(_event(1, "new", "x"), 0)])
+    body = orjson.loads(publisher.on("recommendations")[0].value or b"")
+    sources = [(i["item_id"], i["source"]) for i in body["items"]]
+    assert sources[0] == ("flash-sale", "trending")

@@ -121,3 +121,20 @@ def test_a_share_and_a_followees_purchase_are_recommended_with_who_did_it() -> N
         state.user_view("ann", **READ), state.popular(10), RecommendParams(), now=1e9 + 5
     )
     assert all(r.source is not Source.SOCIAL or r.item_id == "scarf" for r in recs.items)
+
+
+def test_cold_start_falls_back_to_trending_then_popular() -> None:
+    state = _state([Event("e1", EventType.PURCHASE, "a", 1e9, item_id="classic")])
+    view = state.user_view("newcomer", **READ)
+    recs = recommend(
+        view,
+        state.popular(10),
+        RecommendParams(top_n=3),
+        now=1e9,
+        trending=[("live-hit", 12.0), ("classic", 3.0)],
+    )
+    assert recs.cold_start
+    assert [(r.item_id, r.source) for r in recs.items] == [
+        ("live-hit", Source.TRENDING),
+        ("classic", Source.TRENDING),  # trending first; not repeated as popular
+    ]
