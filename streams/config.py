@@ -80,7 +80,7 @@ class Settings(BaseSettings):
 
     # --- trending ----------------------------------------------------------------------------
     trending_window_s: float = Field(default=60.0, gt=0, le=3600)
-    trending_bucket_s: float = Field(default=1.0, gt=0, le=60)
+    trending_bucket_s: float = Field(default=5.0, gt=0, le=60)
     trending_interval_s: float = Field(default=0.5, gt=0, le=10, description="publish period")
     trending_top_k: int = Field(default=20, ge=1, le=200)
 

@@ -415,7 +415,21 @@ class ShownItem:
     item_id: str
     score: float
     source: str
-    reasons: list[str]
+    reasons: list[str]  # the user's own items behind an item-CF score
+    people: list[str] = field(default_factory=list)  # social proof, already worded
+
+
+#: How a social reason reads on screen, by action.
+SOCIAL_WORDING = {
+    "share": "shared with you by {}",
+    "purchase": "{} bought it",
+    "like": "{} liked it",
+}
+
+
+def _social_phrase(reason: Mapping[str, Any]) -> str:
+    wording = SOCIAL_WORDING.get(str(reason.get("action")), "{} did")
+    return wording.format(reason.get("user_id"))
 
 
 @dataclass
@@ -464,7 +478,8 @@ class Board:
                     item_id=str(it["item_id"]),
                     score=float(it["score"]),
                     source=str(it["source"]),
-                    reasons=[str(r["item_id"]) for r in it.get("reasons", ())],
+                    reasons=[str(r["item_id"]) for r in it.get("reasons", ()) if "item_id" in r],
+                    people=[_social_phrase(r) for r in it.get("reasons", ()) if "user_id" in r],
                 )
                 for it in body["items"]
             ]
@@ -506,9 +521,13 @@ class Board:
         ranked = sorted(self.users.values(), key=lambda u: (-u.updates, u.user_id))
         return sorted(ranked[:SHOWN_USERS], key=lambda u: u.user_id)
 
-    def because(self, user_id: str, source: str, reasons: Sequence[str]) -> str:
+    def because(
+        self, user_id: str, source: str, reasons: Sequence[str], people: Sequence[str] = ()
+    ) -> str:
+        if people:
+            return "; ".join(people[:2])
         if not reasons:
-            return "popular right now" if source == "popular" else ""
+            return {"popular": "popular today", "trending": "trending right now"}.get(source, "")
         done: Mapping[str, str] = self.actions.get(user_id, {})
         parts = []
         for item_id in reasons[:2]:
@@ -641,7 +660,7 @@ def render(board: Board, info: DemoInfo) -> RenderableType:
                 board.title(item.item_id),
                 f"{item.score:.2f}",
                 Text(item.source.replace("_", "-"), style=SOURCE_STYLES.get(item.source, "cyan")),
-                board.because(user.user_id, item.source, item.reasons),
+                board.because(user.user_id, item.source, item.reasons, item.people),
             )
         recs.add_section()
     if not board.users:
