@@ -161,7 +161,13 @@ class MemoryStore:
             self.catalog.pop(item_id, None)
 
     async def trending(self, scopes: Sequence[str], now: float, k: int) -> list[TrendingList]:
-        return [self.windows.top(scope, k, now) for scope in scopes]
+        # Reading moves TrendingWindows' clocks, which marks scopes changed; in Redis only
+        # writes mark them (the publisher re-publishes sliding windows itself), so a read
+        # here leaves the marks as they were.
+        marked = set(self.windows.changed)
+        lists = [self.windows.top(scope, k, now) for scope in scopes]
+        self.windows.changed = marked
+        return lists
 
     async def take_changed_scopes(self, limit: int) -> list[str]:
         taken = self.windows.take_changed()

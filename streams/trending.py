@@ -1,15 +1,17 @@
 """Publish trending lists: every ``trending_interval_s``, each scope that changed gets its
 top items (count and velocity over the sliding window) on the ``trending`` topic, keyed by
-scope. A scope with items in its window is re-marked so it keeps publishing while its window
-slides (counts fall as buckets leave); an empty list is published once, then it goes quiet.
+scope. A scope with items in its window is re-published at every bucket boundary even without
+new events, because its window slides (counts fall as buckets leave); an empty list is
+published once, then it goes quiet.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -62,13 +64,22 @@ class TrendingPublisher:
     metrics: WorkerMetrics
     #: Called with the global list each time it is published (the ranking fallback).
     on_global: Callable[[list[tuple[str, float]]], None] | None = None
+    #: Scopes whose last list had items: without new events their windows still slide, but
+    #: only at bucket boundaries, so they are re-marked once per bucket, not every tick.
+    active: set[str] = field(default_factory=set)
+    slid_at: int | None = None
+    clock: Callable[[], float] = time.time
 
     async def tick(self) -> int:
         """Publish every changed scope once; returns how many were published."""
+        now = self.clock()
+        bucket = math.floor(now / self.settings.trending_bucket_s)
+        if bucket != self.slid_at:
+            self.slid_at = bucket
+            await self.store.mark_changed(sorted(self.active))
         scopes = await self.store.take_changed_scopes(MAX_SCOPES_PER_TICK)
         if not scopes:
             return 0
-        now = time.time()
         lists = await self.store.trending(scopes, now, self.settings.trending_top_k)
         if self.on_global is not None:
             for result in lists:
@@ -80,10 +91,14 @@ class TrendingPublisher:
             body = trending_json(result, now)
             pending.append(await self.publisher.send(topic, result.scope.encode(), body, []))
         await asyncio.gather(*pending)
-        delivered = time.time()
+        delivered = self.clock()
         for result in lists:
             if result.newest_ts is not None:
                 self.metrics.trending_freshness.observe(max(0.0, delivered - result.newest_ts))
         self.metrics.trending_published.inc(len(lists))
-        await self.store.mark_changed([r.scope for r in lists if r.items])
+        for result in lists:
+            if result.items:
+                self.active.add(result.scope)
+            else:
+                self.active.discard(result.scope)
         return len(lists)
