@@ -40,3 +40,14 @@ def event_streams(draw: st.DrawFn, max_size: int = 60) -> list[Event]:
         if events and redeliver:
             events.append(events[draw(st.integers(0, len(events) - 1))])  # a redelivery
     return events
+
+
+def strings_in(value: object) -> set[str]:
+    """Every string anywhere in a nested snapshot (keys and values): erasure tests scan it."""
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, dict):
+        return set().union(*(strings_in(k) | strings_in(v) for k, v in value.items()))
+    if isinstance(value, list | tuple | set | frozenset):
+        return set().union(*(strings_in(v) for v in value))
+    return set()

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from models.events import EventType
 from models.fbt import BasketTracker
+from tests.unit.strategies import strings_in
 
 T0 = 1_700_000_000.0
 USERS = [f"user{k}" for k in range(5)]
@@ -63,17 +64,6 @@ def _replay(steps: list[Step], tracker: BasketTracker | None = None) -> BasketTr
     return tracker
 
 
-def _strings(value: object) -> set[str]:
-    """Every string anywhere in a nested snapshot (keys and values)."""
-    if isinstance(value, str):
-        return {value}
-    if isinstance(value, dict):
-        return set().union(*(_strings(k) | _strings(v) for k, v in value.items()))
-    if isinstance(value, list | tuple | set | frozenset):
-        return set().union(*(_strings(v) for v in value))
-    return set()
-
-
 @settings(max_examples=40, deadline=None)
 @given(streams())
 def test_counts_equal_a_recount_of_the_retained_baskets(steps: list[Step]) -> None:
@@ -109,7 +99,7 @@ def test_forget_user_equals_never_having_seen_them(steps: list[Step], user: str)
         if step.expire:
             without.expire(step.ts)
     assert forgotten.snapshot() == without.snapshot()
-    assert user not in _strings(forgotten.snapshot())
+    assert user not in strings_in(forgotten.snapshot())
 
 
 @settings(max_examples=40, deadline=None)

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from models.events import Event, EventType
 from models.social import Proof, SocialGraph, describe
+from tests.unit.strategies import strings_in
 
 T0 = 1_700_000_000.0
 USERS = [f"user{k}" for k in range(6)]
@@ -64,17 +65,6 @@ def _replay(steps: list[tuple[Event, bool]]) -> SocialGraph:
         if expire:
             graph.expire(event.ts)
     return graph
-
-
-def _strings(value: object) -> set[str]:
-    """Every string anywhere in a nested snapshot (keys and values)."""
-    if isinstance(value, str):
-        return {value}
-    if isinstance(value, dict):
-        return set().union(*(_strings(k) | _strings(v) for k, v in value.items()))
-    if isinstance(value, list | tuple | set | frozenset):
-        return set().union(*(_strings(v) for v in value))
-    return set()
 
 
 def _check_invariants(g: SocialGraph) -> None:
@@ -143,7 +133,7 @@ def test_candidates_are_finite_ranked_explained_and_deterministic(
 def test_forget_user_leaves_no_trace(steps: list[tuple[Event, bool]], user: str) -> None:
     graph = _replay(steps)
     graph.forget_user(user)
-    assert user not in _strings(graph.snapshot())
+    assert user not in strings_in(graph.snapshot())
     _check_invariants(graph)
     now = max((e.ts for e, _ in steps), default=T0)
     for other in USERS:

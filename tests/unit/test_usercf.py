@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from models.events import EventType
 from models.usercf import UserCF
+from tests.unit.strategies import strings_in
 
 T0 = 1_700_000_000.0
 USERS = [f"user{k}" for k in range(7)]
@@ -64,17 +65,6 @@ def _replay(steps: list[Step]) -> UserCF:
         if step.expire:
             cf.expire(step.ts)
     return cf
-
-
-def _strings(value: object) -> set[str]:
-    """Every string anywhere in a nested snapshot (keys and values)."""
-    if isinstance(value, str):
-        return {value}
-    if isinstance(value, dict):
-        return set().union(*(_strings(k) | _strings(v) for k, v in value.items()))
-    if isinstance(value, list | tuple | set | frozenset):
-        return set().union(*(_strings(v) for v in value))
-    return set()
 
 
 def _check_invariants(cf: UserCF) -> None:
@@ -144,7 +134,7 @@ def test_candidates_are_new_finite_ranked_and_deterministic(
 def test_forget_user_leaves_no_trace(steps: list[Step], user: str) -> None:
     cf = _replay(steps)
     cf.forget_user(user)
-    assert user not in _strings(cf.snapshot())
+    assert user not in strings_in(cf.snapshot())
     _check_invariants(cf)
     for other in USERS:
         assert user not in {n.user_id for n in cf.neighbours(other)}
