@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -56,6 +56,7 @@ class RecommendParams:
     half_life_s: float = 6 * 3600.0
     social_weights: tuple[tuple[str, float], ...] = tuple(DEFAULT_SOCIAL_WEIGHTS.items())
     social_half_life_s: float = 3 * 86400.0
+    category_cap: int = 0  # at most this many items per category in a list (0: no cap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,42 @@ def _reason_order(reason: Reason) -> tuple[float, str, str]:
     return (-reason.contribution, reason.item_id or "", reason.user_id or "")
 
 
+def diversify(
+    ranked: Iterable[RecommendedItem],
+    excluded: frozenset[str],
+    top_n: int,
+    category_cap: int,
+    categories: Mapping[str, str] | None,
+) -> list[RecommendedItem]:
+    """The first ``top_n`` of ``ranked``, each item once, none excluded, and at most
+    ``category_cap`` per category (items of unknown category are not capped). If the cap
+    leaves the list short, the best passed-over items fill it: a cap diversifies, it never
+    shortens a list.
+
+    >>> items = [RecommendedItem(i, 1.0, Source.POPULAR, ()) for i in ["a1", "a2", "b1"]]
+    >>> [r.item_id for r in diversify(items, frozenset(), 2, 1, {"a1": "A", "a2": "A", "b1": "B"})]
+    ['a1', 'b1']
+    """
+    cats = categories or {}
+    chosen: list[RecommendedItem] = []
+    passed_over: list[RecommendedItem] = []
+    per_category: dict[str, int] = {}
+    taken: set[str] = set()
+    for item in ranked:
+        if len(chosen) >= top_n:
+            break
+        if item.item_id in excluded or item.item_id in taken:
+            continue
+        taken.add(item.item_id)
+        category = cats.get(item.item_id, "")
+        if category_cap and category and per_category.get(category, 0) >= category_cap:
+            passed_over.append(item)
+            continue
+        per_category[category] = per_category.get(category, 0) + 1
+        chosen.append(item)
+    return chosen + passed_over[: top_n - len(chosen)]
+
+
 def excluded_items(view: UserView, params: RecommendParams) -> frozenset[str]:
     """Everything that must never be shown to this user right now."""
     excluded = view.bought | view.hidden | params.exclude_items
@@ -136,6 +173,7 @@ def recommend(
     *,
     now: float,
     trending: Sequence[tuple[str, float]] = (),
+    categories: Mapping[str, str] | None = None,
 ) -> Recommendations:
     """The user's top-N: item-CF candidates first, popular items to fill, never an excluded one.
 
@@ -151,43 +189,34 @@ def recommend(
         cf = sum(c for c, _ in contributions.get(candidate, ()))
         so = sum(c for c, _ in social.get(candidate, ()))
         scored.append((cf + so, candidate, cf, so))
-    best = heapq.nsmallest(params.top_n, scored, key=lambda sc: (-sc[0], sc[1]))
-    chosen = []
-    for score, candidate, cf, so in best:
+    # With a category cap some of the best may be passed over: look a little deeper.
+    depth = params.top_n * (4 if params.category_cap else 1)
+    best = heapq.nsmallest(depth, scored, key=lambda sc: (-sc[0], sc[1]))
+
+    def personal(score: float, candidate: str, cf: float, so: float) -> RecommendedItem:
         reasons = [Reason(item, c) for c, item in contributions.get(candidate, ())]
         reasons += [reason for _, reason in social.get(candidate, ())]
         reasons.sort(key=_reason_order)
         sources = tuple((s, v) for s, v in ((Source.ITEM_CF, cf), (Source.SOCIAL, so)) if v > 0)
         main = Source.ITEM_CF if cf >= so else Source.SOCIAL
-        chosen.append(
-            RecommendedItem(
-                candidate, score, main, tuple(reasons[: params.reasons_per_item]), sources
-            )
+        return RecommendedItem(
+            candidate, score, main, tuple(reasons[: params.reasons_per_item]), sources
         )
-    cold_start = not view.recent  # no usable history: everything below is a fallback
 
-    taken = {r.item_id for r in chosen}
-    # Fallbacks in order: what is trending right now (the last minute), then what has been
-    # popular over hours. A cold-start user gets them immediately.
-    for item_id, count in trending:
-        if len(chosen) >= params.top_n:
-            break
-        if item_id in excluded or item_id in taken:
-            continue
-        chosen.append(
-            RecommendedItem(item_id, count, Source.TRENDING, (), ((Source.TRENDING, count),))
-        )
-        taken.add(item_id)
-    for item_id, stored in popular.items:
-        if len(chosen) >= params.top_n:
-            break
-        if item_id in excluded or item_id in taken:
-            continue
-        score = decayed_score(
-            stored, landmark=popular.landmark, at=now, half_life_s=params.half_life_s
-        )
-        chosen.append(
-            RecommendedItem(item_id, score, Source.POPULAR, (), ((Source.POPULAR, score),))
-        )
-        taken.add(item_id)
+    def ranked() -> Iterator[RecommendedItem]:
+        """Personal candidates by score, then the fallbacks in order: what is trending right
+        now (the last minute), then what has been popular over hours (a cold-start user gets
+        them immediately)."""
+        for score, candidate, cf, so in best:
+            yield personal(score, candidate, cf, so)
+        for item_id, count in trending:
+            yield RecommendedItem(item_id, count, Source.TRENDING, (), ((Source.TRENDING, count),))
+        for item_id, stored in popular.items:
+            score = decayed_score(
+                stored, landmark=popular.landmark, at=now, half_life_s=params.half_life_s
+            )
+            yield RecommendedItem(item_id, score, Source.POPULAR, (), ((Source.POPULAR, score),))
+
+    chosen = diversify(ranked(), excluded, params.top_n, params.category_cap, categories)
+    cold_start = not view.recent  # no usable history: everything is a fallback
     return Recommendations(view.user_id, tuple(chosen), cold_start)

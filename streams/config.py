@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     popularity_half_life_s: float = Field(default=6 * 3600.0, gt=0)
     exclude_items: Annotated[frozenset[str], NoDecode] = frozenset()
     exclude_seen: bool = True
+    category_cap: int = Field(default=3, ge=0, le=200, description="0 turns the cap off")
     seen_window_s: float = Field(default=30 * 86400.0, gt=0)
     seen_cap: int = Field(default=500, ge=1)
     model_version: str = "itemcf-1"

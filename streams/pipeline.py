@@ -141,6 +141,7 @@ class BatchProcessor:
             exclude_items=s.exclude_items,
             exclude_seen=s.exclude_seen,
             half_life_s=s.popularity_half_life_s,
+            category_cap=s.category_cap,
         )
         self._recs_topic = s.topic("recommendations")
         self._dlq_topic = s.topic("events.dlq")
@@ -200,8 +201,16 @@ class BatchProcessor:
     ) -> int:
         """Rank and publish each read user's list, then wait for it and everything pending."""
         cache: dict[str, bytes] = {}
+        categories = await self._categories(result)
         for user_id, view in result.views.items():
-            recs = recommend(view, result.popular, self._params, now=now, trending=self.trending)
+            recs = recommend(
+                view,
+                result.popular,
+                self._params,
+                now=now,
+                trending=self.trending,
+                categories=categories,
+            )
             event_id, record = triggers[user_id]
             body = recommendations_json(recs, record, event_id, self.settings.model_version)
             cache[user_id] = body
@@ -209,6 +218,17 @@ class BatchProcessor:
             self.metrics.recommendations_published.labels(str(recs.cold_start).lower()).inc()
         await asyncio.gather(*pending, self.store.cache_recommendations(cache))
         return len(cache)
+
+    async def _categories(self, result: BatchResult) -> dict[str, str] | None:
+        """Categories of every item the ranking may consider (only with a category cap)."""
+        if not self._params.category_cap or not result.views:
+            return None
+        items = {item for item, _ in self.trending} | {item for item, _ in result.popular.items}
+        for view in result.views.values():
+            for neighbours in view.neighbours.values():
+                items.update(item for item, _ in neighbours)
+            items.update(proof.item_id for proof in view.social)
+        return await self.store.item_categories(items)
 
     async def _forward_share(self, event: Event) -> Awaitable[Any]:
         body = orjson.dumps(

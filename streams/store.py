@@ -10,7 +10,9 @@ contract suite (tests/contract) runs the same checks against both.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import time
+from collections import OrderedDict
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol, cast
@@ -74,6 +76,10 @@ class Store(Protocol):
 
     async def delete_items(self, item_ids: Sequence[str]) -> None: ...
 
+    async def item_categories(self, item_ids: Collection[str]) -> dict[str, str]:
+        """Category of each item ("" when the catalog does not know it)."""
+        ...
+
     async def trending(self, scopes: Sequence[str], now: float, k: int) -> list[TrendingList]:
         """Each scope's top ``k`` items over the current window at ``now``."""
         ...
@@ -98,6 +104,10 @@ class Store(Protocol):
         """Remove each user from every derived state, atomically per call."""
         ...
 
+
+#: Item categories cached per worker (for the category cap of the ranking).
+CATEGORY_CACHE_SIZE = 200_000
+CATEGORY_CACHE_TTL_S = 300.0
 
 #: How long a cached recommendation list lives if the user goes quiet.
 RECOMMENDATIONS_TTL_S = 7 * 24 * 3600
@@ -159,6 +169,9 @@ class MemoryStore:
     async def delete_items(self, item_ids: Sequence[str]) -> None:
         for item_id in item_ids:
             self.catalog.pop(item_id, None)
+
+    async def item_categories(self, item_ids: Collection[str]) -> dict[str, str]:
+        return {i: r.category if (r := self.catalog.get(i)) else "" for i in item_ids}
 
     async def trending(self, scopes: Sequence[str], now: float, k: int) -> list[TrendingList]:
         # Reading moves TrendingWindows' clocks, which marks scopes changed; in Redis only
@@ -247,6 +260,8 @@ class RedisStore:
         self.read = read or ReadParams()
         self.keys = keys or Keys()
         self.trending_params = trending or TrendingParams()
+        # item -> (category, expiry): oldest first, so the cache evicts in insertion order.
+        self._categories: OrderedDict[str, tuple[str, float]] = OrderedDict()
         source = resources.files("streams").joinpath("lua/state.lua").read_text()
         self._script = client.register_script(source)
         p = params
@@ -317,6 +332,32 @@ class RedisStore:
     async def delete_items(self, item_ids: Sequence[str]) -> None:
         if item_ids:
             await self.client.delete(*(self.keys.item(i, "meta") for i in item_ids))
+            for item_id in item_ids:
+                self._categories.pop(item_id, None)
+
+    async def item_categories(self, item_ids: Collection[str]) -> dict[str, str]:
+        """From a local cache; misses in one pipelined round trip. Entries live
+        ``CATEGORY_CACHE_TTL_S`` so a category changed through another worker shows up."""
+        now = time.monotonic()
+        found: dict[str, str] = {}
+        missing = []
+        for item_id in item_ids:
+            cached = self._categories.get(item_id)
+            if cached is not None and cached[1] > now:
+                found[item_id] = cached[0]
+            else:
+                missing.append(item_id)
+        if missing:
+            pipe = self.client.pipeline(transaction=False)
+            for item_id in missing:
+                pipe.hget(self.keys.item(item_id, "meta"), "category")
+            for item_id, raw in zip(missing, await pipe.execute(), strict=True):
+                category = "" if raw is None else _text(raw)
+                found[item_id] = category
+                self._categories[item_id] = (category, now + CATEGORY_CACHE_TTL_S)
+            while len(self._categories) > CATEGORY_CACHE_SIZE:
+                self._categories.popitem(last=False)
+        return found
 
     async def trending(self, scopes: Sequence[str], now: float, k: int) -> list[TrendingList]:
         """Reads the live buckets of every scope in one pipelined round trip."""

@@ -274,3 +274,15 @@ async def test_trending_windows_match_the_reference(redis_client: aioredis.Redis
         for a, b in zip(got, items, strict=True):
             assert math.isclose(a.count, b.count)
             assert math.isclose(a.velocity, b.velocity, abs_tol=1e-9)
+
+
+async def test_item_categories_come_from_the_catalog(make_store: StoreFactory) -> None:
+    store = make_store(StateParams())
+    await store.put_items(CATALOG[:3])
+    assert await store.item_categories(["i0", "i1", "nope"]) == {
+        "i0": "cat0",
+        "i1": "cat1",
+        "nope": "",
+    }
+    await store.delete_items(["i1"])
+    assert (await store.item_categories(["i1"]))["i1"] == ""

@@ -8,7 +8,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from models.events import Event, EventType
-from models.recommend import RecommendParams, Source, item_cf_scores, recommend, social_scores
+from models.recommend import (
+    RecommendParams,
+    Source,
+    excluded_items,
+    item_cf_scores,
+    recommend,
+    social_scores,
+)
 from models.state import MemoryState, StateParams
 from tests.unit.strategies import event_streams
 
@@ -138,3 +145,48 @@ def test_cold_start_falls_back_to_trending_then_popular() -> None:
         ("live-hit", Source.TRENDING),
         ("classic", Source.TRENDING),  # trending first; not repeated as popular
     ]
+
+
+@given(event_streams(), st.integers(min_value=1, max_value=3))
+def test_a_category_cap_diversifies_without_shortening_the_list(
+    events: list[Event], cap: int
+) -> None:
+    state = _state(events)
+    categories = {f"i{k}": f"c{k % 2}" for k in range(10)}  # two categories only
+    for user_id in state.users:
+        view = state.user_view(user_id, **READ)
+        plain = recommend(view, state.popular(50), RecommendParams(top_n=5), now=1.7e9)
+        capped = recommend(
+            view,
+            state.popular(50),
+            RecommendParams(top_n=5, category_cap=cap),
+            now=1.7e9,
+            categories=categories,
+        )
+        assert len(capped.items) == len(plain.items)
+        assert {r.item_id for r in capped.items} <= {r.item_id for r in plain.items} | set(
+            categories
+        )
+        assert not {r.item_id for r in capped.items} & excluded_items(view, RecommendParams())
+
+
+def test_the_category_cap_makes_room_for_other_categories() -> None:
+    events = []
+    for n, user in enumerate(["a", "b", "c"]):
+        for item in ["phone", "case", "charger", "cable", "earbuds"]:
+            events.append(Event(f"{user}{item}", EventType.PURCHASE, user, 1e9 + n, item_id=item))
+    events.append(Event("d1", EventType.VIEW, "d", 1e9 + 9, item_id="phone"))
+    state = _state(events)
+    categories = {"case": "accessories", "charger": "accessories", "cable": "accessories"}
+    categories["earbuds"] = "audio"
+    view = state.user_view("d", **READ)
+    capped = recommend(
+        view,
+        state.popular(10),
+        RecommendParams(top_n=3, category_cap=2),
+        now=1e9,
+        categories=categories,
+    )
+    shown = [r.item_id for r in capped.items]
+    assert "earbuds" in shown  # the third accessory gave way
+    assert sum(categories[i] == "accessories" for i in shown) == 2
