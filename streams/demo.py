@@ -10,7 +10,8 @@ worker's Prometheus ``/metrics`` page (differences between scrapes, so the view 
 last few seconds rather than the whole run), recommendations from the ``recommendations``
 topic. Nothing is read from the worker's memory or Redis directly.
 
-Shutdown is symmetric with start-up: Ctrl-C, SIGTERM or ``--seconds`` elapsing stops the
+Shutdown is symmetric with start-up: Ctrl-C, SIGTERM, SIGHUP (the terminal closed) or
+``--seconds`` elapsing stops the
 simulator, the consumer and the worker (SIGTERM, wait, SIGKILL), and stops Kafka/Redis only if
 this demo started them, so a developer's long-running servers are left alone.
 
@@ -134,20 +135,27 @@ def ensure_infra(settings: Settings) -> tuple[str, ...]:
     return tuple(missing)
 
 
-def release_infra(settings: Settings, started: Sequence[str]) -> None:
-    """Stop the services :func:`ensure_infra` started, ignoring Ctrl-C meanwhile.
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
-    A second Ctrl-C during shutdown would otherwise abandon a half-stopped broker.
+
+def release_infra(settings: Settings, started: Sequence[str]) -> None:
+    """Stop the services :func:`ensure_infra` started, ignoring Ctrl-C, SIGTERM and SIGHUP
+    meanwhile: a second signal during shutdown would otherwise abandon a half-stopped broker.
     """
     if not started:
         return
     from streams import infra
 
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {
+        sig: signal.signal(sig, signal.SIG_IGN)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    }
     try:
         infra.down(settings, started)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # --- the worker subprocess ---------------------------------------------------------------------
@@ -787,7 +795,8 @@ async def _demo(settings: Settings, rate: float, seconds: float, seed: int, infr
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP too: closing the terminal must stop the worker, which runs in its own session.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
 
     if port_in_use(settings.web_host, settings.web_port):
@@ -870,6 +879,11 @@ def run_demo(settings: Settings, *, rate: float, seconds: float, seed: int) -> i
     if rate <= 0 or seconds < 0:
         print("demo: need --rate > 0 and --seconds >= 0", file=sys.stderr)
         return 2
+    # Until the live loop installs its own handlers (and again after it), SIGTERM and SIGHUP
+    # (the terminal closed) take the same clean-up path as Ctrl-C instead of killing the
+    # process with servers and a worker left behind.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     # aiokafka warns while probing for a broker and while new topics elect leaders; both are
     # retried, and warnings would tear the live view, so only its errors are shown.
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
@@ -896,8 +910,13 @@ def run_demo(settings: Settings, *, rate: float, seconds: float, seed: int) -> i
     except KeyboardInterrupt:
         return 130
     finally:
-        if started:
-            print(f"demo: stopping {', '.join(started)} (the demo started them)", file=sys.stderr)
-        else:
-            print("demo: leaving Kafka and Redis running (they were up before)", file=sys.stderr)
+        with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
+            if started:
+                print(
+                    f"demo: stopping {', '.join(started)} (the demo started them)", file=sys.stderr
+                )
+            else:
+                print(
+                    "demo: leaving Kafka and Redis running (they were up before)", file=sys.stderr
+                )
         release_infra(settings, started)

@@ -792,4 +792,6 @@ def _require_binary(name: str, hint: str) -> str:
 
 def _say(message: str) -> None:
     """Concise progress on stderr (stdout stays clean for ``status`` output)."""
-    print(f"socialrec infra: {message}", file=sys.stderr, flush=True)
+    # A closed terminal (SIGHUP) makes writes fail; stopping servers must not depend on them.
+    with contextlib.suppress(OSError):
+        print(f"socialrec infra: {message}", file=sys.stderr, flush=True)
