@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -257,28 +257,28 @@ class TrendingWindows:
         self, event: Event, category: str | None = None, merchant_id: str | None = None
     ) -> tuple[str, ...]:
         """Count an event in every scope of :func:`scopes_for`; return the scopes it entered."""
-        weight = self.weights.get(event.type, 0.0)
-        if event.item_id is None:
-            return ()
-        item_id = event.item_id
-        return tuple(
-            scope
-            for scope in scopes_for(event, category, merchant_id)
-            if self.add(scope, item_id, weight, event.ts)
-        )
+        return self._each_scope(self.add, event, category, merchant_id)
 
     def subtract_event(
         self, event: Event, category: str | None = None, merchant_id: str | None = None
     ) -> tuple[str, ...]:
         """Undo :meth:`add_event` (same event, same catalogue data); return the scopes undone."""
-        weight = self.weights.get(event.type, 0.0)
+        return self._each_scope(self.subtract, event, category, merchant_id)
+
+    def _each_scope(
+        self,
+        step: Callable[[str, str, float, float], bool],
+        event: Event,
+        category: str | None,
+        merchant_id: str | None,
+    ) -> tuple[str, ...]:
         if event.item_id is None:
             return ()
-        item_id = event.item_id
+        item_id, weight = event.item_id, self.weights.get(event.type, 0.0)
         return tuple(
             scope
             for scope in scopes_for(event, category, merchant_id)
-            if self.subtract(scope, item_id, weight, event.ts)
+            if step(scope, item_id, weight, event.ts)
         )
 
     def expire(self, now: float) -> None:
