@@ -38,8 +38,13 @@ from models.state import PopularView, UserView
 class Source(StrEnum):
     ITEM_CF = "item_cf"
     SOCIAL = "social"
+    MF = "mf"  # online matrix factorisation (models.mf)
+    CONTENT = "content"  # catalog content: profile match and content neighbours (models.content)
+    USER_CF = "user_cf"  # people who act like you (models.usercf)
+    FBT = "fbt"  # frequently bought together with the user's basket (models.fbt)
     TRENDING = "trending"
     POPULAR = "popular"
+    EXPLORE = "explore"  # the exploration slot: a new or long-tail item
 
 
 #: What one social proof is worth before decay: a share to you persuades more than a
@@ -68,6 +73,16 @@ class Reason:
     contribution: float
     user_id: str | None = None
     action: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One item a source proposes for a user: the source's own score (higher is better, on the
+    source's scale; the assembly normalises) and why."""
+
+    item_id: str
+    score: float
+    reasons: tuple[Reason, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

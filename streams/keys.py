@@ -45,13 +45,33 @@ USER_FIELDS: Final = (
     "actions",
     "seen_items",
     "recommendations",
+    # Recommendation sources beside the core state (streams/sources/*): each erases its own.
+    "mf",  # string: the user's MF factor row (float32 bytes)
+    "mf_contrib",  # hash item -> float32 bytes: this user's summed updates to that item's row
+    "content_profile",  # string: the user's decayed content profile (models.content export)
+    "ucf_items",  # hash item -> affinity: the user's row in user-user CF
+    "fbt_baskets",  # string: JSON of the user's retained baskets (frequently bought together)
 )
 #: Per-item structures: dot (zset co-occurring item -> Σ a_ui·a_uj), sim (zset top-k cosine),
-#: meta (hash: the item's catalog record).
-ITEM_FIELDS: Final = ("dot", "sim", "meta")
+#: meta (hash: the item's catalog record), ucf_users (zset user -> last ts: user-CF's inverted
+#: index; erasure walks the user's ucf_items to find them), fbt_pairs (zset co-bought item ->
+#: baskets with both), content_sim (zset: nearest items by catalog content).
+ITEM_FIELDS: Final = ("dot", "sim", "meta", "ucf_users", "fbt_pairs", "content_sim")
 #: Global structures: norm2 (zset item -> Σ a_ui²), popularity (zset, forward-decayed),
-#: landmark (string, the popularity landmark time), trending_changed (set of scopes to publish).
-GLOBAL_FIELDS: Final = ("norm2", "popularity", "landmark", "trending_changed")
+#: landmark (string, the popularity landmark time), trending_changed (set of scopes to publish),
+#: and the recommendation sources' shared tables (none of them holds a user id).
+GLOBAL_FIELDS: Final = (
+    "norm2",
+    "popularity",
+    "landmark",
+    "trending_changed",
+    "mf_items",  # hash item -> float32 factor row
+    "mf_sampler",  # string: MF's sampler state (steps, recent positives)
+    "fbt_items",  # hash item -> retained baskets containing it
+    "fbt_total",  # string (counter): retained baskets
+    "content_items",  # hash item -> encoded content vector
+    "content_changes",  # stream of item ids whose content vector changed (workers follow it)
+)
 
 Scope = Literal["user", "item", "global", "trending"]
 
