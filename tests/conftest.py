@@ -6,7 +6,7 @@ get the ``integration`` marker automatically) talk to the real Kafka broker and 
 skipped on a laptop but fails under ``CI=true``: CI must never go green by skipping.
 
 Isolation: the ``settings`` fixture gives each test its own topic prefix (topics applied from
-topics.yaml, deleted afterwards) and Redis database 15, flushed before the test.
+topics.yaml, deleted afterwards) and Redis database 15 (``SOCIALREC_TEST_REDIS_DB``), flushed before the test.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from streams.topics import apply_topics, delete_topics_with_prefix
 
 TESTS_DIR = Path(__file__).resolve().parent
 SERVER_TEST_DIRS = (TESTS_DIR / "integration", TESTS_DIR / "e2e")
-TEST_REDIS_DB = 15
+#: Flushed before each test. Two test runs side by side (say, two developers on one dev pair of
+#: servers) each set their own SOCIALREC_TEST_REDIS_DB so they do not flush each other.
+TEST_REDIS_DB = int(os.environ.get("SOCIALREC_TEST_REDIS_DB", "15"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
