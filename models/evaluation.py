@@ -68,7 +68,13 @@ from models.popularity import (
     needs_rebase,
     rebase_factor,
 )
-from models.recommend import RecommendParams, excluded_items, social_scores
+from models.recommend import (
+    RecommendParams,
+    blend,
+    candidate_features,
+    candidate_pools,
+    excluded_items,
+)
 from models.recommend import recommend as rank_for_user
 from models.state import MemoryState, Outcome, PopularView, StateParams, UserView
 
@@ -402,7 +408,8 @@ class ItemCFRecommender:
         """What ``MemoryState.popular(popular_items)`` would return, without sorting it all."""
         return PopularView(tuple(self._popular.top()), self.state.landmark or 0.0)
 
-    def _view(self, user_id: str, exclude: AbstractSet[str]) -> UserView:
+    def view_for(self, user_id: str, exclude: AbstractSet[str]) -> UserView:
+        """The user as the worker reads them, with ``exclude`` counted as seen."""
         view = self.state.user_view(
             user_id, recent_items=self.recent_items, neighbours=self.neighbours
         )
@@ -416,7 +423,7 @@ class ItemCFRecommender:
         params = self._params_for_k.get(k)
         if params is None:
             params = self._params_for_k[k] = replace(self.params, top_n=k)
-        view = self._view(user_id, exclude)
+        view = self.view_for(user_id, exclude)
         self._cached = (user_id, view)
         recs = rank_for_user(view, self.popular_view(), params, now=now)
         return [Scored(r.item_id, r.score, r.source.value) for r in recs.items]
@@ -424,26 +431,22 @@ class ItemCFRecommender:
     def candidate_scores(self, user_id: str, item_ids: Sequence[str], now: float) -> list[float]:
         """The order :func:`recommend` would give with no limit on ``k`` or on popular items.
 
-        Item-CF candidates rank first (by ``r_ui``), then every item in the state's popularity
-        ranking (by decayed popularity), then everything else (0). The two tiers are squashed
+        Personal candidates rank first (by the blend of item-CF and social proof), then every
+        item in the state's popularity ranking (by decayed popularity), then everything else
+        (0). The two tiers are squashed
         into (2, 3) and (1, 2) by ``x / (1 + x)`` so one number carries the order.
         """
         cached = self._cached
         view = cached[1] if cached is not None and cached[0] == user_id else None
         if view is None:
-            view = self._view(user_id, frozenset())
-        # r_ui of just the asked items, summed in the order item_cf_scores sums them (so the
-        # floats are identical): building every candidate's list would cost ten times more.
-        wanted = set(item_ids)
-        cf: dict[str, float] = {}
-        for source_item, affinity in view.recent:
-            for candidate, similarity in view.neighbours.get(source_item, ()):
-                if candidate in wanted:
-                    cf[candidate] = cf.get(candidate, 0.0) + affinity * similarity
-        # Social proof adds to the same score, exactly as recommend() adds it.
-        for candidate, parts in social_scores(view, self.params, now).items():
-            if candidate in wanted:
-                cf[candidate] = cf.get(candidate, 0.0) + sum(c for c, _ in parts)
+            view = self.view_for(user_id, frozenset())
+        # The blend recommend() ranks by: every source's normalised score, weighted.
+        pools = candidate_pools(view, self.params, now, {})
+        weights = dict(self.params.source_weights)
+        cf = {
+            item: sum(blend(f, weights).values())
+            for item, f in candidate_features(pools, len(view.recent)).items()
+        }
         excluded = excluded_items(view, self.params)
         popularity = self.state.popularity.scores
         landmark = self.state.landmark or 0.0

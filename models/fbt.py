@@ -41,6 +41,8 @@ Rule(antecedent='case', consequent='phone', support=0.6, confidence=1.0, lift=1.
 from __future__ import annotations
 
 import heapq
+import math
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -150,6 +152,35 @@ class BasketTracker:
                 del self.users[user_id]
         return dropped
 
+    def restore_user(self, user_id: str, baskets: Sequence[Basket]) -> None:
+        """Add a user's retained baskets (oldest first, e.g. loaded from storage) together
+        with their counts, as if their events had just been replayed.
+
+        A tracker holding only some users restored from storage is a consistent model of
+        those users: after more events, its counts minus :func:`basket_counts` of what was
+        restored are exactly the change to the global counts.
+        """
+        if user_id in self.users:
+            raise ValueError("user already present")
+        kept = [Basket(list(b.items), b.first_ts, b.last_ts) for b in baskets]
+        self.users[user_id] = kept
+        counts = basket_counts(kept)
+        self.baskets += counts.baskets
+        for item, n in counts.items.items():
+            self.item_counts[item] = self.item_counts.get(item, 0) + n
+        for a, row in counts.pairs.items():
+            for b, n in row.items():
+                if a < b:
+                    self._add_pair(a, b, n)
+
+    def counts(self) -> BasketCounts:
+        """A copy of the counts (to take a difference later)."""
+        return BasketCounts(
+            self.baskets,
+            dict(self.item_counts),
+            {a: dict(row) for a, row in self.pair_counts.items()},
+        )
+
     def forget_user(self, user_id: str) -> None:
         """Erase the user: subtract every basket of theirs (open or closed) from the counts."""
         for basket in self.users.pop(user_id, []):
@@ -175,21 +206,18 @@ class BasketTracker:
     ) -> list[Rule]:
         """The best rules ``item_id → B``, ranked by lift (or confidence), ties by the other
         measure, then by count, then by item id."""
-        n_a = self.item_counts.get(item_id, 0)
-        if n_a == 0 or self.baskets == 0:
-            return []
-        total = self.baskets
-        rules = []
-        for other, n_ab in self.pair_counts.get(item_id, {}).items():
-            if n_ab < min_count:
-                continue
-            support = n_ab / total
-            confidence = n_ab / n_a
-            if support < min_support or confidence < min_confidence:
-                continue
-            lift = n_ab * total / (n_a * self.item_counts[other])
-            rules.append(Rule(item_id, other, support, confidence, lift, n_ab))
-        return heapq.nsmallest(k, rules, key=_by_lift if by == "lift" else _by_confidence)
+        return rules_from_counts(
+            item_id,
+            self.item_counts.get(item_id, 0),
+            self.pair_counts.get(item_id, {}),
+            self.item_counts,
+            self.baskets,
+            k,
+            min_support=min_support,
+            min_confidence=min_confidence,
+            min_count=min_count,
+            by=by,
+        )
 
     def snapshot(self) -> dict[str, object]:
         """Every piece of state as plain data."""
@@ -226,3 +254,155 @@ class BasketTracker:
                 self.item_counts[item] = count
             else:
                 del self.item_counts[item]
+
+
+# ---- counts of baskets, rules from counts, and basket recommendations -----------------------
+@dataclass(slots=True)
+class BasketCounts:
+    """Counts (or changes of counts) in the tracker's shape: ``pairs`` in both directions.
+
+    >>> before = basket_counts([Basket(["a", "b"])])
+    >>> after = basket_counts([Basket(["a", "c"]), Basket(["c"])])
+    >>> d = after.minus(before)
+    >>> d.baskets, d.items, d.pairs["a"], d.pairs["b"]
+    (1, {'c': 2, 'b': -1}, {'c': 1, 'b': -1}, {'a': -1})
+    """
+
+    baskets: int = 0
+    items: dict[str, int] = field(default_factory=dict)
+    pairs: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def minus(self, other: BasketCounts) -> BasketCounts:
+        """``self − other``, keeping only the non-zero entries."""
+        pairs = {}
+        for a in dict.fromkeys([*self.pairs, *other.pairs]):
+            row = _diff(self.pairs.get(a, {}), other.pairs.get(a, {}))
+            if row:
+                pairs[a] = row
+        return BasketCounts(self.baskets - other.baskets, _diff(self.items, other.items), pairs)
+
+    def negated(self) -> BasketCounts:
+        return BasketCounts(
+            -self.baskets,
+            {i: -n for i, n in self.items.items()},
+            {a: {b: -n for b, n in row.items()} for a, row in self.pairs.items()},
+        )
+
+
+def _diff(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    out = {}
+    for key in dict.fromkeys([*a, *b]):
+        value = a.get(key, 0) - b.get(key, 0)
+        if value:
+            out[key] = value
+    return out
+
+
+def basket_counts(baskets: Iterable[Basket]) -> BasketCounts:
+    """What these baskets contribute to the counts: one per basket, per item, per pair."""
+    counts = BasketCounts()
+    for basket in baskets:
+        counts.baskets += 1
+        for n, item in enumerate(basket.items):
+            counts.items[item] = counts.items.get(item, 0) + 1
+            for other in basket.items[:n]:
+                for x, y in ((item, other), (other, item)):
+                    row = counts.pairs.setdefault(x, {})
+                    row[y] = row.get(y, 0) + 1
+    return counts
+
+
+def rules_from_counts(
+    item_id: str,
+    n_a: int,
+    pairs: Mapping[str, int],
+    item_counts: Mapping[str, int],
+    total: int,
+    k: int = 10,
+    *,
+    min_support: float = 0.0,
+    min_confidence: float = 0.0,
+    min_count: int = 1,
+    by: Literal["lift", "confidence"] = "lift",
+) -> list[Rule]:
+    """The best rules ``item_id → B`` from counts (``pairs``: B -> n(A,B)), however they were
+    stored: what :meth:`BasketTracker.rules_for` computes, also usable on counts read back
+    from a database. A consequent without a positive count is skipped.
+
+    >>> [r.consequent for r in rules_from_counts("a", 3, {"b": 2, "c": 1}, {"b": 2}, 5)]
+    ['b']
+    """
+    if n_a <= 0 or total <= 0:
+        return []
+    rules = []
+    for other, n_ab in pairs.items():
+        n_b = item_counts.get(other, 0)
+        if n_ab < min_count or n_b <= 0:
+            continue
+        support = n_ab / total
+        confidence = n_ab / n_a
+        if support < min_support or confidence < min_confidence:
+            continue
+        lift = n_ab * total / (n_a * n_b)
+        rules.append(Rule(item_id, other, support, confidence, lift, n_ab))
+    return heapq.nsmallest(k, rules, key=_by_lift if by == "lift" else _by_confidence)
+
+
+@dataclass(frozen=True, slots=True)
+class BasketCandidate:
+    """An item to add to a basket, and how much each basket item (antecedent) added."""
+
+    item_id: str
+    score: float
+    because: tuple[tuple[str, float], ...]  # (antecedent, contribution), biggest first
+
+
+def added_value(rule: Rule) -> float:
+    """``confidence − P(B)`` = ``confidence · (1 − 1/lift)``: how much more likely B becomes
+    once A is in the basket. Confidence alone favours items that are in every basket anyway
+    (their lift is ~1 and they add nothing here), lift alone crowns rare items seen together
+    once or twice; weighting confidence by lift this way keeps only the association, and a
+    rule with lift ≤ 1 (B no likelier next to A than anywhere) adds nothing.
+
+    >>> round(added_value(Rule("phone", "case", 0.6, 0.75, 1.25, 3)), 6)
+    0.15
+    """
+    if rule.lift <= 1.0:
+        return 0.0
+    return rule.confidence * (1.0 - 1.0 / rule.lift)
+
+
+def basket_candidates(
+    basket: Sequence[str],
+    rules: Mapping[str, Sequence[Rule]],
+    k: int,
+    exclude: Collection[str] = frozenset(),
+) -> list[BasketCandidate]:
+    """Items to add to ``basket``: each rule ``A → B`` with A in the basket adds
+    :func:`added_value`; B already in the basket or in ``exclude`` is skipped. Best first,
+    ties by item id.
+
+    >>> r = {"phone": [Rule("phone", "case", 0.6, 0.75, 1.25, 3),
+    ...                Rule("phone", "cable", 0.2, 0.25, 0.6, 1)]}
+    >>> [(c.item_id, round(c.score, 6), c.because[0][0]) for c in basket_candidates(["phone"], r, 5)
+    ... ]
+    [('case', 0.15, 'phone')]
+    """
+    in_basket = set(basket)
+    parts: dict[str, list[tuple[float, str]]] = {}
+    for antecedent in dict.fromkeys(basket):
+        for rule in rules.get(antecedent, ()):
+            b = rule.consequent
+            if b in in_basket or b in exclude:
+                continue
+            value = added_value(rule)
+            if value > 0.0:
+                parts.setdefault(b, []).append((value, antecedent))
+    scored = [(math.fsum(v for v, _ in p), item) for item, p in parts.items()]
+    best = heapq.nsmallest(k, scored, key=lambda s: (-s[0], s[1]))
+    return [
+        BasketCandidate(
+            item, score, tuple((a, v) for v, a in sorted(parts[item], key=lambda x: (-x[0], x[1])))
+        )
+        for score, item in best
+    ]

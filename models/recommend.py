@@ -28,8 +28,10 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Protocol
 
 from models.popularity import decayed_score
 from models.state import PopularView, UserView
@@ -47,6 +49,28 @@ class Source(StrEnum):
     EXPLORE = "explore"  # the exploration slot: a new or long-tail item
 
 
+#: Personal sources, in the order their contributions are listed.
+PERSONAL_SOURCES: tuple[Source, ...] = (
+    Source.ITEM_CF,
+    Source.SOCIAL,
+    Source.MF,
+    Source.CONTENT,
+    Source.USER_CF,
+    Source.FBT,
+)
+
+#: The fixed blend: what a source's best candidate for a user is worth (see :func:`blend`).
+#: Chosen with ``socialrec eval`` (docs/quality.md); a learned ranker replaces it only where
+#: it measures better.
+DEFAULT_SOURCE_WEIGHTS: dict[Source, float] = {
+    Source.ITEM_CF: 1.0,
+    Source.SOCIAL: 1.0,
+    Source.MF: 0.5,
+    Source.CONTENT: 0.5,
+    Source.USER_CF: 0.5,
+    Source.FBT: 0.8,
+}
+
 #: What one social proof is worth before decay: a share to you persuades more than a
 #: followee's purchase, which persuades more than their like.
 DEFAULT_SOCIAL_WEIGHTS = {"share": 1.0, "purchase": 0.8, "like": 0.5}
@@ -62,6 +86,12 @@ class RecommendParams:
     social_weights: tuple[tuple[str, float], ...] = tuple(DEFAULT_SOCIAL_WEIGHTS.items())
     social_half_life_s: float = 3 * 86400.0
     category_cap: int = 0  # at most this many items per category in a list (0: no cap)
+    source_weights: tuple[tuple[Source, float], ...] = ()  # the blend (set in __post_init__)
+    explore_slots: int = 0  # positions at the end of the list for new or long-tail items
+
+    def __post_init__(self) -> None:
+        if not self.source_weights:
+            object.__setattr__(self, "source_weights", tuple(DEFAULT_SOURCE_WEIGHTS.items()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +125,22 @@ class RecommendedItem:
 
 
 @dataclass(frozen=True, slots=True)
+class CandidateFeatures:
+    """What the ranker sees of one candidate: each source's normalised score (0 if the source
+    did not propose it). The same numbers drive the fixed blend and the learned ranker."""
+
+    item_id: str
+    normalised: Mapping[Source, float]
+    history: int = 0  # how many recent items the user has (context for a learned ranker)
+
+
+@dataclass(frozen=True, slots=True)
 class Recommendations:
     user_id: str
     items: tuple[RecommendedItem, ...]
     cold_start: bool
+    #: What the ranker saw of each personal item shown (to learn from the user's next event).
+    features: tuple[CandidateFeatures, ...] = ()
 
 
 def item_cf_scores(view: UserView) -> dict[str, list[tuple[float, str]]]:
@@ -181,6 +223,90 @@ def excluded_items(view: UserView, params: RecommendParams) -> frozenset[str]:
     return excluded | view.seen if params.exclude_seen else excluded
 
 
+Pool = dict[str, tuple[float, list[Reason]]]  # candidate -> (raw score, reasons)
+
+
+def normalise(scores: Mapping[str, float]) -> dict[str, float]:
+    """Each score over the best one, so every source speaks on [0, 1] for this user.
+
+    Scale-free across sources (r_ui, cosines, counts), but keeps the *shape* within a
+    source: a candidate half as strong as the best gets 0.5 (reciprocal-rank fusion would
+    throw that away). Non-positive scores get 0.
+
+    >>> normalise({"a": 4.0, "b": 1.0, "c": -2.0})
+    {'a': 1.0, 'b': 0.25, 'c': 0.0}
+    """
+    best = max(scores.values(), default=0.0)
+    if best <= 0.0:
+        return {item: 0.0 for item in scores}
+    return {item: max(0.0, score) / best for item, score in scores.items()}
+
+
+def candidate_features(
+    pools: Mapping[Source, Pool], history: int = 0
+) -> dict[str, CandidateFeatures]:
+    """Per candidate, every source's normalised score."""
+    per_source = {
+        source: normalise({item: raw for item, (raw, _) in pool.items()})
+        for source, pool in pools.items()
+    }
+    items: set[str] = set().union(*(pool.keys() for pool in pools.values()))
+    return {
+        item: CandidateFeatures(
+            item,
+            {s: n[item] for s, n in per_source.items() if n.get(item, 0.0) > 0.0},
+            history,
+        )
+        for item in items
+    }
+
+
+def blend(features: CandidateFeatures, weights: Mapping[Source, float]) -> dict[Source, float]:
+    """Each source's contribution to the candidate's score: weight × normalised score.
+
+    >>> blend(CandidateFeatures("x", {Source.ITEM_CF: 0.5, Source.MF: 1.0}),
+    ...       {Source.ITEM_CF: 1.0, Source.MF: 0.5})
+    {<Source.ITEM_CF: 'item_cf'>: 0.5, <Source.MF: 'mf'>: 0.5}
+    """
+    return {s: weights.get(s, 0.0) * v for s, v in features.normalised.items()}
+
+
+def sigmoid(x: float) -> float:
+    """The logistic function, clipped so it never overflows (MF scores are logits)."""
+    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, x))))
+
+
+def candidate_pools(
+    view: UserView,
+    params: RecommendParams,
+    now: float,
+    extra: Mapping[Source, Sequence[Candidate]],
+) -> dict[Source, Pool]:
+    """Every personal source's candidates for the user, raw scores with reasons."""
+    pools: dict[Source, Pool] = {}
+    cf: Pool = {}
+    for candidate, parts in item_cf_scores(view).items():
+        cf[candidate] = (sum(c for c, _ in parts), [Reason(item, c) for c, item in parts])
+    social: Pool = {}
+    for candidate, social_parts in social_scores(view, params, now).items():
+        social[candidate] = (sum(c for c, _ in social_parts), [r for _, r in social_parts])
+    pools[Source.ITEM_CF], pools[Source.SOCIAL] = cf, social
+    for source, candidates in extra.items():
+        pool: Pool = pools.setdefault(source, {})
+        for c in candidates:
+            # MF scores are logits; every other source's are non-negative already.
+            raw = sigmoid(c.score) if source is Source.MF else c.score
+            if math.isfinite(raw) and raw > 0.0 and c.item_id not in pool:
+                pool[c.item_id] = (raw, list(c.reasons))
+    return {s: p for s, p in pools.items() if p}
+
+
+class Ranker(Protocol):
+    """A learned scorer of candidates (see models.ranker); higher is better."""
+
+    def score(self, features: Sequence[CandidateFeatures]) -> list[float]: ...
+
+
 def recommend(
     view: UserView,
     popular: PopularView,
@@ -189,49 +315,120 @@ def recommend(
     now: float,
     trending: Sequence[tuple[str, float]] = (),
     categories: Mapping[str, str] | None = None,
+    extra: Mapping[Source, Sequence[Candidate]] | None = None,
+    explore: Sequence[str] = (),
+    ranker: Ranker | None = None,
 ) -> Recommendations:
-    """The user's top-N: item-CF candidates first, popular items to fill, never an excluded one.
+    """The user's top-N: every source's candidates fused, fallbacks to fill, never an excluded
+    one, at most ``category_cap`` per category, and ``explore_slots`` for new or long-tail
+    items (``explore``, best first) at the end of the list.
 
-    ``now`` only converts stored popularity into a decayed count for display.
+    A warm user's candidates are ranked by the fixed blend of :func:`blend` (or by
+    ``ranker`` when one is given). A cold user (no history) gets, in order: content
+    candidates, what is trending, their social proof, then long-run popularity.
+
+    ``now`` converts stored popularity into a decayed count and ages social proof.
     """
     excluded = excluded_items(view, params)
-    contributions = item_cf_scores(view)
-    social = social_scores(view, params, now)
-    scored = []
-    for candidate in contributions.keys() | social.keys():
-        if candidate in excluded:
-            continue
-        cf = sum(c for c, _ in contributions.get(candidate, ()))
-        so = sum(c for c, _ in social.get(candidate, ()))
-        scored.append((cf + so, candidate, cf, so))
-    # With a category cap some of the best may be passed over: look a little deeper.
-    depth = params.top_n * (4 if params.category_cap else 1)
-    best = heapq.nsmallest(depth, scored, key=lambda sc: (-sc[0], sc[1]))
+    pools = candidate_pools(view, params, now, extra or {})
+    features = candidate_features(pools, len(view.recent))
+    for item in excluded & features.keys():
+        del features[item]
+    weights = dict(params.source_weights)
+    contributions = {item: blend(f, weights) for item, f in features.items()}
+    cold_start = not view.recent  # no usable history: everything is a fallback
+    if ranker is not None and features and not cold_start:
+        ordered = list(features.values())
+        learned = dict(zip((f.item_id for f in ordered), ranker.score(ordered), strict=True))
+    else:
+        learned = {}
 
-    def personal(score: float, candidate: str, cf: float, so: float) -> RecommendedItem:
-        reasons = [Reason(item, c) for c, item in contributions.get(candidate, ())]
-        reasons += [reason for _, reason in social.get(candidate, ())]
+    def sort_key(item: str) -> tuple[float, float, str]:
+        return (-learned.get(item, 0.0), -sum(contributions[item].values()), item)
+
+    # With a category cap some of the best may be passed over: look a little deeper.
+    depth = (params.top_n + params.explore_slots) * (4 if params.category_cap else 1)
+    warm_sources: tuple[Source, ...]
+    later: tuple[Source, ...]
+    if cold_start:
+        # Content first, then trending, then social proof (popular fills whatever is left).
+        warm_sources = (Source.CONTENT,)
+        later = (Source.SOCIAL,)
+    else:
+        warm_sources = tuple(pools)
+        later = ()
+    best = heapq.nsmallest(
+        depth,
+        (i for i, c in contributions.items() if any(s in c for s in warm_sources)),
+        key=sort_key,
+    )
+
+    def personal(candidate: str) -> RecommendedItem:
+        parts = contributions[candidate]
+        score = learned.get(candidate, sum(parts.values()))
+        reasons: list[Reason] = []
+        for source, share in parts.items():
+            raw, source_reasons = pools[source][candidate]
+            # A source's share of the score is split over its reasons by their raw weight.
+            scale = share / raw if raw > 0 else 0.0
+            reasons += [replace(r, contribution=r.contribution * scale) for r in source_reasons]
         reasons.sort(key=_reason_order)
-        sources = tuple((s, v) for s, v in ((Source.ITEM_CF, cf), (Source.SOCIAL, so)) if v > 0)
-        main = Source.ITEM_CF if cf >= so else Source.SOCIAL
+        ordered = sorted(parts.items(), key=lambda sv: (-sv[1], PERSONAL_SOURCES.index(sv[0])))
         return RecommendedItem(
-            candidate, score, main, tuple(reasons[: params.reasons_per_item]), sources
+            candidate,
+            score,
+            ordered[0][0],
+            tuple(reasons[: params.reasons_per_item]),
+            tuple((s, v) for s, v in ordered if v > 0),
         )
 
     def ranked() -> Iterator[RecommendedItem]:
-        """Personal candidates by score, then the fallbacks in order: what is trending right
-        now (the last minute), then what has been popular over hours (a cold-start user gets
-        them immediately)."""
-        for score, candidate, cf, so in best:
-            yield personal(score, candidate, cf, so)
+        """Personal candidates, then the fallbacks in order: what is trending right now, then
+        what has been popular over hours (a cold-start user gets them immediately)."""
+        for candidate in best:
+            yield personal(candidate)
         for item_id, count in trending:
             yield RecommendedItem(item_id, count, Source.TRENDING, (), ((Source.TRENDING, count),))
+        if later:
+            for candidate in heapq.nsmallest(
+                depth,
+                (i for i, c in contributions.items() if any(s in c for s in later)),
+                key=sort_key,
+            ):
+                yield personal(candidate)
         for item_id, stored in popular.items:
             score = decayed_score(
                 stored, landmark=popular.landmark, at=now, half_life_s=params.half_life_s
             )
             yield RecommendedItem(item_id, score, Source.POPULAR, (), ((Source.POPULAR, score),))
 
-    chosen = diversify(ranked(), excluded, params.top_n, params.category_cap, categories)
-    cold_start = not view.recent  # no usable history: everything is a fallback
-    return Recommendations(view.user_id, tuple(chosen), cold_start)
+    slots = min(params.explore_slots, params.top_n - 1) if explore else 0
+    chosen = diversify(ranked(), excluded, params.top_n - slots, params.category_cap, categories)
+    if slots:
+        chosen += exploration(explore, excluded | {r.item_id for r in chosen}, slots)
+    if len(chosen) < params.top_n:  # nothing to explore: fill from the ranking
+        more = diversify(ranked(), excluded, params.top_n, params.category_cap, categories)
+        taken = {r.item_id for r in chosen}
+        chosen += [r for r in more if r.item_id not in taken][: params.top_n - len(chosen)]
+    shown = tuple(features[r.item_id] for r in chosen if r.item_id in features)
+    return Recommendations(view.user_id, tuple(chosen), cold_start, shown)
+
+
+def exploration(
+    pool: Sequence[str], excluded: AbstractSet[str], slots: int
+) -> list[RecommendedItem]:
+    """The first ``slots`` items of the exploration pool the user may see.
+
+    >>> [r.item_id for r in exploration(["new1", "seen", "new2"], {"seen"}, 1)]
+    ['new1']
+    """
+    chosen: list[RecommendedItem] = []
+    for item_id in pool:
+        if len(chosen) >= slots:
+            break
+        if item_id not in excluded:
+            chosen.append(
+                RecommendedItem(item_id, 0.0, Source.EXPLORE, (), ((Source.EXPLORE, 0.0),))
+            )
+            excluded = excluded | {item_id}
+    return chosen

@@ -140,6 +140,26 @@ class UserCF:
             self._remove_entry(user_id, item_id)
         return len(stale)
 
+    def restore_user(self, user_id: str, entries: Mapping[str, tuple[float, float]]) -> None:
+        """Put back a user's entries, item -> (affinity, last event ts), e.g. loaded from
+        storage; entries with affinity ≤ 0 are skipped. No cap is applied (a stored row is
+        already within its caps), so a model can hold just the users a computation needs.
+
+        >>> cf = UserCF()
+        >>> cf.restore_user("ann", {"phone": (8.0, 1.0), "case": (6.0, 2.0)})
+        >>> cf.norm2["ann"], cf.index["case"]
+        (100.0, {'ann': 2.0})
+        """
+        if user_id in self.items:
+            raise ValueError("user already present")
+        row = {item: float(a) for item, (a, _) in entries.items() if a > 0.0}
+        if not row:
+            return
+        self.items[user_id] = row
+        for item_id in row:
+            self.index.setdefault(item_id, {})[user_id] = float(entries[item_id][1])
+        self._renorm(user_id)
+
     def forget_user(self, user_id: str) -> None:
         """Remove every entry of the user from both sides of the index."""
         for item_id in list(self.items.get(user_id, ())):

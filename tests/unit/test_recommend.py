@@ -13,6 +13,7 @@ from models.recommend import (
     Source,
     excluded_items,
     item_cf_scores,
+    normalise,
     recommend,
     social_scores,
 )
@@ -58,14 +59,20 @@ def test_scores_are_finite_ranked_and_explained(events: list[Event]) -> None:
         assert all(math.isfinite(r.score) and r.score > 0 for r in recs.items)
         assert [r.score for r in ranked] == sorted((r.score for r in ranked), reverse=True)
         cf, social = item_cf_scores(view), social_scores(view, params, now)
+        raw = {
+            Source.ITEM_CF: normalise({i: sum(c for c, _ in p) for i, p in cf.items()}),
+            Source.SOCIAL: normalise({i: sum(c for c, _ in p) for i, p in social.items()}),
+        }
+        weights = dict(params.source_weights)
         recent = {i for i, _ in view.recent}
         for r in ranked:
-            cf_total = sum(c for c, _ in cf.get(r.item_id, ()))
-            social_total = sum(c for c, _ in social.get(r.item_id, ()))
-            # The sources add up to the score, and each reason is the user's own item or a
-            # person they know, with what that person did.
-            assert math.isclose(r.score, cf_total + social_total)
+            # Each source contributes its weight times its normalised score, the contributions
+            # add up to the score, and each reason is the user's own item or a person they
+            # know, with what that person did.
+            for source, value in r.sources:
+                assert math.isclose(value, weights[source] * raw[source][r.item_id])
             assert math.isclose(sum(v for _, v in r.sources), r.score)
+            assert r.source == max(r.sources, key=lambda sv: sv[1])[0]
             assert r.reasons
             for reason in r.reasons:
                 if reason.item_id is not None:

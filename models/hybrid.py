@@ -1,0 +1,278 @@
+"""Every source behind one assembly step, in one process: what ``socialrec eval`` replays.
+
+The worker keeps each model's state in Redis (streams/sources/); this class holds the same
+pure models in memory and asks them the same questions, so the evaluation measures the code
+the worker runs:
+
+* item-CF, social proof and popularity: :class:`models.state.MemoryState` (via
+  :class:`models.evaluation.ItemCFRecommender`);
+* online MF (:mod:`models.mf`), content (:mod:`models.content`, only with a catalogue),
+  user-CF (:mod:`models.usercf`) and frequently-bought-together (:mod:`models.fbt`);
+* the assembly, :func:`models.recommend.recommend`: the fixed blend, or the learned ranker
+  (:mod:`models.ranker`) when one is given. The ranker learns exactly as in the worker: the
+  items of the last list shown to a user are labelled by the user's next item event.
+
+>>> from models.events import Event, EventType
+>>> from models.state import StateParams
+>>> model = HybridRecommender(StateParams(), mf=OnlineMF(factors=4, seed=1))
+>>> for n, (user, item) in enumerate([("a", "phone"), ("a", "case"), ("b", "phone")]):
+...     model.learn(Event(f"e{n}", EventType.PURCHASE, user, 1e9 + n, item_id=item))
+>>> [(s.item_id, s.source) for s in model.recommend("b", 1, {"phone"}, now=1e9 + 3)]
+[('case', 'item_cf')]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import replace
+
+from models.content import ContentModel
+from models.evaluation import ItemCFRecommender, Scored
+from models.events import Event
+from models.fbt import BasketTracker
+from models.mf import OnlineMF
+from models.popularity import decayed_score
+from models.ranker import OnlineRanker
+from models.recommend import (
+    Candidate,
+    CandidateFeatures,
+    Reason,
+    RecommendParams,
+    Source,
+    blend,
+    candidate_features,
+    candidate_pools,
+    excluded_items,
+    recommend,
+    sigmoid,
+)
+from models.state import StateParams, UserView
+from models.usercf import UserCF
+
+#: Candidates each source proposes per request (the assembly ranks their union).
+CANDIDATES_PER_SOURCE = 50
+
+
+def fbt_candidates(
+    tracker: BasketTracker, basket: Sequence[str], k: int, min_count: int = 2
+) -> list[Candidate]:
+    """Items bought together with the basket's items: each rule A → B with lift above 1 adds
+    its confidence (how often a basket with A also has B), explained by A.
+
+    Confidence, not lift, is the score: lift crowns rare pairs, confidence says how likely the
+    user is to want B next. Lift > 1 only keeps B that A makes more likely than usual, and
+    ``min_count`` keeps a single shared basket from making a rule.
+
+    >>> bt = BasketTracker()
+    >>> for user in ("ann", "bob"):
+    ...     _ = bt.add(user, "phone", 0.0); _ = bt.add(user, "case", 1.0)
+    >>> _ = bt.add("cy", "novel", 0.0)
+    >>> [(c.item_id, c.score, c.reasons[0].item_id) for c in fbt_candidates(bt, ["phone"], 5)]
+    [('case', 1.0, 'phone')]
+    """
+    scores: dict[str, tuple[float, list[Reason]]] = {}
+    for antecedent in basket:
+        for rule in tracker.rules_for(antecedent, k, min_count=min_count):
+            if rule.lift <= 1.0:
+                continue
+            score, reasons = scores.get(rule.consequent, (0.0, []))
+            reasons.append(Reason(antecedent, rule.confidence))
+            scores[rule.consequent] = (score + rule.confidence, reasons)
+    ranked = sorted(scores.items(), key=lambda kv: (-kv[1][0], kv[0]))[:k]
+    return [Candidate(item, score, tuple(reasons)) for item, (score, reasons) in ranked]
+
+
+class HybridRecommender:
+    """The worker's full recommender in-process, for the evaluation's replay protocol."""
+
+    def __init__(
+        self,
+        state_params: StateParams,
+        recommend_params: RecommendParams | None = None,
+        *,
+        mf: OnlineMF | None = None,
+        content: ContentModel | None = None,
+        usercf: UserCF | None = None,
+        fbt: BasketTracker | None = None,
+        ranker: OnlineRanker | None = None,
+        name: str = "hybrid",
+        recent_items: int = 20,
+        neighbours: int = 20,
+        popular_items: int = 100,
+    ) -> None:
+        self.base = ItemCFRecommender(
+            state_params,
+            recommend_params,
+            recent_items=recent_items,
+            neighbours=neighbours,
+            popular_items=popular_items,
+        )
+        self.params = self.base.params
+        self.weights = state_params.weights
+        self.mf = mf
+        self.content = content
+        self.usercf = usercf
+        self.fbt = fbt
+        self.ranker = ranker
+        self.name = name
+        self._shown: dict[str, tuple[CandidateFeatures, ...]] = {}
+        self._params_for_k: dict[int, RecommendParams] = {}
+        # The last request's candidates, reused by candidate_scores for the same user and time.
+        self._last: tuple[str, float, UserView, dict[Source, list[Candidate]]] | None = None
+
+    # ---- learning ----------------------------------------------------------------------------
+    def learn(self, event: Event) -> None:
+        self._last = None
+        self.base.learn(event)
+        item = event.item_id
+        if item is None:
+            return
+        weight = float(self.weights.get(event.type, 0.0))
+        shown = self._shown.pop(event.user_id, None)
+        if self.ranker is not None and shown and weight > 0:
+            self.ranker.learn(shown, item)
+        if self.mf is not None:
+            self.mf.learn(event.user_id, item, weight)
+        if self.content is not None and item in self.content:
+            self.content.update_profile(event.user_id, item, weight, event.ts)
+        if self.usercf is not None:
+            self.usercf.add_weight(event.user_id, item, weight, event.ts)
+        if self.fbt is not None:
+            self.fbt.add(event.user_id, item, event.ts, event.type)
+
+    # ---- candidates ----------------------------------------------------------------------------
+    def _candidates(
+        self, user_id: str, view: UserView, now: float
+    ) -> dict[Source, list[Candidate]]:
+        k = CANDIDATES_PER_SOURCE
+        excluded = excluded_items(view, self.params)
+        extra: dict[Source, list[Candidate]] = {}
+        if self.mf is not None:
+            extra[Source.MF] = [
+                Candidate(item, score, (Reason(None, score, action="taste_match"),))
+                for item, score in self.mf.top_k(user_id, k, excluded)
+            ]
+        if self.content is not None:
+            extra[Source.CONTENT] = [
+                Candidate(item, score, (Reason(None, score, action="profile_match"),))
+                for item, score in self.content.top_k(user_id, k, excluded, now=now)
+            ]
+        if self.usercf is not None:
+            extra[Source.USER_CF] = [
+                Candidate(c.item_id, c.score, (Reason(None, c.score, action="similar_shoppers"),))
+                for c in self.usercf.candidates(user_id, k, excluded)
+            ]
+        if self.fbt is not None:
+            basket = self.fbt.open_basket(user_id, now)
+            if basket:
+                extra[Source.FBT] = [
+                    c for c in fbt_candidates(self.fbt, basket, k) if c.item_id not in excluded
+                ]
+        return extra
+
+    def recommend(
+        self, user_id: str, k: int, exclude: AbstractSet[str], now: float
+    ) -> list[Scored]:
+        params = self._params_for_k.get(k)
+        if params is None:
+            params = self._params_for_k[k] = replace(self.params, top_n=k)
+        view = self.base.view_for(user_id, exclude)
+        extra = self._candidates(user_id, view, now)
+        self._last = (user_id, now, view, extra)
+        recs = recommend(
+            view,
+            self.base.popular_view(),
+            params,
+            now=now,
+            extra=extra,
+            ranker=self.ranker,
+        )
+        self._shown[user_id] = recs.features
+        return [Scored(r.item_id, r.score, r.source.value) for r in recs.items]
+
+    def candidate_scores(self, user_id: str, item_ids: Sequence[str], now: float) -> list[float]:
+        """How the assembly would order ``item_ids`` for the user now: the ranker's (or the
+        blend's) score over every source's normalised score, in (1, 2); items no personal
+        source can score get decayed popularity squashed into (0, 1); excluded items 0.
+
+        MF and content score any item (vectorised); the other sources only their candidates.
+        """
+        last = self._last
+        if last is not None and last[0] == user_id and last[1] == now:
+            view, extra = last[2], last[3]
+        else:
+            view = self.base.view_for(user_id, frozenset())
+            extra = self._candidates(user_id, view, now)
+        pools = candidate_pools(view, self.params, now, extra)
+        maxima = {s: max(raw for raw, _ in pool.values()) for s, pool in pools.items()}
+        features = candidate_features(pools, len(view.recent))
+        wanted = list(item_ids)
+        direct: dict[Source, list[float]] = {}
+        if self.mf is not None:
+            direct[Source.MF] = [sigmoid(float(x)) for x in self.mf.score(user_id, wanted)]
+        if self.content is not None:
+            direct[Source.CONTENT] = [float(x) for x in self.content.score(user_id, wanted, now)]
+        excluded = excluded_items(view, self.params)
+        state = self.base.state
+        landmark = state.landmark or 0.0
+        weights = dict(self.params.source_weights)
+        rows: list[CandidateFeatures | None] = []
+        for n, item in enumerate(wanted):
+            if item in excluded:
+                rows.append(None)
+                continue
+            normalised = dict(features[item].normalised) if item in features else {}
+            for source, values in direct.items():
+                if source not in normalised and values[n] > 0 and maxima.get(source, 0) > 0:
+                    normalised[source] = min(1.0, values[n] / maxima[source])
+            rows.append(
+                CandidateFeatures(item, normalised, len(view.recent)) if normalised else None
+            )
+        scored = [row for row in rows if row is not None]
+        if self.ranker is not None and view.recent:
+            learned = iter(self.ranker.score(scored))
+        else:
+            learned = iter(sum(blend(row, weights).values()) for row in scored)
+        scores = []
+        for item, row in zip(wanted, rows, strict=True):
+            if row is not None:
+                value = next(learned)
+                scores.append(1.0 + value / (1.0 + value))
+            elif item in excluded or item not in state.popularity.scores:
+                scores.append(0.0)
+            else:
+                p = decayed_score(
+                    state.popularity.scores[item],
+                    landmark=landmark,
+                    at=now,
+                    half_life_s=self.params.half_life_s,
+                )
+                scores.append(p / (1.0 + p))
+        return scores
+
+
+def build_hybrid(
+    state_params: StateParams,
+    recommend_params: RecommendParams | None = None,
+    *,
+    catalog: Mapping[str, Mapping[str, object]] | None = None,
+    learned_ranker: bool = False,
+    seed: int = 0,
+) -> HybridRecommender:
+    """The hybrid with every source configured as the worker configures it."""
+    content = None
+    if catalog:
+        content = ContentModel()
+        for item_id, record in catalog.items():
+            content.add_item({**record, "item_id": item_id})
+    return HybridRecommender(
+        state_params,
+        recommend_params,
+        mf=OnlineMF(factors=32, negatives=4, sampling="popularity", seed=seed),
+        content=content,
+        usercf=UserCF(items_per_user=30, users_per_item=50, weights=dict(state_params.weights)),
+        fbt=BasketTracker(),
+        ranker=OnlineRanker() if learned_ranker else None,
+        name="hybrid+ranker" if learned_ranker else "hybrid",
+    )
