@@ -1,0 +1,237 @@
+"""User-user collaborative filtering with its state in Redis (:class:`RedisUserCF`).
+
+The pure model is :class:`models.usercf.UserCF`; here its two sides live in Redis:
+
+* ``u:{user}:ucf_items``: hash item -> affinity, the user's *row* (at most ``items_per_user``
+  entries, the least recent evicted). Per-user state, written only by the worker that owns the
+  user, so it is read, changed and written back whole;
+* ``i:{item}:ucf_users``: zset user -> last event time, the item's inverted *index* (at most
+  ``users_per_item`` users, the least recent evicted).
+
+The cross-partition rule: **rows are authoritative, the index is a bounded hint.** When an
+item's index is full, the oldest users are dropped from the index only: their rows belong to
+other workers and are left alone (in the pure model the entry would vanish from both sides).
+The index is used for one thing, finding who might be similar; similarities and scores are then
+computed from the rows, which are read whole. So a user evicted from one item's index is still
+found through their other items, and counts that item in the dot product when found; a user
+pushed out of every index of the user's items is simply not found. Nothing is ever half
+updated: a worker only removes *its own* users' index entries (when their rows drop the item,
+in the same ``MULTI`` as the row) and trims indexes by ``ZREMRANGEBYRANK``, which any worker
+may do. A row entry's last event time is its index score; an entry whose index slot was
+evicted has no time any more and counts as the oldest of its row, so it is the first to go
+when the row is full. With caps that never fill an index, the state and the candidates are
+exactly the pure model's.
+
+Erasure walks the user's row: ``ZREM`` from each item's index, then the row is deleted. No
+index entry exists without its row entry (only the owner adds index entries, always with the
+row), so afterwards no key or member mentions the user.
+
+Reasons never name the neighbours: a candidate carries one ``Reason(None, score,
+action="similar_shoppers")``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import cast
+
+import redis.asyncio as aioredis
+from redis.typing import EncodableT
+
+from models.events import DEFAULT_WEIGHTS, Event, EventType
+from models.recommend import Candidate, Reason, Source
+from models.usercf import UserCF
+from streams.keys import Keys
+
+#: What the recipient is told about a user-CF candidate (never who).
+SIMILAR_SHOPPERS = "similar_shoppers"
+
+#: A local model never evicts from its index: Redis trims the real one.
+_UNBOUNDED = 1 << 40
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _row(raw: Mapping[bytes, bytes]) -> dict[str, float]:
+    return {_text(item): float(a) for item, a in raw.items()}
+
+
+def pool_order(overlaps: Mapping[str, tuple[int, float]], size: int) -> list[str]:
+    """The ``size`` users most worth reading: most items in common (by the index), then the
+    most recent, then by id. ``overlaps``: user -> (items in common, latest index time).
+
+    >>> pool_order({"a": (1, 5.0), "b": (2, 1.0), "c": (1, 9.0)}, 2)
+    ['b', 'c']
+    """
+    ranked = sorted(overlaps.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))
+    return [user for user, _ in ranked[:size]]
+
+
+class RedisUserCF:
+    """People who act like you, and what they liked, over rows and indexes in Redis."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: Keys | None = None,
+        *,
+        weights: Mapping[EventType, float] | None = None,
+        affinity_cap: float = 15.0,
+        items_per_user: int = 50,
+        users_per_item: int = 200,
+        neighbours: int = 20,
+        min_overlap: int = 1,
+        neighbour_pool: int = 100,
+    ) -> None:
+        """``neighbour_pool``: how many users (per queried user, most items in common first)
+        have their rows read to compute exact similarities; the ``neighbours`` best of them are
+        used. It bounds the third round trip of :meth:`candidates`."""
+        if items_per_user < 1 or users_per_item < 1 or neighbours < 1 or neighbour_pool < 1:
+            raise ValueError("caps, neighbours and neighbour_pool must be at least 1")
+        self.client = client
+        self.keys = keys or Keys()
+        self.weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
+        self.affinity_cap = affinity_cap
+        self.items_per_user = items_per_user
+        self.users_per_item = users_per_item
+        self.neighbours = neighbours
+        self.min_overlap = min_overlap
+        self.neighbour_pool = neighbour_pool
+
+    @property
+    def source(self) -> Source:
+        return Source.USER_CF
+
+    def _model(self, items_per_user: int = _UNBOUNDED) -> UserCF:
+        return UserCF(
+            weights=self.weights,
+            affinity_cap=self.affinity_cap,
+            items_per_user=items_per_user,
+            users_per_item=_UNBOUNDED,
+            neighbours=self.neighbours,
+            min_overlap=self.min_overlap,
+        )
+
+    async def _rows(self, user_ids: Sequence[str]) -> dict[str, dict[str, float]]:
+        """Each user's row (one round trip)."""
+        pipe = self.client.pipeline(transaction=False)
+        for user_id in user_ids:
+            pipe.hgetall(self.keys.user(user_id, "ucf_items"))
+        raw = await pipe.execute()
+        return {u: _row(r) for u, r in zip(user_ids, raw, strict=True)}
+
+    async def learn(self, events: Sequence[Event]) -> None:
+        """Item events with a non-zero weight; three round trips per batch (rows; the times of
+        their entries; one ``MULTI`` writing rows and indexes and trimming the indexes)."""
+        item_events = [
+            e for e in events if e.item_id is not None and self.weights.get(e.type, 0.0) != 0.0
+        ]
+        if not item_events:
+            return
+        user_ids = list(dict.fromkeys(e.user_id for e in item_events))
+        rows = await self._rows(user_ids)
+        entries = [(u, i) for u in user_ids for i in rows[u]]
+        times: dict[tuple[str, str], float] = {}
+        if entries:
+            pipe = self.client.pipeline(transaction=False)
+            for user_id, item_id in entries:
+                pipe.zscore(self.keys.item(item_id, "ucf_users"), user_id)
+            for entry, ts in zip(entries, await pipe.execute(), strict=True):
+                # Evicted from the index by a newer user: the oldest entry of its row.
+                times[entry] = -math.inf if ts is None else float(ts)
+        model = self._model(self.items_per_user)
+        for user_id, row in rows.items():
+            model.restore_user(user_id, {i: (a, times[(user_id, i)]) for i, a in row.items()})
+        for e in item_events:
+            assert e.item_id is not None
+            model.add(e.user_id, e.item_id, e.type, e.ts)
+        pipe = self.client.pipeline(transaction=True)
+        trimmed: set[str] = set()
+        for user_id in user_ids:
+            key = self.keys.user(user_id, "ucf_items")
+            old, new = rows[user_id], model.items.get(user_id, {})
+            if new != old:
+                pipe.delete(key)
+                if new:
+                    # Floats are sent by repr(): they come back exactly.
+                    mapping: dict[EncodableT, EncodableT] = dict(new.items())
+                    pipe.hset(key, mapping=mapping)
+            for item_id in old.keys() - new.keys():
+                pipe.zrem(self.keys.item(item_id, "ucf_users"), user_id)
+            for item_id in new:
+                ts = model.index[item_id][user_id]
+                if times.get((user_id, item_id)) != ts:
+                    pipe.zadd(self.keys.item(item_id, "ucf_users"), {user_id: ts})
+                    trimmed.add(item_id)
+        for item_id in trimmed:
+            # Keep the most recent users; ties go by member, as the pure model's (ts, user).
+            index = self.keys.item(item_id, "ucf_users")
+            pipe.zremrangebyrank(index, 0, -self.users_per_item - 1)
+        await pipe.execute()
+
+    async def erase(self, user_ids: Sequence[str]) -> int:
+        """Remove the users' rows and every index entry of theirs; returns how many entries
+        (user, item) were removed."""
+        unique = list(dict.fromkeys(user_ids))
+        if not unique:
+            return 0
+        rows = await self._rows(unique)
+        pipe = self.client.pipeline(transaction=True)
+        for user_id, row in rows.items():
+            for item_id in row:
+                pipe.zrem(self.keys.item(item_id, "ucf_users"), user_id)
+        pipe.delete(*(self.keys.user(u, "ucf_items") for u in unique))
+        await pipe.execute()
+        return sum(len(row) for row in rows.values())
+
+    async def candidates(
+        self,
+        user_ids: Sequence[str],
+        exclude: Mapping[str, frozenset[str]],
+        k: int,
+        now: float,
+    ) -> dict[str, list[Candidate]]:
+        """Three round trips for the whole batch: the users' rows; the indexes of their items;
+        the rows of each user's neighbour pool. Scores are ``Σ_v sim(u, v)·a_vi`` over the best
+        ``neighbours`` of the pool, as the pure model computes them."""
+        result: dict[str, list[Candidate]] = {u: [] for u in user_ids}
+        if not result or k <= 0:
+            return result
+        rows = await self._rows(list(result))
+        items = list(dict.fromkeys(i for row in rows.values() for i in row))
+        if not items:
+            return result
+        pipe = self.client.pipeline(transaction=False)
+        for item_id in items:
+            pipe.zrevrange(self.keys.item(item_id, "ucf_users"), 0, self.users_per_item - 1, True)
+        indexes = {
+            item_id: [(_text(v), float(ts)) for v, ts in cast(list[tuple[bytes, float]], users)]
+            for item_id, users in zip(items, await pipe.execute(), strict=True)
+        }
+        pools: dict[str, list[str]] = {}
+        for user_id, row in rows.items():
+            overlaps: dict[str, tuple[int, float]] = {}
+            for item_id in row:
+                for other, ts in indexes[item_id]:
+                    if other != user_id:
+                        n, latest = overlaps.get(other, (0, -math.inf))
+                        overlaps[other] = (n + 1, max(latest, ts))
+            pools[user_id] = pool_order(overlaps, self.neighbour_pool)
+        wanted = list(dict.fromkeys(v for pool in pools.values() for v in pool if v not in rows))
+        if wanted:
+            rows.update(await self._rows(wanted))
+        for user_id in result:
+            if not rows[user_id]:
+                continue
+            model = self._model()
+            for member in (user_id, *pools[user_id]):
+                model.restore_user(member, {i: (a, 0.0) for i, a in rows[member].items()})
+            found = model.candidates(user_id, k, exclude.get(user_id, frozenset()))
+            result[user_id] = [
+                Candidate(c.item_id, c.score, (Reason(None, c.score, action=SIMILAR_SHOPPERS),))
+                for c in found
+            ]
+        return result
