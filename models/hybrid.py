@@ -30,7 +30,7 @@ from dataclasses import replace
 from models.content import ContentModel
 from models.evaluation import ItemCFRecommender, Scored
 from models.events import Event
-from models.fbt import BasketTracker
+from models.fbt import BasketTracker, basket_candidates
 from models.mf import OnlineMF
 from models.popularity import decayed_score
 from models.ranker import OnlineRanker
@@ -53,34 +53,42 @@ from models.usercf import UserCF
 #: Candidates each source proposes per request (the assembly ranks their union).
 CANDIDATES_PER_SOURCE = 50
 
+#: Source sizes, shared with the worker (streams/sources/factory.py) so the evaluation replays
+#: the configuration that runs. User-CF's bounds keep a request at about a millisecond.
+MF_FACTORS = 32
+MF_NEGATIVES = 4
+MF_POOL = 2_000  # recent positives that popularity-sampled negatives are drawn from
+USERCF_ITEMS_PER_USER = 30
+USERCF_USERS_PER_ITEM = 50
 
-def fbt_candidates(
-    tracker: BasketTracker, basket: Sequence[str], k: int, min_count: int = 2
-) -> list[Candidate]:
-    """Items bought together with the basket's items: each rule A → B with lift above 1 adds
-    its confidence (how often a basket with A also has B), explained by A.
 
-    Confidence, not lift, is the score: lift crowns rare pairs, confidence says how likely the
-    user is to want B next. Lift > 1 only keeps B that A makes more likely than usual, and
-    ``min_count`` keeps a single shared basket from making a rule.
+#: FBT context as the worker's (streams.sources.fbt.RedisFBT): the latest basket's last items,
+#: while it is at most a day old.
+FBT_CONTEXT_S = 86_400.0
+FBT_ANTECEDENTS = 10
+FBT_PAIRS_PER_ITEM = 50
+
+
+def fbt_candidates(tracker: BasketTracker, user_id: str, k: int, now: float) -> list[Candidate]:
+    """Items that complete the user's current basket (:func:`models.fbt.basket_candidates`),
+    each explained by the basket items behind it.
 
     >>> bt = BasketTracker()
     >>> for user in ("ann", "bob"):
     ...     _ = bt.add(user, "phone", 0.0); _ = bt.add(user, "case", 1.0)
-    >>> _ = bt.add("cy", "novel", 0.0)
-    >>> [(c.item_id, c.score, c.reasons[0].item_id) for c in fbt_candidates(bt, ["phone"], 5)]
-    [('case', 1.0, 'phone')]
+    >>> _ = bt.add("cy", "novel", 0.0); _ = bt.add("dee", "phone", 5.0)
+    >>> [(c.item_id, c.reasons[0].item_id) for c in fbt_candidates(bt, "dee", 5, now=6.0)]
+    [('case', 'phone')]
     """
-    scores: dict[str, tuple[float, list[Reason]]] = {}
-    for antecedent in basket:
-        for rule in tracker.rules_for(antecedent, k, min_count=min_count):
-            if rule.lift <= 1.0:
-                continue
-            score, reasons = scores.get(rule.consequent, (0.0, []))
-            reasons.append(Reason(antecedent, rule.confidence))
-            scores[rule.consequent] = (score + rule.confidence, reasons)
-    ranked = sorted(scores.items(), key=lambda kv: (-kv[1][0], kv[0]))[:k]
-    return [Candidate(item, score, tuple(reasons)) for item, (score, reasons) in ranked]
+    baskets = tracker.users.get(user_id)
+    if not baskets or now - baskets[-1].last_ts > FBT_CONTEXT_S:
+        return []
+    basket = baskets[-1].items[-FBT_ANTECEDENTS:]
+    rules = {a: tracker.rules_for(a, FBT_PAIRS_PER_ITEM, min_count=2) for a in basket}
+    return [
+        Candidate(c.item_id, c.score, tuple(Reason(a, v) for a, v in c.because))
+        for c in basket_candidates(basket, rules, k)
+    ]
 
 
 class HybridRecommender:
@@ -116,6 +124,7 @@ class HybridRecommender:
         self.fbt = fbt
         self.ranker = ranker
         self.name = name
+        # Per user: the last list's remembered candidates (what the ranker learns from).
         self._shown: dict[str, tuple[CandidateFeatures, ...]] = {}
         self._params_for_k: dict[int, RecommendParams] = {}
         # The last request's candidates, reused by candidate_scores for the same user and time.
@@ -130,7 +139,7 @@ class HybridRecommender:
             return
         weight = float(self.weights.get(event.type, 0.0))
         shown = self._shown.pop(event.user_id, None)
-        if self.ranker is not None and shown and weight > 0:
+        if self.ranker is not None and shown is not None and weight > 0:
             self.ranker.learn(shown, item)
         if self.mf is not None:
             self.mf.learn(event.user_id, item, weight)
@@ -164,11 +173,9 @@ class HybridRecommender:
                 for c in self.usercf.candidates(user_id, k, excluded)
             ]
         if self.fbt is not None:
-            basket = self.fbt.open_basket(user_id, now)
-            if basket:
-                extra[Source.FBT] = [
-                    c for c in fbt_candidates(self.fbt, basket, k) if c.item_id not in excluded
-                ]
+            extra[Source.FBT] = [
+                c for c in fbt_candidates(self.fbt, user_id, k, now) if c.item_id not in excluded
+            ]
         return extra
 
     def recommend(
@@ -188,7 +195,8 @@ class HybridRecommender:
             extra=extra,
             ranker=self.ranker,
         )
-        self._shown[user_id] = recs.features
+        if self.ranker is not None:
+            self._shown[user_id] = recs.features
         return [Scored(r.item_id, r.score, r.source.value) for r in recs.items]
 
     def candidate_scores(self, user_id: str, item_ids: Sequence[str], now: float) -> list[float]:
@@ -265,13 +273,23 @@ def build_hybrid(
     if catalog:
         content = ContentModel()
         for item_id, record in catalog.items():
-            content.add_item({**record, "item_id": item_id})
+            content.add_item({**record, "item_id": item_id})  # already validated
     return HybridRecommender(
         state_params,
         recommend_params,
-        mf=OnlineMF(factors=32, negatives=4, sampling="popularity", seed=seed),
+        mf=OnlineMF(
+            factors=MF_FACTORS,
+            negatives=MF_NEGATIVES,
+            sampling="popularity",
+            pool_size=MF_POOL,
+            seed=seed,
+        ),
         content=content,
-        usercf=UserCF(items_per_user=30, users_per_item=50, weights=dict(state_params.weights)),
+        usercf=UserCF(
+            items_per_user=USERCF_ITEMS_PER_USER,
+            users_per_item=USERCF_USERS_PER_ITEM,
+            weights=dict(state_params.weights),
+        ),
         fbt=BasketTracker(),
         ranker=OnlineRanker() if learned_ranker else None,
         name="hybrid+ranker" if learned_ranker else "hybrid",

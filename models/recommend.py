@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -139,7 +139,8 @@ class Recommendations:
     user_id: str
     items: tuple[RecommendedItem, ...]
     cold_start: bool
-    #: What the ranker saw of each personal item shown (to learn from the user's next event).
+    #: The best personal candidates' features, shown or not (to learn from the user's next
+    #: event: see models.ranker).
     features: tuple[CandidateFeatures, ...] = ()
 
 
@@ -223,7 +224,12 @@ def excluded_items(view: UserView, params: RecommendParams) -> frozenset[str]:
     return excluded | view.seen if params.exclude_seen else excluded
 
 
-Pool = dict[str, tuple[float, list[Reason]]]  # candidate -> (raw score, reasons)
+#: How many of the best candidates' features a list remembers for the ranker.
+RANKER_MEMORY = 50
+
+#: candidate -> (raw score, reasons). Item-CF's reasons stay (contribution, item) tuples until
+#: the candidate is chosen: building Reason objects for every neighbour would dominate a request.
+Pool = dict[str, tuple[float, Sequence[Reason | tuple[float, str]]]]
 
 
 def normalise(scores: Mapping[str, float]) -> dict[str, float]:
@@ -245,20 +251,24 @@ def normalise(scores: Mapping[str, float]) -> dict[str, float]:
 def candidate_features(
     pools: Mapping[Source, Pool], history: int = 0
 ) -> dict[str, CandidateFeatures]:
-    """Per candidate, every source's normalised score."""
-    per_source = {
-        source: normalise({item: raw for item, (raw, _) in pool.items()})
-        for source, pool in pools.items()
-    }
-    items: set[str] = set().union(*(pool.keys() for pool in pools.values()))
-    return {
-        item: CandidateFeatures(
-            item,
-            {s: n[item] for s, n in per_source.items() if n.get(item, 0.0) > 0.0},
-            history,
-        )
-        for item in items
-    }
+    """Per candidate, every source's normalised score (see :func:`normalise`); candidates no
+    source scores above 0 are left out.
+
+    One pass per source (not per candidate and source): this runs on every request.
+    """
+    normalised: dict[str, dict[Source, float]] = {}
+    for source, pool in pools.items():
+        best = max((raw for raw, _ in pool.values()), default=0.0)
+        if best <= 0.0:
+            continue
+        for item, (raw, _) in pool.items():
+            if raw > 0.0:
+                entry = normalised.get(item)
+                if entry is None:
+                    normalised[item] = {source: raw / best}
+                else:
+                    entry[source] = raw / best
+    return {item: CandidateFeatures(item, n, history) for item, n in normalised.items()}
 
 
 def blend(features: CandidateFeatures, weights: Mapping[Source, float]) -> dict[Source, float]:
@@ -286,7 +296,7 @@ def candidate_pools(
     pools: dict[Source, Pool] = {}
     cf: Pool = {}
     for candidate, parts in item_cf_scores(view).items():
-        cf[candidate] = (sum(c for c, _ in parts), [Reason(item, c) for c, item in parts])
+        cf[candidate] = (sum(c for c, _ in parts), parts)
     social: Pool = {}
     for candidate, social_parts in social_scores(view, params, now).items():
         social[candidate] = (sum(c for c, _ in social_parts), [r for _, r in social_parts])
@@ -297,7 +307,7 @@ def candidate_pools(
             # MF scores are logits; every other source's are non-negative already.
             raw = sigmoid(c.score) if source is Source.MF else c.score
             if math.isfinite(raw) and raw > 0.0 and c.item_id not in pool:
-                pool[c.item_id] = (raw, list(c.reasons))
+                pool[c.item_id] = (raw, c.reasons)
     return {s: p for s, p in pools.items() if p}
 
 
@@ -368,10 +378,17 @@ def recommend(
         score = learned.get(candidate, sum(parts.values()))
         reasons: list[Reason] = []
         for source, share in parts.items():
-            raw, source_reasons = pools[source][candidate]
-            # A source's share of the score is split over its reasons by their raw weight.
-            scale = share / raw if raw > 0 else 0.0
-            reasons += [replace(r, contribution=r.contribution * scale) for r in source_reasons]
+            _, source_reasons = pools[source][candidate]
+            # A source's share of the score is split over its reasons by their own weights
+            # (evenly if those are not positive, e.g. an MF logit below zero).
+            weights = [r.contribution if isinstance(r, Reason) else r[0] for r in source_reasons]
+            total = sum(w for w in weights if w > 0)
+            for r, w in zip(source_reasons, weights, strict=True):
+                part = share * w / total if total > 0 else share / len(weights)
+                if isinstance(r, Reason):
+                    reasons.append(replace(r, contribution=max(0.0, part)))
+                else:
+                    reasons.append(Reason(r[1], max(0.0, part)))
         reasons.sort(key=_reason_order)
         ordered = sorted(parts.items(), key=lambda sv: (-sv[1], PERSONAL_SOURCES.index(sv[0])))
         return RecommendedItem(
@@ -402,33 +419,63 @@ def recommend(
             )
             yield RecommendedItem(item_id, score, Source.POPULAR, (), ((Source.POPULAR, score),))
 
+    if params.explore_slots and not explore and not cold_start:
+        # The user's own long tail: personal candidates outside the popular head (new items
+        # have no events, so they are always here), best first. One slot shows the user
+        # something the head would crowd out, and gives the item its first exposure.
+        head = {item for item, _ in popular.items}
+        explore = heapq.nsmallest(
+            params.top_n, (i for i in contributions if i not in head), key=sort_key
+        )
     slots = min(params.explore_slots, params.top_n - 1) if explore else 0
     chosen = diversify(ranked(), excluded, params.top_n - slots, params.category_cap, categories)
     if slots:
-        chosen += exploration(explore, excluded | {r.item_id for r in chosen}, slots)
+        chosen += exploration(
+            explore,
+            excluded | {r.item_id for r in chosen},
+            slots,
+            lambda item: personal(item) if item in contributions else None,
+        )
     if len(chosen) < params.top_n:  # nothing to explore: fill from the ranking
         more = diversify(ranked(), excluded, params.top_n, params.category_cap, categories)
         taken = {r.item_id for r in chosen}
         chosen += [r for r in more if r.item_id not in taken][: params.top_n - len(chosen)]
-    shown = tuple(features[r.item_id] for r in chosen if r.item_id in features)
-    return Recommendations(view.user_id, tuple(chosen), cold_start, shown)
+    # The ranker learns from the user's next event: the best candidates' features, so the item
+    # the user goes on to act on can be compared with the ones shown instead.
+    remembered = heapq.nsmallest(
+        RANKER_MEMORY, features, key=lambda i: (-sum(contributions[i].values()), i)
+    )
+    return Recommendations(
+        view.user_id, tuple(chosen), cold_start, tuple(features[i] for i in remembered)
+    )
 
 
 def exploration(
-    pool: Sequence[str], excluded: AbstractSet[str], slots: int
+    pool: Sequence[str],
+    excluded: AbstractSet[str],
+    slots: int,
+    explain: Callable[[str], RecommendedItem | None] = lambda _: None,
 ) -> list[RecommendedItem]:
-    """The first ``slots`` items of the exploration pool the user may see.
+    """The first ``slots`` items of the exploration pool the user may see, as
+    :data:`Source.EXPLORE`, keeping the reasons ``explain`` gives for an item (a personal
+    candidate's), if any.
 
     >>> [r.item_id for r in exploration(["new1", "seen", "new2"], {"seen"}, 1)]
     ['new1']
     """
     chosen: list[RecommendedItem] = []
+    taken = set(excluded)
     for item_id in pool:
         if len(chosen) >= slots:
             break
-        if item_id not in excluded:
+        if item_id in taken:
+            continue
+        taken.add(item_id)
+        known = explain(item_id)
+        if known is None:
             chosen.append(
                 RecommendedItem(item_id, 0.0, Source.EXPLORE, (), ((Source.EXPLORE, 0.0),))
             )
-            excluded = excluded | {item_id}
+        else:
+            chosen.append(replace(known, source=Source.EXPLORE))
     return chosen

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -46,12 +46,21 @@ def parse_catalog(record: InboundRecord) -> CatalogRecord | str | tuple[str, str
         return ("bad_field", str(exc))
 
 
+class CatalogSink(Protocol):
+    """Anything else built from the catalog (the content source's item vectors)."""
+
+    async def put_items(self, records: Sequence[CatalogRecord]) -> None: ...
+
+    async def delete_items(self, item_ids: Sequence[str]) -> None: ...
+
+
 @dataclass
 class CatalogIngester:
     settings: Settings
     store: Store
     publisher: Publisher
     metrics: WorkerMetrics
+    content: CatalogSink | None = None
 
     async def process(self, records: Sequence[InboundRecord]) -> int:
         items: dict[str, CatalogRecord] = {}
@@ -77,6 +86,10 @@ class CatalogIngester:
                 )
         await self.store.put_items(list(items.values()))
         await self.store.delete_items(deletions)
+        if self.content is not None:
+            # After the store: a new item is known to trending before content links it.
+            await self.content.put_items(list(items.values()))
+            await self.content.delete_items(deletions)
         await asyncio.gather(*pending)
         self.metrics.catalog_items.inc(len(items))
         return len(items)

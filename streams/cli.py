@@ -72,6 +72,7 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
         folds=args.cv,
         negatives=args.negatives,
         seed=args.seed,
+        models=[name.strip() for name in args.models.split(",") if name.strip()],
     )
 
 
@@ -132,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frozen", action="store_true", help="--split temporal: no learning in test")
     p.add_argument("--negatives", type=int, default=20, help="sampled per request for the AUC")
     p.add_argument("--seed", type=int, default=0, help="seed of the negative sampling")
+    p.add_argument(
+        "--models",
+        default="hybrid",
+        help="comma-separated: hybrid (all sources, fixed blend), hybrid+ranker (learned "
+        "ranker), itemcf (item-CF and social only); the first is reported, the rest compared",
+    )
     p.set_defaults(handler=_eval)
     return parser
 

@@ -29,6 +29,10 @@ class ConfigError(SystemExit):
     """Raised (and exits the process) when the configuration cannot work."""
 
 
+#: Recommendation sources the worker can run beside item-CF and social (streams/sources).
+SOURCE_NAMES: tuple[str, ...] = ("mf", "content", "user_cf", "fbt")
+
+
 class Settings(BaseSettings):
     """All configuration, read once from ``SOCIALREC_*`` environment variables."""
 
@@ -75,9 +79,15 @@ class Settings(BaseSettings):
     exclude_items: Annotated[frozenset[str], NoDecode] = frozenset()
     exclude_seen: bool = True
     category_cap: int = Field(default=3, ge=0, le=200, description="0 turns the cap off")
+    explore_slots: int = Field(
+        default=1, ge=0, le=5, description="list positions for long-tail or new items"
+    )
+    sources: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=SOURCE_NAMES, description="recommendation sources beside item-CF and social"
+    )
     seen_window_s: float = Field(default=30 * 86400.0, gt=0)
     seen_cap: int = Field(default=500, ge=1)
-    model_version: str = "itemcf-1"
+    model_version: str = "hybrid-1"
 
     # --- trending ----------------------------------------------------------------------------
     trending_window_s: float = Field(default=60.0, gt=0, le=3600)
@@ -109,6 +119,22 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown event types {unknown}; known: {sorted(known)}")
         return {t: float(value.get(t, DEFAULT_WEIGHTS[EventType(t)])) for t in sorted(known)}
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _parse_sources(cls, value: object) -> object:
+        """``mf,content`` from the environment; empty turns them all off."""
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
+
+    @field_validator("sources")
+    @classmethod
+    def _known_sources(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(SOURCE_NAMES))
+        if unknown:
+            raise ValueError(f"unknown sources {unknown}; known: {list(SOURCE_NAMES)}")
+        return tuple(dict.fromkeys(value))
 
     @field_validator("exclude_items", mode="before")
     @classmethod

@@ -35,13 +35,14 @@ import csv
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
 import orjson
 
+from models.content import parse_record
 from models.evaluation import (
     EvalParams,
     ItemCFRecommender,
@@ -292,6 +293,34 @@ def read_catalog(stream: IO[str]) -> Catalog:
     return Catalog(items, count, bad)
 
 
+def content_records(
+    items: Mapping[str, Mapping[str, str]],
+) -> tuple[dict[str, dict[str, object]], int]:
+    """Catalogue rows as content records (price a number, ``tags`` split on ``|``), and how
+    many rows the content model cannot use (they are left out of content, nothing else).
+
+    >>> content_records({"a": {"category": "phones", "price": "9.5", "tags": "5g|dual-sim"},
+    ...                  "b": {"category": "x", "price": "cheap"}})
+    ({'a': {'category': 'phones', 'price': 9.5, 'tags': ['5g', 'dual-sim'], 'item_id': 'a'}}, 1)
+    """
+    records: dict[str, dict[str, object]] = {}
+    rejected = 0
+    for item_id, row in items.items():
+        record: dict[str, object] = {k: v for k, v in row.items() if v.strip()}
+        try:
+            if "price" in record:
+                record["price"] = float(str(record["price"]))
+            if "tags" in record:
+                record["tags"] = [t for t in str(record["tags"]).split("|") if t]
+            record["item_id"] = item_id
+            parse_record(record)
+        except ValueError:
+            rejected += 1
+            continue
+        records[item_id] = record
+    return records, rejected
+
+
 def _open(path: Path) -> IO[str]:
     try:
         # Undecodable bytes become U+FFFD, so one bad row is reported instead of ending the run.
@@ -306,11 +335,29 @@ def _open(path: Path) -> IO[str]:
 # ------------------------------------------------------------------------------------------------
 
 
-def build_models(settings: Settings) -> list[Recommender]:
-    """The worker's model, configured exactly as the worker, then the popularity baseline."""
+#: Models ``--models`` can name. The first named is the one reported; popularity is always
+#: the baseline; any others are reported beside it under ``compared``.
+MODEL_NAMES: Final = ("hybrid", "hybrid+ranker", "itemcf")
+
+
+def build_models(
+    settings: Settings,
+    names: Sequence[str] = ("hybrid",),
+    catalog: Mapping[str, Mapping[str, object]] | None = None,
+) -> list[Recommender]:
+    """The worker's models, configured exactly as the worker, then the popularity baseline.
+
+    ``hybrid`` is every source behind the fixed blend; ``hybrid+ranker`` the same sources
+    behind the online learned ranker; ``itemcf`` item-CF and social proof alone. Content
+    needs ``catalog`` (item features); without one the hybrids run without it.
+    """
+    from models.hybrid import build_hybrid
     from streams.store import ReadParams
     from streams.worker import state_params
 
+    unknown = [n for n in names if n not in MODEL_NAMES]
+    if unknown or not names:
+        raise InputError(f"--models takes a comma-separated list of {', '.join(MODEL_NAMES)}")
     state = state_params(settings)
     read = ReadParams()
     recommend_params = RecommendParams(
@@ -319,16 +366,23 @@ def build_models(settings: Settings) -> list[Recommender]:
         exclude_seen=True,  # the protocol: never recommend what the user already touched
         half_life_s=settings.popularity_half_life_s,
     )
-    return [
-        ItemCFRecommender(
-            state,
-            recommend_params,
-            recent_items=read.recent_items,
-            neighbours=read.neighbours,
-            popular_items=read.popular,
-        ),
-        PopularityRecommender(state.weights, half_life_s=settings.popularity_half_life_s),
-    ]
+
+    def make(name: str) -> Recommender:
+        if name == "itemcf":
+            return ItemCFRecommender(
+                state,
+                recommend_params,
+                recent_items=read.recent_items,
+                neighbours=read.neighbours,
+                popular_items=read.popular,
+            )
+        return build_hybrid(
+            state, recommend_params, catalog=catalog, learned_ranker=name == "hybrid+ranker"
+        )
+
+    models = [make(n) for n in names]
+    baseline = PopularityRecommender(state.weights, half_life_s=settings.popularity_half_life_s)
+    return [models[0], baseline, *models[1:]]
 
 
 @dataclass
@@ -456,6 +510,15 @@ def _summary(report: ReplayReport, k: int, folds: int | None) -> dict[str, Any]:
     summary["cold_targets"] = report.cold_targets
     summary["cold_share"] = report.cold_targets / report.evaluated if report.evaluated else 0.0
     summary["catalog_size"] = report.catalog_size
+    if len(names) > 2:
+        summary["compared"] = {
+            name: (
+                _fold_dict([g.models[name] for g in groups], k)
+                if groups
+                else report.models[name].as_dict(k)
+            )
+            for name in names[2:]
+        }
     if baseline is not None:
         summary["baseline"] = (
             _fold_dict([g.models[baseline] for g in groups], k)
@@ -652,6 +715,7 @@ def run_eval(
     folds: int | None = None,
     negatives: int = 20,
     seed: int = 0,
+    models: Sequence[str] = ("hybrid",),
     out: IO[str] | None = None,
 ) -> int:
     """The ``socialrec eval`` command. 0 on success, 2 when the input cannot be used."""
@@ -661,6 +725,11 @@ def run_eval(
     err = Console(stderr=True)
     if folds is not None and folds < 2:
         err.print("socialrec eval: --cv needs at least 2 folds")
+        return 2
+    if not models or any(name not in MODEL_NAMES for name in models):
+        err.print(
+            f"socialrec eval: --models takes a comma-separated list of {', '.join(MODEL_NAMES)}"
+        )
         return 2
     if not 0.0 < train_fraction < 1.0:
         err.print("socialrec eval: --train-fraction must be between 0 and 1")
@@ -689,6 +758,9 @@ def run_eval(
         err.print("socialrec eval: no valid events to replay")
         return 2
 
+    records, unusable = content_records(catalog.items) if catalog is not None else ({}, 0)
+    if unusable:
+        err.print(f"socialrec eval: {unusable:,} catalog rows unusable for content (bad price?)")
     params = EvalParams(k=EVAL_K, negatives=negatives, seed=seed)
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -703,7 +775,7 @@ def run_eval(
         task = progress.add_task("replay", total=len(loaded.events))
         outcome = evaluate(
             loaded.events,
-            lambda: build_models(settings),
+            lambda: build_models(settings, models, records),
             params=params,
             split=split,
             train_fraction=train_fraction,

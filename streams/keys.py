@@ -73,6 +73,27 @@ GLOBAL_FIELDS: Final = (
     "content_changes",  # stream of item ids whose content vector changed (workers follow it)
 )
 
+#: Every field the recommendation sources own (streams/sources): each source's own contract
+#: tests compare them with its pure model, so the core state's snapshot leaves them out.
+SOURCE_FIELDS: Final = frozenset(
+    {
+        "mf",
+        "mf_contrib",
+        "content_profile",
+        "ucf_items",
+        "fbt_baskets",
+        "ucf_users",
+        "fbt_pairs",
+        "content_sim",
+        "mf_items",
+        "mf_sampler",
+        "fbt_items",
+        "fbt_total",
+        "content_items",
+        "content_changes",
+    }
+)
+
 Scope = Literal["user", "item", "global", "trending"]
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from models.events import EventType, RejectReason
+from models.recommend import Source
 
 #: Dead-letter reasons beyond validation: the state update or the worker itself failed.
 PROCESSING_REASONS = ("processing_error", "worker_error")
@@ -15,6 +16,8 @@ PROCESSING_REASONS = ("processing_error", "worker_error")
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
+#: What the pipeline asks of a recommendation source (streams/sources).
+SOURCE_CALLS = ("learn", "candidates", "erase")
 BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 REDIS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -100,7 +103,32 @@ class WorkerMetrics:
             "Catalog records stored.",
             registry=r,
         )
+        self.source_errors = Counter(
+            "socialrec_source_errors_total",
+            "Failed calls to a recommendation source (the list is published without it).",
+            ["source", "call"],
+            registry=r,
+        )
+        self.source_seconds = Histogram(
+            "socialrec_source_seconds",
+            "Time of one source call for a whole batch (learn, candidates, erase).",
+            ["source", "call"],
+            buckets=REDIS_BUCKETS,
+            registry=r,
+        )
+        self.items_by_source = Counter(
+            "socialrec_recommended_items_total",
+            "Items published in recommendation lists, by the source that ranked them.",
+            ["source"],
+            registry=r,
+        )
         # Every label value exists from the start, so dashboards and alerts see zeros, not gaps.
+        for source in (Source.MF, Source.CONTENT, Source.USER_CF, Source.FBT):
+            for call in SOURCE_CALLS:
+                self.source_errors.labels(source.value, call)
+                self.source_seconds.labels(source.value, call)
+        for source in Source:
+            self.items_by_source.labels(source.value)
         for event_type in EventType:
             self.events_consumed.labels(event_type.value)
         for reason in [*(r.value for r in RejectReason), *PROCESSING_REASONS]:

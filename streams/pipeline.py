@@ -18,10 +18,19 @@ import orjson
 import redis.exceptions
 
 from models.events import Event, EventType, Rejection, RejectReason, parse_event
-from models.recommend import Reason, Recommendations, RecommendParams, recommend
+from models.recommend import (
+    Candidate,
+    Reason,
+    Recommendations,
+    RecommendParams,
+    Source,
+    excluded_items,
+    recommend,
+)
 from models.state import Outcome
 from streams.config import Settings
 from streams.metrics import PROCESSING_REASONS, WorkerMetrics
+from streams.sources import SourceSet
 from streams.store import BatchResult, Store
 
 log = logging.getLogger(__name__)
@@ -80,12 +89,14 @@ def dead_letter_headers(record: InboundRecord, reason: str, detail: str) -> list
 
 
 def _reason_json(reason: Reason) -> dict[str, object]:
-    """Only the fields that apply: an item of the user's, or a person and their action."""
+    """Only the fields that apply: an item of the user's, a person and their action, or what
+    kind of match it is (``taste_match``, ``profile_match``, ``similar_shoppers``)."""
     body: dict[str, object] = {}
     if reason.item_id is not None:
         body["item_id"] = reason.item_id
     if reason.user_id is not None:
         body["user_id"] = reason.user_id
+    if reason.action is not None:
         body["action"] = reason.action
     body["contribution"] = round(reason.contribution, 6)
     return body
@@ -133,6 +144,8 @@ class BatchProcessor:
     #: The latest global trending list (item, count), refreshed by the trending publisher:
     #: the fallback between personal candidates and long-run popularity.
     trending: list[tuple[str, float]] = field(default_factory=list)
+    #: Recommendation sources beside the core state (MF, content, user-CF, FBT).
+    sources: SourceSet | None = None
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -142,6 +155,7 @@ class BatchProcessor:
             exclude_seen=s.exclude_seen,
             half_life_s=s.popularity_half_life_s,
             category_cap=s.category_cap,
+            explore_slots=s.explore_slots,
         )
         self._recs_topic = s.topic("recommendations")
         self._dlq_topic = s.topic("events.dlq")
@@ -171,11 +185,13 @@ class BatchProcessor:
 
         latest_trigger: dict[str, tuple[str, InboundRecord]] = {}
         published_events: list[InboundRecord] = []
+        fresh: list[Event] = []
         for (event, record), outcome in zip(applied, result.outcomes, strict=True):
             if outcome is Outcome.DUPLICATE:
                 summary.duplicates += 1
                 continue
             summary.applied += 1
+            fresh.append(event)
             if event.type not in (EventType.FOLLOW, EventType.UNFOLLOW):
                 latest_trigger[event.user_id] = (event.event_id, record)
                 published_events.append(record)
@@ -184,6 +200,9 @@ class BatchProcessor:
                 # partition: re-key the share to them through the internal topic.
                 pending.append(await self._forward_share(event))
         self.metrics.events_duplicate.inc(summary.duplicates)
+        if self.sources is not None:
+            # Only fresh events: a redelivered batch must not teach the sources twice.
+            await self.sources.learn(fresh)
 
         summary.published = await self._publish_lists(result, latest_trigger, now, pending)
         delivered = self.clock()
@@ -201,7 +220,11 @@ class BatchProcessor:
     ) -> int:
         """Rank and publish each read user's list, then wait for it and everything pending."""
         cache: dict[str, bytes] = {}
-        categories = await self._categories(result)
+        extra: dict[str, dict[Source, list[Candidate]]] = {}
+        if self.sources is not None and result.views:
+            exclude = {u: excluded_items(v, self._params) for u, v in result.views.items()}
+            extra = await self.sources.candidates(exclude, now)
+        categories = await self._categories(result, extra)
         for user_id, view in result.views.items():
             recs = recommend(
                 view,
@@ -210,7 +233,10 @@ class BatchProcessor:
                 now=now,
                 trending=self.trending,
                 categories=categories,
+                extra=extra.get(user_id),
             )
+            for item in recs.items:
+                self.metrics.items_by_source.labels(item.source.value).inc()
             event_id, record = triggers[user_id]
             body = recommendations_json(recs, record, event_id, self.settings.model_version)
             cache[user_id] = body
@@ -219,11 +245,16 @@ class BatchProcessor:
         await asyncio.gather(*pending, self.store.cache_recommendations(cache))
         return len(cache)
 
-    async def _categories(self, result: BatchResult) -> dict[str, str] | None:
+    async def _categories(
+        self, result: BatchResult, extra: Mapping[str, Mapping[Source, list[Candidate]]]
+    ) -> dict[str, str] | None:
         """Categories of every item the ranking may consider (only with a category cap)."""
         if not self._params.category_cap or not result.views:
             return None
         items = {item for item, _ in self.trending} | {item for item, _ in result.popular.items}
+        for by_source in extra.values():
+            for candidates in by_source.values():
+                items.update(c.item_id for c in candidates)
         for view in result.views.values():
             for neighbours in view.neighbours.values():
                 items.update(item for item, _ in neighbours)
@@ -241,6 +272,17 @@ class BatchProcessor:
         )
         key = (event.target_user_id or "").encode()
         return await self.publisher.send(self.settings.topic("shares"), key, body, [])
+
+    async def refresh_users(
+        self, user_ids: Sequence[str], trigger: InboundRecord, trigger_id: str
+    ) -> int:
+        """Re-publish these users' lists now (say, without someone just erased), all with the
+        same trigger."""
+        if not user_ids:
+            return 0
+        result = await self.store.read_users(list(user_ids))
+        triggers = {user_id: (trigger_id, trigger) for user_id in result.views}
+        return await self._publish_lists(result, triggers, self.clock(), [])
 
     async def refresh_recipients(self, records: Sequence[InboundRecord]) -> int:
         """Publish fresh lists for the recipients of re-keyed shares (``shares`` topic)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from models.events import MAX_ID_LENGTH
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.pipeline import InboundRecord, Publisher, dead_letter_headers
+from streams.sources import SourceSet
 from streams.store import Store
 
 
@@ -62,6 +63,11 @@ class ErasureProcessor:
     store: Store
     publisher: Publisher
     metrics: WorkerMetrics
+    sources: SourceSet | None = None
+    #: Re-publishes lists (BatchProcessor.refresh_users): followers' and share recipients'
+    #: lists may name the erased user as social proof, in the cache and on the compacted
+    #: recommendations topic, until they are replaced.
+    refresh: Callable[[Sequence[str], InboundRecord, str], Awaitable[int]] | None = None
 
     async def process(self, records: Sequence[InboundRecord]) -> int:
         """Honour every valid request in the batch; returns how many users were erased."""
@@ -80,7 +86,13 @@ class ErasureProcessor:
             else:
                 requests.append((parsed, record))
 
-        reports = await self.store.erase_users([r.user_id for r, _ in requests])
+        user_ids = [r.user_id for r, _ in requests]
+        audience = await self.store.audience(user_ids) - set(user_ids)
+        reports = await self.store.erase_users(user_ids)
+        # Then every source (MF rows and their pushes on item rows, content profile, user-CF
+        # row and index entries, FBT baskets and their counts). Errors propagate: the worker
+        # retries the whole batch, and every step is idempotent.
+        from_sources = await self.sources.erase(user_ids) if self.sources else [0] * len(user_ids)
         for (request, _), _report in zip(requests, reports, strict=True):
             pending.append(
                 await self.publisher.send(
@@ -88,10 +100,15 @@ class ErasureProcessor:
                 )
             )
         await asyncio.gather(*pending)  # state gone and tombstones delivered before receipts
+        if self.refresh is not None and audience and requests:
+            last_request, last_record = requests[-1]
+            await self.refresh(sorted(audience), last_record, last_request.request_id)
 
         receipts: list[Awaitable[Any]] = []
         completed = time.time()
-        for (request, record), report in zip(requests, reports, strict=True):
+        for (request, record), report, source_entries in zip(
+            requests, reports, from_sources, strict=True
+        ):
             duration = max(0.0, completed - record.timestamp)
             body = {
                 "request_id": request.request_id,
@@ -100,6 +117,7 @@ class ErasureProcessor:
                     "history_items": report.history_items,
                     "logged_events": report.logged_events,
                     "follow_edges": report.follow_edges,
+                    "source_entries": source_entries,
                 },
                 "requested_at": record.timestamp,
                 "completed_at": completed,

@@ -32,7 +32,7 @@ from models.state import (
     UserView,
 )
 from models.trending import Tally, TrendingList, TrendingWindows, scopes_for, summarise_buckets
-from streams.keys import Keys
+from streams.keys import SOURCE_FIELDS, Keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +102,11 @@ class Store(Protocol):
 
     async def erase_users(self, user_ids: Sequence[str]) -> list[ErasureReport]:
         """Remove each user from every derived state, atomically per call."""
+        ...
+
+    async def audience(self, user_ids: Sequence[str]) -> set[str]:
+        """Users whose lists can name these users as social proof: their followers and the
+        people they shared with (erasure re-publishes those lists without them)."""
         ...
 
 
@@ -195,6 +200,14 @@ class MemoryStore:
 
     async def cache_recommendations(self, lists: Mapping[str, bytes]) -> None:
         self.recommendations.update(lists)
+
+    async def audience(self, user_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for user_id in user_ids:
+            user = self.state.users.get(user_id)
+            if user is not None:
+                found |= user.followers | user.outbox
+        return found
 
     async def erase_users(self, user_ids: Sequence[str]) -> list[ErasureReport]:
         reports = []
@@ -304,6 +317,14 @@ class RedisStore:
                 repr(e.ts if arrivals is None else float(arrivals[n])),
             ]
         return self._decode(await self._script(keys=[], args=args))
+
+    async def audience(self, user_ids: Sequence[str]) -> set[str]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.smembers(self.keys.user(user_id, "followers"))
+                pipe.smembers(self.keys.user(user_id, "outbox"))
+            replies = await pipe.execute()
+        return {_text(member) for members in replies for member in members}
 
     async def read_users(self, user_ids: Sequence[str]) -> BatchResult:
         args = [*self._args("read", len(user_ids)), *user_ids]
@@ -484,8 +505,11 @@ class RedisStore:
         return "" if value is None else _text(value)
 
 
-#: Keys outside MemoryState's snapshot: catalog metadata, trending windows and their erasure log.
-NOT_IN_SNAPSHOT = frozenset({"meta", "trend_log", "trending_changed", "recommendations"})
+#: Keys outside MemoryState's snapshot: catalog metadata, trending windows and their erasure log,
+#: and the recommendation sources' state.
+NOT_IN_SNAPSHOT = frozenset(
+    {"meta", "trend_log", "trending_changed", "recommendations", *SOURCE_FIELDS}
+)
 
 _USER_DEFAULTS: Mapping[str, type] = {
     "history": dict,

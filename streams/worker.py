@@ -28,6 +28,7 @@ from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.pipeline import WORKER_ERROR, BatchProcessor, InboundRecord
 from streams.privacy import ErasureProcessor
+from streams.sources.factory import build_sources
 from streams.store import RedisStore, TrendingParams
 from streams.trending import TrendingPublisher
 
@@ -129,7 +130,8 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         state_params(settings),
         trending=TrendingParams(settings.trending_window_s, settings.trending_bucket_s),
     )
-    processor = BatchProcessor(settings, store, FaustPublisher(app), metrics)
+    sources, content = build_sources(redis_client, settings, store.params, metrics)
+    processor = BatchProcessor(settings, store, FaustPublisher(app), metrics, sources=sources)
     within = settings.batch_within_ms / 1000.0
 
     @app.agent(events_topic, concurrency=1)
@@ -149,7 +151,9 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     privacy_topic = app.topic(
         settings.topic("privacy.requests"), key_type=bytes, value_type=bytes, value_serializer="raw"
     )
-    erasures = ErasureProcessor(settings, store, FaustPublisher(app), metrics)
+    erasures = ErasureProcessor(
+        settings, store, FaustPublisher(app), metrics, sources, processor.refresh_users
+    )
 
     @app.agent(privacy_topic, concurrency=1)
     async def process_erasures(stream: Any) -> None:
@@ -172,7 +176,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     catalog_topic = app.topic(
         settings.topic("catalog"), key_type=bytes, value_type=bytes, value_serializer="raw"
     )
-    catalog = CatalogIngester(settings, store, FaustPublisher(app), metrics)
+    catalog = CatalogIngester(settings, store, FaustPublisher(app), metrics, content)
 
     @app.agent(catalog_topic, concurrency=1)
     async def ingest_catalog(stream: Any) -> None:

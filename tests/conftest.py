@@ -6,7 +6,8 @@ get the ``integration`` marker automatically) talk to the real Kafka broker and 
 skipped on a laptop but fails under ``CI=true``: CI must never go green by skipping.
 
 Isolation: the ``settings`` fixture gives each test its own topic prefix (topics applied from
-topics.yaml, deleted afterwards) and Redis database 15 (``SOCIALREC_TEST_REDIS_DB``), flushed before the test.
+topics.yaml, deleted afterwards) and Redis database 15 (``SOCIALREC_TEST_REDIS_DB``), flushed
+before the test.
 """
 
 from __future__ import annotations

@@ -13,11 +13,19 @@ steps on a shared row, as in Hogwild!).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Protocol
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from models.events import Event
 from models.recommend import Candidate, Source
+from streams.metrics import WorkerMetrics
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class SourceModel(Protocol):
@@ -44,3 +52,78 @@ class SourceModel(Protocol):
         """Remove the users from this source's state (their rows and their contributions to
         shared tables); returns how many stored entries were removed."""
         ...
+
+
+#: Candidates each source proposes per user and request (the assembly ranks their union);
+#: the same number models.hybrid uses offline.
+CANDIDATES_PER_SOURCE = 50
+
+
+@dataclass
+class SourceSet:
+    """The worker's sources, called together, each call timed and isolated.
+
+    A source failing to learn or to propose (say, a Redis timeout) costs that source for this
+    batch only: the error is logged (without ids) and counted, and the lists are published
+    from the other sources. Only erasure lets an error through, because the erasure must be
+    retried until every source has forgotten the user.
+    """
+
+    models: Sequence[SourceModel]
+    metrics: WorkerMetrics
+    k: int = CANDIDATES_PER_SOURCE
+
+    async def learn(self, events: Sequence[Event]) -> None:
+        if events and self.models:
+            await asyncio.gather(*(self._call(m, "learn", m.learn(events)) for m in self.models))
+
+    async def candidates(
+        self, exclude: Mapping[str, frozenset[str]], now: float
+    ) -> dict[str, dict[Source, list[Candidate]]]:
+        """Per user in ``exclude``: each source's candidates (sources with none left out)."""
+        users = list(exclude)
+        if not users or not self.models:
+            return {}
+        answers = await asyncio.gather(
+            *(
+                self._call(m, "candidates", m.candidates(users, exclude, self.k, now))
+                for m in self.models
+            )
+        )
+        per_user: dict[str, dict[Source, list[Candidate]]] = {u: {} for u in users}
+        for model, answer in zip(self.models, answers, strict=True):
+            for user, found in (answer or {}).items():
+                if found and user in per_user:
+                    per_user[user][model.source] = found
+        return per_user
+
+    async def erase(self, user_ids: Sequence[str]) -> list[int]:
+        """Erase each user from every source; per user, how many stored entries went.
+
+        One user at a time, so a receipt can say what was removed for its user (erasures
+        are rare; a batch of them costs a few round trips per user).
+        """
+        removed = [0] * len(user_ids)
+        for model in self.models:
+            started = time.perf_counter()
+            for n, user_id in enumerate(user_ids):
+                removed[n] += await model.erase([user_id])
+            self.metrics.source_seconds.labels(model.source.value, "erase").observe(
+                time.perf_counter() - started
+            )
+        return removed
+
+    async def _call(self, model: SourceModel, call: str, work: Awaitable[T]) -> T | None:
+        started = time.perf_counter()
+        try:
+            return await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.metrics.source_errors.labels(model.source.value, call).inc()
+            log.warning("source %s failed to %s (%s)", model.source.value, call, type(exc).__name__)
+            return None
+        finally:
+            self.metrics.source_seconds.labels(model.source.value, call).observe(
+                time.perf_counter() - started
+            )

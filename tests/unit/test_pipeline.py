@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -10,10 +10,12 @@ import pytest
 import redis.exceptions
 
 from models.events import Event
+from models.recommend import Candidate, Reason, Source
 from models.state import StateParams
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.pipeline import BatchProcessor, InboundRecord
+from streams.sources import SourceSet
 from streams.store import BatchResult, MemoryStore
 from tests.unit.fakes import RecordingPublisher
 
@@ -183,3 +185,61 @@ async def test_the_latest_global_trending_list_is_the_first_fallback() -> None:
     body = orjson.loads(publisher.on("recommendations")[0].value or b"")
     sources = [(i["item_id"], i["source"]) for i in body["items"]]
     assert sources[0] == ("flash-sale", "trending")
+
+
+class _StubSource:
+    """A source that proposes one fixed item per user and records what it learnt; the real
+    sources run against Redis in tests/integration/test_source_*.py."""
+
+    def __init__(self, source: Source, item: str, *, fail: bool = False) -> None:
+        self._source, self.item, self.fail = source, item, fail
+        self.learnt: list[str] = []
+
+    @property
+    def source(self) -> Source:
+        return self._source
+
+    async def learn(self, events: Sequence[Event]) -> None:
+        if self.fail:
+            raise ConnectionError("source down")
+        self.learnt += [e.event_id for e in events]
+
+    async def candidates(
+        self, user_ids: Sequence[str], exclude: Mapping[str, frozenset[str]], k: int, now: float
+    ) -> dict[str, list[Candidate]]:
+        if self.fail:
+            raise ConnectionError("source down")
+        reason = Reason(None, 0.9, action="taste_match")
+        return {u: [Candidate(self.item, 0.9, (reason,))] for u in user_ids}
+
+    async def erase(self, user_ids: Sequence[str]) -> int:
+        return 0
+
+
+async def test_sources_learn_fresh_events_only_and_their_candidates_are_published() -> None:
+    processor, publisher, metrics = _processor()
+    mf = _StubSource(Source.MF, "tripod")
+    processor.sources = SourceSet([mf], metrics)
+    batch = [_record(_event(1, "ann", "phone"), 0), _record(_event(2, "ann", "case"), 1)]
+    await processor.process(batch)
+    await processor.process(batch)  # redelivered: the source must not learn it twice
+    assert mf.learnt == ["e1", "e2"]
+    body = orjson.loads(publisher.on("recommendations")[0].value or b"")
+    tripod = next(i for i in body["items"] if i["item_id"] == "tripod")
+    assert tripod["sources"]["mf"] > 0
+    assert tripod["reasons"][0]["action"] == "taste_match"
+
+
+async def test_a_failing_source_is_counted_and_the_list_is_still_published() -> None:
+    processor, publisher, metrics = _processor()
+    processor.sources = SourceSet(
+        [_StubSource(Source.MF, "tripod", fail=True), _StubSource(Source.FBT, "cable")], metrics
+    )
+    await processor.process([_record(_event(1, "ann", "phone"), 0)])
+    items = [
+        i["item_id"] for i in orjson.loads(publisher.on("recommendations")[0].value or b"")["items"]
+    ]
+    assert "cable" in items
+    assert "tripod" not in items
+    assert _metric(metrics, "socialrec_source_errors_total", source="mf", call="learn") == 1
+    assert _metric(metrics, "socialrec_source_errors_total", source="mf", call="candidates") == 1

@@ -8,7 +8,7 @@ from models.events import Event, EventType
 from models.state import StateParams
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
-from streams.pipeline import InboundRecord
+from streams.pipeline import BatchProcessor, InboundRecord
 from streams.privacy import ErasureProcessor
 from streams.store import MemoryStore
 from tests.unit.fakes import RecordingPublisher
@@ -48,6 +48,54 @@ async def test_erasure_removes_state_publishes_tombstone_then_receipt() -> None:
     receipt = orjson.loads(publisher.on("privacy.receipts")[0].value or b"")
     assert receipt["request_id"] == "r1"
     assert receipt["status"] == "erased"
-    assert receipt["removed"] == {"history_items": 2, "logged_events": 2, "follow_edges": 1}
+    assert receipt["removed"] == {
+        "history_items": 2,
+        "logged_events": 2,
+        "follow_edges": 1,
+        "source_entries": 0,  # no sources here; tests/e2e erases from all of them
+    }
     assert "ann" not in orjson.dumps(receipt).decode()
     assert publisher.on("events.dlq")[0].headers["socialrec.dlq.reason"] == b"unknown_type"
+
+
+async def test_lists_that_named_the_erased_user_are_republished_without_them() -> None:
+    store = MemoryStore(StateParams())
+    publisher = RecordingPublisher()
+    metrics = WorkerMetrics()
+    settings = Settings()
+    lists = BatchProcessor(settings, store, publisher, metrics, clock=lambda: 1e9 + 5)
+    events = [
+        Event("f1", EventType.FOLLOW, "bob", 1e9, target_user_id="ann"),
+        Event("p1", EventType.PURCHASE, "ann", 1e9 + 1, item_id="boots"),
+        Event("v1", EventType.VIEW, "bob", 1e9 + 2, item_id="hat"),
+    ]
+    await lists.process(
+        [InboundRecord(_event_json(e), b"k", "events", 0, n, 1e9 + 3) for n, e in enumerate(events)]
+    )
+    assert b"ann" in (
+        publisher.on("recommendations")[-1].value or b""
+    )  # bob's list: ann bought boots
+
+    erasures = ErasureProcessor(settings, store, publisher, metrics, refresh=lists.refresh_users)
+    await erasures.process([_request({"request_id": "r9", "type": "erase", "user_id": "ann"}, 0)])
+    bob = [r for r in publisher.on("recommendations") if r.key == b"bob"][-1]
+    assert b"ann" not in (bob.value or b"")
+    assert orjson.loads(bob.value or b"")["trigger"]["event_id"] == "r9"
+    assert b"ann" not in store.recommendations["bob"]
+    topics = [r.topic for r in publisher.sent]
+    assert topics.index("privacy.receipts") > len(topics) - 1 - topics[::-1].index(
+        "recommendations"
+    )
+
+
+def _event_json(event: Event) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": event.event_id,
+            "type": event.type.value,
+            "user_id": event.user_id,
+            "ts": event.ts,
+            **({"item_id": event.item_id} if event.item_id else {}),
+            **({"target_user_id": event.target_user_id} if event.target_user_id else {}),
+        }
+    )

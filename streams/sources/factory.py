@@ -1,0 +1,72 @@
+"""The worker's recommendation sources, configured from the settings.
+
+The sizes come from :mod:`models.hybrid`, the in-process twin ``socialrec eval`` replays, so
+the evaluated configuration is the one that runs.
+"""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from models.hybrid import (
+    CANDIDATES_PER_SOURCE,
+    MF_FACTORS,
+    MF_NEGATIVES,
+    MF_POOL,
+    USERCF_ITEMS_PER_USER,
+    USERCF_USERS_PER_ITEM,
+)
+from models.state import StateParams
+from streams.config import Settings
+from streams.keys import Keys
+from streams.metrics import WorkerMetrics
+from streams.sources import SourceModel, SourceSet
+from streams.sources.content import ContentParams, RedisContent
+from streams.sources.fbt import RedisFBT
+from streams.sources.mf import RedisMF
+from streams.sources.usercf import RedisUserCF
+
+
+def build_sources(
+    client: aioredis.Redis,
+    settings: Settings,
+    state: StateParams,
+    metrics: WorkerMetrics,
+    keys: Keys | None = None,
+) -> tuple[SourceSet, RedisContent | None]:
+    """The sources ``settings.sources`` names, and the content source (the catalog feeds it)
+    if it is one of them."""
+    keys = keys or Keys()
+    weights = dict(state.weights)
+    models: list[SourceModel] = []
+    content: RedisContent | None = None
+    for name in settings.sources:
+        if name == "mf":
+            models.append(
+                RedisMF(
+                    client,
+                    keys,
+                    factors=MF_FACTORS,
+                    negatives=MF_NEGATIVES,
+                    sampling="popularity",
+                    pool_size=MF_POOL,
+                    weights=weights,
+                )
+            )
+        elif name == "content":
+            content = RedisContent(client, keys, ContentParams(weights=weights))
+            models.append(content)
+        elif name == "user_cf":
+            models.append(
+                RedisUserCF(
+                    client,
+                    keys,
+                    weights=weights,
+                    affinity_cap=state.affinity_cap,
+                    items_per_user=USERCF_ITEMS_PER_USER,
+                    users_per_item=USERCF_USERS_PER_ITEM,
+                )
+            )
+        elif name == "fbt":
+            models.append(RedisFBT(client, keys))
+    return SourceSet(models, metrics, CANDIDATES_PER_SOURCE), content
