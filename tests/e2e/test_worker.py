@@ -191,7 +191,8 @@ async def _source_state(client: aioredis.Redis) -> dict[tuple[str, str], Any]:
         _, entity, field = keys.parse(key)
         if field not in SOURCE_FIELDS:
             continue
-        kind = (await client.type(key)).decode()
+        kind_raw = await client.type(key)
+        kind = kind_raw.decode() if isinstance(kind_raw, bytes) else str(kind_raw)
         if kind == "hash":
             state[(field, entity)] = await client.hgetall(key)
         elif kind == "zset":
