@@ -104,6 +104,7 @@ class HybridRecommender:
         usercf: UserCF | None = None,
         fbt: BasketTracker | None = None,
         ranker: OnlineRanker | None = None,
+        categories: Mapping[str, str] | None = None,
         name: str = "hybrid",
         recent_items: int = 20,
         neighbours: int = 20,
@@ -123,6 +124,7 @@ class HybridRecommender:
         self.usercf = usercf
         self.fbt = fbt
         self.ranker = ranker
+        self.categories = categories  # for the category cap, as the worker reads them
         self.name = name
         # Per user: the last list's remembered candidates (what the ranker learns from).
         self._shown: dict[str, tuple[CandidateFeatures, ...]] = {}
@@ -194,6 +196,7 @@ class HybridRecommender:
             now=now,
             extra=extra,
             ranker=self.ranker,
+            categories=self.categories,
         )
         if self.ranker is not None:
             self._shown[user_id] = recs.features
@@ -270,10 +273,13 @@ def build_hybrid(
 ) -> HybridRecommender:
     """The hybrid with every source configured as the worker configures it."""
     content = None
+    categories: dict[str, str] = {}
     if catalog:
         content = ContentModel()
         for item_id, record in catalog.items():
             content.add_item({**record, "item_id": item_id})  # already validated
+            if record.get("category"):
+                categories[item_id] = str(record["category"])
     return HybridRecommender(
         state_params,
         recommend_params,
@@ -292,5 +298,6 @@ def build_hybrid(
         ),
         fbt=BasketTracker(),
         ranker=OnlineRanker() if learned_ranker else None,
+        categories=categories or None,
         name="hybrid+ranker" if learned_ranker else "hybrid",
     )

@@ -365,6 +365,8 @@ def build_models(
         exclude_items=settings.exclude_items,
         exclude_seen=True,  # the protocol: never recommend what the user already touched
         half_life_s=settings.popularity_half_life_s,
+        category_cap=settings.category_cap,  # applied where the catalogue gives categories
+        explore_slots=settings.explore_slots,
     )
 
     def make(name: str) -> Recommender:
