@@ -37,6 +37,7 @@ from models.ranker import OnlineRanker
 from models.recommend import (
     Candidate,
     CandidateFeatures,
+    Pool,
     Reason,
     RecommendParams,
     Source,
@@ -130,7 +131,7 @@ class HybridRecommender:
         self._shown: dict[str, tuple[CandidateFeatures, ...]] = {}
         self._params_for_k: dict[int, RecommendParams] = {}
         # The last request's candidates, reused by candidate_scores for the same user and time.
-        self._last: tuple[str, float, UserView, dict[Source, list[Candidate]]] | None = None
+        self._last: tuple[str, float, UserView, dict[Source, Pool]] | None = None
 
     # ---- learning ----------------------------------------------------------------------------
     def learn(self, event: Event) -> None:
@@ -188,7 +189,8 @@ class HybridRecommender:
             params = self._params_for_k[k] = replace(self.params, top_n=k)
         view = self.base.view_for(user_id, exclude)
         extra = self._candidates(user_id, view, now)
-        self._last = (user_id, now, view, extra)
+        pools = candidate_pools(view, self.params, now, extra)
+        self._last = (user_id, now, view, pools)
         recs = recommend(
             view,
             self.base.popular_view(),
@@ -197,6 +199,7 @@ class HybridRecommender:
             extra=extra,
             ranker=self.ranker,
             categories=self.categories,
+            pools=pools,
         )
         if self.ranker is not None:
             self._shown[user_id] = recs.features
@@ -211,11 +214,10 @@ class HybridRecommender:
         """
         last = self._last
         if last is not None and last[0] == user_id and last[1] == now:
-            view, extra = last[2], last[3]
+            view, pools = last[2], last[3]
         else:
             view = self.base.view_for(user_id, frozenset())
-            extra = self._candidates(user_id, view, now)
-        pools = candidate_pools(view, self.params, now, extra)
+            pools = candidate_pools(view, self.params, now, self._candidates(user_id, view, now))
         maxima = {s: max(raw for raw, _ in pool.values()) for s, pool in pools.items()}
         features = candidate_features(pools, len(view.recent))
         wanted = list(item_ids)

@@ -65,9 +65,9 @@ PERSONAL_SOURCES: tuple[Source, ...] = (
 DEFAULT_SOURCE_WEIGHTS: dict[Source, float] = {
     Source.ITEM_CF: 1.0,
     Source.SOCIAL: 1.0,
-    Source.MF: 0.5,
-    Source.CONTENT: 0.5,
-    Source.USER_CF: 0.5,
+    Source.MF: 0.1,  # at 1.0 MF cost 37 % of HR@10; at 0.1 it still adds a little
+    Source.CONTENT: 0.25,
+    Source.USER_CF: 0.25,
     Source.FBT: 0.8,
 }
 
@@ -88,6 +88,7 @@ class RecommendParams:
     category_cap: int = 0  # at most this many items per category in a list (0: no cap)
     source_weights: tuple[tuple[Source, float], ...] = ()  # the blend (set in __post_init__)
     explore_slots: int = 0  # positions at the end of the list for new or long-tail items
+    pool_size: int = 50  # candidates each source proposes (item-CF's best are kept)
 
     def __post_init__(self) -> None:
         if not self.source_weights:
@@ -300,6 +301,12 @@ def candidate_pools(
     social: Pool = {}
     for candidate, social_parts in social_scores(view, params, now).items():
         social[candidate] = (sum(c for c, _ in social_parts), [r for _, r in social_parts])
+    limit = params.pool_size
+    if len(cf) > limit:
+        # Like every other source, item-CF proposes its best ``pool_size``: up to recent ×
+        # neighbours (400) weak tails would otherwise dominate the cost of every request.
+        keep = heapq.nlargest(limit, cf, key=lambda item: (cf[item][0], item))
+        cf = {item: cf[item] for item in keep}
     pools[Source.ITEM_CF], pools[Source.SOCIAL] = cf, social
     for source, candidates in extra.items():
         pool: Pool = pools.setdefault(source, {})
@@ -328,6 +335,7 @@ def recommend(
     extra: Mapping[Source, Sequence[Candidate]] | None = None,
     explore: Sequence[str] = (),
     ranker: Ranker | None = None,
+    pools: Mapping[Source, Pool] | None = None,
 ) -> Recommendations:
     """The user's top-N: every source's candidates fused, fallbacks to fill, never an excluded
     one, at most ``category_cap`` per category, and ``explore_slots`` for new or long-tail
@@ -338,14 +346,20 @@ def recommend(
     candidates, what is trending, their social proof, then long-run popularity.
 
     ``now`` converts stored popularity into a decayed count and ages social proof.
+    ``pools`` (from :func:`candidate_pools`) saves building them again when the caller has.
     """
     excluded = excluded_items(view, params)
-    pools = candidate_pools(view, params, now, extra or {})
+    if pools is None:
+        pools = candidate_pools(view, params, now, extra or {})
     features = candidate_features(pools, len(view.recent))
     for item in excluded & features.keys():
         del features[item]
     weights = dict(params.source_weights)
-    contributions = {item: blend(f, weights) for item, f in features.items()}
+    # The blend's total per candidate; the per-source split only for the chosen (personal()).
+    totals = {
+        item: sum(weights.get(s, 0.0) * v for s, v in f.normalised.items())
+        for item, f in features.items()
+    }
     cold_start = not view.recent  # no usable history: everything is a fallback
     if ranker is not None and features and not cold_start:
         ordered = list(features.values())
@@ -354,7 +368,7 @@ def recommend(
         learned = {}
 
     def sort_key(item: str) -> tuple[float, float, str]:
-        return (-learned.get(item, 0.0), -sum(contributions[item].values()), item)
+        return (-learned.get(item, 0.0), -totals[item], item)
 
     # With a category cap some of the best may be passed over: look a little deeper.
     depth = (params.top_n + params.explore_slots) * (4 if params.category_cap else 1)
@@ -369,22 +383,22 @@ def recommend(
         later = ()
     best = heapq.nsmallest(
         depth,
-        (i for i, c in contributions.items() if any(s in c for s in warm_sources)),
+        (i for i, f in features.items() if any(s in f.normalised for s in warm_sources)),
         key=sort_key,
     )
 
     def personal(candidate: str) -> RecommendedItem:
-        parts = contributions[candidate]
+        parts = blend(features[candidate], weights)
         score = learned.get(candidate, sum(parts.values()))
         reasons: list[Reason] = []
         for source, share in parts.items():
             _, source_reasons = pools[source][candidate]
             # A source's share of the score is split over its reasons by their own weights
             # (evenly if those are not positive, e.g. an MF logit below zero).
-            weights = [r.contribution if isinstance(r, Reason) else r[0] for r in source_reasons]
-            total = sum(w for w in weights if w > 0)
-            for r, w in zip(source_reasons, weights, strict=True):
-                part = share * w / total if total > 0 else share / len(weights)
+            own = [r.contribution if isinstance(r, Reason) else r[0] for r in source_reasons]
+            total = sum(w for w in own if w > 0)
+            for r, w in zip(source_reasons, own, strict=True):
+                part = share * w / total if total > 0 else share / len(own)
                 if isinstance(r, Reason):
                     reasons.append(replace(r, contribution=max(0.0, part)))
                 else:
@@ -409,7 +423,7 @@ def recommend(
         if later:
             for candidate in heapq.nsmallest(
                 depth,
-                (i for i, c in contributions.items() if any(s in c for s in later)),
+                (i for i, f in features.items() if any(s in f.normalised for s in later)),
                 key=sort_key,
             ):
                 yield personal(candidate)
@@ -425,7 +439,7 @@ def recommend(
         # something the head would crowd out, and gives the item its first exposure.
         head = {item for item, _ in popular.items}
         explore = heapq.nsmallest(
-            params.top_n, (i for i in contributions if i not in head), key=sort_key
+            params.top_n, (i for i in features if i not in head), key=sort_key
         )
     slots = min(params.explore_slots, params.top_n - 1) if explore else 0
     chosen = diversify(ranked(), excluded, params.top_n - slots, params.category_cap, categories)
@@ -434,7 +448,7 @@ def recommend(
             explore,
             excluded | {r.item_id for r in chosen},
             slots,
-            lambda item: personal(item) if item in contributions else None,
+            lambda item: personal(item) if item in features else None,
         )
     if len(chosen) < params.top_n:  # nothing to explore: fill from the ranking
         more = diversify(ranked(), excluded, params.top_n, params.category_cap, categories)
@@ -442,9 +456,7 @@ def recommend(
         chosen += [r for r in more if r.item_id not in taken][: params.top_n - len(chosen)]
     # The ranker learns from the user's next event: the best candidates' features, so the item
     # the user goes on to act on can be compared with the ones shown instead.
-    remembered = heapq.nsmallest(
-        RANKER_MEMORY, features, key=lambda i: (-sum(contributions[i].values()), i)
-    )
+    remembered = heapq.nsmallest(RANKER_MEMORY, features, key=lambda i: (-totals[i], i))
     return Recommendations(
         view.user_id, tuple(chosen), cold_start, tuple(features[i] for i in remembered)
     )

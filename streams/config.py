@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     popularity_half_life_s: float = Field(default=6 * 3600.0, gt=0)
     exclude_items: Annotated[frozenset[str], NoDecode] = frozenset()
     exclude_seen: bool = True
-    category_cap: int = Field(default=3, ge=0, le=200, description="0 turns the cap off")
+    category_cap: int = Field(default=5, ge=0, le=200, description="0 turns the cap off")
     explore_slots: int = Field(
         default=1, ge=0, le=5, description="list positions for long-tail or new items"
     )
