@@ -760,7 +760,17 @@ def run_eval(
         err.print("socialrec eval: no valid events to replay")
         return 2
 
-    records, unusable = content_records(catalog.items) if catalog is not None else ({}, 0)
+    # Content features: the catalogue, or what the events file carries per item (Taobao's
+    # category id), so content can rank items nobody has touched yet.
+    features: dict[str, dict[str, str]] = dict(loaded.item_features)
+    if catalog is not None:
+        features.update(catalog.items)
+    records, unusable = content_records(
+        {
+            item: {"category": f.get("category", f.get("category_id", ""))} | f
+            for item, f in features.items()
+        }
+    )
     if unusable:
         err.print(f"socialrec eval: {unusable:,} catalog rows unusable for content (bad price?)")
     params = EvalParams(k=EVAL_K, negatives=negatives, seed=seed)
