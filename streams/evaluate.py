@@ -623,11 +623,11 @@ def write_plots(outcome: Outcome, directory: Path, k: int) -> list[Path]:
     import numpy as np
 
     directory.mkdir(parents=True, exist_ok=True)
-    names = list(outcome.report.models)
+    names = list(outcome.report.models)[:2]  # the reported model and the baseline
     traces = outcome.report.traces
     summary = outcome.summary
     figures = {"model": summary, "baseline": summary.get("baseline") or {}}
-    labels = {names[0]: "item-CF + popular (worker)"}
+    labels = {names[0]: f"{names[0]} (worker)"}
     if len(names) > 1:
         labels[names[1]] = "popularity (baseline)"
     written: list[Path] = []
@@ -689,9 +689,17 @@ def write_plots(outcome: Outcome, directory: Path, k: int) -> list[Path]:
     for axis, title in ((left, f"HR@{k} by source of the hit"), (right, "share of shown slots")):
         axis.set_xticks(xs, [labels[n] for n in names], fontsize=8)
         axis.set_title(title)
-    right.set_ylim(0, 1.25)  # headroom so the legend never covers a bar
-    for axis in (left, right):
-        axis.legend(loc="upper center", ncols=max(1, len(sources)))
+    right.set_ylim(0, 1.05)
+    # One legend for both panels, below them, so it never covers a bar.
+    handles, legend_labels = right.get_legend_handles_labels()
+    fig.legend(
+        handles,
+        legend_labels,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncols=min(len(sources), 8),
+        fontsize=8,
+    )
     written.append(_save(fig, directory / "sources.png"))
     plt.close(fig)
     return written
@@ -699,7 +707,7 @@ def write_plots(outcome: Outcome, directory: Path, k: int) -> list[Path]:
 
 def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # keeps a legend placed below the axes
     return path
 
 
