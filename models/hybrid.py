@@ -46,7 +46,6 @@ from models.recommend import (
     candidate_pools,
     excluded_items,
     recommend,
-    sigmoid,
 )
 from models.state import StateParams, UserView
 from models.usercf import UserCF
@@ -206,11 +205,13 @@ class HybridRecommender:
         return [Scored(r.item_id, r.score, r.source.value) for r in recs.items]
 
     def candidate_scores(self, user_id: str, item_ids: Sequence[str], now: float) -> list[float]:
-        """How the assembly would order ``item_ids`` for the user now: the ranker's (or the
-        blend's) score over every source's normalised score, in (1, 2); items no personal
-        source can score get decayed popularity squashed into (0, 1); excluded items 0.
+        """The order :meth:`recommend` would give with no limit on its length: every source's
+        candidates by the ranker's (or the blend's) score, squashed into (1, 2); then every
+        item in the popularity ranking by decayed popularity, in (0, 1); excluded items and
+        the rest 0.
 
-        MF and content score any item (vectorised); the other sources only their candidates.
+        Only the sources' own candidates are scored (as in the worker): MF and content could
+        score any item, but an item no source proposes is never shown above a popular one.
         """
         last = self._last
         if last is not None and last[0] == user_id and last[1] == now:
@@ -218,39 +219,22 @@ class HybridRecommender:
         else:
             view = self.base.view_for(user_id, frozenset())
             pools = candidate_pools(view, self.params, now, self._candidates(user_id, view, now))
-        maxima = {s: max(raw for raw, _ in pool.values()) for s, pool in pools.items()}
         features = candidate_features(pools, len(view.recent))
-        wanted = list(item_ids)
-        direct: dict[Source, list[float]] = {}
-        if self.mf is not None:
-            direct[Source.MF] = [sigmoid(float(x)) for x in self.mf.score(user_id, wanted)]
-        if self.content is not None:
-            direct[Source.CONTENT] = [float(x) for x in self.content.score(user_id, wanted, now)]
         excluded = excluded_items(view, self.params)
         state = self.base.state
         landmark = state.landmark or 0.0
         weights = dict(self.params.source_weights)
-        rows: list[CandidateFeatures | None] = []
-        for n, item in enumerate(wanted):
-            if item in excluded:
-                rows.append(None)
-                continue
-            normalised = dict(features[item].normalised) if item in features else {}
-            for source, values in direct.items():
-                if source not in normalised and values[n] > 0 and maxima.get(source, 0) > 0:
-                    normalised[source] = min(1.0, values[n] / maxima[source])
-            rows.append(
-                CandidateFeatures(item, normalised, len(view.recent)) if normalised else None
-            )
-        scored = [row for row in rows if row is not None]
+        wanted = [i for i in item_ids if i in features and i not in excluded]
         if self.ranker is not None and view.recent:
-            learned = iter(self.ranker.score(scored))
+            personal = dict(
+                zip(wanted, self.ranker.score([features[i] for i in wanted]), strict=True)
+            )
         else:
-            learned = iter(sum(blend(row, weights).values()) for row in scored)
+            personal = {i: sum(blend(features[i], weights).values()) for i in wanted}
         scores = []
-        for item, row in zip(wanted, rows, strict=True):
-            if row is not None:
-                value = next(learned)
+        for item in item_ids:
+            if item in personal:
+                value = personal[item]
                 scores.append(1.0 + value / (1.0 + value))
             elif item in excluded or item not in state.popularity.scores:
                 scores.append(0.0)
