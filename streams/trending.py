@@ -8,6 +8,7 @@ published once, then it goes quiet.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,8 @@ from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.pipeline import Publisher
 from streams.store import Store
+
+log = logging.getLogger(__name__)
 
 #: Scopes published per tick at most (the rest wait for the next tick).
 MAX_SCOPES_PER_TICK = 500
@@ -69,6 +72,9 @@ class TrendingPublisher:
     active: set[str] = field(default_factory=set)
     slid_at: int | None = None
     clock: Callable[[], float] = time.time
+    #: Called with each list and its publish time once Kafka has it (in-process subscribers
+    #: such as the hosts' live page, streams/live.py). Must not block; errors are logged.
+    listeners: list[Callable[[TrendingList, float], None]] = field(default_factory=list)
 
     async def tick(self) -> int:
         """Publish every changed scope once; returns how many were published."""
@@ -96,6 +102,12 @@ class TrendingPublisher:
             if result.newest_ts is not None:
                 self.metrics.trending_freshness.observe(max(0.0, delivered - result.newest_ts))
         self.metrics.trending_published.inc(len(lists))
+        for result in lists:
+            for listener in self.listeners:
+                try:
+                    listener(result, now)
+                except Exception:  # a subscriber's bug must not stop publishing
+                    log.exception("trending listener failed")
         for result in lists:
             if result.items:
                 self.active.add(result.scope)

@@ -25,6 +25,8 @@ from models.events import EventType
 from models.state import StateParams
 from streams.catalog import CatalogIngester
 from streams.config import Settings
+from streams.lag import LAG_INTERVAL_S, ConsumerLagProbe
+from streams.live import register_live
 from streams.metrics import WorkerMetrics
 from streams.pipeline import WORKER_ERROR, BatchProcessor, InboundRecord
 from streams.privacy import ErasureProcessor
@@ -152,7 +154,13 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         settings.topic("privacy.requests"), key_type=bytes, value_type=bytes, value_serializer="raw"
     )
     erasures = ErasureProcessor(
-        settings, store, FaustPublisher(app), metrics, sources, processor.refresh_users
+        settings,
+        store,
+        FaustPublisher(app),
+        metrics,
+        sources,
+        processor.refresh_users,
+        forget=processor.forget,
     )
 
     @app.agent(privacy_topic, concurrency=1)
@@ -188,6 +196,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         processor.trending = items
 
     trending = TrendingPublisher(settings, store, FaustPublisher(app), metrics, use_trending)
+    register_live(app, settings, store, trending)  # /live/{stream_id}: hosts' page
 
     @app.timer(settings.trending_interval_s)  # type: ignore[untyped-decorator]
     async def publish_trending() -> None:
@@ -195,6 +204,12 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
             await trending.tick()
         except Exception:  # the next tick retries; the changed scopes were re-marked or lost
             log.exception("trending publish failed")
+
+    lag = ConsumerLagProbe(app, settings, metrics)
+
+    @app.timer(LAG_INTERVAL_S)  # type: ignore[untyped-decorator]
+    async def probe_consumer_lag() -> None:
+        await lag.probe()  # never raises: a failed probe is counted and skipped
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
