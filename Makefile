@@ -15,8 +15,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 SOCIALREC := $(BIN)/socialrec
 # Debian packages whose binary has the same name: Redis for state, kcat for poking at topics,
-# Prometheus (server + promtool) for the metrics and dashboard tests.
-APT_TOOLS := redis-server kcat prometheus
+# Prometheus (server + promtool) for the metrics and dashboard tests, Chromium (headless) for
+# the hosts' live page test.
+APT_TOOLS := redis-server kcat prometheus chromium
 PYTEST_ARGS ?=
 # Stop the servers however the recipe ends; `exit` in the signal traps runs the EXIT trap.
 WITH_INFRA_CLEANUP := trap '$(SOCIALREC) infra down' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM;
