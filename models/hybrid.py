@@ -60,6 +60,7 @@ MF_NEGATIVES = 4
 MF_POOL = 2_000  # recent positives that popularity-sampled negatives are drawn from
 USERCF_ITEMS_PER_USER = 30
 USERCF_USERS_PER_ITEM = 50
+USERCF_NEIGHBOUR_POOL = 30  # the worker reads the rows of the 30 users with most items in common
 
 
 #: FBT context as the worker's (streams.sources.fbt.RedisFBT): the latest basket's last items,
