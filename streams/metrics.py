@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from models.events import EventType, RejectReason
 from models.recommend import Source
@@ -20,6 +20,11 @@ LATENCY_BUCKETS = (
 SOURCE_CALLS = ("learn", "candidates", "erase")
 BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 REDIS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+#: Stages of one micro-batch (BatchProcessor.process), timed by socialrec_stage_seconds.
+STAGES = ("validate", "state", "sources", "assembly", "publish")
+STAGE_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
 
 
 @dataclass
@@ -138,5 +143,74 @@ class WorkerMetrics:
         self.store_errors = Counter(
             "socialrec_store_errors_total",
             "Failed Redis calls (retried with backoff; the batch is not acknowledged meanwhile).",
+            registry=r,
+        )
+        self._monitoring_metrics()
+
+    def _monitoring_metrics(self) -> None:
+        """Consumer lag, per-stage latency, live quality and fairness (monitoring/README.md)."""
+        r = self.registry
+        self.consumer_lag = Gauge(
+            "socialrec_consumer_lag_messages",
+            "Messages of the events topic not yet committed by this worker's consumer group "
+            "(log end offset minus committed offset), per partition this worker owns.",
+            ["partition"],
+            registry=r,
+        )
+        self.consumer_lag_errors = Counter(
+            "socialrec_consumer_lag_errors_total",
+            "Failed consumer lag probes (logged and skipped; the last values stay).",
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "socialrec_stage_seconds",
+            "Wall time of one stage of a micro-batch: validate, state (the Redis Lua update), "
+            "sources (learn + candidates), assembly (ranking), publish (waiting for Kafka).",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        for stage in STAGES:
+            self.stage_seconds.labels(stage)
+        self.live_hits = Counter(
+            "socialrec_live_hits_total",
+            "Item events whose item was in the list last published to that user.",
+            registry=r,
+        )
+        self.live_requests = Counter(
+            "socialrec_live_requests_total",
+            "Item events of users this worker had published a list to (prequential requests).",
+            registry=r,
+        )
+        self.live_hit_rate = Gauge(
+            "socialrec_live_hit_rate",
+            "Prequential hit rate over the last requests (window: socialrec_live_window_requests).",
+            registry=r,
+        )
+        self.live_window_requests = Gauge(
+            "socialrec_live_window_requests",
+            "Requests currently in the hit-rate window.",
+            registry=r,
+        )
+        self.exposure_gini = Gauge(
+            "socialrec_exposure_gini",
+            "Gini coefficient of item exposure over the last published lists (0: even).",
+            registry=r,
+        )
+        self.exposure_long_tail = Gauge(
+            "socialrec_exposure_long_tail_ratio",
+            "Share of list slots over the last published lists given to items outside the "
+            "most exposed 20 %.",
+            registry=r,
+        )
+        self.catalog_coverage = Gauge(
+            "socialrec_catalog_coverage_ratio",
+            "Distinct items in the last published lists over the distinct items this worker "
+            "has seen (events and lists).",
+            registry=r,
+        )
+        self.known_items = Gauge(
+            "socialrec_known_items",
+            "Distinct items this worker has seen (the denominator of coverage; saturates).",
             registry=r,
         )

@@ -10,14 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
 import redis.exceptions
 
+from models.evaluation import TARGET_TYPES
 from models.events import Event, EventType, Rejection, RejectReason, parse_event
+from models.live import LiveQuality
 from models.recommend import (
     Candidate,
     Reason,
@@ -70,6 +73,34 @@ class BatchSummary:
     duplicates: int = 0
     dead_lettered: int = 0
     published: int = 0
+
+
+class StageTimer:
+    """Wall time per stage of one batch, summed over the stage's pieces and observed once, so
+    ``socialrec_stage_seconds`` has one observation per stage per batch.
+
+    >>> stages = StageTimer()
+    >>> with stages("validate"):
+    ...     pass
+    >>> list(stages.seconds)
+    ['validate']
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + elapsed
+
+    def observe(self, metrics: WorkerMetrics) -> None:
+        for stage, seconds in self.seconds.items():
+            metrics.stage_seconds.labels(stage).observe(seconds)
 
 
 def dead_letter_headers(record: InboundRecord, reason: str, detail: str) -> list[tuple[str, bytes]]:
@@ -146,6 +177,8 @@ class BatchProcessor:
     trending: list[tuple[str, float]] = field(default_factory=list)
     #: Recommendation sources beside the core state (MF, content, user-CF, FBT).
     sources: SourceSet | None = None
+    #: Live hit rate and fairness of the published lists (per-user part erased by forget()).
+    live: LiveQuality = field(default_factory=LiveQuality)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -159,25 +192,40 @@ class BatchProcessor:
         )
         self._recs_topic = s.topic("recommendations")
         self._dlq_topic = s.topic("events.dlq")
+        # Read at scrape time: the window measures sort the exposed items.
+        m, live = self.metrics, self.live
+        m.live_hit_rate.set_function(live.hit_rate.value)
+        m.live_window_requests.set_function(lambda: live.hit_rate.requests)
+        m.exposure_gini.set_function(live.exposure.gini)
+        m.exposure_long_tail.set_function(live.exposure.long_tail_share)
+        m.catalog_coverage.set_function(live.coverage)
+        m.known_items.set_function(lambda: len(live.known))
+
+    def forget(self, user_ids: Iterable[str]) -> int:
+        """Drop what this worker remembers per user (erasure): the last list shown to them."""
+        return self.live.forget(user_ids)
 
     async def process(self, records: Sequence[InboundRecord]) -> BatchSummary:
         started = time.perf_counter()
+        stages = StageTimer()
         summary = BatchSummary(consumed=len(records))
         self.metrics.batch_size.observe(len(records))
         pending: list[Awaitable[Any]] = []
 
         valid: list[tuple[Event, InboundRecord]] = []
         now = self.clock()
-        for record in records:
-            checked = self._validate(record, now)
-            if isinstance(checked, Rejection):
-                pending.append(await self._dead_letter(record, checked.reason, checked.detail))
-                summary.dead_lettered += 1
-            else:
-                valid.append((checked, record))
-                self.metrics.events_consumed.labels(checked.type.value).inc()
+        with stages("validate"):
+            for record in records:
+                checked = self._validate(record, now)
+                if isinstance(checked, Rejection):
+                    pending.append(await self._dead_letter(record, checked.reason, checked.detail))
+                    summary.dead_lettered += 1
+                else:
+                    valid.append((checked, record))
+                    self.metrics.events_consumed.labels(checked.type.value).inc()
 
-        result, failed = await self._update_state(valid)
+        with stages("state"):
+            result, failed = await self._update_state(valid)
         for _event, record in failed:
             pending.append(await self._dead_letter(record, PROCESSING_ERROR, "state update failed"))
             summary.dead_lettered += 1
@@ -192,6 +240,7 @@ class BatchProcessor:
                 continue
             summary.applied += 1
             fresh.append(event)
+            self._score_request(event)
             if event.type not in (EventType.FOLLOW, EventType.UNFOLLOW):
                 latest_trigger[event.user_id] = (event.event_id, record)
                 published_events.append(record)
@@ -201,15 +250,27 @@ class BatchProcessor:
                 pending.append(await self._forward_share(event))
         self.metrics.events_duplicate.inc(summary.duplicates)
         if self.sources is not None:
-            # Only fresh events: a redelivered batch must not teach the sources twice.
-            await self.sources.learn(fresh)
+            with stages("sources"):
+                # Only fresh events: a redelivered batch must not teach the sources twice.
+                await self.sources.learn(fresh)
 
-        summary.published = await self._publish_lists(result, latest_trigger, now, pending)
+        summary.published = await self._publish_lists(result, latest_trigger, now, pending, stages)
         delivered = self.clock()
         for record in published_events:
             self.metrics.event_to_publish.observe(max(0.0, delivered - record.timestamp))
+        stages.observe(self.metrics)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return summary
+
+    def _score_request(self, event: Event) -> None:
+        """Prequential hit rate: was the item the user just acted on in their last list?"""
+        if event.type not in TARGET_TYPES or event.item_id is None:
+            return
+        hit = self.live.request(event.user_id, event.item_id)
+        if hit is not None:
+            self.metrics.live_requests.inc()
+            if hit:
+                self.metrics.live_hits.inc()
 
     async def _publish_lists(
         self,
@@ -217,13 +278,32 @@ class BatchProcessor:
         triggers: Mapping[str, tuple[str, InboundRecord]],
         now: float,
         pending: list[Awaitable[Any]],
+        stages: StageTimer | None = None,
     ) -> int:
         """Rank and publish each read user's list, then wait for it and everything pending."""
+        stages = stages or StageTimer()
         cache: dict[str, bytes] = {}
         extra: dict[str, dict[Source, list[Candidate]]] = {}
         if self.sources is not None and result.views:
-            exclude = {u: excluded_items(v, self._params) for u, v in result.views.items()}
-            extra = await self.sources.candidates(exclude, now)
+            with stages("sources"):
+                exclude = {u: excluded_items(v, self._params) for u, v in result.views.items()}
+                extra = await self.sources.candidates(exclude, now)
+        with stages("assembly"):
+            await self._rank_and_send(result, triggers, now, extra, cache, pending)
+        with stages("publish"):
+            await asyncio.gather(*pending, self.store.cache_recommendations(cache))
+        return len(cache)
+
+    async def _rank_and_send(
+        self,
+        result: BatchResult,
+        triggers: Mapping[str, tuple[str, InboundRecord]],
+        now: float,
+        extra: Mapping[str, Mapping[Source, list[Candidate]]],
+        cache: dict[str, bytes],
+        pending: list[Awaitable[Any]],
+    ) -> None:
+        """Rank each read user's list and hand it to the producer (not yet confirmed)."""
         categories = await self._categories(result, extra)
         for user_id, view in result.views.items():
             recs = recommend(
@@ -242,8 +322,7 @@ class BatchProcessor:
             cache[user_id] = body
             pending.append(await self.publisher.send(self._recs_topic, user_id.encode(), body, []))
             self.metrics.recommendations_published.labels(str(recs.cold_start).lower()).inc()
-        await asyncio.gather(*pending, self.store.cache_recommendations(cache))
-        return len(cache)
+            self.live.published(user_id, [item.item_id for item in recs.items])
 
     async def _categories(
         self, result: BatchResult, extra: Mapping[str, Mapping[Source, list[Candidate]]]

@@ -68,6 +68,9 @@ class ErasureProcessor:
     #: lists may name the erased user as social proof, in the cache and on the compacted
     #: recommendations topic, until they are replaced.
     refresh: Callable[[Sequence[str], InboundRecord, str], Awaitable[int]] | None = None
+    #: Drops what the worker holds in memory per user (BatchProcessor.forget: the last list
+    #: shown to each user, kept for the live hit rate).
+    forget: Callable[[Sequence[str]], int] | None = None
 
     async def process(self, records: Sequence[InboundRecord]) -> int:
         """Honour every valid request in the batch; returns how many users were erased."""
@@ -89,6 +92,8 @@ class ErasureProcessor:
         user_ids = [r.user_id for r, _ in requests]
         audience = await self.store.audience(user_ids) - set(user_ids)
         reports = await self.store.erase_users(user_ids)
+        if self.forget is not None:
+            self.forget(user_ids)
         # Then every source (MF rows and their pushes on item rows, content profile, user-CF
         # row and index entries, FBT baskets and their counts). Errors propagate: the worker
         # retries the whole batch, and every step is idempotent.
