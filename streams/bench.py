@@ -608,18 +608,24 @@ async def stage_profile(
     """
     import redis.utils
 
-    from models.recommend import RecommendParams, recommend
+    from models.recommend import RecommendParams, excluded_items, recommend
+    from streams.metrics import WorkerMetrics
     from streams.pipeline import InboundRecord, recommendations_json
+    from streams.sources.factory import build_sources
     from streams.store import RedisStore
     from streams.worker import state_params
 
     client = aioredis.Redis.from_url(redis_url)
     store = RedisStore(client, state_params(settings))
+    sources, _ = build_sources(client, settings, store.params, WorkerMetrics())
+    source_s = {m.source.value: [0.0, 0.0] for m in sources.models}  # learn, candidates
     params = RecommendParams(
         top_n=settings.top_n,
         exclude_items=settings.exclude_items,
         exclude_seen=settings.exclude_seen,
         half_life_s=settings.popularity_half_life_s,
+        category_cap=0,  # the bench sends no catalog
+        explore_slots=settings.explore_slots,
     )
     stream = list(generate_events(world, seed, count=events, start_ts=time.time(), mean_gap_s=0))
     trigger = InboundRecord(None, None, settings.topic("events"), 0, 0, time.time())
@@ -633,12 +639,30 @@ async def stage_profile(
             result = await store.process_batch(chunk)
             t1 = time.perf_counter()
             now = time.time()
-            ranked = [recommend(v, result.popular, params, now=now) for v in result.views.values()]
+            # Each source timed on its own (the worker gathers them; their time is mostly
+            # Python, so it adds up on one event loop anyway).
+            exclude = {u: excluded_items(v, params) for u, v in result.views.items()}
+            extra: dict[str, dict[Any, Any]] = {u: {} for u in exclude}
+            for model in sources.models:
+                s0 = time.perf_counter()
+                await model.learn(chunk)
+                s1 = time.perf_counter()
+                found = await model.candidates(list(exclude), exclude, sources.k, now)
+                s2 = time.perf_counter()
+                source_s[model.source.value][0] += s1 - s0
+                source_s[model.source.value][1] += s2 - s1
+                for user, candidates in found.items():
+                    extra[user][model.source] = candidates
+            t1b = time.perf_counter()
+            ranked = [
+                recommend(v, result.popular, params, now=now, extra=extra[u])
+                for u, v in result.views.items()
+            ]
             t2 = time.perf_counter()
             for recs in ranked:
                 recommendations_json(recs, trigger, chunk[-1].event_id, settings.model_version)
             t3 = time.perf_counter()
-            store_s, rank_s, json_s = store_s + t1 - t0, rank_s + t2 - t1, json_s + t3 - t2
+            store_s, rank_s, json_s = store_s + t1 - t0, rank_s + t2 - t1b, json_s + t3 - t2
             lists += len(ranked)
         after = await client.info("commandstats")
     finally:
@@ -647,7 +671,8 @@ async def stage_profile(
         after.get("cmdstat_evalsha", {}).get("usec", 0)
         - before.get("cmdstat_evalsha", {}).get("usec", 0)
     ) / 1e6
-    total = store_s + rank_s + json_s
+    sources_total = sum(learn + cands for learn, cands in source_s.values())
+    total = store_s + sources_total + rank_s + json_s
     return {
         "events": len(stream),
         "batch_events": batch,
@@ -656,6 +681,14 @@ async def stage_profile(
         "store_call_s": round(store_s, 2),
         "redis_lua_server_s": round(lua_s, 2),
         "store_client_side_s": round(store_s - lua_s, 2),
+        "sources_s": round(sources_total, 2),
+        "sources_ms_per_event": {
+            name: {
+                "learn": round(learn / len(stream) * 1e3, 3),
+                "candidates": round(cands / len(stream) * 1e3, 3),
+            }
+            for name, (learn, cands) in source_s.items()
+        },
         "ranking_s": round(rank_s, 2),
         "json_s": round(json_s, 2),
         "events_per_s_without_kafka": round(len(stream) / total, 1) if total else None,
@@ -721,10 +754,15 @@ def _table(figures: dict[str, Any]) -> str:
         lines.append(
             f"c) same events without Kafka: store call {stages['store_call_s']}s "
             f"(Lua in Redis {stages['redis_lua_server_s']}s, client side "
-            f"{stages['store_client_side_s']}s, hiredis {stages['hiredis']}), ranking "
-            f"{stages['ranking_s']}s, JSON {stages['json_s']}s "
-            f"= {stages['events_per_s_without_kafka']} events/s"
+            f"{stages['store_client_side_s']}s, hiredis {stages['hiredis']}), sources "
+            f"{stages.get('sources_s', 0)}s, ranking {stages['ranking_s']}s, "
+            f"JSON {stages['json_s']}s = {stages['events_per_s_without_kafka']} events/s"
         )
+        for name, cost in (stages.get("sources_ms_per_event") or {}).items():
+            lines.append(
+                f"   source {name}: learn {cost['learn']} ms/event, "
+                f"candidates {cost['candidates']} ms/event"
+            )
     return "\n".join(lines)
 
 
@@ -813,7 +851,7 @@ async def _bench(
         else:
             say(
                 f"  store {r['store_call_s']}s (Lua in Redis {r['redis_lua_server_s']}s), "
-                f"ranking {r['ranking_s']}s, JSON {r['json_s']}s: "
+                f"sources {r['sources_s']}s, ranking {r['ranking_s']}s, JSON {r['json_s']}s: "
                 f"{r['events_per_s_without_kafka']} events/s"
             )
     finally:
