@@ -1,0 +1,177 @@
+"""The hosts' live page in a real headless Chromium, fed by a real worker through Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from streams.config import Settings
+from tests.e2e.chromium import Page, artefacts_dir, chromium, find_chromium
+from tests.e2e.conftest import WorkerProcess, produce_json, wait_for
+
+#: What the test reads from the page: connection state, list rows and when they were drawn.
+DOM_STATE = """JSON.stringify({
+  status: document.getElementById("status").className,
+  empty: document.body.classList.contains("empty"),
+  bannerShown: getComputedStyle(document.getElementById("banner")).display !== "none",
+  updated: document.getElementById("updated").textContent,
+  renderedAt: Number(document.getElementById("list").dataset.renderedAt),
+  rows: Array.from(document.querySelectorAll("#list li")).map(li => [
+    li.querySelector(".rank").textContent, li.querySelector(".name").textContent,
+    li.querySelector(".count").textContent, li.querySelector(".trend").getAttribute("aria-label")
+  ])
+})"""
+
+
+def _view(n: str, kind: str, user: str, item: str, stream: str) -> dict[str, Any]:
+    return {
+        "event_id": n,
+        "type": kind,
+        "user_id": user,
+        "item_id": item,
+        "stream_id": stream,
+        "ts": time.time(),
+    }
+
+
+async def _page_state(page: Page) -> dict[str, Any]:
+    state: dict[str, Any] = orjson.loads(await page.evaluate(DOM_STATE))
+    return state
+
+
+async def _until(
+    page: Page, check: Callable[[dict[str, Any]], bool], what: str, timeout_s: float = 20.0
+) -> dict[str, Any]:
+    """Poll the DOM every 10 ms until ``check`` holds; the first matching state."""
+    deadline = time.monotonic() + timeout_s
+    state = await _page_state(page)
+    while not check(state):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"page never showed {what}; last state: {state}")
+        await asyncio.sleep(0.01)
+        state = await _page_state(page)
+    return state
+
+
+async def _metric_at_least(worker: WorkerProcess, name: str, value: float) -> bool:
+    return await worker.metric(name) >= value
+
+
+async def test_bad_stream_ids_get_a_json_400(worker: WorkerProcess) -> None:
+    base = f"http://127.0.0.1:{worker.web_port}/live"
+    async with aiohttp.ClientSession() as http:
+        for bad in ["a%20b", "x" * 65, "a:b", "-x", "%3Cscript%3E"]:
+            for suffix in ("", "/events"):
+                async with http.get(f"{base}/{bad}{suffix}") as response:
+                    assert response.status == 400, (bad, suffix)
+                    assert response.content_type == "application/json"
+                    body = await response.json()
+                    assert body["error"] == "bad_stream_id"
+                    assert "Traceback" not in await response.text()
+        async with http.get(f"{base}/live-7") as response:
+            assert response.status == 200
+            assert response.content_type == "text/html"
+        async with http.get(f"{base}/live-7/events") as response:
+            assert response.status == 200
+            assert response.content_type == "text/event-stream"
+            first = await response.content.readuntil(b"\n\n")
+            assert first.startswith(b"retry: ")
+            message = await response.content.readuntil(b"\n\n")
+            assert message.startswith(b"event: trending\ndata: ")
+            assert orjson.loads(message.split(b"data: ", 1)[1])["items"] == []
+
+
+async def test_live_page_shows_a_streams_trending_items_within_a_second(
+    settings: Settings, worker: WorkerProcess, producer: AIOKafkaProducer
+) -> None:
+    find_chromium()  # skip (locally) or fail (CI=true) before producing anything
+    artefacts = artefacts_dir()
+    catalog = [
+        {"item_id": "lipstick", "title": "Red lipstick", "category": "beauty", "merchant_id": "m1"},
+        {"item_id": "mascara", "title": "Mascara", "category": "beauty", "merchant_id": "m1"},
+    ]
+    for record in catalog:
+        await producer.send_and_wait(
+            settings.topic("catalog"), orjson.dumps(record), key=record["item_id"].encode()
+        )
+    await wait_for(
+        lambda: _metric_at_least(worker, "socialrec_catalog_items_total", 2), what="catalog"
+    )
+
+    async with chromium("chromium-live-page") as browser:
+        page = await browser.new_page()
+        await page.send(
+            "Emulation.setDeviceMetricsOverride",
+            width=390,
+            height=844,
+            deviceScaleFactor=2,
+            mobile=True,
+        )
+        await page.navigate(f"http://127.0.0.1:{worker.web_port}/live/live-7")
+        state = await _until(page, lambda s: s["status"] == "live", "the live state")
+        assert state["empty"]
+        assert state["rows"] == []
+
+        # Viewers of live-7 (and of another stream, which must not show up).
+        sent = time.time()
+        views = [_view(f"v{n}", "view", f"viewer{n}", "lipstick", "live-7") for n in range(3)]
+        views.append(_view("u1", "view", "viewer9", "sku-unknown", "live-7"))
+        views.append(_view("o1", "purchase", "viewer8", "elsewhere", "live-8"))
+        await produce_json(producer, settings, views)
+        expected = [["1", "Red lipstick", "3", "rising"], ["2", "sku-unknown", "1", "rising"]]
+        state = await _until(page, lambda s: s["rows"] == expected, "the first viewers' items")
+        first_ms = state["renderedAt"] - sent * 1000
+        assert not state["empty"]
+        assert re.fullmatch(r"updated \d+ s ago", state["updated"]), state["updated"]
+
+        # A purchase (weight 8) takes the lead.
+        sent = time.time()
+        await produce_json(
+            producer, settings, [_view("p1", "purchase", "viewer1", "mascara", "live-7")]
+        )
+        expected = [
+            ["1", "Mascara", "8", "rising"],
+            ["2", "Red lipstick", "3", "rising"],
+            ["3", "sku-unknown", "1", "rising"],
+        ]
+        state = await _until(page, lambda s: s["rows"] == expected, "the purchase on top")
+        second_ms = state["renderedAt"] - sent * 1000
+        print(
+            f"event produced -> live page DOM updated: {first_ms:.0f} ms (first views), "
+            f"{second_ms:.0f} ms (purchase)"
+        )
+        assert 0 < first_ms < 1000
+        assert 0 < second_ms < 1000
+
+        png = await page.screenshot(artefacts / "live-page-phone.png")
+        assert png.startswith(b"\x89PNG\r\n\x1a\n")
+        assert len(png) > 5000
+
+        # The worker goes away: the page says so (and keeps the last list, dimmed)...
+        stopped = time.monotonic()
+        await asyncio.to_thread(worker.stop)
+        stop_s = time.monotonic() - stopped
+        print(f"worker stopped in {stop_s:.1f} s with the page's event stream open")
+        assert worker.process is not None
+        assert worker.process.returncode == 0  # not killed after the shutdown grace
+        state = await _until(page, lambda s: s["status"] == "dropped", "the dropped state")
+        assert state["bannerShown"]
+        assert len(state["rows"]) == 3
+        await page.screenshot(artefacts / "live-page-phone-dropped.png")
+
+        # ...and reconnects by itself when a worker serves the page again.
+        again = WorkerProcess(settings, web_port=worker.web_port)
+        await again.start()
+        try:
+            state = await _until(page, lambda s: s["status"] == "live", "the reconnection")
+            assert not state["bannerShown"]
+            assert [r[1] for r in state["rows"]] == ["Mascara", "Red lipstick", "sku-unknown"]
+        finally:
+            again.stop()
