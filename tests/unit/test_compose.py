@@ -45,3 +45,34 @@ def test_worker_points_at_the_services_in_the_file(compose: dict[str, Any]) -> N
     assert env["SOCIALREC_REDIS_URL"].split("//")[1].split(":")[0] in services
     for name in ("kafka", "redis", "worker"):
         assert "healthcheck" in services[name], f"{name} has no healthcheck"
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> host path of a service's bind mounts (short syntax)."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        host, container = volume.split(":")[:2]
+        mounts[container] = host
+    return mounts
+
+
+def test_prometheus_gets_its_rules_and_grafana_its_provisioning(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    prometheus = _mounts(services["prometheus"])
+    config_dir = Path(next(c for c in prometheus if c.endswith("prometheus.yml"))).parent
+    rules = yaml.safe_load((ROOT / "monitoring" / "prometheus.yml").read_text())["rule_files"]
+    for rule_file in rules:  # relative to the config file, inside the container
+        assert str(config_dir / rule_file) in prometheus, f"{rule_file} is not mounted"
+    grafana = _mounts(services["grafana"])
+    assert grafana["/etc/grafana/provisioning"] == "./monitoring/grafana/provisioning"
+    provider = yaml.safe_load(
+        (ROOT / "monitoring/grafana/provisioning/dashboards/socialrec.yml").read_text()
+    )
+    assert grafana[provider["providers"][0]["options"]["path"]] == "./monitoring/grafana/dashboards"
+    for host in [*prometheus.values(), *grafana.values()]:
+        assert (ROOT / host).exists(), f"{host} is mounted but does not exist"
+    datasource = yaml.safe_load(
+        (ROOT / "monitoring/grafana/provisioning/datasources/prometheus.yml").read_text()
+    )["datasources"][0]
+    assert datasource["url"].split("//")[1].split(":")[0] in services
+    assert "healthcheck" in services["grafana"]
