@@ -14,6 +14,8 @@ contract suite checks that every key in Redis parses back through :func:`parse_k
 ('global', '', 'popularity')
 >>> k.parse(k.trending(1796000000, "stream:live-3"))
 ('trending', 'stream:live-3', 'weights')
+>>> k.parse(k.merchant_counts(29933400, "m1"))
+('trending', 'm1', 'merchant_counts')
 """
 
 from __future__ import annotations
@@ -120,6 +122,14 @@ class Keys:
         """
         return f"{self.prefix}{'tn' if counts else 't'}:{bucket}:{scope}"
 
+    def merchant_counts(self, bucket: int, merchant_id: str) -> str:
+        """A merchant's event and exposure counts in one time bucket (type -> count).
+
+        Anonymous like trending buckets (no user ids) and expiring; ``merchant_id`` "" holds
+        the totals over every merchant (all published recommendation slots).
+        """
+        return f"{self.prefix}m:{bucket}:{merchant_id}"
+
     def user_keys(self, user_id: str) -> list[str]:
         """Every key that can hold state about ``user_id`` (what erasure deletes)."""
         return [self.user(user_id, field) for field in USER_FIELDS]
@@ -136,6 +146,11 @@ class Keys:
             bucket, _, scope = tail.partition(":")
             if bucket.lstrip("-").isdigit() and scope:
                 return "trending", scope, "counts" if kind == "tn" else "weights"
+        if kind == "m":
+            # Merchant counters are time-bucketed anonymous counts like trending buckets.
+            bucket, _, merchant = tail.partition(":")
+            if bucket.lstrip("-").isdigit():
+                return "trending", merchant, "merchant_counts"
         # Ids may contain ':' themselves, so the field is taken from the right.
         entity, _, field = tail.rpartition(":")
         if kind == "u" and field in USER_FIELDS and entity:

@@ -31,6 +31,7 @@ from models.recommend import (
     recommend,
 )
 from models.state import Outcome
+from streams.analytics import MerchantAnalytics
 from streams.config import Settings
 from streams.metrics import PROCESSING_REASONS, WorkerMetrics
 from streams.sources import SourceSet
@@ -179,6 +180,8 @@ class BatchProcessor:
     sources: SourceSet | None = None
     #: Live hit rate and fairness of the published lists (per-user part erased by forget()).
     live: LiveQuality = field(default_factory=LiveQuality)
+    #: Per-merchant funnel and exposure counters (streams/analytics.py), if the API runs.
+    analytics: MerchantAnalytics | None = None
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -253,6 +256,8 @@ class BatchProcessor:
             with stages("sources"):
                 # Only fresh events: a redelivered batch must not teach the sources twice.
                 await self.sources.learn(fresh)
+        if self.analytics is not None:  # beside the ranking; awaited with the publishes
+            pending.append(asyncio.ensure_future(self.analytics.record_events(fresh, now)))
 
         summary.published = await self._publish_lists(result, latest_trigger, now, pending, stages)
         delivered = self.clock()
@@ -305,6 +310,7 @@ class BatchProcessor:
     ) -> None:
         """Rank each read user's list and hand it to the producer (not yet confirmed)."""
         categories = await self._categories(result, extra)
+        exposed: list[str] = []
         for user_id, view in result.views.items():
             recs = recommend(
                 view,
@@ -323,6 +329,9 @@ class BatchProcessor:
             pending.append(await self.publisher.send(self._recs_topic, user_id.encode(), body, []))
             self.metrics.recommendations_published.labels(str(recs.cold_start).lower()).inc()
             self.live.published(user_id, [item.item_id for item in recs.items])
+            exposed.extend(item.item_id for item in recs.items)
+        if self.analytics is not None and exposed:
+            pending.append(asyncio.ensure_future(self.analytics.record_exposure(exposed, now)))
 
     async def _categories(
         self, result: BatchResult, extra: Mapping[str, Mapping[Source, list[Candidate]]]
@@ -351,6 +360,40 @@ class BatchProcessor:
         )
         key = (event.target_user_id or "").encode()
         return await self.publisher.send(self.settings.topic("shares"), key, body, [])
+
+    @property
+    def params(self) -> RecommendParams:
+        """How lists are assembled (top N, exclusions, caps): the read APIs use the same."""
+        return self._params
+
+    async def user_candidates(
+        self, result: BatchResult, now: float
+    ) -> dict[str, dict[Source, list[Candidate]]]:
+        """Every source's candidates for the users of ``result`` (read-only)."""
+        if self.sources is None or not result.views:
+            return {}
+        exclude = {u: excluded_items(v, self._params) for u, v in result.views.items()}
+        return await self.sources.candidates(exclude, now)
+
+    async def rank_users(self, user_ids: Sequence[str]) -> dict[str, Recommendations]:
+        """These users' lists ranked from their state now, neither published nor cached (the
+        HTTP API's read path; a user with no state gets the cold-start list)."""
+        result = await self.store.read_users(list(user_ids))
+        now = self.clock()
+        extra = await self.user_candidates(result, now)
+        categories = await self._categories(result, extra)
+        return {
+            user_id: recommend(
+                view,
+                result.popular,
+                self._params,
+                now=now,
+                trending=self.trending,
+                categories=categories,
+                extra=extra.get(user_id),
+            )
+            for user_id, view in result.views.items()
+        }
 
     async def refresh_users(
         self, user_ids: Sequence[str], trigger: InboundRecord, trigger_id: str

@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from models.events import EventType
 from models.state import StateParams
+from streams.api import ApiDeps, register_api
 from streams.catalog import CatalogIngester
 from streams.config import Settings
 from streams.lag import LAG_INTERVAL_S, ConsumerLagProbe
@@ -229,6 +230,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         body = {"ready": ready, "redis": redis_ok, "assigned_partitions": partitions}
         return web.json(body, status=200 if ready else 503)
 
+    register_api(app, ApiDeps(settings, redis_client, store, processor, content))
     return app
 
 
