@@ -1,0 +1,41 @@
+"""The consumer lag probe's bookkeeping: failures never escape, revoked partitions vanish."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.config import Settings
+from streams.lag import ConsumerLagProbe
+from streams.metrics import WorkerMetrics
+
+
+class BrokenConsumer:
+    def assignment(self) -> set[Any]:
+        raise RuntimeError("consumer thread not yet started")
+
+
+class App:
+    consumer = BrokenConsumer()
+
+
+def _lag(metrics: WorkerMetrics, partition: str) -> float | None:
+    return metrics.registry.get_sample_value(
+        "socialrec_consumer_lag_messages", {"partition": partition}
+    )
+
+
+async def test_a_failed_probe_is_counted_and_skipped() -> None:
+    metrics = WorkerMetrics()
+    probe = ConsumerLagProbe(App(), Settings(), metrics)
+    assert await probe.probe() is None
+    assert await probe.probe() is None
+    assert metrics.registry.get_sample_value("socialrec_consumer_lag_errors_total") == 2
+
+
+def test_revoked_partitions_stop_being_reported() -> None:
+    metrics = WorkerMetrics()
+    probe = ConsumerLagProbe(App(), Settings(), metrics)
+    probe._publish({0: 5, 1: 7})
+    assert (_lag(metrics, "0"), _lag(metrics, "1")) == (5, 7)
+    probe._publish({1: 2})  # partition 0 moved to another worker
+    assert (_lag(metrics, "0"), _lag(metrics, "1")) == (None, 2)
