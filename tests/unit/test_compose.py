@@ -76,3 +76,32 @@ def test_prometheus_gets_its_rules_and_grafana_its_provisioning(compose: dict[st
     )["datasources"][0]
     assert datasource["url"].split("//")[1].split(":")[0] in services
     assert "healthcheck" in services["grafana"]
+
+
+def _readme_compose_table() -> list[list[str]]:
+    """The rows of the service table in the README's "docker compose" section."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## docker compose", 1)[1].split("\n## ", 1)[0]
+    rows = [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("|") and not line.startswith("|---")
+    ]
+    return rows[1:]  # without the header
+
+
+def test_every_port_and_volume_the_readme_names_exists(compose: dict[str, Any]) -> None:
+    rows = _readme_compose_table()
+    assert {row[0] for row in rows} >= {"kafka", "redis", "worker", "prometheus", "grafana"}
+    for service, port, volumes, _ in rows:
+        spec = compose["services"][service]
+        if port:
+            published = {str(p).split(":")[0] for p in spec.get("ports", [])}
+            assert port in published, f"{service}: port {port} not published"
+        for volume in filter(None, (v.strip() for v in volumes.split(","))):
+            sources = {str(v).split(":")[0] for v in spec.get("volumes", [])}
+            assert volume in sources, f"{service}: volume {volume} not mounted"
+            if not volume.startswith("./"):
+                assert volume in compose.get("volumes", {}), f"named volume {volume} undeclared"
+            else:
+                assert (ROOT / volume).exists(), f"{volume} is not in the repository"
