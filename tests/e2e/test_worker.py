@@ -280,12 +280,17 @@ async def test_erasure_request_reaches_every_derived_state_and_is_receipted(
     redis_client: aioredis.Redis,
 ) -> None:
     now = time.time()
-    events = [
+    zoes = [
         _event("a1", "purchase", "zoe", "phone", now),
         _event("a2", "purchase", "zoe", "case", now),
-        _event("b1", "purchase", "yan", "phone", now),
-        {"event_id": "f1", "type": "follow", "user_id": "yan", "target_user_id": "zoe", "ts": now},
     ]
+    # yan follows zoe before buying, so yan's list (made after zoe's purchases were applied:
+    # the two users are on different partitions) names zoe as social proof.
+    yans = [
+        {"event_id": "f1", "type": "follow", "user_id": "yan", "target_user_id": "zoe", "ts": now},
+        _event("b1", "purchase", "yan", "phone", now),
+    ]
+    events = zoes + yans
     for item, title in (("phone", "Smartphone 5G"), ("case", "Smartphone case")):
         record = {"item_id": item, "title": title, "category": "phones"}
         await producer.send_and_wait(
@@ -294,7 +299,9 @@ async def test_erasure_request_reaches_every_derived_state_and_is_receipted(
     await wait_for(
         lambda: _metric_at_least(worker, "socialrec_catalog_items_total", 2), what="catalog"
     )
-    await produce_json(producer, settings, events)
+    await produce_json(producer, settings, zoes)
+    await wait_for(lambda: _count_is(redis_client, len(zoes)), what="zoe's events applied")
+    await produce_json(producer, settings, yans)
     await wait_for(lambda: _count_is(redis_client, len(events)), what="events applied")
     await wait_for(
         lambda: _metric_at_least(worker, "socialrec_recommendations_published_total", 2),
