@@ -6,6 +6,9 @@ every Prometheus scrape:
 
 - prequential hit rate: when a user acts on an item, was it in the list last published to
   them? (test-then-train, like ``socialrec eval``'s HR@10, but on real traffic);
+- live ranking AUC: when the item acted on was in the list, the share of the list's other
+  items ranked below it (the per-request AUC of the ranking over what was shown), averaged
+  over the last hits;
 - exposure Gini, long-tail share and catalogue coverage of the last N published lists.
 
 Everything here is pure and bounded: per-user memory is an LRU of the last list per user that
@@ -39,15 +42,20 @@ class LastLists:
         if capacity < 1:
             raise ValueError("LastLists capacity must be at least 1")
         self.capacity = capacity
-        self._lists: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self._lists: OrderedDict[str, tuple[str, ...]] = OrderedDict()
 
     def remember(self, user_id: str, item_ids: Iterable[str]) -> None:
-        self._lists[user_id] = frozenset(item_ids)
+        self._lists[user_id] = tuple(item_ids)
         self._lists.move_to_end(user_id)
         while len(self._lists) > self.capacity:
             self._lists.popitem(last=False)
 
     def get(self, user_id: str) -> frozenset[str] | None:
+        shown = self._lists.get(user_id)
+        return None if shown is None else frozenset(shown)
+
+    def ranked(self, user_id: str) -> tuple[str, ...] | None:
+        """The user's last list in its published order."""
         return self._lists.get(user_id)
 
     def forget(self, user_ids: Iterable[str]) -> int:
@@ -92,6 +100,47 @@ class SlidingHitRate:
 
     def value(self) -> float:
         return self.hits / len(self._outcomes) if self._outcomes else 0.0
+
+
+class SlidingMean:
+    """Mean of the last ``window`` values recorded.
+
+    >>> mean = SlidingMean(window=2)
+    >>> for value in (1.0, 0.5, 0.0):
+    ...     mean.record(value)
+    >>> mean.count, mean.value()
+    (2, 0.25)
+    """
+
+    def __init__(self, window: int) -> None:
+        if window < 1:
+            raise ValueError("SlidingMean window must be at least 1")
+        self._values: deque[float] = deque(maxlen=window)
+
+    def record(self, value: float) -> None:
+        self._values.append(value)
+
+    @property
+    def count(self) -> int:
+        return len(self._values)
+
+    def value(self) -> float:
+        return sum(self._values) / len(self._values) if self._values else 0.0
+
+
+def shown_auc(ranked: Sequence[str], item_id: str) -> float | None:
+    """The per-request AUC of a published ranking: the share of the other shown items ranked
+    below the one the user acted on (None if it was not shown, or shown alone).
+
+    >>> shown_auc(["a", "b", "c", "d", "e"], "b")
+    0.75
+    >>> shown_auc(["a", "b"], "z") is None, shown_auc(["a"], "a") is None
+    (True, True)
+    """
+    if item_id not in ranked or len(ranked) < 2:
+        return None
+    below = len(ranked) - 1 - ranked.index(item_id)
+    return below / (len(ranked) - 1)
 
 
 class ExposureWindow:
@@ -179,8 +228,8 @@ class LiveQuality:
     >>> live.published("ann", ["a", "b"])
     >>> live.request("ann", "b"), live.request("ann", "z"), live.request("bob", "a")
     (True, False, None)
-    >>> live.hit_rate.value(), live.coverage()
-    (0.5, 0.6667)
+    >>> live.hit_rate.value(), live.coverage(), live.ranking_auc.value()
+    (0.5, 0.6667, 0.0)
     >>> live.forget(["ann"]), live.request("ann", "a")
     (1, None)
     """
@@ -196,6 +245,7 @@ class LiveQuality:
     ) -> None:
         self.last = LastLists(users)
         self.hit_rate = SlidingHitRate(requests)
+        self.ranking_auc = SlidingMean(requests)
         self.exposure = ExposureWindow(lists, head_share)
         self.known = KnownItems(known_items)
 
@@ -203,11 +253,14 @@ class LiveQuality:
         """The user acted on ``item_id``: a hit if it was in their last list, ``None`` if this
         worker holds no list for them (not counted)."""
         self.known.update((item_id,))
-        shown = self.last.get(user_id)
-        if shown is None:
+        ranked = self.last.ranked(user_id)
+        if ranked is None:
             return None
-        hit = item_id in shown
+        hit = item_id in ranked
         self.hit_rate.record(hit)
+        auc = shown_auc(ranked, item_id)
+        if auc is not None:
+            self.ranking_auc.record(auc)
         return hit
 
     def published(self, user_id: str, item_ids: Sequence[str]) -> None:

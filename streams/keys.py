@@ -20,6 +20,7 @@ contract suite checks that every key in Redis parses back through :func:`parse_k
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -96,6 +97,10 @@ SOURCE_FIELDS: Final = frozenset(
     }
 )
 
+#: How long an erasure's anonymous mark lives: events of the user appended to Kafka before the
+#: request and consumed after it are dropped for this long (far beyond any consumer lag).
+ERASED_TTL_S: Final = 3600
+
 Scope = Literal["user", "item", "global", "trending"]
 
 
@@ -130,6 +135,20 @@ class Keys:
         """
         return f"{self.prefix}m:{bucket}:{merchant_id}"
 
+    def erased(self, user_id: str) -> str:
+        """The anonymous mark of a recent erasure: a digest of the user id, never the id.
+
+        Lets the worker drop the user's events that were already in flight when the request
+        was honoured; it expires after ``ERASED_TTL_S``.
+
+        >>> Keys("sr:").erased("zoe")
+        'sr:x:ca6c4699561f3b2b206ebf27cbdb2cf5'
+        """
+        digest = hashlib.blake2b(
+            user_id.encode(), digest_size=16, person=b"socialrec-erase"
+        ).hexdigest()
+        return f"{self.prefix}x:{digest}"
+
     def user_keys(self, user_id: str) -> list[str]:
         """Every key that can hold state about ``user_id`` (what erasure deletes)."""
         return [self.user(user_id, field) for field in USER_FIELDS]
@@ -146,6 +165,8 @@ class Keys:
             bucket, _, scope = tail.partition(":")
             if bucket.lstrip("-").isdigit() and scope:
                 return "trending", scope, "counts" if kind == "tn" else "weights"
+        if kind == "x" and tail:
+            return "trending", "", "erased"  # anonymous and expiring, like trending buckets
         if kind == "m":
             # Merchant counters are time-bucketed anonymous counts like trending buckets.
             bucket, _, merchant = tail.partition(":")

@@ -85,6 +85,11 @@ class WorkerMetrics:
             ["cold_start"],
             registry=r,
         )
+        self.events_dropped_erased = Counter(
+            "socialrec_events_dropped_after_erasure_total",
+            "Events left out because their user was erased after they reached Kafka.",
+            registry=r,
+        )
         self.erasure_seconds = Histogram(
             "socialrec_erasure_seconds",
             "From an erasure request's broker timestamp to its receipt being sent.",
@@ -185,6 +190,13 @@ class WorkerMetrics:
         self.live_hit_rate = Gauge(
             "socialrec_live_hit_rate",
             "Prequential hit rate over the last requests (window: socialrec_live_window_requests).",
+            registry=r,
+        )
+        self.live_ranking_auc = Gauge(
+            "socialrec_live_ranking_auc",
+            "Mean per-request AUC of the published ranking over the last hits: the share of the "
+            "other shown items ranked below the one the user acted on (0.5 = no better than "
+            "the list's order at random).",
             registry=r,
         )
         self.live_window_requests = Gauge(

@@ -74,6 +74,7 @@ class BatchSummary:
     duplicates: int = 0
     dead_lettered: int = 0
     published: int = 0
+    dropped_erased: int = 0  # in flight when their user was erased
 
 
 class StageTimer:
@@ -198,6 +199,7 @@ class BatchProcessor:
         # Read at scrape time: the window measures sort the exposed items.
         m, live = self.metrics, self.live
         m.live_hit_rate.set_function(live.hit_rate.value)
+        m.live_ranking_auc.set_function(live.ranking_auc.value)
         m.live_window_requests.set_function(lambda: live.hit_rate.requests)
         m.exposure_gini.set_function(live.exposure.gini)
         m.exposure_long_tail.set_function(live.exposure.long_tail_share)
@@ -228,6 +230,7 @@ class BatchProcessor:
                     self.metrics.events_consumed.labels(checked.type.value).inc()
 
         with stages("state"):
+            valid = await self._drop_erased(valid, summary)
             result, failed = await self._update_state(valid)
         for _event, record in failed:
             pending.append(await self._dead_letter(record, PROCESSING_ERROR, "state update failed"))
@@ -440,6 +443,30 @@ class BatchProcessor:
             max_future_skew_s=s.max_future_skew_s,
             min_ts=s.min_event_ts,
         )
+
+    async def _drop_erased(
+        self, valid: list[tuple[Event, InboundRecord]], summary: BatchSummary
+    ) -> list[tuple[Event, InboundRecord]]:
+        """Leave out events of (or aimed at) a user erased after the event reached Kafka.
+
+        Such an event was in flight when the erasure was honoured; applying it would bring
+        back state the receipt said was gone. It is dropped, not dead-lettered: keeping it
+        would keep the erased user's data. One MGET per batch (anonymous marks, 1 h).
+        """
+        users = {e.user_id for e, _ in valid} | {e.target_user_id for e, _ in valid}
+        users.discard(None)
+        erased = await self.store.erased_at(sorted(u for u in users if u is not None))
+        if not erased:
+            return valid
+        kept = []
+        for event, record in valid:
+            marks = [erased.get(event.user_id), erased.get(event.target_user_id or "")]
+            if any(at is not None and record.timestamp <= at for at in marks):
+                summary.dropped_erased += 1
+                self.metrics.events_dropped_erased.inc()
+            else:
+                kept.append((event, record))
+        return kept
 
     async def _dead_letter(self, record: InboundRecord, reason: str, detail: str) -> Awaitable[Any]:
         self.metrics.dead_letters.labels(reason).inc()

@@ -32,7 +32,7 @@ from models.state import (
     UserView,
 )
 from models.trending import Tally, TrendingList, TrendingWindows, scopes_for, summarise_buckets
-from streams.keys import SOURCE_FIELDS, Keys
+from streams.keys import ERASED_TTL_S, SOURCE_FIELDS, Keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +109,15 @@ class Store(Protocol):
         people they shared with (erasure re-publishes those lists without them)."""
         ...
 
+    async def mark_erased(self, user_ids: Sequence[str], at: float) -> None:
+        """Remember, anonymously and for ``ERASED_TTL_S``, that these users were erased at
+        ``at`` (the request's broker time)."""
+        ...
+
+    async def erased_at(self, user_ids: Sequence[str]) -> dict[str, float]:
+        """For users erased recently: when (events appended before that are dropped)."""
+        ...
+
 
 #: Item categories cached per worker (for the category cap of the ranking).
 CATEGORY_CACHE_SIZE = 200_000
@@ -139,6 +148,8 @@ class MemoryStore:
         # user -> (scope, item, weight, arrival) of their trending counts, for erasure
         self.trend_log: dict[str, list[tuple[str, str, float, float]]] = {}
         self.recommendations: dict[str, bytes] = {}
+        self.keys = Keys()
+        self.erased: dict[str, float] = {}  # erasure marks: digest key -> erasure time
 
     async def process_batch(
         self, events: Sequence[Event], arrivals: Sequence[float] | None = None
@@ -200,6 +211,14 @@ class MemoryStore:
 
     async def cache_recommendations(self, lists: Mapping[str, bytes]) -> None:
         self.recommendations.update(lists)
+
+    async def mark_erased(self, user_ids: Sequence[str], at: float) -> None:
+        for user_id in user_ids:
+            self.erased[self.keys.erased(user_id)] = at
+
+    async def erased_at(self, user_ids: Sequence[str]) -> dict[str, float]:
+        marks = {u: self.erased.get(self.keys.erased(u)) for u in user_ids}
+        return {u: at for u, at in marks.items() if at is not None}
 
     async def audience(self, user_ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
@@ -317,6 +336,18 @@ class RedisStore:
                 repr(e.ts if arrivals is None else float(arrivals[n])),
             ]
         return self._decode(await self._script(keys=[], args=args))
+
+    async def mark_erased(self, user_ids: Sequence[str], at: float) -> None:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.set(self.keys.erased(user_id), repr(at), ex=ERASED_TTL_S)
+            await pipe.execute()
+
+    async def erased_at(self, user_ids: Sequence[str]) -> dict[str, float]:
+        if not user_ids:
+            return {}
+        values = await self.client.mget([self.keys.erased(u) for u in user_ids])
+        return {u: float(v) for u, v in zip(user_ids, values, strict=True) if v is not None}
 
     async def audience(self, user_ids: Sequence[str]) -> set[str]:
         async with self.client.pipeline(transaction=False) as pipe:

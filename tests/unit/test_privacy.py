@@ -99,3 +99,43 @@ def _event_json(event: Event) -> bytes:
             **({"target_user_id": event.target_user_id} if event.target_user_id else {}),
         }
     )
+
+
+async def test_events_in_flight_when_the_user_was_erased_are_dropped_not_applied() -> None:
+    store = MemoryStore(StateParams())
+    publisher = RecordingPublisher()
+    metrics = WorkerMetrics()
+    lists = BatchProcessor(Settings(), store, publisher, metrics, clock=lambda: 1e9 + 30)
+    erasures = ErasureProcessor(Settings(), store, publisher, metrics)
+    request = InboundRecord(
+        orjson.dumps({"request_id": "r1", "type": "erase", "user_id": "ann"}),
+        b"ann",
+        "privacy.requests",
+        0,
+        0,
+        1e9 + 10,  # broker time of the request
+    )
+    await erasures.process([request])
+
+    def record(event: Event, appended: float) -> InboundRecord:
+        return InboundRecord(_event_json(event), b"k", "events", 0, 0, appended)
+
+    summary = await lists.process(
+        [
+            # Appended before the request, consumed after it: the user's data, dropped.
+            record(Event("e1", EventType.VIEW, "ann", 1e9 + 1, item_id="a"), 1e9 + 5),
+            record(
+                Event("s1", EventType.SHARE, "bob", 1e9 + 2, item_id="b", target_user_id="ann"),
+                1e9 + 6,
+            ),
+            # Appended after it: new data of a user who came back, applied.
+            record(Event("e2", EventType.VIEW, "ann", 1e9 + 20, item_id="c"), 1e9 + 20),
+        ]
+    )
+    assert summary.dropped_erased == 2
+    assert summary.applied == 1
+    ann = store.state.users["ann"]
+    assert set(ann.history.scores) == {"c"}
+    assert not ann.inbox.scores
+    assert metrics.registry.get_sample_value("socialrec_events_dropped_after_erasure_total") == 2
+    assert "ann" not in orjson.dumps(sorted(store.erased)).decode()  # the mark is anonymous
