@@ -419,7 +419,14 @@ def recommend(
         for candidate in best:
             yield personal(candidate)
         for item_id, count in trending:
-            yield RecommendedItem(item_id, count, Source.TRENDING, (), ((Source.TRENDING, count),))
+            if item_id in features:
+                # Trending and also personal (a friend shared it): keep its place in the
+                # fallback order, but say why it is this user's, not just that it is hot.
+                yield personal(item_id)
+            else:
+                yield RecommendedItem(
+                    item_id, count, Source.TRENDING, (), ((Source.TRENDING, count),)
+                )
         if later:
             for candidate in heapq.nsmallest(
                 depth,

@@ -197,3 +197,17 @@ def test_the_category_cap_makes_room_for_other_categories() -> None:
     shown = [r.item_id for r in capped.items]
     assert "earbuds" in shown  # the third accessory gave way
     assert sum(categories[i] == "accessories" for i in shown) == 2
+
+
+def test_a_cold_users_trending_item_that_a_friend_shared_keeps_the_friend_as_reason() -> None:
+    state = _state(
+        [Event("s1", EventType.SHARE, "ann", 1e9, item_id="scarf", target_user_id="zoe")]
+    )
+    view = state.user_view("zoe", **READ)
+    recs = recommend(
+        view, state.popular(10), RecommendParams(top_n=3), now=1e9 + 1, trending=[("scarf", 4.0)]
+    )
+    assert recs.cold_start
+    scarf = recs.items[0]
+    assert (scarf.item_id, scarf.source) == ("scarf", Source.SOCIAL)
+    assert [(r.user_id, r.action) for r in scarf.reasons] == [("ann", "share")]
