@@ -17,8 +17,6 @@ batch counts nothing twice.
 from __future__ import annotations
 
 import logging
-import time
-from collections import OrderedDict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +25,8 @@ import redis.asyncio as aioredis
 
 from models.events import Event
 from models.funnel import COUNTED_TYPES, bucket_of, sum_counts, window_buckets
-from streams.keys import Keys
+from streams.keys import Keys, decoded
+from streams.store import ItemMetaCache
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +36,6 @@ EXPOSURE = "exposure"
 MERCHANT_CACHE_SIZE = 200_000
 MERCHANT_CACHE_TTL_S = 300.0
 UNKNOWN_MERCHANT_TTL_S = 5.0
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,32 +60,18 @@ class MerchantAnalytics:
         self.keys = keys or Keys()
         self.bucket_s = bucket_s
         self.retention_s = retention_s
-        self._merchants: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._merchants = ItemMetaCache(
+            client,
+            self.keys,
+            "merchant_id",
+            size=MERCHANT_CACHE_SIZE,
+            ttl_s=MERCHANT_CACHE_TTL_S,
+            unknown_ttl_s=UNKNOWN_MERCHANT_TTL_S,
+        )
 
     async def merchants(self, item_ids: Collection[str]) -> dict[str, str]:
         """Merchant of each item ("" when the catalog does not name one)."""
-        now = time.monotonic()
-        found: dict[str, str] = {}
-        missing = []
-        for item_id in item_ids:
-            cached = self._merchants.get(item_id)
-            if cached is not None and cached[1] > now:
-                found[item_id] = cached[0]
-            else:
-                missing.append(item_id)
-        if missing:
-            pipe = self.client.pipeline(transaction=False)
-            for item_id in missing:
-                pipe.hget(self.keys.item(item_id, "meta"), "merchant_id")
-            for item_id, raw in zip(missing, await pipe.execute(), strict=True):
-                merchant = "" if raw is None else _text(raw)
-                found[item_id] = merchant
-                ttl = MERCHANT_CACHE_TTL_S if merchant else UNKNOWN_MERCHANT_TTL_S
-                self._merchants[item_id] = (merchant, now + ttl)
-                self._merchants.move_to_end(item_id)
-            while len(self._merchants) > MERCHANT_CACHE_SIZE:
-                self._merchants.popitem(last=False)
-        return found
+        return await self._merchants.get(item_ids)
 
     async def record_events(self, events: Sequence[Event], now: float) -> None:
         """Count the batch's fresh item events per merchant (one round trip, plus one for
@@ -149,6 +130,6 @@ class MerchantAnalytics:
             pipe.hgetall(self.keys.merchant_counts(bucket, merchant_id))
             pipe.hget(self.keys.merchant_counts(bucket, ""), EXPOSURE)
         replies: list[Any] = await pipe.execute()
-        own = [{_text(k): int(v) for k, v in h.items()} for h in replies[0::2]]
+        own = [{decoded(k): int(v) for k, v in h.items()} for h in replies[0::2]]
         total = sum(int(v) for v in replies[1::2] if v is not None)
         return MerchantCounts(sum_counts(own), total, len(buckets))

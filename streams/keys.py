@@ -97,6 +97,16 @@ SOURCE_FIELDS: Final = frozenset(
     }
 )
 
+
+def decoded(value: bytes | str) -> str:
+    """A Redis reply as text, whether or not the client decodes responses.
+
+    >>> decoded(b"phone"), decoded("phone")
+    ('phone', 'phone')
+    """
+    return value.decode() if isinstance(value, bytes) else value
+
+
 #: How long an erasure's anonymous mark lives: events of the user appended to Kafka before the
 #: request and consumed after it are dropped for this long (far beyond any consumer lag).
 ERASED_TTL_S: Final = 3600

@@ -453,9 +453,9 @@ class BatchProcessor:
         back state the receipt said was gone. It is dropped, not dead-lettered: keeping it
         would keep the erased user's data. One MGET per batch (anonymous marks, 1 h).
         """
-        users = {e.user_id for e, _ in valid} | {e.target_user_id for e, _ in valid}
-        users.discard(None)
-        erased = await self.store.erased_at(sorted(u for u in users if u is not None))
+        users = {e.user_id for e, _ in valid}
+        users.update(e.target_user_id for e, _ in valid if e.target_user_id)
+        erased = await self.store.erased_at(sorted(users))
         if not erased:
             return valid
         kept = []

@@ -93,8 +93,7 @@ class ErasureProcessor:
         audience = await self.store.audience(user_ids) - set(user_ids)
         # First the marks, so a batch of the user's events racing this one is dropped even if
         # it reads them before the state is gone (each mark carries its request's time).
-        for request, record in requests:
-            await self.store.mark_erased([request.user_id], record.timestamp)
+        await self.store.mark_erased({r.user_id: record.timestamp for r, record in requests})
         reports = await self.store.erase_users(user_ids)
         if self.forget is not None:
             self.forget(user_ids)

@@ -22,22 +22,10 @@ import orjson
 import redis.asyncio as aioredis
 
 from models.textsearch import TextIndex
-from streams.keys import Keys
+from streams.keys import Keys, decoded
+from streams.sources.content import entry_items
 
 log = logging.getLogger(__name__)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _entry_items(fields: Mapping[Any, Any]) -> list[str]:
-    value = fields.get(b"items", fields.get("items"))
-    try:
-        items = orjson.loads(value) if value is not None else []
-    except orjson.JSONDecodeError:
-        return []
-    return [str(i) for i in items] if isinstance(items, list) else []
 
 
 class CatalogSearch:
@@ -85,9 +73,9 @@ class CatalogSearch:
                 return await self._reload()
             if not entries:
                 return 0
-            ids = list(dict.fromkeys(i for _, fields in entries for i in _entry_items(fields)))
+            ids = list(dict.fromkeys(i for _, fields in entries for i in entry_items(fields)))
             values = await self.client.hmget(self._items_key, ids)
-            self._position = (_text(entries[-1][0]), added)
+            self._position = (decoded(entries[-1][0]), added)
             return self._apply(dict(zip(ids, values, strict=True)))
 
     async def _reload(self) -> int:
@@ -97,7 +85,7 @@ class CatalogSearch:
         added, last_id = self._stream_state(info)
         loaded: dict[str, Any] = {}
         async for item, value in self.client.hscan_iter(self._items_key, count=1000):
-            loaded[_text(item)] = value
+            loaded[decoded(item)] = value
         for item in set(self.titles) - loaded.keys():
             loaded[item] = None
         self._position = (last_id, added)
@@ -131,4 +119,4 @@ class CatalogSearch:
     def _stream_state(info: object) -> tuple[int, str]:
         if not isinstance(info, dict):
             return 0, "0-0"
-        return int(info["entries-added"]), _text(info["last-generated-id"])
+        return int(info["entries-added"]), decoded(info["last-generated-id"])

@@ -32,7 +32,7 @@ from models.state import (
     UserView,
 )
 from models.trending import Tally, TrendingList, TrendingWindows, scopes_for, summarise_buckets
-from streams.keys import ERASED_TTL_S, SOURCE_FIELDS, Keys
+from streams.keys import ERASED_TTL_S, SOURCE_FIELDS, Keys, decoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +109,9 @@ class Store(Protocol):
         people they shared with (erasure re-publishes those lists without them)."""
         ...
 
-    async def mark_erased(self, user_ids: Sequence[str], at: float) -> None:
-        """Remember, anonymously and for ``ERASED_TTL_S``, that these users were erased at
-        ``at`` (the request's broker time)."""
+    async def mark_erased(self, erased_at: Mapping[str, float]) -> None:
+        """Remember, anonymously and for ``ERASED_TTL_S``, that each user was erased at the
+        given time (their request's broker time)."""
         ...
 
     async def erased_at(self, user_ids: Sequence[str]) -> dict[str, float]:
@@ -212,8 +212,8 @@ class MemoryStore:
     async def cache_recommendations(self, lists: Mapping[str, bytes]) -> None:
         self.recommendations.update(lists)
 
-    async def mark_erased(self, user_ids: Sequence[str], at: float) -> None:
-        for user_id in user_ids:
+    async def mark_erased(self, erased_at: Mapping[str, float]) -> None:
+        for user_id, at in erased_at.items():
             self.erased[self.keys.erased(user_id)] = at
 
     async def erased_at(self, user_ids: Sequence[str]) -> dict[str, float]:
@@ -250,10 +250,6 @@ class MemoryStore:
         return self.state.snapshot()
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _social_proof(inbox: list[str], followees: list[list[Any]]) -> tuple[SocialProof, ...]:
     """Proofs from the script's flat replies, in MemoryState.user_view's order."""
     proofs = []
@@ -273,7 +269,63 @@ def _array(value: Any) -> list[Any]:
 
 
 def _pairs(flat: Sequence[bytes | str]) -> tuple[tuple[str, float], ...]:
-    return tuple((_text(flat[k]), float(flat[k + 1])) for k in range(0, len(flat), 2))
+    return tuple((decoded(flat[k]), float(flat[k + 1])) for k in range(0, len(flat), 2))
+
+
+class ItemMetaCache:
+    """One field of the items' catalog records (``i:<item>:meta``), cached per worker.
+
+    Hits are local; misses are read in one pipelined round trip. An entry lives ``ttl_s``
+    (``unknown_ttl_s`` when the catalog has no value yet, so an item whose record arrives
+    late is picked up soon), and the least recently read go first beyond ``size``.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: Keys,
+        field: str,
+        *,
+        size: int,
+        ttl_s: float,
+        unknown_ttl_s: float | None = None,
+    ) -> None:
+        self.client, self.keys, self.field = client, keys, field
+        self.size, self.ttl_s = size, ttl_s
+        self.unknown_ttl_s = ttl_s if unknown_ttl_s is None else unknown_ttl_s
+        self._entries: OrderedDict[str, tuple[str, float]] = OrderedDict()  # -> (value, expiry)
+
+    async def get(self, item_ids: Collection[str]) -> dict[str, str]:
+        """The field of each item ("" when the catalog does not give one)."""
+        now = time.monotonic()
+        found: dict[str, str] = {}
+        missing = []
+        for item_id in item_ids:
+            cached = self._entries.get(item_id)
+            if cached is not None and cached[1] > now:
+                found[item_id] = cached[0]
+            else:
+                missing.append(item_id)
+        if missing:
+            pipe = self.client.pipeline(transaction=False)
+            for item_id in missing:
+                pipe.hget(self.keys.item(item_id, "meta"), self.field)
+            for item_id, raw in zip(missing, await pipe.execute(), strict=True):
+                value = "" if raw is None else decoded(raw)
+                found[item_id] = value
+                self._entries[item_id] = (
+                    value,
+                    now + (self.ttl_s if value else self.unknown_ttl_s),
+                )
+                self._entries.move_to_end(item_id)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return found
+
+    def drop(self, item_ids: Collection[str]) -> None:
+        """Forget these items (their records were deleted)."""
+        for item_id in item_ids:
+            self._entries.pop(item_id, None)
 
 
 class RedisStore:
@@ -293,7 +345,9 @@ class RedisStore:
         self.keys = keys or Keys()
         self.trending_params = trending or TrendingParams()
         # item -> (category, expiry): oldest first, so the cache evicts in insertion order.
-        self._categories: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._categories = ItemMetaCache(
+            client, self.keys, "category", size=CATEGORY_CACHE_SIZE, ttl_s=CATEGORY_CACHE_TTL_S
+        )
         source = resources.files("streams").joinpath("lua/state.lua").read_text()
         self._script = client.register_script(source)
         p = params
@@ -337,9 +391,9 @@ class RedisStore:
             ]
         return self._decode(await self._script(keys=[], args=args))
 
-    async def mark_erased(self, user_ids: Sequence[str], at: float) -> None:
+    async def mark_erased(self, erased_at: Mapping[str, float]) -> None:
         async with self.client.pipeline(transaction=False) as pipe:
-            for user_id in user_ids:
+            for user_id, at in erased_at.items():
                 pipe.set(self.keys.erased(user_id), repr(at), ex=ERASED_TTL_S)
             await pipe.execute()
 
@@ -355,7 +409,7 @@ class RedisStore:
                 pipe.smembers(self.keys.user(user_id, "followers"))
                 pipe.smembers(self.keys.user(user_id, "outbox"))
             replies = await pipe.execute()
-        return {_text(member) for members in replies for member in members}
+        return {decoded(member) for members in replies for member in members}
 
     async def read_users(self, user_ids: Sequence[str]) -> BatchResult:
         args = [*self._args("read", len(user_ids)), *user_ids]
@@ -384,32 +438,12 @@ class RedisStore:
     async def delete_items(self, item_ids: Sequence[str]) -> None:
         if item_ids:
             await self.client.delete(*(self.keys.item(i, "meta") for i in item_ids))
-            for item_id in item_ids:
-                self._categories.pop(item_id, None)
+            self._categories.drop(item_ids)
 
     async def item_categories(self, item_ids: Collection[str]) -> dict[str, str]:
         """From a local cache; misses in one pipelined round trip. Entries live
         ``CATEGORY_CACHE_TTL_S`` so a category changed through another worker shows up."""
-        now = time.monotonic()
-        found: dict[str, str] = {}
-        missing = []
-        for item_id in item_ids:
-            cached = self._categories.get(item_id)
-            if cached is not None and cached[1] > now:
-                found[item_id] = cached[0]
-            else:
-                missing.append(item_id)
-        if missing:
-            pipe = self.client.pipeline(transaction=False)
-            for item_id in missing:
-                pipe.hget(self.keys.item(item_id, "meta"), "category")
-            for item_id, raw in zip(missing, await pipe.execute(), strict=True):
-                category = "" if raw is None else _text(raw)
-                found[item_id] = category
-                self._categories[item_id] = (category, now + CATEGORY_CACHE_TTL_S)
-            while len(self._categories) > CATEGORY_CACHE_SIZE:
-                self._categories.popitem(last=False)
-        return found
+        return await self._categories.get(item_ids)
 
     async def trending(self, scopes: Sequence[str], now: float, k: int) -> list[TrendingList]:
         """Reads the live buckets of every scope in one pipelined round trip."""
@@ -429,7 +463,7 @@ class RedisStore:
             for bucket in buckets:
                 weights, counts = next(replies), next(replies)
                 items = {
-                    _text(item): Tally(float(weights.get(item, 0.0)), int(n))
+                    decoded(item): Tally(float(weights.get(item, 0.0)), int(n))
                     for item, n in counts.items()
                 }
                 if items:
@@ -445,7 +479,7 @@ class RedisStore:
 
     async def take_changed_scopes(self, limit: int) -> list[str]:
         popped = await self.client.spop(self.keys.global_("trending_changed"), limit)
-        return sorted(_text(s) for s in cast(list[bytes], popped or []))
+        return sorted(decoded(s) for s in cast(list[bytes], popped or []))
 
     async def mark_changed(self, scopes: Sequence[str]) -> None:
         if scopes:
@@ -500,7 +534,7 @@ class RedisStore:
         items: dict[str, dict[str, dict[str, float]]] = {"dot": {}, "sim": {}}
         result: dict[str, Any] = {"users": users, "landmark": None}
         async for raw_key in self.client.scan_iter(match=f"{self.keys.prefix}*", count=1000):
-            key = _text(raw_key)
+            key = decoded(raw_key)
             scope, entity, field = self.keys.parse(key)
             if scope == "trending" or field in NOT_IN_SNAPSHOT:
                 continue  # compared by their own contract tests, not part of MemoryState
@@ -522,18 +556,18 @@ class RedisStore:
         return result
 
     async def _read_key(self, key: str, *, text_values: bool = False) -> Any:
-        kind = _text(await self.client.type(key))
+        kind = decoded(await self.client.type(key))
         if kind == "hash" and text_values:
-            return {_text(k): _text(v) for k, v in (await self.client.hgetall(key)).items()}
+            return {decoded(k): decoded(v) for k, v in (await self.client.hgetall(key)).items()}
         if kind == "zset":
             members = await self.client.zrange(key, 0, -1, withscores=True)
-            return {_text(m): float(s) for m, s in cast(list[tuple[bytes, float]], members)}
+            return {decoded(m): float(s) for m, s in cast(list[tuple[bytes, float]], members)}
         if kind == "hash":
-            return {_text(k): float(v) for k, v in (await self.client.hgetall(key)).items()}
+            return {decoded(k): float(v) for k, v in (await self.client.hgetall(key)).items()}
         if kind == "set":
-            return {_text(m) for m in await self.client.smembers(key)}
+            return {decoded(m) for m in await self.client.smembers(key)}
         value = await self.client.get(key)
-        return "" if value is None else _text(value)
+        return "" if value is None else decoded(value)
 
 
 #: Keys outside MemoryState's snapshot: catalog metadata, trending windows and their erasure log,

@@ -47,7 +47,7 @@ import redis.asyncio as aioredis
 from models.content import CatalogRecord, ContentModel, Scores
 from models.events import DEFAULT_WEIGHTS, Event, EventType
 from models.recommend import Candidate, Reason, Source
-from streams.keys import Keys
+from streams.keys import Keys, decoded
 
 log = logging.getLogger(__name__)
 
@@ -119,15 +119,11 @@ def record_mapping(record: CatalogRecord) -> dict[str, object]:
     }
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _blob(value: bytes | str | None) -> bytes | None:
     return value.encode() if isinstance(value, str) else value
 
 
-def _entry_items(fields: Mapping[Any, Any]) -> list[str]:
+def entry_items(fields: Mapping[Any, Any]) -> list[str]:
     """The item ids of a change-stream entry (bytes or decoded responses alike)."""
     value = fields.get(b"items", fields.get("items"))
     try:
@@ -280,7 +276,7 @@ class RedisContent:
         rows: list[Any] = await self.client.zrevrange(
             self.keys.item(item_id, "content_sim"), 0, 2 * k - 1, withscores=True
         )
-        found = [(_text(m), float(s)) for m, s in rows]
+        found = [(decoded(m), float(s)) for m, s in rows]
         unknown = [m for m, _ in found if m not in self.model]
         if unknown:  # deleted, or added by another worker since our last sync: ask Redis
             present = await self.client.hmget(self._items_key, unknown)
@@ -297,7 +293,7 @@ class RedisContent:
         stored = await pipe.execute()
         linked: dict[str, set[str]] = {}
         for item, members in zip(ids, stored, strict=True):
-            others = {_text(m) for m in members}
+            others = {decoded(m) for m in members}
             if item in self.model:
                 wide = self.model.similar_items(item, 4 * self.params.neighbours)
                 others.update(o for o, _ in wide)
@@ -330,9 +326,9 @@ class RedisContent:
                 return await self._reload()
             if not entries:
                 return 0
-            ids = list(dict.fromkeys(i for _, fields in entries for i in _entry_items(fields)))
+            ids = list(dict.fromkeys(i for _, fields in entries for i in entry_items(fields)))
             values = await self.client.hmget(self._items_key, ids)
-            self._position = _Position(_text(entries[-1][0]), added)
+            self._position = _Position(decoded(entries[-1][0]), added)
             return self._apply({i: _blob(v) for i, v in zip(ids, values, strict=True)})
 
     async def sync_if_due(self) -> None:
@@ -349,7 +345,7 @@ class RedisContent:
         async for item, value in self.client.hscan_iter(
             self._items_key, count=self.params.scan_count
         ):
-            loaded[_text(item)] = _blob(value)
+            loaded[decoded(item)] = _blob(value)
         for item in set(self.model.item_ids()) - loaded.keys():
             loaded[item] = None
         self._position = _Position(last_id, added)
@@ -375,7 +371,7 @@ class RedisContent:
         """(entries-added, last-generated-id); a missing stream has had nothing added."""
         if not isinstance(info, dict):
             return 0, "0-0"
-        return int(info["entries-added"]), _text(info["last-generated-id"])
+        return int(info["entries-added"]), decoded(info["last-generated-id"])
 
     # ---- users -------------------------------------------------------------------------------
     def _weight(self, event: Event) -> float:

@@ -45,7 +45,7 @@ from models.fbt import (
     rules_from_counts,
 )
 from models.recommend import Candidate, Reason, Source
-from streams.keys import Keys
+from streams.keys import Keys, decoded
 
 #: Adds ``ARGV[1]`` to the total and ``ARGV[2k+1]`` to field ``ARGV[2k]`` of the item hash;
 #: anything that reaches zero is deleted. Atomic, so a concurrent increment of the same field
@@ -80,10 +80,6 @@ def decode_baskets(raw: bytes | str | None) -> list[Basket]:
     return [
         Basket([str(i) for i in items], float(first), float(last)) for items, first, last in data
     ]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class RedisFBT:
@@ -237,7 +233,7 @@ class RedisFBT:
         total = int(replies[-1] or 0)
         counts = {a: int(n) for a, n in zip(antecedents, replies[-2], strict=True) if n}
         pairs = {
-            a: {_text(b): round(float(n)) for b, n in cast(list[tuple[bytes, float]], rows)}
+            a: {decoded(b): round(float(n)) for b, n in cast(list[tuple[bytes, float]], rows)}
             for a, rows in zip(antecedents, replies[:-2], strict=True)
         }
         consequents = list({b for row in pairs.values() for b in row} - counts.keys())

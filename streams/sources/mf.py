@@ -79,7 +79,7 @@ import redis.asyncio as aioredis
 from models.events import DEFAULT_WEIGHTS, Event, EventType
 from models.mf import WIRE_DTYPE, OnlineMF, SamplerState, Sampling
 from models.recommend import Candidate, Reason, Source
-from streams.keys import Keys
+from streams.keys import Keys, decoded
 
 #: The reason every MF candidate carries: the user's taste vector matches the item's.
 TASTE_MATCH: Final = "taste_match"
@@ -96,10 +96,6 @@ def decode_sampler(raw: bytes) -> SamplerState:
     """The inverse of :func:`encode_sampler`."""
     body = orjson.loads(raw)
     return SamplerState(int(body["steps"]), tuple(str(i) for i in body["pool"]))
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _raw(value: bytes | str) -> bytes:
@@ -183,7 +179,7 @@ class RedisMF:
             cursor, page = await self.client.hscan(self._items_key, cursor, count=_SCAN_PAGE)
             if page:
                 rows = cast(dict[bytes, bytes], page)
-                self.model.import_rows("item", {_text(k): _raw(v) for k, v in rows.items()})
+                self.model.import_rows("item", {decoded(k): _raw(v) for k, v in rows.items()})
                 count += len(page)
             if cursor == 0:
                 break
@@ -247,7 +243,7 @@ class RedisMF:
         if sampler_raw is not None:
             await self._restore_sampler(decode_sampler(sampler_raw))
         return {
-            user_id: {_text(k): v for k, v in ledger.items()}
+            user_id: {decoded(k): v for k, v in ledger.items()}
             for user_id, ledger in zip(users, ledgers, strict=True)
         }
 
@@ -393,7 +389,7 @@ class RedisMF:
             removed = 0
             for n, user_id in enumerate(users):
                 ledger: dict[Any, bytes] = replies[2 * n + 1]
-                ledgers[user_id] = {_text(k): v for k, v in ledger.items()}
+                ledgers[user_id] = {decoded(k): v for k, v in ledger.items()}
                 removed += int(replies[2 * n]) + len(ledger)
             items = list(dict.fromkeys(i for ledger in ledgers.values() for i in ledger))
             current = await self.client.hmget(self._items_key, items) if items else []

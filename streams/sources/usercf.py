@@ -42,7 +42,7 @@ from redis.typing import EncodableT
 from models.events import DEFAULT_WEIGHTS, Event, EventType
 from models.recommend import Candidate, Reason, Source
 from models.usercf import UserCF
-from streams.keys import Keys
+from streams.keys import Keys, decoded
 
 #: What the recipient is told about a user-CF candidate (never who).
 SIMILAR_SHOPPERS = "similar_shoppers"
@@ -51,12 +51,8 @@ SIMILAR_SHOPPERS = "similar_shoppers"
 _UNBOUNDED = 1 << 40
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _row(raw: Mapping[bytes, bytes]) -> dict[str, float]:
-    return {_text(item): float(a) for item, a in raw.items()}
+    return {decoded(item): float(a) for item, a in raw.items()}
 
 
 def pool_order(overlaps: Mapping[str, tuple[int, float]], size: int) -> list[str]:
@@ -208,7 +204,7 @@ class RedisUserCF:
         for item_id in items:
             pipe.zrevrange(self.keys.item(item_id, "ucf_users"), 0, self.users_per_item - 1, True)
         indexes = {
-            item_id: [(_text(v), float(ts)) for v, ts in cast(list[tuple[bytes, float]], users)]
+            item_id: [(decoded(v), float(ts)) for v, ts in cast(list[tuple[bytes, float]], users)]
             for item_id, users in zip(items, await pipe.execute(), strict=True)
         }
         pools: dict[str, list[str]] = {}
