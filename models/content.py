@@ -348,6 +348,10 @@ class ContentModel:
         self._idx = np.zeros((64, max_features), dtype=np.int32)
         self._val = np.zeros((64, max_features), dtype=np.float32)
         self._width = 0  # most slots any item has used: columns beyond are all padding
+        # The used block (items × width) as contiguous arrays, slots as intp: np.take from
+        # them is three times faster than fancy-indexing a strided slice. Rebuilt on the first
+        # query after the catalogue changes (rare next to queries).
+        self._packed: tuple[npt.NDArray[np.intp], Values] | None = None
         self._ids: list[str] = []
         self._rows: dict[str, int] = {}
         self._profiles: dict[str, _Profile] = {}
@@ -377,6 +381,7 @@ class ContentModel:
             self._rows[parsed.item_id] = row
         n = len(vector.indices)
         self._width = max(self._width, n)
+        self._packed = None
         self._idx[row] = 0
         self._val[row] = 0.0
         self._idx[row, :n] = vector.indices
@@ -387,6 +392,7 @@ class ContentModel:
         row = self._rows.pop(item_id, None)
         if row is None:
             return False
+        self._packed = None
         last = len(self._ids) - 1
         if row != last:  # keep rows contiguous: move the last item into the hole
             moved = self._ids[last]
@@ -600,19 +606,18 @@ class ContentModel:
 
     def _dots(self, dense: Values, rows: npt.NDArray[np.intp] | None) -> Scores:
         """Dot products of a dense vector with the items in ``rows`` (None: every item)."""
-        count = len(self._ids)
-        # Columns past the widest item so far are padding everywhere: skip them.
-        width = self._width
-        if rows is not None and 2 * len(rows) < count:
-            return self._row_dots(dense, self._idx[rows, :width], self._val[rows, :width])
-        # Every item, or so many that slicing all rows beats copying the chosen ones out.
-        every = self._row_dots(dense, self._idx[:count, :width], self._val[:count, :width])
-        return every if rows is None else every[rows]
-
-    @staticmethod
-    def _row_dots(dense: Values, idx: Indices, val: Values) -> Scores:
+        if self._packed is None:
+            # Columns past the widest item so far are padding everywhere: leave them out.
+            count, width = len(self._ids), self._width
+            self._packed = (
+                np.ascontiguousarray(self._idx[:count, :width], dtype=np.intp),
+                np.ascontiguousarray(self._val[:count, :width]),
+            )
+        idx, val = self._packed
+        if rows is not None:
+            idx, val = idx[rows], val[rows]
         # float32 products summed per row (max_features terms at most), widened at the end.
-        dots: Scores = np.einsum("ij,ij->i", val, dense[idx]).astype(np.float64)
+        dots: Scores = np.einsum("ij,ij->i", val, np.take(dense, idx)).astype(np.float64)
         return dots
 
     def _best(self, scores: Scores, k: int, exclude: Iterable[str]) -> list[tuple[str, float]]:

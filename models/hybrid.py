@@ -35,14 +35,14 @@ from models.mf import OnlineMF
 from models.popularity import decayed_score
 from models.ranker import OnlineRanker
 from models.recommend import (
+    Blended,
     Candidate,
     CandidateFeatures,
     Pool,
     Reason,
     RecommendParams,
     Source,
-    blend,
-    candidate_features,
+    blend_pools,
     candidate_pools,
     excluded_items,
     recommend,
@@ -62,6 +62,13 @@ USERCF_ITEMS_PER_USER = 30
 USERCF_USERS_PER_ITEM = 50
 USERCF_NEIGHBOUR_POOL = 30  # the worker reads the rows of the 30 users with most items in common
 
+
+#: The one reason of a candidate from MF, content or user-CF. Shared, not built per candidate
+#: (hundreds per request): a lone reason's contribution is always its source's whole share
+#: (see models.recommend.recommend), so the value here only has to be positive.
+TASTE_MATCH = (Reason(None, 1.0, action="taste_match"),)
+PROFILE_MATCH = (Reason(None, 1.0, action="profile_match"),)
+SIMILAR_SHOPPERS = (Reason(None, 1.0, action="similar_shoppers"),)
 
 #: FBT context as the worker's (streams.sources.fbt.RedisFBT): the latest basket's last items,
 #: while it is at most a day old.
@@ -131,7 +138,8 @@ class HybridRecommender:
         self._shown: dict[str, tuple[CandidateFeatures, ...]] = {}
         self._params_for_k: dict[int, RecommendParams] = {}
         # The last request's candidates, reused by candidate_scores for the same user and time.
-        self._last: tuple[str, float, UserView, dict[Source, Pool]] | None = None
+        self._last: tuple[str, float, UserView, tuple[dict[Source, Pool], Blended]] | None = None
+        self._weights = dict(self.params.source_weights)
 
     # ---- learning ----------------------------------------------------------------------------
     def learn(self, event: Event) -> None:
@@ -162,24 +170,32 @@ class HybridRecommender:
         extra: dict[Source, list[Candidate]] = {}
         if self.mf is not None:
             extra[Source.MF] = [
-                Candidate(item, score, (Reason(None, score, action="taste_match"),))
+                Candidate(item, score, TASTE_MATCH)
                 for item, score in self.mf.top_k(user_id, k, excluded)
             ]
         if self.content is not None:
             extra[Source.CONTENT] = [
-                Candidate(item, score, (Reason(None, score, action="profile_match"),))
+                Candidate(item, score, PROFILE_MATCH)
                 for item, score in self.content.top_k(user_id, k, excluded, now=now)
             ]
         if self.usercf is not None:
             extra[Source.USER_CF] = [
-                Candidate(c.item_id, c.score, (Reason(None, c.score, action="similar_shoppers"),))
-                for c in self.usercf.candidates(user_id, k, excluded)
+                Candidate(c.item_id, c.score, SIMILAR_SHOPPERS)
+                for c in self.usercf.candidates(user_id, k, excluded, contributors=False)
             ]
         if self.fbt is not None:
             extra[Source.FBT] = [
                 c for c in fbt_candidates(self.fbt, user_id, k, now) if c.item_id not in excluded
             ]
         return extra
+
+    def _blend(self, view: UserView, now: float) -> tuple[dict[Source, Pool], Blended]:
+        """Every source's candidates for the user and their blend, remembered for
+        :meth:`candidate_scores` at the same request."""
+        pools = candidate_pools(view, self.params, now, self._candidates(view.user_id, view, now))
+        blended = blend_pools(pools, self._weights, len(view.recent))
+        self._last = (view.user_id, now, view, (pools, blended))
+        return pools, blended
 
     def recommend(
         self, user_id: str, k: int, exclude: AbstractSet[str], now: float
@@ -188,18 +204,16 @@ class HybridRecommender:
         if params is None:
             params = self._params_for_k[k] = replace(self.params, top_n=k)
         view = self.base.view_for(user_id, exclude)
-        extra = self._candidates(user_id, view, now)
-        pools = candidate_pools(view, self.params, now, extra)
-        self._last = (user_id, now, view, pools)
+        blended = self._blend(view, now)
         recs = recommend(
             view,
             self.base.popular_view(),
             params,
             now=now,
-            extra=extra,
             ranker=self.ranker,
             categories=self.categories,
-            pools=pools,
+            pools=blended[0],
+            blended=blended[1],
         )
         if self.ranker is not None:
             self._shown[user_id] = recs.features
@@ -216,22 +230,20 @@ class HybridRecommender:
         """
         last = self._last
         if last is not None and last[0] == user_id and last[1] == now:
-            view, pools = last[2], last[3]
+            view, (_, blended) = last[2], last[3]
         else:
             view = self.base.view_for(user_id, frozenset())
-            pools = candidate_pools(view, self.params, now, self._candidates(user_id, view, now))
-        features = candidate_features(pools, len(view.recent))
+            _, blended = self._blend(view, now)
         excluded = excluded_items(view, self.params)
         state = self.base.state
         landmark = state.landmark or 0.0
-        weights = dict(self.params.source_weights)
-        wanted = [i for i in item_ids if i in features and i not in excluded]
+        wanted = [i for i in item_ids if i in blended.totals and i not in excluded]
         if self.ranker is not None and view.recent:
             personal = dict(
-                zip(wanted, self.ranker.score([features[i] for i in wanted]), strict=True)
+                zip(wanted, self.ranker.score([blended.features(i) for i in wanted]), strict=True)
             )
         else:
-            personal = {i: sum(blend(features[i], weights).values()) for i in wanted}
+            personal = {i: blended.totals[i] for i in wanted}
         scores = []
         for item in item_ids:
             if item in personal:

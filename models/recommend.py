@@ -249,27 +249,62 @@ def normalise(scores: Mapping[str, float]) -> dict[str, float]:
     return {item: max(0.0, score) / best for item, score in scores.items()}
 
 
-def candidate_features(
-    pools: Mapping[Source, Pool], history: int = 0
-) -> dict[str, CandidateFeatures]:
-    """Per candidate, every source's normalised score (see :func:`normalise`); candidates no
-    source scores above 0 are left out.
+@dataclass(frozen=True, slots=True)
+class Blended:
+    """Every candidate's normalised score per source (see :func:`normalise`) and its total under
+    the fixed blend, computed once per request (the ranking, the explanations and the
+    evaluation's scores all read them). Candidates no source scores above 0 are left out.
 
-    One pass per source (not per candidate and source): this runs on every request.
+    >>> b = blend_pools({Source.ITEM_CF: {"a": (2.0, ()), "b": (1.0, ())},
+    ...                  Source.MF: {"b": (0.5, ())}}, {Source.ITEM_CF: 1.0, Source.MF: 0.5})
+    >>> b.totals
+    {'a': 1.0, 'b': 1.0}
+    >>> b.features("b")
+    CandidateFeatures(item_id='b', normalised={<Source.ITEM_CF: 'item_cf'>: 0.5, \
+<Source.MF: 'mf'>: 1.0}, history=0)
+    """
+
+    normalised: dict[str, dict[Source, float]]
+    totals: dict[str, float]
+    history: int = 0
+
+    def features(self, item_id: str) -> CandidateFeatures:
+        return CandidateFeatures(item_id, self.normalised[item_id], self.history)
+
+
+def blend_pools(
+    pools: Mapping[Source, Pool], weights: Mapping[Source, float], history: int = 0
+) -> Blended:
+    """Normalise every source's pool and add up the blend: one pass per source (not per
+    candidate and source), plain dicts (no object per candidate): this runs on every request.
     """
     normalised: dict[str, dict[Source, float]] = {}
+    totals: dict[str, float] = {}
     for source, pool in pools.items():
         best = max((raw for raw, _ in pool.values()), default=0.0)
         if best <= 0.0:
             continue
+        weight = weights.get(source, 0.0)
         for item, (raw, _) in pool.items():
             if raw > 0.0:
+                value = raw / best
                 entry = normalised.get(item)
                 if entry is None:
-                    normalised[item] = {source: raw / best}
+                    normalised[item] = {source: value}
+                    totals[item] = weight * value
                 else:
-                    entry[source] = raw / best
-    return {item: CandidateFeatures(item, n, history) for item, n in normalised.items()}
+                    entry[source] = value
+                    totals[item] += weight * value
+    return Blended(normalised, totals, history)
+
+
+def candidate_features(
+    pools: Mapping[Source, Pool], history: int = 0
+) -> dict[str, CandidateFeatures]:
+    """Per candidate, every source's normalised score (see :func:`normalise`); candidates no
+    source scores above 0 are left out."""
+    blended = blend_pools(pools, {}, history)
+    return {item: blended.features(item) for item in blended.normalised}
 
 
 def blend(features: CandidateFeatures, weights: Mapping[Source, float]) -> dict[Source, float]:
@@ -336,6 +371,7 @@ def recommend(
     explore: Sequence[str] = (),
     ranker: Ranker | None = None,
     pools: Mapping[Source, Pool] | None = None,
+    blended: Blended | None = None,
 ) -> Recommendations:
     """The user's top-N: every source's candidates fused, fallbacks to fill, never an excluded
     one, at most ``category_cap`` per category, and ``explore_slots`` for new or long-tail
@@ -346,50 +382,40 @@ def recommend(
     candidates, what is trending, their social proof, then long-run popularity.
 
     ``now`` converts stored popularity into a decayed count and ages social proof.
-    ``pools`` (from :func:`candidate_pools`) saves building them again when the caller has.
+    ``pools`` (from :func:`candidate_pools`) and ``blended`` (:func:`blend_pools` of them with
+    ``params.source_weights``) save building them again when the caller has.
     """
     excluded = excluded_items(view, params)
     if pools is None:
         pools = candidate_pools(view, params, now, extra or {})
-    features = candidate_features(pools, len(view.recent))
-    for item in excluded & features.keys():
-        del features[item]
     weights = dict(params.source_weights)
-    # The blend's total per candidate; the per-source split only for the chosen (personal()).
-    totals = {
-        item: sum(weights.get(s, 0.0) * v for s, v in f.normalised.items())
-        for item, f in features.items()
-    }
+    if blended is None:
+        blended = blend_pools(pools, weights, len(view.recent))
+    normalised = blended.normalised
+    totals = {item: t for item, t in blended.totals.items() if item not in excluded}
     cold_start = not view.recent  # no usable history: everything is a fallback
-    if ranker is not None and features and not cold_start:
-        ordered = list(features.values())
-        learned = dict(zip((f.item_id for f in ordered), ranker.score(ordered), strict=True))
+    learned: dict[str, float] = {}
+    if ranker is not None and totals and not cold_start:
+        learned = dict(
+            zip(totals, ranker.score([blended.features(i) for i in totals]), strict=True)
+        )
+        order = sorted(totals, key=lambda i: (-learned[i], -totals[i], i))
     else:
-        learned = {}
-
-    def sort_key(item: str) -> tuple[float, float, str]:
-        return (-learned.get(item, 0.0), -totals[item], item)
+        # (−total, item) tuples compare in C: no key function per candidate.
+        order = [item for _, item in sorted((-t, item) for item, t in totals.items())]
 
     # With a category cap some of the best may be passed over: look a little deeper.
     depth = (params.top_n + params.explore_slots) * (4 if params.category_cap else 1)
-    warm_sources: tuple[Source, ...]
-    later: tuple[Source, ...]
     if cold_start:
         # Content first, then trending, then social proof (popular fills whatever is left).
-        warm_sources = (Source.CONTENT,)
-        later = (Source.SOCIAL,)
+        best = [i for i in order if Source.CONTENT in normalised[i]][:depth]
+        later = [i for i in order if Source.SOCIAL in normalised[i]][:depth]
     else:
-        warm_sources = tuple(pools)
-        later = ()
-    best = heapq.nsmallest(
-        depth,
-        (i for i, f in features.items() if any(s in f.normalised for s in warm_sources)),
-        key=sort_key,
-    )
+        best, later = order[:depth], []
 
     def personal(candidate: str) -> RecommendedItem:
-        parts = blend(features[candidate], weights)
-        score = learned.get(candidate, sum(parts.values()))
+        parts = {s: weights.get(s, 0.0) * v for s, v in normalised[candidate].items()}
+        score = learned.get(candidate, totals[candidate])
         reasons: list[Reason] = []
         for source, share in parts.items():
             _, source_reasons = pools[source][candidate]
@@ -400,7 +426,7 @@ def recommend(
             for r, w in zip(source_reasons, own, strict=True):
                 part = share * w / total if total > 0 else share / len(own)
                 if isinstance(r, Reason):
-                    reasons.append(replace(r, contribution=max(0.0, part)))
+                    reasons.append(Reason(r.item_id, max(0.0, part), r.user_id, r.action))
                 else:
                     reasons.append(Reason(r[1], max(0.0, part)))
         reasons.sort(key=_reason_order)
@@ -419,7 +445,7 @@ def recommend(
         for candidate in best:
             yield personal(candidate)
         for item_id, count in trending:
-            if item_id in features:
+            if item_id in totals:
                 # Trending and also personal (a friend shared it): keep its place in the
                 # fallback order, but say why it is this user's, not just that it is hot.
                 yield personal(item_id)
@@ -427,13 +453,8 @@ def recommend(
                 yield RecommendedItem(
                     item_id, count, Source.TRENDING, (), ((Source.TRENDING, count),)
                 )
-        if later:
-            for candidate in heapq.nsmallest(
-                depth,
-                (i for i, f in features.items() if any(s in f.normalised for s in later)),
-                key=sort_key,
-            ):
-                yield personal(candidate)
+        for candidate in later:
+            yield personal(candidate)
         for item_id, stored in popular.items:
             score = decayed_score(
                 stored, landmark=popular.landmark, at=now, half_life_s=params.half_life_s
@@ -445,9 +466,7 @@ def recommend(
         # have no events, so they are always here), best first. One slot shows the user
         # something the head would crowd out, and gives the item its first exposure.
         head = {item for item, _ in popular.items}
-        explore = heapq.nsmallest(
-            params.top_n, (i for i in features if i not in head), key=sort_key
-        )
+        explore = [i for i in order if i not in head][: params.top_n]
     slots = min(params.explore_slots, params.top_n - 1) if explore else 0
     chosen = diversify(ranked(), excluded, params.top_n - slots, params.category_cap, categories)
     if slots:
@@ -455,7 +474,7 @@ def recommend(
             explore,
             excluded | {r.item_id for r in chosen},
             slots,
-            lambda item: personal(item) if item in features else None,
+            lambda item: personal(item) if item in totals else None,
         )
     if len(chosen) < params.top_n:  # nothing to explore: fill from the ranking
         more = diversify(ranked(), excluded, params.top_n, params.category_cap, categories)
@@ -463,9 +482,13 @@ def recommend(
         chosen += [r for r in more if r.item_id not in taken][: params.top_n - len(chosen)]
     # The ranker learns from the user's next event: the best candidates' features, so the item
     # the user goes on to act on can be compared with the ones shown instead.
-    remembered = heapq.nsmallest(RANKER_MEMORY, features, key=lambda i: (-totals[i], i))
+    remembered = (
+        heapq.nsmallest(RANKER_MEMORY, totals, key=lambda i: (-totals[i], i))
+        if learned
+        else order[:RANKER_MEMORY]
+    )
     return Recommendations(
-        view.user_id, tuple(chosen), cold_start, tuple(features[i] for i in remembered)
+        view.user_id, tuple(chosen), cold_start, tuple(blended.features(i) for i in remembered)
     )
 
 

@@ -33,10 +33,10 @@ is removing their entries: no pair table holds them anywhere else.
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from heapq import nsmallest
 
 from models.events import DEFAULT_WEIGHTS, EventType
 from models.similarity import affinity_after
@@ -172,43 +172,66 @@ class UserCF:
         row = self.items.get(user_id)
         if not row:
             return []
+        # Up to items_per_user × users_per_item products per request: plain locals and tuples
+        # here, Neighbour objects only for the k kept (this runs on every request).
+        items, index = self.items, self.index
         products: dict[str, list[float]] = {}
         for item_id, affinity in row.items():
-            for other in self.index.get(item_id, ()):
-                if other != user_id:
-                    products.setdefault(other, []).append(affinity * self.items[other][item_id])
+            for other in index.get(item_id, ()):
+                if other == user_id:
+                    continue
+                product = affinity * items[other][item_id]
+                parts = products.get(other)
+                if parts is None:
+                    products[other] = [product]
+                else:
+                    parts.append(product)
         norm_u = math.sqrt(self.norm2[user_id])
-        found = []
-        for other, parts in products.items():
-            if len(parts) < self.min_overlap:
-                continue
-            # Two square roots, not one of the product (which can underflow); clamp rounding.
-            sim = min(1.0, math.fsum(parts) / (norm_u * math.sqrt(self.norm2[other])))
-            found.append(Neighbour(other, sim, len(parts)))
+        norm2, fsum, sqrt, min_overlap = self.norm2, math.fsum, math.sqrt, self.min_overlap
+        # (−similarity, −overlap, id): the ranking order, compared in C without a key function.
+        # Two square roots, not one of the product (which can underflow); clamp rounding.
+        found = [
+            (-min(1.0, fsum(parts) / (norm_u * sqrt(norm2[other]))), -len(parts), other)
+            for other, parts in products.items()
+            if len(parts) >= min_overlap
+        ]
         count = self.max_neighbours if k is None else k
-        return heapq.nsmallest(count, found, key=lambda n: (-n.similarity, -n.overlap, n.user_id))
+        return [Neighbour(other, -sim, -overlap) for sim, overlap, other in nsmallest(count, found)]
 
     def candidates(
-        self, user_id: str, k: int, exclude: Collection[str] = frozenset()
+        self,
+        user_id: str,
+        k: int,
+        exclude: Collection[str] = frozenset(),
+        *,
+        contributors: bool = True,
     ) -> list[UserCFCandidate]:
         """Items the user's neighbours have and the user has not (nor in ``exclude``),
-        scored ``Σ_v sim(u, v)·a_vi``; ties by item id."""
+        scored ``Σ_v sim(u, v)·a_vi``; ties by item id. With ``contributors=False`` each
+        candidate's contributors are left empty (what reaches a user never names them, and
+        ranking them costs a sort per candidate)."""
         own = self.items.get(user_id, {})
         parts: dict[str, list[tuple[float, str]]] = {}
         for neighbour in self.neighbours(user_id):
-            for item_id, affinity in self.items[neighbour.user_id].items():
+            similarity, other = neighbour.similarity, neighbour.user_id
+            for item_id, affinity in self.items[other].items():
                 if item_id in own or item_id in exclude:
                     continue
-                parts.setdefault(item_id, []).append(
-                    (neighbour.similarity * affinity, neighbour.user_id)
-                )
-        scored = [(math.fsum(c for c, _ in p), item_id) for item_id, p in parts.items()]
-        best = heapq.nsmallest(k, scored, key=lambda s: (-s[0], s[1]))
+                entry = parts.get(item_id)
+                if entry is None:
+                    parts[item_id] = [(similarity * affinity, other)]
+                else:
+                    entry.append((similarity * affinity, other))
+        fsum = math.fsum
+        # (−score, item): best first, ties by item id, compared in C.
+        scored = [(-fsum(c for c, _ in p), item_id) for item_id, p in parts.items()]
         result = []
-        for score, item_id in best:
-            top = sorted(parts[item_id], key=lambda c: (-c[0], c[1]))
-            who = tuple(user for _, user in top[: self.contributors_per_item])
-            result.append(UserCFCandidate(item_id, score, who))
+        for negative, item_id in nsmallest(k, scored):
+            who: tuple[str, ...] = ()
+            if contributors:
+                top = sorted(parts[item_id], key=lambda c: (-c[0], c[1]))
+                who = tuple(user for _, user in top[: self.contributors_per_item])
+            result.append(UserCFCandidate(item_id, -negative, who))
         return result
 
     def similarity(self, a: str, b: str) -> float:

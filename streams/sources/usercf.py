@@ -225,7 +225,9 @@ class RedisUserCF:
             model = self._model()
             for member in (user_id, *pools[user_id]):
                 model.restore_user(member, {i: (a, 0.0) for i, a in rows[member].items()})
-            found = model.candidates(user_id, k, exclude.get(user_id, frozenset()))
+            found = model.candidates(
+                user_id, k, exclude.get(user_id, frozenset()), contributors=False
+            )
             result[user_id] = [
                 Candidate(c.item_id, c.score, (Reason(None, c.score, action=SIMILAR_SHOPPERS),))
                 for c in found
