@@ -70,8 +70,7 @@ from models.popularity import (
 )
 from models.recommend import (
     RecommendParams,
-    blend,
-    candidate_features,
+    blend_pools,
     candidate_pools,
     excluded_items,
 )
@@ -442,11 +441,7 @@ class ItemCFRecommender:
             view = self.view_for(user_id, frozenset())
         # The blend recommend() ranks by: every source's normalised score, weighted.
         pools = candidate_pools(view, self.params, now, {})
-        weights = dict(self.params.source_weights)
-        cf = {
-            item: sum(blend(f, weights).values())
-            for item, f in candidate_features(pools, len(view.recent)).items()
-        }
+        cf = blend_pools(pools, dict(self.params.source_weights)).totals
         excluded = excluded_items(view, self.params)
         popularity = self.state.popularity.scores
         landmark = self.state.landmark or 0.0
@@ -751,6 +746,46 @@ class ReplayReport:
 KNOWN_SOURCES: Final = ("item_cf", "popular")
 
 
+class RequestSelector:
+    """Which events of a replay are requests: a fresh interaction (an item event, not
+    ``hide``, on an item its user has not touched) by a user with an earlier event; and what
+    each user has touched so far (what a request excludes).
+
+    >>> sel = RequestSelector()
+    >>> first, again = (Event(f"e{n}", EventType.VIEW, "u1", 1e9 + n, item_id=i)
+    ...                 for n, i in enumerate(["a", "b"]))
+    >>> sel.is_request(first); sel.advance(first); sel.is_request(again)
+    False
+    True
+    >>> sel.touched_by("u1")
+    {'a'}
+    """
+
+    def __init__(self) -> None:
+        self._touched: dict[str, set[str]] = {}
+        self._active: set[str] = set()  # users with at least one event so far
+
+    def is_request(self, event: Event) -> bool:
+        item = event.item_id
+        return (
+            item is not None
+            and event.type in TARGET_TYPES
+            and event.user_id in self._active
+            and item not in self._touched.get(event.user_id, ())
+        )
+
+    def touched_by(self, user_id: str) -> set[str]:
+        """The items the user touched so far (the live set: it grows as the replay goes on)."""
+        return self._touched.get(user_id, set())
+
+    def advance(self, event: Event) -> None:
+        """Record the event (every event, learnt or not: the record of who touched what always
+        advances)."""
+        self._active.add(event.user_id)
+        if event.item_id is not None and event.type in ITEM_TYPES:
+            self._touched.setdefault(event.user_id, set()).add(event.item_id)
+
+
 def replay(
     events: Sequence[Event],
     models: Sequence[Recommender],
@@ -798,8 +833,7 @@ def replay(
     rng = random.Random(params.seed)
     tallies = [_Tally() for _ in models]
     group_tallies: dict[int, tuple[list[_Tally], list[int]]] = {}  # group -> tallies, [n, cold]
-    touched: dict[str, set[str]] = {}
-    active: set[str] = set()  # users with at least one event so far
+    requests = RequestSelector()
     # The catalogue: every item of the stream (even those that appear later: they exist, and a
     # cold item must be able to lose to them) plus the given catalogue. Sorted: reproducible.
     universe = {e.item_id for e in events if e.item_id is not None and e.type in ITEM_TYPES}
@@ -814,17 +848,11 @@ def replay(
         user = event.user_id
         item = event.item_id
         test = is_test is None or is_test(position, event)
-        if (
-            test
-            and item is not None
-            and event.type in TARGET_TYPES
-            and user in active
-            and item not in touched.get(user, ())
-        ):
+        if test and item is not None and requests.is_request(event):
             evaluated += 1
             is_cold = item not in interactions
             cold += is_cold
-            exclude = touched.get(user, set())
+            exclude = requests.touched_by(user)
             negatives = _sample_negatives(rng, catalogue, exclude, item, wanted_negatives)
             targets = [tallies]
             if group_of is not None:
@@ -846,9 +874,8 @@ def replay(
         if not test or learn_test:
             for model in models:
                 model.learn(event)
-        active.add(user)
+        requests.advance(event)
         if item is not None and event.type in ITEM_TYPES:
-            touched.setdefault(user, set()).add(item)
             interactions[item] += 1
         if on_progress is not None and (position + 1) % progress_every == 0:
             on_progress(position + 1)

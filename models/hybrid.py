@@ -14,7 +14,8 @@ the worker runs:
 
 >>> from models.events import Event, EventType
 >>> from models.state import StateParams
->>> model = HybridRecommender(StateParams(), mf=OnlineMF(factors=4, seed=1))
+>>> sources = HybridSources(StateParams().weights, mf=OnlineMF(factors=4, seed=1))
+>>> model = HybridRecommender(StateParams(), sources=sources)
 >>> for n, (user, item) in enumerate([("a", "phone"), ("a", "case"), ("b", "phone")]):
 ...     model.learn(Event(f"e{n}", EventType.PURCHASE, user, 1e9 + n, item_id=item))
 >>> [(s.item_id, s.source) for s in model.recommend("b", 1, {"phone"}, now=1e9 + 3)]
@@ -23,13 +24,14 @@ the worker runs:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
+from typing import Protocol
 
 from models.content import ContentModel
-from models.evaluation import ItemCFRecommender, Scored
-from models.events import Event
+from models.evaluation import ItemCFRecommender, RequestSelector, Scored
+from models.events import Event, EventType
 from models.fbt import BasketTracker, basket_candidates
 from models.mf import OnlineMF
 from models.popularity import decayed_score
@@ -43,9 +45,11 @@ from models.recommend import (
     RecommendParams,
     Source,
     blend_pools,
-    candidate_pools,
     excluded_items,
+    personal_pools,
     recommend,
+    scored_pool,
+    source_pool,
 )
 from models.state import StateParams, UserView
 from models.usercf import UserCF
@@ -99,6 +103,120 @@ def fbt_candidates(tracker: BasketTracker, user_id: str, k: int, now: float) -> 
     ]
 
 
+class SourcePools(Protocol):
+    """Where a :class:`HybridRecommender` gets the pools of its extra sources: learnt here
+    (:class:`HybridSources`), or computed ahead by another process that replays the same
+    events (``streams.eval_sources``)."""
+
+    def learn(self, event: Event) -> None: ...
+
+    def pools(self, user_id: str, excluded: AbstractSet[str], now: float) -> dict[Source, Pool]:
+        """The sources' candidates for the user, as pools, in :data:`EXTRA_SOURCES` order."""
+        ...
+
+
+#: The sources beside item-CF and social proof, in the order their pools are blended.
+EXTRA_SOURCES: tuple[Source, ...] = (Source.MF, Source.CONTENT, Source.USER_CF, Source.FBT)
+
+
+class HybridSources:
+    """MF, content, user-CF and FBT in memory: each learns every item event with its weight
+    and proposes its best :data:`CANDIDATES_PER_SOURCE` for a request.
+
+    >>> from models.events import EventType
+    >>> sources = HybridSources({EventType.PURCHASE: 5.0}, fbt=BasketTracker())
+    >>> bought = [("ann", "phone"), ("ann", "case"), ("bob", "phone"), ("bob", "case"),
+    ...           ("cy", "novel"), ("dee", "phone")]
+    >>> for n, (user, item) in enumerate(bought):
+    ...     sources.learn(Event(f"e{n}", EventType.PURCHASE, user, 1e9 + n, item_id=item))
+    >>> {source: list(pool) for source, pool in sources.pools("dee", {"phone"}, 1e9 + 6).items()}
+    {<Source.FBT: 'fbt'>: ['case']}
+    """
+
+    def __init__(
+        self,
+        weights: Mapping[EventType, float],
+        *,
+        mf: OnlineMF | None = None,
+        content: ContentModel | None = None,
+        usercf: UserCF | None = None,
+        fbt: BasketTracker | None = None,
+    ) -> None:
+        self.weights = dict(weights)
+        self.mf = mf
+        self.content = content
+        self.usercf = usercf
+        self.fbt = fbt
+
+    def learn(self, event: Event) -> None:
+        item = event.item_id
+        if item is None:
+            return
+        weight = float(self.weights.get(event.type, 0.0))
+        if self.mf is not None:
+            self.mf.learn(event.user_id, item, weight)
+        if self.content is not None and item in self.content:
+            self.content.update_profile(event.user_id, item, weight, event.ts)
+        if self.usercf is not None:
+            self.usercf.add_weight(event.user_id, item, weight, event.ts)
+        if self.fbt is not None:
+            self.fbt.add(event.user_id, item, event.ts, event.type)
+
+    def pools(self, user_id: str, excluded: AbstractSet[str], now: float) -> dict[Source, Pool]:
+        k = CANDIDATES_PER_SOURCE
+        pools: dict[Source, Pool] = {}
+        if self.mf is not None:
+            found = self.mf.top_k(user_id, k, excluded)
+            pools[Source.MF] = scored_pool(Source.MF, found, TASTE_MATCH)
+        if self.content is not None:
+            found = self.content.top_k(user_id, k, excluded, now=now)
+            pools[Source.CONTENT] = scored_pool(Source.CONTENT, found, PROFILE_MATCH)
+        if self.usercf is not None:
+            similar = self.usercf.candidates(user_id, k, excluded, contributors=False)
+            pools[Source.USER_CF] = scored_pool(
+                Source.USER_CF, ((c.item_id, c.score) for c in similar), SIMILAR_SHOPPERS
+            )
+        if self.fbt is not None:
+            basket = fbt_candidates(self.fbt, user_id, k, now)
+            pools[Source.FBT] = source_pool(
+                Source.FBT, (c for c in basket if c.item_id not in excluded)
+            )
+        return {source: pool for source, pool in pools.items() if pool}
+
+
+def source_requests(
+    events: Iterable[Event],
+    sources: SourcePools,
+    exclude_items: AbstractSet[str] = frozenset(),
+    *,
+    is_test: Callable[[int, Event], bool] | None = None,
+    learn_test: bool = True,
+) -> Iterator[tuple[str, float, int, dict[Source, Pool]]]:
+    """Replay ``events`` through ``sources`` with the protocol of
+    :func:`models.evaluation.replay`, yielding each request's ``(user, time, hash of the
+    excluded set, pools)`` before the event is learnt. The replay excludes every item the user
+    touched, which covers everything the user's state excludes (bought, hidden, seen), so the
+    excluded set is the touched items and ``exclude_items``.
+
+    >>> from models.events import EventType
+    >>> evs = [Event(f"e{n}", EventType.PURCHASE, u, 1e9 + n, item_id=i) for n, (u, i)
+    ...        in enumerate([("a", "phone"), ("a", "case"), ("b", "phone"), ("b", "case")])]
+    >>> [(user, sorted(p)) for user, _, _, p in source_requests(evs, HybridSources(
+    ...     {EventType.PURCHASE: 5.0}, usercf=UserCF()))]
+    [('a', []), ('b', [<Source.USER_CF: 'user_cf'>])]
+    """
+    requests = RequestSelector()
+    for position, event in enumerate(events):
+        test = is_test is None or is_test(position, event)
+        if test and requests.is_request(event):
+            excluded = frozenset(requests.touched_by(event.user_id)) | exclude_items
+            pools = sources.pools(event.user_id, excluded, event.ts)
+            yield event.user_id, event.ts, hash(excluded), pools
+        if not test or learn_test:
+            sources.learn(event)
+        requests.advance(event)
+
+
 class HybridRecommender:
     """The worker's full recommender in-process, for the evaluation's replay protocol."""
 
@@ -107,10 +225,7 @@ class HybridRecommender:
         state_params: StateParams,
         recommend_params: RecommendParams | None = None,
         *,
-        mf: OnlineMF | None = None,
-        content: ContentModel | None = None,
-        usercf: UserCF | None = None,
-        fbt: BasketTracker | None = None,
+        sources: SourcePools | None = None,
         ranker: OnlineRanker | None = None,
         categories: Mapping[str, str] | None = None,
         name: str = "hybrid",
@@ -127,10 +242,7 @@ class HybridRecommender:
         )
         self.params = self.base.params
         self.weights = state_params.weights
-        self.mf = mf
-        self.content = content
-        self.usercf = usercf
-        self.fbt = fbt
+        self.sources = HybridSources(state_params.weights) if sources is None else sources
         self.ranker = ranker
         self.categories = categories  # for the category cap, as the worker reads them
         self.name = name
@@ -138,7 +250,7 @@ class HybridRecommender:
         self._shown: dict[str, tuple[CandidateFeatures, ...]] = {}
         self._params_for_k: dict[int, RecommendParams] = {}
         # The last request's candidates, reused by candidate_scores for the same user and time.
-        self._last: tuple[str, float, UserView, tuple[dict[Source, Pool], Blended]] | None = None
+        self._last: tuple[str, float, UserView, Blended] | None = None
         self._weights = dict(self.params.source_weights)
 
     # ---- learning ----------------------------------------------------------------------------
@@ -148,53 +260,20 @@ class HybridRecommender:
         item = event.item_id
         if item is None:
             return
-        weight = float(self.weights.get(event.type, 0.0))
         shown = self._shown.pop(event.user_id, None)
-        if self.ranker is not None and shown is not None and weight > 0:
+        if self.ranker is not None and shown is not None and self.weights.get(event.type, 0) > 0:
             self.ranker.learn(shown, item)
-        if self.mf is not None:
-            self.mf.learn(event.user_id, item, weight)
-        if self.content is not None and item in self.content:
-            self.content.update_profile(event.user_id, item, weight, event.ts)
-        if self.usercf is not None:
-            self.usercf.add_weight(event.user_id, item, weight, event.ts)
-        if self.fbt is not None:
-            self.fbt.add(event.user_id, item, event.ts, event.type)
+        self.sources.learn(event)
 
     # ---- candidates ----------------------------------------------------------------------------
-    def _candidates(
-        self, user_id: str, view: UserView, now: float
-    ) -> dict[Source, list[Candidate]]:
-        k = CANDIDATES_PER_SOURCE
-        excluded = excluded_items(view, self.params)
-        extra: dict[Source, list[Candidate]] = {}
-        if self.mf is not None:
-            extra[Source.MF] = [
-                Candidate(item, score, TASTE_MATCH)
-                for item, score in self.mf.top_k(user_id, k, excluded)
-            ]
-        if self.content is not None:
-            extra[Source.CONTENT] = [
-                Candidate(item, score, PROFILE_MATCH)
-                for item, score in self.content.top_k(user_id, k, excluded, now=now)
-            ]
-        if self.usercf is not None:
-            extra[Source.USER_CF] = [
-                Candidate(c.item_id, c.score, SIMILAR_SHOPPERS)
-                for c in self.usercf.candidates(user_id, k, excluded, contributors=False)
-            ]
-        if self.fbt is not None:
-            extra[Source.FBT] = [
-                c for c in fbt_candidates(self.fbt, user_id, k, now) if c.item_id not in excluded
-            ]
-        return extra
-
     def _blend(self, view: UserView, now: float) -> tuple[dict[Source, Pool], Blended]:
         """Every source's candidates for the user and their blend, remembered for
         :meth:`candidate_scores` at the same request."""
-        pools = candidate_pools(view, self.params, now, self._candidates(view.user_id, view, now))
+        pools = personal_pools(view, self.params, now)
+        pools.update(self.sources.pools(view.user_id, excluded_items(view, self.params), now))
+        pools = {source: pool for source, pool in pools.items() if pool}
         blended = blend_pools(pools, self._weights, len(view.recent))
-        self._last = (view.user_id, now, view, (pools, blended))
+        self._last = (view.user_id, now, view, blended)
         return pools, blended
 
     def recommend(
@@ -230,7 +309,7 @@ class HybridRecommender:
         """
         last = self._last
         if last is not None and last[0] == user_id and last[1] == now:
-            view, (_, blended) = last[2], last[3]
+            view, blended = last[2], last[3]
         else:
             view = self.base.view_for(user_id, frozenset())
             _, blended = self._blend(view, now)
@@ -262,26 +341,20 @@ class HybridRecommender:
         return scores
 
 
-def build_hybrid(
+def build_sources(
     state_params: StateParams,
-    recommend_params: RecommendParams | None = None,
-    *,
     catalog: Mapping[str, Mapping[str, object]] | None = None,
-    learned_ranker: bool = False,
     seed: int = 0,
-) -> HybridRecommender:
-    """The hybrid with every source configured as the worker configures it."""
+) -> HybridSources:
+    """MF, content (with a catalogue), user-CF and FBT, configured as the worker configures
+    them."""
     content = None
-    categories: dict[str, str] = {}
     if catalog:
         content = ContentModel()
         for item_id, record in catalog.items():
             content.add_item({**record, "item_id": item_id})  # already validated
-            if record.get("category"):
-                categories[item_id] = str(record["category"])
-    return HybridRecommender(
-        state_params,
-        recommend_params,
+    return HybridSources(
+        state_params.weights,
         mf=OnlineMF(
             factors=MF_FACTORS,
             negatives=MF_NEGATIVES,
@@ -296,6 +369,29 @@ def build_hybrid(
             weights=dict(state_params.weights),
         ),
         fbt=BasketTracker(),
+    )
+
+
+def build_hybrid(
+    state_params: StateParams,
+    recommend_params: RecommendParams | None = None,
+    *,
+    catalog: Mapping[str, Mapping[str, object]] | None = None,
+    learned_ranker: bool = False,
+    seed: int = 0,
+    sources: SourcePools | None = None,
+) -> HybridRecommender:
+    """The hybrid with every source configured as the worker configures it (``sources``, if
+    given, stands for :func:`build_sources` of the same arguments)."""
+    categories = {
+        item_id: str(record["category"])
+        for item_id, record in (catalog or {}).items()
+        if record.get("category")
+    }
+    return HybridRecommender(
+        state_params,
+        recommend_params,
+        sources=build_sources(state_params, catalog, seed) if sources is None else sources,
         ranker=OnlineRanker() if learned_ranker else None,
         categories=categories or None,
         name="hybrid+ranker" if learned_ranker else "hybrid",

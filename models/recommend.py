@@ -322,14 +322,9 @@ def sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, x))))
 
 
-def candidate_pools(
-    view: UserView,
-    params: RecommendParams,
-    now: float,
-    extra: Mapping[Source, Sequence[Candidate]],
-) -> dict[Source, Pool]:
-    """Every personal source's candidates for the user, raw scores with reasons."""
-    pools: dict[Source, Pool] = {}
+def personal_pools(view: UserView, params: RecommendParams, now: float) -> dict[Source, Pool]:
+    """The two sources read from the user's state: item-CF (its best ``pool_size``) and
+    social proof, raw scores with reasons."""
     cf: Pool = {}
     for candidate, parts in item_cf_scores(view).items():
         cf[candidate] = (sum(c for c, _ in parts), parts)
@@ -342,14 +337,58 @@ def candidate_pools(
         # neighbours (400) weak tails would otherwise dominate the cost of every request.
         keep = heapq.nlargest(limit, cf, key=lambda item: (cf[item][0], item))
         cf = {item: cf[item] for item in keep}
-    pools[Source.ITEM_CF], pools[Source.SOCIAL] = cf, social
+    return {Source.ITEM_CF: cf, Source.SOCIAL: social}
+
+
+def source_pool(source: Source, candidates: Iterable[Candidate], pool: Pool | None = None) -> Pool:
+    """A source's candidates as a pool (added to ``pool`` if given): the first proposal of an
+    item counts, and only finite positive scores. MF scores are logits, so they go through the
+    sigmoid; every other source's are non-negative already. Non-finite scores are dropped.
+
+    >>> source_pool(Source.MF, [Candidate("a", 0.0), Candidate("b", float("nan"))])
+    {'a': (0.5, ())}
+    """
+    pool = {} if pool is None else pool
+    for c in candidates:
+        if not math.isfinite(c.score):
+            continue  # checked before the sigmoid, which would turn a NaN logit into its top
+        raw = sigmoid(c.score) if source is Source.MF else c.score
+        if raw > 0.0 and c.item_id not in pool:
+            pool[c.item_id] = (raw, c.reasons)
+    return pool
+
+
+def scored_pool(
+    source: Source, scored: Iterable[tuple[str, float]], reasons: tuple[Reason, ...]
+) -> Pool:
+    """:func:`source_pool` of ``(item, score)`` pairs that all share one explanation (MF's
+    "taste match", content's "profile match"...), without a Candidate per pair.
+
+    >>> scored_pool(Source.MF, [("a", 0.0), ("a", 5.0), ("b", float("inf"))], ())
+    {'a': (0.5, ())}
+    """
+    pool: Pool = {}
+    is_mf = source is Source.MF
+    isfinite = math.isfinite
+    for item_id, score in scored:
+        if not isfinite(score):
+            continue
+        raw = sigmoid(score) if is_mf else score
+        if raw > 0.0 and item_id not in pool:
+            pool[item_id] = (raw, reasons)
+    return pool
+
+
+def candidate_pools(
+    view: UserView,
+    params: RecommendParams,
+    now: float,
+    extra: Mapping[Source, Sequence[Candidate]],
+) -> dict[Source, Pool]:
+    """Every personal source's candidates for the user, raw scores with reasons."""
+    pools = personal_pools(view, params, now)
     for source, candidates in extra.items():
-        pool: Pool = pools.setdefault(source, {})
-        for c in candidates:
-            # MF scores are logits; every other source's are non-negative already.
-            raw = sigmoid(c.score) if source is Source.MF else c.score
-            if math.isfinite(raw) and raw > 0.0 and c.item_id not in pool:
-                pool[c.item_id] = (raw, c.reasons)
+        source_pool(source, candidates, pools.setdefault(source, {}))
     return {s: p for s, p in pools.items() if p}
 
 

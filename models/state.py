@@ -163,6 +163,64 @@ class SortedSet:
         return [(member, score) for score, member in ranked]
 
 
+class BoundedSet(SortedSet):
+    """A :class:`SortedSet` trimmed to a cap after each insertion (co-occurrence counts,
+    similarity neighbours): once full, every new member evicts the lowest, and a scan for it
+    on every event was the reference store's hottest loop. A lazy min-heap of (score, member)
+    finds it in O(log n): every write pushes an entry, an entry whose score is no longer the
+    member's is skipped when it surfaces, and the heap is rebuilt when stale entries outnumber
+    live ones. Write scores only through :meth:`incr` and :meth:`set` (a direct write to
+    ``scores`` would escape the heap); removing a member directly is fine.
+
+    >>> s = BoundedSet()
+    >>> for member, score in [("a", 3.0), ("b", 1.0), ("c", 2.0)]:
+    ...     s.set(member, score)
+    >>> s.trim_to(2), s.incr("c", 5.0), s.trim_to(1)
+    (['b'], 7.0, ['a'])
+    """
+
+    __slots__ = ("_heap",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._heap: list[tuple[float, str]] | None = None  # built at the first eviction
+
+    def incr(self, member: str, amount: float) -> float:
+        value = super().incr(member, amount)
+        if self._heap is not None:
+            self._push(value, member)
+        return value
+
+    def set(self, member: str, score: float) -> None:
+        self.scores[member] = score
+        if self._heap is not None:
+            self._push(score, member)
+
+    def _push(self, score: float, member: str) -> None:
+        heap = self._heap
+        assert heap is not None
+        if len(heap) > 2 * len(self.scores) + 64:
+            self._rebuild()
+        else:
+            heapq.heappush(heap, (score, member))
+
+    def _rebuild(self) -> None:
+        # Every current (score, member) once: the heap's invariant starts over.
+        self._heap = [(score, member) for member, score in self.scores.items()]
+        heapq.heapify(self._heap)
+
+    def pop_min(self) -> tuple[str, float]:
+        if self._heap is None:
+            self._rebuild()
+        heap, scores = self._heap, self.scores
+        assert heap is not None
+        while True:
+            score, member = heapq.heappop(heap)
+            if scores.get(member) == score:  # the member's current score: the true minimum
+                del scores[member]
+                return member, score
+
+
 @dataclass
 class UserState:
     history: SortedSet = field(default_factory=SortedSet)  # item -> last event time
@@ -204,8 +262,8 @@ class MemoryState:
     def __init__(self, params: StateParams) -> None:
         self.params = params
         self.users: dict[str, UserState] = {}
-        self.dot: dict[str, SortedSet] = {}  # item -> co-occurring item -> dot product
-        self.sim: dict[str, SortedSet] = {}  # item -> neighbour -> cosine (top-k kept)
+        self.dot: dict[str, BoundedSet] = {}  # item -> co-occurring item -> dot product
+        self.sim: dict[str, BoundedSet] = {}  # item -> neighbour -> cosine (top-k kept)
         self.norm2 = SortedSet()  # item -> Σ a_ui²
         self.popularity = SortedSet()  # item -> forward-decayed weighted count
         self.landmark: float | None = None
@@ -323,8 +381,8 @@ class MemoryState:
         return True
 
     def _add_dot(self, item: str, other: str, amount: float) -> None:
-        value = self.dot.setdefault(item, SortedSet()).incr(other, amount)
-        self.dot.setdefault(other, SortedSet()).incr(item, amount)
+        value = self._bounded(self.dot, item).incr(other, amount)
+        self._bounded(self.dot, other).incr(item, amount)
         if value <= ZERO:  # every contribution withdrawn (e.g. a hide): the pair is gone
             self._forget_pair(item, other)
             return
@@ -332,6 +390,13 @@ class MemoryState:
         for side in (item, other):
             for evicted in self.dot[side].trim_to(self.params.cooccurrence_cap):
                 self._forget_pair(side, evicted)
+
+    @staticmethod
+    def _bounded(sets: dict[str, BoundedSet], item: str) -> BoundedSet:
+        found = sets.get(item)
+        if found is None:
+            found = sets[item] = BoundedSet()
+        return found
 
     def _forget_pair(self, a: str, b: str) -> None:
         """Drop every trace of the pair (a, b) after a was evicted from b's counts or back."""
@@ -344,7 +409,7 @@ class MemoryState:
     def _refresh_similarity(self, item: str, other: str) -> None:
         dot = self.dot.get(item, SortedSet()).scores.get(other)
         for a, b in ((item, other), (other, item)):
-            sims = self.sim.setdefault(a, SortedSet())
+            sims = self._bounded(self.sim, a)
             if dot is None:
                 sims.scores.pop(b, None)
                 continue
@@ -355,7 +420,7 @@ class MemoryState:
                 self.params.shrinkage,
             )
             if s > 0.0:
-                sims.scores[b] = s
+                sims.set(b, s)
                 sims.trim_to(self.params.neighbours)
             else:
                 sims.scores.pop(b, None)

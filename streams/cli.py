@@ -73,6 +73,7 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
         negatives=args.negatives,
         seed=args.seed,
         models=[name.strip() for name in args.models.split(",") if name.strip()],
+        jobs=args.jobs,
     )
 
 
@@ -138,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="hybrid",
         help="comma-separated: hybrid (all sources, fixed blend), hybrid+ranker (learned "
         "ranker), itemcf (item-CF and social only); the first is reported, the rest compared",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        choices=[1, 2],
+        default=None,
+        help="processes: 2 runs the hybrid's MF, content, user-CF and FBT beside the replay "
+        "(same figures; default 2 on a machine with two or more cores), 1 runs everything "
+        "in one",
     )
     p.set_defaults(handler=_eval)
     return parser

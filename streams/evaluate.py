@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
@@ -340,18 +342,38 @@ def _open(path: Path) -> IO[str]:
 MODEL_NAMES: Final = ("hybrid", "hybrid+ranker", "itemcf")
 
 
+@dataclass
+class ReplayPlan:
+    """What the replay will do, known before the models are built: the events, which are
+    requests (``is_test``) and learnt (``learn_test``), and where to register processes that
+    must stop with the replay."""
+
+    events: Sequence[Event]
+    is_test: Callable[[int, Event], bool] | None
+    learn_test: bool
+    resources: ExitStack
+
+
 def build_models(
     settings: Settings,
     names: Sequence[str] = ("hybrid",),
     catalog: Mapping[str, Mapping[str, object]] | None = None,
+    *,
+    plan: ReplayPlan | None = None,
+    jobs: int = 1,
 ) -> list[Recommender]:
     """The worker's models, configured exactly as the worker, then the popularity baseline.
 
     ``hybrid`` is every source behind the fixed blend; ``hybrid+ranker`` the same sources
     behind the online learned ranker; ``itemcf`` item-CF and social proof alone. Content
     needs ``catalog`` (item features); without one the hybrids run without it.
+
+    With ``jobs=2`` and a ``plan``, the hybrids' MF, content, user-CF and FBT run in one
+    second process (:mod:`streams.eval_sources`), shared by every hybrid (their sources are
+    the same); the figures are those of ``jobs=1``.
     """
-    from models.hybrid import build_hybrid
+    from models.hybrid import build_hybrid, build_sources
+    from streams.eval_sources import SourcesProcess
     from streams.store import ReadParams
     from streams.worker import state_params
 
@@ -369,6 +391,18 @@ def build_models(
         explore_slots=settings.explore_slots,
     )
 
+    shared: SourcesProcess | None = None
+    if jobs > 1 and plan is not None and any(n != "itemcf" for n in names):
+        shared = plan.resources.enter_context(
+            SourcesProcess(
+                plan.events,
+                lambda: build_sources(state, catalog),
+                recommend_params.exclude_items,
+                is_test=plan.is_test,
+                learn_test=plan.learn_test,
+            )
+        )
+
     def make(name: str) -> Recommender:
         if name == "itemcf":
             return ItemCFRecommender(
@@ -379,7 +413,11 @@ def build_models(
                 popular_items=read.popular,
             )
         return build_hybrid(
-            state, recommend_params, catalog=catalog, learned_ranker=name == "hybrid+ranker"
+            state,
+            recommend_params,
+            catalog=catalog,
+            learned_ranker=name == "hybrid+ranker",
+            sources=shared.reader() if shared is not None else None,
         )
 
     models = [make(n) for n in names]
@@ -398,7 +436,7 @@ class Outcome:
 
 def evaluate(
     events: Sequence[Event],
-    make_models: Callable[[], list[Recommender]],
+    make_models: Callable[[ReplayPlan], list[Recommender]],
     *,
     params: EvalParams,
     split: str | None = None,
@@ -416,7 +454,7 @@ def evaluate(
     >>> from models.state import StateParams
     >>> evs = [Event(f"e{n}", EventType.VIEW, u, 1e9 + n, item_id=i)
     ...        for n, (u, i) in enumerate([("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "b")])]
-    >>> models = lambda: [ItemCFRecommender(StateParams()), PopularityRecommender()]
+    >>> models = lambda _plan: [ItemCFRecommender(StateParams()), PopularityRecommender()]
     >>> out = evaluate(evs, models, params=EvalParams())
     >>> out.summary["evaluated"], out.summary["hr@10"], out.summary["baseline"]["hr@10"]
     (2, 0.5, 0.5)
@@ -427,31 +465,16 @@ def evaluate(
         if on_progress is not None:
             on_progress(done, total)
 
-    models = make_models()  # before the clock: building them imports the worker's modules
-    started = time.perf_counter()
-    mode: dict[str, Any]
+    is_test: Callable[[int, Event], bool] | None = None
+    group_of: Callable[[Event], int] | None = None
+    mode: dict[str, Any] = {"mode": "full"}
     if folds:
         user_fold = {u: fold_of(u, folds) for u in {e.user_id for e in events}}
-        report = replay(
-            events,
-            models,
-            params,
-            group_of=lambda e: user_fold[e.user_id],
-            catalog=catalog,
-            on_progress=progress,
-        )
+        group_of = lambda e: user_fold[e.user_id]  # noqa: E731 - one expression, named once
         mode = {"mode": "cv", "folds": folds}
     elif split == "temporal":
         cut = temporal_cut(events, train_fraction)
-        report = replay(
-            events,
-            models,
-            params,
-            is_test=lambda n, _e: n >= cut,
-            learn_test=not frozen,
-            catalog=catalog,
-            on_progress=progress,
-        )
+        is_test = lambda n, _e: n >= cut  # noqa: E731
         mode = {
             "mode": "temporal",
             "train_fraction": train_fraction,
@@ -459,9 +482,21 @@ def evaluate(
             "test_events": len(events) - cut,
             "learning": "frozen" if frozen else "continuing",
         }
-    else:
-        report = replay(events, models, params, catalog=catalog, on_progress=progress)
-        mode = {"mode": "full"}
+    learn_test = not (frozen and split == "temporal")
+    with ExitStack() as resources:
+        # Before the clock: building them imports the worker's modules (and may start a process).
+        models = make_models(ReplayPlan(events, is_test, learn_test, resources))
+        started = time.perf_counter()
+        report = replay(
+            events,
+            models,
+            params,
+            is_test=is_test,
+            learn_test=learn_test,
+            group_of=group_of,
+            catalog=catalog,
+            on_progress=progress,
+        )
     elapsed = time.perf_counter() - started
     summary = _summary(report, params.k, folds)
     summary.update(mode)
@@ -726,9 +761,13 @@ def run_eval(
     negatives: int = 20,
     seed: int = 0,
     models: Sequence[str] = ("hybrid",),
+    jobs: int | None = None,
     out: IO[str] | None = None,
 ) -> int:
-    """The ``socialrec eval`` command. 0 on success, 2 when the input cannot be used."""
+    """The ``socialrec eval`` command. 0 on success, 2 when the input cannot be used.
+
+    ``jobs`` (1 or 2; default 2 when the machine has two cores or more) is how many processes
+    replay the hybrids (see :func:`build_models`)."""
     from rich.console import Console
 
     out = out or sys.stdout
@@ -743,6 +782,11 @@ def run_eval(
         return 2
     if not 0.0 < train_fraction < 1.0:
         err.print("socialrec eval: --train-fraction must be between 0 and 1")
+        return 2
+    if jobs is None:
+        jobs = 2 if (os.cpu_count() or 1) >= 2 else 1
+    if jobs not in (1, 2):
+        err.print("socialrec eval: --jobs takes 1 or 2")
         return 2
     try:
         with _open(Path(events_path)) as stream:
@@ -784,26 +828,37 @@ def run_eval(
     params = EvalParams(k=EVAL_K, negatives=negatives, seed=seed)
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(
+    progress = Progress(
         TextColumn("replaying"),
         BarColumn(),
         TextColumn("{task.completed:,}/{task.total:,} events"),
         TimeRemainingColumn(),
         console=err,
         transient=True,
-    ) as progress:
-        task = progress.add_task("replay", total=len(loaded.events))
+    )
+    task = progress.add_task("replay", total=len(loaded.events))
+
+    def on_progress(done: int, _total: int) -> None:
+        # Started at the first report, not before: the sources process is forked while the
+        # models are built, and a fork should not copy a running refresh thread.
+        if not progress.live.is_started:
+            progress.start()
+        progress.update(task, completed=done)
+
+    try:
         outcome = evaluate(
             loaded.events,
-            lambda: build_models(settings, models, records),
+            lambda plan: build_models(settings, models, records, plan=plan, jobs=jobs),
             params=params,
             split=split,
             train_fraction=train_fraction,
             frozen=frozen,
             folds=folds,
             catalog=list(catalog.items) if catalog is not None else (),
-            on_progress=lambda done, _total: progress.update(task, completed=done),
+            on_progress=on_progress,
         )
+    finally:
+        progress.stop()
     summary = outcome.summary
     summary["rows"] = loaded.rows
     summary["bad_rows"] = loaded.bad.as_dict()
@@ -815,6 +870,7 @@ def run_eval(
         summary["items_with_features"] = len(loaded.item_features)
     summary["negatives"] = negatives
     summary["seed"] = seed
+    summary["jobs"] = jobs
 
     if plots is not None:
         written = write_plots(outcome, Path(plots), params.k)
