@@ -367,6 +367,7 @@ def build_sources(
             items_per_user=USERCF_ITEMS_PER_USER,
             users_per_item=USERCF_USERS_PER_ITEM,
             weights=dict(state_params.weights),
+            neighbour_pool=USERCF_NEIGHBOUR_POOL,
         ),
         fbt=BasketTracker(),
     )

@@ -34,12 +34,25 @@ is removing their entries: no pair table holds them anywhere else.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from heapq import nsmallest
 
 from models.events import DEFAULT_WEIGHTS, EventType
 from models.similarity import affinity_after
+
+
+def pool_order(overlaps: Mapping[str, tuple[int, float]], size: int) -> list[str]:
+    """The ``size`` users most worth comparing: most items in common, then the most recent,
+    then by id. ``overlaps``: user -> (items in common, latest time on one of them).
+
+    >>> pool_order({"a": (1, 5.0), "b": (2, 1.0), "c": (1, 9.0)}, 2)
+    ['b', 'c']
+    """
+    return nsmallest(
+        size, overlaps, key=lambda user: (-overlaps[user][0], -overlaps[user][1], user)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +90,16 @@ class UserCF:
         min_overlap: int = 1,
         contributors_per_item: int = 3,
         entry_ttl_s: float = 30 * 86400.0,
+        neighbour_pool: int | None = None,
     ) -> None:
+        """``neighbour_pool``: if set, similarities are computed only for that many users, the
+        ones with most items in common (then the most recent, then by id: :func:`pool_order`),
+        as the worker does to bound what it reads from Redis; None considers every user who
+        shares an item."""
         if items_per_user < 1 or users_per_item < 1 or neighbours < 1:
             raise ValueError("items_per_user, users_per_item and neighbours must be at least 1")
+        if neighbour_pool is not None and neighbour_pool < 1:
+            raise ValueError("neighbour_pool must be at least 1 (or None: no pool)")
         self.weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
         self.affinity_cap = affinity_cap
         self.items_per_user = items_per_user
@@ -88,6 +108,7 @@ class UserCF:
         self.min_overlap = min_overlap
         self.contributors_per_item = contributors_per_item
         self.entry_ttl_s = entry_ttl_s
+        self.neighbour_pool = neighbour_pool
         self.items: dict[str, dict[str, float]] = {}  # user -> item -> affinity (> 0)
         self.index: dict[str, dict[str, float]] = {}  # item -> user -> last event ts
         self.norm2: dict[str, float] = {}  # user -> Σ affinity², recomputed from items[user]
@@ -172,6 +193,8 @@ class UserCF:
         row = self.items.get(user_id)
         if not row:
             return []
+        if self.neighbour_pool is not None:
+            return self._pooled_neighbours(user_id, row, k)
         # Up to items_per_user × users_per_item products per request: plain locals and tuples
         # here, Neighbour objects only for the k kept (this runs on every request).
         items, index = self.items, self.index
@@ -198,6 +221,54 @@ class UserCF:
         count = self.max_neighbours if k is None else k
         return [Neighbour(other, -sim, -overlap) for sim, overlap, other in nsmallest(count, found)]
 
+    def _pooled_neighbours(
+        self, user_id: str, row: dict[str, float], k: int | None
+    ) -> list[Neighbour]:
+        """:meth:`neighbours` among the ``neighbour_pool`` users with most items in common:
+        one pass counting overlaps (and each user's latest time on a shared item, the
+        tie-break), then exact similarities for the pool only, from the rows."""
+        assert self.neighbour_pool is not None
+        pool = self._pool(user_id, row, self.neighbour_pool)
+        assert self.neighbour_pool is not None
+        norm_u = math.sqrt(self.norm2[user_id])
+        found = []
+        for other, overlap in pool:
+            if overlap < self.min_overlap:
+                continue
+            theirs = self.items[other]
+            dot = math.fsum(a * theirs[i] for i, a in row.items() if i in theirs)
+            sim = min(1.0, dot / (norm_u * math.sqrt(self.norm2[other])))
+            found.append((-sim, -overlap, other))
+        count = self.max_neighbours if k is None else k
+        return [Neighbour(other, -sim, -overlap) for sim, overlap, other in nsmallest(count, found)]
+
+    def _pool(self, user_id: str, row: Mapping[str, float], size: int) -> list[tuple[str, int]]:
+        """The :func:`pool_order` pool of the user, with each member's overlap.
+
+        Counting is done in C (``Counter.update`` over each item's users); the latest time,
+        which only breaks ties, is looked up only for the users tied at the pool's edge.
+        """
+        counts: Counter[str] = Counter()
+        for item_id in row:
+            users = self.index.get(item_id)
+            if users:
+                counts.update(users.keys())
+        counts.pop(user_id, None)
+        if len(counts) <= size:
+            return list(counts.items())
+        edge = sorted(counts.values(), reverse=True)[size - 1]
+        pool = [(user, n) for user, n in counts.items() if n > edge]
+        tied = {user for user, n in counts.items() if n == edge}
+        latest: dict[str, float] = {}
+        for item_id in row:
+            users = self.index.get(item_id, {})
+            for user in users.keys() & tied:
+                ts = users[user]
+                if ts > latest.get(user, -math.inf):
+                    latest[user] = ts
+        rest = nsmallest(size - len(pool), tied, key=lambda u: (-latest[u], u))
+        return pool + [(user, edge) for user in rest]
+
     def candidates(
         self,
         user_id: str,
@@ -214,20 +285,16 @@ class UserCF:
         neighbours = self.neighbours(user_id)
         fsum = math.fsum
         if not contributors:
-            # Products only: the fast path every request takes.
-            products: dict[str, list[float]] = {}
+            # Scores only: the path every request takes. A plain running sum is exact enough
+            # and still reproducible: an item's terms are always added in neighbour order.
+            scores: dict[str, float] = {}
             for neighbour in neighbours:
                 similarity = neighbour.similarity
                 for item_id, affinity in self.items[neighbour.user_id].items():
-                    if item_id in own or item_id in exclude:
-                        continue
-                    entry = products.get(item_id)
-                    if entry is None:
-                        products[item_id] = [similarity * affinity]
-                    else:
-                        entry.append(similarity * affinity)
+                    if item_id not in own and item_id not in exclude:
+                        scores[item_id] = scores.get(item_id, 0.0) + similarity * affinity
             # (−score, item): best first, ties by item id, compared in C.
-            best = nsmallest(k, [(-fsum(p), item_id) for item_id, p in products.items()])
+            best = nsmallest(k, [(-score, item_id) for item_id, score in scores.items()])
             return [UserCFCandidate(item_id, -negative, ()) for negative, item_id in best]
         parts: dict[str, list[tuple[float, str]]] = {}
         for neighbour in neighbours:

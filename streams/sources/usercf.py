@@ -41,7 +41,7 @@ from redis.typing import EncodableT
 
 from models.events import DEFAULT_WEIGHTS, Event, EventType
 from models.recommend import Candidate, Reason, Source
-from models.usercf import UserCF
+from models.usercf import UserCF, pool_order
 from streams.keys import Keys, decoded
 
 #: What the recipient is told about a user-CF candidate (never who).
@@ -53,17 +53,6 @@ _UNBOUNDED = 1 << 40
 
 def _row(raw: Mapping[bytes, bytes]) -> dict[str, float]:
     return {decoded(item): float(a) for item, a in raw.items()}
-
-
-def pool_order(overlaps: Mapping[str, tuple[int, float]], size: int) -> list[str]:
-    """The ``size`` users most worth reading: most items in common (by the index), then the
-    most recent, then by id. ``overlaps``: user -> (items in common, latest index time).
-
-    >>> pool_order({"a": (1, 5.0), "b": (2, 1.0), "c": (1, 9.0)}, 2)
-    ['b', 'c']
-    """
-    ranked = sorted(overlaps.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))
-    return [user for user, _ in ranked[:size]]
 
 
 class RedisUserCF:
