@@ -35,6 +35,7 @@ from typing import Protocol
 
 from models.popularity import decayed_score
 from models.state import PopularView, UserView
+from models.topk import top_k
 
 
 class Source(StrEnum):
@@ -335,8 +336,8 @@ def personal_pools(view: UserView, params: RecommendParams, now: float) -> dict[
     if len(cf) > limit:
         # Like every other source, item-CF proposes its best ``pool_size``: up to recent ×
         # neighbours (400) weak tails would otherwise dominate the cost of every request.
-        keep = heapq.nlargest(limit, cf, key=lambda item: (cf[item][0], item))
-        cf = {item: cf[item] for item in keep}
+        raw = {item: entry[0] for item, entry in cf.items()}
+        cf = {item: cf[item] for item, _ in top_k(raw, limit, ties_descending=True)}
     return {Source.ITEM_CF: cf, Source.SOCIAL: social}
 
 

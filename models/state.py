@@ -170,7 +170,8 @@ class BoundedSet(SortedSet):
     finds it in O(log n): every write pushes an entry, an entry whose score is no longer the
     member's is skipped when it surfaces, and the heap is rebuilt when stale entries outnumber
     live ones. Write scores only through :meth:`incr` and :meth:`set` (a direct write to
-    ``scores`` would escape the heap); removing a member directly is fine.
+    ``scores`` would escape the heap and the cached :meth:`top`), and remove members only
+    through :meth:`discard` and :meth:`pop_min`.
 
     >>> s = BoundedSet()
     >>> for member, score in [("a", 3.0), ("b", 1.0), ("c", 2.0)]:
@@ -179,22 +180,37 @@ class BoundedSet(SortedSet):
     (['b'], 7.0, ['a'])
     """
 
-    __slots__ = ("_heap",)
+    __slots__ = ("_heap", "_top")
 
     def __init__(self) -> None:
         super().__init__()
         self._heap: list[tuple[float, str]] | None = None  # built at the first eviction
+        # The last top() answer, until the next write: an item's neighbours are read by
+        # every request of every user who has the item among their recent ones.
+        self._top: tuple[int, list[tuple[str, float]]] | None = None
 
     def incr(self, member: str, amount: float) -> float:
         value = super().incr(member, amount)
+        self._top = None
         if self._heap is not None:
             self._push(value, member)
         return value
 
     def set(self, member: str, score: float) -> None:
         self.scores[member] = score
+        self._top = None
         if self._heap is not None:
             self._push(score, member)
+
+    def discard(self, member: str) -> None:
+        if self.scores.pop(member, None) is not None:
+            self._top = None
+
+    def top(self, count: int) -> list[tuple[str, float]]:
+        cached = self._top
+        if cached is None or cached[0] != count:
+            cached = self._top = (count, super().top(count))
+        return list(cached[1])
 
     def _push(self, score: float, member: str) -> None:
         heap = self._heap
@@ -214,6 +230,7 @@ class BoundedSet(SortedSet):
             self._rebuild()
         heap, scores = self._heap, self.scores
         assert heap is not None
+        self._top = None
         while True:
             score, member = heapq.heappop(heap)
             if scores.get(member) == score:  # the member's current score: the true minimum
@@ -402,16 +419,16 @@ class MemoryState:
         """Drop every trace of the pair (a, b) after a was evicted from b's counts or back."""
         for x, y in ((a, b), (b, a)):
             if x in self.dot:
-                self.dot[x].scores.pop(y, None)
+                self.dot[x].discard(y)
             if x in self.sim:
-                self.sim[x].scores.pop(y, None)
+                self.sim[x].discard(y)
 
     def _refresh_similarity(self, item: str, other: str) -> None:
         dot = self.dot.get(item, SortedSet()).scores.get(other)
         for a, b in ((item, other), (other, item)):
             sims = self._bounded(self.sim, a)
             if dot is None:
-                sims.scores.pop(b, None)
+                sims.discard(b)
                 continue
             s = cosine(
                 dot,
@@ -423,7 +440,7 @@ class MemoryState:
                 sims.set(b, s)
                 sims.trim_to(self.params.neighbours)
             else:
-                sims.scores.pop(b, None)
+                sims.discard(b)
 
     def _add_popularity(self, item: str, weight: float, ts: float) -> None:
         half_life = self.params.half_life_s

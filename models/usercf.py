@@ -41,6 +41,7 @@ from heapq import nsmallest
 
 from models.events import DEFAULT_WEIGHTS, EventType
 from models.similarity import affinity_after
+from models.topk import top_k
 
 
 def pool_order(overlaps: Mapping[str, tuple[int, float]], size: int) -> list[str]:
@@ -293,9 +294,7 @@ class UserCF:
                 for item_id, affinity in self.items[neighbour.user_id].items():
                     if item_id not in own and item_id not in exclude:
                         scores[item_id] = scores.get(item_id, 0.0) + similarity * affinity
-            # (−score, item): best first, ties by item id, compared in C.
-            best = nsmallest(k, [(-score, item_id) for item_id, score in scores.items()])
-            return [UserCFCandidate(item_id, -negative, ()) for negative, item_id in best]
+            return [UserCFCandidate(item_id, score, ()) for item_id, score in top_k(scores, k)]
         parts: dict[str, list[tuple[float, str]]] = {}
         for neighbour in neighbours:
             similarity, other = neighbour.similarity, neighbour.user_id
