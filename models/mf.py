@@ -274,11 +274,12 @@ class OnlineMF:
             cut = len(candidates) - k
             threshold = np.partition(scores[candidates], cut)[cut]
             candidates = candidates[scores[candidates] >= threshold]
+        # (−score, id) pairs sort in C: best first, ties by id.
+        ids = self._item_ids
         ranked = sorted(
-            ((float(scores[r]), self._item_ids[r]) for r in candidates.tolist()),
-            key=lambda si: (-si[0], si[1]),
+            zip((-scores[candidates]).tolist(), [ids[r] for r in candidates.tolist()], strict=True)
         )
-        return [(item, s) for s, item in ranked[:k]]
+        return [(item, -negative) for negative, item in ranked[:k]]
 
     # ---- explicit state --------------------------------------------------------------------
     @property
