@@ -293,6 +293,7 @@ class HybridRecommender:
             categories=self.categories,
             pools=blended[0],
             blended=blended[1],
+            remember=self.ranker is not None,
         )
         if self.ranker is not None:
             self._shown[user_id] = recs.features

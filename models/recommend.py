@@ -412,6 +412,7 @@ def recommend(
     ranker: Ranker | None = None,
     pools: Mapping[Source, Pool] | None = None,
     blended: Blended | None = None,
+    remember: bool = False,
 ) -> Recommendations:
     """The user's top-N: every source's candidates fused, fallbacks to fill, never an excluded
     one, at most ``category_cap`` per category, and ``explore_slots`` for new or long-tail
@@ -423,7 +424,9 @@ def recommend(
 
     ``now`` converts stored popularity into a decayed count and ages social proof.
     ``pools`` (from :func:`candidate_pools`) and ``blended`` (:func:`blend_pools` of them with
-    ``params.source_weights``) save building them again when the caller has.
+    ``params.source_weights``) save building them again when the caller has. With
+    ``remember``, the result carries the best candidates' features for a learned ranker to
+    learn from (see :class:`Recommendations`).
     """
     excluded = excluded_items(view, params)
     if pools is None:
@@ -522,6 +525,8 @@ def recommend(
         chosen += [r for r in more if r.item_id not in taken][: params.top_n - len(chosen)]
     # The ranker learns from the user's next event: the best candidates' features, so the item
     # the user goes on to act on can be compared with the ones shown instead.
+    if not remember:
+        return Recommendations(view.user_id, tuple(chosen), cold_start)
     remembered = (
         heapq.nsmallest(RANKER_MEMORY, totals, key=lambda i: (-totals[i], i))
         if learned

@@ -29,6 +29,7 @@ from enum import StrEnum
 from models.events import DEFAULT_WEIGHTS, Event, EventType
 from models.popularity import forward_weight, needs_rebase, rebase_factor
 from models.similarity import affinity_after, cosine
+from models.topk import top_k
 
 #: Social signals kept per user: shares received (inbox) and own likes/purchases that people
 #: who follow the user see (actions). Bounded: the most recent ones are what persuade.
@@ -155,12 +156,7 @@ class SortedSet:
         >>> s.top(2)
         [('c', 2.0), ('b', 1.0)]
         """
-        pairs = zip(self.scores.values(), self.scores, strict=True)
-        if count * 8 >= len(self.scores):  # a C sort beats heapq's Python loop up to here
-            ranked = sorted(pairs, reverse=True)[:count]
-        else:
-            ranked = heapq.nlargest(count, pairs)
-        return [(member, score) for score, member in ranked]
+        return top_k(self.scores, count, ties_descending=True)
 
 
 class BoundedSet(SortedSet):
