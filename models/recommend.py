@@ -252,51 +252,57 @@ def normalise(scores: Mapping[str, float]) -> dict[str, float]:
 
 @dataclass(frozen=True, slots=True)
 class Blended:
-    """Every candidate's normalised score per source (see :func:`normalise`) and its total under
-    the fixed blend, computed once per request (the ranking, the explanations and the
-    evaluation's scores all read them). Candidates no source scores above 0 are left out.
+    """Every candidate's total under the fixed blend, computed once per request, and its
+    normalised score per source (see :func:`normalise`) on demand: the ranking needs only the
+    totals, the explanations the per-source split of the few items shown. Candidates no
+    source scores above 0 are left out.
 
     >>> b = blend_pools({Source.ITEM_CF: {"a": (2.0, ()), "b": (1.0, ())},
     ...                  Source.MF: {"b": (0.5, ())}}, {Source.ITEM_CF: 1.0, Source.MF: 0.5})
     >>> b.totals
     {'a': 1.0, 'b': 1.0}
-    >>> b.features("b")
-    CandidateFeatures(item_id='b', normalised={<Source.ITEM_CF: 'item_cf'>: 0.5, \
-<Source.MF: 'mf'>: 1.0}, history=0)
+    >>> b.normalised("b")
+    {<Source.ITEM_CF: 'item_cf'>: 0.5, <Source.MF: 'mf'>: 1.0}
     """
 
-    normalised: dict[str, dict[Source, float]]
+    pools: Mapping[Source, Pool]
+    best: dict[Source, float]  # each source's best raw score (only sources with one > 0)
     totals: dict[str, float]
     history: int = 0
 
+    def normalised(self, item_id: str) -> dict[Source, float]:
+        """Each source's score for the candidate over that source's best, in pool order."""
+        out: dict[Source, float] = {}
+        for source, best in self.best.items():
+            entry = self.pools[source].get(item_id)
+            if entry is not None and entry[0] > 0.0:
+                out[source] = entry[0] / best
+        return out
+
     def features(self, item_id: str) -> CandidateFeatures:
-        return CandidateFeatures(item_id, self.normalised[item_id], self.history)
+        return CandidateFeatures(item_id, self.normalised(item_id), self.history)
 
 
 def blend_pools(
     pools: Mapping[Source, Pool], weights: Mapping[Source, float], history: int = 0
 ) -> Blended:
     """Normalise every source's pool and add up the blend: one pass per source (not per
-    candidate and source), plain dicts (no object per candidate): this runs on every request.
+    candidate and source), plain floats (no object per candidate): this runs on every request.
     """
-    normalised: dict[str, dict[Source, float]] = {}
+    best_of: dict[Source, float] = {}
     totals: dict[str, float] = {}
     for source, pool in pools.items():
         best = max((raw for raw, _ in pool.values()), default=0.0)
         if best <= 0.0:
             continue
+        best_of[source] = best
         weight = weights.get(source, 0.0)
+        get = totals.get
         for item, (raw, _) in pool.items():
             if raw > 0.0:
-                value = raw / best
-                entry = normalised.get(item)
-                if entry is None:
-                    normalised[item] = {source: value}
-                    totals[item] = weight * value
-                else:
-                    entry[source] = value
-                    totals[item] += weight * value
-    return Blended(normalised, totals, history)
+                # 0.0 + x is x: the first source's term is stored exactly as before.
+                totals[item] = get(item, 0.0) + weight * (raw / best)
+    return Blended(pools, best_of, totals, history)
 
 
 def candidate_features(
@@ -305,7 +311,7 @@ def candidate_features(
     """Per candidate, every source's normalised score (see :func:`normalise`); candidates no
     source scores above 0 are left out."""
     blended = blend_pools(pools, {}, history)
-    return {item: blended.features(item) for item in blended.normalised}
+    return {item: blended.features(item) for item in blended.totals}
 
 
 def blend(features: CandidateFeatures, weights: Mapping[Source, float]) -> dict[Source, float]:
@@ -442,22 +448,30 @@ def recommend(
         learned = dict(
             zip(totals, ranker.score([blended.features(i) for i in totals]), strict=True)
         )
-        order = sorted(totals, key=lambda i: (-learned[i], -totals[i], i))
-    else:
-        # (−total, item) tuples compare in C: no key function per candidate.
-        order = [item for _, item in sorted((-t, item) for item, t in totals.items())]
-
     # With a category cap some of the best may be passed over: look a little deeper.
     depth = (params.top_n + params.explore_slots) * (4 if params.category_cap else 1)
+
+    def full_order() -> list[str]:
+        if learned:
+            return sorted(totals, key=lambda i: (-learned[i], -totals[i], i))
+        return [item for item, _ in top_k(totals, len(totals))]
+
+    if learned or cold_start:
+        order = full_order()
+    else:
+        # A warm user's list reads only the best few hundredths of the candidates: rank a
+        # prefix (the best `depth`, the exploration pool, what the ranker would remember)
+        # and sort everything only if exploration runs past it.
+        order = [item for item, _ in top_k(totals, max(depth + params.top_n, RANKER_MEMORY))]
     if cold_start:
         # Content first, then trending, then social proof (popular fills whatever is left).
-        best = [i for i in order if Source.CONTENT in normalised[i]][:depth]
-        later = [i for i in order if Source.SOCIAL in normalised[i]][:depth]
+        best = [i for i in order if Source.CONTENT in normalised(i)][:depth]
+        later = [i for i in order if Source.SOCIAL in normalised(i)][:depth]
     else:
         best, later = order[:depth], []
 
     def personal(candidate: str) -> RecommendedItem:
-        parts = {s: weights.get(s, 0.0) * v for s, v in normalised[candidate].items()}
+        parts = {s: weights.get(s, 0.0) * v for s, v in normalised(candidate).items()}
         score = learned.get(candidate, totals[candidate])
         reasons: list[Reason] = []
         for source, share in parts.items():
@@ -510,6 +524,8 @@ def recommend(
         # something the head would crowd out, and gives the item its first exposure.
         head = {item for item, _ in popular.items}
         explore = [i for i in order if i not in head][: params.top_n]
+        if len(explore) < params.top_n and len(order) < len(totals):
+            explore = [i for i in full_order() if i not in head][: params.top_n]
     slots = min(params.explore_slots, params.top_n - 1) if explore else 0
     chosen = diversify(ranked(), excluded, params.top_n - slots, params.category_cap, categories)
     if slots:
