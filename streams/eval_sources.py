@@ -16,6 +16,7 @@ them. Each :class:`SourcesReader` is one hybrid's view of the stream (``hybrid``
 from __future__ import annotations
 
 import multiprocessing
+import sys
 import traceback
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
@@ -61,11 +62,13 @@ def _serve(
                 batch = []
         conn.send(("batch", batch))
         conn.send(("end", sent + len(batch)))
-    except BaseException:
+    except Exception:
+        # Any failure goes to the parent, which raises it with this traceback; the child
+        # only exits non-zero (no second copy of the traceback on stderr).
         conn.send(("error", traceback.format_exc()))
-        raise
-    finally:
         conn.close()
+        sys.exit(1)
+    conn.close()
 
 
 class SourcesProcess(AbstractContextManager["SourcesProcess"]):
