@@ -260,15 +260,16 @@ class UserCF:
         edge = sorted(counts.values(), reverse=True)[size - 1]
         pool = [(user, n) for user, n in counts.items() if n > edge]
         tied = {user for user, n in counts.items() if n == edge}
-        latest: dict[str, float] = {}
+        latest = dict.fromkeys(tied, -math.inf)
         for item_id in row:
             users = self.index.get(item_id, {})
             for user in users.keys() & tied:
                 ts = users[user]
-                if ts > latest.get(user, -math.inf):
+                if ts > latest[user]:
                     latest[user] = ts
-        rest = nsmallest(size - len(pool), tied, key=lambda u: (-latest[u], u))
-        return pool + [(user, edge) for user in rest]
+        # (−latest, id) tuples sort in C: often hundreds tie at the edge (one item in common).
+        rest = sorted([(-ts, user) for user, ts in latest.items()])[: size - len(pool)]
+        return pool + [(user, edge) for _, user in rest]
 
     def candidates(
         self,

@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[1, 2],
         default=None,
         help="processes: 2 runs the hybrid's MF, content, user-CF and FBT beside the replay "
-        "(same figures; default 2 on a machine with two or more cores), 1 runs everything "
+        "(same figures; default 2 when two or more cores are available), 1 runs everything "
         "in one",
     )
     p.set_defaults(handler=_eval)

@@ -766,7 +766,7 @@ def run_eval(
 ) -> int:
     """The ``socialrec eval`` command. 0 on success, 2 when the input cannot be used.
 
-    ``jobs`` (1 or 2; default 2 when the machine has two cores or more) is how many processes
+    ``jobs`` (1 or 2; default 2 when this process may use two cores or more) is how many processes
     replay the hybrids (see :func:`build_models`)."""
     from rich.console import Console
 
@@ -784,7 +784,8 @@ def run_eval(
         err.print("socialrec eval: --train-fraction must be between 0 and 1")
         return 2
     if jobs is None:
-        jobs = 2 if (os.cpu_count() or 1) >= 2 else 1
+        # The cores this process may run on (a container may allow fewer than the machine has).
+        jobs = 2 if len(os.sched_getaffinity(0)) >= 2 else 1
     if jobs not in (1, 2):
         err.print("socialrec eval: --jobs takes 1 or 2")
         return 2

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.events import EventType
-from models.usercf import UserCF
+from models.usercf import UserCF, pool_order
 from tests.unit.strategies import strings_in
 
 T0 = 1_700_000_000.0
@@ -206,3 +206,57 @@ def test_unknown_users_get_nothing() -> None:
     assert cf.neighbours("nobody") == []
     assert cf.candidates("nobody", k=5) == []
     assert cf.similarity("nobody", "else") == 0.0
+
+
+# ---- the neighbour pool (as the worker reads Redis) --------------------------------------------
+
+
+def _pooled(steps: list[Step], pool: int | None) -> UserCF:
+    cf = UserCF(neighbour_pool=pool, neighbours=3)
+    for step in steps:
+        cf.add(step.user_id, step.item_id, step.event_type, step.ts)
+    return cf
+
+
+@settings(max_examples=40, deadline=None)
+@given(streams())
+def test_a_pool_as_large_as_everyone_changes_nothing(steps: list[Step]) -> None:
+    everyone, pooled = _pooled(steps, None), _pooled(steps, len(USERS))
+    for user in USERS:
+        assert pooled.neighbours(user) == everyone.neighbours(user)
+        assert pooled.candidates(user, 5, contributors=False) == everyone.candidates(
+            user, 5, contributors=False
+        )
+
+
+@settings(max_examples=40, deadline=None)
+@given(streams(), st.integers(min_value=1, max_value=4))
+def test_the_pool_is_whom_the_worker_would_read(steps: list[Step], size: int) -> None:
+    cf = _pooled(steps, size)
+    for user in cf.items:
+        # The reference: overlaps and latest times from the index, ordered by pool_order.
+        overlaps: dict[str, tuple[int, float]] = {}
+        for item in cf.items[user]:
+            for other, ts in cf.index[item].items():
+                if other != user:
+                    n, latest = overlaps.get(other, (0, -math.inf))
+                    overlaps[other] = (n + 1, max(latest, ts))
+        expected = pool_order(overlaps, size)
+        assert sorted(other for other, _ in cf._pool(user, cf.items[user], size)) == sorted(
+            expected
+        )
+        assert {n.user_id for n in cf.neighbours(user)} <= set(expected)
+
+
+def test_the_pool_prefers_items_in_common_then_the_most_recent() -> None:
+    cf = UserCF(neighbour_pool=2)
+    for user, item, ts in [
+        ("ann", "phone", 1.0),
+        ("ann", "case", 2.0),
+        ("bob", "phone", 3.0),
+        ("bob", "case", 4.0),  # two items in common with ann
+        ("cy", "phone", 9.0),  # one, most recently
+        ("dee", "phone", 5.0),  # one, earlier: left out
+    ]:
+        cf.add(user, item, EventType.PURCHASE, ts)
+    assert {n.user_id for n in cf.neighbours("ann")} == {"bob", "cy"}
