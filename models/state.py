@@ -385,7 +385,8 @@ class MemoryState:
 
     def _subtract_dot(self, item: str, other: str, amount: float) -> bool:
         """Remove one user's share of a pair; False if the cap had already evicted the pair."""
-        if other not in self.dot.get(item, SortedSet()).scores:
+        row = self.dot.get(item)
+        if row is None or other not in row.scores:
             return False
         remaining = self.dot[item].incr(other, -amount)
         self.dot[other].incr(item, -amount)
@@ -420,21 +421,21 @@ class MemoryState:
                 self.sim[x].discard(y)
 
     def _refresh_similarity(self, item: str, other: str) -> None:
-        dot = self.dot.get(item, SortedSet()).scores.get(other)
+        # Runs for every pair an event touches (up to history_size per event): no throwaway
+        # objects, attribute lookups hoisted.
+        row = self.dot.get(item)
+        dot = None if row is None else row.scores.get(other)
+        norm2 = self.norm2.scores
+        shrinkage, cap = self.params.shrinkage, self.params.neighbours
         for a, b in ((item, other), (other, item)):
             sims = self._bounded(self.sim, a)
             if dot is None:
                 sims.discard(b)
                 continue
-            s = cosine(
-                dot,
-                self.norm2.scores.get(a, 0.0),
-                self.norm2.scores.get(b, 0.0),
-                self.params.shrinkage,
-            )
+            s = cosine(dot, norm2.get(a, 0.0), norm2.get(b, 0.0), shrinkage)
             if s > 0.0:
                 sims.set(b, s)
-                sims.trim_to(self.params.neighbours)
+                sims.trim_to(cap)
             else:
                 sims.discard(b)
 
@@ -549,7 +550,8 @@ class MemoryState:
 
     def similarity(self, a: str, b: str) -> float:
         """s_ab from the current counts (symmetric by construction)."""
-        dot = self.dot.get(a, SortedSet()).scores.get(b, 0.0)
+        row = self.dot.get(a)
+        dot = 0.0 if row is None else row.scores.get(b, 0.0)
         return cosine(
             dot, self.norm2.scores.get(a, 0.0), self.norm2.scores.get(b, 0.0), self.params.shrinkage
         )
