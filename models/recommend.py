@@ -347,22 +347,34 @@ def personal_pools(view: UserView, params: RecommendParams, now: float) -> dict[
     return {Source.ITEM_CF: cf, Source.SOCIAL: social}
 
 
+def _fill(
+    pool: Pool, source: Source, entries: Iterable[tuple[str, float, Sequence[Reason]]]
+) -> Pool:
+    """Add ``(item, score, reasons)`` to ``pool``: the first proposal of an item counts, and
+    only finite positive scores. MF scores are logits, so they go through the sigmoid; every
+    other source's are non-negative already. Non-finite scores are dropped (checked before the
+    sigmoid, which would turn a NaN logit into its top)."""
+    is_mf = source is Source.MF
+    isfinite = math.isfinite
+    for item_id, score, reasons in entries:
+        if not isfinite(score):
+            continue
+        raw = sigmoid(score) if is_mf else score
+        if raw > 0.0 and item_id not in pool:
+            pool[item_id] = (raw, reasons)
+    return pool
+
+
 def source_pool(source: Source, candidates: Iterable[Candidate], pool: Pool | None = None) -> Pool:
-    """A source's candidates as a pool (added to ``pool`` if given): the first proposal of an
-    item counts, and only finite positive scores. MF scores are logits, so they go through the
-    sigmoid; every other source's are non-negative already. Non-finite scores are dropped.
+    """A source's candidates as a pool (added to ``pool`` if given), as :func:`_fill` keeps
+    them.
 
     >>> source_pool(Source.MF, [Candidate("a", 0.0), Candidate("b", float("nan"))])
     {'a': (0.5, ())}
     """
-    pool = {} if pool is None else pool
-    for c in candidates:
-        if not math.isfinite(c.score):
-            continue  # checked before the sigmoid, which would turn a NaN logit into its top
-        raw = sigmoid(c.score) if source is Source.MF else c.score
-        if raw > 0.0 and c.item_id not in pool:
-            pool[c.item_id] = (raw, c.reasons)
-    return pool
+    return _fill(
+        {} if pool is None else pool, source, ((c.item_id, c.score, c.reasons) for c in candidates)
+    )
 
 
 def scored_pool(
@@ -374,16 +386,7 @@ def scored_pool(
     >>> scored_pool(Source.MF, [("a", 0.0), ("a", 5.0), ("b", float("inf"))], ())
     {'a': (0.5, ())}
     """
-    pool: Pool = {}
-    is_mf = source is Source.MF
-    isfinite = math.isfinite
-    for item_id, score in scored:
-        if not isfinite(score):
-            continue
-        raw = sigmoid(score) if is_mf else score
-        if raw > 0.0 and item_id not in pool:
-            pool[item_id] = (raw, reasons)
-    return pool
+    return _fill({}, source, ((item_id, score, reasons) for item_id, score in scored))
 
 
 def candidate_pools(

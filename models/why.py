@@ -4,7 +4,7 @@ The answer follows the assembly's own order (models/recommend.py), so it names t
 that decided: the item was shown (with what the published list said), or a filter removed it
 (bought, hidden, configured exclusion, already seen), or no source proposed it, or it was a
 candidate but ranked below the cut (its position and the score it would have needed). The
-ranking is recomputed with the same functions the worker uses (:func:`candidate_features`,
+ranking is recomputed with the same functions the worker uses (:func:`blend_pools`,
 :func:`blend`), from the user's state now.
 
 >>> from models.state import UserView
@@ -32,8 +32,9 @@ from models.recommend import (
     RecommendParams,
     Source,
     blend,
-    candidate_features,
+    blend_pools,
     candidate_pools,
+    excluded_items,
 )
 from models.state import UserView
 
@@ -113,14 +114,10 @@ def explain(
             "never recommended to this user: " + ", ".join(excluded),
             exclusions=excluded,
         )
-    features = candidate_features(pools, len(view.recent))
-    banned = view.bought | view.hidden | params.exclude_items
-    if params.exclude_seen:
-        banned |= view.seen
     weights = dict(params.source_weights)
-    totals = {
-        item: sum(blend(f, weights).values()) for item, f in features.items() if item not in banned
-    }
+    blended = blend_pools(pools, weights, len(view.recent))
+    banned = excluded_items(view, params)
+    totals = {item: t for item, t in blended.totals.items() if item not in banned}
     if item_id not in totals:
         return Why(
             item_id,
@@ -130,7 +127,7 @@ def explain(
         )
     ranked = sorted(totals, key=lambda item: (-totals[item], item))
     position = ranked.index(item_id) + 1
-    parts = blend(features[item_id], weights)
+    parts = blend(blended.features(item_id), weights)
     reasons = tuple(
         _reason(r) for source in parts for r in pools[source][item_id][1][: params.reasons_per_item]
     )
