@@ -146,21 +146,34 @@ class Recommendations:
     features: tuple[CandidateFeatures, ...] = ()
 
 
-def item_cf_scores(view: UserView) -> dict[str, list[tuple[float, str]]]:
-    """Candidate -> [(a_uj · s_ij, j)] for each recent item j that points at it.
+def item_cf_scores(view: UserView) -> tuple[dict[str, float], dict[str, list[tuple[float, str]]]]:
+    """Candidate -> ``Σ_j a_uj · s_ij`` over the recent items j that point at it, and candidate
+    -> [(a_uj · s_ij, j)], the terms in the same order (each total is their sum, left to
+    right).
 
     Plain tuples, not :class:`Reason` objects: this runs for every neighbour of every recent
     item, and only the few chosen candidates need their reasons spelled out.
+
+    >>> view = UserView("u", recent=(("phone", 2.0), ("tv", 1.0)), neighbours={
+    ...     "phone": (("case", 0.5),), "tv": (("case", 0.25), ("remote", 0.5))},
+    ...     seen=frozenset(), bought=frozenset(), hidden=frozenset())
+    >>> totals, terms = item_cf_scores(view)
+    >>> totals, terms["case"]
+    ({'case': 1.25, 'remote': 0.5}, [(1.0, 'phone'), (0.25, 'tv')])
     """
+    totals: dict[str, float] = {}
     contributions: dict[str, list[tuple[float, str]]] = {}
     for source_item, affinity in view.recent:
         for candidate, similarity in view.neighbours.get(source_item, ()):
+            contribution = affinity * similarity
             entry = contributions.get(candidate)
             if entry is None:
-                contributions[candidate] = [(affinity * similarity, source_item)]
+                contributions[candidate] = [(contribution, source_item)]
+                totals[candidate] = contribution
             else:
-                entry.append((affinity * similarity, source_item))
-    return contributions
+                entry.append((contribution, source_item))
+                totals[candidate] += contribution
+    return totals, contributions
 
 
 def social_scores(
@@ -184,39 +197,46 @@ def _reason_order(reason: Reason) -> tuple[float, str, str]:
     return (-reason.contribution, reason.item_id or "", reason.user_id or "")
 
 
+#: An entry of a ranking, resolved into a :class:`RecommendedItem` only if it is chosen: the
+#: item, and None for a personal candidate or the fallback source with its score.
+Ranked = tuple[str, Source | None, float]
+
+
 def diversify(
-    ranked: Iterable[RecommendedItem],
-    excluded: frozenset[str],
+    ranked: Iterable[Ranked],
+    excluded: AbstractSet[str],
     top_n: int,
     category_cap: int,
     categories: Mapping[str, str] | None,
-) -> list[RecommendedItem]:
+) -> list[Ranked]:
     """The first ``top_n`` of ``ranked``, each item once, none excluded, and at most
     ``category_cap`` per category (items of unknown category are not capped). If the cap
     leaves the list short, the best passed-over items fill it: a cap diversifies, it never
     shortens a list.
 
-    >>> items = [RecommendedItem(i, 1.0, Source.POPULAR, ()) for i in ["a1", "a2", "b1"]]
-    >>> [r.item_id for r in diversify(items, frozenset(), 2, 1, {"a1": "A", "a2": "A", "b1": "B"})]
+    >>> ranked = [(i, Source.POPULAR, 1.0) for i in ["a1", "a2", "b1"]]
+    >>> [item for item, _, _ in diversify(ranked, frozenset(), 2, 1,
+    ...                                   {"a1": "A", "a2": "A", "b1": "B"})]
     ['a1', 'b1']
     """
     cats = categories or {}
-    chosen: list[RecommendedItem] = []
-    passed_over: list[RecommendedItem] = []
+    chosen: list[Ranked] = []
+    passed_over: list[Ranked] = []
     per_category: dict[str, int] = {}
     taken: set[str] = set()
-    for item in ranked:
+    for entry in ranked:
         if len(chosen) >= top_n:
             break
-        if item.item_id in excluded or item.item_id in taken:
+        item_id = entry[0]
+        if item_id in excluded or item_id in taken:
             continue
-        taken.add(item.item_id)
-        category = cats.get(item.item_id, "")
+        taken.add(item_id)
+        category = cats.get(item_id, "")
         if category_cap and category and per_category.get(category, 0) >= category_cap:
-            passed_over.append(item)
+            passed_over.append(entry)
             continue
         per_category[category] = per_category.get(category, 0) + 1
-        chosen.append(item)
+        chosen.append(entry)
     return chosen + passed_over[: top_n - len(chosen)]
 
 
@@ -332,18 +352,18 @@ def sigmoid(x: float) -> float:
 def personal_pools(view: UserView, params: RecommendParams, now: float) -> dict[Source, Pool]:
     """The two sources read from the user's state: item-CF (its best ``pool_size``) and
     social proof, raw scores with reasons."""
-    cf: Pool = {}
-    for candidate, parts in item_cf_scores(view).items():
-        cf[candidate] = (sum(c for c, _ in parts), parts)
+    totals, parts = item_cf_scores(view)
+    # Like every other source, item-CF proposes its best ``pool_size``: up to recent ×
+    # neighbours (400) weak tails would otherwise dominate the cost of every request.
+    kept = (
+        top_k(totals, params.pool_size, ties_descending=True)
+        if len(totals) > params.pool_size
+        else totals.items()
+    )
+    cf: Pool = {item: (total, parts[item]) for item, total in kept}
     social: Pool = {}
     for candidate, social_parts in social_scores(view, params, now).items():
         social[candidate] = (sum(c for c, _ in social_parts), [r for _, r in social_parts])
-    limit = params.pool_size
-    if len(cf) > limit:
-        # Like every other source, item-CF proposes its best ``pool_size``: up to recent ×
-        # neighbours (400) weak tails would otherwise dominate the cost of every request.
-        raw = {item: entry[0] for item, entry in cf.items()}
-        cf = {item: cf[item] for item, _ in top_k(raw, limit, ties_descending=True)}
     return {Source.ITEM_CF: cf, Source.SOCIAL: social}
 
 
@@ -499,27 +519,30 @@ def recommend(
             tuple((s, v) for s, v in ordered if v > 0),
         )
 
-    def ranked() -> Iterator[RecommendedItem]:
+    def ranked() -> Iterator[Ranked]:
         """Personal candidates, then the fallbacks in order: what is trending right now, then
-        what has been popular over hours (a cold-start user gets them immediately)."""
+        what has been popular over hours (a cold-start user gets them immediately). Only the
+        entries :func:`diversify` keeps are explained, by :func:`resolve`."""
         for candidate in best:
-            yield personal(candidate)
+            yield candidate, None, 0.0
         for item_id, count in trending:
-            if item_id in totals:
-                # Trending and also personal (a friend shared it): keep its place in the
-                # fallback order, but say why it is this user's, not just that it is hot.
-                yield personal(item_id)
-            else:
-                yield RecommendedItem(
-                    item_id, count, Source.TRENDING, (), ((Source.TRENDING, count),)
-                )
+            # Trending and also personal (a friend shared it): keep its place in the fallback
+            # order, but say why it is this user's, not just that it is hot.
+            yield item_id, None if item_id in totals else Source.TRENDING, count
         for candidate in later:
-            yield personal(candidate)
+            yield candidate, None, 0.0
         for item_id, stored in popular.items:
+            yield item_id, Source.POPULAR, stored
+
+    def resolve(entry: Ranked) -> RecommendedItem:
+        item_id, fallback, score = entry
+        if fallback is None:
+            return personal(item_id)
+        if fallback is Source.POPULAR:
             score = decayed_score(
-                stored, landmark=popular.landmark, at=now, half_life_s=params.half_life_s
+                score, landmark=popular.landmark, at=now, half_life_s=params.half_life_s
             )
-            yield RecommendedItem(item_id, score, Source.POPULAR, (), ((Source.POPULAR, score),))
+        return RecommendedItem(item_id, score, fallback, (), ((fallback, score),))
 
     if params.explore_slots and not explore and not cold_start:
         # The user's own long tail: personal candidates outside the popular head (new items
@@ -530,7 +553,12 @@ def recommend(
         if len(explore) < params.top_n and len(order) < len(totals):
             explore = [i for i in full_order() if i not in head][: params.top_n]
     slots = min(params.explore_slots, params.top_n - 1) if explore else 0
-    chosen = diversify(ranked(), excluded, params.top_n - slots, params.category_cap, categories)
+    chosen = [
+        resolve(entry)
+        for entry in diversify(
+            ranked(), excluded, params.top_n - slots, params.category_cap, categories
+        )
+    ]
     if slots:
         chosen += exploration(
             explore,
@@ -541,7 +569,7 @@ def recommend(
     if len(chosen) < params.top_n:  # nothing to explore: fill from the ranking
         more = diversify(ranked(), excluded, params.top_n, params.category_cap, categories)
         taken = {r.item_id for r in chosen}
-        chosen += [r for r in more if r.item_id not in taken][: params.top_n - len(chosen)]
+        chosen += [resolve(e) for e in more if e[0] not in taken][: params.top_n - len(chosen)]
     # The ranker learns from the user's next event: the best candidates' features, so the item
     # the user goes on to act on can be compared with the ones shown instead.
     if not remember:

@@ -22,6 +22,7 @@ True
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left, insort
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -234,6 +235,77 @@ class BoundedSet(SortedSet):
                 return member, score
 
 
+class RankedSet(SortedSet):
+    """A small capped :class:`SortedSet` kept in order as it changes (similarity
+    neighbours): every request reads the top of the neighbour sets of the user's recent items,
+    and they change with nearly every event, so sorting them on each read was the replay's
+    hottest selection. A list of (score, member), lowest first, mirrors ``scores``; a write
+    moves one entry by bisection, an eviction takes the list's head and :meth:`top` reads its
+    tail. For large sets that are written far more than read (co-occurrence counts),
+    :class:`BoundedSet`'s heap is cheaper. Write scores only through :meth:`incr` and
+    :meth:`set` and remove members only through :meth:`discard`, :meth:`pop_min` and
+    :meth:`trim_to` (a direct write to ``scores`` would escape the order).
+
+    >>> s = RankedSet()
+    >>> for member, score in [("a", 3.0), ("b", 1.0), ("c", 2.0)]:
+    ...     s.set(member, score)
+    >>> s.trim_to(2), s.incr("c", 5.0), s.top(5), s.trim_to(1)
+    (['b'], 7.0, [('c', 7.0), ('a', 3.0)], ['a'])
+    """
+
+    __slots__ = ("_order",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        # (score, member) ascending: Redis's order, compared in C. Scores are finite here
+        # (counts and cosines), which bisection needs.
+        self._order: list[tuple[float, str]] = []
+
+    def incr(self, member: str, amount: float) -> float:
+        old = self.scores.get(member)
+        value = (0.0 if old is None else old) + amount
+        self._move(member, old, value)
+        return value
+
+    def set(self, member: str, score: float) -> None:
+        self._move(member, self.scores.get(member), score)
+
+    def _move(self, member: str, old: float | None, new: float) -> None:
+        order = self._order
+        if old is not None:
+            del order[bisect_left(order, (old, member))]
+        insort(order, (new, member))
+        self.scores[member] = new
+
+    def discard(self, member: str) -> None:
+        old = self.scores.pop(member, None)
+        if old is not None:
+            del self._order[bisect_left(self._order, (old, member))]
+
+    def pop_min(self) -> tuple[str, float]:
+        score, member = self._order.pop(0)
+        del self.scores[member]
+        return member, score
+
+    def trim_to(self, size: int) -> list[str]:
+        excess = len(self._order) - size
+        if excess <= 0:
+            return []
+        evicted = [member for _, member in self._order[:excess]]
+        del self._order[:excess]
+        for member in evicted:
+            del self.scores[member]
+        return evicted
+
+    def ordered(self) -> list[str]:
+        return [member for _, member in self._order]
+
+    def top(self, count: int) -> list[tuple[str, float]]:
+        if count <= 0:
+            return []
+        return [(member, score) for score, member in reversed(self._order[-count:])]
+
+
 @dataclass
 class UserState:
     history: SortedSet = field(default_factory=SortedSet)  # item -> last event time
@@ -276,7 +348,7 @@ class MemoryState:
         self.params = params
         self.users: dict[str, UserState] = {}
         self.dot: dict[str, BoundedSet] = {}  # item -> co-occurring item -> dot product
-        self.sim: dict[str, BoundedSet] = {}  # item -> neighbour -> cosine (top-k kept)
+        self.sim: dict[str, RankedSet] = {}  # item -> neighbour -> cosine (top-k kept)
         self.norm2 = SortedSet()  # item -> Σ a_ui²
         self.popularity = SortedSet()  # item -> forward-decayed weighted count
         self.landmark: float | None = None
@@ -427,8 +499,11 @@ class MemoryState:
         dot = None if row is None else row.scores.get(other)
         norm2 = self.norm2.scores
         shrinkage, cap = self.params.shrinkage, self.params.neighbours
+        sim_sets = self.sim
         for a, b in ((item, other), (other, item)):
-            sims = self._bounded(self.sim, a)
+            sims = sim_sets.get(a)
+            if sims is None:
+                sims = sim_sets[a] = RankedSet()
             if dot is None:
                 sims.discard(b)
                 continue

@@ -58,7 +58,8 @@ def test_scores_are_finite_ranked_and_explained(events: list[Event]) -> None:
         ranked = [r for r in recs.items if r.source is not Source.POPULAR]
         assert all(math.isfinite(r.score) and r.score > 0 for r in recs.items)
         assert [r.score for r in ranked] == sorted((r.score for r in ranked), reverse=True)
-        cf, social = item_cf_scores(view), social_scores(view, params, now)
+        (cf_totals, cf), social = item_cf_scores(view), social_scores(view, params, now)
+        assert cf_totals == {i: sum(c for c, _ in p) for i, p in cf.items()}  # exactly
         raw = {
             Source.ITEM_CF: normalise({i: sum(c for c, _ in p) for i, p in cf.items()}),
             Source.SOCIAL: normalise({i: sum(c for c, _ in p) for i, p in social.items()}),
