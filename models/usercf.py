@@ -12,11 +12,12 @@ indexes its ``users_per_item`` most recent users; an entry evicted from either s
 from both, so the model is always exactly "these entries", never half of one.
 
 Dot products are computed when asked, from the index, instead of being maintained per pair:
-a query walks the user's items and, for each, the users indexing it, O(items_per_user ×
-users_per_item) bounded work. In exchange nothing drifts (sums are :func:`math.fsum`, so
-``sim(u, v) == sim(v, u)`` exactly), an event costs O(items_per_user) (the user's norm is
-recomputed from their row) plus one scan of a row when a cap is exceeded, and erasing a user
-is removing their entries: no pair table holds them anywhere else.
+a query counts, over the user's items, the users indexing them (O(items_per_user ×
+users_per_item) bounded work, one numpy bincount), then computes the dot products with the
+users it compares. In exchange nothing drifts (each dot product adds the shared items in id
+order, so ``sim(u, v) == sim(v, u)`` exactly), an event costs O(items_per_user) (the user's
+norm is recomputed from their row) plus one scan of a row when a cap is exceeded, and erasing
+a user is removing their entries: no pair table holds them anywhere else.
 
 >>> cf = UserCF()
 >>> for user, items in {"ann": ["phone", "case", "tripod"], "bob": ["phone", "case"],
@@ -34,14 +35,49 @@ is removing their entries: no pair table holds them anywhere else.
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from heapq import nsmallest
+from itertools import chain
+
+import numpy as np
+import numpy.typing as npt
 
 from models.events import DEFAULT_WEIGHTS, EventType
 from models.similarity import affinity_after
-from models.topk import top_k
+
+_IntArray = npt.NDArray[np.intp]
+_FloatArray = npt.NDArray[np.float64]
+
+
+class _Codes:
+    """Dense integer codes for ids, so per-request sums can be numpy bincounts. A forgotten
+    id's code is recycled: the arrays that held it were dropped with its entries."""
+
+    __slots__ = ("_free", "code", "names")
+
+    def __init__(self) -> None:
+        self.code: dict[str, int] = {}
+        self.names: list[str] = []  # code -> id ("" for a free code)
+        self._free: list[int] = []
+
+    def of(self, name: str) -> int:
+        code = self.code.get(name)
+        if code is None:
+            if self._free:
+                code = self._free.pop()
+                self.names[code] = name
+            else:
+                code = len(self.names)
+                self.names.append(name)
+            self.code[name] = code
+        return code
+
+    def forget(self, name: str) -> None:
+        code = self.code.pop(name, None)
+        if code is not None:
+            self.names[code] = ""
+            self._free.append(code)
 
 
 def pool_order(overlaps: Mapping[str, tuple[int, float]], size: int) -> list[str]:
@@ -113,6 +149,15 @@ class UserCF:
         self.items: dict[str, dict[str, float]] = {}  # user -> item -> affinity (> 0)
         self.index: dict[str, dict[str, float]] = {}  # item -> user -> last event ts
         self.norm2: dict[str, float] = {}  # user -> Σ affinity², recomputed from items[user]
+        # The two dicts again as numpy arrays over integer codes, built when first read and
+        # dropped when their row or index changes: the per-request sums (overlap counts, the
+        # candidates' scores) then run as bincounts in C instead of dict walks. Codes are
+        # ids only (no affinities or times), never reused, and erased users' arrays go with
+        # their entries.
+        self._item_codes = _Codes()
+        self._user_codes = _Codes()
+        self._row_arrays: dict[str, tuple[_IntArray, _FloatArray]] = {}  # codes, affinities
+        self._index_arrays: dict[str, tuple[_IntArray, _FloatArray]] = {}  # codes, times
 
     # ---- updates ---------------------------------------------------------------------------
     def add(self, user_id: str, item_id: str, event_type: EventType, ts: float) -> bool:
@@ -138,6 +183,8 @@ class UserCF:
         self.items[user_id] = row
         users = self.index.setdefault(item_id, {})
         users[user_id] = max(users.get(user_id, ts), ts)
+        self._row_arrays.pop(user_id, None)
+        self._index_arrays.pop(item_id, None)
         while len(row) > self.items_per_user:
             oldest = min(row, key=lambda i: (self.index[i][user_id], i))
             self._remove_entry(user_id, oldest)
@@ -180,6 +227,7 @@ class UserCF:
         self.items[user_id] = row
         for item_id in row:
             self.index.setdefault(item_id, {})[user_id] = float(entries[item_id][1])
+            self._index_arrays.pop(item_id, None)
         self._renorm(user_id)
 
     def forget_user(self, user_id: str) -> None:
@@ -190,86 +238,100 @@ class UserCF:
     # ---- reads -----------------------------------------------------------------------------
     def neighbours(self, user_id: str, k: int | None = None) -> list[Neighbour]:
         """The ``k`` (default: the configured number) most similar users sharing at least
-        ``min_overlap`` items; ties by overlap, then user id."""
+        ``min_overlap`` items; ties by overlap, then user id. With a ``neighbour_pool``, only
+        the users of the pool are compared."""
         row = self.items.get(user_id)
         if not row:
             return []
-        if self.neighbour_pool is not None:
-            return self._pooled_neighbours(user_id, row, k)
-        # Up to items_per_user × users_per_item products per request: plain locals and tuples
-        # here, Neighbour objects only for the k kept (this runs on every request).
-        items, index = self.items, self.index
-        products: dict[str, list[float]] = {}
-        for item_id, affinity in row.items():
-            for other in index.get(item_id, ()):
-                if other == user_id:
-                    continue
-                product = affinity * items[other][item_id]
-                parts = products.get(other)
-                if parts is None:
-                    products[other] = [product]
-                else:
-                    parts.append(product)
-        norm_u = math.sqrt(self.norm2[user_id])
-        norm2, fsum, sqrt, min_overlap = self.norm2, math.fsum, math.sqrt, self.min_overlap
-        # (−similarity, −overlap, id): the ranking order, compared in C without a key function.
+        size = len(self.items) if self.neighbour_pool is None else self.neighbour_pool
+        pool = [(other, n) for other, n in self._pool(user_id, row, size) if n >= self.min_overlap]
+        if not pool:
+            return []
+        others = [other for other, _ in pool]
         # Two square roots, not one of the product (which can underflow); clamp rounding.
-        found = [
-            (-min(1.0, fsum(parts) / (norm_u * sqrt(norm2[other]))), -len(parts), other)
-            for other, parts in products.items()
-            if len(parts) >= min_overlap
-        ]
+        norms = np.sqrt(np.array([self.norm2[other] for other in others]))
+        similarities = np.minimum(
+            1.0, self._dots(user_id, others) / (math.sqrt(self.norm2[user_id]) * norms)
+        )
+        # (−similarity, −overlap, id): the ranking order, compared in C without a key function.
+        found = sorted(zip((-similarities).tolist(), [-n for _, n in pool], others, strict=True))
         count = self.max_neighbours if k is None else k
-        return [Neighbour(other, -sim, -overlap) for sim, overlap, other in nsmallest(count, found)]
+        return [Neighbour(other, -sim, -overlap) for sim, overlap, other in found[:count]]
 
-    def _pooled_neighbours(
-        self, user_id: str, row: dict[str, float], k: int | None
-    ) -> list[Neighbour]:
-        """:meth:`neighbours` among the ``neighbour_pool`` users with most items in common:
-        one pass counting overlaps (and each user's latest time on a shared item, the
-        tie-break), then exact similarities for the pool only, from the rows."""
-        assert self.neighbour_pool is not None
-        pool = self._pool(user_id, row, self.neighbour_pool)
-        assert self.neighbour_pool is not None
-        norm_u = math.sqrt(self.norm2[user_id])
-        found = []
-        for other, overlap in pool:
-            if overlap < self.min_overlap:
-                continue
-            theirs = self.items[other]
-            dot = math.fsum(a * theirs[i] for i, a in row.items() if i in theirs)
-            sim = min(1.0, dot / (norm_u * math.sqrt(self.norm2[other])))
-            found.append((-sim, -overlap, other))
-        count = self.max_neighbours if k is None else k
-        return [Neighbour(other, -sim, -overlap) for sim, overlap, other in nsmallest(count, found)]
+    def _dots(self, user_id: str, others: list[str]) -> _FloatArray:
+        """``Σ_i a_ui·a_vi`` for each of ``others``, in one bincount. Each sum runs over the
+        shared items in id order (rows are stored sorted), so it is a function of the two
+        rows alone: ``dot(u, v) == dot(v, u)`` exactly, in this model or any other holding
+        the same rows."""
+        rows = [self._row_array(other) for other in others]
+        mine, affinities = self._row_array(user_id)
+        dense = np.zeros(len(self._item_codes.names))
+        dense[mine] = affinities
+        codes = np.concatenate([items for items, _ in rows])
+        owner = np.repeat(np.arange(len(others)), [len(items) for items, _ in rows])
+        theirs = np.concatenate([a for _, a in rows])
+        # Unshared items add dense's 0.0, which leaves a float sum unchanged.
+        dots = np.bincount(owner, weights=dense[codes] * theirs, minlength=len(others))
+        return np.asarray(dots, dtype=np.float64)
 
     def _pool(self, user_id: str, row: Mapping[str, float], size: int) -> list[tuple[str, int]]:
         """The :func:`pool_order` pool of the user, with each member's overlap.
 
-        Counting is done in C (``Counter.update`` over each item's users); the latest time,
-        which only breaks ties, is looked up only for the users tied at the pool's edge.
+        Overlaps are one bincount over the user codes of the user's items' indexes; the
+        latest time, which only breaks ties, is looked up only for the users tied at the
+        pool's edge.
         """
-        counts: Counter[str] = Counter()
-        for item_id in row:
-            users = self.index.get(item_id)
-            if users:
-                counts.update(users.keys())
-        counts.pop(user_id, None)
-        if len(counts) <= size:
-            return list(counts.items())
-        edge = sorted(counts.values(), reverse=True)[size - 1]
-        pool = [(user, n) for user, n in counts.items() if n > edge]
-        tied = {user for user, n in counts.items() if n == edge}
-        latest = dict.fromkeys(tied, -math.inf)
-        for item_id in row:
-            users = self.index.get(item_id, {})
-            for user in users.keys() & tied:
-                ts = users[user]
-                if ts > latest[user]:
-                    latest[user] = ts
-        # (−latest, id) tuples sort in C: often hundreds tie at the edge (one item in common).
-        rest = sorted([(-ts, user) for user, ts in latest.items()])[: size - len(pool)]
+        arrays = [self._index_array(item_id) for item_id in row if item_id in self.index]
+        if not arrays:
+            return []
+        codes = np.concatenate([users for users, _ in arrays])
+        counts = np.bincount(codes)
+        me = self._user_codes.code.get(user_id)
+        if me is not None and me < len(counts):
+            counts[me] = 0
+        others = np.flatnonzero(counts)
+        names = self._user_codes.names
+        if len(others) <= size:
+            return [(names[u], int(counts[u])) for u in others.tolist()]
+        overlaps = counts[others]
+        edge = int(np.partition(overlaps, len(others) - size)[len(others) - size])
+        pool = [(names[u], int(counts[u])) for u in others[overlaps > edge].tolist()]
+        # Often hundreds tie at the edge (one item in common): their latest time on a shared
+        # item, then (−latest, id) tuples sorted in C.
+        tied = counts == edge
+        times = np.concatenate([ts for _, ts in arrays])
+        at_edge = tied[codes]
+        latest = np.full(len(counts), -np.inf)
+        np.maximum.at(latest, codes[at_edge], times[at_edge])
+        edge_users = np.flatnonzero(tied)
+        ids = [names[u] for u in edge_users.tolist()]
+        rest = sorted(zip((-latest[edge_users]).tolist(), ids, strict=True))[: size - len(pool)]
         return pool + [(user, edge) for _, user in rest]
+
+    def _index_array(self, item_id: str) -> tuple[_IntArray, _FloatArray]:
+        """The item's index as (user codes, last event times), cached until it changes."""
+        arrays = self._index_arrays.get(item_id)
+        if arrays is None:
+            users = self.index[item_id]
+            of = self._user_codes.of
+            arrays = self._index_arrays[item_id] = (
+                np.fromiter(map(of, users), dtype=np.intp, count=len(users)),
+                np.fromiter(users.values(), dtype=np.float64, count=len(users)),
+            )
+        return arrays
+
+    def _row_array(self, user_id: str) -> tuple[_IntArray, _FloatArray]:
+        """The user's row as (item codes, affinities), cached until it changes."""
+        arrays = self._row_arrays.get(user_id)
+        if arrays is None:
+            row = self.items[user_id]
+            ordered = sorted(row)  # id order: what makes :meth:`_dots` symmetric
+            of = self._item_codes.of
+            arrays = self._row_arrays[user_id] = (
+                np.fromiter(map(of, ordered), dtype=np.intp, count=len(row)),
+                np.fromiter(map(row.__getitem__, ordered), dtype=np.float64, count=len(row)),
+            )
+        return arrays
 
     def candidates(
         self,
@@ -287,15 +349,7 @@ class UserCF:
         neighbours = self.neighbours(user_id)
         fsum = math.fsum
         if not contributors:
-            # Scores only: the path every request takes. A plain running sum is exact enough
-            # and still reproducible: an item's terms are always added in neighbour order.
-            scores: dict[str, float] = {}
-            for neighbour in neighbours:
-                similarity = neighbour.similarity
-                for item_id, affinity in self.items[neighbour.user_id].items():
-                    if item_id not in own and item_id not in exclude:
-                        scores[item_id] = scores.get(item_id, 0.0) + similarity * affinity
-            return [UserCFCandidate(item_id, score, ()) for item_id, score in top_k(scores, k)]
+            return self._scored_candidates(neighbours, k, chain(own, exclude))
         parts: dict[str, list[tuple[float, str]]] = {}
         for neighbour in neighbours:
             similarity, other = neighbour.similarity, neighbour.user_id
@@ -311,12 +365,42 @@ class UserCF:
             result.append(UserCFCandidate(item_id, -negative, who))
         return result
 
+    def _scored_candidates(
+        self, neighbours: list[Neighbour], k: int, banned: Iterable[str]
+    ) -> list[UserCFCandidate]:
+        """Scores only, the path every request takes: one bincount over the neighbours' rows.
+        A plain running sum is exact enough and reproducible: bincount adds each item's terms
+        in neighbour order, as ``score += similarity × affinity`` in a loop would."""
+        if not neighbours or k <= 0:
+            return []
+        rows = [self._row_array(n.user_id) for n in neighbours]
+        codes = np.concatenate([items for items, _ in rows])
+        similarities = np.repeat(
+            np.array([n.similarity for n in neighbours]), [len(items) for items, _ in rows]
+        )
+        scores = np.bincount(codes, weights=similarities * np.concatenate([a for _, a in rows]))
+        proposed = np.zeros(len(scores), dtype=np.bool_)
+        proposed[codes] = True
+        code_of = self._item_codes.code
+        proposed[[c for c in map(code_of.get, banned) if c is not None and c < len(scores)]] = False
+        found = np.flatnonzero(proposed)
+        values = scores[found]
+        if len(found) > k:
+            # Keep everything tied with the k-th best so the id tie-break below is honest.
+            threshold = np.partition(values, len(found) - k)[len(found) - k]
+            keep = values >= threshold
+            found, values = found[keep], values[keep]
+        names = self._item_codes.names
+        best = sorted(zip((-values).tolist(), [names[c] for c in found.tolist()], strict=True))
+        return [UserCFCandidate(item_id, -negative, ()) for negative, item_id in best[:k]]
+
     def similarity(self, a: str, b: str) -> float:
         """sim(a, b) from the current entries (0 for unknown users)."""
         row_a, row_b = self.items.get(a), self.items.get(b)
         if not row_a or not row_b:
             return 0.0
-        dot = math.fsum(x * row_b[i] for i, x in row_a.items() if i in row_b)
+        # The shared items in id order, as :meth:`_dots` adds them.
+        dot = sum(row_a[i] * row_b[i] for i in sorted(row_a.keys() & row_b.keys()))
         if dot <= 0.0:
             return 0.0
         return min(1.0, dot / (math.sqrt(self.norm2[a]) * math.sqrt(self.norm2[b])))
@@ -336,6 +420,8 @@ class UserCF:
         self.norm2[user_id] = math.fsum(a * a for a in self.items[user_id].values())
 
     def _remove_entry(self, user_id: str, item_id: str) -> None:
+        self._row_arrays.pop(user_id, None)
+        self._index_arrays.pop(item_id, None)
         row = self.items.get(user_id)
         if row is not None and row.pop(item_id, None) is not None:
             if row:
@@ -343,8 +429,10 @@ class UserCF:
             else:
                 del self.items[user_id]
                 self.norm2.pop(user_id, None)
+                self._user_codes.forget(user_id)
         users = self.index.get(item_id)
         if users is not None:
             users.pop(user_id, None)
             if not users:
                 del self.index[item_id]
+                self._item_codes.forget(item_id)
