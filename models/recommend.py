@@ -193,10 +193,6 @@ def social_scores(
     return out
 
 
-def _reason_order(reason: Reason) -> tuple[float, str, str]:
-    return (-reason.contribution, reason.item_id or "", reason.user_id or "")
-
-
 #: An entry of a ranking, resolved into a :class:`RecommendedItem` only if it is chosen: the
 #: item, and None for a personal candidate or the fallback source with its score.
 Ranked = tuple[str, Source | None, float]
@@ -496,7 +492,10 @@ def recommend(
     def personal(candidate: str) -> RecommendedItem:
         parts = {s: weights.get(s, 0.0) * v for s, v in normalised(candidate).items()}
         score = learned.get(candidate, totals[candidate])
-        reasons: list[Reason] = []
+        # Every reason as its sort key (biggest contribution first, then by item, then by
+        # person) followed by its fields; the position keeps equal keys in order, as a stable
+        # sort would. Reason objects are built only for the ``reasons_per_item`` kept.
+        keyed: list[tuple[float, str, str, int, str | None, float, str | None, str | None]] = []
         for source, share in parts.items():
             _, source_reasons = pools[source][candidate]
             # A source's share of the score is split over its reasons by their own weights
@@ -504,19 +503,22 @@ def recommend(
             own = [r.contribution if isinstance(r, Reason) else r[0] for r in source_reasons]
             total = sum(w for w in own if w > 0)
             for r, w in zip(source_reasons, own, strict=True):
-                part = share * w / total if total > 0 else share / len(own)
+                part = max(0.0, share * w / total if total > 0 else share / len(own))
                 if isinstance(r, Reason):
-                    reasons.append(Reason(r.item_id, max(0.0, part), r.user_id, r.action))
+                    item, user = r.item_id, r.user_id
+                    keyed.append(
+                        (-part, item or "", user or "", len(keyed), item, part, user, r.action)
+                    )
                 else:
-                    reasons.append(Reason(r[1], max(0.0, part)))
-        reasons.sort(key=_reason_order)
+                    keyed.append((-part, r[1], "", len(keyed), r[1], part, None, None))
+        keyed.sort()
+        reasons = tuple(
+            Reason(item, part, user, action)
+            for *_, item, part, user, action in keyed[: params.reasons_per_item]
+        )
         ordered = sorted(parts.items(), key=lambda sv: (-sv[1], PERSONAL_SOURCES.index(sv[0])))
         return RecommendedItem(
-            candidate,
-            score,
-            ordered[0][0],
-            tuple(reasons[: params.reasons_per_item]),
-            tuple((s, v) for s, v in ordered if v > 0),
+            candidate, score, ordered[0][0], reasons, tuple((s, v) for s, v in ordered if v > 0)
         )
 
     def ranked() -> Iterator[Ranked]:
