@@ -408,16 +408,11 @@ class MemoryState:
         delta = new - old
         if delta != 0.0:
             self._add_norm2(item, new * new - old * old)
-            touched = []
+            touched = [other for other in user.history.ordered() if other != item]
+            affinity = user.affinity
             # Redis-sorted-set order (time, then id) so both stores evict identically.
-            for other in user.history.ordered():
-                if other == item:
-                    continue
-                a_other = user.affinity[other]
-                self._add_dot(item, other, delta * a_other)
-                touched.append(other)
-            for other in touched:
-                self._refresh_similarity(item, other)
+            self._add_dots(item, [(other, delta * affinity[other]) for other in touched])
+            self._refresh_similarities(item, touched)
 
         if new > 0.0:
             previous = user.history.scores.get(item)
@@ -448,8 +443,7 @@ class MemoryState:
         for other in user.history.ordered():
             if self._subtract_dot(item, other, affinity * user.affinity[other]):
                 touched.append(other)
-        for other in touched:
-            self._refresh_similarity(item, other)
+        self._refresh_similarities(item, touched)
 
     def _add_norm2(self, item: str, amount: float) -> None:
         if self.norm2.incr(item, amount) <= ZERO:
@@ -466,16 +460,29 @@ class MemoryState:
             self._forget_pair(item, other)
         return True
 
-    def _add_dot(self, item: str, other: str, amount: float) -> None:
-        value = self._bounded(self.dot, item).incr(other, amount)
-        self._bounded(self.dot, other).incr(item, amount)
-        if value <= ZERO:  # every contribution withdrawn (e.g. a hide): the pair is gone
-            self._forget_pair(item, other)
+    def _add_dots(self, item: str, amounts: list[tuple[str, float]]) -> None:
+        """Add ``amount`` to the dot product of (item, other) for each pair, in order: every
+        pair an event touches (up to history_size), lookups hoisted out of the loop."""
+        if not amounts:
             return
-        # Trim after both increments so an eviction always removes the pair in both directions.
-        for side in (item, other):
-            for evicted in self.dot[side].trim_to(self.params.cooccurrence_cap):
-                self._forget_pair(side, evicted)
+        dot_sets, cap, forget = self.dot, self.params.cooccurrence_cap, self._forget_pair
+        item_dots = self._bounded(dot_sets, item)
+        for other, amount in amounts:
+            other_dots = dot_sets.get(other)
+            if other_dots is None:
+                other_dots = dot_sets[other] = BoundedSet()
+            value = item_dots.incr(other, amount)
+            other_dots.incr(item, amount)
+            if value <= ZERO:  # every contribution withdrawn (e.g. a hide): the pair is gone
+                forget(item, other)
+                continue
+            # Trim after both increments so an eviction always removes the pair both ways.
+            if len(item_dots.scores) > cap:
+                for evicted in item_dots.trim_to(cap):
+                    forget(item, evicted)
+            if len(other_dots.scores) > cap:
+                for evicted in other_dots.trim_to(cap):
+                    forget(other, evicted)
 
     @staticmethod
     def _bounded(sets: dict[str, BoundedSet], item: str) -> BoundedSet:
@@ -492,27 +499,35 @@ class MemoryState:
             if x in self.sim:
                 self.sim[x].discard(y)
 
-    def _refresh_similarity(self, item: str, other: str) -> None:
-        # Runs for every pair an event touches (up to history_size per event): no throwaway
-        # objects, attribute lookups hoisted.
+    def _refresh_similarities(self, item: str, others: list[str]) -> None:
+        """Recompute s(item, other) for each pair an event touched (up to history_size),
+        both directions: one cosine per pair (it is symmetric), lookups hoisted out of the
+        loop."""
+        if not others:
+            return
         row = self.dot.get(item)
-        dot = None if row is None else row.scores.get(other)
+        dots = {} if row is None else row.scores
         norm2 = self.norm2.scores
+        norm2_item = norm2.get(item, 0.0)
         shrinkage, cap = self.params.shrinkage, self.params.neighbours
         sim_sets = self.sim
-        for a, b in ((item, other), (other, item)):
-            sims = sim_sets.get(a)
-            if sims is None:
-                sims = sim_sets[a] = RankedSet()
-            if dot is None:
-                sims.discard(b)
-                continue
-            s = cosine(dot, norm2.get(a, 0.0), norm2.get(b, 0.0), shrinkage)
+        item_sims = sim_sets.get(item)
+        if item_sims is None:
+            item_sims = sim_sets[item] = RankedSet()
+        for other in others:
+            other_sims = sim_sets.get(other)
+            if other_sims is None:
+                other_sims = sim_sets[other] = RankedSet()
+            dot = dots.get(other)
+            s = 0.0 if dot is None else cosine(dot, norm2_item, norm2.get(other, 0.0), shrinkage)
             if s > 0.0:
-                sims.set(b, s)
-                sims.trim_to(cap)
+                item_sims.set(other, s)
+                item_sims.trim_to(cap)
+                other_sims.set(item, s)
+                other_sims.trim_to(cap)
             else:
-                sims.discard(b)
+                item_sims.discard(other)
+                other_sims.discard(item)
 
     def _add_popularity(self, item: str, weight: float, ts: float) -> None:
         half_life = self.params.half_life_s
