@@ -172,10 +172,8 @@ class HybridSources:
             found = self.content.top_k(user_id, k, excluded, now=now)
             pools[Source.CONTENT] = scored_pool(Source.CONTENT, found, PROFILE_MATCH)
         if self.usercf is not None:
-            similar = self.usercf.candidates(user_id, k, excluded, contributors=False)
-            pools[Source.USER_CF] = scored_pool(
-                Source.USER_CF, ((c.item_id, c.score) for c in similar), SIMILAR_SHOPPERS
-            )
+            found = self.usercf.top_k(user_id, k, excluded)
+            pools[Source.USER_CF] = scored_pool(Source.USER_CF, found, SIMILAR_SHOPPERS)
         if self.fbt is not None:
             basket = fbt_candidates(self.fbt, user_id, k, now)
             pools[Source.FBT] = source_pool(

@@ -35,7 +35,7 @@ a user is removing their entries: no pair table holds them anywhere else.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from heapq import nsmallest
 from itertools import chain
@@ -61,9 +61,8 @@ class _Codes:
         self.names: list[str] = []  # code -> id ("" for a free code)
         self._free: list[int] = []
 
-    def of(self, name: str) -> int:
-        code = self.code.get(name)
-        if code is None:
+    def add(self, name: str) -> None:
+        if name not in self.code:
             if self._free:
                 code = self._free.pop()
                 self.names[code] = name
@@ -71,7 +70,6 @@ class _Codes:
                 code = len(self.names)
                 self.names.append(name)
             self.code[name] = code
-        return code
 
     def forget(self, name: str) -> None:
         code = self.code.pop(name, None)
@@ -179,6 +177,9 @@ class UserCF:
                 self._remove_entry(user_id, item_id)
                 return True
             return False
+        if old == 0.0:  # a new entry: both ids need codes (they lose them with their last)
+            self._user_codes.add(user_id)
+            self._item_codes.add(item_id)
         row[item_id] = new
         self.items[user_id] = row
         users = self.index.setdefault(item_id, {})
@@ -225,9 +226,11 @@ class UserCF:
         if not row:
             return
         self.items[user_id] = row
+        self._user_codes.add(user_id)
         for item_id in row:
             self.index.setdefault(item_id, {})[user_id] = float(entries[item_id][1])
             self._index_arrays.pop(item_id, None)
+            self._item_codes.add(item_id)
         self._renorm(user_id)
 
     def forget_user(self, user_id: str) -> None:
@@ -292,10 +295,13 @@ class UserCF:
         others = np.flatnonzero(counts)
         names = self._user_codes.names
         if len(others) <= size:
-            return [(names[u], int(counts[u])) for u in others.tolist()]
+            return list(
+                zip([names[u] for u in others.tolist()], counts[others].tolist(), strict=True)
+            )
         overlaps = counts[others]
         edge = int(np.partition(overlaps, len(others) - size)[len(others) - size])
-        pool = [(names[u], int(counts[u])) for u in others[overlaps > edge].tolist()]
+        above = others[overlaps > edge]
+        pool = list(zip([names[u] for u in above.tolist()], counts[above].tolist(), strict=True))
         # Often hundreds tie at the edge (one item in common): their latest time on a shared
         # item, then (−latest, id) tuples sorted in C.
         tied = counts == edge
@@ -313,9 +319,8 @@ class UserCF:
         arrays = self._index_arrays.get(item_id)
         if arrays is None:
             users = self.index[item_id]
-            of = self._user_codes.of
             arrays = self._index_arrays[item_id] = (
-                np.fromiter(map(of, users), dtype=np.intp, count=len(users)),
+                np.fromiter(map(self._user_codes.code.__getitem__, users), np.intp, len(users)),
                 np.fromiter(users.values(), dtype=np.float64, count=len(users)),
             )
         return arrays
@@ -326,9 +331,8 @@ class UserCF:
         if arrays is None:
             row = self.items[user_id]
             ordered = sorted(row)  # id order: what makes :meth:`_dots` symmetric
-            of = self._item_codes.of
             arrays = self._row_arrays[user_id] = (
-                np.fromiter(map(of, ordered), dtype=np.intp, count=len(row)),
+                np.fromiter(map(self._item_codes.code.__getitem__, ordered), np.intp, len(row)),
                 np.fromiter(map(row.__getitem__, ordered), dtype=np.float64, count=len(row)),
             )
         return arrays
@@ -345,11 +349,11 @@ class UserCF:
         scored ``Σ_v sim(u, v)·a_vi``; ties by item id. With ``contributors=False`` each
         candidate's contributors are left empty (what reaches a user never names them, and
         ranking them costs a sort per candidate)."""
+        if not contributors:
+            return [UserCFCandidate(i, score, ()) for i, score in self.top_k(user_id, k, exclude)]
         own = self.items.get(user_id, {})
         neighbours = self.neighbours(user_id)
         fsum = math.fsum
-        if not contributors:
-            return self._scored_candidates(neighbours, k, chain(own, exclude))
         parts: dict[str, list[tuple[float, str]]] = {}
         for neighbour in neighbours:
             similarity, other = neighbour.similarity, neighbour.user_id
@@ -365,14 +369,17 @@ class UserCF:
             result.append(UserCFCandidate(item_id, -negative, who))
         return result
 
-    def _scored_candidates(
-        self, neighbours: list[Neighbour], k: int, banned: Iterable[str]
-    ) -> list[UserCFCandidate]:
-        """Scores only, the path every request takes: one bincount over the neighbours' rows.
-        A plain running sum is exact enough and reproducible: bincount adds each item's terms
-        in neighbour order, as ``score += similarity × affinity`` in a loop would."""
+    def top_k(
+        self, user_id: str, k: int, exclude: Collection[str] = frozenset()
+    ) -> list[tuple[str, float]]:
+        """:meth:`candidates` as (item, score) pairs, best first, without contributors: the
+        path every request takes, one bincount over the neighbours' rows. A plain running sum
+        is exact enough and reproducible: bincount adds each item's terms in neighbour order,
+        as ``score += similarity × affinity`` in a loop would."""
+        neighbours = self.neighbours(user_id)
         if not neighbours or k <= 0:
             return []
+        banned = chain(self.items[user_id], exclude)
         rows = [self._row_array(n.user_id) for n in neighbours]
         codes = np.concatenate([items for items, _ in rows])
         similarities = np.repeat(
@@ -392,7 +399,7 @@ class UserCF:
             found, values = found[keep], values[keep]
         names = self._item_codes.names
         best = sorted(zip((-values).tolist(), [names[c] for c in found.tolist()], strict=True))
-        return [UserCFCandidate(item_id, -negative, ()) for negative, item_id in best[:k]]
+        return [(item_id, -negative) for negative, item_id in best[:k]]
 
     def similarity(self, a: str, b: str) -> float:
         """sim(a, b) from the current entries (0 for unknown users)."""
