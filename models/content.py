@@ -476,12 +476,19 @@ class ContentModel:
             scale = weight * self._decay(profile.ts - ts)
         profile.mass = profile.mass * keep + abs(scale)
 
-        indices = np.concatenate([profile.indices, vector.indices])
-        values = np.concatenate(
-            [profile.values.astype(np.float64) * keep, vector.values.astype(np.float64) * scale]
-        )
-        slots, where = np.unique(indices, return_inverse=True)
-        summed = np.bincount(where, weights=values, minlength=len(slots))
+        # Both slot lists are ascending and unique: the item's slots already in the profile
+        # add to their entry, the others are merged in, and the result is sorted again.
+        slots, summed = profile.indices, profile.values.astype(np.float64) * keep
+        added, amounts = vector.indices, vector.values.astype(np.float64) * scale
+        at = np.searchsorted(slots, added)
+        shared = at < len(slots)
+        shared[shared] = slots[at[shared]] == added[shared]
+        summed[at[shared]] += amounts[shared]
+        if not shared.all():
+            slots = np.concatenate([slots, added[~shared]])
+            summed = np.concatenate([summed, amounts[~shared]])
+            order = np.argsort(slots, kind="stable")
+            slots, summed = slots[order], summed[order]
         nonzero = summed != 0.0  # exact cancellations and values decayed to nothing
         slots, summed = slots[nonzero], summed[nonzero]
         if len(slots) > self.profile_size:
@@ -604,9 +611,8 @@ class ContentModel:
         count = len(self._ids)
         if norm == 0.0:
             return np.zeros(count, dtype=np.float64)
-        dots = self._dots(self._dense(indices, values), None)
-        cosines: Scores = np.clip(dots / norm, -1.0, 1.0)
-        return cosines
+        cosines: Scores = self._dots(self._dense(indices, values), None) / norm
+        return np.clip(cosines, -1.0, 1.0, out=cosines)
 
     def _dots(self, dense: Values, rows: npt.NDArray[np.intp] | None) -> Scores:
         """Dot products of a dense vector with the items in ``rows`` (None: every item).
@@ -628,10 +634,10 @@ class ContentModel:
         return dots
 
     def _best(self, scores: Scores, k: int, exclude: Iterable[str]) -> list[tuple[str, float]]:
-        """Top ``k`` positive scores, ties by item id, never an excluded item."""
+        """Top ``k`` positive scores, ties by item id, never an excluded item. ``scores`` is
+        the caller's scratch: excluded rows are zeroed in place."""
         if k <= 0 or not len(scores):
             return []
-        scores = scores.copy()
         banned = [r for r in (self._rows.get(i) for i in exclude) if r is not None]
         scores[banned] = 0.0
         positive = np.flatnonzero(scores > 0.0)
