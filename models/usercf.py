@@ -149,9 +149,9 @@ class UserCF:
         self.norm2: dict[str, float] = {}  # user -> Σ affinity², recomputed from items[user]
         # The two dicts again as numpy arrays over integer codes, built when first read and
         # dropped when their row or index changes: the per-request sums (overlap counts, the
-        # candidates' scores) then run as bincounts in C instead of dict walks. Codes are
-        # ids only (no affinities or times), never reused, and erased users' arrays go with
-        # their entries.
+        # candidates' scores) then run as bincounts in C instead of dict walks. Codes hold
+        # ids only (no affinities or times); an id loses its code with its last entry, so an
+        # erased user leaves neither a code nor an array behind.
         self._item_codes = _Codes()
         self._user_codes = _Codes()
         self._row_arrays: dict[str, tuple[_IntArray, _FloatArray]] = {}  # codes, affinities
