@@ -620,8 +620,18 @@ class ContentModel:
         Each row is summed in float32 in slot order, whether all rows or some are asked for,
         so an item's score is the same bits either way; widened to float64 at the end.
         """
+        width = self._width
+        if rows is not None:
+            # A few rows (explanations, candidate scores): from the padded block, a running
+            # float32 sum along each row, which is the sparse product's order (padding adds
+            # zeros at the end), at a third of the cost of slicing the sparse matrix.
+            if width == 0:
+                return np.zeros(len(rows), dtype=np.float64)
+            products = self._val[rows, :width] * dense[self._idx[rows, :width]]
+            running = np.cumsum(products, axis=1, dtype=np.float32)
+            return np.asarray(running[:, -1], dtype=np.float64)
         if self._matrix is None:
-            count, width = len(self._ids), self._width
+            count = len(self._ids)
             values = self._val[:count, :width]
             rows_of, columns = np.nonzero(values)  # row-major: each row's slots in order
             self._matrix = csr_matrix(
@@ -629,8 +639,7 @@ class ContentModel:
                 shape=(count, self.dim),
                 dtype=np.float32,
             )
-        matrix = self._matrix if rows is None else self._matrix[rows]
-        dots: Scores = np.asarray(matrix @ dense, dtype=np.float64)
+        dots: Scores = np.asarray(self._matrix @ dense, dtype=np.float64)
         return dots
 
     def _best(self, scores: Scores, k: int, exclude: Iterable[str]) -> list[tuple[str, float]]:

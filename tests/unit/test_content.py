@@ -201,6 +201,32 @@ def test_similarity_is_symmetric_and_a_cosine(batch: list[dict[str, object]]) ->
             assert 0.0 < score <= 1.0
 
 
+@FAST
+@given(st.lists(records, min_size=2, max_size=8, unique_by=lambda r: r["item_id"]), st.data())
+def test_scores_of_some_items_equal_the_same_items_scored_with_all(
+    batch: list[dict[str, object]], data: st.DataObject
+) -> None:
+    # Candidate scores and explanations score a few items, top-k scores every item: the two
+    # paths must give an item the same bits, or a shown score could disagree with its rank.
+    model = _model(*batch)
+    items = list(model.item_ids())
+    liked = data.draw(st.lists(st.sampled_from(items), min_size=1, max_size=3))
+    for n, item in enumerate(liked):
+        model.update_profile("ann", item, 1.0 + n, NOW + n)
+    everyone = dict(model.top_k("ann", len(items), now=NOW + 9))
+    some = data.draw(st.lists(st.sampled_from(items), min_size=1, max_size=len(items)))
+    for item, score in zip(some, model.score("ann", some, now=NOW + 9), strict=True):
+        if score > 0.0:
+            assert everyone[item] == score  # exactly
+        else:
+            assert item not in everyone
+    for item in some:
+        similar = dict(model.similar_items(item, len(items)))
+        for other, s in zip(items, model.similarities(item, items), strict=True):
+            if other in similar:
+                assert s == similar[other]  # exactly
+
+
 def test_a_new_item_has_neighbours_the_moment_its_record_arrives() -> None:
     model = _model(PHONE, CASE, MAT, SHOE)
     assert "phone2" not in model
