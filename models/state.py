@@ -161,14 +161,13 @@ class SortedSet:
 
 
 class BoundedSet(SortedSet):
-    """A :class:`SortedSet` trimmed to a cap after each insertion (co-occurrence counts,
-    similarity neighbours): once full, every new member evicts the lowest, and a scan for it
-    on every event was the reference store's hottest loop. A lazy min-heap of (score, member)
-    finds it in O(log n): every write pushes an entry, an entry whose score is no longer the
-    member's is skipped when it surfaces, and the heap is rebuilt when stale entries outnumber
-    live ones. Write scores only through :meth:`incr` and :meth:`set` (a direct write to
-    ``scores`` would escape the heap and the cached :meth:`top`), and remove members only
-    through :meth:`discard` and :meth:`pop_min`.
+    """A :class:`SortedSet` trimmed to a cap after each insertion (co-occurrence counts):
+    once full, every new member evicts the lowest, and a scan for it on every event was the
+    reference store's hottest loop. A lazy min-heap of (score, member) finds it in O(log n):
+    every write pushes an entry, an entry whose score is no longer the member's is skipped
+    when it surfaces, and the heap is rebuilt when stale entries outnumber live ones. Write
+    scores only through :meth:`incr` and :meth:`set` (a direct write to ``scores`` would
+    escape the heap), and remove members only through :meth:`discard` and :meth:`pop_min`.
 
     >>> s = BoundedSet()
     >>> for member, score in [("a", 3.0), ("b", 1.0), ("c", 2.0)]:
@@ -177,37 +176,25 @@ class BoundedSet(SortedSet):
     (['b'], 7.0, ['a'])
     """
 
-    __slots__ = ("_heap", "_top")
+    __slots__ = ("_heap",)
 
     def __init__(self) -> None:
         super().__init__()
         self._heap: list[tuple[float, str]] | None = None  # built at the first eviction
-        # The last top() answer, until the next write: an item's neighbours are read by
-        # every request of every user who has the item among their recent ones.
-        self._top: tuple[int, list[tuple[str, float]]] | None = None
 
     def incr(self, member: str, amount: float) -> float:
         value = super().incr(member, amount)
-        self._top = None
         if self._heap is not None:
             self._push(value, member)
         return value
 
     def set(self, member: str, score: float) -> None:
         self.scores[member] = score
-        self._top = None
         if self._heap is not None:
             self._push(score, member)
 
     def discard(self, member: str) -> None:
-        if self.scores.pop(member, None) is not None:
-            self._top = None
-
-    def top(self, count: int) -> list[tuple[str, float]]:
-        cached = self._top
-        if cached is None or cached[0] != count:
-            cached = self._top = (count, super().top(count))
-        return list(cached[1])
+        self.scores.pop(member, None)
 
     def _push(self, score: float, member: str) -> None:
         heap = self._heap
@@ -227,7 +214,6 @@ class BoundedSet(SortedSet):
             self._rebuild()
         heap, scores = self._heap, self.scores
         assert heap is not None
-        self._top = None
         while True:
             score, member = heapq.heappop(heap)
             if scores.get(member) == score:  # the member's current score: the true minimum
@@ -262,20 +248,16 @@ class RankedSet(SortedSet):
         self._order: list[tuple[float, str]] = []
 
     def incr(self, member: str, amount: float) -> float:
-        old = self.scores.get(member)
-        value = (0.0 if old is None else old) + amount
-        self._move(member, old, value)
+        value = self.scores.get(member, 0.0) + amount
+        self.set(member, value)
         return value
 
     def set(self, member: str, score: float) -> None:
-        self._move(member, self.scores.get(member), score)
-
-    def _move(self, member: str, old: float | None, new: float) -> None:
-        order = self._order
+        order, old = self._order, self.scores.get(member)
         if old is not None:
             del order[bisect_left(order, (old, member))]
-        insort(order, (new, member))
-        self.scores[member] = new
+        insort(order, (score, member))
+        self.scores[member] = score
 
     def discard(self, member: str) -> None:
         old = self.scores.pop(member, None)
@@ -468,9 +450,7 @@ class MemoryState:
         dot_sets, cap, forget = self.dot, self.params.cooccurrence_cap, self._forget_pair
         item_dots = self._bounded(dot_sets, item)
         for other, amount in amounts:
-            other_dots = dot_sets.get(other)
-            if other_dots is None:
-                other_dots = dot_sets[other] = BoundedSet()
+            other_dots = self._bounded(dot_sets, other)
             value = item_dots.incr(other, amount)
             other_dots.incr(item, amount)
             if value <= ZERO:  # every contribution withdrawn (e.g. a hide): the pair is gone

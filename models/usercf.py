@@ -289,9 +289,7 @@ class UserCF:
             return []
         codes = np.concatenate([users for users, _ in arrays])
         counts = np.bincount(codes)
-        me = self._user_codes.code.get(user_id)
-        if me is not None and me < len(counts):
-            counts[me] = 0
+        counts[self._user_codes.code[user_id]] = 0  # the user indexes their own items
         others = np.flatnonzero(counts)
         names = self._user_codes.names
         if len(others) <= size:
