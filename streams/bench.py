@@ -1,10 +1,10 @@
 """``socialrec bench``: throughput and event-to-publish latency on the real path.
 
-Real Kafka, real Redis and a real worker subprocess, measured against a baseline run in the
-same invocation: a raw aiokafka consume-and-produce passthrough (its own subprocess, batched
-like the worker: ``getmany`` up to ``batch_max`` records within ``batch_within_ms``, one send
-future per record, one ``gather`` per batch). The ratio says what socialrec's work costs on
-top of Kafka itself on this machine, which is more portable than the absolute figures.
+Real Kafka, real Redis and a real worker subprocess, measured against two baselines run in the
+same invocation (streams/baselines.py): a raw aiokafka consume-and-produce passthrough (the
+machine's line rate) and a Faust agent that only forwards (the framework's ceiling), both
+batched like the worker. The ratios say what Faust and socialrec's own work cost on top of
+Kafka on this machine, which is more portable than the absolute figures.
 
 Method, identical for both systems:
 
@@ -14,7 +14,7 @@ Method, identical for both systems:
   from the topic itself after the run. The bench's output topics are switched to
   ``LogAppendTime`` too, so both ends of a latency are broker clock readings: latency =
   output append time − trigger event append time (Kafka timestamps: 1 ms resolution). The
-  worker names its trigger in ``trigger.event_id``; the passthrough in a header.
+  worker names its trigger in ``trigger.event_id``; the baselines in a header.
 * Results are read from Kafka after each run, so the bench process stays idle (apart from a
   metrics poll) while the system under test works on the machine's few cores.
 
@@ -39,11 +39,10 @@ import datetime as dt
 import logging
 import os
 import platform
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -54,6 +53,7 @@ import redis.exceptions
 
 from models.events import Event
 from models.simulator import World, generate_events, generate_world
+from streams.baselines import BASELINES, EVENT_ID_HEADER
 from streams.config import PROJECT_ROOT, Settings, redis_url_with_db
 from streams.demo import (
     BATCH_SECONDS,
@@ -85,81 +85,12 @@ SETTLE_S: Final = 1.5  # output quiet this long after everything was consumed = 
 RUN_TIMEOUT_S: Final = 1800.0
 POLL_S: Final = 0.5
 READ_TIMEOUT_S: Final = 30.0
-EVENT_ID_HEADER: Final = "socialrec.event_id"
 CLAIM_KEY: Final = "socialrec:bench:claim"
-SYSTEMS: Final = ("worker", "passthrough")
+SYSTEMS: Final = ("worker", *BASELINES)
 
 
 class BenchError(RuntimeError):
     """The benchmark could not produce trustworthy figures; the message says why."""
-
-
-# --- the baseline: a raw consume-and-produce passthrough ---------------------------------------
-
-
-async def passthrough(settings: Settings, stop: asyncio.Event) -> int:
-    """Copy events to the output topic, batched like the worker; return how many were copied.
-
-    Only the event id is parsed (to name the trigger in a header): the baseline is Kafka's own
-    cost of consuming, producing and acknowledging, with the worker's batching.
-    """
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
-    consumer = AIOKafkaConsumer(
-        settings.topic("events"),
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=settings.app_id,
-        client_id=f"{settings.app_id}-consumer",
-        auto_offset_reset="earliest",
-    )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        client_id=f"{settings.app_id}-producer",
-        acks=1,
-        linger_ms=1,  # as the worker's producer (streams/worker.py)
-    )
-    out = settings.topic("recommendations")
-    copied = 0
-    await producer.start()
-    await consumer.start()
-    try:
-        while not stop.is_set():
-            batches = await consumer.getmany(
-                timeout_ms=settings.batch_within_ms, max_records=settings.batch_max
-            )
-            pending: list[Awaitable[Any]] = []
-            for records in batches.values():
-                for record in records:
-                    event_id = orjson.loads(record.value)["event_id"].encode()
-                    pending.append(
-                        await producer.send(
-                            out,
-                            key=record.key,
-                            value=record.value,
-                            headers=[(EVENT_ID_HEADER, event_id)],
-                        )
-                    )
-            await asyncio.gather(*pending)
-            copied += len(pending)
-    finally:
-        await consumer.stop()
-        await producer.stop()
-    return copied
-
-
-def _run_passthrough() -> int:
-    """``python -m streams.bench passthrough``: the baseline's process, stopped by SIGTERM."""
-
-    async def main() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        return await passthrough(Settings(), stop)
-
-    copied = asyncio.run(main())
-    print(f"passthrough: copied {copied} records", flush=True)
-    return 0
 
 
 # --- per-run isolation -------------------------------------------------------------------------
@@ -328,7 +259,7 @@ async def append_times(settings: Settings) -> dict[str, float]:
 
 
 def trigger_id(system: str, record: Any) -> str | None:
-    if system == "passthrough":
+    if system in BASELINES:
         for key, value in record.headers or ():
             if key == EVENT_ID_HEADER:
                 return bytes(value).decode()
@@ -408,9 +339,7 @@ def _system_process(
         # cProfile writes its file when the worker exits after SIGTERM (SystemExit is caught).
         args = ["cProfile", "-o", str(profile), "-m", "streams.cli", "worker"]
         return ManagedProcess("worker", args, settings_env(settings), log)
-    return ManagedProcess(
-        "passthrough", ["streams.bench", "passthrough"], settings_env(settings), log
-    )
+    return ManagedProcess(system, ["streams.baselines", system], settings_env(settings), log)
 
 
 @dataclass
@@ -423,8 +352,8 @@ class Progress:
     last: MetricsSnapshot | None = None
 
     async def processed(self) -> int:
-        """Events fully handled so far (worker: consumed + dead-lettered; passthrough: copied)."""
-        if self.system == "passthrough":
+        """Events fully handled so far (worker: consumed + dead-lettered; baselines: copied)."""
+        if self.system in BASELINES:
             return await self.output.count()
         snap = await scrape(metrics_url(self.settings))
         if snap is None:
@@ -702,7 +631,9 @@ def _table(figures: dict[str, Any]) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="socialrec bench: real Kafka + Redis + worker vs raw aiokafka passthrough")
+    table = Table(
+        title="socialrec bench: the worker next to a forwarding Faust agent and raw aiokafka"
+    )
     for name in ("scenario", "system", "events", "events/s", "p50 ms", "p99 ms", "max ms"):
         table.add_column(name, justify="left" if name in ("scenario", "system") else "right")
 
@@ -739,9 +670,12 @@ def _table(figures: dict[str, Any]) -> str:
     with console.capture() as captured:
         console.print(table)
     lines = [captured.get()]
-    ratio = tput.get("worker_vs_passthrough")
-    if ratio is not None:
-        lines.append(f"throughput: worker = {ratio:.3f} × passthrough")
+    ratios = ("worker_vs_passthrough", "worker_vs_faust_forward", "faust_forward_vs_passthrough")
+    for name in ratios:
+        ratio = tput.get(name)
+        if ratio is not None:
+            a, _, b = name.partition("_vs_")
+            lines.append(f"throughput: {a} = {ratio:.3f} × {b}")
     prof = tput["worker"].get("profile") or {}
     if prof.get("batch_processing_s"):
         lines.append(
@@ -804,11 +738,16 @@ async def _bench(
                 say=say,
             )
             say(f"  {system}: {r['events_per_s']:,} events/s over {r['publish_span_s']}s")
-        worker_rate = figures["throughput"]["worker"]["events_per_s"] or 0.0
-        base_rate = figures["throughput"]["passthrough"]["events_per_s"] or 0.0
-        figures["throughput"]["worker_vs_passthrough"] = (
-            round(worker_rate / base_rate, 4) if base_rate else None
-        )
+        tput = figures["throughput"]
+        rates = {system: tput[system]["events_per_s"] or 0.0 for system in SYSTEMS}
+        for a, b in (
+            ("worker", "passthrough"),
+            ("worker", "faust-forward"),
+            ("faust-forward", "passthrough"),
+        ):
+            name = f"{a}_vs_{b}".replace("-", "_")
+            tput[name] = round(rates[a] / rates[b], 4) if rates[b] else None
+        worker_rate = rates["worker"]
 
         # A third of the pre-loaded capacity: at a low rate batches hold a few events, and each
         # event then pays for a full read of its user's state (pre-loaded batches share one
@@ -953,10 +892,3 @@ def run_bench(
     shown = path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
     print(f"figures written to {shown}")
     return 0
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] == ["passthrough"]:
-        sys.exit(_run_passthrough())
-    print("usage: python -m streams.bench passthrough  (the benchmark's baseline process)")
-    sys.exit(2)

@@ -98,10 +98,10 @@ def _inbound(event: Any) -> InboundRecord:
     )
 
 
-def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faust.App:
-    """Build the Faust app with its agent and /metrics page."""
-    metrics = metrics or WorkerMetrics()
-    app = faust.App(
+def faust_app(settings: Settings) -> faust.App:
+    """The Faust app with the worker's settings and no agents (the bench's forwarding baseline
+    uses the same)."""
+    return faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
@@ -124,6 +124,12 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         value_serializer="raw",
         datadir=str(settings.data_dir / "faust"),
     )
+
+
+def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faust.App:
+    """Build the Faust app with its agent and /metrics page."""
+    metrics = metrics or WorkerMetrics()
+    app = faust_app(settings)
     events_topic = app.topic(
         settings.topic("events"), key_type=bytes, value_type=bytes, value_serializer="raw"
     )
