@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:19092"
     kafka_controller_port: int = Field(default=19093, ge=1, le=65535)
     redis_url: str = "redis://127.0.0.1:16379/0"
+    redis_timeout_s: float = Field(
+        default=5.0, gt=0, le=120, description="longest a Redis call may take before retrying"
+    )
     data_dir: Path = PROJECT_ROOT / ".socialrec"
     kafka_version: str = "4.1.1"
     kafka_heap: str = "-Xms256m -Xmx768m"

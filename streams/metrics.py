@@ -10,6 +10,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from models.events import EventType, RejectReason
 from models.recommend import Source
 
+#: Servers whose outages the worker waits out (streams/outage.py).
+DEPENDENCIES = ("redis", "kafka")
+
 #: Dead-letter reasons beyond validation: the state update or the worker itself failed.
 PROCESSING_REASONS = ("processing_error", "worker_error")
 
@@ -150,7 +153,23 @@ class WorkerMetrics:
             "Failed Redis calls (retried with backoff; the batch is not acknowledged meanwhile).",
             registry=r,
         )
+        self.dependency_up = Gauge(
+            "socialrec_dependency_up",
+            "0 while the worker waits out an outage of this server (consuming paused), else 1.",
+            ["dependency"],
+            registry=r,
+        )
+        for dependency in DEPENDENCIES:
+            self.dependency_up.labels(dependency).set(1)
         self._monitoring_metrics()
+
+    def waiting_out(self) -> list[str]:
+        """The dependencies whose outage the worker is waiting out right now."""
+        return [
+            d
+            for d in DEPENDENCIES
+            if self.registry.get_sample_value("socialrec_dependency_up", {"dependency": d}) == 0
+        ]
 
     def _monitoring_metrics(self) -> None:
         """Consumer lag, per-stage latency, live quality and fairness (monitoring/README.md)."""

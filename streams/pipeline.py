@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 import redis.exceptions
@@ -34,10 +34,12 @@ from models.state import Outcome
 from streams.analytics import MerchantAnalytics
 from streams.config import Settings
 from streams.metrics import PROCESSING_REASONS, WorkerMetrics
+from streams.outage import BACKOFF_S, wait_out
 from streams.sources import SourceSet
 from streams.store import BatchResult, Store
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Reason labels for events that validated but could not be processed.
 PROCESSING_ERROR, WORKER_ERROR = PROCESSING_REASONS
@@ -172,7 +174,7 @@ class BatchProcessor:
     publisher: Publisher
     metrics: WorkerMetrics
     clock: Callable[[], float] = time.time
-    retry_backoff_s: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+    retry_backoff_s: Sequence[float] = BACKOFF_S
     _params: RecommendParams = field(init=False)
     #: The latest global trending list (item, count), refreshed by the trending publisher:
     #: the fallback between personal candidates and long-run popularity.
@@ -242,7 +244,12 @@ class BatchProcessor:
         fresh: list[Event] = []
         for (event, record), outcome in zip(applied, result.outcomes, strict=True):
             if outcome is Outcome.DUPLICATE:
+                # Applied before, maybe without its publish (a crash or an outage between the
+                # two): the user's list is published again (at least once), nothing relearnt.
                 summary.duplicates += 1
+                if event.item_id is not None:
+                    latest_trigger[event.user_id] = (event.event_id, record)
+                    published_events.append(record)
                 continue
             summary.applied += 1
             fresh.append(event)
@@ -262,6 +269,11 @@ class BatchProcessor:
         if self.analytics is not None:  # beside the ranking; awaited with the publishes
             pending.append(asyncio.ensure_future(self.analytics.record_events(fresh, now)))
 
+        unread = [user for user in latest_trigger if user not in result.views]
+        if unread:  # users whose events were all duplicates: the update read nobody
+            with stages("state"):
+                extra = await self._wait_out(lambda: self.store.read_users(unread), "read users")
+            result = BatchResult(result.outcomes, {**result.views, **extra.views}, result.popular)
         summary.published = await self._publish_lists(result, latest_trigger, now, pending, stages)
         delivered = self.clock()
         for record in published_events:
@@ -299,7 +311,8 @@ class BatchProcessor:
         with stages("assembly"):
             await self._rank_and_send(result, triggers, now, extra, cache, pending)
         with stages("publish"):
-            await asyncio.gather(*pending, self.store.cache_recommendations(cache))
+            await asyncio.gather(*pending)
+            await self._wait_out(lambda: self.store.cache_recommendations(cache), "list cache")
         return len(cache)
 
     async def _rank_and_send(
@@ -350,7 +363,7 @@ class BatchProcessor:
             for neighbours in view.neighbours.values():
                 items.update(item for item, _ in neighbours)
             items.update(proof.item_id for proof in view.social)
-        return await self.store.item_categories(items)
+        return await self._wait_out(lambda: self.store.item_categories(items), "categories")
 
     async def _forward_share(self, event: Event) -> Awaitable[Any]:
         body = orjson.dumps(
@@ -455,7 +468,7 @@ class BatchProcessor:
         """
         users = {e.user_id for e, _ in valid}
         users.update(e.target_user_id for e, _ in valid if e.target_user_id)
-        erased = await self.store.erased_at(sorted(users))
+        erased = await self._wait_out(lambda: self.store.erased_at(sorted(users)), "erasure marks")
         if not erased:
             return valid
         kept = []
@@ -478,15 +491,15 @@ class BatchProcessor:
     ) -> tuple[BatchResult, list[tuple[Event, InboundRecord]]]:
         """Apply the batch; isolate events that make the update itself fail.
 
-        Connection trouble is retried with backoff (the batch stays unacknowledged, so nothing
-        is lost). A script error means some event's content broke the update: the batch is
+        An outage is waited out (the batch stays unacknowledged, so nothing is lost and nothing
+        is dead-lettered). A script error means some event's content broke the update: the batch is
         split until the offending events are found; they go to the DLQ, the rest are applied.
         """
         events = [event for event, _ in valid]
         arrivals = [record.timestamp for _, record in valid]
         try:
             return await self._with_retry(events, arrivals), []
-        except redis.exceptions.ResponseError:
+        except redis.exceptions.ResponseError:  # not an outage: those are waited out above
             if len(valid) == 1:
                 log.error("state update rejected one event; dead-lettering it")
                 return await self._with_retry([], []), list(valid)
@@ -500,17 +513,13 @@ class BatchProcessor:
         )
 
     async def _with_retry(self, events: list[Event], arrivals: list[float]) -> BatchResult:
-        attempt = 0
-        while True:
-            started = time.perf_counter()
-            try:
-                result = await self.store.process_batch(events, arrivals)
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-                self.metrics.store_errors.inc()
-                delay = self.retry_backoff_s[min(attempt, len(self.retry_backoff_s) - 1)]
-                log.warning("redis unavailable (%s); retrying in %.2fs", type(exc).__name__, delay)
-                attempt += 1
-                await asyncio.sleep(delay)
-                continue
-            self.metrics.redis_roundtrip.observe(time.perf_counter() - started)
-            return result
+        started = time.perf_counter()
+        result = await self._wait_out(
+            lambda: self.store.process_batch(events, arrivals), "state update"
+        )
+        self.metrics.redis_roundtrip.observe(time.perf_counter() - started)
+        return result
+
+    def _wait_out(self, step: Callable[[], Awaitable[T]], what: str) -> Awaitable[T]:
+        """``step`` retried while Redis or Kafka is out (streams/outage.py)."""
+        return wait_out(step, self.metrics, what, self.retry_backoff_s)

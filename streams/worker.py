@@ -29,6 +29,7 @@ from streams.config import Settings
 from streams.lag import LAG_INTERVAL_S, ConsumerLagProbe
 from streams.live import register_live
 from streams.metrics import WorkerMetrics
+from streams.outage import wait_out
 from streams.pipeline import WORKER_ERROR, BatchProcessor, InboundRecord
 from streams.privacy import ErasureProcessor
 from streams.sources.factory import build_sources
@@ -68,10 +69,24 @@ def state_params(settings: Settings) -> StateParams:
 
 
 class FaustPublisher:
-    """Adapts Faust's producer to the pipeline's Publisher protocol (explicit keys)."""
+    """Adapts Faust's producer to the pipeline's Publisher protocol (explicit keys).
 
-    def __init__(self, app: faust.App) -> None:
+    A send that fails because the broker is out is sent again until it is delivered
+    (streams/outage.py): the state it reports is already applied, so giving up would leave a
+    user without the list of an event that counted.
+    """
+
+    def __init__(self, app: faust.App, metrics: WorkerMetrics) -> None:
         self.app = app
+        self.metrics = metrics
+
+    async def _enqueue(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> Awaitable[Any]:
+        fut: Awaitable[Any] = await self.app.producer.send(
+            topic, key, value, partition=None, timestamp=None, headers=headers or None
+        )
+        return fut
 
     async def send(
         self,
@@ -80,10 +95,14 @@ class FaustPublisher:
         value: bytes | None,
         headers: list[tuple[str, bytes]],
     ) -> Awaitable[Any]:
-        fut: Awaitable[Any] = await self.app.producer.send(
-            topic, key, value, partition=None, timestamp=None, headers=headers or None
-        )
-        return fut
+        first = await self._enqueue(topic, key, value, headers)
+        attempts = [first]
+
+        async def delivered() -> Any:
+            fut = attempts.pop() if attempts else await self._enqueue(topic, key, value, headers)
+            return await fut
+
+        return asyncio.ensure_future(wait_out(delivered, self.metrics, "publish"))
 
 
 def _inbound(event: Any) -> InboundRecord:
@@ -126,6 +145,17 @@ def faust_app(settings: Settings) -> faust.App:
     )
 
 
+def redis_client_for(settings: Settings) -> aioredis.Redis:
+    """The worker's Redis client: every call has a timeout, so a hung server (frozen,
+    partitioned) becomes an outage that is waited out instead of a worker that hangs."""
+    return aioredis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+        health_check_interval=30,
+    )
+
+
 def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faust.App:
     """Build the Faust app with its agent and /metrics page."""
     metrics = metrics or WorkerMetrics()
@@ -133,14 +163,16 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     events_topic = app.topic(
         settings.topic("events"), key_type=bytes, value_type=bytes, value_serializer="raw"
     )
-    redis_client = aioredis.Redis.from_url(settings.redis_url)
+    redis_client = redis_client_for(settings)
     store = RedisStore(
         redis_client,
         state_params(settings),
         trending=TrendingParams(settings.trending_window_s, settings.trending_bucket_s),
     )
     sources, content = build_sources(redis_client, settings, store.params, metrics)
-    processor = BatchProcessor(settings, store, FaustPublisher(app), metrics, sources=sources)
+    processor = BatchProcessor(
+        settings, store, FaustPublisher(app, metrics), metrics, sources=sources
+    )
     within = settings.batch_within_ms / 1000.0
 
     @app.agent(events_topic, concurrency=1)
@@ -163,7 +195,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     erasures = ErasureProcessor(
         settings,
         store,
-        FaustPublisher(app),
+        FaustPublisher(app, metrics),
         metrics,
         sources,
         processor.refresh_users,
@@ -191,7 +223,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     catalog_topic = app.topic(
         settings.topic("catalog"), key_type=bytes, value_type=bytes, value_serializer="raw"
     )
-    catalog = CatalogIngester(settings, store, FaustPublisher(app), metrics, content)
+    catalog = CatalogIngester(settings, store, FaustPublisher(app, metrics), metrics, content)
 
     @app.agent(catalog_topic, concurrency=1)
     async def ingest_catalog(stream: Any) -> None:
@@ -202,7 +234,9 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     def use_trending(items: list[tuple[str, float]]) -> None:
         processor.trending = items
 
-    trending = TrendingPublisher(settings, store, FaustPublisher(app), metrics, use_trending)
+    trending = TrendingPublisher(
+        settings, store, FaustPublisher(app, metrics), metrics, use_trending
+    )
     register_live(app, settings, store, trending)  # /live/{stream_id}: hosts' page
 
     @app.timer(settings.trending_interval_s)  # type: ignore[untyped-decorator]
@@ -232,8 +266,15 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         except Exception:  # any failure to reach Redis is "not ready", never a crash
             redis_ok = False
         partitions = len(app.consumer.assignment()) if app.consumer else 0
-        ready = redis_ok and partitions > 0
-        body = {"ready": ready, "redis": redis_ok, "assigned_partitions": partitions}
+        # A dependency the worker is waiting out (consuming paused) makes it not ready.
+        waiting = metrics.waiting_out()
+        ready = redis_ok and partitions > 0 and not waiting
+        body = {
+            "ready": ready,
+            "redis": redis_ok,
+            "assigned_partitions": partitions,
+            "waiting_out": waiting,
+        }
         return web.json(body, status=200 if ready else 503)
 
     register_api(app, ApiDeps(settings, redis_client, store, processor, content))
@@ -267,7 +308,7 @@ async def preflight(settings: Settings) -> list[str]:
         )
     finally:
         await admin.close()
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = redis_client_for(settings)
     try:
         await client.ping()
     except Exception as exc:

@@ -16,13 +16,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol, TypeVar
 
 from models.events import Event
 from models.recommend import Candidate, Source
 from streams.metrics import WorkerMetrics
+from streams.outage import wait_out
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -63,10 +65,11 @@ CANDIDATES_PER_SOURCE = 50
 class SourceSet:
     """The worker's sources, called together, each call timed and isolated.
 
-    A source failing to learn or to propose (say, a Redis timeout) costs that source for this
-    batch only: the error is logged (without ids) and counted, and the lists are published
-    from the other sources. Only erasure lets an error through, because the erasure must be
-    retried until every source has forgotten the user.
+    A Redis outage is waited out (streams/outage.py). Any other failure of a source to learn
+    or to propose (a bug, a corrupt entry) costs that source for this batch only: the error is
+    logged (without ids) and counted, and the lists are published from the other sources.
+    Only erasure lets an error through, because the erasure must be retried until every source
+    has forgotten the user.
     """
 
     models: Sequence[SourceModel]
@@ -75,7 +78,9 @@ class SourceSet:
 
     async def learn(self, events: Sequence[Event]) -> None:
         if events and self.models:
-            await asyncio.gather(*(self._call(m, "learn", m.learn(events)) for m in self.models))
+            await asyncio.gather(
+                *(self._call(m, "learn", partial(m.learn, events)) for m in self.models)
+            )
 
     async def candidates(
         self, exclude: Mapping[str, frozenset[str]], now: float
@@ -86,7 +91,7 @@ class SourceSet:
             return {}
         answers = await asyncio.gather(
             *(
-                self._call(m, "candidates", m.candidates(users, exclude, self.k, now))
+                self._call(m, "candidates", partial(m.candidates, users, exclude, self.k, now))
                 for m in self.models
             )
         )
@@ -113,10 +118,13 @@ class SourceSet:
             )
         return removed
 
-    async def _call(self, model: SourceModel, call: str, work: Awaitable[T]) -> T | None:
+    async def _call(
+        self, model: SourceModel, call: str, work: Callable[[], Awaitable[T]]
+    ) -> T | None:
         started = time.perf_counter()
         try:
-            return await work
+            # An outage is waited out: skipping it would lose what this batch teaches.
+            return await wait_out(work, self.metrics, f"{model.source.value} {call}")
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -92,18 +92,49 @@ async def test_one_publish_per_user_per_batch_triggered_by_their_latest_event() 
     assert recs[b"bob"]["items"][0]["reasons"][0]["item_id"] == "a"
 
 
-async def test_redelivered_batch_changes_nothing_and_publishes_nothing() -> None:
+async def test_redelivered_batch_changes_nothing_and_publishes_the_same_lists_again() -> None:
+    """A redelivery may follow a crash between the state update and the publish: the lists
+    go out again (at least once), the state and the sources learn nothing."""
     store = MemoryStore(StateParams())
+    learnt: list[str] = []
     processor, publisher, metrics = _processor(store)
+    processor.sources = SourceSet([_RecordingSource(learnt)], metrics)
     batch = [_record(_event(n, f"u{n % 3}", f"i{n % 5}"), n) for n in range(12)]
     await processor.process(batch)
     before = await store.snapshot()
-    published = len(publisher.sent)
+    first = publisher.on("recommendations")
+    learnt_before = list(learnt)
     summary = await processor.process(batch)
     assert summary.duplicates == 12
     assert await store.snapshot() == before
-    assert len(publisher.sent) == published
+    assert learnt == learnt_before
+    again = publisher.on("recommendations")[len(first) :]
+
+    def body(record: Any) -> dict[str, Any]:
+        return {k: v for k, v in orjson.loads(record.value).items() if k != "generated_at"}
+
+    assert [(r.key, body(r)) for r in again] == [(r.key, body(r)) for r in first]
     assert _metric(metrics, "socialrec_events_duplicate_total") == 12
+
+
+class _RecordingSource:
+    """A source that only remembers which events it learnt."""
+
+    source = Source.MF
+
+    def __init__(self, learnt: list[str]) -> None:
+        self.learnt = learnt
+
+    async def learn(self, events: Sequence[Event]) -> None:
+        self.learnt.extend(e.event_id for e in events)
+
+    async def candidates(
+        self, user_ids: Sequence[str], exclude: Mapping[str, frozenset[str]], k: int, now: float
+    ) -> dict[str, list[Candidate]]:
+        return {}
+
+    async def erase(self, user_ids: Sequence[str]) -> int:
+        return 0
 
 
 class FlakyStore(MemoryStore):
@@ -139,6 +170,85 @@ async def test_store_failures_are_retried_and_a_poison_event_is_isolated() -> No
     assert {r.key for r in publisher.on("recommendations")} == {
         f"u{n}".encode() for n in range(6) if n != 3
     }
+
+
+class OutageStore(MemoryStore):
+    """Every read and write fails, as Redis does while it restarts, loads its data, runs out
+    of memory or is a read-only replica, until ``failures`` calls have failed."""
+
+    ERRORS = (
+        redis.exceptions.ConnectionError("Error 111 connecting. Connection refused."),
+        redis.exceptions.BusyLoadingError("Redis is loading the dataset in memory"),
+        redis.exceptions.ReadOnlyError("You can't write against a read only replica."),
+        redis.exceptions.ResponseError("OOM command not allowed when used memory > 'maxmemory'."),
+        redis.exceptions.TimeoutError("Timeout reading from socket"),
+    )
+
+    def __init__(self, failures: int) -> None:
+        super().__init__(StateParams())
+        self.failures = failures
+        self.calls = 0
+
+    def _maybe_fail(self) -> None:
+        self.calls += 1
+        if self.failures:
+            self.failures -= 1
+            raise self.ERRORS[self.calls % len(self.ERRORS)]
+
+    async def erased_at(self, user_ids: Sequence[str]) -> dict[str, float]:
+        self._maybe_fail()
+        return await super().erased_at(user_ids)
+
+    async def process_batch(
+        self, events: Sequence[Event], arrivals: Sequence[float] | None = None
+    ) -> BatchResult:
+        self._maybe_fail()
+        return await super().process_batch(events, arrivals)
+
+    async def cache_recommendations(self, lists: Mapping[str, bytes]) -> None:
+        self._maybe_fail()
+        await super().cache_recommendations(lists)
+
+
+async def test_a_store_outage_is_waited_out_and_never_dead_letters() -> None:
+    store = OutageStore(failures=12)
+    processor, publisher, metrics = _processor(store)
+    seen_down: list[list[str]] = []
+    original = store._maybe_fail
+
+    def watch() -> None:
+        seen_down.append(metrics.waiting_out())
+        original()
+
+    store._maybe_fail = watch  # type: ignore[method-assign]
+    batch = [_record(_event(n, f"u{n}", "i1"), n) for n in range(6)]
+    summary = await processor.process(batch)
+    assert summary.applied == 6
+    assert summary.dead_lettered == 0
+    assert publisher.on("events.dlq") == []
+    assert {r.key for r in publisher.on("recommendations")} == {f"u{n}".encode() for n in range(6)}
+    assert ["redis"] in seen_down  # /health said not ready while it waited
+    assert metrics.waiting_out() == []  # and ready again once Redis answered
+    assert _metric(metrics, "socialrec_store_errors_total") == 12
+
+
+@pytest.mark.parametrize(
+    ("error", "outage"),
+    [
+        (redis.exceptions.ConnectionError("refused"), True),
+        (redis.exceptions.TimeoutError("timed out"), True),
+        (redis.exceptions.ResponseError("MISCONF Errors writing to the AOF file"), True),
+        (redis.exceptions.ResponseError("NOPERM this user has no permissions"), True),
+        (redis.exceptions.ResponseError("BUSY Redis is busy running a script"), True),
+        (redis.exceptions.ResponseError("ERR Error running script: @user_script:3: bad"), False),
+        (redis.exceptions.ResponseError("WRONGTYPE Operation against a key"), False),
+        (ValueError("a bug"), False),
+    ],
+)
+def test_outages_are_told_apart_from_bad_input(error: Exception, outage: bool) -> None:
+    from streams.outage import is_outage
+
+    assert is_outage(error) is outage
 
 
 async def test_tombstone_record_is_dead_lettered() -> None:

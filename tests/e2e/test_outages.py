@@ -1,0 +1,126 @@
+"""A Redis outage mid-stream is waited out: no valid event is dead-lettered, every user gets a
+list after their last event, and the worker says it is not ready while it waits.
+
+The test freezes the real Redis (SIGSTOP, longer than the worker's Redis timeout) and then
+kills it (SIGKILL) and starts it again with ``socialrec infra``, while a real worker consumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
+
+from streams import infra
+from streams.bench import TopicReader
+from streams.config import Settings
+from tests.conftest import running_under_ci
+from tests.e2e.conftest import WorkerProcess, consume_until, wait_for
+from tests.e2e.test_worker import _produce_events, _seen_events, _stream
+
+
+def _redis_pid(settings: Settings) -> int:
+    pid = infra.status(settings, "redis")[0].pid
+    if pid is None:
+        message = "Redis was not started by `socialrec infra up`, so this test cannot stop it"
+        if running_under_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return pid
+
+
+@pytest.fixture
+def redis_back_up(settings: Settings) -> Iterator[None]:
+    """Whatever happens in the test, Redis runs again afterwards (later tests need it)."""
+    yield
+    pid = infra.status(settings, "redis")[0].pid
+    if pid is not None:
+        os.kill(pid, signal.SIGCONT)
+    infra.up(settings, "redis")
+
+
+def _health(worker: WorkerProcess) -> dict[str, Any]:
+    url = f"http://127.0.0.1:{worker.web_port}/health"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return dict(orjson.loads(response.read()))
+    except urllib.error.HTTPError as error:  # 503 carries the same body
+        return dict(orjson.loads(error.read()))
+    except OSError:
+        return {}
+
+
+async def _waiting_out_redis(worker: WorkerProcess) -> bool:
+    body = await asyncio.to_thread(_health, worker)
+    return body.get("ready") is False and "redis" in body.get("waiting_out", [])
+
+
+async def _records_in(settings: Settings, topic: str) -> int:
+    async with TopicReader(settings, topic) as reader:
+        return await reader.count()
+
+
+async def test_a_frozen_then_killed_redis_is_waited_out_without_dead_letters(
+    settings: Settings,
+    producer: AIOKafkaProducer,
+    redis_client: aioredis.Redis,
+    redis_back_up: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SOCIALREC_REDIS_TIMEOUT_S", "1")
+    events = _stream(3000, seed=5, start=time.time())
+    await _produce_events(producer, settings, events)
+    worker = WorkerProcess(settings)
+    await worker.start()
+    try:
+        await wait_for(lambda: _count_is(redis_client, 300), what="progress before the freeze")
+        pid = _redis_pid(settings)
+        os.kill(pid, signal.SIGSTOP)  # a hung server: calls time out instead of failing
+        try:
+            await wait_for(lambda: _waiting_out_redis(worker), what="the worker to wait it out")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        applied = await _seen_events(redis_client)
+        await wait_for(lambda: _count_is(redis_client, applied + 300), what="progress again")
+
+        os.kill(_redis_pid(settings), signal.SIGKILL)  # a crash: connections refused
+        await wait_for(lambda: _waiting_out_redis(worker), what="the worker to notice")
+        await asyncio.to_thread(infra.up, settings, "redis")
+
+        consumed = lambda: _metric_at_least(worker, "socialrec_events_consumed_total", 3000)  # noqa: E731
+        await wait_for(consumed, timeout_s=120, what="every event consumed")
+        last_event = {e.user_id: e.event_id for e in events if e.item_id is not None}
+
+        def everyone_has_their_last_list(records: list[Any]) -> bool:
+            triggers = {r.key.decode(): orjson.loads(r.value)["trigger"] for r in records}
+            got = {u for u, t in triggers.items() if t["event_id"] == last_event.get(u)}
+            return got >= set(last_event)
+
+        records = await consume_until(
+            settings, "recommendations", everyone_has_their_last_list, timeout_s=120
+        )
+        assert everyone_has_their_last_list(records)
+        assert await worker.metric("socialrec_dead_letters_total") == 0
+        assert await _records_in(settings, "events.dlq") == 0
+        assert await worker.metric("socialrec_store_errors_total") > 0
+        await wait_for(worker.assigned, what="the worker to be ready again")
+    finally:
+        worker.stop()
+
+
+async def _count_is(client: aioredis.Redis, expected: int) -> bool:
+    return await _seen_events(client) >= expected
+
+
+async def _metric_at_least(worker: WorkerProcess, name: str, value: float) -> bool:
+    return await worker.metric(name) >= value
