@@ -24,7 +24,7 @@ SOURCE_CALLS = ("learn", "candidates", "erase")
 BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 REDIS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 #: Stages of one micro-batch (BatchProcessor.process), timed by socialrec_stage_seconds.
-STAGES = ("validate", "state", "sources", "assembly", "publish")
+STAGES = ("validate", "state", "learn", "sources", "assembly", "publish")
 STAGE_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 )  # fmt: skip

@@ -262,10 +262,13 @@ class BatchProcessor:
                 # partition: re-key the share to them through the internal topic.
                 pending.append(await self._forward_share(event))
         self.metrics.events_duplicate.inc(summary.duplicates)
-        if self.sources is not None:
-            with stages("sources"):
-                # Only fresh events: a redelivered batch must not teach the sources twice.
-                await self.sources.learn(fresh)
+        learning: asyncio.Future[None] | None = None
+        if self.sources is not None and fresh:
+            # The sources learn beside the ranking and the publish, not before them: the lists
+            # use what they had learnt up to the last batch (as eval's test-then-train asks
+            # before it learns), and the batch is acknowledged only once they have learnt it.
+            # Only fresh events: a redelivered batch must not teach the sources twice.
+            learning = asyncio.ensure_future(self._learn(self.sources, fresh, stages))
         if self.analytics is not None:  # beside the ranking; awaited with the publishes
             pending.append(asyncio.ensure_future(self.analytics.record_events(fresh, now)))
 
@@ -274,13 +277,24 @@ class BatchProcessor:
             with stages("state"):
                 extra = await self._wait_out(lambda: self.store.read_users(unread), "read users")
             result = BatchResult(result.outcomes, {**result.views, **extra.views}, result.popular)
-        summary.published = await self._publish_lists(result, latest_trigger, now, pending, stages)
-        delivered = self.clock()
+        try:
+            summary.published = await self._publish_lists(
+                result, latest_trigger, now, pending, stages
+            )
+            delivered = self.clock()
+        finally:
+            if learning is not None:  # never left running past its batch (it does not raise)
+                await learning
         for record in published_events:
             self.metrics.event_to_publish.observe(max(0.0, delivered - record.timestamp))
         stages.observe(self.metrics)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return summary
+
+    @staticmethod
+    async def _learn(sources: SourceSet, fresh: list[Event], stages: StageTimer) -> None:
+        with stages("learn"):
+            await sources.learn(fresh)
 
     def _score_request(self, event: Event) -> None:
         """Prequential hit rate: was the item the user just acted on in their last list?"""

@@ -128,8 +128,15 @@ async def test_every_stage_is_timed_once_per_batch() -> None:
     for n in range(3):
         await processor.process([_record(n, "ann", f"i{n}")])
     counts = {s: _sample(metrics, "socialrec_stage_seconds_count", stage=s) for s in STAGES}
-    # No sources configured here, so that stage never runs; every other runs once per batch.
-    assert counts == {"validate": 3, "state": 3, "sources": 0, "assembly": 3, "publish": 3}
+    # No sources configured here, so those stages never run; every other runs once per batch.
+    assert counts == {
+        "validate": 3,
+        "state": 3,
+        "learn": 0,
+        "sources": 0,
+        "assembly": 3,
+        "publish": 3,
+    }
     assert _sample(metrics, "socialrec_stage_seconds_sum", stage="state") > 0
 
 
