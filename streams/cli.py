@@ -30,6 +30,12 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     return worker.run_worker(settings)
 
 
+def _learner(settings: Settings, args: argparse.Namespace) -> int:
+    from streams import learner
+
+    return learner.run_learner(settings)
+
+
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     from streams import simulate
 
@@ -100,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run the Faust worker (events in, recommendations out)")
     p.set_defaults(handler=_worker)
 
+    p = sub.add_parser("learner", help="run the learner alone (SOCIALREC_LEARNER=external)")
+    p.set_defaults(handler=_learner)
     p = sub.add_parser("simulate", help="produce a catalog and a synthetic event stream")
     p.add_argument("--users", type=int, default=500)
     p.add_argument("--items", type=int, default=2000)

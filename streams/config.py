@@ -14,7 +14,7 @@ message naming the variable to fix, never later in the hot path.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, field_validator
@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(default=8192, ge=256)
     max_future_skew_s: float = Field(default=3600.0, ge=0)
     min_event_ts: float = Field(default=946_684_800.0, description="2000-01-01T00:00:00Z")
+
+    learner: Literal["child", "inline", "external"] = Field(
+        default="child",
+        description="where the sources learn: a child process of the worker, inside its "
+        "batches, or a `socialrec learner` run separately",
+    )
 
     # --- recommender -------------------------------------------------------------------------
     event_weights: Annotated[dict[str, float], NoDecode] = Field(

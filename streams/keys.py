@@ -54,6 +54,9 @@ USER_FIELDS: Final = (
     "content_profile",  # string: the user's decayed content profile (models.content export)
     "ucf_items",  # hash item -> affinity: the user's row in user-user CF
     "fbt_baskets",  # string: JSON of the user's retained baskets (frequently bought together)
+    # The learner (streams/learner.py): erased with the user by LearnerState.erase.
+    "pools",  # string: JSON of the sources' latest candidates for the user (streams/pools.py)
+    "learnt",  # zset event_id -> ts: the user's events the sources have learnt (dedupe window)
 )
 #: Per-item structures: dot (zset co-occurring item -> Σ a_ui·a_uj), sim (zset top-k cosine),
 #: meta (hash: the item's catalog record), ucf_users (zset user -> last ts: user-CF's inverted
@@ -74,6 +77,7 @@ GLOBAL_FIELDS: Final = (
     "fbt_total",  # string (counter): retained baskets
     "content_items",  # hash item -> encoded content vector
     "content_changes",  # stream of item ids whose content vector changed (workers follow it)
+    "learner",  # hash: the learner's progress (newest learnt event's broker time, when)
 )
 
 #: Every field the recommendation sources own (streams/sources): each source's own contract
@@ -94,6 +98,9 @@ SOURCE_FIELDS: Final = frozenset(
         "fbt_total",
         "content_items",
         "content_changes",
+        "pools",
+        "learnt",
+        "learner",
     }
 )
 

@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from streams.config import Settings
+from streams.learner import learner_group
 from streams.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -95,23 +96,28 @@ class ConsumerLagProbe:
         ends = {
             tp.partition: int(off) for tp, off in (await consumer.highwaters(*assigned)).items()
         }
-        committed = await self._committed(tp.partition for tp in assigned)
-        missing = [tp for tp in assigned if committed.get(tp.partition) is None]
+        partitions = [tp.partition for tp in assigned]
+        committed = await self._committed(partitions, self.settings.app_id)
+        learnt = await self._committed(partitions, learner_group(self.settings))
+        missing = [
+            tp
+            for tp in assigned
+            if committed.get(tp.partition) is None or learnt.get(tp.partition) is None
+        ]
         earliest: dict[int, int] = {}
         if missing:
             found = await consumer.earliest_offsets(*missing)
             earliest = {tp.partition: int(off) for tp, off in found.items()}
+        self.metrics.learner_lag_messages.set(sum(lags(ends, learnt, earliest).values()))
         return lags(ends, committed, earliest)
 
-    async def _committed(self, partitions: Iterable[int]) -> dict[int, int | None]:
+    async def _committed(self, partitions: Iterable[int], group: str) -> dict[int, int | None]:
         if self._admin is None:
             admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
             await admin.start()
             self._admin = admin
         tps = [TopicPartition(self.topic, p) for p in partitions]
-        offsets = await self._admin.list_consumer_group_offsets(
-            self.settings.app_id, partitions=tps
-        )
+        offsets = await self._admin.list_consumer_group_offsets(group, partitions=tps)
         return {
             tp.partition: (meta.offset if meta.offset >= 0 else None)
             for tp, meta in offsets.items()

@@ -153,6 +153,18 @@ class WorkerMetrics:
             "Failed Redis calls (retried with backoff; the batch is not acknowledged meanwhile).",
             registry=r,
         )
+        self.learner_lag_messages = Gauge(
+            "socialrec_learner_lag_messages",
+            "Events of this worker's partitions the learner has not committed yet (the sources "
+            "learn them in the learner's own consumer group).",
+            registry=r,
+        )
+        self.learner_lag_seconds = Gauge(
+            "socialrec_learner_lag_seconds",
+            "Broker time between the newest event this worker consumed and the newest the "
+            "learner learnt: how stale the sources' candidates in the lists are.",
+            registry=r,
+        )
         self.dependency_up = Gauge(
             "socialrec_dependency_up",
             "0 while the worker waits out an outage of this server (consuming paused), else 1.",

@@ -167,6 +167,64 @@ def recommendations_json(
     )
 
 
+def validate_record(settings: Settings, record: InboundRecord, now: float) -> Event | Rejection:
+    """The event contract (models/events.py) with the configured limits."""
+    if record.value is None:
+        return Rejection(RejectReason.NOT_JSON, "record has no value (tombstone)")
+    return parse_event(
+        record.value,
+        now=now,
+        max_bytes=settings.max_event_bytes,
+        max_future_skew_s=settings.max_future_skew_s,
+        min_ts=settings.min_event_ts,
+    )
+
+
+def recommend_params(settings: Settings) -> RecommendParams:
+    """How lists are assembled, from configuration."""
+    return RecommendParams(
+        top_n=settings.top_n,
+        exclude_items=settings.exclude_items,
+        exclude_seen=settings.exclude_seen,
+        half_life_s=settings.popularity_half_life_s,
+        category_cap=settings.category_cap,
+        explore_slots=settings.explore_slots,
+    )
+
+
+async def without_erased(
+    valid: list[tuple[Event, InboundRecord]],
+    erased_at: Callable[[list[str]], Awaitable[dict[str, float]]],
+) -> tuple[list[tuple[Event, InboundRecord]], int]:
+    """Leave out events of (or aimed at) a user erased after the event reached Kafka; returns
+    the rest and how many were left out.
+
+    Such an event was in flight when the erasure was honoured; applying it would bring back
+    state the receipt said was gone. It is dropped, not dead-lettered: keeping it would keep
+    the erased user's data. One MGET per batch (anonymous marks).
+    """
+    users = {e.user_id for e, _ in valid}
+    users.update(e.target_user_id for e, _ in valid if e.target_user_id)
+    erased = await erased_at(sorted(users)) if users else {}
+    if not erased:
+        return valid, 0
+    kept = []
+    for event, record in valid:
+        marks = [erased.get(event.user_id), erased.get(event.target_user_id or "")]
+        if not any(at is not None and record.timestamp <= at for at in marks):
+            kept.append((event, record))
+    return kept, len(valid) - len(kept)
+
+
+class CandidateSource(Protocol):
+    """Where a batch's lists get the sources' candidates: computed now (``SourceSet``) or
+    computed ahead by the learner (``streams.pools.PoolStore``)."""
+
+    async def candidates(
+        self, exclude: Mapping[str, frozenset[str]], now: float
+    ) -> dict[str, dict[Source, list[Candidate]]]: ...
+
+
 @dataclass
 class BatchProcessor:
     settings: Settings
@@ -179,8 +237,13 @@ class BatchProcessor:
     #: The latest global trending list (item, count), refreshed by the trending publisher:
     #: the fallback between personal candidates and long-run popularity.
     trending: list[tuple[str, float]] = field(default_factory=list)
-    #: Recommendation sources beside the core state (MF, content, user-CF, FBT).
+    #: Recommendation sources beside the core state (MF, content, user-CF, FBT), learning
+    #: inside the batch (``SOCIALREC_LEARNER=inline``); with a learner process, None.
     sources: SourceSet | None = None
+    #: Where lists get the sources' candidates; default: ``sources``, asked now.
+    candidates: CandidateSource | None = None
+    #: Broker time of the newest event consumed (the learner's lag is measured against it).
+    newest_arrival: float = 0.0
     #: Live hit rate and fairness of the published lists (per-user part erased by forget()).
     live: LiveQuality = field(default_factory=LiveQuality)
     #: Per-merchant funnel and exposure counters (streams/analytics.py), if the API runs.
@@ -188,14 +251,7 @@ class BatchProcessor:
 
     def __post_init__(self) -> None:
         s = self.settings
-        self._params = RecommendParams(
-            top_n=s.top_n,
-            exclude_items=s.exclude_items,
-            exclude_seen=s.exclude_seen,
-            half_life_s=s.popularity_half_life_s,
-            category_cap=s.category_cap,
-            explore_slots=s.explore_slots,
-        )
+        self._params = recommend_params(s)
         self._recs_topic = s.topic("recommendations")
         self._dlq_topic = s.topic("events.dlq")
         # Read at scrape time: the window measures sort the exposed items.
@@ -216,6 +272,7 @@ class BatchProcessor:
         started = time.perf_counter()
         stages = StageTimer()
         summary = BatchSummary(consumed=len(records))
+        self.newest_arrival = max(self.newest_arrival, *(r.timestamp for r in records))
         self.metrics.batch_size.observe(len(records))
         pending: list[Awaitable[Any]] = []
 
@@ -223,7 +280,7 @@ class BatchProcessor:
         now = self.clock()
         with stages("validate"):
             for record in records:
-                checked = self._validate(record, now)
+                checked = validate_record(self.settings, record, now)
                 if isinstance(checked, Rejection):
                     pending.append(await self._dead_letter(record, checked.reason, checked.detail))
                     summary.dead_lettered += 1
@@ -318,10 +375,13 @@ class BatchProcessor:
         stages = stages or StageTimer()
         cache: dict[str, bytes] = {}
         extra: dict[str, dict[Source, list[Candidate]]] = {}
-        if self.sources is not None and result.views:
+        provider = self._candidates
+        if provider is not None and result.views:
             with stages("sources"):
                 exclude = {u: excluded_items(v, self._params) for u, v in result.views.items()}
-                extra = await self.sources.candidates(exclude, now)
+                extra = await self._wait_out(
+                    lambda: provider.candidates(exclude, now), "candidates"
+                )
         with stages("assembly"):
             await self._rank_and_send(result, triggers, now, extra, cache, pending)
         with stages("publish"):
@@ -392,6 +452,10 @@ class BatchProcessor:
         return await self.publisher.send(self.settings.topic("shares"), key, body, [])
 
     @property
+    def _candidates(self) -> CandidateSource | None:
+        return self.candidates if self.candidates is not None else self.sources
+
+    @property
     def params(self) -> RecommendParams:
         """How lists are assembled (top N, exclusions, caps): the read APIs use the same."""
         return self._params
@@ -400,10 +464,11 @@ class BatchProcessor:
         self, result: BatchResult, now: float
     ) -> dict[str, dict[Source, list[Candidate]]]:
         """Every source's candidates for the users of ``result`` (read-only)."""
-        if self.sources is None or not result.views:
+        provider = self._candidates
+        if provider is None or not result.views:
             return {}
         exclude = {u: excluded_items(v, self._params) for u, v in result.views.items()}
-        return await self.sources.candidates(exclude, now)
+        return await provider.candidates(exclude, now)
 
     async def rank_users(self, user_ids: Sequence[str]) -> dict[str, Recommendations]:
         """These users' lists ranked from their state now, neither published nor cached (the
@@ -459,40 +524,15 @@ class BatchProcessor:
         ]
         await asyncio.gather(*pending)
 
-    def _validate(self, record: InboundRecord, now: float) -> Event | Rejection:
-        if record.value is None:
-            return Rejection(RejectReason.NOT_JSON, "record has no value (tombstone)")
-        s = self.settings
-        return parse_event(
-            record.value,
-            now=now,
-            max_bytes=s.max_event_bytes,
-            max_future_skew_s=s.max_future_skew_s,
-            min_ts=s.min_event_ts,
-        )
-
     async def _drop_erased(
         self, valid: list[tuple[Event, InboundRecord]], summary: BatchSummary
     ) -> list[tuple[Event, InboundRecord]]:
-        """Leave out events of (or aimed at) a user erased after the event reached Kafka.
+        def marks(users: list[str]) -> Awaitable[dict[str, float]]:
+            return self._wait_out(lambda: self.store.erased_at(users), "erasure marks")
 
-        Such an event was in flight when the erasure was honoured; applying it would bring
-        back state the receipt said was gone. It is dropped, not dead-lettered: keeping it
-        would keep the erased user's data. One MGET per batch (anonymous marks, 1 h).
-        """
-        users = {e.user_id for e, _ in valid}
-        users.update(e.target_user_id for e, _ in valid if e.target_user_id)
-        erased = await self._wait_out(lambda: self.store.erased_at(sorted(users)), "erasure marks")
-        if not erased:
-            return valid
-        kept = []
-        for event, record in valid:
-            marks = [erased.get(event.user_id), erased.get(event.target_user_id or "")]
-            if any(at is not None and record.timestamp <= at for at in marks):
-                summary.dropped_erased += 1
-                self.metrics.events_dropped_erased.inc()
-            else:
-                kept.append((event, record))
+        kept, dropped = await without_erased(valid, marks)
+        summary.dropped_erased += dropped
+        self.metrics.events_dropped_erased.inc(dropped)
         return kept
 
     async def _dead_letter(self, record: InboundRecord, reason: str, detail: str) -> Awaitable[Any]:

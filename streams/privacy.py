@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -22,6 +22,9 @@ from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.pipeline import InboundRecord, Publisher, dead_letter_headers
 from streams.sources import SourceSet
+
+if TYPE_CHECKING:
+    from streams.learner import LearnerState
 from streams.store import Store
 
 
@@ -71,6 +74,8 @@ class ErasureProcessor:
     #: Drops what the worker holds in memory per user (BatchProcessor.forget: the last list
     #: shown to each user, kept for the live hit rate).
     forget: Callable[[Sequence[str]], int] | None = None
+    #: The learner's per-user keys (candidate pools, learnt event ids).
+    learnt: LearnerState | None = None
 
     async def process(self, records: Sequence[InboundRecord]) -> int:
         """Honour every valid request in the batch; returns how many users were erased."""
@@ -101,6 +106,8 @@ class ErasureProcessor:
         # row and index entries, FBT baskets and their counts). Errors propagate: the worker
         # retries the whole batch, and every step is idempotent.
         from_sources = await self.sources.erase(user_ids) if self.sources else [0] * len(user_ids)
+        if self.learnt is not None:
+            await self.learnt.erase(user_ids)
         for (request, _), _report in zip(requests, reports, strict=True):
             pending.append(
                 await self.publisher.send(

@@ -10,8 +10,12 @@ stop consuming), and events are acknowledged only after their batch is fully pro
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 import os
+import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Awaitable, Callable
@@ -27,6 +31,7 @@ from streams.api import ApiDeps, register_api
 from streams.catalog import CatalogIngester
 from streams.config import Settings
 from streams.lag import LAG_INTERVAL_S, ConsumerLagProbe
+from streams.learner import LearnerState
 from streams.live import register_live
 from streams.metrics import WorkerMetrics
 from streams.outage import wait_out
@@ -170,9 +175,12 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         trending=TrendingParams(settings.trending_window_s, settings.trending_bucket_s),
     )
     sources, content = build_sources(redis_client, settings, store.params, metrics)
-    processor = BatchProcessor(
-        settings, store, FaustPublisher(app, metrics), metrics, sources=sources
-    )
+    publisher = FaustPublisher(app, metrics)
+    learnt = LearnerState(redis_client, dedupe_window=settings.dedupe_window)
+    if settings.learner == "inline" or not sources.models:
+        processor = BatchProcessor(settings, store, publisher, metrics, sources=sources)
+    else:  # the learner computes the sources' candidates ahead; lists read them
+        processor = BatchProcessor(settings, store, publisher, metrics, candidates=learnt.pools)
     within = settings.batch_within_ms / 1000.0
 
     @app.agent(events_topic, concurrency=1)
@@ -200,6 +208,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         sources,
         processor.refresh_users,
         forget=processor.forget,
+        learnt=learnt,
     )
 
     @app.agent(privacy_topic, concurrency=1)
@@ -251,6 +260,14 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     @app.timer(LAG_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def probe_consumer_lag() -> None:
         await lag.probe()  # never raises: a failed probe is counted and skipped
+        if processor.sources is None:  # a learner process teaches the sources
+            try:
+                progress = await learnt.progress()
+            except Exception:  # an outage: the next probe tries again
+                return
+            learnt_ts = progress[0] if progress else 0.0
+            behind = max(0.0, processor.newest_arrival - learnt_ts)
+            metrics.learner_lag_seconds.set(behind)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
@@ -349,9 +366,34 @@ def run_worker(settings: Settings) -> int:
         return 2
     app = create_app(settings)
     app.finalize()
-    worker = _BoundedShutdownWorker(app, loglevel="INFO", quiet=True)
-    worker.execute_from_commandline()
+    learner = start_learner(settings)
+    try:
+        worker = _BoundedShutdownWorker(app, loglevel="INFO", quiet=True)
+        worker.execute_from_commandline()
+    finally:
+        if learner is not None:
+            learner.terminate()
+            learner.wait(timeout=SHUTDOWN_GRACE_S)
     return 0
+
+
+def start_learner(settings: Settings) -> subprocess.Popen[bytes] | None:
+    """The learner as a child process (``SOCIALREC_LEARNER=child``, with sources on).
+
+    It gets its own core's worth of CPU instead of sharing the worker's event loop, and the
+    kernel stops it if the worker dies, however it dies (``PR_SET_PDEATHSIG``).
+    """
+    if settings.learner != "child" or not settings.sources:
+        return None
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "learner"], preexec_fn=_die_with_parent
+    )
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 #: Seconds a graceful stop may take before the process exits anyway.

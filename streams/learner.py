@@ -1,0 +1,221 @@
+"""The learner: the sources (MF, content, user-CF, FBT) learn beside the publish path.
+
+It consumes ``events`` in its own consumer group (``{app_id}-learner``), so learning never
+delays a list and a slow learner shows as its own lag, not the worker's. Per batch it:
+
+1. validates the events as the worker does and leaves out those of erased users;
+2. leaves out events it has already learnt (``u:{user}:learnt``, a window of event ids as
+   long as the worker's dedupe window): a replay or a redelivery teaches nothing twice;
+3. lets every source learn the rest, then asks them for the candidates of the users it
+   touched, without the items each user's state excludes, and keeps them as the users'
+   pools (streams/pools.py) for the worker to read;
+4. marks the events learnt, records its progress (the newest broker time learnt), and only
+   then commits its offsets.
+
+A crash between 3 and 4 makes the sources learn that one batch again on restart (at least
+once); a Redis or Kafka outage is waited out (streams/outage.py), never skipped. By default
+``socialrec worker`` starts it as a child process (``SOCIALREC_LEARNER=child``); it also runs
+alone as ``socialrec learner`` (``external``), or inside the worker's batches (``inline``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from models.events import Event
+from models.recommend import excluded_items
+from streams.config import Settings
+from streams.keys import Keys, decoded
+from streams.metrics import WorkerMetrics
+from streams.outage import wait_out
+from streams.pipeline import InboundRecord, recommend_params, validate_record, without_erased
+from streams.pools import PoolStore
+from streams.sources import SourceSet
+from streams.store import RedisStore
+
+log = logging.getLogger(__name__)
+
+#: Records per learner batch at most: a learner that fell behind catches up in large batches,
+#: where each source's round trips and each user's pool are paid once per batch.
+LEARN_BATCH_MAX = 2_000
+
+
+def learner_group(settings: Settings) -> str:
+    return f"{settings.app_id}-learner"
+
+
+@dataclass
+class LearnerState:
+    """What the learner keeps in Redis besides the sources' own state."""
+
+    client: aioredis.Redis
+    keys: Keys = field(default_factory=Keys)
+    dedupe_window: int = 10_000
+
+    def __post_init__(self) -> None:
+        self.pools = PoolStore(self.client, self.keys)
+
+    async def unlearnt(self, events: Sequence[Event]) -> list[Event]:
+        """The events not learnt yet, in order (one round trip)."""
+        if not events:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for event in events:
+                pipe.zscore(self.keys.user(event.user_id, "learnt"), event.event_id)
+            scores = await pipe.execute()
+        seen: set[str] = set()
+        fresh = []
+        for event, score in zip(events, scores, strict=True):
+            if score is None and event.event_id not in seen:  # in-batch repeats count once
+                seen.add(event.event_id)
+                fresh.append(event)
+        return fresh
+
+    async def mark(self, events: Sequence[Event], newest_arrival: float, now: float) -> None:
+        """Remember the events as learnt (each user's window trimmed) and the progress."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            users: set[str] = set()
+            for event in events:
+                key = self.keys.user(event.user_id, "learnt")
+                pipe.zadd(key, {event.event_id: event.ts})
+                users.add(event.user_id)
+            for user in users:
+                pipe.zremrangebyrank(self.keys.user(user, "learnt"), 0, -self.dedupe_window - 1)
+            if newest_arrival > 0:
+                pipe.hset(
+                    self.keys.global_("learner"),
+                    mapping={"event_ts": repr(newest_arrival), "at": repr(now)},
+                )
+            await pipe.execute()
+
+    async def progress(self) -> tuple[float, float] | None:
+        """(newest broker time learnt, when), or None before the first batch."""
+        raw = await self.client.hgetall(self.keys.global_("learner"))
+        if not raw:
+            return None
+        values = {decoded(k): float(v) for k, v in raw.items()}
+        return values.get("event_ts", 0.0), values.get("at", 0.0)
+
+    async def erase(self, user_ids: Sequence[str]) -> int:
+        """Forget the users' pools and learnt ids; returns how many keys went."""
+        if not user_ids:
+            return 0
+        removed = await self.pools.erase(user_ids)
+        learnt = [self.keys.user(u, "learnt") for u in user_ids]
+        return removed + int(await self.client.delete(*learnt))
+
+
+@dataclass
+class Learner:
+    """One batch at a time: learn the fresh events, then refresh the touched users' pools."""
+
+    settings: Settings
+    store: RedisStore
+    sources: SourceSet
+    state: LearnerState
+    metrics: WorkerMetrics
+    clock: Callable[[], float] = time.time
+
+    def __post_init__(self) -> None:
+        self._params = recommend_params(self.settings)
+
+    async def learn(self, records: Sequence[InboundRecord]) -> int:
+        """Learn a batch of ``events`` records; returns how many events were new."""
+        now = self.clock()
+        valid = [
+            (checked, record)
+            for record in records
+            if isinstance(checked := validate_record(self.settings, record, now), Event)
+        ]
+        valid, _dropped = await without_erased(
+            valid, lambda users: self._wait_out(lambda: self.store.erased_at(users), "marks")
+        )
+        fresh = await self._wait_out(
+            lambda: self.state.unlearnt([e for e, _ in valid]), "learnt ids"
+        )
+        await self.sources.learn(fresh)  # each source waits out outages itself
+        users = list(dict.fromkeys(e.user_id for e in fresh if e.item_id is not None))
+        if users:
+            views = (await self._wait_out(lambda: self.store.read_users(users), "views")).views
+            exclude = {u: excluded_items(v, self._params) for u, v in views.items()}
+            pools = await self.sources.candidates(exclude, now)
+            await self._wait_out(lambda: self.state.pools.put(pools), "pools")
+        newest = max((r.timestamp for r in records), default=0.0)
+        await self._wait_out(lambda: self.state.mark(fresh, newest, self.clock()), "progress")
+        return len(fresh)
+
+    def _wait_out(self, step: Callable[[], Any], what: str) -> Any:
+        return wait_out(step, self.metrics, f"learner {what}")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume ``events`` in the learner's group until ``stop`` is set."""
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(
+            self.settings.topic("events"),
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            group_id=learner_group(self.settings),
+            client_id=learner_group(self.settings),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(self.settings.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(self.settings.session_timeout_s * 1000 / 3),
+            max_poll_records=LEARN_BATCH_MAX,
+        )
+        await consumer.start()
+        try:
+            while not stop.is_set():
+                batches = await consumer.getmany(
+                    timeout_ms=max(self.settings.batch_within_ms, 50), max_records=LEARN_BATCH_MAX
+                )
+                records = [
+                    InboundRecord(
+                        r.value, r.key, r.topic, r.partition, r.offset, r.timestamp / 1000.0
+                    )
+                    for found in batches.values()
+                    for r in found
+                ]
+                if not records:
+                    continue
+                await self.learn(records)
+                await self._wait_out(consumer.commit, "commit")
+        finally:
+            await consumer.stop()
+
+
+def run_learner(settings: Settings) -> int:
+    """``socialrec learner``: run until SIGINT/SIGTERM."""
+    from streams.sources.factory import build_sources
+    from streams.worker import redis_client_for, state_params
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        client = redis_client_for(settings)
+        metrics = WorkerMetrics()
+        store = RedisStore(client, state_params(settings))
+        sources, _content = build_sources(client, settings, store.params, metrics)
+        state = LearnerState(client, dedupe_window=settings.dedupe_window)
+        learner = Learner(settings, store, sources, state, metrics)
+        runner = asyncio.ensure_future(learner.run(stop))
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([runner, stopped], return_when=asyncio.FIRST_COMPLETED)
+        if runner.done():
+            runner.result()  # a crash is reported, not swallowed
+        else:
+            await runner  # finishes its batch, then stops
+        await client.aclose()
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,113 @@
+"""Each user's candidate pools, computed by the learner and read by the publish path.
+
+The learner (streams/learner.py) teaches the sources (MF, content, user-CF, FBT) and then asks
+them for each user's candidates; it keeps them in ``u:{user}:pools``, one JSON string per user.
+The worker reads them for the users of a batch in one ``MGET`` instead of computing them: a list
+uses the sources' latest learnt state, and learning never delays a publish.
+
+The wire form is compact and keeps every reason (the worker explains from it):
+
+>>> from models.recommend import Candidate, Reason, Source
+>>> pools = {Source.FBT: [Candidate("case", 0.5, (Reason("phone", 0.5),))]}
+>>> encode_pools(pools)
+b'{"fbt":[["case",0.5,[["phone",0.5,null,null]]]]}'
+>>> decode_pools(encode_pools(pools)) == pools
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from models.recommend import Candidate, Reason, Source
+from streams.keys import Keys
+
+Pools = dict[Source, list[Candidate]]
+
+#: Writes a user's pools unless the user was erased meanwhile (the erasure's mark is set
+#: before anything is deleted, so a learner batch racing an erasure cannot bring them back).
+#: KEYS: pools key, erased-mark key; ARGV: JSON.
+_SET_UNLESS_ERASED = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+def encode_pools(pools: Mapping[Source, Sequence[Candidate]]) -> bytes:
+    return orjson.dumps(
+        {
+            source.value: [
+                [
+                    c.item_id,
+                    c.score,
+                    [[r.item_id, r.contribution, r.user_id, r.action] for r in c.reasons],
+                ]
+                for c in found
+            ]
+            for source, found in pools.items()
+            if found
+        }
+    )
+
+
+def decode_pools(raw: bytes | str) -> Pools:
+    body: dict[str, Any] = orjson.loads(raw)
+    return {
+        Source(source): [
+            Candidate(item, float(score), tuple(Reason(*reason) for reason in reasons))
+            for item, score, reasons in found
+        ]
+        for source, found in body.items()
+    }
+
+
+class PoolStore:
+    """``u:{user}:pools`` in Redis: written by the learner, read by the worker."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys | None = None) -> None:
+        self.client = client
+        self.keys = keys or Keys()
+        self._set = client.register_script(_SET_UNLESS_ERASED)
+
+    async def candidates(
+        self, exclude: Mapping[str, frozenset[str]], now: float
+    ) -> dict[str, Pools]:
+        """Per user in ``exclude``: the learner's latest pools without the excluded items
+        (the same answer as ``SourceSet.candidates``, from what was computed ahead)."""
+        users = list(exclude)
+        if not users:
+            return {}
+        raw = await self.client.mget([self.keys.user(u, "pools") for u in users])
+        found: dict[str, Pools] = {}
+        for user, value in zip(users, raw, strict=True):
+            if value is None:
+                continue
+            excluded = exclude[user]
+            pools = {
+                source: kept
+                for source, candidates in decode_pools(value).items()
+                if (kept := [c for c in candidates if c.item_id not in excluded])
+            }
+            if pools:
+                found[user] = pools
+        return found
+
+    async def put(self, pools: Mapping[str, Mapping[Source, Sequence[Candidate]]]) -> None:
+        """Keep each user's pools (one round trip; skipped for users erased meanwhile)."""
+        if not pools:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for user, by_source in pools.items():
+                keys = [self.keys.user(user, "pools"), self.keys.erased(user)]
+                await self._set(keys=keys, args=[encode_pools(by_source)], client=pipe)
+            await pipe.execute()
+
+    async def erase(self, user_ids: Sequence[str]) -> int:
+        if not user_ids:
+            return 0
+        return int(await self.client.delete(*(self.keys.user(u, "pools") for u in user_ids)))

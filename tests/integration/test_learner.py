@@ -1,0 +1,98 @@
+"""The learner on real Redis: it teaches the sources once, keeps each touched user's pools
+(equal to asking the sources directly), skips erased users, and forgets a user on erasure."""
+
+from __future__ import annotations
+
+import orjson
+import redis.asyncio as aioredis
+
+from models.events import Event, EventType
+from models.recommend import excluded_items
+from streams.config import Settings
+from streams.keys import Keys
+from streams.learner import Learner, LearnerState
+from streams.metrics import WorkerMetrics
+from streams.pipeline import InboundRecord, recommend_params
+from streams.pools import PoolStore
+from streams.sources.factory import build_sources
+from streams.store import RedisStore
+from streams.worker import state_params
+
+T0 = 1_796_000_000.0
+
+
+def _records(events: list[Event], first_offset: int = 0) -> list[InboundRecord]:
+    return [
+        InboundRecord(e.to_json(), e.user_id.encode(), "events", 0, first_offset + n, e.ts)
+        for n, e in enumerate(events)
+    ]
+
+
+def _stream() -> list[Event]:
+    baskets = [("ann", ["phone", "case", "cable"]), ("bob", ["phone", "case"]),
+               ("cy", ["phone", "cable"]), ("dee", ["phone"])]  # fmt: skip
+    events, n = [], 0
+    for user, items in baskets:
+        for item in items:
+            events.append(Event(f"e{n}", EventType.PURCHASE, user, T0 + n, item_id=item))
+            n += 1
+    return events
+
+
+def _learner(client: aioredis.Redis, settings: Settings) -> Learner:
+    metrics = WorkerMetrics()
+    store = RedisStore(client, state_params(settings))
+    sources, _ = build_sources(client, settings, store.params, metrics)
+    return Learner(settings, store, sources, LearnerState(client), metrics, clock=lambda: T0 + 60)
+
+
+async def _mf_rows(client: aioredis.Redis) -> dict[bytes, bytes]:
+    return dict(await client.hgetall(Keys().global_("mf_items")))
+
+
+async def test_the_learner_teaches_once_and_keeps_the_pools_the_sources_give(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    events = _stream()
+    store = RedisStore(redis_client, state_params(settings))
+    await store.process_batch(events)  # the worker's part: exclusions come from this state
+    learner = _learner(redis_client, settings)
+    assert await learner.learn(_records(events)) == len(events)
+
+    # The pools equal what the sources answer now, for every user the batch touched.
+    views = (await store.read_users(["ann", "bob", "cy", "dee"])).views
+    exclude = {u: excluded_items(v, recommend_params(settings)) for u, v in views.items()}
+    direct = await learner.sources.candidates(exclude, T0 + 60)
+    kept = await PoolStore(redis_client).candidates(exclude, T0 + 60)
+    assert kept == {u: p for u, p in direct.items() if p}
+    assert "cable" in {c.item_id for pool in kept["bob"].values() for c in pool}
+
+    # A redelivery (same ids, new offsets) teaches nothing twice.
+    rows = await _mf_rows(redis_client)
+    assert await learner.learn(_records(events, first_offset=100)) == 0
+    assert await _mf_rows(redis_client) == rows
+    progress = await learner.state.progress()
+    assert progress is not None
+    assert progress[0] == events[-1].ts
+
+
+async def test_erased_users_are_neither_learnt_nor_left_behind(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    events = _stream()
+    learner = _learner(redis_client, settings)
+    await learner.learn(_records(events[:5]))  # ann and bob
+    keys = Keys()
+    assert await redis_client.exists(keys.user("bob", "pools"), keys.user("bob", "learnt")) == 2
+
+    await learner.store.mark_erased({"bob": T0 + 1_000})  # as ErasureProcessor does
+    await learner.sources.erase(["bob"])
+    assert await learner.state.erase(["bob"]) == 2
+    late = Event("late", EventType.PURCHASE, "bob", T0 + 10, item_id="cable")
+    assert await learner.learn(_records([late], first_offset=50)) == 0  # in flight: dropped
+    async for raw in redis_client.scan_iter(match="*bob*"):
+        raise AssertionError(f"{raw!r} still names the erased user")
+    pools = await redis_client.get(keys.user("ann", "pools"))
+    assert pools is not None
+    assert b"bob" not in pools
+    assert "bob" not in orjson.loads(pools)  # pools name items and reasons, never people
