@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import redis.asyncio as aioredis
 
@@ -46,7 +48,7 @@ def _learner(client: aioredis.Redis, settings: Settings) -> Learner:
     return Learner(settings, store, sources, LearnerState(client), metrics, clock=lambda: T0 + 60)
 
 
-async def _mf_rows(client: aioredis.Redis) -> dict[bytes, bytes]:
+async def _mf_rows(client: aioredis.Redis) -> dict[Any, Any]:
     return dict(await client.hgetall(Keys().global_("mf_items")))
 
 
