@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     max_future_skew_s: float = Field(default=3600.0, ge=0)
     min_event_ts: float = Field(default=946_684_800.0, description="2000-01-01T00:00:00Z")
 
+    events_consumer: Literal["aiokafka", "faust"] = Field(
+        default="aiokafka",
+        description="what consumes `events`: an aiokafka consumer service keeping its offsets "
+        "with the state (streams/consumer.py), or a Faust agent (for comparison)",
+    )
     learner: Literal["child", "inline", "external"] = Field(
         default="child",
         description="where the sources learn: a child process of the worker, inside its "

@@ -78,6 +78,7 @@ GLOBAL_FIELDS: Final = (
     "content_items",  # hash item -> encoded content vector
     "content_changes",  # stream of item ids whose content vector changed (workers follow it)
     "learner",  # hash: the learner's progress (newest learnt event's broker time, when)
+    "offsets",  # hash "topic:partition" -> applied offset, "…:published" -> published offset
 )
 
 #: Every field the recommendation sources own (streams/sources): each source's own contract

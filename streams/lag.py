@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
@@ -62,12 +62,20 @@ def lags(
 class ConsumerLagProbe:
     """Reads the lag of the worker's assigned ``events`` partitions into the metrics."""
 
-    def __init__(self, app: Any, settings: Settings, metrics: WorkerMetrics) -> None:
-        self.app = app
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: WorkerMetrics,
+        assignment: Callable[[], Iterable[TopicPartition]],
+        group: str,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.assignment = assignment  # the events partitions this worker owns now
+        self.group = group  # the consumer group that consumes them
         self.topic = settings.topic("events")
         self._admin: AIOKafkaAdminClient | None = None
+        self._offsets: AIOKafkaConsumer | None = None  # reads end and earliest offsets
         self._reported: set[int] = set()
         self._failing = False
 
@@ -89,15 +97,19 @@ class ConsumerLagProbe:
         return found
 
     async def _read(self) -> dict[int, int]:
-        consumer = self.app.consumer
-        assigned = [tp for tp in consumer.assignment() if tp.topic == self.topic]
+        assigned = [TopicPartition(tp.topic, tp.partition) for tp in self.assignment()]
         if not assigned:
             return {}
+        if self._offsets is None:
+            offsets = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap)
+            await offsets.start()
+            self._offsets = offsets
+        consumer = self._offsets
         ends = {
-            tp.partition: int(off) for tp, off in (await consumer.highwaters(*assigned)).items()
+            tp.partition: int(off) for tp, off in (await consumer.end_offsets(assigned)).items()
         }
         partitions = [tp.partition for tp in assigned]
-        committed = await self._committed(partitions, self.settings.app_id)
+        committed = await self._committed(partitions, self.group)
         learnt = await self._committed(partitions, learner_group(self.settings))
         missing = [
             tp
@@ -106,7 +118,7 @@ class ConsumerLagProbe:
         ]
         earliest: dict[int, int] = {}
         if missing:
-            found = await consumer.earliest_offsets(*missing)
+            found = await consumer.beginning_offsets(missing)
             earliest = {tp.partition: int(off) for tp, off in found.items()}
         self.metrics.learner_lag_messages.set(sum(lags(ends, learnt, earliest).values()))
         return lags(ends, committed, earliest)
@@ -132,6 +144,12 @@ class ConsumerLagProbe:
         self._reported = set(found)
 
     async def _drop_admin(self) -> None:
+        offsets, self._offsets = self._offsets, None
+        if offsets is not None:
+            try:
+                await offsets.stop()
+            except Exception:  # closing a broken client may fail too; nothing to keep
+                log.debug("closing the lag probe's consumer failed", exc_info=True)
         admin, self._admin = self._admin, None
         if admin is not None:
             try:

@@ -36,7 +36,7 @@ from streams.config import Settings
 from streams.metrics import PROCESSING_REASONS, WorkerMetrics
 from streams.outage import BACKOFF_S, wait_out
 from streams.sources import SourceSet
-from streams.store import BatchResult, Store
+from streams.store import BatchResult, OffsetRange, Position, Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -77,6 +77,9 @@ class BatchSummary:
     dead_lettered: int = 0
     published: int = 0
     dropped_erased: int = 0  # in flight when their user was erased
+    #: Partitions whose stored state was behind (see streams.store.OffsetRange): nothing of
+    #: the batch was applied or published; the consumer goes back to each one's position.
+    rewinds: dict[str, Position] = field(default_factory=dict)
 
 
 class StageTimer:
@@ -268,7 +271,11 @@ class BatchProcessor:
         """Drop what this worker remembers per user (erasure): the last list shown to them."""
         return self.live.forget(user_ids)
 
-    async def process(self, records: Sequence[InboundRecord]) -> BatchSummary:
+    async def process(
+        self, records: Sequence[InboundRecord], offsets: Sequence[OffsetRange] = ()
+    ) -> BatchSummary:
+        """Validate, apply, rank and publish one batch; ``offsets`` (from a consumer that keeps
+        its positions in the store) are recorded with the state."""
         started = time.perf_counter()
         stages = StageTimer()
         summary = BatchSummary(consumed=len(records))
@@ -290,7 +297,11 @@ class BatchProcessor:
 
         with stages("state"):
             valid = await self._drop_erased(valid, summary)
-            result, failed = await self._update_state(valid)
+            result, failed = await self._update_state(valid, offsets)
+        if result.rewinds:  # the store lost writes: nothing applied, the consumer goes back
+            await asyncio.gather(*pending)
+            summary.rewinds = result.rewinds
+            return summary
         for _event, record in failed:
             pending.append(await self._dead_letter(record, PROCESSING_ERROR, "state update failed"))
             summary.dead_lettered += 1
@@ -541,22 +552,28 @@ class BatchProcessor:
         return await self.publisher.send(self._dlq_topic, record.key, record.value, headers)
 
     async def _update_state(
-        self, valid: list[tuple[Event, InboundRecord]]
+        self, valid: list[tuple[Event, InboundRecord]], offsets: Sequence[OffsetRange] = ()
     ) -> tuple[BatchResult, list[tuple[Event, InboundRecord]]]:
-        """Apply the batch; isolate events that make the update itself fail.
+        """Apply the batch and record its offsets; isolate events that make the update fail.
 
         An outage is waited out (the batch stays unacknowledged, so nothing is lost and nothing
-        is dead-lettered). A script error means some event's content broke the update: the batch is
-        split until the offending events are found; they go to the DLQ, the rest are applied.
+        is dead-lettered). A script error means some event's content broke the update: the
+        batch is split until the offending events are found; they go to the DLQ, the rest are
+        applied, and the offsets are recorded once all of it is done.
         """
         events = [event for event, _ in valid]
         arrivals = [record.timestamp for _, record in valid]
         try:
-            return await self._with_retry(events, arrivals), []
+            return await self._with_retry(events, arrivals, offsets), []
         except redis.exceptions.ResponseError:  # not an outage: those are waited out above
             if len(valid) == 1:
                 log.error("state update rejected one event; dead-lettering it")
-                return await self._with_retry([], []), list(valid)
+                return await self._with_retry([], [], offsets), list(valid)
+        if offsets:
+            result, failed = await self._update_state(valid)
+            recorded = await self._with_retry([], [], offsets)
+            result = BatchResult(result.outcomes, result.views, result.popular, recorded.rewinds)
+            return result, failed
         middle = len(valid) // 2
         first, failed_first = await self._update_state(valid[:middle])
         second, failed_second = await self._update_state(valid[middle:])
@@ -566,10 +583,12 @@ class BatchProcessor:
             failed_first + failed_second,
         )
 
-    async def _with_retry(self, events: list[Event], arrivals: list[float]) -> BatchResult:
+    async def _with_retry(
+        self, events: list[Event], arrivals: list[float], offsets: Sequence[OffsetRange] = ()
+    ) -> BatchResult:
         started = time.perf_counter()
         result = await self._wait_out(
-            lambda: self.store.process_batch(events, arrivals), "state update"
+            lambda: self.store.process_batch(events, arrivals, offsets), "state update"
         )
         self.metrics.redis_roundtrip.observe(time.perf_counter() - started)
         return result

@@ -13,7 +13,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Protocol, cast
 
@@ -57,17 +57,82 @@ class TrendingParams:
 
 
 @dataclass(frozen=True, slots=True)
+class OffsetRange:
+    """A batch's records of one partition, and what the consumer knows of that partition.
+
+    The store keeps, per partition, the last offset whose event its state holds (*applied*,
+    written in the same atomic step as the state) and the last offset whose lists Kafka
+    confirmed (*published*, the previous batch's, carried by the next one).
+    """
+
+    partition: str  # "events:3"
+    first: int
+    last: int
+    expected: int  # the applied offset this consumer last saw stored (-1: not known)
+    published: int  # lists confirmed up to here (-1: none yet)
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a partition's state is: its applied and published offsets (-1: none)."""
+
+    applied: int
+    published: int
+
+
+@dataclass(frozen=True, slots=True)
 class BatchResult:
     outcomes: list[Outcome]  # one per event, in order
     views: dict[str, UserView]  # users whose item events were applied, first-seen order
     popular: PopularView
+    #: Partitions whose stored state is behind what the consumer expected (the store lost
+    #: writes: a Redis restart without its last second). Nothing was applied; the consumer
+    #: goes back to each one's published offset + 1.
+    rewinds: dict[str, Position] = field(default_factory=dict)
+
+
+def check_offsets(
+    stored: Mapping[str, Position], offsets: Sequence[OffsetRange]
+) -> dict[str, Position]:
+    """The partitions whose stored applied offset is behind what the consumer expected.
+
+    >>> r = OffsetRange("events:0", first=11, last=20, expected=10, published=10)
+    >>> check_offsets({"events:0": Position(10, 10)}, [r])
+    {}
+    >>> check_offsets({"events:0": Position(7, 5)}, [r])
+    {'events:0': Position(applied=7, published=5)}
+    >>> check_offsets({}, [r])  # the store lost everything
+    {'events:0': Position(applied=-1, published=-1)}
+    """
+    behind = {}
+    for r in offsets:
+        position = stored.get(r.partition, Position(-1, -1))
+        if r.expected >= 0 and position.applied < r.expected:
+            behind[r.partition] = position
+    return behind
+
+
+def advance(stored: dict[str, Position], offsets: Sequence[OffsetRange]) -> None:
+    """Record a batch's offsets (never moving a partition backwards)."""
+    for r in offsets:
+        was = stored.get(r.partition, Position(-1, -1))
+        stored[r.partition] = Position(max(was.applied, r.last), max(was.published, r.published))
 
 
 class Store(Protocol):
     async def process_batch(
-        self, events: Sequence[Event], arrivals: Sequence[float] | None = None
+        self,
+        events: Sequence[Event],
+        arrivals: Sequence[float] | None = None,
+        offsets: Sequence[OffsetRange] = (),
     ) -> BatchResult:
-        """Apply events (``arrivals``: broker timestamps, default the event times)."""
+        """Apply events (``arrivals``: broker timestamps, default the event times) and record
+        ``offsets`` in the same atomic step; if the stored offsets are behind what the
+        consumer expected, apply nothing and say so in ``rewinds``."""
+        ...
+
+    async def positions(self, partitions: Sequence[str]) -> dict[str, Position]:
+        """The stored position of each partition that has one."""
         ...
 
     async def put_items(self, records: Sequence[CatalogRecord]) -> None:
@@ -150,10 +215,21 @@ class MemoryStore:
         self.recommendations: dict[str, bytes] = {}
         self.keys = Keys()
         self.erased: dict[str, float] = {}  # erasure marks: digest key -> erasure time
+        self.offsets: dict[str, Position] = {}
+
+    async def positions(self, partitions: Sequence[str]) -> dict[str, Position]:
+        return {p: self.offsets[p] for p in partitions if p in self.offsets}
 
     async def process_batch(
-        self, events: Sequence[Event], arrivals: Sequence[float] | None = None
+        self,
+        events: Sequence[Event],
+        arrivals: Sequence[float] | None = None,
+        offsets: Sequence[OffsetRange] = (),
     ) -> BatchResult:
+        behind = check_offsets(self.offsets, offsets)
+        if behind:
+            return BatchResult([], {}, self.state.popular(self.read.popular), behind)
+        advance(self.offsets, offsets)
         outcomes = []
         touched: dict[str, None] = {}
         for n, event in enumerate(events):
@@ -374,7 +450,10 @@ class RedisStore:
         return [mode, *self._header, count]
 
     async def process_batch(
-        self, events: Sequence[Event], arrivals: Sequence[float] | None = None
+        self,
+        events: Sequence[Event],
+        arrivals: Sequence[float] | None = None,
+        offsets: Sequence[OffsetRange] = (),
     ) -> BatchResult:
         args = self._args("process", len(events))
         for n, e in enumerate(events):
@@ -389,7 +468,22 @@ class RedisStore:
                 e.stream_id or "",
                 repr(e.ts if arrivals is None else float(arrivals[n])),
             ]
+        args.append(len(offsets))
+        for r in offsets:
+            args += [r.partition, r.first, r.last, r.expected, r.published]
         return self._decode(await self._script(keys=[], args=args))
+
+    async def positions(self, partitions: Sequence[str]) -> dict[str, Position]:
+        if not partitions:
+            return {}
+        fields = [f for p in partitions for f in (p, f"{p}:published")]
+        raw = await self.client.hmget(self.keys.global_("offsets"), fields)
+        found = {}
+        for n, partition in enumerate(partitions):
+            applied, published = raw[2 * n], raw[2 * n + 1]
+            if applied is not None:
+                found[partition] = Position(int(applied), int(published or -1))
+        return found
 
     async def mark_erased(self, erased_at: Mapping[str, float]) -> None:
         async with self.client.pipeline(transaction=False) as pipe:
@@ -499,7 +593,10 @@ class RedisStore:
         return [ErasureReport(int(h), int(e), int(f)) for h, e, f in raw]
 
     def _decode(self, raw: list[Any]) -> BatchResult:
-        outcomes_raw, payload = raw
+        outcomes_raw, payload = raw[0], raw[1]
+        if len(raw) > 2 and raw[2]:  # the stored offsets were behind: nothing was applied
+            rewinds = {decoded(p): Position(int(a), int(pub)) for p, a, pub in orjson.loads(raw[2])}
+            return BatchResult([], {}, PopularView((), 0.0), rewinds)
         popular_raw, landmark_raw, views_raw = orjson.loads(payload)
         outcomes = [Outcome.APPLIED if o == 1 else Outcome.DUPLICATE for o in outcomes_raw]
         views: dict[str, UserView] = {}
@@ -573,7 +670,7 @@ class RedisStore:
 #: Keys outside MemoryState's snapshot: catalog metadata, trending windows and their erasure log,
 #: and the recommendation sources' state.
 NOT_IN_SNAPSHOT = frozenset(
-    {"meta", "trend_log", "trending_changed", "recommendations", *SOURCE_FIELDS}
+    {"meta", "trend_log", "trending_changed", "recommendations", "offsets", *SOURCE_FIELDS}
 )
 
 _USER_DEFAULTS: Mapping[str, type] = {

@@ -30,6 +30,7 @@ from models.state import StateParams
 from streams.api import ApiDeps, register_api
 from streams.catalog import CatalogIngester
 from streams.config import Settings
+from streams.consumer import EventsConsumer, events_group
 from streams.lag import LAG_INTERVAL_S, ConsumerLagProbe
 from streams.learner import LearnerState
 from streams.live import register_live
@@ -182,20 +183,33 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     else:  # the learner computes the sources' candidates ahead; lists read them
         processor = BatchProcessor(settings, store, publisher, metrics, candidates=learnt.pools)
     within = settings.batch_within_ms / 1000.0
+    events_consumer: EventsConsumer | None = None
+    if settings.events_consumer == "aiokafka":  # the default: see streams/consumer.py
+        events_consumer = EventsConsumer(settings, processor, store, metrics)
+        app.service(events_consumer)  # type: ignore[arg-type]  # an instance is accepted too
+    else:
 
-    @app.agent(events_topic, concurrency=1)
-    async def process_events(stream: Any) -> None:
-        async for batch in stream.take_events(settings.batch_max, within=within):
-            records = [_inbound(event) for event in batch]
-            try:
-                await processor.process(records)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # Unexpected bug: keep the worker alive but never drop silently. The events
-                # go to the DLQ with the reason, so they can be inspected and replayed.
-                log.exception("batch processing failed; dead-lettering %d events", len(records))
-                await processor.dead_letter_all(records, WORKER_ERROR)
+        @app.agent(events_topic, concurrency=1)
+        async def process_events(stream: Any) -> None:
+            async for batch in stream.take_events(settings.batch_max, within=within):
+                records = [_inbound(event) for event in batch]
+                try:
+                    await processor.process(records)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # Unexpected bug: keep the worker alive but never drop silently. The
+                    # events go to the DLQ with the reason, to be inspected and replayed.
+                    log.exception("batch failed; dead-lettering %d events", len(records))
+                    await processor.dead_letter_all(records, WORKER_ERROR)
+
+    def events_assignment() -> set[Any]:
+        if events_consumer is not None:
+            return events_consumer.assignment()
+        topic = settings.topic("events")
+        return (
+            {tp for tp in app.consumer.assignment() if tp.topic == topic} if app.consumer else set()
+        )
 
     privacy_topic = app.topic(
         settings.topic("privacy.requests"), key_type=bytes, value_type=bytes, value_serializer="raw"
@@ -255,7 +269,8 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         except Exception:  # the next tick retries; the changed scopes were re-marked or lost
             log.exception("trending publish failed")
 
-    lag = ConsumerLagProbe(app, settings, metrics)
+    group = events_group(settings) if events_consumer is not None else settings.app_id
+    lag = ConsumerLagProbe(settings, metrics, events_assignment, group)
 
     @app.timer(LAG_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def probe_consumer_lag() -> None:
@@ -282,7 +297,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
             redis_ok = bool(await redis_client.ping())
         except Exception:  # any failure to reach Redis is "not ready", never a crash
             redis_ok = False
-        partitions = len(app.consumer.assignment()) if app.consumer else 0
+        partitions = len(events_assignment())
         # A dependency the worker is waiting out (consuming paused) makes it not ready.
         waiting = metrics.waiting_out()
         ready = redis_ok and partitions > 0 and not waiting

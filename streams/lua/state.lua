@@ -18,7 +18,11 @@ ARGV[18] n = number of events (process) or users (read, erase), then the records
   process: 9 fields per event: event_id, type, user_id, item_id|"", target_user_id|"", ts,
            weight, stream_id|"", arrival (broker timestamp: trending windows use it)
   read, erase: one user id per record
-Returns {outcomes, JSON [popular, landmark, views]}; outcomes: 1 applied / 0 duplicate per event.
+  process, after the events: m, then 5 fields per partition: "topic:partition", first offset,
+           last offset, expected applied offset (-1 unknown), published offset (-1 none)
+Returns {outcomes, JSON [popular, landmark, views]}; outcomes: 1 applied / 0 duplicate per event;
+or, when a partition's stored offset is behind the expected one, {{}, '', JSON [[partition,
+applied, published], ...]} having applied nothing.
 ]]
 
 local mode = ARGV[1]
@@ -383,7 +387,26 @@ end
 local outcomes = {}
 local to_read = {}
 local queued = {}
+local OFFSETS = P .. 'offsets'
+local ranges = {}
 if mode == 'process' then
+  -- Offsets ride with the state they produce (streams/store.py OffsetRange): first check that
+  -- no partition's stored offset is behind what the consumer expected (Redis lost writes), in
+  -- which case nothing is applied and the consumer goes back; the new offsets are written
+  -- after the events, in this same atomic script.
+  local off = FIRST + N * FIELDS
+  local behind = {}
+  for r = 0, (tonumber(ARGV[off] or '0') or 0) - 1 do
+    local b = off + 1 + r * 5
+    local part, expected = ARGV[b], tonumber(ARGV[b + 3])
+    ranges[#ranges + 1] = { part, tonumber(ARGV[b + 2]), tonumber(ARGV[b + 4]) }
+    local stored = redis.call('HMGET', OFFSETS, part, part .. ':published')
+    local applied = tonumber(stored[1] or '-1')
+    if expected >= 0 and applied < expected then
+      behind[#behind + 1] = { part, applied, tonumber(stored[2] or '-1') }
+    end
+  end
+  if #behind > 0 then return { {}, '', cjson.encode(behind) } end
   for e = 0, N - 1 do
     local base = FIRST + e * FIELDS
     local event_id, etype, user = ARGV[base], ARGV[base + 1], ARGV[base + 2]
@@ -421,6 +444,16 @@ if mode == 'process' then
         end
       end
       if not stale then outcomes[#outcomes + 1] = 1 end
+    end
+  end
+  for _, r in ipairs(ranges) do
+    local part, last, published = r[1], r[2], r[3]
+    if last > tonumber(redis.call('HGET', OFFSETS, part) or '-1') then
+      redis.call('HSET', OFFSETS, part, last)
+    end
+    local field = part .. ':published'
+    if published > tonumber(redis.call('HGET', OFFSETS, field) or '-1') then
+      redis.call('HSET', OFFSETS, field, published)
     end
   end
 elseif mode == 'erase' then

@@ -1,5 +1,6 @@
 """A Redis outage mid-stream is waited out: no valid event is dead-lettered, every user gets a
-list after their last event, and the worker says it is not ready while it waits.
+list after their last event, the worker says it is not ready while it waits, and the state
+ends exactly as applying every event once (offsets roll back with whatever Redis lost).
 
 The test freezes the real Redis (SIGSTOP, longer than the worker's Redis timeout) and then
 kills it (SIGKILL) and starts it again with ``socialrec infra``, while a real worker consumes.
@@ -24,9 +25,17 @@ from aiokafka import AIOKafkaProducer
 from streams import infra
 from streams.bench import TopicReader
 from streams.config import Settings
+from streams.store import MemoryStore, RedisStore
+from streams.worker import state_params
 from tests.conftest import running_under_ci
 from tests.e2e.conftest import WorkerProcess, consume_until, wait_for
-from tests.e2e.test_worker import _produce_events, _seen_events, _stream
+from tests.e2e.test_worker import (
+    _assert_close,
+    _order_independent,
+    _produce_events,
+    _seen_events,
+    _stream,
+)
 
 
 def _redis_pid(settings: Settings) -> int:
@@ -116,6 +125,17 @@ async def test_a_frozen_then_killed_redis_is_waited_out_without_dead_letters(
         await wait_for(worker.assigned, what="the worker to be ready again")
     finally:
         worker.stop()
+    # Whatever Redis lost when it was killed (AOF fsyncs once a second), its offsets rolled
+    # back with it and the events were consumed again: the state is that of applying every
+    # event exactly once.
+    reference = MemoryStore(state_params(settings))
+    await reference.process_batch(events)
+    fresh = aioredis.Redis.from_url(settings.redis_url)  # the fixture's connection died with Redis
+    try:
+        actual = await RedisStore(fresh, state_params(settings)).snapshot()
+    finally:
+        await fresh.aclose()
+    _assert_close(_order_independent(actual), _order_independent(await reference.snapshot()))
 
 
 async def _count_is(client: aioredis.Redis, expected: int) -> bool:
@@ -124,3 +144,41 @@ async def _count_is(client: aioredis.Redis, expected: int) -> bool:
 
 async def _metric_at_least(worker: WorkerProcess, name: str, value: float) -> bool:
     return await worker.metric(name) >= value
+
+
+async def _dump(client: aioredis.Redis) -> dict[bytes, Any]:
+    return {key: await client.dump(key) async for key in client.scan_iter(count=1000)}
+
+
+async def _restore(client: aioredis.Redis, dumped: dict[bytes, Any]) -> None:
+    await client.flushdb()
+    for key, value in dumped.items():
+        if value is not None:
+            await client.restore(key, 0, value)
+
+
+async def test_state_and_offsets_roll_back_together_when_redis_loses_writes(
+    settings: Settings, worker: WorkerProcess, producer: AIOKafkaProducer,
+    redis_client: aioredis.Redis,
+) -> None:  # fmt: skip
+    """Redis comes back older than the worker last saw it (as after a crash that lost its
+    last second): the worker notices at its next batch, goes back to the offsets stored with
+    that older state, consumes the lost events again, and ends exactly as applying each once."""
+    events = _stream(2400, seed=7, start=time.time())
+    first, lost, after = events[:800], events[800:1600], events[1600:]
+    await _produce_events(producer, settings, first)
+    await wait_for(lambda: _count_is(redis_client, len(first)), what="the first part applied")
+    older = await _dump(redis_client)
+    await _produce_events(producer, settings, lost)
+    applied = len(first) + len(lost)
+    await wait_for(lambda: _count_is(redis_client, applied), what="the second part applied")
+    await _restore(redis_client, older)  # Redis forgets the second part, offsets included
+    assert await _seen_events(redis_client) == len(first)
+
+    await _produce_events(producer, settings, after)
+    await wait_for(lambda: _count_is(redis_client, len(events)), what="every event applied")
+    reference = MemoryStore(state_params(settings))
+    await reference.process_batch(events)
+    actual = await RedisStore(redis_client, state_params(settings)).snapshot()
+    _assert_close(_order_independent(actual), _order_independent(await reference.snapshot()))
+    assert await worker.metric("socialrec_dead_letters_total") == 0

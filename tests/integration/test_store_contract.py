@@ -21,7 +21,7 @@ from models.events import Event, EventType
 from models.similarity import cosine
 from models.state import Outcome, StateParams
 from streams.keys import Keys
-from streams.store import MemoryStore, RedisStore, Store
+from streams.store import MemoryStore, OffsetRange, Position, RedisStore, Store
 
 TIGHT = StateParams(
     history_size=5,
@@ -97,6 +97,29 @@ async def test_duplicates_are_detected(make_store: StoreFactory) -> None:
     assert second.outcomes == [Outcome.DUPLICATE]
     assert list(first.views) == ["u1"]
     assert second.views == {}
+
+
+async def test_offsets_ride_with_the_state_and_a_store_behind_them_is_reported(
+    make_store: StoreFactory,
+) -> None:
+    store = make_store(TIGHT)
+    events = random_stream(seed=3, count=6)
+    first = [OffsetRange("events:0", 0, 2, expected=-1, published=-1)]
+    await store.process_batch(events[:3], offsets=first)
+    assert await store.positions(["events:0", "events:1"]) == {"events:0": Position(2, -1)}
+    second = [OffsetRange("events:0", 3, 5, expected=2, published=2)]
+    result = await store.process_batch(events[3:], offsets=second)
+    assert result.rewinds == {}
+    assert await store.positions(["events:0"]) == {"events:0": Position(5, 2)}
+
+    # A consumer that saw offset 9 applied meets a store that says 5: the store lost writes.
+    before = await store.snapshot()
+    behind = [OffsetRange("events:0", 10, 12, expected=9, published=9)]
+    result = await store.process_batch(random_stream(seed=4, count=3), offsets=behind)
+    assert result.rewinds == {"events:0": Position(5, 2)}
+    assert result.outcomes == []
+    assert await store.snapshot() == before  # nothing applied
+    assert await store.positions(["events:0"]) == {"events:0": Position(5, 2)}
 
 
 async def test_reads_reflect_the_batch(make_store: StoreFactory) -> None:

@@ -9,13 +9,8 @@ from streams.lag import ConsumerLagProbe
 from streams.metrics import WorkerMetrics
 
 
-class BrokenConsumer:
-    def assignment(self) -> set[Any]:
-        raise RuntimeError("consumer thread not yet started")
-
-
-class App:
-    consumer = BrokenConsumer()
+def broken_assignment() -> set[Any]:
+    raise RuntimeError("consumer not yet started")
 
 
 def _lag(metrics: WorkerMetrics, partition: str) -> float | None:
@@ -26,7 +21,7 @@ def _lag(metrics: WorkerMetrics, partition: str) -> float | None:
 
 async def test_a_failed_probe_is_counted_and_skipped() -> None:
     metrics = WorkerMetrics()
-    probe = ConsumerLagProbe(App(), Settings(), metrics)
+    probe = ConsumerLagProbe(Settings(), metrics, broken_assignment, "g")
     assert await probe.probe() is None
     assert await probe.probe() is None
     assert metrics.registry.get_sample_value("socialrec_consumer_lag_errors_total") == 2
@@ -34,7 +29,7 @@ async def test_a_failed_probe_is_counted_and_skipped() -> None:
 
 def test_revoked_partitions_stop_being_reported() -> None:
     metrics = WorkerMetrics()
-    probe = ConsumerLagProbe(App(), Settings(), metrics)
+    probe = ConsumerLagProbe(Settings(), metrics, broken_assignment, "g")
     probe._publish({0: 5, 1: 7})
     assert (_lag(metrics, "0"), _lag(metrics, "1")) == (5, 7)
     probe._publish({1: 2})  # partition 0 moved to another worker

@@ -16,7 +16,7 @@ from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.pipeline import BatchProcessor, InboundRecord
 from streams.sources import SourceSet
-from streams.store import BatchResult, MemoryStore
+from streams.store import BatchResult, MemoryStore, OffsetRange
 from tests.unit.fakes import RecordingPublisher
 
 NOW = 1_800_000_000.0
@@ -146,14 +146,17 @@ class FlakyStore(MemoryStore):
         self.connection_failures = 1
 
     async def process_batch(
-        self, events: Sequence[Event], arrivals: Sequence[float] | None = None
+        self,
+        events: Sequence[Event],
+        arrivals: Sequence[float] | None = None,
+        offsets: Sequence[OffsetRange] = (),
     ) -> BatchResult:
         if self.connection_failures:
             self.connection_failures -= 1
             raise redis.exceptions.ConnectionError("connection reset")
         if any(e.event_id == self.poison for e in events):
             raise redis.exceptions.ResponseError("script error")
-        return await super().process_batch(events, arrivals)
+        return await super().process_batch(events, arrivals, offsets)
 
 
 async def test_store_failures_are_retried_and_a_poison_event_is_isolated() -> None:
@@ -200,10 +203,13 @@ class OutageStore(MemoryStore):
         return await super().erased_at(user_ids)
 
     async def process_batch(
-        self, events: Sequence[Event], arrivals: Sequence[float] | None = None
+        self,
+        events: Sequence[Event],
+        arrivals: Sequence[float] | None = None,
+        offsets: Sequence[OffsetRange] = (),
     ) -> BatchResult:
         self._maybe_fail()
-        return await super().process_batch(events, arrivals)
+        return await super().process_batch(events, arrivals, offsets)
 
     async def cache_recommendations(self, lists: Mapping[str, bytes]) -> None:
         self._maybe_fail()

@@ -1,0 +1,208 @@
+"""The ``events`` topic's consumer: an aiokafka consumer run as a service of the Faust app.
+
+Why not a Faust agent: the agent's per-event stream machinery capped a forwarding agent at a
+fraction of raw aiokafka on this machine (``socialrec bench`` measures both), its ``take``
+buffer holds each event up to the batch window, and it cannot go back to an earlier offset.
+This consumer reads batches with ``getmany`` and keeps its positions **in Redis, with the state
+they produced** (streams/store.py ``OffsetRange``):
+
+* each batch's script checks that the stored applied offset of every partition is the one this
+  consumer last saw; if Redis lost writes (a restart without its last second) nothing is
+  applied and the consumer goes back to the last published offset + 1, so state and offsets
+  roll back together and the events are consumed again;
+* when a partition is assigned, consuming starts after its stored *published* offset: events
+  applied but not yet published are delivered again, found to be duplicates, and their users'
+  lists are published (every applied event gets its publish);
+* offsets are also committed to Kafka after each batch (for lag and for a fresh store).
+
+Every other topic (catalog, shares, privacy requests) stays a Faust agent. The service shares
+the app's lifecycle, web server and metrics; ``SOCIALREC_EVENTS_CONSUMER=faust`` runs the agent
+instead (without the guarantees above), for comparison.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from mode import Service
+
+from streams.config import Settings
+from streams.metrics import WorkerMetrics
+from streams.outage import wait_out
+from streams.pipeline import WORKER_ERROR, BatchProcessor, InboundRecord
+from streams.store import OffsetRange, Position, Store
+
+log = logging.getLogger(__name__)
+
+
+def events_group(settings: Settings) -> str:
+    """The consumer group of ``events`` (Faust's agents use ``app_id`` for the other topics)."""
+    return f"{settings.app_id}-events"
+
+
+def offset_ranges(
+    records: Sequence[InboundRecord], known: dict[int, Position]
+) -> list[OffsetRange]:
+    """One range per partition of the batch, with what this consumer knows of it.
+
+    >>> recs = [InboundRecord(b"{}", b"k", "events", 1, o, 0.0) for o in (7, 8, 9)]
+    >>> offset_ranges(recs, {1: Position(6, 4)})
+    [OffsetRange(partition='events:1', first=7, last=9, expected=6, published=4)]
+    """
+    spans: dict[int, tuple[int, int]] = {}
+    for r in records:
+        first, last = spans.get(r.partition, (r.offset, r.offset))
+        spans[r.partition] = (min(first, r.offset), max(last, r.offset))
+    return [
+        OffsetRange(
+            f"events:{p}",
+            first,
+            last,
+            known.get(p, Position(-1, -1)).applied,
+            known.get(p, Position(-1, -1)).published,
+        )
+        for p, (first, last) in sorted(spans.items())
+    ]
+
+
+class EventsConsumer(Service):
+    """Consume ``events`` in batches into the pipeline, positions kept with the state."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        processor: BatchProcessor,
+        store: Store,
+        metrics: WorkerMetrics,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.processor = processor
+        self.store = store
+        self.metrics = metrics
+        self.topic = settings.topic("events")
+        self.consumer: AIOKafkaConsumer | None = None
+        #: Per partition: the applied and published offsets as this consumer knows them.
+        self.known: dict[int, Position] = {}
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.consumer.assignment()) if self.consumer is not None else set()
+
+    async def on_start(self) -> None:
+        s = self.settings
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap,
+            group_id=events_group(s),
+            client_id=events_group(s),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(s.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(s.session_timeout_s * 1000 / 3),
+            max_poll_records=s.batch_max,
+        )
+        self.consumer.subscribe([self.topic], listener=_Positions(self))
+        await self.consumer.start()
+        self.add_future(self._run())
+
+    async def on_stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+
+    async def assigned(self, partitions: set[TopicPartition]) -> None:
+        """Start each partition after its stored published offset (if the store has one)."""
+        assert self.consumer is not None
+        names = {tp: f"events:{tp.partition}" for tp in partitions}
+        stored = await wait_out(
+            lambda: self.store.positions(list(names.values())), self.metrics, "positions"
+        )
+        for tp, name in names.items():
+            position = stored.get(name)
+            if position is None:
+                self.known.pop(tp.partition, None)  # Kafka's committed offset, or the earliest
+                continue
+            self.known[tp.partition] = position
+            self.consumer.seek(tp, position.published + 1)
+
+    def revoked(self, partitions: set[TopicPartition]) -> None:
+        for tp in partitions:
+            self.known.pop(tp.partition, None)
+
+    async def _run(self) -> None:
+        assert self.consumer is not None
+        consumer = self.consumer
+        within = self.settings.batch_within_ms
+        while not self.should_stop:
+            found = await consumer.getmany(timeout_ms=within, max_records=self.settings.batch_max)
+            records = [
+                InboundRecord(r.value, r.key, r.topic, r.partition, r.offset, r.timestamp / 1e3)
+                for batch in found.values()
+                for r in batch
+            ]
+            if records:
+                await self._batch(records)
+
+    async def _batch(self, records: list[InboundRecord]) -> None:
+        assert self.consumer is not None
+        ranges = offset_ranges(records, self.known)
+        try:
+            summary = await self.processor.process(records, ranges)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A bug, not an outage (those are waited out inside): keep every record in the
+            # DLQ with the reason, move on, and keep the stored offsets in step.
+            log.exception("batch processing failed; dead-lettering %d events", len(records))
+            await self.processor.dead_letter_all(records, WORKER_ERROR)
+            summary = None
+        if summary is not None and summary.rewinds:
+            await self._rewind(records, summary.rewinds)
+            return
+        for r in ranges:
+            partition = int(r.partition.rpartition(":")[2])
+            self.known[partition] = Position(r.last, r.last)  # published: the batch is acked
+        commit = {TopicPartition(self.topic, int(r.partition.rpartition(":")[2])): r.last + 1
+                  for r in ranges}  # fmt: skip
+        try:
+            await self.consumer.commit(commit)
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+            # A rebalance or a broker outage: the positions that count are in Redis, and the
+            # next commit covers these offsets too.
+            log.info("offset commit to Kafka skipped (%s)", type(exc).__name__)
+
+    async def _rewind(self, records: list[InboundRecord], rewinds: dict[str, Position]) -> None:
+        """Go back: rewound partitions to their stored published offset + 1, the batch's other
+        partitions to where the batch began (none of it was applied)."""
+        assert self.consumer is not None
+        starts: dict[int, int] = {}
+        for r in records:
+            starts[r.partition] = min(starts.get(r.partition, r.offset), r.offset)
+        for partition, first in starts.items():
+            position = rewinds.get(f"events:{partition}")
+            tp = TopicPartition(self.topic, partition)
+            if position is None:
+                self.consumer.seek(tp, first)
+                continue
+            log.warning("stored state of partition %d is behind; consuming again", partition)
+            self.known[partition] = position
+            if position.published >= 0:
+                self.consumer.seek(tp, position.published + 1)
+            else:
+                self.known.pop(partition, None)
+                await self.consumer.seek_to_beginning(tp)
+
+
+class _Positions(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, service: EventsConsumer) -> None:
+        self.service = service
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.service.revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.service.assigned(assigned)
