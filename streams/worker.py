@@ -1,10 +1,11 @@
-"""The Faust worker: consume ``events`` in micro-batches and hand them to the pipeline.
+"""The Faust worker: ``events`` in micro-batches through the pipeline, and the other topics.
 
-Known Faust pitfalls this follows (see the project guide): agent concurrency stays 1 (a higher
-one can commit past in-flight messages) and throughput comes from ``take_events`` batches; the
-wire is plain bytes (no Faust record metadata); publishing uses explicit keys; state lives in
-Redis, not in Faust tables; an exception never escapes the agent loop (a crashed agent would
-stop consuming), and events are acknowledged only after their batch is fully processed.
+``events`` is read by an aiokafka consumer service (streams/consumer.py: offsets kept with the
+state); catalog, shares and privacy requests are Faust agents. Known Faust pitfalls this
+follows: agent concurrency stays 1 (a higher one can commit past in-flight messages) and
+throughput comes from ``take_events`` batches; the wire is plain bytes (no Faust record
+metadata); publishing uses explicit keys; state lives in Redis, not in Faust tables; an
+exception never escapes an agent loop (a crashed agent would stop consuming).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.pipeline import BatchProcessor, InboundRecord
 from streams.sources import SourceSet
-from streams.store import BatchResult, MemoryStore, OffsetRange
+from streams.store import BatchResult, MemoryStore, OffsetRange, Position
 from tests.unit.fakes import RecordingPublisher
 
 NOW = 1_800_000_000.0
@@ -359,3 +359,19 @@ async def test_a_failing_source_is_counted_and_the_list_is_still_published() -> 
     assert "tripod" not in items
     assert _metric(metrics, "socialrec_source_errors_total", source="mf", call="learn") == 1
     assert _metric(metrics, "socialrec_source_errors_total", source="mf", call="candidates") == 1
+
+
+async def test_a_store_behind_the_consumer_applies_and_publishes_nothing() -> None:
+    store = MemoryStore(StateParams())
+    processor, publisher, _ = _processor(store)
+    batch = [_record(_event(n, f"u{n}", "i1"), n) for n in range(3)]
+    await processor.process(batch, [OffsetRange("events:0", 0, 2, expected=-1, published=-1)])
+    before = await store.snapshot()
+    sent = len(publisher.sent)
+    later = [_record(_event(n, f"u{n}", "i2"), n) for n in range(7, 9)]
+    summary = await processor.process(
+        later, [OffsetRange("events:0", 7, 8, expected=6, published=6)]
+    )
+    assert summary.rewinds == {"events:0": Position(2, -1)}
+    assert await store.snapshot() == before
+    assert len(publisher.sent) == sent
