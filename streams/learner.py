@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 #: Records per learner batch at most: a learner that fell behind catches up in large batches,
 #: where each source's round trips and each user's pool are paid once per batch.
 LEARN_BATCH_MAX = 2_000
+#: How long a batch waits for more events after its first (well inside the 1 s lag budget).
+GATHER_S = 0.2
 
 
 def learner_group(settings: Settings) -> str:
@@ -173,22 +175,39 @@ class Learner:
         await consumer.start()
         try:
             while not stop.is_set():
-                batches = await consumer.getmany(
-                    timeout_ms=max(self.settings.batch_within_ms, 50), max_records=LEARN_BATCH_MAX
-                )
-                records = [
-                    InboundRecord(
-                        r.value, r.key, r.topic, r.partition, r.offset, r.timestamp / 1000.0
-                    )
-                    for found in batches.values()
-                    for r in found
-                ]
-                if not records:
-                    continue
-                await self.learn(records)
+                records = await self._gather(consumer)
+                if records:
+                    await self.learn(records)
                 await self._wait_out(consumer.commit, "commit")
         finally:
             await consumer.stop()
+
+    @staticmethod
+    async def _gather(consumer: Any) -> list[InboundRecord]:
+        """Records for one batch: whatever arrives within :data:`GATHER_S` of the first one
+        (at most :data:`LEARN_BATCH_MAX`). Waiting a little lets a shopper's burst of events
+        share one pool refresh, which is most of the learner's cost."""
+        records: list[InboundRecord] = []
+        deadline: float | None = None
+        while len(records) < LEARN_BATCH_MAX:
+            left = 0.5 if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                break
+            found = await consumer.getmany(
+                timeout_ms=int(left * 1000), max_records=LEARN_BATCH_MAX - len(records)
+            )
+            for batch in found.values():
+                for r in batch:
+                    records.append(
+                        InboundRecord(
+                            r.value, r.key, r.topic, r.partition, r.offset, r.timestamp / 1e3
+                        )
+                    )
+            if records and deadline is None:
+                deadline = time.monotonic() + GATHER_S
+            elif not records:
+                break  # nothing within half a second: let the caller check for a stop
+        return records
 
 
 def run_learner(settings: Settings) -> int:
