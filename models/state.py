@@ -52,6 +52,8 @@ ZERO = 1e-9
 class Outcome(StrEnum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"
+    #: Refused by a store whose stored data for the event is corrupt (only Redis can be).
+    REJECTED = "rejected"
 
 
 @dataclass(frozen=True, slots=True)

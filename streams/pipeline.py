@@ -311,6 +311,11 @@ class BatchProcessor:
         published_events: list[InboundRecord] = []
         fresh: list[Event] = []
         for (event, record), outcome in zip(applied, result.outcomes, strict=True):
+            if outcome is Outcome.REJECTED:  # the store refused it before writing any of it
+                detail = "stored state of its user or item is corrupt"
+                pending.append(await self._dead_letter(record, PROCESSING_ERROR, detail))
+                summary.dead_lettered += 1
+                continue
             if outcome is Outcome.DUPLICATE:
                 # Applied before, maybe without its publish (a crash or an outage between the
                 # two): the user's list is published again (at least once), nothing relearnt.

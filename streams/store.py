@@ -598,7 +598,7 @@ class RedisStore:
             rewinds = {decoded(p): Position(int(a), int(pub)) for p, a, pub in orjson.loads(raw[2])}
             return BatchResult([], {}, PopularView((), 0.0), rewinds)
         popular_raw, landmark_raw, views_raw = orjson.loads(payload)
-        outcomes = [Outcome.APPLIED if o == 1 else Outcome.DUPLICATE for o in outcomes_raw]
+        outcomes = [_OUTCOMES[o] for o in outcomes_raw]
         views: dict[str, UserView] = {}
         for view in _array(views_raw):
             user, recent_raw, aff_raw, neigh_raw, seen, bought, hidden, inbox, followees = view
@@ -666,6 +666,8 @@ class RedisStore:
         value = await self.client.get(key)
         return "" if value is None else decoded(value)
 
+
+_OUTCOMES = {0: Outcome.DUPLICATE, 1: Outcome.APPLIED, 2: Outcome.REJECTED}
 
 #: Keys outside MemoryState's snapshot: catalog metadata, trending windows and their erasure log,
 #: and the recommendation sources' state.

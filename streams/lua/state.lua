@@ -20,7 +20,8 @@ ARGV[18] n = number of events (process) or users (read, erase), then the records
   read, erase: one user id per record
   process, after the events: m, then 5 fields per partition: "topic:partition", first offset,
            last offset, expected applied offset (-1 unknown), published offset (-1 none)
-Returns {outcomes, JSON [popular, landmark, views]}; outcomes: 1 applied / 0 duplicate per event;
+Returns {outcomes, JSON [popular, landmark, views]}; outcomes per event: 1 applied, 0 duplicate,
+2 rejected (a key of its own user, target or item has the wrong type; nothing of it written);
 or, when a partition's stored offset is behind the expected one, {{}, '', JSON [[partition,
 applied, published], ...]} having applied nothing.
 ]]
@@ -385,6 +386,31 @@ local function read_view(user)
 end
 
 local outcomes = {}
+-- A key of the event's own user, target or item holding another type than the script writes
+-- would fail the script half way through the event (Redis does not roll a script back), so
+-- such an event is refused before anything of it is written. Checked once per batch per key.
+local USER_KEY_TYPES = { history = 'zset', affinity = 'hash', seen_events = 'zset',
+  event_log = 'hash', trend_log = 'zset', bought = 'set', hidden = 'set', following = 'set',
+  followers = 'set', inbox = 'zset', outbox = 'set', senders = 'set', actions = 'zset',
+  seen_items = 'zset' }
+local ITEM_KEY_TYPES = { dot = 'zset', sim = 'zset', meta = 'hash' }
+local checked = {}
+local function wrong_types(name, types)
+  if checked[name] == nil then
+    checked[name] = false
+    for field, kind in pairs(types) do
+      local found = redis.call('TYPE', name .. field).ok
+      if found ~= 'none' and found ~= kind then checked[name] = true end
+    end
+  end
+  return checked[name]
+end
+local function corrupt(user, item, target)
+  return wrong_types(P .. 'u:' .. user .. ':', USER_KEY_TYPES)
+    or (target ~= '' and wrong_types(P .. 'u:' .. target .. ':', USER_KEY_TYPES))
+    or (item ~= '' and wrong_types(P .. 'i:' .. item .. ':', ITEM_KEY_TYPES))
+end
+
 local to_read = {}
 local queued = {}
 local OFFSETS = P .. 'offsets'
@@ -414,7 +440,9 @@ if mode == 'process' then
     local ts_text = ARGV[base + 5]
     local ts, weight = tonumber(ts_text), tonumber(ARGV[base + 6])
     local seen = ukey(user, 'seen_events')
-    if redis.call('ZSCORE', seen, event_id) then
+    if corrupt(user, item, target) then
+      outcomes[#outcomes + 1] = 2  -- rejected before any write: the pipeline dead-letters it
+    elseif redis.call('ZSCORE', seen, event_id) then
       outcomes[#outcomes + 1] = 0
     else
       redis.call('ZADD', seen, ts_text, event_id)

@@ -1,0 +1,45 @@
+"""A poison event on real Redis: a corrupt key of its own user makes the store refuse it before
+writing any of it; it goes to the DLQ and the rest of its batch is applied and published once."""
+
+from __future__ import annotations
+
+import orjson
+import redis.asyncio as aioredis
+
+from streams.config import Settings
+from streams.metrics import WorkerMetrics
+from streams.pipeline import BatchProcessor, InboundRecord
+from streams.store import RedisStore
+from streams.worker import state_params
+from tests.unit.fakes import RecordingPublisher
+
+NOW = 1_800_000_000.0
+
+
+def _record(n: int, user: str, item: str) -> InboundRecord:
+    body = {"event_id": f"p{n}", "type": "purchase", "user_id": user, "item_id": item,
+            "ts": NOW - 5}  # fmt: skip
+    return InboundRecord(orjson.dumps(body), user.encode(), "events", 0, n, NOW - 1)
+
+
+async def test_a_poison_event_is_refused_whole_and_the_rest_applied(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    await redis_client.set("sr:u:mallory:bought", "not a set")  # what the script cannot SADD to
+    store = RedisStore(redis_client, state_params(settings))
+    publisher = RecordingPublisher()
+    processor = BatchProcessor(settings, store, publisher, WorkerMetrics(), clock=lambda: NOW)
+    batch = [_record(0, "ann", "phone"), _record(1, "mallory", "phone"), _record(2, "bob", "case")]
+
+    summary = await processor.process(batch)
+
+    assert (summary.applied, summary.dead_lettered) == (2, 1)
+    dead = publisher.on(settings.topic("events.dlq"))
+    assert [d.headers["__connect.errors.offset"] for d in dead] == [b"1"]
+    assert dead[0].headers["socialrec.dlq.reason"] == b"processing_error"
+    lists = publisher.on(settings.topic("recommendations"))
+    assert sorted(r.key or b"" for r in lists) == [b"ann", b"bob"]  # each once: nothing replayed
+    # Nothing of mallory's event was written: no id, no history, no popularity from it.
+    assert await redis_client.zscore("sr:u:mallory:seen_events", "p1") is None
+    assert not await redis_client.exists("sr:u:mallory:history")
+    assert await redis_client.zscore("sr:popularity", "phone") is not None  # ann's purchase
