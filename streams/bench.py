@@ -469,6 +469,7 @@ async def run_once(
     await apply_topics(settings)
     await use_log_append_time(settings, "recommendations")
     proc = _system_process(system, settings, run_dir / f"{scenario}-{system}.log", profile)
+    learner_s: float | None = None
     info_before = await redis_info(settings.redis_url) if system == "worker" else {}
     preload = scenario == "throughput"
     warmup = 0 if preload else WARMUP_EVENTS
@@ -501,8 +502,10 @@ async def run_once(
                 await produce(settings, world, events(), rate, on_sent=keep)
             await _wait_processed(progress, proc, warmup + len(measured), RUN_TIMEOUT_S)
             await _wait_settled(progress)
+            settled = time.monotonic()
             if system == "worker":
                 await progress.processed()  # a last scrape, after everything was published
+                learner_s = await _learner_catch_up(settings, settled)
             cpu_done = _cpu_seconds(proc.pid)
             cpu = cpu_done - cpu_ready if cpu_done is not None and cpu_ready is not None else None
         finally:
@@ -516,10 +519,37 @@ async def run_once(
     result["outputs"] = outputs
     result["process_cpu_s"] = round(cpu, 2) if cpu is not None else None
     if system == "worker":
+        # How long after the lists settled the learner (the worker's child) had learnt every
+        # event: the staleness of the sources' candidates at the end of the run.
+        result["learner_done_after_s"] = learner_s
         result["profile"] = _profile(
             info_before, await redis_info(settings.redis_url), progress.last, cpu
         )
     return result
+
+
+async def _learner_catch_up(settings: Settings, since: float) -> float | None:
+    """Seconds from ``since`` until the learner's group has committed every event (None if
+    it had not after :data:`RUN_TIMEOUT_S`, or runs no learner)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from streams.learner import learner_group
+
+    if settings.learner != "child" or not settings.sources:
+        return None
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        async with TopicReader(settings, "events") as events:
+            total = await events.count()
+            while time.monotonic() - since < RUN_TIMEOUT_S:
+                done = await admin.list_consumer_group_offsets(learner_group(settings))
+                if sum(max(0, meta.offset) for meta in done.values()) >= total:
+                    return round(time.monotonic() - since, 1)
+                await asyncio.sleep(POLL_S / 2)
+    finally:
+        await admin.close()
+    return None
 
 
 # --- where a batch's time goes, in-process -----------------------------------------------------
@@ -676,6 +706,10 @@ def _table(figures: dict[str, Any]) -> str:
         if ratio is not None:
             a, _, b = name.partition("_vs_")
             lines.append(f"throughput: {a} = {ratio:.3f} × {b}")
+    for scenario, figures_of in (("a", tput), ("b", lat)):
+        done = figures_of["worker"].get("learner_done_after_s")
+        if done is not None:
+            lines.append(f"{scenario}) the learner had learnt every event {done} s after the lists")
     prof = tput["worker"].get("profile") or {}
     if prof.get("batch_processing_s"):
         lines.append(
@@ -701,7 +735,12 @@ def _table(figures: dict[str, Any]) -> str:
 
 
 async def _bench(
-    settings: Settings, events: int, seed: int, say: Callable[[str], None], profile: Path | None
+    settings: Settings,
+    events: int,
+    seed: int,
+    say: Callable[[str], None],
+    profile: Path | None,
+    rate: float | None = None,
 ) -> dict[str, Any]:
     from streams.topics import delete_topics_with_prefix
 
@@ -752,7 +791,8 @@ async def _bench(
         # A third of the pre-loaded capacity: at a low rate batches hold a few events, and each
         # event then pays for a full read of its user's state (pre-loaded batches share one
         # read per user), so the small-batch capacity is well below the figure from (a).
-        rate = min(LATENCY_RATE, max(10.0, round(worker_rate / LATENCY_HEADROOM, -1)))
+        if rate is None:
+            rate = min(LATENCY_RATE, max(10.0, round(worker_rate / LATENCY_HEADROOM, -1)))
         count = min(events, int(rate * LATENCY_SECONDS))
         figures["latency"].update(rate=rate, seconds=round(count / rate, 1))
         say(f"b) latency: {count:,} events at {rate:g}/s after {WARMUP_EVENTS} warm-up events")
@@ -835,6 +875,7 @@ def run_bench(
     output: str | Path,
     seed: int,
     profile: Path | None = None,
+    rate: float | None = None,
 ) -> int:
     """``socialrec bench``: measure, print a table, write the figures to ``output``.
 
@@ -856,14 +897,15 @@ def run_bench(
     began = time.monotonic()
     load_before = [round(x, 2) for x in os.getloadavg()]
     try:
-        figures = asyncio.run(_bench(settings, events, seed, say, profile))
+        figures = asyncio.run(_bench(settings, events, seed, say, profile, rate))
     except (BenchError, DemoError) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
     finally:
         release_infra(settings, started)
     figures = {
-        "command": f"socialrec bench --events {events} --seed {seed}",
+        "command": f"socialrec bench --events {events} --seed {seed}"
+        + (f" --rate {rate:g}" if rate is not None else ""),
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "wall_s": round(time.monotonic() - began, 1),
         "machine": {

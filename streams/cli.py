@@ -59,7 +59,9 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
     from streams import bench
 
-    return bench.run_bench(settings, events=args.events, output=args.output, seed=args.seed)
+    return bench.run_bench(
+        settings, events=args.events, output=args.output, seed=args.seed, rate=args.rate
+    )
 
 
 def _eval(settings: Settings, args: argparse.Namespace) -> int:
@@ -127,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=int, default=20_000)
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--output", default="docs/benchmarks.json", help="where to keep the figures")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="events/s of the latency scenario (default: a third of the measured capacity)",
+    )
     p.set_defaults(handler=_bench)
 
     p = sub.add_parser("eval", help="replay a CSV of events offline and report quality metrics")

@@ -396,8 +396,10 @@ def run_worker(settings: Settings) -> int:
 def start_learner(settings: Settings) -> subprocess.Popen[bytes] | None:
     """The learner as a child process (``SOCIALREC_LEARNER=child``, with sources on).
 
-    It gets its own core's worth of CPU instead of sharing the worker's event loop, and the
-    kernel stops it if the worker dies, however it dies (``PR_SET_PDEATHSIG``).
+    It gets its own core's worth of CPU instead of sharing the worker's event loop, at a lower
+    priority (``nice``): when both want the CPU, the publish path gets it and the learner lags
+    a little more. The kernel stops it if the worker dies, however it dies
+    (``PR_SET_PDEATHSIG``).
     """
     if settings.learner != "child" or not settings.sources:
         return None
@@ -406,10 +408,15 @@ def start_learner(settings: Settings) -> subprocess.Popen[bytes] | None:
     )
 
 
+#: How much lower the learner's CPU priority is than the worker's.
+LEARNER_NICENESS = 10
+
+
 def _die_with_parent() -> None:
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     pr_set_pdeathsig = 1
     libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    os.nice(LEARNER_NICENESS)
 
 
 #: Seconds a graceful stop may take before the process exits anyway.
