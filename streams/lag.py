@@ -145,17 +145,14 @@ class ConsumerLagProbe:
 
     async def _drop_admin(self) -> None:
         offsets, self._offsets = self._offsets, None
-        if offsets is not None:
-            try:
-                await offsets.stop()
-            except Exception:  # closing a broken client may fail too; nothing to keep
-                log.debug("closing the lag probe's consumer failed", exc_info=True)
         admin, self._admin = self._admin, None
-        if admin is not None:
+        for close in (offsets.stop if offsets else None, admin.close if admin else None):
+            if close is None:
+                continue
             try:
-                await admin.close()
+                await close()
             except Exception:  # closing a broken client may fail too; nothing to keep
-                log.debug("closing the lag probe's admin client failed", exc_info=True)
+                log.debug("closing a lag probe client failed", exc_info=True)
 
     async def close(self) -> None:
         await self._drop_admin()
