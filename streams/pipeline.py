@@ -401,8 +401,8 @@ class BatchProcessor:
         with stages("assembly"):
             await self._rank_and_send(result, triggers, now, extra, cache, pending)
         with stages("publish"):
-            await asyncio.gather(*pending)
-            await self._wait_out(lambda: self.store.cache_recommendations(cache), "list cache")
+            cached = self._wait_out(lambda: self.store.cache_recommendations(cache), "list cache")
+            await asyncio.gather(*pending, cached)
         return len(cache)
 
     async def _rank_and_send(

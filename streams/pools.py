@@ -10,7 +10,7 @@ The wire form is compact and keeps every reason (the worker explains from it):
 >>> from models.recommend import Candidate, Reason, Source
 >>> pools = {Source.FBT: [Candidate("case", 0.5, (Reason("phone", 0.5),))]}
 >>> encode_pools(pools)
-b'{"fbt":[["case",0.5,[["phone",0.5,null,null]]]]}'
+b'{"fbt":[["case"],[0.5],[[["phone",0.5,null,null]]]]}'
 >>> decode_pools(encode_pools(pools)) == pools
 True
 """
@@ -39,31 +39,35 @@ return 1
 
 
 def encode_pools(pools: Mapping[Source, Sequence[Candidate]]) -> bytes:
-    return orjson.dumps(
-        {
-            source.value: [
-                [
-                    c.item_id,
-                    c.score,
-                    [[r.item_id, r.contribution, r.user_id, r.action] for r in c.reasons],
-                ]
-                for c in found
-            ]
-            for source, found in pools.items()
-            if found
-        }
-    )
+    """Per source: the item ids, the scores, and each candidate's reasons, or 0 where they
+    are the previous candidate's (MF and user-CF give every candidate the same one)."""
+    body = {}
+    for source, found in pools.items():
+        if not found:
+            continue
+        reasons: list[Any] = []
+        previous: tuple[Reason, ...] | None = None
+        for c in found:
+            same = c.reasons == previous
+            reasons.append(0 if same else [[r.item_id, r.contribution, r.user_id, r.action]
+                                           for r in c.reasons])  # fmt: skip
+            previous = c.reasons
+        body[source.value] = [[c.item_id for c in found], [c.score for c in found], reasons]
+    return orjson.dumps(body)
 
 
 def decode_pools(raw: bytes | str) -> Pools:
     body: dict[str, Any] = orjson.loads(raw)
-    return {
-        Source(source): [
-            Candidate(item, float(score), tuple(Reason(*reason) for reason in reasons))
-            for item, score, reasons in found
-        ]
-        for source, found in body.items()
-    }
+    pools: Pools = {}
+    for source, (items, scores, reasons) in body.items():
+        candidates = []
+        current: tuple[Reason, ...] = ()
+        for item, score, why in zip(items, scores, reasons, strict=True):
+            if why != 0:
+                current = tuple(Reason(*r) for r in why)
+            candidates.append(Candidate(item, score, current))
+        pools[Source(source)] = candidates
+    return pools
 
 
 class PoolStore:
