@@ -18,6 +18,7 @@ fixed label (safe for metric labels: it never contains the payload).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -77,6 +78,7 @@ class RejectReason(StrEnum):
     MISSING_FIELD = "missing_field"
     BAD_FIELD = "bad_field"
     BAD_TIMESTAMP = "bad_timestamp"
+    KEY_MISMATCH = "key_mismatch"  # the Kafka key is not the user_id (streams checks it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +120,9 @@ class Rejection:
     detail: str
 
 
-def _id_field(body: dict[str, object], name: str, required: bool) -> str | Rejection | None:
+def id_field(body: Mapping[str, object], name: str, required: bool) -> str | Rejection | None:
+    """An id field by the one rule every input topic shares: a string or an integer (turned
+    into text) of 1 to :data:`MAX_ID_LENGTH` characters."""
     value = body.get(name)
     if value is None:
         if required:
@@ -177,7 +181,7 @@ def parse_event(
         ("target_user_id", event_type in TARGET_USER_TYPES),
         ("stream_id", False),
     ):
-        checked = _id_field(body, name, required)
+        checked = id_field(body, name, required)
         if isinstance(checked, Rejection):
             return checked
         ids[name] = checked

@@ -117,7 +117,6 @@ def decoded(value: bytes | str) -> str:
 
 #: How long an erasure's anonymous mark lives: events of the user appended to Kafka before the
 #: request and consumed after it are dropped for this long (far beyond any consumer lag).
-ERASED_TTL_S: Final = 3600
 
 Scope = Literal["user", "item", "global", "trending"]
 
@@ -157,7 +156,8 @@ class Keys:
         """The anonymous mark of a recent erasure: a digest of the user id, never the id.
 
         Lets the worker drop the user's events that were already in flight when the request
-        was honoured; it expires after ``ERASED_TTL_S``.
+        was honoured; it lasts as long as a topic may hold the user's events
+        (``streams.topics.erasure_mark_ttl_s``).
 
         >>> Keys("sr:").erased("zoe")
         'sr:x:ca6c4699561f3b2b206ebf27cbdb2cf5'

@@ -171,16 +171,21 @@ def recommendations_json(
 
 
 def validate_record(settings: Settings, record: InboundRecord, now: float) -> Event | Rejection:
-    """The event contract (models/events.py) with the configured limits."""
+    """The event contract (models/events.py) with the configured limits, and the Kafka key:
+    it must be the ``user_id``, or the user's events would not all reach the one worker that
+    owns the user."""
     if record.value is None:
         return Rejection(RejectReason.NOT_JSON, "record has no value (tombstone)")
-    return parse_event(
+    checked = parse_event(
         record.value,
         now=now,
         max_bytes=settings.max_event_bytes,
         max_future_skew_s=settings.max_future_skew_s,
         min_ts=settings.min_event_ts,
     )
+    if isinstance(checked, Event) and record.key != checked.user_id.encode():
+        return Rejection(RejectReason.KEY_MISMATCH, "the record's key is not its user_id")
+    return checked
 
 
 def recommend_params(settings: Settings) -> RecommendParams:

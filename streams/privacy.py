@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from models.events import MAX_ID_LENGTH
+from models.events import Rejection, id_field
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.pipeline import InboundRecord, Publisher, dead_letter_headers
@@ -41,6 +41,8 @@ def parse_request(raw: bytes | None) -> ErasureRequest | str:
     ErasureRequest(request_id='r1', user_id='u9')
     >>> parse_request(b'{"request_id": "r1", "type": "export", "user_id": "u9"}')
     'unknown_type'
+    >>> parse_request(b'{"request_id": "r2", "type": "erase", "user_id": 42}')  # as events allow
+    ErasureRequest(request_id='r2', user_id='42')
     """
     if raw is None:
         return "not_json"
@@ -52,12 +54,15 @@ def parse_request(raw: bytes | None) -> ErasureRequest | str:
         return "not_object"
     if body.get("type") != "erase":
         return "unknown_type"
-    fields = [body.get("request_id"), body.get("user_id")]
-    if any(v is None for v in fields):
+    # The ids follow the event contract's rule, so every user an event can name can be erased.
+    request_id, user_id = id_field(body, "request_id", True), id_field(body, "user_id", True)
+    if isinstance(request_id, Rejection):
+        return request_id.reason.value
+    if isinstance(user_id, Rejection):
+        return user_id.reason.value
+    if request_id is None or user_id is None:  # required: id_field said which is missing
         return "missing_field"
-    if not all(isinstance(v, str) and 0 < len(v) <= MAX_ID_LENGTH for v in fields):
-        return "bad_field"
-    return ErasureRequest(str(fields[0]), str(fields[1]))
+    return ErasureRequest(request_id, user_id)
 
 
 @dataclass

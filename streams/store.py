@@ -32,7 +32,7 @@ from models.state import (
     UserView,
 )
 from models.trending import Tally, TrendingList, TrendingWindows, scopes_for, summarise_buckets
-from streams.keys import ERASED_TTL_S, SOURCE_FIELDS, Keys, decoded
+from streams.keys import SOURCE_FIELDS, Keys, decoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +175,8 @@ class Store(Protocol):
         ...
 
     async def mark_erased(self, erased_at: Mapping[str, float]) -> None:
-        """Remember, anonymously and for ``ERASED_TTL_S``, that each user was erased at the
-        given time (their request's broker time)."""
+        """Remember, anonymously and for as long as topics keep events, that each user was
+        erased at the given time (their request's broker time)."""
         ...
 
     async def erased_at(self, user_ids: Sequence[str]) -> dict[str, float]:
@@ -414,8 +414,12 @@ class RedisStore:
         read: ReadParams | None = None,
         keys: Keys | None = None,
         trending: TrendingParams | None = None,
+        erased_ttl_s: int = 0,
     ) -> None:
+        """``erased_ttl_s``: how long erasure marks last (0: for ever); the worker derives it
+        from topics.yaml (``streams.topics.erasure_mark_ttl_s``)."""
         self.client = client
+        self.erased_ttl_s = erased_ttl_s
         self.params = params
         self.read = read or ReadParams()
         self.keys = keys or Keys()
@@ -488,7 +492,7 @@ class RedisStore:
     async def mark_erased(self, erased_at: Mapping[str, float]) -> None:
         async with self.client.pipeline(transaction=False) as pipe:
             for user_id, at in erased_at.items():
-                pipe.set(self.keys.erased(user_id), repr(at), ex=ERASED_TTL_S)
+                pipe.set(self.keys.erased(user_id), repr(at), ex=self.erased_ttl_s or None)
             await pipe.execute()
 
     async def erased_at(self, user_ids: Sequence[str]) -> dict[str, float]:

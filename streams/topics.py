@@ -143,6 +143,27 @@ def load_topics(path: Path) -> list[TopicSpec]:
         raise TopicsFileError(f"{path}: {exc}") from None
 
 
+#: Topics whose records carry a user's events: an erased user must not come back from them.
+TOPICS_WITH_USER_EVENTS = ("events", "events.dlq", "shares")
+#: Beyond the longest of those retentions, for records appended just before it ran out.
+ERASURE_MARK_MARGIN_S = 86_400
+
+
+def erasure_mark_ttl_s(specs: list[TopicSpec]) -> int:
+    """How long an erasure mark must last: as long as any topic may still hold the user's
+    events (a replay from the beginning, a lag of days, lost offsets, a DLQ replay), plus a
+    day. Infinite retention means marks that never expire (0).
+
+    >>> spec = lambda name, ms: TopicSpec(name, 1, 1, "user_id", "delete", ms)
+    >>> erasure_mark_ttl_s([spec("events", 604_800_000), spec("events.dlq", 1_209_600_000)])
+    1296000
+    """
+    kept = [s.retention_ms for s in specs if s.name in TOPICS_WITH_USER_EVENTS]
+    if any(ms < 0 for ms in kept):
+        return 0
+    return max(kept, default=0) // 1000 + ERASURE_MARK_MARGIN_S
+
+
 def parse_topics(document: object) -> list[TopicSpec]:
     """Validate an already-parsed topics.yaml document."""
     if not isinstance(document, dict) or set(document) != {"topics"}:

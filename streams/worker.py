@@ -41,6 +41,7 @@ from streams.pipeline import WORKER_ERROR, BatchProcessor, InboundRecord
 from streams.privacy import ErasureProcessor
 from streams.sources.factory import build_sources
 from streams.store import RedisStore, TrendingParams
+from streams.topics import erasure_mark_ttl_s, load_topics
 from streams.trending import TrendingPublisher
 
 log = logging.getLogger(__name__)
@@ -175,6 +176,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         redis_client,
         state_params(settings),
         trending=TrendingParams(settings.trending_window_s, settings.trending_bucket_s),
+        erased_ttl_s=erasure_mark_ttl_s(load_topics(settings.topics_file)),
     )
     sources, content = build_sources(redis_client, settings, store.params, metrics)
     publisher = FaustPublisher(app, metrics)

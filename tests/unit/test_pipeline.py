@@ -24,7 +24,8 @@ NOW = 1_800_000_000.0
 
 def _record(body: object, offset: int, *, raw: bytes | None = None) -> InboundRecord:
     value = raw if raw is not None else orjson.dumps(body)
-    return InboundRecord(value, b"k", "events", 0, offset, NOW - 0.01)
+    key = str(body["user_id"]).encode() if isinstance(body, dict) and "user_id" in body else b"k"
+    return InboundRecord(value, key, "events", 0, offset, NOW - 0.01)
 
 
 def _event(n: int, user: str, item: str, kind: str = "view") -> dict[str, object]:
@@ -375,3 +376,15 @@ async def test_a_store_behind_the_consumer_applies_and_publishes_nothing() -> No
     assert summary.rewinds == {"events:0": Position(2, -1)}
     assert await store.snapshot() == before
     assert len(publisher.sent) == sent
+
+
+async def test_a_record_keyed_by_another_user_is_dead_lettered_as_key_mismatch() -> None:
+    processor, publisher, metrics = _processor()
+    body = _event(1, "ann", "phone")
+    wrong = InboundRecord(orjson.dumps(body), b"bob", "events", 0, 0, NOW - 0.01)
+    unkeyed = InboundRecord(orjson.dumps(_event(2, "ann", "case")), None, "events", 0, 1, NOW)
+    summary = await processor.process([wrong, unkeyed, _record(_event(3, "ann", "cable"), 2)])
+    assert (summary.dead_lettered, summary.applied) == (2, 1)
+    reasons = [r.headers["socialrec.dlq.reason"] for r in publisher.on("events.dlq")]
+    assert reasons == [b"key_mismatch", b"key_mismatch"]
+    assert _metric(metrics, "socialrec_dead_letters_total", reason="key_mismatch") == 2

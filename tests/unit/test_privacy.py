@@ -70,7 +70,10 @@ async def test_lists_that_named_the_erased_user_are_republished_without_them() -
         Event("v1", EventType.VIEW, "bob", 1e9 + 2, item_id="hat"),
     ]
     await lists.process(
-        [InboundRecord(_event_json(e), b"k", "events", 0, n, 1e9 + 3) for n, e in enumerate(events)]
+        [
+            InboundRecord(_event_json(e), e.user_id.encode(), "events", 0, n, 1e9 + 3)
+            for n, e in enumerate(events)
+        ]
     )
     assert b"ann" in (
         publisher.on("recommendations")[-1].value or b""
@@ -118,7 +121,7 @@ async def test_events_in_flight_when_the_user_was_erased_are_dropped_not_applied
     await erasures.process([request])
 
     def record(event: Event, appended: float) -> InboundRecord:
-        return InboundRecord(_event_json(event), b"k", "events", 0, 0, appended)
+        return InboundRecord(_event_json(event), event.user_id.encode(), "events", 0, 0, appended)
 
     summary = await lists.process(
         [
