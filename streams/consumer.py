@@ -34,7 +34,7 @@ from mode import Service
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.outage import wait_out
-from streams.pipeline import WORKER_ERROR, AppliedBatch, BatchProcessor, BatchSummary, InboundRecord
+from streams.pipeline import WORKER_ERROR, BatchProcessor, InboundRecord
 from streams.store import OffsetRange, Position, Store
 
 log = logging.getLogger(__name__)
@@ -134,13 +134,9 @@ class EventsConsumer(Service):
             self.known.pop(tp.partition, None)
 
     async def _run(self) -> None:
-        """Batches in order, two at a time: while one batch's lists are ranked and published
-        (Python), the next batch's state update runs (Redis). Publishes stay in order."""
         assert self.consumer is not None
         consumer = self.consumer
         within = self.settings.batch_within_ms
-        tail: tuple[asyncio.Future[BatchSummary], list[InboundRecord], list[OffsetRange]] | None
-        tail = None
         while not self.should_stop:
             found = await consumer.getmany(timeout_ms=within, max_records=self.settings.batch_max)
             records = [
@@ -148,67 +144,30 @@ class EventsConsumer(Service):
                 for batch in found.values()
                 for r in batch
             ]
-            if not records:
-                if tail is not None:
-                    await self._finish(*tail)
-                    tail = None
-                continue
-            ranges = offset_ranges(records, self.known)
-            head = await self._apply(records, ranges)
-            if tail is not None:
-                await self._finish(*tail)
-                tail = None
-            if head is None:  # dead-lettered after a bug; offsets move on
-                await self._committed(ranges)
-            elif head.summary.rewinds:
-                await self._rewind(records, head.summary.rewinds)
-            else:
-                for r in ranges:  # applied: the next batch expects these offsets stored
-                    partition = _partition(r)
-                    was = self.known.get(partition, Position(-1, -1))
-                    self.known[partition] = Position(r.last, was.published)
-                tail = (asyncio.ensure_future(self.processor.publish(head)), records, ranges)
-        if tail is not None:
-            await self._finish(*tail)
+            if records:
+                await self._batch(records)
 
-    async def _apply(
-        self, records: list[InboundRecord], ranges: list[OffsetRange]
-    ) -> AppliedBatch | None:
+    async def _batch(self, records: list[InboundRecord]) -> None:
+        assert self.consumer is not None
+        ranges = offset_ranges(records, self.known)
         try:
-            return await self.processor.apply(records, ranges)
+            summary = await self.processor.process(records, ranges)
         except asyncio.CancelledError:
             raise
         except Exception:
             # A bug, not an outage (those are waited out inside): keep every record in the
-            # DLQ with the reason and move on.
-            log.exception("batch failed; dead-lettering %d events", len(records))
+            # DLQ with the reason, move on, and keep the stored offsets in step.
+            log.exception("batch processing failed; dead-lettering %d events", len(records))
             await self.processor.dead_letter_all(records, WORKER_ERROR)
-            return None
-
-    async def _finish(
-        self,
-        publishing: asyncio.Future[BatchSummary],
-        records: list[InboundRecord],
-        ranges: list[OffsetRange],
-    ) -> None:
-        try:
-            await publishing
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("publishing failed; dead-lettering %d events", len(records))
-            await self.processor.dead_letter_all(records, WORKER_ERROR)
-        await self._committed(ranges)
-
-    async def _committed(self, ranges: list[OffsetRange]) -> None:
-        """The batch's lists are confirmed: the next batch carries its published offsets to
-        the store, and Kafka gets them too (for lag, and for a store that has none)."""
-        assert self.consumer is not None
+            summary = None
+        if summary is not None and summary.rewinds:
+            await self._rewind(records, summary.rewinds)
+            return
         for r in ranges:
-            partition = _partition(r)
-            was = self.known.get(partition, Position(-1, -1))
-            self.known[partition] = Position(max(was.applied, r.last), r.last)
-        commit = {TopicPartition(self.topic, _partition(r)): r.last + 1 for r in ranges}
+            partition = int(r.partition.rpartition(":")[2])
+            self.known[partition] = Position(r.last, r.last)  # published: the batch is acked
+        commit = {TopicPartition(self.topic, int(r.partition.rpartition(":")[2])): r.last + 1
+                  for r in ranges}  # fmt: skip
         try:
             await self.consumer.commit(commit)
         except (CommitFailedError, IllegalStateError, KafkaError) as exc:
@@ -236,10 +195,6 @@ class EventsConsumer(Service):
             else:
                 self.known.pop(partition, None)
                 await self.consumer.seek_to_beginning(tp)
-
-
-def _partition(r: OffsetRange) -> int:
-    return int(r.partition.rpartition(":")[2])
 
 
 class _Positions(ConsumerRebalanceListener):  # type: ignore[misc]

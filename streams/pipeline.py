@@ -82,19 +82,6 @@ class BatchSummary:
     rewinds: dict[str, Position] = field(default_factory=dict)
 
 
-@dataclass
-class AppliedBatch:
-    """A batch whose state update is done and whose lists are not yet published."""
-
-    summary: BatchSummary
-    stages: StageTimer
-    started: float
-    now: float
-    pending: list[Awaitable[Any]]
-    result: BatchResult
-    applied: list[tuple[Event, InboundRecord]]
-
-
 class StageTimer:
     """Wall time per stage of one batch, summed over the stage's pieces and observed once, so
     ``socialrec_stage_seconds`` has one observation per stage per batch.
@@ -294,19 +281,6 @@ class BatchProcessor:
     ) -> BatchSummary:
         """Validate, apply, rank and publish one batch; ``offsets`` (from a consumer that keeps
         its positions in the store) are recorded with the state."""
-        batch = await self.apply(records, offsets)
-        if batch.summary.rewinds:
-            return batch.summary
-        return await self.publish(batch)
-
-    async def apply(
-        self, records: Sequence[InboundRecord], offsets: Sequence[OffsetRange] = ()
-    ) -> AppliedBatch:
-        """The first half of :meth:`process`: validate, dead-letter the bad, update the state.
-
-        A consumer may start the next batch's :meth:`apply` (Redis working) while this one's
-        :meth:`publish` ranks (Python working); publishes must still run one after another.
-        """
         started = time.perf_counter()
         stages = StageTimer()
         summary = BatchSummary(consumed=len(records))
@@ -332,21 +306,16 @@ class BatchProcessor:
         if result.rewinds:  # the store lost writes: nothing applied, the consumer goes back
             await asyncio.gather(*pending)
             summary.rewinds = result.rewinds
+            return summary
         for _event, record in failed:
             pending.append(await self._dead_letter(record, PROCESSING_ERROR, "state update failed"))
             summary.dead_lettered += 1
         applied = [pair for pair in valid if pair not in failed]
-        return AppliedBatch(summary, stages, started, now, pending, result, applied)
 
-    async def publish(self, batch: AppliedBatch) -> BatchSummary:
-        """The second half of :meth:`process`: rank and publish the lists of an applied batch,
-        learn it (inline sources), and wait until Kafka has confirmed everything."""
-        summary, stages, now, pending = batch.summary, batch.stages, batch.now, batch.pending
-        result = batch.result
         latest_trigger: dict[str, tuple[str, InboundRecord]] = {}
         published_events: list[InboundRecord] = []
         fresh: list[Event] = []
-        for (event, record), outcome in zip(batch.applied, result.outcomes, strict=True):
+        for (event, record), outcome in zip(applied, result.outcomes, strict=True):
             if outcome is Outcome.REJECTED:  # the store refused it before writing any of it
                 detail = "stored state of its user or item is corrupt"
                 pending.append(await self._dead_letter(record, PROCESSING_ERROR, detail))
@@ -397,7 +366,7 @@ class BatchProcessor:
         for record in published_events:
             self.metrics.event_to_publish.observe(max(0.0, delivered - record.timestamp))
         stages.observe(self.metrics)
-        self.metrics.batch_seconds.observe(time.perf_counter() - batch.started)
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return summary
 
     @staticmethod
