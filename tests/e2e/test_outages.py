@@ -151,10 +151,13 @@ async def _dump(client: aioredis.Redis) -> dict[bytes, Any]:
 
 
 async def _restore(client: aioredis.Redis, dumped: dict[bytes, Any]) -> None:
-    await client.flushdb()
-    for key, value in dumped.items():
-        if value is not None:
-            await client.restore(key, 0, value)
+    """Replace the database with the dump in one transaction (the worker keeps writing)."""
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.flushdb()
+        for key, value in dumped.items():
+            if value is not None:
+                pipe.restore(key, 0, value, replace=True)
+        await pipe.execute()
 
 
 async def test_state_and_offsets_roll_back_together_when_redis_loses_writes(
