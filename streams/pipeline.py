@@ -400,9 +400,12 @@ class BatchProcessor:
         if provider is not None and result.views:
             with stages("sources"):
                 exclude = {u: excluded_items(v, self._params) for u, v in result.views.items()}
-                extra = await self._wait_out(
-                    lambda: provider.candidates(exclude, now), "candidates"
-                )
+                try:
+                    extra = await self._wait_out(
+                        lambda: provider.candidates(exclude, now), "candidates"
+                    )
+                except Exception as exc:  # not an outage: the lists go out without them
+                    log.warning("sources' candidates failed (%s)", type(exc).__name__)
         with stages("assembly"):
             await self._rank_and_send(result, triggers, now, extra, cache, pending)
         with stages("publish"):

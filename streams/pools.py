@@ -10,13 +10,16 @@ The wire form is compact and keeps every reason (the worker explains from it):
 >>> from models.recommend import Candidate, Reason, Source
 >>> pools = {Source.FBT: [Candidate("case", 0.5, (Reason("phone", 0.5),))]}
 >>> encode_pools(pools)
-b'{"fbt":[["case"],[0.5],[[["phone",0.5,null,null]]]]}'
+b'{"v":2,"pools":{"fbt":[["case"],[0.5],[[["phone",0.5,null,null]]]]}}'
 >>> decode_pools(encode_pools(pools)) == pools
 True
+>>> decode_pools(b'{"fbt":[["case",0.5,[]]]}')  # an older form: ignored, not an error
+{}
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,7 +29,12 @@ import redis.asyncio as aioredis
 from models.recommend import Candidate, Reason, Source
 from streams.keys import Keys
 
+log = logging.getLogger(__name__)
+
 Pools = dict[Source, list[Candidate]]
+
+#: The form of a stored pool; a learner writing another form makes readers ignore it.
+POOLS_VERSION = 2
 
 #: Writes a user's pools unless the user was erased meanwhile (the erasure's mark is set
 #: before anything is deleted, so a learner batch racing an erasure cannot bring them back).
@@ -53,13 +61,27 @@ def encode_pools(pools: Mapping[Source, Sequence[Candidate]]) -> bytes:
                                            for r in c.reasons])  # fmt: skip
             previous = c.reasons
         body[source.value] = [[c.item_id for c in found], [c.score for c in found], reasons]
-    return orjson.dumps(body)
+    return orjson.dumps({"v": POOLS_VERSION, "pools": body})
 
 
 def decode_pools(raw: bytes | str) -> Pools:
-    body: dict[str, Any] = orjson.loads(raw)
+    """The pools, or none if ``raw`` is not this version's form (written by an older learner,
+    or damaged): the learner rewrites them at the user's next event, and a list goes out
+    without them meanwhile rather than not at all."""
+    try:
+        return _decode(orjson.loads(raw))
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError, KeyError):
+        log.warning(
+            "a user's candidate pools are unreadable; ignored until the learner rewrites them"
+        )
+        return {}
+
+
+def _decode(document: Any) -> Pools:
+    if document.get("v") != POOLS_VERSION:
+        return {}
     pools: Pools = {}
-    for source, (items, scores, reasons) in body.items():
+    for source, (items, scores, reasons) in document["pools"].items():
         candidates = []
         current: tuple[Reason, ...] = ()
         for item, score, why in zip(items, scores, reasons, strict=True):

@@ -98,3 +98,13 @@ async def test_erased_users_are_neither_learnt_nor_left_behind(
     assert pools is not None
     assert b"bob" not in pools
     assert "bob" not in orjson.loads(pools)  # pools name items and reasons, never people
+
+
+async def test_pools_in_an_older_form_are_ignored_not_fatal(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    keys = Keys()
+    await redis_client.set(keys.user("ann", "pools"), b'{"mf":[["phone",1.0,[]]]}')
+    await redis_client.set(keys.user("bob", "pools"), b"\x00 not json")
+    found = await PoolStore(redis_client).candidates({"ann": frozenset(), "bob": frozenset()}, 0)
+    assert found == {}

@@ -388,3 +388,18 @@ async def test_a_record_keyed_by_another_user_is_dead_lettered_as_key_mismatch()
     reasons = [r.headers["socialrec.dlq.reason"] for r in publisher.on("events.dlq")]
     assert reasons == [b"key_mismatch", b"key_mismatch"]
     assert _metric(metrics, "socialrec_dead_letters_total", reason="key_mismatch") == 2
+
+
+class _BrokenCandidates:
+    async def candidates(
+        self, exclude: Mapping[str, frozenset[str]], now: float
+    ) -> dict[str, dict[Source, list[Candidate]]]:
+        raise ValueError("unreadable pools")
+
+
+async def test_lists_go_out_without_candidates_the_provider_cannot_give() -> None:
+    processor, publisher, _ = _processor()
+    processor.candidates = _BrokenCandidates()
+    summary = await processor.process([_record(_event(1, "ann", "phone"), 0)])
+    assert (summary.applied, summary.dead_lettered, summary.published) == (1, 0, 1)
+    assert publisher.on("events.dlq") == []
