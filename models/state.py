@@ -29,6 +29,7 @@ from enum import StrEnum
 
 from models.events import DEFAULT_WEIGHTS, Event, EventType
 from models.popularity import forward_weight, needs_rebase, rebase_factor
+from models.shrinkage import ShrinkageEstimator
 from models.similarity import affinity_after, cosine
 from models.topk import top_k
 
@@ -69,6 +70,8 @@ class StateParams:
     seen_window_s: float = 30 * 86400.0  # items touched this recently are never recommended
     seen_cap: int = 500  # ... up to this many of them per user
     shrinkage: float = 1000.0  # λ in s = dot / (‖i‖·‖j‖ + λ): see models.similarity.cosine
+    # > 0: λ is learned instead, this many times the mean ‖i‖² (models.shrinkage); 0: fixed λ.
+    shrinkage_scale: float = 0.0
 
     def weight(self, event_type: EventType) -> float:
         return float(self.weights.get(event_type, DEFAULT_WEIGHTS[event_type]))
@@ -334,6 +337,16 @@ class MemoryState:
         self.norm2 = SortedSet()  # item -> Σ a_ui²
         self.popularity = SortedSet()  # item -> forward-decayed weighted count
         self.landmark: float | None = None
+        # λ scaled to the observed norms, when asked for (None: the fixed params.shrinkage).
+        self.learned_shrinkage = (
+            ShrinkageEstimator(params.shrinkage_scale) if params.shrinkage_scale > 0 else None
+        )
+
+    @property
+    def shrinkage(self) -> float:
+        """The λ in use: learned from the norms, or the fixed one."""
+        learned = self.learned_shrinkage
+        return self.params.shrinkage if learned is None else learned.value
 
     # ---- updates ---------------------------------------------------------------------------
     def apply_batch(self, events: Iterable[Event]) -> list[Outcome]:
@@ -428,8 +441,12 @@ class MemoryState:
         self._refresh_similarities(item, touched)
 
     def _add_norm2(self, item: str, amount: float) -> None:
-        if self.norm2.incr(item, amount) <= ZERO:
+        old = self.norm2.scores.get(item, 0.0)
+        new = self.norm2.incr(item, amount)
+        if new <= ZERO:
             del self.norm2.scores[item]
+        if self.learned_shrinkage is not None:
+            self.learned_shrinkage.update(old, new)
 
     def _subtract_dot(self, item: str, other: str, amount: float) -> bool:
         """Remove one user's share of a pair; False if the cap had already evicted the pair."""
@@ -489,7 +506,7 @@ class MemoryState:
         dots = {} if row is None else row.scores
         norm2 = self.norm2.scores
         norm2_item = norm2.get(item, 0.0)
-        shrinkage, cap = self.params.shrinkage, self.params.neighbours
+        shrinkage, cap = self.shrinkage, self.params.neighbours
         sim_sets = self.sim
         item_sims = sim_sets.get(item)
         if item_sims is None:
@@ -623,7 +640,7 @@ class MemoryState:
         row = self.dot.get(a)
         dot = 0.0 if row is None else row.scores.get(b, 0.0)
         return cosine(
-            dot, self.norm2.scores.get(a, 0.0), self.norm2.scores.get(b, 0.0), self.params.shrinkage
+            dot, self.norm2.scores.get(a, 0.0), self.norm2.scores.get(b, 0.0), self.shrinkage
         )
 
     # ---- inspection ------------------------------------------------------------------------
