@@ -5,16 +5,18 @@ sources (:func:`models.recommend.blend_pools`). Which source deserves how much d
 one shop to the next (item-CF on a dense stream, popularity on a sparse one, friends where
 people follow each other), so the weights are learned where they run.
 
-Each observation is one request's candidates and the item the user acted on next. The loss is
-pairwise and logistic, as in BPR: the acted-on item against each of the ``k`` candidates the
-blend ranks best (the ones that hold the slots it should have had), a pair counting by
-``σ((s_j − s_t)/τ)``, so the pairs the item loses count most and pairs it wins by far count
-little. Each source's log-weight takes a gradient step: it rises when the source scores the
-acted-on item above its competitors. ``τ`` is a tenth of the request's best total, so the
-step does not depend on how many sources or how large the weights are. A request whose item
-no source proposed teaches nothing (the weights only reorder candidates). Only ratios
-matter, so the largest weight is kept at 1; none goes below 2^-10 (a source can always come
-back).
+Each observation is one request's candidates and the item the user acted on next. For every
+source that proposed anything, the learner scores the source's own ranking: the gain
+``1/log2(1 + r)`` of the rank ``r`` the acted-on item had among that source's candidates (0
+if the source did not propose it), averaged over the requests where the source proposed
+something (a running mean over about the last :data:`WINDOW` of them). A source's weight is
+its mean gain over the best source's: the blend leans on each source as far as it has
+predicted what this stream's users do. A source that rarely speaks but is right when it does
+(items bought together) keeps a high weight; one that always speaks and rarely helps sinks.
+
+A joint fit of the weights (a pairwise logistic loss on the blended score) was tried first
+and collapsed: every source whose top items hold the list loses weight whenever the chosen
+item is not its first, so the rarest source ended with all the weight.
 
 >>> from models.recommend import Source, blend_pools
 >>> learner = BlendLearner({Source.ITEM_CF: 1.0, Source.POPULAR: 0.1})
@@ -31,94 +33,100 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-import numpy as np
-
 from models.recommend import Blended, Source
 
-#: Learning rate on the log2 weights, per observation (a step is at most RATE·w_s/τ).
-RATE = 0.01
-#: τ over the request's best total: how soft the pairwise comparison is.
-TEMPERATURE = 0.1
-#: Bounds of a log2 weight: the largest is 0 (weight 1), none below 2^-10.
+#: Requests a source's running mean covers (a plain mean until then).
+WINDOW = 5000
+#: Requests a source must have proposed candidates for before its weight is learned.
+MIN_REQUESTS = 50
+#: No weight goes below 2^FLOOR (a source whose record is all misses still breaks ties).
 FLOOR = -10.0
-#: Where a source with no starting weight starts (2^-4): low, but able to climb.
+#: Where a source with no starting weight starts (2^-4), until it has a record.
 START_FLOOR = -4.0
 
 
 class BlendLearner:
-    """Log2 weights per source, moved by a pairwise logistic gradient against the top ``k``.
+    """Weights per source: each one's mean gain at ranking what users act on next.
 
     ``observe(blended, item_id)`` after the user's next item event (``blended``: the
-    candidates of the last list shown to them); ``weights`` is the blend to use.
+    candidates of the last list shown to them); ``weights`` is the blend to use. Until a
+    source has proposed candidates in :data:`MIN_REQUESTS` observed requests, its starting
+    weight stands (``initial``, at least 2^START_FLOOR).
     """
 
-    def __init__(self, initial: Mapping[Source, float], *, k: int = 10) -> None:
-        self.k = k
-        self.log_weights: dict[Source, float] = {
-            source: max(START_FLOOR, math.log2(w)) if w > 0 else START_FLOOR
-            for source, w in initial.items()
-        }
-        self.observations = 0  # requests that taught something
-        self._recentre()
+    def __init__(self, initial: Mapping[Source, float]) -> None:
+        floor = 2.0**START_FLOOR
+        self._weights = {source: max(floor, w) for source, w in initial.items()}
+        self.observations = 0  # requests whose item some source had proposed
+        self.gains: dict[Source, float] = {}  # running mean gain of each source's own ranking
+        self.counts: dict[Source, int] = {}  # requests where the source proposed something
 
     @property
     def weights(self) -> dict[Source, float]:
         return self._weights
 
-    def _recentre(self) -> None:
-        top = max(self.log_weights.values(), default=0.0)
-        self.log_weights = {s: max(FLOOR, v - top) for s, v in self.log_weights.items()}
-        self._weights = {s: 2.0**v for s, v in self.log_weights.items()}
-
     def observe(self, blended: Blended, item_id: str) -> bool:
         """Learn from one request's candidates and the item acted on; False if no source had
-        proposed it (nothing to learn)."""
+        proposed it (nothing to learn: the weights only reorder candidates)."""
         if item_id not in blended.totals:
             return False
-        sources = [s for s in blended.best if s in self.log_weights]
-        if not sources:
-            return False
-        candidates = list(blended.totals)
-        row = {item: n for n, item in enumerate(candidates)}
-        features = np.zeros((len(candidates), len(sources)))
-        for col, source in enumerate(sources):
-            best = blended.best[source]
+        for source in blended.best:
+            if source not in self._weights:
+                continue
             pool = blended.pools[source]
-            rows = [row[item] for item, (raw, _) in pool.items() if raw > 0.0]
-            raws = [raw for raw, _ in pool.values() if raw > 0.0]
-            features[rows, col] = np.asarray(raws) / best
-        weights = np.array([self._weights[s] for s in sources])
-        totals = features @ weights
-        target = row[item_id]
-        # The k best other candidates: the slots the acted-on item competes for.
-        order = np.argsort(-totals, kind="stable")
-        rivals = order[order != target][: self.k]
-        if not len(rivals):
-            return True
-        tau = TEMPERATURE * max(float(totals[order[0]]), 1e-12)
-        pull = 1.0 / (1.0 + np.exp(-(totals[rivals] - totals[target]) / tau))
-        # d(s_t − s_j)/d log2 w_s is ln2·w_s·(f_s(t) − f_s(j)); ln2 folds into the rate.
-        advantage = (pull[:, None] * (features[target] - features[rivals])).mean(axis=0)
-        step = RATE * weights * advantage / tau
+            entry = pool.get(item_id)
+            gain = 0.0
+            if entry is not None and entry[0] > 0.0:
+                raw = entry[0]
+                above = ties = 0
+                for other, _ in pool.values():
+                    if other > raw:
+                        above += 1
+                    elif other == raw:
+                        ties += 1
+                # Tied candidates share their ranks: the item counts at their middle.
+                gain = 1.0 / math.log2(2.0 + above + 0.5 * (ties - 1))
+            seen = self.counts.get(source, 0) + 1
+            self.counts[source] = seen
+            mean = self.gains.get(source, 0.0)
+            self.gains[source] = mean + (gain - mean) / min(seen, WINDOW)
         self.observations += 1
-        for source, g in zip(sources, step.tolist(), strict=True):
-            self.log_weights[source] += g
-        self._recentre()
+        self._reweigh()
         return True
 
+    def _reweigh(self) -> None:
+        learned = {s: g for s, g in self.gains.items() if self.counts[s] >= MIN_REQUESTS}
+        best = max(learned.values(), default=0.0)
+        if best <= 0.0:
+            return
+        for source, gain in learned.items():
+            self._weights[source] = max(2.0**FLOOR, gain / best)
+
     def state(self) -> dict[str, object]:
-        """What a worker persists (and eval prints): the weights and how much taught them."""
+        """What a worker persists (and eval prints): weights, running gains and counts."""
         return {
             "weights": {str(s): round(w, 4) for s, w in sorted(self._weights.items())},
+            "gains": {str(s): g for s, g in sorted(self.gains.items())},
+            "counts": {str(s): n for s, n in sorted(self.counts.items())},
             "observations": self.observations,
         }
 
     @classmethod
-    def restore(cls, state: Mapping[str, object], *, k: int = 10) -> BlendLearner:
-        """The learner :meth:`state` describes (weights only: the slopes are not kept)."""
-        weights = state["weights"]
+    def restore(cls, state: Mapping[str, object]) -> BlendLearner:
+        """The learner :meth:`state` describes.
+
+        >>> learner = BlendLearner({Source.ITEM_CF: 1.0, Source.MF: 0.5})
+        >>> BlendLearner.restore(learner.state()).state() == learner.state()
+        True
+        """
+        weights, gains, counts = state["weights"], state["gains"], state["counts"]
         assert isinstance(weights, Mapping)
-        learner = cls({Source(s): float(w) for s, w in weights.items()}, k=k)
+        assert isinstance(gains, Mapping)
+        assert isinstance(counts, Mapping)
+        learner = cls({Source(s): float(w) for s, w in weights.items()})
+        learner.gains = {Source(s): float(g) for s, g in gains.items()}
+        learner.counts = {Source(s): int(n) for s, n in counts.items()}
         observations = state.get("observations", 0)
-        learner.observations = int(observations) if isinstance(observations, int) else 0
+        learner.observations = observations if isinstance(observations, int) else 0
+        learner._reweigh()
         return learner

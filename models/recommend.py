@@ -50,7 +50,8 @@ class Source(StrEnum):
     EXPLORE = "explore"  # the exploration slot: a new or long-tail item
 
 
-#: Personal sources, in the order their contributions are listed.
+#: Personal sources, in the order their contributions are listed; popularity last, when it is
+#: blended in as a source of its own (learned blend weights, models.knobs).
 PERSONAL_SOURCES: tuple[Source, ...] = (
     Source.ITEM_CF,
     Source.SOCIAL,
@@ -58,6 +59,7 @@ PERSONAL_SOURCES: tuple[Source, ...] = (
     Source.CONTENT,
     Source.USER_CF,
     Source.FBT,
+    Source.POPULAR,
 )
 
 #: The fixed blend: what a source's best candidate for a user is worth (see :func:`blend`).
@@ -74,7 +76,8 @@ DEFAULT_SOURCE_WEIGHTS: dict[Source, float] = {
 
 #: What one social proof is worth before decay: a share to you persuades more than a
 #: followee's purchase, which persuades more than their like.
-DEFAULT_SOCIAL_WEIGHTS = {"share": 1.0, "purchase": 0.8, "like": 0.5}
+#: "recent": any other recent item of a followee (read only when asked: ``followee_items``).
+DEFAULT_SOCIAL_WEIGHTS = {"share": 1.0, "purchase": 0.8, "like": 0.5, "recent": 0.5}
 
 
 @dataclass(frozen=True, slots=True)

@@ -599,13 +599,22 @@ class MemoryState:
 
     # ---- reads -----------------------------------------------------------------------------
     def user_view(
-        self, user_id: str, *, recent_items: int, neighbours: int, social_items: int = 20
+        self,
+        user_id: str,
+        *,
+        recent_items: int,
+        neighbours: int,
+        social_items: int = 20,
+        followee_items: int = 0,
     ) -> UserView:
         """What scoring needs about ``user_id`` (an unknown user gets an empty view).
 
         Social proof: the ``social_items`` latest shares received, and the 5 latest likes or
         purchases of each of up to 50 people the user follows (by id order here; Redis picks
-        an arbitrary 50 when there are more).
+        an arbitrary 50 when there are more); with ``followee_items``, also each such
+        followee's latest ``followee_items`` items of any kind from their history (action
+        ``"recent"``, unless that followee's like or purchase of it is already there): on a
+        stream where people mostly view or rate, what friends touched is the social signal.
         """
         user = self.users.get(user_id) or UserState()
         recent = [(item, user.affinity[item]) for item, _ in user.history.top(recent_items)]
@@ -616,9 +625,15 @@ class MemoryState:
         for followee in sorted(user.following)[:FOLLOWEES_READ]:
             state = self.users.get(followee)
             if state is not None:
+                acted = set()
                 for key, ts in state.actions.top(ACTIONS_READ):
                     action, _, item = key.partition("\t")
                     proofs.append(SocialProof(item, followee, action, ts))
+                    acted.add(item)
+                if followee_items:
+                    for item, ts in state.history.top(followee_items):
+                        if item not in acted:
+                            proofs.append(SocialProof(item, followee, "recent", ts))
         return UserView(
             user_id=user_id,
             recent=tuple(recent),

@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import os
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -59,7 +60,7 @@ from models.evaluation import (
     temporal_cut,
 )
 from models.events import Event, EventType, Rejection, parse_event
-from models.recommend import RecommendParams
+from models.recommend import PERSONAL_SOURCES, RecommendParams, Source
 from streams.config import Settings
 
 EVENT_COLUMNS: Final = ("user_id", "item_id", "event_type", "timestamp")
@@ -365,6 +366,8 @@ def build_models(
     *,
     plan: ReplayPlan | None = None,
     jobs: int = 1,
+    fixed_knobs: bool = False,
+    ablation: bool = False,
 ) -> list[Recommender]:
     """The worker's models, configured exactly as the worker, then the popularity baseline.
 
@@ -375,8 +378,18 @@ def build_models(
     With ``jobs=2`` and a ``plan``, the hybrids' MF, content, user-CF and FBT run in one
     second process (:mod:`streams.eval_sources`), shared by every hybrid (their sources are
     the same); the figures are those of ``jobs=1``.
+
+    The hybrids learn their knobs from the stream (blend, popularity half-life, shrinkage:
+    :mod:`models.knobs`) unless ``fixed_knobs``. Returned: the first model, the decayed
+    popularity baseline (with the learned half-life, or the configured one), plain
+    popularity, the item-kNN baseline, the other models, and with ``ablation`` the first
+    hybrid without each of its sources in turn.
     """
-    from models.hybrid import build_hybrid, build_sources
+    from models.ablation import AblatedHybrid
+    from models.baselines import LearnedPopularityRecommender
+    from models.hybrid import FOLLOWEE_ITEMS, HybridRecommender, build_hybrid, build_sources
+    from models.itemknn import ItemKNN
+    from models.shrinkage import DEFAULT_SCALE
     from streams.eval_sources import SourcesProcess
     from streams.store import ReadParams
     from streams.worker import state_params
@@ -385,6 +398,8 @@ def build_models(
     if unknown or not names:
         raise InputError(f"--models takes a comma-separated list of {', '.join(MODEL_NAMES)}")
     state = state_params(settings)
+    if not fixed_knobs:
+        state = replace(state, shrinkage_scale=DEFAULT_SCALE)
     read = ReadParams()
     recommend_params = RecommendParams(
         top_n=settings.top_n,
@@ -422,11 +437,29 @@ def build_models(
             catalog=catalog,
             learned_ranker=name == "hybrid+ranker",
             sources=shared.reader() if shared is not None else None,
+            learn_knobs=not fixed_knobs,
+            followee_items=0 if fixed_knobs else FOLLOWEE_ITEMS,
         )
 
     models = [make(n) for n in names]
-    baseline = PopularityRecommender(state.weights, half_life_s=settings.popularity_half_life_s)
-    return [models[0], baseline, *models[1:]]
+    half_life = settings.popularity_half_life_s
+    decayed: Recommender = (
+        PopularityRecommender(state.weights, half_life_s=half_life)
+        if fixed_knobs
+        else LearnedPopularityRecommender(state.weights, start_half_life_s=half_life)
+    )
+    baselines: list[Recommender] = [
+        PopularityRecommender(state.weights, half_life_s=math.inf, name="popularity-plain"),
+        ItemKNN(state.weights),
+    ]
+    ablations: list[Recommender] = []
+    first = models[0]
+    if ablation and isinstance(first, HybridRecommender):
+        sources = [*PERSONAL_SOURCES] if not fixed_knobs else [*PERSONAL_SOURCES[:-1]]
+        if not catalog:
+            sources.remove(Source.CONTENT)
+        ablations = [AblatedHybrid(first, source) for source in sources]
+    return [first, decayed, *baselines, *models[1:], *ablations]
 
 
 @dataclass
@@ -556,7 +589,7 @@ def _summary(report: ReplayReport, k: int, folds: int | None) -> dict[str, Any]:
             name: (
                 _fold_dict([g.models[name] for g in groups], k)
                 if groups
-                else report.models[name].as_dict(k)
+                else {"model": name, **report.models[name].as_dict(k)}
             )
             for name in names[2:]
         }
@@ -577,6 +610,45 @@ def _summary(report: ReplayReport, k: int, folds: int | None) -> dict[str, Any]:
             for g, group in sorted(report.groups.items())
         ]
     return summary
+
+
+def ghost_followees(events: Sequence[Event]) -> list[Event]:
+    """The same stream with every follow (and unfollow) pointed at a user who never acts:
+    the same users have the same earlier events, so the same requests are evaluated, but no
+    followee's activity can be seen.
+
+    >>> follow = Event("f", EventType.FOLLOW, "u1", 1e9, target_user_id="u2")
+    >>> ghost_followees([follow])[0].target_user_id
+    'ghost:u2'
+    """
+    out = []
+    for event in events:
+        if event.type in (EventType.FOLLOW, EventType.UNFOLLOW) and event.target_user_id:
+            event = replace(event, target_user_id=f"ghost:{event.target_user_id}")
+        out.append(event)
+    return out
+
+
+def knob_values(models: Sequence[Recommender]) -> dict[str, Any]:
+    """The learned knobs each model ended with (the hybrids' blend, half-life and shrinkage;
+    the decayed-popularity baseline's half-life), by model name."""
+    from models.baselines import LearnedPopularityRecommender
+    from models.hybrid import HybridRecommender
+
+    values: dict[str, Any] = {}
+    for model in models:
+        if isinstance(model, HybridRecommender):
+            found: dict[str, Any] = {} if model.knobs is None else model.knobs.values()
+            state = model.base.state
+            found["shrinkage"] = state.shrinkage
+            values[model.name] = found
+        elif isinstance(model, LearnedPopularityRecommender):
+            values[model.name] = {"half_life_s": model.popularity.half_life_s}
+        else:
+            blend = getattr(model, "blend", None)
+            if blend is not None and hasattr(blend, "state"):
+                values[model.name] = {"blend_weights": blend.state()["weights"]}
+    return values
 
 
 # ------------------------------------------------------------------------------------------------
@@ -635,6 +707,21 @@ def print_tables(summary: dict[str, Any], k: int, console: Any) -> None:
                 *(_fmt(m.get(n)) for n in (f"hr@{k}", f"ndcg@{k}", "mrr", "slot_share")),
             )
     console.print(sources)
+
+    every = Table(title="every model on the same requests (baselines, compared, ablations)")
+    every.add_column("model")
+    shown = ("hr@{k}", "ndcg@{k}", "mrr", "auc", "coverage", "gini")
+    for key in shown:
+        every.add_column(key.format(k=k), justify="right")
+    rows = [summary, base, *(summary.get("compared") or {}).values()]
+    for figures in rows:
+        if figures:
+            every.add_row(
+                str(figures.get("model")), *(_fmt(figures.get(key.format(k=k))) for key in shown)
+            )
+    console.print(every)
+    for name, knobs in (summary.get("knobs") or {}).items():
+        console.print(f"knobs of {name}: " + orjson.dumps(knobs).decode())
 
     bad = summary["bad_rows"]
     notes = [
@@ -767,6 +854,9 @@ def run_eval(
     models: Sequence[str] = ("hybrid",),
     jobs: int | None = None,
     out: IO[str] | None = None,
+    fixed_knobs: bool = False,
+    ablation: bool = False,
+    ghost_follows: bool = False,
 ) -> int:
     """The ``socialrec eval`` command. 0 on success, 2 when the input cannot be used.
 
@@ -816,6 +906,8 @@ def run_eval(
     if not loaded.events:
         err.print("socialrec eval: no valid events to replay")
         return 2
+    if ghost_follows:
+        loaded.events = ghost_followees(loaded.events)
 
     # Content features: the catalogue, or what the events file carries per item (Taobao's
     # category id), so content can rank items nobody has touched yet.
@@ -850,10 +942,26 @@ def run_eval(
             progress.start()
         progress.update(task, completed=done)
 
+    built: list[Recommender] = []
+
+    def make_models(plan: ReplayPlan) -> list[Recommender]:
+        built.extend(
+            build_models(
+                settings,
+                models,
+                records,
+                plan=plan,
+                jobs=jobs,
+                fixed_knobs=fixed_knobs,
+                ablation=ablation,
+            )
+        )
+        return built
+
     try:
         outcome = evaluate(
             loaded.events,
-            lambda plan: build_models(settings, models, records, plan=plan, jobs=jobs),
+            make_models,
             params=params,
             split=split,
             train_fraction=train_fraction,
@@ -876,6 +984,8 @@ def run_eval(
     summary["negatives"] = negatives
     summary["seed"] = seed
     summary["jobs"] = jobs
+    summary["ghost_follows"] = ghost_follows
+    summary["knobs"] = knob_values(built)
 
     if plots is not None:
         written = write_plots(outcome, Path(plots), params.k)
