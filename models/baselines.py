@@ -48,13 +48,13 @@ class LearnedPopularityRecommender:
     def recommend(
         self, user_id: str, k: int, exclude: AbstractSet[str], now: float
     ) -> list[Scored]:
-        size = self.popularity.top_size
-        chosen = [
-            Scored(item, score, "popular")
-            for item, score in self.popularity.top(size, now)
-            if item not in exclude
-        ]
-        return chosen[:k]
+        chosen = []
+        for item in self.popularity.ranked():
+            if item not in exclude:
+                chosen.append(Scored(item, self.popularity.score(item, now), "popular"))
+                if len(chosen) >= k:
+                    break
+        return chosen
 
     def candidate_scores(self, user_id: str, item_ids: Sequence[str], now: float) -> list[float]:
         return [self.popularity.score(item, now) for item in item_ids]

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, insort
+from collections.abc import Iterator
 
 import numpy as np
 import numpy.typing as npt
@@ -148,7 +149,19 @@ class LearnedHalfLife:
     def top(self, n: int, now: float) -> list[tuple[str, float]]:
         """The ``n`` most popular items (at most ``top_size``), best first, with
         :meth:`score`."""
-        return [(item, self.score(item, now)) for _, item in reversed(self._top[-n:])] if n else []
+        if n <= 0 or not self._top:
+            return []
+        items = [item for _, item in reversed(self._top[-n:])]
+        rows = [self._index[item] for item in items]
+        c = self._choice
+        # One vectorised exp for the list: this runs on every request.
+        scores = np.exp(self._log_s[rows, c] - (now - self._last[rows]) * self._rate[c])
+        return list(zip(items, scores.tolist(), strict=True))
+
+    def ranked(self) -> Iterator[str]:
+        """The items of :meth:`top`, best first, without their scores (lazily: callers
+        usually stop after a few)."""
+        return (item for _, item in reversed(self._top))
 
     def state(self) -> dict[str, object]:
         """What a worker persists: the running scores (the item rows are rebuilt from events

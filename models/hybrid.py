@@ -33,6 +33,7 @@ from models.content import ContentModel
 from models.evaluation import ItemCFRecommender, RequestSelector, Scored
 from models.events import ITEM_TYPES, Event, EventType
 from models.fbt import BasketTracker, basket_candidates
+from models.itemknn import ItemKNN
 from models.knobs import LearnedKnobs
 from models.mf import OnlineMF
 from models.popularity import decayed_score
@@ -76,6 +77,7 @@ TASTE_MATCH = (Reason(None, 1.0, action="taste_match"),)
 PROFILE_MATCH = (Reason(None, 1.0, action="profile_match"),)
 SIMILAR_SHOPPERS = (Reason(None, 1.0, action="similar_shoppers"),)
 POPULAR_NOW = (Reason(None, 1.0, action="popular"),)
+CO_OCCURRING = (Reason(None, 1.0, action="bought_together_by_others"),)
 
 
 class Request(NamedTuple):
@@ -131,7 +133,13 @@ class SourcePools(Protocol):
 
 
 #: The sources beside item-CF and social proof, in the order their pools are blended.
-EXTRA_SOURCES: tuple[Source, ...] = (Source.MF, Source.CONTENT, Source.USER_CF, Source.FBT)
+EXTRA_SOURCES: tuple[Source, ...] = (
+    Source.MF,
+    Source.CONTENT,
+    Source.USER_CF,
+    Source.FBT,
+    Source.ITEM_KNN,
+)
 
 
 class HybridSources:
@@ -156,12 +164,14 @@ class HybridSources:
         content: ContentModel | None = None,
         usercf: UserCF | None = None,
         fbt: BasketTracker | None = None,
+        knn: ItemKNN | None = None,
     ) -> None:
         self.weights = dict(weights)
         self.mf = mf
         self.content = content
         self.usercf = usercf
         self.fbt = fbt
+        self.knn = knn
 
     def learn(self, event: Event) -> None:
         item = event.item_id
@@ -176,6 +186,8 @@ class HybridSources:
             self.usercf.add_weight(event.user_id, item, weight, event.ts)
         if self.fbt is not None:
             self.fbt.add(event.user_id, item, event.ts, event.type)
+        if self.knn is not None:
+            self.knn.learn(event)
 
     def pools(self, user_id: str, excluded: AbstractSet[str], now: float) -> dict[Source, Pool]:
         k = CANDIDATES_PER_SOURCE
@@ -194,6 +206,9 @@ class HybridSources:
             pools[Source.FBT] = source_pool(
                 Source.FBT, (c for c in basket if c.item_id not in excluded)
             )
+        if self.knn is not None:
+            found = self.knn.top_k(user_id, k, excluded, now)
+            pools[Source.ITEM_KNN] = scored_pool(Source.ITEM_KNN, found, CO_OCCURRING)
         return {source: pool for source, pool in pools.items() if pool}
 
 
@@ -436,9 +451,11 @@ def build_sources(
     state_params: StateParams,
     catalog: Mapping[str, Mapping[str, object]] | None = None,
     seed: int = 0,
+    knn: bool = False,
 ) -> HybridSources:
     """MF, content (with a catalogue), user-CF and FBT, configured as the worker configures
-    them."""
+    them; with ``knn``, the uncapped item-kNN too (a source only where the blend is learned:
+    the fixed blend has no weight for it)."""
     content = None
     if catalog:
         content = ContentModel()
@@ -461,6 +478,7 @@ def build_sources(
             neighbour_pool=USERCF_NEIGHBOUR_POOL,
         ),
         fbt=BasketTracker(),
+        knn=ItemKNN(state_params.weights) if knn else None,
     )
 
 
@@ -495,7 +513,11 @@ def build_hybrid(
     return HybridRecommender(
         state_params,
         recommend_params,
-        sources=build_sources(state_params, catalog, seed) if sources is None else sources,
+        sources=(
+            build_sources(state_params, catalog, seed, knn=learn_knobs)
+            if sources is None
+            else sources
+        ),
         ranker=OnlineRanker() if learned_ranker else None,
         categories=categories or None,
         name=name or ("hybrid+ranker" if learned_ranker else "hybrid"),

@@ -124,17 +124,27 @@ class ItemKNN:
         self._last = (user_id, now, scores)
         return scores
 
-    def recommend(
-        self, user_id: str, k: int, exclude: AbstractSet[str], now: float
-    ) -> list[Scored]:
+    def top_k(
+        self, user_id: str, k: int, exclude: AbstractSet[str], now: float = 0.0
+    ) -> list[tuple[str, float]]:
+        """The ``k`` best items for the user, best first (ties by id), none excluded, only
+        scores above 0: the hybrid's ``item_knn`` source."""
+        if k <= 0:
+            return []
         scores = self._scores(user_id, now).copy()
         banned = [c for c in (self._code.get(i) for i in exclude) if c is not None]
         scores[banned] = 0.0
         positive = np.flatnonzero(scores > 0.0)
         if len(positive) > k:
             positive = positive[np.argpartition(-scores[positive], k - 1)[:k]]
-        ranked = sorted(positive.tolist(), key=lambda c: (-scores[c], self._ids[c]))
-        return [Scored(self._ids[c], float(scores[c]), "item_cf") for c in ranked[:k]]
+        ids = self._ids
+        ranked = sorted(positive.tolist(), key=lambda c: (-scores[c], ids[c]))
+        return [(ids[c], float(scores[c])) for c in ranked[:k]]
+
+    def recommend(
+        self, user_id: str, k: int, exclude: AbstractSet[str], now: float
+    ) -> list[Scored]:
+        return [Scored(i, s, "item_cf") for i, s in self.top_k(user_id, k, exclude, now)]
 
     def candidate_scores(self, user_id: str, item_ids: Sequence[str], now: float) -> list[float]:
         scores = self._scores(user_id, now)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from models.blendlearn import BlendLearner
 from models.halflife import LearnedHalfLife
-from models.recommend import Blended, Source
+from models.recommend import PERSONAL_SOURCES, Blended, Source
 
 
 @dataclass
@@ -36,9 +36,9 @@ class LearnedKnobs:
 
     @classmethod
     def start(cls, weights: Mapping[Source, float], *, half_life_s: float) -> LearnedKnobs:
-        """Knobs starting from the configured blend and half-life (sources the blend lacks,
-        such as popularity, start low and may climb)."""
-        start = {Source.POPULAR: 0.0, **weights}
+        """Knobs starting from the configured blend and half-life (every source the blend
+        lacks, such as popularity or item-kNN, starts low and may climb)."""
+        start = {**dict.fromkeys(PERSONAL_SOURCES, 0.0), **weights}
         return cls(LearnedHalfLife(half_life_s), BlendLearner(start))
 
     def learn_event(self, item_id: str, weight: float, ts: float) -> None:

@@ -45,6 +45,7 @@ class Source(StrEnum):
     CONTENT = "content"  # catalog content: profile match and content neighbours (models.content)
     USER_CF = "user_cf"  # people who act like you (models.usercf)
     FBT = "fbt"  # frequently bought together with the user's basket (models.fbt)
+    ITEM_KNN = "item_knn"  # co-occurrence cosine over every pair, no caps (models.itemknn)
     TRENDING = "trending"
     POPULAR = "popular"
     EXPLORE = "explore"  # the exploration slot: a new or long-tail item
@@ -59,6 +60,7 @@ PERSONAL_SOURCES: tuple[Source, ...] = (
     Source.CONTENT,
     Source.USER_CF,
     Source.FBT,
+    Source.ITEM_KNN,
     Source.POPULAR,
 )
 

@@ -415,7 +415,7 @@ def build_models(
         shared = plan.resources.enter_context(
             SourcesProcess(
                 plan.events,
-                lambda: build_sources(state, catalog),
+                lambda: build_sources(state, catalog, knn=not fixed_knobs),
                 recommend_params.exclude_items,
                 is_test=plan.is_test,
                 learn_test=plan.learn_test,
@@ -455,9 +455,12 @@ def build_models(
     ablations: list[Recommender] = []
     first = models[0]
     if ablation and isinstance(first, HybridRecommender):
-        sources = [*PERSONAL_SOURCES] if not fixed_knobs else [*PERSONAL_SOURCES[:-1]]
+        # Only the sources this hybrid has: the learned-only ones (popularity as a blended
+        # source, item-kNN) exist only with learned knobs, content only with a catalogue.
+        absent = {Source.POPULAR, Source.ITEM_KNN} if fixed_knobs else set()
         if not catalog:
-            sources.remove(Source.CONTENT)
+            absent.add(Source.CONTENT)
+        sources = [s for s in PERSONAL_SOURCES if s not in absent]
         ablations = [AblatedHybrid(first, source) for source in sources]
     return [first, decayed, *baselines, *models[1:], *ablations]
 
