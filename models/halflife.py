@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, insort
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -69,7 +70,11 @@ class LearnedHalfLife:
         self._total_ts: float | None = None
         self.scores = np.zeros(len(GRID_S))  # running mean log-likelihood per half-life
         self.observations = 0
-        self._choice = int(np.argmin(np.abs(np.log(self.grid) - math.log(start_s))))
+        self._choice = (
+            len(GRID_S) - 1
+            if math.isinf(start_s)
+            else int(np.argmin(np.abs(np.log(self.grid[:-1]) - math.log(start_s))))
+        )
         self._top: list[tuple[float, str]] = []  # (log key, item) ascending, under the choice
         self._in_top: dict[str, float] = {}
 
@@ -164,10 +169,54 @@ class LearnedHalfLife:
         return (item for _, item in reversed(self._top))
 
     def state(self) -> dict[str, object]:
-        """What a worker persists: the running scores (the item rows are rebuilt from events
-        or kept with them)."""
+        """What eval prints and a worker logs: the choice and the running score of each
+        half-life."""
         return {
             "half_life_s": self.half_life_s,
             "observations": self.observations,
             "scores": dict(zip(GRID_S, self.scores.tolist(), strict=True)),
         }
+
+    def export(self) -> dict[str, object]:
+        """Everything, as plain lists (JSON or msgpack), for a worker to persist.
+
+        >>> pop = LearnedHalfLife()
+        >>> for n, item in enumerate("abcab"):
+        ...     pop.update(item, 1.0, ts=n * 60.0)
+        >>> back = LearnedHalfLife.restore(pop.export())
+        >>> back.top(3, 600.0) == pop.top(3, 600.0), back.state() == pop.state()
+        (True, True)
+        """
+        count = len(self._ids)
+        return {
+            "ids": list(self._ids),
+            "log_s": [[float(x) for x in row] for row in self._log_s[:count].tolist()],
+            "last": self._last[:count].tolist(),
+            "log_total": self._log_total.tolist(),
+            "total_ts": self._total_ts,
+            "scores": self.scores.tolist(),
+            "observations": self.observations,
+            "choice_s": self.half_life_s,
+            "top_size": self.top_size,
+        }
+
+    @classmethod
+    def restore(cls, data: Mapping[str, Any]) -> LearnedHalfLife:
+        """The estimator :meth:`export` wrote (same grid)."""
+        pop = cls(float(data["choice_s"]), top_size=int(data["top_size"]))
+        ids = [str(i) for i in data["ids"]]
+        size = max(64, len(ids))
+        pop._log_s = np.full((size, len(GRID_S)), -np.inf)
+        pop._last = np.zeros(size)
+        if ids:
+            pop._log_s[: len(ids)] = np.asarray(data["log_s"], dtype=np.float64)
+            pop._last[: len(ids)] = np.asarray(data["last"], dtype=np.float64)
+        pop._ids = ids
+        pop._index = {item: row for row, item in enumerate(ids)}
+        pop._log_total = np.asarray(data["log_total"], dtype=np.float64)
+        total_ts = data["total_ts"]
+        pop._total_ts = None if total_ts is None else float(total_ts)
+        pop.scores = np.asarray(data["scores"], dtype=np.float64)
+        pop.observations = int(data["observations"])
+        pop._rebuild_top()
+        return pop
