@@ -14,6 +14,12 @@ its mean gain over the best source's: the blend leans on each source as far as i
 predicted what this stream's users do. A source that rarely speaks but is right when it does
 (items bought together) keeps a high weight; one that always speaks and rarely helps sinks.
 
+Then a paired check of the blend itself refines the weights: the item's NDCG@k is computed
+with each source's weight doubled and halved on the same request, and the source's log2
+correction moves towards the better side (bounded, so the record keeps setting the scale). A
+source with a good record whose candidates crowd out better ones from other sources is turned
+down this way; each source's record alone cannot see that.
+
 A joint fit of the weights (a pairwise logistic loss on the blended score) was tried first
 and collapsed: every source whose top items hold the list loses weight whenever the chosen
 item is not its first, so the rarest source ended with all the weight.
@@ -33,12 +39,18 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+import numpy as np
+
 from models.recommend import Blended, Source
 
 #: Requests a source's running mean covers (a plain mean until then).
 WINDOW = 5000
 #: Requests a source must have proposed candidates for before its weight is learned.
 MIN_REQUESTS = 50
+#: Step of a source's log2 correction per paired check that moved the item's NDCG@k.
+REFINE_RATE = 0.05
+#: A correction stays within ±this (log2): the record sets the scale, the check adjusts it.
+CORRECTION_BOUND = 4.0
 #: No weight goes below 2^FLOOR (a source whose record is all misses still breaks ties).
 FLOOR = -10.0
 #: Where a source with no starting weight starts (2^-4), until it has a record.
@@ -54,7 +66,10 @@ class BlendLearner:
     weight stands (``initial``, at least 2^START_FLOOR).
     """
 
-    def __init__(self, initial: Mapping[Source, float]) -> None:
+    def __init__(self, initial: Mapping[Source, float], *, k: int = 10) -> None:
+        self.k = k
+        # log2 corrections from the paired check of the blend (see _refine).
+        self.corrections: dict[Source, float] = {}
         floor = 2.0**START_FLOOR
         self._weights = {source: max(floor, w) for source, w in initial.items()}
         self.observations = 0  # requests whose item some source had proposed
@@ -90,12 +105,52 @@ class BlendLearner:
             self.counts[source] = seen
             mean = self.gains.get(source, 0.0)
             self.gains[source] = mean + (gain - mean) / min(seen, WINDOW)
+        self._refine(blended, item_id)
         self.observations += 1
         self._reweigh()
         return True
 
+    def _refine(self, blended: Blended, item_id: str) -> None:
+        """The paired check of the blend itself: where would the item have ranked with each
+        source's weight doubled, and halved? Each source's correction moves towards the
+        better of the two (the gain of NDCG@``k``), so a source whose own record is good but
+        whose candidates crowd out better ones from others is turned down, and the reverse."""
+        sources = [s for s in blended.best if s in self._weights]
+        if len(sources) < 2:
+            return
+        candidates = list(blended.totals)
+        row = {item: n for n, item in enumerate(candidates)}
+        features = np.zeros((len(candidates), len(sources)))
+        for col, source in enumerate(sources):
+            best, pool = blended.best[source], blended.pools[source]
+            kept = [(row[i], raw) for i, (raw, _) in pool.items() if raw > 0.0]
+            if kept:
+                rows, raws = zip(*kept, strict=True)
+                features[list(rows), col] = np.asarray(raws) / best
+        weights = np.array([self._weights[s] for s in sources])
+        count = len(sources)
+        variants = np.repeat(weights[:, None], 1 + 2 * count, axis=1)
+        span = np.arange(count)
+        variants[span, 1 + span] *= 2.0
+        variants[span, 1 + count + span] *= 0.5
+        totals = features @ variants
+        target = totals[row[item_id]]
+        rank = 1.0 + (totals > target).sum(axis=0)
+        gain = np.where(rank <= self.k, 1.0 / np.log2(rank + 1.0), 0.0)
+        slope = gain[1 : 1 + count] - gain[1 + count :]
+        if not slope.any():
+            return
+        for source, g in zip(sources, slope.tolist(), strict=True):
+            if g:
+                value = self.corrections.get(source, 0.0) + REFINE_RATE * g
+                self.corrections[source] = min(CORRECTION_BOUND, max(-CORRECTION_BOUND, value))
+
     def _reweigh(self) -> None:
-        learned = {s: g for s, g in self.gains.items() if self.counts[s] >= MIN_REQUESTS}
+        learned = {
+            s: g * 2.0 ** self.corrections.get(s, 0.0)
+            for s, g in self.gains.items()
+            if self.counts[s] >= MIN_REQUESTS
+        }
         best = max(learned.values(), default=0.0)
         if best <= 0.0:
             return
@@ -108,6 +163,7 @@ class BlendLearner:
             "weights": {str(s): round(w, 4) for s, w in sorted(self._weights.items())},
             "gains": {str(s): g for s, g in sorted(self.gains.items())},
             "counts": {str(s): n for s, n in sorted(self.counts.items())},
+            "corrections": {str(s): c for s, c in sorted(self.corrections.items())},
             "observations": self.observations,
         }
 
@@ -126,6 +182,9 @@ class BlendLearner:
         learner = cls({Source(s): float(w) for s, w in weights.items()})
         learner.gains = {Source(s): float(g) for s, g in gains.items()}
         learner.counts = {Source(s): int(n) for s, n in counts.items()}
+        corrections = state.get("corrections", {})
+        assert isinstance(corrections, Mapping)
+        learner.corrections = {Source(s): float(c) for s, c in corrections.items()}
         observations = state.get("observations", 0)
         learner.observations = observations if isinstance(observations, int) else 0
         learner._reweigh()
