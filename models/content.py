@@ -354,6 +354,10 @@ class ContentModel:
         # its rows. Rebuilt on the first query after the catalogue changes (rare next to
         # queries).
         self._matrix: csr_matrix | None = None
+        # Each row's position in id order, built with the matrix: the id tie-break of _best
+        # among thousands of tied items (a catalogue whose only feature is a category) is then
+        # a partition of integers instead of a sort of strings.
+        self._id_rank: npt.NDArray[np.intp] | None = None
         self._ids: list[str] = []
         self._rows: dict[str, int] = {}
         self._profiles: dict[str, _Profile] = {}
@@ -384,6 +388,7 @@ class ContentModel:
         n = len(vector.indices)
         self._width = max(self._width, n)
         self._matrix = None
+        self._id_rank = None
         self._idx[row] = 0
         self._val[row] = 0.0
         self._idx[row, :n] = vector.indices
@@ -395,6 +400,7 @@ class ContentModel:
         if row is None:
             return False
         self._matrix = None
+        self._id_rank = None
         last = len(self._ids) - 1
         if row != last:  # keep rows contiguous: move the last item into the hole
             moved = self._ids[last]
@@ -642,6 +648,14 @@ class ContentModel:
         dots: Scores = np.asarray(self._matrix @ dense, dtype=np.float64)
         return dots
 
+    def _ranks(self) -> npt.NDArray[np.intp]:
+        if self._id_rank is None or len(self._id_rank) != len(self._ids):
+            ids = self._ids
+            rank = np.empty(len(ids), dtype=np.intp)
+            rank[sorted(range(len(ids)), key=ids.__getitem__)] = np.arange(len(ids))
+            self._id_rank = rank
+        return self._id_rank
+
     def _best(self, scores: Scores, k: int, exclude: Iterable[str]) -> list[tuple[str, float]]:
         """Top ``k`` positive scores, ties by item id, never an excluded item. ``scores`` is
         the caller's scratch: excluded rows are zeroed in place."""
@@ -653,7 +667,14 @@ class ContentModel:
         if len(positive) > k:
             # Keep everything tied with the k-th best so the id tie-break below is honest.
             threshold = np.partition(scores[positive], len(positive) - k)[len(positive) - k]
-            positive = positive[scores[positive] >= threshold]
+            above = positive[scores[positive] > threshold]
+            tied = positive[scores[positive] == threshold]
+            need = k - len(above)
+            if len(tied) > need:
+                # Only the `need` smallest ids of the tied can be kept: pick them by id rank.
+                ranks = self._ranks()[tied]
+                tied = tied[np.argpartition(ranks, need - 1)[:need]]
+            positive = np.concatenate([above, tied])
         # (−score, id) pairs sort in C: best first, ties by id.
         ids = self._ids
         ranked = sorted(

@@ -371,6 +371,7 @@ class ItemCFRecommender:
         recent_items: int = 20,
         neighbours: int = 20,
         popular_items: int = 100,
+        followee_items: int = 0,
     ) -> None:
         params = recommend_params or RecommendParams(half_life_s=state_params.half_life_s)
         if not params.exclude_seen:
@@ -380,6 +381,7 @@ class ItemCFRecommender:
         self.recent_items = recent_items
         self.neighbours = neighbours
         self.popular_items = popular_items
+        self.followee_items = followee_items
         self._popular = _TopCache(popular_items)
         self._landmark: float | None = None
         self._params_for_k: dict[int, RecommendParams] = {}
@@ -410,7 +412,10 @@ class ItemCFRecommender:
     def view_for(self, user_id: str, exclude: AbstractSet[str]) -> UserView:
         """The user as the worker reads them, with ``exclude`` counted as seen."""
         view = self.state.user_view(
-            user_id, recent_items=self.recent_items, neighbours=self.neighbours
+            user_id,
+            recent_items=self.recent_items,
+            neighbours=self.neighbours,
+            followee_items=self.followee_items,
         )
         if not exclude <= view.seen:
             view = replace(view, seen=view.seen | exclude)
@@ -476,15 +481,15 @@ class PopularityRecommender:
     0.0
     """
 
-    name = "popularity"
-
     def __init__(
         self,
         weights: Mapping[EventType, float] | None = None,
         *,
         half_life_s: float = 6 * 3600.0,
         cache_size: int = 200,
+        name: str = "popularity",
     ) -> None:
+        self.name = name
         self.weights = dict(weights or DEFAULT_WEIGHTS)
         self.half_life_s = half_life_s
         self.scores: dict[str, float] = {}

@@ -12,7 +12,7 @@ the worker runs:
   (:mod:`models.ranker`) when one is given. The ranker learns exactly as in the worker: the
   items of the last list shown to a user are labelled by the user's next item event.
 
->>> from models.events import Event, EventType
+>>> from models.events import ITEM_TYPES, Event, EventType
 >>> from models.state import StateParams
 >>> sources = HybridSources(StateParams().weights, mf=OnlineMF(factors=4, seed=1))
 >>> model = HybridRecommender(StateParams(), sources=sources)
@@ -27,12 +27,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from models.content import ContentModel
 from models.evaluation import ItemCFRecommender, RequestSelector, Scored
-from models.events import Event, EventType
+from models.events import ITEM_TYPES, Event, EventType
 from models.fbt import BasketTracker, basket_candidates
+from models.itemknn import ItemKNN
+from models.knobs import LearnedKnobs
 from models.mf import OnlineMF
 from models.popularity import decayed_score
 from models.ranker import OnlineRanker
@@ -51,7 +53,7 @@ from models.recommend import (
     scored_pool,
     source_pool,
 )
-from models.state import StateParams, UserView
+from models.state import PopularView, StateParams, UserView
 from models.usercf import UserCF
 
 #: Candidates each source proposes per request (the assembly ranks their union).
@@ -65,6 +67,7 @@ MF_POOL = 2_000  # recent positives that popularity-sampled negatives are drawn 
 USERCF_ITEMS_PER_USER = 30
 USERCF_USERS_PER_ITEM = 50
 USERCF_NEIGHBOUR_POOL = 30  # the worker reads the rows of the 30 users with most items in common
+FOLLOWEE_ITEMS = 5  # each followee's latest items read as social proof (with learned knobs)
 
 
 #: The one reason of a candidate from MF, content or user-CF. Shared, not built per candidate
@@ -73,6 +76,20 @@ USERCF_NEIGHBOUR_POOL = 30  # the worker reads the rows of the 30 users with mos
 TASTE_MATCH = (Reason(None, 1.0, action="taste_match"),)
 PROFILE_MATCH = (Reason(None, 1.0, action="profile_match"),)
 SIMILAR_SHOPPERS = (Reason(None, 1.0, action="similar_shoppers"),)
+POPULAR_NOW = (Reason(None, 1.0, action="popular"),)
+CO_OCCURRING = (Reason(None, 1.0, action="bought_together_by_others"),)
+
+
+class Request(NamedTuple):
+    """One request as read: the user, the time, their view, every source's pool and the
+    popular items."""
+
+    user_id: str
+    now: float
+    view: UserView
+    pools: dict[Source, Pool]
+    popular: PopularView
+
 
 #: FBT context as the worker's (streams.sources.fbt.RedisFBT): the latest basket's last items,
 #: while it is at most a day old.
@@ -116,7 +133,13 @@ class SourcePools(Protocol):
 
 
 #: The sources beside item-CF and social proof, in the order their pools are blended.
-EXTRA_SOURCES: tuple[Source, ...] = (Source.MF, Source.CONTENT, Source.USER_CF, Source.FBT)
+EXTRA_SOURCES: tuple[Source, ...] = (
+    Source.MF,
+    Source.CONTENT,
+    Source.USER_CF,
+    Source.FBT,
+    Source.ITEM_KNN,
+)
 
 
 class HybridSources:
@@ -141,12 +164,14 @@ class HybridSources:
         content: ContentModel | None = None,
         usercf: UserCF | None = None,
         fbt: BasketTracker | None = None,
+        knn: ItemKNN | None = None,
     ) -> None:
         self.weights = dict(weights)
         self.mf = mf
         self.content = content
         self.usercf = usercf
         self.fbt = fbt
+        self.knn = knn
 
     def learn(self, event: Event) -> None:
         item = event.item_id
@@ -161,6 +186,8 @@ class HybridSources:
             self.usercf.add_weight(event.user_id, item, weight, event.ts)
         if self.fbt is not None:
             self.fbt.add(event.user_id, item, event.ts, event.type)
+        if self.knn is not None:
+            self.knn.learn(event)
 
     def pools(self, user_id: str, excluded: AbstractSet[str], now: float) -> dict[Source, Pool]:
         k = CANDIDATES_PER_SOURCE
@@ -179,6 +206,9 @@ class HybridSources:
             pools[Source.FBT] = source_pool(
                 Source.FBT, (c for c in basket if c.item_id not in excluded)
             )
+        if self.knn is not None:
+            found = self.knn.top_k(user_id, k, excluded, now)
+            pools[Source.ITEM_KNN] = scored_pool(Source.ITEM_KNN, found, CO_OCCURRING)
         return {source: pool for source, pool in pools.items() if pool}
 
 
@@ -230,6 +260,8 @@ class HybridRecommender:
         recent_items: int = 20,
         neighbours: int = 20,
         popular_items: int = 100,
+        knobs: LearnedKnobs | None = None,
+        followee_items: int = 0,
     ) -> None:
         self.base = ItemCFRecommender(
             state_params,
@@ -237,7 +269,17 @@ class HybridRecommender:
             recent_items=recent_items,
             neighbours=neighbours,
             popular_items=popular_items,
+            followee_items=followee_items,
         )
+        # Learned knobs (None: the configured blend and half-life, fixed).
+        self.knobs = knobs
+        self.popular_items = popular_items
+        # Per user: the candidates of the last list, until the user's next item event teaches
+        # the blend (only with knobs).
+        self._choices: dict[str, Blended] = {}
+        # The last request as read: (user, time, view, pools, popular items), shared with the
+        # ablations (models.ablation), which rank the same candidates without one source.
+        self.request: Request | None = None
         self.params = self.base.params
         self.weights = state_params.weights
         self.sources = HybridSources(state_params.weights) if sources is None else sources
@@ -261,41 +303,88 @@ class HybridRecommender:
         shown = self._shown.pop(event.user_id, None)
         if self.ranker is not None and shown is not None and self.weights.get(event.type, 0) > 0:
             self.ranker.learn(shown, item)
+        knobs = self.knobs
+        if knobs is not None and event.type in ITEM_TYPES:
+            weight = self.base.state.params.weight(event.type)
+            knobs.learn_event(item, weight, event.ts)
+            chosen = self._choices.pop(event.user_id, None)
+            if chosen is not None and weight > 0:
+                knobs.learn_choice(chosen, item)
         self.sources.learn(event)
+
+    # ---- the request's parameters --------------------------------------------------------------
+    def params_for(self, k: int) -> RecommendParams:
+        """The assembly's parameters for a list of ``k``; with knobs, the learned blend and
+        the learned half-life for social proof."""
+        params = self._params_for_k.get(k)
+        if params is None:
+            params = self._params_for_k[k] = replace(self.params, top_n=k)
+        knobs = self.knobs
+        if knobs is None:
+            return params
+        return replace(
+            params,
+            source_weights=tuple(knobs.blend.weights.items()),
+            social_half_life_s=knobs.popularity.half_life_s,
+        )
+
+    def popular_for(self, now: float) -> PopularView:
+        """The popular fallback: the state's, or with knobs the learned popularity's (as
+        decayed scores at ``now``, so ``now`` is their landmark)."""
+        if self.knobs is None:
+            return self.base.popular_view()
+        return PopularView(tuple(self.knobs.popularity.top(self.popular_items, now)), now)
 
     # ---- candidates ----------------------------------------------------------------------------
     def _blend(self, view: UserView, now: float) -> tuple[dict[Source, Pool], Blended]:
         """Every source's candidates for the user and their blend, remembered for
         :meth:`candidate_scores` at the same request."""
-        pools = personal_pools(view, self.params, now)
-        pools.update(self.sources.pools(view.user_id, excluded_items(view, self.params), now))
+        params = self.params_for(self.params.top_n)
+        excluded = excluded_items(view, params)
+        pools = personal_pools(view, params, now)
+        pools.update(self.sources.pools(view.user_id, excluded, now))
+        popular = self.popular_for(now)
+        if self.knobs is not None:
+            # Popularity as a source of its own, so the blend can learn how much it is worth.
+            best = [(i, p) for i, p in popular.items if i not in excluded]
+            pools[Source.POPULAR] = scored_pool(
+                Source.POPULAR, best[:CANDIDATES_PER_SOURCE], POPULAR_NOW
+            )
         pools = {source: pool for source, pool in pools.items() if pool}
-        blended = blend_pools(pools, self._weights, len(view.recent))
+        weights = self._weights if self.knobs is None else self.knobs.blend.weights
+        blended = blend_pools(pools, weights, len(view.recent))
         self._last = (view.user_id, now, view, blended)
+        self.request = Request(view.user_id, now, view, pools, popular)
         return pools, blended
+
+    def assemble(
+        self, request: Request, pools: dict[Source, Pool], blended: Blended, params: RecommendParams
+    ) -> list[Scored]:
+        """The list the assembly makes of these candidates (the ablations call it too)."""
+        recs = recommend(
+            request.view,
+            request.popular,
+            params,
+            now=request.now,
+            ranker=self.ranker,
+            categories=self.categories,
+            pools=pools,
+            blended=blended,
+            remember=self.ranker is not None,
+        )
+        if self.ranker is not None:
+            self._shown[request.user_id] = recs.features
+        return [Scored(r.item_id, r.score, r.source.value) for r in recs.items]
 
     def recommend(
         self, user_id: str, k: int, exclude: AbstractSet[str], now: float
     ) -> list[Scored]:
-        params = self._params_for_k.get(k)
-        if params is None:
-            params = self._params_for_k[k] = replace(self.params, top_n=k)
         view = self.base.view_for(user_id, exclude)
-        blended = self._blend(view, now)
-        recs = recommend(
-            view,
-            self.base.popular_view(),
-            params,
-            now=now,
-            ranker=self.ranker,
-            categories=self.categories,
-            pools=blended[0],
-            blended=blended[1],
-            remember=self.ranker is not None,
-        )
-        if self.ranker is not None:
-            self._shown[user_id] = recs.features
-        return [Scored(r.item_id, r.score, r.source.value) for r in recs.items]
+        pools, blended = self._blend(view, now)
+        if self.knobs is not None:
+            self._choices[user_id] = blended
+        assert self.request is not None
+        return self.assemble(self.request, pools, blended, self.params_for(k))
 
     def candidate_scores(self, user_id: str, item_ids: Sequence[str], now: float) -> list[float]:
         """The order :meth:`recommend` would give with no limit on its length: every source's
@@ -312,6 +401,12 @@ class HybridRecommender:
         else:
             view = self.base.view_for(user_id, frozenset())
             _, blended = self._blend(view, now)
+        return self.scores_of(view, blended, item_ids, now)
+
+    def scores_of(
+        self, view: UserView, blended: Blended, item_ids: Sequence[str], now: float
+    ) -> list[float]:
+        """:meth:`candidate_scores` of given candidates (the ablations call it too)."""
         excluded = excluded_items(view, self.params)
         state = self.base.state
         landmark = state.landmark or 0.0
@@ -323,6 +418,18 @@ class HybridRecommender:
         else:
             personal = {i: blended.totals[i] for i in wanted}
         scores = []
+        if self.knobs is not None:
+            popularity = self.knobs.popularity
+            for item in item_ids:
+                if item in personal:
+                    value = personal[item]
+                    scores.append(1.0 + value / (1.0 + value))
+                elif item in excluded:
+                    scores.append(0.0)
+                else:
+                    p = popularity.score(item, now)
+                    scores.append(p / (1.0 + p))
+            return scores
         for item in item_ids:
             if item in personal:
                 value = personal[item]
@@ -344,9 +451,11 @@ def build_sources(
     state_params: StateParams,
     catalog: Mapping[str, Mapping[str, object]] | None = None,
     seed: int = 0,
+    knn: bool = False,
 ) -> HybridSources:
     """MF, content (with a catalogue), user-CF and FBT, configured as the worker configures
-    them."""
+    them; with ``knn``, the uncapped item-kNN too (a source only where the blend is learned:
+    the fixed blend has no weight for it)."""
     content = None
     if catalog:
         content = ContentModel()
@@ -369,6 +478,7 @@ def build_sources(
             neighbour_pool=USERCF_NEIGHBOUR_POOL,
         ),
         fbt=BasketTracker(),
+        knn=ItemKNN(state_params.weights) if knn else None,
     )
 
 
@@ -380,9 +490,21 @@ def build_hybrid(
     learned_ranker: bool = False,
     seed: int = 0,
     sources: SourcePools | None = None,
+    learn_knobs: bool = False,
+    followee_items: int = 0,
+    name: str | None = None,
 ) -> HybridRecommender:
     """The hybrid with every source configured as the worker configures it (``sources``, if
-    given, stands for :func:`build_sources` of the same arguments)."""
+    given, stands for :func:`build_sources` of the same arguments). With ``learn_knobs`` the
+    blend and the popularity half-life are learned from the stream (:mod:`models.knobs`),
+    starting from ``recommend_params``'; the shrinkage is learned if ``state_params`` asks
+    (``shrinkage_scale``)."""
+    params = recommend_params or RecommendParams(half_life_s=state_params.half_life_s)
+    knobs = (
+        LearnedKnobs.start(dict(params.source_weights), half_life_s=params.half_life_s)
+        if learn_knobs
+        else None
+    )
     categories = {
         item_id: str(record["category"])
         for item_id, record in (catalog or {}).items()
@@ -391,8 +513,14 @@ def build_hybrid(
     return HybridRecommender(
         state_params,
         recommend_params,
-        sources=build_sources(state_params, catalog, seed) if sources is None else sources,
+        sources=(
+            build_sources(state_params, catalog, seed, knn=learn_knobs)
+            if sources is None
+            else sources
+        ),
         ranker=OnlineRanker() if learned_ranker else None,
         categories=categories or None,
-        name="hybrid+ranker" if learned_ranker else "hybrid",
+        name=name or ("hybrid+ranker" if learned_ranker else "hybrid"),
+        knobs=knobs,
+        followee_items=followee_items,
     )

@@ -45,12 +45,14 @@ class Source(StrEnum):
     CONTENT = "content"  # catalog content: profile match and content neighbours (models.content)
     USER_CF = "user_cf"  # people who act like you (models.usercf)
     FBT = "fbt"  # frequently bought together with the user's basket (models.fbt)
+    ITEM_KNN = "item_knn"  # co-occurrence cosine over every pair, no caps (models.itemknn)
     TRENDING = "trending"
     POPULAR = "popular"
     EXPLORE = "explore"  # the exploration slot: a new or long-tail item
 
 
-#: Personal sources, in the order their contributions are listed.
+#: Personal sources, in the order their contributions are listed; popularity last, when it is
+#: blended in as a source of its own (learned blend weights, models.knobs).
 PERSONAL_SOURCES: tuple[Source, ...] = (
     Source.ITEM_CF,
     Source.SOCIAL,
@@ -58,6 +60,8 @@ PERSONAL_SOURCES: tuple[Source, ...] = (
     Source.CONTENT,
     Source.USER_CF,
     Source.FBT,
+    Source.ITEM_KNN,
+    Source.POPULAR,
 )
 
 #: The fixed blend: what a source's best candidate for a user is worth (see :func:`blend`).
@@ -74,7 +78,8 @@ DEFAULT_SOURCE_WEIGHTS: dict[Source, float] = {
 
 #: What one social proof is worth before decay: a share to you persuades more than a
 #: followee's purchase, which persuades more than their like.
-DEFAULT_SOCIAL_WEIGHTS = {"share": 1.0, "purchase": 0.8, "like": 0.5}
+#: "recent": any other recent item of a followee (read only when asked: ``followee_items``).
+DEFAULT_SOCIAL_WEIGHTS = {"share": 1.0, "purchase": 0.8, "like": 0.5, "recent": 0.5}
 
 
 @dataclass(frozen=True, slots=True)

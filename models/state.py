@@ -29,6 +29,7 @@ from enum import StrEnum
 
 from models.events import DEFAULT_WEIGHTS, Event, EventType
 from models.popularity import forward_weight, needs_rebase, rebase_factor
+from models.shrinkage import ShrinkageEstimator
 from models.similarity import affinity_after, cosine
 from models.topk import top_k
 
@@ -71,6 +72,8 @@ class StateParams:
     seen_window_s: float = 30 * 86400.0  # items touched this recently are never recommended
     seen_cap: int = 500  # ... up to this many of them per user
     shrinkage: float = 1000.0  # λ in s = dot / (‖i‖·‖j‖ + λ): see models.similarity.cosine
+    # > 0: λ is learned instead, this many times the mean ‖i‖² (models.shrinkage); 0: fixed λ.
+    shrinkage_scale: float = 0.0
 
     def weight(self, event_type: EventType) -> float:
         return float(self.weights.get(event_type, DEFAULT_WEIGHTS[event_type]))
@@ -336,6 +339,16 @@ class MemoryState:
         self.norm2 = SortedSet()  # item -> Σ a_ui²
         self.popularity = SortedSet()  # item -> forward-decayed weighted count
         self.landmark: float | None = None
+        # λ scaled to the observed norms, when asked for (None: the fixed params.shrinkage).
+        self.learned_shrinkage = (
+            ShrinkageEstimator(params.shrinkage_scale) if params.shrinkage_scale > 0 else None
+        )
+
+    @property
+    def shrinkage(self) -> float:
+        """The λ in use: learned from the norms, or the fixed one."""
+        learned = self.learned_shrinkage
+        return self.params.shrinkage if learned is None else learned.value
 
     # ---- updates ---------------------------------------------------------------------------
     def apply_batch(self, events: Iterable[Event]) -> list[Outcome]:
@@ -430,8 +443,12 @@ class MemoryState:
         self._refresh_similarities(item, touched)
 
     def _add_norm2(self, item: str, amount: float) -> None:
-        if self.norm2.incr(item, amount) <= ZERO:
+        old = self.norm2.scores.get(item, 0.0)
+        new = self.norm2.incr(item, amount)
+        if new <= ZERO:
             del self.norm2.scores[item]
+        if self.learned_shrinkage is not None:
+            self.learned_shrinkage.update(old, new)
 
     def _subtract_dot(self, item: str, other: str, amount: float) -> bool:
         """Remove one user's share of a pair; False if the cap had already evicted the pair."""
@@ -491,7 +508,7 @@ class MemoryState:
         dots = {} if row is None else row.scores
         norm2 = self.norm2.scores
         norm2_item = norm2.get(item, 0.0)
-        shrinkage, cap = self.params.shrinkage, self.params.neighbours
+        shrinkage, cap = self.shrinkage, self.params.neighbours
         sim_sets = self.sim
         item_sims = sim_sets.get(item)
         if item_sims is None:
@@ -584,13 +601,22 @@ class MemoryState:
 
     # ---- reads -----------------------------------------------------------------------------
     def user_view(
-        self, user_id: str, *, recent_items: int, neighbours: int, social_items: int = 20
+        self,
+        user_id: str,
+        *,
+        recent_items: int,
+        neighbours: int,
+        social_items: int = 20,
+        followee_items: int = 0,
     ) -> UserView:
         """What scoring needs about ``user_id`` (an unknown user gets an empty view).
 
         Social proof: the ``social_items`` latest shares received, and the 5 latest likes or
         purchases of each of up to 50 people the user follows (by id order here; Redis picks
-        an arbitrary 50 when there are more).
+        an arbitrary 50 when there are more); with ``followee_items``, also each such
+        followee's latest ``followee_items`` items of any kind from their history (action
+        ``"recent"``, unless that followee's like or purchase of it is already there): on a
+        stream where people mostly view or rate, what friends touched is the social signal.
         """
         user = self.users.get(user_id) or UserState()
         recent = [(item, user.affinity[item]) for item, _ in user.history.top(recent_items)]
@@ -601,9 +627,15 @@ class MemoryState:
         for followee in sorted(user.following)[:FOLLOWEES_READ]:
             state = self.users.get(followee)
             if state is not None:
+                acted = set()
                 for key, ts in state.actions.top(ACTIONS_READ):
                     action, _, item = key.partition("\t")
                     proofs.append(SocialProof(item, followee, action, ts))
+                    acted.add(item)
+                if followee_items:
+                    for item, ts in state.history.top(followee_items):
+                        if item not in acted:
+                            proofs.append(SocialProof(item, followee, "recent", ts))
         return UserView(
             user_id=user_id,
             recent=tuple(recent),
@@ -625,7 +657,7 @@ class MemoryState:
         row = self.dot.get(a)
         dot = 0.0 if row is None else row.scores.get(b, 0.0)
         return cosine(
-            dot, self.norm2.scores.get(a, 0.0), self.norm2.scores.get(b, 0.0), self.params.shrinkage
+            dot, self.norm2.scores.get(a, 0.0), self.norm2.scores.get(b, 0.0), self.shrinkage
         )
 
     # ---- inspection ------------------------------------------------------------------------

@@ -82,6 +82,9 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
         seed=args.seed,
         models=[name.strip() for name in args.models.split(",") if name.strip()],
         jobs=args.jobs,
+        fixed_knobs=args.fixed_knobs,
+        ablation=args.ablation,
+        ghost_follows=args.ghost_follows,
     )
 
 
@@ -164,6 +167,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="processes: 2 runs the hybrid's MF, content, user-CF and FBT beside the replay "
         "(same figures; default 2 when two or more cores are available), 1 runs everything "
         "in one",
+    )
+    p.add_argument(
+        "--fixed-knobs",
+        action="store_true",
+        help="the configured blend, half-life and shrinkage, not learned from the stream",
+    )
+    p.add_argument(
+        "--ablation",
+        action="store_true",
+        help="also the first hybrid with each source switched off in turn (one assembly more "
+        "per source and request)",
+    )
+    p.add_argument(
+        "--ghost-follows",
+        action="store_true",
+        help="point every follow at a user who never acts: the same users and requests, no "
+        "social signal (compare with a run without it)",
     )
     p.set_defaults(handler=_eval)
     return parser

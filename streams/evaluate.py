@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import os
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -59,7 +60,7 @@ from models.evaluation import (
     temporal_cut,
 )
 from models.events import Event, EventType, Rejection, parse_event
-from models.recommend import RecommendParams
+from models.recommend import PERSONAL_SOURCES, RecommendParams, Source
 from streams.config import Settings
 
 EVENT_COLUMNS: Final = ("user_id", "item_id", "event_type", "timestamp")
@@ -73,6 +74,9 @@ TAOBAO_BEHAVIOURS: Final = {
 }
 #: Length of the evaluated lists (HR@10, NDCG@10), whatever SOCIALREC_TOP_N the worker uses.
 EVAL_K: Final = 10
+#: The bound on a file's timestamps, either side of 1970: 10^11 s is over 3,000 years, so any
+#: real stream passes, while milliseconds (10^12 and more since 1973) are still caught.
+FILE_TS_LIMIT_S: Final = 1e11
 #: How many offending line numbers a report keeps (enough to find them, never the content).
 KEPT_LINES: Final = 20
 #: Metrics shown and averaged: (JSON key with k filled in, ModelReport attribute).
@@ -145,14 +149,12 @@ def _number(text: str) -> float | str:
         return text  # the contract's check then rejects it as a bad field
 
 
-def read_events(
-    stream: IO[str],
-    *,
-    fmt: str = "csv",
-    now: float | None = None,
-    max_future_skew_s: float = 3600.0,
-) -> LoadedEvents:
-    """Read and validate events; sort them by time. ``now`` bounds future timestamps.
+def read_events(stream: IO[str], *, fmt: str = "csv") -> LoadedEvents:
+    """Read and validate events; sort them by time.
+
+    Every check of the event contract applies except the live path's clock: a file may hold
+    a stream of any era (a 1990s data set, a simulation dated in the future), so a timestamp
+    only has to be Unix seconds, within :data:`FILE_TS_LIMIT_S` of 1970 either way.
 
     >>> import io
     >>> tb = "1,10,7,pv,1511544070\\n1,11,7,buy,1511544080\\n2,10,7,teleport,1511544090\\n"
@@ -162,7 +164,6 @@ def read_events(
     >>> dict(loaded.bad.by_reason), loaded.item_features["10"]
     ({'unknown_type': 1}, {'category_id': '7'})
     """
-    now = time.time() if now is None else now
     bad = BadRows()
     events: list[Event] = []
     features: dict[str, dict[str, str]] = {}
@@ -209,7 +210,11 @@ def read_events(
             bad.add(line, body)
             continue
         parsed = parse_event(
-            orjson.dumps(body), now=now, max_bytes=1 << 20, max_future_skew_s=max_future_skew_s
+            orjson.dumps(body),
+            now=FILE_TS_LIMIT_S,
+            max_bytes=1 << 20,
+            max_future_skew_s=0.0,
+            min_ts=-FILE_TS_LIMIT_S,
         )
         if isinstance(parsed, Rejection):
             bad.add(line, parsed.reason.value)
@@ -361,6 +366,8 @@ def build_models(
     *,
     plan: ReplayPlan | None = None,
     jobs: int = 1,
+    fixed_knobs: bool = False,
+    ablation: bool = False,
 ) -> list[Recommender]:
     """The worker's models, configured exactly as the worker, then the popularity baseline.
 
@@ -371,8 +378,18 @@ def build_models(
     With ``jobs=2`` and a ``plan``, the hybrids' MF, content, user-CF and FBT run in one
     second process (:mod:`streams.eval_sources`), shared by every hybrid (their sources are
     the same); the figures are those of ``jobs=1``.
+
+    The hybrids learn their knobs from the stream (blend, popularity half-life, shrinkage:
+    :mod:`models.knobs`) unless ``fixed_knobs``. Returned: the first model, the decayed
+    popularity baseline (with the learned half-life, or the configured one), plain
+    popularity, the item-kNN baseline, the other models, and with ``ablation`` the first
+    hybrid without each of its sources in turn.
     """
-    from models.hybrid import build_hybrid, build_sources
+    from models.ablation import AblatedHybrid
+    from models.baselines import LearnedPopularityRecommender
+    from models.hybrid import FOLLOWEE_ITEMS, HybridRecommender, build_hybrid, build_sources
+    from models.itemknn import ItemKNN
+    from models.shrinkage import DEFAULT_SCALE
     from streams.eval_sources import SourcesProcess
     from streams.store import ReadParams
     from streams.worker import state_params
@@ -381,6 +398,8 @@ def build_models(
     if unknown or not names:
         raise InputError(f"--models takes a comma-separated list of {', '.join(MODEL_NAMES)}")
     state = state_params(settings)
+    if not fixed_knobs:
+        state = replace(state, shrinkage_scale=DEFAULT_SCALE)
     read = ReadParams()
     recommend_params = RecommendParams(
         top_n=settings.top_n,
@@ -396,7 +415,7 @@ def build_models(
         shared = plan.resources.enter_context(
             SourcesProcess(
                 plan.events,
-                lambda: build_sources(state, catalog),
+                lambda: build_sources(state, catalog, knn=not fixed_knobs),
                 recommend_params.exclude_items,
                 is_test=plan.is_test,
                 learn_test=plan.learn_test,
@@ -418,11 +437,32 @@ def build_models(
             catalog=catalog,
             learned_ranker=name == "hybrid+ranker",
             sources=shared.reader() if shared is not None else None,
+            learn_knobs=not fixed_knobs,
+            followee_items=0 if fixed_knobs else FOLLOWEE_ITEMS,
         )
 
     models = [make(n) for n in names]
-    baseline = PopularityRecommender(state.weights, half_life_s=settings.popularity_half_life_s)
-    return [models[0], baseline, *models[1:]]
+    half_life = settings.popularity_half_life_s
+    decayed: Recommender = (
+        PopularityRecommender(state.weights, half_life_s=half_life)
+        if fixed_knobs
+        else LearnedPopularityRecommender(state.weights, start_half_life_s=half_life)
+    )
+    baselines: list[Recommender] = [
+        PopularityRecommender(state.weights, half_life_s=math.inf, name="popularity-plain"),
+        ItemKNN(state.weights),
+    ]
+    ablations: list[Recommender] = []
+    first = models[0]
+    if ablation and isinstance(first, HybridRecommender):
+        # Only the sources this hybrid has: the learned-only ones (popularity as a blended
+        # source, item-kNN) exist only with learned knobs, content only with a catalogue.
+        absent = {Source.POPULAR, Source.ITEM_KNN} if fixed_knobs else set()
+        if not catalog:
+            absent.add(Source.CONTENT)
+        sources = [s for s in PERSONAL_SOURCES if s not in absent]
+        ablations = [AblatedHybrid(first, source) for source in sources]
+    return [first, decayed, *baselines, *models[1:], *ablations]
 
 
 @dataclass
@@ -552,7 +592,7 @@ def _summary(report: ReplayReport, k: int, folds: int | None) -> dict[str, Any]:
             name: (
                 _fold_dict([g.models[name] for g in groups], k)
                 if groups
-                else report.models[name].as_dict(k)
+                else {"model": name, **report.models[name].as_dict(k)}
             )
             for name in names[2:]
         }
@@ -573,6 +613,45 @@ def _summary(report: ReplayReport, k: int, folds: int | None) -> dict[str, Any]:
             for g, group in sorted(report.groups.items())
         ]
     return summary
+
+
+def ghost_followees(events: Sequence[Event]) -> list[Event]:
+    """The same stream with every follow (and unfollow) pointed at a user who never acts:
+    the same users have the same earlier events, so the same requests are evaluated, but no
+    followee's activity can be seen.
+
+    >>> follow = Event("f", EventType.FOLLOW, "u1", 1e9, target_user_id="u2")
+    >>> ghost_followees([follow])[0].target_user_id
+    'ghost:u2'
+    """
+    out = []
+    for event in events:
+        if event.type in (EventType.FOLLOW, EventType.UNFOLLOW) and event.target_user_id:
+            event = replace(event, target_user_id=f"ghost:{event.target_user_id}")
+        out.append(event)
+    return out
+
+
+def knob_values(models: Sequence[Recommender]) -> dict[str, Any]:
+    """The learned knobs each model ended with (the hybrids' blend, half-life and shrinkage;
+    the decayed-popularity baseline's half-life), by model name."""
+    from models.baselines import LearnedPopularityRecommender
+    from models.hybrid import HybridRecommender
+
+    values: dict[str, Any] = {}
+    for model in models:
+        if isinstance(model, HybridRecommender):
+            found: dict[str, Any] = {} if model.knobs is None else model.knobs.values()
+            state = model.base.state
+            found["shrinkage"] = state.shrinkage
+            values[model.name] = found
+        elif isinstance(model, LearnedPopularityRecommender):
+            values[model.name] = {"half_life_s": model.popularity.half_life_s}
+        else:
+            blend = getattr(model, "blend", None)
+            if blend is not None and hasattr(blend, "state"):
+                values[model.name] = {"blend_weights": blend.state()["weights"]}
+    return values
 
 
 # ------------------------------------------------------------------------------------------------
@@ -631,6 +710,21 @@ def print_tables(summary: dict[str, Any], k: int, console: Any) -> None:
                 *(_fmt(m.get(n)) for n in (f"hr@{k}", f"ndcg@{k}", "mrr", "slot_share")),
             )
     console.print(sources)
+
+    every = Table(title="every model on the same requests (baselines, compared, ablations)")
+    every.add_column("model")
+    shown = ("hr@{k}", "ndcg@{k}", "mrr", "auc", "coverage", "gini")
+    for key in shown:
+        every.add_column(key.format(k=k), justify="right")
+    rows = [summary, base, *(summary.get("compared") or {}).values()]
+    for figures in rows:
+        if figures:
+            every.add_row(
+                str(figures.get("model")), *(_fmt(figures.get(key.format(k=k))) for key in shown)
+            )
+    console.print(every)
+    for name, knobs in (summary.get("knobs") or {}).items():
+        console.print(f"knobs of {name}: " + orjson.dumps(knobs).decode())
 
     bad = summary["bad_rows"]
     notes = [
@@ -763,6 +857,9 @@ def run_eval(
     models: Sequence[str] = ("hybrid",),
     jobs: int | None = None,
     out: IO[str] | None = None,
+    fixed_knobs: bool = False,
+    ablation: bool = False,
+    ghost_follows: bool = False,
 ) -> int:
     """The ``socialrec eval`` command. 0 on success, 2 when the input cannot be used.
 
@@ -791,7 +888,7 @@ def run_eval(
         return 2
     try:
         with _open(Path(events_path)) as stream:
-            loaded = read_events(stream, fmt=fmt, max_future_skew_s=settings.max_future_skew_s)
+            loaded = read_events(stream, fmt=fmt)
         catalog = None
         if catalog_path is not None:
             with _open(Path(catalog_path)) as stream:
@@ -812,6 +909,8 @@ def run_eval(
     if not loaded.events:
         err.print("socialrec eval: no valid events to replay")
         return 2
+    if ghost_follows:
+        loaded.events = ghost_followees(loaded.events)
 
     # Content features: the catalogue, or what the events file carries per item (Taobao's
     # category id), so content can rank items nobody has touched yet.
@@ -846,10 +945,26 @@ def run_eval(
             progress.start()
         progress.update(task, completed=done)
 
+    built: list[Recommender] = []
+
+    def make_models(plan: ReplayPlan) -> list[Recommender]:
+        built.extend(
+            build_models(
+                settings,
+                models,
+                records,
+                plan=plan,
+                jobs=jobs,
+                fixed_knobs=fixed_knobs,
+                ablation=ablation,
+            )
+        )
+        return built
+
     try:
         outcome = evaluate(
             loaded.events,
-            lambda plan: build_models(settings, models, records, plan=plan, jobs=jobs),
+            make_models,
             params=params,
             split=split,
             train_fraction=train_fraction,
@@ -872,6 +987,8 @@ def run_eval(
     summary["negatives"] = negatives
     summary["seed"] = seed
     summary["jobs"] = jobs
+    summary["ghost_follows"] = ghost_follows
+    summary["knobs"] = knob_values(built)
 
     if plots is not None:
         written = write_plots(outcome, Path(plots), params.k)

@@ -416,3 +416,28 @@ def test_sparse_vector_dot_matches_dense() -> None:
     b = SparseVector(np.array([0, 5, 9], np.int32), np.array([4.0, 0.5, -1.0], np.float32))
     assert a.dot(b) == pytest.approx(2.0 * 0.5 - 3.0)
     assert a.norm() == pytest.approx(math.sqrt(14.0))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    categories=st.lists(st.sampled_from("abc"), min_size=1, max_size=60),
+    k=st.integers(1, 12),
+    excluded=st.integers(0, 5),
+)
+def test_top_k_among_many_ties_is_best_first_then_by_id(
+    categories: list[str], k: int, excluded: int
+) -> None:
+    # A catalogue whose only feature is a category: whole categories tie. The ranking must be
+    # the full sort by (-score, id) cut at k, whichever way _best picks among the tied.
+    model = ContentModel()
+    ids = [f"i{(n * 7919) % 1000:03d}-{n}" for n in range(len(categories))]
+    for item_id, category in zip(ids, categories, strict=True):
+        model.add_item({"item_id": item_id, "category": category})
+    model.update_profile("u", ids[0], 1.0, 0.0)
+    exclude = set(ids[1 : 1 + excluded])
+    got = model.top_k("u", k, exclude, now=0.0)
+    scores = model.score("u", ids, 0.0)
+    full = sorted(
+        (-float(s), i) for i, s in zip(ids, scores, strict=True) if s > 0 and i not in exclude
+    )
+    assert [i for i, _ in got] == [i for _, i in full[:k]]

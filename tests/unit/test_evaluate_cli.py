@@ -6,6 +6,7 @@ from __future__ import annotations
 import doctest
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,7 @@ def test_csv_rows_are_validated_counted_and_sorted_by_time() -> None:
         f"u3,a,share,{T + 4}\n"  # 12: a share needs its recipient (the contract)
         f"u3,\ufffd,view,{T + 4},,\n"  # 13: undecodable bytes in the file
     )
-    loaded = read_events(io.StringIO(text), now=T + 10.0)
+    loaded = read_events(io.StringIO(text))
     assert [(e.event_id, e.type.value) for e in loaded.events] == [
         ("row-3", "cart"),
         ("row-4", "follow"),
@@ -91,9 +92,26 @@ def test_csv_rows_are_validated_counted_and_sorted_by_time() -> None:
     assert loaded.bad.lines == [5, 6, 7, 8, 9, 10, 11, 12, 13]
     # Trailing optional cells may be left out; the required ones may not.
     short = "user_id,item_id,event_type,timestamp,stream_id\nu1,a,view,1700000000\nu1,a,view\n"
-    loaded = read_events(io.StringIO(short), now=T + 10.0)
+    loaded = read_events(io.StringIO(short))
     assert [e.stream_id for e in loaded.events] == [None]
     assert dict(loaded.bad.by_reason) == {"bad_columns": 1}
+
+
+@pytest.mark.parametrize(
+    "ts", ["820454400", "0", "-86400", f"{time.time() + 10 * 365 * 86400:.0f}", "99999999999"]
+)
+def test_a_file_may_hold_any_era(ts: str) -> None:
+    # 1996, the epoch, before it, ten years ahead: the live clock guards live events, not files.
+    loaded = read_events(io.StringIO(f"user_id,item_id,event_type,timestamp\nu1,a,view,{ts}\n"))
+    assert [e.ts for e in loaded.events] == [float(ts)]
+    assert loaded.bad.total == 0
+
+
+@pytest.mark.parametrize("ts", ["1700000000000", "-100000000001", "nan", "inf"])
+def test_a_file_timestamp_must_still_be_finite_seconds(ts: str) -> None:
+    loaded = read_events(io.StringIO(f"user_id,item_id,event_type,timestamp\nu1,a,view,{ts}\n"))
+    assert loaded.events == []
+    assert loaded.bad.total == 1
 
 
 def test_a_byte_order_mark_is_not_part_of_the_header(
