@@ -196,9 +196,17 @@ async def test_every_endpoint_answers_from_the_live_state(
             assert found["terms"][0]["concept"] == "phone"
             assert found["results"][0]["reasons"][0]["type"] == "matched"
             assert found["personalised"] is (user is not None)
-    _, found = await _post(http, "/api/v1/query", b'{"text": "smartphone", "k": 5}')
-    trending = [r for r in found["results"] if any(x["type"] == "trending" for x in r["reasons"])]
-    assert trending, found  # p1 trends, and says so
+
+    # p1 trends, and the query says so once the worker's next trending tick has seen it (the
+    # query reads the worker's latest global list, refreshed every SOCIALREC_TRENDING_INTERVAL_S).
+    async def says_p1_trends() -> bool:
+        _, found = await _post(http, "/api/v1/query", b'{"text": "smartphone", "k": 5}')
+        return any(
+            r["item_id"] == "p1" and any(x["type"] == "trending" for x in r["reasons"])
+            for r in found["results"]
+        )
+
+    await wait_for(says_p1_trends, timeout_s=30, what="the query to name p1 as trending")
 
     # Errors: JSON, a message, the right status.
     bad = [
