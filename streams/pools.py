@@ -35,13 +35,17 @@ Pools = dict[Source, list[Candidate]]
 
 #: The form of a stored pool; a learner writing another form makes readers ignore it.
 POOLS_VERSION = 2
+#: How long a user's pools are kept after the learner last wrote them. They are a cache of
+#: the sources' state, rewritten at the user's next event, so Redis holds them only for
+#: users active lately (about 8 kB each) instead of for everyone who ever shopped.
+POOLS_TTL_S = 86_400
 
 #: Writes a user's pools unless the user was erased meanwhile (the erasure's mark is set
 #: before anything is deleted, so a learner batch racing an erasure cannot bring them back).
-#: KEYS: pools key, erased-mark key; ARGV: JSON.
+#: KEYS: pools key, erased-mark key; ARGV: JSON, seconds to keep it.
 _SET_UNLESS_ERASED = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 """
 
@@ -130,7 +134,8 @@ class PoolStore:
         async with self.client.pipeline(transaction=False) as pipe:
             for user, by_source in pools.items():
                 keys = [self.keys.user(user, "pools"), self.keys.erased(user)]
-                await self._set(keys=keys, args=[encode_pools(by_source)], client=pipe)
+                args: list[bytes | int] = [encode_pools(by_source), POOLS_TTL_S]
+                await self._set(keys=keys, args=args, client=pipe)
             await pipe.execute()
 
     async def erase(self, user_ids: Sequence[str]) -> int:
