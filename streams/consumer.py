@@ -58,16 +58,11 @@ def offset_ranges(
     for r in records:
         first, last = spans.get(r.partition, (r.offset, r.offset))
         spans[r.partition] = (min(first, r.offset), max(last, r.offset))
-    return [
-        OffsetRange(
-            f"events:{p}",
-            first,
-            last,
-            known.get(p, Position(-1, -1)).applied,
-            known.get(p, Position(-1, -1)).published,
-        )
-        for p, (first, last) in sorted(spans.items())
-    ]
+    ranges = []
+    for p, (first, last) in sorted(spans.items()):
+        position = known.get(p, Position(-1, -1))
+        ranges.append(OffsetRange(f"events:{p}", first, last, position.applied, position.published))
+    return ranges
 
 
 class EventsConsumer(Service):
@@ -163,11 +158,11 @@ class EventsConsumer(Service):
         if summary is not None and summary.rewinds:
             await self._rewind(records, summary.rewinds)
             return
+        commit = {}
         for r in ranges:
             partition = int(r.partition.rpartition(":")[2])
             self.known[partition] = Position(r.last, r.last)  # published: the batch is acked
-        commit = {TopicPartition(self.topic, int(r.partition.rpartition(":")[2])): r.last + 1
-                  for r in ranges}  # fmt: skip
+            commit[TopicPartition(self.topic, partition)] = r.last + 1
         try:
             await self.consumer.commit(commit)
         except (CommitFailedError, IllegalStateError, KafkaError) as exc:

@@ -77,7 +77,7 @@ GLOBAL_FIELDS: Final = (
     "fbt_total",  # string (counter): retained baskets
     "content_items",  # hash item -> encoded content vector
     "content_changes",  # stream of item ids whose content vector changed (workers follow it)
-    "learner",  # hash: the learner's progress (newest learnt event's broker time, when)
+    "learner",  # hash: the learner's progress (event_ts: the newest broker time it learnt)
     "offsets",  # hash "topic:partition" -> applied offset, "…:published" -> published offset
 )
 

@@ -20,7 +20,6 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from streams.config import Settings
-from streams.learner import learner_group
 from streams.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -68,11 +67,14 @@ class ConsumerLagProbe:
         metrics: WorkerMetrics,
         assignment: Callable[[], Iterable[TopicPartition]],
         group: str,
+        learner: str | None = None,
     ) -> None:
+        """``group`` consumes the partitions; ``learner``, the learner's group if one runs."""
         self.settings = settings
         self.metrics = metrics
         self.assignment = assignment  # the events partitions this worker owns now
         self.group = group  # the consumer group that consumes them
+        self.learner = learner
         self.topic = settings.topic("events")
         self._admin: AIOKafkaAdminClient | None = None
         self._offsets: AIOKafkaConsumer | None = None  # reads end and earliest offsets
@@ -110,17 +112,19 @@ class ConsumerLagProbe:
         }
         partitions = [tp.partition for tp in assigned]
         committed = await self._committed(partitions, self.group)
-        learnt = await self._committed(partitions, learner_group(self.settings))
+        learnt = await self._committed(partitions, self.learner) if self.learner else {}
         missing = [
             tp
             for tp in assigned
-            if committed.get(tp.partition) is None or learnt.get(tp.partition) is None
+            if committed.get(tp.partition) is None
+            or (self.learner and learnt.get(tp.partition) is None)
         ]
         earliest: dict[int, int] = {}
         if missing:
             found = await consumer.beginning_offsets(missing)
             earliest = {tp.partition: int(off) for tp, off in found.items()}
-        self.metrics.learner_lag_messages.set(sum(lags(ends, learnt, earliest).values()))
+        if self.learner:
+            self.metrics.learner_lag_messages.set(sum(lags(ends, learnt, earliest).values()))
         return lags(ends, committed, earliest)
 
     async def _committed(self, partitions: Iterable[int], group: str) -> dict[int, int | None]:

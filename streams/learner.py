@@ -33,7 +33,7 @@ import redis.asyncio as aioredis
 from models.events import Event
 from models.recommend import excluded_items
 from streams.config import Settings
-from streams.keys import Keys, decoded
+from streams.keys import Keys
 from streams.metrics import WorkerMetrics
 from streams.outage import wait_out
 from streams.pipeline import InboundRecord, recommend_params, validate_record, without_erased
@@ -81,7 +81,7 @@ class LearnerState:
                 fresh.append(event)
         return fresh
 
-    async def mark(self, events: Sequence[Event], newest_arrival: float, now: float) -> None:
+    async def mark(self, events: Sequence[Event], newest_arrival: float) -> None:
         """Remember the events as learnt (each user's window trimmed) and the progress."""
         async with self.client.pipeline(transaction=True) as pipe:
             users: set[str] = set()
@@ -92,19 +92,13 @@ class LearnerState:
             for user in users:
                 pipe.zremrangebyrank(self.keys.user(user, "learnt"), 0, -self.dedupe_window - 1)
             if newest_arrival > 0:
-                pipe.hset(
-                    self.keys.global_("learner"),
-                    mapping={"event_ts": repr(newest_arrival), "at": repr(now)},
-                )
+                pipe.hset(self.keys.global_("learner"), "event_ts", repr(newest_arrival))
             await pipe.execute()
 
-    async def progress(self) -> tuple[float, float] | None:
-        """(newest broker time learnt, when), or None before the first batch."""
-        raw = await self.client.hgetall(self.keys.global_("learner"))
-        if not raw:
-            return None
-        values = {decoded(k): float(v) for k, v in raw.items()}
-        return values.get("event_ts", 0.0), values.get("at", 0.0)
+    async def progress(self) -> float | None:
+        """The newest broker time learnt, or None before the first batch."""
+        raw = await self.client.hget(self.keys.global_("learner"), "event_ts")
+        return None if raw is None else float(raw)
 
     async def erase(self, user_ids: Sequence[str]) -> int:
         """Forget the users' pools and learnt ids; returns how many keys went."""
@@ -151,7 +145,7 @@ class Learner:
             pools = await self.sources.candidates(exclude, now)
             await self._wait_out(lambda: self.state.pools.put(pools), "pools")
         newest = max((r.timestamp for r in records), default=0.0)
-        await self._wait_out(lambda: self.state.mark(fresh, newest, self.clock()), "progress")
+        await self._wait_out(lambda: self.state.mark(fresh, newest), "progress")
         return len(fresh)
 
     def _wait_out(self, step: Callable[[], Any], what: str) -> Any:

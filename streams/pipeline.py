@@ -582,17 +582,13 @@ class BatchProcessor:
             if len(valid) == 1:
                 log.error("state update rejected one event; dead-lettering it")
                 return await self._with_retry([], [], offsets), list(valid)
-        if offsets:
-            result, failed = await self._update_state(valid)
-            recorded = await self._with_retry([], [], offsets)
-            result = BatchResult(result.outcomes, result.views, result.popular, recorded.rewinds)
-            return result, failed
         middle = len(valid) // 2
         first, failed_first = await self._update_state(valid[:middle])
         second, failed_second = await self._update_state(valid[middle:])
         merged_views = {**first.views, **second.views}
+        rewinds = (await self._with_retry([], [], offsets)).rewinds if offsets else {}
         return (
-            BatchResult(first.outcomes + second.outcomes, merged_views, second.popular),
+            BatchResult(first.outcomes + second.outcomes, merged_views, second.popular, rewinds),
             failed_first + failed_second,
         )
 

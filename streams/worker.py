@@ -33,7 +33,7 @@ from streams.catalog import CatalogIngester
 from streams.config import Settings
 from streams.consumer import EventsConsumer, events_group
 from streams.lag import LAG_INTERVAL_S, ConsumerLagProbe
-from streams.learner import LearnerState
+from streams.learner import LearnerState, learner_group
 from streams.live import register_live
 from streams.metrics import WorkerMetrics
 from streams.outage import wait_out
@@ -273,18 +273,18 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
             log.exception("trending publish failed")
 
     group = events_group(settings) if events_consumer is not None else settings.app_id
-    lag = ConsumerLagProbe(settings, metrics, events_assignment, group)
+    learner = learner_group(settings) if processor.sources is None else None
+    lag = ConsumerLagProbe(settings, metrics, events_assignment, group, learner)
 
     @app.timer(LAG_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def probe_consumer_lag() -> None:
         await lag.probe()  # never raises: a failed probe is counted and skipped
         if processor.sources is None:  # a learner process teaches the sources
             try:
-                progress = await learnt.progress()
+                learnt_ts = await learnt.progress()
             except Exception:  # an outage: the next probe tries again
                 return
-            learnt_ts = progress[0] if progress else 0.0
-            behind = max(0.0, processor.newest_arrival - learnt_ts)
+            behind = max(0.0, processor.newest_arrival - (learnt_ts or 0.0))
             metrics.learner_lag_seconds.set(behind)
 
     @app.page("/metrics")
