@@ -181,7 +181,14 @@ async def test_every_endpoint_answers_from_the_live_state(
     _, overall = await _get(http, "/api/v1/trending/global")
     assert overall["items"][0]["item_id"] == "p1"  # ann's cart and purchase, bob's view
 
-    # Search, English and Chinese, anonymous and for a user.
+    # Search, English and Chinese, anonymous and for a user. The index follows the catalogue
+    # through its change stream, read at most every sync interval: wait until it holds the
+    # phones (a fresh-clone CI run once found only p1 at the first query).
+    async def index_has_the_phones() -> bool:
+        _, found = await _post(http, "/api/v1/query", b'{"text": "smartphone", "k": 5}')
+        return {r["item_id"] for r in found["results"]} >= PHONES
+
+    await wait_for(index_has_the_phones, timeout_s=30, what="the search index to hold the phones")
     for text in ("I want to buy a smartphone", "我想买一个智能手机"):
         for user in (None, "bob"):
             body: dict[str, Any] = {"text": text, "k": 5}
