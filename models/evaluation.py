@@ -10,7 +10,8 @@ stream learning: each event is a test case exactly once, the model never sees it
 and there is no separate training set to leak from.
 
 Two models implement the protocol today: :class:`ItemCFRecommender` (the worker's own code:
-:class:`~models.state.MemoryState` and :func:`~models.recommend.recommend`) and
+:class:`~models.state.MemoryState`, :class:`~models.cooccurrence.Cooccurrence` and
+:func:`~models.recommend.recommend`) and
 :class:`PopularityRecommender`, a time-decayed popularity baseline. Further sources (matrix
 factorisation, content, social, trending) or a learned ranker plug in by implementing
 ``learn``, ``recommend`` and ``candidate_scores``.
@@ -61,6 +62,7 @@ from typing import Final, NamedTuple, Protocol
 
 import numpy as np
 
+from models.cooccurrence import Cooccurrence
 from models.events import DEFAULT_WEIGHTS, ITEM_TYPES, Event, EventType
 from models.popularity import (
     decayed_score,
@@ -341,7 +343,8 @@ class _TopCache:
 
 
 class ItemCFRecommender:
-    """The worker's recommender, in-process: :class:`MemoryState` + :func:`recommend`.
+    """The worker's recommender, in-process: :class:`MemoryState` and item-CF's
+    :class:`Cooccurrence` (learnt one event at a time) + :func:`recommend`.
 
     Reads the user exactly as the worker does (``recent_items`` and ``neighbours`` per recent
     item, the ``popular_items`` most popular items for fill-in; the defaults are
@@ -377,6 +380,7 @@ class ItemCFRecommender:
         if not params.exclude_seen:
             raise ValueError("evaluation excludes items the user touched: set exclude_seen")
         self.state = MemoryState(state_params)
+        self.cooccurrence = Cooccurrence(state_params)
         self.params = params
         self.recent_items = recent_items
         self.neighbours = neighbours
@@ -392,6 +396,7 @@ class ItemCFRecommender:
         self._cached = None
         if self.state.apply(event) is not Outcome.APPLIED or event.item_id is None:
             return
+        self.cooccurrence.learn((event,))
         state = self.state
         if state.params.weight(event.type) <= 0.0:
             return  # popularity only counts positive weights
@@ -416,6 +421,7 @@ class ItemCFRecommender:
             recent_items=self.recent_items,
             neighbours=self.neighbours,
             followee_items=self.followee_items,
+            similar=self.cooccurrence.neighbours,
         )
         if not exclude <= view.seen:
             view = replace(view, seen=view.seen | exclude)

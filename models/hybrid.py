@@ -4,8 +4,8 @@ The worker keeps each model's state in Redis (streams/sources/); this class hold
 pure models in memory and asks them the same questions, so the evaluation measures the code
 the worker runs:
 
-* item-CF, social proof and popularity: :class:`models.state.MemoryState` (via
-  :class:`models.evaluation.ItemCFRecommender`);
+* item-CF (:mod:`models.cooccurrence`), social proof and popularity
+  (:class:`models.state.MemoryState`), via :class:`models.evaluation.ItemCFRecommender`;
 * online MF (:mod:`models.mf`), content (:mod:`models.content`, only with a catalogue),
   user-CF (:mod:`models.usercf`) and frequently-bought-together (:mod:`models.fbt`);
 * the assembly, :func:`models.recommend.recommend`: the fixed blend, or the learned ranker

@@ -21,6 +21,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.events import DEFAULT_WEIGHTS, EventType
+from models.shrinkage import DEFAULT_SCALE
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,6 +89,12 @@ class Settings(BaseSettings):
     dedupe_window: int = Field(default=10_000, ge=1)
     affinity_cap: float = Field(default=15.0, gt=0)
     similarity_shrinkage: float = Field(default=1000.0, ge=0)
+    similarity_shrinkage_scale: float = Field(
+        default=DEFAULT_SCALE,
+        ge=0,
+        description="> 0: item-CF's λ is learnt, this many times the mean item norm² "
+        "(models.shrinkage); 0: the fixed similarity_shrinkage",
+    )
     popularity_cap: int = Field(default=10_000, ge=1)
     popularity_half_life_s: float = Field(default=6 * 3600.0, gt=0)
     exclude_items: Annotated[frozenset[str], NoDecode] = frozenset()

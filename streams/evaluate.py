@@ -389,7 +389,6 @@ def build_models(
     from models.baselines import LearnedPopularityRecommender
     from models.hybrid import FOLLOWEE_ITEMS, HybridRecommender, build_hybrid, build_sources
     from models.itemknn import ItemKNN
-    from models.shrinkage import DEFAULT_SCALE
     from streams.eval_sources import SourcesProcess
     from streams.store import ReadParams
     from streams.worker import state_params
@@ -398,8 +397,8 @@ def build_models(
     if unknown or not names:
         raise InputError(f"--models takes a comma-separated list of {', '.join(MODEL_NAMES)}")
     state = state_params(settings)
-    if not fixed_knobs:
-        state = replace(state, shrinkage_scale=DEFAULT_SCALE)
+    if fixed_knobs:
+        state = replace(state, shrinkage_scale=0.0)
     read = ReadParams()
     recommend_params = RecommendParams(
         top_n=settings.top_n,
@@ -642,8 +641,7 @@ def knob_values(models: Sequence[Recommender]) -> dict[str, Any]:
     for model in models:
         if isinstance(model, HybridRecommender):
             found: dict[str, Any] = {} if model.knobs is None else model.knobs.values()
-            state = model.base.state
-            found["shrinkage"] = state.shrinkage
+            found["shrinkage"] = model.base.cooccurrence.shrinkage
             values[model.name] = found
         elif isinstance(model, LearnedPopularityRecommender):
             values[model.name] = {"half_life_s": model.popularity.half_life_s}

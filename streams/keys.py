@@ -54,11 +54,13 @@ USER_FIELDS: Final = (
     "content_profile",  # string: the user's decayed content profile (models.content export)
     "ucf_items",  # hash item -> affinity: the user's row in user-user CF
     "fbt_baskets",  # string: JSON of the user's retained baskets (frequently bought together)
+    "cf_window",  # string: JSON of the user's item-CF window (streams/sources/itemcf.py)
     # The learner (streams/learner.py): erased with the user by LearnerState.erase.
     "pools",  # string: JSON of the sources' latest candidates for the user (streams/pools.py)
     "learnt",  # zset event_id -> ts: the user's events the sources have learnt (dedupe window)
 )
-#: Per-item structures: dot (zset co-occurring item -> Σ a_ui·a_uj), sim (zset top-k cosine),
+#: Per-item structures, item-CF's (the learner writes them, the publish path reads sim): dot
+#: (zset co-occurring item -> Σ a_ui·a_uj), sim (zset top-k cosine);
 #: meta (hash: the item's catalog record), ucf_users (zset user -> last ts: user-CF's inverted
 #: index; erasure walks the user's ucf_items to find them), fbt_pairs (zset co-bought item ->
 #: baskets with both), content_sim (zset: nearest items by catalog content).
@@ -68,6 +70,7 @@ ITEM_FIELDS: Final = ("dot", "sim", "meta", "ucf_users", "fbt_pairs", "content_s
 #: and the recommendation sources' shared tables (none of them holds a user id).
 GLOBAL_FIELDS: Final = (
     "norm2",
+    "cf_norms",  # hash: sum and count of the items' norm2 (item-CF's learned shrinkage)
     "popularity",
     "landmark",
     "trending_changed",
@@ -85,6 +88,11 @@ GLOBAL_FIELDS: Final = (
 #: tests compare them with its pure model, so the core state's snapshot leaves them out.
 SOURCE_FIELDS: Final = frozenset(
     {
+        "dot",
+        "sim",
+        "norm2",
+        "cf_norms",
+        "cf_window",
         "mf",
         "mf_contrib",
         "content_profile",

@@ -27,6 +27,7 @@ from models.state import (
     MemoryState,
     Outcome,
     PopularView,
+    Similar,
     SocialProof,
     StateParams,
     UserView,
@@ -200,7 +201,11 @@ class MemoryStore:
         params: StateParams,
         read: ReadParams | None = None,
         trending: TrendingParams | None = None,
+        similar: Similar | None = None,
     ) -> None:
+        """``similar(item, k)``: item-CF's neighbour lists, which this store reads but does
+        not learn (the learner does: :class:`models.cooccurrence.Cooccurrence`)."""
+        self.similar = similar
         self.state = MemoryState(params)
         self.read = read or ReadParams()
         self.trending_params = trending or TrendingParams()
@@ -316,7 +321,10 @@ class MemoryStore:
     def _result(self, outcomes: list[Outcome], users: list[str]) -> BatchResult:
         views = {
             user: self.state.user_view(
-                user, recent_items=self.read.recent_items, neighbours=self.read.neighbours
+                user,
+                recent_items=self.read.recent_items,
+                neighbours=self.read.neighbours,
+                similar=self.similar,
             )
             for user in users
         }
@@ -434,8 +442,6 @@ class RedisStore:
         self._header: list[str | int | float] = [
             self.keys.prefix,
             p.history_size,
-            p.neighbours,
-            p.cooccurrence_cap,
             p.dedupe_window,
             repr(float(p.affinity_cap)),
             repr(float(p.half_life_s)),
@@ -445,7 +451,6 @@ class RedisStore:
             self.read.neighbours,
             self.read.popular,
             repr(float(self.trending_params.bucket_s)),
-            repr(float(p.shrinkage)),
             repr(float(p.seen_window_s)),
             p.seen_cap,
         ]
@@ -632,7 +637,6 @@ class RedisStore:
         the documented key layout.
         """
         users: dict[str, dict[str, Any]] = {}
-        items: dict[str, dict[str, dict[str, float]]] = {"dot": {}, "sim": {}}
         result: dict[str, Any] = {"users": users, "landmark": None}
         async for raw_key in self.client.scan_iter(match=f"{self.keys.prefix}*", count=1000):
             key = decoded(raw_key)
@@ -642,8 +646,6 @@ class RedisStore:
             value = await self._read_key(key, text_values=field in ("event_log",))
             if scope == "user":
                 users.setdefault(entity, {}).update({field: value})
-            elif scope == "item":
-                items[field][entity] = value
             elif field == "landmark":
                 result["landmark"] = float(value)
             else:
@@ -651,8 +653,6 @@ class RedisStore:
         for user in users.values():
             for field, empty in _USER_DEFAULTS.items():
                 user.setdefault(field, empty())
-        result.update(items)
-        result.setdefault("norm2", {})
         result.setdefault("popularity", {})
         return result
 

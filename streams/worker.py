@@ -71,6 +71,7 @@ def state_params(settings: Settings) -> StateParams:
         half_life_s=settings.popularity_half_life_s,
         popularity_cap=settings.popularity_cap,
         shrinkage=settings.similarity_shrinkage,
+        shrinkage_scale=settings.similarity_shrinkage_scale,
         seen_window_s=settings.seen_window_s,
         seen_cap=settings.seen_cap,
     )

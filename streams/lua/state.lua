@@ -1,20 +1,22 @@
 --[[
 socialrec state transitions, run atomically inside Redis: one call per micro-batch.
 
-This is the Redis twin of models/state.py (MemoryState). Every step, and the order of every
+This is the Redis twin of models/state.py (MemoryState): a user's own state, popularity,
+trending counts, the follow graph and the consumed offsets. Every step, and the order of every
 step, mirrors the Python reference so both evict the same members; the store contract suite
-(tests/contract) feeds both the same events and compares full snapshots. Key names follow
-streams/keys.py.
+(tests/integration/test_store_contract.py) feeds both the same events and compares full
+snapshots. Key names follow streams/keys.py. Item co-occurrence and similarity are not here:
+the learner keeps them (streams/sources/itemcf.py); this script only reads the neighbour lists.
 
 ARGV[1]  mode: "process" (apply events, then read the affected users), "read" (read only)
          or "erase" (remove users from every derived state; returns counts per user)
 ARGV[2]  key prefix, e.g. "sr:"
-ARGV[3..10] history_size, neighbours, cooccurrence_cap, dedupe_window, affinity_cap,
-            half_life_s, popularity_cap, trending_span (buckets per trending window)
-ARGV[11..13] recent_items, neighbours_read, popular_count  (what to read back)
-ARGV[14..15] trending_bucket_s, similarity shrinkage (λ in dot / (‖i‖·‖j‖ + λ))
-ARGV[16..17] seen_window_s, seen_cap (items the user touched, excluded from their lists)
-ARGV[18] n = number of events (process) or users (read, erase), then the records:
+ARGV[3..8]  history_size, dedupe_window, affinity_cap, half_life_s, popularity_cap,
+            trending_span (buckets per trending window)
+ARGV[9..11] recent_items, neighbours_read, popular_count  (what to read back)
+ARGV[12]    trending_bucket_s
+ARGV[13..14] seen_window_s, seen_cap (items the user touched, excluded from their lists)
+ARGV[15] n = number of events (process) or users (read, erase), then the records:
   process: 9 fields per event: event_id, type, user_id, item_id|"", target_user_id|"", ts,
            weight, stream_id|"", arrival (broker timestamp: trending windows use it)
   read, erase: one user id per record
@@ -29,22 +31,19 @@ applied, published], ...]} having applied nothing.
 local mode = ARGV[1]
 local P = ARGV[2]
 local HISTORY = tonumber(ARGV[3])
-local NEIGHBOURS = tonumber(ARGV[4])
-local COOC_CAP = tonumber(ARGV[5])
-local DEDUPE = tonumber(ARGV[6])
-local AFF_CAP = tonumber(ARGV[7])
-local HALF_LIFE = tonumber(ARGV[8])
-local POP_CAP = tonumber(ARGV[9])
-local READ_RECENT = tonumber(ARGV[11])
-local READ_NEIGHBOURS = tonumber(ARGV[12])
-local READ_POPULAR = tonumber(ARGV[13])
-local TREND_SPAN = tonumber(ARGV[10])
-local TREND_BUCKET_S = tonumber(ARGV[14])
-local SHRINKAGE = tonumber(ARGV[15])
-local SEEN_WINDOW = tonumber(ARGV[16])
-local SEEN_CAP = tonumber(ARGV[17])
-local N = tonumber(ARGV[18])
-local FIRST = 19
+local DEDUPE = tonumber(ARGV[4])
+local AFF_CAP = tonumber(ARGV[5])
+local HALF_LIFE = tonumber(ARGV[6])
+local POP_CAP = tonumber(ARGV[7])
+local TREND_SPAN = tonumber(ARGV[8])
+local READ_RECENT = tonumber(ARGV[9])
+local READ_NEIGHBOURS = tonumber(ARGV[10])
+local READ_POPULAR = tonumber(ARGV[11])
+local TREND_BUCKET_S = tonumber(ARGV[12])
+local SEEN_WINDOW = tonumber(ARGV[13])
+local SEEN_CAP = tonumber(ARGV[14])
+local N = tonumber(ARGV[15])
+local FIRST = 16
 local FIELDS = 9
 -- Trending buckets live two windows (current + previous) plus slack for late readers.
 local TREND_TTL = math.ceil((2 * TREND_SPAN + 2) * TREND_BUCKET_S)
@@ -57,7 +56,6 @@ local function ikey(item, field) return P .. 'i:' .. item .. ':' .. field end
 local function tkey(bucket, scope) return P .. 't:' .. bucket .. ':' .. scope end
 local function tnkey(bucket, scope) return P .. 'tn:' .. bucket .. ':' .. scope end
 local TRENDING_CHANGED = P .. 'trending_changed'
-local NORM2 = P .. 'norm2'
 local POPULARITY = P .. 'popularity'
 local LANDMARK = P .. 'landmark'
 
@@ -77,100 +75,6 @@ local function trim(key, size)
   local popped = redis.call('ZPOPMIN', key, n - size)
   for k = 1, #popped, 2 do evicted[#evicted + 1] = popped[k] end
   return evicted
-end
-
-local function cosine(dot, na, nb)
-  if dot <= 0 or na <= 0 or nb <= 0 then return 0 end
-  return math.min(1.0, dot / (math.sqrt(na) * math.sqrt(nb) + SHRINKAGE))
-end
-
-local function forget_pair(a, b)
-  redis.call('ZREM', ikey(a, 'dot'), b)
-  redis.call('ZREM', ikey(b, 'dot'), a)
-  redis.call('ZREM', ikey(a, 'sim'), b)
-  redis.call('ZREM', ikey(b, 'sim'), a)
-end
-
--- Returns the pair's new dot product, or nil when the pair was evicted by the cap.
-local function add_dot(item, other, amount)
-  local dot = redis.call('ZINCRBY', ikey(item, 'dot'), amount, other)
-  redis.call('ZINCRBY', ikey(other, 'dot'), amount, item)
-  if tonumber(dot) <= ZERO then
-    forget_pair(item, other)
-    return nil
-  end
-  -- Only a new pair can push a row over the cap. Existing pairs hold more than ZERO, so the
-  -- sum equals `amount` exactly only when the pair is new (saves two ZCARDs per update).
-  if tonumber(dot) == amount then
-    for _, side in ipairs({ item, other }) do
-      for _, evicted in ipairs(trim(ikey(side, 'dot'), COOC_CAP)) do
-        forget_pair(side, evicted)
-        if (side == item and evicted == other) or (side == other and evicted == item) then
-          dot = nil
-        end
-      end
-    end
-  end
-  return dot
-end
-
--- A new member can push a neighbour list over its size; an updated one cannot.
-local function set_similarity(a, b, s)
-  local sims = ikey(a, 'sim')
-  if s > 0 then
-    if redis.call('ZADD', sims, s, b) == 1 then trim(sims, NEIGHBOURS) end
-  else
-    redis.call('ZREM', sims, b)
-  end
-end
-
-local function refresh_similarity(item, norm_item, other, dot)
-  if not dot then
-    redis.call('ZREM', ikey(item, 'sim'), other)
-    redis.call('ZREM', ikey(other, 'sim'), item)
-    return
-  end
-  local norm_other = tonumber(redis.call('ZSCORE', NORM2, other) or '0')
-  local s = cosine(tonumber(dot), norm_item, norm_other)
-  set_similarity(item, other, s)
-  set_similarity(other, item, s)
-end
-
-local function add_norm2(item, amount)
-  local value = tonumber(redis.call('ZINCRBY', NORM2, amount, item))
-  if value <= ZERO then redis.call('ZREM', NORM2, item) end
-  return value
-end
-
--- Remove one user's share of a pair; false if the cap had already evicted the pair.
-local function subtract_dot(item, other, amount)
-  if not redis.call('ZSCORE', ikey(item, 'dot'), other) then return false end
-  local remaining = tonumber(redis.call('ZINCRBY', ikey(item, 'dot'), -amount, other))
-  redis.call('ZINCRBY', ikey(other, 'dot'), -amount, item)
-  if remaining <= ZERO then forget_pair(item, other) end
-  return true
-end
-
--- Take a user's contributions for `item` back out of the counts (MemoryState._withdraw).
-local function withdraw(user, item)
-  local history, affinity = ukey(user, 'history'), ukey(user, 'affinity')
-  local a = tonumber(redis.call('HGET', affinity, item))
-  redis.call('ZREM', history, item)
-  redis.call('HDEL', affinity, item)
-  local norm_item = add_norm2(item, -a * a)
-  local others = redis.call('ZRANGE', history, 0, -1)
-  local touched = {}
-  if #others > 0 then
-    local values = redis.call('HMGET', affinity, unpack(others))
-    for k, other in ipairs(others) do
-      if subtract_dot(item, other, a * tonumber(values[k])) then touched[#touched + 1] = other end
-    end
-  end
-  for _, other in ipairs(touched) do
-    local dot = redis.call('ZSCORE', ikey(item, 'dot'), other)
-    local n_item = tonumber(redis.call('ZSCORE', NORM2, item) or '0')
-    refresh_similarity(item, n_item, other, dot)
-  end
 end
 
 local function add_popularity(item, weight, ts, ts_text)
@@ -265,29 +169,9 @@ local function apply_item_event(user, event_id, item, etype, ts, ts_text, weight
     redis.call('SADD', ukey(target, 'senders'), user)
   end
 
+  -- The affinity clamp of models.similarity.affinity_after (weights add up within [0, cap]).
   local old = tonumber(redis.call('HGET', affinity, item) or '0')
   local new = math.min(AFF_CAP, math.max(0.0, old + weight))
-  local delta = new - old
-  if delta ~= 0 then
-    local norm_item = add_norm2(item, new * new - old * old)
-    local others = redis.call('ZRANGE', history, 0, -1)
-    local touched, dots = {}, {}
-    if #others > 0 then
-      local values = redis.call('HMGET', affinity, unpack(others))
-      for k, other in ipairs(others) do
-        if other ~= item then
-          touched[#touched + 1] = other
-          dots[#dots + 1] = add_dot(item, other, delta * tonumber(values[k])) or false
-        end
-      end
-    end
-    for k, other in ipairs(touched) do
-      -- The dot may have been evicted by a later pair's trim: read it back only if needed.
-      local dot = dots[k] and redis.call('ZSCORE', ikey(item, 'dot'), other)
-      refresh_similarity(item, norm_item, other, dot)
-    end
-  end
-
   if new > 0 then
     redis.call('ZADD', history, 'GT', ts_text, item)
     redis.call('HSET', affinity, item, new)
@@ -295,9 +179,7 @@ local function apply_item_event(user, event_id, item, etype, ts, ts_text, weight
     redis.call('ZREM', history, item)
     redis.call('HDEL', affinity, item)
   end
-  while redis.call('ZCARD', history) > HISTORY do
-    withdraw(user, redis.call('ZRANGE', history, 0, 0)[1])
-  end
+  for _, evicted in ipairs(trim(history, HISTORY)) do redis.call('HDEL', affinity, evicted) end
 
   if weight > 0 then
     redis.call('HSET', ukey(user, 'event_log'), event_id, weight_text .. '\t' .. item)
@@ -316,7 +198,6 @@ end
 -- Remove a user from every derived state (MemoryState.erase); returns counts only.
 local function erase(user)
   local items = redis.call('ZRANGE', ukey(user, 'history'), 0, -1)
-  for _, item in ipairs(items) do withdraw(user, item) end
   local logged = 0
   local seen = redis.call('ZRANGE', ukey(user, 'seen_events'), 0, -1, 'WITHSCORES')
   for k = 1, #seen, 2 do
@@ -393,7 +274,7 @@ local USER_KEY_TYPES = { history = 'zset', affinity = 'hash', seen_events = 'zse
   event_log = 'hash', trend_log = 'zset', bought = 'set', hidden = 'set', following = 'set',
   followers = 'set', inbox = 'zset', outbox = 'set', senders = 'set', actions = 'zset',
   seen_items = 'zset' }
-local ITEM_KEY_TYPES = { dot = 'zset', sim = 'zset', meta = 'hash' }
+local ITEM_KEY_TYPES = { sim = 'zset', meta = 'hash' }
 local checked = {}
 local function wrong_types(name, types)
   if checked[name] == nil then

@@ -77,10 +77,14 @@ class SourceSet:
     k: int = CANDIDATES_PER_SOURCE
 
     async def learn(self, events: Sequence[Event]) -> None:
-        if events and self.models:
-            await asyncio.gather(
-                *(self._call(m, "learn", partial(m.learn, events)) for m in self.models)
-            )
+        """Every source learns the batch; those that record it as learnt in their own
+        atomic step (``commits_learnt``: item-CF) go last, so a crash before them makes
+        every source learn it again, and a crash after them teaches none of it twice."""
+        if not events:
+            return
+        committing = [m for m in self.models if getattr(m, "commits_learnt", False)]
+        for wave in ([m for m in self.models if m not in committing], committing):
+            await asyncio.gather(*(self._call(m, "learn", partial(m.learn, events)) for m in wave))
 
     async def candidates(
         self, exclude: Mapping[str, frozenset[str]], now: float

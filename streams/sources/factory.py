@@ -24,6 +24,7 @@ from streams.metrics import WorkerMetrics
 from streams.sources import SourceModel, SourceSet
 from streams.sources.content import ContentParams, RedisContent
 from streams.sources.fbt import RedisFBT
+from streams.sources.itemcf import RedisItemCF
 from streams.sources.mf import RedisMF
 from streams.sources.usercf import RedisUserCF
 
@@ -39,8 +40,9 @@ def build_sources(
     if it is one of them."""
     keys = keys or Keys()
     weights = dict(state.weights)
-    models: list[SourceModel] = []
     content: RedisContent | None = None
+    # Item-CF always learns: the publish path reads its neighbour lists for every list.
+    models: list[SourceModel] = [RedisItemCF(client, keys, state)]
     for name in settings.sources:
         if name == "mf":
             models.append(

@@ -17,9 +17,12 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
+from models.cooccurrence import Cooccurrence
 from models.events import Event, EventType
+from models.state import MemoryState, Outcome
 from streams.config import Settings
 from streams.keys import SOURCE_FIELDS, Keys
+from streams.sources.itemcf import RedisItemCF
 from streams.store import MemoryStore, RedisStore
 from streams.worker import state_params
 from tests.e2e.conftest import WorkerProcess, consume_until, produce_json, wait_for
@@ -53,6 +56,7 @@ async def test_events_come_back_as_explained_recommendations(
         lambda: _metric_at_least(worker, "socialrec_events_consumed_total", len(events)),
         what="the purchases to be consumed",
     )
+    await wait_for(worker.learner_caught_up, what="item-CF to learn them")
     await produce_json(producer, settings, [_event("d1", "view", "dan", "phone", now + 1)])
 
     def dan_has_recs(records: list[Any]) -> bool:
@@ -211,16 +215,27 @@ async def _count_is(client: aioredis.Redis, expected: int) -> bool:
 
 
 def _order_independent(snapshot: dict[str, Any]) -> dict[str, Any]:
-    """State that must not depend on how users' partitions interleaved.
-
-    Similarity lists are left out: each s_ij is refreshed with the norms current at that
-    moment, which depends on the interleaving across partitions.
-    """
+    """State that must not depend on how users' partitions interleaved: the users' own.
+    (Item-CF's counts are compared by :func:`_cf_counts`; its similarity lists not at all:
+    each s_ij is refreshed with the norms current at that moment, which depends on the
+    interleaving across partitions.)"""
     users = {
         uid: {k: v for k, v in u.items() if k not in ("recommendations",)}
         for uid, u in snapshot["users"].items()
     }
-    return {"users": users, "dot": snapshot["dot"], "norm2": snapshot["norm2"]}
+    return {"users": users}
+
+
+def _cf_counts(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """Item-CF's counts and windows (exact sums: order-independent below the caps)."""
+    return {k: snapshot[k] for k in ("dot", "norm2", "windows")}
+
+
+def _cf_reference(settings: Settings, events: list[Event]) -> dict[str, Any]:
+    """Item-CF learnt from every event applied exactly once."""
+    state, cf = MemoryState(state_params(settings)), Cooccurrence(state_params(settings))
+    cf.learn(e for e in events if state.apply(e) is Outcome.APPLIED)
+    return _cf_counts(cf.snapshot())
 
 
 def _assert_close(a: Any, b: Any, path: str = "") -> None:
@@ -250,6 +265,7 @@ async def test_worker_killed_mid_stream_resumes_without_loss_or_double_apply(
     await second.start()
     try:
         await wait_for(lambda: _count_is(redis_client, len(events)), what="every event applied")
+        await wait_for(second.learner_caught_up, what="the learner to learn every event")
         # Redelivered events were recognised, not applied twice.
         duplicates = await second.metric("socialrec_events_duplicate_total")
         consumed = await second.metric("socialrec_events_consumed_total")
@@ -260,6 +276,9 @@ async def test_worker_killed_mid_stream_resumes_without_loss_or_double_apply(
     await reference.process_batch(events)
     actual = await RedisStore(redis_client, state_params(settings)).snapshot()
     _assert_close(_order_independent(actual), _order_independent(await reference.snapshot()))
+    # The learner died with the worker: it learnt each event once all the same.
+    learnt = await RedisItemCF(redis_client, Keys(), state_params(settings)).snapshot()
+    _assert_close(_cf_counts(learnt), _cf_reference(settings, events))
     assert applied_at_crash < len(events)
     assert consumed == len(events) - applied_at_crash + duplicates
 

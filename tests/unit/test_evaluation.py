@@ -34,7 +34,8 @@ from models.evaluation import (
     temporal_cut,
 )
 from models.events import Event, EventType
-from models.state import MemoryState, StateParams
+from models.state import StateParams
+from tests.unit.reference import Reference
 from tests.unit.strategies import event_streams
 
 T0 = 1_700_000_000.0
@@ -177,7 +178,7 @@ def test_candidate_scores_rank_as_the_recommendations_do(events: list[Event]) ->
 
 
 def test_item_cf_wraps_the_workers_code() -> None:
-    # Same events, same reads: the wrapper's list is recommend() over MemoryState's view.
+    # Same events, same reads: the wrapper's list is recommend() over the worker's view.
     from models.recommend import RecommendParams, recommend
 
     events = [
@@ -185,7 +186,7 @@ def test_item_cf_wraps_the_workers_code() -> None:
         for n, (u, i) in enumerate([("a", "x"), ("a", "y"), ("b", "x"), ("b", "z"), ("c", "x")])
     ]
     model = ItemCFRecommender(StateParams())
-    state = MemoryState(StateParams())
+    state = Reference(StateParams())
     for event in events:
         model.learn(event)
         state.apply(event)

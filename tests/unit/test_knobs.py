@@ -20,7 +20,7 @@ from models.hybrid import build_hybrid
 from models.itemknn import ItemKNN
 from models.recommend import Pool, Source, blend_pools
 from models.shrinkage import ShrinkageEstimator
-from models.state import MemoryState, StateParams
+from models.state import StateParams
 from streams.evaluate import ghost_followees
 from tests.unit.strategies import event_streams
 
@@ -148,30 +148,6 @@ def test_an_item_no_source_proposed_teaches_nothing() -> None:
 
 
 # ---- shrinkage ---------------------------------------------------------------------------------
-
-
-@settings(max_examples=60, deadline=None)
-@given(event_streams(), st.floats(0.5, 20.0))
-def test_learned_shrinkage_is_scale_times_the_mean_item_norm(
-    events: list[Event], scale: float
-) -> None:
-    state = MemoryState(StateParams(shrinkage_scale=scale, history_size=4))
-    for event in events:
-        state.apply(event)
-    norms = [v for v in state.norm2.scores.values() if v > 1e-9]
-    expected = max(1.0, scale * sum(norms) / len(norms)) if norms else 1.0
-    assert state.shrinkage == pytest.approx(expected, rel=1e-6)
-    # And every similarity is the cosine under that λ... as of its last refresh, so check the
-    # definition on the current norms only where it was just refreshed: the symmetric read.
-    for a, row in state.dot.items():
-        for b in row.scores:
-            assert state.similarity(a, b) == state.similarity(b, a)
-
-
-def test_fixed_shrinkage_is_unchanged_by_default() -> None:
-    state = MemoryState(StateParams())
-    assert state.learned_shrinkage is None
-    assert state.shrinkage == StateParams().shrinkage
 
 
 def test_estimator_forgets_items_whose_weight_is_withdrawn() -> None:

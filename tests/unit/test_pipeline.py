@@ -9,6 +9,7 @@ import orjson
 import pytest
 import redis.exceptions
 
+from models.cooccurrence import Cooccurrence
 from models.events import Event
 from models.recommend import Candidate, Reason, Source
 from models.state import StateParams
@@ -18,6 +19,7 @@ from streams.pipeline import BatchProcessor, InboundRecord
 from streams.sources import SourceSet
 from streams.store import BatchResult, MemoryStore, OffsetRange, Position
 from tests.unit.fakes import RecordingPublisher
+from tests.unit.reference import MemoryItemCF
 
 NOW = 1_800_000_000.0
 
@@ -33,15 +35,18 @@ def _event(n: int, user: str, item: str, kind: str = "view") -> dict[str, object
 
 
 def _processor(store: Any = None) -> tuple[BatchProcessor, RecordingPublisher, WorkerMetrics]:
+    """A worker learning inline (item-CF only), on the in-memory store unless given one."""
     publisher = RecordingPublisher()
     metrics = WorkerMetrics()
+    cf = Cooccurrence(StateParams())
     processor = BatchProcessor(
         Settings(),
-        store or MemoryStore(StateParams()),
+        store or MemoryStore(StateParams(), similar=cf.neighbours),
         publisher,
         metrics,
         clock=lambda: NOW,
         retry_backoff_s=(0.0,),
+        sources=SourceSet([MemoryItemCF(cf)], metrics),
     )
     return processor, publisher, metrics
 
@@ -82,15 +87,18 @@ async def test_one_publish_per_user_per_batch_triggered_by_their_latest_event() 
     await processor.process(
         [
             _record(_event(1, "ann", "a"), 10),
-            _record(_event(2, "bob", "a"), 11),
+            _record(_event(2, "bob", "c"), 11),
             _record(_event(3, "ann", "b", "cart"), 12),
         ]
     )
     recs = {r.key: orjson.loads(r.value or b"") for r in publisher.on("recommendations")}
     assert set(recs) == {b"ann", b"bob"}
     assert recs[b"ann"]["trigger"]["event_id"] == "e3"
-    assert recs[b"bob"]["items"][0]["item_id"] == "b"  # ann viewed a, then carted b
-    assert recs[b"bob"]["items"][0]["reasons"][0]["item_id"] == "a"
+    # Item-CF learnt the batch beside it; bob's next list has what ann's a-then-b taught.
+    await processor.process([_record(_event(4, "bob", "a"), 13)])
+    bob = orjson.loads(publisher.on("recommendations")[-1].value or b"")
+    assert bob["items"][0]["item_id"] == "b"
+    assert bob["items"][0]["reasons"][0]["item_id"] == "a"
 
 
 async def test_redelivered_batch_changes_nothing_and_publishes_the_same_lists_again() -> None:

@@ -17,14 +17,15 @@ from models.recommend import (
     recommend,
     social_scores,
 )
-from models.state import MemoryState, StateParams
+from models.state import StateParams
+from tests.unit.reference import Reference
 from tests.unit.strategies import event_streams
 
 READ = {"recent_items": 20, "neighbours": 20}
 
 
-def _state(events: list[Event]) -> MemoryState:
-    state = MemoryState(StateParams())
+def _state(events: list[Event]) -> Reference:
+    state = Reference(StateParams())
     state.apply_batch(events)
     return state
 

@@ -1,0 +1,120 @@
+--[[
+Item-CF's counts in Redis, written by the learner (streams/sources/itemcf.py). The maths is in
+Python (models/cooccurrence.py): this script only adds the increments Python computed, keeps
+each row of counts under its cap and stores the neighbour lists Python scored, the same steps
+in the same order as models.cooccurrence.Cooccurrence.apply.
+
+ARGV[1] mode: "counts" or "neighbours"; ARGV[2] key prefix, e.g. "sr:"
+counts:     ARGV[3] row cap, ARGV[4] 1 to refuse users erased meanwhile, ARGV[5] learnt-ids
+            window, ARGV[6] u, then per user: window key, erasure-mark key, window JSON (""
+            deletes it), learnt-ids key, k, then k pairs event id, ts (the user's events this
+            batch learns: recorded in the same step, so a learner that crashes after it never
+            counts them twice); then m, per item: item, norm2 increment; then p, per pair: a,
+            b, dot increment; then q, items whose norm2 to return.
+            Returns {erased user indexes} having changed nothing if any mark exists, else
+            {{}, dot of each pair (false: gone), norm2 of each asked item, Σ norm2, #items}.
+neighbours: ARGV[3] list size, then per pair: a, b, cosine ("0": not neighbours).
+]]
+
+local mode, P = ARGV[1], ARGV[2]
+-- Sums at or below this are zero: every contribution was withdrawn (models.shrinkage.ZERO).
+local ZERO = 1e-9
+local function dot_key(item) return P .. 'i:' .. item .. ':dot' end
+local function sim_key(item) return P .. 'i:' .. item .. ':sim' end
+local NORM2, NORMS = P .. 'norm2', P .. 'cf_norms'
+
+local function forget(a, b)
+  redis.call('ZREM', dot_key(a), b)
+  redis.call('ZREM', dot_key(b), a)
+  redis.call('ZREM', sim_key(a), b)
+  redis.call('ZREM', sim_key(b), a)
+end
+
+if mode == 'neighbours' then
+  local size = tonumber(ARGV[3])
+  local touched = {}
+  for n = 4, #ARGV, 3 do
+    local a, b, s = ARGV[n], ARGV[n + 1], ARGV[n + 2]
+    if tonumber(s) > 0 then
+      redis.call('ZADD', sim_key(a), s, b)
+      redis.call('ZADD', sim_key(b), s, a)
+      touched[a], touched[b] = true, true
+    else
+      redis.call('ZREM', sim_key(a), b)
+      redis.call('ZREM', sim_key(b), a)
+    end
+  end
+  -- Evict the weakest beyond the list size (ZPOPMIN order = RankedSet.trim_to).
+  for item in pairs(touched) do
+    redis.call('ZREMRANGEBYRANK', sim_key(item), 0, -size - 1)
+  end
+  return 0
+end
+
+local cap, refuse, learnt_window = tonumber(ARGV[3]), ARGV[4] == '1', tonumber(ARGV[5])
+local users = {}  -- the start of each user's record
+local at = 7
+for u = 1, tonumber(ARGV[6]) do
+  users[u] = at
+  at = at + 5 + 2 * tonumber(ARGV[at + 4])
+end
+if refuse then
+  local erased = {}
+  for u, start in ipairs(users) do
+    if redis.call('EXISTS', ARGV[start + 1]) == 1 then erased[#erased + 1] = u - 1 end
+  end
+  if #erased > 0 then return erased end
+end
+for _, start in ipairs(users) do
+  local key, window, learnt = ARGV[start], ARGV[start + 2], ARGV[start + 3]
+  if window == '' then redis.call('DEL', key) else redis.call('SET', key, window) end
+  for n = start + 5, start + 4 + 2 * tonumber(ARGV[start + 4]), 2 do
+    redis.call('ZADD', learnt, ARGV[n + 1], ARGV[n])
+  end
+  if learnt_window > 0 then redis.call('ZREMRANGEBYRANK', learnt, 0, -learnt_window - 1) end
+end
+
+local total, count = 0.0, 0
+for n = at + 1, at + 2 * tonumber(ARGV[at]), 2 do
+  local item = ARGV[n]
+  local old = tonumber(redis.call('ZSCORE', NORM2, item) or '0')
+  local new = tonumber(redis.call('ZINCRBY', NORM2, ARGV[n + 1], item))
+  if new <= ZERO then redis.call('ZREM', NORM2, item) end
+  -- The sum and count of the norms above zero (models.shrinkage.ShrinkageEstimator.update).
+  if old > ZERO then total, count = total - old, count - 1 end
+  if new > ZERO then total, count = total + new, count + 1 end
+end
+at = at + 1 + 2 * tonumber(ARGV[at])
+if count ~= 0 then redis.call('HINCRBY', NORMS, 'count', count) end
+if total ~= 0 then redis.call('HINCRBYFLOAT', NORMS, 'total', total) end
+
+local pairs_at, pair_count = at + 1, tonumber(ARGV[at])
+for n = pairs_at, pairs_at + 3 * pair_count - 1, 3 do
+  local a, b, amount = ARGV[n], ARGV[n + 1], tonumber(ARGV[n + 2])
+  local dot = tonumber(redis.call('ZINCRBY', dot_key(a), amount, b))
+  redis.call('ZINCRBY', dot_key(b), amount, a)
+  if dot <= ZERO then
+    forget(a, b)
+  elseif dot == amount then
+    -- Only a new pair can push a row over its cap (existing pairs hold more than ZERO).
+    for _, side in ipairs({ a, b }) do
+      local excess = redis.call('ZCARD', dot_key(side)) - cap
+      if excess > 0 then
+        local popped = redis.call('ZPOPMIN', dot_key(side), excess)
+        for k = 1, #popped, 2 do forget(side, popped[k]) end
+      end
+    end
+  end
+end
+
+local dots = {}
+for n = pairs_at, pairs_at + 3 * pair_count - 1, 3 do
+  dots[#dots + 1] = redis.call('ZSCORE', dot_key(ARGV[n]), ARGV[n + 1]) or false
+end
+at = pairs_at + 3 * pair_count
+local norms = {}
+for n = at + 1, at + tonumber(ARGV[at]) do
+  norms[#norms + 1] = redis.call('ZSCORE', NORM2, ARGV[n]) or '0'
+end
+local sums = redis.call('HMGET', NORMS, 'total', 'count')
+return { {}, dots, norms, sums[1] or '0', sums[2] or '0' }
