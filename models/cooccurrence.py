@@ -107,9 +107,7 @@ def similarities(
     {('a', 'b'): 1.0, ('a', 'c'): 0.0}
     """
     return {
-        (a, b): 0.0
-        if dot is None
-        else cosine(dot, norm2.get(a, 0.0), norm2.get(b, 0.0), shrinkage)
+        (a, b): 0.0 if dot is None else cosine(dot, norm2.get(a, 0.0), norm2.get(b, 0.0), shrinkage)
         for (a, b), dot in dots.items()
     }
 

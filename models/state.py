@@ -165,6 +165,7 @@ class MemoryState:
         self.users: dict[str, UserState] = {}
         self.popularity = SortedSet()  # item -> forward-decayed weighted count
         self.landmark: float | None = None
+
     # ---- updates ---------------------------------------------------------------------------
     def apply_batch(self, events: Iterable[Event]) -> list[Outcome]:
         return [self.apply(event) for event in events]

@@ -89,7 +89,5 @@ async def test_a_user_erased_meanwhile_is_not_learnt(redis_client: aioredis.Redi
         ]
     )
     assert await redis_client.get(keys.user("ann", "cf_window")) is None
-    assert decode_window(await redis_client.get(keys.user("bob", "cf_window"))) == {
-        "a": (1.0, T0)
-    }
+    assert decode_window(await redis_client.get(keys.user("bob", "cf_window"))) == {"a": (1.0, T0)}
     assert await _zset(redis_client, keys.global_("norm2")) == {"a": 1.0}
