@@ -35,6 +35,7 @@ from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.outage import wait_out
 from streams.pipeline import WORKER_ERROR, BatchProcessor, InboundRecord
+from streams.publisher import KafkaPublisher
 from streams.store import OffsetRange, Position, Store
 
 log = logging.getLogger(__name__)
@@ -74,13 +75,19 @@ class EventsConsumer(Service):
         processor: BatchProcessor,
         store: Store,
         metrics: WorkerMetrics,
+        publisher: KafkaPublisher | None = None,
         **kwargs: Any,
     ) -> None:
+        """``publisher``: the processor's own producer, if it has one, stopped with this."""
         super().__init__(**kwargs)
         self.settings = settings
         self.processor = processor
         self.store = store
         self.metrics = metrics
+        self.publisher = publisher
+        #: Offsets to commit to Kafka, and the commit in flight (see :meth:`_commit`).
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._committing: asyncio.Future[None] | None = None
         self.topic = settings.topic("events")
         self.consumer: AIOKafkaConsumer | None = None
         #: Per partition: the applied and published offsets as this consumer knows them.
@@ -107,7 +114,12 @@ class EventsConsumer(Service):
 
     async def on_stop(self) -> None:
         if self.consumer is not None:
+            if self._committing is not None:
+                await self._committing
+            await self._commit()  # what the last batches left
             await self.consumer.stop()
+        if self.publisher is not None:
+            await self.publisher.stop()
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         """Start each partition after its stored published offset (if the store has one)."""
@@ -127,6 +139,7 @@ class EventsConsumer(Service):
     def revoked(self, partitions: set[TopicPartition]) -> None:
         for tp in partitions:
             self.known.pop(tp.partition, None)
+            self._uncommitted.pop(tp, None)
 
     async def _run(self) -> None:
         assert self.consumer is not None
@@ -158,17 +171,27 @@ class EventsConsumer(Service):
         if summary is not None and summary.rewinds:
             await self._rewind(records, summary.rewinds)
             return
-        commit = {}
         for r in ranges:
             partition = int(r.partition.rpartition(":")[2])
             self.known[partition] = Position(r.last, r.last)  # published: the batch is acked
-            commit[TopicPartition(self.topic, partition)] = r.last + 1
-        try:
-            await self.consumer.commit(commit)
-        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
-            # A rebalance or a broker outage: the positions that count are in Redis, and the
-            # next commit covers these offsets too.
-            log.info("offset commit to Kafka skipped (%s)", type(exc).__name__)
+            self._uncommitted[TopicPartition(self.topic, partition)] = r.last + 1
+        if self._committing is None or self._committing.done():
+            self._committing = asyncio.ensure_future(self._commit())
+
+    async def _commit(self) -> None:
+        """Commit the newest offsets to Kafka, beside the next batches rather than before
+        them: the positions that count are stored with the state in Redis (a partition
+        starts from there), so Kafka's copy only saves a new group member a longer replay,
+        and waiting for the broker's reply cost every batch a round trip."""
+        assert self.consumer is not None
+        while self._uncommitted:
+            offsets, self._uncommitted = self._uncommitted, {}
+            try:
+                await self.consumer.commit(offsets)
+            except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+                # A rebalance or a broker outage: the next commit covers these offsets too.
+                log.info("offset commit to Kafka skipped (%s)", type(exc).__name__)
+                return
 
     async def _rewind(self, records: list[InboundRecord], rewinds: dict[str, Position]) -> None:
         """Go back: rewound partitions to their stored published offset + 1, the batch's other

@@ -36,9 +36,9 @@ from streams.lag import LAG_INTERVAL_S, ConsumerLagProbe
 from streams.learner import LearnerState, learner_group
 from streams.live import register_live
 from streams.metrics import WorkerMetrics
-from streams.outage import wait_out
 from streams.pipeline import WORKER_ERROR, BatchProcessor, InboundRecord
 from streams.privacy import ErasureProcessor
+from streams.publisher import FaustPublisher, KafkaPublisher
 from streams.sources.factory import build_sources
 from streams.store import RedisStore, TrendingParams
 from streams.topics import erasure_mark_ttl_s, load_topics
@@ -75,43 +75,6 @@ def state_params(settings: Settings) -> StateParams:
         seen_window_s=settings.seen_window_s,
         seen_cap=settings.seen_cap,
     )
-
-
-class FaustPublisher:
-    """Adapts Faust's producer to the pipeline's Publisher protocol (explicit keys).
-
-    A send that fails because the broker is out is sent again until it is delivered
-    (streams/outage.py): the state it reports is already applied, so giving up would leave a
-    user without the list of an event that counted.
-    """
-
-    def __init__(self, app: faust.App, metrics: WorkerMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def _enqueue(
-        self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
-    ) -> Awaitable[Any]:
-        fut: Awaitable[Any] = await self.app.producer.send(
-            topic, key, value, partition=None, timestamp=None, headers=headers or None
-        )
-        return fut
-
-    async def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: list[tuple[str, bytes]],
-    ) -> Awaitable[Any]:
-        first = await self._enqueue(topic, key, value, headers)
-        attempts = [first]
-
-        async def delivered() -> Any:
-            fut = attempts.pop() if attempts else await self._enqueue(topic, key, value, headers)
-            return await fut
-
-        return asyncio.ensure_future(wait_out(delivered, self.metrics, "publish"))
 
 
 def _inbound(event: Any) -> InboundRecord:
@@ -180,7 +143,9 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         erased_ttl_s=erasure_mark_ttl_s(load_topics(settings.topics_file)),
     )
     sources, content = build_sources(redis_client, settings, store.params, metrics)
-    publisher = FaustPublisher(app, metrics)
+    # The hot path's lists go out through a plain aiokafka producer (streams/publisher.py).
+    own = KafkaPublisher(settings, metrics) if settings.events_consumer == "aiokafka" else None
+    publisher = own or FaustPublisher(app, metrics)
     learnt = LearnerState(redis_client, dedupe_window=settings.dedupe_window)
     if settings.learner == "inline" or not sources.models:
         processor = BatchProcessor(settings, store, publisher, metrics, sources=sources)
@@ -189,7 +154,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     within = settings.batch_within_ms / 1000.0
     events_consumer: EventsConsumer | None = None
     if settings.events_consumer == "aiokafka":  # the default: see streams/consumer.py
-        events_consumer = EventsConsumer(settings, processor, store, metrics)
+        events_consumer = EventsConsumer(settings, processor, store, metrics, own)
         app.service(events_consumer)  # type: ignore[arg-type]  # an instance is accepted too
     else:
 
