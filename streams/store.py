@@ -352,8 +352,15 @@ def _array(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _pairs(flat: Sequence[bytes | str]) -> tuple[tuple[str, float], ...]:
-    return tuple((decoded(flat[k]), float(flat[k + 1])) for k in range(0, len(flat), 2))
+def _pairs(flat: Sequence[str]) -> tuple[tuple[str, float], ...]:
+    """``[member, score, member, score, …]`` from the script's JSON as pairs (the scores are
+    the strings Redis printed). Slices, ``zip`` and ``map`` run in C: a list reads about 500
+    pairs, and a Python loop over them was a tenth of the batch's time.
+
+    >>> _pairs(["a", "2.5", "b", "1"])
+    (('a', 2.5), ('b', 1.0))
+    """
+    return tuple(zip(flat[::2], map(float, flat[1::2]), strict=True))
 
 
 class ItemMetaCache:
