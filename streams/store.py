@@ -189,6 +189,12 @@ class Store(Protocol):
 CATEGORY_CACHE_SIZE = 200_000
 CATEGORY_CACHE_TTL_S = 300.0
 
+#: Trending buckets this recent are read from Redis at every look; older ones are kept in
+#: memory (a look reads 120 buckets per scope, so re-reading them all twice a second was most
+#: of the trending publisher's time). A bucket is keyed by broker arrival time, so it fills
+#: only while the worker is less than this many buckets behind the broker.
+TRENDING_OPEN_BUCKETS = 5
+
 #: How long a cached recommendation list lives if the user goes quiet.
 RECOMMENDATIONS_TTL_S = 7 * 24 * 3600
 
@@ -440,6 +446,9 @@ class RedisStore:
         self.keys = keys or Keys()
         self.trending_params = trending or TrendingParams()
         # item -> (category, expiry): oldest first, so the cache evicts in insertion order.
+        # (scope, bucket) -> (tallies, newest arrival) of trending buckets that no longer
+        # fill (see TRENDING_OPEN_BUCKETS); dropped when they leave the window or on erasure.
+        self._closed_buckets: dict[tuple[str, int], tuple[dict[str, Tally], float | None]] = {}
         self._categories = ItemMetaCache(
             client, self.keys, "category", size=CATEGORY_CACHE_SIZE, ttl_s=CATEGORY_CACHE_TTL_S
         )
@@ -560,29 +569,51 @@ class RedisStore:
         t = self.trending_params
         clock = math.floor(now / t.bucket_s)
         buckets = range(clock - 2 * t.span + 1, clock + 1)
+        settled = clock - TRENDING_OPEN_BUCKETS  # buckets up to here come from the cache
+        closed = self._closed_buckets
+        for key in [key for key in closed if key[1] < buckets.start]:
+            del closed[key]  # out of every window now
+        wanted = [
+            (scope, bucket)
+            for scope in scopes
+            for bucket in buckets
+            if bucket > settled or (scope, bucket) not in closed
+        ]
         pipe = self.client.pipeline(transaction=False)
-        for scope in scopes:
-            for bucket in buckets:
-                pipe.hgetall(self.keys.trending(bucket, scope))
-                pipe.hgetall(self.keys.trending(bucket, scope, counts=True))
+        for scope, bucket in wanted:
+            pipe.hgetall(self.keys.trending(bucket, scope))
+            pipe.hgetall(self.keys.trending(bucket, scope, counts=True))
         replies = iter(await pipe.execute())
+        for scope, bucket in wanted:
+            weights, counts = next(replies), next(replies)
+            items = {
+                decoded(item): Tally(float(weights.get(item, 0.0)), int(n))
+                for item, n in counts.items()
+            }
+            newest = float(weights[b""]) if b"" in weights else None
+            closed[scope, bucket] = (items, newest)
         results = []
         for scope in scopes:
             tallies: dict[int, dict[str, Tally]] = {}
-            newest: dict[int, float] = {}
+            newest_of: dict[int, float] = {}
             for bucket in buckets:
-                weights, counts = next(replies), next(replies)
-                items = {
-                    decoded(item): Tally(float(weights.get(item, 0.0)), int(n))
-                    for item, n in counts.items()
-                }
+                # (Missing only if a later look pruned it meanwhile: it just left the window.)
+                items, newest = closed.get((scope, bucket), ({}, None))
                 if items:
                     tallies[bucket] = items
-                if b"" in weights:
-                    newest[bucket] = float(weights[b""])
+                if newest is not None:
+                    newest_of[bucket] = newest
+            for bucket in range(settled + 1, clock + 1):
+                closed.pop((scope, bucket), None)  # still filling: read again next time
             results.append(
                 summarise_buckets(
-                    scope, tallies, newest, now=now, window_s=t.window_s, bucket_s=t.bucket_s, k=k
+                    scope,
+                    tallies,
+                    newest_of,
+                    now=now,
+                    window_s=t.window_s,
+                    bucket_s=t.bucket_s,
+                    k=k,
                 )
             )
         return results
@@ -604,6 +635,7 @@ class RedisStore:
         await pipe.execute()
 
     async def erase_users(self, user_ids: Sequence[str]) -> list[ErasureReport]:
+        self._closed_buckets.clear()  # the erasure subtracts from buckets of the past too
         args = [*self._args("erase", len(user_ids)), *user_ids]
         raw = await self._script(keys=[], args=args)
         return [ErasureReport(int(h), int(e), int(f)) for h, e, f in raw]

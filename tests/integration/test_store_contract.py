@@ -315,3 +315,25 @@ async def test_erasure_marks_are_anonymous_and_readable(make_store: StoreFactory
     assert await store.erased_at(["zoe", "yan"]) == {"zoe": T0 + 5.25}
     snapshot = await store.snapshot()  # the mark is not per-user state: nothing names zoe
     assert "zoe" not in repr(snapshot)
+
+
+async def test_trending_keeps_settled_buckets_in_memory_and_stays_exact(
+    redis_client: aioredis.Redis,
+) -> None:
+    """Buckets older than the open ones are read once and kept; a look after more events
+    (in open buckets) and looks later in time still equal the reference."""
+    await redis_client.flushdb()
+    events, arrivals = _trending_stream(seed=2, count=400, start=time.time() - 160)
+    reference, real = MemoryStore(StateParams()), RedisStore(redis_client, StateParams())
+    half = 200
+    for store in (reference, real):
+        await store.put_items(CATALOG)
+        await store.process_batch(events[:half], arrivals[:half])
+    first = arrivals[half - 1] + 0.5
+    assert await _trending_of(real, first) == await _trending_of(reference, first)
+    for store in (reference, real):
+        await store.process_batch(events[half:], arrivals[half:])
+    # (The reference's windows only move forward: no look back at ``first``.) The window at
+    # the end still holds buckets of the first half, kept since the first look.
+    for now in (arrivals[-1] + 0.5, arrivals[-1] + 30.0, arrivals[-1] + 200.0):
+        assert await _trending_of(real, now) == await _trending_of(reference, now), now
