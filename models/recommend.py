@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from models.popularity import decayed_score
 from models.state import PopularView, UserView
@@ -101,10 +101,13 @@ class RecommendParams:
             object.__setattr__(self, "source_weights", tuple(DEFAULT_SOURCE_WEIGHTS.items()))
 
 
-@dataclass(frozen=True, slots=True)
-class Reason:
+class Reason(NamedTuple):
     """What added to a score: one of the user's items (item-CF), or a person and what they did
-    (social: ``user_id`` shared it with the user, or bought/liked it)."""
+    (social: ``user_id`` shared it with the user, or bought/liked it).
+
+    Reasons and candidates are named tuples, not dataclasses: every list decodes about a
+    hundred of each from the learner's pools, and a frozen dataclass costs several times as
+    much to build."""
 
     item_id: str | None
     contribution: float
@@ -112,8 +115,7 @@ class Reason:
     action: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
     """One item a source proposes for a user: the source's own score (higher is better, on the
     source's scale; the assembly normalises) and why."""
 

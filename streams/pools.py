@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from itertools import starmap
 from typing import Any
 
 import orjson
@@ -90,7 +91,7 @@ def _decode(document: Any) -> Pools:
         current: tuple[Reason, ...] = ()
         for item, score, why in zip(items, scores, reasons, strict=True):
             if why != 0:
-                current = tuple(Reason(*r) for r in why)
+                current = tuple(starmap(Reason, why))
             candidates.append(Candidate(item, score, current))
         pools[Source(source)] = candidates
     return pools
