@@ -879,11 +879,13 @@ def run_bench(
     seed: int,
     profile: Path | None = None,
     rate: float | None = None,
+    soak_chunk: int = 0,
 ) -> int:
     """``socialrec bench``: measure, print a table, write the figures to ``output``.
 
     ``profile`` (not on the command line) runs the throughput worker under cProfile and
-    writes the stats there; its figures are then slower than a plain run.
+    writes the stats there; its figures are then slower than a plain run. ``soak_chunk`` > 0
+    runs the soak instead (streams/soak.py): ``events`` in chunks of that many.
     """
     if events < WARMUP_EVENTS:
         print(f"bench: need --events >= {WARMUP_EVENTS}", file=sys.stderr)
@@ -899,8 +901,15 @@ def run_bench(
         return 1
     began = time.monotonic()
     load_before = [round(x, 2) for x in os.getloadavg()]
+    figures: dict[str, Any]
     try:
-        figures = asyncio.run(_bench(settings, events, seed, say, profile, rate))
+        if soak_chunk > 0:
+            from streams.soak import soak
+
+            run = soak(settings, events=events, chunk=soak_chunk, seed=seed, say=say)
+            figures = {"soak": asyncio.run(run)}
+        else:
+            figures = asyncio.run(_bench(settings, events, seed, say, profile, rate))
     except (BenchError, DemoError) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
@@ -908,7 +917,8 @@ def run_bench(
         release_infra(settings, started)
     figures = {
         "command": f"socialrec bench --events {events} --seed {seed}"
-        + (f" --rate {rate:g}" if rate is not None else ""),
+        + (f" --rate {rate:g}" if rate is not None else "")
+        + (f" --soak --chunk {soak_chunk}" if soak_chunk else ""),
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "wall_s": round(time.monotonic() - began, 1),
         "machine": {
@@ -933,7 +943,12 @@ def run_bench(
         path = Path.cwd() / path
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2) + b"\n")
-    print(_table(figures))
+    if "soak" in figures:
+        from streams.soak import soak_table
+
+        print(soak_table(figures["soak"]))
+    else:
+        print(_table(figures))
     shown = path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
     print(f"figures written to {shown}")
     return 0

@@ -59,8 +59,15 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
     from streams import bench
 
+    events = args.events if args.events is not None else (5_000_000 if args.soak else 20_000)
+    output = args.output or ("docs/soak.json" if args.soak else "docs/benchmarks.json")
     return bench.run_bench(
-        settings, events=args.events, output=args.output, seed=args.seed, rate=args.rate
+        settings,
+        events=events,
+        output=output,
+        seed=args.seed,
+        rate=args.rate,
+        soak_chunk=args.chunk if args.soak else 0,
     )
 
 
@@ -129,9 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_demo)
 
     p = sub.add_parser("bench", help="measure throughput and latency on the real path")
-    p.add_argument("--events", type=int, default=20_000)
+    p.add_argument("--events", type=int, default=None, help="default 20,000 (soak: 5 million)")
     p.add_argument("--seed", type=int, default=11)
-    p.add_argument("--output", default="docs/benchmarks.json", help="where to keep the figures")
+    p.add_argument(
+        "--output",
+        default=None,
+        help="where to keep the figures (docs/benchmarks.json, soak: docs/soak.json)",
+    )
+    p.add_argument(
+        "--soak",
+        action="store_true",
+        help="instead: one worker through --events over 100,000 users x 50,000 items, in chunks",
+    )
+    p.add_argument("--chunk", type=int, default=1_000_000, help="soak: events per report")
     p.add_argument(
         "--rate",
         type=float,

@@ -1,0 +1,181 @@
+"""``socialrec bench --soak``: does a worker's cost grow with the state it has built?
+
+One worker (with its learner) runs through a long simulator stream over a large world
+(100,000 users × 50,000 items by default), fed flat out in chunks. After each chunk the soak
+records the chunk's throughput, Redis ``used_memory`` and the worker's and learner's resident
+memory (Redis's growth since the start: ``used_memory`` counts every database of the server);
+at the end it sends events at a steady rate for a minute and reads the worker's own
+event → publish histogram over that minute (broker append time of the event to the
+producer's acknowledgement of the list, both on this machine's clock).
+
+Throughput is chunk events / time from the chunk's first send until the worker had consumed
+all of it, so a slower producer would show too (the simulator's producer sends about
+40,000 events/s here, far above the worker).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+from models.simulator import generate_events, generate_world
+from streams.bench import (
+    RUN_TIMEOUT_S,
+    Progress,
+    TopicReader,
+    _wait_processed,
+    claim_redis_db,
+    redis_info,
+    reset_redis_db,
+    run_settings,
+)
+from streams.config import Settings
+from streams.demo import LATENCY, histogram_quantile, metrics_url, scrape, worker_process
+
+SOAK_USERS: Final = 100_000
+SOAK_ITEMS: Final = 50_000
+#: The steady rate and length of the latency check at the end.
+FINAL_RATE: Final = 1_000.0
+FINAL_SECONDS: Final = 60.0
+
+
+def rss_mb(pid: int | None) -> float | None:
+    """Resident memory of a process (MB), from /proc."""
+    if pid is None:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024.0, 1)
+    except OSError:
+        return None
+    return None
+
+
+def children(pid: int | None) -> list[int]:
+    """The direct child processes of ``pid`` (the worker's learner)."""
+    if pid is None:
+        return []
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            found += [int(p) for p in task.read_text().split()]
+    return found
+
+
+async def soak(
+    settings: Settings, *, events: int, chunk: int, seed: int, say: Callable[[str], None]
+) -> dict[str, Any]:
+    from streams.simulate import produce
+    from streams.topics import apply_topics, delete_topics_with_prefix
+
+    run_id = f"{int(time.time())}-soak"
+    run_dir = settings.data_dir / "bench" / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    db, redis_url = await claim_redis_db(settings, run_id)
+    s = run_settings(settings, run_id, "soak", "worker", redis_url)
+    say(f"soak {run_id}: Redis db {db}, logs in {run_dir}")
+    world = generate_world(seed, users=SOAK_USERS, items=SOAK_ITEMS)
+    stream = generate_events(world, seed, count=events, start_ts=time.time(), mean_gap_s=0.0)
+    rows: list[dict[str, Any]] = []
+    figures: dict[str, Any] = {"world": {"users": SOAK_USERS, "items": SOAK_ITEMS}}
+    await apply_topics(s)
+    # Redis's used_memory is the server's (every database): the soak reports its growth.
+    baseline = await _redis_mb(redis_url)
+    figures["redis_used_memory_at_start_mb"] = baseline
+    proc = worker_process(s, run_dir / "worker.log")
+    try:
+        async with TopicReader(s, "recommendations") as output:
+            progress = Progress("worker", s, output)
+            await proc.start()
+            await proc.wait_http(metrics_url(s))
+            done = 0
+            while done < events:
+                began = time.monotonic()
+                sent = await produce(s, world, itertools.islice(stream, chunk), 0.0)
+                if sent == 0:
+                    break
+                await _wait_processed(progress, proc, done + sent, RUN_TIMEOUT_S)
+                done += sent
+                row = {
+                    "events": done,
+                    "events_per_s": round(sent / (time.monotonic() - began), 1),
+                    "redis_used_memory_mb": round(await _redis_mb(redis_url) - baseline, 1),
+                    "worker_rss_mb": rss_mb(proc.pid),
+                    "learner_rss_mb": [rss_mb(p) for p in children(proc.pid)],
+                }
+                rows.append(row)
+                say(
+                    f"  {done:,} events: {row['events_per_s']:,} events/s, Redis "
+                    f"{row['redis_used_memory_mb']} MB, worker {row['worker_rss_mb']} MB, "
+                    f"learner {row['learner_rss_mb']} MB"
+                )
+            figures["chunks"] = rows
+            say(f"  steady {FINAL_RATE:g} events/s for {FINAL_SECONDS:g} s")
+            before = await scrape(metrics_url(s))
+            count = int(FINAL_RATE * FINAL_SECONDS)
+            steady = generate_events(
+                world, seed + 1, count=count, start_ts=time.time(), mean_gap_s=1 / FINAL_RATE
+            )
+            await produce(s, world, steady, FINAL_RATE)
+            await _wait_processed(progress, proc, done + count, RUN_TIMEOUT_S)
+            after = await scrape(metrics_url(s))
+            figures["final_latency"] = _latency(before, after)
+            say(f"  {figures['final_latency']}")
+    finally:
+        await proc.stop()
+        with contextlib.suppress(Exception):
+            await delete_topics_with_prefix(s)
+        await reset_redis_db(redis_url, run_id, release=True)
+    if rows:
+        first, last = rows[0]["events_per_s"], rows[-1]["events_per_s"]
+        figures["end_vs_start"] = round(last / first, 3) if first else None
+    return figures
+
+
+async def _redis_mb(url: str) -> float:
+    info = await redis_info(url)
+    return round(float(info.get("used_memory", 0)) / 2**20, 1)
+
+
+def _latency(before: Any, after: Any) -> dict[str, float | None]:
+    """p50/p99 of the worker's event → publish histogram between two scrapes (ms)."""
+    from streams.demo import bucket_delta
+
+    if before is None or after is None:
+        return {"p50_ms": None, "p99_ms": None}
+    buckets = bucket_delta(after.buckets(LATENCY), before.buckets(LATENCY))
+    out: dict[str, float | None] = {}
+    for name, q in (("p50_ms", 0.5), ("p99_ms", 0.99)):
+        value = histogram_quantile(q, buckets)
+        out[name] = None if value is None else round(value * 1000.0, 1)
+    return out
+
+
+def soak_table(figures: dict[str, Any]) -> str:
+    """The soak's figures as plain lines.
+
+    >>> print(soak_table({"chunks": [{"events": 10, "events_per_s": 5.0,
+    ...     "redis_used_memory_mb": 1.0, "worker_rss_mb": 2.0, "learner_rss_mb": [3.0]}],
+    ...     "final_latency": {"p50_ms": 4.0, "p99_ms": 9.0}, "end_vs_start": 1.0}))
+    events  events/s  Redis MB  worker MB  learner MB
+        10       5.0       1.0        2.0         3.0
+    end/start throughput 1.0; at 1000/s at the end: p50 4.0 ms, p99 9.0 ms
+    """
+    lines = ["events  events/s  Redis MB  worker MB  learner MB"]
+    for row in figures.get("chunks", []):
+        learner = ",".join(str(m) for m in row["learner_rss_mb"]) or "-"
+        lines.append(
+            f"{row['events']:>6,}  {row['events_per_s']:>8}  {row['redis_used_memory_mb']:>8}  "
+            f"{row['worker_rss_mb']:>9}  {learner:>10}"
+        )
+    final = figures.get("final_latency", {})
+    lines.append(
+        f"end/start throughput {figures.get('end_vs_start')}; at {FINAL_RATE:g}/s at the end: "
+        f"p50 {final.get('p50_ms')} ms, p99 {final.get('p99_ms')} ms"
+    )
+    return "\n".join(lines)
