@@ -321,6 +321,11 @@ class MemoryState:
         this state: :class:`models.cooccurrence.Cooccurrence`); none without it.
         """
         user = self.users.get(user_id) or UserState()
+        if recent_items <= 0:  # only what excludes items (the learner's read)
+            return UserView(
+                user_id, (), {}, frozenset(user.seen_items.scores), frozenset(user.bought),
+                frozenset(user.hidden),
+            )  # fmt: skip
         recent = [(item, user.affinity[item]) for item, _ in user.history.top(recent_items)]
         proofs = []
         for key, ts in user.inbox.top(social_items):
@@ -351,7 +356,8 @@ class MemoryState:
         )
 
     def popular(self, count: int) -> PopularView:
-        return PopularView(tuple(self.popularity.top(count)), self.landmark or 0.0)
+        items = tuple(self.popularity.top(count)) if count > 0 else ()
+        return PopularView(items, self.landmark or 0.0)
 
     # ---- inspection ------------------------------------------------------------------------
     def snapshot(self) -> dict[str, object]:

@@ -39,7 +39,7 @@ from streams.outage import wait_out
 from streams.pipeline import InboundRecord, recommend_params, validate_record, without_erased
 from streams.pools import PoolStore
 from streams.sources import SourceSet
-from streams.store import RedisStore
+from streams.store import EXCLUSIONS_ONLY, RedisStore
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ def run_learner(settings: Settings) -> int:
             loop.add_signal_handler(sig, stop.set)
         client = redis_client_for(settings)
         metrics = WorkerMetrics()
-        store = RedisStore(client, state_params(settings))
+        store = RedisStore(client, state_params(settings), read=EXCLUSIONS_ONLY)
         sources, _content = build_sources(client, settings, store.params, metrics)
         state = LearnerState(client, dedupe_window=settings.dedupe_window)
         learner = Learner(settings, store, sources, state, metrics)

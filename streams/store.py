@@ -45,6 +45,10 @@ class ReadParams:
     popular: int = 100
 
 
+#: What the learner reads of a user: only what excludes items from their candidates.
+EXCLUSIONS_ONLY = ReadParams(recent_items=0, neighbours=0, popular=0)
+
+
 @dataclass(frozen=True, slots=True)
 class TrendingParams:
     """Trending windows: counts over ``window_s`` in buckets of ``bucket_s`` (by arrival)."""

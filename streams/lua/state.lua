@@ -235,23 +235,24 @@ local function erase(user)
   return { #items, logged, edge_count }
 end
 
+-- READ_RECENT 0 reads only what excludes items (seen, bought, hidden): the learner's read.
 local function read_view(user)
-  local history = ukey(user, 'history')
-  local recent = redis.call('ZREVRANGE', history, 0, READ_RECENT - 1)
-  local affinities = {}
-  local neighbours = {}
+  local recent, affinities, neighbours, inbox, followee_actions = {}, {}, {}, {}, {}
+  if READ_RECENT > 0 then
+    recent = redis.call('ZREVRANGE', ukey(user, 'history'), 0, READ_RECENT - 1)
+    inbox = redis.call('ZREVRANGE', ukey(user, 'inbox'), 0, READ_RECENT - 1, 'WITHSCORES')
+    -- Social proof: shares received, and what (some of) the people the user follows did.
+    local followees = redis.call('SRANDMEMBER', ukey(user, 'following'), FOLLOWEES_READ)
+    for k, followee in ipairs(followees) do
+      followee_actions[k] = { followee,
+        redis.call('ZREVRANGE', ukey(followee, 'actions'), 0, ACTIONS_READ - 1, 'WITHSCORES') }
+    end
+  end
   if #recent > 0 then
     affinities = redis.call('HMGET', ukey(user, 'affinity'), unpack(recent))
     for k, item in ipairs(recent) do
       neighbours[k] = redis.call('ZREVRANGE', ikey(item, 'sim'), 0, READ_NEIGHBOURS - 1, 'WITHSCORES')
     end
-  end
-  -- Social proof: shares received, and what (some of) the people the user follows did.
-  local followees = redis.call('SRANDMEMBER', ukey(user, 'following'), FOLLOWEES_READ)
-  local followee_actions = {}
-  for k, followee in ipairs(followees) do
-    followee_actions[k] = { followee,
-      redis.call('ZREVRANGE', ukey(followee, 'actions'), 0, ACTIONS_READ - 1, 'WITHSCORES') }
   end
   return {
     user,
@@ -261,7 +262,7 @@ local function read_view(user)
     redis.call('ZRANGE', ukey(user, 'seen_items'), 0, -1),
     redis.call('SMEMBERS', ukey(user, 'bought')),
     redis.call('SMEMBERS', ukey(user, 'hidden')),
-    redis.call('ZREVRANGE', ukey(user, 'inbox'), 0, READ_RECENT - 1, 'WITHSCORES'),
+    inbox,
     followee_actions,
   }
 end
@@ -375,7 +376,8 @@ end
 
 local views = {}
 for _, user in ipairs(to_read) do views[#views + 1] = read_view(user) end
-local popular = redis.call('ZREVRANGE', POPULARITY, 0, READ_POPULAR - 1, 'WITHSCORES')
+local popular = {}
+if READ_POPULAR > 0 then popular = redis.call('ZREVRANGE', POPULARITY, 0, READ_POPULAR - 1, 'WITHSCORES') end
 -- One JSON string instead of nested replies: the client decodes it in one C call (orjson)
 -- where a RESP tree of ~1,000 elements per user costs far more to parse. Scores stay the
 -- exact strings Redis printed. (cjson writes an empty array as {}: the reader allows it.)

@@ -20,7 +20,14 @@ from models.content import CatalogRecord
 from models.events import Event, EventType
 from models.state import Outcome, StateParams
 from streams.keys import Keys
-from streams.store import MemoryStore, OffsetRange, Position, RedisStore, Store
+from streams.store import (
+    EXCLUSIONS_ONLY,
+    MemoryStore,
+    OffsetRange,
+    Position,
+    RedisStore,
+    Store,
+)
 
 TIGHT = StateParams(
     history_size=5,
@@ -337,3 +344,32 @@ async def test_trending_keeps_settled_buckets_in_memory_and_stays_exact(
     # the end still holds buckets of the first half, kept since the first look.
     for now in (arrivals[-1] + 0.5, arrivals[-1] + 30.0, arrivals[-1] + 200.0):
         assert await _trending_of(real, now) == await _trending_of(reference, now), now
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_an_exclusions_only_read_gives_what_excludes_and_nothing_else(
+    kind: str, redis_client: aioredis.Redis
+) -> None:
+    """The learner's read (EXCLUSIONS_ONLY): seen, bought and hidden as a full read gives
+    them; no recent items, neighbours, social proof or popular items."""
+    await redis_client.flushdb()
+    params, events = StateParams(), random_stream(seed=3, count=200)
+    if kind == "memory":
+        full: Store = MemoryStore(params)
+        light: Store = MemoryStore(params, read=EXCLUSIONS_ONLY)
+        await light.process_batch(events)
+    else:
+        full, light = (
+            RedisStore(redis_client, params),
+            RedisStore(redis_client, params, read=EXCLUSIONS_ONLY),
+        )
+    await full.process_batch(events)
+    users = sorted({e.user_id for e in events})
+    whole, part = await full.read_users(users), await light.read_users(users)
+    assert whole.popular.items
+    assert not part.popular.items
+    for user in users:
+        got, want = part.views[user], whole.views[user]
+        assert (got.seen, got.bought, got.hidden) == (want.seen, want.bought, want.hidden)
+        assert (got.recent, dict(got.neighbours), got.social) == ((), {}, ())
+    assert any(view.recent for view in whole.views.values())
