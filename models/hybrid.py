@@ -219,12 +219,17 @@ def source_requests(
     *,
     is_test: Callable[[int, Event], bool] | None = None,
     learn_test: bool = True,
+    on_request: Callable[[Event, AbstractSet[str]], None] | None = None,
+    on_learn: Callable[[Event], None] | None = None,
 ) -> Iterator[tuple[str, float, int, dict[Source, Pool]]]:
     """Replay ``events`` through ``sources`` with the protocol of
     :func:`models.evaluation.replay`, yielding each request's ``(user, time, hash of the
     excluded set, pools)`` before the event is learnt. The replay excludes every item the user
     touched, which covers everything the user's state excludes (bought, hidden, seen), so the
-    excluded set is the touched items and ``exclude_items``.
+    excluded set is the touched items and ``exclude_items``. ``on_request(event, touched)`` is
+    called at each request after its pools (before anything learns the event), ``on_learn``
+    with each event the sources learn: to ask other models the same requests alongside
+    (:class:`models.evaluation.AnswersAhead`).
 
     >>> from models.events import EventType
     >>> evs = [Event(f"e{n}", EventType.PURCHASE, u, 1e9 + n, item_id=i) for n, (u, i)
@@ -239,9 +244,13 @@ def source_requests(
         if test and requests.is_request(event):
             excluded = frozenset(requests.touched_by(event.user_id)) | exclude_items
             pools = sources.pools(event.user_id, excluded, event.ts)
+            if on_request is not None:
+                on_request(event, requests.touched_by(event.user_id))
             yield event.user_id, event.ts, hash(excluded), pools
         if not test or learn_test:
             sources.learn(event)
+            if on_learn is not None:
+                on_learn(event)
         requests.advance(event)
 
 
@@ -371,6 +380,7 @@ class HybridRecommender:
             pools=pools,
             blended=blended,
             remember=self.ranker is not None,
+            explain=False,  # the replay reads items, scores and sources only
         )
         if self.ranker is not None:
             self._shown[request.user_id] = recs.features
