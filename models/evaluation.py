@@ -938,8 +938,8 @@ class AnswersAhead:
     >>> ahead = AnswersAhead([PopularityRecommender()], evs, EvalParams(negatives=1))
     >>> for event in evs[:2]:
     ...     ahead.learn(event)
-    >>> [(recs, scores) for recs, scores, _ in ahead.answer(evs[2], {"a"})]
-    [([('b', 1.0, 'popular')], [1.0])]
+    >>> [([r[0] for r in recs], len(scores)) for recs, scores, _ in ahead.answer(evs[2], {"a"})]
+    [(['b'], 2)]
     """
 
     def __init__(

@@ -33,6 +33,7 @@ from models.content import ContentModel
 from models.evaluation import ItemCFRecommender, RequestSelector, Scored
 from models.events import ITEM_TYPES, Event, EventType
 from models.fbt import BasketTracker, basket_candidates
+from models.followees import FolloweeItems
 from models.itemknn import ItemKNN
 from models.knobs import LearnedKnobs
 from models.mf import OnlineMF
@@ -78,6 +79,7 @@ PROFILE_MATCH = (Reason(None, 1.0, action="profile_match"),)
 SIMILAR_SHOPPERS = (Reason(None, 1.0, action="similar_shoppers"),)
 POPULAR_NOW = (Reason(None, 1.0, action="popular"),)
 CO_OCCURRING = (Reason(None, 1.0, action="bought_together_by_others"),)
+FOLLOWED = (Reason(None, 1.0, action="followees_recent"),)
 
 
 class Request(NamedTuple):
@@ -271,7 +273,10 @@ class HybridRecommender:
         popular_items: int = 100,
         knobs: LearnedKnobs | None = None,
         followee_items: int = 0,
+        followees: FolloweeItems | None = None,
     ) -> None:
+        # The followees source (with learned knobs: its decay is the learned half-life).
+        self.followees = followees
         self.base = ItemCFRecommender(
             state_params,
             recommend_params,
@@ -306,6 +311,8 @@ class HybridRecommender:
     def learn(self, event: Event) -> None:
         self._last = None
         self.base.learn(event)
+        if self.followees is not None:
+            self.followees.learn(event)
         item = event.item_id
         if item is None:
             return
@@ -353,6 +360,15 @@ class HybridRecommender:
         pools = personal_pools(view, params, now)
         pools.update(self.sources.pools(view.user_id, excluded, now))
         popular = self.popular_for(now)
+        if self.followees is not None and self.knobs is not None:
+            found = self.followees.top_k(
+                view.user_id,
+                CANDIDATES_PER_SOURCE,
+                excluded,
+                now=now,
+                half_life_s=self.knobs.popularity.half_life_s,
+            )
+            pools[Source.FOLLOWEES] = scored_pool(Source.FOLLOWEES, found, FOLLOWED)
         if self.knobs is not None:
             # Popularity as a source of its own, so the blend can learn how much it is worth.
             best = [(i, p) for i, p in popular.items if i not in excluded]
@@ -533,4 +549,5 @@ def build_hybrid(
         name=name or ("hybrid+ranker" if learned_ranker else "hybrid"),
         knobs=knobs,
         followee_items=followee_items,
+        followees=FolloweeItems(state_params.weights) if learn_knobs else None,
     )

@@ -47,6 +47,7 @@ class Source(StrEnum):
     USER_CF = "user_cf"  # people who act like you (models.usercf)
     FBT = "fbt"  # frequently bought together with the user's basket (models.fbt)
     ITEM_KNN = "item_knn"  # co-occurrence cosine over every pair, no caps (models.itemknn)
+    FOLLOWEES = "followees"  # followees' latest items, by learned trust (models.followees)
     TRENDING = "trending"
     POPULAR = "popular"
     EXPLORE = "explore"  # the exploration slot: a new or long-tail item
@@ -62,6 +63,7 @@ PERSONAL_SOURCES: tuple[Source, ...] = (
     Source.USER_CF,
     Source.FBT,
     Source.ITEM_KNN,
+    Source.FOLLOWEES,
     Source.POPULAR,
 )
 

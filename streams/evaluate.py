@@ -485,7 +485,7 @@ def build_models(
     if ablation and isinstance(first, HybridRecommender):
         # Only the sources this hybrid has: the learned-only ones (popularity as a blended
         # source, item-kNN) exist only with learned knobs, content only with a catalogue.
-        absent = {Source.POPULAR, Source.ITEM_KNN} if fixed_knobs else set()
+        absent = {Source.POPULAR, Source.ITEM_KNN, Source.FOLLOWEES} if fixed_knobs else set()
         if not catalog:
             absent.add(Source.CONTENT)
         sources = [s for s in PERSONAL_SOURCES if s not in absent]
