@@ -68,7 +68,7 @@ MF_POOL = 2_000  # recent positives that popularity-sampled negatives are drawn 
 USERCF_ITEMS_PER_USER = 30
 USERCF_USERS_PER_ITEM = 50
 USERCF_NEIGHBOUR_POOL = 30  # the worker reads the rows of the 30 users with most items in common
-FOLLOWEE_ITEMS = 5  # each followee's latest items read as social proof (with learned knobs)
+FOLLOWEE_ITEMS = 5  # followees' latest items as social proof (eval: the `followees` source)
 
 
 #: The one reason of a candidate from MF, content or user-CF. Shared, not built per candidate

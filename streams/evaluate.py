@@ -392,7 +392,6 @@ def build_models(
     from models.baselines import LearnedPopularityRecommender
     from models.evaluation import AnswersAhead
     from models.hybrid import (
-        FOLLOWEE_ITEMS,
         HybridRecommender,
         HybridSources,
         SourcePools,
@@ -469,7 +468,7 @@ def build_models(
             learned_ranker=name == "hybrid+ranker",
             sources=shared.reader() if shared is not None else None,
             learn_knobs=not fixed_knobs,
-            followee_items=0 if fixed_knobs else FOLLOWEE_ITEMS,
+            followee_items=0,  # with learned knobs the followees source reads them
         )
 
     models = [make(n) for n in names]
