@@ -20,9 +20,11 @@ import fcntl
 import multiprocessing
 import sys
 import traceback
+from array import array
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 from contextlib import AbstractContextManager
+from itertools import repeat
 from multiprocessing.connection import Connection
 from types import TracebackType
 
@@ -41,9 +43,55 @@ BATCH = 16
 F_SETPIPE_SZ = 1031
 PIPE_BYTES = 1 << 20
 
+#: A pool as sent: ``(ids joined by NUL, scores as float64 bytes, the reasons every entry
+#: shares)``, or the pool itself when its entries have reasons of their own (FBT's). Unpickling
+#: fifty ``(score, reasons)`` tuples per source and request cost the replay more than any of its
+#: own steps; a string, a buffer and one ``dict(zip(...))`` cost a fraction of it.
+Packed = tuple[str, bytes, object] | Pool
+
 #: One request as the child sends it: user, time, hash of the excluded set, the sources' pools,
 #: and the answers of the models asked ahead (the baselines), if any.
-Request = tuple[str, float, int, dict[Source, Pool], list[Answer] | None]
+Request = tuple[str, float, int, dict[Source, Packed], list[Answer] | None]
+
+
+def pack(pools: dict[Source, Pool]) -> dict[Source, Packed]:
+    """The pools in their compact form where they have one (see :data:`Packed`).
+
+    >>> from models.recommend import Reason
+    >>> why = (Reason(None, 1.0, action="taste_match"),)
+    >>> pools = {Source.MF: {"a": (0.75, why), "b": (0.5, why)}, Source.FBT: {"c": (1.0, ())}}
+    >>> unpack(pack(pools)) == pools
+    True
+    """
+    packed: dict[Source, Packed] = {}
+    for source, pool in pools.items():
+        entries = list(pool.values())
+        shared = entries[0][1] if entries else None
+        ids = "\0".join(pool)
+        if (
+            entries
+            and all(reasons is shared for _, reasons in entries)
+            and ids.count("\0") == len(entries) - 1
+        ):
+            scores = array("d", [score for score, _ in entries]).tobytes()
+            packed[source] = (ids, scores, shared)
+        else:
+            packed[source] = pool
+    return packed
+
+
+def unpack(packed: dict[Source, Packed]) -> dict[Source, Pool]:
+    """The pools :func:`pack` packed, equal to the originals."""
+    pools: dict[Source, Pool] = {}
+    for source, entry in packed.items():
+        if isinstance(entry, dict):
+            pools[source] = entry
+            continue
+        ids, raw, reasons = entry
+        scores = array("d")
+        scores.frombytes(raw)
+        pools[source] = dict(zip(ids.split("\0"), zip(scores, repeat(reasons)), strict=True))  # type: ignore[arg-type]
+    return pools
 
 #: Builds, in the child, the models to ask ahead from the child's sources (so a baseline can
 #: share a source's model, such as the item-kNN).
@@ -84,7 +132,7 @@ def _serve(
             on_request=None if ahead is None else on_request,
             on_learn=None if ahead is None else ahead.learn,
         ):
-            batch.append((user, ts, excluded, pools, answers.pop() if answers else None))
+            batch.append((user, ts, excluded, pack(pools), answers.pop() if answers else None))
             if len(batch) >= BATCH:
                 conn.send(("batch", batch))
                 sent += len(batch)
@@ -225,7 +273,7 @@ class SourcesReader:
                 "the sources process and the replay disagree on a request "
                 "(the replay's protocol and models.hybrid.source_requests have diverged)"
             )
-        return pools
+        return unpack(pools)
 
 
 class AskedAhead:
