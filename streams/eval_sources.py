@@ -93,6 +93,7 @@ def unpack(packed: dict[Source, Packed]) -> dict[Source, Pool]:
         pools[source] = dict(zip(ids.split("\0"), zip(scores, repeat(reasons)), strict=True))  # type: ignore[arg-type]
     return pools
 
+
 #: Builds, in the child, the models to ask ahead from the child's sources (so a baseline can
 #: share a source's model, such as the item-kNN).
 AskAhead = Callable[[SourcePools], AnswersAhead]
