@@ -845,11 +845,8 @@ def replay(
     tallies = [_Tally() for _ in models]
     group_tallies: dict[int, tuple[list[_Tally], list[int]]] = {}  # group -> tallies, [n, cold]
     requests = RequestSelector()
-    # The catalogue: every item of the stream (even those that appear later: they exist, and a
-    # cold item must be able to lose to them) plus the given catalogue. Sorted: reproducible.
-    universe = {e.item_id for e in events if e.item_id is not None and e.type in ITEM_TYPES}
-    universe.update(catalog)
-    catalogue = sorted(universe)
+    catalogue = catalogue_of(events, catalog)
+    universe = set(catalogue)
     interactions: Counter[str] = Counter()
     evaluated = cold = 0
     k = params.k
@@ -911,6 +908,84 @@ def replay(
         for g, (group, counts) in sorted(group_tallies.items())
     }
     return ReplayReport(len(events), evaluated, cold, len(universe), reports, traces, groups)
+
+
+def catalogue_of(events: Sequence[Event], catalog: Collection[str] = ()) -> list[str]:
+    """The replay's catalogue, sorted: every item of the stream (even those that appear later:
+    they exist, and a cold item must be able to lose to them) plus the given catalogue."""
+    universe = {e.item_id for e in events if e.item_id is not None and e.type in ITEM_TYPES}
+    universe.update(catalog)
+    return sorted(universe)
+
+
+#: A model's answers to one request, asked ahead: its list (as plain tuples), its scores of the
+#: held-out item and the negatives, and a hash of those items (which the replay checks).
+Answer = tuple[list[tuple[str, float, str]], list[float], int]
+
+
+class AnswersAhead:
+    """Ask some models the replay's questions ahead of the replay, in another process: the
+    same requests in the same order, the same negatives (the same draws of the same seeded
+    generator over the same catalogue), so the answers are exactly those :func:`replay` would
+    get from the models itself. The replay then reads them back (``streams.eval_sources``).
+
+    ``answer(event, touched)`` at each request, before anything learns the event; ``learn`` at
+    each event the models learn. A model in ``learnt_elsewhere`` (one the caller already
+    teaches, such as an item-kNN shared with a source) is asked, never taught here.
+
+    >>> evs = [Event(f"e{n}", EventType.VIEW, u, 1e9 + n, item_id=i)
+    ...        for n, (u, i) in enumerate([("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "b")])]
+    >>> ahead = AnswersAhead([PopularityRecommender()], evs, EvalParams(negatives=1))
+    >>> for event in evs[:2]:
+    ...     ahead.learn(event)
+    >>> [([r[0] for r in recs], len(scores)) for recs, scores, _ in ahead.answer(evs[2], {"a"})]
+    [(['b'], 2)]
+    """
+
+    def __init__(
+        self,
+        models: Sequence[Recommender],
+        events: Sequence[Event],
+        params: EvalParams,
+        catalog: Collection[str] = (),
+        *,
+        learnt_elsewhere: Collection[Recommender] = (),
+    ) -> None:
+        self.models = list(models)
+        self.params = params
+        self._rng = random.Random(params.seed)
+        self._catalogue = catalogue_of(events, catalog)
+        self._taught = [m for m in self.models if not any(m is o for o in learnt_elsewhere)]
+
+    def answer(self, event: Event, touched: AbstractSet[str]) -> list[Answer]:
+        """Every model's answers to the request ``event`` (by a user who touched ``touched``),
+        drawing the negatives exactly as :func:`replay` does."""
+        item = event.item_id
+        assert item is not None
+        negatives = _sample_negatives(
+            self._rng, self._catalogue, touched, item, self.params.negatives
+        )
+        asked = [item, *negatives]
+        key = hash(tuple(asked))
+        answers: list[Answer] = []
+        for model in self.models:
+            recs = model.recommend(event.user_id, self.params.k, touched, event.ts)
+            scores = model.candidate_scores(event.user_id, asked, event.ts) if negatives else []
+            answers.append(([(r.item_id, r.score, r.source) for r in recs], scores, key))
+        return answers
+
+    def learn(self, event: Event) -> None:
+        for model in self._taught:
+            model.learn(event)
+
+    def values(self) -> dict[str, dict[str, object]]:
+        """The knobs the models learnt, by name: a learned popularity's half-life."""
+        found: dict[str, dict[str, object]] = {}
+        for model in self.models:
+            popularity = getattr(model, "popularity", None)
+            if popularity is not None and hasattr(popularity, "half_life_s"):
+                found[model.name] = {"half_life_s": popularity.half_life_s}
+        return found
 
 
 def _sample_negatives(

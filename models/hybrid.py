@@ -33,6 +33,7 @@ from models.content import ContentModel
 from models.evaluation import ItemCFRecommender, RequestSelector, Scored
 from models.events import ITEM_TYPES, Event, EventType
 from models.fbt import BasketTracker, basket_candidates
+from models.followees import FolloweeItems
 from models.itemknn import ItemKNN
 from models.knobs import LearnedKnobs
 from models.mf import OnlineMF
@@ -67,7 +68,7 @@ MF_POOL = 2_000  # recent positives that popularity-sampled negatives are drawn 
 USERCF_ITEMS_PER_USER = 30
 USERCF_USERS_PER_ITEM = 50
 USERCF_NEIGHBOUR_POOL = 30  # the worker reads the rows of the 30 users with most items in common
-FOLLOWEE_ITEMS = 5  # each followee's latest items read as social proof (with learned knobs)
+FOLLOWEE_ITEMS = 5  # followees' latest items as social proof (eval: the `followees` source)
 
 
 #: The one reason of a candidate from MF, content or user-CF. Shared, not built per candidate
@@ -78,6 +79,7 @@ PROFILE_MATCH = (Reason(None, 1.0, action="profile_match"),)
 SIMILAR_SHOPPERS = (Reason(None, 1.0, action="similar_shoppers"),)
 POPULAR_NOW = (Reason(None, 1.0, action="popular"),)
 CO_OCCURRING = (Reason(None, 1.0, action="bought_together_by_others"),)
+FOLLOWED = (Reason(None, 1.0, action="followees_recent"),)
 
 
 class Request(NamedTuple):
@@ -219,12 +221,17 @@ def source_requests(
     *,
     is_test: Callable[[int, Event], bool] | None = None,
     learn_test: bool = True,
+    on_request: Callable[[Event, AbstractSet[str]], None] | None = None,
+    on_learn: Callable[[Event], None] | None = None,
 ) -> Iterator[tuple[str, float, int, dict[Source, Pool]]]:
     """Replay ``events`` through ``sources`` with the protocol of
     :func:`models.evaluation.replay`, yielding each request's ``(user, time, hash of the
     excluded set, pools)`` before the event is learnt. The replay excludes every item the user
     touched, which covers everything the user's state excludes (bought, hidden, seen), so the
-    excluded set is the touched items and ``exclude_items``.
+    excluded set is the touched items and ``exclude_items``. ``on_request(event, touched)`` is
+    called at each request after its pools (before anything learns the event), ``on_learn``
+    with each event the sources learn: to ask other models the same requests alongside
+    (:class:`models.evaluation.AnswersAhead`).
 
     >>> from models.events import EventType
     >>> evs = [Event(f"e{n}", EventType.PURCHASE, u, 1e9 + n, item_id=i) for n, (u, i)
@@ -239,9 +246,13 @@ def source_requests(
         if test and requests.is_request(event):
             excluded = frozenset(requests.touched_by(event.user_id)) | exclude_items
             pools = sources.pools(event.user_id, excluded, event.ts)
+            if on_request is not None:
+                on_request(event, requests.touched_by(event.user_id))
             yield event.user_id, event.ts, hash(excluded), pools
         if not test or learn_test:
             sources.learn(event)
+            if on_learn is not None:
+                on_learn(event)
         requests.advance(event)
 
 
@@ -262,7 +273,10 @@ class HybridRecommender:
         popular_items: int = 100,
         knobs: LearnedKnobs | None = None,
         followee_items: int = 0,
+        followees: FolloweeItems | None = None,
     ) -> None:
+        # The followees source (with learned knobs: its decay is the learned half-life).
+        self.followees = followees
         self.base = ItemCFRecommender(
             state_params,
             recommend_params,
@@ -297,6 +311,8 @@ class HybridRecommender:
     def learn(self, event: Event) -> None:
         self._last = None
         self.base.learn(event)
+        if self.followees is not None:
+            self.followees.learn(event)
         item = event.item_id
         if item is None:
             return
@@ -344,6 +360,15 @@ class HybridRecommender:
         pools = personal_pools(view, params, now)
         pools.update(self.sources.pools(view.user_id, excluded, now))
         popular = self.popular_for(now)
+        if self.followees is not None and self.knobs is not None:
+            found = self.followees.top_k(
+                view.user_id,
+                CANDIDATES_PER_SOURCE,
+                excluded,
+                now=now,
+                half_life_s=self.knobs.popularity.half_life_s,
+            )
+            pools[Source.FOLLOWEES] = scored_pool(Source.FOLLOWEES, found, FOLLOWED)
         if self.knobs is not None:
             # Popularity as a source of its own, so the blend can learn how much it is worth.
             best = [(i, p) for i, p in popular.items if i not in excluded]
@@ -371,6 +396,7 @@ class HybridRecommender:
             pools=pools,
             blended=blended,
             remember=self.ranker is not None,
+            explain=False,  # the replay reads items, scores and sources only
         )
         if self.ranker is not None:
             self._shown[request.user_id] = recs.features
@@ -523,4 +549,5 @@ def build_hybrid(
         name=name or ("hybrid+ranker" if learned_ranker else "hybrid"),
         knobs=knobs,
         followee_items=followee_items,
+        followees=FolloweeItems(state_params.weights) if learn_knobs else None,
     )

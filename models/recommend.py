@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from operator import itemgetter
 from typing import NamedTuple, Protocol
 
 from models.popularity import decayed_score
@@ -46,6 +47,7 @@ class Source(StrEnum):
     USER_CF = "user_cf"  # people who act like you (models.usercf)
     FBT = "fbt"  # frequently bought together with the user's basket (models.fbt)
     ITEM_KNN = "item_knn"  # co-occurrence cosine over every pair, no caps (models.itemknn)
+    FOLLOWEES = "followees"  # followees' latest items, by learned trust (models.followees)
     TRENDING = "trending"
     POPULAR = "popular"
     EXPLORE = "explore"  # the exploration slot: a new or long-tail item
@@ -61,6 +63,7 @@ PERSONAL_SOURCES: tuple[Source, ...] = (
     Source.USER_CF,
     Source.FBT,
     Source.ITEM_KNN,
+    Source.FOLLOWEES,
     Source.POPULAR,
 )
 
@@ -306,6 +309,9 @@ class Blended:
         return CandidateFeatures(item_id, self.normalised(item_id), self.history)
 
 
+_first = itemgetter(0)
+
+
 def blend_pools(
     pools: Mapping[Source, Pool], weights: Mapping[Source, float], history: int = 0
 ) -> Blended:
@@ -315,7 +321,7 @@ def blend_pools(
     best_of: dict[Source, float] = {}
     totals: dict[str, float] = {}
     for source, pool in pools.items():
-        best = max((raw for raw, _ in pool.values()), default=0.0)
+        best = max(map(_first, pool.values()), default=0.0)
         if best <= 0.0:
             continue
         best_of[source] = best
@@ -409,7 +415,16 @@ def scored_pool(
     >>> scored_pool(Source.MF, [("a", 0.0), ("a", 5.0), ("b", float("inf"))], ())
     {'a': (0.5, ())}
     """
-    return _fill({}, source, ((item_id, score, reasons) for item_id, score in scored))
+    if source is Source.MF:
+        return _fill({}, source, ((item_id, score, reasons) for item_id, score in scored))
+    # The same rule as _fill without the sigmoid, in one loop: this runs for every source of
+    # every request.
+    pool: Pool = {}
+    isfinite = math.isfinite
+    for item_id, score in scored:
+        if score > 0.0 and item_id not in pool and isfinite(score):
+            pool[item_id] = (score, reasons)
+    return pool
 
 
 def candidate_pools(
@@ -445,6 +460,7 @@ def recommend(
     pools: Mapping[Source, Pool] | None = None,
     blended: Blended | None = None,
     remember: bool = False,
+    explain: bool = True,
 ) -> Recommendations:
     """The user's top-N: every source's candidates fused, fallbacks to fill, never an excluded
     one, at most ``category_cap`` per category, and ``explore_slots`` for new or long-tail
@@ -458,7 +474,9 @@ def recommend(
     ``pools`` (from :func:`candidate_pools`) and ``blended`` (:func:`blend_pools` of them with
     ``params.source_weights``) save building them again when the caller has. With
     ``remember``, the result carries the best candidates' features for a learned ranker to
-    learn from (see :class:`Recommendations`).
+    learn from (see :class:`Recommendations`). Without ``explain``, a personal item carries
+    no reasons (its score, source and per-source shares are the same): for callers that
+    read only the list, such as the evaluation's replay.
     """
     excluded = excluded_items(view, params)
     if pools is None:
@@ -499,6 +517,10 @@ def recommend(
     def personal(candidate: str) -> RecommendedItem:
         parts = {s: weights.get(s, 0.0) * v for s, v in normalised(candidate).items()}
         score = learned.get(candidate, totals[candidate])
+        if not explain:
+            ordered = sorted(parts.items(), key=lambda sv: (-sv[1], PERSONAL_SOURCES.index(sv[0])))
+            shares = tuple((s, v) for s, v in ordered if v > 0)
+            return RecommendedItem(candidate, score, ordered[0][0], (), shares)
         # Every reason as its sort key (biggest contribution first, then by item, then by
         # person) followed by its fields; the position keeps equal keys in order, as a stable
         # sort would. Reason objects are built only for the ``reasons_per_item`` kept.

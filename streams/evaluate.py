@@ -351,12 +351,15 @@ MODEL_NAMES: Final = ("hybrid", "hybrid+ranker", "itemcf")
 class ReplayPlan:
     """What the replay will do, known before the models are built: the events, which are
     requests (``is_test``) and learnt (``learn_test``), and where to register processes that
-    must stop with the replay."""
+    must stop with the replay; how it evaluates (``params``) and the catalogue it adds to the
+    stream's items (both needed to ask models ahead in a second process)."""
 
     events: Sequence[Event]
     is_test: Callable[[int, Event], bool] | None
     learn_test: bool
     resources: ExitStack
+    params: EvalParams = field(default_factory=EvalParams)
+    catalog: Sequence[str] = ()
 
 
 def build_models(
@@ -387,7 +390,14 @@ def build_models(
     """
     from models.ablation import AblatedHybrid
     from models.baselines import LearnedPopularityRecommender
-    from models.hybrid import FOLLOWEE_ITEMS, HybridRecommender, build_hybrid, build_sources
+    from models.evaluation import AnswersAhead
+    from models.hybrid import (
+        HybridRecommender,
+        HybridSources,
+        SourcePools,
+        build_hybrid,
+        build_sources,
+    )
     from models.itemknn import ItemKNN
     from streams.eval_sources import SourcesProcess
     from streams.store import ReadParams
@@ -409,6 +419,26 @@ def build_models(
         explore_slots=settings.explore_slots,
     )
 
+    half_life = settings.popularity_half_life_s
+
+    def baselines() -> list[Recommender]:
+        """Decayed popularity (learned half-life, or the configured one), plain popularity."""
+        return [
+            PopularityRecommender(state.weights, half_life_s=half_life)
+            if fixed_knobs
+            else LearnedPopularityRecommender(state.weights, start_half_life_s=half_life),
+            PopularityRecommender(state.weights, half_life_s=math.inf, name="popularity-plain"),
+        ]
+
+    def ask_ahead(sources: SourcePools) -> AnswersAhead:
+        """In the child: the baselines, the item-kNN shared with the hybrid's source."""
+        assert plan is not None
+        knn = sources.knn if isinstance(sources, HybridSources) else None
+        models = [*baselines(), knn or ItemKNN(state.weights)]
+        return AnswersAhead(
+            models, plan.events, plan.params, plan.catalog, learnt_elsewhere=[knn] if knn else []
+        )
+
     shared: SourcesProcess | None = None
     if jobs > 1 and plan is not None and any(n != "itemcf" for n in names):
         shared = plan.resources.enter_context(
@@ -418,6 +448,7 @@ def build_models(
                 recommend_params.exclude_items,
                 is_test=plan.is_test,
                 learn_test=plan.learn_test,
+                ask=ask_ahead,
             )
         )
 
@@ -437,31 +468,28 @@ def build_models(
             learned_ranker=name == "hybrid+ranker",
             sources=shared.reader() if shared is not None else None,
             learn_knobs=not fixed_knobs,
-            followee_items=0 if fixed_knobs else FOLLOWEE_ITEMS,
+            followee_items=0,  # with learned knobs the followees source reads them
         )
 
     models = [make(n) for n in names]
-    half_life = settings.popularity_half_life_s
-    decayed: Recommender = (
-        PopularityRecommender(state.weights, half_life_s=half_life)
-        if fixed_knobs
-        else LearnedPopularityRecommender(state.weights, start_half_life_s=half_life)
+    # With a second process, the baselines are asked there, ahead of the replay (the same
+    # answers: models.evaluation.AnswersAhead); the item-kNN is then the hybrid's own source.
+    decayed, *others = (
+        shared.asked(["popularity", "popularity-plain", "itemknn"])
+        if shared is not None
+        else [*baselines(), ItemKNN(state.weights)]
     )
-    baselines: list[Recommender] = [
-        PopularityRecommender(state.weights, half_life_s=math.inf, name="popularity-plain"),
-        ItemKNN(state.weights),
-    ]
     ablations: list[Recommender] = []
     first = models[0]
     if ablation and isinstance(first, HybridRecommender):
         # Only the sources this hybrid has: the learned-only ones (popularity as a blended
         # source, item-kNN) exist only with learned knobs, content only with a catalogue.
-        absent = {Source.POPULAR, Source.ITEM_KNN} if fixed_knobs else set()
+        absent = {Source.POPULAR, Source.ITEM_KNN, Source.FOLLOWEES} if fixed_knobs else set()
         if not catalog:
             absent.add(Source.CONTENT)
         sources = [s for s in PERSONAL_SOURCES if s not in absent]
         ablations = [AblatedHybrid(first, source) for source in sources]
-    return [first, decayed, *baselines, *models[1:], *ablations]
+    return [first, decayed, *others, *models[1:], *ablations]
 
 
 @dataclass
@@ -524,7 +552,9 @@ def evaluate(
     learn_test = not (frozen and split == "temporal")
     with ExitStack() as resources:
         # Before the clock: building them imports the worker's modules (and may start a process).
-        models = make_models(ReplayPlan(events, is_test, learn_test, resources))
+        models = make_models(
+            ReplayPlan(events, is_test, learn_test, resources, params, tuple(catalog))
+        )
         started = time.perf_counter()
         report = replay(
             events,
@@ -636,6 +666,7 @@ def knob_values(models: Sequence[Recommender]) -> dict[str, Any]:
     the decayed-popularity baseline's half-life), by model name."""
     from models.baselines import LearnedPopularityRecommender
     from models.hybrid import HybridRecommender
+    from streams.eval_sources import AskedAhead
 
     values: dict[str, Any] = {}
     for model in models:
@@ -645,6 +676,9 @@ def knob_values(models: Sequence[Recommender]) -> dict[str, Any]:
             values[model.name] = found
         elif isinstance(model, LearnedPopularityRecommender):
             values[model.name] = {"half_life_s": model.popularity.half_life_s}
+        elif isinstance(model, AskedAhead):
+            if model.knobs:
+                values[model.name] = model.knobs
         else:
             blend = getattr(model, "blend", None)
             if blend is not None and hasattr(blend, "state"):

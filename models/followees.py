@@ -1,0 +1,130 @@
+"""What the people a user follows did lately, weighted by how well each of them has predicted
+the user: the ``followees`` source of the learned blend.
+
+Social proof (:mod:`models.state`) shows a followee's latest likes and purchases; on a stream
+of ratings or views most of what friends do is neither, and a user who follows fifty people
+does not follow all fifty alike. This source reads every followee's latest
+:data:`ITEMS_PER_USER` items of positive weight and scores a candidate ``c`` by
+
+    ``Σ_f trust(u, f) · 2^(−age_fc / half_life)``
+
+over the followees ``f`` who touched it, where ``age_fc`` is how long ago ``f`` last touched
+it and ``half_life`` is the stream's own (the learned popularity half-life,
+:mod:`models.halflife`). ``trust(u, f) = 1 + hits(u, f)``: ``hits`` counts the times ``u``
+went on to act on an item ``f`` had touched before, so the followees whose items this user
+actually takes count more, learned from the stream, one pair at a time. How much the whole
+source is worth is the blend's to learn (:mod:`models.blendlearn`), as for every other source.
+
+>>> from models.events import Event, EventType
+>>> model = FolloweeItems()
+>>> events = [Event("f1", EventType.FOLLOW, "ann", 0.0, target_user_id="bob"),
+...           Event("f2", EventType.FOLLOW, "ann", 0.0, target_user_id="cy"),
+...           Event("e1", EventType.VIEW, "bob", 10.0, item_id="lamp"),
+...           Event("e2", EventType.VIEW, "cy", 20.0, item_id="sofa"),
+...           Event("e3", EventType.VIEW, "ann", 30.0, item_id="lamp"),   # bob was right
+...           Event("e4", EventType.VIEW, "bob", 40.0, item_id="rug"),
+...           Event("e5", EventType.VIEW, "cy", 40.0, item_id="vase")]
+>>> for event in events:
+...     model.learn(event)
+>>> model.trust("ann", "bob"), model.trust("ann", "cy")
+(2.0, 1.0)
+>>> [item for item, _ in model.top_k("ann", 3, {"lamp"}, now=40.0, half_life_s=1e9)]
+['rug', 'vase', 'sofa']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
+
+from models.events import DEFAULT_WEIGHTS, ITEM_TYPES, Event, EventType
+
+#: Each user's latest items that their followers see (one entry per item, newest last).
+ITEMS_PER_USER = 20
+#: Followees read per request: the most recently followed, so a request stays bounded.
+FOLLOWEES_READ = 200
+
+
+class FolloweeItems:
+    """The follow graph, each user's latest items and the learned trust of each follow edge."""
+
+    def __init__(
+        self,
+        weights: Mapping[EventType, float] | None = None,
+        *,
+        items_per_user: int = ITEMS_PER_USER,
+        followees_read: int = FOLLOWEES_READ,
+    ) -> None:
+        self.weights = dict(weights or DEFAULT_WEIGHTS)
+        self.items_per_user = items_per_user
+        self.followees_read = followees_read
+        self.following: dict[str, dict[str, float]] = {}  # user -> followee -> since
+        self.latest: dict[str, dict[str, float]] = {}  # user -> item -> last ts, oldest first
+        self.hits: dict[str, dict[str, int]] = {}  # user -> followee -> items taken
+
+    def trust(self, user_id: str, followee: str) -> float:
+        """How much the followee's items count for the user: one, plus each item of theirs the
+        user went on to act on."""
+        return 1.0 + self.hits.get(user_id, {}).get(followee, 0)
+
+    def learn(self, event: Event) -> None:
+        user = event.user_id
+        if event.type is EventType.FOLLOW and event.target_user_id is not None:
+            if event.target_user_id != user:
+                self.following.setdefault(user, {})[event.target_user_id] = event.ts
+            return
+        if event.type is EventType.UNFOLLOW and event.target_user_id is not None:
+            self.following.get(user, {}).pop(event.target_user_id, None)
+            return
+        item = event.item_id
+        if item is None or event.type not in ITEM_TYPES:
+            return
+        if self.weights.get(event.type, DEFAULT_WEIGHTS[event.type]) <= 0.0:
+            return
+        mine = self.latest.setdefault(user, {})
+        if item not in mine:  # a first action on the item: did a followee have it?
+            for followee in self.following.get(user, ()):
+                if item in self.latest.get(followee, ()):
+                    hits = self.hits.setdefault(user, {})
+                    hits[followee] = hits.get(followee, 0) + 1
+        mine.pop(item, None)
+        mine[item] = event.ts
+        if len(mine) > self.items_per_user:
+            del mine[next(iter(mine))]
+
+    def top_k(
+        self, user_id: str, k: int, exclude: AbstractSet[str], *, now: float, half_life_s: float
+    ) -> list[tuple[str, float]]:
+        """The ``k`` best items for the user, best first (ties by id), none excluded."""
+        following = self.following.get(user_id)
+        if not following or k <= 0:
+            return []
+        if len(following) > self.followees_read:
+            read = sorted(following, key=lambda f: (-following[f], f))[: self.followees_read]
+        else:
+            read = list(following)
+        hits = self.hits.get(user_id, {})
+        rate = 1.0 / half_life_s
+        scores: dict[str, float] = {}
+        for followee in read:
+            items = self.latest.get(followee)
+            if not items:
+                continue
+            trust = 1.0 + hits.get(followee, 0)
+            for item, ts in items.items():
+                if item in exclude:
+                    continue
+                value = trust * 2.0 ** (-max(0.0, now - ts) * rate)
+                scores[item] = scores.get(item, 0.0) + value
+        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [(item, score) for item, score in ranked[:k] if score > 0.0]
+
+    def forget_user(self, user_id: str) -> None:
+        """Erase the user: their edges, items and trust, and every trust placed in them."""
+        self.following.pop(user_id, None)
+        self.latest.pop(user_id, None)
+        self.hits.pop(user_id, None)
+        for followees in self.following.values():
+            followees.pop(user_id, None)
+        for trusted in self.hits.values():
+            trusted.pop(user_id, None)
