@@ -73,9 +73,11 @@ def window_step(
     delta = new - old
     if delta != 0.0:
         deltas.add_norm(item, new * new - old * old)
+        pairs = deltas.pairs  # Deltas.add_pair inlined: this loop runs for every event
         for other, (affinity, _) in window.items():
             if other != item:
-                deltas.add_pair(item, other, delta * affinity)
+                key = (item, other) if item < other else (other, item)
+                pairs[key] = pairs.get(key, 0.0) + delta * affinity
     if new > 0.0:
         window[item] = (new, ts if previous is None else max(previous[1], ts))
     else:
@@ -170,29 +172,34 @@ class Cooccurrence:
             self._add_dot(a, b, deltas.pairs[a, b])
         dots = {pair: self._dot(*pair) for pair in changed}
         grown: set[str] = set()
+        sims = self.sim
         for (a, b), s in similarities(dots, self.norm2, self.shrinkage).items():
             for x, y in ((a, b), (b, a)):
-                row = self.sim.get(x)
+                row = sims.get(x)
                 if s > 0.0:
                     if row is None:
-                        row = self.sim[x] = RankedSet()
+                        row = sims[x] = RankedSet()
                     row.set(y, s)
                     grown.add(x)
                 elif row is not None:
                     row.discard(y)
+        size = self.params.neighbours
         for item in grown:  # after the whole batch, as the Redis learner trims
-            self.sim[item].trim_to(self.params.neighbours)
+            if len(sims[item].scores) > size:
+                sims[item].trim_to(size)
 
     def _add_dot(self, a: str, b: str, amount: float) -> None:
-        rows = [self._row(a), self._row(b)]
-        value = rows[0].incr(b, amount)
-        rows[1].incr(a, amount)
+        row_a, row_b = self._row(a), self._row(b)
+        value = row_a.incr(b, amount)
+        row_b.incr(a, amount)
         if value <= ZERO:
             self._forget(a, b)
             return
-        for item, row in zip((a, b), rows, strict=True):
-            for evicted in row.trim_to(self.params.cooccurrence_cap):
-                self._forget(item, evicted)
+        cap = self.params.cooccurrence_cap
+        for item, row in ((a, row_a), (b, row_b)):
+            if len(row.scores) > cap:
+                for evicted in row.trim_to(cap):
+                    self._forget(item, evicted)
 
     def _row(self, item: str) -> BoundedSet:
         row = self.dot.get(item)
