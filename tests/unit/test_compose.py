@@ -105,3 +105,12 @@ def test_every_port_and_volume_the_readme_names_exists(compose: dict[str, Any]) 
                 assert volume in compose.get("volumes", {}), f"named volume {volume} undeclared"
             else:
                 assert (ROOT / volume).exists(), f"{volume} is not in the repository"
+
+
+def test_every_published_port_is_bound_to_loopback(compose: dict[str, Any]) -> None:
+    """Redis has no password and the API no authentication: nothing on other interfaces."""
+    published = [
+        str(port) for service in compose["services"].values() for port in service.get("ports", [])
+    ]
+    assert published
+    assert all(port.startswith("127.0.0.1:") for port in published), published
