@@ -96,7 +96,8 @@ def test_every_port_and_volume_the_readme_names_exists(compose: dict[str, Any]) 
     for service, port, volumes, _ in rows:
         spec = compose["services"][service]
         if port:
-            published = {str(p).split(":")[0] for p in spec.get("ports", [])}
+            # "host address:host port:container port": the host port is the one a user opens.
+            published = {str(p).split(":")[-2] for p in spec.get("ports", [])}
             assert port in published, f"{service}: port {port} not published"
         for volume in filter(None, (v.strip() for v in volumes.split(","))):
             sources = {str(v).split(":")[0] for v in spec.get("volumes", [])}
