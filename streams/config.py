@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     trending_bucket_s: float = Field(default=5.0, gt=0, le=60)
     trending_interval_s: float = Field(default=0.5, gt=0, le=10, description="publish period")
     trending_top_k: int = Field(default=20, ge=1, le=200)
+    live_max_connections: int = Field(
+        default=1_000, ge=1, description="open live-page event streams per worker at most"
+    )
 
     @field_validator("event_weights", mode="before")
     @classmethod

@@ -87,30 +87,43 @@ class Subscription:
 class TrendingBroadcaster:
     """Fans each published list out to the subscribers of its scope, never blocking.
 
-    >>> b = TrendingBroadcaster()
+    At most ``max_subscribers`` connections at once (every open page holds a queue and, while
+    its stream is quiet, reads the store twice a second): beyond that :meth:`subscribe`
+    refuses, and the page is told to come back later.
+
+    >>> b = TrendingBroadcaster(max_subscribers=1)
     >>> sub = b.subscribe("stream:s1")
     >>> b.publish(TrendingList("stream:s1", 60.0, 10.0, None, ()), 10.0)
     >>> sub.queue.qsize(), b.last("stream:s1").scope
     (1, 'stream:s1')
+    >>> b.subscribe("stream:s2") is None
+    True
     """
 
-    def __init__(self, queue_size: int = QUEUE_SIZE) -> None:
+    def __init__(self, queue_size: int = QUEUE_SIZE, max_subscribers: int = 1_000) -> None:
         self.queue_size = queue_size
+        self.max_subscribers = max_subscribers
+        self._count = 0
         self._subscribers: dict[str, set[Subscription]] = {}
         self._last: OrderedDict[str, TrendingList] = OrderedDict()
         self.closed = False
 
-    def subscribe(self, scope: str) -> Subscription:
+    def subscribe(self, scope: str) -> Subscription | None:
+        """A new connection's subscription, or None when ``max_subscribers`` are open."""
+        if self._count >= self.max_subscribers:
+            return None
         sub = Subscription(scope, asyncio.Queue(self.queue_size))
         if self.closed:
             sub.dropped = True
         self._subscribers.setdefault(scope, set()).add(sub)
+        self._count += 1
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         subs = self._subscribers.get(sub.scope)
-        if subs is not None:
+        if subs is not None and sub in subs:
             subs.discard(sub)
+            self._count -= 1
             if not subs:
                 del self._subscribers[sub.scope]
 
@@ -146,6 +159,7 @@ class TrendingBroadcaster:
                 with contextlib.suppress(asyncio.QueueFull):
                     sub.queue.put_nowait(None)
         self._subscribers.clear()
+        self._count = 0
 
 
 class TitleCache:
@@ -303,7 +317,7 @@ def register_live(
     app: Any, settings: Settings, store: RedisStore, publisher: TrendingPublisher
 ) -> TrendingBroadcaster:
     """Add the live page routes to a Faust app and subscribe them to the trending publisher."""
-    broadcaster = TrendingBroadcaster()
+    broadcaster = TrendingBroadcaster(max_subscribers=settings.live_max_connections)
     publisher.listeners.append(broadcaster.publish)
     titles = TitleCache(store.client, store.keys)
     k = settings.trending_top_k
@@ -333,6 +347,16 @@ def register_live(
         if not valid_stream_id(stream_id):
             return bad_stream_id(web)
         sub = broadcaster.subscribe(stream_scope(stream_id))
+        if sub is None:
+            return web.json(
+                {
+                    "error": "too_many_connections",
+                    "detail": "this worker serves SOCIALREC_LIVE_MAX_CONNECTIONS live pages; "
+                    "try again shortly",
+                },
+                status=503,
+                headers={"Retry-After": "5"},
+            )
         response = aioweb.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",

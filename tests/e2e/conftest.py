@@ -43,6 +43,8 @@ class WorkerProcess:
     web_port: int = field(default_factory=_free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    #: More SOCIALREC_* settings for this worker only.
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -54,6 +56,7 @@ class WorkerProcess:
             SOCIALREC_WEB_PORT=str(self.web_port),
             SOCIALREC_DATA_DIR=str(self.settings.data_dir),
         )
+        env.update(self.extra_env)
         return env
 
     def spawn(self) -> None:

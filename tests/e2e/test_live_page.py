@@ -88,6 +88,32 @@ async def test_bad_stream_ids_get_a_json_400(worker: WorkerProcess) -> None:
             assert orjson.loads(message.split(b"data: ", 1)[1])["items"] == []
 
 
+async def test_live_pages_beyond_the_limit_are_told_to_come_back(settings: Settings) -> None:
+    """SOCIALREC_LIVE_MAX_CONNECTIONS bounds the open event streams: one more gets a 503 with
+    Retry-After, and a slot frees when a page goes away."""
+    worker = WorkerProcess(settings, extra_env={"SOCIALREC_LIVE_MAX_CONNECTIONS": "1"})
+    await worker.start()
+    url = f"http://127.0.0.1:{worker.web_port}/live/live-3/events"
+    try:
+        async with aiohttp.ClientSession() as http:
+            first = await http.get(url)
+            assert first.status == 200
+            await first.content.readuntil(b"\n\n")  # the stream is open and subscribed
+            async with http.get(url) as refused:
+                assert refused.status == 503
+                assert refused.headers["Retry-After"] == "5"
+                assert (await refused.json())["error"] == "too_many_connections"
+            first.close()
+
+            async def accepted() -> bool:
+                async with http.get(url) as again:
+                    return again.status == 200
+
+            await wait_for(accepted, what="the closed page's slot to be free again")
+    finally:
+        worker.stop()
+
+
 async def test_live_page_shows_a_streams_trending_items_within_a_second(
     settings: Settings, worker: WorkerProcess, producer: AIOKafkaProducer
 ) -> None:

@@ -11,6 +11,7 @@ import orjson
 from models.trending import TrendingItem, TrendingList
 from streams.live import (
     LiveFeed,
+    Subscription,
     TrendingBroadcaster,
     render_page,
     valid_stream_id,
@@ -54,6 +55,28 @@ def _ids(chunk: bytes) -> list[tuple[str, str, float]]:
     return [(i["item_id"], i["title"], i["count"]) for i in items]
 
 
+def _subscribe(b: TrendingBroadcaster, scope: str) -> Subscription:
+    sub = b.subscribe(scope)
+    assert sub is not None
+    return sub
+
+
+def test_connections_beyond_the_limit_are_refused_until_one_closes() -> None:
+    b = TrendingBroadcaster(max_subscribers=2)
+    first, second = _subscribe(b, SCOPE), _subscribe(b, "stream:other")
+    assert b.subscribe(SCOPE) is None
+    b.unsubscribe(first)
+    b.unsubscribe(first)  # twice (dropped, then closed by the page): one slot, not two
+    third = _subscribe(b, SCOPE)
+    assert b.subscribe(SCOPE) is None
+    # A subscriber cut off for being slow frees its slot too.
+    for n in range(b.queue_size + 1):
+        b.publish(TrendingList(SCOPE, 60.0, float(n), None, ()), float(n))
+    assert third.dropped
+    assert b.subscribe(SCOPE) is not None
+    assert second.queue.qsize() == 0
+
+
 def test_stream_ids_are_validated() -> None:
     assert valid_stream_id("live-7")
     assert valid_stream_id("Shop_1.a")
@@ -72,7 +95,7 @@ def test_page_is_self_contained_and_escapes_the_id() -> None:
 
 async def test_a_slow_subscriber_is_dropped_and_never_blocks_the_publisher() -> None:
     b = TrendingBroadcaster(queue_size=2)
-    slow, other = b.subscribe(SCOPE), b.subscribe("stream:other")
+    slow, other = _subscribe(b, SCOPE), _subscribe(b, "stream:other")
     for n in range(3):
         b.publish(_list(("lipstick", float(n))), 1.0)
     assert slow.dropped
@@ -89,7 +112,7 @@ async def test_feed_sends_the_last_list_at_connect_then_each_local_update() -> N
     b.publish(_list(("lipstick", 3.0)), 1.0)
     store = FakeStore(_list())
     feed = LiveFeed(b, store.read, _titles, poll_s=10.0)
-    sub = b.subscribe(SCOPE)
+    sub = _subscribe(b, SCOPE)
     chunks = feed.stream("live-7", sub)
     assert (await anext(chunks)).startswith(b"retry: ")
     assert _ids(await anext(chunks)) == [("lipstick", "Red lipstick", 3.0)]
@@ -109,7 +132,7 @@ async def test_feed_falls_back_to_the_store_when_another_worker_publishes() -> N
     b = TrendingBroadcaster()
     store = FakeStore(_list(newest=None))
     feed = LiveFeed(b, store.read, _titles, poll_s=0.05)
-    sub = b.subscribe(SCOPE)
+    sub = _subscribe(b, SCOPE)
     chunks = feed.stream("live-7", sub)
     await anext(chunks)
     first = _body(await anext(chunks))
@@ -126,7 +149,7 @@ async def test_feed_sends_heartbeats_and_only_changed_lists() -> None:
     b = TrendingBroadcaster()
     store = FakeStore(_list(("lipstick", 1.0)))
     feed = LiveFeed(b, store.read, _titles, poll_s=0.02, heartbeat_s=0.1)
-    chunks = feed.stream("live-7", b.subscribe(SCOPE))
+    chunks = feed.stream("live-7", _subscribe(b, SCOPE))
     await anext(chunks)
     await anext(chunks)
     b.publish(_list(("lipstick", 1.0)), 1.0)  # same list again: not re-sent
@@ -146,7 +169,7 @@ async def test_a_failing_store_read_keeps_the_stream_open() -> None:
         return _list()
 
     feed = LiveFeed(b, flaky, _titles, poll_s=0.02, heartbeat_s=0.1)
-    chunks = feed.stream("live-7", b.subscribe(SCOPE))
+    chunks = feed.stream("live-7", _subscribe(b, SCOPE))
     await anext(chunks)
     await anext(chunks)
     assert await asyncio.wait_for(anext(chunks), 1.0) == b": keep-alive\n\n"
