@@ -22,6 +22,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
+from models.events import Event
 from streams import infra
 from streams.bench import TopicReader
 from streams.config import Settings
@@ -79,6 +80,24 @@ async def _records_in(settings: Settings, topic: str) -> int:
         return await reader.count()
 
 
+class SteadyFeed:
+    """Sends events in small batches until stopped: a worker with nothing to do makes no
+    Redis call, so it could not notice an outage (at several thousand events/s a pre-loaded
+    stream is done before the fault lands)."""
+
+    def __init__(self, producer: AIOKafkaProducer, settings: Settings, events: list[Event]):
+        self.producer, self.settings, self.events = producer, settings, events
+        self.sent = 0
+        self.stop = asyncio.Event()
+
+    async def run(self, batch: int = 25, pause_s: float = 0.1) -> None:
+        while self.sent < len(self.events) and not self.stop.is_set():
+            chunk = self.events[self.sent : self.sent + batch]
+            await _produce_events(self.producer, self.settings, chunk)
+            self.sent += len(chunk)
+            await asyncio.sleep(pause_s)
+
+
 async def test_a_frozen_then_killed_redis_is_waited_out_without_dead_letters(
     settings: Settings,
     producer: AIOKafkaProducer,
@@ -87,8 +106,8 @@ async def test_a_frozen_then_killed_redis_is_waited_out_without_dead_letters(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("SOCIALREC_REDIS_TIMEOUT_S", "1")
-    events = _stream(3000, seed=5, start=time.time())
-    await _produce_events(producer, settings, events)
+    feed = SteadyFeed(producer, settings, _stream(20_000, seed=5, start=time.time()))
+    feeding = asyncio.ensure_future(feed.run())
     worker = WorkerProcess(settings)
     await worker.start()
     try:
@@ -105,8 +124,11 @@ async def test_a_frozen_then_killed_redis_is_waited_out_without_dead_letters(
         os.kill(_redis_pid(settings), signal.SIGKILL)  # a crash: connections refused
         await wait_for(lambda: _waiting_out_redis(worker), what="the worker to notice")
         await asyncio.to_thread(infra.up, settings, "redis")
+        feed.stop.set()
+        await feeding
+        events = feed.events[: feed.sent]
 
-        consumed = lambda: _metric_at_least(worker, "socialrec_events_consumed_total", 3000)  # noqa: E731
+        consumed = lambda: _metric_at_least(worker, "socialrec_events_consumed_total", len(events))  # noqa: E731
         await wait_for(consumed, timeout_s=120, what="every event consumed")
         last_event = {e.user_id: e.event_id for e in events if e.item_id is not None}
 
@@ -124,7 +146,10 @@ async def test_a_frozen_then_killed_redis_is_waited_out_without_dead_letters(
         assert await worker.metric("socialrec_store_errors_total") > 0
         await wait_for(worker.assigned, what="the worker to be ready again")
     finally:
+        feed.stop.set()
+        await feeding
         worker.stop()
+    events = feed.events[: feed.sent]
     # Whatever Redis lost when it was killed (AOF fsyncs once a second), its offsets rolled
     # back with it and the events were consumed again: the state is that of applying every
     # event exactly once.
