@@ -252,7 +252,9 @@ def _assert_close(a: Any, b: Any, path: str = "") -> None:
 async def test_worker_killed_mid_stream_resumes_without_loss_or_double_apply(
     settings: Settings, producer: AIOKafkaProducer, redis_client: aioredis.Redis
 ) -> None:
-    events = _stream(3000, seed=2, start=time.time())
+    # Long enough that the kill lands mid-stream: the worker applies a few thousand events
+    # a second, and the wait below polls every 0.2 s.
+    events = _stream(12_000, seed=2, start=time.time())
     await _produce_events(producer, settings, events)
 
     first = WorkerProcess(settings)
