@@ -115,6 +115,8 @@ async def soak(
                     f"learner {row['learner_rss_mb']} MB"
                 )
             figures["chunks"] = rows
+            figures["redis_by_family_mb"] = await memory_by_family(redis_url)
+            say(f"  Redis by key family (MB): {figures['redis_by_family_mb']}")
             say(f"  steady {FINAL_RATE:g} events/s for {FINAL_SECONDS:g} s")
             before = await scrape(metrics_url(s))
             count = int(FINAL_RATE * FINAL_SECONDS)
@@ -135,6 +137,45 @@ async def soak(
         first, last = rows[0]["events_per_s"], rows[-1]["events_per_s"]
         figures["end_vs_start"] = round(last / first, 3) if first else None
     return figures
+
+
+async def memory_by_family(url: str) -> dict[str, float]:
+    """``MEMORY USAGE`` of every key of the run, summed per family (``user:pools``,
+    ``item:dot``, …; MB, largest first): where the growth goes."""
+    import redis.asyncio as aioredis
+
+    from streams.keys import Keys, decoded
+
+    keys = Keys()
+    totals: dict[str, int] = {}
+    client = aioredis.Redis.from_url(url)
+    try:
+        batch: list[str] = []
+
+        async def flush() -> None:
+            async with client.pipeline(transaction=False) as pipe:
+                for key in batch:
+                    pipe.memory_usage(key, samples=0)
+                sizes = await pipe.execute()
+            for key, size in zip(batch, sizes, strict=True):
+                try:
+                    scope, _, field = keys.parse(key)
+                    family = f"{scope}:{field}"
+                except ValueError:
+                    family = "other"
+                totals[family] = totals.get(family, 0) + int(size or 0)
+            batch.clear()
+
+        async for raw in client.scan_iter(match=f"{keys.prefix}*", count=2_000):
+            batch.append(decoded(raw))
+            if len(batch) >= 2_000:
+                await flush()
+        if batch:
+            await flush()
+    finally:
+        await client.aclose()
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1])
+    return {family: round(size / 2**20, 1) for family, size in ranked}
 
 
 async def _redis_mb(url: str) -> float:

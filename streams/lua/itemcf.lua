@@ -23,11 +23,18 @@ local function dot_key(item) return P .. 'i:' .. item .. ':dot' end
 local function sim_key(item) return P .. 'i:' .. item .. ':sim' end
 local NORM2, NORMS = P .. 'norm2', P .. 'cf_norms'
 
+-- This batch's pairs already counted: counted[a][b] is the pair's index in the reply's dots,
+-- so a pair evicted later in the batch (a row over its cap) is reported gone without a read.
+local counted = {}
+local dots = {}
+
 local function forget(a, b)
   redis.call('ZREM', dot_key(a), b)
   redis.call('ZREM', dot_key(b), a)
   redis.call('ZREM', sim_key(a), b)
   redis.call('ZREM', sim_key(b), a)
+  local n = (counted[a] or {})[b] or (counted[b] or {})[a]
+  if n then dots[n] = false end
 end
 
 if mode == 'neighbours' then
@@ -91,8 +98,12 @@ if total ~= 0 then redis.call('HINCRBYFLOAT', NORMS, 'total', total) end
 local pairs_at, pair_count = at + 1, tonumber(ARGV[at])
 for n = pairs_at, pairs_at + 3 * pair_count - 1, 3 do
   local a, b, amount = ARGV[n], ARGV[n + 1], tonumber(ARGV[n + 2])
-  local dot = tonumber(redis.call('ZINCRBY', dot_key(a), amount, b))
+  local raw = redis.call('ZINCRBY', dot_key(a), amount, b)
   redis.call('ZINCRBY', dot_key(b), amount, a)
+  local dot = tonumber(raw)
+  dots[#dots + 1] = raw
+  counted[a] = counted[a] or {}
+  counted[a][b] = #dots
   if dot <= ZERO then
     forget(a, b)
   elseif dot == amount then
@@ -107,10 +118,6 @@ for n = pairs_at, pairs_at + 3 * pair_count - 1, 3 do
   end
 end
 
-local dots = {}
-for n = pairs_at, pairs_at + 3 * pair_count - 1, 3 do
-  dots[#dots + 1] = redis.call('ZSCORE', dot_key(ARGV[n]), ARGV[n + 1]) or false
-end
 at = pairs_at + 3 * pair_count
 local norms = {}
 for n = at + 1, at + tonumber(ARGV[at]) do

@@ -49,7 +49,7 @@ from streams.keys import Keys, decoded
 #: Events per atomic step at most. Redis runs one script at a time, so a long one delays the
 #: publish path's batches: a learner catching up in batches of 2,000 events (60,000 pair
 #: increments) would stop them for about a tenth of a second.
-STEP_EVENTS = 250
+STEP_EVENTS = 50
 
 
 def encode_window(window: Window) -> bytes:
