@@ -34,7 +34,11 @@ KEY_ROLES: Final = (FRONTEND, MERCHANT, OPERATOR)
 #: A link valid for longer than this is refused, however it was signed: a lost phone's link
 #: must die on its own.
 MAX_LINK_TTL_S: Final = 7 * 86_400
-_ENTRY_RE: Final = re.compile(r"(frontend|merchant:(\S{1,128})|operator)\s+sha256:([0-9a-f]{64})")
+_ENTRY_RE: Final = re.compile(
+    r"(frontend|merchant:([^\s,#]{1,128})|operator) sha256:([0-9a-f]{64})"
+)
+#: A comment: from a ``#`` at the start of a line or after a space to the end of the line.
+_COMMENT_RE: Final = re.compile(r"(^|\s)#.*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,14 +79,14 @@ def entry_line(key: str, role: str, merchant: str | None = None) -> str:
     name = f"{role}:{merchant}" if role == MERCHANT else role
     line = f"{name} sha256:{digest(key)}"
     if _ENTRY_RE.fullmatch(line) is None:
-        raise ValueError("a merchant key needs a merchant id of 1-128 characters, no spaces")
+        raise ValueError("a merchant id of 1-128 characters, without spaces, ',' or '#'")
     return line
 
 
 class Keyring:
     """The configured keys, looked up by the digest of a presented key.
 
-    >>> ring = Keyring.parse(entry_line("sr_a", "operator") + "\\n# a comment", "test")
+    >>> ring = Keyring.parse(entry_line("sr_a", "operator") + "  # mine, for now", "test")
     >>> ring.verify("sr_a").role, ring.verify("sr_b")
     ('operator', None)
     >>> Keyring.parse("admin sha256:00", "SOCIALREC_API_KEYS")
@@ -97,9 +101,9 @@ class Keyring:
     @classmethod
     def parse(cls, text: str, where: str) -> Keyring:
         entries: list[tuple[str, Principal]] = []
-        lines = [line.split("#", 1)[0].strip() for line in re.split(r"[,\n]", text)]
-        for number, line in enumerate((line for line in lines if line), start=1):
-            match = _ENTRY_RE.fullmatch(" ".join(line.split()))
+        parts = [p for line in text.splitlines() for p in _COMMENT_RE.sub("", line).split(",")]
+        for number, part in enumerate((p for p in parts if p.strip()), start=1):
+            match = _ENTRY_RE.fullmatch(" ".join(part.split()))
             if match is None:
                 raise ConfigError(
                     f"socialrec: {where} entry {number} is not `<role>[:<id>] sha256:<64 hex "

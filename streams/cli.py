@@ -108,9 +108,14 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 2
     key = auth.new_key()
+    try:
+        line = auth.entry_line(key, args.role, args.merchant)
+    except ValueError as exc:
+        print(f"socialrec keys new: --merchant: {exc}", file=sys.stderr)
+        return 2
     print(f"key (give it to the caller; it is not stored anywhere): {key}")
     print("line for SOCIALREC_API_KEYS_FILE (or SOCIALREC_API_KEYS):")
-    print(auth.entry_line(key, args.role, args.merchant))
+    print(line)
     return 0
 
 

@@ -261,12 +261,15 @@ def test_a_worker_without_keys_refuses_to_start_and_says_what_to_do() -> None:
 
 def test_keys_come_from_a_file_too(tmp_path: Any) -> None:
     path = tmp_path / "keys"
-    path.write_text(f"# the shop's frontend\n{entry_line('sr_file_key', 'frontend')}  # web\n")
+    path.write_text(
+        f"# the shop's frontend, and m-1's\n{entry_line('sr_file_key', 'frontend')}  # web, new\n"
+        f"{entry_line('sr_m', 'merchant', 'm-1')}\n"
+    )
     ring = Keyring.load(load_settings(api_keys_file=path))
     principal = ring.verify("sr_file_key")
     assert principal is not None
     assert principal.role == "frontend"
-    assert ring.roles() == {"frontend": 1, "merchant": 0, "operator": 0}
+    assert ring.roles() == {"frontend": 1, "merchant": 1, "operator": 0}
     with pytest.raises(ConfigError, match="cannot be read"):
         Keyring.load(load_settings(api_keys_file=tmp_path / "missing"))
     path.write_text(f"{entry_line('k', 'operator')}\n{entry_line('k', 'operator')}\n")
@@ -296,6 +299,7 @@ async def test_the_cli_makes_keys_and_links_the_worker_accepts(
     url = capsys.readouterr().out.strip()
     assert url.startswith("https://x.test/live/s1?stream=s1&exp=")
     assert main(["keys", "new", "--role", "merchant"]) == 2
+    assert main(["keys", "new", "--role", "merchant", "--merchant", "a,b"]) == 2
     assert main(["host-link", "--stream", "s1", "--ttl", "8d"]) == 2
     async with _client(_settings(api_keys=entry)) as (client, _):
         assert (await _status(client, "/api/v1/merchants/m1", key))[0] == 200
