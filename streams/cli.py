@@ -96,62 +96,15 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _keys(settings: Settings, args: argparse.Namespace) -> int:
-    from streams import auth
+    from streams import access
 
-    if args.action == "link-secret":
-        print(auth.new_link_secret())
-        return 0
-    if args.role is None or (args.role == auth.MERCHANT) != (args.merchant is not None):
-        print(
-            "socialrec keys new: give --role, and --merchant with (only) a merchant key",
-            file=sys.stderr,
-        )
-        return 2
-    key = auth.new_key()
-    try:
-        line = auth.entry_line(key, args.role, args.merchant)
-    except ValueError as exc:
-        print(f"socialrec keys new: --merchant: {exc}", file=sys.stderr)
-        return 2
-    print(f"key (give it to the caller; it is not stored anywhere): {key}")
-    print("line for SOCIALREC_API_KEYS_FILE (or SOCIALREC_API_KEYS):")
-    print(line)
-    return 0
-
-
-def parse_ttl(text: str) -> int:
-    """Seconds of ``90``, ``90s``, ``30m``, ``8h`` or ``2d``.
-
-    >>> parse_ttl("8h"), parse_ttl("90")
-    (28800, 90)
-    """
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
-    if not number.isdigit() or int(number) == 0:
-        raise argparse.ArgumentTypeError("a duration like 90s, 30m, 8h or 2d")
-    return int(number) * units[unit]
+    return access.run_keys(args.action, args.role, args.merchant)
 
 
 def _host_link(settings: Settings, args: argparse.Namespace) -> int:
-    import time
+    from streams import access
 
-    from streams import auth
-    from streams.live import valid_stream_id
-
-    problem = None
-    if not settings.host_link_secret:
-        problem = "set SOCIALREC_HOST_LINK_SECRET (make one with `socialrec keys link-secret`)"
-    elif not valid_stream_id(args.stream):
-        problem = "--stream: 1-64 letters, digits, '.', '_' or '-'"
-    elif args.ttl > auth.MAX_LINK_TTL_S:
-        problem = f"--ttl: at most {auth.MAX_LINK_TTL_S // 86_400} days"
-    if problem is not None:
-        print(f"socialrec host-link: {problem}", file=sys.stderr)
-        return 2
-    base = args.base or f"http://{settings.web_host}:{settings.web_port}"
-    query = auth.link_query(settings.host_link_secret, args.stream, int(time.time()) + args.ttl)
-    print(f"{base.rstrip('/')}/live/{args.stream}?{query}")
-    return 0
+    return access.run_host_link(settings, args.stream, args.ttl, args.base)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("host-link", help="a signed link to one stream's live page, for a host")
     p.add_argument("--stream", required=True, help="the live stream id")
-    p.add_argument("--ttl", type=parse_ttl, default="8h", help="valid for (90s, 30m, 8h, 2d)")
+    p.add_argument("--ttl", default="8h", help="valid for (90s, 30m, 8h, 2d; at most 7 days)")
     p.add_argument("--base", help="the worker's public URL (default: its web host and port)")
     p.set_defaults(handler=_host_link)
 
