@@ -61,13 +61,19 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
+    """The error answers of an operation: ``codes`` and the access refusals every route has
+    (streams/guard.py)."""
     texts = {
         400: "bad request: the message says which parameter or field is wrong",
+        401: "no API key, or an unknown one (with WWW-Authenticate)",
+        403: "the key's role, or its merchant, may not use this route",
         404: "unknown route",
         413: "request body too large",
+        429: "past the key's rate: retry after Retry-After seconds",
         500: "internal error (no details are exposed)",
+        503: "too many expensive requests at once on this worker: retry after Retry-After",
     }
-    return {str(c): _json(_ref("Error"), texts[c]) for c in codes}
+    return {str(c): _json(_ref("Error"), texts[c]) for c in sorted({401, 403, 429, *codes})}
 
 
 def _schemas() -> dict[str, Any]:
@@ -242,7 +248,10 @@ def openapi_spec() -> dict[str, Any]:
                 "against the last shown candidate's) or `not_shown` (ranked high enough but "
                 "displaced by the category cap or the exploration slot, or the state changed).",
                 "parameters": [user, _path_param("item_id", "the item")],
-                "responses": {"200": _json(_ref("Why"), "the explanation"), **_errors(400, 500)},
+                "responses": {
+                    "200": _json(_ref("Why"), "the explanation"),
+                    **_errors(400, 500, 503),
+                },
             }
         },
         "/api/v1/trending/{scope}": {
@@ -301,7 +310,7 @@ def openapi_spec() -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": _json(_ref("Merchant"), "the figures"),
-                    **_errors(400, 500),
+                    **_errors(400, 500, 503),
                 },
             }
         },
@@ -330,9 +339,17 @@ def openapi_spec() -> dict[str, Any]:
             "title": "socialrec API",
             "version": "1.0.0",
             "description": "Read API of the socialrec worker. Every error is JSON "
-            '`{"error": "..."}`; unknown routes under /api/ answer 404.',
+            '`{"error": "..."}`; unknown routes under /api/ answer 404. Every route needs an '
+            "API key (`Authorization: Bearer <key>`) whose role may use it: frontend "
+            "(recommendations, trending, query), merchant (its own merchant's figures), "
+            "operator (everything, /why only to it). Requests count against the key's rate, "
+            "the expensive ones (/why, long merchant windows) for more than one.",
         },
         "servers": [{"url": "/"}],
+        "security": [{"apiKey": []}],
         "paths": paths,
-        "components": {"schemas": _schemas()},
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+        },
     }

@@ -72,6 +72,7 @@ from streams.demo import (
     release_infra,
     scrape,
     settings_env,
+    worker_env,
     worker_process,
 )
 
@@ -338,7 +339,7 @@ def _system_process(
             return worker_process(settings, log)
         # cProfile writes its file when the worker exits after SIGTERM (SystemExit is caught).
         args = ["cProfile", "-o", str(profile), "-m", "streams.cli", "worker"]
-        return ManagedProcess("worker", args, settings_env(settings), log)
+        return ManagedProcess("worker", args, worker_env(settings), log)
     return ManagedProcess(system, ["streams.baselines", system], settings_env(settings), log)
 
 

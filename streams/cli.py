@@ -95,6 +95,18 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
     )
 
 
+def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    from streams import access
+
+    return access.run_keys(args.action, args.role, args.merchant)
+
+
+def _host_link(settings: Settings, args: argparse.Namespace) -> int:
+    from streams import access
+
+    return access.run_host_link(settings, args.stream, args.ttl, args.base)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="socialrec", description="Real-time recommendations for social commerce."
@@ -120,6 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("learner", help="run the learner alone (SOCIALREC_LEARNER=external)")
     p.set_defaults(handler=_learner)
+    p = sub.add_parser("keys", help="make an API key (or a host-link secret)")
+    p.add_argument("action", choices=["new", "link-secret"])
+    p.add_argument("--role", choices=["frontend", "merchant", "operator"])
+    p.add_argument("--merchant", help="the merchant a merchant key may read")
+    p.set_defaults(handler=_keys)
+
+    p = sub.add_parser("host-link", help="a signed link to one stream's live page, for a host")
+    p.add_argument("--stream", required=True, help="the live stream id")
+    p.add_argument("--ttl", default="8h", help="valid for (90s, 30m, 8h, 2d; at most 7 days)")
+    p.add_argument("--base", help="the worker's public URL (default: its web host and port)")
+    p.set_defaults(handler=_host_link)
+
     p = sub.add_parser("simulate", help="produce a catalog and a synthetic event stream")
     p.add_argument("--users", type=int, default=500)
     p.add_argument("--items", type=int, default=2000)

@@ -32,6 +32,8 @@ class ConfigError(SystemExit):
 
 #: Recommendation sources the worker can run beside item-CF and social (streams/sources).
 SOURCE_NAMES: tuple[str, ...] = ("mf", "content", "user_cf", "fbt")
+#: Shortest host-link secret accepted: 32 characters of `secrets.token_urlsafe` carry 192 bits.
+MIN_SECRET_CHARS = 32
 
 
 class Settings(BaseSettings):
@@ -118,6 +120,35 @@ class Settings(BaseSettings):
     live_max_connections: int = Field(
         default=1_000, ge=1, description="open live-page event streams per worker at most"
     )
+    live_max_connections_per_stream: int = Field(
+        default=200, ge=1, description="open live-page event streams of one stream at most"
+    )
+
+    # --- HTTP access (streams/auth.py, streams/guard.py) --------------------------------------
+    auth: Literal["keys", "off"] = Field(
+        default="keys",
+        description="keys: every route but /health needs an API key or a host link, and the "
+        "worker refuses to start without any; off: everything open (local demo and tests)",
+    )
+    api_keys: str = Field(
+        default="",
+        repr=False,
+        description="key entries `<role>[:<id>] sha256:<hex digest>`, separated by commas or "
+        "newlines (`socialrec keys new` prints one)",
+    )
+    api_keys_file: Path | None = Field(
+        default=None, description="a file of key entries, one a line, # comments"
+    )
+    host_link_secret: str = Field(
+        default="",
+        repr=False,
+        description="signs hosts' live-page links (`socialrec host-link`); empty: no links",
+    )
+    api_rate_per_s: float = Field(default=100.0, gt=0, description="requests per second per key")
+    api_rate_burst: float = Field(default=200.0, ge=1, description="a key's bucket size")
+    api_costly_concurrency: int = Field(
+        default=4, ge=1, description="/why and merchant requests in flight per worker at most"
+    )
 
     @field_validator("event_weights", mode="before")
     @classmethod
@@ -165,6 +196,16 @@ class Settings(BaseSettings):
     def _parse_excludes(cls, value: object) -> object:
         if isinstance(value, str):
             return frozenset(v.strip() for v in value.split(",") if v.strip())
+        return value
+
+    @field_validator("host_link_secret")
+    @classmethod
+    def _long_secret(cls, value: str) -> str:
+        if value and len(value) < MIN_SECRET_CHARS:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_CHARS} characters (or empty: no host links); "
+                "make one with `socialrec keys link-secret`"
+            )
         return value
 
     @field_validator("redis_url")

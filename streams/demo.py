@@ -169,6 +169,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """
     env: dict[str, str] = {}
     for name, value in settings.model_dump(mode="json").items():
+        if value is None:  # unset (say, no keys file): the child's default is None too
+            continue
         if isinstance(value, dict):
             text = orjson.dumps(value).decode()
         elif isinstance(value, list):
@@ -291,9 +293,18 @@ class ManagedProcess:
             self.proc.send_signal(sig)
 
 
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment of a demo's or benchmark's own worker: ``settings``, with the API open.
+
+    These workers serve a local run that scrapes their /metrics, on the loopback address by
+    default; a worker serving real callers gets keys (README, "Access").
+    """
+    return {**settings_env(settings), "SOCIALREC_AUTH": "off"}
+
+
 def worker_process(settings: Settings, log: Path) -> ManagedProcess:
     """``socialrec worker`` as a child process configured exactly like ``settings``."""
-    return ManagedProcess("worker", ["streams.cli", "worker"], settings_env(settings), log)
+    return ManagedProcess("worker", ["streams.cli", "worker"], worker_env(settings), log)
 
 
 def metrics_url(settings: Settings) -> str:

@@ -87,30 +87,36 @@ class Subscription:
 class TrendingBroadcaster:
     """Fans each published list out to the subscribers of its scope, never blocking.
 
-    At most ``max_subscribers`` connections at once (every open page holds a queue and, while
-    its stream is quiet, reads the store twice a second): beyond that :meth:`subscribe`
-    refuses, and the page is told to come back later.
+    At most ``max_subscribers`` connections at once, and ``max_per_scope`` of one stream
+    (every open page holds a queue and, while its stream is quiet, reads the store twice a
+    second; the per-stream cap keeps one popular or attacked stream from taking every slot):
+    beyond that :meth:`subscribe` refuses, and the page is told to come back later.
 
-    >>> b = TrendingBroadcaster(max_subscribers=1)
+    >>> b = TrendingBroadcaster(max_subscribers=2, max_per_scope=1)
     >>> sub = b.subscribe("stream:s1")
     >>> b.publish(TrendingList("stream:s1", 60.0, 10.0, None, ()), 10.0)
     >>> sub.queue.qsize(), b.last("stream:s1").scope
     (1, 'stream:s1')
-    >>> b.subscribe("stream:s2") is None
+    >>> b.subscribe("stream:s1") is None, b.subscribe("stream:s2") is None
+    (True, False)
+    >>> b.subscribe("stream:s3") is None
     True
     """
 
-    def __init__(self, queue_size: int = QUEUE_SIZE, max_subscribers: int = 1_000) -> None:
+    def __init__(
+        self, queue_size: int = QUEUE_SIZE, max_subscribers: int = 1_000, max_per_scope: int = 200
+    ) -> None:
         self.queue_size = queue_size
         self.max_subscribers = max_subscribers
+        self.max_per_scope = max_per_scope
         self._count = 0
         self._subscribers: dict[str, set[Subscription]] = {}
         self._last: OrderedDict[str, TrendingList] = OrderedDict()
         self.closed = False
 
     def subscribe(self, scope: str) -> Subscription | None:
-        """A new connection's subscription, or None when ``max_subscribers`` are open."""
-        if self._count >= self.max_subscribers:
+        """A new connection's subscription, or None when either cap is reached."""
+        if self._count >= self.max_subscribers or self.subscribers(scope) >= self.max_per_scope:
             return None
         sub = Subscription(scope, asyncio.Queue(self.queue_size))
         if self.closed:
@@ -314,10 +320,20 @@ def bad_stream_id(web: Any) -> Any:
 
 
 def register_live(
-    app: Any, settings: Settings, store: RedisStore, publisher: TrendingPublisher
+    app: Any,
+    settings: Settings,
+    store: RedisStore,
+    publisher: TrendingPublisher,
+    refused: Callable[[], None] = lambda: None,
 ) -> TrendingBroadcaster:
-    """Add the live page routes to a Faust app and subscribe them to the trending publisher."""
-    broadcaster = TrendingBroadcaster(max_subscribers=settings.live_max_connections)
+    """Add the live page routes to a Faust app and subscribe them to the trending publisher.
+
+    ``refused`` is called for each events connection turned away by a cap (a metric).
+    """
+    broadcaster = TrendingBroadcaster(
+        max_subscribers=settings.live_max_connections,
+        max_per_scope=settings.live_max_connections_per_stream,
+    )
     publisher.listeners.append(broadcaster.publish)
     titles = TitleCache(store.client, store.keys)
     k = settings.trending_top_k
@@ -348,11 +364,13 @@ def register_live(
             return bad_stream_id(web)
         sub = broadcaster.subscribe(stream_scope(stream_id))
         if sub is None:
+            refused()
             return web.json(
                 {
                     "error": "too_many_connections",
-                    "detail": "this worker serves SOCIALREC_LIVE_MAX_CONNECTIONS live pages; "
-                    "try again shortly",
+                    "detail": "this worker already serves SOCIALREC_LIVE_MAX_CONNECTIONS live "
+                    "pages, or SOCIALREC_LIVE_MAX_CONNECTIONS_PER_STREAM of this stream; try "
+                    "again shortly",
                 },
                 status=503,
                 headers={"Retry-After": "5"},
@@ -496,7 +514,8 @@ The list below may be out of date.</div>
   function connect() {
     if (es) { es.close(); }
     setStatus("connecting", "connecting…");
-    es = new EventSource("/live/" + encodeURIComponent(streamId) + "/events");
+    // location.search carries a host's signed link (stream, exp, sig) to the events too.
+    es = new EventSource("/live/" + encodeURIComponent(streamId) + "/events" + location.search);
     es.onopen = function () { setStatus("live", "● live"); };
     es.addEventListener("trending", function (ev) {
       setStatus("live", "● live");

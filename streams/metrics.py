@@ -257,3 +257,9 @@ class WorkerMetrics:
             "Distinct items this worker has seen (the denominator of coverage; saturates).",
             registry=r,
         )
+        self.http_refusals = Counter(
+            "socialrec_http_refusals_total",
+            "HTTP requests refused, by route template and reason (streams/guard.py, live pages).",
+            ["route", "reason"],
+            registry=r,
+        )

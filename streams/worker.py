@@ -32,6 +32,7 @@ from streams.api import ApiDeps, register_api
 from streams.catalog import CatalogIngester
 from streams.config import Settings
 from streams.consumer import EventsConsumer, events_group
+from streams.guard import register_guard
 from streams.lag import LAG_INTERVAL_S, ConsumerLagProbe
 from streams.learner import LearnerState, learner_group
 from streams.live import register_live
@@ -229,7 +230,9 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     trending = TrendingPublisher(
         settings, store, FaustPublisher(app, metrics), metrics, use_trending
     )
-    register_live(app, settings, store, trending)  # /live/{stream_id}: hosts' page
+    live_refusals = metrics.http_refusals.labels("/live/{stream_id}/events", "connections")
+    # /live/{stream_id}: hosts' page
+    register_live(app, settings, store, trending, refused=live_refusals.inc)
 
     @app.timer(settings.trending_interval_s)  # type: ignore[untyped-decorator]
     async def publish_trending() -> None:
@@ -279,6 +282,8 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         return web.json(body, status=200 if ready else 503)
 
     register_api(app, ApiDeps(settings, redis_client, store, processor, content))
+    # After the API's error middleware, so that it wraps the guard: keys, roles, rate limits.
+    register_guard(app, settings, metrics)
     return app
 
 

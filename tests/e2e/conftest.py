@@ -45,6 +45,8 @@ class WorkerProcess:
     log_path: Path | None = None
     #: More SOCIALREC_* settings for this worker only.
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: The operator key /metrics is read with, when extra_env turns authentication on.
+    operator_key: str | None = None
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -55,6 +57,8 @@ class WorkerProcess:
             SOCIALREC_APP_ID=self.app_id,
             SOCIALREC_WEB_PORT=str(self.web_port),
             SOCIALREC_DATA_DIR=str(self.settings.data_dir),
+            # Open routes unless a test configures keys (tests/e2e/test_access.py does).
+            SOCIALREC_AUTH="off",
         )
         env.update(self.extra_env)
         return env
@@ -137,9 +141,11 @@ class WorkerProcess:
 
     async def metrics_text(self) -> str | None:
         def fetch() -> str | None:
-            url = f"http://127.0.0.1:{self.web_port}/metrics"
+            request = urllib.request.Request(f"http://127.0.0.1:{self.web_port}/metrics")
+            if self.operator_key is not None:
+                request.add_header("Authorization", f"Bearer {self.operator_key}")
             try:
-                with urllib.request.urlopen(url, timeout=2) as response:
+                with urllib.request.urlopen(request, timeout=2) as response:
                     return str(response.read().decode())
             except OSError:
                 return None

@@ -51,7 +51,7 @@ def test_every_reference_resolves() -> None:
 
 
 def test_the_worker_registers_exactly_the_documented_routes() -> None:
-    app = create_app(load_settings(topic_prefix="spec-test."))
+    app = create_app(load_settings(topic_prefix="spec-test.", auth="off"))
     served = {
         (route.method.lower(), route.resource.canonical)
         for route in cast(Any, app.web).web_app.router.routes()
