@@ -1,6 +1,6 @@
 """Item-CF: co-occurrence counts and each item's nearest neighbours, learnt from user windows.
 
-Each user has a *window*: their ``history_size`` most recent items, each with an affinity
+Each user has a *window*: their ``cooccurrence_window`` most recent items, each with an affinity
 (:func:`models.similarity.affinity_after`). Items are vectors over users, so
 ``dot_ij = Σ_u a_ui·a_uj`` and ``norm2_i = Σ_u a_ui²``, summed over the users' current windows.
 An event changes them by the :class:`Deltas` that :func:`window_step` returns; an item leaving
@@ -82,7 +82,7 @@ def window_step(
         window[item] = (new, ts if previous is None else max(previous[1], ts))
     else:
         window.pop(item, None)  # its pair contributions are zero already
-    while len(window) > params.history_size:
+    while len(window) > params.cooccurrence_window:
         oldest = min(window, key=lambda i: (window[i][1], i))
         withdraw(window, oldest, deltas)
 

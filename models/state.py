@@ -63,6 +63,9 @@ class StateParams:
     history_size: int = 30
     neighbours: int = 50
     cooccurrence_cap: int = 500
+    # Item-CF pairs each event with this many of the user's latest items (models.cooccurrence):
+    # its cost per event, in pairs, grows with it.
+    cooccurrence_window: int = 30
     dedupe_window: int = 10_000
     affinity_cap: float = 15.0
     half_life_s: float = 6 * 3600.0

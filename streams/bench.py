@@ -62,6 +62,7 @@ from streams.demo import (
     DEAD_LETTERS,
     LATENCY,
     REDIS_RTT,
+    STAGE_SECONDS,
     DemoError,
     ManagedProcess,
     MetricsSnapshot,
@@ -413,6 +414,11 @@ def _profile(
             python_and_kafka_in_batch_s=round(batch_s - redis_s, 2),
             worker_histogram_p50_ms=_hist_ms(snap, 0.5),
             worker_histogram_p99_ms=_hist_ms(snap, 0.99),
+            # Wall time per stage of the batches (socialrec_stage_seconds): where a batch waits.
+            stage_s={
+                stage: round(seconds, 2)
+                for stage, seconds in snap.by_label(f"{STAGE_SECONDS}_sum", "stage").items()
+            },
         )
 
     def stat(info: dict[str, Any], name: str, key: str) -> float:

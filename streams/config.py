@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     history_size: int = Field(default=30, ge=1, le=1000)
     neighbours: int = Field(default=50, ge=1, le=1000)
     cooccurrence_cap: int = Field(default=500, ge=1)
+    cooccurrence_window: int = Field(default=30, ge=1, le=1000)
     dedupe_window: int = Field(default=10_000, ge=1)
     affinity_cap: float = Field(default=15.0, gt=0)
     similarity_shrinkage: float = Field(default=1000.0, ge=0)

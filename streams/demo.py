@@ -86,6 +86,7 @@ LATENCY: Final = "socialrec_event_to_publish_seconds"
 BATCH_SIZE: Final = "socialrec_batch_size_events"
 BATCH_SECONDS: Final = "socialrec_batch_processing_seconds"
 REDIS_RTT: Final = "socialrec_redis_roundtrip_seconds"
+STAGE_SECONDS: Final = "socialrec_stage_seconds"
 
 SOURCE_STYLES: Final[Mapping[str, str]] = {"item_cf": "green", "popular": "yellow"}
 VERBS: Final[Mapping[EventType, str]] = {

@@ -8,11 +8,11 @@ uses the sources' latest learnt state, and learning never delays a publish.
 The wire form is compact and keeps every reason (the worker explains from it):
 
 >>> from models.recommend import Candidate, Reason, Source
->>> pools = {Source.FBT: [Candidate("case", 0.5, (Reason("phone", 0.5),))]}
+>>> pools = {Source.FBT: [Candidate("case", 0.5, (Reason("phone", 0.123456789),))]}
 >>> encode_pools(pools)
-b'{"v":2,"pools":{"fbt":[["case"],[0.5],[[["phone",0.5,null,null]]]]}}'
->>> decode_pools(encode_pools(pools)) == pools
-True
+b'{"v":2,"pools":{"fbt":[["case"],[0.5],[[["phone",0.1235,null,null]]]]}}'
+>>> decode_pools(encode_pools(pools))[Source.FBT][0].reasons[0].contribution
+0.1235
 >>> decode_pools(b'{"fbt":[["case",0.5,[]]]}')  # an older form: ignored, not an error
 {}
 """
@@ -36,6 +36,9 @@ Pools = dict[Source, list[Candidate]]
 
 #: The form of a stored pool; a learner writing another form makes readers ignore it.
 POOLS_VERSION = 2
+#: Significant digits kept of a score or a contribution: the assembly only ranks and blends
+#: them, and full floats were over half of a stored pool's bytes.
+SCORE_DIGITS = 4
 #: How long a user's pools are kept after the learner last wrote them. They are a cache of
 #: the sources' state, rewritten at the user's next event, so Redis holds them only for
 #: users active lately (about 8 kB each) instead of for everyone who ever shopped.
@@ -62,11 +65,16 @@ def encode_pools(pools: Mapping[Source, Sequence[Candidate]]) -> bytes:
         previous: tuple[Reason, ...] | None = None
         for c in found:
             same = c.reasons == previous
-            reasons.append(0 if same else [[r.item_id, r.contribution, r.user_id, r.action]
+            reasons.append(0 if same else [[r.item_id, _short(r.contribution), r.user_id, r.action]
                                            for r in c.reasons])  # fmt: skip
             previous = c.reasons
-        body[source.value] = [[c.item_id for c in found], [c.score for c in found], reasons]
+        body[source.value] = [[c.item_id for c in found], [_short(c.score) for c in found], reasons]
     return orjson.dumps({"v": POOLS_VERSION, "pools": body})
+
+
+def _short(value: float) -> float:
+    """``value`` to :data:`SCORE_DIGITS` significant digits (``repr`` then prints few)."""
+    return float(f"{value:.{SCORE_DIGITS}g}")
 
 
 def decode_pools(raw: bytes | str) -> Pools:

@@ -199,8 +199,9 @@ CATEGORY_CACHE_TTL_S = 300.0
 #: only while the worker is less than this many buckets behind the broker.
 TRENDING_OPEN_BUCKETS = 5
 
-#: How long a cached recommendation list lives if the user goes quiet.
-RECOMMENDATIONS_TTL_S = 7 * 24 * 3600
+#: How long a cached recommendation list lives if the user goes quiet. The API computes a list
+#: afresh for a user without one, so Redis holds lists of recently active users only.
+RECOMMENDATIONS_TTL_S = 3600
 
 
 class MemoryStore:

@@ -67,6 +67,7 @@ def state_params(settings: Settings) -> StateParams:
         history_size=settings.history_size,
         neighbours=settings.neighbours,
         cooccurrence_cap=settings.cooccurrence_cap,
+        cooccurrence_window=settings.cooccurrence_window,
         dedupe_window=settings.dedupe_window,
         affinity_cap=settings.affinity_cap,
         half_life_s=settings.popularity_half_life_s,

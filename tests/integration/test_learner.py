@@ -15,7 +15,7 @@ from streams.keys import Keys
 from streams.learner import Learner, LearnerState
 from streams.metrics import WorkerMetrics
 from streams.pipeline import InboundRecord, recommend_params
-from streams.pools import PoolStore
+from streams.pools import PoolStore, decode_pools, encode_pools
 from streams.sources.factory import build_sources
 from streams.store import RedisStore
 from streams.worker import state_params
@@ -61,12 +61,13 @@ async def test_the_learner_teaches_once_and_keeps_the_pools_the_sources_give(
     learner = _learner(redis_client, settings)
     assert await learner.learn(_records(events)) == len(events)
 
-    # The pools equal what the sources answer now, for every user the batch touched.
+    # The pools are what the sources answer now (in the stored form: scores shortened), for
+    # every user the batch touched.
     views = (await store.read_users(["ann", "bob", "cy", "dee"])).views
     exclude = {u: excluded_items(v, recommend_params(settings)) for u, v in views.items()}
     direct = await learner.sources.candidates(exclude, T0 + 60)
     kept = await PoolStore(redis_client).candidates(exclude, T0 + 60)
-    assert kept == {u: p for u, p in direct.items() if p}
+    assert kept == {u: decode_pools(encode_pools(p)) for u, p in direct.items() if p}
     assert "cable" in {c.item_id for pool in kept["bob"].values() for c in pool}
 
     # A redelivery (same ids, new offsets) teaches nothing twice.

@@ -31,6 +31,7 @@ from streams.store import (
 
 TIGHT = StateParams(
     history_size=5,
+    cooccurrence_window=5,
     neighbours=3,
     cooccurrence_cap=6,
     dedupe_window=20,

@@ -16,7 +16,7 @@ from models.state import MemoryState, Outcome, StateParams
 from tests.unit.strategies import event_streams
 
 #: Caps large enough that nothing is evicted, so the incremental sums must be exact.
-UNBOUNDED = StateParams(history_size=10_000, neighbours=10_000, cooccurrence_cap=10_000)
+UNBOUNDED = StateParams(cooccurrence_window=10_000, neighbours=10_000, cooccurrence_cap=10_000)
 
 
 def _applied(events: list[Event]) -> list[Event]:
@@ -51,7 +51,7 @@ def test_incremental_counts_equal_batch_recomputation(
     """The dot products and norms are the sums over users of a_ui·a_uj and a_ui² of the
     affinities in their current windows, whatever the window size and however the stream is
     cut into batches."""
-    cf = _learn(events, StateParams(history_size=window, cooccurrence_cap=10_000), batch)
+    cf = _learn(events, StateParams(cooccurrence_window=window, cooccurrence_cap=10_000), batch)
     dots, norms = cooccurrence_counts(
         {user: {i: a for i, (a, _) in w.items()} for user, w in cf.windows.items()}
     )
@@ -87,7 +87,7 @@ def test_counts_of_a_stream_equal_the_sum_of_its_parts(events: list[Event], cut:
 @given(event_streams())
 @settings(max_examples=50)
 def test_bounded_structures_stay_bounded(events: list[Event]) -> None:
-    params = StateParams(history_size=3, neighbours=2, cooccurrence_cap=4)
+    params = StateParams(cooccurrence_window=3, neighbours=2, cooccurrence_cap=4)
     cf = _learn(events, params, batch=5)
     assert all(len(w) <= 3 for w in cf.windows.values())
     assert all(len(s) <= 2 for s in cf.sim.values())
@@ -116,7 +116,7 @@ def test_erasing_a_user_leaves_the_counts_of_a_stream_without_them(
 def test_learned_shrinkage_is_scale_times_the_mean_item_norm(
     events: list[Event], scale: float
 ) -> None:
-    cf = _learn(events, StateParams(shrinkage_scale=scale, history_size=4))
+    cf = _learn(events, StateParams(shrinkage_scale=scale, cooccurrence_window=4))
     norms = [v for v in cf.norm2.values() if v > 1e-9]
     expected = max(1.0, scale * sum(norms) / len(norms)) if norms else 1.0
     assert cf.shrinkage == pytest.approx(expected, rel=1e-6)

@@ -16,7 +16,9 @@ from models.popularity import decayed_score
 from models.state import MemoryState, StateParams
 from tests.unit.strategies import event_streams
 
-PARAMS = StateParams(history_size=4, cooccurrence_cap=10_000, popularity_cap=10_000)
+PARAMS = StateParams(
+    history_size=4, cooccurrence_window=4, cooccurrence_cap=10_000, popularity_cap=10_000
+)
 #: Everything per user except the dedupe log: other users' own event ids stay theirs, even
 #: the ids of their (now erased) follows of the victim.
 PER_USER_FIELDS = (
