@@ -225,7 +225,9 @@ def parse_event(
         type=event_type,
         user_id=ids["user_id"] or "",
         ts=float(ts),
-        item_id=ids["item_id"],
+        # A follow is about a person: an item sent with it is checked and then left out, or
+        # it would read as an item event to whatever keys on item_id (the reference store).
+        item_id=ids["item_id"] if event_type in ITEM_TYPES else None,
         target_user_id=ids["target_user_id"],
         stream_id=ids["stream_id"],
     )

@@ -104,3 +104,11 @@ def test_any_other_unicode_is_an_id() -> None:
     for good in ("\u200fمستخدم", "🛍️👩🏽‍💻", "用户", "x" * 128, " padded ", "\u2028"):
         event = parse_event(_raw(user_id=good), now=NOW)
         assert isinstance(event, Event) and event.user_id == good
+
+
+def test_an_item_sent_with_a_follow_is_left_out() -> None:
+    """A follow carrying an item_id once made the in-memory store read its user for a list
+    the pipeline had no trigger for (a KeyError that failed the whole batch)."""
+    for kind in ("follow", "unfollow"):
+        event = parse_event(_raw(type=kind, target_user_id="u2"), now=NOW)
+        assert isinstance(event, Event) and event.item_id is None
