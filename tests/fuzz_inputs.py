@@ -120,6 +120,14 @@ def last(fields: Fields, name: str) -> object:
     return None if not found or found[-1] in NOT_JSON else orjson.loads(found[-1])
 
 
+def id_pool(seed: int, size: int) -> list[str]:
+    """``size`` distinct valid ids, awkward ones included, the same for the same seed."""
+    fuzzer, pool = Fuzzer(seed, 0.0), dict.fromkeys(AWKWARD_IDS[: size // 2])
+    while len(pool) < size:
+        pool.setdefault(fuzzer.good_id())
+    return list(pool)
+
+
 class Fuzzer:
     """Seeded hostile records for ``events``, ``catalog`` and ``privacy.requests``."""
 

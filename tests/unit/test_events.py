@@ -103,7 +103,8 @@ def test_ids_with_control_characters_are_refused(bad: str) -> None:
 def test_any_other_unicode_is_an_id() -> None:
     for good in ("\u200fمستخدم", "🛍️👩🏽‍💻", "用户", "x" * 128, " padded ", "\u2028"):
         event = parse_event(_raw(user_id=good), now=NOW)
-        assert isinstance(event, Event) and event.user_id == good
+        assert isinstance(event, Event)
+        assert event.user_id == good
 
 
 def test_an_item_sent_with_a_follow_is_left_out() -> None:
@@ -111,4 +112,5 @@ def test_an_item_sent_with_a_follow_is_left_out() -> None:
     the pipeline had no trigger for (a KeyError that failed the whole batch)."""
     for kind in ("follow", "unfollow"):
         event = parse_event(_raw(type=kind, target_user_id="u2"), now=NOW)
-        assert isinstance(event, Event) and event.item_id is None
+        assert isinstance(event, Event)
+        assert event.item_id is None
