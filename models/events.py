@@ -18,6 +18,7 @@ fixed label (safe for metric labels: it never contains the payload).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -27,6 +28,10 @@ import orjson
 
 SCHEMA_VERSION: Final = 1
 MAX_ID_LENGTH: Final = 128
+#: Control characters (C0, DEL, C1): never in an id. The state joins ids with tabs (a sharer
+#: and an item in an inbox entry, a trending log entry's fields), so a tab in an id would let
+#: one user's erasure take another's entries; newlines and NUL would also break logs.
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class EventType(StrEnum):
@@ -120,9 +125,19 @@ class Rejection:
     detail: str
 
 
+def is_valid_id(text: str) -> bool:
+    """The id rule every input shares: 1 to :data:`MAX_ID_LENGTH` characters, none of them a
+    control character (any other Unicode is fine: right-to-left marks, emoji, CJK).
+
+    >>> is_valid_id("u42"), is_valid_id("\\u200f🛍"), is_valid_id("a\\tb"), is_valid_id("x" * 129)
+    (True, True, False, False)
+    """
+    return 0 < len(text) <= MAX_ID_LENGTH and _CONTROL.search(text) is None
+
+
 def id_field(body: Mapping[str, object], name: str, required: bool) -> str | Rejection | None:
-    """An id field by the one rule every input topic shares: a string or an integer (turned
-    into text) of 1 to :data:`MAX_ID_LENGTH` characters."""
+    """An id field by the one rule every input topic shares (:func:`is_valid_id`): a string
+    or an integer (turned into text)."""
     value = body.get(name)
     if value is None:
         if required:
@@ -132,8 +147,11 @@ def id_field(body: Mapping[str, object], name: str, required: bool) -> str | Rej
     if isinstance(value, bool) or not isinstance(value, str | int):
         return Rejection(RejectReason.BAD_FIELD, f"field '{name}' must be a string")
     text = str(value)
-    if not text or len(text) > MAX_ID_LENGTH:
-        return Rejection(RejectReason.BAD_FIELD, f"field '{name}' must be 1..{MAX_ID_LENGTH} chars")
+    if not is_valid_id(text):
+        return Rejection(
+            RejectReason.BAD_FIELD,
+            f"field '{name}' must be 1..{MAX_ID_LENGTH} chars without control characters",
+        )
     return text
 
 
@@ -207,7 +225,9 @@ def parse_event(
         type=event_type,
         user_id=ids["user_id"] or "",
         ts=float(ts),
-        item_id=ids["item_id"],
+        # A follow is about a person: an item sent with it is checked and then left out, or
+        # it would read as an item event to whatever keys on item_id (the reference store).
+        item_id=ids["item_id"] if event_type in ITEM_TYPES else None,
         target_user_id=ids["target_user_id"],
         stream_id=ids["stream_id"],
     )

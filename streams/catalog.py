@@ -3,6 +3,11 @@
 A record is the item's JSON (``{item_id, title, category, brand, merchant_id, price, tags}``);
 a null value (tombstone) deletes the item. Invalid records go to the dead-letter topic with
 the reason; the rest of the batch is stored in one pipelined round trip.
+
+The topic is compacted by key, so the key must be the item id (``key_mismatch`` otherwise): a
+record under another key would outlive its item's tombstone. Item, merchant and category ids
+follow the events' id rule (they become keys and trending scopes), and tags hold no control
+character (the store joins them with tabs).
 """
 
 from __future__ import annotations
@@ -10,15 +15,34 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import orjson
 
 from models.content import CatalogRecord, parse_record
+from models.events import RejectReason, is_valid_id
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.pipeline import InboundRecord, Publisher, dead_letter_headers
 from streams.store import Store
+
+#: Larger catalog records are dead-lettered (``oversized``): a title and tags, not a page.
+MAX_CATALOG_BYTES: Final = 65_536
+#: The catalog fields that are ids: each becomes part of a key or a trending scope.
+ID_FIELDS: Final = ("item_id", "merchant_id", "category")
+
+
+def _check(parsed: CatalogRecord, key: bytes | None) -> tuple[str, str] | None:
+    """Why a well-formed record still cannot be stored, if it cannot."""
+    for name in ID_FIELDS:
+        value = getattr(parsed, name)
+        if (value or name == "item_id") and not is_valid_id(value):
+            return (RejectReason.BAD_FIELD, f"field '{name}' breaks the id rule")
+    if any(not is_valid_id(tag) for tag in parsed.tags if tag):
+        return (RejectReason.BAD_FIELD, "field 'tags' must hold ids (no control characters)")
+    if key != parsed.item_id.encode():
+        return (RejectReason.KEY_MISMATCH, "the record's key is not its item_id")
+    return None
 
 
 def parse_catalog(record: InboundRecord) -> CatalogRecord | str | tuple[str, str]:
@@ -32,18 +56,26 @@ def parse_catalog(record: InboundRecord) -> CatalogRecord | str | tuple[str, str
     """
     if record.value is None:
         if not record.key:
-            return ("missing_field", "tombstone without a key")
-        return record.key.decode(errors="replace")
+            return (RejectReason.MISSING_FIELD, "tombstone without a key")
+        item_id = record.key.decode(errors="replace")
+        if item_id.encode() != record.key or not is_valid_id(item_id):
+            return (RejectReason.BAD_FIELD, "tombstone key is not a valid item id")
+        return item_id
+    if len(record.value) > MAX_CATALOG_BYTES:
+        return (RejectReason.OVERSIZED, f"{len(record.value)} bytes > limit {MAX_CATALOG_BYTES}")
     try:
         body = orjson.loads(record.value)
     except orjson.JSONDecodeError:
-        return ("not_json", "payload is not valid UTF-8 JSON")
+        return (RejectReason.NOT_JSON, "payload is not valid UTF-8 JSON")
     if not isinstance(body, dict):
-        return ("not_object", "payload must be a JSON object")
+        return (RejectReason.NOT_OBJECT, "payload must be a JSON object")
+    if body.get("item_id") is None:
+        return (RejectReason.MISSING_FIELD, "missing field 'item_id'")
     try:
-        return parse_record(body)
+        parsed = parse_record(body)
     except ValueError as exc:
-        return ("bad_field", str(exc))
+        return (RejectReason.BAD_FIELD, str(exc))
+    return _check(parsed, record.key) or parsed
 
 
 class CatalogSink(Protocol):

@@ -27,6 +27,7 @@ from streams.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+R = TypeVar("R")
 
 #: Redis error codes that describe the server's condition, not the command's input.
 SERVER_CONDITIONS: Final = (
@@ -119,3 +120,31 @@ async def wait_out(
             metrics.dependency_up.labels(down).set(1)
             log.warning("%s is back after %d retries during %s", down, attempt, what)
         return result
+
+
+async def isolating(
+    step: Callable[[Sequence[R]], Awaitable[object]],
+    records: Sequence[R],
+    metrics: WorkerMetrics,
+    what: str,
+    dead_letter: Callable[[Sequence[R]], Awaitable[object]],
+) -> None:
+    """Run ``step`` on ``records``, waiting out outages; any other error is the input's, so
+    the batch is halved until the records that fail alone are found and dead-lettered, and
+    the rest is done. A failing record costs O(log n) retries, never a wedged partition.
+
+    ``step`` must be idempotent: a half that failed part way is run again.
+    """
+    try:
+        await wait_out(lambda: step(records), metrics, what)
+        return
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        if len(records) > 1:
+            middle = len(records) // 2
+            await isolating(step, records[:middle], metrics, what, dead_letter)
+            await isolating(step, records[middle:], metrics, what, dead_letter)
+            return
+        log.error("%s failed for one record (%s); dead-lettering it", what, type(exc).__name__)
+    await wait_out(lambda: dead_letter(records), metrics, f"{what} dead letter")

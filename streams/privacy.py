@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from streams.learner import LearnerState
 from streams.store import Store
 
+#: A request is three short fields; anything larger is dead-lettered (``oversized``).
+MAX_REQUEST_BYTES: Final = 4096
+
 
 @dataclass(frozen=True, slots=True)
 class ErasureRequest:
@@ -37,6 +40,10 @@ class ErasureRequest:
 def parse_request(raw: bytes | None) -> ErasureRequest | str:
     """The request, or why it cannot be honoured (a reason that never includes the payload).
 
+    Its Kafka key is not checked: a request is honoured whichever partition it came by
+    (erasure reaches every worker's state), and refusing one for a wrong key would leave the
+    user on file.
+
     >>> parse_request(b'{"request_id": "r1", "type": "erase", "user_id": "u9"}')
     ErasureRequest(request_id='r1', user_id='u9')
     >>> parse_request(b'{"request_id": "r1", "type": "export", "user_id": "u9"}')
@@ -46,6 +53,8 @@ def parse_request(raw: bytes | None) -> ErasureRequest | str:
     """
     if raw is None:
         return "not_json"
+    if len(raw) > MAX_REQUEST_BYTES:
+        return "oversized"
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:

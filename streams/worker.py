@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import faust
@@ -37,7 +37,8 @@ from streams.lag import LAG_INTERVAL_S, ConsumerLagProbe
 from streams.learner import LearnerState, learner_group
 from streams.live import register_live
 from streams.metrics import WorkerMetrics
-from streams.pipeline import WORKER_ERROR, BatchProcessor, InboundRecord
+from streams.outage import isolating
+from streams.pipeline import PROCESSING_ERROR, WORKER_ERROR, BatchProcessor, InboundRecord
 from streams.privacy import ErasureProcessor
 from streams.publisher import FaustPublisher, KafkaPublisher
 from streams.sources.factory import build_sources
@@ -182,6 +183,9 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
             {tp for tp in app.consumer.assignment() if tp.topic == topic} if app.consumer else set()
         )
 
+    def not_processed(records: Sequence[InboundRecord]) -> Awaitable[None]:
+        return processor.dead_letter_all(records, PROCESSING_ERROR)
+
     privacy_topic = app.topic(
         settings.topic("privacy.requests"), key_type=bytes, value_type=bytes, value_serializer="raw"
     )
@@ -200,9 +204,10 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     async def process_erasures(stream: Any) -> None:
         async for batch in stream.take_events(100, within=within):
             records = [_inbound(event) for event in batch]
-            # An erasure is never skipped: retried until done (it is idempotent); only then
-            # does take_events acknowledge the requests.
-            await _retry_until_done(erasures.process, records, "erasure batch")
+            # An erasure is never skipped: outages are waited out (it is idempotent), and only
+            # then does take_events acknowledge the requests. One that fails for its content
+            # is dead-lettered rather than blocking every later erasure behind it.
+            await isolating(erasures.process, records, metrics, "erasure batch", not_processed)
 
     shares_topic = app.topic(
         settings.topic("shares"), key_type=bytes, value_type=bytes, value_serializer="raw"
@@ -212,7 +217,9 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     async def refresh_share_recipients(stream: Any) -> None:
         async for batch in stream.take_events(settings.batch_max, within=within):
             records = [_inbound(event) for event in batch]
-            await _retry_until_done(processor.refresh_recipients, records, "share refresh")
+            await isolating(
+                processor.refresh_recipients, records, metrics, "share refresh", not_processed
+            )
 
     catalog_topic = app.topic(
         settings.topic("catalog"), key_type=bytes, value_type=bytes, value_serializer="raw"
@@ -223,7 +230,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     async def ingest_catalog(stream: Any) -> None:
         async for batch in stream.take_events(settings.batch_max, within=within):
             records = [_inbound(event) for event in batch]
-            await _retry_until_done(catalog.process, records, "catalog batch")
+            await isolating(catalog.process, records, metrics, "catalog batch", not_processed)
 
     def use_trending(items: list[tuple[str, float]]) -> None:
         processor.trending = items
@@ -326,25 +333,6 @@ async def preflight(settings: Settings) -> list[str]:
     finally:
         await client.aclose()
     return problems
-
-
-async def _retry_until_done(
-    step: Callable[[list[InboundRecord]], Awaitable[Any]],
-    records: list[InboundRecord],
-    what: str,
-) -> None:
-    """Run ``step`` until it succeeds, backing off: for work that must not be skipped."""
-    delay = 0.1
-    while True:
-        try:
-            await step(records)
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("%s failed; retrying in %.1fs", what, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
 
 
 def run_worker(settings: Settings) -> int:

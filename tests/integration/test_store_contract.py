@@ -28,6 +28,7 @@ from streams.store import (
     RedisStore,
     Store,
 )
+from tests.fuzz_inputs import id_pool
 
 TIGHT = StateParams(
     history_size=5,
@@ -53,8 +54,14 @@ async def make_store(
         yield lambda params: RedisStore(redis_client, params)
 
 
-def random_stream(seed: int, count: int, users: int = 8, items: int = 12) -> list[Event]:
+def random_stream(
+    seed: int, count: int, users: int = 8, items: int = 12, wide: bool = False
+) -> list[Event]:
+    """``wide``: ids from the whole alphabet the validators accept instead of u0 and i0."""
     rnd = random.Random(seed)
+    names = id_pool(seed, users + items) if wide else []
+    user_name = (lambda k: names[k]) if wide else (lambda k: f"u{k}")
+    item_name = (lambda k: names[users + k]) if wide else (lambda k: f"i{k}")
     kinds = [EventType.VIEW] * 6 + [
         EventType.LIKE,
         EventType.CART,
@@ -68,15 +75,15 @@ def random_stream(seed: int, count: int, users: int = 8, items: int = 12) -> lis
     ts = T0
     for n in range(count):
         kind = rnd.choice(kinds)
-        user = f"u{rnd.randrange(users)}"
+        user = user_name(rnd.randrange(users))
         ts += rnd.random() * 5000  # long gaps: popularity landmarks get rebased
         if kind in (EventType.FOLLOW, EventType.UNFOLLOW):
-            other = f"u{rnd.randrange(users)}"
+            other = user_name(rnd.randrange(users))
             if other != user:
                 events.append(Event(f"e{n}", kind, user, ts, target_user_id=other))
         else:
-            target = f"u{rnd.randrange(users)}" if kind is EventType.SHARE else None
-            item = f"i{rnd.randrange(items)}"
+            target = user_name(rnd.randrange(users)) if kind is EventType.SHARE else None
+            item = item_name(rnd.randrange(items))
             events.append(Event(f"e{n}", kind, user, ts, item_id=item, target_user_id=target))
         if rnd.random() < 0.1:
             events.append(rnd.choice(events))  # redelivery
@@ -163,12 +170,15 @@ async def test_replay_within_the_dedupe_window_changes_nothing(make_store: Store
     assert_close(await store.snapshot(), before)
 
 
+@pytest.mark.parametrize("wide", [False, True], ids=["u0-ids", "unicode-ids"])
 @pytest.mark.parametrize("seed", range(8))
-async def test_redis_matches_the_reference_exactly(seed: int, redis_client: aioredis.Redis) -> None:
+async def test_redis_matches_the_reference_exactly(
+    seed: int, wide: bool, redis_client: aioredis.Redis
+) -> None:
     await redis_client.flushdb()
     reference = MemoryStore(TIGHT)
     real = RedisStore(redis_client, TIGHT)
-    events = random_stream(seed, 300)
+    events = random_stream(seed, 300, wide=wide)
     batch = random.Random(seed).randint(1, 60)
     for start in range(0, len(events), batch):
         chunk = events[start : start + batch]
@@ -212,19 +222,23 @@ async def test_every_redis_key_belongs_to_the_documented_layout(
             assert key in keys.user_keys(entity)
 
 
+@pytest.mark.parametrize("wide", [False, True], ids=["u0-ids", "unicode-ids"])
 async def test_erasure_leaves_no_key_or_member_naming_the_user(
-    redis_client: aioredis.Redis,
+    wide: bool, redis_client: aioredis.Redis
 ) -> None:
     await redis_client.flushdb()
     store = RedisStore(redis_client, TIGHT)
-    events = random_stream(seed=5, count=300)
+    events = random_stream(seed=5, count=300, wide=wide)
+    victim = events[0].user_id
     await store.process_batch(events)
-    await store.cache_recommendations({"u3": b"{}"})
-    reports = await store.erase_users(["u3"])
+    await store.cache_recommendations({victim: b"{}"})
+    reports = await store.erase_users([victim])
     assert reports[0].history_items > 0
+    needle = victim.encode()
     for raw in await redis_client.keys("*"):
         key = raw.decode() if isinstance(raw, bytes) else raw
-        assert "u3" not in key.split(":")
+        scope, entity, _ = Keys().parse(key)
+        assert (scope, entity) != ("user", victim)
         kind = await redis_client.type(key)
         if kind == b"zset":
             members = await redis_client.zrange(key, 0, -1)
@@ -234,7 +248,9 @@ async def test_erasure_leaves_no_key_or_member_naming_the_user(
             members = await redis_client.hkeys(key)
         else:
             members = []
-        assert b"u3" not in members, key
+        assert needle not in members, key
+        prefixed = [m for m in members if isinstance(m, bytes) and m.startswith(needle + b"\t")]
+        assert not prefixed, key
 
 
 def _trending_stream(seed: int, count: int, start: float) -> tuple[list[Event], list[float]]:

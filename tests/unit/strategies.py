@@ -1,10 +1,12 @@
-"""Hypothesis strategies shared by the unit tests: small worlds so collisions are frequent."""
+"""Hypothesis strategies shared by the unit tests: small worlds so collisions are frequent,
+named with ids from the whole alphabet the validators accept (tests/fuzz_inputs.py)."""
 
 from __future__ import annotations
 
 from hypothesis import strategies as st
 
 from models.events import Event, EventType
+from tests.fuzz_inputs import ids
 
 ITEM_TYPES = [
     EventType.VIEW,
@@ -14,13 +16,22 @@ ITEM_TYPES = [
     EventType.PURCHASE,
     EventType.HIDE,
 ]
-user_ids = st.sampled_from([f"u{k}" for k in range(6)])
-item_ids = st.sampled_from([f"i{k}" for k in range(10)])
+USERS, ITEMS = 6, 10
+
+
+@st.composite
+def worlds(draw: st.DrawFn) -> tuple[list[str], list[str]]:
+    """Distinct user and item ids (never the same string, so a scan for a user's id never
+    meets an item that happens to share it)."""
+    names = draw(st.lists(ids, min_size=USERS + ITEMS, max_size=USERS + ITEMS, unique=True))
+    return names[:USERS], names[USERS:]
 
 
 @st.composite
 def event_streams(draw: st.DrawFn, max_size: int = 60) -> list[Event]:
     """Time-ordered streams of item, follow and unfollow events, with some redeliveries."""
+    users, items = draw(worlds())
+    user_ids, item_ids = st.sampled_from(users), st.sampled_from(items)
     count = draw(st.integers(min_value=0, max_value=max_size))
     ts = 1_700_000_000.0
     events: list[Event] = []
@@ -29,7 +40,7 @@ def event_streams(draw: st.DrawFn, max_size: int = 60) -> list[Event]:
         user = draw(user_ids)
         kind = draw(st.sampled_from([*ITEM_TYPES, EventType.FOLLOW, EventType.UNFOLLOW]))
         if kind in (EventType.FOLLOW, EventType.UNFOLLOW):
-            others = [f"u{k}" for k in range(6) if f"u{k}" != user]
+            others = [other for other in users if other != user]
             followee = draw(st.sampled_from(others))
             events.append(Event(f"e{n}", kind, user, ts, target_user_id=followee))
         else:

@@ -72,11 +72,13 @@ def _close(a: dict[str, float], b: dict[str, float]) -> None:
         assert math.isclose(value, b[key], rel_tol=1e-9, abs_tol=1e-9), key
 
 
-@given(event_streams(), st.sampled_from([f"u{k}" for k in range(6)]))
+@given(event_streams(), st.data())
 @settings(max_examples=60, deadline=None)
 def test_erased_user_leaves_no_trace_and_others_are_as_if_never_there(
-    events: list[Event], victim: str
+    events: list[Event], data: st.DataObject
 ) -> None:
+    named = sorted({e.user_id for e in events} | {e.target_user_id or "" for e in events} - {""})
+    victim = data.draw(st.sampled_from(named or ["nobody"]))
     erased = MemoryState(PARAMS)
     erased.apply_batch(events)
     erased.erase(victim)

@@ -88,3 +88,29 @@ def test_wire_form_round_trips(events: list[Event]) -> None:
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_never_raise(raw: bytes) -> None:
     assert isinstance(parse_event(raw, now=NOW), Event | Rejection)
+
+
+@pytest.mark.parametrize("bad", ["a\tb", "a\nb", "\x00", "u\x1f1", "\x7f", "u\x85"])
+def test_ids_with_control_characters_are_refused(bad: str) -> None:
+    """The state joins ids with tabs: with "a\\tb" accepted, erasing user "a" would also take
+    the inbox entries user "a\\tb" left (they start with "a\\t")."""
+    for field in ("event_id", "user_id", "item_id", "stream_id"):
+        rejected = parse_event(_raw(**{field: bad}), now=NOW)
+        assert isinstance(rejected, Rejection), field
+        assert rejected.reason is RejectReason.BAD_FIELD
+
+
+def test_any_other_unicode_is_an_id() -> None:
+    for good in ("\u200fمستخدم", "🛍️👩🏽‍💻", "用户", "x" * 128, " padded ", "\u2028"):
+        event = parse_event(_raw(user_id=good), now=NOW)
+        assert isinstance(event, Event)
+        assert event.user_id == good
+
+
+def test_an_item_sent_with_a_follow_is_left_out() -> None:
+    """A follow carrying an item_id once made the in-memory store read its user for a list
+    the pipeline had no trigger for (a KeyError that failed the whole batch)."""
+    for kind in ("follow", "unfollow"):
+        event = parse_event(_raw(type=kind, target_user_id="u2"), now=NOW)
+        assert isinstance(event, Event)
+        assert event.item_id is None

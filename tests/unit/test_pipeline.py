@@ -411,3 +411,11 @@ async def test_lists_go_out_without_candidates_the_provider_cannot_give() -> Non
     summary = await processor.process([_record(_event(1, "ann", "phone"), 0)])
     assert (summary.applied, summary.dead_lettered, summary.published) == (1, 0, 1)
     assert publisher.on("events.dlq") == []
+
+
+async def test_a_follow_sent_with_an_item_is_applied_without_a_list() -> None:
+    processor, publisher, _ = _processor()
+    follow = {**_event(1, "ann", "phone", "follow"), "target_user_id": "bob"}
+    summary = await processor.process([_record(follow, 0), _record(_event(2, "cy", "case"), 1)])
+    assert (summary.applied, summary.dead_lettered) == (2, 0)
+    assert [r.key for r in publisher.on("recommendations")] == [b"cy"]

@@ -1,0 +1,121 @@
+"""A real worker under 10,000 hostile records on each input topic (tests/fuzz_inputs.py).
+
+Nothing crashes and no partition wedges: every rejected record reaches the dead-letter topic
+with the reason the generator expected, every valid event's user gets a list, every valid
+erasure request a receipt, the learner consumes everything, and a fresh event afterwards
+still gets its list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from models.events import Event, EventType
+from streams.config import Settings
+from streams.pipeline import InboundRecord, validate_record
+from tests.e2e.conftest import WorkerProcess, consume_until, wait_for
+from tests.fuzz_inputs import Case, Fuzzer
+
+CASES = 10_000
+TOPICS = ("events", "catalog", "privacy.requests")
+
+
+def _generate(now: float, settings: Settings) -> dict[str, list[Case]]:
+    """The cases Kafka can carry: a record needs a key or a value, and the broker refuses a
+    record without a key on a compacted topic (catalog)."""
+    fuzzer = Fuzzer(2024, now)
+    makers = {
+        "events": lambda: fuzzer.event(settings.max_event_bytes),
+        "catalog": fuzzer.catalog,
+        "privacy.requests": fuzzer.privacy,
+    }
+    cases: dict[str, list[Case]] = {}
+    for topic, make in makers.items():
+        made = (make() for _ in range(2 * CASES))
+        keyed = topic == "catalog"
+        carried = (c for c in made if c.key is not None or (c.value is not None and not keyed))
+        cases[topic] = list(carried)[:CASES]
+    return cases
+
+
+async def _produce(
+    producer: AIOKafkaProducer, settings: Settings, topic: str, cases: list[Case]
+) -> None:
+    futures = [
+        await producer.send(settings.topic(topic), case.value, key=case.key) for case in cases
+    ]
+    await asyncio.gather(*futures)
+
+
+def _listed_users(settings: Settings, events: list[Case], now: float) -> set[bytes]:
+    """The users a list must be published for: those of valid events that are about items."""
+    users = set()
+    for case in events:
+        record = InboundRecord(case.value, case.key, "events", 0, 0, now)
+        event = validate_record(settings, record, now)
+        if isinstance(event, Event) and event.type not in (EventType.FOLLOW, EventType.UNFOLLOW):
+            users.add(event.user_id.encode())
+    return users
+
+
+async def test_hostile_records_on_every_topic_are_dead_lettered_or_applied(
+    worker: WorkerProcess, producer: AIOKafkaProducer, settings: Settings
+) -> None:
+    started = time.monotonic()
+    now = time.time()
+    cases = _generate(now, settings)
+    rejected = Counter(
+        (topic.encode(), case.value) for topic in TOPICS for case in cases[topic] if case.reasons
+    )
+    expected_reasons = {
+        (topic.encode(), case.value): case.reasons
+        for topic in TOPICS
+        for case in cases[topic]
+        if case.reasons
+    }
+    listed = _listed_users(settings, cases["events"], now)
+    erasures = sum(1 for case in cases["privacy.requests"] if not case.reasons)
+    await asyncio.gather(*(_produce(producer, settings, t, cases[t]) for t in TOPICS))
+
+    def origin(record: Any) -> tuple[bytes, bytes | None]:
+        headers = dict(record.headers)
+        return headers["__connect.errors.topic"].removeprefix(
+            settings.topic_prefix.encode()
+        ), record.value
+
+    dead = await consume_until(
+        settings, "events.dlq", lambda rs: len(rs) >= rejected.total(), timeout_s=90
+    )
+    phases = {"dead letters": time.monotonic() - started}
+    assert Counter(origin(r) for r in dead) == rejected
+    for record in dead:
+        reason = dict(record.headers)["socialrec.dlq.reason"].decode()
+        assert reason in expected_reasons[origin(record)]
+    lists = await consume_until(
+        settings, "recommendations", lambda rs: listed <= {r.key for r in rs}, timeout_s=60
+    )
+    assert listed <= {r.key for r in lists}  # every valid item event's user got a list
+    receipts = await consume_until(
+        settings, "privacy.receipts", lambda rs: len(rs) >= erasures, timeout_s=60
+    )
+    assert len(receipts) == erasures
+    phases["lists and receipts"] = time.monotonic() - started
+    await wait_for(worker.learner_caught_up, timeout_s=60, what="the learner to catch up")
+
+    # Still alive and consuming: a fresh event gets its list.
+    assert worker.process is not None
+    assert worker.process.poll() is None
+    user = "\u200fafter🛍"
+    fresh = {"event_id": "after", "type": "view", "user_id": user, "item_id": "i", "ts": now}
+    key = user.encode()
+    await producer.send_and_wait(settings.topic("events"), orjson.dumps(fresh), key=key)
+    after = await consume_until(settings, "recommendations", lambda rs: key in {r.key for r in rs})
+    assert key in {r.key for r in after}
+    phases["a fresh event's list"] = time.monotonic() - started
+    print(f"fuzz e2e, {3 * CASES} records, seconds since the start:", phases)
