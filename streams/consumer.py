@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -88,6 +88,8 @@ class EventsConsumer(Service):
         #: Offsets to commit to Kafka, and the commit in flight (see :meth:`_commit`).
         self._uncommitted: dict[TopicPartition, int] = {}
         self._committing: asyncio.Future[None] | None = None
+        #: The previous batch, until the broker has acknowledged its lists (see _batch).
+        self._settling: asyncio.Future[None] | None = None
         self.topic = settings.topic("events")
         self.consumer: AIOKafkaConsumer | None = None
         #: Per partition: the applied and published offsets as this consumer knows them.
@@ -114,6 +116,7 @@ class EventsConsumer(Service):
 
     async def on_stop(self) -> None:
         if self.consumer is not None:
+            await self._settled()
             if self._committing is not None:
                 await self._committing
             await self._commit()  # what the last batches left
@@ -156,10 +159,16 @@ class EventsConsumer(Service):
                 await self._batch(records)
 
     async def _batch(self, records: list[InboundRecord]) -> None:
+        """Apply a batch and hand its lists to the producer while the previous batch's
+        lists are still on their way to the broker: at most one batch is unacknowledged,
+        batches settle in order, and a partition's published offset moves only once its
+        lists are acknowledged (a restart consumes again from there: duplicates, published
+        again)."""
         assert self.consumer is not None
         ranges = offset_ranges(records, self.known)
+        settle: Awaitable[None] | None = None
         try:
-            summary = await self.processor.process(records, ranges)
+            summary, settle = await self.processor.process_sent(records, ranges)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -169,11 +178,42 @@ class EventsConsumer(Service):
             await self.processor.dead_letter_all(records, WORKER_ERROR)
             summary = None
         if summary is not None and summary.rewinds:
+            await self._settled()  # the previous batch's positions first
             await self._rewind(records, summary.rewinds)
             return
         for r in ranges:
             partition = int(r.partition.rpartition(":")[2])
-            self.known[partition] = Position(r.last, r.last)  # published: the batch is acked
+            published = self.known.get(partition, Position(-1, -1)).published
+            self.known[partition] = Position(r.last, published)
+        await self._settled()
+        self._settling = asyncio.ensure_future(self._settle(records, ranges, settle))
+
+    async def _settled(self) -> None:
+        """Wait for the batch still on its way to the broker, if any."""
+        if self._settling is not None:
+            await self._settling
+            self._settling = None
+
+    async def _settle(
+        self,
+        records: list[InboundRecord],
+        ranges: list[OffsetRange],
+        settle: Awaitable[None] | None,
+    ) -> None:
+        if settle is not None:
+            try:
+                await settle
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # as in _batch: a bug, never an outage
+                log.exception("publishing a batch failed; dead-lettering %d events", len(records))
+                await self.processor.dead_letter_all(records, WORKER_ERROR)
+        for r in ranges:
+            partition = int(r.partition.rpartition(":")[2])
+            known = self.known.get(partition)
+            if known is None:
+                continue  # revoked meanwhile: its next owner starts from the stored offsets
+            self.known[partition] = Position(known.applied, max(known.published, r.last))
             self._uncommitted[TopicPartition(self.topic, partition)] = r.last + 1
         if self._committing is None or self._committing.done():
             self._committing = asyncio.ensure_future(self._commit())
