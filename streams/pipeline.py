@@ -35,6 +35,7 @@ from streams.analytics import MerchantAnalytics
 from streams.config import Settings
 from streams.metrics import PROCESSING_REASONS, WorkerMetrics
 from streams.outage import BACKOFF_S, wait_out
+from streams.pools import PoolStore
 from streams.sources import SourceSet
 from streams.store import BatchResult, OffsetRange, Position, Store
 
@@ -252,8 +253,9 @@ class BatchProcessor:
     #: Recommendation sources beside the core state (MF, content, user-CF, FBT), learning
     #: inside the batch (``SOCIALREC_LEARNER=inline``); with a learner process, None.
     sources: SourceSet | None = None
-    #: Where lists get the sources' candidates; default: ``sources``, asked now.
-    candidates: CandidateSource | None = None
+    #: The sources' candidates computed ahead by the learner (its pools); without them, the
+    #: lists ask ``sources`` now.
+    pools: PoolStore | None = None
     #: Broker time of the newest event consumed (the learner's lag is measured against it).
     newest_arrival: float = 0.0
     #: Live hit rate and fairness of the published lists (per-user part erased by forget()).
@@ -315,11 +317,16 @@ class BatchProcessor:
                     valid.append((checked, record))
                     self.metrics.events_consumed.labels(checked.type.value).inc()
 
+        pools, ahead = self.pools, None
+        if pools is not None and valid:
+            # The learner's pools are read beside the state update, not after it.
+            users = list(dict.fromkeys(event.user_id for event, _ in valid))
+            ahead = asyncio.ensure_future(self._wait_out(lambda: pools.read(users), "pools"))
         with stages("state"):
             valid = await self._drop_erased(valid, summary)
             result, failed = await self._update_state(valid, offsets)
         if result.rewinds:  # the store lost writes: nothing applied, the consumer goes back
-            await asyncio.gather(*pending)
+            await asyncio.gather(*pending, *([ahead] if ahead is not None else []))
             summary.rewinds = result.rewinds
             return summary, _done()
         for _event, record in failed:
@@ -372,7 +379,7 @@ class BatchProcessor:
             result = BatchResult(result.outcomes, {**result.views, **extra.views}, result.popular)
         try:
             summary.published, cached = await self._send_lists(
-                result, latest_trigger, now, pending, stages
+                result, latest_trigger, now, pending, stages, ahead
             )
         finally:
             if learning is not None:  # never left running past its batch (it does not raise)
@@ -423,21 +430,31 @@ class BatchProcessor:
         now: float,
         pending: list[Awaitable[Any]],
         stages: StageTimer,
+        ahead: Awaitable[dict[str, bytes | None]] | None = None,
     ) -> tuple[int, Awaitable[None]]:
         """Rank each read user's list and hand it to the producer; the count, and the write
-        of the lists' cache (to await with ``pending``)."""
+        of the lists' cache (to await with ``pending``). ``ahead``: the pools read already
+        (PoolStore.read), for some of the users."""
         cache: dict[str, bytes] = {}
         extra: dict[str, dict[Source, list[Candidate]]] = {}
-        provider = self._candidates
+        provider, pools = self._candidates, self.pools
         if provider is not None and result.views:
             with stages("sources"):
                 exclude = {u: excluded_items(v, self._params) for u, v in result.views.items()}
                 try:
-                    extra = await self._wait_out(
-                        lambda: provider.candidates(exclude, now), "candidates"
-                    )
+                    if pools is not None:
+                        read = await ahead if ahead is not None else None
+                        extra = await self._wait_out(
+                            lambda: pools.candidates(exclude, now, read), "candidates"
+                        )
+                    else:
+                        extra = await self._wait_out(
+                            lambda: provider.candidates(exclude, now), "candidates"
+                        )
                 except Exception as exc:  # not an outage: the lists go out without them
                     log.warning("sources' candidates failed (%s)", type(exc).__name__)
+        elif ahead is not None:
+            await asyncio.gather(ahead, return_exceptions=True)  # nobody to rank: not needed
         with stages("assembly"):
             await self._rank_and_send(result, triggers, now, extra, cache, pending)
         cached = self._wait_out(lambda: self.store.cache_recommendations(cache), "list cache")
@@ -507,7 +524,7 @@ class BatchProcessor:
 
     @property
     def _candidates(self) -> CandidateSource | None:
-        return self.candidates if self.candidates is not None else self.sources
+        return self.pools if self.pools is not None else self.sources
 
     @property
     def params(self) -> RecommendParams:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from itertools import starmap
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -113,17 +113,29 @@ class PoolStore:
         self.keys = keys or Keys()
         self._set = client.register_script(_SET_UNLESS_ERASED)
 
+    async def read(self, user_ids: Sequence[str]) -> dict[str, bytes | None]:
+        """The users' stored pools as they are (one ``MGET``): what :meth:`candidates` decodes.
+        The publish path reads them beside its state update (streams/pipeline.py)."""
+        if not user_ids:
+            return {}
+        raw = await self.client.mget([self.keys.user(u, "pools") for u in user_ids])
+        return {u: cast(bytes | None, value) for u, value in zip(user_ids, raw, strict=True)}
+
     async def candidates(
-        self, exclude: Mapping[str, frozenset[str]], now: float
+        self,
+        exclude: Mapping[str, frozenset[str]],
+        now: float,
+        read: Mapping[str, bytes | None] | None = None,
     ) -> dict[str, Pools]:
         """Per user in ``exclude``: the learner's latest pools without the excluded items
-        (the same answer as ``SourceSet.candidates``, from what was computed ahead)."""
-        users = list(exclude)
-        if not users:
-            return {}
-        raw = await self.client.mget([self.keys.user(u, "pools") for u in users])
+        (the same answer as ``SourceSet.candidates``, from what was computed ahead); ``read``
+        holds what :meth:`read` already returned for some of them."""
+        known = dict(read or {})
+        missing = [u for u in exclude if u not in known]
+        known.update(await self.read(missing))
         found: dict[str, Pools] = {}
-        for user, value in zip(users, raw, strict=True):
+        for user in exclude:
+            value = known[user]
             if value is None:
                 continue
             excluded = exclude[user]

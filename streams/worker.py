@@ -153,7 +153,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     if settings.learner == "inline" or not sources.models:
         processor = BatchProcessor(settings, store, publisher, metrics, sources=sources)
     else:  # the learner computes the sources' candidates ahead; lists read them
-        processor = BatchProcessor(settings, store, publisher, metrics, candidates=learnt.pools)
+        processor = BatchProcessor(settings, store, publisher, metrics, pools=learnt.pools)
     within = settings.batch_within_ms / 1000.0
     events_consumer: EventsConsumer | None = None
     if settings.events_consumer == "aiokafka":  # the default: see streams/consumer.py

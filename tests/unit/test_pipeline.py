@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -399,6 +399,9 @@ async def test_a_record_keyed_by_another_user_is_dead_lettered_as_key_mismatch()
 
 
 class _BrokenCandidates:
+    async def learn(self, events: Sequence[Event]) -> None:
+        pass
+
     async def candidates(
         self, exclude: Mapping[str, frozenset[str]], now: float
     ) -> dict[str, dict[Source, list[Candidate]]]:
@@ -407,7 +410,7 @@ class _BrokenCandidates:
 
 async def test_lists_go_out_without_candidates_the_provider_cannot_give() -> None:
     processor, publisher, _ = _processor()
-    processor.candidates = _BrokenCandidates()
+    processor.sources = cast(SourceSet, _BrokenCandidates())
     summary = await processor.process([_record(_event(1, "ann", "phone"), 0)])
     assert (summary.applied, summary.dead_lettered, summary.published) == (1, 0, 1)
     assert publisher.on("events.dlq") == []
