@@ -47,9 +47,9 @@ from models.state import StateParams
 from streams.keys import Keys, decoded
 
 #: Events per atomic step at most. Redis runs one script at a time, so a long one delays the
-#: publish path's batches: with full windows an event changes about 60 pairs, and a step of
-#: 250 events held Redis for tens of milliseconds; 50 keep it to a few.
-STEP_EVENTS = 50
+#: publish path's batches: an event changes up to twice its window's size in pairs, each a few
+#: sorted-set writes, and a step of 250 events held Redis for tens of milliseconds.
+STEP_EVENTS = 20
 
 
 def encode_window(window: Window) -> bytes:
