@@ -55,6 +55,14 @@ class Outcome(StrEnum):
     REJECTED = "rejected"
 
 
+#: Co-occurring items kept per item. At most 128, Redis keeps a row in its compact encoding
+#: (``zset-max-listpack-entries``): at 500 rows were a skiplist, several times the memory.
+COOCCURRENCE_CAP = 128
+#: Item-CF pairs each event with this many of the user's latest items (models.cooccurrence):
+#: its cost per event, in pairs, grows with it; docs/quality.md compares 15 with 30.
+COOCCURRENCE_WINDOW = 15
+
+
 @dataclass(frozen=True, slots=True)
 class StateParams:
     """Sizes and weights of the state. Both store implementations take the same values."""
@@ -62,10 +70,8 @@ class StateParams:
     weights: Mapping[EventType, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     history_size: int = 30
     neighbours: int = 50
-    cooccurrence_cap: int = 500
-    # Item-CF pairs each event with this many of the user's latest items (models.cooccurrence):
-    # its cost per event, in pairs, grows with it.
-    cooccurrence_window: int = 30
+    cooccurrence_cap: int = COOCCURRENCE_CAP
+    cooccurrence_window: int = COOCCURRENCE_WINDOW
     dedupe_window: int = 10_000
     affinity_cap: float = 15.0
     half_life_s: float = 6 * 3600.0

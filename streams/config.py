@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.events import DEFAULT_WEIGHTS, EventType
 from models.shrinkage import DEFAULT_SCALE
+from models.state import COOCCURRENCE_CAP, COOCCURRENCE_WINDOW
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,8 +88,8 @@ class Settings(BaseSettings):
     top_n: int = Field(default=10, ge=1, le=200)
     history_size: int = Field(default=30, ge=1, le=1000)
     neighbours: int = Field(default=50, ge=1, le=1000)
-    cooccurrence_cap: int = Field(default=500, ge=1)
-    cooccurrence_window: int = Field(default=30, ge=1, le=1000)
+    cooccurrence_cap: int = Field(default=COOCCURRENCE_CAP, ge=1)
+    cooccurrence_window: int = Field(default=COOCCURRENCE_WINDOW, ge=1, le=1000)
     dedupe_window: int = Field(default=10_000, ge=1)
     affinity_cap: float = Field(default=15.0, gt=0)
     similarity_shrinkage: float = Field(default=1000.0, ge=0)
