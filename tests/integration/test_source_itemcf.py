@@ -11,12 +11,12 @@ from typing import cast
 import pytest
 import redis.asyncio as aioredis
 
-from models.cooccurrence import Cooccurrence
+from models.cooccurrence import Cooccurrence, item_events
 from models.events import Event, EventType
 from models.similarity import cosine
 from models.state import MemoryState, Outcome, StateParams
 from streams.keys import Keys, decoded
-from streams.sources.itemcf import RedisItemCF, decode_window
+from streams.sources.itemcf import STEP_EVENTS, RedisItemCF, decode_window
 from streams.store import RedisStore
 from tests.integration.test_store_contract import T0, TIGHT, assert_close, random_stream
 
@@ -42,7 +42,9 @@ async def test_redis_item_cf_matches_the_model_exactly(
     batch = random.Random(seed).randint(1, 60)
     for start in range(0, len(events), batch):
         chunk = events[start : start + batch]
-        model.learn(chunk)
+        on_items = list(item_events(chunk))
+        for step in range(0, len(on_items), STEP_EVENTS):  # the learner's atomic steps
+            model.learn(on_items[step : step + STEP_EVENTS])
         await real.learn(chunk)
     assert_close(await real.snapshot(), model.snapshot())
 
