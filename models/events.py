@@ -47,6 +47,10 @@ class EventType(StrEnum):
     UNFOLLOW = "unfollow"
 
 
+#: Each type by its wire name (a dict lookup: the enum's own lookup was a visible share of
+#: validating an event).
+_TYPES: Final[dict[str, EventType]] = {t.value: t for t in EventType}
+
 #: Default per-type weights; configuration overrides them (negative weights allowed).
 DEFAULT_WEIGHTS: Final[dict[EventType, float]] = {
     EventType.VIEW: 1.0,
@@ -187,9 +191,9 @@ def parse_event(
     raw_type = body.get("type")
     if raw_type is None:
         return Rejection(RejectReason.MISSING_FIELD, "missing field 'type'")
-    if not isinstance(raw_type, str) or raw_type not in EventType.__members__.values():
+    event_type = _TYPES.get(raw_type) if isinstance(raw_type, str) else None
+    if event_type is None:
         return Rejection(RejectReason.UNKNOWN_TYPE, f"type must be one of {sorted(EventType)}")
-    event_type = EventType(raw_type)
 
     ids: dict[str, str | None] = {}
     for name, required in (

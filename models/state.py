@@ -59,8 +59,9 @@ class Outcome(StrEnum):
 #: (``zset-max-listpack-entries``): at 500 rows were a skiplist, several times the memory.
 COOCCURRENCE_CAP = 128
 #: Item-CF pairs each event with this many of the user's latest items (models.cooccurrence):
-#: its cost per event, in pairs, grows with it; docs/quality.md compares 15 with 30.
-COOCCURRENCE_WINDOW = 15
+#: the learner's Redis time per event grows with it (10 costs a third less than 15, for 0.7 %
+#: of HR@10 on the simulator and Ciao: docs/quality.md).
+COOCCURRENCE_WINDOW = 10
 
 
 @dataclass(frozen=True, slots=True)

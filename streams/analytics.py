@@ -25,8 +25,8 @@ import redis.asyncio as aioredis
 
 from models.events import Event
 from models.funnel import COUNTED_TYPES, bucket_of, sum_counts, window_buckets
+from streams.itemcache import item_meta_cache
 from streams.keys import Keys, decoded
-from streams.store import ItemMetaCache
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class MerchantAnalytics:
         self.keys = keys or Keys()
         self.bucket_s = bucket_s
         self.retention_s = retention_s
-        self._merchants = ItemMetaCache(
+        self._merchants = item_meta_cache(
             client,
             self.keys,
             "merchant_id",

@@ -582,9 +582,10 @@ async def stage_profile(
     from streams.worker import state_params
 
     client = aioredis.Redis.from_url(redis_url)
-    store = RedisStore(client, state_params(settings))
+    store = RedisStore(client, state_params(settings), neighbours_ttl_s=settings.neighbours_ttl_s)
     sources, _ = build_sources(client, settings, store.params, WorkerMetrics())
-    source_s = {m.source.value: [0.0, 0.0] for m in sources.models}  # learn, candidates
+    # learn, candidates, Redis's CPU during both (the learner's cost to the publish path)
+    source_s = {m.source.value: [0.0, 0.0, 0.0] for m in sources.models}
     params = RecommendParams(
         top_n=settings.top_n,
         exclude_items=settings.exclude_items,
@@ -602,6 +603,10 @@ async def stage_profile(
         stats = await client.info("commandstats")
         return float(stats.get("cmdstat_evalsha", {}).get("usec", 0))
 
+    async def redis_cpu_s() -> float:
+        stats = await client.info("cpu")
+        return float(stats["used_cpu_user"]) + float(stats["used_cpu_sys"])
+
     try:
         for start in range(0, len(stream), batch):
             chunk = stream[start : start + batch]
@@ -617,13 +622,16 @@ async def stage_profile(
             exclude = {u: excluded_items(v, params) for u, v in result.views.items()}
             extra: dict[str, dict[Any, Any]] = {u: {} for u in exclude}
             for model in sources.models:
+                c0 = await redis_cpu_s()
                 s0 = time.perf_counter()
                 await model.learn(chunk)
                 s1 = time.perf_counter()
                 found = await model.candidates(list(exclude), exclude, sources.k, now)
                 s2 = time.perf_counter()
-                source_s[model.source.value][0] += s1 - s0
-                source_s[model.source.value][1] += s2 - s1
+                spent = source_s[model.source.value]
+                spent[0] += s1 - s0
+                spent[1] += s2 - s1
+                spent[2] += await redis_cpu_s() - c0
                 for user, candidates in found.items():
                     extra[user][model.source] = candidates
             t1b = time.perf_counter()
@@ -639,7 +647,7 @@ async def stage_profile(
             lists += len(ranked)
     finally:
         await client.aclose()
-    sources_total = sum(learn + cands for learn, cands in source_s.values())
+    sources_total = sum(learn + cands for learn, cands, _redis in source_s.values())
     total = store_s + sources_total + rank_s + json_s
     return {
         "events": len(stream),
@@ -654,8 +662,9 @@ async def stage_profile(
             name: {
                 "learn": round(learn / len(stream) * 1e3, 3),
                 "candidates": round(cands / len(stream) * 1e3, 3),
+                "redis_cpu": round(redis / len(stream) * 1e3, 3),
             }
-            for name, (learn, cands) in source_s.items()
+            for name, (learn, cands, redis) in source_s.items()
         },
         "ranking_s": round(rank_s, 2),
         "json_s": round(json_s, 2),
@@ -739,7 +748,8 @@ def _table(figures: dict[str, Any]) -> str:
         for name, cost in (stages.get("sources_ms_per_event") or {}).items():
             lines.append(
                 f"   source {name}: learn {cost['learn']} ms/event, "
-                f"candidates {cost['candidates']} ms/event"
+                f"candidates {cost['candidates']} ms/event, Redis CPU meanwhile "
+                f"{cost.get('redis_cpu', '?')} ms/event"
             )
     return "\n".join(lines)
 

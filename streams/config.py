@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     neighbours: int = Field(default=50, ge=1, le=1000)
     cooccurrence_cap: int = Field(default=COOCCURRENCE_CAP, ge=1)
     cooccurrence_window: int = Field(default=COOCCURRENCE_WINDOW, ge=1, le=1000)
+    neighbours_ttl_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="how long a worker keeps an item's neighbour list before reading it again "
+        "(0: read for every list)",
+    )
     dedupe_window: int = Field(default=10_000, ge=1)
     affinity_cap: float = Field(default=15.0, gt=0)
     similarity_shrinkage: float = Field(default=1000.0, ge=0)

@@ -10,10 +10,8 @@ contract suite (tests/contract) runs the same checks against both.
 from __future__ import annotations
 
 import math
-import time
-from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any, Protocol, cast
 
@@ -33,6 +31,7 @@ from models.state import (
     UserView,
 )
 from models.trending import Tally, TrendingList, TrendingWindows, scopes_for, summarise_buckets
+from streams.itemcache import item_meta_cache, neighbour_cache
 from streams.keys import SOURCE_FIELDS, Keys, decoded
 
 
@@ -192,6 +191,9 @@ class Store(Protocol):
 #: Item categories cached per worker (for the category cap of the ranking).
 CATEGORY_CACHE_SIZE = 200_000
 CATEGORY_CACHE_TTL_S = 300.0
+#: Items whose neighbour lists a worker keeps (with SOCIALREC_NEIGHBOURS_TTL_S); a list of 20
+#: pairs is about 2.5 kB of Python objects.
+NEIGHBOUR_CACHE_SIZE = 20_000
 
 #: Trending buckets this recent are read from Redis at every look; older ones are kept in
 #: memory (a look reads 120 buckets per scope, so re-reading them all twice a second was most
@@ -374,62 +376,6 @@ def _pairs(flat: Sequence[str]) -> tuple[tuple[str, float], ...]:
     return tuple(zip(flat[::2], map(float, flat[1::2]), strict=True))
 
 
-class ItemMetaCache:
-    """One field of the items' catalog records (``i:<item>:meta``), cached per worker.
-
-    Hits are local; misses are read in one pipelined round trip. An entry lives ``ttl_s``
-    (``unknown_ttl_s`` when the catalog has no value yet, so an item whose record arrives
-    late is picked up soon), and the least recently read go first beyond ``size``.
-    """
-
-    def __init__(
-        self,
-        client: aioredis.Redis,
-        keys: Keys,
-        field: str,
-        *,
-        size: int,
-        ttl_s: float,
-        unknown_ttl_s: float | None = None,
-    ) -> None:
-        self.client, self.keys, self.field = client, keys, field
-        self.size, self.ttl_s = size, ttl_s
-        self.unknown_ttl_s = ttl_s if unknown_ttl_s is None else unknown_ttl_s
-        self._entries: OrderedDict[str, tuple[str, float]] = OrderedDict()  # -> (value, expiry)
-
-    async def get(self, item_ids: Collection[str]) -> dict[str, str]:
-        """The field of each item ("" when the catalog does not give one)."""
-        now = time.monotonic()
-        found: dict[str, str] = {}
-        missing = []
-        for item_id in item_ids:
-            cached = self._entries.get(item_id)
-            if cached is not None and cached[1] > now:
-                found[item_id] = cached[0]
-            else:
-                missing.append(item_id)
-        if missing:
-            pipe = self.client.pipeline(transaction=False)
-            for item_id in missing:
-                pipe.hget(self.keys.item(item_id, "meta"), self.field)
-            for item_id, raw in zip(missing, await pipe.execute(), strict=True):
-                value = "" if raw is None else decoded(raw)
-                found[item_id] = value
-                self._entries[item_id] = (
-                    value,
-                    now + (self.ttl_s if value else self.unknown_ttl_s),
-                )
-                self._entries.move_to_end(item_id)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
-        return found
-
-    def drop(self, item_ids: Collection[str]) -> None:
-        """Forget these items (their records were deleted)."""
-        for item_id in item_ids:
-            self._entries.pop(item_id, None)
-
-
 class RedisStore:
     """Production store: all state in Redis, one Lua call per batch."""
 
@@ -441,9 +387,11 @@ class RedisStore:
         keys: Keys | None = None,
         trending: TrendingParams | None = None,
         erased_ttl_s: int = 0,
+        neighbours_ttl_s: float = 0.0,
     ) -> None:
         """``erased_ttl_s``: how long erasure marks last (0: for ever); the worker derives it
-        from topics.yaml (``streams.topics.erasure_mark_ttl_s``)."""
+        from topics.yaml (``streams.topics.erasure_mark_ttl_s``). ``neighbours_ttl_s``: how long
+        the worker keeps an item's neighbour list (0: the script reads them for every list)."""
         self.client = client
         self.erased_ttl_s = erased_ttl_s
         self.params = params
@@ -454,8 +402,20 @@ class RedisStore:
         # (scope, bucket) -> (tallies, newest arrival) of trending buckets that no longer
         # fill (see TRENDING_OPEN_BUCKETS); dropped when they leave the window or on erasure.
         self._closed_buckets: dict[tuple[str, int], tuple[dict[str, Tally], float | None]] = {}
-        self._categories = ItemMetaCache(
+        self._categories = item_meta_cache(
             client, self.keys, "category", size=CATEGORY_CACHE_SIZE, ttl_s=CATEGORY_CACHE_TTL_S
+        )
+        # With a time to live, neighbour lists come from the worker's cache, not the script.
+        self._neighbours = (
+            neighbour_cache(
+                client,
+                self.keys,
+                self.read.neighbours,
+                size=NEIGHBOUR_CACHE_SIZE,
+                ttl_s=neighbours_ttl_s,
+            )
+            if neighbours_ttl_s > 0 and self.read.neighbours > 0
+            else None
         )
         source = resources.files("streams").joinpath("lua/state.lua").read_text()
         self._script = client.register_script(source)
@@ -469,7 +429,7 @@ class RedisStore:
             p.popularity_cap,
             self.trending_params.span,
             self.read.recent_items,
-            self.read.neighbours,
+            0 if self._neighbours is not None else self.read.neighbours,
             self.read.popular,
             repr(float(self.trending_params.bucket_s)),
             repr(float(p.seen_window_s)),
@@ -501,7 +461,7 @@ class RedisStore:
         args.append(len(offsets))
         for r in offsets:
             args += [r.partition, r.first, r.last, r.expected, r.published]
-        return self._decode(await self._script(keys=[], args=args))
+        return await self._with_neighbours(self._decode(await self._script(keys=[], args=args)))
 
     async def positions(self, partitions: Sequence[str]) -> dict[str, Position]:
         if not partitions:
@@ -537,7 +497,19 @@ class RedisStore:
 
     async def read_users(self, user_ids: Sequence[str]) -> BatchResult:
         args = [*self._args("read", len(user_ids)), *user_ids]
-        return self._decode(await self._script(keys=[], args=args))
+        return await self._with_neighbours(self._decode(await self._script(keys=[], args=args)))
+
+    async def _with_neighbours(self, result: BatchResult) -> BatchResult:
+        """The views with their recent items' neighbour lists from the cache (if it is on)."""
+        cache = self._neighbours
+        if cache is None or not result.views:
+            return result
+        lists = await cache.get({item for v in result.views.values() for item, _ in v.recent})
+        views = {
+            user: replace(view, neighbours={item: lists[item] for item, _ in view.recent})
+            for user, view in result.views.items()
+        }
+        return BatchResult(result.outcomes, views, result.popular, result.rewinds)
 
     async def put_items(self, records: Sequence[CatalogRecord]) -> None:
         if not records:
@@ -662,10 +634,11 @@ class RedisStore:
             views[user] = UserView(
                 user_id=user,
                 recent=recent,
-                neighbours={
-                    item: _pairs(_array(n))
-                    for (item, _), n in zip(recent, _array(neigh_raw), strict=True)
-                },
+                neighbours={  # empty when the lists come from the worker's cache
+                    item: _pairs(_array(n)) for (item, _), n in zip(recent, lists, strict=True)
+                }
+                if (lists := _array(neigh_raw))
+                else {},
                 seen=frozenset(_array(seen)),
                 bought=frozenset(_array(bought)),
                 hidden=frozenset(_array(hidden)),

@@ -144,6 +144,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         state_params(settings),
         trending=TrendingParams(settings.trending_window_s, settings.trending_bucket_s),
         erased_ttl_s=erasure_mark_ttl_s(load_topics(settings.topics_file)),
+        neighbours_ttl_s=settings.neighbours_ttl_s,
     )
     sources, content = build_sources(redis_client, settings, store.params, metrics)
     # The hot path's lists go out through a plain aiokafka producer (streams/publisher.py).

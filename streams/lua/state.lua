@@ -13,7 +13,7 @@ ARGV[1]  mode: "process" (apply events, then read the affected users), "read" (r
 ARGV[2]  key prefix, e.g. "sr:"
 ARGV[3..8]  history_size, dedupe_window, affinity_cap, half_life_s, popularity_cap,
             trending_span (buckets per trending window)
-ARGV[9..11] recent_items, neighbours_read, popular_count  (what to read back)
+ARGV[9..11] recent_items, neighbours_read (0: none), popular_count  (what to read back)
 ARGV[12]    trending_bucket_s
 ARGV[13..14] seen_window_s, seen_cap (items the user touched, excluded from their lists)
 ARGV[15] n = number of events (process) or users (read, erase), then the records:
@@ -250,7 +250,8 @@ local function read_view(user)
   end
   if #recent > 0 then
     affinities = redis.call('HMGET', ukey(user, 'affinity'), unpack(recent))
-    for k, item in ipairs(recent) do
+    -- 0: the worker has them from its own cache (streams/itemcache.py).
+    for k, item in ipairs(READ_NEIGHBOURS > 0 and recent or {}) do
       neighbours[k] = redis.call('ZREVRANGE', ikey(item, 'sim'), 0, READ_NEIGHBOURS - 1, 'WITHSCORES')
     end
   end

@@ -76,6 +76,44 @@ async def test_the_publish_path_reads_the_neighbours_the_learner_wrote(
     assert dict(bob.neighbours["phone"]) == {"case": pytest.approx(expected)}
 
 
+async def test_cached_neighbour_lists_are_the_scripts_for_their_time_to_live(
+    redis_client: aioredis.Redis,
+) -> None:
+    """With SOCIALREC_NEIGHBOURS_TTL_S the worker's views carry the same lists as the script
+    reads, cold and warm; until its entry expires (streams.itemcache) the worker keeps the list
+    it read, while a new reader sees what the learner changed."""
+    await redis_client.flushdb()
+    params = StateParams()
+    cf = RedisItemCF(redis_client, Keys(), params)
+    plain = RedisStore(redis_client, params)
+    cached = RedisStore(redis_client, params, neighbours_ttl_s=3600.0)
+    first = [
+        Event("e1", EventType.PURCHASE, "ann", T0, item_id="phone"),
+        Event("e2", EventType.PURCHASE, "ann", T0 + 1, item_id="case"),
+        Event("e3", EventType.VIEW, "bob", T0 + 2, item_id="phone"),
+        Event("e4", EventType.LIKE, "bob", T0 + 3, item_id="cable"),
+    ]
+    await plain.process_batch(first)
+    await cf.learn(first)
+    users = ["ann", "bob"]
+    expected = (await plain.read_users(users)).views
+    assert expected["bob"].neighbours["phone"]  # something to compare
+    for _read in ("cold", "warm"):
+        assert (await cached.read_users(users)).views == expected
+
+    more = [Event("e5", EventType.PURCHASE, "cid", T0 + 4, item_id="phone")]
+    more.append(Event("e6", EventType.PURCHASE, "cid", T0 + 5, item_id="charger"))
+    await plain.process_batch(more)
+    await cf.learn(more)
+    fresh = (await plain.read_users(["bob"])).views["bob"].neighbours["phone"]
+    assert fresh != expected["bob"].neighbours["phone"]
+    stale = (await cached.read_users(["bob"])).views["bob"]
+    assert stale.neighbours["phone"] == expected["bob"].neighbours["phone"]
+    assert (
+        await RedisStore(redis_client, params, neighbours_ttl_s=3600.0).read_users(["bob"])
+    ).views["bob"].neighbours["phone"] == fresh
+
+
 async def test_a_user_erased_meanwhile_is_not_learnt(redis_client: aioredis.Redis) -> None:
     """The erasure's mark is set before anything is erased: a learner batch that read the
     user's window before the erasure must not write it back afterwards."""
