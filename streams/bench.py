@@ -761,6 +761,7 @@ async def _bench(
     say: Callable[[str], None],
     profile: Path | None,
     rate: float | None = None,
+    seconds: float | None = None,
 ) -> dict[str, Any]:
     from streams.topics import delete_topics_with_prefix
 
@@ -813,7 +814,7 @@ async def _bench(
         # read per user), so the small-batch capacity is well below the figure from (a).
         if rate is None:
             rate = min(LATENCY_RATE, max(10.0, round(worker_rate / LATENCY_HEADROOM, -1)))
-        count = min(events, int(rate * LATENCY_SECONDS))
+        count = int(rate * seconds) if seconds else min(events, int(rate * LATENCY_SECONDS))
         figures["latency"].update(rate=rate, seconds=round(count / rate, 1))
         say(f"b) latency: {count:,} events at {rate:g}/s after {WARMUP_EVENTS} warm-up events")
         for system in SYSTEMS:
@@ -896,6 +897,7 @@ def run_bench(
     seed: int,
     profile: Path | None = None,
     rate: float | None = None,
+    seconds: float | None = None,
     soak_chunk: int = 0,
 ) -> int:
     """``socialrec bench``: measure, print a table, write the figures to ``output``.
@@ -926,7 +928,7 @@ def run_bench(
             run = soak(settings, events=events, chunk=soak_chunk, seed=seed, say=say)
             figures = {"soak": asyncio.run(run)}
         else:
-            figures = asyncio.run(_bench(settings, events, seed, say, profile, rate))
+            figures = asyncio.run(_bench(settings, events, seed, say, profile, rate, seconds))
     except (BenchError, DemoError) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1

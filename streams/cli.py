@@ -67,6 +67,7 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
         output=output,
         seed=args.seed,
         rate=args.rate,
+        seconds=args.seconds,
         soak_chunk=args.chunk if args.soak else 0,
     )
 
@@ -178,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="events/s of the latency scenario (default: a third of the measured capacity)",
+    )
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="how long the latency scenario runs (default: 20 s, at most --events events)",
     )
     p.set_defaults(handler=_bench)
 
