@@ -3,6 +3,8 @@ recommendation source): never user ids, item ids or payloads."""
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -263,3 +265,16 @@ class WorkerMetrics:
             ["route", "reason"],
             registry=r,
         )
+
+
+def count_by(counter: Counter, labels: Iterable[str]) -> None:
+    """Add one to ``counter`` per label in ``labels``, one ``inc`` per distinct label: a
+    batch's events and listed items would otherwise pay a labelled lookup each.
+
+    >>> c = Counter("demo_total", "demo", ["kind"], registry=CollectorRegistry())
+    >>> count_by(c, ["a", "b", "a"])
+    >>> c.labels("a")._value.get(), c.labels("b")._value.get()
+    (2.0, 1.0)
+    """
+    for label, n in collections.Counter(labels).items():
+        counter.labels(label).inc(n)

@@ -33,7 +33,7 @@ from models.recommend import (
 from models.state import Outcome
 from streams.analytics import MerchantAnalytics
 from streams.config import Settings
-from streams.metrics import PROCESSING_REASONS, WorkerMetrics
+from streams.metrics import PROCESSING_REASONS, WorkerMetrics, count_by
 from streams.outage import BACKOFF_S, wait_out
 from streams.pools import PoolStore
 from streams.sources import SourceSet
@@ -315,7 +315,7 @@ class BatchProcessor:
                     summary.dead_lettered += 1
                 else:
                     valid.append((checked, record))
-                    self.metrics.events_consumed.labels(checked.type.value).inc()
+            count_by(self.metrics.events_consumed, (event.type.value for event, _ in valid))
 
         pools, ahead = self.pools, None
         if pools is not None and valid:
@@ -472,6 +472,8 @@ class BatchProcessor:
         """Rank each read user's list and hand it to the producer (not yet confirmed)."""
         categories = await self._categories(result, extra)
         exposed: list[str] = []
+        sources: list[str] = []
+        kinds: list[str] = []
         for user_id, view in result.views.items():
             recs = recommend(
                 view,
@@ -482,15 +484,16 @@ class BatchProcessor:
                 categories=categories,
                 extra=extra.get(user_id),
             )
-            for item in recs.items:
-                self.metrics.items_by_source.labels(item.source.value).inc()
+            sources.extend(item.source.value for item in recs.items)
             event_id, record = triggers[user_id]
             body = recommendations_json(recs, record, event_id, self.settings.model_version)
             cache[user_id] = body
             pending.append(await self.publisher.send(self._recs_topic, user_id.encode(), body, []))
-            self.metrics.recommendations_published.labels(str(recs.cold_start).lower()).inc()
+            kinds.append("true" if recs.cold_start else "false")
             self.live.published(user_id, [item.item_id for item in recs.items])
             exposed.extend(item.item_id for item in recs.items)
+        count_by(self.metrics.items_by_source, sources)
+        count_by(self.metrics.recommendations_published, kinds)
         if self.analytics is not None and exposed:
             pending.append(asyncio.ensure_future(self.analytics.record_exposure(exposed, now)))
 
