@@ -239,15 +239,25 @@ class UserCF:
             self._remove_entry(user_id, item_id)
 
     # ---- reads -----------------------------------------------------------------------------
-    def neighbours(self, user_id: str, k: int | None = None) -> list[Neighbour]:
+    def neighbours(
+        self, user_id: str, k: int | None = None, among: Collection[str] | None = None
+    ) -> list[Neighbour]:
         """The ``k`` (default: the configured number) most similar users sharing at least
         ``min_overlap`` items; ties by overlap, then user id. With a ``neighbour_pool``, only
-        the users of the pool are compared."""
+        the users of the pool are compared; ``among`` names the pool instead (a model that
+        holds the rows of many users' pools, read from storage, computes each user's list
+        as a model holding only that user's pool would)."""
         row = self.items.get(user_id)
         if not row:
             return []
-        size = len(self.items) if self.neighbour_pool is None else self.neighbour_pool
-        pool = [(other, n) for other, n in self._pool(user_id, row, size) if n >= self.min_overlap]
+        if among is None:
+            size = len(self.items) if self.neighbour_pool is None else self.neighbour_pool
+            shared = self._pool(user_id, row, size)
+        else:
+            rows = self.items
+            shared = [(o, len(row.keys() & rows[o].keys())) for o in among if o in rows]
+            shared = [(o, n) for o, n in shared if n > 0 and o != user_id]
+        pool = [(other, n) for other, n in shared if n >= self.min_overlap]
         if not pool:
             return []
         others = [other for other, _ in pool]
@@ -342,15 +352,17 @@ class UserCF:
         exclude: Collection[str] = frozenset(),
         *,
         contributors: bool = True,
+        among: Collection[str] | None = None,
     ) -> list[UserCFCandidate]:
         """Items the user's neighbours have and the user has not (nor in ``exclude``),
         scored ``Σ_v sim(u, v)·a_vi``; ties by item id. With ``contributors=False`` each
         candidate's contributors are left empty (what reaches a user never names them, and
         ranking them costs a sort per candidate)."""
         if not contributors:
-            return [UserCFCandidate(i, score, ()) for i, score in self.top_k(user_id, k, exclude)]
+            ranked = self.top_k(user_id, k, exclude, among=among)
+            return [UserCFCandidate(i, score, ()) for i, score in ranked]
         own = self.items.get(user_id, {})
-        neighbours = self.neighbours(user_id)
+        neighbours = self.neighbours(user_id, among=among)
         fsum = math.fsum
         parts: dict[str, list[tuple[float, str]]] = {}
         for neighbour in neighbours:
@@ -368,13 +380,18 @@ class UserCF:
         return result
 
     def top_k(
-        self, user_id: str, k: int, exclude: Collection[str] = frozenset()
+        self,
+        user_id: str,
+        k: int,
+        exclude: Collection[str] = frozenset(),
+        *,
+        among: Collection[str] | None = None,
     ) -> list[tuple[str, float]]:
         """:meth:`candidates` as (item, score) pairs, best first, without contributors: the
         path every request takes, one bincount over the neighbours' rows. A plain running sum
         is exact enough and reproducible: bincount adds each item's terms in neighbour order,
         as ``score += similarity × affinity`` in a loop would."""
-        neighbours = self.neighbours(user_id)
+        neighbours = self.neighbours(user_id, among=among)
         if not neighbours or k <= 0:
             return []
         banned = chain(self.items[user_id], exclude)

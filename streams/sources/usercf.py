@@ -208,14 +208,21 @@ class RedisUserCF:
         wanted = list(dict.fromkeys(v for pool in pools.values() for v in pool if v not in rows))
         if wanted:
             rows.update(await self._rows(wanted))
+        # One model holds every row read (each restored once, not once per pool it is in);
+        # each user's neighbours are still chosen among their own pool only.
+        model = self._model()
+        for member, row in rows.items():
+            if row:
+                model.restore_user(member, {i: (a, 0.0) for i, a in row.items()})
         for user_id in result:
             if not rows[user_id]:
                 continue
-            model = self._model()
-            for member in (user_id, *pools[user_id]):
-                model.restore_user(member, {i: (a, 0.0) for i, a in rows[member].items()})
             found = model.candidates(
-                user_id, k, exclude.get(user_id, frozenset()), contributors=False
+                user_id,
+                k,
+                exclude.get(user_id, frozenset()),
+                contributors=False,
+                among=pools[user_id],
             )
             result[user_id] = [
                 Candidate(c.item_id, c.score, (Reason(None, c.score, action=SIMILAR_SHOPPERS),))

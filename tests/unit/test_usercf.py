@@ -321,3 +321,35 @@ def test_the_pool_prefers_items_in_common_then_the_most_recent() -> None:
     ]:
         cf.add(user, item, EventType.PURCHASE, ts)
     assert {n.user_id for n in cf.neighbours("ann")} == {"bob", "cy"}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.dictionaries(
+        st.sampled_from(USERS),
+        st.dictionaries(st.sampled_from(ITEMS), st.floats(0.5, 15.0), min_size=1, max_size=6),
+        min_size=1,
+    ),
+    data=st.data(),
+)
+def test_a_model_of_many_pools_ranks_each_user_among_their_own_pool(
+    rows: dict[str, dict[str, float]], data: st.DataObject
+) -> None:
+    """``among``: one model holding every row read from storage gives each user the
+    candidates a model holding only that user and their pool gives (streams/sources/usercf.py
+    reads rows once per batch, not once per pool)."""
+    user = data.draw(st.sampled_from(sorted(rows)))
+    pool = data.draw(st.lists(st.sampled_from(USERS), unique=True, max_size=5))
+    exclude = frozenset(data.draw(st.lists(st.sampled_from(ITEMS), max_size=3)))
+
+    def restored(members: list[str]) -> UserCF:
+        cf = UserCF(neighbours=2)
+        for member in members:
+            if member in rows:
+                cf.restore_user(member, {i: (a, 0.0) for i, a in rows[member].items()})
+        return cf
+
+    alone = restored(list(dict.fromkeys([user, *pool])))
+    together = restored(sorted(rows))
+    expected = alone.candidates(user, 4, exclude, contributors=False)
+    assert together.candidates(user, 4, exclude, contributors=False, among=pool) == expected
