@@ -23,7 +23,7 @@ from models.usercf import UserCF
 from streams.keys import Keys
 from streams.sources import SourceModel
 from streams.sources.fbt import RedisFBT, decode_baskets
-from streams.sources.usercf import SIMILAR_SHOPPERS, RedisUserCF
+from streams.sources.usercf import SIMILAR_SHOPPERS, RedisUserCF, parse_row
 
 T0 = 1_700_000_000.0
 USERS = ["ann", "bob", "cy", "dee", "eve", "fay"]
@@ -152,13 +152,20 @@ def tracker_state(bt: BasketTracker) -> dict[str, Any]:
 
 async def usercf_state(client: aioredis.Redis, keys: Keys) -> dict[str, Any]:
     items: dict[str, dict[str, float]] = {}
+    times: dict[str, dict[str, float]] = {}
     index: dict[str, dict[str, float]] = {}
     async for raw in client.scan_iter(match=f"{keys.prefix}*"):
         _, entity, field = keys.parse(_s(raw))
         if field == "ucf_items":
-            items[entity] = {_s(i): float(a) for i, a in (await client.hgetall(raw)).items()}
+            row = parse_row(await client.hgetall(raw))
+            items[entity] = {i: a for i, (a, _ts) in row.items()}
+            # The time kept with each entry is its index score (unless the index evicted it).
+            times[entity] = {i: ts for i, (_a, ts) in row.items()}
         elif field == "ucf_users":
             index[entity] = dict(await zset(client, raw))
+    for user, row_times in times.items():
+        for item, ts in row_times.items():
+            assert index.get(item, {}).get(user, ts) == ts, (user, item)
     return {"items": items, "index": index}
 
 
