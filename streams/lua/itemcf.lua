@@ -1,20 +1,23 @@
---[[
+--[==[
 Item-CF's counts in Redis, written by the learner (streams/sources/itemcf.py). The maths is in
 Python (models/cooccurrence.py): this script only adds the increments Python computed, keeps
 each row of counts under its cap and stores the neighbour lists Python scored, the same steps
 in the same order as models.cooccurrence.Cooccurrence.apply.
 
+The step comes as one JSON argument, not hundreds of ARGV strings: the client packed every
+argument on its own, and that was most of the learner's time in this source.
+
 ARGV[1] mode: "counts" or "neighbours"; ARGV[2] key prefix, e.g. "sr:"
-counts:     ARGV[3] row cap, ARGV[4] 1 to refuse users erased meanwhile, ARGV[5] learnt-ids
-            window, ARGV[6] u, then per user: window key, erasure-mark key, window JSON (""
-            deletes it), learnt-ids key, k, then k pairs event id, ts (the user's events this
+counts:     ARGV[3] JSON [row cap, 1 to refuse users erased meanwhile, learnt-ids window,
+            users, norms, pairs, asked]: users [[window key, erasure-mark key, window JSON (""
+            deletes it), learnt-ids key, [[event id, ts], ...]], ...] (the user's events this
             batch learns: recorded in the same step, so a learner that crashes after it never
-            counts them twice); then m, per item: item, norm2 increment; then p, per pair: a,
-            b, dot increment; then q, items whose norm2 to return.
+            counts them twice); norms [[item, norm2 increment], ...]; pairs [[a, b, dot
+            increment], ...]; asked: items whose norm2 to return.
             Returns {erased user indexes} having changed nothing if any mark exists, else
             {{}, dot of each pair (false: gone), norm2 of each asked item, Σ norm2, #items}.
-neighbours: ARGV[3] list size, then per pair: a, b, cosine ("0": not neighbours).
-]]
+neighbours: ARGV[3] list size, ARGV[4] JSON [[a, b, cosine (0: not neighbours)], ...].
+]==]
 
 local mode, P = ARGV[1], ARGV[2]
 -- Sums at or below this are zero: every contribution was withdrawn (models.shrinkage.ZERO).
@@ -40,9 +43,9 @@ end
 if mode == 'neighbours' then
   local size = tonumber(ARGV[3])
   local touched = {}
-  for n = 4, #ARGV, 3 do
-    local a, b, s = ARGV[n], ARGV[n + 1], ARGV[n + 2]
-    if tonumber(s) > 0 then
+  for _, pair in ipairs(cjson.decode(ARGV[4])) do
+    local a, b, s = pair[1], pair[2], pair[3]
+    if s > 0 then
       redis.call('ZADD', sim_key(a), s, b)
       redis.call('ZADD', sim_key(b), s, a)
       touched[a], touched[b] = true, true
@@ -58,46 +61,40 @@ if mode == 'neighbours' then
   return 0
 end
 
-local cap, refuse, learnt_window = tonumber(ARGV[3]), ARGV[4] == '1', tonumber(ARGV[5])
-local users = {}  -- the start of each user's record
-local at = 7
-for u = 1, tonumber(ARGV[6]) do
-  users[u] = at
-  at = at + 5 + 2 * tonumber(ARGV[at + 4])
-end
+local step = cjson.decode(ARGV[3])
+local cap, refuse, learnt_window = step[1], step[2] == 1, step[3]
+local users, norm_deltas, pair_deltas, asked = step[4], step[5], step[6], step[7]
 if refuse then
   local erased = {}
-  for u, start in ipairs(users) do
-    if redis.call('EXISTS', ARGV[start + 1]) == 1 then erased[#erased + 1] = u - 1 end
+  for u, user in ipairs(users) do
+    if redis.call('EXISTS', user[2]) == 1 then erased[#erased + 1] = u - 1 end
   end
   if #erased > 0 then return erased end
 end
-for _, start in ipairs(users) do
-  local key, window, learnt = ARGV[start], ARGV[start + 2], ARGV[start + 3]
+for _, user in ipairs(users) do
+  local key, window, learnt = user[1], user[3], user[4]
   if window == '' then redis.call('DEL', key) else redis.call('SET', key, window) end
-  for n = start + 5, start + 4 + 2 * tonumber(ARGV[start + 4]), 2 do
-    redis.call('ZADD', learnt, ARGV[n + 1], ARGV[n])
+  for _, event in ipairs(user[5]) do
+    redis.call('ZADD', learnt, event[2], event[1])
   end
   if learnt_window > 0 then redis.call('ZREMRANGEBYRANK', learnt, 0, -learnt_window - 1) end
 end
 
 local total, count = 0.0, 0
-for n = at + 1, at + 2 * tonumber(ARGV[at]), 2 do
-  local item = ARGV[n]
+for _, norm in ipairs(norm_deltas) do
+  local item = norm[1]
   local old = tonumber(redis.call('ZSCORE', NORM2, item) or '0')
-  local new = tonumber(redis.call('ZINCRBY', NORM2, ARGV[n + 1], item))
+  local new = tonumber(redis.call('ZINCRBY', NORM2, norm[2], item))
   if new <= ZERO then redis.call('ZREM', NORM2, item) end
   -- The sum and count of the norms above zero (models.shrinkage.ShrinkageEstimator.update).
   if old > ZERO then total, count = total - old, count - 1 end
   if new > ZERO then total, count = total + new, count + 1 end
 end
-at = at + 1 + 2 * tonumber(ARGV[at])
 if count ~= 0 then redis.call('HINCRBY', NORMS, 'count', count) end
 if total ~= 0 then redis.call('HINCRBYFLOAT', NORMS, 'total', total) end
 
-local pairs_at, pair_count = at + 1, tonumber(ARGV[at])
-for n = pairs_at, pairs_at + 3 * pair_count - 1, 3 do
-  local a, b, amount = ARGV[n], ARGV[n + 1], tonumber(ARGV[n + 2])
+for _, pair in ipairs(pair_deltas) do
+  local a, b, amount = pair[1], pair[2], pair[3]
   local raw = redis.call('ZINCRBY', dot_key(a), amount, b)
   redis.call('ZINCRBY', dot_key(b), amount, a)
   local dot = tonumber(raw)
@@ -118,10 +115,9 @@ for n = pairs_at, pairs_at + 3 * pair_count - 1, 3 do
   end
 end
 
-at = pairs_at + 3 * pair_count
 local norms = {}
-for n = at + 1, at + tonumber(ARGV[at]) do
-  norms[#norms + 1] = redis.call('ZSCORE', NORM2, ARGV[n]) or '0'
+for _, item in ipairs(asked) do
+  norms[#norms + 1] = redis.call('ZSCORE', NORM2, item) or '0'
 end
 local sums = redis.call('HMGET', NORMS, 'total', 'count')
 return { {}, dots, norms, sums[1] or '0', sums[2] or '0' }

@@ -176,26 +176,28 @@ class RedisItemCF:
         """Write the windows, mark ``learnt`` and add the deltas; the users erased meanwhile
         if refused (then nothing is written)."""
         users = list(windows)
-        args: list[Any] = ["counts", self.keys.prefix, self.params.cooccurrence_cap]
-        args += ["1" if refuse_erased else "0", self.params.dedupe_window, len(users)]
-        for user in users:
-            window = windows[user]
-            body = encode_window(window) if window else ""
-            args += [self.keys.user(user, "cf_window"), self.keys.erased(user), body]
-            events = learnt.get(user, ())
-            args += [self.keys.user(user, "learnt"), len(events)]
-            for e in events:
-                args += [e.event_id, repr(e.ts)]
-        args.append(len(deltas.norms))
-        for item, amount in deltas.norms.items():
-            args += [item, repr(amount)]
         pairs = [(pair, amount) for pair, amount in deltas.pairs.items() if amount != 0.0]
-        args.append(len(pairs))
-        for (a, b), amount in pairs:
-            args += [a, b, repr(amount)]
         items = list(dict.fromkeys(i for (a, b), _ in pairs for i in (a, b)))
-        args += [len(items), *items]
-        reply = await self._script(keys=[], args=args)
+        keys = self.keys
+        step = [
+            self.params.cooccurrence_cap,
+            1 if refuse_erased else 0,
+            self.params.dedupe_window,
+            [
+                [
+                    keys.user(user, "cf_window"),
+                    keys.erased(user),
+                    encode_window(windows[user]).decode() if windows[user] else "",
+                    keys.user(user, "learnt"),
+                    [[e.event_id, e.ts] for e in learnt.get(user, ())],
+                ]
+                for user in users
+            ],
+            [[item, amount] for item, amount in deltas.norms.items()],
+            [[a, b, amount] for (a, b), amount in pairs],
+            items,
+        ]
+        reply = await self._script(keys=[], args=["counts", keys.prefix, orjson.dumps(step)])
         if reply and not isinstance(reply[0], list):
             return {users[int(n)] for n in reply}
         _, dots, norms, total, count = reply
@@ -213,7 +215,7 @@ class RedisItemCF:
         scored = similarities(sums.dots, sums.norm2, self.shrinkage(sums))
         if not scored:
             return
-        args: list[Any] = ["neighbours", self.keys.prefix, self.params.neighbours]
-        for (a, b), s in scored.items():
-            args += [a, b, repr(s)]
-        await self._script(keys=[], args=args)
+        lists = orjson.dumps([[a, b, s] for (a, b), s in scored.items()])
+        await self._script(
+            keys=[], args=["neighbours", self.keys.prefix, self.params.neighbours, lists]
+        )
