@@ -446,18 +446,22 @@ class RedisStore:
         offsets: Sequence[OffsetRange] = (),
     ) -> BatchResult:
         args = self._args("process", len(events))
-        for n, e in enumerate(events):
-            args += [
+        weight = self.params.weight
+        rows = [
+            [
                 e.event_id,
                 e.type.value,
                 e.user_id,
                 e.item_id or "",
                 e.target_user_id or "",
                 repr(e.ts),
-                repr(self.params.weight(e.type)),
+                repr(weight(e.type)),
                 e.stream_id or "",
                 repr(e.ts if arrivals is None else float(arrivals[n])),
             ]
+            for n, e in enumerate(events)
+        ]
+        args.append(orjson.dumps(rows))
         args.append(len(offsets))
         for r in offsets:
             args += [r.partition, r.first, r.last, r.expected, r.published]

@@ -17,8 +17,10 @@ ARGV[9..11] recent_items, neighbours_read (0: none), popular_count  (what to rea
 ARGV[12]    trending_bucket_s
 ARGV[13..14] seen_window_s, seen_cap (items the user touched, excluded from their lists)
 ARGV[15] n = number of events (process) or users (read, erase), then the records:
-  process: 9 fields per event: event_id, type, user_id, item_id|"", target_user_id|"", ts,
-           weight, stream_id|"", arrival (broker timestamp: trending windows use it)
+  process: ARGV[16] one JSON array of n events, each 9 strings: event_id, type, user_id,
+           item_id|"", target_user_id|"", ts, weight, stream_id|"", arrival (broker timestamp:
+           trending windows use it). One argument, not 9 per event: the client packs each
+           argument in Python (a few µs apiece); numbers stay the strings Python printed.
   read, erase: one user id per record
   process, after the events: m, then 5 fields per partition: "topic:partition", first offset,
            last offset, expected applied offset (-1 unknown), published offset (-1 none)
@@ -44,7 +46,6 @@ local SEEN_WINDOW = tonumber(ARGV[13])
 local SEEN_CAP = tonumber(ARGV[14])
 local N = tonumber(ARGV[15])
 local FIRST = 16
-local FIELDS = 9
 -- Trending buckets live two windows (current + previous) plus slack for late readers.
 local TREND_TTL = math.ceil((2 * TREND_SPAN + 2) * TREND_BUCKET_S)
 local REBASE_AFTER_HALF_LIVES = 64.0
@@ -303,7 +304,7 @@ if mode == 'process' then
   -- no partition's stored offset is behind what the consumer expected (Redis lost writes), in
   -- which case nothing is applied and the consumer goes back; the new offsets are written
   -- after the events, in this same atomic script.
-  local off = FIRST + N * FIELDS
+  local off = FIRST + 1
   local behind = {}
   for r = 0, (tonumber(ARGV[off] or '0') or 0) - 1 do
     local b = off + 1 + r * 5
@@ -316,12 +317,13 @@ if mode == 'process' then
     end
   end
   if #behind > 0 then return { {}, '', cjson.encode(behind) } end
+  local events = N > 0 and cjson.decode(ARGV[FIRST]) or {}
   for e = 0, N - 1 do
-    local base = FIRST + e * FIELDS
-    local event_id, etype, user = ARGV[base], ARGV[base + 1], ARGV[base + 2]
-    local item, target = ARGV[base + 3], ARGV[base + 4]
-    local ts_text = ARGV[base + 5]
-    local ts, weight = tonumber(ts_text), tonumber(ARGV[base + 6])
+    local ev = events[e + 1]
+    local event_id, etype, user = ev[1], ev[2], ev[3]
+    local item, target = ev[4], ev[5]
+    local ts_text, weight_text = ev[6], ev[7]
+    local ts, weight = tonumber(ts_text), tonumber(weight_text)
     local seen = ukey(user, 'seen_events')
     if corrupt(user, item, target) then
       outcomes[#outcomes + 1] = 2  -- rejected before any write: the pipeline dead-letters it
@@ -344,10 +346,9 @@ if mode == 'process' then
         redis.call('SREM', ukey(user, 'following'), target)
         redis.call('SREM', ukey(target, 'followers'), user)
       elseif item ~= '' then
-        apply_item_event(user, event_id, item, etype, ts, ts_text, weight, ARGV[base + 6], target)
+        apply_item_event(user, event_id, item, etype, ts, ts_text, weight, weight_text, target)
         if weight > 0 then
-          add_trending(user, event_id, item, ARGV[base + 6], ARGV[base + 7],
-            tonumber(ARGV[base + 8]))
+          add_trending(user, event_id, item, weight_text, ev[8], tonumber(ev[9]))
         end
         if not queued[user] then
           queued[user] = true
