@@ -284,6 +284,16 @@ class ManagedProcess:
                 self._log.close()
                 self._log = None
 
+    async def kill(self) -> None:
+        """SIGKILL the child and everything in its session (a crash: nothing runs after)."""
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        self._signal(signal.SIGKILL)
+        await asyncio.wait_for(self.proc.wait(), KILL_TIMEOUT_S)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
     def _signal(self, sig: signal.Signals) -> None:
         assert self.proc is not None
         # The child leads its own session: signal the group so helpers it forked go too.

@@ -162,6 +162,19 @@ def down(settings: Settings, services: str | Iterable[str] = SERVICES) -> None:
             _wait_stopped(svc, pid)
 
 
+def kill(settings: Settings, service: str) -> int:
+    """SIGKILL a server this module started (a crash, for fault tests) and wait until it is
+    gone, so ``up`` can start it again at once; returns the pid it had."""
+    svc = _service(settings, service)
+    pid = _owned_pid(svc)
+    if pid is None:
+        raise InfraError(f"{service}: not started by `socialrec infra up`, so not killed")
+    _signal(pid, signal.SIGKILL)
+    if not _wait_dead(pid, KILL_TIMEOUT_S):
+        raise InfraError(f"{svc.name}: pid {pid} survived SIGKILL")
+    return pid
+
+
 def status(settings: Settings, services: str | Iterable[str] = SERVICES) -> list[ServiceStatus]:
     """Report each service: running / starting / stopped, pid, address and data dir.
 
