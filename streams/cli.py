@@ -71,6 +71,22 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
     )
 
 
+def _chaos(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from streams.chaos import FULL_FAULTS, ONE_OF_EACH, Plan
+    from streams.chaos_report import run_command
+
+    plan = Plan(
+        events=args.events,
+        rate=args.rate,
+        seed=args.seed,
+        freeze_s=args.freeze_s,
+        faults=ONE_OF_EACH if args.one_each else FULL_FAULTS,
+    )
+    return run_command(settings, plan, Path(args.doc) if args.doc else None)
+
+
 def _eval(settings: Settings, args: argparse.Namespace) -> int:
     from streams import evaluate
 
@@ -180,6 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="events/s of the latency scenario (default: a third of the measured capacity)",
     )
     p.set_defaults(handler=_bench)
+
+    p = sub.add_parser("chaos", help="a stream through the real servers while faults hit them")
+    p.add_argument("--events", type=int, default=100_000)
+    p.add_argument("--rate", type=float, default=400.0, help="events/s, steady")
+    p.add_argument("--seed", type=int, default=1, help="the stream's and the schedule's")
+    p.add_argument("--freeze-s", type=float, default=30.0, help="how long Redis stays frozen")
+    p.add_argument(
+        "--one-each", action="store_true", help="one fault of each kind (default: 3 worker kills)"
+    )
+    p.add_argument(
+        "--doc", default="docs/reliability.md", help="where to keep the table ('' = nowhere)"
+    )
+    p.set_defaults(handler=_chaos)
 
     p = sub.add_parser("eval", help="replay a CSV of events offline and report quality metrics")
     p.add_argument("events", help="events CSV (user_id,item_id,event_type,timestamp[,...])")
