@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import orjson
@@ -11,6 +13,7 @@ import redis.asyncio as aioredis
 from models.events import Event, EventType
 from models.recommend import excluded_items
 from streams.config import Settings
+from streams.demo import free_port
 from streams.keys import Keys
 from streams.learner import Learner, LearnerState
 from streams.metrics import WorkerMetrics
@@ -19,6 +22,7 @@ from streams.pools import PoolStore, decode_pools, encode_pools
 from streams.sources.factory import build_sources
 from streams.store import RedisStore
 from streams.worker import state_params
+from tests.e2e.conftest import wait_for
 
 T0 = 1_796_000_000.0
 
@@ -108,3 +112,27 @@ async def test_pools_in_an_older_form_are_ignored_not_fatal(
     await redis_client.set(keys.user("bob", "pools"), b"\x00 not json")
     found = await PoolStore(redis_client).candidates({"ann": frozenset(), "bob": frozenset()}, 0)
     assert found == {}
+
+
+async def test_a_learner_started_while_the_broker_is_away_waits_for_it(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    """A learner (re)started during a broker restart waits it out instead of exiting: nothing
+    would start it again, and the sources would stop learning while the worker runs on."""
+    away = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}"})
+    learner = _learner(redis_client, away)
+    running = asyncio.ensure_future(learner.run(asyncio.Event()))
+
+    async def settled() -> bool:
+        down = learner.metrics.registry.get_sample_value(
+            "socialrec_dependency_up", {"dependency": "kafka"}
+        )
+        return running.done() or down == 0
+
+    try:
+        await wait_for(settled, timeout_s=30, what="the learner to wait for Kafka or give up")
+        assert not running.done(), running.exception()
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
