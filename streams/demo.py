@@ -279,6 +279,9 @@ class ManagedProcess:
                 self._signal(signal.SIGKILL)
                 await asyncio.wait_for(proc.wait(), KILL_TIMEOUT_S)
                 self.stopped_with = f"SIGKILL after {STOP_TIMEOUT_S:.0f}s"
+            # Whatever it started and left behind goes too: a worker gives its learner a grace
+            # period and exits, and a learner waiting out an outage would outlive it.
+            self._signal(signal.SIGKILL)
         finally:
             if self._log is not None:
                 self._log.close()

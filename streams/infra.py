@@ -172,6 +172,13 @@ def kill(settings: Settings, service: str) -> int:
     _signal(pid, signal.SIGKILL)
     if not _wait_dead(pid, KILL_TIMEOUT_S):
         raise InfraError(f"{svc.name}: pid {pid} survived SIGKILL")
+    # A multi-threaded server reads as a zombie while its other threads still hold its
+    # sockets (some 50 ms for Redis): `up` would take the port for a stranger's.
+    deadline = time.monotonic() + KILL_TIMEOUT_S
+    while _port_open(svc.host, svc.port):
+        if time.monotonic() > deadline:
+            raise InfraError(f"{svc.name}: port {svc.port} still open after SIGKILL")
+        time.sleep(POLL_INTERVAL_S / 2)
     return pid
 
 
