@@ -103,7 +103,10 @@ async def _fire(
     first = asyncio.Event()
     sending = _send(workers.settings, world, segment, plan.rate, sent_at, first)
     feeding = asyncio.ensure_future(sending)
-    await first.wait()  # the producer is connected before anything breaks
+    # The producer is connected before anything breaks (or the segment was empty).
+    await asyncio.wait(
+        [asyncio.ensure_future(first.wait()), feeding], return_when=asyncio.FIRST_COMPLETED
+    )
     began = time.time()
     outage = await inject(fault, workers, plan)
     repaired = time.time()

@@ -90,7 +90,8 @@ class RedisUserCF:
     def source(self) -> Source:
         return Source.USER_CF
 
-    def _model(self, items_per_user: int = _UNBOUNDED) -> UserCF:
+    def new_model(self, items_per_user: int = _UNBOUNDED) -> UserCF:
+        """An empty pure model with this source's parameters (and an unbounded index)."""
         return UserCF(
             weights=self.weights,
             affinity_cap=self.affinity_cap,
@@ -127,7 +128,7 @@ class RedisUserCF:
             for entry, ts in zip(entries, await pipe.execute(), strict=True):
                 # Evicted from the index by a newer user: the oldest entry of its row.
                 times[entry] = -math.inf if ts is None else float(ts)
-        model = self._model(self.items_per_user)
+        model = self.new_model(self.items_per_user)
         for user_id, row in rows.items():
             model.restore_user(user_id, {i: (a, times[(user_id, i)]) for i, a in row.items()})
         for e in item_events:
@@ -211,7 +212,7 @@ class RedisUserCF:
         for user_id in result:
             if not rows[user_id]:
                 continue
-            model = self._model()
+            model = self.new_model()
             for member in (user_id, *pools[user_id]):
                 model.restore_user(member, {i: (a, 0.0) for i, a in rows[member].items()})
             found = model.candidates(
