@@ -39,7 +39,6 @@ def breakable(settings: Settings) -> Settings:
 async def test_a_short_chaos_run_loses_nothing(breakable: Settings) -> None:
     figures = await run_chaos(breakable, SHORT)
     print(table(figures))
-    assert [row["fault"] for row in figures["faults"]] != []
     assert {row["fault"] for row in figures["faults"]} == set(ONE_OF_EACH)
     failed = [c for c in figures["checks"] if not c["passed"]]
     assert not failed, table(figures)
