@@ -197,11 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_bench)
 
+    from streams.chaos import Plan
+
     p = sub.add_parser("chaos", help="a stream through the real servers while faults hit them")
-    p.add_argument("--events", type=int, default=100_000)
-    p.add_argument("--rate", type=float, default=400.0, help="events/s, steady")
-    p.add_argument("--seed", type=int, default=1, help="the stream's and the schedule's")
-    p.add_argument("--freeze-s", type=float, default=30.0, help="how long Redis stays frozen")
+    p.add_argument("--events", type=int, default=Plan.events)
+    p.add_argument("--rate", type=float, default=Plan.rate, help="events/s, steady")
+    p.add_argument("--seed", type=int, default=Plan.seed, help="the stream's and the schedule's")
+    p.add_argument("--freeze-s", type=float, default=Plan.freeze_s, help="how long Redis freezes")
     p.add_argument(
         "--one-each", action="store_true", help="one fault of each kind (default: 3 worker kills)"
     )
