@@ -5,6 +5,7 @@
 #   make test    ruff, mypy and pytest against a real Kafka broker and Redis
 #   make demo    the live demo
 #   make bench   the benchmark (figures go to docs/benchmarks.json)
+#   make chaos   100,000 events while a seeded schedule breaks the servers (docs/reliability.md)
 #   make lint    ruff and mypy only (no servers)
 #
 # Pass pytest options with `make test PYTEST_ARGS="-k topics -x"`.
@@ -19,10 +20,11 @@ SOCIALREC := $(BIN)/socialrec
 # the hosts' live page test.
 APT_TOOLS := redis-server kcat prometheus chromium
 PYTEST_ARGS ?=
+CHAOS_ARGS ?=
 # Stop the servers however the recipe ends; `exit` in the signal traps runs the EXIT trap.
 WITH_INFRA_CLEANUP := trap '$(SOCIALREC) infra down' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM;
 
-.PHONY: setup tools venv jdk test demo bench lint
+.PHONY: setup tools venv jdk test demo bench chaos lint
 
 setup: tools jdk venv
 
@@ -58,6 +60,9 @@ demo: setup
 
 bench: setup
 	@$(WITH_INFRA_CLEANUP) $(SOCIALREC) infra up && $(SOCIALREC) bench
+
+chaos: setup
+	@$(WITH_INFRA_CLEANUP) $(SOCIALREC) infra up && $(SOCIALREC) chaos $(CHAOS_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -72,6 +72,22 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
     )
 
 
+def _chaos(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from streams.chaos import FULL_FAULTS, ONE_OF_EACH, Plan
+    from streams.chaos_report import run_command
+
+    plan = Plan(
+        events=args.events,
+        rate=args.rate,
+        seed=args.seed,
+        freeze_s=args.freeze_s,
+        faults=ONE_OF_EACH if args.one_each else FULL_FAULTS,
+    )
+    return run_command(settings, plan, Path(args.doc) if args.doc else None)
+
+
 def _eval(settings: Settings, args: argparse.Namespace) -> int:
     from streams import evaluate
 
@@ -187,6 +203,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long the latency scenario runs (default: 20 s, at most --events events)",
     )
     p.set_defaults(handler=_bench)
+
+    from streams.chaos import Plan
+
+    p = sub.add_parser("chaos", help="a stream through the real servers while faults hit them")
+    p.add_argument("--events", type=int, default=Plan.events)
+    p.add_argument("--rate", type=float, default=Plan.rate, help="events/s, steady")
+    p.add_argument("--seed", type=int, default=Plan.seed, help="the stream's and the schedule's")
+    p.add_argument("--freeze-s", type=float, default=Plan.freeze_s, help="how long Redis freezes")
+    p.add_argument(
+        "--one-each", action="store_true", help="one fault of each kind (default: 3 worker kills)"
+    )
+    p.add_argument(
+        "--doc", default="docs/reliability.md", help="where to keep the table ('' = nowhere)"
+    )
+    p.set_defaults(handler=_chaos)
 
     p = sub.add_parser("eval", help="replay a CSV of events offline and report quality metrics")
     p.add_argument("events", help="events CSV (user_id,item_id,event_type,timestamp[,...])")

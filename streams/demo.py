@@ -279,10 +279,23 @@ class ManagedProcess:
                 self._signal(signal.SIGKILL)
                 await asyncio.wait_for(proc.wait(), KILL_TIMEOUT_S)
                 self.stopped_with = f"SIGKILL after {STOP_TIMEOUT_S:.0f}s"
+            # Whatever it started and left behind goes too: a worker gives its learner a grace
+            # period and exits, and a learner waiting out an outage would outlive it.
+            self._signal(signal.SIGKILL)
         finally:
             if self._log is not None:
                 self._log.close()
                 self._log = None
+
+    async def kill(self) -> None:
+        """SIGKILL the child and everything in its session (a crash: nothing runs after)."""
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        self._signal(signal.SIGKILL)
+        await asyncio.wait_for(self.proc.wait(), KILL_TIMEOUT_S)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def _signal(self, sig: signal.Signals) -> None:
         assert self.proc is not None

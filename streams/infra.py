@@ -162,6 +162,26 @@ def down(settings: Settings, services: str | Iterable[str] = SERVICES) -> None:
             _wait_stopped(svc, pid)
 
 
+def kill(settings: Settings, service: str) -> int:
+    """SIGKILL a server this module started (a crash, for fault tests) and wait until it is
+    gone, so ``up`` can start it again at once; returns the pid it had."""
+    svc = _service(settings, service)
+    pid = _owned_pid(svc)
+    if pid is None:
+        raise InfraError(f"{service}: not started by `socialrec infra up`, so not killed")
+    _signal(pid, signal.SIGKILL)
+    if not _wait_dead(pid, KILL_TIMEOUT_S):
+        raise InfraError(f"{svc.name}: pid {pid} survived SIGKILL")
+    # A multi-threaded server reads as a zombie while its other threads still hold its
+    # sockets (some 50 ms for Redis): `up` would take the port for a stranger's.
+    deadline = time.monotonic() + KILL_TIMEOUT_S
+    while _port_open(svc.host, svc.port):
+        if time.monotonic() > deadline:
+            raise InfraError(f"{svc.name}: port {svc.port} still open after SIGKILL")
+        time.sleep(POLL_INTERVAL_S / 2)
+    return pid
+
+
 def status(settings: Settings, services: str | Iterable[str] = SERVICES) -> list[ServiceStatus]:
     """Report each service: running / starting / stopped, pid, address and data dir.
 

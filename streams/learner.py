@@ -166,7 +166,8 @@ class Learner:
             heartbeat_interval_ms=int(self.settings.session_timeout_s * 1000 / 3),
             max_poll_records=LEARN_BATCH_MAX,
         )
-        await consumer.start()
+        # Started by a worker during a broker restart, it waits: nothing would start it again.
+        await self._wait_out(consumer.start, "start")
         try:
             while not stop.is_set():
                 records = await self._gather(consumer)

@@ -36,14 +36,18 @@ MAX_IN_FLIGHT: Final = 20_000  # unacknowledged sends before we wait for the old
 MIN_SLEEP_S: Final = 0.002  # below this, sending now beats a timer wake-up
 MAX_SLEEP_S: Final = 0.1  # so a stop request is noticed promptly even at low rates
 YIELD_EVERY: Final = 512  # let other tasks (the producer's sender, a stop signal) run
+DEFAULT_PATIENCE_S: Final = 40.0  # aiokafka's own default request timeout
 
 
-def _producer(settings: Settings) -> Any:
+def _producer(settings: Settings, patience_s: float = DEFAULT_PATIENCE_S) -> Any:
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         client_id="socialrec-simulate",
         acks=1,  # the leader has it: enough for synthetic load, and lower latency than "all"
         linger_ms=LINGER_MS,
+        # How long a batch may wait for the broker (aiokafka drops it after this): the
+        # chaos run restarts the broker under a running producer.
+        request_timeout_ms=int(patience_s * 1000),
     )
 
 
@@ -83,6 +87,7 @@ async def produce(
     rate: float,
     stop: asyncio.Event | None = None,
     on_sent: Callable[[Event], None] | None = None,
+    patience_s: float = DEFAULT_PATIENCE_S,
 ) -> int:
     """Send events to the events topic (key = user_id) at ``rate`` per second; return how many.
 
@@ -91,7 +96,8 @@ async def produce(
     rate events keep their own ``ts`` (generate them with ``start_ts=time.time()`` and
     ``mean_gap_s=1/rate`` so it tracks the wall clock). Stops at the end of ``events_iter`` or
     when ``stop`` is set, after delivering everything already sent. ``on_sent`` is called with
-    each event once it is handed to the producer.
+    each event once it is handed to the producer. A batch the broker has not taken within
+    ``patience_s`` fails the call.
     """
     topic = settings.topic("events")
     log.info(
@@ -102,7 +108,7 @@ async def produce(
         f"{rate:g}/s" if rate > 0 else "full speed",
     )
     loop = asyncio.get_running_loop()
-    producer = _producer(settings)
+    producer = _producer(settings, patience_s)
     await producer.start()
     sent = 0
     in_flight: deque[Any] = deque()

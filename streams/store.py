@@ -436,7 +436,7 @@ class RedisStore:
             p.seen_cap,
         ]
 
-    def _args(self, mode: str, count: int) -> list[str | int | float]:
+    def _args(self, mode: str, count: int) -> list[str | int | float | bytes]:
         return [mode, *self._header, count]
 
     async def process_batch(

@@ -29,6 +29,19 @@ from streams.sources.mf import RedisMF
 from streams.sources.usercf import RedisUserCF
 
 
+def mf_source(client: aioredis.Redis, keys: Keys, state: StateParams) -> RedisMF:
+    """The MF source as the learner runs it (also the chaos run's clean reference)."""
+    return RedisMF(
+        client,
+        keys,
+        factors=MF_FACTORS,
+        negatives=MF_NEGATIVES,
+        sampling="popularity",
+        pool_size=MF_POOL,
+        weights=dict(state.weights),
+    )
+
+
 def build_sources(
     client: aioredis.Redis,
     settings: Settings,
@@ -45,17 +58,7 @@ def build_sources(
     models: list[SourceModel] = [RedisItemCF(client, keys, state)]
     for name in settings.sources:
         if name == "mf":
-            models.append(
-                RedisMF(
-                    client,
-                    keys,
-                    factors=MF_FACTORS,
-                    negatives=MF_NEGATIVES,
-                    sampling="popularity",
-                    pool_size=MF_POOL,
-                    weights=weights,
-                )
-            )
+            models.append(mf_source(client, keys, state))
         elif name == "content":
             content = RedisContent(client, keys, ContentParams(weights=weights))
             models.append(content)

@@ -117,13 +117,14 @@ class RedisFBT:
         self.context_s = context_s
         self.max_antecedents = max_antecedents
         self.reasons_per_item = reasons_per_item
-        self._tracker()  # validates the model parameters now rather than at the first batch
+        self.new_tracker()  # validates the model parameters now rather than at the first batch
 
     @property
     def source(self) -> Source:
         return Source.FBT
 
-    def _tracker(self) -> BasketTracker:
+    def new_tracker(self) -> BasketTracker:
+        """An empty pure model with this source's parameters."""
         return BasketTracker(
             self.session_gap_s,
             max_basket_items=self.max_basket_items,
@@ -165,7 +166,7 @@ class RedisFBT:
             return
         user_ids = list(dict.fromkeys(e.user_id for e in basket_events))
         stored = await self._load(user_ids)
-        tracker = self._tracker()
+        tracker = self.new_tracker()
         for user_id, baskets in stored.items():
             tracker.restore_user(user_id, baskets)
         before = tracker.counts()

@@ -193,13 +193,18 @@ class RedisMF:
             await self._load()
 
     # ---- learning ----------------------------------------------------------------------------
-    async def learn(self, events: Sequence[Event]) -> None:
-        """Learn every item event with its weight, in order; two round trips per call."""
-        steps = [
+    def steps(self, events: Sequence[Event]) -> list[tuple[str, str, float]]:
+        """(user, item, weight) of each event MF learns from, in order (weight 0 teaches
+        nothing)."""
+        return [
             (e.user_id, e.item_id, w)
             for e in events
             if e.item_id is not None and (w := self.weights.get(e.type, 0.0)) != 0.0
         ]
+
+    async def learn(self, events: Sequence[Event]) -> None:
+        """Learn every item event with its weight, in order; two round trips per call."""
+        steps = self.steps(events)
         if not steps:
             return
         users = list(dict.fromkeys(u for u, _, _ in steps))

@@ -109,7 +109,8 @@ class RedisUserCF:
     def source(self) -> Source:
         return Source.USER_CF
 
-    def _model(self, items_per_user: int = _UNBOUNDED) -> UserCF:
+    def new_model(self, items_per_user: int = _UNBOUNDED) -> UserCF:
+        """An empty pure model with this source's parameters (and an unbounded index)."""
         return UserCF(
             weights=self.weights,
             affinity_cap=self.affinity_cap,
@@ -137,7 +138,7 @@ class RedisUserCF:
             return
         user_ids = list(dict.fromkeys(e.user_id for e in item_events))
         rows = await self._rows(user_ids)
-        model = self._model(self.items_per_user)
+        model = self.new_model(self.items_per_user)
         for user_id, row in rows.items():
             model.restore_user(user_id, row)
         for e in item_events:
@@ -224,7 +225,7 @@ class RedisUserCF:
             rows.update(await self._rows(wanted))
         # One model holds every row read (each restored once, not once per pool it is in);
         # each user's neighbours are still chosen among their own pool only.
-        model = self._model()
+        model = self.new_model()
         for member, row in rows.items():
             if row:
                 model.restore_user(member, row)

@@ -18,11 +18,11 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.bench import partitions_of
 from streams.config import Settings
 from streams.learner import learner_group
+from streams.replay import group_caught_up
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -120,24 +120,8 @@ class WorkerProcess:
 
     async def learner_caught_up(self) -> bool:
         """The learner (a child of the worker) has committed every event in the topic."""
-        from aiokafka.admin import AIOKafkaAdminClient
-
         settings = self.settings.model_copy(update={"app_id": self.app_id})
-        topic = settings.topic("events")
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-        await admin.start()
-        await consumer.start()
-        try:
-            committed = await admin.list_consumer_group_offsets(learner_group(settings))
-            ends = await consumer.end_offsets(
-                [TopicPartition(topic, p) for p in range(partitions_of(settings, "events"))]
-            )
-        finally:
-            await consumer.stop()
-            await admin.close()
-        done = {tp: meta.offset for tp, meta in committed.items() if tp.topic == topic}
-        return all(done.get(tp, 0 if end == 0 else -1) >= end for tp, end in ends.items())
+        return await group_caught_up(settings, learner_group(settings))
 
     async def metrics_text(self) -> str | None:
         def fetch() -> str | None:

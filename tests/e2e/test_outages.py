@@ -26,17 +26,12 @@ from models.events import Event
 from streams import infra
 from streams.bench import TopicReader
 from streams.config import Settings
+from streams.replay import differences, order_independent, seen_events
 from streams.store import MemoryStore, RedisStore
 from streams.worker import state_params
 from tests.conftest import running_under_ci
 from tests.e2e.conftest import WorkerProcess, consume_until, wait_for
-from tests.e2e.test_worker import (
-    _assert_close,
-    _order_independent,
-    _produce_events,
-    _seen_events,
-    _stream,
-)
+from tests.e2e.test_worker import _produce_events, _stream
 
 
 def _redis_pid(settings: Settings) -> int:
@@ -118,7 +113,7 @@ async def test_a_frozen_then_killed_redis_is_waited_out_without_dead_letters(
             await wait_for(lambda: _waiting_out_redis(worker), what="the worker to wait it out")
         finally:
             os.kill(pid, signal.SIGCONT)
-        applied = await _seen_events(redis_client)
+        applied = await seen_events(redis_client)
         await wait_for(lambda: _count_is(redis_client, applied + 300), what="progress again")
 
         os.kill(_redis_pid(settings), signal.SIGKILL)  # a crash: connections refused
@@ -160,11 +155,11 @@ async def test_a_frozen_then_killed_redis_is_waited_out_without_dead_letters(
         actual = await RedisStore(fresh, state_params(settings)).snapshot()
     finally:
         await fresh.aclose()
-    _assert_close(_order_independent(actual), _order_independent(await reference.snapshot()))
+    assert not differences(order_independent(actual), order_independent(await reference.snapshot()))
 
 
 async def _count_is(client: aioredis.Redis, expected: int) -> bool:
-    return await _seen_events(client) >= expected
+    return await seen_events(client) >= expected
 
 
 async def _metric_at_least(worker: WorkerProcess, name: str, value: float) -> bool:
@@ -201,12 +196,12 @@ async def test_state_and_offsets_roll_back_together_when_redis_loses_writes(
     applied = len(first) + len(lost)
     await wait_for(lambda: _count_is(redis_client, applied), what="the second part applied")
     await _restore(redis_client, older)  # Redis forgets the second part, offsets included
-    assert await _seen_events(redis_client) == len(first)
+    assert await seen_events(redis_client) == len(first)
 
     await _produce_events(producer, settings, after)
     await wait_for(lambda: _count_is(redis_client, len(events)), what="every event applied")
     reference = MemoryStore(state_params(settings))
     await reference.process_batch(events)
     actual = await RedisStore(redis_client, state_params(settings)).snapshot()
-    _assert_close(_order_independent(actual), _order_independent(await reference.snapshot()))
+    assert not differences(order_independent(actual), order_independent(await reference.snapshot()))
     assert await worker.metric("socialrec_dead_letters_total") == 0

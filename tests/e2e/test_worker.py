@@ -6,7 +6,6 @@ db 15) and produces with a plain aiokafka producer, as a frontend service would.
 
 from __future__ import annotations
 
-import math
 import random
 import signal
 import time
@@ -17,11 +16,16 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
-from models.cooccurrence import Cooccurrence
 from models.events import Event, EventType
-from models.state import MemoryState, Outcome
 from streams.config import Settings
 from streams.keys import SOURCE_FIELDS, Keys
+from streams.replay import (
+    cf_counts,
+    cf_reference,
+    differences,
+    order_independent,
+    seen_events,
+)
 from streams.sources.itemcf import RedisItemCF
 from streams.store import MemoryStore, RedisStore
 from streams.worker import state_params
@@ -150,13 +154,6 @@ async def _produce_events(
         await future
 
 
-async def _seen_events(client: aioredis.Redis) -> int:
-    total = 0
-    async for key in client.scan_iter(match="sr:u:*:seen_events", count=1000):
-        total += await client.zcard(key)
-    return total
-
-
 async def test_replaying_the_same_events_leaves_every_count_unchanged(
     settings: Settings,
     worker: WorkerProcess,
@@ -211,42 +208,7 @@ async def _source_state(client: aioredis.Redis) -> dict[tuple[str, str], Any]:
 
 
 async def _count_is(client: aioredis.Redis, expected: int) -> bool:
-    return await _seen_events(client) >= expected
-
-
-def _order_independent(snapshot: dict[str, Any]) -> dict[str, Any]:
-    """State that must not depend on how users' partitions interleaved: the users' own.
-    (Item-CF's counts are compared by :func:`_cf_counts`; its similarity lists not at all:
-    each s_ij is refreshed with the norms current at that moment, which depends on the
-    interleaving across partitions.)"""
-    users = {
-        uid: {k: v for k, v in u.items() if k not in ("recommendations",)}
-        for uid, u in snapshot["users"].items()
-    }
-    return {"users": users}
-
-
-def _cf_counts(snapshot: dict[str, Any]) -> dict[str, Any]:
-    """Item-CF's counts and windows (exact sums: order-independent below the caps)."""
-    return {k: snapshot[k] for k in ("dot", "norm2", "windows")}
-
-
-def _cf_reference(settings: Settings, events: list[Event]) -> dict[str, Any]:
-    """Item-CF learnt from every event applied exactly once."""
-    state, cf = MemoryState(state_params(settings)), Cooccurrence(state_params(settings))
-    cf.learn(e for e in events if state.apply(e) is Outcome.APPLIED)
-    return _cf_counts(cf.snapshot())
-
-
-def _assert_close(a: Any, b: Any, path: str = "") -> None:
-    if isinstance(a, dict):
-        assert set(a) == set(b), f"{path}: {sorted(set(a) ^ set(b))[:5]}"
-        for key in a:
-            _assert_close(a[key], b[key], f"{path}/{key}")
-    elif isinstance(a, float):
-        assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9), f"{path}: {a} != {b}"
-    else:
-        assert a == b, path
+    return await seen_events(client) >= expected
 
 
 async def test_worker_killed_mid_stream_resumes_without_loss_or_double_apply(
@@ -261,7 +223,7 @@ async def test_worker_killed_mid_stream_resumes_without_loss_or_double_apply(
     await first.start()
     await wait_for(lambda: _count_is(redis_client, 300), what="the first worker to make progress")
     first.stop(signal.SIGKILL)  # a crash: no graceful commit
-    applied_at_crash = await _seen_events(redis_client)
+    applied_at_crash = await seen_events(redis_client)
 
     second = WorkerProcess(settings, app_id=first.app_id)  # same consumer group
     await second.start()
@@ -277,10 +239,10 @@ async def test_worker_killed_mid_stream_resumes_without_loss_or_double_apply(
     reference = MemoryStore(state_params(settings))
     await reference.process_batch(events)
     actual = await RedisStore(redis_client, state_params(settings)).snapshot()
-    _assert_close(_order_independent(actual), _order_independent(await reference.snapshot()))
+    assert not differences(order_independent(actual), order_independent(await reference.snapshot()))
     # The learner died with the worker: it learnt each event once all the same.
     learnt = await RedisItemCF(redis_client, Keys(), state_params(settings)).snapshot()
-    _assert_close(_cf_counts(learnt), _cf_reference(settings, events))
+    assert not differences(cf_counts(learnt), cf_reference(state_params(settings), events))
     assert applied_at_crash < len(events)
     assert consumed == len(events) - applied_at_crash + duplicates
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -22,8 +22,9 @@ from models.recommend import Candidate, Reason, Source
 from models.usercf import UserCF
 from streams.keys import Keys
 from streams.sources import SourceModel
-from streams.sources.fbt import RedisFBT, decode_baskets
-from streams.sources.usercf import SIMILAR_SHOPPERS, RedisUserCF, parse_row
+from streams.sources.fbt import RedisFBT
+from streams.sources.snapshots import fbt_state, tracker_state, usercf_state
+from streams.sources.usercf import SIMILAR_SHOPPERS, RedisUserCF
 
 T0 = 1_700_000_000.0
 USERS = ["ann", "bob", "cy", "dee", "eve", "fay"]
@@ -114,59 +115,6 @@ def pure_usercf(events: Sequence[Event], **params: Any) -> UserCF:
 def _s(value: Any) -> str:
     assert isinstance(value, bytes | str), value
     return value.decode() if isinstance(value, bytes) else value
-
-
-async def zset(client: aioredis.Redis, key: Any) -> list[tuple[str, float]]:
-    members = await client.zrange(key, 0, -1, withscores=True)
-    return [(_s(m), float(s)) for m, s in cast(list[tuple[bytes, float]], members)]
-
-
-async def fbt_state(client: aioredis.Redis, keys: Keys) -> dict[str, Any]:
-    """FBT's shared counts and baskets as stored (missing total reads as 0)."""
-    pairs: dict[str, dict[str, int]] = {}
-    users: dict[str, list[list[Any]]] = {}
-    async for raw in client.scan_iter(match=f"{keys.prefix}*"):
-        _, entity, field = keys.parse(_s(raw))
-        if field == "fbt_pairs":
-            members = await zset(client, raw)
-            pairs[entity] = {m: int(s) for m, s in members}
-            assert all(s == int(s) for _, s in members)
-            assert all(s > 0 for _, s in members)
-        elif field == "fbt_baskets":
-            baskets = decode_baskets(await client.get(raw))
-            users[entity] = [[b.items, b.first_ts, b.last_ts] for b in baskets]
-    counts = await client.hgetall(keys.global_("fbt_items"))
-    return {
-        "baskets": int(await client.get(keys.global_("fbt_total")) or 0),
-        "item_counts": {_s(i): int(n) for i, n in counts.items()},
-        "pair_counts": pairs,
-        "users": users,
-    }
-
-
-def tracker_state(bt: BasketTracker) -> dict[str, Any]:
-    snap = bt.snapshot()
-    users = cast(dict[str, list[Any]], snap["users"])
-    return {**snap, "users": {u: b for u, b in users.items() if b}}
-
-
-async def usercf_state(client: aioredis.Redis, keys: Keys) -> dict[str, Any]:
-    items: dict[str, dict[str, float]] = {}
-    times: dict[str, dict[str, float]] = {}
-    index: dict[str, dict[str, float]] = {}
-    async for raw in client.scan_iter(match=f"{keys.prefix}*"):
-        _, entity, field = keys.parse(_s(raw))
-        if field == "ucf_items":
-            row = parse_row(await client.hgetall(raw))
-            items[entity] = {i: a for i, (a, _ts) in row.items()}
-            # The time kept with each entry is its index score (unless the index evicted it).
-            times[entity] = {i: ts for i, (_a, ts) in row.items()}
-        elif field == "ucf_users":
-            index[entity] = dict(await zset(client, raw))
-    for user, row_times in times.items():
-        for item, ts in row_times.items():
-            assert index.get(item, {}).get(user, ts) == ts, (user, item)
-    return {"items": items, "index": index}
 
 
 def as_tuples(found: list[Candidate]) -> list[tuple[str, float, tuple[str, ...]]]:
