@@ -12,8 +12,11 @@ delays a list and a slow learner shows as its own lag, not the worker's. Per bat
 4. marks the events learnt, records its progress (the newest broker time learnt), and only
    then commits its offsets.
 
-A crash between 3 and 4 makes the sources learn that one batch again on restart (at least
-once); a Redis or Kafka outage is waited out (streams/outage.py), never skipped. By default
+Each source learns a batch once: item-CF records the events as learnt in its own atomic
+step, and every other source writes how far it has learnt each partition with its own state
+(streams/sources/progress.py), so a learner killed half way through a batch teaches each
+source only what it had not learnt. A Redis or Kafka outage is waited out
+(streams/outage.py), never skipped. By default
 ``socialrec worker`` starts it as a child process (``SOCIALREC_LEARNER=child``); it also runs
 alone as ``socialrec learner`` (``external``), or inside the worker's batches (``inline``).
 """
@@ -39,6 +42,7 @@ from streams.outage import wait_out
 from streams.pipeline import InboundRecord, recommend_params, validate_record, without_erased
 from streams.pools import PoolStore
 from streams.sources import SourceSet
+from streams.sources.progress import Progress
 from streams.store import EXCLUSIONS_ONLY, RedisStore
 
 log = logging.getLogger(__name__)
@@ -137,7 +141,12 @@ class Learner:
         fresh = await self._wait_out(
             lambda: self.state.unlearnt([e for e, _ in valid]), "learnt ids"
         )
-        await self.sources.learn(fresh)  # each source waits out outages itself
+        progress = Progress(
+            self.state.keys.global_("learner"),
+            {e.event_id: (f"{r.topic}:{r.partition}", r.offset) for e, r in valid},
+        )
+        marks = await self._wait_out(lambda: progress.marks(self.state.client), "marks")
+        await self.sources.learn(fresh, progress, marks)  # each waits out outages itself
         users = list(dict.fromkeys(e.user_id for e in fresh if e.item_id is not None))
         if users:
             views = (await self._wait_out(lambda: self.store.read_users(users), "views")).views

@@ -25,6 +25,7 @@ from models.events import Event
 from models.recommend import Candidate, Source
 from streams.metrics import WorkerMetrics
 from streams.outage import wait_out
+from streams.sources.progress import Learnt, Progress
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,8 +37,10 @@ class SourceModel(Protocol):
     @property
     def source(self) -> Source: ...
 
-    async def learn(self, events: Sequence[Event]) -> None:
-        """Learn from applied, deduplicated events (in order); one call per batch."""
+    async def learn(self, events: Sequence[Event], learnt: Learnt | None = None) -> None:
+        """Learn from applied, deduplicated events (in order); one call per batch. ``learnt``:
+        marks to write in the same atomic step as what the batch taught
+        (streams/sources/progress.py)."""
         ...
 
     async def candidates(
@@ -76,15 +79,32 @@ class SourceSet:
     metrics: WorkerMetrics
     k: int = CANDIDATES_PER_SOURCE
 
-    async def learn(self, events: Sequence[Event]) -> None:
+    async def learn(
+        self,
+        events: Sequence[Event],
+        progress: Progress | None = None,
+        marks: Mapping[str, int] | None = None,
+    ) -> None:
         """Every source learns the batch; those that record it as learnt in their own
-        atomic step (``commits_learnt``: item-CF) go last, so a crash before them makes
-        every source learn it again, and a crash after them teaches none of it twice."""
+        atomic step (``commits_learnt``: item-CF) go last, so a crash after them teaches none
+        of it twice. With ``progress`` (the learner), each other source learns only the events
+        past its own ``marks`` and writes its new marks with its state, so a crash before
+        item-CF does not teach them twice either."""
         if not events:
             return
         committing = [m for m in self.models if getattr(m, "commits_learnt", False)]
         for wave in ([m for m in self.models if m not in committing], committing):
-            await asyncio.gather(*(self._call(m, "learn", partial(m.learn, events)) for m in wave))
+            calls = []
+            for m in wave:
+                if progress is None or m in committing:
+                    calls.append(self._call(m, "learn", partial(m.learn, events)))
+                    continue
+                name = m.source.value
+                new = progress.unlearnt(name, events, marks or {})
+                if new:
+                    learn = partial(m.learn, new, progress.learnt(name))
+                    calls.append(self._call(m, "learn", learn))
+            await asyncio.gather(*calls)
 
     async def candidates(
         self, exclude: Mapping[str, frozenset[str]], now: float

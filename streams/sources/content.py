@@ -48,6 +48,7 @@ from models.content import CatalogRecord, ContentModel, Scores
 from models.events import DEFAULT_WEIGHTS, Event, EventType
 from models.recommend import Candidate, Reason, Source
 from streams.keys import Keys, decoded
+from streams.sources.progress import Learnt
 
 log = logging.getLogger(__name__)
 
@@ -377,7 +378,7 @@ class RedisContent:
     def _weight(self, event: Event) -> float:
         return float(self.params.weights.get(event.type, 0.0)) if event.item_id else 0.0
 
-    async def learn(self, events: Sequence[Event]) -> None:
+    async def learn(self, events: Sequence[Event], learnt: Learnt | None = None) -> None:
         """Mix each item event into its user's profile: one read and one write per batch."""
         useful = [e for e in events if e.item_id is not None and self._weight(e) != 0.0]
         if not useful:
@@ -405,9 +406,11 @@ class RedisContent:
                 recent.sort(key=lambda r: (-r[1], r[0]))
                 written[user] = pack_profile(profile, recent[: self.params.recent_items])
         if written:
-            pipe = self.client.pipeline(transaction=False)
+            pipe = self.client.pipeline(transaction=True)
             for user, raw in written.items():
                 pipe.set(self.keys.user(user, "content_profile"), raw, ex=self.params.profile_ttl_s)
+            if learnt is not None:
+                learnt.write(pipe)
             await pipe.execute()
 
     async def candidates(

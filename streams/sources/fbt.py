@@ -46,6 +46,7 @@ from models.fbt import (
 )
 from models.recommend import Candidate, Reason, Source
 from streams.keys import Keys, decoded
+from streams.sources.progress import Learnt
 
 #: Adds ``ARGV[1]`` to the total and ``ARGV[2k+1]`` to field ``ARGV[2k]`` of the item hash;
 #: anything that reaches zero is deleted. Atomic, so a concurrent increment of the same field
@@ -159,7 +160,7 @@ class RedisFBT:
             if any(n < 0 for n in row.values()):
                 pipe.zremrangebyscore(key, "-inf", 0)
 
-    async def learn(self, events: Sequence[Event]) -> None:
+    async def learn(self, events: Sequence[Event], learnt: Learnt | None = None) -> None:
         """Cart and purchase events only; two round trips per batch (read, then one MULTI)."""
         basket_events = [e for e in events if e.type in BASKET_TYPES and e.item_id is not None]
         if not basket_events:
@@ -178,6 +179,8 @@ class RedisFBT:
         for user_id in user_ids:
             pipe.set(self.keys.user(user_id, "fbt_baskets"), encode_baskets(tracker.users[user_id]))
         self._apply_delta(pipe, delta)
+        if learnt is not None:
+            learnt.write(pipe)
         await pipe.execute()
 
     async def erase(self, user_ids: Sequence[str]) -> int:

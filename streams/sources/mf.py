@@ -82,6 +82,7 @@ from models.events import DEFAULT_WEIGHTS, Event, EventType
 from models.mf import WIRE_DTYPE, OnlineMF, SamplerState, Sampling
 from models.recommend import Candidate, Reason, Source
 from streams.keys import Keys, decoded
+from streams.sources.progress import Learnt
 
 #: The reason every MF candidate carries: the user's taste vector matches the item's.
 TASTE_MATCH: Final = "taste_match"
@@ -202,7 +203,7 @@ class RedisMF:
             if e.item_id is not None and (w := self.weights.get(e.type, 0.0)) != 0.0
         ]
 
-    async def learn(self, events: Sequence[Event]) -> None:
+    async def learn(self, events: Sequence[Event], learnt: Learnt | None = None) -> None:
         """Learn every item event with its weight, in order; two round trips per call."""
         steps = self.steps(events)
         if not steps:
@@ -215,7 +216,7 @@ class RedisMF:
                 stored_ledgers = await self._read_batch_state(users, items)
                 for user_id, item_id, weight in steps:
                     self.model.learn(user_id, item_id, weight)
-                await self._write_back(users, stored_ledgers)
+                await self._write_back(users, stored_ledgers, learnt)
             except BaseException:
                 # The local rows may now hold steps Redis never got: start the cache again from
                 # Redis on the next call, so a retried batch is learnt exactly once.
@@ -269,11 +270,15 @@ class RedisMF:
         self.model.set_sampler_state(state)
 
     async def _write_back(
-        self, users: Sequence[str], stored_ledgers: Mapping[str, Mapping[str, bytes]]
+        self,
+        users: Sequence[str],
+        stored_ledgers: Mapping[str, Mapping[str, bytes]],
+        learnt: Learnt | None = None,
     ) -> None:
-        """One pipeline: changed user and item rows, merged and capped ledgers, the sampler."""
+        """One ``MULTI``: changed user and item rows, merged and capped ledgers, the sampler
+        (and the batch's marks)."""
         changed = self.model.take_changed()
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self.client.pipeline(transaction=True)
         for user_id, raw in self.model.export_rows("user", changed.users).items():
             pipe.set(self.keys.user(user_id, "mf"), raw)
         # Row order, so a fresh hash keeps the local order while Redis keeps insertion order.
@@ -294,6 +299,8 @@ class RedisMF:
             # The user's row and this batch's ledger now live in Redis only.
             self.model.forget_user(user_id)
         pipe.set(self._sampler_key, encode_sampler(self.model.sampler_state()))
+        if learnt is not None:
+            learnt.write(pipe)
         await pipe.execute()
 
     def _merge_ledger(

@@ -43,6 +43,7 @@ from models.events import DEFAULT_WEIGHTS, Event, EventType
 from models.recommend import Candidate, Reason, Source
 from models.usercf import UserCF, pool_order
 from streams.keys import Keys, decoded
+from streams.sources.progress import Learnt
 
 #: What the recipient is told about a user-CF candidate (never who).
 SIMILAR_SHOPPERS = "similar_shoppers"
@@ -128,7 +129,7 @@ class RedisUserCF:
         raw = await pipe.execute()
         return {u: parse_row(r) for u, r in zip(user_ids, raw, strict=True)}
 
-    async def learn(self, events: Sequence[Event]) -> None:
+    async def learn(self, events: Sequence[Event], learnt: Learnt | None = None) -> None:
         """Item events with a non-zero weight; two round trips per batch (the rows; one
         ``MULTI`` writing rows and indexes and trimming the indexes)."""
         item_events = [
@@ -170,6 +171,8 @@ class RedisUserCF:
             # Keep the most recent users; ties go by member, as the pure model's (ts, user).
             index = self.keys.item(item_id, "ucf_users")
             pipe.zremrangebyrank(index, 0, -self.users_per_item - 1)
+        if learnt is not None:
+            learnt.write(pipe)
         await pipe.execute()
 
     async def erase(self, user_ids: Sequence[str]) -> int:
