@@ -6,7 +6,9 @@ sources the batch again after its restart (the chaos run found MF 5 % over its s
 each source writes, in the same ``MULTI`` as its own state, the last offset of the batch in
 each partition (:class:`Learnt`); after a restart the learner gives each source only the events
 past its own mark (:meth:`Progress.unlearnt`). The marks hold offsets only, no user data; they
-live in the learner's hash (``learner``), one field per source and partition.
+live in the learner's hash (``learner``), one field per source and partition. Like the
+worker's own offsets, they assume a topic's offsets only grow: an ``events`` topic deleted
+and made again needs a fresh store.
 
 >>> progress = Progress("sr:learner", {"e1": ("events:0", 7), "e2": ("events:0", 8)})
 >>> progress.learnt("mf").fields
