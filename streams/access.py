@@ -9,9 +9,10 @@ from __future__ import annotations
 import sys
 import time
 
+from models.events import ID_RULE, is_valid_id
 from streams import auth
 from streams.config import Settings
-from streams.live import valid_stream_id
+from streams.http_input import path_segment
 
 #: Units ``--ttl`` understands.
 TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
@@ -60,13 +61,13 @@ def run_host_link(settings: Settings, stream_id: str, ttl: str, base: str | None
             "host-link",
             "set SOCIALREC_HOST_LINK_SECRET (make one with `socialrec keys link-secret`)",
         )
-    if not valid_stream_id(stream_id):
-        return _fail("host-link", "--stream: 1-64 letters, digits, '.', '_' or '-'")
+    if not is_valid_id(stream_id):
+        return _fail("host-link", f"--stream: {ID_RULE}")
     if seconds is None or seconds > auth.MAX_LINK_TTL_S:
         days = auth.MAX_LINK_TTL_S // 86_400
         return _fail("host-link", f"--ttl: a duration like 90s, 30m, 8h or 2d, at most {days}d")
     expires = int(time.time()) + seconds
     query = auth.link_query(settings.host_link_secret, stream_id, expires)
     base = base or f"http://{settings.web_host}:{settings.web_port}"
-    print(f"{base.rstrip('/')}/live/{stream_id}?{query}")
+    print(f"{base.rstrip('/')}/live/{path_segment(stream_id)}?{query}")
     return 0

@@ -14,7 +14,6 @@ from streams.live import (
     Subscription,
     TrendingBroadcaster,
     render_page,
-    valid_stream_id,
 )
 
 SCOPE = "stream:live-7"
@@ -75,13 +74,6 @@ def test_connections_beyond_the_limit_are_refused_until_one_closes() -> None:
     assert third.dropped
     assert b.subscribe(SCOPE) is not None
     assert second.queue.qsize() == 0
-
-
-def test_stream_ids_are_validated() -> None:
-    assert valid_stream_id("live-7")
-    assert valid_stream_id("Shop_1.a")
-    for bad in ["", "-x", "a b", "a/b", "a:b", "<script>", "x" * 65, "é"]:
-        assert not valid_stream_id(bad), bad
 
 
 def test_page_is_self_contained_and_escapes_the_id() -> None:
