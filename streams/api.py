@@ -6,9 +6,10 @@ and no extra service has to be run. Handlers read only; the one write they cause
 :class:`streams.analytics.MerchantAnalytics`, which :func:`register_api` attaches to the batch
 processor so that merchant figures are counted as events are applied.
 
-Errors are JSON ``{"error": "..."}`` saying what was wrong: 400 for bad parameters or bodies,
-404 for unknown routes under ``/api/``, 405 for a wrong method, 413 for a body over
-:data:`MAX_BODY_BYTES`, 500 without details. Logs name the route, never ids or payloads.
+Errors are JSON ``{"error": "..."}`` saying what was wrong (streams/http_input.py): 400 for bad
+parameters or bodies, 404 for unknown routes, 405 for a wrong method, 413 for a body over
+:data:`MAX_BODY_BYTES`, 500 without details, on every page of the worker (the live pages and
+``/metrics`` too). Logs name the route, never ids or payloads.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from streams.http_input import (
     json_response,
     parse_query,
     query_int,
+    route_pattern,
 )
 from streams.pipeline import BatchProcessor, InboundRecord, recommendations_json
 from streams.search import CatalogSearch
@@ -254,9 +256,8 @@ def _view(name: str, method: str, handler: Handler) -> type[View]:
 
 @aioweb.middleware
 async def json_errors(request: aioweb.Request, handler: Any) -> aioweb.StreamResponse:
-    """Under /api/: routing errors (404, 405, 413) and failures (500) as JSON, no traces."""
-    if not request.path.startswith("/api/"):
-        return cast(aioweb.StreamResponse, await handler(request))
+    """Routing errors (404, 405, 413) and failures (500) as JSON, no traces: on every page,
+    so that whatever a caller gets wrong, the answer has the same form."""
     try:
         return cast(aioweb.StreamResponse, await handler(request))
     except aioweb.HTTPException as exc:
@@ -296,7 +297,7 @@ def register_api(app: faust.App, deps: ApiDeps) -> Api:
     }
     for method, path in ROUTES:
         handler = handlers[path]
-        app.page(path, name=f"api_{handler.__name__}")(
+        app.page(route_pattern(path), name=f"api_{handler.__name__}")(
             _view(f"api_{handler.__name__}", method, handler)
         )
     # The aiohttp driver (Faust's default) exposes its aiohttp Application as ``web_app``.

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from models.events import ID_PATTERN, ID_RULE, MAX_ID_LENGTH
+from models.events import CONTROL_PATTERN, ID_RULE, MAX_ID_LENGTH
 
 #: Limits the handlers enforce (documented in the spec); ids follow the events' rule.
 MAX_QUERY_CHARS: Final = 500
@@ -35,12 +35,13 @@ ROUTES: Final = (
     ("post", "/api/v1/query"),
 )
 
-#: An id by the events' rule (models/events.py): its length and the characters it may hold.
+#: An id by the events' rule (models/events.py): its length (minLength and maxLength count
+#: characters as len() does) and no control character.
 ID_SCHEMA: Final = {
     "type": "string",
     "minLength": 1,
     "maxLength": MAX_ID_LENGTH,
-    "pattern": ID_PATTERN,
+    "not": {"pattern": CONTROL_PATTERN},
     "description": f"an id as in events: {ID_RULE}",
 }
 _NUM: Final = {"type": "number"}

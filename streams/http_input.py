@@ -9,6 +9,7 @@ and by the handler that answers it, and every refusal is JSON ``{"error": "..."}
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -47,6 +48,16 @@ def error_response(
     status: int, message: str, headers: Mapping[str, str] | None = None
 ) -> aioweb.Response:
     return json_response({"error": message}, status, headers)
+
+
+def route_pattern(template: str) -> str:
+    """The pattern a route template is registered with: a path id is any text but '/'
+    (aiohttp's own default also refuses '{' and '}', which ids may hold).
+
+    >>> route_pattern("/api/v1/users/{user_id}/why/{item_id}")
+    '/api/v1/users/{user_id:[^/]+}/why/{item_id:[^/]+}'
+    """
+    return re.sub(r"\{(\w+)\}", r"{\1:[^/]+}", template)
 
 
 def path_segment(value: str) -> str:

@@ -41,7 +41,7 @@ from aiohttp import web as aioweb
 from models.events import ID_RULE, is_valid_id
 from models.trending import TrendingList, stream_scope
 from streams.config import Settings
-from streams.http_input import error_response
+from streams.http_input import error_response, route_pattern
 from streams.keys import Keys
 from streams.store import RedisStore
 from streams.trending import TrendingPublisher
@@ -260,8 +260,12 @@ class LiveFeed:
     heartbeat_s: float = HEARTBEAT_S
     clock: Callable[[], float] = time.time
 
-    async def stream(self, stream_id: str, sub: Subscription) -> AsyncIterator[bytes]:
-        """SSE chunks for ``sub`` until it is dropped or closed (the caller unsubscribes)."""
+    async def stream(
+        self, stream_id: str, sub: Subscription, gone: Callable[[], bool] = lambda: False
+    ) -> AsyncIterator[bytes]:
+        """SSE chunks for ``sub`` until it is dropped or closed, or the client is ``gone``
+        (the caller unsubscribes). A quiet stream writes nothing for up to a heartbeat, so
+        ``gone`` is asked every poll: a closed page frees its slot within ``poll_s``."""
         scope = sub.scope
         yield f"retry: {RETRY_MS}\n\n".encode()
         current = self.broadcaster.last(scope)
@@ -270,7 +274,7 @@ class LiveFeed:
         yield await self._message(current, stream_id)
         sent = _signature(current)
         last_write = time.monotonic()
-        while not sub.dropped:
+        while not sub.dropped and not gone():
             try:
                 result = await asyncio.wait_for(sub.queue.get(), timeout=self.poll_s)
             except TimeoutError:
@@ -327,7 +331,7 @@ def register_live(
 
     feed = LiveFeed(broadcaster, read, titles.titles, poll_s=settings.trending_interval_s)
 
-    @app.page("/live/{stream_id}")  # type: ignore[untyped-decorator]
+    @app.page(route_pattern("/live/{stream_id}"))  # type: ignore[untyped-decorator]
     async def live_page(web: Any, request: Any, stream_id: str) -> Any:
         if not is_valid_id(stream_id):  # any id events accept may name a stream
             return error_response(400, f"stream_id must be {ID_RULE}")
@@ -342,7 +346,7 @@ def register_live(
             },
         )
 
-    @app.page("/live/{stream_id}/events")  # type: ignore[untyped-decorator]
+    @app.page(route_pattern("/live/{stream_id}/events"))  # type: ignore[untyped-decorator]
     async def live_events(web: Any, request: Any, stream_id: str) -> Any:
         if not is_valid_id(stream_id):  # any id events accept may name a stream
             return error_response(400, f"stream_id must be {ID_RULE}")
@@ -359,7 +363,7 @@ def register_live(
         )
         try:
             await response.prepare(request)
-            async for chunk in feed.stream(stream_id, sub):
+            async for chunk in feed.stream(stream_id, sub, lambda: _gone(request)):
                 await response.write(chunk)
         except (ConnectionError, asyncio.CancelledError):
             pass  # the client went away (or the server is stopping): nothing to tell anyone
@@ -376,6 +380,11 @@ def register_live(
     # aiohttp waits for open requests when stopping; end the endless event streams first.
     app.web.web_app.on_shutdown.append(close_streams)
     return broadcaster
+
+
+def _gone(request: Any) -> bool:
+    transport = request.transport
+    return transport is None or bool(transport.is_closing())
 
 
 def render_page(stream_id: str) -> str:

@@ -1,0 +1,181 @@
+"""Every HTTP route of a real worker app under 10,000 hostile requests each (tests/fuzz/http.py).
+
+In process: the worker's own aiohttp application (``create_app``: every handler, the guard,
+the error middleware) served on a local port against the real Redis, so requests go through
+real HTTP parsing and percent-decoding, thousands a second. Each request must get exactly the
+status the generator expects: never a 5xx, every refusal JSON ``{"error": ...}`` (401 with
+``WWW-Authenticate``), and every valid request answered, naming the ids it was asked about.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp.test_utils import TestServer
+from yarl import URL
+
+from streams.auth import entry_line
+from streams.config import Settings, load_settings
+from streams.worker import create_app
+from tests.fuzz.http import KEYS, MERCHANT, NOT_READY, SECRET, HttpFuzzer, Request
+from tests.unit.test_guard import REQUESTS
+
+CASES = 10_000
+#: Requests in flight at once (the worker's event loop serves them all).
+CONCURRENCY = 8
+#: Content types of the routes' successful answers.
+SUCCESS_TYPES = {
+    "/live/{stream_id}": "text/html",
+    "/live/{stream_id}/events": "text/event-stream",
+    "/metrics": "text/plain",
+}
+
+
+def fuzz_settings(base: Settings, **overrides: Any) -> Settings:
+    """The worker's settings with the fuzz's keys and link secret, and limits no fuzz reaches
+    (rates and caps have tests of their own in tests/unit/test_guard.py)."""
+    keys = ",".join(
+        entry_line(key, role, MERCHANT if role == "merchant" else None)
+        for role, key in KEYS.items()
+    )
+    values: dict[str, Any] = {
+        "topic_prefix": "fuzz-http.",
+        "redis_url": base.redis_url,
+        "api_keys": keys,
+        "host_link_secret": SECRET,
+        "api_rate_per_s": 1e9,
+        "api_rate_burst": 1e9,
+        "api_costly_concurrency": 1000,
+        "live_max_connections": 100_000,
+        "live_max_connections_per_stream": 100_000,
+    }
+    return load_settings(**{**values, **overrides})
+
+
+@pytest.fixture
+async def server(settings: Settings) -> AsyncIterator[TestServer]:
+    app = create_app(fuzz_settings(settings))
+    test_server = TestServer(app.web.web_app)  # type: ignore[attr-defined]
+    await test_server.start_server(access_log=None)  # like Faust's: no access log
+    try:
+        yield test_server
+    finally:
+        await test_server.close()
+
+
+async def send(http: aiohttp.ClientSession, request: Request) -> tuple[int, str, Any, Any]:
+    """Status, content type, body (JSON, or the first SSE message) and headers."""
+    url = URL(request.url, encoded=True)
+    async with http.request(
+        request.method, url, headers=request.headers, data=request.body
+    ) as response:
+        kind = response.content_type
+        if kind == "text/event-stream":
+            await response.content.readuntil(b"\n\n")  # retry
+            body: Any = await response.content.readuntil(b"\n\n")
+        elif kind == "application/json":
+            body = orjson.loads(await response.read())
+        else:
+            body = await response.read()
+        return response.status, kind, body, response.headers
+
+
+def check(request: Request, n: int, answer: tuple[int, str, Any, Any]) -> None:
+    status, kind, body, headers = answer
+    said = f"case {n} {request.method} {request.url[:160]!r} ({request.what})"
+    assert status == request.status, f"{said}: {status}, not {request.status}: {body!r:.300}"
+    if request.status == NOT_READY:  # /health (no partition): its own JSON, not an error
+        assert kind == "application/json", said
+        assert body["ready"] is False, said
+        return
+    if status >= 400:
+        assert kind == "application/json", f"{said}: a {kind} refusal"
+        assert isinstance(body.get("error"), str), said
+        assert body["error"], said
+        assert status != 401 or headers["WWW-Authenticate"].startswith("Bearer"), said
+        return
+    assert kind == SUCCESS_TYPES.get(request.route, "application/json"), said
+    for name, value in request.echo.items():
+        assert body[name] == value, f"{said}: {name} {body[name]!r} is not {value!r}"
+    if kind == "text/event-stream":
+        assert body.startswith(b"event: trending\ndata: "), said
+
+
+async def fuzz_route(server: TestServer, route: str, cases: int, seed: int) -> Counter[int]:
+    """Send ``cases`` requests for ``route``; the statuses seen."""
+    fuzzer = HttpFuzzer(seed, route)
+    requests = [fuzzer.request() for _ in range(cases)]
+    statuses: Counter[int] = Counter()
+
+    async def worker(first: int) -> None:
+        for n in range(first, cases, CONCURRENCY):
+            answer = await send(http, requests[n])
+            check(requests[n], n, answer)
+            statuses[answer[0]] += 1
+
+    base = f"http://{server.host}:{server.port}"
+    async with aiohttp.ClientSession(base, auto_decompress=False) as http:
+        await asyncio.gather(*(worker(first) for first in range(CONCURRENCY)))
+        # Still serving: a plain valid request afterwards.
+        operator = {"Authorization": f"Bearer {KEYS['operator']}"}
+        async with http.get("/api/v1/trending/global", headers=operator) as response:
+            assert response.status == 200
+    return statuses
+
+
+@pytest.mark.parametrize("route", sorted(REQUESTS))
+async def test_every_route_answers_hostile_requests_as_expected(
+    server: TestServer, route: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR)
+    started = time.perf_counter()
+    statuses = await fuzz_route(server, route, CASES, seed=sorted(REQUESTS).index(route))
+    print(f"{route}: {CASES} requests in {time.perf_counter() - started:.1f} s: {statuses}")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # no 500 was logged
+    answered = statuses[NOT_READY if route == "/health" else 200]
+    assert answered > CASES // 20  # valid requests are among them, and answered
+
+
+#: Requests no HTTP client would send, as bytes, and the status each must get; the JSON ones
+#: reach the worker's routes, the others are refused by aiohttp's HTTP parser (plain text).
+RAW: Final = (
+    (b"GET /api/v1/users/u1/recommendations HTTP/1.1\r\nAuthorization: Bearer \xff\xfe\r\n", 401),
+    (b"GET /metrics HTTP/1.1\r\nAuthorization: Bearer sr_fz\x00\r\n", 400),
+    (b"GET /api/v1/users/\xff\xfe/recommendations HTTP/1.1\r\n", 400),
+    (b"GET /api/v1/users/a\tb/recommendations HTTP/1.1\r\n", 400),
+    (b"GET /api/v1/trending/" + b"x" * 9000 + b" HTTP/1.1\r\n", 400),
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400),  # a TLS hello
+    (b"POST /api/v1/query HTTP/1.1\r\nTransfer-Encoding: chunked\r\n", 401),
+)
+
+
+async def test_raw_bytes_get_a_4xx_and_the_worker_goes_on(server: TestServer) -> None:
+    for raw, status in RAW:
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(raw + b"Host: x\r\nConnection: close\r\n\r\n")
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)  # the head
+        writer.close()
+        assert answer.split(b" ", 2)[1] == str(status).encode(), (raw[:60], answer[:200])
+    chunk = b"2000\r\n" + b"x" * 0x2000 + b"\r\n"
+    body = b"Authorization: Bearer sr_fuzz_frontend\r\n\r\n" + chunk * 2 + b"0\r\n\r\n"
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    head = b"POST /api/v1/query HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    writer.write(head + body)
+    answer = await asyncio.wait_for(reader.readuntil(b"}"), 10)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]  # a chunked body has no length
+    assert b'{"error":"body must be at most 8192 bytes"}' in answer
+    base = f"http://{server.host}:{server.port}"
+    async with (
+        aiohttp.ClientSession(base) as http,
+        http.get("/health") as response,
+    ):
+        assert response.status == NOT_READY
