@@ -138,6 +138,8 @@ class Keyring:
 
     def verify(self, key: str) -> Principal | None:
         """The key's principal, or None. Every entry is compared, match or not."""
+        if not key:  # whatever the entries hold, "Bearer " alone opens nothing
+            return None
         presented = digest(key)
         found = None
         for hexdigest, principal in self.entries:

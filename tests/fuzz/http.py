@@ -23,14 +23,14 @@ from tests.fuzz.route_inputs import InputFuzzer
 from tests.unit.test_guard import ALLOWED, REQUESTS
 
 #: Keys of the fuzzed worker, and the merchant key's merchant.
-KEYS: Final = {"frontend": "sr_fuzz_frontend", "merchant": "sr_fuzz_merchant", "operator": "sr_fz"}
+KEYS: Final = {"frontend": "sr_fz_f", "merchant": "sr_fz_m", "operator": "sr_fz_o"}
 MERCHANT: Final = "m1"
 SECRET: Final = "fuzz-host-link-secret-of-forty-characters"
 LIVE: Final = frozenset({"/live/{stream_id}", "/live/{stream_id}/events"})
 #: /health in a worker that owns no partition (not ready): its designed answer.
 NOT_READY: Final = 503
 #: Authorization headers that name nobody (401).
-BAD_HEADERS: Final = ("Bearer", "Bearer ", "Basic c3I6eA==", "Bearer sr_unknown", "sr_fz", "  ")
+BAD_HEADERS: Final = ("Bearer", "Bearer ", "Basic c3I6eA==", "Bearer sr_unknown", "sr_fz_o", "  ")
 #: Raw path segments and whether the id they decode to is valid (what it decodes to is not
 #: checked: '%ff' stays the text '%FF', a lone encoded surrogate stays as sent).
 RAW_SEGMENTS: Final = (

@@ -148,7 +148,7 @@ async def test_every_route_answers_hostile_requests_as_expected(
 #: reach the worker's routes, the others are refused by aiohttp's HTTP parser (plain text).
 RAW: Final = (
     (b"GET /api/v1/users/u1/recommendations HTTP/1.1\r\nAuthorization: Bearer \xff\xfe\r\n", 401),
-    (b"GET /metrics HTTP/1.1\r\nAuthorization: Bearer sr_fz\x00\r\n", 400),
+    (b"GET /metrics HTTP/1.1\r\nAuthorization: Bearer sr_fz_o\x00\r\n", 400),
     (b"GET /api/v1/users/\xff\xfe/recommendations HTTP/1.1\r\n", 400),
     (b"GET /api/v1/users/a\tb/recommendations HTTP/1.1\r\n", 400),
     (b"GET /api/v1/trending/" + b"x" * 9000 + b" HTTP/1.1\r\n", 400),
@@ -165,7 +165,7 @@ async def test_raw_bytes_get_a_4xx_and_the_worker_goes_on(server: TestServer) ->
         writer.close()
         assert answer.split(b" ", 2)[1] == str(status).encode(), (raw[:60], answer[:200])
     chunk = b"2000\r\n" + b"x" * 0x2000 + b"\r\n"
-    body = b"Authorization: Bearer sr_fuzz_frontend\r\n\r\n" + chunk * 2 + b"0\r\n\r\n"
+    body = b"Authorization: Bearer sr_fz_f\r\n\r\n" + chunk * 2 + b"0\r\n\r\n"
     reader, writer = await asyncio.open_connection(server.host, server.port)
     head = b"POST /api/v1/query HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
     writer.write(head + body)
