@@ -16,7 +16,7 @@ from typing import Final
 
 from models.events import MAX_ID_LENGTH
 from streams.api_spec import MAX_BODY_BYTES
-from streams.auth import link_query
+from streams.auth import entry_line, link_query
 from streams.http_input import path_segment
 from tests.fuzz.ids import AWKWARD_IDS, bad_id, free_text, good_id
 from tests.fuzz.route_inputs import InputFuzzer
@@ -25,9 +25,13 @@ from tests.unit.test_guard import ALLOWED, REQUESTS
 #: Keys of the fuzzed worker, and the merchant key's merchant.
 KEYS: Final = {"frontend": "sr_fz_f", "merchant": "sr_fz_m", "operator": "sr_fz_o"}
 MERCHANT: Final = "m1"
+#: Their lines, as SOCIALREC_API_KEYS takes them.
+KEYS_TEXT: Final = ",".join(
+    entry_line(key, role, MERCHANT if role == "merchant" else None) for role, key in KEYS.items()
+)
 SECRET: Final = "fuzz-host-link-secret-of-forty-characters"
 LIVE: Final = frozenset({"/live/{stream_id}", "/live/{stream_id}/events"})
-#: /health in a worker that owns no partition (not ready): its designed answer.
+#: /health of a worker that owns no partition (not ready, as in process): its designed answer.
 NOT_READY: Final = 503
 #: Authorization headers that name nobody (401).
 BAD_HEADERS: Final = ("Bearer", "Bearer ", "Basic c3I6eA==", "Bearer sr_unknown", "sr_fz_o", "  ")
@@ -71,9 +75,10 @@ class Request:
 class HttpFuzzer(InputFuzzer):
     """Seeded hostile requests for one route template of the worker."""
 
-    def __init__(self, seed: int, route: str) -> None:
+    def __init__(self, seed: int, route: str, ready: bool = False) -> None:
         super().__init__(seed, time.time())
         self.route = route
+        self.health = 200 if ready else NOT_READY  # ready: the worker owns partitions
 
     def request(self) -> Request:
         method = REQUESTS[self.route][0]
@@ -92,7 +97,7 @@ class HttpFuzzer(InputFuzzer):
         if status == 0:
             status = self.routing(matched, wrong_method, ids) or made.status
         if self.route == "/health" and status == 200:
-            status = NOT_READY
+            status = self.health
         oversized = made.body is not None and len(made.body) > MAX_BODY_BYTES
         if status == 400 and oversized:
             status = 413  # the size is checked before the body is read

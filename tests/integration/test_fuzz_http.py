@@ -12,44 +12,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import aiohttp
-import orjson
 import pytest
 from aiohttp.test_utils import TestServer
-from yarl import URL
 
-from streams.auth import entry_line
 from streams.config import Settings, load_settings
 from streams.worker import create_app
-from tests.fuzz.http import KEYS, MERCHANT, NOT_READY, SECRET, HttpFuzzer, Request
+from tests.fuzz.http import KEYS_TEXT, NOT_READY, SECRET, HttpFuzzer
+from tests.fuzz.http_check import fuzz_route
 from tests.unit.test_guard import REQUESTS
 
 CASES = 10_000
-#: Requests in flight at once (the worker's event loop serves them all).
-CONCURRENCY = 8
-#: Content types of the routes' successful answers.
-SUCCESS_TYPES = {
-    "/live/{stream_id}": "text/html",
-    "/live/{stream_id}/events": "text/event-stream",
-    "/metrics": "text/plain",
-}
 
 
 def fuzz_settings(base: Settings, **overrides: Any) -> Settings:
     """The worker's settings with the fuzz's keys and link secret, and limits no fuzz reaches
     (rates and caps have tests of their own in tests/unit/test_guard.py)."""
-    keys = ",".join(
-        entry_line(key, role, MERCHANT if role == "merchant" else None)
-        for role, key in KEYS.items()
-    )
     values: dict[str, Any] = {
         "topic_prefix": "fuzz-http.",
         "redis_url": base.redis_url,
-        "api_keys": keys,
+        "api_keys": KEYS_TEXT,
         "host_link_secret": SECRET,
         "api_rate_per_s": 1e9,
         "api_rate_burst": 1e9,
@@ -71,73 +56,14 @@ async def server(settings: Settings) -> AsyncIterator[TestServer]:
         await test_server.close()
 
 
-async def send(http: aiohttp.ClientSession, request: Request) -> tuple[int, str, Any, Any]:
-    """Status, content type, body (JSON, or the first SSE message) and headers."""
-    url = URL(request.url, encoded=True)
-    async with http.request(
-        request.method, url, headers=request.headers, data=request.body
-    ) as response:
-        kind = response.content_type
-        if kind == "text/event-stream":
-            await response.content.readuntil(b"\n\n")  # retry
-            body: Any = await response.content.readuntil(b"\n\n")
-        elif kind == "application/json":
-            body = orjson.loads(await response.read())
-        else:
-            body = await response.read()
-        return response.status, kind, body, response.headers
-
-
-def check(request: Request, n: int, answer: tuple[int, str, Any, Any]) -> None:
-    status, kind, body, headers = answer
-    said = f"case {n} {request.method} {request.url[:160]!r} ({request.what})"
-    assert status == request.status, f"{said}: {status}, not {request.status}: {body!r:.300}"
-    if request.status == NOT_READY:  # /health (no partition): its own JSON, not an error
-        assert kind == "application/json", said
-        assert body["ready"] is False, said
-        return
-    if status >= 400:
-        assert kind == "application/json", f"{said}: a {kind} refusal"
-        assert isinstance(body.get("error"), str), said
-        assert body["error"], said
-        assert status != 401 or headers["WWW-Authenticate"].startswith("Bearer"), said
-        return
-    assert kind == SUCCESS_TYPES.get(request.route, "application/json"), said
-    for name, value in request.echo.items():
-        assert body[name] == value, f"{said}: {name} {body[name]!r} is not {value!r}"
-    if kind == "text/event-stream":
-        assert body.startswith(b"event: trending\ndata: "), said
-
-
-async def fuzz_route(server: TestServer, route: str, cases: int, seed: int) -> Counter[int]:
-    """Send ``cases`` requests for ``route``; the statuses seen."""
-    fuzzer = HttpFuzzer(seed, route)
-    requests = [fuzzer.request() for _ in range(cases)]
-    statuses: Counter[int] = Counter()
-
-    async def worker(first: int) -> None:
-        for n in range(first, cases, CONCURRENCY):
-            answer = await send(http, requests[n])
-            check(requests[n], n, answer)
-            statuses[answer[0]] += 1
-
-    base = f"http://{server.host}:{server.port}"
-    async with aiohttp.ClientSession(base, auto_decompress=False) as http:
-        await asyncio.gather(*(worker(first) for first in range(CONCURRENCY)))
-        # Still serving: a plain valid request afterwards.
-        operator = {"Authorization": f"Bearer {KEYS['operator']}"}
-        async with http.get("/api/v1/trending/global", headers=operator) as response:
-            assert response.status == 200
-    return statuses
-
-
 @pytest.mark.parametrize("route", sorted(REQUESTS))
 async def test_every_route_answers_hostile_requests_as_expected(
     server: TestServer, route: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.ERROR)
     started = time.perf_counter()
-    statuses = await fuzz_route(server, route, CASES, seed=sorted(REQUESTS).index(route))
+    base = f"http://{server.host}:{server.port}"
+    statuses = await fuzz_route(base, HttpFuzzer(sorted(REQUESTS).index(route), route), CASES)
     print(f"{route}: {CASES} requests in {time.perf_counter() - started:.1f} s: {statuses}")
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # no 500 was logged
     answered = statuses[NOT_READY if route == "/health" else 200]
