@@ -4,7 +4,9 @@
 - :mod:`tests.fuzz.records`: a seeded mutator of JSON records that knows what each mutation
   must make a validator answer;
 - :mod:`tests.fuzz.topics`: records for ``events``, ``catalog`` and ``privacy.requests``;
-- :mod:`tests.fuzz.http`: requests for every HTTP route of the worker.
+- :mod:`tests.fuzz.route_inputs`: each route's own input (scopes, query parameters, bodies);
+- :mod:`tests.fuzz.http`: requests for every HTTP route of the worker (credentials, path ids);
+- :mod:`tests.fuzz.http_check`: sending them to a worker and checking every answer.
 
 Every generator is seeded: a failure names its seed and case number, and reruns exactly.
 """

@@ -75,9 +75,10 @@ class Request:
 class HttpFuzzer(InputFuzzer):
     """Seeded hostile requests for one route template of the worker."""
 
-    def __init__(self, seed: int, route: str, ready: bool = False) -> None:
+    def __init__(self, seed: int, route: str, ready: bool = False, let_in: float = 0.5) -> None:
         super().__init__(seed, time.time())
         self.route = route
+        self.let_in = let_in  # the share of callers drawn from those the route lets in
         self.health = 200 if ready else NOT_READY  # ready: the worker owns partitions
 
     def request(self) -> Request:
@@ -111,7 +112,7 @@ class HttpFuzzer(InputFuzzer):
         """Who calls (a role, ``host``, ``anonymous``, ``bad``), the headers, and the stream
         of a host's link."""
         who = self.rng.choice(("operator", "frontend", "merchant", "host", "anonymous", "bad"))
-        if self.rng.random() < 0.5:  # half the time someone the route lets in
+        if self.rng.random() < self.let_in:
             who = self.rng.choice(sorted(ALLOWED[self.route] - {"anonymous"}) or ["operator"])
         stream = good_id(self.rng)
         if who in KEYS:

@@ -68,8 +68,8 @@ class InputFuzzer(RecordFuzzer):
         roll = self.rng.random()
         if roll < 0.3:
             return "", True
-        if roll < 0.65:
-            value = str(self.rng.randint(low, high))
+        if roll < 0.65:  # log-uniform: a day's window (1,441 buckets read) now and then only
+            value = str(min(high, int(low * (high / low) ** self.rng.random())))
             return f"{name}={self.rng.choice(('', '0'))}{value}", True
         value = self.rng.choice((*BAD_INTS, str(low - 1), str(high + 1)))
         return f"{name}={value}", False
