@@ -78,20 +78,25 @@ def good_id(rng: random.Random) -> str:
             return text
 
 
-def bad_id(rng: random.Random) -> str:
-    """A string the id rule refuses: a known bad one, or a valid one with a control
-    character put in."""
-    if rng.random() < 0.7:
-        return rng.choice(BAD_IDS)
+def with_control(rng: random.Random) -> str:
+    """A valid id with a control character put in."""
     mixed = list(good_id(rng))
     mixed.insert(rng.randrange(len(mixed) + 1), chr(rng.randrange(0x20)))
     return "".join(mixed)
 
 
+def bad_id(rng: random.Random) -> str:
+    """A string the id rule refuses: a known bad one, or one with a control character."""
+    return rng.choice(BAD_IDS) if rng.random() < 0.7 else with_control(rng)
+
+
 def bad_id_text(rng: random.Random) -> str:
     """The JSON text of a value the id rule refuses (bad_field)."""
-    if rng.random() < 0.7:
-        return json_text(bad_id(rng))
+    roll = rng.random()
+    if roll < 0.5:
+        return json_text(rng.choice(BAD_IDS))
+    if roll < 0.7:
+        return json_text(with_control(rng))
     return rng.choice(NOT_IDS)
 
 
