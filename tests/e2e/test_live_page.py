@@ -15,6 +15,7 @@ from yarl import URL
 
 from streams.config import Settings
 from streams.http_input import path_segment
+from streams.live import TOO_MANY_PAGES
 from tests.e2e.chromium import Page, artefacts_dir, chromium, find_chromium
 from tests.e2e.conftest import WorkerProcess, produce_json, wait_for
 
@@ -108,7 +109,7 @@ async def test_live_pages_beyond_the_limit_are_told_to_come_back(settings: Setti
             async with http.get(url) as refused:
                 assert refused.status == 503
                 assert refused.headers["Retry-After"] == "5"
-                assert (await refused.json())["error"] == "too_many_connections"
+                assert (await refused.json())["error"] == TOO_MANY_PAGES
             first.close()
 
             async def accepted() -> bool:
