@@ -31,7 +31,11 @@ MAX_ID_LENGTH: Final = 128
 #: Control characters (C0, DEL, C1): never in an id. The state joins ids with tabs (a sharer
 #: and an item in an inbox entry, a trending log entry's fields), so a tab in an id would let
 #: one user's erasure take another's entries; newlines and NUL would also break logs.
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: Also the OpenAPI document's (``not`` this pattern): the same in Python and JSON Schema.
+CONTROL_PATTERN: Final = r"[\x00-\x1f\x7f-\x9f]"
+_CONTROL: Final = re.compile(CONTROL_PATTERN)
+#: The id rule in words, for every refusal of an id (topics and HTTP routes alike).
+ID_RULE: Final = f"1 to {MAX_ID_LENGTH} characters, none of them a control character"
 
 
 class EventType(StrEnum):
@@ -154,7 +158,7 @@ def id_field(body: Mapping[str, object], name: str, required: bool) -> str | Rej
     if not is_valid_id(text):
         return Rejection(
             RejectReason.BAD_FIELD,
-            f"field '{name}' must be 1..{MAX_ID_LENGTH} chars without control characters",
+            f"field '{name}' must be {ID_RULE}",
         )
     return text
 

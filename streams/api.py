@@ -6,9 +6,10 @@ and no extra service has to be run. Handlers read only; the one write they cause
 :class:`streams.analytics.MerchantAnalytics`, which :func:`register_api` attaches to the batch
 processor so that merchant figures are counted as events are applied.
 
-Errors are JSON ``{"error": "..."}`` saying what was wrong: 400 for bad parameters or bodies,
-404 for unknown routes under ``/api/``, 405 for a wrong method, 413 for a body over
-:data:`MAX_BODY_BYTES`, 500 without details. Logs name the route, never ids or payloads.
+Errors are JSON ``{"error": "..."}`` saying what was wrong (streams/http_input.py): 400 for bad
+parameters or bodies, 404 for unknown routes, 405 for a wrong method, 413 for a body over
+:data:`MAX_BODY_BYTES`, 500 without details, on every page of the worker (the live pages and
+``/metrics`` too). Logs name the route, never ids or payloads.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -29,14 +30,12 @@ from faust.web import View
 from models.funnel import exposure_share, funnel
 from models.recommend import Recommendations, candidate_pools
 from models.textsearch import Boosts, analyse, rerank, words
-from models.trending import GLOBAL_SCOPE, TrendingList, merchant_scope
+from models.trending import TrendingList, merchant_scope
 from models.why import explain
 from streams.analytics import EXPOSURE, MerchantAnalytics
 from streams.api_spec import (
+    DEFAULT_WINDOW_S,
     MAX_BODY_BYTES,
-    MAX_ID_CHARS,
-    MAX_K,
-    MAX_QUERY_CHARS,
     MAX_TRENDING_K,
     MAX_WINDOW_S,
     MIN_WINDOW_S,
@@ -44,6 +43,17 @@ from streams.api_spec import (
     openapi_spec,
 )
 from streams.config import Settings
+from streams.http_input import (
+    ApiError,
+    Json,
+    check_id,
+    check_scope,
+    error_response,
+    json_response,
+    parse_query,
+    query_int,
+    route_pattern,
+)
 from streams.pipeline import BatchProcessor, InboundRecord, recommendations_json
 from streams.search import CatalogSearch
 from streams.sources.content import RedisContent
@@ -52,119 +62,8 @@ from streams.trending import trending_json
 
 log = logging.getLogger(__name__)
 
-#: Scope kinds of the trending endpoint (besides ``global``).
-SCOPE_KINDS = ("category", "merchant", "stream")
 #: Matches considered before re-ranking, per result asked for.
 MATCH_DEPTH = 5
-
-
-class ApiError(Exception):
-    """A request the API refuses: the status and a message for the caller."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-Json = dict[str, Any]
-
-
-def json_response(body: object, status: int = 200) -> aioweb.Response:
-    return aioweb.Response(body=orjson.dumps(body), status=status, content_type="application/json")
-
-
-def error_response(status: int, message: str) -> aioweb.Response:
-    return json_response({"error": message}, status)
-
-
-def check_id(value: str, what: str) -> str:
-    """A path id: non-empty and at most :data:`MAX_ID_CHARS` characters.
-
-    >>> check_id("u1", "user_id")
-    'u1'
-    >>> check_id("x" * 200, "user_id")
-    Traceback (most recent call last):
-    ...
-    streams.api.ApiError: user_id must be 1 to 128 characters
-    """
-    if not value or len(value) > MAX_ID_CHARS:
-        raise ApiError(400, f"{what} must be 1 to {MAX_ID_CHARS} characters")
-    return value
-
-
-def int_param(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    """An integer query parameter within ``[low, high]``.
-
-    >>> int_param({"k": "5"}, "k", 20, 1, 100), int_param({}, "k", 20, 1, 100)
-    (5, 20)
-    >>> int_param({"k": "0"}, "k", 20, 1, 100)
-    Traceback (most recent call last):
-    ...
-    streams.api.ApiError: query parameter 'k' must be an integer from 1 to 100
-    """
-    raw = query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        raise ApiError(400, f"query parameter '{name}' must be an integer from {low} to {high}")
-    return value
-
-
-def check_scope(scope: str) -> str:
-    """``global`` or ``<kind>:<id>`` with a known kind.
-
-    >>> check_scope("category:phones")
-    'category:phones'
-    >>> check_scope("user:u1")
-    Traceback (most recent call last):
-    ...
-    streams.api.ApiError: scope must be 'global' or category:, merchant:, stream: and an id
-    """
-    kind, sep, rest = scope.partition(":")
-    if scope == GLOBAL_SCOPE or (sep and kind in SCOPE_KINDS and 0 < len(rest) <= MAX_ID_CHARS):
-        return scope
-    raise ApiError(400, "scope must be 'global' or category:, merchant:, stream: and an id")
-
-
-def parse_query(raw: bytes) -> tuple[str, str | None, int]:
-    """(text, user_id, k) of a query body, or the reason it is refused.
-
-    >>> parse_query(b'{"text": "phone", "k": 3}')
-    ('phone', None, 3)
-    >>> parse_query(b'{"text": ""}')
-    Traceback (most recent call last):
-    ...
-    streams.api.ApiError: field 'text' must be a non-empty string of at most 500 characters
-    """
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise ApiError(400, "body must be valid UTF-8 JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "body must be a JSON object")
-    unknown = sorted(set(body) - {"text", "user_id", "k"})
-    if unknown:
-        raise ApiError(400, f"unknown fields {unknown}: allowed are text, user_id, k")
-    text = body.get("text")
-    if not isinstance(text, str) or not text.strip() or len(text) > MAX_QUERY_CHARS:
-        raise ApiError(
-            400,
-            f"field 'text' must be a non-empty string of at most {MAX_QUERY_CHARS} characters",
-        )
-    user_id = body.get("user_id")
-    if user_id is not None and (
-        not isinstance(user_id, str) or not user_id or len(user_id) > MAX_ID_CHARS
-    ):
-        raise ApiError(400, f"field 'user_id' must be a string of 1 to {MAX_ID_CHARS} characters")
-    k = body.get("k", 10)
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-        raise ApiError(400, f"field 'k' must be an integer from 1 to {MAX_K}")
-    return text, user_id, k
 
 
 def trending_body(result: TrendingList, now: float) -> Json:
@@ -244,14 +143,16 @@ class Api:
 
     async def trending(self, request: aioweb.Request, scope: str) -> Json:
         check_scope(scope)
-        k = int_param(request.query, "k", 20, 1, MAX_TRENDING_K)
+        k = query_int(request.query, "k", 20, 1, MAX_TRENDING_K)
         now = self.clock()
         (result,) = await self.deps.store.trending([scope], now, k)
         return trending_body(result, now)
 
     async def merchant(self, request: aioweb.Request, merchant_id: str) -> Json:
         check_id(merchant_id, "merchant_id")
-        window_s = int_param(request.query, "window_s", 3600, MIN_WINDOW_S, MAX_WINDOW_S)
+        window_s = query_int(
+            request.query, "window_s", DEFAULT_WINDOW_S, MIN_WINDOW_S, MAX_WINDOW_S
+        )
         now = self.clock()
         counts, (rising,) = await asyncio.gather(
             self.analytics.window(merchant_id, now, window_s),
@@ -355,9 +256,8 @@ def _view(name: str, method: str, handler: Handler) -> type[View]:
 
 @aioweb.middleware
 async def json_errors(request: aioweb.Request, handler: Any) -> aioweb.StreamResponse:
-    """Under /api/: routing errors (404, 405, 413) and failures (500) as JSON, no traces."""
-    if not request.path.startswith("/api/"):
-        return cast(aioweb.StreamResponse, await handler(request))
+    """Routing errors (404, 405, 413) and failures (500) as JSON, no traces: on every page,
+    so that whatever a caller gets wrong, the answer has the same form."""
     try:
         return cast(aioweb.StreamResponse, await handler(request))
     except aioweb.HTTPException as exc:
@@ -397,7 +297,7 @@ def register_api(app: faust.App, deps: ApiDeps) -> Api:
     }
     for method, path in ROUTES:
         handler = handlers[path]
-        app.page(path, name=f"api_{handler.__name__}")(
+        app.page(route_pattern(path), name=f"api_{handler.__name__}")(
             _view(f"api_{handler.__name__}", method, handler)
         )
     # The aiohttp driver (Faust's default) exposes its aiohttp Application as ``web_app``.

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-#: Limits the handlers enforce (documented in the spec).
-MAX_ID_CHARS: Final = 128
+from models.events import CONTROL_PATTERN, ID_RULE, MAX_ID_LENGTH
+
+#: Limits the handlers enforce (documented in the spec); ids follow the events' rule.
 MAX_QUERY_CHARS: Final = 500
 MAX_BODY_BYTES: Final = 8192
 MAX_K: Final = 50
 MAX_TRENDING_K: Final = 100
 MIN_WINDOW_S: Final = 60
+DEFAULT_WINDOW_S: Final = 3600
 MAX_WINDOW_S: Final = 86_400
 
 #: (method, path) of every API route, as registered on the worker's web server.
@@ -33,6 +35,15 @@ ROUTES: Final = (
     ("post", "/api/v1/query"),
 )
 
+#: An id by the events' rule (models/events.py): its length (minLength and maxLength count
+#: characters as len() does) and no control character.
+ID_SCHEMA: Final = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_ID_LENGTH,
+    "not": {"pattern": CONTROL_PATTERN},
+    "description": f"an id as in events: {ID_RULE}",
+}
 _NUM: Final = {"type": "number"}
 _NULL_NUM: Final = {"type": ["number", "null"]}
 _STR: Final = {"type": "string"}
@@ -52,7 +63,7 @@ def _path_param(name: str, description: str) -> dict[str, Any]:
         "in": "path",
         "required": True,
         "description": description,
-        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
+        "schema": ID_SCHEMA,
     }
 
 
@@ -179,7 +190,7 @@ def _schemas() -> dict[str, Any]:
             "additionalProperties": False,
             "properties": {
                 "text": {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS},
-                "user_id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
+                "user_id": {**ID_SCHEMA, "type": ["string", "integer"]},
                 "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 10},
             },
         },
@@ -265,7 +276,7 @@ def openapi_spec() -> dict[str, Any]:
                         "required": True,
                         "description": "`global`, `category:<category>`, `merchant:<id>` or "
                         "`stream:<stream id>`",
-                        "schema": {"type": "string", "maxLength": MAX_ID_CHARS + 9},
+                        "schema": {"type": "string", "maxLength": len("category:") + MAX_ID_LENGTH},
                     },
                     {
                         "name": "k",
@@ -304,7 +315,7 @@ def openapi_spec() -> dict[str, Any]:
                             "type": "integer",
                             "minimum": MIN_WINDOW_S,
                             "maximum": MAX_WINDOW_S,
-                            "default": 3600,
+                            "default": DEFAULT_WINDOW_S,
                         },
                     },
                 ],

@@ -25,6 +25,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from typing import Final
+from urllib.parse import quote
 
 from streams.config import ConfigError, Settings
 
@@ -56,8 +57,10 @@ def digest(key: str) -> str:
 
     >>> digest("sr_example")[:12]
     'c96691d86683'
+
+    A header's bytes that are not UTF-8 reach here as surrogates: they are hashed as sent.
     """
-    return hashlib.sha256(key.encode()).hexdigest()
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def new_key() -> str:
@@ -135,6 +138,8 @@ class Keyring:
 
     def verify(self, key: str) -> Principal | None:
         """The key's principal, or None. Every entry is compared, match or not."""
+        if not key:  # whatever the entries hold, "Bearer " alone opens nothing
+            return None
         presented = digest(key)
         found = None
         for hexdigest, principal in self.entries:
@@ -156,14 +161,20 @@ def link_signature(secret: str, stream_id: str, expires: int) -> str:
     >>> link_signature("s" * 32, "live-1", 1700000000)[:10]
     'trfyx5hZb7'
     """
-    mac = hmac.new(secret.encode(), f"live\n{stream_id}\n{expires}".encode(), hashlib.sha256)
+    message = f"live\n{stream_id}\n{expires}".encode("utf-8", "surrogateescape")
+    mac = hmac.new(secret.encode(), message, hashlib.sha256)
     return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
 
 
 def link_query(secret: str, stream_id: str, expires: int) -> str:
-    """The query string that makes the live page's URL a host's link."""
+    """The query string that makes the live page's URL a host's link (the stream id
+    percent-encoded: any id events accept may name a stream).
+
+    >>> link_query("s" * 32, "live 1/é", 1700000000)[:32]
+    'stream=live%201%2F%C3%A9&exp=170'
+    """
     sig = link_signature(secret, stream_id, expires)
-    return f"stream={stream_id}&exp={expires}&sig={sig}"
+    return f"stream={quote(stream_id, safe='')}&exp={expires}&sig={sig}"
 
 
 def verify_link(secret: str, stream_id: str, expires: str, sig: str, now: float) -> Principal | str:
@@ -177,9 +188,12 @@ def verify_link(secret: str, stream_id: str, expires: str, sig: str, now: float)
     >>> verify_link("s" * 32, q["stream"], q["exp"], q["sig"], now=1000.0)
     'expired'
     """
-    if not secret or not expires.isdigit() or len(expires) > 12:
+    # Query values are the caller's: '²' passes isdigit() and fails int(), and
+    # compare_digest refuses non-ASCII text, so both are checked as ASCII first.
+    if not secret or not (expires.isascii() and expires.isdigit()) or len(expires) > 12:
         return "invalid"
-    if not hmac.compare_digest(link_signature(secret, stream_id, int(expires)), sig):
+    expected = link_signature(secret, stream_id, int(expires)).encode()
+    if not hmac.compare_digest(expected, sig.encode("utf-8", "surrogateescape")):
         return "invalid"
     if int(expires) <= now:
         return "expired"

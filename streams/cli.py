@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from streams.config import Settings, load_settings
 
@@ -115,7 +116,7 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
 def _keys(settings: Settings, args: argparse.Namespace) -> int:
     from streams import access
 
-    return access.run_keys(args.action, args.role, args.merchant)
+    return access.run_keys(args.action, args.role, args.merchant, args.key_file, args.keys_file)
 
 
 def _host_link(settings: Settings, args: argparse.Namespace) -> int:
@@ -153,6 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["new", "link-secret"])
     p.add_argument("--role", choices=["frontend", "merchant", "operator"])
     p.add_argument("--merchant", help="the merchant a merchant key may read")
+    p.add_argument(
+        "--key-file",
+        type=Path,
+        help="write the key to this file (mode 0600; kept if it exists) instead of printing it,"
+        " e.g. monitoring/secrets/operator.key for Prometheus",
+    )
+    p.add_argument("--keys-file", type=Path, help="add the key's line to this keys file")
     p.set_defaults(handler=_keys)
 
     p = sub.add_parser("host-link", help="a signed link to one stream's live page, for a host")

@@ -32,12 +32,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
-import orjson
 from aiohttp import web as aioweb
 
-from streams.api_spec import MAX_WINDOW_S
+from streams.api_spec import DEFAULT_WINDOW_S, MAX_WINDOW_S, MIN_WINDOW_S
 from streams.auth import FRONTEND, HOST, MERCHANT, OPERATOR, Keyring, Principal, verify_link
 from streams.config import ConfigError, Settings
+from streams.http_input import ApiError, error_response, query_int
 from streams.metrics import WorkerMetrics
 from streams.ratelimit import RateLimiter
 
@@ -74,15 +74,19 @@ OTHER_ROUTE: Final = "other"
 
 
 def merchant_cost(query: Mapping[str, str]) -> int:
-    """Tokens of a merchant request: one per started hour of its window (a bad window: 1,
-    the handler refuses it).
+    """Tokens of a merchant request: one per started hour of its window, read as the handler
+    reads it (a bad window: 1, the handler refuses it).
 
     >>> merchant_cost({}), merchant_cost({"window_s": "600"}), merchant_cost({"window_s": "86400"})
     (1, 1, 24)
+    >>> merchant_cost({"window_s": "²"}), merchant_cost({"window_s": "9" * 5000})
+    (1, 1)
     """
-    raw = query.get("window_s", "3600")
-    window = int(raw) if raw.isdigit() else 0
-    return max(1, math.ceil(min(window, MAX_WINDOW_S) / MERCHANT_COST_S))
+    try:
+        window = query_int(query, "window_s", DEFAULT_WINDOW_S, MIN_WINDOW_S, MAX_WINDOW_S)
+    except ApiError:
+        return 1
+    return math.ceil(window / MERCHANT_COST_S)
 
 
 @dataclass(frozen=True)
@@ -123,12 +127,7 @@ def refusal(reason: str, retry_after: float | None = None) -> aioweb.Response:
         headers["WWW-Authenticate"] = 'Bearer realm="socialrec"'
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
-    return aioweb.Response(
-        body=orjson.dumps({"error": MESSAGES[reason]}),
-        status=STATUS[reason],
-        content_type="application/json",
-        headers=headers,
-    )
+    return error_response(STATUS[reason], MESSAGES[reason], headers)
 
 
 class Guard:

@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import html
 import logging
-import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -39,17 +38,16 @@ from typing import Any, Final
 import orjson
 from aiohttp import web as aioweb
 
+from models.events import ID_RULE, is_valid_id
 from models.trending import TrendingList, stream_scope
 from streams.config import Settings
+from streams.http_input import error_response, route_pattern
 from streams.keys import Keys
 from streams.store import RedisStore
 from streams.trending import TrendingPublisher
 
 log = logging.getLogger(__name__)
 
-#: Stream ids the page accepts: what the event contract's frontends send (``live-9``), and
-#: nothing that could break a Redis key, a URL or the HTML it is written into.
-STREAM_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 #: A subscriber's queue; past this many unsent lists the client is too slow and is dropped.
 QUEUE_SIZE: Final = 16
 #: SSE comment sent when nothing else was, so proxies and phones keep the connection open.
@@ -62,15 +60,11 @@ LAST_LISTS: Final = 1024
 TITLE_TTL_S: Final = 30.0
 MISSING_TITLE_TTL_S: Final = 2.0
 TITLE_CACHE_SIZE: Final = 10_000
-
-
-def valid_stream_id(stream_id: str) -> bool:
-    """Whether ``stream_id`` may be used (the routes answer 400 otherwise).
-
-    >>> valid_stream_id("live-9"), valid_stream_id("a b"), valid_stream_id("x" * 65)
-    (True, False, False)
-    """
-    return STREAM_ID_RE.fullmatch(stream_id) is not None
+#: The refusal of an events connection past a cap.
+TOO_MANY_PAGES: Final = (
+    "too many live pages open: this worker already serves SOCIALREC_LIVE_MAX_CONNECTIONS, "
+    "or SOCIALREC_LIVE_MAX_CONNECTIONS_PER_STREAM of this stream; retry after Retry-After"
+)
 
 
 @dataclass(eq=False)
@@ -266,8 +260,12 @@ class LiveFeed:
     heartbeat_s: float = HEARTBEAT_S
     clock: Callable[[], float] = time.time
 
-    async def stream(self, stream_id: str, sub: Subscription) -> AsyncIterator[bytes]:
-        """SSE chunks for ``sub`` until it is dropped or closed (the caller unsubscribes)."""
+    async def stream(
+        self, stream_id: str, sub: Subscription, gone: Callable[[], bool] = lambda: False
+    ) -> AsyncIterator[bytes]:
+        """SSE chunks for ``sub`` until it is dropped or closed, or the client is ``gone``
+        (the caller unsubscribes). A quiet stream writes nothing for up to a heartbeat, so
+        ``gone`` is asked every poll: a closed page frees its slot within ``poll_s``."""
         scope = sub.scope
         yield f"retry: {RETRY_MS}\n\n".encode()
         current = self.broadcaster.last(scope)
@@ -276,7 +274,7 @@ class LiveFeed:
         yield await self._message(current, stream_id)
         sent = _signature(current)
         last_write = time.monotonic()
-        while not sub.dropped:
+        while not sub.dropped and not gone():
             try:
                 result = await asyncio.wait_for(sub.queue.get(), timeout=self.poll_s)
             except TimeoutError:
@@ -309,16 +307,6 @@ class LiveFeed:
         return live_message(result, titles, stream_id, self.clock())
 
 
-def bad_stream_id(web: Any) -> Any:
-    return web.json(
-        {
-            "error": "bad_stream_id",
-            "detail": "stream id: 1-64 characters, letters, digits, '.', '_' or '-'",
-        },
-        status=400,
-    )
-
-
 def register_live(
     app: Any,
     settings: Settings,
@@ -343,10 +331,10 @@ def register_live(
 
     feed = LiveFeed(broadcaster, read, titles.titles, poll_s=settings.trending_interval_s)
 
-    @app.page("/live/{stream_id}")  # type: ignore[untyped-decorator]
+    @app.page(route_pattern("/live/{stream_id}"))  # type: ignore[untyped-decorator]
     async def live_page(web: Any, request: Any, stream_id: str) -> Any:
-        if not valid_stream_id(stream_id):
-            return bad_stream_id(web)
+        if not is_valid_id(stream_id):  # any id events accept may name a stream
+            return error_response(400, f"stream_id must be {ID_RULE}")
         return web.html(
             render_page(stream_id),
             headers={
@@ -358,23 +346,14 @@ def register_live(
             },
         )
 
-    @app.page("/live/{stream_id}/events")  # type: ignore[untyped-decorator]
+    @app.page(route_pattern("/live/{stream_id}/events"))  # type: ignore[untyped-decorator]
     async def live_events(web: Any, request: Any, stream_id: str) -> Any:
-        if not valid_stream_id(stream_id):
-            return bad_stream_id(web)
+        if not is_valid_id(stream_id):  # any id events accept may name a stream
+            return error_response(400, f"stream_id must be {ID_RULE}")
         sub = broadcaster.subscribe(stream_scope(stream_id))
         if sub is None:
             refused()
-            return web.json(
-                {
-                    "error": "too_many_connections",
-                    "detail": "this worker already serves SOCIALREC_LIVE_MAX_CONNECTIONS live "
-                    "pages, or SOCIALREC_LIVE_MAX_CONNECTIONS_PER_STREAM of this stream; try "
-                    "again shortly",
-                },
-                status=503,
-                headers={"Retry-After": "5"},
-            )
+            return error_response(503, TOO_MANY_PAGES, {"Retry-After": "5"})
         response = aioweb.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -384,7 +363,7 @@ def register_live(
         )
         try:
             await response.prepare(request)
-            async for chunk in feed.stream(stream_id, sub):
+            async for chunk in feed.stream(stream_id, sub, lambda: _gone(request)):
                 await response.write(chunk)
         except (ConnectionError, asyncio.CancelledError):
             pass  # the client went away (or the server is stopping): nothing to tell anyone
@@ -401,6 +380,11 @@ def register_live(
     # aiohttp waits for open requests when stopping; end the endless event streams first.
     app.web.web_app.on_shutdown.append(close_streams)
     return broadcaster
+
+
+def _gone(request: Any) -> bool:
+    transport = request.transport
+    return transport is None or bool(transport.is_closing())
 
 
 def render_page(stream_id: str) -> str:
@@ -515,7 +499,9 @@ The list below may be out of date.</div>
     if (es) { es.close(); }
     setStatus("connecting", "connecting…");
     // location.search carries a host's signed link (stream, exp, sig) to the events too.
-    es = new EventSource("/live/" + encodeURIComponent(streamId) + "/events" + location.search);
+    // Dots too: a stream named "." or ".." would otherwise be read as a path step.
+    var path = encodeURIComponent(streamId).split(".").join("%2E");
+    es = new EventSource("/live/" + path + "/events" + location.search);
     es.onopen = function () { setStatus("live", "● live"); };
     es.addEventListener("trending", function (ev) {
       setStatus("live", "● live");

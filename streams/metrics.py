@@ -179,11 +179,9 @@ class WorkerMetrics:
 
     def waiting_out(self) -> list[str]:
         """The dependencies whose outage the worker is waiting out right now."""
-        return [
-            d
-            for d in DEPENDENCIES
-            if self.registry.get_sample_value("socialrec_dependency_up", {"dependency": d}) == 0
-        ]
+        # The gauge's own value: get_sample_value collects the whole registry (milliseconds
+        # per /health probe).
+        return [d for d in DEPENDENCIES if self.dependency_up.labels(d)._value.get() == 0]
 
     def _monitoring_metrics(self) -> None:
         """Consumer lag, per-stage latency, live quality and fairness (monitoring/README.md)."""

@@ -13,6 +13,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 MONITORING = ROOT / "monitoring"
 DASHBOARDS = MONITORING / "grafana" / "dashboards"
+#: The operator key the scrape job sends, relative to prometheus.yml.
+SCRAPE_KEY_FILE = "secrets/operator.key"
 #: What Grafana substitutes for its interval variables when the tests evaluate a query.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m"}
 

@@ -12,6 +12,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,14 +147,20 @@ class WorkerProcess:
         return total
 
 
-@pytest.fixture
-async def worker(settings: Settings) -> AsyncIterator[WorkerProcess]:
-    process = WorkerProcess(settings)
+@asynccontextmanager
+async def running(process: WorkerProcess) -> AsyncIterator[WorkerProcess]:
+    """The worker, started; stopped however the block ends."""
     await process.start()
     try:
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture
+async def worker(settings: Settings) -> AsyncIterator[WorkerProcess]:
+    async with running(WorkerProcess(settings)) as process:
+        yield process
 
 
 @pytest.fixture

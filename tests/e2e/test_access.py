@@ -11,6 +11,7 @@ import aiohttp
 
 from streams.auth import entry_line, link_query
 from streams.config import Settings
+from streams.live import TOO_MANY_PAGES
 from tests.e2e.conftest import WorkerProcess
 
 SECRET = "e2e-host-link-secret-of-forty-characters"
@@ -68,7 +69,7 @@ async def test_keys_and_links_open_their_routes_only(settings: Settings, tmp_pat
             assert events.content_type == "text/event-stream"
             await events.content.readuntil(b"\n\n")  # subscribed
             status, body = await _get(http, f"/live/s1/events?{link}")  # this stream is full
-            assert (status, body["error"]) == (503, "too_many_connections")
+            assert (status, body["error"]) == (503, TOO_MANY_PAGES)
             other = await http.get(
                 "/live/s2/events", headers={"Authorization": f"Bearer {KEYS['operator']}"}
             )

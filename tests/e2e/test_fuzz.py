@@ -1,4 +1,4 @@
-"""A real worker under 10,000 hostile records on each input topic (tests/fuzz_inputs.py).
+"""A real worker under 10,000 hostile records on each input topic (tests/fuzz/).
 
 Nothing crashes and no partition wedges: every rejected record reaches the dead-letter topic
 with the reason the generator expected, every valid event's user gets a list, every valid
@@ -21,7 +21,8 @@ from streams.config import Settings
 from streams.pipeline import InboundRecord, validate_record
 from streams.privacy import ErasureRequest, parse_request
 from tests.e2e.conftest import WorkerProcess, consume_until, wait_for
-from tests.fuzz_inputs import Case, Fuzzer
+from tests.fuzz.records import Case
+from tests.fuzz.topics import Fuzzer
 
 CASES = 10_000
 TOPICS = ("events", "catalog", "privacy.requests")

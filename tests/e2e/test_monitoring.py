@@ -19,7 +19,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,18 @@ import pytest
 import yaml
 
 from models.simulator import generate_events, generate_world
+from streams.access import run_keys
 from streams.config import Settings
 from streams.simulate import produce, produce_catalog
 from tests.conftest import running_under_ci
-from tests.e2e.conftest import ARTIFACTS, WorkerProcess, _free_port
-from tests.monitoring_files import MONITORING, alert_rules, panel_queries, recording_rules
+from tests.e2e.conftest import ARTIFACTS, WorkerProcess, _free_port, running
+from tests.monitoring_files import (
+    MONITORING,
+    SCRAPE_KEY_FILE,
+    alert_rules,
+    panel_queries,
+    recording_rules,
+)
 
 #: A comparison with a constant at the end of an expression: `... > 0.01`, `== 0`,
 #: `> (14.4 * 0.01)`.
@@ -126,24 +133,46 @@ class PrometheusProcess:
 
 
 @pytest.fixture
-async def prometheus(worker: WorkerProcess) -> AsyncIterator[PrometheusProcess]:
+def workdir() -> Iterator[Path]:
+    """Prometheus's directory: its config, data, and the operator key the config names,
+    made as monitoring/README.md says (``socialrec keys new --key-file``), with the worker's
+    keys file beside it."""
+    with tempfile.TemporaryDirectory(prefix="socialrec-prometheus-") as name:
+        path = Path(name)
+        assert run_keys("new", "operator", None, path / SCRAPE_KEY_FILE, path / "api-keys") == 0
+        yield path
+
+
+@pytest.fixture
+async def worker(settings: Settings, workdir: Path) -> AsyncIterator[WorkerProcess]:
+    """A worker that requires keys: Prometheus scrapes it with the operator's."""
+    process = WorkerProcess(
+        settings,
+        extra_env={"SOCIALREC_AUTH": "keys", "SOCIALREC_API_KEYS_FILE": str(workdir / "api-keys")},
+        operator_key=(workdir / SCRAPE_KEY_FILE).read_text().strip(),
+    )
+    async with running(process):
+        yield process
+
+
+@pytest.fixture
+async def prometheus(worker: WorkerProcess, workdir: Path) -> AsyncIterator[PrometheusProcess]:
     binary = shutil.which("prometheus")
     if binary is None:
         message = "prometheus not found: install Debian's prometheus package (make setup)"
         if running_under_ci():
             pytest.fail(f"CI=true and {message}", pytrace=False)
         pytest.skip(message)
-    with tempfile.TemporaryDirectory(prefix="socialrec-prometheus-") as workdir:
-        server = PrometheusProcess(binary, worker.web_port, Path(workdir))
-        server.start()
-        try:
-            deadline = time.monotonic() + 30
-            while not await server.ready():
-                assert time.monotonic() < deadline, "prometheus not ready in 30 s"
-                await asyncio.sleep(0.2)
-            yield server
-        finally:
-            server.stop()
+    server = PrometheusProcess(binary, worker.web_port, workdir)
+    server.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not await server.ready():
+            assert time.monotonic() < deadline, "prometheus not ready in 30 s"
+            await asyncio.sleep(0.2)
+        yield server
+    finally:
+        server.stop()
 
 
 def underlying(expr: str) -> list[str]:

@@ -28,7 +28,7 @@ from streams.store import (
     RedisStore,
     Store,
 )
-from tests.fuzz_inputs import id_pool
+from tests.fuzz.ids import id_pool
 
 TIGHT = StateParams(
     history_size=5,

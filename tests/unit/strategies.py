@@ -1,12 +1,12 @@
 """Hypothesis strategies shared by the unit tests: small worlds so collisions are frequent,
-named with ids from the whole alphabet the validators accept (tests/fuzz_inputs.py)."""
+named with ids from the whole alphabet the validators accept (tests/fuzz/ids.py)."""
 
 from __future__ import annotations
 
 from hypothesis import strategies as st
 
 from models.events import Event, EventType
-from tests.fuzz_inputs import ids
+from tests.fuzz.ids import ids
 
 ITEM_TYPES = [
     EventType.VIEW,

@@ -1,4 +1,4 @@
-"""Every input topic under 10,000 hostile records each (tests/fuzz_inputs.py): each validator
+"""Every input topic under 10,000 hostile records each (tests/fuzz/): each validator
 gives the answer the generator expects and never raises, and each consumer dead-letters
 every rejected record with its reason and applies every valid one."""
 
@@ -18,7 +18,8 @@ from streams.metrics import WorkerMetrics
 from streams.pipeline import BatchProcessor, InboundRecord, validate_record
 from streams.privacy import ErasureProcessor, ErasureRequest, parse_request
 from streams.store import MemoryStore
-from tests.fuzz_inputs import Case, Fuzzer
+from tests.fuzz.records import Case
+from tests.fuzz.topics import Fuzzer
 from tests.unit.fakes import RecordingPublisher, SentRecord
 
 NOW = 1_800_000_000.0

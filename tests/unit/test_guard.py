@@ -312,3 +312,25 @@ def test_the_worker_writes_no_access_log() -> None:
     # An access log line would hold the path: user ids, and a host's link with its signature.
     app = create_app(load_settings(topic_prefix="guard-test.", auth="off"))
     assert cast(Any, app.web)._runner._kwargs["access_log"] is None
+
+
+def test_keys_new_can_write_the_key_to_a_file_for_a_program(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from streams.cli import main
+
+    key_file, keys_file = tmp_path / "secrets" / "operator.key", tmp_path / "api-keys"
+    args = ["keys", "new", "--role", "operator", "--key-file", str(key_file)]
+    assert main([*args, "--keys-file", str(keys_file)]) == 0
+    key = key_file.read_text().strip()
+    assert key not in capsys.readouterr().out  # in the file only
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert main([*args, "--keys-file", str(keys_file)]) == 0  # again: the same key, one line
+    assert key_file.read_text().strip() == key
+    (line,) = keys_file.read_text().splitlines()
+    principal = Keyring.parse(line, "test").verify(key)
+    assert principal is not None
+    assert principal.role == "operator"
+    key_file.write_text("")  # a placeholder is no key: never registered
+    assert main(args) == 2
+    assert Keyring.parse(entry_line("", "operator"), "test").verify("") is None

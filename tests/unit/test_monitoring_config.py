@@ -8,15 +8,18 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
 from prometheus_client.metrics_core import Metric
 
+from streams.access import run_keys
 from streams.metrics import WorkerMetrics
 from tests.conftest import running_under_ci
 from tests.monitoring_files import (
     MONITORING,
+    SCRAPE_KEY_FILE,
     alert_rules,
     dashboards,
     panel_queries,
@@ -46,11 +49,24 @@ def _promtool() -> str:
     ],
     ids=["check-config", "check-rules", "test-rules"],
 )
-def test_promtool_accepts_the_monitoring_files(args: list[str]) -> None:
+def test_promtool_accepts_the_monitoring_files(args: list[str], tmp_path: Path) -> None:
+    # A copy, with the operator key file the scrape job reads made as the README says (promtool
+    # checks that it exists; the checkout has none).
+    for name in ("prometheus.yml", "alerts.yml", "alerts_test.yml"):
+        shutil.copy(MONITORING / name, tmp_path / name)
+    key_file = tmp_path / SCRAPE_KEY_FILE
+    assert run_keys("new", "operator", None, key_file) == 0
+    assert key_file.stat().st_mode & 0o077 == 0  # the operator's key: its owner's only
     done = subprocess.run(
-        [_promtool(), *args], cwd=MONITORING, capture_output=True, text=True, timeout=120
+        [_promtool(), *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_scrape_job_reads_the_operator_key_from_a_file() -> None:
+    config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    assert job["authorization"] == {"type": "Bearer", "credentials_file": SCRAPE_KEY_FILE}
 
 
 def _exported_names() -> set[str]:
