@@ -79,13 +79,17 @@ class SourceSet:
     metrics: WorkerMetrics
     k: int = CANDIDATES_PER_SOURCE
 
-    async def learn(self, events: Sequence[Event], progress: Progress | None = None) -> None:
+    async def learn(
+        self,
+        events: Sequence[Event],
+        progress: Progress | None = None,
+        marks: Mapping[str, int] | None = None,
+    ) -> None:
         """Every source learns the batch; those that record it as learnt in their own
         atomic step (``commits_learnt``: item-CF) go last, so a crash after them teaches none
         of it twice. With ``progress`` (the learner), each other source learns only the events
         past its own ``marks`` and writes its new marks with its state, so a crash before
-        item-CF does not teach them twice either. The marks are read again at every attempt: a
-        write that timed out on the client may still have been applied."""
+        item-CF does not teach them twice either."""
         if not events:
             return
         committing = [m for m in self.models if getattr(m, "commits_learnt", False)]
@@ -95,15 +99,12 @@ class SourceSet:
                 if progress is None or m in committing:
                     calls.append(self._call(m, "learn", partial(m.learn, events)))
                     continue
-                calls.append(self._call(m, "learn", partial(self._learn_new, m, events, progress)))
+                name = m.source.value
+                new = progress.unlearnt(name, events, marks or {})
+                if new:
+                    learn = partial(m.learn, new, progress.learnt(name))
+                    calls.append(self._call(m, "learn", learn))
             await asyncio.gather(*calls)
-
-    @staticmethod
-    async def _learn_new(model: SourceModel, events: Sequence[Event], progress: Progress) -> None:
-        name = model.source.value
-        new = progress.unlearnt(name, events, await progress.marks())
-        if new:
-            await model.learn(new, progress.learnt(name))
 
     async def candidates(
         self, exclude: Mapping[str, frozenset[str]], now: float

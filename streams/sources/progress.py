@@ -10,7 +10,7 @@ live in the learner's hash (``learner``), one field per source and partition. Li
 worker's own offsets, they assume a topic's offsets only grow: an ``events`` topic deleted
 and made again needs a fresh store.
 
->>> progress = Progress(None, "sr:learner", {"e1": ("events:0", 7), "e2": ("events:0", 8)})
+>>> progress = Progress("sr:learner", {"e1": ("events:0", 7), "e2": ("events:0", 8)})
 >>> progress.learnt("mf").fields
 {'mf@events:0': 8}
 >>> [e for e in ["e1", "e2"] if progress.is_new("mf", e, {"mf@events:0": 7})]
@@ -45,10 +45,8 @@ class Learnt:
 class Progress:
     """One batch's positions: ``positions`` maps each event id to (partition, offset)."""
 
-    def __init__(
-        self, client: aioredis.Redis | None, key: str, positions: Mapping[str, tuple[str, int]]
-    ) -> None:
-        self.client, self.key, self.positions = client, key, positions
+    def __init__(self, key: str, positions: Mapping[str, tuple[str, int]]) -> None:
+        self.key, self.positions = key, positions
         ends: dict[str, int] = {}
         for partition, offset in positions.values():
             ends[partition] = max(offset, ends.get(partition, offset))
@@ -61,10 +59,9 @@ class Progress:
         partition, offset = self.positions[event_id]
         return offset > marks.get(f"{source}@{partition}", -1)
 
-    async def marks(self) -> dict[str, int]:
-        """Every source's marks (one read)."""
-        assert self.client is not None
-        raw = await self.client.hgetall(self.key)
+    async def marks(self, client: aioredis.Redis) -> dict[str, int]:
+        """Every source's marks (one read per batch)."""
+        raw = await client.hgetall(self.key)
         return {decoded(f): int(v) for f, v in raw.items() if b"@" in f}
 
     def unlearnt(
