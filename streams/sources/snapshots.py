@@ -6,6 +6,7 @@ and :class:`models.usercf.UserCF` fed the same events.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -13,6 +14,7 @@ import redis.asyncio as aioredis
 from models.fbt import BasketTracker
 from streams.keys import Keys, decoded
 from streams.sources.fbt import decode_baskets
+from streams.sources.usercf import parse_row
 
 
 async def _zset(client: aioredis.Redis, key: Any) -> list[tuple[str, float]]:
@@ -49,14 +51,22 @@ def tracker_state(bt: BasketTracker) -> dict[str, Any]:
 
 
 async def usercf_state(client: aioredis.Redis, keys: Keys) -> dict[str, Any]:
-    """User-CF's rows (user -> item -> affinity) and index (item -> user -> time)."""
+    """User-CF's rows (user -> item -> affinity) and index (item -> user -> time). The time
+    a row keeps with each entry must be its index score (unless the index evicted the entry):
+    a row that disagrees raises."""
     items: dict[str, dict[str, float]] = {}
+    times: dict[str, dict[str, float]] = {}
     index: dict[str, dict[str, float]] = {}
     async for raw in client.scan_iter(match=f"{keys.prefix}*"):
         _, entity, field = keys.parse(decoded(raw))
         if field == "ucf_items":
-            row = await client.hgetall(raw)
-            items[entity] = {decoded(i): float(a) for i, a in row.items()}
+            row = parse_row(cast(Mapping[bytes, bytes], await client.hgetall(raw)))
+            items[entity] = {i: a for i, (a, _ts) in row.items()}
+            times[entity] = {i: ts for i, (_a, ts) in row.items()}
         elif field == "ucf_users":
             index[entity] = dict(await _zset(client, raw))
+    for user, row_times in times.items():
+        for item, ts in row_times.items():
+            if index.get(item, {}).get(user, ts) != ts:
+                raise AssertionError("a user-CF row's time differs from its index score")
     return {"items": items, "index": index}
