@@ -52,7 +52,7 @@ USER_FIELDS: Final = (
     "mf",  # string: the user's MF factor row (float32 bytes)
     "mf_contrib",  # hash item -> float32 bytes: this user's summed updates to that item's row
     "content_profile",  # string: the user's decayed content profile (models.content export)
-    "ucf_items",  # hash item -> affinity: the user's row in user-user CF
+    "ucf_items",  # hash item -> "affinity time": the user's row in user-user CF
     "fbt_baskets",  # string: JSON of the user's retained baskets (frequently bought together)
     "cf_window",  # string: JSON of the user's item-CF window (streams/sources/itemcf.py)
     # The learner (streams/learner.py): erased with the user by LearnerState.erase.
