@@ -14,7 +14,9 @@ counts:     ARGV[3] JSON [row cap, 1 to refuse users erased meanwhile, learnt-id
             batch learns: recorded in the same step, so a learner that crashes after it never
             counts them twice); norms [[item, norm2 increment], ...]; pairs [[a, b, dot
             increment], ...]; asked: items whose norm2 to return.
-            Returns {erased user indexes} having changed nothing if any mark exists, else
+            Returns, having changed nothing, {erased user indexes} if any erasure mark exists
+            (when refusing), or {'learnt', event ids} if any event is learnt already (a step
+            applied here whose reply the learner never got, or another learner's); else
             {{}, dot of each pair (false: gone), norm2 of each asked item, Σ norm2, #items}.
 neighbours: ARGV[3] list size, ARGV[4] JSON [[a, b, cosine (0: not neighbours)], ...].
 ]==]
@@ -71,6 +73,15 @@ if refuse then
   end
   if #erased > 0 then return erased end
 end
+-- The deltas were computed from windows without these events: applying them again would
+-- count the events twice, so the learner drops them and computes the step again.
+local again = {}
+for _, user in ipairs(users) do
+  for _, event in ipairs(user[5]) do
+    if redis.call('ZSCORE', user[4], event[1]) then again[#again + 1] = event[1] end
+  end
+end
+if #again > 0 then return { 'learnt', again } end
 for _, user in ipairs(users) do
   local key, window, learnt = user[1], user[3], user[4]
   if window == '' then redis.call('DEL', key) else redis.call('SET', key, window) end

@@ -19,6 +19,10 @@ scores the changed pairs (:func:`models.cooccurrence.similarities`) and a second
 them in the neighbour lists: a crash between the two leaves those pairs' lists one batch old
 until the pairs change again.
 
+A retried step (its reply lost to a client timeout while Redis applied it) must not count its
+events twice: the script refuses a step holding an event already learnt, and the learner drops
+those events and computes the step again from the windows that now include them.
+
 Erasure: the script refuses a batch holding a user whose erasure mark appeared after the
 learner checked (the mark is set before anything is erased), and the learner drops them and
 tries again; erasing withdraws the user's window from the counts and deletes it.
@@ -74,6 +78,13 @@ class Sums:
     count: int
 
 
+@dataclass(frozen=True, slots=True)
+class Relearnt:
+    """The counts script's refusal: these events of the step are learnt already."""
+
+    event_ids: frozenset[str]
+
+
 class RedisItemCF:
     """Item co-occurrence and similarity, learnt by the learner, read by the publish path."""
 
@@ -110,8 +121,13 @@ class RedisItemCF:
             if isinstance(sums, Sums):
                 await self._neighbours(sums)
                 return
-            # Erased since the learner checked: learn the others' events, theirs never.
-            pending = [e for e in pending if e.user_id not in sums]
+            if isinstance(sums, Relearnt):
+                # Learnt already (a retried step Redis had applied): the windows read now hold
+                # them, so the rest is computed again from those.
+                pending = [e for e in pending if e.event_id not in sums.event_ids]
+            else:
+                # Erased since the learner checked: learn the others' events, theirs never.
+                pending = [e for e in pending if e.user_id not in sums]
 
     async def candidates(
         self,
@@ -173,9 +189,9 @@ class RedisItemCF:
         learnt: Mapping[str, Sequence[Event]],
         *,
         refuse_erased: bool,
-    ) -> Sums | set[str]:
-        """Write the windows, mark ``learnt`` and add the deltas; the users erased meanwhile
-        if refused (then nothing is written)."""
+    ) -> Sums | set[str] | Relearnt:
+        """Write the windows, mark ``learnt`` and add the deltas; if refused (then nothing is
+        written), the users erased meanwhile or the events learnt already."""
         users = list(windows)
         pairs = [(pair, amount) for pair, amount in deltas.pairs.items() if amount != 0.0]
         items = list(dict.fromkeys(i for (a, b), _ in pairs for i in (a, b)))
@@ -199,6 +215,8 @@ class RedisItemCF:
             items,
         ]
         reply = await self._script(keys=[], args=["counts", keys.prefix, orjson.dumps(step)])
+        if reply and reply[0] == b"learnt":
+            return Relearnt(frozenset(decoded(e) for e in reply[1]))
         if reply and not isinstance(reply[0], list):
             return {users[int(n)] for n in reply}
         _, dots, norms, total, count = reply

@@ -56,6 +56,23 @@ async def test_redis_item_cf_matches_the_model_exactly(
     assert not set(victims) & set(after["windows"])
 
 
+async def test_a_step_applied_already_is_not_counted_again(redis_client: aioredis.Redis) -> None:
+    """A learn retried after its reply was lost (Redis had applied some of its steps) counts
+    each event once: the same counts as the model fed each event once."""
+    await redis_client.flushdb()
+    params = TIGHT
+    model = Cooccurrence(params)
+    events = _applied(random_stream(3, 200))
+    on_items = list(item_events(events))
+    for step in range(0, len(on_items), STEP_EVENTS):
+        model.learn(on_items[step : step + STEP_EVENTS])
+    applied = on_items[: 2 * STEP_EVENTS + 5]  # two steps and part of a third reached Redis
+    await RedisItemCF(redis_client, Keys(), params).learn(applied[: 2 * STEP_EVENTS])
+    await RedisItemCF(redis_client, Keys(), params).learn(applied[2 * STEP_EVENTS :])
+    await RedisItemCF(redis_client, Keys(), params).learn(events)  # the retry: every event
+    assert_close(await RedisItemCF(redis_client, Keys(), params).snapshot(), model.snapshot())
+
+
 async def test_the_publish_path_reads_the_neighbours_the_learner_wrote(
     redis_client: aioredis.Redis,
 ) -> None:
