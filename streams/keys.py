@@ -110,6 +110,7 @@ SOURCE_FIELDS: Final = frozenset(
         "pools",
         "learnt",
         "learner",
+        "marks",
     }
 )
 
@@ -160,6 +161,15 @@ class Keys:
         """
         return f"{self.prefix}m:{bucket}:{merchant_id}"
 
+    def marks(self, source: str) -> str:
+        """How far ``source`` has learnt each partition of ``events`` (hash "topic:partition"
+        -> offset; streams/sources/progress.py). Offsets only, no user data.
+
+        >>> Keys("sr:").marks("mf")
+        'sr:lm:mf'
+        """
+        return f"{self.prefix}lm:{source}"
+
     def erased(self, user_id: str) -> str:
         """The anonymous mark of a recent erasure: a digest of the user id, never the id.
 
@@ -191,6 +201,8 @@ class Keys:
             bucket, _, scope = tail.partition(":")
             if bucket.lstrip("-").isdigit() and scope:
                 return "trending", scope, "counts" if kind == "tn" else "weights"
+        if kind == "lm" and tail:
+            return "global", tail, "marks"
         if kind == "x" and tail:
             return "trending", "", "erased"  # anonymous and expiring, like trending buckets
         if kind == "m":

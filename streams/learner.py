@@ -142,11 +142,11 @@ class Learner:
             lambda: self.state.unlearnt([e for e, _ in valid]), "learnt ids"
         )
         progress = Progress(
-            self.state.keys.global_("learner"),
+            self.state.client,
+            self.state.keys,
             {e.event_id: (f"{r.topic}:{r.partition}", r.offset) for e, r in valid},
         )
-        marks = await self._wait_out(lambda: progress.marks(self.state.client), "marks")
-        await self.sources.learn(fresh, progress, marks)  # each waits out outages itself
+        await self.sources.learn(fresh, progress)  # each source waits out outages itself
         users = list(dict.fromkeys(e.user_id for e in fresh if e.item_id is not None))
         if users:
             views = (await self._wait_out(lambda: self.store.read_users(users), "views")).views

@@ -25,7 +25,7 @@ from models.events import Event
 from models.recommend import Candidate, Source
 from streams.metrics import WorkerMetrics
 from streams.outage import wait_out
-from streams.sources.progress import Learnt, Progress
+from streams.sources.progress import Learnt, Progress, Stale
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -79,17 +79,12 @@ class SourceSet:
     metrics: WorkerMetrics
     k: int = CANDIDATES_PER_SOURCE
 
-    async def learn(
-        self,
-        events: Sequence[Event],
-        progress: Progress | None = None,
-        marks: Mapping[str, int] | None = None,
-    ) -> None:
+    async def learn(self, events: Sequence[Event], progress: Progress | None = None) -> None:
         """Every source learns the batch; those that record it as learnt in their own
         atomic step (``commits_learnt``: item-CF) go last, so a crash after them teaches none
         of it twice. With ``progress`` (the learner), each other source learns only the events
-        past its own ``marks`` and writes its new marks with its state, so a crash before
-        item-CF does not teach them twice either."""
+        past its own marks and writes its new marks with its state, so a crash before item-CF
+        does not teach them twice either (streams/sources/progress.py)."""
         if not events:
             return
         committing = [m for m in self.models if getattr(m, "commits_learnt", False)]
@@ -98,13 +93,26 @@ class SourceSet:
             for m in wave:
                 if progress is None or m in committing:
                     calls.append(self._call(m, "learn", partial(m.learn, events)))
-                    continue
-                name = m.source.value
-                new = progress.unlearnt(name, events, marks or {})
-                if new:
-                    learn = partial(m.learn, new, progress.learnt(name))
+                else:
+                    learn = partial(self._learn_new, m, events, progress)
                     calls.append(self._call(m, "learn", learn))
             await asyncio.gather(*calls)
+
+    @staticmethod
+    async def _learn_new(model: SourceModel, events: Sequence[Event], progress: Progress) -> None:
+        """Learn the events past the source's marks, read at every attempt: a write whose
+        reply was lost, or another learner, may have moved them (then :class:`Stale`)."""
+        name = model.source.value
+        while True:
+            marks = await progress.marks(name)
+            new = progress.unlearnt(events, marks)
+            if not new:
+                return
+            try:
+                await model.learn(new, progress.learnt(name, marks))
+                return
+            except Stale:
+                continue
 
     async def candidates(
         self, exclude: Mapping[str, frozenset[str]], now: float

@@ -48,7 +48,7 @@ from models.content import CatalogRecord, ContentModel, Scores
 from models.events import DEFAULT_WEIGHTS, Event, EventType
 from models.recommend import Candidate, Reason, Source
 from streams.keys import Keys, decoded
-from streams.sources.progress import Learnt
+from streams.sources.progress import Learnt, commit
 
 log = logging.getLogger(__name__)
 
@@ -405,13 +405,12 @@ class RedisContent:
             if changed and profile is not None:
                 recent.sort(key=lambda r: (-r[1], r[0]))
                 written[user] = pack_profile(profile, recent[: self.params.recent_items])
-        if written:
-            pipe = self.client.pipeline(transaction=True)
+
+        def queue(pipe: Any) -> None:
             for user, raw in written.items():
                 pipe.set(self.keys.user(user, "content_profile"), raw, ex=self.params.profile_ttl_s)
-            if learnt is not None:
-                learnt.write(pipe)
-            await pipe.execute()
+
+        await commit(self.client, learnt, queue)  # the marks even if no profile changed
 
     async def candidates(
         self,

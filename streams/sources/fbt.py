@@ -46,7 +46,7 @@ from models.fbt import (
 )
 from models.recommend import Candidate, Reason, Source
 from streams.keys import Keys, decoded
-from streams.sources.progress import Learnt
+from streams.sources.progress import Learnt, commit
 
 #: Adds ``ARGV[1]`` to the total and ``ARGV[2k+1]`` to field ``ARGV[2k]`` of the item hash;
 #: anything that reaches zero is deleted. Atomic, so a concurrent increment of the same field
@@ -175,13 +175,14 @@ class RedisFBT:
             assert e.item_id is not None
             tracker.add(e.user_id, e.item_id, e.ts, e.type)
         delta = tracker.counts().minus(before)
-        pipe = self.client.pipeline(transaction=True)
-        for user_id in user_ids:
-            pipe.set(self.keys.user(user_id, "fbt_baskets"), encode_baskets(tracker.users[user_id]))
-        self._apply_delta(pipe, delta)
-        if learnt is not None:
-            learnt.write(pipe)
-        await pipe.execute()
+
+        def queue(pipe: Any) -> None:
+            for user_id in user_ids:
+                key = self.keys.user(user_id, "fbt_baskets")
+                pipe.set(key, encode_baskets(tracker.users[user_id]))
+            self._apply_delta(pipe, delta)
+
+        await commit(self.client, learnt, queue)
 
     async def erase(self, user_ids: Sequence[str]) -> int:
         """Subtract every retained basket of the users and delete their key; returns how many

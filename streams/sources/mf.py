@@ -82,7 +82,7 @@ from models.events import DEFAULT_WEIGHTS, Event, EventType
 from models.mf import WIRE_DTYPE, OnlineMF, SamplerState, Sampling
 from models.recommend import Candidate, Reason, Source
 from streams.keys import Keys, decoded
-from streams.sources.progress import Learnt
+from streams.sources.progress import Learnt, commit
 
 #: The reason every MF candidate carries: the user's taste vector matches the item's.
 TASTE_MATCH: Final = "taste_match"
@@ -278,30 +278,30 @@ class RedisMF:
         """One ``MULTI``: changed user and item rows, merged and capped ledgers, the sampler
         (and the batch's marks)."""
         changed = self.model.take_changed()
-        pipe = self.client.pipeline(transaction=True)
-        for user_id, raw in self.model.export_rows("user", changed.users).items():
-            pipe.set(self.keys.user(user_id, "mf"), raw)
-        # Row order, so a fresh hash keeps the local order while Redis keeps insertion order.
-        item_rows = self.model.export_rows(
-            "item", (i for i in self.model.item_ids() if i in changed.items)
-        )
-        if item_rows:
-            pipe.hset(self._items_key, mapping=item_rows)  # type: ignore[arg-type]
-        for user_id in users:
-            key = self.keys.user(user_id, "mf_contrib")
-            put, drop = self._merge_ledger(
-                stored_ledgers.get(user_id, {}), self.model.contributions(user_id)
+
+        def queue(pipe: Any) -> None:
+            for user_id, raw in self.model.export_rows("user", changed.users).items():
+                pipe.set(self.keys.user(user_id, "mf"), raw)
+            # Row order, so a fresh hash keeps the local order while Redis keeps insertion order.
+            item_rows = self.model.export_rows(
+                "item", (i for i in self.model.item_ids() if i in changed.items)
             )
-            if put:
-                pipe.hset(key, mapping=put)  # type: ignore[arg-type]
-            if drop:
-                pipe.hdel(key, *drop)
-            # The user's row and this batch's ledger now live in Redis only.
-            self.model.forget_user(user_id)
-        pipe.set(self._sampler_key, encode_sampler(self.model.sampler_state()))
-        if learnt is not None:
-            learnt.write(pipe)
-        await pipe.execute()
+            if item_rows:
+                pipe.hset(self._items_key, mapping=item_rows)
+            for user_id in users:
+                key = self.keys.user(user_id, "mf_contrib")
+                put, drop = self._merge_ledger(
+                    stored_ledgers.get(user_id, {}), self.model.contributions(user_id)
+                )
+                if put:
+                    pipe.hset(key, mapping=put)
+                if drop:
+                    pipe.hdel(key, *drop)
+                # The user's row and this batch's ledger now live in Redis only.
+                self.model.forget_user(user_id)
+            pipe.set(self._sampler_key, encode_sampler(self.model.sampler_state()))
+
+        await commit(self.client, learnt, queue)
 
     def _merge_ledger(
         self, stored: Mapping[str, bytes], batch: Mapping[str, bytes]

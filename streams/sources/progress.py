@@ -4,67 +4,113 @@ The learner teaches a batch to MF, content, user-CF and FBT, then to item-CF, wh
 records the batch's events as learnt. A learner killed between the two used to teach the first
 sources the batch again after its restart (the chaos run found MF 5 % over its step count). So
 each source writes, in the same ``MULTI`` as its own state, the last offset of the batch in
-each partition (:class:`Learnt`); after a restart the learner gives each source only the events
-past its own mark (:meth:`Progress.unlearnt`). The marks hold offsets only, no user data; they
-live in the learner's hash (``learner``), one field per source and partition. Like the
-worker's own offsets, they assume a topic's offsets only grow: an ``events`` topic deleted
-and made again needs a fresh store.
+each partition (:class:`Learnt`), and learns only the events past its own marks.
 
->>> progress = Progress("sr:learner", {"e1": ("events:0", 7), "e2": ("events:0", 8)})
->>> progress.learnt("mf").fields
-{'mf@events:0': 8}
->>> [e for e in ["e1", "e2"] if progress.is_new("mf", e, {"mf@events:0": 7})]
+The ``MULTI`` is a compare-and-set on the marks (:func:`commit`): it runs only if the marks are
+still those the source read before learning, and raises :class:`Stale` otherwise. Two cases
+need it: a write whose reply was lost (a client timeout while Redis froze) may have been
+applied, and a learner stopping after its worker died may finish a batch that the new
+worker's learner is learning too. Either way the source reads its marks again and learns only
+what is still new (:meth:`streams.sources.SourceSet.learn`).
+
+The marks hold offsets only, no user data: one hash per source (:meth:`Keys.marks`), field
+``topic:partition``. Like the worker's own offsets, they assume a topic's offsets only grow: an
+``events`` topic deleted and made again needs a fresh store.
+
+>>> from models.events import EventType
+>>> progress = Progress(None, Keys("sr:"), {"e1": ("events:0", 7), "e2": ("events:0", 8)})
+>>> learnt = progress.learnt("mf", {"events:0": 7})
+>>> learnt.key, dict(learnt.fields)
+('sr:lm:mf', {'events:0': 8})
+>>> [e.event_id for e in progress.unlearnt([Event("e1", EventType.VIEW, "u", 0.0),
+...     Event("e2", EventType.VIEW, "u", 0.0)], {"events:0": 7})]
 ['e2']
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import WatchError
 
 from models.events import Event
-from streams.keys import decoded
+from streams.keys import Keys, decoded
+
+
+class Stale(Exception):
+    """A source's marks moved since it read them: what it learnt is (partly) learnt already."""
 
 
 @dataclass(frozen=True, slots=True)
 class Learnt:
-    """The marks a source writes with its state for one batch."""
+    """The marks a source writes with its state for one batch, and those it read before."""
 
     key: str
     fields: Mapping[str, int]
+    read: Mapping[str, int]
 
-    def write(self, pipe: Any) -> None:
-        """Queue the marks on ``pipe``: the source's own ``MULTI``."""
-        if self.fields:
-            pipe.hset(self.key, mapping=dict(self.fields))
+
+async def commit(
+    client: aioredis.Redis, learnt: Learnt | None, queue: Callable[[Any], None]
+) -> None:
+    """One ``MULTI`` of what ``queue`` puts on the pipeline, with ``learnt``'s marks.
+
+    With marks it runs only if they are still what was read (``WATCH``, then a compare), and
+    raises :class:`Stale` if not; without (the worker's inline learning) it just runs.
+    """
+    async with client.pipeline(transaction=True) as pipe:
+        if learnt is not None and learnt.fields:
+            partitions = list(learnt.fields)
+            await pipe.watch(learnt.key)
+            now = await pipe.hmget(learnt.key, partitions)
+            if [None if v is None else int(v) for v in now] != [
+                learnt.read.get(p) for p in partitions
+            ]:
+                raise Stale
+            pipe.multi()  # type: ignore[no-untyped-call]
+            queue(pipe)
+            pipe.hset(learnt.key, mapping={p: str(o) for p, o in learnt.fields.items()})
+        else:
+            queue(pipe)
+        try:
+            await pipe.execute()
+        except WatchError as exc:
+            raise Stale from exc
 
 
 class Progress:
     """One batch's positions: ``positions`` maps each event id to (partition, offset)."""
 
-    def __init__(self, key: str, positions: Mapping[str, tuple[str, int]]) -> None:
-        self.key, self.positions = key, positions
+    def __init__(
+        self,
+        client: aioredis.Redis | None,
+        keys: Keys,
+        positions: Mapping[str, tuple[str, int]],
+    ) -> None:
+        self.client, self.keys, self.positions = client, keys, positions
         ends: dict[str, int] = {}
         for partition, offset in positions.values():
             ends[partition] = max(offset, ends.get(partition, offset))
         self.ends = ends
 
-    def learnt(self, source: str) -> Learnt:
-        return Learnt(self.key, {f"{source}@{p}": end for p, end in self.ends.items()})
+    async def marks(self, source: str) -> dict[str, int]:
+        """The source's marks: partition -> last offset learnt (one read)."""
+        assert self.client is not None
+        raw = await self.client.hgetall(self.keys.marks(source))
+        return {decoded(f): int(v) for f, v in raw.items()}
 
-    def is_new(self, source: str, event_id: str, marks: Mapping[str, int]) -> bool:
-        partition, offset = self.positions[event_id]
-        return offset > marks.get(f"{source}@{partition}", -1)
+    def learnt(self, source: str, read: Mapping[str, int]) -> Learnt:
+        """The marks to write after learning this batch, given those ``read`` before."""
+        return Learnt(self.keys.marks(source), dict(self.ends), dict(read))
 
-    async def marks(self, client: aioredis.Redis) -> dict[str, int]:
-        """Every source's marks (one read per batch)."""
-        raw = await client.hgetall(self.key)
-        return {decoded(f): int(v) for f, v in raw.items() if b"@" in f}
-
-    def unlearnt(
-        self, source: str, events: Sequence[Event], marks: Mapping[str, int]
-    ) -> list[Event]:
-        return [e for e in events if self.is_new(source, e.event_id, marks)]
+    def unlearnt(self, events: Sequence[Event], marks: Mapping[str, int]) -> list[Event]:
+        """The events past ``marks``, in order."""
+        found = []
+        for e in events:
+            partition, offset = self.positions[e.event_id]
+            if offset > marks.get(partition, -1):
+                found.append(e)
+        return found

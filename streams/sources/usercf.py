@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import cast
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.typing import EncodableT
@@ -43,7 +43,7 @@ from models.events import DEFAULT_WEIGHTS, Event, EventType
 from models.recommend import Candidate, Reason, Source
 from models.usercf import UserCF, pool_order
 from streams.keys import Keys, decoded
-from streams.sources.progress import Learnt
+from streams.sources.progress import Learnt, commit
 
 #: What the recipient is told about a user-CF candidate (never who).
 SIMILAR_SHOPPERS = "similar_shoppers"
@@ -145,35 +145,35 @@ class RedisUserCF:
         for e in item_events:
             assert e.item_id is not None
             model.add(e.user_id, e.item_id, e.type, e.ts)
-        pipe = self.client.pipeline(transaction=True)
-        trimmed: set[str] = set()
-        for user_id in user_ids:
-            key = self.keys.user(user_id, "ucf_items")
-            old = rows[user_id]
-            new = {
-                item_id: (a, model.index[item_id][user_id])
-                for item_id, a in model.items.get(user_id, {}).items()
-            }
-            if new != old:
-                pipe.delete(key)
-                if new:
-                    mapping: dict[EncodableT, EncodableT] = {
-                        item_id: _entry(a, ts) for item_id, (a, ts) in new.items()
-                    }
-                    pipe.hset(key, mapping=mapping)
-            for item_id in old.keys() - new.keys():
-                pipe.zrem(self.keys.item(item_id, "ucf_users"), user_id)
-            for item_id, (_, ts) in new.items():
-                if item_id not in old or old[item_id][1] != ts:
-                    pipe.zadd(self.keys.item(item_id, "ucf_users"), {user_id: ts})
-                    trimmed.add(item_id)
-        for item_id in trimmed:
-            # Keep the most recent users; ties go by member, as the pure model's (ts, user).
-            index = self.keys.item(item_id, "ucf_users")
-            pipe.zremrangebyrank(index, 0, -self.users_per_item - 1)
-        if learnt is not None:
-            learnt.write(pipe)
-        await pipe.execute()
+
+        def queue(pipe: Any) -> None:
+            trimmed: set[str] = set()
+            for user_id in user_ids:
+                key = self.keys.user(user_id, "ucf_items")
+                old = rows[user_id]
+                new = {
+                    item_id: (a, model.index[item_id][user_id])
+                    for item_id, a in model.items.get(user_id, {}).items()
+                }
+                if new != old:
+                    pipe.delete(key)
+                    if new:
+                        mapping: dict[EncodableT, EncodableT] = {
+                            item_id: _entry(a, ts) for item_id, (a, ts) in new.items()
+                        }
+                        pipe.hset(key, mapping=mapping)
+                for item_id in old.keys() - new.keys():
+                    pipe.zrem(self.keys.item(item_id, "ucf_users"), user_id)
+                for item_id, (_, ts) in new.items():
+                    if item_id not in old or old[item_id][1] != ts:
+                        pipe.zadd(self.keys.item(item_id, "ucf_users"), {user_id: ts})
+                        trimmed.add(item_id)
+            for item_id in trimmed:
+                # Keep the most recent users; ties go by member, as the pure model's (ts, user).
+                index = self.keys.item(item_id, "ucf_users")
+                pipe.zremrangebyrank(index, 0, -self.users_per_item - 1)
+
+        await commit(self.client, learnt, queue)
 
     async def erase(self, user_ids: Sequence[str]) -> int:
         """Remove the users' rows and every index entry of theirs; returns how many entries

@@ -173,3 +173,28 @@ async def test_a_learner_killed_before_item_cf_commits_a_batch_teaches_mf_that_b
         await usercf_state(redis_client, Keys()),
         await fbt_state(redis_client, Keys()),
     )
+
+
+async def test_two_learners_on_one_batch_teach_each_source_once(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    """A learner stopping after its worker died may finish a batch that the new worker's
+    learner is learning too: each source's write is a compare-and-set on its marks, and
+    item-CF's step refuses events learnt already."""
+    records = _records(_stream())
+    await asyncio.gather(
+        _learner(redis_client, settings).learn(records),
+        _learner(redis_client, settings).learn(records),
+    )
+    sampler = await redis_client.get(Keys().global_("mf_sampler"))
+    assert isinstance(sampler, bytes)
+    assert decode_sampler(sampler).steps == len(_stream())
+    both = await _learnt_state(redis_client)
+    await redis_client.flushdb()
+    await _learner(redis_client, settings).learn(records)
+    assert both == await _learnt_state(redis_client)
+
+
+async def _learnt_state(client: aioredis.Redis) -> tuple[Any, ...]:
+    itemcf = dict(await client.zrange(Keys().item("phone", "dot"), 0, -1, withscores=True))
+    return (await usercf_state(client, Keys()), await fbt_state(client, Keys()), itemcf)
