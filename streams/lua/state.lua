@@ -68,9 +68,18 @@ local USER_FIELDS = { 'history', 'affinity', 'seen_events', 'event_log', 'trend_
 local INBOX_SIZE, ACTIONS_SIZE, FOLLOWEES_READ, ACTIONS_READ = 50, 20, 50, 5
 local SOCIAL_ACTIONS = { like = true, purchase = true }
 
+-- The size of each bounded sorted set this call has counted, kept up to date by every write
+-- (zwrite), so trimming after each event costs a ZCARD per key and batch, not per event.
+local sizes = {}
+local function zwrite(key, change)
+  if sizes[key] ~= nil then sizes[key] = sizes[key] + change end
+end
+
 -- Evict the lowest members until at most `size` remain (ZPOPMIN order = MemoryState.trim_to).
 local function trim(key, size)
-  local n = redis.call('ZCARD', key)
+  local n = sizes[key]
+  if n == nil then n = redis.call('ZCARD', key) end
+  sizes[key] = math.min(n, size)
   local evicted = {}
   if n <= size then return evicted end
   local popped = redis.call('ZPOPMIN', key, n - size)
@@ -78,21 +87,23 @@ local function trim(key, size)
   return evicted
 end
 
+-- The landmark as this script last read or wrote it (read once per batch, not per event).
+local known_landmark = nil
 local function add_popularity(item, weight, ts, ts_text)
-  local landmark = redis.call('GET', LANDMARK)
+  local landmark = known_landmark
+  if landmark == nil then landmark = tonumber(redis.call('GET', LANDMARK) or '') or false end
   if not landmark then
     redis.call('SET', LANDMARK, ts_text)
     landmark = ts
-  else
-    landmark = tonumber(landmark)
-    if (ts - landmark) / HALF_LIFE > REBASE_AFTER_HALF_LIVES then
-      local factor = 2.0 ^ ((landmark - ts) / HALF_LIFE)
-      redis.call('ZUNIONSTORE', POPULARITY, 1, POPULARITY, 'WEIGHTS', factor)
-      redis.call('SET', LANDMARK, ts_text)
-      landmark = ts
-    end
+  elseif (ts - landmark) / HALF_LIFE > REBASE_AFTER_HALF_LIVES then
+    local factor = 2.0 ^ ((landmark - ts) / HALF_LIFE)
+    redis.call('ZUNIONSTORE', POPULARITY, 1, POPULARITY, 'WEIGHTS', factor)
+    redis.call('SET', LANDMARK, ts_text)
+    landmark = ts
   end
+  known_landmark = landmark
   redis.call('ZINCRBY', POPULARITY, weight * 2.0 ^ ((ts - landmark) / HALF_LIFE), item)
+  sizes[POPULARITY] = nil  -- ZINCRBY does not say whether the item was new
   trim(POPULARITY, POP_CAP)
 end
 
@@ -107,6 +118,10 @@ local function trending_scopes(item, stream_id)
   return scopes
 end
 
+-- What a batch's events did to trending, written once per key at the end of the batch
+-- (finish_trending) rather than once per event: each bucket's newest arrival and scopes
+-- changed, and each user's newest bucket (their trend_log is trimmed to it).
+local trend_newest, trend_counts, trend_scopes, trend_logs = {}, {}, {}, {}
 local function add_trending(user, event_id, item, weight_text, stream_id, arrival)
   local bucket = math.floor(arrival / TREND_BUCKET_S)
   local scopes = trending_scopes(item, stream_id)
@@ -114,17 +129,28 @@ local function add_trending(user, event_id, item, weight_text, stream_id, arriva
     local weights, counts = tkey(bucket, scope), tnkey(bucket, scope)
     redis.call('HINCRBYFLOAT', weights, item, weight_text)
     redis.call('HINCRBY', counts, item, 1)
-    local newest = tonumber(redis.call('HGET', weights, '') or '0')
-    if arrival > newest then redis.call('HSET', weights, '', arrival) end
-    redis.call('EXPIRE', weights, TREND_TTL)
-    redis.call('EXPIRE', counts, TREND_TTL)
-    redis.call('SADD', TRENDING_CHANGED, scope)
+    trend_newest[weights] = math.max(trend_newest[weights] or arrival, arrival)
+    trend_counts[counts] = true
+    trend_scopes[scope] = true
   end
   -- What erasure needs to undo this event while its buckets live (then it is trimmed).
   local log = ukey(user, 'trend_log')
   redis.call('ZADD', log, bucket, table.concat({ event_id, weight_text, item,
     table.concat(scopes, '\31') }, '\t'))
-  redis.call('ZREMRANGEBYSCORE', log, '-inf', '(' .. (bucket - 2 * TREND_SPAN - 1))
+  trend_logs[log] = math.max(trend_logs[log] or bucket, bucket)
+end
+
+local function finish_trending()
+  for weights, arrival in pairs(trend_newest) do
+    local newest = tonumber(redis.call('HGET', weights, '') or '0')
+    if arrival > newest then redis.call('HSET', weights, '', arrival) end
+    redis.call('EXPIRE', weights, TREND_TTL)
+  end
+  for counts in pairs(trend_counts) do redis.call('EXPIRE', counts, TREND_TTL) end
+  for scope in pairs(trend_scopes) do redis.call('SADD', TRENDING_CHANGED, scope) end
+  for log, bucket in pairs(trend_logs) do
+    redis.call('ZREMRANGEBYSCORE', log, '-inf', '(' .. (bucket - 2 * TREND_SPAN - 1))
+  end
 end
 
 local function subtract_trending(entry, bucket)
@@ -156,16 +182,18 @@ local function apply_item_event(user, event_id, item, etype, ts, ts_text, weight
   end
   -- Every item the user touched lately, so lists never show it again (MemoryState mirrors).
   local seen_items = ukey(user, 'seen_items')
-  redis.call('ZADD', seen_items, 'GT', ts_text, item)
-  redis.call('ZREMRANGEBYSCORE', seen_items, '-inf', '(' .. (ts - SEEN_WINDOW))
+  zwrite(seen_items, redis.call('ZADD', seen_items, 'GT', ts_text, item))
+  zwrite(seen_items, -redis.call('ZREMRANGEBYSCORE', seen_items, '-inf', '(' .. (ts - SEEN_WINDOW)))
   trim(seen_items, SEEN_CAP)
   if SOCIAL_ACTIONS[etype] then
-    redis.call('ZADD', ukey(user, 'actions'), ts_text, etype .. '\t' .. item)
-    trim(ukey(user, 'actions'), ACTIONS_SIZE)
+    local actions = ukey(user, 'actions')
+    zwrite(actions, redis.call('ZADD', actions, ts_text, etype .. '\t' .. item))
+    trim(actions, ACTIONS_SIZE)
   end
   if etype == 'share' and target ~= '' and target ~= user then
-    redis.call('ZADD', ukey(target, 'inbox'), ts_text, user .. '\t' .. item)
-    trim(ukey(target, 'inbox'), INBOX_SIZE)
+    local inbox = ukey(target, 'inbox')
+    zwrite(inbox, redis.call('ZADD', inbox, ts_text, user .. '\t' .. item))
+    trim(inbox, INBOX_SIZE)
     redis.call('SADD', ukey(user, 'outbox'), target)
     redis.call('SADD', ukey(target, 'senders'), user)
   end
@@ -174,10 +202,10 @@ local function apply_item_event(user, event_id, item, etype, ts, ts_text, weight
   local old = tonumber(redis.call('HGET', affinity, item) or '0')
   local new = math.min(AFF_CAP, math.max(0.0, old + weight))
   if new > 0 then
-    redis.call('ZADD', history, 'GT', ts_text, item)
+    zwrite(history, redis.call('ZADD', history, 'GT', ts_text, item))
     redis.call('HSET', affinity, item, new)
   else
-    redis.call('ZREM', history, item)
+    zwrite(history, -redis.call('ZREM', history, item))
     redis.call('HDEL', affinity, item)
   end
   for _, evicted in ipairs(trim(history, HISTORY)) do redis.call('HDEL', affinity, evicted) end
@@ -330,7 +358,7 @@ if mode == 'process' then
     elseif redis.call('ZSCORE', seen, event_id) then
       outcomes[#outcomes + 1] = 0
     else
-      redis.call('ZADD', seen, ts_text, event_id)
+      zwrite(seen, redis.call('ZADD', seen, ts_text, event_id))
       local stale = false
       for _, forgotten in ipairs(trim(seen, DEDUPE)) do
         redis.call('HDEL', ukey(user, 'event_log'), forgotten)
@@ -358,6 +386,7 @@ if mode == 'process' then
       if not stale then outcomes[#outcomes + 1] = 1 end
     end
   end
+  finish_trending()
   for _, r in ipairs(ranges) do
     local part, last, published = r[1], r[2], r[3]
     if last > tonumber(redis.call('HGET', OFFSETS, part) or '-1') then
