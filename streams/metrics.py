@@ -161,6 +161,11 @@ class WorkerMetrics:
             "learn them in the learner's own consumer group).",
             registry=r,
         )
+        self.learner_restarts = Counter(
+            "socialrec_learner_restarts_total",
+            "Times the worker started its child learner again after it exited on its own.",
+            registry=r,
+        )
         self.learner_lag_seconds = Gauge(
             "socialrec_learner_lag_seconds",
             "Broker time between the newest event this worker consumed and the newest the "

@@ -11,12 +11,8 @@ exception never escapes an agent loop (a crashed agent would stop consuming).
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import logging
 import os
-import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Awaitable, Sequence
@@ -35,6 +31,7 @@ from streams.consumer import EventsConsumer, events_group
 from streams.guard import register_guard
 from streams.lag import LAG_INTERVAL_S, ConsumerLagProbe
 from streams.learner import LearnerState, learner_group
+from streams.learner_process import LearnerSupervisor
 from streams.live import register_live
 from streams.metrics import WorkerMetrics
 from streams.outage import isolating
@@ -343,43 +340,17 @@ def run_worker(settings: Settings) -> int:
         for problem in problems:
             print(f"socialrec worker: {problem}", file=sys.stderr)
         return 2
-    app = create_app(settings)
+    metrics = WorkerMetrics()
+    app = create_app(settings, metrics)
     app.finalize()
-    learner = start_learner(settings)
+    learner = LearnerSupervisor(settings, metrics)
+    learner.start()
     try:
         worker = _BoundedShutdownWorker(app, loglevel="INFO", quiet=True)
         worker.execute_from_commandline()
     finally:
-        if learner is not None:
-            learner.terminate()
-            learner.wait(timeout=SHUTDOWN_GRACE_S)
+        learner.stop(SHUTDOWN_GRACE_S)
     return 0
-
-
-def start_learner(settings: Settings) -> subprocess.Popen[bytes] | None:
-    """The learner as a child process (``SOCIALREC_LEARNER=child``, with sources on).
-
-    It gets its own core's worth of CPU instead of sharing the worker's event loop, at a lower
-    priority (``nice``): when both want the CPU, the publish path gets it and the learner lags
-    a little more. The kernel stops it if the worker dies, however it dies
-    (``PR_SET_PDEATHSIG``).
-    """
-    if settings.learner != "child" or not settings.sources:
-        return None
-    return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "learner"], preexec_fn=_die_with_parent
-    )
-
-
-#: How much lower the learner's CPU priority is than the worker's.
-LEARNER_NICENESS = 10
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-    os.nice(LEARNER_NICENESS)
 
 
 #: Seconds a graceful stop may take before the process exits anyway.

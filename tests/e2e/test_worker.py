@@ -6,9 +6,11 @@ db 15) and produces with a plain aiokafka producer, as a frontend service would.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -452,3 +454,43 @@ async def test_a_share_reaches_the_recipient_with_the_sharer_as_proof(
     }
     assert items["boots"]["reasons"][0]["user_id"] == "bob"  # bought by someone zoe follows
     assert items["boots"]["reasons"][0]["action"] == "purchase"
+
+
+def _learners_of(worker: WorkerProcess) -> set[int]:
+    """The pids of the worker's child learners (from /proc)."""
+    assert worker.process is not None
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue  # gone meanwhile
+        parent = int(stat.rpartition(")")[2].split()[1])
+        if parent == worker.process.pid and b"learner" in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
+async def test_a_learner_that_dies_on_its_own_is_started_again(
+    settings: Settings, worker: WorkerProcess, producer: AIOKafkaProducer
+) -> None:
+    """Without its learner the lists would go out with ever older candidates while the worker
+    looked healthy: the worker starts it again and counts the restart."""
+
+    async def one_learner() -> bool:
+        return len(_learners_of(worker)) == 1
+
+    await wait_for(one_learner, what="the child learner")
+    (first,) = _learners_of(worker)
+    os.kill(first, signal.SIGKILL)
+    await wait_for(
+        lambda: _metric_at_least(worker, "socialrec_learner_restarts_total", 1),
+        what="the learner's restart",
+    )
+    await wait_for(one_learner, what="the new learner")
+    assert _learners_of(worker) != {first}
+    await _produce_events(producer, settings, _stream(40, seed=4, start=time.time()))
+    await wait_for(worker.learner_caught_up, what="the new learner to learn them")
