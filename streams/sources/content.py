@@ -447,12 +447,14 @@ class RedisContent:
         finally:
             self.model.forget_user(user_id)
 
-    async def erase(self, user_ids: Sequence[str]) -> int:
+    async def erase(self, user_ids: Sequence[str]) -> dict[str, int]:
         """Delete the users' profiles (item vectors carry no user data)."""
-        if not user_ids:
-            return 0
-        keys = [self.keys.user(u, "content_profile") for u in dict.fromkeys(user_ids)]
-        return int(await self.client.delete(*keys))
+        users = list(dict.fromkeys(user_ids))
+        async with self.client.pipeline(transaction=True) as pipe:
+            for user in users:
+                pipe.delete(self.keys.user(user, "content_profile"))
+            gone = await pipe.execute()
+        return {u: int(n) for u, n in zip(users, gone, strict=True)}
 
     async def _read_profiles(self, users: Sequence[str]) -> dict[str, bytes]:
         if not users:

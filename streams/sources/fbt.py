@@ -184,18 +184,18 @@ class RedisFBT:
 
         await commit(self.client, learnt, queue)
 
-    async def erase(self, user_ids: Sequence[str]) -> int:
-        """Subtract every retained basket of the users and delete their key; returns how many
-        baskets were removed."""
+    async def erase(self, user_ids: Sequence[str]) -> dict[str, int]:
+        """Subtract every retained basket of the users and delete their key; returns per user
+        how many baskets were removed."""
         if not user_ids:
-            return 0
+            return {}
         stored = await self._load(list(dict.fromkeys(user_ids)))
         counts = basket_counts(b for baskets in stored.values() for b in baskets)
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(*(self.keys.user(u, "fbt_baskets") for u in stored))
         self._apply_delta(pipe, counts.negated())
         await pipe.execute()
-        return counts.baskets
+        return {u: len(baskets) for u, baskets in stored.items()}
 
     def context(self, baskets: Sequence[Basket], now: float) -> list[str]:
         """The antecedents: the latest basket's latest items, if it is recent enough.

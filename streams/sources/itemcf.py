@@ -140,12 +140,11 @@ class RedisItemCF:
         items and these neighbour lists, so the user's latest event counts at once."""
         return {}
 
-    async def erase(self, user_ids: Sequence[str]) -> int:
-        windows = await self._windows(user_ids)
+    async def erase(self, user_ids: Sequence[str]) -> dict[str, int]:
+        windows = await self._windows(list(dict.fromkeys(user_ids)))
         deltas = Deltas()
-        removed = 0
+        removed = {u: len(window) for u, window in windows.items()}
         for window in windows.values():
-            removed += len(window)
             for item in list(window):
                 withdraw(window, item, deltas)
         sums = await self._counts(windows, deltas, {}, refuse_erased=False)

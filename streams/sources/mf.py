@@ -386,13 +386,13 @@ class RedisMF:
         return scores
 
     # ---- erasure -----------------------------------------------------------------------------
-    async def erase(self, user_ids: Sequence[str]) -> int:
+    async def erase(self, user_ids: Sequence[str]) -> dict[str, int]:
         """Delete the users' rows and ledgers and subtract each ledger from the current shared
         item rows (an approximate undo, see the module docstring). Three round trips; returns
-        the stored entries removed (a row counts one, each ledger entry one)."""
+        per user the stored entries removed (a row counts one, each ledger entry one)."""
         users = list(dict.fromkeys(user_ids))
         if not users:
-            return 0
+            return {}
         async with self._lock:
             pipe = self.client.pipeline(transaction=False)
             for user_id in users:
@@ -400,11 +400,11 @@ class RedisMF:
                 pipe.hgetall(self.keys.user(user_id, "mf_contrib"))
             replies = await pipe.execute()
             ledgers: dict[str, dict[str, bytes]] = {}
-            removed = 0
+            removed: dict[str, int] = {}
             for n, user_id in enumerate(users):
                 ledger: dict[Any, bytes] = replies[2 * n + 1]
                 ledgers[user_id] = {decoded(k): v for k, v in ledger.items()}
-                removed += int(replies[2 * n]) + len(ledger)
+                removed[user_id] = int(replies[2 * n]) + len(ledger)
             items = list(dict.fromkeys(i for ledger in ledgers.values() for i in ledger))
             current = await self.client.hmget(self._items_key, items) if items else []
             stored = {i: _raw(r) for i, r in zip(items, current, strict=True) if r is not None}

@@ -175,12 +175,12 @@ class RedisUserCF:
 
         await commit(self.client, learnt, queue)
 
-    async def erase(self, user_ids: Sequence[str]) -> int:
-        """Remove the users' rows and every index entry of theirs; returns how many entries
-        (user, item) were removed."""
+    async def erase(self, user_ids: Sequence[str]) -> dict[str, int]:
+        """Remove the users' rows and every index entry of theirs; returns per user how many
+        entries (user, item) were removed."""
         unique = list(dict.fromkeys(user_ids))
         if not unique:
-            return 0
+            return {}
         rows = await self._rows(unique)
         pipe = self.client.pipeline(transaction=True)
         for user_id, row in rows.items():
@@ -188,7 +188,7 @@ class RedisUserCF:
                 pipe.zrem(self.keys.item(item_id, "ucf_users"), user_id)
         pipe.delete(*(self.keys.user(u, "ucf_items") for u in unique))
         await pipe.execute()
-        return sum(len(row) for row in rows.values())
+        return {u: len(row) for u, row in rows.items()}
 
     async def candidates(
         self,

@@ -199,3 +199,20 @@ async def _learnt_state(client: aioredis.Redis) -> tuple[Any, ...]:
     rows = await client.zrange(Keys().item("phone", "dot"), 0, -1, withscores=True)
     itemcf = dict(cast(list[tuple[bytes, float]], rows))
     return (await usercf_state(client, Keys()), await fbt_state(client, Keys()), itemcf)
+
+
+async def test_a_batch_of_erasures_reports_what_one_at_a_time_would(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    """Every source erases a batch of users at once; each receipt still says what went for
+    its own user."""
+    users = ["ann", "bob", "nobody", "cy"]
+    await _learner(redis_client, settings).learn(_records(_stream()))
+    batched = await _learner(redis_client, settings).sources.erase(users)
+    await redis_client.flushdb()
+    await _learner(redis_client, settings).learn(_records(_stream()))
+    sources = _learner(redis_client, settings).sources
+    one_by_one = [(await sources.erase([user]))[0] for user in users]
+    assert batched == one_by_one
+    assert batched[2] == 0
+    assert all(n > 0 for n in batched[:2] + batched[3:])

@@ -209,8 +209,8 @@ async def test_erasure_leaves_nothing_about_the_user(redis_client: aioredis.Redi
         ]
     )
     before = await content.candidates([kept], {}, 8, T0 + 5)
-    assert await content.erase([gone]) == 1
-    assert await content.erase([gone]) == 0
+    assert await content.erase([gone]) == {gone: 1}
+    assert await content.erase([gone]) == {gone: 0}
 
     dump = await _dump(redis_client)
     assert gone.encode() not in dump

@@ -299,7 +299,7 @@ async def _erasure_run(
         await mf.learn(batch)
     _, before = await stored_rows(client, prefix)
     if victim is not None:
-        assert await mf.erase([victim]) > 0
+        assert (await mf.erase([victim]))[victim] > 0
     _, after = await stored_rows(client, prefix)
     return mf, before, after
 
@@ -344,7 +344,7 @@ async def test_erasure_leaves_no_trace_and_item_rows_near_a_never_existed_run(
     assert not [b for b in await all_redis_text(redis_client) if victim.encode() in b]
     assert (await mf.candidates([victim], {}, 5, now=T0))[victim] == []
     assert not (await mf.score(victim, ["i1"])).any()
-    assert await mf.erase([victim]) == 0
+    assert await mf.erase([victim]) == {victim: 0}
 
     ids = sorted(never)
     assert sorted(present) == ids  # the victim used no item nobody else did
@@ -387,7 +387,7 @@ async def test_ledgers_are_capped_and_erase_counts_what_it_removed(
     # The kept entries are the largest pushes: positives (conf 3) beat one-off negatives.
     kept = await redis_client.hgetall(ledger_key)
     assert all(np.isfinite(np.frombuffer(raw(v), dtype=WIRE_DTYPE)).all() for v in kept.values())
-    assert await mf.erase(["heavy", "never-was"]) == 1 + 10
+    assert await mf.erase(["heavy", "never-was"]) == {"heavy": 1 + 10, "never-was": 0}
     assert await redis_client.exists(ledger_key, Keys().user("heavy", "mf")) == 0
 
 

@@ -187,12 +187,13 @@ async def test_fbt_erasure_is_exact(redis_client: aioredis.Redis) -> None:
     await learn_all(with_bob, events)
     assert "bob" in (await fbt_state(redis_client, Keys("x:")))["users"]
     removed = await with_bob.erase(["bob"])
-    assert removed == len(pure_tracker(events).users["bob"]) > 0
+    assert removed == {"bob": len(pure_tracker(events).users["bob"])}
+    assert removed["bob"] > 0
     without = RedisFBT(redis_client, Keys("y:"), **FBT_PARAMS)
     await learn_all(without, [e for e in events if e.user_id != "bob"])
     assert await fbt_state(redis_client, Keys("x:")) == await fbt_state(redis_client, Keys("y:"))
     await assert_nowhere(redis_client, "bob")
-    assert await with_bob.erase(["bob"]) == 0
+    assert await with_bob.erase(["bob"]) == {"bob": 0}
 
 
 async def test_fbt_never_proposes_excluded_items(redis_client: aioredis.Redis) -> None:
@@ -257,7 +258,8 @@ async def test_usercf_erasure_is_exact(redis_client: aioredis.Redis) -> None:
     await learn_all(with_bob, events)
     before = await with_bob.candidates(["ann", "cy"], {}, 5, 0.0)
     removed = await with_bob.erase(["bob"])
-    assert removed == len(pure_usercf(events).items["bob"]) > 0
+    assert removed == {"bob": len(pure_usercf(events).items["bob"])}
+    assert removed["bob"] > 0
     without = RedisUserCF(redis_client, Keys("y:"), **UCF_PARAMS)
     await learn_all(without, [e for e in events if e.user_id != "bob"])
     assert await usercf_state(redis_client, Keys("x:")) == await usercf_state(
@@ -363,6 +365,6 @@ async def test_erasing_everyone_leaves_an_empty_database(redis_client: aioredis.
     await learn_all(fbt, events)
     await learn_all(ucf, events)
     assert await redis_client.dbsize() > 0
-    assert await fbt.erase(USERS) > 0
-    assert await ucf.erase(USERS) > 0
+    assert sum((await fbt.erase(USERS)).values()) > 0
+    assert sum((await ucf.erase(USERS)).values()) > 0
     assert [_s(k) async for k in redis_client.scan_iter()] == []

@@ -59,5 +59,5 @@ class MemoryItemCF:
     ) -> dict[str, list[Candidate]]:
         return {}
 
-    async def erase(self, user_ids: Sequence[str]) -> int:
-        return sum(self.cf.erase(u) for u in user_ids)
+    async def erase(self, user_ids: Sequence[str]) -> dict[str, int]:
+        return {u: self.cf.erase(u) for u in dict.fromkeys(user_ids)}

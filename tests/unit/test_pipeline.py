@@ -143,8 +143,8 @@ class _RecordingSource:
     ) -> dict[str, list[Candidate]]:
         return {}
 
-    async def erase(self, user_ids: Sequence[str]) -> int:
-        return 0
+    async def erase(self, user_ids: Sequence[str]) -> dict[str, int]:
+        return {}
 
 
 class FlakyStore(MemoryStore):
@@ -338,8 +338,8 @@ class _StubSource:
         reason = Reason(None, 0.9, action="taste_match")
         return {u: [Candidate(self.item, 0.9, (reason,))] for u in user_ids}
 
-    async def erase(self, user_ids: Sequence[str]) -> int:
-        return 0
+    async def erase(self, user_ids: Sequence[str]) -> dict[str, int]:
+        return {}
 
 
 async def test_sources_learn_fresh_events_only_and_their_candidates_are_published() -> None:
