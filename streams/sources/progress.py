@@ -61,24 +61,26 @@ async def commit(
     With marks it runs only if they are still what was read (``WATCH``, then a compare), and
     raises :class:`Stale` if not; without (the worker's inline learning) it just runs.
     """
-    async with client.pipeline(transaction=True) as pipe:
-        if learnt is not None and learnt.fields:
-            partitions = list(learnt.fields)
-            await pipe.watch(learnt.key)
-            now = await pipe.hmget(learnt.key, partitions)
-            if [None if v is None else int(v) for v in now] != [
-                learnt.read.get(p) for p in partitions
-            ]:
-                raise Stale
-            pipe.multi()  # type: ignore[no-untyped-call]
-            queue(pipe)
-            pipe.hset(learnt.key, mapping={p: str(o) for p, o in learnt.fields.items()})
-        else:
-            queue(pipe)
-        try:
+    try:
+        async with client.pipeline(transaction=True) as pipe:
+            if learnt is not None and learnt.fields:
+                partitions = list(learnt.fields)
+                await pipe.watch(learnt.key)
+                now = await pipe.hmget(learnt.key, partitions)
+                if [None if v is None else int(v) for v in now] != [
+                    learnt.read.get(p) for p in partitions
+                ]:
+                    raise Stale
+                pipe.multi()  # type: ignore[no-untyped-call]
+                queue(pipe)
+                pipe.hset(learnt.key, mapping={p: str(o) for p, o in learnt.fields.items()})
+            else:
+                queue(pipe)
             await pipe.execute()
-        except WatchError as exc:
-            raise Stale from exc
+    except WatchError as exc:
+        # Also what redis-py raises when the connection drops while watching (an outage):
+        # the caller reads the marks again, which waits the outage out.
+        raise Stale from exc
 
 
 class Progress:

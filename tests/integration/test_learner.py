@@ -216,3 +216,38 @@ async def test_a_batch_of_erasures_reports_what_one_at_a_time_would(
     assert batched == one_by_one
     assert batched[2] == 0
     assert all(n > 0 for n in batched[:2] + batched[3:])
+
+
+async def test_a_connection_lost_while_watching_the_marks_is_waited_out(
+    settings: Settings, redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py reports a connection dropped between WATCH and EXEC as a WatchError, not as a
+    connection error: the chaos run's Redis kill cost FBT and user-CF a batch that way (each
+    logged "failed to learn", then item-CF marked the events learnt)."""
+    from redis.asyncio.client import Pipeline
+    from redis.exceptions import WatchError
+
+    watch = Pipeline.watch
+    dropped: list[int] = []
+
+    async def dropping(self: Pipeline, *names: Any) -> Any:
+        if len(dropped) < 3:
+            dropped.append(1)
+            raise WatchError("A ConnectionError occurred on while watching one or more keys")
+        return await watch(self, *names)
+
+    monkeypatch.setattr(Pipeline, "watch", dropping)
+    records = _records(_stream())
+    learner = _learner(redis_client, settings)
+    await learner.learn(records)
+    assert len(dropped) == 3
+    errors = learner.metrics.registry.get_sample_value
+    assert not any(  # no source gave the batch up
+        errors("socialrec_source_errors_total", {"source": s, "call": "learn"})
+        for s in ("mf", "content", "user_cf", "fbt")
+    )
+    dropped_state = await _learnt_state(redis_client)
+    await redis_client.flushdb()
+    monkeypatch.setattr(Pipeline, "watch", watch)
+    await _learner(redis_client, settings).learn(records)
+    assert dropped_state == await _learnt_state(redis_client)
