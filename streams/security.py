@@ -173,6 +173,71 @@ def faust_credentials(settings: Settings) -> CredentialsT | None:
     return SSLCredentials(context) if context is not None else None
 
 
+async def kafka_login_problem(settings: Settings, timeout_s: float = 5.0) -> str | None:
+    """Why the first bootstrap broker refuses these settings' login, if it does.
+
+    aiokafka's clients report a refused login only as "Unable to bootstrap"; one connection of
+    our own gets the broker's actual answer, to tell the user what to fix.
+    """
+    from aiokafka import errors
+    from aiokafka.conn import create_conn
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    host, _, port = settings.kafka_bootstrap.split(",")[0].strip().rpartition(":")
+    kwargs = kafka_client_kwargs(settings)
+    del kwargs["bootstrap_servers"]
+    try:
+        conn = await create_conn(
+            host, int(port), request_timeout_ms=int(timeout_s * 1000), **kwargs
+        )
+    except errors.SaslAuthenticationFailed:
+        return (
+            f"Kafka refused the {settings.kafka_sasl_mechanism} login of user "
+            f"{settings.kafka_username!r}: check SOCIALREC_KAFKA_USERNAME and "
+            "SOCIALREC_KAFKA_PASSWORD (or _PASSWORD_FILE)"
+        )
+    except errors.UnsupportedSaslMechanismError:
+        return (
+            f"Kafka does not offer {settings.kafka_sasl_mechanism}: set "
+            "SOCIALREC_KAFKA_SASL_MECHANISM to one its listener enables"
+        )
+    except (errors.KafkaError, OSError, TimeoutError):
+        return None  # not a login problem (down, unreachable): the caller's message says so
+    try:  # a listener that wants SASL or TLS hangs up on a plain request
+        await conn.send(MetadataRequest([]))
+    except errors.KafkaConnectionError:
+        if settings.kafka_security_protocol == "PLAINTEXT":
+            return (
+                f"Kafka at {host}:{port} hung up on a plaintext request: if its listener asks "
+                "for SASL or TLS, set SOCIALREC_KAFKA_SECURITY_PROTOCOL and the credentials"
+            )
+    except (errors.KafkaError, OSError, TimeoutError):
+        pass
+    finally:
+        conn.close()
+    return None
+
+
+async def kafka_error_hint(settings: Settings, exc: BaseException) -> str:
+    """What to fix when a Kafka client could not start with ``exc``."""
+    return await kafka_login_problem(settings) or (
+        f"cannot reach Kafka at {settings.kafka_bootstrap} ({type(exc).__name__}): start it "
+        "with `socialrec infra up` or fix SOCIALREC_KAFKA_BOOTSTRAP"
+    )
+
+
+def redis_error_hint(exc: BaseException) -> str:
+    """What to fix when a Redis call failed with ``exc``."""
+    from redis.exceptions import AuthenticationError
+
+    if isinstance(exc, AuthenticationError) or "NOAUTH" in str(exc):
+        return (
+            "Redis refused the login: check the user and password in SOCIALREC_REDIS_URL "
+            "(or SOCIALREC_REDIS_PASSWORD_FILE)"
+        )
+    return "start it with `socialrec infra up` or fix SOCIALREC_REDIS_URL"
+
+
 # --- Redis -------------------------------------------------------------------------------------
 
 

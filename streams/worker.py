@@ -40,7 +40,13 @@ from streams.outage import isolating
 from streams.pipeline import PROCESSING_ERROR, WORKER_ERROR, BatchProcessor, InboundRecord
 from streams.privacy import ErasureProcessor
 from streams.publisher import FaustPublisher, KafkaPublisher
-from streams.security import faust_credentials, kafka_client_kwargs, redis_client_for
+from streams.security import (
+    faust_credentials,
+    kafka_client_kwargs,
+    kafka_error_hint,
+    redis_client_for,
+    redis_error_hint,
+)
 from streams.sources.factory import build_sources
 from streams.store import RedisStore, TrendingParams
 from streams.topics import erasure_mark_ttl_s, load_topics
@@ -307,20 +313,14 @@ async def preflight(settings: Settings) -> list[str]:
                 "(check SOCIALREC_TOPIC_PREFIX)"
             )
     except Exception as exc:  # any failure here means the broker is unusable for us
-        problems.append(
-            f"cannot reach Kafka at {settings.kafka_bootstrap} ({type(exc).__name__}): "
-            "start it with `socialrec infra up` or fix SOCIALREC_KAFKA_BOOTSTRAP"
-        )
+        problems.append(await kafka_error_hint(settings, exc))
     finally:
         await admin.close()
     client = redis_client_for(settings)
     try:
         await client.ping()
     except Exception as exc:
-        problems.append(
-            f"cannot reach Redis ({type(exc).__name__}): start it with `socialrec infra up` "
-            "or fix SOCIALREC_REDIS_URL"
-        )
+        problems.append(f"cannot use Redis ({type(exc).__name__}): {redis_error_hint(exc)}")
     finally:
         await client.aclose()
     return problems
