@@ -140,6 +140,9 @@ def up(settings: Settings, services: str | Iterable[str] = SERVICES) -> None:
             if pid is not None and _answers(settings, svc):
                 _say(f"{name}: already running (pid {pid}) at {svc.address}")
                 continue
+            if name == "kafka" and kafka_sasl(settings) and _formatted(settings):
+                # A broker without this user (or with another password) would never answer.
+                check_formatted_user(settings, _kafka_dir(settings))
             if pid is None:
                 _refuse_foreign_port(settings, svc)
                 pid = _start(settings, svc)
@@ -449,6 +452,10 @@ def _kafka_dir(settings: Settings) -> Path:
     return settings.data_dir / "kafka"
 
 
+def _formatted(settings: Settings) -> bool:
+    return (_kafka_dir(settings) / "data" / "meta.properties").exists()
+
+
 def _service(settings: Settings, name: str) -> _Service:
     """Describe one managed service from the settings (paths, address, ownership markers)."""
     root = settings.data_dir
@@ -553,10 +560,8 @@ def _start_kafka(settings: Settings, svc: _Service) -> int:
         "-cp",
         f"{libs}/*",
     ]
-    if not (kdir / "data" / "meta.properties").exists():
+    if not _formatted(settings):
         _format_kafka_storage(settings, jvm, props, svc)
-    elif kafka_sasl(settings):
-        check_formatted_user(settings, kdir)
     cmd = [
         java,
         *settings.kafka_heap.split(),
