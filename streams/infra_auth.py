@@ -81,8 +81,8 @@ def check_formatted_user(settings: Settings, kafka_dir: Path) -> None:
     marker = kafka_dir / SCRAM_MARKER
     data = kafka_dir / "data"
     redo = (
-        f"stop it (`socialrec infra down --services kafka`), then remove {data} to format it again with "
-        "the user (its topics are lost), or use another SOCIALREC_DATA_DIR"
+        f"stop it (`socialrec infra down --services kafka`), then remove {data} to format it "
+        "again with the user (its topics are lost), or use another SOCIALREC_DATA_DIR"
     )
     if not marker.exists():
         raise AuthSetupError(
