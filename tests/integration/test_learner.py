@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -196,5 +196,6 @@ async def test_two_learners_on_one_batch_teach_each_source_once(
 
 
 async def _learnt_state(client: aioredis.Redis) -> tuple[Any, ...]:
-    itemcf = dict(await client.zrange(Keys().item("phone", "dot"), 0, -1, withscores=True))
+    rows = await client.zrange(Keys().item("phone", "dot"), 0, -1, withscores=True)
+    itemcf = dict(cast(list[tuple[bytes, float]], rows))
     return (await usercf_state(client, Keys()), await fbt_state(client, Keys()), itemcf)
