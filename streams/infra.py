@@ -477,8 +477,8 @@ def _service(settings: Settings, name: str) -> _Service:
         parts = urlsplit(settings.redis_url)
         if parts.scheme != "redis":
             raise InfraError(
-                "socialrec infra runs Redis only on a plain TCP port; set SOCIALREC_REDIS_URL "
-                "to redis://127.0.0.1:<port>/<db>"
+                "socialrec infra runs Redis only on a plain TCP port (no TLS); set "
+                "SOCIALREC_REDIS_URL to redis://[user@]127.0.0.1:<port>/<db>"
             )
         host = _local_host(parts.hostname or "127.0.0.1", "redis")
         return _Service(
