@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     )
     kafka_ssl_ca_file: Path | None = Field(
         default=None,
-        description="CA certificates (PEM) the brokers' must chain to; unset: the system's CAs",
+        description="CA certificates (PEM) the brokers' certificates chain to; unset: the system's",
     )
     kafka_ssl_cert_file: Path | None = Field(
         default=None, description="client certificate (PEM), for brokers that require one"

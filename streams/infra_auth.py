@@ -6,6 +6,8 @@ in its metadata, so a broker formatted without them must be formatted again: we 
 than lose its data silently). The controller listener stays PLAINTEXT on its own loopback port
 (KRaft controllers cannot check SCRAM users: they are stored in the metadata the controller
 serves). The broker authenticates but authorises nothing (no authorizer): one project user.
+``kafka-storage format`` takes the password as an argument: for the moments it formats, other
+local users could read it in the process list, which a local development broker accepts.
 
 With a password in ``SOCIALREC_REDIS_URL`` (or ``SOCIALREC_REDIS_PASSWORD_FILE``), Redis gets an
 ACL file: that user with every permission, the passwordless ``default`` user off. Files holding

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -30,6 +29,7 @@ from streams.security import (
     redis_client_for,
     redis_connection_kwargs,
 )
+from tests.tls_certs import make_certs
 
 
 @pytest.fixture(autouse=True)
@@ -42,15 +42,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A self-signed CA certificate and its key (also usable as a client certificate)."""
-    folder = tmp_path_factory.mktemp("certs")
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=socialrec-test-ca", "-keyout", str(folder / "ca.key"),
-         "-out", str(folder / "ca.pem")],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return folder
+    """A CA and a certificate it signed (here the client's)."""
+    return make_certs(tmp_path_factory.mktemp("certs"))
 
 
 def secret_file(tmp_path: Path, name: str, text: str) -> Path:
@@ -102,8 +95,8 @@ def test_sasl_ssl_with_a_ca_file_and_client_certificate(certs: Path) -> None:
         kafka_security_protocol="SASL_SSL",
         kafka_sasl_mechanism="SCRAM-SHA-256",
         kafka_ssl_ca_file=certs / "ca.pem",
-        kafka_ssl_cert_file=certs / "ca.pem",
-        kafka_ssl_key_file=certs / "ca.key",
+        kafka_ssl_cert_file=certs / "server.pem",
+        kafka_ssl_key_file=certs / "server.key",
     )
     kwargs = kafka_client_kwargs(settings)
     context = kwargs["ssl_context"]
