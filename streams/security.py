@@ -36,12 +36,14 @@ SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
 
 
+def read_secret_file(path: Path) -> str:
+    """A secret mounted as a file, without the trailing newline editors and ``echo`` leave."""
+    return path.read_text().rstrip("\r\n")
+
+
 def read_secret(value: SecretStr, path: Path | None) -> str:
-    """A secret from its file when one is set (without the trailing newline editors and
-    ``echo`` leave), else from its setting."""
-    if path is not None:
-        return path.read_text().rstrip("\r\n")
-    return value.get_secret_value()
+    """A secret from its file when one is set, else from its setting."""
+    return read_secret_file(path) if path is not None else value.get_secret_value()
 
 
 def transport_problems(settings: Settings) -> list[str]:
@@ -107,7 +109,7 @@ def _secret_file_problems(s: Settings) -> list[str]:
         if path is None:
             continue
         try:
-            secret = path.read_text().rstrip("\r\n")
+            secret = read_secret_file(path)
         except OSError as exc:
             problems.append(f"{name}: cannot read {path} ({exc.strerror or exc})")
             continue
@@ -251,7 +253,7 @@ def redis_connection_kwargs(settings: Settings) -> dict[str, Any]:
         "socket_connect_timeout": settings.redis_timeout_s,
     }
     if settings.redis_password_file is not None:
-        kwargs["password"] = settings.redis_password_file.read_text().rstrip("\r\n")
+        kwargs["password"] = read_secret_file(settings.redis_password_file)
     if settings.redis_ssl_ca_file is not None:
         kwargs["ssl_ca_certs"] = str(settings.redis_ssl_ca_file)
     return kwargs
@@ -282,7 +284,7 @@ def redis_user_password(settings: Settings) -> tuple[str | None, str | None]:
     parts = urlsplit(settings.redis_url)
     password = unquote(parts.password) if parts.password is not None else None
     if settings.redis_password_file is not None:
-        password = settings.redis_password_file.read_text().rstrip("\r\n")
+        password = read_secret_file(settings.redis_password_file)
     return (unquote(parts.username) if parts.username else None), password
 
 
