@@ -143,6 +143,11 @@ def up(settings: Settings, services: str | Iterable[str] = SERVICES) -> None:
             if name == "kafka" and kafka_sasl(settings) and _formatted(settings):
                 # A broker without this user (or with another password) would never answer.
                 check_formatted_user(settings, _kafka_dir(settings))
+            if pid is not None and (reason := _started_otherwise(settings, svc)):
+                raise InfraError(
+                    f"{name}: the running server (pid {pid}) {reason}; restart it with "
+                    f"`socialrec infra down --services {name}`, then `socialrec infra up`"
+                )
             if pid is None:
                 _refuse_foreign_port(settings, svc)
                 pid = _start(settings, svc)
@@ -516,6 +521,28 @@ def _answers(settings: Settings, svc: _Service) -> bool:
     if svc.name == "redis":
         return redis_answers(settings)
     return _run_async(lambda: kafka_answers(settings))
+
+
+def _started_otherwise(settings: Settings, svc: _Service) -> str | None:
+    """Why a running server that does not answer never will, if it was started with other
+    settings (another listener, another login) rather than still starting."""
+    import redis
+
+    if svc.name == "kafka":
+        props = svc.data_dir / "server.properties"  # written when it started
+        if props.exists() and props.read_text() != kafka_server_properties(settings):
+            return "was started with other settings (listener, login or ports)"
+        return None
+    client = redis_sync_client(settings, timeout_s=1.0)
+    try:
+        client.ping()
+    except redis.AuthenticationError:
+        return "refuses these settings' login (it was started with another one)"
+    except (redis.RedisError, OSError):
+        return None
+    finally:
+        client.close()
+    return None
 
 
 def _refuse_foreign_port(settings: Settings, svc: _Service) -> None:

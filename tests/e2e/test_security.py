@@ -108,6 +108,19 @@ async def test_worker_round_trip_through_sasl_kafka_and_acl_redis(secured: Setti
     _assert_no_secret_in_logs(secured, worker.log_path)
 
 
+def without_logins(settings: Settings) -> Settings:
+    """The same servers, as a client with no Kafka or Redis login."""
+    return settings.model_copy(
+        update={
+            "kafka_security_protocol": "PLAINTEXT",
+            "kafka_username": "",
+            "kafka_password_file": None,
+            "redis_url": f"redis://127.0.0.1:{settings.redis_port}/0",
+            "redis_password_file": None,
+        }
+    )
+
+
 def _triggers(records: list[Any]) -> set[str]:
     return {orjson.loads(r.value)["trigger"]["event_id"] for r in records}
 
@@ -138,15 +151,7 @@ async def test_wrong_or_missing_credentials_are_refused_with_what_to_fix(
         "cannot use Redis (AuthenticationError): Redis refused the login: check the user and "
         "password in SOCIALREC_REDIS_URL (or SOCIALREC_REDIS_PASSWORD_FILE)",
     ]
-    anonymous = secured.model_copy(
-        update={
-            "kafka_security_protocol": "PLAINTEXT",
-            "kafka_username": "",
-            "kafka_password_file": None,
-            "redis_url": f"redis://127.0.0.1:{secured.redis_port}/0",
-            "redis_password_file": None,
-        }
-    )
+    anonymous = without_logins(secured)
     kafka_problem, redis_problem = await preflight(anonymous)
     assert "hung up on a plaintext request" in kafka_problem
     assert "Redis refused the login" in redis_problem
@@ -162,7 +167,7 @@ async def test_wrong_or_missing_credentials_are_refused_with_what_to_fix(
         await client.aclose()
 
 
-def test_infra_refuses_to_wait_for_a_broker_formatted_for_another_password(
+def test_infra_up_fails_fast_on_servers_formatted_or_started_with_other_logins(
     secured: Settings, tmp_path: Path
 ) -> None:
     other = tmp_path / "other.pw"
@@ -171,6 +176,11 @@ def test_infra_refuses_to_wait_for_a_broker_formatted_for_another_password(
     with pytest.raises(infra.InfraError, match=f"formatted with another password for '{USER}'"):
         infra.up(secured.model_copy(update={"kafka_password_file": other}), "kafka")
     assert time.monotonic() - started < 60  # not the two-minute readiness wait
+    # Settings without the logins meet the running servers: refused too, not waited for.
+    plain = without_logins(secured)
+    for service, reason in [("kafka", "started with other settings"), ("redis", "login")]:
+        with pytest.raises(infra.InfraError, match=f"{service}: the running server .* {reason}"):
+            infra.up(plain, service)
     assert all(state.running for state in infra.status(secured))
     secret_files = [
         secured.data_dir / "kafka" / "server.properties",  # the broker's own login
