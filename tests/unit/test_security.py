@@ -113,6 +113,17 @@ def test_sasl_ssl_with_a_ca_file_and_client_certificate(certs: Path) -> None:
     assert faust_kwargs.keys() == _without_bootstrap(kwargs).keys()
 
 
+def test_the_worker_faust_app_logs_in_as_its_clients_do(tmp_path: Path) -> None:
+    from streams.worker import faust_app
+
+    app = faust_app(sasl(data_dir=tmp_path))
+    credentials = app.conf.broker_credentials
+    assert isinstance(credentials, SASLCredentials)
+    assert (credentials.username, credentials.password) == ("rec", "pw-1")
+    assert credentials.mechanism.value == "SCRAM-SHA-512"
+    assert faust_app(Settings(data_dir=tmp_path)).conf.broker_credentials is None
+
+
 def test_ssl_without_a_ca_file_trusts_the_system_cas() -> None:
     settings = Settings(kafka_security_protocol="SSL")
     kwargs = kafka_client_kwargs(settings)
