@@ -23,6 +23,7 @@ from typing import Any, Final
 import orjson
 
 from streams.config import Settings
+from streams.security import kafka_client_kwargs
 
 #: Header naming the event a baseline's output copies (the worker names it in its body).
 EVENT_ID_HEADER: Final = "socialrec.event_id"
@@ -41,13 +42,13 @@ async def passthrough(settings: Settings, stop: asyncio.Event) -> int:
 
     consumer = AIOKafkaConsumer(
         settings.topic("events"),
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_client_kwargs(settings),
         group_id=settings.app_id,
         client_id=f"{settings.app_id}-consumer",
         auto_offset_reset="earliest",
     )
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_client_kwargs(settings),
         client_id=f"{settings.app_id}-producer",
         acks=1,
         linger_ms=1,  # as the worker's producer (streams/worker.py)

@@ -48,7 +48,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import orjson
-import redis.asyncio as aioredis
 import redis.exceptions
 
 from models.events import Event
@@ -76,6 +75,7 @@ from streams.demo import (
     worker_env,
     worker_process,
 )
+from streams.security import kafka_client_kwargs, redis_client_for
 
 USERS: Final = 500  # the simulator's defaults, so figures match `socialrec simulate`/demo
 ITEMS: Final = 2000
@@ -105,7 +105,7 @@ async def claim_redis_db(settings: Settings, run_id: str) -> tuple[int, str]:
     """
     for db in range(14, 0, -1):
         url = redis_url_with_db(settings.redis_url, db)
-        client = aioredis.Redis.from_url(url)
+        client = redis_client_for(settings, url)
         try:
             if await client.dbsize() == 0 and await client.set(CLAIM_KEY, run_id, nx=True, ex=7200):
                 return db, url
@@ -114,9 +114,11 @@ async def claim_redis_db(settings: Settings, run_id: str) -> tuple[int, str]:
     raise BenchError("no empty Redis database (1-14) to run in; free one with FLUSHDB")
 
 
-async def reset_redis_db(url: str, run_id: str, *, release: bool = False) -> None:
+async def reset_redis_db(
+    settings: Settings, url: str, run_id: str, *, release: bool = False
+) -> None:
     """Empty our database (fresh state for each worker run), keeping the claim unless done."""
-    client = aioredis.Redis.from_url(url)
+    client = redis_client_for(settings, url)
     try:
         owner = await client.get(CLAIM_KEY)
         if owner is not None and owner not in (run_id, run_id.encode()):
@@ -128,9 +130,9 @@ async def reset_redis_db(url: str, run_id: str, *, release: bool = False) -> Non
         await client.aclose()
 
 
-async def redis_info(url: str) -> dict[str, Any]:
+async def redis_info(settings: Settings, url: str | None = None) -> dict[str, Any]:
     """Server-wide Redis counters (CPU, Lua calls): a profile of where batch time goes."""
-    client = aioredis.Redis.from_url(url)
+    client = redis_client_for(settings, url)
     try:
         info: dict[str, Any] = await client.info("all")
         return info
@@ -164,7 +166,7 @@ async def use_log_append_time(settings: Settings, logical: str) -> None:
 
     spec = next(s for s in load_topics(settings.topics_file) if s.name == logical)
     configs = {**spec.broker_configs(), "message.timestamp.type": "LogAppendTime"}
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_client_kwargs(settings))
     await admin.start()
     try:
         responses = await admin.alter_configs(
@@ -204,7 +206,7 @@ class TopicReader:
         from aiokafka import AIOKafkaConsumer
 
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **kafka_client_kwargs(self.settings),
             group_id=None,
             enable_auto_commit=False,
             client_id="socialrec-bench-reader",
@@ -477,7 +479,7 @@ async def run_once(
     await use_log_append_time(settings, "recommendations")
     proc = _system_process(system, settings, run_dir / f"{scenario}-{system}.log", profile)
     learner_s: float | None = None
-    info_before = await redis_info(settings.redis_url) if system == "worker" else {}
+    info_before = await redis_info(settings) if system == "worker" else {}
     preload = scenario == "throughput"
     warmup = 0 if preload else WARMUP_EVENTS
     measured: list[Event] = []
@@ -529,9 +531,7 @@ async def run_once(
         # How long after the lists settled the learner (the worker's child) had learnt every
         # event: the staleness of the sources' candidates at the end of the run.
         result["learner_done_after_s"] = learner_s
-        result["profile"] = _profile(
-            info_before, await redis_info(settings.redis_url), progress.last, cpu
-        )
+        result["profile"] = _profile(info_before, await redis_info(settings), progress.last, cpu)
     return result
 
 
@@ -544,7 +544,7 @@ async def _learner_catch_up(settings: Settings, since: float) -> float | None:
 
     if settings.learner != "child" or not settings.sources:
         return None
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_client_kwargs(settings))
     await admin.start()
     try:
         async with TopicReader(settings, "events") as events:
@@ -581,7 +581,7 @@ async def stage_profile(
     from streams.store import RedisStore
     from streams.worker import state_params
 
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_client_for(settings, redis_url)
     store = RedisStore(client, state_params(settings), neighbours_ttl_s=settings.neighbours_ttl_s)
     sources, _ = build_sources(client, settings, store.params, WorkerMetrics())
     # learn, candidates, Redis's CPU during both (the learner's cost to the publish path)
@@ -779,7 +779,7 @@ async def _bench(
         say(f"a) throughput: {events:,} events pre-loaded, then the system started")
         for system in SYSTEMS:
             s = run_settings(settings, run_id, "a", system, redis_url)
-            await reset_redis_db(redis_url, run_id)
+            await reset_redis_db(settings, redis_url, run_id)
 
             def preload() -> Iterable[Event]:
                 return generate_events(
@@ -819,7 +819,7 @@ async def _bench(
         say(f"b) latency: {count:,} events at {rate:g}/s after {WARMUP_EVENTS} warm-up events")
         for system in SYSTEMS:
             s = run_settings(settings, run_id, "b", system, redis_url)
-            await reset_redis_db(redis_url, run_id)
+            await reset_redis_db(settings, redis_url, run_id)
 
             def steady() -> Iterable[Event]:
                 return generate_events(
@@ -839,7 +839,7 @@ async def _bench(
             say(f"  {system}: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms")
         batch = figures["throughput"]["worker"].get("profile", {}).get("mean_batch_events") or 100
         say(f"c) in-process stage profile: {events:,} events in batches of {round(batch)}")
-        await reset_redis_db(redis_url, run_id)
+        await reset_redis_db(settings, redis_url, run_id)
         try:
             figures["stages"] = r = await stage_profile(
                 settings, world, seed, events, max(1, round(batch)), redis_url
@@ -860,8 +860,8 @@ async def _bench(
                 settings.model_copy(update={"topic_prefix": f"bench-{run_id}."})
             )
             say(f"deleted {len(deleted)} bench topics")
-        await reset_redis_db(redis_url, run_id, release=True)
-    info = await redis_info(settings.redis_url)
+        await reset_redis_db(settings, redis_url, run_id, release=True)
+    info = await redis_info(settings)
     figures["setup"] = {
         "run_id": run_id,
         "world": {"users": USERS, "items": ITEMS, "seed": seed},

@@ -37,6 +37,7 @@ import orjson
 from streams import infra
 from streams.config import Settings
 from streams.demo import ManagedProcess, metrics_url, worker_process
+from streams.security import kafka_client_kwargs
 
 FAULT_KINDS: Final = ("worker_kill", "redis_kill", "broker_restart", "redis_freeze")
 #: The issue's full run: three worker kills and one of each other fault.
@@ -175,7 +176,7 @@ class ListWatcher:
 
         consumer = AIOKafkaConsumer(
             self.settings.topic("recommendations"),
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **kafka_client_kwargs(self.settings),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

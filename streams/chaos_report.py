@@ -100,6 +100,6 @@ async def _isolated(settings: Settings, plan: Plan) -> dict[str, Any]:
         figures = await run_chaos(s, plan)
     finally:
         await delete_topics_with_prefix(s)
-        await reset_redis_db(redis_url, run_id, release=True)
+        await reset_redis_db(settings, redis_url, run_id, release=True)
     figures["run"] = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     return figures

@@ -11,6 +11,7 @@ from models.events import Event
 from models.state import StateParams
 from streams.config import Settings
 from streams.replay import applied_once
+from streams.security import redis_client_for
 
 
 async def state_checks(settings: Settings, events: Sequence[Event]) -> list[dict[str, Any]]:
@@ -28,7 +29,7 @@ async def state_checks(settings: Settings, events: Sequence[Event]) -> list[dict
     params = state_params(settings)
     reference = MemoryStore(params)
     await reference.process_batch(list(events))
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = redis_client_for(settings)
     try:
         actual = await RedisStore(client, params).snapshot()
         state = differences(

@@ -13,16 +13,18 @@ message naming the variable to fix, never later in the hot path.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.events import DEFAULT_WEIGHTS, EventType
 from models.shrinkage import DEFAULT_SCALE
 from models.state import COOCCURRENCE_CAP, COOCCURRENCE_WINDOW
+from streams.security import masked_url, transport_problems
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,6 +54,33 @@ class Settings(BaseSettings):
     data_dir: Path = PROJECT_ROOT / ".socialrec"
     kafka_version: str = "4.1.1"
     kafka_heap: str = "-Xms256m -Xmx768m"
+
+    # --- transport security (streams/security.py) ----------------------------------------------
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = Field(
+        default="PLAINTEXT", description="how every Kafka client talks to the brokers"
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_username: str = Field(default="", description="the SASL user (SASL_* protocols)")
+    kafka_password: SecretStr = Field(default=SecretStr(""), description="the SASL password")
+    kafka_password_file: Path | None = Field(
+        default=None, description="a file holding the SASL password (a mounted secret)"
+    )
+    kafka_ssl_ca_file: Path | None = Field(
+        default=None,
+        description="CA certificates (PEM) the brokers' certificates chain to; unset: the system's",
+    )
+    kafka_ssl_cert_file: Path | None = Field(
+        default=None, description="client certificate (PEM), for brokers that require one"
+    )
+    kafka_ssl_key_file: Path | None = Field(default=None, description="its private key (PEM)")
+    redis_password_file: Path | None = Field(
+        default=None,
+        description="a file holding the Redis password (the user stays in SOCIALREC_REDIS_URL)",
+    )
+    redis_ssl_ca_file: Path | None = Field(
+        default=None,
+        description="CA certificates (PEM) for a rediss:// server; unset: the system's CAs",
+    )
 
     # --- topics ------------------------------------------------------------------------------
     topics_file: Path = PROJECT_ROOT / "topics.yaml"
@@ -232,6 +261,18 @@ class Settings(BaseSettings):
                 raise ValueError(f"entry {part!r} is not host:port")
         return value
 
+    @model_validator(mode="after")
+    def _transport_works(self) -> Settings:
+        problems = transport_problems(self)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # The Redis URL may carry its password: reprs and logs show it masked.
+        for name, value in super().__repr_args__():
+            yield name, masked_url(value) if name == "redis_url" else value
+
     def topic(self, logical_name: str) -> str:
         """The real Kafka topic name for a logical name from topics.yaml."""
         return f"{self.topic_prefix}{logical_name}"
@@ -273,6 +314,9 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "settings"
-            lines.append(f"  SOCIALREC_{field.upper()}: {err['msg']}")
+            field = ".".join(str(p) for p in err["loc"])
+            if field:
+                lines.append(f"  SOCIALREC_{field.upper()}: {err['msg']}")
+            else:  # a check across settings: each problem names its variables
+                lines += [f"  {p}" for p in err["msg"].removeprefix("Value error, ").splitlines()]
         raise ConfigError("socialrec: invalid configuration:\n" + "\n".join(lines)) from None

@@ -36,6 +36,7 @@ from streams.metrics import WorkerMetrics
 from streams.outage import wait_out
 from streams.pipeline import WORKER_ERROR, BatchProcessor, InboundRecord
 from streams.publisher import KafkaPublisher
+from streams.security import kafka_client_kwargs
 from streams.store import OffsetRange, Position, Store
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class EventsConsumer(Service):
     async def on_start(self) -> None:
         s = self.settings
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap,
+            **kafka_client_kwargs(s),
             group_id=events_group(s),
             client_id=events_group(s),
             enable_auto_commit=False,

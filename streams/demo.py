@@ -54,6 +54,7 @@ from typing import Any, Final, TextIO
 
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.panel import Panel
@@ -63,6 +64,7 @@ from rich.text import Text
 from models.events import Event, EventType
 from models.simulator import World, generate_events, generate_world
 from streams.config import PROJECT_ROOT, Settings
+from streams.security import kafka_client_kwargs
 
 DEMO_USERS: Final = 500
 DEMO_ITEMS: Final = 2000
@@ -120,12 +122,12 @@ def ensure_infra(settings: Settings) -> tuple[str, ...]:
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)  # "connection refused" is the expected answer when down
     try:
-        kafka_up = asyncio.run(infra.kafka_answers(settings.kafka_bootstrap))
+        kafka_up = asyncio.run(infra.kafka_answers(settings))
     finally:
         quiet.setLevel(level)
     if not kafka_up:
         missing.append("kafka")
-    if not infra.redis_answers(settings.redis_url):
+    if not infra.redis_answers(settings):
         missing.append("redis")
     if missing:
         try:
@@ -170,6 +172,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """
     env: dict[str, str] = {}
     for name, value in settings.model_dump(mode="json").items():
+        raw = getattr(settings, name)
+        if isinstance(raw, SecretStr):  # dumped as stars: the child needs the secret itself
+            value = raw.get_secret_value()
         if value is None:  # unset (say, no keys file): the child's default is None too
             continue
         if isinstance(value, dict):
@@ -727,7 +732,7 @@ async def watch_recommendations(settings: Settings, board: Board, stop: asyncio.
 
     consumer = AIOKafkaConsumer(
         settings.topic("recommendations"),
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_client_kwargs(settings),
         client_id="socialrec-demo",
         group_id=None,
         auto_offset_reset="latest",

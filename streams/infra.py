@@ -40,6 +40,17 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from streams.config import PROJECT_ROOT, Settings
+from streams.infra_auth import (
+    AuthSetupError,
+    check_formatted_user,
+    kafka_sasl,
+    kafka_sasl_properties,
+    record_formatted_user,
+    redis_acl,
+    scram_spec,
+    write_private,
+)
+from streams.security import kafka_client_kwargs, kafka_password, redis_sync_client
 
 SERVICES = ("kafka", "redis")
 KAFKA_POM = PROJECT_ROOT / "infra" / "kafka" / "pom.xml"
@@ -121,20 +132,28 @@ def up(settings: Settings, services: str | Iterable[str] = SERVICES) -> None:
     """
     names = parse_services(services)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(settings):
+    with _locked(settings), _auth_errors():
         waiting: list[tuple[_Service, int]] = []
         for name in names:
             svc = _service(settings, name)
             pid = _owned_pid(svc)
-            if pid is not None and _answers(svc):
+            if pid is not None and _answers(settings, svc):
                 _say(f"{name}: already running (pid {pid}) at {svc.address}")
                 continue
+            if name == "kafka" and kafka_sasl(settings) and _formatted(settings):
+                # A broker without this user (or with another password) would never answer.
+                check_formatted_user(settings, _kafka_dir(settings))
+            if pid is not None and (reason := _started_otherwise(settings, svc)):
+                raise InfraError(
+                    f"{name}: the running server (pid {pid}) {reason}; restart it with "
+                    f"`socialrec infra down --services {name}`, then `socialrec infra up`"
+                )
             if pid is None:
                 _refuse_foreign_port(settings, svc)
                 pid = _start(settings, svc)
             waiting.append((svc, pid))
         for svc, pid in waiting:
-            _wait_ready(svc, pid)
+            _wait_ready(settings, svc, pid)
 
 
 def down(settings: Settings, services: str | Iterable[str] = SERVICES) -> None:
@@ -226,11 +245,12 @@ def run_command(settings: Settings, action: str, services: str = "kafka,redis") 
         return 1
 
 
-def redis_answers(url: str, timeout_s: float = 1.0) -> bool:
-    """True when a Redis server at ``url`` answers PING (False while it loads its AOF)."""
+def redis_answers(settings: Settings, timeout_s: float = 1.0) -> bool:
+    """True when the settings' Redis answers PING with their credentials (False while it
+    loads its AOF, or when it refuses them)."""
     import redis
 
-    client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    client = redis_sync_client(settings, timeout_s)
     try:
         return bool(client.ping())
     except (redis.RedisError, OSError):
@@ -239,8 +259,9 @@ def redis_answers(url: str, timeout_s: float = 1.0) -> bool:
         client.close()
 
 
-async def kafka_answers(bootstrap: str, timeout_s: float = 5.0) -> bool:
-    """True when a Kafka broker at ``bootstrap`` answers an admin metadata call with a broker.
+async def kafka_answers(settings: Settings, timeout_s: float = 5.0) -> bool:
+    """True when the settings' Kafka answers an admin metadata call (with their credentials)
+    naming a broker.
 
     An open TCP port is not enough: the listener opens before the broker can serve requests.
     """
@@ -248,7 +269,7 @@ async def kafka_answers(bootstrap: str, timeout_s: float = 5.0) -> bool:
     from aiokafka.errors import KafkaError
 
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap,
+        **kafka_client_kwargs(settings),
         client_id="socialrec-infra",
         request_timeout_ms=max(1000, int(timeout_s * 1000)),
     )
@@ -365,23 +386,27 @@ def kafka_server_properties(settings: Settings) -> str:
     """The single-node KRaft (combined broker + controller) configuration.
 
     Replication factors and ISR minimums are 1 because there is one broker; the short
-    rebalance delay and small dedupe buffer keep a test broker quick and small.
+    rebalance delay and small dedupe buffer keep a test broker quick and small. With SASL
+    configured, the client (and inter-broker) listener asks for SCRAM (streams/infra_auth.py).
     """
     svc = _service(settings, "kafka")
     host = svc.host
     cport = settings.kafka_controller_port
-    plain = f"PLAINTEXT://{host}:{svc.port}"
+    sasl = kafka_sasl(settings)
+    name = "SASL_PLAINTEXT" if sasl else "PLAINTEXT"  # the listener is named after its protocol
+    client = f"{name}://{host}:{svc.port}"
     controller = f"CONTROLLER://{host}:{cport}"
     lines = [
         "# Written by `socialrec infra up` on every start; change streams/infra.py instead.",
         "process.roles=broker,controller",
         "node.id=1",
         f"controller.quorum.bootstrap.servers={host}:{cport}",
-        f"listeners={plain},{controller}",
-        f"advertised.listeners={plain},{controller}",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "inter.broker.listener.name=PLAINTEXT",
+        f"listeners={client},{controller}",
+        f"advertised.listeners={client},{controller}",
+        f"listener.security.protocol.map={name}:{name},CONTROLLER:PLAINTEXT",
+        f"inter.broker.listener.name={name}",
         "controller.listener.names=CONTROLLER",
+        *(kafka_sasl_properties(settings, name) if sasl else []),
         f"log.dirs={_kafka_dir(settings) / 'data'}",
         "num.partitions=1",
         "default.replication.factor=1",
@@ -432,6 +457,10 @@ def _kafka_dir(settings: Settings) -> Path:
     return settings.data_dir / "kafka"
 
 
+def _formatted(settings: Settings) -> bool:
+    return (_kafka_dir(settings) / "data" / "meta.properties").exists()
+
+
 def _service(settings: Settings, name: str) -> _Service:
     """Describe one managed service from the settings (paths, address, ownership markers)."""
     root = settings.data_dir
@@ -453,8 +482,8 @@ def _service(settings: Settings, name: str) -> _Service:
         parts = urlsplit(settings.redis_url)
         if parts.scheme != "redis":
             raise InfraError(
-                "socialrec infra runs Redis only on a plain TCP port; set SOCIALREC_REDIS_URL "
-                "to redis://127.0.0.1:<port>/<db>"
+                "socialrec infra runs Redis only on a plain TCP port (no TLS); set "
+                "SOCIALREC_REDIS_URL to redis://[user@]127.0.0.1:<port>/<db>"
             )
         host = _local_host(parts.hostname or "127.0.0.1", "redis")
         return _Service(
@@ -484,13 +513,36 @@ def _local_host(host: str, name: str) -> str:
     return "127.0.0.1"
 
 
-def _answers(svc: _Service) -> bool:
-    """Whether the service is serving requests (not merely listening)."""
+def _answers(settings: Settings, svc: _Service) -> bool:
+    """Whether the service is serving requests (not merely listening) to the settings'
+    clients, credentials included."""
     if not _port_open(svc.host, svc.port):
         return False
     if svc.name == "redis":
-        return redis_answers(f"redis://{svc.address}/0")
-    return _run_async(lambda: kafka_answers(svc.address))
+        return redis_answers(settings)
+    return _run_async(lambda: kafka_answers(settings))
+
+
+def _started_otherwise(settings: Settings, svc: _Service) -> str | None:
+    """Why a running server that does not answer never will, if it was started with other
+    settings (another listener, another login) rather than still starting."""
+    import redis
+
+    if svc.name == "kafka":
+        props = svc.data_dir / "server.properties"  # written when it started
+        if props.exists() and props.read_text() != kafka_server_properties(settings):
+            return "was started with other settings (listener, login or ports)"
+        return None
+    client = redis_sync_client(settings, timeout_s=1.0)
+    try:
+        client.ping()
+    except redis.AuthenticationError:
+        return "refuses these settings' login (it was started with another one)"
+    except (redis.RedisError, OSError):
+        return None
+    finally:
+        client.close()
+    return None
 
 
 def _refuse_foreign_port(settings: Settings, svc: _Service) -> None:
@@ -525,7 +577,7 @@ def _start_kafka(settings: Settings, svc: _Service) -> int:
     (kdir / "data").mkdir(parents=True, exist_ok=True)
     props = kdir / "server.properties"
     log4j = kdir / "log4j2.properties"
-    props.write_text(kafka_server_properties(settings))
+    write_private(props, kafka_server_properties(settings))  # may hold the broker's password
     log4j.write_text(kafka_log4j2_properties(settings))
     jvm = [
         java,
@@ -535,8 +587,8 @@ def _start_kafka(settings: Settings, svc: _Service) -> int:
         "-cp",
         f"{libs}/*",
     ]
-    if not (kdir / "data" / "meta.properties").exists():
-        _format_kafka_storage(jvm, props, svc)
+    if not _formatted(settings):
+        _format_kafka_storage(settings, jvm, props, svc)
     cmd = [
         java,
         *settings.kafka_heap.split(),
@@ -554,10 +606,19 @@ def _start_kafka(settings: Settings, svc: _Service) -> int:
     return pid
 
 
-def _format_kafka_storage(jvm: list[str], props: Path, svc: _Service) -> None:
-    """Format the KRaft log directory once (a standalone controller quorum of one)."""
+def _format_kafka_storage(settings: Settings, jvm: list[str], props: Path, svc: _Service) -> None:
+    """Format the KRaft log directory once (a standalone controller quorum of one), with the
+    SCRAM user when SASL is configured (users exist from the first metadata record on)."""
     cluster_id = new_cluster_id()
-    _say("kafka: formatting storage (first start)")
+    sasl = kafka_sasl(settings)
+    password = kafka_password(settings) if sasl else ""
+    scram = []
+    if sasl:
+        user = settings.kafka_username
+        scram = ["--add-scram", scram_spec(settings.kafka_sasl_mechanism, user, password)]
+        _say(f"kafka: formatting storage (first start) with the SCRAM user {user!r}")
+    else:
+        _say("kafka: formatting storage (first start)")
     cmd = [
         *jvm,
         "kafka.tools.StorageTool",
@@ -567,20 +628,30 @@ def _format_kafka_storage(jvm: list[str], props: Path, svc: _Service) -> None:
         cluster_id,
         "-c",
         str(props),
+        *scram,
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        output = (result.stdout + result.stderr).strip().splitlines()[-15:]
+        text = result.stdout + result.stderr
+        output = (text.replace(password, "***") if password else text).strip().splitlines()[-15:]
         raise InfraError(
             f"kafka: formatting storage in {svc.data_dir / 'data'} failed "
             f"(exit {result.returncode}):\n    " + "\n    ".join(output)
         )
+    if sasl:
+        record_formatted_user(settings, svc.data_dir)
 
 
 def _start_redis(settings: Settings, svc: _Service) -> int:
     """Launch redis-server on its own port and directory with an fsync-every-second AOF."""
     redis_server = _ensure_redis_server()
     svc.data_dir.mkdir(parents=True, exist_ok=True)
+    acl = redis_acl(settings)
+    acl_args = []
+    if acl is not None:  # the settings log in: only that user, with that password
+        acl_file = svc.data_dir / "users.acl"
+        write_private(acl_file, acl)
+        acl_args = ["--aclfile", str(acl_file)]
     cmd = [
         redis_server,
         "--port", str(svc.port),
@@ -593,6 +664,7 @@ def _start_redis(settings: Settings, svc: _Service) -> int:
         "--daemonize", "no",
         "--pidfile", str(svc.pid_file),
         "--logfile", "",
+        *acl_args,
     ]  # fmt: skip
     pid = _spawn_detached(cmd, svc.log_file)
     svc.pid_file.write_text(f"{pid}\n")
@@ -644,7 +716,7 @@ def _spawn_detached(cmd: list[str], log_file: Path) -> int:
         raise InfraError(f"could not start {Path(cmd[0]).name}: {exc}") from exc
 
 
-def _wait_ready(svc: _Service, pid: int) -> None:
+def _wait_ready(settings: Settings, svc: _Service, pid: int) -> None:
     """Poll until the server answers; fail early if it dies, with a pointer to its log."""
     started = time.monotonic()
     deadline = started + svc.ready_timeout_s
@@ -655,7 +727,7 @@ def _wait_ready(svc: _Service, pid: int) -> None:
                 f"{svc.name} exited during start-up; see {svc.log_file} "
                 f"(and {_startup_log(svc)}){_tail(_startup_log(svc))}"
             )
-        if _answers(svc):
+        if _answers(settings, svc):
             _say(f"{svc.name}: ready at {svc.address} in {time.monotonic() - started:.1f}s")
             return
         time.sleep(POLL_INTERVAL_S)
@@ -760,6 +832,15 @@ def _port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _auth_errors() -> Iterator[None]:
+    """Authentication the local servers cannot provide is an infra problem like any other."""
+    try:
+        yield
+    except AuthSetupError as exc:
+        raise InfraError(str(exc)) from None
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from aiokafka.structs import TopicPartition
 
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
+from streams.security import kafka_client_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class ConsumerLagProbe:
         if not assigned:
             return {}
         if self._offsets is None:
-            offsets = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap)
+            offsets = AIOKafkaConsumer(**kafka_client_kwargs(self.settings))
             await offsets.start()
             self._offsets = offsets
         consumer = self._offsets
@@ -129,7 +130,7 @@ class ConsumerLagProbe:
 
     async def _committed(self, partitions: Iterable[int], group: str) -> dict[int, int | None]:
         if self._admin is None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+            admin = AIOKafkaAdminClient(**kafka_client_kwargs(self.settings))
             await admin.start()
             self._admin = admin
         tps = [TopicPartition(self.topic, p) for p in partitions]

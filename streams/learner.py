@@ -41,6 +41,7 @@ from streams.metrics import WorkerMetrics
 from streams.outage import wait_out
 from streams.pipeline import InboundRecord, recommend_params, validate_record, without_erased
 from streams.pools import PoolStore
+from streams.security import kafka_client_kwargs
 from streams.sources import SourceSet
 from streams.sources.progress import Progress
 from streams.store import EXCLUSIONS_ONLY, RedisStore
@@ -166,7 +167,7 @@ class Learner:
 
         consumer = AIOKafkaConsumer(
             self.settings.topic("events"),
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **kafka_client_kwargs(self.settings),
             group_id=learner_group(self.settings),
             client_id=learner_group(self.settings),
             enable_auto_commit=False,
@@ -216,8 +217,9 @@ class Learner:
 
 def run_learner(settings: Settings) -> int:
     """``socialrec learner``: run until SIGINT/SIGTERM."""
+    from streams.security import redis_client_for
     from streams.sources.factory import build_sources
-    from streams.worker import redis_client_for, state_params
+    from streams.worker import state_params
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -22,6 +22,7 @@ import faust
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.outage import wait_out
+from streams.security import kafka_client_kwargs
 
 
 class _RetryingPublisher:
@@ -85,7 +86,7 @@ class KafkaPublisher(_RetryingPublisher):
                     from aiokafka import AIOKafkaProducer
 
                     producer = AIOKafkaProducer(
-                        bootstrap_servers=self.settings.kafka_bootstrap,
+                        **kafka_client_kwargs(self.settings),
                         client_id=f"{self.settings.app_id}-publisher",
                         acks=1,  # as the Faust app's producer (streams/worker.py faust_app)
                         linger_ms=1,

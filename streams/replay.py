@@ -28,6 +28,7 @@ from models.cooccurrence import Cooccurrence
 from models.events import Event
 from models.state import MemoryState, Outcome, StateParams
 from streams.config import Settings
+from streams.security import kafka_client_kwargs
 
 #: How far two floats of counts may differ (sums of the same terms in another order).
 REL_TOL = 1e-9
@@ -101,8 +102,8 @@ async def group_caught_up(settings: Settings, group: str, logical: str = "events
     from streams.bench import partitions_of
 
     topic = settings.topic(logical)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_client_kwargs(settings))
+    consumer = AIOKafkaConsumer(**kafka_client_kwargs(settings))
     await admin.start()
     await consumer.start()
     try:

@@ -28,6 +28,7 @@ from aiokafka.errors import KafkaError
 from models.events import Event
 from models.simulator import World, generate_events, generate_world
 from streams.config import Settings
+from streams.security import kafka_client_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ DEFAULT_PATIENCE_S: Final = 40.0  # aiokafka's own default request timeout
 
 def _producer(settings: Settings, patience_s: float = DEFAULT_PATIENCE_S) -> Any:
     return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_client_kwargs(settings),
         client_id="socialrec-simulate",
         acks=1,  # the leader has it: enough for synthetic load, and lower latency than "all"
         linger_ms=LINGER_MS,

@@ -85,7 +85,7 @@ async def soak(
     figures: dict[str, Any] = {"world": {"users": SOAK_USERS, "items": SOAK_ITEMS}}
     await apply_topics(s)
     # Redis's used_memory is the server's (every database): the soak reports its growth.
-    baseline = await _redis_mb(redis_url)
+    baseline = await _redis_mb(settings)
     figures["redis_used_memory_at_start_mb"] = baseline
     proc = worker_process(s, run_dir / "worker.log")
     try:
@@ -104,7 +104,7 @@ async def soak(
                 row = {
                     "events": done,
                     "events_per_s": round(sent / (time.monotonic() - began), 1),
-                    "redis_used_memory_mb": round(await _redis_mb(redis_url) - baseline, 1),
+                    "redis_used_memory_mb": round(await _redis_mb(settings) - baseline, 1),
                     "worker_rss_mb": rss_mb(proc.pid),
                     "learner_rss_mb": [rss_mb(p) for p in children(proc.pid)],
                 }
@@ -115,7 +115,7 @@ async def soak(
                     f"learner {row['learner_rss_mb']} MB"
                 )
             figures["chunks"] = rows
-            figures["redis_by_family_mb"] = await memory_by_family(redis_url)
+            figures["redis_by_family_mb"] = await memory_by_family(s)
             say(f"  Redis by key family (MB): {figures['redis_by_family_mb']}")
             say(f"  steady {FINAL_RATE:g} events/s for {FINAL_SECONDS:g} s")
             before = await scrape(metrics_url(s))
@@ -132,23 +132,22 @@ async def soak(
         await proc.stop()
         with contextlib.suppress(Exception):
             await delete_topics_with_prefix(s)
-        await reset_redis_db(redis_url, run_id, release=True)
+        await reset_redis_db(settings, redis_url, run_id, release=True)
     if rows:
         first, last = rows[0]["events_per_s"], rows[-1]["events_per_s"]
         figures["end_vs_start"] = round(last / first, 3) if first else None
     return figures
 
 
-async def memory_by_family(url: str) -> dict[str, float]:
+async def memory_by_family(settings: Settings) -> dict[str, float]:
     """``MEMORY USAGE`` of every key of the run, summed per family (``user:pools``,
     ``item:dot``, …; MB, largest first): where the growth goes."""
-    import redis.asyncio as aioredis
-
     from streams.keys import Keys, decoded
+    from streams.security import redis_client_for
 
     keys = Keys()
     totals: dict[str, int] = {}
-    client = aioredis.Redis.from_url(url)
+    client = redis_client_for(settings)
     try:
         batch: list[str] = []
 
@@ -178,8 +177,8 @@ async def memory_by_family(url: str) -> dict[str, float]:
     return {family: round(size / 2**20, 1) for family, size in ranked}
 
 
-async def _redis_mb(url: str) -> float:
-    info = await redis_info(url)
+async def _redis_mb(settings: Settings) -> float:
+    info = await redis_info(settings)
     return round(float(info.get("used_memory", 0)) / 2**20, 1)
 
 

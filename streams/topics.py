@@ -27,6 +27,7 @@ from typing import Any, Literal
 import yaml
 
 from streams.config import Settings
+from streams.security import kafka_client_kwargs, kafka_error_hint
 
 CLEANUP_POLICIES = frozenset({"delete", "compact", "compact,delete"})
 TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
@@ -273,7 +274,7 @@ async def apply_topics(settings: Settings, dry_run: bool = False) -> ApplyReport
 
     specs = load_topics(settings.topics_file)
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_client_kwargs(settings),
         client_id="socialrec-topics",
         request_timeout_ms=ADMIN_TIMEOUT_MS,
     )
@@ -281,10 +282,7 @@ async def apply_topics(settings: Settings, dry_run: bool = False) -> ApplyReport
         await admin.start()
     except (KafkaError, OSError) as exc:
         await admin.close()
-        raise TopicsApplyError(
-            f"cannot reach Kafka at {settings.kafka_bootstrap} ({type(exc).__name__}); start it "
-            "with `socialrec infra up` or set SOCIALREC_KAFKA_BOOTSTRAP"
-        ) from exc
+        raise TopicsApplyError(await kafka_error_hint(settings, exc)) from exc
     try:
         return await _reconcile(admin, settings, specs, dry_run)
     finally:
@@ -543,7 +541,7 @@ async def delete_topics_with_prefix(settings: Settings) -> list[str]:
     except TopicsFileError:
         declared = set()
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_client_kwargs(settings),
         client_id="socialrec-topics",
         request_timeout_ms=ADMIN_TIMEOUT_MS,
     )

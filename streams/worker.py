@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import faust
-import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from models.events import EventType
@@ -38,6 +37,13 @@ from streams.outage import isolating
 from streams.pipeline import PROCESSING_ERROR, WORKER_ERROR, BatchProcessor, InboundRecord
 from streams.privacy import ErasureProcessor
 from streams.publisher import FaustPublisher, KafkaPublisher
+from streams.security import (
+    faust_credentials,
+    kafka_client_kwargs,
+    kafka_error_hint,
+    redis_client_for,
+    redis_error_hint,
+)
 from streams.sources.factory import build_sources
 from streams.store import RedisStore, TrendingParams
 from streams.topics import erasure_mark_ttl_s, load_topics
@@ -95,6 +101,7 @@ def faust_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=faust_credentials(settings),  # SASL / TLS, as every Kafka client
         store="memory://",
         web_host=settings.web_host,
         web_port=settings.web_port,
@@ -114,17 +121,6 @@ def faust_app(settings: Settings) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         datadir=str(settings.data_dir / "faust"),
-    )
-
-
-def redis_client_for(settings: Settings) -> aioredis.Redis:
-    """The worker's Redis client: every call has a timeout, so a hung server (frozen,
-    partitioned) becomes an outage that is waited out instead of a worker that hangs."""
-    return aioredis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_timeout_s,
-        socket_connect_timeout=settings.redis_timeout_s,
-        health_check_interval=30,
     )
 
 
@@ -302,7 +298,7 @@ async def preflight(settings: Settings) -> list[str]:
     from aiokafka.admin import AIOKafkaAdminClient
 
     problems = []
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_client_kwargs(settings))
     try:
         await admin.start()
         existing = set(await admin.list_topics())
@@ -314,20 +310,14 @@ async def preflight(settings: Settings) -> list[str]:
                 "(check SOCIALREC_TOPIC_PREFIX)"
             )
     except Exception as exc:  # any failure here means the broker is unusable for us
-        problems.append(
-            f"cannot reach Kafka at {settings.kafka_bootstrap} ({type(exc).__name__}): "
-            "start it with `socialrec infra up` or fix SOCIALREC_KAFKA_BOOTSTRAP"
-        )
+        problems.append(await kafka_error_hint(settings, exc))
     finally:
         await admin.close()
     client = redis_client_for(settings)
     try:
         await client.ping()
     except Exception as exc:
-        problems.append(
-            f"cannot reach Redis ({type(exc).__name__}): start it with `socialrec infra up` "
-            "or fix SOCIALREC_REDIS_URL"
-        )
+        problems.append(f"cannot use Redis ({type(exc).__name__}): {redis_error_hint(exc)}")
     finally:
         await client.aclose()
     return problems

@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 
 from streams import infra
 from streams.config import Settings, load_settings, redis_url_with_db
+from streams.security import redis_client_for
 from streams.topics import apply_topics, delete_topics_with_prefix
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -48,9 +49,9 @@ async def infra_ready() -> Settings:
     """Settings from the environment, once Kafka (admin call) and Redis (PING) both answer."""
     base = load_settings()
     missing = []
-    if not await infra.kafka_answers(base.kafka_bootstrap):
+    if not await infra.kafka_answers(base):
         missing.append(f"Kafka at {base.kafka_bootstrap}")
-    if not await asyncio.to_thread(infra.redis_answers, base.redis_url):
+    if not await asyncio.to_thread(infra.redis_answers, base):
         missing.append(f"Redis on port {base.redis_port}")
     if missing:
         message = (
@@ -78,7 +79,7 @@ async def settings(infra_ready: Settings) -> AsyncIterator[Settings]:
         redis_url=redis_url_with_db(infra_ready.redis_url, TEST_REDIS_DB),
     )
     await apply_topics(test_settings)
-    await _flush(test_settings.redis_url)
+    await _flush(test_settings)
     try:
         yield test_settings
     finally:
@@ -93,16 +94,16 @@ async def redis_client(infra_ready: Settings) -> AsyncIterator[aioredis.Redis]:
     ``settings`` it points at the same database.
     """
     url = redis_url_with_db(infra_ready.redis_url, TEST_REDIS_DB)
-    await _flush(url)
-    client = aioredis.Redis.from_url(url)
+    await _flush(infra_ready, url)
+    client = redis_client_for(infra_ready, url)
     try:
         yield client
     finally:
         await client.aclose()
 
 
-async def _flush(url: str) -> None:
-    client = aioredis.Redis.from_url(url)
+async def _flush(settings: Settings, url: str | None = None) -> None:
+    client = redis_client_for(settings, url)
     try:
         await client.flushdb()
     finally:

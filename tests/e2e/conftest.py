@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from streams.config import Settings
 from streams.learner import learner_group
 from streams.replay import group_caught_up
+from streams.security import kafka_client_kwargs
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -166,7 +167,7 @@ async def worker(settings: Settings) -> AsyncIterator[WorkerProcess]:
 @pytest.fixture
 async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
     """A plain aiokafka producer, as any frontend service would use."""
-    prod = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=2)
+    prod = AIOKafkaProducer(**kafka_client_kwargs(settings), linger_ms=2)
     await prod.start()
     try:
         yield prod
@@ -195,7 +196,7 @@ async def consume_until(
     """Read ``topic`` from the beginning until ``done(records)`` or the timeout."""
     consumer = AIOKafkaConsumer(
         settings.topic(topic),
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_client_kwargs(settings),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,

@@ -86,14 +86,14 @@ def _check(output: str, settings: Settings) -> None:
     pid = WORKER_PID.search(output)
     assert pid is not None, output
     assert not _alive(int(pid[1])), "the demo left its worker running"
-    assert infra.redis_answers(settings.redis_url), "the demo stopped a Redis it did not start"
+    assert infra.redis_answers(settings), "the demo stopped a Redis it did not start"
 
 
 async def test_demo_runs_for_its_seconds_then_stops_its_worker(settings: Settings) -> None:
     output = await _run_demo(settings, "--seconds", "12", interrupt_after_status=False)
     _check(output, settings)
     assert "stopped (time is up)" in output
-    assert await infra.kafka_answers(settings.kafka_bootstrap)
+    assert await infra.kafka_answers(settings)
 
 
 async def test_ctrl_c_stops_the_demo_cleanly(settings: Settings) -> None:

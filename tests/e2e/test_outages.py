@@ -27,6 +27,7 @@ from streams import infra
 from streams.bench import TopicReader
 from streams.config import Settings
 from streams.replay import differences, order_independent, seen_events
+from streams.security import redis_client_for
 from streams.store import MemoryStore, RedisStore
 from streams.worker import state_params
 from tests.conftest import running_under_ci
@@ -150,7 +151,7 @@ async def test_a_frozen_then_killed_redis_is_waited_out_without_dead_letters(
     # event exactly once.
     reference = MemoryStore(state_params(settings))
     await reference.process_batch(events)
-    fresh = aioredis.Redis.from_url(settings.redis_url)  # the fixture's connection died with Redis
+    fresh = redis_client_for(settings)  # the fixture's connection died with Redis
     try:
         actual = await RedisStore(fresh, state_params(settings)).snapshot()
     finally:

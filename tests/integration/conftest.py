@@ -12,14 +12,13 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.config import Settings
+from streams.security import kafka_client_kwargs
 
 
 @pytest.fixture
 async def kafka_admin(infra_ready: Settings) -> AsyncIterator[Any]:
     """A started aiokafka admin client on the configured broker, closed after the test."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=infra_ready.kafka_bootstrap, client_id="socialrec-tests"
-    )
+    admin = AIOKafkaAdminClient(**kafka_client_kwargs(infra_ready), client_id="socialrec-tests")
     await admin.start()
     try:
         yield admin

@@ -74,7 +74,7 @@ def test_redis_lifecycle_on_a_private_port(private_settings: Settings) -> None:
         infra.up(private_settings, "redis")
         (state,) = infra.status(private_settings, "redis")
         assert state.running
-        assert infra.redis_answers(private_settings.redis_url)
+        assert infra.redis_answers(private_settings)
         infra.up(private_settings, "redis")  # already up: harmless
         assert infra.status(private_settings, "redis")[0].pid == state.pid
     finally:

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer
 from models.events import Event, parse_event
 from models.simulator import generate_events, generate_world
 from streams.config import Settings
+from streams.security import kafka_client_kwargs
 from streams.simulate import produce, produce_catalog
 
 
@@ -19,7 +20,7 @@ async def consume(settings: Settings, logical: str, expected: int) -> list[Any]:
     """Read a topic from the beginning until ``expected`` records arrived (or 30 s passed)."""
     consumer = AIOKafkaConsumer(
         settings.topic(logical),
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_client_kwargs(settings),
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import pytest
@@ -42,7 +43,7 @@ def test_worker_points_at_the_services_in_the_file(compose: dict[str, Any]) -> N
     services = compose["services"]
     env = services["worker"]["environment"]
     assert env["SOCIALREC_KAFKA_BOOTSTRAP"].split(":")[0] in services
-    assert env["SOCIALREC_REDIS_URL"].split("//")[1].split(":")[0] in services
+    assert urlsplit(env["SOCIALREC_REDIS_URL"]).hostname in services
     for name in ("kafka", "redis", "worker"):
         assert "healthcheck" in services[name], f"{name} has no healthcheck"
 
@@ -108,8 +109,37 @@ def test_every_port_and_volume_the_readme_names_exists(compose: dict[str, Any]) 
                 assert (ROOT / volume).exists(), f"{volume} is not in the repository"
 
 
+def test_redis_wants_the_password_every_client_is_given(compose: dict[str, Any]) -> None:
+    """Redis starts with an ACL from the secret; every service with the socialrec settings
+    logs in as that user with the same secret (the settings refuse an unreadable file)."""
+    services = compose["services"]
+    redis = services["redis"]
+    script = " ".join(redis["command"])
+    assert "--aclfile" in script
+    assert "user default off" in script
+    assert "/run/secrets/redis_password" in script
+    assert "redis_password" in redis["secrets"]
+    assert "/run/secrets/redis_password" in " ".join(redis["healthcheck"]["test"])
+    secret_file = compose["secrets"]["redis_password"]["file"]
+    assert secret_file.startswith("./secrets/")
+    assert "secrets/" in (ROOT / ".gitignore").read_text().splitlines()
+    users = 0
+    for name, service in services.items():
+        env = service.get("environment", {})
+        if "SOCIALREC_REDIS_URL" not in env:
+            continue
+        users += 1
+        url = urlsplit(env["SOCIALREC_REDIS_URL"])
+        assert url.username == "socialrec", name
+        assert url.password is None, f"{name}: the password belongs in the secret"
+        assert env["SOCIALREC_REDIS_PASSWORD_FILE"] == "/run/secrets/redis_password", name
+        assert "redis_password" in service.get("secrets", []), name
+    assert users >= 3  # topics, worker, simulator
+
+
 def test_every_published_port_is_bound_to_loopback(compose: dict[str, Any]) -> None:
-    """Redis has no password and the API no authentication: nothing on other interfaces."""
+    """Kafka takes no credentials and the API no authentication here: nothing on other
+    interfaces."""
     published = [
         str(port) for service in compose["services"].values() for port in service.get("ports", [])
     ]
