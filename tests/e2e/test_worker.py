@@ -31,7 +31,7 @@ from streams.replay import (
 from streams.sources.itemcf import RedisItemCF
 from streams.store import MemoryStore, RedisStore
 from streams.worker import state_params
-from tests.e2e.conftest import WorkerProcess, consume_until, produce_json, wait_for
+from tests.e2e.conftest import WorkerProcess, consume_until, produce_json, running, wait_for
 
 
 def _event(n: str, kind: str, user: str, item: str, ts: float) -> dict[str, Any]:
@@ -48,6 +48,16 @@ def _body(record: Any) -> dict[str, Any]:
 
 
 async def test_events_come_back_as_explained_recommendations(
+    settings: Settings, producer: AIOKafkaProducer
+) -> None:
+    # Neighbour lists read afresh for every list: by default a worker keeps one for 2 s, and
+    # dan's list must see what the learner learnt however soon after it comes.
+    process = WorkerProcess(settings, extra_env={"SOCIALREC_NEIGHBOURS_TTL_S": "0"})
+    async with running(process) as worker:
+        await _explained_recommendations(settings, worker, producer)
+
+
+async def _explained_recommendations(
     settings: Settings, worker: WorkerProcess, producer: AIOKafkaProducer
 ) -> None:
     now = time.time()
