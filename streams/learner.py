@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 
 from models.events import Event
@@ -55,6 +56,22 @@ LEARN_BATCH_MAX = 2_000
 GATHER_S = 0.2
 
 
+#: KEYS: the learner's hash, then per user their learnt-ids key and erasure mark; ARGV: the
+#: newest broker time learnt (0: none), the window, JSON [[ts, id, ts, id, ...] per user].
+#: A user erased since the learner checked gets no key back (their erasure deleted it).
+_MARK_UNLESS_ERASED = """
+for u, flat in ipairs(cjson.decode(ARGV[3])) do
+  local learnt, erased = KEYS[2 * u], KEYS[2 * u + 1]
+  if redis.call('EXISTS', erased) == 0 then
+    for i = 1, #flat, 2 do redis.call('ZADD', learnt, flat[i], flat[i + 1]) end
+    redis.call('ZREMRANGEBYRANK', learnt, 0, -tonumber(ARGV[2]) - 1)
+  end
+end
+if tonumber(ARGV[1]) > 0 then redis.call('HSET', KEYS[1], 'event_ts', ARGV[1]) end
+return 0
+"""
+
+
 def learner_group(settings: Settings) -> str:
     return f"{settings.app_id}-learner"
 
@@ -69,6 +86,7 @@ class LearnerState:
 
     def __post_init__(self) -> None:
         self.pools = PoolStore(self.client, self.keys)
+        self._mark = self.client.register_script(_MARK_UNLESS_ERASED)
 
     async def unlearnt(self, events: Sequence[Event]) -> list[Event]:
         """The events not learnt yet, in order (one round trip)."""
@@ -87,18 +105,17 @@ class LearnerState:
         return fresh
 
     async def mark(self, events: Sequence[Event], newest_arrival: float) -> None:
-        """Remember the events as learnt (each user's window trimmed) and the progress."""
-        async with self.client.pipeline(transaction=True) as pipe:
-            users: set[str] = set()
-            for event in events:
-                key = self.keys.user(event.user_id, "learnt")
-                pipe.zadd(key, {event.event_id: event.ts})
-                users.add(event.user_id)
-            for user in users:
-                pipe.zremrangebyrank(self.keys.user(user, "learnt"), 0, -self.dedupe_window - 1)
-            if newest_arrival > 0:
-                pipe.hset(self.keys.global_("learner"), "event_ts", repr(newest_arrival))
-            await pipe.execute()
+        """Remember the events as learnt (each user's window trimmed, users erased meanwhile
+        left out, as their pools are) and the progress, in one atomic step."""
+        per_user: dict[str, list[Any]] = {}
+        for event in events:
+            per_user.setdefault(event.user_id, []).extend((event.ts, event.event_id))
+        users = list(per_user)
+        keys = [k for u in users for k in (self.keys.user(u, "learnt"), self.keys.erased(u))]
+        await self._mark(
+            keys=[self.keys.global_("learner"), *keys],
+            args=[repr(newest_arrival), self.dedupe_window, orjson.dumps(list(per_user.values()))],
+        )
 
     async def progress(self) -> float | None:
         """The newest broker time learnt, or None before the first batch."""
@@ -155,7 +172,9 @@ class Learner:
             pools = await self.sources.candidates(exclude, now)
             await self._wait_out(lambda: self.state.pools.put(pools), "pools")
         newest = max((r.timestamp for r in records), default=0.0)
-        await self._wait_out(lambda: self.state.mark(fresh, newest), "progress")
+        # Item-CF recorded its events as learnt in its own step: the rest are marked here.
+        unmarked = [e for e in fresh if not self.sources.records_learnt(e)]
+        await self._wait_out(lambda: self.state.mark(unmarked, newest), "progress")
         return len(fresh)
 
     def _wait_out(self, step: Callable[[], Any], what: str) -> Any:

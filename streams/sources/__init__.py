@@ -98,6 +98,13 @@ class SourceSet:
                     calls.append(self._call(m, "learn", learn))
             await asyncio.gather(*calls)
 
+    def records_learnt(self, event: Event) -> bool:
+        """Whether a source records the event as learnt in its own atomic step (item-CF, every
+        event on an item): the learner's own mark then leaves it alone."""
+        return event.item_id is not None and any(
+            getattr(m, "commits_learnt", False) for m in self.models
+        )
+
     @staticmethod
     async def _learn_new(model: SourceModel, events: Sequence[Event], progress: Progress) -> None:
         """Learn the events past the source's marks, read at every attempt: a write whose

@@ -107,6 +107,29 @@ async def test_erased_users_are_neither_learnt_nor_left_behind(
     assert "bob" not in orjson.loads(pools)  # pools name items and reasons, never people
 
 
+async def test_an_erasure_between_the_check_and_the_mark_leaves_no_learnt_ids(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    learner, keys = _learner(redis_client, settings), Keys()
+    follow = Event("f1", EventType.FOLLOW, "bob", T0, target_user_id="ann")
+    await learner.store.mark_erased({"bob": T0 + 1_000})  # the erasure, after the check
+    await learner.state.mark([follow], T0)
+    assert not await redis_client.exists(keys.user("bob", "learnt"))
+    assert await learner.state.progress() == T0
+
+
+async def test_events_without_an_item_are_marked_learnt_by_the_learner_itself(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    learner, keys = _learner(redis_client, settings), Keys()
+    follow = Event("f1", EventType.FOLLOW, "bob", T0, target_user_id="ann")
+    buy = Event("b1", EventType.PURCHASE, "bob", T0 + 1, item_id="phone")
+    assert await learner.learn(_records([follow, buy])) == 2
+    learnt = await redis_client.zrange(keys.user("bob", "learnt"), 0, -1)
+    assert learnt == [b"f1", b"b1"]  # the purchase by item-CF's step, the follow by the mark
+    assert await learner.learn(_records([follow, buy], first_offset=10)) == 0
+
+
 async def test_pools_in_an_older_form_are_ignored_not_fatal(
     settings: Settings, redis_client: aioredis.Redis
 ) -> None:
