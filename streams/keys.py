@@ -52,7 +52,7 @@ USER_FIELDS: Final = (
     "mf",  # string: the user's MF factor row (float32 bytes)
     "mf_contrib",  # hash item -> float32 bytes: this user's summed updates to that item's row
     "content_profile",  # string: the user's decayed content profile (models.content export)
-    "ucf_items",  # hash item -> "affinity time": the user's row in user-user CF
+    "ucf_row",  # string: JSON item -> [affinity, time], the user's row in user-user CF
     "fbt_baskets",  # string: JSON of the user's retained baskets (frequently bought together)
     "cf_window",  # string: JSON of the user's item-CF window (streams/sources/itemcf.py)
     # The learner (streams/learner.py): erased with the user by LearnerState.erase.
@@ -62,7 +62,7 @@ USER_FIELDS: Final = (
 #: Per-item structures, item-CF's (the learner writes them, the publish path reads sim): dot
 #: (zset co-occurring item -> Σ a_ui·a_uj), sim (zset top-k cosine);
 #: meta (hash: the item's catalog record), ucf_users (zset user -> last ts: user-CF's inverted
-#: index; erasure walks the user's ucf_items to find them), fbt_pairs (zset co-bought item ->
+#: index; erasure walks the user's ucf_row to find them), fbt_pairs (zset co-bought item ->
 #: baskets with both), content_sim (zset: nearest items by catalog content).
 ITEM_FIELDS: Final = ("dot", "sim", "meta", "ucf_users", "fbt_pairs", "content_sim")
 #: Global structures: norm2 (zset item -> Σ a_ui²), popularity (zset, forward-decayed),
@@ -96,7 +96,7 @@ SOURCE_FIELDS: Final = frozenset(
         "mf",
         "mf_contrib",
         "content_profile",
-        "ucf_items",
+        "ucf_row",
         "fbt_baskets",
         "ucf_users",
         "fbt_pairs",

@@ -6,7 +6,6 @@ and :class:`models.usercf.UserCF` fed the same events.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -59,8 +58,8 @@ async def usercf_state(client: aioredis.Redis, keys: Keys) -> dict[str, Any]:
     index: dict[str, dict[str, float]] = {}
     async for raw in client.scan_iter(match=f"{keys.prefix}*"):
         _, entity, field = keys.parse(decoded(raw))
-        if field == "ucf_items":
-            row = parse_row(cast(Mapping[bytes, bytes], await client.hgetall(raw)))
+        if field == "ucf_row":
+            row = parse_row(await client.get(raw))
             items[entity] = {i: a for i, (a, _ts) in row.items()}
             times[entity] = {i: ts for i, (_a, ts) in row.items()}
         elif field == "ucf_users":

@@ -2,9 +2,12 @@
 
 The pure model is :class:`models.usercf.UserCF`; here its two sides live in Redis:
 
-* ``u:{user}:ucf_items``: hash item -> "affinity last-event-time", the user's *row* (at most
-  ``items_per_user`` entries, the least recent evicted). Per-user state, written only by the
-  worker that owns the user, so it is read, changed and written back whole;
+* ``u:{user}:ucf_row``: the user's *row*, one JSON string ``{item: [affinity, last event
+  time]}`` (at most ``items_per_user`` entries, the least recent evicted). Per-user state,
+  written only by the learner that owns the user, so it is read, changed and written back
+  whole: one value per user, so a batch reads every row it needs with one ``MGET`` (a hash
+  per user cost a command each, and redis-py's per-command work was the learner's largest
+  cost);
 * ``i:{item}:ucf_users``: zset user -> last event time, the item's inverted *index* (at most
   ``users_per_item`` users, the least recent evicted).
 
@@ -36,8 +39,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
+import orjson
 import redis.asyncio as aioredis
-from redis.typing import EncodableT
 
 from models.events import DEFAULT_WEIGHTS, Event, EventType
 from models.recommend import Candidate, Reason, Source
@@ -56,23 +59,24 @@ _UNBOUNDED = 1 << 40
 Entry = tuple[float, float]
 
 
-def parse_row(raw: Mapping[bytes, bytes]) -> dict[str, Entry]:
-    """A stored row. The time rides with the affinity so that learning reads one hash per
-    user instead of one index score per entry (50 per user); an entry stored before times
-    were kept has none and counts as the oldest of its row.
+def parse_row(raw: bytes | str | None) -> dict[str, Entry]:
+    """A stored row (None: the user has none).
 
-    >>> parse_row({b"phone": b"8.0 1700000000.5", b"case": b"6.0"})
-    {'phone': (8.0, 1700000000.5), 'case': (6.0, -inf)}
+    >>> parse_row(b'{"phone": [8.0, 1700000000.5]}')
+    {'phone': (8.0, 1700000000.5)}
     """
-    row = {}
-    for item, value in raw.items():
-        affinity, _, ts = value.partition(b" ")
-        row[decoded(item)] = (float(affinity), float(ts) if ts else -math.inf)
-    return row
+    if raw is None:
+        return {}
+    return {item: (a, ts) for item, (a, ts) in orjson.loads(raw).items()}
 
 
-def _entry(affinity: float, ts: float) -> str:
-    return f"{affinity!r} {ts!r}"  # repr: floats come back exactly
+def encode_row(row: Mapping[str, Entry]) -> bytes:
+    """A row as stored (orjson writes the shortest float that reads back exactly).
+
+    >>> parse_row(encode_row({"phone": (0.1, 1700000000.25)}))
+    {'phone': (0.1, 1700000000.25)}
+    """
+    return orjson.dumps({item: [a, ts] for item, (a, ts) in row.items()})
 
 
 class RedisUserCF:
@@ -122,11 +126,10 @@ class RedisUserCF:
         )
 
     async def _rows(self, user_ids: Sequence[str]) -> dict[str, dict[str, Entry]]:
-        """Each user's row (one round trip)."""
-        pipe = self.client.pipeline(transaction=False)
-        for user_id in user_ids:
-            pipe.hgetall(self.keys.user(user_id, "ucf_items"))
-        raw = await pipe.execute()
+        """Each user's row (one ``MGET``)."""
+        if not user_ids:
+            return {}
+        raw = await self.client.mget([self.keys.user(u, "ucf_row") for u in user_ids])
         return {u: parse_row(r) for u, r in zip(user_ids, raw, strict=True)}
 
     async def learn(self, events: Sequence[Event], learnt: Learnt | None = None) -> None:
@@ -149,19 +152,17 @@ class RedisUserCF:
         def queue(pipe: Any) -> None:
             trimmed: set[str] = set()
             for user_id in user_ids:
-                key = self.keys.user(user_id, "ucf_items")
+                key = self.keys.user(user_id, "ucf_row")
                 old = rows[user_id]
                 new = {
                     item_id: (a, model.index[item_id][user_id])
                     for item_id, a in model.items.get(user_id, {}).items()
                 }
                 if new != old:
-                    pipe.delete(key)
                     if new:
-                        mapping: dict[EncodableT, EncodableT] = {
-                            item_id: _entry(a, ts) for item_id, (a, ts) in new.items()
-                        }
-                        pipe.hset(key, mapping=mapping)
+                        pipe.set(key, encode_row(new))
+                    else:
+                        pipe.delete(key)
                 for item_id in old.keys() - new.keys():
                     pipe.zrem(self.keys.item(item_id, "ucf_users"), user_id)
                 for item_id, (_, ts) in new.items():
@@ -186,7 +187,7 @@ class RedisUserCF:
         for user_id, row in rows.items():
             for item_id in row:
                 pipe.zrem(self.keys.item(item_id, "ucf_users"), user_id)
-        pipe.delete(*(self.keys.user(u, "ucf_items") for u in unique))
+        pipe.delete(*(self.keys.user(u, "ucf_row") for u in unique))
         await pipe.execute()
         return {u: len(row) for u, row in rows.items()}
 

@@ -179,7 +179,7 @@ async def test_replaying_the_same_events_leaves_every_count_unchanged(
     store = RedisStore(redis_client, state_params(settings))
     before = await store.snapshot()
     sources_before = await _source_state(redis_client)
-    assert {"mf", "ucf_items", "mf_items"} <= {field for field, _ in sources_before}
+    assert {"mf", "ucf_row", "mf_items"} <= {field for field, _ in sources_before}
 
     await _produce_events(producer, settings, events)  # the same events, delivered again
     await wait_for(
@@ -306,7 +306,7 @@ async def test_erasure_request_reaches_every_derived_state_and_is_receipted(
     )
     await wait_for(worker.learner_caught_up, what="the learner to learn them")
     # Every source holds something of zoe's before the request.
-    for field in ("mf", "mf_contrib", "content_profile", "ucf_items", "fbt_baskets"):
+    for field in ("mf", "mf_contrib", "content_profile", "ucf_row", "fbt_baskets"):
         assert await redis_client.exists(f"sr:u:zoe:{field}"), field
     assert await redis_client.zscore("sr:i:phone:fbt_pairs", "case") == 1.0
 

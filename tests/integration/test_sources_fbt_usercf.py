@@ -24,7 +24,7 @@ from streams.keys import Keys
 from streams.sources import SourceModel
 from streams.sources.fbt import RedisFBT
 from streams.sources.snapshots import fbt_state, tracker_state, usercf_state
-from streams.sources.usercf import SIMILAR_SHOPPERS, RedisUserCF
+from streams.sources.usercf import SIMILAR_SHOPPERS, RedisUserCF, parse_row
 
 T0 = 1_700_000_000.0
 USERS = ["ann", "bob", "cy", "dee", "eve", "fay"]
@@ -300,7 +300,7 @@ async def test_usercf_index_eviction_keeps_rows(redis_client: aioredis.Redis) ->
     await ucf.learn([buy(5, "dee", "case")])
     phone_index = await redis_client.zrange(keys.item("phone", "ucf_users"), 0, -1)
     assert [_s(u) for u in phone_index] == ["bob", "cy"]  # ann, the oldest, was evicted
-    assert set(await redis_client.hkeys(keys.user("ann", "ucf_items"))) == {b"phone", b"case"}
+    assert set(parse_row(await redis_client.get(keys.user("ann", "ucf_row")))) == {"phone", "case"}
     found = (await ucf.candidates(["dee"], {}, 5, 0.0))["dee"]
     # dee finds ann through case; ann's row (phone and case, 8 each) gives phone
     # sim = 64 / (8·√128), score = sim·8.
@@ -309,7 +309,7 @@ async def test_usercf_index_eviction_keeps_rows(redis_client: aioredis.Redis) ->
     # The evicted entry is the first to leave ann's row when it is full, not her newest one.
     small = RedisUserCF(redis_client, users_per_item=2, items_per_user=2)
     await small.learn([buy(6, "ann", "tripod")])
-    assert set(await redis_client.hkeys(keys.user("ann", "ucf_items"))) == {b"case", b"tripod"}
+    assert set(parse_row(await redis_client.get(keys.user("ann", "ucf_row")))) == {"case", "tripod"}
     assert await redis_client.zscore(keys.item("phone", "ucf_users"), "ann") is None
 
 
