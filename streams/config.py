@@ -125,6 +125,12 @@ class Settings(BaseSettings):
         description="how long a worker keeps an item's neighbour list before reading it again "
         "(0: read for every list)",
     )
+    pool_refresh_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="the learner refreshes a user's candidate pools at most this often; a user "
+        "acting again sooner is refreshed when the interval is up (0: every batch)",
+    )
     dedupe_window: int = Field(default=10_000, ge=1)
     affinity_cap: float = Field(default=15.0, gt=0)
     similarity_shrinkage: float = Field(default=1000.0, ge=0)

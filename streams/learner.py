@@ -27,7 +27,7 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,6 +131,51 @@ class LearnerState:
         return removed + int(await self.client.delete(*learnt))
 
 
+class Refreshes:
+    """When each user's pools may be refreshed next: at most once per ``interval_s``.
+
+    The pools' sources (MF, content, user-CF, FBT) are the slow-moving part of a list (the
+    publish path adds item-CF and social proof from the user's fresh state), and computing
+    them is most of the learner's work. A shopper's burst costs one refresh per interval; the
+    last events of a burst are in the refresh that ends it, so a pool lags the learnt state
+    by at most the interval (and a batch).
+
+    >>> r = Refreshes(1.0)
+    >>> r.take(["ann", "bob"], now=10.0), r.take(["ann"], now=10.75), r.wait(now=10.75)
+    (['ann', 'bob'], [], 0.25)
+    >>> r.take([], now=11.0)
+    ['ann']
+    """
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}  # users refreshed within the interval
+        self._due: dict[str, float] = {}  # users put off -> when they are due
+
+    def take(self, users: Iterable[str], now: float) -> list[str]:
+        """The users to refresh now (``users`` touched and free, or put off and due)."""
+        ready = [u for u, at in self._due.items() if at <= now]
+        for user in ready:
+            del self._due[user]
+        for user in users:
+            last = self._last.get(user)
+            if last is None or now - last >= self.interval_s:
+                if user not in ready:
+                    ready.append(user)
+            elif user not in self._due:
+                self._due[user] = last + self.interval_s
+        if len(self._last) > 2 * len(ready) + 1000:  # forget who is past the interval
+            self._last = {u: t for u, t in self._last.items() if now - t < self.interval_s}
+        for user in ready:
+            self._last[user] = now
+        return ready
+
+    def wait(self, now: float) -> float:
+        """How long until the next put-off user is due (at most half a second)."""
+        soonest = min(self._due.values(), default=now + 0.5)
+        return max(0.0, min(0.5, soonest - now))
+
+
 @dataclass
 class Learner:
     """One batch at a time: learn the fresh events, then refresh the touched users' pools."""
@@ -141,9 +186,11 @@ class Learner:
     state: LearnerState
     metrics: WorkerMetrics
     clock: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
         self._params = recommend_params(self.settings)
+        self.refreshes = Refreshes(self.settings.pool_refresh_s)
 
     async def learn(self, records: Sequence[InboundRecord]) -> int:
         """Learn a batch of ``events`` records; returns how many events were new."""
@@ -165,17 +212,22 @@ class Learner:
             {e.event_id: (f"{r.topic}:{r.partition}", r.offset) for e, r in valid},
         )
         await self.sources.learn(fresh, progress)  # each source waits out outages itself
-        users = list(dict.fromkeys(e.user_id for e in fresh if e.item_id is not None))
-        if users:
-            views = (await self._wait_out(lambda: self.store.read_users(users), "views")).views
-            exclude = {u: excluded_items(v, self._params) for u, v in views.items()}
-            pools = await self.sources.candidates(exclude, now)
-            await self._wait_out(lambda: self.state.pools.put(pools), "pools")
+        touched = dict.fromkeys(e.user_id for e in fresh if e.item_id is not None)
+        await self.refresh(self.refreshes.take(touched, self.monotonic()), now)
         newest = max((r.timestamp for r in records), default=0.0)
         # Item-CF recorded its events as learnt in its own step: the rest are marked here.
         unmarked = [e for e in fresh if not self.sources.records_learnt(e)]
         await self._wait_out(lambda: self.state.mark(unmarked, newest), "progress")
         return len(fresh)
+
+    async def refresh(self, users: Sequence[str], now: float) -> None:
+        """Ask the sources for the users' candidates and keep them as their pools."""
+        if not users:
+            return
+        views = (await self._wait_out(lambda: self.store.read_users(users), "views")).views
+        exclude = {u: excluded_items(v, self._params) for u, v in views.items()}
+        pools = await self.sources.candidates(exclude, now)
+        await self._wait_out(lambda: self.state.pools.put(pools), "pools")
 
     def _wait_out(self, step: Callable[[], Any], what: str) -> Any:
         return wait_out(step, self.metrics, f"learner {what}")
@@ -199,22 +251,24 @@ class Learner:
         await self._wait_out(consumer.start, "start")
         try:
             while not stop.is_set():
-                records = await self._gather(consumer)
+                records = await self._gather(consumer, self.refreshes.wait(self.monotonic()))
                 if records:
                     await self.learn(records)
+                else:  # idle: the users whose refresh was put off are due by now
+                    await self.refresh(self.refreshes.take({}, self.monotonic()), self.clock())
                 await self._wait_out(consumer.commit, "commit")
         finally:
             await consumer.stop()
 
     @staticmethod
-    async def _gather(consumer: Any) -> list[InboundRecord]:
+    async def _gather(consumer: Any, idle_s: float = 0.5) -> list[InboundRecord]:
         """Records for one batch: whatever arrives within :data:`GATHER_S` of the first one
-        (at most :data:`LEARN_BATCH_MAX`). Waiting a little lets a shopper's burst of events
-        share one pool refresh, which is most of the learner's cost."""
+        (at most :data:`LEARN_BATCH_MAX`), or none after ``idle_s``. Waiting a little lets a
+        shopper's burst of events share one pool refresh, which is most of the learner's cost."""
         records: list[InboundRecord] = []
         deadline: float | None = None
         while len(records) < LEARN_BATCH_MAX:
-            left = 0.5 if deadline is None else deadline - time.monotonic()
+            left = idle_s if deadline is None else deadline - time.monotonic()
             if left <= 0:
                 break
             found = await consumer.getmany(
@@ -230,7 +284,7 @@ class Learner:
             if records and deadline is None:
                 deadline = time.monotonic() + GATHER_S
             elif not records:
-                break  # nothing within half a second: let the caller check for a stop
+                break  # nothing yet: let the caller refresh what is due and check for a stop
         return records
 
 

@@ -130,6 +130,31 @@ async def test_events_without_an_item_are_marked_learnt_by_the_learner_itself(
     assert await learner.learn(_records([follow, buy], first_offset=10)) == 0
 
 
+async def test_a_user_acting_again_within_the_interval_is_refreshed_when_it_is_up(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    ticks = iter([0.0, 0.0, 0.5, 1.0])
+    learner = _learner(redis_client, settings.model_copy(update={"pool_refresh_s": 1.0}))
+    learner.monotonic = lambda: next(ticks)
+    pools = PoolStore(redis_client)
+
+    async def ann_items() -> set[str]:
+        found = await pools.candidates({"ann": frozenset()}, T0 + 60)
+        return {c.item_id for pool in found.get("ann", {}).values() for c in pool}
+
+    events = _stream()
+    await learner.learn(_records(events[3:]))  # bob, cy and dee: phone with case, cable
+    await learner.learn(_records(events[:1], first_offset=10))  # ann buys a phone: refreshed
+    before = await ann_items()
+    assert "case" in before
+    tripod = [Event("t1", EventType.PURCHASE, "bob", T0 + 20, item_id="tripod"),
+              Event("t2", EventType.PURCHASE, "ann", T0 + 21, item_id="case")]  # fmt: skip
+    await learner.learn(_records(tripod, first_offset=20))  # at 0.5: learnt, refresh put off
+    assert await ann_items() == before
+    await learner.refresh(learner.refreshes.take([], learner.monotonic()), T0 + 60)  # at 1.0
+    assert await ann_items() != before
+
+
 async def test_pools_in_an_older_form_are_ignored_not_fatal(
     settings: Settings, redis_client: aioredis.Redis
 ) -> None:
