@@ -144,6 +144,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def port_in_use(host: str, port: int) -> bool:
+    """Whether something accepts connections on ``host:port`` (a worker already there?)."""
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
         return True
     return False
@@ -281,6 +282,7 @@ def worker_process(settings: Settings, log: Path) -> ManagedProcess:
 
 
 def metrics_url(settings: Settings) -> str:
+    """The worker's Prometheus page for ``settings``."""
     return f"http://{settings.web_host}:{settings.web_port}/metrics"
 
 
@@ -334,6 +336,7 @@ class MetricsSnapshot:
 
 
 async def scrape(url: str) -> MetricsSnapshot | None:
+    """One snapshot of the Prometheus page at ``url``; None if it does not answer."""
     text = await fetch_text(url)
     return None if text is None else MetricsSnapshot.parse(text, time.monotonic())
 
