@@ -213,6 +213,7 @@ def test_json_output_shape(
     assert "2 of 1,502 rows skipped" in err
 
 
+@pytest.mark.slow
 def test_temporal_split_and_cross_validation(
     capsys: pytest.CaptureFixture[str], sim_csv: Path
 ) -> None:
@@ -247,6 +248,7 @@ def test_temporal_split_and_cross_validation(
     assert cv["evaluated"] == _json(full_out)["evaluated"]
 
 
+@pytest.mark.slow
 def test_table_output_and_plots(
     capsys: pytest.CaptureFixture[str], sim_csv: Path, tmp_path: Path
 ) -> None:
@@ -280,6 +282,7 @@ def test_unusable_input_is_reported_not_raised(
     assert "header lacks" in err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not TAOBAO_SAMPLE.exists(), reason="../shared/data is not beside this clone")
 def test_the_real_taobao_sample(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(capsys, str(TAOBAO_SAMPLE), "--format", "taobao", "--json")
