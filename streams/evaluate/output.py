@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from models.evaluation import (
-    roc_points,
-)
+from models.evaluation import Trace, roc_points
 from streams.evaluate.reading import reasons_text
 from streams.evaluate.replay import METRICS, Outcome
 
@@ -24,9 +23,18 @@ def _fmt(value: object, std: object = None) -> str:
 
 
 def print_tables(summary: dict[str, Any], k: int, console: Any) -> None:
+    """The summary as tables: the reported model beside the baseline, hits by source, every
+    model on the same requests, the learned knobs, and notes on the input and the replay."""
+    base = summary.get("baseline") or {}
+    _main_table(summary, base, k, console)
+    _sources_table(summary, base, k, console)
+    _every_table(summary, base, k, console)
+    _notes(summary, console)
+
+
+def _main_table(summary: dict[str, Any], base: dict[str, Any], k: int, console: Any) -> None:
     from rich.table import Table
 
-    base = summary.get("baseline") or {}
     title = {
         "full": "full replay, test-then-train",
         "temporal": (
@@ -52,6 +60,10 @@ def print_tables(summary: dict[str, Any], k: int, console: Any) -> None:
     )
     console.print(table)
 
+
+def _sources_table(summary: dict[str, Any], base: dict[str, Any], k: int, console: Any) -> None:
+    from rich.table import Table
+
     sources = Table(title="hits by the source of the hit item (they add up to the totals)")
     sources.add_column("model")
     sources.add_column("source")
@@ -65,6 +77,10 @@ def print_tables(summary: dict[str, Any], k: int, console: Any) -> None:
                 *(_fmt(m.get(n)) for n in (f"hr@{k}", f"ndcg@{k}", "mrr", "slot_share")),
             )
     console.print(sources)
+
+
+def _every_table(summary: dict[str, Any], base: dict[str, Any], k: int, console: Any) -> None:
+    from rich.table import Table
 
     every = Table(title="every model on the same requests (baselines, compared, ablations)")
     every.add_column("model")
@@ -81,6 +97,8 @@ def print_tables(summary: dict[str, Any], k: int, console: Any) -> None:
     for name, knobs in (summary.get("knobs") or {}).items():
         console.print(f"knobs of {name}: " + orjson.dumps(knobs).decode())
 
+
+def _notes(summary: dict[str, Any], console: Any) -> None:
     bad = summary["bad_rows"]
     notes = [
         f"{summary['events']:,} events replayed from {summary['rows']:,} rows "
@@ -99,8 +117,6 @@ def write_plots(outcome: Outcome, directory: Path, k: int) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
-    import numpy as np
 
     directory.mkdir(parents=True, exist_ok=True)
     names = list(outcome.report.models)[:2]  # the reported model and the baseline
@@ -110,7 +126,21 @@ def write_plots(outcome: Outcome, directory: Path, k: int) -> list[Path]:
     labels = {names[0]: f"{names[0]} (worker)"}
     if len(names) > 1:
         labels[names[1]] = "popularity (baseline)"
-    written: list[Path] = []
+    return [
+        _save(_roc_plot(names, figures, traces, labels), directory / "roc.png"),
+        _save(_hr_plot(names, traces, labels, k), directory / "hr_over_stream.png"),
+        _save(_sources_plot(names, figures, labels, k), directory / "sources.png"),
+    ]
+
+
+def _roc_plot(
+    names: Sequence[str],
+    figures: dict[str, dict[str, Any]],
+    traces: Mapping[str, Trace],
+    labels: Mapping[str, str],
+) -> Any:
+    """The pooled ROC curve of each model, its AUCs in the legend."""
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 6))
     for name, figure in zip(names, figures.values(), strict=False):
@@ -128,8 +158,15 @@ def write_plots(outcome: Outcome, directory: Path, k: int) -> list[Path]:
     ax.set(xlabel="false positive rate", ylabel="true positive rate")
     ax.set_title("ROC: held-out item vs sampled unseen items (pooled)")
     ax.legend(loc="lower right", fontsize=8)
-    written.append(_save(fig, directory / "roc.png"))
-    plt.close(fig)
+    return fig
+
+
+def _hr_plot(
+    names: Sequence[str], traces: Mapping[str, Trace], labels: Mapping[str, str], k: int
+) -> Any:
+    """Each model's HR@k as a rolling mean along the stream."""
+    import matplotlib.pyplot as plt
+    import numpy as np
 
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for name in names:
@@ -146,8 +183,15 @@ def write_plots(outcome: Outcome, directory: Path, k: int) -> list[Path]:
     ax.set(xlabel="event index in the stream", ylabel=f"HR@{k} (rolling mean)")
     ax.set_title(f"HR@{k} along the stream (window of ~1/40 of the requests)")
     ax.legend()
-    written.append(_save(fig, directory / "hr_over_stream.png"))
-    plt.close(fig)
+    return fig
+
+
+def _sources_plot(
+    names: Sequence[str], figures: dict[str, dict[str, Any]], labels: Mapping[str, str], k: int
+) -> Any:
+    """Stacked bars: HR@k by the source of the hit, and the share of slots each source got."""
+    import matplotlib.pyplot as plt
+    import numpy as np
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.5))
     sources = sorted({s for f in figures.values() for s in (f.get("per_source") or {})})
@@ -180,12 +224,14 @@ def write_plots(outcome: Outcome, directory: Path, k: int) -> list[Path]:
         ncols=min(len(sources), 8),
         fontsize=8,
     )
-    written.append(_save(fig, directory / "sources.png"))
-    plt.close(fig)
-    return written
+    return fig
 
 
 def _save(fig: Any, path: Path) -> Path:
+    """Write the figure as a PNG and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")  # keeps a legend placed below the axes
+    plt.close(fig)
     return path

@@ -22,6 +22,7 @@ import csv
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -123,57 +124,72 @@ def read_events(stream: IO[str], *, fmt: str = "csv") -> LoadedEvents:
     first = next(rows, None)
     if first is None:
         return LoadedEvents([], 0, bad)
+    columns, convert, rows = _format(fmt, first, rows, features)
+    required = EVENT_COLUMNS if fmt == "csv" else TAOBAO_COLUMNS
+    needed = 1 + max(list(columns).index(c) for c in required)
+    count = 0
+    for line, cells in rows:
+        count += 1
+        parsed = _parse_row(line, cells, columns, needed, convert)
+        if isinstance(parsed, str):
+            bad.add(line, parsed)
+        else:
+            events.append(parsed)
+    events.sort(key=lambda e: e.ts)  # stable: file order among equal timestamps
+    return LoadedEvents(events, count, bad, features)
+
+
+#: Turns a row (its line and its cells by column) into an event body, or the reason it cannot.
+Converter = Callable[[int, dict[str, str]], "dict[str, object] | str"]
+
+
+def _format(
+    fmt: str,
+    first: tuple[int, list[str]],
+    rows: Iterator[tuple[int, list[str]]],
+    features: dict[str, dict[str, str]],
+) -> tuple[Sequence[str], Converter, Iterator[tuple[int, list[str]]]]:
+    """The columns and converter of ``fmt`` given the file's first row, and the rows to read
+    (the first one again when it is data: Taobao's published files have no header)."""
     header = [cell.strip() for cell in first[1]]
     if fmt == "taobao":
-        convert = _taobao_converter(features)
-        columns: Sequence[str] = TAOBAO_COLUMNS
         if header[: len(TAOBAO_COLUMNS)] != list(TAOBAO_COLUMNS):
-            rows = _chain([first], rows)  # the published files have no header
-    elif fmt == "csv":
+            rows = _chain([first], rows)
+        return TAOBAO_COLUMNS, partial(_taobao_body, features), rows
+    if fmt == "csv":
         missing = [c for c in EVENT_COLUMNS if c not in header]
         if missing:
             raise InputError(
                 f"the header lacks {', '.join(missing)}: expected "
                 f"{','.join(EVENT_COLUMNS)}[,{','.join(OPTIONAL_COLUMNS)}]"
             )
-        columns = header
-        convert = _csv_converter()
-    else:
-        raise InputError(f"unknown format {fmt!r} (csv or taobao)")
+        return header, _csv_body, rows
+    raise InputError(f"unknown format {fmt!r} (csv or taobao)")
 
-    required = EVENT_COLUMNS if fmt == "csv" else TAOBAO_COLUMNS
-    needed = 1 + max(list(columns).index(c) for c in required)
-    count = 0
-    for line, cells in rows:
-        count += 1
-        if not cells or cells == [""]:
-            bad.add(line, "empty_row")
-            continue
-        if not needed <= len(cells) <= len(columns):
-            bad.add(line, "bad_columns")
-            continue
-        # Trailing optional cells may be left out (some writers drop empty trailing fields).
-        record = dict(zip(columns, cells, strict=False))
-        if any("\ufffd" in cell for cell in cells):
-            bad.add(line, "not_utf8")
-            continue
-        body = convert(line, record)
-        if isinstance(body, str):
-            bad.add(line, body)
-            continue
-        parsed = parse_event(
-            orjson.dumps(body),
-            now=FILE_TS_LIMIT_S,
-            max_bytes=1 << 20,
-            max_future_skew_s=0.0,
-            min_ts=-FILE_TS_LIMIT_S,
-        )
-        if isinstance(parsed, Rejection):
-            bad.add(line, parsed.reason.value)
-            continue
-        events.append(parsed)
-    events.sort(key=lambda e: e.ts)  # stable: file order among equal timestamps
-    return LoadedEvents(events, count, bad, features)
+
+def _parse_row(
+    line: int, cells: list[str], columns: Sequence[str], needed: int, convert: Converter
+) -> Event | str:
+    """The row's event, or the reason it has none."""
+    if not cells or cells == [""]:
+        return "empty_row"
+    if not needed <= len(cells) <= len(columns):
+        return "bad_columns"
+    # Trailing optional cells may be left out (some writers drop empty trailing fields).
+    record = dict(zip(columns, cells, strict=False))
+    if any("\ufffd" in cell for cell in cells):
+        return "not_utf8"
+    body = convert(line, record)
+    if isinstance(body, str):
+        return body
+    parsed = parse_event(
+        orjson.dumps(body),
+        now=FILE_TS_LIMIT_S,
+        max_bytes=1 << 20,
+        max_future_skew_s=0.0,
+        min_ts=-FILE_TS_LIMIT_S,
+    )
+    return parsed.reason.value if isinstance(parsed, Rejection) else parsed
 
 
 def _chain(
@@ -183,39 +199,34 @@ def _chain(
     yield from tail
 
 
-Converter = Callable[[int, dict[str, str]], "dict[str, object] | str"]
+def _csv_body(line: int, record: dict[str, str]) -> dict[str, object] | str:
+    """Our CSV's row as an event body."""
+    body: dict[str, object] = {"event_id": f"row-{line}", "type": record["event_type"].strip()}
+    for name in ("user_id", "item_id", *OPTIONAL_COLUMNS):
+        value = record.get(name, "").strip()
+        if value:  # empty or left out = absent; the contract says which types need which fields
+            body[name] = value
+    body["ts"] = _number(record["timestamp"].strip())
+    return body
 
 
-def _csv_converter() -> Converter:
-    def convert(line: int, record: dict[str, str]) -> dict[str, object] | str:
-        body: dict[str, object] = {"event_id": f"row-{line}", "type": record["event_type"].strip()}
-        for name in ("user_id", "item_id", *OPTIONAL_COLUMNS):
-            value = record.get(name, "").strip()
-            if value:  # empty or left out = absent; the contract says which types need which fields
-                body[name] = value
-        body["ts"] = _number(record["timestamp"].strip())
-        return body
-
-    return convert
-
-
-def _taobao_converter(features: dict[str, dict[str, str]]) -> Converter:
-    def convert(line: int, record: dict[str, str]) -> dict[str, object] | str:
-        kind = TAOBAO_BEHAVIOURS.get(record["behavior"].strip())
-        if kind is None:
-            return "unknown_type"
-        body: dict[str, object] = {"event_id": f"row-{line}", "type": kind.value}
-        for name in ("user_id", "item_id"):
-            value = record[name].strip()
-            if value:
-                body[name] = value
-        body["ts"] = _number(record["timestamp"].strip())
-        item, category = record["item_id"].strip(), record["category_id"].strip()
-        if item and category:
-            features[item] = {"category_id": category}
-        return body
-
-    return convert
+def _taobao_body(
+    features: dict[str, dict[str, str]], line: int, record: dict[str, str]
+) -> dict[str, object] | str:
+    """A Taobao row as an event body; its item's category goes into ``features``."""
+    kind = TAOBAO_BEHAVIOURS.get(record["behavior"].strip())
+    if kind is None:
+        return "unknown_type"
+    body: dict[str, object] = {"event_id": f"row-{line}", "type": kind.value}
+    for name in ("user_id", "item_id"):
+        value = record[name].strip()
+        if value:
+            body[name] = value
+    body["ts"] = _number(record["timestamp"].strip())
+    item, category = record["item_id"].strip(), record["category_id"].strip()
+    if item and category:
+        features[item] = {"category_id": category}
+    return body
 
 
 def read_catalog(stream: IO[str]) -> Catalog:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Final
 
 from models.evaluation import (
@@ -78,28 +79,8 @@ def evaluate(
     (2, 0.5, 0.5)
     """
     total = len(events)
-
-    def progress(done: int) -> None:
-        if on_progress is not None:
-            on_progress(done, total)
-
-    is_test: Callable[[int, Event], bool] | None = None
-    group_of: Callable[[Event], int] | None = None
-    mode: dict[str, Any] = {"mode": "full"}
-    if folds:
-        user_fold = {u: fold_of(u, folds) for u in {e.user_id for e in events}}
-        group_of = lambda e: user_fold[e.user_id]  # noqa: E731 - one expression, named once
-        mode = {"mode": "cv", "folds": folds}
-    elif split == "temporal":
-        cut = temporal_cut(events, train_fraction)
-        is_test = lambda n, _e: n >= cut  # noqa: E731
-        mode = {
-            "mode": "temporal",
-            "train_fraction": train_fraction,
-            "train_events": cut,
-            "test_events": len(events) - cut,
-            "learning": "frozen" if frozen else "continuing",
-        }
+    progress = partial(_with_total, on_progress, total) if on_progress is not None else None
+    is_test, group_of, mode = _protocol(events, split, train_fraction, frozen, folds)
     learn_test = not (frozen and split == "temporal")
     with ExitStack() as resources:
         # Before the clock: building them imports the worker's modules (and may start a process).
@@ -123,6 +104,36 @@ def evaluate(
     summary["elapsed_s"] = round(elapsed, 3)
     summary["events_per_s"] = round(total / elapsed, 1) if elapsed > 0 else None
     return Outcome(summary, report, elapsed)
+
+
+def _with_total(on_progress: Callable[[int, int], None], total: int, done: int) -> None:
+    """``on_progress(done, total)``, as the replay reports progress (``done`` only)."""
+    on_progress(done, total)
+
+
+def _protocol(
+    events: Sequence[Event],
+    split: str | None,
+    train_fraction: float,
+    frozen: bool,
+    folds: int | None,
+) -> tuple[Callable[[int, Event], bool] | None, Callable[[Event], int] | None, dict[str, Any]]:
+    """Which events are requests (``is_test``), how requests are grouped (``group_of``, by
+    the user's fold), and the summary's description of the protocol."""
+    if folds:
+        user_fold = {u: fold_of(u, folds) for u in {e.user_id for e in events}}
+        return None, lambda e: user_fold[e.user_id], {"mode": "cv", "folds": folds}
+    if split == "temporal":
+        cut = temporal_cut(events, train_fraction)
+        mode = {
+            "mode": "temporal",
+            "train_fraction": train_fraction,
+            "train_events": cut,
+            "test_events": len(events) - cut,
+            "learning": "frozen" if frozen else "continuing",
+        }
+        return lambda n, _e: n >= cut, None, mode
+    return None, None, {"mode": "full"}
 
 
 def _figures(report: ModelReport, k: int) -> dict[str, Any]:
