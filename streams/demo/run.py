@@ -87,28 +87,31 @@ async def watch_recommendations(settings: Settings, board: Board, stop: asyncio.
         await consumer.stop()
 
 
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, waking early when ``stop`` is set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
 async def _scrape_loop(url: str, board: Board, stop: asyncio.Event) -> None:
+    """Scrape the worker's metrics into the board every ``SCRAPE_EVERY_S`` until ``stop``."""
     while not stop.is_set():
         snap = await scrape(url)
         if snap is not None:
             board.note_scrape(snap)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), SCRAPE_EVERY_S)
+        await _wait(stop, SCRAPE_EVERY_S)
 
 
 async def _view_loop(console: Console, board: Board, info: DemoInfo, stop: asyncio.Event) -> None:
-    async def wait(seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), seconds)
-
+    """Redraw the live screen (a terminal) or print a status line (otherwise) until ``stop``."""
     if console.is_terminal:
         with Live(render(board, info), console=console, auto_refresh=False, screen=False) as live:
             while not stop.is_set():
-                await wait(REFRESH_EVERY_S)
+                await _wait(stop, REFRESH_EVERY_S)
                 live.update(render(board, info), refresh=True)
     else:
         while not stop.is_set():
-            await wait(STATUS_EVERY_S)
+            await _wait(stop, STATUS_EVERY_S)
             print(status_line(board, info), flush=True)
 
 
@@ -132,8 +135,7 @@ async def _supervise(
             if task.done():
                 task.result()  # re-raise its error
                 return f"{task.get_name()} finished"
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), min(0.2, max(deadline - time.monotonic(), 0.01)))
+        await _wait(stop, min(0.2, max(deadline - time.monotonic(), 0.01)))
     return "interrupted"
 
 
@@ -152,15 +154,16 @@ async def _stop_task(task: asyncio.Task[Any] | None, timeout_s: float) -> BaseEx
     return None
 
 
+def _say(console: Console, message: str) -> None:
+    console.print(f"[dim]demo:[/dim] {message}", soft_wrap=True)
+
+
 async def _demo(settings: Settings, rate: float, seconds: float, seed: int, infra_note: str) -> int:
-    from streams.simulate import produce, produce_catalog
+    """The demo inside the event loop: topics, then :func:`_run` until a reason to stop, then
+    everything stopped in order and a one-line account of the run."""
     from streams.topics import apply_topics
 
     console = Console()
-
-    def say(message: str) -> None:
-        console.print(f"[dim]demo:[/dim] {message}", soft_wrap=True)
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # SIGHUP too: closing the terminal must stop the worker, which runs in its own session.
@@ -173,68 +176,97 @@ async def _demo(settings: Settings, rate: float, seconds: float, seed: int, infr
             "SOCIALREC_WEB_PORT"
         )
     await apply_topics(settings)
-    say(f"topics ready ({settings.topic('events')} → {settings.topic('recommendations')})")
+    _say(
+        console, f"topics ready ({settings.topic('events')} → {settings.topic('recommendations')})"
+    )
 
     log_path = settings.data_dir / "demo" / "worker.log"
     worker = worker_process(settings, log_path)
     info = DemoInfo(rate, seed, seconds, infra_note, log_path)
     world = generate_world(seed, users=DEMO_USERS, items=DEMO_ITEMS)
     board = Board(titles={item.item_id: item.title for item in world.items})
-    sim: asyncio.Task[int] | None = None
     tasks: list[asyncio.Task[Any]] = []
-    reason = "interrupted"
+    reason: str | None = "interrupted"
     failure: BaseException | None = None
     try:
-        await worker.start()
-        say(f"worker started (pid {worker.pid}, log {log_path}); waiting for /metrics")
-        await worker.wait_http(metrics_url(settings), stop=stop)
-        if stop.is_set():
-            return 130
-        watcher = asyncio.create_task(watch_recommendations(settings, board, stop), name="watch")
-        tasks.append(watcher)
-        await produce_catalog(settings, world)
-        say(f"catalog of {len(world.items)} items sent; simulator starting at {rate:g} ev/s")
-        run_tag = f"demo{int(time.time())}"
-        sim = asyncio.create_task(
-            produce(
-                settings,
-                world,
-                demo_event_stream(world, seed, rate, run_tag),
-                rate,
-                stop=stop,
-                on_sent=board.on_sent,
-            ),
-            name="simulator",
-        )
-        tasks += [
-            sim,
-            asyncio.create_task(_scrape_loop(metrics_url(settings), board, stop), name="scrape"),
-        ]
-        view = asyncio.create_task(_view_loop(console, board, info, stop), name="view")
-        try:
-            reason = await _supervise(stop, seconds, worker, tasks)
-        finally:
-            stop.set()
-            await _stop_task(view, 5.0)
+        reason = await _run(settings, console, world, board, info, worker, stop, tasks)
     except BaseException as exc:
         failure = exc
     finally:
         stop.set()
-        errors = [await _stop_task(sim, SIMULATOR_STOP_TIMEOUT_S)]
-        errors += [await _stop_task(t, 5.0) for t in tasks if t is not sim]
-        await worker.stop()
-        failure = failure or next((e for e in errors if e is not None), None)
+        stopped = await _stop_all(worker, tasks)
+        failure = failure or stopped
+    if reason is None:
+        return 130
 
     last = board.scrapes[-1] if board.scrapes else None
     elapsed = time.monotonic() - board.started
-    say(
+    _say(
+        console,
         f"stopped ({reason}) after {elapsed:.0f}s: sent {board.sent:,} events, worker consumed "
         f"{int(last.total(CONSUMED)) if last else 0:,}, {board.recs_received:,} recommendation "
-        f"lists received; worker stopped ({worker.stopped_with or 'not started'})"
+        f"lists received; worker stopped ({worker.stopped_with or 'not started'})",
     )
     if failure is not None:
         raise failure
     return 0
+
+
+async def _run(
+    settings: Settings,
+    console: Console,
+    world: World,
+    board: Board,
+    info: DemoInfo,
+    worker: ManagedProcess,
+    stop: asyncio.Event,
+    tasks: list[asyncio.Task[Any]],
+) -> str | None:
+    """Start the worker, then follow its recommendations, feed it the simulator, scrape its
+    metrics and show the view until a reason to stop (returned; None when stopped before the
+    worker answered). The tasks it starts go into ``tasks``: the caller stops them."""
+    from streams.simulate import produce, produce_catalog
+
+    await worker.start()
+    _say(console, f"worker started (pid {worker.pid}, log {info.worker_log}); waiting for /metrics")
+    await worker.wait_http(metrics_url(settings), stop=stop)
+    if stop.is_set():
+        return None
+    tasks.append(asyncio.create_task(watch_recommendations(settings, board, stop), name="watch"))
+    await produce_catalog(settings, world)
+    _say(
+        console,
+        f"catalog of {len(world.items)} items sent; simulator starting at {info.rate:g} ev/s",
+    )
+    run_tag = f"demo{int(time.time())}"
+    events = demo_event_stream(world, info.seed, info.rate, run_tag)
+    tasks.append(
+        asyncio.create_task(
+            produce(settings, world, events, info.rate, stop=stop, on_sent=board.on_sent),
+            name="simulator",
+        )
+    )
+    tasks.append(
+        asyncio.create_task(_scrape_loop(metrics_url(settings), board, stop), name="scrape")
+    )
+    view = asyncio.create_task(_view_loop(console, board, info, stop), name="view")
+    try:
+        return await _supervise(stop, info.seconds, worker, tasks)
+    finally:
+        stop.set()
+        await _stop_task(view, 5.0)
+
+
+async def _stop_all(
+    worker: ManagedProcess, tasks: Sequence[asyncio.Task[Any]]
+) -> BaseException | None:
+    """Stop the simulator first (with more time: it flushes what it sent), then the other
+    tasks, then the worker; return the first error a task ended with."""
+    sim = next((t for t in tasks if t.get_name() == "simulator"), None)
+    errors = [await _stop_task(sim, SIMULATOR_STOP_TIMEOUT_S)]
+    errors += [await _stop_task(t, 5.0) for t in tasks if t is not sim]
+    await worker.stop()
+    return next((e for e in errors if e is not None), None)
 
 
 def run_demo(settings: Settings, *, rate: float, seconds: float, seed: int) -> int:

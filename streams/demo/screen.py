@@ -61,6 +61,11 @@ def status_line(board: Board, info: DemoInfo) -> str:
 
 def render(board: Board, info: DemoInfo) -> RenderableType:
     """The live screen: a metrics panel above a panel of shoppers' latest recommendations."""
+    return Group(_metrics_panel(board, info), _recommendations_panel(board))
+
+
+def _metrics_panel(board: Board, info: DemoInfo) -> Panel:
+    """Rates, latency quantiles, batch size, Redis round trip and dead letters, last few s."""
     stats, sent_rate = board.window()
     last = board.scrapes[-1] if board.scrapes else None
     elapsed = time.monotonic() - board.started
@@ -101,7 +106,7 @@ def render(board: Board, info: DemoInfo) -> RenderableType:
         Text(_ms(stats.mean_redis_s if stats else None), style="bold"),
     )
     limit = f" of {info.seconds:.0f}s" if info.seconds > 0 else " (Ctrl-C to stop)"
-    metrics_panel = Panel(
+    return Panel(
         grid,
         title="[b]socialrec demo[/b]",
         subtitle=f"{elapsed:.0f}s{limit} · target {info.rate:g} ev/s · seed {info.seed} · "
@@ -109,6 +114,9 @@ def render(board: Board, info: DemoInfo) -> RenderableType:
         border_style="blue",
     )
 
+
+def _recommendations_panel(board: Board) -> Panel:
+    """The most active shoppers' latest lists: item, score, source and why."""
     recs = Table(expand=True, show_edge=False, pad_edge=False)
     recs.add_column("Shopper", no_wrap=True, style="bold magenta")
     recs.add_column("#", justify="right", width=2)
@@ -137,10 +145,9 @@ def render(board: Board, info: DemoInfo) -> RenderableType:
         recs.add_section()
     if not board.users:
         recs.add_row("", "", "[dim]waiting for the first recommendations…[/dim]", "", "", "")
-    recs_panel = Panel(
+    return Panel(
         recs,
         title="Latest recommendations (most active shoppers)",
         subtitle=f"{board.recs_received:,} lists received from the recommendations topic",
         border_style="magenta",
     )
-    return Group(metrics_panel, recs_panel)
