@@ -9,6 +9,7 @@ import argparse
 import csv
 import sys
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import IO
 
@@ -86,26 +87,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--mean-gap-s", type=float, default=0.5, help="mean seconds between events")
     args = parser.parse_args(argv)
-    with Path(args.out).open("w", encoding="utf-8", newline="") as events_out:
-        if args.catalog_out:
-            with Path(args.catalog_out).open("w", encoding="utf-8", newline="") as catalog_out:
-                rows = export_simulated(
-                    events_out,
-                    users=args.users,
-                    items=args.items,
-                    events=args.events,
-                    seed=args.seed,
-                    catalog_out=catalog_out,
-                    mean_gap_s=args.mean_gap_s,
-                )
-        else:
-            rows = export_simulated(
-                events_out,
-                users=args.users,
-                items=args.items,
-                events=args.events,
-                seed=args.seed,
-                mean_gap_s=args.mean_gap_s,
-            )
+    with ExitStack() as files:
+        events_out = files.enter_context(Path(args.out).open("w", encoding="utf-8", newline=""))
+        catalog_out = (
+            files.enter_context(Path(args.catalog_out).open("w", encoding="utf-8", newline=""))
+            if args.catalog_out
+            else None
+        )
+        rows = export_simulated(
+            events_out,
+            users=args.users,
+            items=args.items,
+            events=args.events,
+            seed=args.seed,
+            catalog_out=catalog_out,
+            mean_gap_s=args.mean_gap_s,
+        )
     print(f"{rows:,} events written to {args.out}", file=sys.stderr)
     return 0
