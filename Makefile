@@ -3,6 +3,7 @@
 #
 #   make setup   system tools (as root), the .venv, Java/Maven checks; safe to repeat
 #   make test    ruff, mypy and pytest against a real Kafka broker and Redis
+#   make unit    the pure and in-memory tests only (no servers, no whole-stream replays)
 #   make demo    the live demo
 #   make bench   the benchmark (figures go to docs/benchmarks.json)
 #   make chaos   100,000 events while a seeded schedule breaks the servers (docs/reliability.md)
@@ -24,7 +25,7 @@ CHAOS_ARGS ?=
 # Stop the servers however the recipe ends; `exit` in the signal traps runs the EXIT trap.
 WITH_INFRA_CLEANUP := trap '$(SOCIALREC) infra down' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM;
 
-.PHONY: setup tools venv jdk test demo bench chaos lint
+.PHONY: setup tools venv jdk test unit demo bench chaos lint
 
 setup: tools jdk venv
 
@@ -54,6 +55,11 @@ venv:
 
 test: setup
 	@scripts/test.sh $(PYTEST_ARGS)
+
+# Everything that needs no server: tests/unit and the doctests in models/ and streams/, less
+# the tests marked slow (whole-stream replays, which `make test` still runs).
+unit: venv
+	$(BIN)/pytest -m "not integration and not slow" tests/unit models streams $(PYTEST_ARGS)
 
 demo: setup
 	@$(WITH_INFRA_CLEANUP) $(SOCIALREC) demo

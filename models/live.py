@@ -1,6 +1,6 @@
 """Live quality and fairness of what a worker publishes, over sliding windows.
 
-Offline evaluation (``models/evaluation.py``) replays a stream; these are the same measures
+Offline evaluation (``models/evaluation/``) replays a stream; these are the same measures
 computed on the live stream, small enough to update on every published list and to read on
 every Prometheus scrape:
 

@@ -54,7 +54,7 @@ from models.events import Event
 from models.simulator import World, generate_events, generate_world
 from streams.baselines import BASELINES, EVENT_ID_HEADER
 from streams.config import PROJECT_ROOT, Settings, redis_url_with_db
-from streams.demo import (
+from streams.processes import (
     BATCH_SECONDS,
     BATCH_SIZE,
     CONSUMED,

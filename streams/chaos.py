@@ -36,7 +36,7 @@ import orjson
 
 from streams import infra
 from streams.config import Settings
-from streams.demo import ManagedProcess, metrics_url, worker_process
+from streams.processes import ManagedProcess, metrics_url, worker_process
 from streams.security import kafka_client_kwargs
 
 FAULT_KINDS: Final = ("worker_kill", "redis_kill", "broker_restart", "redis_freeze")

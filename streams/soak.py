@@ -34,7 +34,14 @@ from streams.bench import (
     run_settings,
 )
 from streams.config import Settings
-from streams.demo import LATENCY, histogram_quantile, metrics_url, scrape, worker_process
+from streams.processes import (
+    LATENCY,
+    bucket_delta,
+    histogram_quantile,
+    metrics_url,
+    scrape,
+    worker_process,
+)
 
 SOAK_USERS: Final = 100_000
 SOAK_ITEMS: Final = 50_000
@@ -184,8 +191,6 @@ async def _redis_mb(settings: Settings) -> float:
 
 def _latency(before: Any, after: Any) -> dict[str, float | None]:
     """p50/p99 of the worker's event → publish histogram between two scrapes (ms)."""
-    from streams.demo import bucket_delta
-
     if before is None or after is None:
         return {"p50_ms": None, "p99_ms": None}
     buckets = bucket_delta(after.buckets(LATENCY), before.buckets(LATENCY))

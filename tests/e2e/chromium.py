@@ -12,7 +12,6 @@ import base64
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,8 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+
+from streams.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Binaries tried in order; SOCIALREC_CHROMIUM overrides.
@@ -48,12 +49,6 @@ def find_chromium() -> str:
     if os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}:
         pytest.fail(f"CI=true and {message}", pytrace=False)
     pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -141,7 +136,7 @@ class Browser:
 async def chromium(log_name: str = "chromium") -> AsyncIterator[Browser]:
     """Start a headless Chromium of its own (fresh profile, free port) and stop it after."""
     binary = find_chromium()
-    port = _free_port()
+    port = free_port()
     profile = tempfile.mkdtemp(prefix="socialrec-chromium-")
     log = (artefacts_dir() / f"{log_name}.log").open("wb")
     args = [

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,17 +22,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.config import Settings
 from streams.learner import learner_group
+from streams.processes import free_port
 from streams.replay import group_caught_up
 from streams.security import kafka_client_kwargs
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -42,7 +36,7 @@ class WorkerProcess:
 
     settings: Settings
     app_id: str = field(default_factory=lambda: f"test-{uuid.uuid4().hex[:8]}")
-    web_port: int = field(default_factory=_free_port)
+    web_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     #: More SOCIALREC_* settings for this worker only.

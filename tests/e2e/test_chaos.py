@@ -16,7 +16,7 @@ from streams.chaos import ONE_OF_EACH, Plan
 from streams.chaos_report import table
 from streams.chaos_run import run_chaos
 from streams.config import Settings
-from streams.demo import free_port
+from streams.processes import free_port
 from tests.conftest import running_under_ci
 
 SHORT = Plan(events=10_000, rate=250.0, seed=3, freeze_s=10.0, faults=ONE_OF_EACH)

@@ -30,9 +30,10 @@ import yaml
 from models.simulator import generate_events, generate_world
 from streams.access import run_keys
 from streams.config import Settings
+from streams.processes import free_port
 from streams.simulate import produce, produce_catalog
 from tests.conftest import running_under_ci
-from tests.e2e.conftest import ARTIFACTS, WorkerProcess, _free_port, running
+from tests.e2e.conftest import ARTIFACTS, WorkerProcess, running
 from tests.monitoring_files import (
     MONITORING,
     SCRAPE_KEY_FILE,
@@ -66,7 +67,7 @@ class PrometheusProcess:
         return config
 
     def start(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         config_path = self.workdir / "prometheus.yml"
         config_path.write_text(yaml.safe_dump(self.config()))
         ARTIFACTS.mkdir(exist_ok=True)

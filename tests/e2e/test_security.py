@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaConnectionError
 
 from streams import infra
 from streams.config import Settings
-from streams.demo import free_port, settings_env
+from streams.processes import free_port, settings_env
 from streams.security import kafka_client_kwargs, redis_client_for
 from streams.topics import apply_topics
 from streams.worker import preflight

@@ -15,13 +15,7 @@ import pytest
 
 from streams import infra
 from streams.config import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from streams.processes import free_port
 
 
 @pytest.fixture

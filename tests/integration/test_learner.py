@@ -14,12 +14,12 @@ import redis.asyncio as aioredis
 from models.events import Event, EventType
 from models.recommend import excluded_items
 from streams.config import Settings
-from streams.demo import free_port
 from streams.keys import Keys
 from streams.learner import Learner, LearnerState
 from streams.metrics import WorkerMetrics
 from streams.pipeline import InboundRecord, recommend_params
 from streams.pools import PoolStore, decode_pools, encode_pools
+from streams.processes import free_port
 from streams.sources.factory import build_sources
 from streams.sources.mf import decode_sampler
 from streams.sources.snapshots import fbt_state, usercf_state

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from streams.config import Settings
-from streams.demo import free_port
+from streams.processes import free_port
 from streams.security import redis_client_for, redis_sync_client
 from tests.tls_certs import make_certs
 

@@ -53,6 +53,7 @@ def _figures(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
     ],
     ids=["full", "temporal-frozen", "temporal", "cv"],
 )
+@pytest.mark.slow
 def test_two_processes_give_exactly_the_figures_of_one(
     capsys: pytest.CaptureFixture[str], stream: tuple[Path, Path], mode: list[str]
 ) -> None:

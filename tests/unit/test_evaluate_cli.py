@@ -1,4 +1,4 @@
-"""``socialrec eval`` (streams/evaluate.py): reading CSV and Taobao files with bad rows, the
+"""``socialrec eval`` (streams/evaluate/): reading CSV and Taobao files with bad rows, the
 catalogue, the JSON output through the CLI entry point, plots, and the real Taobao sample."""
 
 from __future__ import annotations
@@ -8,13 +8,22 @@ import io
 import json
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
 from models.recommend import Source
-from streams import cli, evaluate
-from streams.evaluate import InputError, export_simulated, read_catalog, read_events
+from streams import cli
+from streams.evaluate import (
+    InputError,
+    export,
+    export_simulated,
+    read_catalog,
+    read_events,
+    reading,
+    replay,
+)
 
 TAOBAO_SAMPLE = (
     Path(__file__).resolve().parents[3] / "shared" / "data" / "taobao_user_behavior_sample.csv"
@@ -43,9 +52,10 @@ def sim_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_docstring_examples() -> None:
-    # pytest collects doctests under models/ only (testpaths); run this module's here.
-    result = doctest.testmod(evaluate)
+@pytest.mark.parametrize("module", [reading, replay, export], ids=lambda m: m.__name__)
+def test_docstring_examples(module: ModuleType) -> None:
+    # Run the eval package's examples here too, so `pytest tests/unit` alone checks them.
+    result = doctest.testmod(module)
     assert result.attempted > 0
     assert result.failed == 0
 
@@ -203,6 +213,7 @@ def test_json_output_shape(
     assert "2 of 1,502 rows skipped" in err
 
 
+@pytest.mark.slow
 def test_temporal_split_and_cross_validation(
     capsys: pytest.CaptureFixture[str], sim_csv: Path
 ) -> None:
@@ -237,6 +248,7 @@ def test_temporal_split_and_cross_validation(
     assert cv["evaluated"] == _json(full_out)["evaluated"]
 
 
+@pytest.mark.slow
 def test_table_output_and_plots(
     capsys: pytest.CaptureFixture[str], sim_csv: Path, tmp_path: Path
 ) -> None:
@@ -270,6 +282,7 @@ def test_unusable_input_is_reported_not_raised(
     assert "header lacks" in err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not TAOBAO_SAMPLE.exists(), reason="../shared/data is not beside this clone")
 def test_the_real_taobao_sample(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(capsys, str(TAOBAO_SAMPLE), "--format", "taobao", "--json")

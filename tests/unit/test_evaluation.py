@@ -1,4 +1,4 @@
-"""Offline evaluation (models/evaluation.py): metrics on hand-computed cases, their invariants,
+"""Offline evaluation (models/evaluation/): metrics on hand-computed cases, their invariants,
 the models behind the Recommender protocol, and the replay finding a planted pattern."""
 
 from __future__ import annotations

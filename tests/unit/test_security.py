@@ -16,13 +16,13 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from streams import infra
 from streams.config import ConfigError, Settings, load_settings
-from streams.demo import settings_env
 from streams.infra_auth import (
     AuthSetupError,
     check_formatted_user,
     record_formatted_user,
     redis_acl,
 )
+from streams.processes import settings_env
 from streams.security import (
     faust_credentials,
     kafka_client_kwargs,

@@ -1,0 +1,84 @@
+"""Debian's ``redis-server`` on its own port and directory (with an ACL when the settings log
+in), and readiness proved by a PING with the settings' credentials.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from streams.config import Settings
+from streams.infra.base import InfraError, Service, say
+from streams.infra.pids import spawn_detached
+from streams.infra_auth import (
+    redis_acl,
+    write_private,
+)
+from streams.security import redis_sync_client
+
+
+def redis_answers(settings: Settings, timeout_s: float = 1.0) -> bool:
+    """True when the settings' Redis answers PING with their credentials (False while it
+    loads its AOF, or when it refuses them)."""
+    import redis
+
+    client = redis_sync_client(settings, timeout_s)
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def start_redis(settings: Settings, svc: Service) -> int:
+    """Launch redis-server on its own port and directory with an fsync-every-second AOF."""
+    redis_server = _ensure_redis_server()
+    svc.data_dir.mkdir(parents=True, exist_ok=True)
+    acl = redis_acl(settings)
+    acl_args = []
+    if acl is not None:  # the settings log in: only that user, with that password
+        acl_file = svc.data_dir / "users.acl"
+        write_private(acl_file, acl)
+        acl_args = ["--aclfile", str(acl_file)]
+    cmd = [
+        redis_server,
+        "--port", str(svc.port),
+        "--bind", svc.host,
+        "--protected-mode", "yes",
+        "--dir", str(svc.data_dir),
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
+        "--save", "",
+        "--daemonize", "no",
+        "--pidfile", str(svc.pid_file),
+        "--logfile", "",
+        *acl_args,
+    ]  # fmt: skip
+    pid = spawn_detached(cmd, svc.log_file)
+    svc.pid_file.write_text(f"{pid}\n")
+    say(f"redis: started pid {pid} on {svc.address}, log {svc.log_file}")
+    return pid
+
+
+def _ensure_redis_server() -> str:
+    """Find redis-server; as root on Debian/Ubuntu install it, otherwise say how to."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise InfraError(
+            "redis-server is not installed; install it "
+            "(Debian/Ubuntu: sudo apt-get install -y redis-server) and run this again"
+        )
+    say("redis: redis-server not found; installing Debian's redis-server package")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", "redis-server"]
+    if subprocess.run(install, env=env, capture_output=True, check=False).returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
+        subprocess.run(install, env=env, capture_output=True, check=False)
+    found = shutil.which("redis-server")
+    if not found:
+        raise InfraError("installing redis-server with apt-get failed; install it by hand")
+    return found

@@ -1,0 +1,107 @@
+"""One managed service described from the settings, started, and proved ready (by talking to
+it, never by sleeping a fixed time); whether a running one answers or never will.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from streams.config import Settings
+from streams.infra.base import (
+    POLL_INTERVAL_S,
+    InfraError,
+    Service,
+    run_async,
+    say,
+)
+from streams.infra.kafka import kafka_answers, kafka_server_properties, start_kafka
+from streams.infra.pids import is_port_open, pid_alive
+from streams.infra.redis_server import redis_answers, start_redis
+from streams.security import redis_sync_client
+
+
+def service_answers(settings: Settings, svc: Service) -> bool:
+    """Whether the service is serving requests (not merely listening) to the settings'
+    clients, credentials included."""
+    if not is_port_open(svc.host, svc.port):
+        return False
+    if svc.name == "redis":
+        return redis_answers(settings)
+    return run_async(lambda: kafka_answers(settings))
+
+
+def started_otherwise(settings: Settings, svc: Service) -> str | None:
+    """Why a running server that does not answer never will, if it was started with other
+    settings (another listener, another login) rather than still starting."""
+    import redis
+
+    if svc.name == "kafka":
+        props = svc.data_dir / "server.properties"  # written when it started
+        if props.exists() and props.read_text() != kafka_server_properties(settings):
+            return "was started with other settings (listener, login or ports)"
+        return None
+    client = redis_sync_client(settings, timeout_s=1.0)
+    try:
+        client.ping()
+    except redis.AuthenticationError:
+        return "refuses these settings' login (it was started with another one)"
+    except (redis.RedisError, OSError):
+        return None
+    finally:
+        client.close()
+    return None
+
+
+def refuse_foreign_port(settings: Settings, svc: Service) -> None:
+    """Fail fast when a process socialrec did not start holds one of our ports."""
+    ports = [(svc.port, svc.env_var)]
+    if svc.name == "kafka":
+        ports.append((settings.kafka_controller_port, "SOCIALREC_KAFKA_CONTROLLER_PORT"))
+    for port, env_var in ports:
+        if is_port_open(svc.host, port):
+            raise InfraError(
+                f"{svc.name}: port {port} on {svc.host} is already in use by a process socialrec "
+                f"did not start; stop that process or set {env_var} to use a free port"
+            )
+
+
+def start_service(settings: Settings, svc: Service) -> int:
+    """Launch the service's server detached; return its pid."""
+    if svc.name == "kafka":
+        return start_kafka(settings, svc)
+    return start_redis(settings, svc)
+
+
+def wait_ready(settings: Settings, svc: Service, pid: int) -> None:
+    """Poll until the server answers; fail early if it dies, with a pointer to its log."""
+    started = time.monotonic()
+    deadline = started + svc.ready_timeout_s
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            svc.pid_file.unlink(missing_ok=True)
+            raise InfraError(
+                f"{svc.name} exited during start-up; see {svc.log_file} "
+                f"(and {_startup_log(svc)}){_tail(_startup_log(svc))}"
+            )
+        if service_answers(settings, svc):
+            say(f"{svc.name}: ready at {svc.address} in {time.monotonic() - started:.1f}s")
+            return
+        time.sleep(POLL_INTERVAL_S)
+    raise InfraError(
+        f"{svc.name} (pid {pid}) did not answer at {svc.address} within "
+        f"{svc.ready_timeout_s:.0f}s; see {svc.log_file}; stop it with `socialrec infra down`"
+    )
+
+
+def _startup_log(svc: Service) -> Path:
+    """Where the process's own stdout/stderr went (JVM errors land here, not in server.log)."""
+    return svc.data_dir / "logs" / "kafka.out" if svc.name == "kafka" else svc.log_file
+
+
+def _tail(path: Path, lines: int = 10) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()[-lines:]
+    except OSError:
+        return ""
+    return ("\n    " + "\n    ".join(text)) if text else ""
