@@ -295,6 +295,31 @@ async def output_latencies(
     return latencies, published, len(records)
 
 
+async def trending_freshness(settings: Settings, since: float) -> dict[str, Any]:
+    """How fresh the live streams' trending lists were when the broker took them: each
+    ``stream:`` list's append time less its newest event's arrival (both the broker's clock),
+    over the lists published after ``since``. A host sees at least this much delay."""
+    async with TopicReader(settings, "trending") as reader:
+        records = await reader.read_all()
+    ages: list[float] = []
+    for record in records:
+        if record.timestamp_type != LOG_APPEND_TIME:
+            raise BenchError(f"{reader.topic} does not use LogAppendTime")
+        body = orjson.loads(record.value)
+        newest = body.get("newest_event_at")
+        at = record.timestamp / 1000.0
+        if str(body.get("scope", "")).startswith("stream:") and newest is not None and at >= since:
+            ages.append(at - newest)
+    ordered = sorted(ages)
+    ms: Callable[[float], float] = lambda s: round(s * 1000.0, 1)  # noqa: E731
+    return {
+        "stream_lists": len(ordered),
+        "p50_ms": ms(_quantile(ordered, 0.5)) if ordered else None,
+        "p99_ms": ms(_quantile(ordered, 0.99)) if ordered else None,
+        "max_ms": ms(ordered[-1]) if ordered else None,
+    }
+
+
 def _quantile(sorted_values: Sequence[float], q: float) -> float:
     """Nearest-rank quantile of pre-sorted values."""
     index = min(len(sorted_values) - 1, max(0, int(q * len(sorted_values) + 0.5) - 1))
@@ -477,12 +502,14 @@ async def run_once(
 
     await apply_topics(settings)
     await use_log_append_time(settings, "recommendations")
+    await use_log_append_time(settings, "trending")
     proc = _system_process(system, settings, run_dir / f"{scenario}-{system}.log", profile)
     learner_s: float | None = None
     info_before = await redis_info(settings) if system == "worker" else {}
     preload = scenario == "throughput"
     warmup = 0 if preload else WARMUP_EVENTS
     measured: list[Event] = []
+    steady_from = time.time()  # (b): moved past the warm-up
 
     def keep(event: Event) -> None:
         measured.append(event)
@@ -508,6 +535,7 @@ async def run_once(
                 await produce(settings, world, warm, 0.0)
                 await _wait_processed(progress, proc, warmup, 120.0)
                 say(f"  {system}: warmed up; sending at {rate:g} events/s")
+                steady_from = time.time()
                 await produce(settings, world, events(), rate, on_sent=keep)
             await _wait_processed(progress, proc, warmup + len(measured), RUN_TIMEOUT_S)
             await _wait_settled(progress)
@@ -532,6 +560,8 @@ async def run_once(
         # event: the staleness of the sources' candidates at the end of the run.
         result["learner_done_after_s"] = learner_s
         result["profile"] = _profile(info_before, await redis_info(settings), progress.last, cpu)
+        if not preload:
+            result["trending_freshness"] = await trending_freshness(settings, steady_from)
     return result
 
 
@@ -837,6 +867,12 @@ async def _bench(
                 say=say,
             )
             say(f"  {system}: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms")
+            if "trending_freshness" in r:
+                t = r["trending_freshness"]
+                say(
+                    f"  {system}: {t['stream_lists']:,} live-stream trending lists, newest event "
+                    f"to list p50 {t['p50_ms']} ms, p99 {t['p99_ms']} ms, max {t['max_ms']} ms"
+                )
         batch = figures["throughput"]["worker"].get("profile", {}).get("mean_batch_events") or 100
         say(f"c) in-process stage profile: {events:,} events in batches of {round(batch)}")
         await reset_redis_db(settings, redis_url, run_id)
