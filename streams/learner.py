@@ -137,12 +137,12 @@ class Refreshes:
     The pools' sources (MF, content, user-CF, FBT) are the slow-moving part of a list (the
     publish path adds item-CF and social proof from the user's fresh state), and computing
     them is most of the learner's work. A shopper's burst costs one refresh per interval; the
-    last events of a burst are in the refresh that ends it, so a pool lags the learnt state
-    by at most the interval (and a batch).
+    last events of a burst are in the refresh that ends it, taken by the next batch (or after
+    half a second idle), so a pool lags the learnt state by at most the interval and a batch.
 
     >>> r = Refreshes(1.0)
-    >>> r.take(["ann", "bob"], now=10.0), r.take(["ann"], now=10.75), r.wait(now=10.75)
-    (['ann', 'bob'], [], 0.25)
+    >>> r.take(["ann", "bob"], now=10.0), r.take(["ann"], now=10.75)
+    (['ann', 'bob'], [])
     >>> r.take([], now=11.0)
     ['ann']
     """
@@ -169,11 +169,6 @@ class Refreshes:
         for user in ready:
             self._last[user] = now
         return ready
-
-    def wait(self, now: float) -> float:
-        """How long until the next put-off user is due (at most half a second)."""
-        soonest = min(self._due.values(), default=now + 0.5)
-        return max(0.0, min(0.5, soonest - now))
 
 
 @dataclass
@@ -251,24 +246,25 @@ class Learner:
         await self._wait_out(consumer.start, "start")
         try:
             while not stop.is_set():
-                records = await self._gather(consumer, self.refreshes.wait(self.monotonic()))
+                records = await self._gather(consumer)
                 if records:
                     await self.learn(records)
-                else:  # idle: the users whose refresh was put off are due by now
+                else:  # idle for half a second: those put off are due (busy, a batch takes them)
                     await self.refresh(self.refreshes.take({}, self.monotonic()), self.clock())
                 await self._wait_out(consumer.commit, "commit")
         finally:
             await consumer.stop()
 
     @staticmethod
-    async def _gather(consumer: Any, idle_s: float = 0.5) -> list[InboundRecord]:
+    async def _gather(consumer: Any) -> list[InboundRecord]:
         """Records for one batch: whatever arrives within :data:`GATHER_S` of the first one
-        (at most :data:`LEARN_BATCH_MAX`), or none after ``idle_s``. Waiting a little lets a
-        shopper's burst of events share one pool refresh, which is most of the learner's cost."""
+        (at most :data:`LEARN_BATCH_MAX`), or none after half a second. Waiting a little lets
+        a shopper's burst of events share one pool refresh, which is most of the learner's
+        cost."""
         records: list[InboundRecord] = []
         deadline: float | None = None
         while len(records) < LEARN_BATCH_MAX:
-            left = idle_s if deadline is None else deadline - time.monotonic()
+            left = 0.5 if deadline is None else deadline - time.monotonic()
             if left <= 0:
                 break
             found = await consumer.getmany(
