@@ -317,12 +317,22 @@ async def trending_freshness(settings: Settings, since: float) -> dict[str, Any]
         if at >= since:
             ages.append(at - newest)
     ordered = sorted(ages)
-    ms: Callable[[float], float] = lambda s: round(s * 1000.0, 1)  # noqa: E731
+    return {"stream_lists": len(ordered), **_tail_ms(ordered)}
+
+
+def _ms(seconds: float) -> float:
+    """Milliseconds rounded to 0.1 (Kafka timestamps are 1 ms)."""
+    return round(seconds * 1000.0, 1)
+
+
+def _tail_ms(ordered: Sequence[float]) -> dict[str, float | None]:
+    """p50, p99 and max of pre-sorted seconds, in ms (None when there are none)."""
+    if not ordered:
+        return {"p50_ms": None, "p99_ms": None, "max_ms": None}
     return {
-        "stream_lists": len(ordered),
-        "p50_ms": ms(_quantile(ordered, 0.5)) if ordered else None,
-        "p99_ms": ms(_quantile(ordered, 0.99)) if ordered else None,
-        "max_ms": ms(ordered[-1]) if ordered else None,
+        "p50_ms": _ms(_quantile(ordered, 0.5)),
+        "p99_ms": _ms(_quantile(ordered, 0.99)),
+        "max_ms": _ms(ordered[-1]),
     }
 
 
@@ -338,16 +348,13 @@ def summarise(
     """Figures for one run; milliseconds rounded to 0.1 (Kafka timestamps are 1 ms)."""
     ordered = sorted(latencies)
     span = last - first
-    ms: Callable[[float], float] = lambda s: round(s * 1000.0, 1)  # noqa: E731
     return {
         "events": events,
         "measured_outputs": len(ordered),
         "publish_span_s": round(span, 3),
         "events_per_s": round(events / span, 1) if span > 0 else None,
-        "p50_ms": ms(_quantile(ordered, 0.5)) if ordered else None,
-        "p99_ms": ms(_quantile(ordered, 0.99)) if ordered else None,
-        "max_ms": ms(ordered[-1]) if ordered else None,
-        "mean_ms": ms(sum(ordered) / len(ordered)) if ordered else None,
+        **_tail_ms(ordered),
+        "mean_ms": _ms(sum(ordered) / len(ordered)) if ordered else None,
     }
 
 
