@@ -263,9 +263,18 @@ def redis_client_for(settings: Settings, url: str | None = None) -> aioredis.Red
     """An asyncio Redis client for ``settings`` (or for ``url``, another database of the same
     server, with the same credentials)."""
     import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
 
+    # No resend by the client (from_url's default today, said here so a library change cannot
+    # undo it): after a timeout Redis may have applied the command, and a resend would apply a
+    # script or an unwatched transaction twice. Callers wait an outage out themselves
+    # (streams/outage.py), with the guards that make a retry safe.
     return aioredis.Redis.from_url(
-        url or settings.redis_url, health_check_interval=30, **redis_connection_kwargs(settings)
+        url or settings.redis_url,
+        health_check_interval=30,
+        retry=Retry(NoBackoff(), 0),
+        **redis_connection_kwargs(settings),
     )
 
 
