@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from typing import Protocol, TypeVar
 
 from models.events import Event
@@ -87,7 +87,7 @@ class SourceSet:
         does not teach them twice either (streams/sources/progress.py)."""
         if not events:
             return
-        committing = [m for m in self.models if getattr(m, "commits_learnt", False)]
+        committing = self.committing
         for wave in ([m for m in self.models if m not in committing], committing):
             calls = []
             for m in wave:
@@ -98,12 +98,16 @@ class SourceSet:
                     calls.append(self._call(m, "learn", learn))
             await asyncio.gather(*calls)
 
+    @cached_property
+    def committing(self) -> list[SourceModel]:
+        """The sources that record what they learn as learnt in their own atomic step
+        (``commits_learnt``: item-CF)."""
+        return [m for m in self.models if getattr(m, "commits_learnt", False)]
+
     def records_learnt(self, event: Event) -> bool:
         """Whether a source records the event as learnt in its own atomic step (item-CF, every
         event on an item): the learner's own mark then leaves it alone."""
-        return event.item_id is not None and any(
-            getattr(m, "commits_learnt", False) for m in self.models
-        )
+        return event.item_id is not None and bool(self.committing)
 
     @staticmethod
     async def _learn_new(model: SourceModel, events: Sequence[Event], progress: Progress) -> None:
