@@ -138,6 +138,33 @@ class ScopeState:
     previous: list[dict[str, Tally]] = field(default_factory=list)  # per window
 
 
+def rank_items(
+    current: Mapping[str, Tally],
+    before: Callable[[str], float | None],
+    window_s: float,
+    k: int,
+    by: Literal["count", "velocity"] = "count",
+) -> tuple[TrendingItem, ...]:
+    """The ``k`` best items with events in ``current``, by count (ties: velocity, then item
+    id) or by velocity (ties: count, item id); ``before``: an item's weight in the previous
+    window (None: none). One ranking for the in-memory windows and for buckets read from
+    Redis; ranked as plain tuples, and only the ``k`` kept become :class:`TrendingItem`.
+
+    >>> now = {"a": Tally(3.0, 3), "b": Tally(5.0, 1), "c": Tally(3.0, 2)}
+    >>> [(i.item_id, i.velocity) for i in rank_items(now, {"a": 2.0}.get, 10.0, 2)]
+    [('b', 0.5), ('c', 0.3)]
+    """
+    scored = []
+    for item_id, tally in current.items():
+        if tally.events > 0:
+            velocity = (tally.weight - (before(item_id) or 0.0)) / window_s
+            first, second = (tally.weight, velocity) if by == "count" else (velocity, tally.weight)
+            scored.append((-first, -second, item_id, velocity, tally))
+    # Item ids are unique, so the comparison never reaches the velocity or the tally.
+    best = heapq.nsmallest(k, scored)
+    return tuple(TrendingItem(i, t.weight, v, t.events) for _, _, i, v, t in best)
+
+
 def _add_to(totals: dict[str, Tally], item_id: str, weight: float, events: int) -> None:
     tally = totals.get(item_id)
     if tally is None:
@@ -319,18 +346,15 @@ class TrendingWindows:
         if state is None:
             return TrendingList(scope, window, now, None, ())
         previous = state.previous[w]
-        scored = []
-        for item_id, tally in state.current[w].items():
-            before = previous.get(item_id)
-            velocity = (tally.weight - (before.weight if before else 0.0)) / window
-            scored.append(TrendingItem(item_id, tally.weight, velocity, tally.events))
-        if by == "count":
-            best = heapq.nsmallest(k, scored, key=lambda t: (-t.count, -t.velocity, t.item_id))
-        else:
-            best = heapq.nsmallest(k, scored, key=lambda t: (-t.velocity, -t.count, t.item_id))
+
+        def before(item_id: str) -> float:
+            tally = previous.get(item_id)
+            return tally.weight if tally else 0.0
+
+        best = rank_items(state.current[w], before, window, k, by)
         low = state.clock - self.spans[w]
         newest = [ts for idx, ts in state.newest.items() if idx > low]
-        return TrendingList(scope, window, now, max(newest) if newest else None, tuple(best))
+        return TrendingList(scope, window, now, max(newest) if newest else None, best)
 
     def changed_scopes(self) -> frozenset[str]:
         """Scopes whose numbers changed since the last :meth:`take_changed` (a peek)."""
@@ -457,13 +481,6 @@ def summarise_buckets(
         elif clock - 2 * span < idx <= clock - span:
             for item_id, tally in items.items():
                 previous[item_id] = previous.get(item_id, 0.0) + tally.weight
-    scored = [
-        TrendingItem(
-            item_id, t.weight, (t.weight - previous.get(item_id, 0.0)) / window_s, t.events
-        )
-        for item_id, t in current.items()
-        if t.events > 0
-    ]
-    best = heapq.nsmallest(k, scored, key=lambda t: (-t.count, -t.velocity, t.item_id))
+    best = rank_items(current, previous.get, window_s, k)
     live = [ts for idx, ts in newest.items() if clock - span < idx <= clock]
-    return TrendingList(scope, window_s, now, max(live) if live else None, tuple(best))
+    return TrendingList(scope, window_s, now, max(live) if live else None, best)
