@@ -363,6 +363,28 @@ async def test_trending_keeps_settled_buckets_in_memory_and_stays_exact(
         assert await _trending_of(real, now) == await _trending_of(reference, now), now
 
 
+async def test_two_looks_at_one_time_with_events_between_stay_exact(
+    redis_client: aioredis.Redis,
+) -> None:
+    """The second look reuses the closed buckets' sums of the first and reads the open
+    buckets again, which the events between the looks changed."""
+    await redis_client.flushdb()
+    events, arrivals = _trending_stream(seed=4, count=400, start=time.time() - 160)
+    reference, real = MemoryStore(StateParams()), RedisStore(redis_client, StateParams())
+    now = arrivals[-1] + 0.5
+    cut = next(n for n, arrival in enumerate(arrivals) if arrival > now - 3.0)  # open buckets
+    for store in (reference, real):
+        await store.put_items(CATALOG)
+        await store.process_batch(events[:cut], arrivals[:cut])
+    before = await _trending_of(real, now)
+    assert before == await _trending_of(reference, now)
+    for store in (reference, real):
+        await store.process_batch(events[cut:], arrivals[cut:])
+    after = await _trending_of(real, now)
+    assert after == await _trending_of(reference, now)
+    assert after != before  # the events between the looks count
+
+
 @pytest.mark.parametrize("kind", ["memory", "redis"])
 async def test_an_exclusions_only_read_gives_what_excludes_and_nothing_else(
     kind: str, redis_client: aioredis.Redis
