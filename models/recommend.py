@@ -427,16 +427,34 @@ def scored_pool(
     return pool
 
 
+def source_pools(candidates: Mapping[Source, Iterable[Candidate]]) -> dict[Source, Pool]:
+    """Every source's candidates as pools (:func:`source_pool`), sources left with none left
+    out: the form the learner keeps and the assembly reads, so the sigmoid and the checks run
+    once per learnt pool, not once per list.
+
+    >>> source_pools({Source.MF: [Candidate("a", 0.0)], Source.FBT: []})
+    {<Source.MF: 'mf'>: {'a': (0.5, ())}}
+    """
+    return {s: pool for s, found in candidates.items() if (pool := source_pool(s, found))}
+
+
 def candidate_pools(
     view: UserView,
     params: RecommendParams,
     now: float,
-    extra: Mapping[Source, Sequence[Candidate]],
+    extra: Mapping[Source, Pool],
 ) -> dict[Source, Pool]:
-    """Every personal source's candidates for the user, raw scores with reasons."""
+    """Every personal source's candidates for the user, raw scores with reasons: the two
+    read from the user's state and the ``extra`` pools the learnt sources proposed (a pool of
+    a source already here adds only the items it lacks; ``extra`` is not changed)."""
     pools = personal_pools(view, params, now)
-    for source, candidates in extra.items():
-        source_pool(source, candidates, pools.setdefault(source, {}))
+    for source, pool in extra.items():
+        mine = pools.get(source)
+        if mine:
+            for item, entry in pool.items():
+                mine.setdefault(item, entry)
+        else:
+            pools[source] = pool
     return {s: p for s, p in pools.items() if p}
 
 
@@ -454,7 +472,7 @@ def recommend(
     now: float,
     trending: Sequence[tuple[str, float]] = (),
     categories: Mapping[str, str] | None = None,
-    extra: Mapping[Source, Sequence[Candidate]] | None = None,
+    extra: Mapping[Source, Pool] | None = None,
     explore: Sequence[str] = (),
     ranker: Ranker | None = None,
     pools: Mapping[Source, Pool] | None = None,

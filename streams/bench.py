@@ -617,7 +617,7 @@ async def stage_profile(
     """
     import redis.utils
 
-    from models.recommend import RecommendParams, excluded_items, recommend
+    from models.recommend import RecommendParams, excluded_items, recommend, source_pool
     from streams.metrics import WorkerMetrics
     from streams.pipeline import InboundRecord, recommendations_json
     from streams.sources.factory import build_sources
@@ -676,7 +676,7 @@ async def stage_profile(
                 spent[1] += s2 - s1
                 spent[2] += await redis_cpu_s() - c0
                 for user, candidates in found.items():
-                    extra[user][model.source] = candidates
+                    extra[user][model.source] = source_pool(model.source, candidates)
             t1b = time.perf_counter()
             ranked = [
                 recommend(v, result.popular, params, now=now, extra=extra[u])

@@ -22,7 +22,7 @@ from models.evaluation import TARGET_TYPES
 from models.events import Event, EventType, Rejection, RejectReason, parse_event
 from models.live import LiveQuality
 from models.recommend import (
-    Candidate,
+    Pool,
     Reason,
     Recommendations,
     RecommendParams,
@@ -231,7 +231,7 @@ class CandidateSource(Protocol):
 
     async def candidates(
         self, exclude: Mapping[str, frozenset[str]], now: float
-    ) -> dict[str, dict[Source, list[Candidate]]]: ...
+    ) -> dict[str, dict[Source, Pool]]: ...
 
 
 async def _done() -> None:
@@ -436,7 +436,7 @@ class BatchProcessor:
         of the lists' cache (to await with ``pending``). ``ahead``: the pools read already
         (PoolStore.read), for some of the users."""
         cache: dict[str, bytes] = {}
-        extra: dict[str, dict[Source, list[Candidate]]] = {}
+        extra: dict[str, dict[Source, Pool]] = {}
         provider, pools = self._candidates, self.pools
         if provider is not None and result.views:
             with stages("sources"):
@@ -465,7 +465,7 @@ class BatchProcessor:
         result: BatchResult,
         triggers: Mapping[str, tuple[str, InboundRecord]],
         now: float,
-        extra: Mapping[str, Mapping[Source, list[Candidate]]],
+        extra: Mapping[str, Mapping[Source, Pool]],
         cache: dict[str, bytes],
         pending: list[Awaitable[Any]],
     ) -> None:
@@ -498,15 +498,15 @@ class BatchProcessor:
             pending.append(asyncio.ensure_future(self.analytics.record_exposure(exposed, now)))
 
     async def _categories(
-        self, result: BatchResult, extra: Mapping[str, Mapping[Source, list[Candidate]]]
+        self, result: BatchResult, extra: Mapping[str, Mapping[Source, Pool]]
     ) -> dict[str, str] | None:
         """Categories of every item the ranking may consider (only with a category cap)."""
         if not self._params.category_cap or not result.views:
             return None
         items = {item for item, _ in self.trending} | {item for item, _ in result.popular.items}
         for by_source in extra.values():
-            for candidates in by_source.values():
-                items.update(c.item_id for c in candidates)
+            for pool in by_source.values():
+                items.update(pool)
         for view in result.views.values():
             for neighbours in view.neighbours.values():
                 items.update(item for item, _ in neighbours)
@@ -536,7 +536,7 @@ class BatchProcessor:
 
     async def user_candidates(
         self, result: BatchResult, now: float
-    ) -> dict[str, dict[Source, list[Candidate]]]:
+    ) -> dict[str, dict[Source, Pool]]:
         """Every source's candidates for the users of ``result`` (read-only)."""
         provider = self._candidates
         if provider is None or not result.views:

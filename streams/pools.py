@@ -5,15 +5,19 @@ them for each user's candidates; it keeps them in ``u:{user}:pools``, one JSON s
 The worker reads them for the users of a batch in one ``MGET`` instead of computing them: a list
 uses the sources' latest learnt state, and learning never delays a publish.
 
-The wire form is compact and keeps every reason (the worker explains from it):
+The wire form is compact and keeps every reason (the worker explains from it). The scores are
+the pools' own (:func:`models.recommend.source_pools`: MF's logits through the sigmoid, only
+finite positive ones), so a list reads them as they are:
 
->>> from models.recommend import Candidate, Reason, Source
->>> pools = {Source.FBT: [Candidate("case", 0.5, (Reason("phone", 0.123456789),))]}
+>>> from models.recommend import Reason, Source
+>>> pools = {Source.FBT: {"case": (0.5, (Reason("phone", 0.123456789),))}}
 >>> encode_pools(pools)
-b'{"v":2,"pools":{"fbt":[["case"],[0.5],[[["phone",0.1235,null,null]]]]}}'
->>> decode_pools(encode_pools(pools))[Source.FBT][0].reasons[0].contribution
+b'{"v":3,"pools":{"fbt":[["case"],[0.5],[[["phone",0.1235,null,null]]]]}}'
+>>> decode_pools(encode_pools(pools))[Source.FBT]["case"][1][0].contribution
 0.1235
->>> decode_pools(b'{"fbt":[["case",0.5,[]]]}')  # an older form: ignored, not an error
+>>> decode_pools(encode_pools(pools), excluded=frozenset({"case"}))  # as a list reads them
+{}
+>>> decode_pools(b'{"v":2,"pools":{}}')  # an older form: ignored, not an error
 {}
 """
 
@@ -21,21 +25,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from itertools import starmap
 from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
 
-from models.recommend import Candidate, Reason, Source
+from models.recommend import Pool, Reason, Source
 from streams.keys import Keys
 
 log = logging.getLogger(__name__)
 
-Pools = dict[Source, list[Candidate]]
+#: A user's pools, per source.
+Pools = dict[Source, Pool]
 
-#: The form of a stored pool; a learner writing another form makes readers ignore it.
-POOLS_VERSION = 2
+#: The form of a stored pool; a learner writing another form makes readers ignore it (2 held
+#: the sources' raw scores, MF's logits among them).
+POOLS_VERSION = 3
 #: Significant digits kept of a score or a contribution: the assembly only ranks and blends
 #: them, and full floats were over half of a stored pool's bytes.
 SCORE_DIGITS = 4
@@ -54,22 +61,28 @@ return 1
 """
 
 
-def encode_pools(pools: Mapping[Source, Sequence[Candidate]]) -> bytes:
+def encode_pools(pools: Mapping[Source, Pool]) -> bytes:
     """Per source: the item ids, the scores, and each candidate's reasons, or 0 where they
     are the previous candidate's (MF and user-CF give every candidate the same one)."""
     body = {}
-    for source, found in pools.items():
-        if not found:
+    for source, pool in pools.items():
+        if not pool:
             continue
         reasons: list[Any] = []
-        previous: tuple[Reason, ...] | None = None
-        for c in found:
-            same = c.reasons == previous
-            reasons.append(0 if same else [[r.item_id, _short(r.contribution), r.user_id, r.action]
-                                           for r in c.reasons])  # fmt: skip
-            previous = c.reasons
-        body[source.value] = [[c.item_id for c in found], [_short(c.score) for c in found], reasons]
+        previous: Sequence[Any] | None = None
+        for _, why in pool.values():
+            same = why == previous
+            reasons.append(0 if same else [_reason(r) for r in why])
+            previous = why
+        body[source.value] = [list(pool), [_short(score) for score, _ in pool.values()], reasons]
     return orjson.dumps({"v": POOLS_VERSION, "pools": body})
+
+
+def _reason(reason: Reason | tuple[float, str]) -> list[Any]:
+    """A reason's fields; item-CF's ``(contribution, item)`` pairs read as reasons of the item."""
+    if not isinstance(reason, Reason):
+        reason = Reason(reason[1], reason[0])
+    return [reason.item_id, _short(reason.contribution), reason.user_id, reason.action]
 
 
 def _short(value: float) -> float:
@@ -77,12 +90,12 @@ def _short(value: float) -> float:
     return float(f"{value:.{SCORE_DIGITS}g}")
 
 
-def decode_pools(raw: bytes | str) -> Pools:
-    """The pools, or none if ``raw`` is not this version's form (written by an older learner,
-    or damaged): the learner rewrites them at the user's next event, and a list goes out
-    without them meanwhile rather than not at all."""
+def decode_pools(raw: bytes | str, excluded: AbstractSet[str] = frozenset()) -> Pools:
+    """The pools without the ``excluded`` items, or none if ``raw`` is not this version's
+    form (written by an older learner, or damaged): the learner rewrites them at the user's
+    next event, and a list goes out without them meanwhile rather than not at all."""
     try:
-        return _decode(orjson.loads(raw))
+        return _decode(orjson.loads(raw), excluded)
     except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError, KeyError):
         log.warning(
             "a user's candidate pools are unreadable; ignored until the learner rewrites them"
@@ -90,18 +103,21 @@ def decode_pools(raw: bytes | str) -> Pools:
         return {}
 
 
-def _decode(document: Any) -> Pools:
+def _decode(document: Any, excluded: AbstractSet[str]) -> Pools:
+    # Runs for every list: one pass per source, the reasons built once per run of equal ones.
     if document.get("v") != POOLS_VERSION:
         return {}
     pools: Pools = {}
     for source, (items, scores, reasons) in document["pools"].items():
-        candidates = []
+        pool: Pool = {}
         current: tuple[Reason, ...] = ()
         for item, score, why in zip(items, scores, reasons, strict=True):
             if why != 0:
                 current = tuple(starmap(Reason, why))
-            candidates.append(Candidate(item, score, current))
-        pools[Source(source)] = candidates
+            if item not in excluded:
+                pool[item] = (score, current)
+        if pool:
+            pools[Source(source)] = pool
     return pools
 
 
@@ -134,21 +150,13 @@ class PoolStore:
         missing = [u for u in exclude if u not in known]
         known.update(await self.read(missing))
         found: dict[str, Pools] = {}
-        for user in exclude:
+        for user, excluded in exclude.items():
             value = known[user]
-            if value is None:
-                continue
-            excluded = exclude[user]
-            pools = {
-                source: kept
-                for source, candidates in decode_pools(value).items()
-                if (kept := [c for c in candidates if c.item_id not in excluded])
-            }
-            if pools:
+            if value is not None and (pools := decode_pools(value, excluded)):
                 found[user] = pools
         return found
 
-    async def put(self, pools: Mapping[str, Mapping[Source, Sequence[Candidate]]]) -> None:
+    async def put(self, pools: Mapping[str, Mapping[Source, Pool]]) -> None:
         """Keep each user's pools (one round trip; skipped for users erased meanwhile)."""
         if not pools:
             return

@@ -22,7 +22,7 @@ from functools import cached_property, partial
 from typing import Protocol, TypeVar
 
 from models.events import Event
-from models.recommend import Candidate, Source
+from models.recommend import Candidate, Pool, Source, source_pools
 from streams.metrics import WorkerMetrics
 from streams.outage import wait_out
 from streams.sources.progress import Learnt, Progress, Stale
@@ -127,8 +127,9 @@ class SourceSet:
 
     async def candidates(
         self, exclude: Mapping[str, frozenset[str]], now: float
-    ) -> dict[str, dict[Source, list[Candidate]]]:
-        """Per user in ``exclude``: each source's candidates (sources with none left out)."""
+    ) -> dict[str, dict[Source, Pool]]:
+        """Per user in ``exclude``: each source's candidates as a pool
+        (:func:`models.recommend.source_pools`; sources with none left out)."""
         users = list(exclude)
         if not users or not self.models:
             return {}
@@ -143,7 +144,7 @@ class SourceSet:
             for user, found in (answer or {}).items():
                 if found and user in per_user:
                     per_user[user][model.source] = found
-        return per_user
+        return {user: source_pools(found) for user, found in per_user.items()}
 
     async def erase(self, user_ids: Sequence[str]) -> list[int]:
         """Erase the users from every source; per user, how many stored entries went.

@@ -46,6 +46,7 @@ import redis.asyncio as aioredis
 
 from models.content import CatalogRecord, ContentModel, Scores
 from models.events import DEFAULT_WEIGHTS, Event, EventType
+from models.hybrid import PROFILE_MATCH
 from models.recommend import Candidate, Reason, Source
 from streams.keys import Keys, decoded
 from streams.sources.progress import Learnt, commit
@@ -487,8 +488,7 @@ class RedisContent:
         out = []
         for c, (item, score) in enumerate(best):
             if liked and closeness[c] > 0.0:
-                reason = Reason(liked[int(nearest[c])], score)
+                out.append(Candidate(item, score, (Reason(liked[int(nearest[c])], score),)))
             else:
-                reason = Reason(None, score, action="profile_match")
-            out.append(Candidate(item, score, (reason,)))
+                out.append(Candidate(item, score, PROFILE_MATCH))
         return out

@@ -79,13 +79,13 @@ import orjson
 import redis.asyncio as aioredis
 
 from models.events import DEFAULT_WEIGHTS, Event, EventType
+from models.hybrid import TASTE_MATCH
 from models.mf import WIRE_DTYPE, OnlineMF, SamplerState, Sampling
-from models.recommend import Candidate, Reason, Source
+from models.recommend import Candidate, Source
 from streams.keys import Keys, decoded
 from streams.sources.progress import Learnt, commit
 
 #: The reason every MF candidate carries: the user's taste vector matches the item's.
-TASTE_MATCH: Final = "taste_match"
 #: Item rows per HSCAN page when (re)loading the item table.
 _SCAN_PAGE: Final = 1000
 
@@ -355,9 +355,7 @@ class RedisMF:
                 self.model.import_rows("user", {user_id: _raw(raw)})
                 top = self.model.top_k(user_id, k, exclude.get(user_id, frozenset()))
                 self.model.forget_user(user_id)
-                result[user_id] = [
-                    Candidate(item, s, (Reason(None, s, action=TASTE_MATCH),)) for item, s in top
-                ]
+                result[user_id] = [Candidate(item, s, TASTE_MATCH) for item, s in top]
         return result
 
     async def score(self, user_id: str, item_ids: Sequence[str]) -> npt.NDArray[np.float64]:

@@ -29,8 +29,8 @@ Erasure walks the user's row: ``ZREM`` from each item's index, then the row is d
 index entry exists without its row entry (only the owner adds index entries, always with the
 row), so afterwards no key or member mentions the user.
 
-Reasons never name the neighbours: a candidate carries one ``Reason(None, score,
-action="similar_shoppers")``.
+Reasons never name the neighbours: every candidate carries the one shared
+``models.hybrid.SIMILAR_SHOPPERS`` reason.
 """
 
 from __future__ import annotations
@@ -43,13 +43,11 @@ import orjson
 import redis.asyncio as aioredis
 
 from models.events import DEFAULT_WEIGHTS, Event, EventType
-from models.recommend import Candidate, Reason, Source
+from models.hybrid import SIMILAR_SHOPPERS
+from models.recommend import Candidate, Source
 from models.usercf import UserCF, pool_order
 from streams.keys import Keys, decoded
 from streams.sources.progress import Learnt, commit
-
-#: What the recipient is told about a user-CF candidate (never who).
-SIMILAR_SHOPPERS = "similar_shoppers"
 
 #: A local model never evicts from its index: Redis trims the real one.
 _UNBOUNDED = 1 << 40
@@ -243,8 +241,5 @@ class RedisUserCF:
                 contributors=False,
                 among=pools[user_id],
             )
-            result[user_id] = [
-                Candidate(c.item_id, c.score, (Reason(None, c.score, action=SIMILAR_SHOPPERS),))
-                for c in found
-            ]
+            result[user_id] = [Candidate(c.item_id, c.score, SIMILAR_SHOPPERS) for c in found]
         return result

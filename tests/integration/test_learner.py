@@ -75,7 +75,7 @@ async def test_the_learner_teaches_once_and_keeps_the_pools_the_sources_give(
     direct = await learner.sources.candidates(exclude, T0 + 60)
     kept = await PoolStore(redis_client).candidates(exclude, T0 + 60)
     assert kept == {u: decode_pools(encode_pools(p)) for u, p in direct.items() if p}
-    assert "cable" in {c.item_id for pool in kept["bob"].values() for c in pool}
+    assert "cable" in {item for pool in kept["bob"].values() for item in pool}
 
     # A redelivery (same ids, new offsets) teaches nothing twice.
     rows = await _mf_rows(redis_client)
@@ -140,7 +140,7 @@ async def test_a_user_acting_again_within_the_interval_is_refreshed_when_it_is_u
 
     async def ann_items() -> set[str]:
         found = await pools.candidates({"ann": frozenset()}, T0 + 60)
-        return {c.item_id for pool in found.get("ann", {}).values() for c in pool}
+        return {item for pool in found.get("ann", {}).values() for item in pool}
 
     events = _stream()
     await learner.learn(_records(events[3:]))  # bob, cy and dee: phone with case, cable

@@ -21,8 +21,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from models.events import DEFAULT_WEIGHTS, Event, EventType
+from models.hybrid import TASTE_MATCH
 from models.mf import WIRE_DTYPE, OnlineMF, SamplerState, Sampling
-from models.recommend import Reason, Source
+from models.recommend import Source
 from streams.keys import Keys
 from streams.sources import SourceModel
 from streams.sources.mf import RedisMF, decode_sampler, encode_sampler
@@ -258,7 +259,7 @@ async def test_candidates_respect_exclusions_and_scores_are_finite(
         scores = [c.score for c in top]
         assert all(math.isfinite(s) for s in scores)
         assert scores == sorted(scores, reverse=True)
-        assert all(c.reasons == (Reason(None, c.score, action="taste_match"),) for c in top)
+        assert all(c.reasons == TASTE_MATCH for c in top)
         # The scoring path agrees with the ranking path (same rows, same products).
         again = await mf.score(user, [c.item_id for c in top])
         np.testing.assert_allclose(again, scores, rtol=1e-6)

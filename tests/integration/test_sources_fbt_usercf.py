@@ -18,13 +18,14 @@ import redis.asyncio as aioredis
 
 from models.events import Event, EventType
 from models.fbt import BasketTracker, basket_candidates
+from models.hybrid import SIMILAR_SHOPPERS
 from models.recommend import Candidate, Reason, Source
 from models.usercf import UserCF
 from streams.keys import Keys
 from streams.sources import SourceModel
 from streams.sources.fbt import RedisFBT
 from streams.sources.snapshots import fbt_state, tracker_state, usercf_state
-from streams.sources.usercf import SIMILAR_SHOPPERS, RedisUserCF, parse_row
+from streams.sources.usercf import RedisUserCF, parse_row
 
 T0 = 1_700_000_000.0
 USERS = ["ann", "bob", "cy", "dee", "eve", "fay"]
@@ -233,7 +234,7 @@ async def test_usercf_matches_the_pure_model(redis_client: aioredis.Redis, seed:
     assert any(got.values())
     for found in got.values():
         for c in found:
-            assert c.reasons == (Reason(None, c.score, action=SIMILAR_SHOPPERS),)
+            assert c.reasons == SIMILAR_SHOPPERS
 
 
 async def test_usercf_second_instance_continues(redis_client: aioredis.Redis) -> None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from models.recommend import Candidate, Reason, RecommendParams, Source, candidate_pools
+from models.recommend import (
+    Candidate,
+    Reason,
+    RecommendParams,
+    Source,
+    candidate_pools,
+    source_pools,
+)
 from models.state import UserView
 from models.why import Why, explain
 
@@ -27,7 +34,7 @@ def _why(
     params: RecommendParams,
     published: Sequence[Mapping[str, Any]] = (),
 ) -> Why:
-    extra = {Source.MF: [Candidate("tv", 0.0, (Reason("taste_match", 0.0),))]}
+    extra = source_pools({Source.MF: [Candidate("tv", 0.0, (Reason("taste_match", 0.0),))]})
     return explain(item, view, params, candidate_pools(view, params, 0.0, extra), list(published))
 
 
