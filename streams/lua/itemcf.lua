@@ -33,8 +33,9 @@ local NORM2, NORMS = P .. 'norm2', P .. 'cf_norms'
 local counted = {}
 local dots = {}
 
-local function forget(a, b)
-  redis.call('ZREM', dot_key(a), b)
+-- popped: a's row no longer holds b (ZPOPMIN took it), so only the other side is removed.
+local function forget(a, b, popped)
+  if not popped then redis.call('ZREM', dot_key(a), b) end
   redis.call('ZREM', dot_key(b), a)
   redis.call('ZREM', sim_key(a), b)
   redis.call('ZREM', sim_key(b), a)
@@ -120,7 +121,7 @@ for _, pair in ipairs(pair_deltas) do
       local excess = redis.call('ZCARD', dot_key(side)) - cap
       if excess > 0 then
         local popped = redis.call('ZPOPMIN', dot_key(side), excess)
-        for k = 1, #popped, 2 do forget(side, popped[k]) end
+        for k = 1, #popped, 2 do forget(side, popped[k], true) end
       end
     end
   end

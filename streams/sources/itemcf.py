@@ -230,7 +230,9 @@ class RedisItemCF:
         )
 
     async def _neighbours(self, sums: Sums) -> None:
-        scored = similarities(sums.dots, sums.norm2, self.shrinkage(sums))
+        # A pair that is gone left the neighbour lists in the counts script already.
+        live = {pair: dot for pair, dot in sums.dots.items() if dot is not None}
+        scored = similarities(live, sums.norm2, self.shrinkage(sums))
         if not scored:
             return
         lists = orjson.dumps([[a, b, s] for (a, b), s in scored.items()])
