@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Generic, TypeVar
 
 import redis.asyncio as aioredis
 
-from streams.keys import Keys, decoded
+from streams.keys import Keys, best_pairs, decoded, queue_best
 
 V = TypeVar("V")
 
@@ -112,26 +112,9 @@ def neighbour_cache(
     in the state script for every list was a large part of Redis's and the worker's time."""
 
     async def fetch(item_ids: Sequence[str]) -> list[Neighbours]:
-        # The command as it is, not redis-py's zrevrange: its reply callback pairs and casts
-        # every entry in Python before this does the same again (most of a miss's cost).
         pipe = client.pipeline(transaction=False)
         for item_id in item_ids:
-            pipe.execute_command(
-                "ZRANGE", keys.item(item_id, "sim"), 0, count - 1, "REV", "WITHSCORES"
-            )
-        rows = await pipe.execute()
-        return [tuple((decoded(m), float(s)) for m, s in _pairs(row)) for row in rows]
+            queue_best(pipe, keys.item(item_id, "sim"), count)
+        return [tuple(best_pairs(row)) for row in await pipe.execute()]
 
     return ItemCache(fetch, size=size, ttl_s=ttl_s)
-
-
-def _pairs(row: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    """``WITHSCORES`` entries as (member, score): RESP3 sends pairs, RESP2 one flat list.
-
-    >>> [(m, float(s)) for m, s in _pairs([b"a", b"0.5"])], list(_pairs([[b"a", 0.5]]))
-    ([(b'a', 0.5)], [[b'a', 0.5]])
-    """
-    if row and not isinstance(row[0], (bytes, str)):
-        return row
-    flat = iter(row)
-    return zip(flat, flat, strict=True)

@@ -21,8 +21,9 @@ contract suite checks that every key in Redis parses back through :func:`parse_k
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 #: Per-user structures: history (zset item->last ts), affinity (hash item->a_ui), seen_events
 #: (zset event_id->ts, dedupe window), event_log (hash event_id -> "weight<TAB>item" of the
@@ -122,6 +123,27 @@ def decoded(value: bytes | str) -> str:
     ('phone', 'phone')
     """
     return value.decode() if isinstance(value, bytes) else value
+
+
+def queue_best(pipe: Any, key: str, count: int) -> None:
+    """Queue a read of the ``count`` best members of a sorted set with their scores, to
+    decode with :func:`best_pairs`. The command goes as it is, not through redis-py's
+    ``zrevrange``, whose reply callback pairs and casts every entry in Python before the
+    caller decodes them again: most of the cost of such a read."""
+    pipe.execute_command("ZRANGE", key, 0, count - 1, "REV", "WITHSCORES")
+
+
+def best_pairs(reply: Sequence[Any]) -> list[tuple[str, float]]:
+    """(member, score) pairs of a :func:`queue_best` reply: RESP3 sends pairs, RESP2 one
+    flat list.
+
+    >>> best_pairs([b"a", b"0.5", b"b", b"0.25"]) == best_pairs([[b"a", 0.5], [b"b", 0.25]])
+    True
+    """
+    if reply and isinstance(reply[0], (bytes, str)):
+        flat = iter(reply)
+        return [(decoded(m), float(s)) for m, s in zip(flat, flat, strict=True)]
+    return [(decoded(m), float(s)) for m, s in reply]
 
 
 #: How long an erasure's anonymous mark lives: events of the user appended to Kafka before the

@@ -45,7 +45,7 @@ from models.fbt import (
     rules_from_counts,
 )
 from models.recommend import Candidate, Reason, Source
-from streams.keys import Keys, decoded
+from streams.keys import Keys, best_pairs, queue_best
 from streams.sources.progress import Learnt, commit
 
 #: Adds ``ARGV[1]`` to the total and ``ARGV[2k+1]`` to field ``ARGV[2k]`` of the item hash;
@@ -231,14 +231,14 @@ class RedisFBT:
         for a in antecedents:
             # Most co-bought first: a bounded read. Rules are ranked by lift among these, so a
             # rare high-lift pair beyond the top ``pairs_per_item`` by count is not seen.
-            pipe.zrevrange(self.keys.item(a, "fbt_pairs"), 0, self.pairs_per_item - 1, True)
+            queue_best(pipe, self.keys.item(a, "fbt_pairs"), self.pairs_per_item)
         pipe.hmget(self.keys.global_("fbt_items"), antecedents)
         pipe.get(self.keys.global_("fbt_total"))
         replies = await pipe.execute()
         total = int(replies[-1] or 0)
         counts = {a: int(n) for a, n in zip(antecedents, replies[-2], strict=True) if n}
         pairs = {
-            a: {decoded(b): round(float(n)) for b, n in cast(list[tuple[bytes, float]], rows)}
+            a: {b: round(n) for b, n in best_pairs(rows)}
             for a, rows in zip(antecedents, replies[:-2], strict=True)
         }
         consequents = list({b for row in pairs.values() for b in row} - counts.keys())

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -46,7 +46,7 @@ from models.events import DEFAULT_WEIGHTS, Event, EventType
 from models.hybrid import SIMILAR_SHOPPERS
 from models.recommend import Candidate, Source
 from models.usercf import UserCF, pool_order
-from streams.keys import Keys, decoded
+from streams.keys import Keys, best_pairs, queue_best
 from streams.sources.progress import Learnt, commit
 
 #: A local model never evicts from its index: Redis trims the real one.
@@ -208,9 +208,9 @@ class RedisUserCF:
             return result
         pipe = self.client.pipeline(transaction=False)
         for item_id in items:
-            pipe.zrevrange(self.keys.item(item_id, "ucf_users"), 0, self.users_per_item - 1, True)
+            queue_best(pipe, self.keys.item(item_id, "ucf_users"), self.users_per_item)
         indexes = {
-            item_id: [(decoded(v), float(ts)) for v, ts in cast(list[tuple[bytes, float]], users)]
+            item_id: best_pairs(users)
             for item_id, users in zip(items, await pipe.execute(), strict=True)
         }
         pools: dict[str, list[str]] = {}
