@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 LEARN_BATCH_MAX = 2_000
 #: How long a batch waits for more events after its first (well inside the 1 s lag budget).
 GATHER_S = 0.2
+#: How long an idle learner waits for a first event before it refreshes the pools put off
+#: (and checks for a stop): half the default refresh interval, so a put-off pool is at most
+#: that late when the stream goes quiet.
+IDLE_S = 0.5
 
 
 #: KEYS: the learner's hash, then per user their learnt-ids key and erasure mark; ARGV: the
@@ -138,7 +142,7 @@ class Refreshes:
     publish path adds item-CF and social proof from the user's fresh state), and computing
     them is most of the learner's work. A shopper's burst costs one refresh per interval; the
     last events of a burst are in the refresh that ends it, taken by the next batch (or after
-    half a second idle), so a pool lags the learnt state by at most the interval and a batch.
+    :data:`IDLE_S` idle), so a pool lags the learnt state by at most the interval and a batch.
 
     >>> r = Refreshes(1.0)
     >>> r.take(["ann", "bob"], now=10.0), r.take(["ann"], now=10.75)
@@ -249,7 +253,7 @@ class Learner:
                 records = await self._gather(consumer)
                 if records:
                     await self.learn(records)
-                else:  # idle for half a second: those put off are due (busy, a batch takes them)
+                else:  # idle for IDLE_S: those put off are due (busy, a batch takes them)
                     await self.refresh(self.refreshes.take({}, self.monotonic()), self.clock())
                 await self._wait_out(consumer.commit, "commit")
         finally:
@@ -258,13 +262,13 @@ class Learner:
     @staticmethod
     async def _gather(consumer: Any) -> list[InboundRecord]:
         """Records for one batch: whatever arrives within :data:`GATHER_S` of the first one
-        (at most :data:`LEARN_BATCH_MAX`), or none after half a second. Waiting a little lets
+        (at most :data:`LEARN_BATCH_MAX`), or none after :data:`IDLE_S`. Waiting a little lets
         a shopper's burst of events share one pool refresh, which is most of the learner's
         cost."""
         records: list[InboundRecord] = []
         deadline: float | None = None
         while len(records) < LEARN_BATCH_MAX:
-            left = 0.5 if deadline is None else deadline - time.monotonic()
+            left = IDLE_S if deadline is None else deadline - time.monotonic()
             if left <= 0:
                 break
             found = await consumer.getmany(
