@@ -290,6 +290,7 @@ class Learner:
 
 def run_learner(settings: Settings) -> int:
     """``socialrec learner``: run until SIGINT/SIGTERM."""
+    from streams.heap import settle_heap
     from streams.security import redis_client_for
     from streams.sources.factory import build_sources
     from streams.worker import state_params
@@ -305,6 +306,7 @@ def run_learner(settings: Settings) -> int:
         sources, _content = build_sources(client, settings, store.params, metrics)
         state = LearnerState(client, dedupe_window=settings.dedupe_window)
         learner = Learner(settings, store, sources, state, metrics)
+        settle_heap()
         runner = asyncio.ensure_future(learner.run(stop))
         stopped = asyncio.ensure_future(stop.wait())
         await asyncio.wait([runner, stopped], return_when=asyncio.FIRST_COMPLETED)

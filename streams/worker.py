@@ -28,6 +28,7 @@ from streams.catalog import CatalogIngester
 from streams.config import Settings
 from streams.consumer import EventsConsumer, events_group
 from streams.guard import register_guard
+from streams.heap import settle_heap
 from streams.lag import LAG_INTERVAL_S, ConsumerLagProbe
 from streams.learner import LearnerState, learner_group
 from streams.learner_process import LearnerSupervisor
@@ -335,6 +336,7 @@ def run_worker(settings: Settings) -> int:
     app.finalize()
     learner = LearnerSupervisor(settings, metrics)
     learner.start()
+    settle_heap()
     try:
         worker = _BoundedShutdownWorker(app, loglevel="INFO", quiet=True)
         worker.execute_from_commandline()
