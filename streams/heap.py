@@ -4,10 +4,10 @@ Such a process holds a large heap for its whole life: the framework, the models,
 With CPython's default thresholds (700, 10, 10) the collector runs a young pass every 700 net
 allocations and, every so often, a full pass that walks the whole heap: 85-100 ms each in the
 learner's loop and in the publish path replayed in process (docs/live-path.md), with the
-event loop stopped while a batch waits. :func:`settle_heap`, called once the process is built, freezes what exists
-then (``gc.freeze``: the collector never walks it again) and runs young passes every
-:data:`YOUNG_THRESHOLD` allocations: cycles that per-batch work leaves are still found, in
-fewer, larger passes.
+event loop stopped while a batch waits. :func:`settle_heap`, called once the process is
+built, freezes what exists then (``gc.freeze``: the collector never walks it again) and runs
+young passes every :data:`YOUNG_THRESHOLD` allocations: cycles that per-batch work leaves
+are still found, in fewer, larger passes.
 
 >>> import gc
 >>> previous = gc.get_threshold()
