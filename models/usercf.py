@@ -35,7 +35,7 @@ a user is removing their entries: no pair table holds them anywhere else.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from heapq import nsmallest
 from itertools import chain
@@ -88,6 +88,49 @@ def pool_order(overlaps: Mapping[str, tuple[int, float]], size: int) -> list[str
     return nsmallest(
         size, overlaps, key=lambda user: (-overlaps[user][0], -overlaps[user][1], user)
     )
+
+
+def pool_of(
+    indexes: Sequence[tuple[_IntArray, _FloatArray]],
+    own: int,
+    size: int,
+    names: Sequence[str],
+) -> list[tuple[str, int]]:
+    """:func:`pool_order` over indexes given as arrays: each item's (user codes, last event
+    times), ``own`` the user's code (left out), ``names`` code -> user id. Returns the pool
+    with each member's overlap, in no particular order.
+
+    Overlaps are one bincount over the codes; the latest time, which only breaks ties, is
+    looked up only for the users tied at the pool's edge.
+
+    >>> phone = (np.array([0, 1, 2]), np.array([1.0, 3.0, 9.0]))
+    >>> case = (np.array([0, 1]), np.array([2.0, 4.0]))
+    >>> sorted(pool_of([phone, case], 0, 2, ["ann", "bob", "cy"]))
+    [('bob', 2), ('cy', 1)]
+    """
+    if not indexes:
+        return []
+    codes = np.concatenate([users for users, _ in indexes])
+    counts = np.bincount(codes, minlength=own + 1)
+    counts[own] = 0  # the user indexes their own items
+    others = np.flatnonzero(counts)
+    if len(others) <= size:
+        return list(zip([names[u] for u in others.tolist()], counts[others].tolist(), strict=True))
+    overlaps = counts[others]
+    edge = int(np.partition(overlaps, len(others) - size)[len(others) - size])
+    above = others[overlaps > edge]
+    pool = list(zip([names[u] for u in above.tolist()], counts[above].tolist(), strict=True))
+    # Often hundreds tie at the edge (one item in common): their latest time on a shared
+    # item, then (−latest, id) tuples sorted in C.
+    tied = counts == edge
+    times = np.concatenate([ts for _, ts in indexes])
+    at_edge = tied[codes]
+    latest = np.full(len(counts), -np.inf)
+    np.maximum.at(latest, codes[at_edge], times[at_edge])
+    edge_users = np.flatnonzero(tied)
+    ids = [names[u] for u in edge_users.tolist()]
+    rest = sorted(zip((-latest[edge_users]).tolist(), ids, strict=True))[: size - len(pool)]
+    return pool + [(user, edge) for _, user in rest]
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,39 +331,11 @@ class UserCF:
         return np.asarray(dots, dtype=np.float64)
 
     def _pool(self, user_id: str, row: Mapping[str, float], size: int) -> list[tuple[str, int]]:
-        """The :func:`pool_order` pool of the user, with each member's overlap.
-
-        Overlaps are one bincount over the user codes of the user's items' indexes; the
-        latest time, which only breaks ties, is looked up only for the users tied at the
-        pool's edge.
-        """
+        """The :func:`pool_order` pool of the user, with each member's overlap
+        (:func:`pool_of` over the indexes of the user's items)."""
         arrays = [self._index_array(item_id) for item_id in row if item_id in self.index]
-        if not arrays:
-            return []
-        codes = np.concatenate([users for users, _ in arrays])
-        counts = np.bincount(codes)
-        counts[self._user_codes.code[user_id]] = 0  # the user indexes their own items
-        others = np.flatnonzero(counts)
-        names = self._user_codes.names
-        if len(others) <= size:
-            return list(
-                zip([names[u] for u in others.tolist()], counts[others].tolist(), strict=True)
-            )
-        overlaps = counts[others]
-        edge = int(np.partition(overlaps, len(others) - size)[len(others) - size])
-        above = others[overlaps > edge]
-        pool = list(zip([names[u] for u in above.tolist()], counts[above].tolist(), strict=True))
-        # Often hundreds tie at the edge (one item in common): their latest time on a shared
-        # item, then (−latest, id) tuples sorted in C.
-        tied = counts == edge
-        times = np.concatenate([ts for _, ts in arrays])
-        at_edge = tied[codes]
-        latest = np.full(len(counts), -np.inf)
-        np.maximum.at(latest, codes[at_edge], times[at_edge])
-        edge_users = np.flatnonzero(tied)
-        ids = [names[u] for u in edge_users.tolist()]
-        rest = sorted(zip((-latest[edge_users]).tolist(), ids, strict=True))[: size - len(pool)]
-        return pool + [(user, edge) for _, user in rest]
+        own = self._user_codes.code[user_id]
+        return pool_of(arrays, own, size, self._user_codes.names)
 
     def _index_array(self, item_id: str) -> tuple[_IntArray, _FloatArray]:
         """The item's index as (user codes, last event times), cached until it changes."""

@@ -25,6 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+import numpy as np
+import numpy.typing as npt
+
 #: Per-user structures: history (zset item->last ts), affinity (hash item->a_ui), seen_events
 #: (zset event_id->ts, dedupe window), event_log (hash event_id -> "weight<TAB>item" of the
 #: events that added to popularity, so erasure can subtract them), bought/hidden (sets of
@@ -144,6 +147,21 @@ def best_pairs(reply: Sequence[Any]) -> list[tuple[str, float]]:
         flat = iter(reply)
         return [(decoded(m), float(s)) for m, s in zip(flat, flat, strict=True)]
     return [(decoded(m), float(s)) for m, s in reply]
+
+
+def best_arrays(reply: Sequence[Any]) -> tuple[Sequence[Any], npt.NDArray[np.float64]]:
+    """A :func:`queue_best` reply as (members as Redis sent them, scores as an array): for
+    readers of many entries that decode only the few they keep.
+
+    >>> members, scores = best_arrays([b"a", b"0.5", b"b", b"0.25"])
+    >>> members, scores.tolist()
+    ([b'a', b'b'], [0.5, 0.25])
+    >>> best_arrays([[b"a", 0.5]])[1].tolist()
+    [0.5]
+    """
+    if reply and not isinstance(reply[0], (bytes, str)):  # RESP3: pairs
+        return [m for m, _ in reply], np.array([s for _, s in reply], dtype=np.float64)
+    return reply[0::2], np.array(reply[1::2]).astype(np.float64)
 
 
 #: How long an erasure's anonymous mark lives: events of the user appended to Kafka before the

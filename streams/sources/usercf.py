@@ -35,18 +35,18 @@ Reasons never name the neighbours: every candidate carries the one shared
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 import redis.asyncio as aioredis
 
 from models.events import DEFAULT_WEIGHTS, Event, EventType
 from models.hybrid import SIMILAR_SHOPPERS
 from models.recommend import Candidate, Source
-from models.usercf import UserCF, pool_order
-from streams.keys import Keys, best_pairs, queue_best
+from models.usercf import UserCF, pool_of
+from streams.keys import Keys, best_arrays, decoded, queue_best
 from streams.sources.progress import Learnt, commit
 
 #: A local model never evicts from its index: Redis trims the real one.
@@ -209,19 +209,28 @@ class RedisUserCF:
         pipe = self.client.pipeline(transaction=False)
         for item_id in items:
             queue_best(pipe, self.keys.item(item_id, "ucf_users"), self.users_per_item)
-        indexes = {
-            item_id: best_pairs(users)
-            for item_id, users in zip(items, await pipe.execute(), strict=True)
+        # Each index as (user codes, times), members coded as Redis sent them: a batch reads
+        # thousands of entries and keeps a few hundred users, decoded once each.
+        code: dict[Any, int] = {}
+        indexes = {}
+        for item_id, reply in zip(items, await pipe.execute(), strict=True):
+            members, times = best_arrays(reply)
+            coded = (code.setdefault(m, len(code)) for m in members)
+            indexes[item_id] = (np.fromiter(coded, np.intp, len(members)), times)
+        names = [decoded(m) for m in code]
+        own = {name: n for n, name in enumerate(names)}
+        pools = {
+            user_id: [
+                other
+                for other, _ in pool_of(
+                    [indexes[i] for i in row],
+                    own.get(user_id, len(names)),  # not indexed: a code no entry has
+                    self.neighbour_pool,
+                    names,
+                )
+            ]
+            for user_id, row in rows.items()
         }
-        pools: dict[str, list[str]] = {}
-        for user_id, row in rows.items():
-            overlaps: dict[str, tuple[int, float]] = {}
-            for item_id in row:
-                for other, ts in indexes[item_id]:
-                    if other != user_id:
-                        n, latest = overlaps.get(other, (0, -math.inf))
-                        overlaps[other] = (n + 1, max(latest, ts))
-            pools[user_id] = pool_order(overlaps, self.neighbour_pool)
         wanted = list(dict.fromkeys(v for pool in pools.values() for v in pool if v not in rows))
         if wanted:
             rows.update(await self._rows(wanted))
