@@ -295,40 +295,44 @@ class UserCF:
             return []
         if among is None:
             size = len(self.items) if self.neighbour_pool is None else self.neighbour_pool
-            shared = self._pool(user_id, row, size)
+            others = [other for other, _ in self._pool(user_id, row, size)]
         else:
-            rows = self.items
-            shared = [(o, len(row.keys() & rows[o].keys())) for o in among if o in rows]
-            shared = [(o, n) for o, n in shared if n > 0 and o != user_id]
-        pool = [(other, n) for other, n in shared if n >= self.min_overlap]
-        if not pool:
+            others = [other for other in among if other != user_id and other in self.items]
+        if not others:
             return []
-        others = [other for other, _ in pool]
+        dots, overlaps = self._dots(user_id, others)
+        kept = np.flatnonzero(overlaps >= max(1, self.min_overlap))
+        if not len(kept):
+            return []
+        others = [others[n] for n in kept.tolist()]
         # Two square roots, not one of the product (which can underflow); clamp rounding.
         norms = np.sqrt(np.array([self.norm2[other] for other in others]))
-        similarities = np.minimum(
-            1.0, self._dots(user_id, others) / (math.sqrt(self.norm2[user_id]) * norms)
-        )
+        similarities = np.minimum(1.0, dots[kept] / (math.sqrt(self.norm2[user_id]) * norms))
         # (−similarity, −overlap, id): the ranking order, compared in C without a key function.
-        found = sorted(zip((-similarities).tolist(), [-n for _, n in pool], others, strict=True))
+        found = sorted(
+            zip((-similarities).tolist(), (-overlaps[kept]).tolist(), others, strict=True)
+        )
         count = self.max_neighbours if k is None else k
         return [Neighbour(other, -sim, -overlap) for sim, overlap, other in found[:count]]
 
-    def _dots(self, user_id: str, others: list[str]) -> _FloatArray:
-        """``Σ_i a_ui·a_vi`` for each of ``others``, in one bincount. Each sum runs over the
-        shared items in id order (rows are stored sorted), so it is a function of the two
-        rows alone: ``dot(u, v) == dot(v, u)`` exactly, in this model or any other holding
-        the same rows."""
+    def _dots(self, user_id: str, others: list[str]) -> tuple[_FloatArray, _IntArray]:
+        """``Σ_i a_ui·a_vi`` for each of ``others``, and how many items each shares with the
+        user, in two bincounts. Each sum runs over the shared items in id order (rows are
+        stored sorted), so it is a function of the two rows alone: ``dot(u, v) == dot(v, u)``
+        exactly, in this model or any other holding the same rows."""
         rows = [self._row_array(other) for other in others]
         mine, affinities = self._row_array(user_id)
         dense = np.zeros(len(self._item_codes.names))
         dense[mine] = affinities
+        mask = np.zeros(len(dense), dtype=np.bool_)
+        mask[mine] = True
         codes = np.concatenate([items for items, _ in rows])
         owner = np.repeat(np.arange(len(others)), [len(items) for items, _ in rows])
         theirs = np.concatenate([a for _, a in rows])
         # Unshared items add dense's 0.0, which leaves a float sum unchanged.
         dots = np.bincount(owner, weights=dense[codes] * theirs, minlength=len(others))
-        return np.asarray(dots, dtype=np.float64)
+        shared = np.bincount(owner[mask[codes]], minlength=len(others))
+        return np.asarray(dots, dtype=np.float64), shared
 
     def _pool(self, user_id: str, row: Mapping[str, float], size: int) -> list[tuple[str, int]]:
         """The :func:`pool_order` pool of the user, with each member's overlap

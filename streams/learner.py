@@ -96,15 +96,24 @@ class LearnerState:
         """The events not learnt yet, in order (one round trip)."""
         if not events:
             return []
+        per_user: dict[str, list[str]] = {}
+        for event in events:
+            per_user.setdefault(event.user_id, []).append(event.event_id)
         async with self.client.pipeline(transaction=False) as pipe:
-            for event in events:
-                pipe.zscore(self.keys.user(event.user_id, "learnt"), event.event_id)
-            scores = await pipe.execute()
+            for user_id, ids in per_user.items():  # one command per user, not per event
+                pipe.zmscore(self.keys.user(user_id, "learnt"), ids)
+            replies = await pipe.execute()
+        learnt = {
+            (user_id, event_id)
+            for (user_id, ids), scores in zip(per_user.items(), replies, strict=True)
+            for event_id, score in zip(ids, scores, strict=True)
+            if score is not None
+        }
         seen: set[str] = set()
         fresh = []
-        for event, score in zip(events, scores, strict=True):
-            if score is None and event.event_id not in seen:  # in-batch repeats count once
-                seen.add(event.event_id)
+        for event in events:
+            if (event.user_id, event.event_id) not in learnt and event.event_id not in seen:
+                seen.add(event.event_id)  # in-batch repeats count once
                 fresh.append(event)
         return fresh
 
