@@ -76,6 +76,8 @@ def up(settings: Settings, names: tuple[str, ...]) -> None:
             if pid is None:
                 _refuse_foreign_ports(member)
                 pid = member.start()
+            else:
+                say(f"{member.svc.name}: already running (pid {pid}) at {member.svc.address}")
             running.append((member, pid))
         if "kafka" in names:
             brokers = [(m, pid) for m, pid in running if m.svc.name.startswith("kafka")]
