@@ -297,7 +297,8 @@ def replicated_for(settings: Settings, spec: TopicSpec) -> TopicSpec:
 
     >>> from streams.config import Settings
     >>> spec = load_topics(Settings().topics_file)[0]
-    >>> clustered = replicated_for(Settings(cluster=True), spec)
+    >>> three = "127.0.0.1:9001,127.0.0.1:9002,127.0.0.1:9003"
+    >>> clustered = replicated_for(Settings(cluster=True, kafka_bootstrap=three), spec)
     >>> clustered.replication_factor, clustered.broker_configs()["min.insync.replicas"]
     (3, '2')
     """

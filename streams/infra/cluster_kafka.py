@@ -7,9 +7,11 @@ a fixed local layout needs no dynamic membership (``controller.quorum.voters`` n
 so every node is formatted alike, without ``--standalone`` or directory ids).
 
 >>> from streams.config import Settings
->>> lines = broker_properties(Settings(cluster=True, data_dir=Path("/d")), 2).splitlines()
+>>> three = "127.0.0.1:9001,127.0.0.1:9002,127.0.0.1:9003"
+>>> s = Settings(cluster=True, kafka_bootstrap=three, kafka_controller_port=9101)
+>>> lines = broker_properties(s, 2).splitlines()
 >>> [line for line in lines if line.startswith(("node.id", "controller.quorum", "min.insync"))]
-['node.id=2', 'controller.quorum.voters=1@127.0.0.1:19292,2@127.0.0.1:19293,3@127.0.0.1:19294', \
+['node.id=2', 'controller.quorum.voters=1@127.0.0.1:9101,2@127.0.0.1:9102,3@127.0.0.1:9103', \
 'min.insync.replicas=2']
 """
 
