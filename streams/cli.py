@@ -125,6 +125,15 @@ def _host_link(settings: Settings, args: argparse.Namespace) -> int:
     return access.run_host_link(settings, args.stream, args.ttl, args.base)
 
 
+def _cluster_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="the scaled-out layout: three Kafka brokers (replication 3) and a Redis Cluster "
+        "(the same as SOCIALREC_CLUSTER=true)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="socialrec", description="Real-time recommendations for social commerce."
@@ -138,11 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="kafka,redis",
         help="comma-separated subset of kafka,redis (default: both)",
     )
+    _cluster_flag(p)
     p.set_defaults(handler=_infra)
 
     p = sub.add_parser("topics", help="create or reconcile the topics declared in topics.yaml")
     p.add_argument("action", choices=["apply"])
     p.add_argument("--dry-run", action="store_true", help="report drift, change nothing")
+    _cluster_flag(p)
     p.set_defaults(handler=_topics)
 
     p = sub.add_parser("worker", help="run the Faust worker (events in, recommendations out)")
@@ -278,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = load_settings()
+    settings = load_settings(**({"cluster": True} if getattr(args, "cluster", False) else {}))
     handler: Handler = args.handler
     return handler(settings, args)
 

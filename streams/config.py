@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.events import DEFAULT_WEIGHTS, EventType
@@ -37,6 +44,14 @@ class ConfigError(SystemExit):
 SOURCE_NAMES: tuple[str, ...] = ("mf", "content", "user_cf", "fbt")
 #: Shortest host-link secret accepted: 32 characters of `secrets.token_urlsafe` carry 192 bits.
 MIN_SECRET_CHARS = 32
+#: What the scaled-out layout (SOCIALREC_CLUSTER) changes when the variable itself is not set:
+#: three brokers (one per address) beside the single broker's ports, so both layouts can run
+#: at once, and smaller heaps, since three JVMs share the machine.
+CLUSTER_DEFAULTS: dict[str, object] = {
+    "kafka_bootstrap": "127.0.0.1:19192,127.0.0.1:19193,127.0.0.1:19194",
+    "kafka_controller_port": 19292,
+    "kafka_heap": "-Xms128m -Xmx512m",
+}
 
 
 class Settings(BaseSettings):
@@ -54,6 +69,30 @@ class Settings(BaseSettings):
     data_dir: Path = PROJECT_ROOT / ".socialrec"
     kafka_version: str = "4.1.1"
     kafka_heap: str = "-Xms256m -Xmx768m"
+
+    # --- scaled-out layout (`socialrec infra up --cluster`, docs/cluster.md) -----------------
+    cluster: bool = Field(
+        default=False,
+        description="one broker per SOCIALREC_KAFKA_BOOTSTRAP address (infra up starts them, "
+        "their controllers on SOCIALREC_KAFKA_CONTROLLER_PORT and the next ports) and a Redis "
+        "Cluster; topics get the cluster's replication, producers acks=all and idempotence",
+    )
+    cluster_replication_factor: int = Field(
+        default=3, ge=1, description="every topic's replicas in cluster mode (at most the brokers)"
+    )
+    cluster_min_insync_replicas: int = Field(
+        default=2,
+        ge=1,
+        description="replicas an acks=all write waits for; below the replication factor, so "
+        "writes go on while one broker is down",
+    )
+    redis_cluster_port: int = Field(
+        default=17000,
+        ge=1,
+        le=65535 - 10_000 - 5,
+        description="the first of the Redis Cluster's six consecutive ports (three masters, one "
+        "replica each); each node's cluster bus listens 10000 above its port",
+    )
 
     # --- transport security (streams/security.py) ----------------------------------------------
     kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = Field(
@@ -267,9 +306,17 @@ class Settings(BaseSettings):
                 raise ValueError(f"entry {part!r} is not host:port")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _cluster_defaults(cls, data: object) -> object:
+        """In cluster mode, the layout's own defaults for what the caller left unset."""
+        if isinstance(data, dict) and _is_true(data.get("cluster", False)):
+            return {**CLUSTER_DEFAULTS, **data}
+        return data
+
     @model_validator(mode="after")
     def _transport_works(self) -> Settings:
-        problems = transport_problems(self)
+        problems = transport_problems(self) + cluster_problems(self)
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -285,7 +332,18 @@ class Settings(BaseSettings):
 
     @property
     def kafka_port(self) -> int:
-        return int(self.kafka_bootstrap.split(",")[0].rpartition(":")[2])
+        return self.kafka_ports[0]
+
+    @property
+    def kafka_ports(self) -> tuple[int, ...]:
+        """Every bootstrap address's port (one broker each in cluster mode)."""
+        return tuple(int(part.rpartition(":")[2]) for part in self.kafka_bootstrap.split(","))
+
+    @property
+    def producer_acks(self) -> int:
+        """-1 (every in-sync replica, at least cluster_min_insync_replicas) on a replicated
+        cluster; 1 (the leader) on one broker, where "all" would mean the same but slower."""
+        return -1 if self.cluster else 1
 
     @property
     def redis_port(self) -> int:
@@ -294,6 +352,37 @@ class Settings(BaseSettings):
 
     def weight(self, event_type: EventType) -> float:
         return self.event_weights[event_type.value]
+
+
+def cluster_problems(settings: Settings) -> list[str]:
+    """What keeps the cluster settings from working, each naming the variables to change."""
+    s = settings
+    if not s.cluster:
+        return []
+    problems = []
+    brokers = len(s.kafka_ports)
+    if brokers < s.cluster_replication_factor:
+        problems.append(
+            f"SOCIALREC_KAFKA_BOOTSTRAP lists {brokers} broker(s) but "
+            f"SOCIALREC_CLUSTER_REPLICATION_FACTOR={s.cluster_replication_factor} needs at least "
+            "as many: list every broker, or lower the replication factor"
+        )
+    if s.cluster_min_insync_replicas >= s.cluster_replication_factor > 1:
+        problems.append(
+            f"SOCIALREC_CLUSTER_MIN_INSYNC_REPLICAS={s.cluster_min_insync_replicas} must be below "
+            f"SOCIALREC_CLUSTER_REPLICATION_FACTOR={s.cluster_replication_factor}, or writes stop "
+            "whenever one broker is down"
+        )
+    return problems
+
+
+def _is_true(value: object) -> bool:
+    """A boolean setting's raw value (True, "true", "1", ...) as pydantic will read it; a
+    value it will reject counts as false here and is reported by the field's own check."""
+    try:
+        return TypeAdapter(bool).validate_python(value)
+    except ValidationError:
+        return False
 
 
 def redis_url_with_db(url: str, db: int) -> str:

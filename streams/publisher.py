@@ -88,7 +88,10 @@ class KafkaPublisher(_RetryingPublisher):
                     producer = AIOKafkaProducer(
                         **kafka_client_kwargs(self.settings),
                         client_id=f"{self.settings.app_id}-publisher",
-                        acks=1,  # as the Faust app's producer (streams/worker.py faust_app)
+                        # As the Faust app's producer (streams/worker.py faust_app); on a
+                        # cluster also idempotent, so a retried send is never written twice.
+                        acks=self.settings.producer_acks,
+                        enable_idempotence=self.settings.cluster,
                         linger_ms=1,
                     )
                     await wait_out(producer.start, self.metrics, "producer start")

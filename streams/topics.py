@@ -20,7 +20,7 @@ import asyncio
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -272,7 +272,7 @@ async def apply_topics(settings: Settings, dry_run: bool = False) -> ApplyReport
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
-    specs = load_topics(settings.topics_file)
+    specs = [replicated_for(settings, spec) for spec in load_topics(settings.topics_file)]
     admin = AIOKafkaAdminClient(
         **kafka_client_kwargs(settings),
         client_id="socialrec-topics",
@@ -287,6 +287,28 @@ async def apply_topics(settings: Settings, dry_run: bool = False) -> ApplyReport
         return await _reconcile(admin, settings, specs, dry_run)
     finally:
         await admin.close()
+
+
+def replicated_for(settings: Settings, spec: TopicSpec) -> TopicSpec:
+    """The topic as the settings' Kafka should hold it: topics.yaml's replication on one
+    broker; on a cluster (SOCIALREC_CLUSTER) the cluster's replication factor, and its
+    ``min.insync.replicas`` pinned on the topic so acks=all writes survive a broker's loss
+    whatever the brokers' default.
+
+    >>> from streams.config import Settings
+    >>> spec = load_topics(Settings().topics_file)[0]
+    >>> three = "127.0.0.1:9001,127.0.0.1:9002,127.0.0.1:9003"
+    >>> clustered = replicated_for(Settings(cluster=True, kafka_bootstrap=three), spec)
+    >>> clustered.replication_factor, clustered.broker_configs()["min.insync.replicas"]
+    (3, '2')
+    """
+    if not settings.cluster:
+        return spec
+    return replace(
+        spec,
+        replication_factor=settings.cluster_replication_factor,
+        config={**spec.config, "min.insync.replicas": str(settings.cluster_min_insync_replicas)},
+    )
 
 
 async def _reconcile(

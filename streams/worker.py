@@ -117,7 +117,10 @@ def faust_app(settings: Settings) -> faust.App:
         broker_commit_every=settings.batch_max,
         broker_commit_interval=1.0,
         producer_linger_ms=1,
-        producer_acks=1,
+        # All in-sync replicas on a cluster. Faust offers no idempotence outside transactions:
+        # its retries may repeat a catalog, trending or erasure record (compacted, keyed, the
+        # latest wins); the hot path's own producer is idempotent (streams/publisher.py).
+        producer_acks=settings.producer_acks,
         stream_wait_empty=False,
         key_serializer="raw",
         value_serializer="raw",

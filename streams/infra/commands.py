@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable
 
 from streams.config import Settings
+from streams.infra import cluster
 from streams.infra.base import (
     KILL_TIMEOUT_S,
     POLL_INTERVAL_S,
@@ -62,8 +63,12 @@ def up(settings: Settings, services: str | Iterable[str] = SERVICES) -> None:
 
     Calling it again while they run is harmless: a live pid from our pid file plus a server
     that answers means "already up". Servers start concurrently, then readiness is awaited.
+    With ``settings.cluster``, the scaled-out layout instead (:mod:`.cluster`).
     """
     names = parse_services(services)
+    if settings.cluster:
+        cluster.up(settings, names)
+        return
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with locked(settings), auth_errors():
         waiting: list[tuple[Service, int]] = []
@@ -95,6 +100,11 @@ def down(settings: Settings, services: str | Iterable[str] = SERVICES) -> None:
     A server we did not start is never signalled; stale pid files are removed.
     """
     names = parse_services(services)
+    if settings.cluster:
+        cluster.down(settings, names)
+        return
+    if leftover := cluster.leftover_pid_files(settings):
+        say(f"the cluster's {', '.join(leftover)} may still run: `socialrec infra down --cluster`")
     if not settings.data_dir.exists():
         for name in names:
             say(f"{name}: not running")
@@ -139,6 +149,8 @@ def status(settings: Settings, services: str | Iterable[str] = SERVICES) -> list
 
     Cheap on purpose (pid file plus a TCP connect) so ``socialrec infra status`` answers fast.
     """
+    if settings.cluster:
+        return cluster.status(settings, parse_services(services))
     report = []
     for name in parse_services(services):
         svc = service_of(settings, name)

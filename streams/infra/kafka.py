@@ -48,6 +48,12 @@ async def kafka_answers(settings: Settings, timeout_s: float = 5.0) -> bool:
 
     An open TCP port is not enough: the listener opens before the broker can serve requests.
     """
+    return await brokers_seen(settings, timeout_s) > 0
+
+
+async def brokers_seen(settings: Settings, timeout_s: float = 5.0) -> int:
+    """How many brokers an admin metadata call reports (0 while none answers, or no
+    controller quorum has formed yet)."""
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
@@ -60,9 +66,9 @@ async def kafka_answers(settings: Settings, timeout_s: float = 5.0) -> bool:
         async with asyncio.timeout(timeout_s):
             await admin.start()
             cluster: dict[str, Any] = await admin.describe_cluster()
-        return bool(cluster.get("brokers"))
+        return len(cluster.get("brokers") or [])
     except (KafkaError, OSError, TimeoutError):
-        return False
+        return 0
     finally:
         with contextlib.suppress(Exception):
             await admin.close()
@@ -191,23 +197,33 @@ def kafka_server_properties(settings: Settings) -> str:
         "controller.listener.names=CONTROLLER",
         *(kafka_sasl_properties(settings, name) if sasl else []),
         f"log.dirs={kafka_dir(settings) / 'data'}",
-        "num.partitions=1",
-        "default.replication.factor=1",
-        "auto.create.topics.enable=false",
-        "offsets.topic.replication.factor=1",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
-        "group.initial.rebalance.delay.ms=0",
-        "log.cleaner.dedupe.buffer.size=2097152",
+        *broker_tuning(replicas=1, min_isr=1),
     ]
     return "\n".join(lines) + "\n"
 
 
-def kafka_log4j2_properties(settings: Settings) -> str:
-    """log4j2 configuration sending the broker's log to ``data_dir/kafka/logs/server.log``."""
-    logs = kafka_dir(settings) / "logs"
+def broker_tuning(replicas: int, min_isr: int) -> list[str]:
+    """Settings every local broker shares: internal topics replicated ``replicas`` times with
+    ``min_isr`` in sync, no topic created behind topics.yaml's back, and the short rebalance
+    delay and small dedupe buffer that keep a test broker quick and small."""
+    return [
+        "num.partitions=1",
+        f"default.replication.factor={replicas}",
+        "auto.create.topics.enable=false",
+        f"offsets.topic.replication.factor={replicas}",
+        f"transaction.state.log.replication.factor={replicas}",
+        f"transaction.state.log.min.isr={min_isr}",
+        f"share.coordinator.state.topic.replication.factor={replicas}",
+        f"share.coordinator.state.topic.min.isr={min_isr}",
+        "group.initial.rebalance.delay.ms=0",
+        "log.cleaner.dedupe.buffer.size=2097152",
+    ]
+
+
+def kafka_log4j2_properties(settings: Settings, logs: Path | None = None) -> str:
+    """log4j2 configuration sending the broker's log to ``server.log`` in ``logs`` (by default
+    ``data_dir/kafka/logs``)."""
+    logs = logs or kafka_dir(settings) / "logs"
     return "\n".join(
         [
             "status = warn",
@@ -240,39 +256,12 @@ def kafka_formatted(settings: Settings) -> bool:
 
 def start_kafka(settings: Settings, svc: Service) -> int:
     """Write the configuration, format storage once, then launch the broker detached."""
-    java = require_binary(
-        "java",
-        "Kafka needs a Java runtime (17+): install one "
-        "(Debian/Ubuntu: apt-get install -y openjdk-17-jre-headless)",
-    )
-    libs = ensure_kafka_libs(settings)
     kdir = svc.data_dir
-    (kdir / "logs").mkdir(parents=True, exist_ok=True)
-    (kdir / "data").mkdir(parents=True, exist_ok=True)
+    jvm = prepare_broker_dir(settings, kdir, kafka_server_properties(settings))
     props = kdir / "server.properties"
-    log4j = kdir / "log4j2.properties"
-    write_private(props, kafka_server_properties(settings))  # may hold the broker's password
-    log4j.write_text(kafka_log4j2_properties(settings))
-    jvm = [
-        java,
-        f"-Dlog4j2.configurationFile={log4j}",
-        f"-Dkafka.logs.dir={kdir / 'logs'}",
-        "-Djava.awt.headless=true",
-        "-cp",
-        f"{libs}/*",
-    ]
     if not kafka_formatted(settings):
         _format_kafka_storage(settings, jvm, props, svc)
-    cmd = [
-        java,
-        *settings.kafka_heap.split(),
-        "-XX:ParallelGCThreads=2",
-        *jvm[1:],
-        "kafka.Kafka",
-        str(props),
-    ]
-    pid = spawn_detached(cmd, kdir / "logs" / "kafka.out")
-    svc.pid_file.write_text(f"{pid}\n")
+    pid = launch_broker(settings, jvm, props, svc)
     say(
         f"kafka: started pid {pid} on {svc.address} (controller port "
         f"{settings.kafka_controller_port}), log {svc.log_file}"
@@ -280,10 +269,48 @@ def start_kafka(settings: Settings, svc: Service) -> int:
     return pid
 
 
+def prepare_broker_dir(settings: Settings, kdir: Path, properties: str) -> list[str]:
+    """Write a broker's configuration into ``kdir``; return the JVM command prefix (java, its
+    logging and classpath) that its storage tool and the broker itself run with."""
+    java = require_binary(
+        "java",
+        "Kafka needs a Java runtime (17+): install one "
+        "(Debian/Ubuntu: apt-get install -y openjdk-17-jre-headless)",
+    )
+    libs = ensure_kafka_libs(settings)
+    (kdir / "logs").mkdir(parents=True, exist_ok=True)
+    (kdir / "data").mkdir(parents=True, exist_ok=True)
+    log4j = kdir / "log4j2.properties"
+    write_private(kdir / "server.properties", properties)  # may hold the broker's password
+    log4j.write_text(kafka_log4j2_properties(settings, kdir / "logs"))
+    return [
+        java,
+        f"-Dlog4j2.configurationFile={log4j}",
+        f"-Dkafka.logs.dir={kdir / 'logs'}",
+        "-Djava.awt.headless=true",
+        "-cp",
+        f"{libs}/*",
+    ]
+
+
+def launch_broker(settings: Settings, jvm: list[str], props: Path, svc: Service) -> int:
+    """Start ``kafka.Kafka`` detached with the settings' heap; write and return its pid."""
+    cmd = [
+        jvm[0],
+        *settings.kafka_heap.split(),
+        "-XX:ParallelGCThreads=2",
+        *jvm[1:],
+        "kafka.Kafka",
+        str(props),
+    ]
+    pid = spawn_detached(cmd, svc.data_dir / "logs" / "kafka.out")
+    svc.pid_file.write_text(f"{pid}\n")
+    return pid
+
+
 def _format_kafka_storage(settings: Settings, jvm: list[str], props: Path, svc: Service) -> None:
     """Format the KRaft log directory once (a standalone controller quorum of one), with the
     SCRAM user when SASL is configured (users exist from the first metadata record on)."""
-    cluster_id = new_cluster_id()
     sasl = kafka_sasl(settings)
     password = kafka_password(settings) if sasl else ""
     scram = []
@@ -293,24 +320,27 @@ def _format_kafka_storage(settings: Settings, jvm: list[str], props: Path, svc: 
         say(f"kafka: formatting storage (first start) with the SCRAM user {user!r}")
     else:
         say("kafka: formatting storage (first start)")
-    cmd = [
-        *jvm,
-        "kafka.tools.StorageTool",
-        "format",
-        "--standalone",
-        "-t",
-        cluster_id,
-        "-c",
-        str(props),
-        *scram,
-    ]
+    format_storage(jvm, props, new_cluster_id(), svc, ["--standalone", *scram], password)
+    if sasl:
+        record_formatted_user(settings, svc.data_dir)
+
+
+def format_storage(
+    jvm: list[str],
+    props: Path,
+    cluster_id: str,
+    svc: Service,
+    extra: list[str],
+    password: str = "",
+) -> None:
+    """Run Kafka's storage tool on one broker's log directory; its output (any password
+    masked) becomes the error when it fails."""
+    cmd = [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), *extra]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         text = result.stdout + result.stderr
         output = (text.replace(password, "***") if password else text).strip().splitlines()[-15:]
         raise InfraError(
-            f"kafka: formatting storage in {svc.data_dir / 'data'} failed "
+            f"{svc.name}: formatting storage in {svc.data_dir / 'data'} failed "
             f"(exit {result.returncode}):\n    " + "\n    ".join(output)
         )
-    if sasl:
-        record_formatted_user(settings, svc.data_dir)

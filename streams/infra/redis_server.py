@@ -34,7 +34,7 @@ def redis_answers(settings: Settings, timeout_s: float = 1.0) -> bool:
 
 def start_redis(settings: Settings, svc: Service) -> int:
     """Launch redis-server on its own port and directory with an fsync-every-second AOF."""
-    redis_server = _ensure_redis_server()
+    redis_server = ensure_redis_server()
     svc.data_dir.mkdir(parents=True, exist_ok=True)
     acl = redis_acl(settings)
     acl_args = []
@@ -42,8 +42,16 @@ def start_redis(settings: Settings, svc: Service) -> int:
         acl_file = svc.data_dir / "users.acl"
         write_private(acl_file, acl)
         acl_args = ["--aclfile", str(acl_file)]
-    cmd = [
-        redis_server,
+    pid = spawn_detached([redis_server, *redis_server_args(svc), *acl_args], svc.log_file)
+    svc.pid_file.write_text(f"{pid}\n")
+    say(f"redis: started pid {pid} on {svc.address}, log {svc.log_file}")
+    return pid
+
+
+def redis_server_args(svc: Service) -> list[str]:
+    """What every Redis socialrec starts runs with: its own port and directory on loopback, an
+    AOF fsynced every second and no RDB snapshots, in the foreground of its own session."""
+    return [
         "--port", str(svc.port),
         "--bind", svc.host,
         "--protected-mode", "yes",
@@ -54,15 +62,10 @@ def start_redis(settings: Settings, svc: Service) -> int:
         "--daemonize", "no",
         "--pidfile", str(svc.pid_file),
         "--logfile", "",
-        *acl_args,
     ]  # fmt: skip
-    pid = spawn_detached(cmd, svc.log_file)
-    svc.pid_file.write_text(f"{pid}\n")
-    say(f"redis: started pid {pid} on {svc.address}, log {svc.log_file}")
-    return pid
 
 
-def _ensure_redis_server() -> str:
+def ensure_redis_server() -> str:
     """Find redis-server; as root on Debian/Ubuntu install it, otherwise say how to."""
     found = shutil.which("redis-server")
     if found:

@@ -4,6 +4,7 @@ valid against the Compose Specification, images pinned, worker wired to the serv
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -11,6 +12,9 @@ from urllib.parse import urlsplit
 import jsonschema
 import pytest
 import yaml
+
+from streams.config import Settings
+from streams.infra import kafka_cluster_id_is_valid
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT.parent / "shared" / "schemas" / "compose-spec.json"
@@ -145,3 +149,72 @@ def test_every_published_port_is_bound_to_loopback(compose: dict[str, Any]) -> N
     ]
     assert published
     assert all(port.startswith("127.0.0.1:") for port in published), published
+
+
+def _scaled(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {n: s for n, s in compose["services"].items() if "scaled" in s.get("profiles", [])}
+
+
+def test_scaled_profile_runs_three_brokers_with_replication_three(
+    compose: dict[str, Any],
+) -> None:
+    """Three combined nodes of one cluster, each its own node id, listener and volume; the
+    single stack is untouched (it has no profile, so `docker compose up` runs just it)."""
+    scaled = _scaled(compose)
+    assert not any("profiles" in compose["services"][n] for n in ("kafka", "redis", "worker"))
+    brokers = {n: s["environment"] for n, s in scaled.items() if n.startswith("kafka-")}
+    assert sorted(brokers) == ["kafka-1", "kafka-2", "kafka-3"]
+    voters = {env["KAFKA_CONTROLLER_QUORUM_VOTERS"] for env in brokers.values()}
+    assert voters == {"1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093"}
+    assert {env["CLUSTER_ID"] for env in brokers.values()} == {brokers["kafka-1"]["CLUSTER_ID"]}
+    assert kafka_cluster_id_is_valid(brokers["kafka-1"]["CLUSTER_ID"])
+    for name, env in brokers.items():
+        assert env["KAFKA_NODE_ID"] == name.removeprefix("kafka-")
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{name}:9092"
+        assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3"
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+        assert scaled[name]["volumes"] == [f"{name}-data:/var/lib/kafka/data"]
+        assert f"{name}-data" in compose["volumes"]
+        assert "healthcheck" in scaled[name]
+
+
+def test_scaled_profile_joins_six_redis_nodes_into_a_cluster(compose: dict[str, Any]) -> None:
+    scaled = _scaled(compose)
+    nodes = sorted(n for n in scaled if n.startswith("redis-node-"))
+    assert nodes == [f"redis-node-{i}" for i in range(1, 7)]
+    for name in nodes:
+        script = " ".join(scaled[name]["command"])
+        assert "--cluster-enabled yes" in script
+        assert "--aclfile" in script  # the same login as the single Redis
+        assert "masterauth" in script  # replicas log in to their masters
+        assert "healthcheck" in scaled[name]
+    init = scaled["redis-cluster-init"]
+    assert sorted(init["depends_on"]) == nodes
+    assert "--cluster-replicas 1" in " ".join(init["command"])
+
+
+def test_scaled_profile_runs_three_workers_on_the_three_brokers(compose: dict[str, Any]) -> None:
+    scaled = _scaled(compose)
+    workers = scaled["worker-scaled"]
+    assert workers["deploy"]["replicas"] == 3
+    assert "ports" not in workers  # replicas cannot share a host port
+    for name in ("topics-scaled", "worker-scaled", "simulator-scaled"):
+        env = scaled[name]["environment"]
+        brokers = env["SOCIALREC_KAFKA_BOOTSTRAP"].split(",")
+        assert sorted(b.partition(":")[0] for b in brokers) == ["kafka-1", "kafka-2", "kafka-3"]
+        # The settings a worker reads from this environment are valid in cluster mode.
+        settings = Settings(cluster=env["SOCIALREC_CLUSTER"], kafka_bootstrap=",".join(brokers))
+        assert settings.cluster
+        assert settings.producer_acks == -1
+    assert workers["depends_on"]["topics-scaled"]["condition"] == "service_completed_successfully"
+
+
+def test_every_shell_script_parses(compose: dict[str, Any]) -> None:
+    """Compose turns ``$$`` into ``$``; what the container's shell then runs must parse."""
+    for name, service in compose["services"].items():
+        command = service.get("command")
+        entry = service.get("entrypoint") or []
+        if isinstance(command, list) and (command[:2] == ["sh", "-c"] or entry == ["sh", "-c"]):
+            script = command[-1].replace("$$", "$")
+            result = subprocess.run(["sh", "-n", "-c", script], capture_output=True, check=False)
+            assert result.returncode == 0, f"{name}: {result.stderr.decode()}"

@@ -1,0 +1,185 @@
+"""``socialrec infra up --cluster``: three brokers whose topics get replication 3 and
+min.insync.replicas 2, a Redis Cluster of three masters with a replica each, acks=all writes
+that go on with a broker stopped, and a ``down`` that leaves no process and no port behind.
+
+The module starts its own cluster on its own ports and data dir (it needs none of the shared
+servers) and shares it between its tests, which run in file order: the broker stopped by one
+test stays stopped, and the last test takes everything down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from redis.cluster import RedisCluster
+
+from streams import infra
+from streams.config import Settings, load_settings
+from streams.infra.cluster import members
+from streams.infra.cluster_redis import BUS_PORT_OFFSET, node_view
+from streams.infra.kafka import brokers_seen
+from streams.infra.pids import is_port_open, owned_pid, pid_alive, send_signal, wait_stopped
+from streams.security import kafka_client_kwargs
+from streams.topics import apply_topics
+from tests.conftest import running_under_ci
+
+# Three JVMs and six Redis nodes, some 45 s: `make test` runs it, `make unit` does not.
+pytestmark = pytest.mark.slow
+
+# Where the search for free ports starts: away from the shared servers' defaults.
+KAFKA_PORTS_FROM = 49092
+CONTROLLER_PORTS_FROM = 49192
+REDIS_PORTS_FROM = 47000
+
+
+@pytest.fixture(autouse=True)
+def _servers_for_integration_tests() -> None:
+    """Replaces the shared check (tests/conftest.py): this module brings its own servers."""
+
+
+def free_run(start: int, count: int, also_above: int = 0) -> int:
+    """The first port from ``start`` with ``count`` consecutive free ports (and, with
+    ``also_above``, free ports that far above each, for the Redis cluster bus)."""
+    for first in range(start, 65535 - count - also_above):
+        wanted = range(first, first + count)
+        ports = [*wanted, *(p + also_above for p in wanted)] if also_above else list(wanted)
+        if all(_bindable(port) for port in ports):
+            return first
+    raise RuntimeError(f"no {count} consecutive free ports from {start}")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """A running cluster on free ports, its Kafka jars shared with the project's cache."""
+    missing = [tool for tool in ("java", "redis-server", "redis-cli") if not shutil.which(tool)]
+    if missing:
+        message = f"{', '.join(missing)} not on PATH (`make setup` installs them)"
+        if running_under_ci():
+            pytest.fail(f"CI=true and {message}", pytrace=False)
+        pytest.skip(message)
+    shared = load_settings()
+    data_dir = tmp_path_factory.mktemp("cluster")
+    libs = shared.data_dir / f"kafka-libs-{shared.kafka_version}"
+    if libs.is_dir():  # saves resolving them again with Maven
+        (data_dir / libs.name).symlink_to(libs)
+    kafka = free_run(KAFKA_PORTS_FROM, 3)
+    settings = load_settings(
+        cluster=True,
+        data_dir=data_dir,
+        kafka_bootstrap=",".join(f"127.0.0.1:{kafka + i}" for i in range(3)),
+        kafka_controller_port=free_run(CONTROLLER_PORTS_FROM, 3),
+        redis_cluster_port=free_run(REDIS_PORTS_FROM, 6, BUS_PORT_OFFSET),
+        topic_prefix="cluster.",
+    )
+    try:
+        infra.up(settings)
+        yield settings
+    finally:
+        infra.down(settings)
+
+
+async def test_three_brokers_and_topics_replicated_three_times(cluster: Settings) -> None:
+    pids = {s.name: s.pid for s in infra.status(cluster)}
+    infra.up(cluster)  # already up: harmless, nothing restarted
+    assert {s.name: s.pid for s in infra.status(cluster)} == pids
+    assert await brokers_seen(cluster) == 3
+
+    assert infra.run_command(cluster, "status") == 0
+    await apply_topics(cluster)
+    admin = AIOKafkaAdminClient(**kafka_client_kwargs(cluster))
+    await admin.start()
+    try:
+        (events,) = await admin.describe_topics([cluster.topic("events")])
+        assert len(events["partitions"]) == 6
+        assert {len(p["replicas"]) for p in events["partitions"]} == {3}
+        (response,) = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, cluster.topic("events"))]
+        )
+        (resource,) = response.to_object()["resources"]
+        configs = {e["config_names"]: e["config_value"] for e in resource["config_entries"]}
+        assert configs["min.insync.replicas"] == "2"
+    finally:
+        await admin.close()
+
+
+def test_redis_cluster_has_three_masters_with_a_replica_each(cluster: Settings) -> None:
+    nodes = [m.svc for m in members(cluster, ("redis",))]
+    for svc in nodes:
+        view = node_view(svc)
+        assert view is not None, f"{svc.name} does not answer"
+        assert view.complete, (svc.name, view)
+    writer = RedisCluster(host="127.0.0.1", port=nodes[0].port)
+    reader = RedisCluster(host="127.0.0.1", port=nodes[-1].port)
+    try:
+        # Keys spread over every master's slots: each is readable through another client.
+        for n in range(12):
+            writer.set(f"cluster-test:{n}", n)
+        assert [int(reader.get(f"cluster-test:{n}") or -1) for n in range(12)] == list(range(12))
+    finally:
+        writer.close()
+        reader.close()
+
+
+async def test_acks_all_writes_go_on_with_one_broker_stopped(cluster: Settings) -> None:
+    assert cluster.producer_acks == -1
+    producer = AIOKafkaProducer(
+        **kafka_client_kwargs(cluster), acks=cluster.producer_acks, enable_idempotence=True
+    )
+    await producer.start()
+    try:
+        topic = cluster.topic("events")
+        for partition in range(6):
+            await producer.send_and_wait(topic, b"before", key=b"k", partition=partition)
+        (broker,) = [m.svc for m in members(cluster, ("kafka",)) if m.svc.name == "kafka-2"]
+        pid = owned_pid(broker)
+        assert pid is not None
+        send_signal(pid, signal.SIGTERM)
+        wait_stopped(broker, pid)
+        # Every partition, whichever broker led it, takes a write all in-sync replicas
+        # (two remain, the minimum) acknowledge.
+        for partition in range(6):
+            await producer.send_and_wait(topic, b"after", key=b"k", partition=partition)
+    finally:
+        await producer.stop()
+    # The metadata the admin call reads catches up with the fencing within moments.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if await brokers_seen(cluster) == 2:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        pytest.fail("the admin call still sees the stopped broker after 15 s")
+
+
+def test_down_stops_every_member_and_frees_every_port(cluster: Settings) -> None:
+    everyone = members(cluster, ("kafka", "redis"))
+    pids = [pid for m in everyone if (pid := owned_pid(m.svc)) is not None]
+    assert len(pids) == 8  # kafka-2 was stopped by the test before
+    started = time.monotonic()
+    infra.down(cluster)
+    assert time.monotonic() - started < 30, "down waited for a SIGKILL"
+    assert not any(pid_alive(pid) for pid in pids)
+    assert not any(m.svc.pid_file.exists() for m in everyone)
+    ports = [port for m in everyone for port in m.ports]
+    assert len(ports) == 18  # client and controller or cluster bus ports
+    assert [port for port in ports if is_port_open("127.0.0.1", port)] == []
+    assert not list(Path(cluster.data_dir, "cluster").glob("*.pid"))
