@@ -31,7 +31,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from models.events import DEFAULT_WEIGHTS, EventType
 from models.shrinkage import DEFAULT_SCALE
 from models.state import COOCCURRENCE_CAP, COOCCURRENCE_WINDOW
-from streams.security import masked_url, transport_problems
+from streams.security import masked_url
+from streams.security_checks import transport_problems
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,6 +113,23 @@ class Settings(BaseSettings):
         default=None, description="client certificate (PEM), for brokers that require one"
     )
     kafka_ssl_key_file: Path | None = Field(default=None, description="its private key (PEM)")
+    kafka_frontend_username: str = Field(
+        default="",
+        description="a SASL user for shops' frontends that may only produce to `events` "
+        "(`socialrec infra up` creates it on the local broker, `socialrec topics` grants it)",
+    )
+    kafka_frontend_password: SecretStr = Field(default=SecretStr(""), description="its password")
+    kafka_frontend_password_file: Path | None = Field(
+        default=None, description="a file holding its password (a mounted secret)"
+    )
+    kafka_broker_ssl_cert_file: Path | None = Field(
+        default=None,
+        description="the local broker's certificate chain (PEM) for `socialrec infra up` with "
+        "SSL or SASL_SSL; unset: infra up makes a local CA and certificate in the data dir",
+    )
+    kafka_broker_ssl_key_file: Path | None = Field(
+        default=None, description="its private key (unencrypted PKCS#8 PEM, BEGIN PRIVATE KEY)"
+    )
     redis_password_file: Path | None = Field(
         default=None,
         description="a file holding the Redis password (the user stays in SOCIALREC_REDIS_URL)",

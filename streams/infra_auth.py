@@ -1,13 +1,20 @@
 """Authentication for the local servers ``socialrec infra`` starts, from the clients' settings.
 
-With ``SOCIALREC_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT`` (SCRAM), the broker's client listener
-asks for SASL and the user is created when the storage is formatted (KRaft keeps SCRAM users
-in its metadata, so a broker formatted without them must be formatted again: we refuse rather
-than lose its data silently). The controller listener stays PLAINTEXT on its own loopback port
-(KRaft controllers cannot check SCRAM users: they are stored in the metadata the controller
-serves). The broker authenticates but authorises nothing (no authorizer): one project user.
-``kafka-storage format`` takes the password as an argument: for the moments it formats, other
-local users could read it in the process list, which a local development broker accepts.
+With ``SOCIALREC_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT`` or ``SASL_SSL`` (SCRAM; TLS itself is
+streams/infra_tls.py), the broker's client listener asks for SASL and the project's user is
+created when the storage is formatted: the broker logs in to itself as that user, so it must
+exist from the first metadata record on (a broker formatted without it must be formatted again:
+we refuse rather than lose its data silently). More users (the frontends' producer user,
+streams/kafka_acl.py) are added while the broker runs.
+
+The broker authorises per topic: KRaft's StandardAuthorizer, the project's user a super user,
+everyone else only what an ACL grants. The controller listener, on its own loopback port, logs
+in with PLAIN as the project's user from server.properties: a controller cannot check SCRAM
+users (they live in the metadata it serves), and an anonymous controller listener would have to
+be a super user, open to any local process. It stays unencrypted: loopback traffic never leaves
+the machine. ``kafka-storage format`` takes the password as an argument: for the moments it
+formats, other local users could read it in the process list, which a local development broker
+accepts.
 
 With a password in ``SOCIALREC_REDIS_URL`` (or ``SOCIALREC_REDIS_PASSWORD_FILE``), Redis gets an
 ACL file: that user with every permission, the passwordless ``default`` user off. Files holding
@@ -31,13 +38,14 @@ import re
 from pathlib import Path
 
 from streams.config import Settings
-from streams.security import kafka_password, redis_user_password
+from streams.security import SASL_PROTOCOLS, kafka_password, redis_user_password
 
 #: Where `infra up` records which SCRAM user the broker's storage was formatted with.
 SCRAM_MARKER = "scram-user"
 #: Characters the local servers' user names may hold (quoting stays trivial and safe).
 SAFE_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 PBKDF2_ROUNDS = 100_000
+AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 
 
 class AuthSetupError(RuntimeError):
@@ -47,29 +55,43 @@ class AuthSetupError(RuntimeError):
 def kafka_sasl(settings: Settings) -> bool:
     """Whether the local broker's client listener must ask for SASL."""
     protocol = settings.kafka_security_protocol
-    if protocol == "PLAINTEXT":
+    if protocol not in SASL_PROTOCOLS:
         return False
-    if protocol != "SASL_PLAINTEXT" or not settings.kafka_sasl_mechanism.startswith("SCRAM-"):
+    if not settings.kafka_sasl_mechanism.startswith("SCRAM-"):
         raise AuthSetupError(
-            "socialrec infra runs the local broker with PLAINTEXT or SASL_PLAINTEXT with SCRAM "
-            f"only (not {protocol} / {settings.kafka_sasl_mechanism}); TLS needs your own broker"
+            "socialrec infra runs the local broker's SASL with SCRAM only (not "
+            f"{settings.kafka_sasl_mechanism}); set SOCIALREC_KAFKA_SASL_MECHANISM=SCRAM-SHA-512"
         )
     _check_safe(settings.kafka_username, kafka_password(settings), "SOCIALREC_KAFKA_")
     return True
 
 
 def kafka_sasl_properties(settings: Settings, listener: str) -> list[str]:
-    """The broker settings that make ``listener`` (also the inter-broker one) ask for SCRAM."""
+    """The broker settings that make ``listener`` (also the inter-broker one) ask for SCRAM,
+    the controller listener for PLAIN, and the authorizer with the project's user as super user.
+    """
     mechanism = settings.kafka_sasl_mechanism
-    login = (
+    user, password = settings.kafka_username, kafka_password(settings)
+    scram_login = (
         "org.apache.kafka.common.security.scram.ScramLoginModule required "
-        f'username="{settings.kafka_username}" password="{kafka_password(settings)}";'
+        f'username="{user}" password="{password}";'
+    )
+    # The controller's PLAIN login: what the broker sends (username, password) and the one
+    # user it accepts (user_<name>).
+    plain_login = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{user}" password="{password}" user_{user}="{password}";'
     )
     return [
         f"sasl.enabled.mechanisms={mechanism}",
         f"sasl.mechanism.inter.broker.protocol={mechanism}",
         # The broker's own login on its inter-broker listener, as the project user.
-        f"listener.name.{listener.lower()}.{mechanism.lower()}.sasl.jaas.config={login}",
+        f"listener.name.{listener.lower()}.{mechanism.lower()}.sasl.jaas.config={scram_login}",
+        "sasl.mechanism.controller.protocol=PLAIN",
+        "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+        f"listener.name.controller.plain.sasl.jaas.config={plain_login}",
+        f"authorizer.class.name={AUTHORIZER}",
+        f"super.users=User:{user}",
     ]
 
 

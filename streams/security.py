@@ -46,82 +46,6 @@ def read_secret(value: SecretStr, path: Path | None) -> str:
     return read_secret_file(path) if path is not None else value.get_secret_value()
 
 
-def transport_problems(settings: Settings) -> list[str]:
-    """What keeps the Kafka and Redis settings from working, each with what to fix.
-
-    Checked when settings are read, so a process fails at start-up, not at its first call.
-    """
-    s = settings
-    problems = [*_secret_file_problems(s)]
-    sasl = s.kafka_security_protocol in SASL_PROTOCOLS
-    has_password = bool(s.kafka_password.get_secret_value()) or s.kafka_password_file is not None
-    if sasl and not (s.kafka_username and has_password):
-        problems.append(
-            f"SOCIALREC_KAFKA_SECURITY_PROTOCOL={s.kafka_security_protocol} needs "
-            "SOCIALREC_KAFKA_USERNAME and SOCIALREC_KAFKA_PASSWORD (or _PASSWORD_FILE)"
-        )
-    if not sasl and (s.kafka_username or has_password):
-        problems.append(
-            "a Kafka username or password is set but SOCIALREC_KAFKA_SECURITY_PROTOCOL="
-            f"{s.kafka_security_protocol} does not use SASL: set it to SASL_PLAINTEXT or SASL_SSL"
-        )
-    if s.kafka_password.get_secret_value() and s.kafka_password_file is not None:
-        problems.append("set SOCIALREC_KAFKA_PASSWORD or SOCIALREC_KAFKA_PASSWORD_FILE, not both")
-    tls_files = {
-        "SOCIALREC_KAFKA_SSL_CA_FILE": s.kafka_ssl_ca_file,
-        "SOCIALREC_KAFKA_SSL_CERT_FILE": s.kafka_ssl_cert_file,
-        "SOCIALREC_KAFKA_SSL_KEY_FILE": s.kafka_ssl_key_file,
-    }
-    named = [name for name, path in tls_files.items() if path is not None]
-    if named and s.kafka_security_protocol not in TLS_PROTOCOLS:
-        problems.append(
-            f"{', '.join(named)} set but SOCIALREC_KAFKA_SECURITY_PROTOCOL="
-            f"{s.kafka_security_protocol} does not use TLS: set it to SSL or SASL_SSL"
-        )
-    if (s.kafka_ssl_cert_file is None) != (s.kafka_ssl_key_file is None):
-        problems.append(
-            "a client certificate needs both SOCIALREC_KAFKA_SSL_CERT_FILE and _SSL_KEY_FILE"
-        )
-    problems += [f"{name}: {path} does not exist" for name, path in _missing(tls_files)]
-    parts = urlsplit(s.redis_url)
-    if s.redis_password_file is not None and parts.password is not None:
-        problems.append(
-            "the Redis password is both in SOCIALREC_REDIS_URL and in "
-            "SOCIALREC_REDIS_PASSWORD_FILE: keep one"
-        )
-    if s.redis_ssl_ca_file is not None:
-        if parts.scheme != "rediss":
-            problems.append("SOCIALREC_REDIS_SSL_CA_FILE needs a rediss:// SOCIALREC_REDIS_URL")
-        problems += [
-            f"{name}: {path} does not exist"
-            for name, path in _missing({"SOCIALREC_REDIS_SSL_CA_FILE": s.redis_ssl_ca_file})
-        ]
-    return problems
-
-
-def _secret_file_problems(s: Settings) -> list[str]:
-    problems = []
-    files = {
-        "SOCIALREC_KAFKA_PASSWORD_FILE": s.kafka_password_file,
-        "SOCIALREC_REDIS_PASSWORD_FILE": s.redis_password_file,
-    }
-    for name, path in files.items():
-        if path is None:
-            continue
-        try:
-            secret = read_secret_file(path)
-        except OSError as exc:
-            problems.append(f"{name}: cannot read {path} ({exc.strerror or exc})")
-            continue
-        if not secret:
-            problems.append(f"{name}: {path} is empty")
-    return problems
-
-
-def _missing(files: dict[str, Path | None]) -> list[tuple[str, Path]]:
-    return [(name, path) for name, path in files.items() if path is not None and not path.is_file()]
-
-
 # --- Kafka -------------------------------------------------------------------------------------
 
 
@@ -202,6 +126,12 @@ async def kafka_login_problem(settings: Settings, timeout_s: float = 5.0) -> str
         return (
             f"Kafka does not offer {settings.kafka_sasl_mechanism}: set "
             "SOCIALREC_KAFKA_SASL_MECHANISM to one its listener enables"
+        )
+    except ssl.SSLCertVerificationError as exc:
+        return (
+            f"Kafka's certificate at {host}:{port} is not trusted ({exc.verify_message}): set "
+            "SOCIALREC_KAFKA_SSL_CA_FILE to the CA that signed it (for the local broker: "
+            "kafka/tls/ca.pem in SOCIALREC_DATA_DIR)"
         )
     except (errors.KafkaError, OSError, TimeoutError):
         return None  # not a login problem (down, unreachable): the caller's message says so

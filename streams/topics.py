@@ -49,7 +49,7 @@ ADMIN_TIMEOUT_MS = 30_000
 SETTLE_TIMEOUT_S = 15.0
 SETTLE_POLL_S = 0.05
 
-ActionKind = Literal["create", "add_partitions", "alter_configs", "cannot_fix"]
+ActionKind = Literal["create", "add_partitions", "alter_configs", "grant", "cannot_fix"]
 
 
 class TopicsFileError(ValueError):
@@ -342,7 +342,21 @@ async def _reconcile(
         await _grow(admin, grow)
         await _alter(admin, alter)
         await _settle(admin, {name: by_name[name] for name in [*created, *grow, *alter]})
+    if settings.kafka_frontend_username:  # the frontends' producer user (streams/kafka_acl.py)
+        actions += await _grant_frontend(admin, settings, dry_run)
     return ApplyReport(tuple(actions), tuple(by_name), dry_run)
+
+
+async def _grant_frontend(admin: Any, settings: Settings, dry_run: bool) -> list[TopicAction]:
+    from streams.kafka_acl import KafkaAclError, grant_frontend
+
+    try:
+        granted = await grant_frontend(admin, settings, dry_run)
+    except KafkaAclError as exc:
+        raise TopicsApplyError(str(exc)) from None
+    principal = f"User:{settings.kafka_frontend_username}"
+    detail = f"{' and '.join(granted)} to {principal}"
+    return [TopicAction(settings.topic("events"), "grant", detail)] if granted else []
 
 
 async def _settle(admin: Any, topics: Mapping[str, TopicSpec | None]) -> None:

@@ -34,6 +34,7 @@ from streams.infra.pids import (
     wait_stopped,
 )
 from streams.infra.services import (
+    kafka_ready,
     refuse_foreign_port,
     service_answers,
     start_service,
@@ -92,6 +93,8 @@ def up(settings: Settings, services: str | Iterable[str] = SERVICES) -> None:
             waiting.append((svc, pid))
         for svc, pid in waiting:
             wait_ready(settings, svc, pid)
+        if "kafka" in names:
+            kafka_ready(settings, service_of(settings, "kafka"))
 
 
 def down(settings: Settings, services: str | Iterable[str] = SERVICES) -> None:

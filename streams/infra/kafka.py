@@ -39,6 +39,7 @@ from streams.infra_auth import (
     scram_spec,
     write_private,
 )
+from streams.infra_tls import broker_tls_properties, ensure_broker_tls, kafka_tls
 from streams.security import kafka_client_kwargs, kafka_password
 
 
@@ -176,13 +177,15 @@ def kafka_server_properties(settings: Settings) -> str:
 
     Replication factors and ISR minimums are 1 because there is one broker; the short
     rebalance delay and small dedupe buffer keep a test broker quick and small. With SASL
-    configured, the client (and inter-broker) listener asks for SCRAM (streams/infra_auth.py).
+    configured, the client (and inter-broker) listener asks for SCRAM and an authorizer checks
+    ACLs (streams/infra_auth.py); with SSL or SASL_SSL it speaks TLS (streams/infra_tls.py).
     """
     svc = service_of(settings, "kafka")
     host = svc.host
     cport = settings.kafka_controller_port
     sasl = kafka_sasl(settings)
-    name = "SASL_PLAINTEXT" if sasl else "PLAINTEXT"  # the listener is named after its protocol
+    name = settings.kafka_security_protocol  # the listener is named after its protocol
+    controller_protocol = "SASL_PLAINTEXT" if sasl else "PLAINTEXT"
     client = f"{name}://{host}:{svc.port}"
     controller = f"CONTROLLER://{host}:{cport}"
     lines = [
@@ -192,10 +195,11 @@ def kafka_server_properties(settings: Settings) -> str:
         f"controller.quorum.bootstrap.servers={host}:{cport}",
         f"listeners={client},{controller}",
         f"advertised.listeners={client},{controller}",
-        f"listener.security.protocol.map={name}:{name},CONTROLLER:PLAINTEXT",
+        f"listener.security.protocol.map={name}:{name},CONTROLLER:{controller_protocol}",
         f"inter.broker.listener.name={name}",
         "controller.listener.names=CONTROLLER",
         *(kafka_sasl_properties(settings, name) if sasl else []),
+        *(broker_tls_properties(settings, svc.data_dir) if kafka_tls(settings) else []),
         f"log.dirs={kafka_dir(settings) / 'data'}",
         *broker_tuning(replicas=1, min_isr=1),
     ]
@@ -257,6 +261,8 @@ def kafka_formatted(settings: Settings) -> bool:
 def start_kafka(settings: Settings, svc: Service) -> int:
     """Write the configuration, format storage once, then launch the broker detached."""
     kdir = svc.data_dir
+    if kafka_tls(settings):
+        ensure_broker_tls(settings, kdir)  # before the properties, which name its keystore
     jvm = prepare_broker_dir(settings, kdir, kafka_server_properties(settings))
     props = kdir / "server.properties"
     if not kafka_formatted(settings):

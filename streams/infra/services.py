@@ -18,6 +18,8 @@ from streams.infra.base import (
 from streams.infra.kafka import kafka_answers, kafka_server_properties, start_kafka
 from streams.infra.pids import is_port_open, pid_alive
 from streams.infra.redis_server import redis_answers, start_redis
+from streams.infra_tls import client_settings, local_ca_file
+from streams.kafka_acl import create_frontend_user
 from streams.security import redis_sync_client
 
 
@@ -28,7 +30,21 @@ def service_answers(settings: Settings, svc: Service) -> bool:
         return False
     if svc.name == "redis":
         return redis_answers(settings)
-    return run_async(lambda: kafka_answers(settings))
+    return run_async(lambda: kafka_answers(client_settings(settings, svc.data_dir)))
+
+
+def kafka_ready(settings: Settings, svc: Service) -> None:
+    """What a running broker gets on every ``up``: the frontends' user (a changed password
+    takes effect), and the variable that makes clients trust the local CA, if they do not yet."""
+    client = client_settings(settings, svc.data_dir)
+    if settings.kafka_frontend_username:
+        run_async(lambda: create_frontend_user(client))
+        say(f"kafka: the frontends' user {settings.kafka_frontend_username!r} may log in")
+    if client is not settings:
+        say(
+            "kafka: TLS with the CA `socialrec infra up` made; clients trust it with "
+            f"SOCIALREC_KAFKA_SSL_CA_FILE={local_ca_file(svc.data_dir)}"
+        )
 
 
 def started_otherwise(settings: Settings, svc: Service) -> str | None:

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from streams.config import ConfigError, Settings, load_settings
 
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ignore whatever SOCIALREC_* variables the caller's shell happens to have."""
-    for name in list(os.environ):
-        if name.startswith("SOCIALREC_"):
-            monkeypatch.delenv(name)
+#: Whatever SOCIALREC_* variables the caller's shell has are ignored (tests/unit/conftest.py).
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def config_error(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> str:

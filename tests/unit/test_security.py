@@ -6,7 +6,6 @@ the servers' side (a SASL broker, an ACL Redis) runs in tests/e2e/test_security.
 
 from __future__ import annotations
 
-import os
 import ssl
 from pathlib import Path
 
@@ -29,21 +28,9 @@ from streams.security import (
     redis_client_for,
     redis_connection_kwargs,
 )
-from tests.tls_certs import make_certs
 
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ignore whatever SOCIALREC_* variables the caller's shell happens to have."""
-    for name in list(os.environ):
-        if name.startswith("SOCIALREC_"):
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A CA and a certificate it signed (here the client's)."""
-    return make_certs(tmp_path_factory.mktemp("certs"))
+#: Whatever SOCIALREC_* variables the caller's shell has are ignored (tests/unit/conftest.py).
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def secret_file(tmp_path: Path, name: str, text: str) -> Path:
@@ -233,8 +220,9 @@ def test_local_broker_gets_a_scram_listener_only_when_configured(tmp_path: Path)
     assert "sasl" not in plain
     props = infra.kafka_server_properties(sasl(data_dir=tmp_path))
     lines = set(props.splitlines())
-    assert "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT" in (
-        lines
+    assert (
+        "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT"
+        in lines
     )
     assert "inter.broker.listener.name=SASL_PLAINTEXT" in lines
     assert "sasl.enabled.mechanisms=SCRAM-SHA-512" in lines
@@ -246,7 +234,6 @@ def test_local_broker_gets_a_scram_listener_only_when_configured(tmp_path: Path)
 @pytest.mark.parametrize(
     ("more", "hint"),
     [
-        ({"kafka_security_protocol": "SASL_SSL"}, "TLS needs your own broker"),
         ({"kafka_sasl_mechanism": "PLAIN"}, "SCRAM only"),
         ({"kafka_username": "a b"}, "user names of letters"),
         ({"kafka_password": 'say "hi"'}, "without quotes"),
