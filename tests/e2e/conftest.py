@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -20,9 +21,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from streams import infra
 from streams.config import Settings
 from streams.learner import learner_group
-from streams.processes import free_port
+from streams.processes import free_port, settings_env
 from streams.replay import group_caught_up
 from streams.security import kafka_client_kwargs
 
@@ -206,6 +208,33 @@ async def consume_until(
     finally:
         await consumer.stop()
     return records
+
+
+def own_servers_dir(infra_ready: Settings, root: Path, *password_files: str) -> Path:
+    """``root/data`` for servers a test module starts itself (with the suite's Kafka jars, not
+    a download), and files of random passwords in ``root``, owner-only as mounted secrets."""
+    data = root / "data"
+    data.mkdir()
+    libs = infra.ensure_kafka_libs(infra_ready)
+    (data / libs.name).symlink_to(libs)
+    for name in password_files:
+        (root / name).write_text(secrets.token_urlsafe(18) + "\n")
+        (root / name).chmod(0o600)
+    return data
+
+
+def security_env(settings: Settings) -> dict[str, str]:
+    """The settings' Kafka and Redis variables, for a worker process."""
+    return {
+        name: value
+        for name, value in settings_env(settings).items()
+        if name.startswith(("SOCIALREC_KAFKA_", "SOCIALREC_REDIS_"))
+    }
+
+
+def triggers(records: list[Any]) -> set[str]:
+    """The ids of the events that made these recommendation lists."""
+    return {orjson.loads(r.value)["trigger"]["event_id"] for r in records}
 
 
 async def wait_for(

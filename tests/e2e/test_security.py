@@ -7,11 +7,9 @@ The servers start once for the module (a broker formats and starts in 10-25 s he
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -21,11 +19,19 @@ from aiokafka.errors import KafkaConnectionError
 
 from streams import infra
 from streams.config import Settings
-from streams.processes import free_port, settings_env
+from streams.processes import free_port
 from streams.security import kafka_client_kwargs, redis_client_for
 from streams.topics import apply_topics
 from streams.worker import preflight
-from tests.e2e.conftest import WorkerProcess, consume_until, produce_json, running
+from tests.e2e.conftest import (
+    WorkerProcess,
+    consume_until,
+    own_servers_dir,
+    produce_json,
+    running,
+    security_env,
+    triggers,
+)
 
 USER = "socialrec"
 
@@ -35,13 +41,7 @@ def secured(infra_ready: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
     """Settings of a SASL_PLAINTEXT broker and a Redis with an ACL user, both just started
     by ``infra.up`` (passwords in files, as mounted secrets) and stopped after the module."""
     root = tmp_path_factory.mktemp("secured")
-    data = root / "data"
-    data.mkdir()
-    libs = infra.ensure_kafka_libs(infra_ready)  # the suite's broker's jars, not a download
-    (data / libs.name).symlink_to(libs)
-    for name in ("kafka.pw", "redis.pw"):
-        (root / name).write_text(secrets.token_urlsafe(18) + "\n")
-        (root / name).chmod(0o600)
+    data = own_servers_dir(infra_ready, root, "kafka.pw", "redis.pw")
     settings = Settings(
         data_dir=data,
         kafka_bootstrap=f"127.0.0.1:{free_port()}",
@@ -61,15 +61,6 @@ def secured(infra_ready: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
         infra.down(settings)
 
 
-def security_env(settings: Settings) -> dict[str, str]:
-    """The settings' Kafka and Redis variables, for a worker process."""
-    return {
-        name: value
-        for name, value in settings_env(settings).items()
-        if name.startswith(("SOCIALREC_KAFKA_", "SOCIALREC_REDIS_"))
-    }
-
-
 async def test_worker_round_trip_through_sasl_kafka_and_acl_redis(secured: Settings) -> None:
     await apply_topics(secured)  # the admin client logs in too
     worker = WorkerProcess(secured, extra_env={**security_env(secured), "SOCIALREC_SOURCES": ""})
@@ -85,10 +76,8 @@ async def test_worker_round_trip_through_sasl_kafka_and_acl_redis(secured: Setti
             ]
             await produce_json(producer, secured, events)
             # One list per user and batch, made after the user's last event of the batch.
-            lists = await consume_until(
-                secured, "recommendations", lambda rs: "e1" in _triggers(rs)
-            )
-            assert "e1" in _triggers(lists)
+            lists = await consume_until(secured, "recommendations", lambda rs: "e1" in triggers(rs))
+            assert "e1" in triggers(lists)
             assert {r.key for r in lists} == {b"ann"}
             # The erasure agent and its receipt run on the Faust app's own consumer and
             # producer, which log in with broker_credentials.
@@ -119,10 +108,6 @@ def without_logins(settings: Settings) -> Settings:
             "redis_password_file": None,
         }
     )
-
-
-def _triggers(records: list[Any]) -> set[str]:
-    return {orjson.loads(r.value)["trigger"]["event_id"] for r in records}
 
 
 def _assert_no_secret_in_logs(settings: Settings, *more: Path | None) -> None:

@@ -226,9 +226,10 @@ def test_local_broker_gets_a_scram_listener_only_when_configured(tmp_path: Path)
     )
     assert "inter.broker.listener.name=SASL_PLAINTEXT" in lines
     assert "sasl.enabled.mechanisms=SCRAM-SHA-512" in lines
-    jaas = next(line for line in lines if ".sasl.jaas.config=" in line)
-    assert jaas.startswith("listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=")
-    assert 'username="rec" password="pw-1";' in jaas
+    scram = "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
+    jaas = next(line for line in lines if line.startswith(scram))
+    assert jaas.endswith('ScramLoginModule required username="rec" password="pw-1";')
+    assert "super.users=User:rec" in lines  # with the authorizer (tests/unit/test_local_broker_tls)
 
 
 @pytest.mark.parametrize(
