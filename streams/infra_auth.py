@@ -110,8 +110,8 @@ def check_formatted_user(settings: Settings, kafka_dir: Path) -> None:
     )
     if not marker.exists():
         raise AuthSetupError(
-            f"kafka: the broker in {data} was formatted without SCRAM users (they can only be "
-            f"added when formatting); {redo}"
+            f"kafka: the broker in {data} was formatted without SCRAM users (it logs in to "
+            f"itself as {settings.kafka_username!r}, who must exist from the format on); {redo}"
         )
     mechanism, user, verifier = marker.read_text().split()
     if (mechanism, user) != (settings.kafka_sasl_mechanism, settings.kafka_username):
