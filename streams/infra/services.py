@@ -98,7 +98,7 @@ def wait_ready(settings: Settings, svc: Service, pid: int) -> None:
             svc.pid_file.unlink(missing_ok=True)
             raise InfraError(
                 f"{svc.name} exited during start-up; see {svc.log_file} "
-                f"(and {_startup_log(svc)}){_tail(_startup_log(svc))}"
+                f"(and {_startup_log(svc)}){_fatal_error(svc)}{_tail(_startup_log(svc))}"
             )
         if service_answers(settings, svc):
             say(f"{svc.name}: ready at {svc.address} in {time.monotonic() - started:.1f}s")
@@ -113,6 +113,20 @@ def wait_ready(settings: Settings, svc: Service, pid: int) -> None:
 def _startup_log(svc: Service) -> Path:
     """Where the process's own stdout/stderr went (JVM errors land here, not in server.log)."""
     return svc.data_dir / "logs" / "kafka.out" if svc.name == "kafka" else svc.log_file
+
+
+def _fatal_error(svc: Service) -> str:
+    """The exception the broker exited with, from its log: its own output (kafka.out) rarely
+    says, and TLS or login settings it cannot use end there (say, a certificate its CA file
+    does not trust)."""
+    try:
+        lines = svc.log_file.read_text(errors="replace").splitlines() if svc.name == "kafka" else []
+    except OSError:
+        return ""
+    for before, line in zip(reversed(lines[:-1]), reversed(lines[1:]), strict=True):
+        if "fatal exception during startup" in before:
+            return f"\n    {line[:400]}"
+    return ""
 
 
 def _tail(path: Path, lines: int = 10) -> str:

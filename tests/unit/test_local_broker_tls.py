@@ -10,6 +10,8 @@ import pytest
 
 from streams import infra
 from streams.config import ConfigError, Settings, load_settings
+from streams.infra.base import service_of
+from streams.infra.services import _fatal_error
 from streams.infra_auth import AuthSetupError
 from streams.infra_tls import (
     CA_FILE,
@@ -165,3 +167,17 @@ def test_the_scram_credential_sent_is_pbkdf2_of_the_password_never_the_password(
     assert (name, mechanism, iterations, len(salt), len(salted)) == ("shop", 2, SCRAM_ITERATIONS,
                                                                       32, 64)  # fmt: skip
     assert salted == hashlib.pbkdf2_hmac("sha512", b"front-pw", salt, SCRAM_ITERATIONS)
+
+
+def test_a_broker_that_exits_at_start_is_reported_with_its_fatal_error(tmp_path: Path) -> None:
+    svc = service_of(Settings(data_dir=tmp_path), "kafka")
+    svc.log_file.parent.mkdir(parents=True)
+    cause = "org.apache.kafka.common.KafkaException: PKIX path validation failed"
+    svc.log_file.write_text(
+        "[t] INFO starting\n"
+        "[t] ERROR Exiting Kafka due to fatal exception during startup. (kafka.Kafka$)\n"
+        f"{cause}\n\tat org.apache.kafka.common.security.ssl.SslFactory.configure\n"
+    )
+    assert _fatal_error(svc) == f"\n    {cause}"
+    svc.log_file.write_text("[t] INFO starting\n")
+    assert _fatal_error(svc) == ""
