@@ -9,8 +9,8 @@ producer id comes with WRITE on any topic). The project's own user is the broker
 
 aiokafka's admin client has no call for either, so this module sends Kafka's own requests:
 AlterUserScramCredentials (which aiokafka lacks, defined here) and CreateAcls/DescribeAcls.
-The password never travels: the broker stores PBKDF2 of it with a fresh salt, sent over the
-admin client's (SASL, usually TLS) connection.
+The password itself is never sent: the request carries SCRAM's salted password (PBKDF2 with a
+fresh salt), over the admin client's SASL (usually TLS) connection.
 """
 
 from __future__ import annotations
