@@ -29,7 +29,9 @@ from tests.e2e import conftest as e2e
 from tests.tls_certs import make_certs
 
 PROJECT, FRONTEND = "socialrec", "shop-frontend"
-#: Next to the suite's own ports, so two suites on different ports never share this broker.
+#: Next to the suite's own ports, so two suites on different ports never share this broker. The
+#: default ones (19192, 19193) lie below Linux's ephemeral range, where no client connection can
+#: take them between the check for a free port and the broker's bind.
 PORT_OFFSET = 100
 #: Long enough for a refusal to arrive, short enough that a hang fails the test promptly.
 REFUSAL_TIMEOUT_S = 30.0
