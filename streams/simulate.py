@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 
 from models.events import Event
 from models.simulator import World, generate_events, generate_world
@@ -178,6 +178,14 @@ def run_simulate(
     world = generate_world(seed, users=users, items=items)
     try:
         return asyncio.run(_simulate(settings, world, events=events, rate=rate, catalog=catalog))
+    except TopicAuthorizationFailedError as exc:
+        print(
+            f"simulate: Kafka at {settings.kafka_bootstrap} refused a topic to this user: {exc}"
+            " (a frontend user may write `events` only: pass --no-catalog, or use a user with"
+            " the right ACLs)",
+            file=sys.stderr,
+        )
+        return 1
     except KafkaError as exc:
         print(
             f"simulate: Kafka at {settings.kafka_bootstrap} failed: {type(exc).__name__}: {exc}"

@@ -3,7 +3,6 @@ failing at start-up naming what to fix, and what each broker and topic is given.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -13,12 +12,8 @@ from streams.config import ConfigError, Settings, load_settings
 from streams.infra.cluster_kafka import broker_properties
 from streams.topics import load_topics, replicated_for
 
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("SOCIALREC_"):
-            monkeypatch.delenv(name)
+# The caller's SOCIALREC_* variables must not leak into the defaults checked here.
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def test_cluster_defaults_sit_beside_the_single_servers(monkeypatch: pytest.MonkeyPatch) -> None:
