@@ -41,7 +41,8 @@ from streams.infra.cluster_redis import (
     start_redis_node,
 )
 from streams.infra.kafka import brokers_seen
-from streams.infra.pids import is_port_open, owned_pid, pid_alive, send_signal, wait_stopped
+from streams.infra.pids import is_port_open, owned_pid, send_signal, wait_stopped
+from streams.infra.services import poll_ready, refuse_foreign
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def up(settings: Settings, names: tuple[str, ...]) -> None:
         for member in members(settings, names):
             pid = owned_pid(member.svc)
             if pid is None:
-                _refuse_foreign_ports(member)
+                refuse_foreign(member.svc, [(p, member.svc.env_var) for p in member.ports])
                 pid = member.start()
             else:
                 say(f"{member.svc.name}: already running (pid {pid}) at {member.svc.address}")
@@ -119,38 +120,20 @@ def _redis_ready(nodes: list[Service]) -> Callable[[], bool]:
     return ready
 
 
-def _refuse_foreign_ports(member: Member) -> None:
-    """Fail fast when a process socialrec did not start holds one of the member's ports."""
-    for port in member.ports:
-        if is_port_open(member.svc.host, port):
-            raise InfraError(
-                f"{member.svc.name}: port {port} on {member.svc.host} is already in use by a "
-                f"process socialrec did not start; stop it or change {member.svc.env_var}"
-            )
-
-
 def _wait(
     what: str, running: list[tuple[Member, int]], ready: Callable[[], bool], timeout_s: float
 ) -> None:
     """Poll ``ready`` until it holds; fail early, naming the log, if a member dies."""
-    started = time.monotonic()
-    while time.monotonic() < started + timeout_s:
-        for member, pid in running:
-            if not pid_alive(pid):
-                member.svc.pid_file.unlink(missing_ok=True)
-                raise InfraError(
-                    f"{member.svc.name} exited during start-up; see {member.svc.log_file} "
-                    f"(and {member.svc.data_dir}); stop the rest with `socialrec infra down "
-                    "--cluster`"
-                )
-        if ready():
-            say(f"{what}: ready in {time.monotonic() - started:.1f}s")
-            return
-        time.sleep(POLL_INTERVAL_S)
-    raise InfraError(
+    took = poll_ready(
+        [(member.svc, pid) for member, pid in running],
+        ready,
+        timeout_s,
+        lambda svc: f"{svc.name} exited during start-up; see {svc.log_file} (and "
+        f"{svc.data_dir}); stop the rest with `socialrec infra down --cluster`",
         f"{what} not ready within {timeout_s:.0f}s; see the logs under "
-        f"{running[0][0].svc.data_dir.parent}; stop it with `socialrec infra down --cluster`"
+        f"{running[0][0].svc.data_dir.parent}; stop it with `socialrec infra down --cluster`",
     )
+    say(f"{what}: ready in {took:.1f}s")
 
 
 def down(settings: Settings, names: tuple[str, ...]) -> None:

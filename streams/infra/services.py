@@ -5,6 +5,7 @@ it, never by sleeping a fixed time); whether a running one answers or never will
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from streams.config import Settings
@@ -74,6 +75,11 @@ def refuse_foreign_port(settings: Settings, svc: Service) -> None:
     ports = [(svc.port, svc.env_var)]
     if svc.name == "kafka":
         ports.append((settings.kafka_controller_port, "SOCIALREC_KAFKA_CONTROLLER_PORT"))
+    refuse_foreign(svc, ports)
+
+
+def refuse_foreign(svc: Service, ports: Sequence[tuple[int, str]]) -> None:
+    """Fail fast if any of ``ports`` (each with the variable that sets it) is open already."""
     for port, env_var in ports:
         if is_port_open(svc.host, port):
             raise InfraError(
@@ -91,23 +97,42 @@ def start_service(settings: Settings, svc: Service) -> int:
 
 def wait_ready(settings: Settings, svc: Service, pid: int) -> None:
     """Poll until the server answers; fail early if it dies, with a pointer to its log."""
-    started = time.monotonic()
-    deadline = started + svc.ready_timeout_s
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            svc.pid_file.unlink(missing_ok=True)
-            raise InfraError(
-                f"{svc.name} exited during start-up; see {svc.log_file} "
-                f"(and {_startup_log(svc)}){_fatal_error(svc)}{_tail(_startup_log(svc))}"
-            )
-        if service_answers(settings, svc):
-            say(f"{svc.name}: ready at {svc.address} in {time.monotonic() - started:.1f}s")
-            return
-        time.sleep(POLL_INTERVAL_S)
-    raise InfraError(
+    def died(_: Service) -> str:
+        return (
+            f"{svc.name} exited during start-up; see {svc.log_file} "
+            f"(and {_startup_log(svc)}){_fatal_error(svc)}{_tail(_startup_log(svc))}"
+        )
+
+    late = (
         f"{svc.name} (pid {pid}) did not answer at {svc.address} within "
         f"{svc.ready_timeout_s:.0f}s; see {svc.log_file}; stop it with `socialrec infra down`"
     )
+    took = poll_ready(
+        [(svc, pid)], lambda: service_answers(settings, svc), svc.ready_timeout_s, died, late
+    )
+    say(f"{svc.name}: ready at {svc.address} in {took:.1f}s")
+
+
+def poll_ready(
+    running: Sequence[tuple[Service, int]],
+    ready: Callable[[], bool],
+    timeout_s: float,
+    died: Callable[[Service], str],
+    late: str,
+) -> float:
+    """Poll ``ready`` until it holds and return the seconds it took. A server of ``running``
+    that dies first loses its pid file and fails with ``died(its service)``; no readiness
+    within ``timeout_s`` fails with ``late``."""
+    started = time.monotonic()
+    while time.monotonic() < started + timeout_s:
+        for svc, pid in running:
+            if not pid_alive(pid):
+                svc.pid_file.unlink(missing_ok=True)
+                raise InfraError(died(svc))
+        if ready():
+            return time.monotonic() - started
+        time.sleep(POLL_INTERVAL_S)
+    raise InfraError(late)
 
 
 def _startup_log(svc: Service) -> Path:
