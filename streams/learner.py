@@ -27,9 +27,9 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import redis.asyncio as aioredis
@@ -42,6 +42,7 @@ from streams.metrics import WorkerMetrics
 from streams.outage import wait_out
 from streams.pipeline import InboundRecord, recommend_params, validate_record, without_erased
 from streams.pools import PoolStore
+from streams.refresh import Refreshes
 from streams.security import kafka_client_kwargs
 from streams.sources import SourceSet
 from streams.sources.progress import Progress
@@ -61,7 +62,8 @@ IDLE_S = 0.5
 
 
 #: KEYS: the learner's hash, then per user their learnt-ids key and erasure mark; ARGV: the
-#: newest broker time learnt (0: none), the window, JSON [[ts, id, ts, id, ...] per user].
+#: newest broker time learnt (0: none), the window, JSON [[ts, id, ts, id, ...] per user], the
+#: pools' refresh interval in force.
 #: A user erased since the learner checked gets no key back (their erasure deleted it).
 _MARK_UNLESS_ERASED = """
 for u, flat in ipairs(cjson.decode(ARGV[3])) do
@@ -72,12 +74,21 @@ for u, flat in ipairs(cjson.decode(ARGV[3])) do
   end
 end
 if tonumber(ARGV[1]) > 0 then redis.call('HSET', KEYS[1], 'event_ts', ARGV[1]) end
+redis.call('HSET', KEYS[1], 'refresh_s', ARGV[4])
 return 0
 """
 
 
 def learner_group(settings: Settings) -> str:
     return f"{settings.app_id}-learner"
+
+
+class LearnerProgress(NamedTuple):
+    """What the learner reports with its state: the newest broker time it has learnt, and
+    the interval its pools are refreshed at (streams/refresh.py paces it to the lag)."""
+
+    event_ts: float
+    refresh_s: float | None
 
 
 @dataclass
@@ -117,7 +128,7 @@ class LearnerState:
                 fresh.append(event)
         return fresh
 
-    async def mark(self, events: Sequence[Event], newest_arrival: float) -> None:
+    async def mark(self, events: Sequence[Event], newest_arrival: float, refresh_s: float) -> None:
         """Remember the events as learnt (each user's window trimmed, users erased meanwhile
         left out, as their pools are) and the progress, in one atomic step."""
         per_user: dict[str, list[Any]] = {}
@@ -127,13 +138,22 @@ class LearnerState:
         keys = [k for u in users for k in (self.keys.user(u, "learnt"), self.keys.erased(u))]
         await self._mark(
             keys=[self.keys.global_("learner"), *keys],
-            args=[repr(newest_arrival), self.dedupe_window, orjson.dumps(list(per_user.values()))],
+            args=[
+                repr(newest_arrival),
+                self.dedupe_window,
+                orjson.dumps(list(per_user.values())),
+                repr(refresh_s),
+            ],
         )
 
-    async def progress(self) -> float | None:
-        """The newest broker time learnt, or None before the first batch."""
-        raw = await self.client.hget(self.keys.global_("learner"), "event_ts")
-        return None if raw is None else float(raw)
+    async def progress(self) -> LearnerProgress | None:
+        """How far the learner is, or None before its first batch."""
+        learnt, refresh = await self.client.hmget(
+            self.keys.global_("learner"), "event_ts", "refresh_s"
+        )
+        if learnt is None:
+            return None
+        return LearnerProgress(float(learnt), None if refresh is None else float(refresh))
 
     async def erase(self, user_ids: Sequence[str]) -> int:
         """Forget the users' pools and learnt ids; returns how many keys went."""
@@ -142,46 +162,6 @@ class LearnerState:
         removed = await self.pools.erase(user_ids)
         learnt = [self.keys.user(u, "learnt") for u in user_ids]
         return removed + int(await self.client.delete(*learnt))
-
-
-class Refreshes:
-    """When each user's pools may be refreshed next: at most once per ``interval_s``.
-
-    The pools' sources (MF, content, user-CF, FBT) are the slow-moving part of a list (the
-    publish path adds item-CF and social proof from the user's fresh state), and computing
-    them is most of the learner's work. A shopper's burst costs one refresh per interval; the
-    last events of a burst are in the refresh that ends it, taken by the next batch (or after
-    :data:`IDLE_S` idle), so a pool lags the learnt state by at most the interval and a batch.
-
-    >>> r = Refreshes(1.0)
-    >>> r.take(["ann", "bob"], now=10.0), r.take(["ann"], now=10.75)
-    (['ann', 'bob'], [])
-    >>> r.take([], now=11.0)
-    ['ann']
-    """
-
-    def __init__(self, interval_s: float) -> None:
-        self.interval_s = interval_s
-        self._last: dict[str, float] = {}  # users refreshed within the interval
-        self._due: dict[str, float] = {}  # users put off -> when they are due
-
-    def take(self, users: Iterable[str], now: float) -> list[str]:
-        """The users to refresh now (``users`` touched and free, or put off and due)."""
-        ready = [u for u, at in self._due.items() if at <= now]
-        for user in ready:
-            del self._due[user]
-        for user in users:
-            last = self._last.get(user)
-            if last is None or now - last >= self.interval_s:
-                if user not in ready:
-                    ready.append(user)
-            elif user not in self._due:
-                self._due[user] = last + self.interval_s
-        if len(self._last) > 2 * len(ready) + 1000:  # forget who is past the interval
-            self._last = {u: t for u, t in self._last.items() if now - t < self.interval_s}
-        for user in ready:
-            self._last[user] = now
-        return ready
 
 
 @dataclass
@@ -225,7 +205,8 @@ class Learner:
         newest = max((r.timestamp for r in records), default=0.0)
         # Item-CF recorded its events as learnt in its own step: the rest are marked here.
         unmarked = [e for e in fresh if not self.sources.records_learnt(e)]
-        await self._wait_out(lambda: self.state.mark(unmarked, newest), "progress")
+        interval = self.refreshes.interval_s
+        await self._wait_out(lambda: self.state.mark(unmarked, newest, interval), "progress")
         return len(fresh)
 
     async def refresh(self, users: Sequence[str], now: float) -> None:
@@ -262,6 +243,7 @@ class Learner:
                 records = await self._gather(consumer)
                 if records:
                     await self.learn(records)
+                    self.refreshes.pace(self.clock() - max(r.timestamp for r in records))
                 else:  # idle for IDLE_S: those put off are due (busy, a batch takes them)
                     await self.refresh(self.refreshes.take({}, self.monotonic()), self.clock())
                 await self._wait_out(consumer.commit, "commit")

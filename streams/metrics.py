@@ -172,6 +172,12 @@ class WorkerMetrics:
             "learner learnt: how stale the sources' candidates in the lists are.",
             registry=r,
         )
+        self.learner_refresh_seconds = Gauge(
+            "socialrec_learner_refresh_interval_seconds",
+            "How often the learner refreshes an active user's pools at most: the configured "
+            "interval, longer while the learner is behind (it paces refreshes to its lag).",
+            registry=r,
+        )
         self.dependency_up = Gauge(
             "socialrec_dependency_up",
             "0 while the worker waits out an outage of this server (consuming paused), else 1.",

@@ -256,11 +256,13 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         await lag.probe()  # never raises: a failed probe is counted and skipped
         if processor.sources is None:  # a learner process teaches the sources
             try:
-                learnt_ts = await learnt.progress()
+                progress = await learnt.progress()
             except Exception:  # an outage: the next probe tries again
                 return
-            behind = max(0.0, processor.newest_arrival - (learnt_ts or 0.0))
-            metrics.learner_lag_seconds.set(behind)
+            learnt_ts = 0.0 if progress is None else progress.event_ts
+            metrics.learner_lag_seconds.set(max(0.0, processor.newest_arrival - learnt_ts))
+            if progress is not None and progress.refresh_s is not None:
+                metrics.learner_refresh_seconds.set(progress.refresh_s)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

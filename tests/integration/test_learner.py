@@ -82,7 +82,7 @@ async def test_the_learner_teaches_once_and_keeps_the_pools_the_sources_give(
     assert await learner.learn(_records(events, first_offset=100)) == 0
     assert await _mf_rows(redis_client) == rows
     progress = await learner.state.progress()
-    assert progress == events[-1].ts
+    assert progress == (events[-1].ts, settings.pool_refresh_s)
 
 
 async def test_erased_users_are_neither_learnt_nor_left_behind(
@@ -113,9 +113,9 @@ async def test_an_erasure_between_the_check_and_the_mark_leaves_no_learnt_ids(
     learner, keys = _learner(redis_client, settings), Keys()
     follow = Event("f1", EventType.FOLLOW, "bob", T0, target_user_id="ann")
     await learner.store.mark_erased({"bob": T0 + 1_000})  # the erasure, after the check
-    await learner.state.mark([follow], T0)
+    await learner.state.mark([follow], T0, refresh_s=1.0)
     assert not await redis_client.exists(keys.user("bob", "learnt"))
-    assert await learner.state.progress() == T0
+    assert await learner.state.progress() == (T0, 1.0)
 
 
 async def test_events_without_an_item_are_marked_learnt_by_the_learner_itself(
