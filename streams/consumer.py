@@ -13,7 +13,7 @@ they produced** (streams/store.py ``OffsetRange``):
 * when a partition is assigned, consuming starts after its stored *published* offset: events
   applied but not yet published are delivered again, found to be duplicates, and their users'
   lists are published (every applied event gets its publish);
-* offsets are also committed to Kafka after each batch (for lag and for a fresh store).
+* offsets are also committed to Kafka, at most once a second (for lag and for a fresh store).
 
 Every other topic (catalog, shares, privacy requests) stays a Faust agent. The service shares
 the app's lifecycle, web server and metrics; ``SOCIALREC_EVENTS_CONSUMER=faust`` runs the agent
@@ -23,7 +23,9 @@ instead (without the guarantees above), for comparison.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
@@ -40,6 +42,11 @@ from streams.security import kafka_client_kwargs
 from streams.store import OffsetRange, Position, Store
 
 log = logging.getLogger(__name__)
+
+
+#: Kafka's copy of the consumed offsets is committed at most this often (Redis holds the ones
+#: that count); the offsets of every batch in between go in one commit.
+COMMIT_INTERVAL_S = 1.0
 
 
 def events_group(settings: Settings) -> str:
@@ -89,6 +96,7 @@ class EventsConsumer(Service):
         #: Offsets to commit to Kafka, and the commit in flight (see :meth:`_commit`).
         self._uncommitted: dict[TopicPartition, int] = {}
         self._committing: asyncio.Future[None] | None = None
+        self._last_commit = 0.0  # time.monotonic() of the last commit to Kafka
         #: The previous batch, until the broker has acknowledged its lists (see _batch).
         self._settling: asyncio.Future[None] | None = None
         self.topic = settings.topic("events")
@@ -119,8 +127,10 @@ class EventsConsumer(Service):
         if self.consumer is not None:
             await self._settled()
             if self._committing is not None:
-                await self._committing
-            await self._commit()  # what the last batches left
+                self._committing.cancel()  # its wait for the interval, or a commit repeated below
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._committing
+            await self._commit(now=True)  # what the last batches left
             await self.consumer.stop()
         if self.publisher is not None:
             await self.publisher.stop()
@@ -219,16 +229,24 @@ class EventsConsumer(Service):
         if self._committing is None or self._committing.done():
             self._committing = asyncio.ensure_future(self._commit())
 
-    async def _commit(self) -> None:
+    async def _commit(self, now: bool = False) -> None:
         """Commit the newest offsets to Kafka, beside the next batches rather than before
-        them: the positions that count are stored with the state in Redis (a partition
-        starts from there), so Kafka's copy only saves a new group member a longer replay,
-        and waiting for the broker's reply cost every batch a round trip."""
+        them, and at most once per :data:`COMMIT_INTERVAL_S`: the positions that count are
+        stored with the state in Redis (a partition starts from there), so Kafka's copy only
+        saves a new group member a longer replay. Waiting for the broker's reply cost every
+        batch a round trip, and a commit per batch cost the worker and the broker CPU at every
+        small batch."""
         assert self.consumer is not None
         while self._uncommitted:
+            if not now:
+                await asyncio.sleep(self._last_commit + COMMIT_INTERVAL_S - time.monotonic())
+            self._last_commit = time.monotonic()
             offsets, self._uncommitted = self._uncommitted, {}
             try:
                 await self.consumer.commit(offsets)
+            except asyncio.CancelledError:
+                self._uncommitted = {**offsets, **self._uncommitted}  # for the last commit
+                raise
             except (CommitFailedError, IllegalStateError, KafkaError) as exc:
                 # A rebalance or a broker outage: the next commit covers these offsets too.
                 log.info("offset commit to Kafka skipped (%s)", type(exc).__name__)
