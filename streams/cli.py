@@ -76,6 +76,7 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
         rate=args.rate,
         seconds=args.seconds,
         soak_chunk=args.chunk if args.soak else 0,
+        readers=args.readers,
     )
 
 
@@ -239,6 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="how long the latency scenario runs (default: 20 s, at most --events events)",
+    )
+    p.add_argument(
+        "--readers",
+        type=int,
+        default=0,
+        help="also run the latency scenario with this many concurrent HTTP readers on a "
+        "`socialrec api` (e.g. 100; default 0: off)",
     )
     p.set_defaults(handler=_bench)
 
