@@ -80,7 +80,8 @@ def build_app(
     """
     from streams.worker import batch_processor, settings_store
 
-    client = redis_client_for(settings)
+    # More requests can be in flight than the pool has connections: they wait for one.
+    client = redis_client_for(settings, queue_for_connections=True)
     store = settings_store(settings, client)
     # The read path's own counters (a failed source call, say) are the batch path's metrics;
     # this process has no batches, so it keeps them to itself and serves HttpMetrics.
