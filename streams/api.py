@@ -1,15 +1,18 @@
-"""The worker's HTTP API (JSON, under ``/api/v1``), on Faust's aiohttp web server.
+"""The HTTP API (JSON, under ``/api/v1``): the handlers, and the table of their routes.
 
-Why in the worker: everything it answers from is already there (the store, the sources, the
-latest trending list, the catalogue's text index), so a read costs a Redis round trip or two
-and no extra service has to be run. Handlers read only; the one write they cause is through
-:class:`streams.analytics.MerchantAnalytics`, which :func:`register_api` attaches to the batch
-processor so that merchant figures are counted as events are applied.
+Two kinds of process serve it, from the same :func:`api_routes` mounted by
+:func:`streams.web.mount`: the worker, on its Faust web server (everything it answers from is
+already there), and any number of ``socialrec api`` processes (streams/serving.py), which
+read only what the workers keep in Redis and so scale apart from event processing. Handlers
+read only; the one write they cause is through :class:`streams.analytics.MerchantAnalytics`,
+which the worker attaches to its batch processor so that merchant figures are counted as
+events are applied. Trending is served from the lists as last published
+(:func:`streams.trending.last_published`), never recounted per request.
 
 Errors are JSON ``{"error": "..."}`` saying what was wrong (streams/http_input.py): 400 for bad
 parameters or bodies, 404 for unknown routes, 405 for a wrong method, 413 for a body over
-:data:`MAX_BODY_BYTES`, 500 without details, on every page of the worker (the live pages and
-``/metrics`` too). Logs name the route, never ids or payloads.
+:data:`MAX_BODY_BYTES`, 500 without details, on every page (the live pages and ``/metrics``
+too). Logs name the route, never ids or payloads.
 """
 
 from __future__ import annotations
@@ -21,11 +24,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-import faust
 import orjson
 import redis.asyncio as aioredis
 from aiohttp import web as aioweb
-from faust.web import View
 
 from models.funnel import exposure_share, funnel
 from models.recommend import Recommendations, candidate_pools
@@ -52,13 +53,12 @@ from streams.http_input import (
     json_response,
     parse_query,
     query_int,
-    route_pattern,
 )
 from streams.pipeline import BatchProcessor, InboundRecord, recommendations_json
 from streams.search import CatalogSearch
 from streams.sources.content import RedisContent
 from streams.store import RedisStore
-from streams.trending import trending_json
+from streams.trending import last_published, trending_json
 
 log = logging.getLogger(__name__)
 
@@ -141,12 +141,16 @@ class Api:
             "reasons": list(answer.reasons),
         }
 
+    async def _last_published(self, scope: str, now: float, k: int) -> TrendingList:
+        window_s = self.deps.settings.trending_window_s
+        (result,) = await last_published(self.deps.store, [scope], now, k, window_s)
+        return result
+
     async def trending(self, request: aioweb.Request, scope: str) -> Json:
         check_scope(scope)
         k = query_int(request.query, "k", 20, 1, MAX_TRENDING_K)
         now = self.clock()
-        (result,) = await self.deps.store.trending([scope], now, k)
-        return trending_body(result, now)
+        return trending_body(await self._last_published(scope, now, k), now)
 
     async def merchant(self, request: aioweb.Request, merchant_id: str) -> Json:
         check_id(merchant_id, "merchant_id")
@@ -154,9 +158,9 @@ class Api:
             request.query, "window_s", DEFAULT_WINDOW_S, MIN_WINDOW_S, MAX_WINDOW_S
         )
         now = self.clock()
-        counts, (rising,) = await asyncio.gather(
+        counts, rising = await asyncio.gather(
             self.analytics.window(merchant_id, now, window_s),
-            self.deps.store.trending([merchant_scope(merchant_id)], now, 10),
+            self._last_published(merchant_scope(merchant_id), now, 10),
         )
         own = {k: v for k, v in counts.counts.items() if k != EXPOSURE}
         slots = counts.counts.get(EXPOSURE, 0)
@@ -237,21 +241,50 @@ class Api:
                 social.setdefault(proof.item_id, []).append(proof.action)
         return Boosts(content=profile, trending=trend, social=social)
 
+    async def warm(self) -> None:
+        """Load jieba's dictionary and the catalogue index off the request path."""
+        try:
+            await asyncio.to_thread(words, "预热")
+            await self.search.sync()
+        except Exception as exc:  # the first query retries the sync
+            log.warning("search index warm-up failed (%s)", type(exc).__name__)
+
+
+def build_api(deps: ApiDeps) -> Api:
+    """The handlers over ``deps`` (the worker also hands ``analytics`` to its processor)."""
+    keys = deps.store.keys
+    return Api(deps, MerchantAnalytics(deps.redis, keys), CatalogSearch(deps.redis, keys))
+
 
 Handler = Callable[..., Awaitable[Json]]
+Route = tuple[str, str, Callable[[aioweb.Request], Awaitable[aioweb.StreamResponse]]]
 
 
-def _view(name: str, method: str, handler: Handler) -> type[View]:
-    """A Faust view whose ``method`` runs ``handler`` and answers JSON."""
+def _json_route(handler: Handler) -> Callable[[aioweb.Request], Awaitable[aioweb.StreamResponse]]:
+    """An aiohttp handler that runs ``handler`` with the path's parameters and answers JSON."""
 
-    async def call(self: View, request: Any, **kwargs: Any) -> Any:
+    async def route(request: aioweb.Request) -> aioweb.StreamResponse:
         try:
-            body = await handler(request, **kwargs)
+            body = await handler(request, **request.match_info)
         except ApiError as exc:
             return error_response(exc.status, exc.message)
         return json_response(body)
 
-    return type(name, (View,), {method: call, "__doc__": handler.__doc__})
+    route.__doc__ = handler.__doc__
+    return route
+
+
+def api_routes(api: Api) -> list[Route]:
+    """(method, route template, aiohttp handler) of every API route (streams/api_spec.py)."""
+    handlers: dict[str, Handler] = {
+        "/api/v1/openapi.json": api.openapi,
+        "/api/v1/users/{user_id}/recommendations": api.recommendations,
+        "/api/v1/users/{user_id}/why/{item_id}": api.why,
+        "/api/v1/trending/{scope}": api.trending,
+        "/api/v1/merchants/{merchant_id}": api.merchant,
+        "/api/v1/query": api.query,
+    }
+    return [(method, path, _json_route(handlers[path])) for method, path in ROUTES]
 
 
 @aioweb.middleware
@@ -276,40 +309,3 @@ async def json_errors(request: aioweb.Request, handler: Any) -> aioweb.StreamRes
         name = route.canonical if route is not None else "?"
         log.error("api request %s %s failed (%s)", request.method, name, type(exc).__name__)
         return error_response(500, "internal error")
-
-
-def register_api(app: faust.App, deps: ApiDeps) -> Api:
-    """Serve the API on the worker's web server, and count merchant figures in the pipeline.
-
-    Call it once while building the app (before it starts): the error middleware has to be
-    in place before aiohttp freezes its middleware list.
-    """
-    analytics = MerchantAnalytics(deps.redis, deps.store.keys)
-    deps.processor.analytics = analytics
-    api = Api(deps, analytics, CatalogSearch(deps.redis, deps.store.keys))
-    handlers: dict[str, Handler] = {
-        "/api/v1/openapi.json": api.openapi,
-        "/api/v1/users/{user_id}/recommendations": api.recommendations,
-        "/api/v1/users/{user_id}/why/{item_id}": api.why,
-        "/api/v1/trending/{scope}": api.trending,
-        "/api/v1/merchants/{merchant_id}": api.merchant,
-        "/api/v1/query": api.query,
-    }
-    for method, path in ROUTES:
-        handler = handlers[path]
-        app.page(route_pattern(path), name=f"api_{handler.__name__}")(
-            _view(f"api_{handler.__name__}", method, handler)
-        )
-    # The aiohttp driver (Faust's default) exposes its aiohttp Application as ``web_app``.
-    cast(Any, app.web).web_app.middlewares.append(json_errors)
-
-    @app.task  # type: ignore[untyped-decorator]
-    async def warm_search() -> None:
-        """Load jieba's dictionary and the catalogue index off the request path."""
-        try:
-            await asyncio.to_thread(words, "预热")
-            await api.search.sync()
-        except Exception as exc:  # the first query retries the sync
-            log.warning("search index warm-up failed (%s)", type(exc).__name__)
-
-    return api

@@ -42,7 +42,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -65,6 +65,7 @@ from streams.processes import (
     DemoError,
     ManagedProcess,
     MetricsSnapshot,
+    api_process,
     ensure_infra,
     free_port,
     histogram_quantile,
@@ -86,6 +87,7 @@ WARMUP_EVENTS: Final = 50
 SETTLE_S: Final = 1.5  # output quiet this long after everything was consumed = run finished
 RUN_TIMEOUT_S: Final = 1800.0
 POLL_S: Final = 0.5
+READERS_WARMUP_S: Final = 0.5  # the readers' process connects and reads before measuring
 READ_TIMEOUT_S: Final = 30.0
 CLAIM_KEY: Final = "socialrec:bench:claim"
 SYSTEMS: Final = ("worker", *BASELINES)
@@ -508,8 +510,11 @@ async def run_once(
     run_dir: Path,
     profile: Path | None = None,
     say: Callable[[str], None],
+    readers: int = 0,
 ) -> dict[str, Any]:
-    """Produce, process and measure one (scenario, system) combination."""
+    """Produce, process and measure one (scenario, system) combination; with ``readers``
+    (the worker's latency scenario only), that many HTTP readers read a `socialrec api`
+    while the events are produced."""
     from streams.simulate import produce
     from streams.topics import apply_topics
 
@@ -518,6 +523,7 @@ async def run_once(
     await use_log_append_time(settings, "trending")
     proc = _system_process(system, settings, run_dir / f"{scenario}-{system}.log", profile)
     learner_s: float | None = None
+    reads: dict[str, Any] = {}
     info_before = await redis_info(settings) if system == "worker" else {}
     preload = scenario == "throughput"
     warmup = 0 if preload else WARMUP_EVENTS
@@ -542,14 +548,26 @@ async def run_once(
                 await proc.wait_http(metrics_url(settings))
             cpu_ready = _cpu_seconds(proc.pid)  # start-up (imports, joining) is not the work
             if not preload:
-                warm = generate_events(
-                    world, world.seed + 1, count=warmup, start_ts=time.time(), mean_gap_s=0.0
+                warm = list(
+                    generate_events(
+                        world, world.seed + 1, count=warmup, start_ts=time.time(), mean_gap_s=0.0
+                    )
                 )
                 await produce(settings, world, warm, 0.0)
                 await _wait_processed(progress, proc, warmup, 120.0)
                 say(f"  {system}: warmed up; sending at {rate:g} events/s")
                 steady_from = time.time()
-                await produce(settings, world, events(), rate, on_sent=keep)
+                if readers:
+                    # Readers of the warmed-up users' lists (published) and of trending, for
+                    # as long as the events are produced.
+                    users = sorted({e.user_id for e in warm})
+                    steady = list(events())
+                    span = len(steady) / rate
+                    async with reading(settings, run_dir, users, readers, span) as figures:
+                        await produce(settings, world, steady, rate, on_sent=keep)
+                    reads = summarise_reads(await figures, readers)
+                else:
+                    await produce(settings, world, events(), rate, on_sent=keep)
             await _wait_processed(progress, proc, warmup + len(measured), RUN_TIMEOUT_S)
             await _wait_settled(progress)
             settled = time.monotonic()
@@ -575,7 +593,55 @@ async def run_once(
         result["profile"] = _profile(info_before, await redis_info(settings), progress.last, cpu)
         if not preload:
             result["trending_freshness"] = await trending_freshness(settings, steady_from)
+        if readers:
+            result["readers"] = reads
     return result
+
+
+@contextlib.asynccontextmanager
+async def reading(
+    settings: Settings, run_dir: Path, users: Sequence[str], readers: int, seconds: float
+) -> AsyncIterator[asyncio.Future[dict[str, Any]]]:
+    """A `socialrec api` on the run's Redis, and ``readers`` HTTP readers reading it for
+    ``seconds`` from a process of their own (streams/readers.py), started as the block starts;
+    the block gets their figures' future, and the api stops once they are done."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from streams.readers import read_for
+
+    port = free_port(settings.web_host)
+    api = api_process(settings, port, run_dir / "api.log")
+    base = f"http://{settings.web_host}:{port}"
+    loop = asyncio.get_running_loop()
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        try:
+            await api.start()
+            await api.wait_http(f"{base}/health")
+            # The pool's process imports and connects before the clock starts.
+            await loop.run_in_executor(pool, read_for, base, users, 1, READERS_WARMUP_S, 0)
+            figures = loop.run_in_executor(pool, read_for, base, users, readers, seconds, 1)
+            yield figures
+            await figures
+        finally:
+            await api.stop()
+
+
+def summarise_reads(raw: dict[str, Any], readers: int) -> dict[str, Any]:
+    """The readers' figures: requests per second, and p50/p99/max per kind of read."""
+    latencies: dict[str, list[float]] = raw["latencies"]
+    total = sum(len(values) for values in latencies.values())
+    wall = raw["wall_s"]
+    return {
+        "readers": readers,
+        "seconds": round(wall, 1),
+        "requests_per_s": round(total / wall, 1) if wall > 0 else None,
+        "failed": raw["failed"],
+        **{
+            kind: {"requests": len(values), **_tail_ms(values)}
+            for kind, values in latencies.items()
+        },
+    }
 
 
 async def _learner_catch_up(settings: Settings, since: float) -> float | None:
@@ -718,6 +784,23 @@ async def stage_profile(
 # --- the whole benchmark -----------------------------------------------------------------------
 
 
+def reader_lines(reads: dict[str, Any]) -> list[str]:
+    """The readers' figures, a line per kind of read."""
+    lines = [
+        f"{reads['readers']} readers: {reads['requests_per_s']:,} requests/s over "
+        f"{reads['seconds']} s, {reads['failed']} failed"
+    ]
+    names = {"list": "published lists", "trending": "trending global", "computed": "ranked now"}
+    for kind, name in names.items():
+        k = reads[kind]
+        if k["requests"]:
+            lines.append(
+                f"  {name}: {k['requests']:,} requests, p50 {k['p50_ms']} ms, "
+                f"p99 {k['p99_ms']} ms, max {k['max_ms']} ms"
+            )
+    return lines
+
+
 def _table(figures: dict[str, Any]) -> str:
     from rich.console import Console
     from rich.table import Table
@@ -779,6 +862,15 @@ def _table(figures: dict[str, Any]) -> str:
             f"in the Redis call (Redis executed {prof['redis_server_lua_s']}s of scripts, the "
             "learner's included)"
         )
+    serving = figures.get("serving")
+    if serving:
+        without = lat["worker"]
+        lines.append(
+            f"d) event path with readers: p50 {serving['p50_ms']} ms, p99 {serving['p99_ms']} ms, "
+            f"max {serving['max_ms']} ms (without, in b: p50 {without['p50_ms']} ms, "
+            f"p99 {without['p99_ms']} ms, max {without['max_ms']} ms)"
+        )
+        lines += [f"   {line}" for line in reader_lines(serving["readers"])]
     stages = figures.get("stages")
     if stages and "error" not in stages:
         lines.append(
@@ -805,6 +897,7 @@ async def _bench(
     profile: Path | None,
     rate: float | None = None,
     seconds: float | None = None,
+    readers: int = 0,
 ) -> dict[str, Any]:
     from streams.topics import delete_topics_with_prefix
 
@@ -860,25 +953,31 @@ async def _bench(
         count = int(rate * seconds) if seconds else min(events, int(rate * LATENCY_SECONDS))
         figures["latency"].update(rate=rate, seconds=round(count / rate, 1))
         say(f"b) latency: {count:,} events at {rate:g}/s after {WARMUP_EVENTS} warm-up events")
-        for system in SYSTEMS:
-            s = run_settings(settings, run_id, "b", system, redis_url)
+        gap_s = 1.0 / rate
+
+        def steady() -> Iterable[Event]:
+            return generate_events(world, seed, count=count, start_ts=time.time(), mean_gap_s=gap_s)
+
+        async def at_rate(
+            letter: str, scenario: str, system: str, readers: int = 0
+        ) -> dict[str, Any]:
+            """(b)'s stream at (b)'s rate through ``system``, on a fresh Redis database."""
+            s = run_settings(settings, run_id, letter, system, redis_url)
             await reset_redis_db(settings, redis_url, run_id)
-
-            def steady() -> Iterable[Event]:
-                return generate_events(
-                    world, seed, count=count, start_ts=time.time(), mean_gap_s=1.0 / rate
-                )
-
-            figures["latency"][system] = r = await run_once(
+            return await run_once(
                 s,
                 system=system,
-                scenario="latency",
+                scenario=scenario,
                 world=world,
                 events=steady,
                 rate=rate,
                 run_dir=run_dir,
                 say=say,
+                readers=readers,
             )
+
+        for system in SYSTEMS:
+            figures["latency"][system] = r = await at_rate("b", "latency", system)
             say(f"  {system}: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms")
             if "trending_freshness" in r:
                 t = r["trending_freshness"]
@@ -887,6 +986,19 @@ async def _bench(
                     f"event, event to list p50 {t['p50_ms']} ms, p99 {t['p99_ms']} ms, "
                     f"max {t['max_ms']} ms"
                 )
+        if readers:
+            say(
+                f"d) serving: the worker's latency scenario again, with {readers} HTTP readers "
+                "on a `socialrec api` (published lists and global trending)"
+            )
+            figures["serving"] = r = await at_rate("d", "serving", "worker", readers)
+            without = figures["latency"]["worker"]
+            say(
+                f"  worker: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms with the readers "
+                f"(p50 {without['p50_ms']} ms, p99 {without['p99_ms']} ms without, in b)"
+            )
+            for line in reader_lines(r["readers"]):
+                say(f"  {line}")
         batch = figures["throughput"]["worker"].get("profile", {}).get("mean_batch_events") or 100
         say(f"c) in-process stage profile: {events:,} events in batches of {round(batch)}")
         await reset_redis_db(settings, redis_url, run_id)
@@ -949,12 +1061,14 @@ def run_bench(
     rate: float | None = None,
     seconds: float | None = None,
     soak_chunk: int = 0,
+    readers: int = 0,
 ) -> int:
     """``socialrec bench``: measure, print a table, write the figures to ``output``.
 
     ``profile`` (not on the command line) runs the throughput worker under cProfile and
     writes the stats there; its figures are then slower than a plain run. ``soak_chunk`` > 0
-    runs the soak instead (streams/soak.py): ``events`` in chunks of that many.
+    runs the soak instead (streams/soak.py): ``events`` in chunks of that many. ``readers``
+    > 0 adds scenario (d): (b)'s worker again with that many HTTP readers on a `socialrec api`.
     """
     if events < WARMUP_EVENTS:
         print(f"bench: need --events >= {WARMUP_EVENTS}", file=sys.stderr)
@@ -978,7 +1092,8 @@ def run_bench(
             run = soak(settings, events=events, chunk=soak_chunk, seed=seed, say=say)
             figures = {"soak": asyncio.run(run)}
         else:
-            figures = asyncio.run(_bench(settings, events, seed, say, profile, rate, seconds))
+            run = _bench(settings, events, seed, say, profile, rate, seconds, readers)
+            figures = asyncio.run(run)
     except (BenchError, DemoError) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
@@ -987,7 +1102,8 @@ def run_bench(
     figures = {
         "command": f"socialrec bench --events {events} --seed {seed}"
         + (f" --rate {rate:g}" if rate is not None else "")
-        + (f" --soak --chunk {soak_chunk}" if soak_chunk else ""),
+        + (f" --soak --chunk {soak_chunk}" if soak_chunk else "")
+        + (f" --readers {readers}" if readers else ""),
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "wall_s": round(time.monotonic() - began, 1),
         "machine": {

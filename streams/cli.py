@@ -31,6 +31,12 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     return worker.run_worker(settings)
 
 
+def _api(settings: Settings, args: argparse.Namespace) -> int:
+    from streams import serving
+
+    return serving.run_api(settings, port=args.port, reuse_port=args.reuse_port or None)
+
+
 def _learner(settings: Settings, args: argparse.Namespace) -> int:
     from streams import learner
 
@@ -70,6 +76,7 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
         rate=args.rate,
         seconds=args.seconds,
         soak_chunk=args.chunk if args.soak else 0,
+        readers=args.readers,
     )
 
 
@@ -159,6 +166,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run the Faust worker (events in, recommendations out)")
     p.set_defaults(handler=_worker)
 
+    p = sub.add_parser(
+        "api",
+        help="serve the HTTP API and live pages from what the workers keep in Redis (any "
+        "number of copies, apart from the workers)",
+    )
+    p.add_argument("--port", type=int, help="listen here (default SOCIALREC_API_PORT, 6067)")
+    p.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="bind with SO_REUSEPORT, so several copies share one port (SOCIALREC_API_REUSE_PORT)",
+    )
+    p.set_defaults(handler=_api)
+
     p = sub.add_parser("learner", help="run the learner alone (SOCIALREC_LEARNER=external)")
     p.set_defaults(handler=_learner)
     p = sub.add_parser("keys", help="make an API key (or a host-link secret)")
@@ -220,6 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="how long the latency scenario runs (default: 20 s, at most --events events)",
+    )
+    p.add_argument(
+        "--readers",
+        type=int,
+        default=0,
+        help="also run the latency scenario with this many concurrent HTTP readers on a "
+        "`socialrec api` (e.g. 100; default 0: off)",
     )
     p.set_defaults(handler=_bench)
 

@@ -224,6 +224,20 @@ class Settings(BaseSettings):
         default=200, ge=1, description="open live-page event streams of one stream at most"
     )
 
+    # --- serving apart from processing (`socialrec api`, streams/serving.py) ------------------
+    api_port: int = Field(
+        default=6067,
+        ge=1,
+        le=65535,
+        description="the port of `socialrec api` (on SOCIALREC_WEB_HOST); each copy its own, "
+        "or one shared with SOCIALREC_API_REUSE_PORT",
+    )
+    api_reuse_port: bool = Field(
+        default=False,
+        description="`socialrec api` binds with SO_REUSEPORT: copies on one port, the kernel "
+        "spreads the connections",
+    )
+
     # --- HTTP access (streams/auth.py, streams/guard.py) --------------------------------------
     auth: Literal["keys", "off"] = Field(
         default="keys",

@@ -1,8 +1,9 @@
 """Who may call which route, how often, and how many expensive requests at once.
 
-One aiohttp middleware in front of every page of the worker's web server (the API, the live
-pages, ``/metrics``). Each route template has a :class:`Rule`; a route without one (Faust's
-own pages, a typo) is the operator's only, so a new page is closed until someone opens it.
+One aiohttp middleware in front of every page of the worker's web server and of each
+``socialrec api`` (the API, the live pages, ``/metrics``; streams/web.py puts it there). Each
+route template has a :class:`Rule`; a route without one (Faust's own pages, a typo) is the
+operator's only, so a new page is closed until someone opens it.
 ``/health`` stays open: orchestrators probe it without credentials.
 
 ==========================  ========================================  ===========
@@ -38,7 +39,7 @@ from streams.api_spec import DEFAULT_WINDOW_S, MAX_WINDOW_S, MIN_WINDOW_S
 from streams.auth import FRONTEND, HOST, MERCHANT, OPERATOR, Keyring, Principal, verify_link
 from streams.config import ConfigError, Settings
 from streams.http_input import ApiError, error_response, query_int
-from streams.metrics import WorkerMetrics
+from streams.metrics import HttpMetrics
 from streams.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ def refusal(reason: str, retry_after: float | None = None) -> aioweb.Response:
 class Guard:
     """Decides each request: the middleware is :meth:`middleware`."""
 
-    def __init__(self, settings: Settings, keyring: Keyring | None, metrics: WorkerMetrics):
+    def __init__(self, settings: Settings, keyring: Keyring | None, metrics: HttpMetrics):
         self.keyring = keyring  # None: SOCIALREC_AUTH=off
         self.secret = settings.host_link_secret
         self.limiter = RateLimiter(settings.api_rate_per_s, settings.api_rate_burst)
@@ -201,19 +202,23 @@ class Guard:
             self.costly -= 1
 
 
-def load_guard(settings: Settings, metrics: WorkerMetrics) -> Guard:
-    """The guard of these settings; refuses (exits with what to fix) to guard nothing."""
+def load_guard(
+    settings: Settings, metrics: HttpMetrics, process: str = "worker", port: int | None = None
+) -> Guard:
+    """The guard of these settings; refuses (exits with what to fix) to guard nothing.
+    ``process`` names the command in that message (``worker`` or ``api``), ``port`` the port
+    it serves on (default the worker's, ``SOCIALREC_WEB_PORT``)."""
     if settings.auth == "off":
         log.warning(
             "SOCIALREC_AUTH=off: every route is open to whoever reaches %s:%d",
             settings.web_host,
-            settings.web_port,
+            settings.web_port if port is None else port,
         )
         return Guard(settings, None, metrics)
     keyring = Keyring.load(settings)
     if not keyring.entries and not settings.host_link_secret:
         raise ConfigError(
-            "socialrec worker: no API keys configured. Make one with `socialrec keys new "
+            f"socialrec {process}: no API keys configured. Make one with `socialrec keys new "
             "--role operator` and put the line it prints in SOCIALREC_API_KEYS_FILE (or "
             "SOCIALREC_API_KEYS); for a local demo only, SOCIALREC_AUTH=off opens every route"
         )
@@ -223,10 +228,3 @@ def load_guard(settings: Settings, metrics: WorkerMetrics) -> Guard:
         "on" if settings.host_link_secret else "off (no SOCIALREC_HOST_LINK_SECRET)",
     )
     return Guard(settings, keyring, metrics)
-
-
-def register_guard(app: Any, settings: Settings, metrics: WorkerMetrics) -> Guard:
-    """Put the guard in front of every page of a Faust app (before it starts)."""
-    guard = load_guard(settings, metrics)
-    app.web.web_app.middlewares.append(guard.middleware)
-    return guard

@@ -16,6 +16,8 @@ contract suite checks that every key in Redis parses back through :func:`parse_k
 ('trending', 'stream:live-3', 'weights')
 >>> k.parse(k.merchant_counts(29933400, "m1"))
 ('trending', 'm1', 'merchant_counts')
+>>> k.parse(k.trending_published("category:phones"))
+('trending', 'category:phones', 'published')
 """
 
 from __future__ import annotations
@@ -193,6 +195,13 @@ class Keys:
         """
         return f"{self.prefix}{'tn' if counts else 't'}:{bucket}:{scope}"
 
+    def trending_published(self, scope: str) -> str:
+        """The scope's list as last published on ``trending`` (its wire JSON, deeper: the
+        HTTP API's ``k`` reaches past the topic's length). Anonymous, and it expires with the
+        buckets it was counted from. One key per scope, so scopes spread over a cluster's
+        slots."""
+        return f"{self.prefix}tp:{scope}"
+
     def merchant_counts(self, bucket: int, merchant_id: str) -> str:
         """A merchant's event and exposure counts in one time bucket (type -> count).
 
@@ -241,6 +250,8 @@ class Keys:
             bucket, _, scope = tail.partition(":")
             if bucket.lstrip("-").isdigit() and scope:
                 return "trending", scope, "counts" if kind == "tn" else "weights"
+        if kind == "tp" and tail:
+            return "trending", tail, "published"
         if kind == "lm" and tail:
             return "global", tail, "marks"
         if kind == "x" and tail:

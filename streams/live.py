@@ -1,6 +1,7 @@
 """The hosts' live page: a live stream's trending items, pushed to a phone within a second.
 
-Routes (served by the worker's web server, next to /metrics):
+Routes (served by the worker's web server, next to /metrics, and by every ``socialrec api``
+process; streams/web.py mounts them):
 
 - ``GET /live/{stream_id}``: one self-contained HTML page (inline CSS and JS, nothing
   external), so a host can open it on a phone without any build or CDN;
@@ -15,10 +16,11 @@ browser reconnects and gets the current list), so a slow phone never delays publ
 
 Why there is still a fallback read: the publisher takes the changed scopes from a Redis set
 shared by every worker (SPOP), so with several workers the list of a stream may be published
-by another process. When no local update arrived for ``poll_s`` (the publish interval,
-0.5 s), the endpoint reads the scope from the store itself and sends it if it changed. With
-one worker the reads only confirm what was pushed; the cost is one pipelined Redis read per
-open page per 0.5 s while the stream is quiet.
+by another process, and a ``socialrec api`` process publishes nothing at all. When no local
+update arrived for ``poll_s`` (the publish interval, 0.5 s), the endpoint reads the scope's
+last published list (streams/trending.py, one Redis GET) and sends it if it changed. With one
+worker the reads only confirm what was pushed; the cost is one Redis read per open page per
+0.5 s while the stream is quiet.
 
 Privacy: the lists are anonymous counts; nothing here sees or logs a user id.
 """
@@ -41,10 +43,10 @@ from aiohttp import web as aioweb
 from models.events import ID_RULE, is_valid_id
 from models.trending import TrendingList, stream_scope
 from streams.config import Settings
-from streams.http_input import error_response, route_pattern
+from streams.http_input import error_response
 from streams.keys import Keys
 from streams.store import RedisStore
-from streams.trending import TrendingPublisher
+from streams.trending import last_published
 
 log = logging.getLogger(__name__)
 
@@ -307,52 +309,49 @@ class LiveFeed:
         return live_message(result, titles, stream_id, self.clock())
 
 
-def register_live(
-    app: Any,
-    settings: Settings,
-    store: RedisStore,
-    publisher: TrendingPublisher,
-    refused: Callable[[], None] = lambda: None,
-) -> TrendingBroadcaster:
-    """Add the live page routes to a Faust app and subscribe them to the trending publisher.
+#: The events route: a connection lasts as long as the page is open.
+EVENTS_ROUTE: Final = "/live/{stream_id}/events"
+PAGE_HEADERS: Final = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; "
+        "script-src 'unsafe-inline'; connect-src 'self'"
+    ),
+}
+Handler = Callable[[aioweb.Request], Awaitable[aioweb.StreamResponse]]
+
+
+@dataclass
+class LivePages:
+    """The live page routes over a broadcaster and a feed; see :func:`live_pages`.
 
     ``refused`` is called for each events connection turned away by a cap (a metric).
     """
-    broadcaster = TrendingBroadcaster(
-        max_subscribers=settings.live_max_connections,
-        max_per_scope=settings.live_max_connections_per_stream,
-    )
-    publisher.listeners.append(broadcaster.publish)
-    titles = TitleCache(store.client, store.keys)
-    k = settings.trending_top_k
 
-    async def read(scope: str, now: float) -> TrendingList:
-        return (await store.trending([scope], now, k))[0]
+    broadcaster: TrendingBroadcaster
+    feed: LiveFeed
+    refused: Callable[[], None] = lambda: None
 
-    feed = LiveFeed(broadcaster, read, titles.titles, poll_s=settings.trending_interval_s)
+    def routes(self) -> list[tuple[str, str, Handler]]:
+        """(method, route template, aiohttp handler) of the page and its events."""
+        return [("GET", "/live/{stream_id}", self.page), ("GET", EVENTS_ROUTE, self.events)]
 
-    @app.page(route_pattern("/live/{stream_id}"))  # type: ignore[untyped-decorator]
-    async def live_page(web: Any, request: Any, stream_id: str) -> Any:
+    async def page(self, request: aioweb.Request) -> aioweb.StreamResponse:
+        stream_id = request.match_info["stream_id"]
         if not is_valid_id(stream_id):  # any id events accept may name a stream
             return error_response(400, f"stream_id must be {ID_RULE}")
-        return web.html(
-            render_page(stream_id),
-            headers={
-                "Cache-Control": "no-store",
-                "Content-Security-Policy": (
-                    "default-src 'none'; style-src 'unsafe-inline'; "
-                    "script-src 'unsafe-inline'; connect-src 'self'"
-                ),
-            },
+        return aioweb.Response(
+            text=render_page(stream_id), content_type="text/html", headers=PAGE_HEADERS
         )
 
-    @app.page(route_pattern("/live/{stream_id}/events"))  # type: ignore[untyped-decorator]
-    async def live_events(web: Any, request: Any, stream_id: str) -> Any:
+    async def events(self, request: aioweb.Request) -> aioweb.StreamResponse:
+        stream_id = request.match_info["stream_id"]
         if not is_valid_id(stream_id):  # any id events accept may name a stream
             return error_response(400, f"stream_id must be {ID_RULE}")
+        broadcaster = self.broadcaster
         sub = broadcaster.subscribe(stream_scope(stream_id))
         if sub is None:
-            refused()
+            self.refused()
             return error_response(503, TOO_MANY_PAGES, {"Retry-After": "5"})
         response = aioweb.StreamResponse(
             headers={
@@ -363,7 +362,7 @@ def register_live(
         )
         try:
             await response.prepare(request)
-            async for chunk in feed.stream(stream_id, sub, lambda: _gone(request)):
+            async for chunk in self.feed.stream(stream_id, sub, lambda: _gone(request)):
                 await response.write(chunk)
         except (ConnectionError, asyncio.CancelledError):
             pass  # the client went away (or the server is stopping): nothing to tell anyone
@@ -374,12 +373,31 @@ def register_live(
             broadcaster.unsubscribe(sub)
         return response
 
-    async def close_streams(_: Any) -> None:
-        broadcaster.close()
+    async def close(self, _: Any = None) -> None:
+        """End every open events stream (aiohttp waits for open requests when stopping)."""
+        self.broadcaster.close()
 
-    # aiohttp waits for open requests when stopping; end the endless event streams first.
-    app.web.web_app.on_shutdown.append(close_streams)
-    return broadcaster
+
+def live_pages(
+    settings: Settings, store: RedisStore, refused: Callable[[], None] = lambda: None
+) -> LivePages:
+    """The live pages of these settings, reading the last published lists from ``store``.
+
+    A worker also hands its :class:`~streams.trending.TrendingPublisher` the broadcaster's
+    ``publish`` as a listener, so its own lists are pushed the moment Kafka has them.
+    """
+    broadcaster = TrendingBroadcaster(
+        max_subscribers=settings.live_max_connections,
+        max_per_scope=settings.live_max_connections_per_stream,
+    )
+    titles = TitleCache(store.client, store.keys)
+    k, window_s = settings.trending_top_k, settings.trending_window_s
+
+    async def read(scope: str, now: float) -> TrendingList:
+        return (await last_published(store, [scope], now, k, window_s))[0]
+
+    feed = LiveFeed(broadcaster, read, titles.titles, poll_s=settings.trending_interval_s)
+    return LivePages(broadcaster, feed, refused)
 
 
 def _gone(request: Any) -> bool:

@@ -1,5 +1,6 @@
-"""Prometheus metrics of the worker. Labels are bounded enums (event type, reject reason,
-recommendation source): never user ids, item ids or payloads."""
+"""Prometheus metrics of the worker and of ``socialrec api``. Labels are bounded enums (event
+type, reject reason, recommendation source, route template, HTTP status): never user ids, item
+ids or payloads."""
 
 from __future__ import annotations
 
@@ -32,15 +33,52 @@ STAGE_BUCKETS = (
 )  # fmt: skip
 
 
+#: HTTP answers, from a published list read (under a millisecond) to a ranked one.
+HTTP_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+
+
 @dataclass
-class WorkerMetrics:
-    """One set of worker metrics bound to its own registry (tests make fresh ones)."""
+class HttpMetrics:
+    """What every process with the HTTP surface (streams/web.py) counts: the worker's web
+    server and each ``socialrec api``. Routes are label values by their template
+    (``/api/v1/users/{user_id}/recommendations``), never the path that names a user."""
 
     registry: CollectorRegistry = field(
         default_factory=lambda: CollectorRegistry(auto_describe=True)
     )
 
     def __post_init__(self) -> None:
+        r = self.registry
+        self.http_refusals = Counter(
+            "socialrec_http_refusals_total",
+            "HTTP requests refused, by route template and reason (streams/guard.py, live pages).",
+            ["route", "reason"],
+            registry=r,
+        )
+        self.http_responses = Counter(
+            "socialrec_http_responses_total",
+            "HTTP answers, by route template and status code.",
+            ["route", "status"],
+            registry=r,
+        )
+        self.http_seconds = Histogram(
+            "socialrec_http_request_seconds",
+            "Time from a request's arrival to its answer, by route template (the live pages' "
+            "event streams, open as long as the page, are not timed).",
+            ["route"],
+            buckets=HTTP_BUCKETS,
+            registry=r,
+        )
+
+
+@dataclass
+class WorkerMetrics(HttpMetrics):
+    """One set of worker metrics bound to its own registry (tests make fresh ones)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         r = self.registry
         self.events_consumed = Counter(
             "socialrec_events_consumed_total",
@@ -266,12 +304,6 @@ class WorkerMetrics:
         self.known_items = Gauge(
             "socialrec_known_items",
             "Distinct items this worker has seen (the denominator of coverage; saturates).",
-            registry=r,
-        )
-        self.http_refusals = Counter(
-            "socialrec_http_refusals_total",
-            "HTTP requests refused, by route template and reason (streams/guard.py, live pages).",
-            ["route", "reason"],
             registry=r,
         )
 

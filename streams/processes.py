@@ -281,6 +281,19 @@ def worker_process(settings: Settings, log: Path) -> ManagedProcess:
     return ManagedProcess("worker", ["streams.cli", "worker"], worker_env(settings), log)
 
 
+def api_process(
+    settings: Settings, port: int, log: Path, env: Mapping[str, str] | None = None
+) -> ManagedProcess:
+    """``socialrec api --port port`` as a child process configured like ``settings``, with the
+    API open as a demo's or benchmark's worker has it, unless ``env`` says otherwise."""
+    return ManagedProcess(
+        "api",
+        ["streams.cli", "api", "--port", str(port)],
+        {**worker_env(settings), **(env or {})},
+        log,
+    )
+
+
 def metrics_url(settings: Settings) -> str:
     """The worker's Prometheus page for ``settings``."""
     return f"http://{settings.web_host}:{settings.web_port}/metrics"

@@ -189,9 +189,19 @@ def redis_connection_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
-def redis_client_for(settings: Settings, url: str | None = None) -> aioredis.Redis:
+#: Connections of a client's pool (redis-py's own default, said once here).
+REDIS_POOL_SIZE = 100
+
+
+def redis_client_for(
+    settings: Settings, url: str | None = None, *, queue_for_connections: bool = False
+) -> aioredis.Redis:
     """An asyncio Redis client for ``settings`` (or for ``url``, another database of the same
-    server, with the same credentials)."""
+    server, with the same credentials).
+
+    Its pool holds redis-py's default of 100 connections; a call past them fails at once,
+    unless ``queue_for_connections`` (an HTTP server with more requests in flight than that):
+    then it waits for a free connection, up to ``SOCIALREC_REDIS_TIMEOUT_S``."""
     import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
@@ -200,12 +210,20 @@ def redis_client_for(settings: Settings, url: str | None = None) -> aioredis.Red
     # undo it): after a timeout Redis may have applied the command, and a resend would apply a
     # script or an unwatched transaction twice. Callers wait an outage out themselves
     # (streams/outage.py), with the guards that make a retry safe.
-    return aioredis.Redis.from_url(
-        url or settings.redis_url,
-        health_check_interval=30,
-        retry=Retry(NoBackoff(), 0),
+    kwargs: dict[str, Any] = {
+        "health_check_interval": 30,
+        "retry": Retry(NoBackoff(), 0),
         **redis_connection_kwargs(settings),
+    }
+    if not queue_for_connections:
+        return aioredis.Redis.from_url(url or settings.redis_url, **kwargs)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url or settings.redis_url,
+        max_connections=REDIS_POOL_SIZE,
+        timeout=settings.redis_timeout_s,
+        **kwargs,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 def redis_sync_client(settings: Settings, timeout_s: float | None = None) -> redis.Redis:

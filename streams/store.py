@@ -161,6 +161,14 @@ class Store(Protocol):
         """Hand these scopes out again (their windows are still sliding)."""
         ...
 
+    async def keep_published(self, lists: Mapping[str, bytes], ttl_s: float) -> None:
+        """Keep each scope's list as published (wire JSON) for readers, for ``ttl_s``."""
+        ...
+
+    async def published(self, scopes: Sequence[str]) -> list[bytes | None]:
+        """Each scope's list as last kept by :meth:`keep_published` (None: none kept)."""
+        ...
+
     async def read_users(self, user_ids: Sequence[str]) -> BatchResult: ...
 
     async def snapshot(self) -> dict[str, Any]: ...
@@ -228,6 +236,7 @@ class MemoryStore:
             max_items_per_bucket=1_000_000,  # Redis buckets are not capped either
         )
         self.catalog: dict[str, CatalogRecord] = {}
+        self.published_lists: dict[str, bytes] = {}
         # user -> (scope, item, weight, arrival) of their trending counts, for erasure
         self.trend_log: dict[str, list[tuple[str, str, float, float]]] = {}
         self.recommendations: dict[str, bytes] = {}
@@ -299,6 +308,12 @@ class MemoryStore:
 
     async def mark_changed(self, scopes: Sequence[str]) -> None:
         self.windows.changed.update(scopes)
+
+    async def keep_published(self, lists: Mapping[str, bytes], ttl_s: float) -> None:
+        self.published_lists.update(lists)  # (no expiry: a test's store lives seconds)
+
+    async def published(self, scopes: Sequence[str]) -> list[bytes | None]:
+        return [self.published_lists.get(scope) for scope in scopes]
 
     async def read_users(self, user_ids: Sequence[str]) -> BatchResult:
         return self._result([], list(user_ids))
@@ -606,6 +621,24 @@ class RedisStore:
     async def mark_changed(self, scopes: Sequence[str]) -> None:
         if scopes:
             await self.client.sadd(self.keys.global_("trending_changed"), *scopes)
+
+    async def keep_published(self, lists: Mapping[str, bytes], ttl_s: float) -> None:
+        if not lists:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for scope, body in lists.items():
+            pipe.set(self.keys.trending_published(scope), body, px=max(1, round(ttl_s * 1000)))
+        await pipe.execute()
+
+    async def published(self, scopes: Sequence[str]) -> list[bytes | None]:
+        if len(scopes) == 1:  # the API's case: one GET, no pipeline to build
+            return [
+                cast(bytes | None, await self.client.get(self.keys.trending_published(scopes[0])))
+            ]
+        pipe = self.client.pipeline(transaction=False)
+        for scope in scopes:
+            pipe.get(self.keys.trending_published(scope))
+        return list(await pipe.execute())
 
     async def cache_recommendations(self, lists: Mapping[str, bytes]) -> None:
         if not lists:

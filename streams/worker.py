@@ -19,23 +19,27 @@ from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import faust
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from models.events import EventType
 from models.state import StateParams
-from streams.api import ApiDeps, register_api
+from streams.api import ApiDeps, build_api
 from streams.catalog import CatalogIngester
 from streams.config import Settings
 from streams.consumer import EventsConsumer, events_group
-from streams.guard import register_guard
 from streams.heap import settle_heap
 from streams.lag import LAG_INTERVAL_S, ConsumerLagProbe
 from streams.learner import LearnerState, learner_group
 from streams.learner_process import LearnerSupervisor
-from streams.live import register_live
+from streams.live import EVENTS_ROUTE, live_pages
 from streams.metrics import WorkerMetrics
 from streams.outage import isolating
-from streams.pipeline import PROCESSING_ERROR, WORKER_ERROR, BatchProcessor, InboundRecord
+from streams.pipeline import (
+    PROCESSING_ERROR,
+    WORKER_ERROR,
+    BatchProcessor,
+    InboundRecord,
+    Publisher,
+)
 from streams.privacy import ErasureProcessor
 from streams.publisher import FaustPublisher, KafkaPublisher
 from streams.security import (
@@ -45,10 +49,12 @@ from streams.security import (
     redis_client_for,
     redis_error_hint,
 )
+from streams.sources import SourceSet
 from streams.sources.factory import build_sources
 from streams.store import RedisStore, TrendingParams
 from streams.topics import erasure_mark_ttl_s, load_topics
 from streams.trending import TrendingPublisher
+from streams.web import metrics_response, mount, web_app_of
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +88,34 @@ def state_params(settings: Settings) -> StateParams:
         seen_window_s=settings.seen_window_s,
         seen_cap=settings.seen_cap,
     )
+
+
+def settings_store(settings: Settings, client: Any) -> RedisStore:
+    """The store of these settings on ``client`` (the worker's, and each `socialrec api`'s)."""
+    return RedisStore(
+        client,
+        state_params(settings),
+        trending=TrendingParams(settings.trending_window_s, settings.trending_bucket_s),
+        erased_ttl_s=erasure_mark_ttl_s(load_topics(settings.topics_file)),
+        neighbours_ttl_s=settings.neighbours_ttl_s,
+    )
+
+
+def batch_processor(
+    settings: Settings,
+    store: RedisStore,
+    publisher: Publisher,
+    metrics: WorkerMetrics,
+    sources: SourceSet,
+    learnt: LearnerState,
+) -> BatchProcessor:
+    """The processor of these settings: the sources' candidates asked in the batch
+    (``SOCIALREC_LEARNER=inline``, or no source but item-CF), else read from the pools the
+    learner keeps. A `socialrec api` builds the same one to rank lists on request."""
+    if settings.learner == "inline" or not sources.models:
+        return BatchProcessor(settings, store, publisher, metrics, sources=sources)
+    # the learner computes the sources' candidates ahead; lists read them
+    return BatchProcessor(settings, store, publisher, metrics, pools=learnt.pools)
 
 
 def _inbound(event: Any) -> InboundRecord:
@@ -136,22 +170,13 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         settings.topic("events"), key_type=bytes, value_type=bytes, value_serializer="raw"
     )
     redis_client = redis_client_for(settings)
-    store = RedisStore(
-        redis_client,
-        state_params(settings),
-        trending=TrendingParams(settings.trending_window_s, settings.trending_bucket_s),
-        erased_ttl_s=erasure_mark_ttl_s(load_topics(settings.topics_file)),
-        neighbours_ttl_s=settings.neighbours_ttl_s,
-    )
+    store = settings_store(settings, redis_client)
     sources, content = build_sources(redis_client, settings, store.params, metrics)
     # The hot path's lists go out through a plain aiokafka producer (streams/publisher.py).
     own = KafkaPublisher(settings, metrics) if settings.events_consumer == "aiokafka" else None
     publisher = own or FaustPublisher(app, metrics)
     learnt = LearnerState(redis_client, dedupe_window=settings.dedupe_window)
-    if settings.learner == "inline" or not sources.models:
-        processor = BatchProcessor(settings, store, publisher, metrics, sources=sources)
-    else:  # the learner computes the sources' candidates ahead; lists read them
-        processor = BatchProcessor(settings, store, publisher, metrics, pools=learnt.pools)
+    processor = batch_processor(settings, store, publisher, metrics, sources, learnt)
     within = settings.batch_within_ms / 1000.0
     events_consumer: EventsConsumer | None = None
     if settings.events_consumer == "aiokafka":  # the default: see streams/consumer.py
@@ -236,9 +261,10 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     trending = TrendingPublisher(
         settings, store, FaustPublisher(app, metrics), metrics, use_trending
     )
-    live_refusals = metrics.http_refusals.labels("/live/{stream_id}/events", "connections")
-    # /live/{stream_id}: hosts' page
-    register_live(app, settings, store, trending, refused=live_refusals.inc)
+    live_refusals = metrics.http_refusals.labels(EVENTS_ROUTE, "connections")
+    # /live/{stream_id}: hosts' page, pushed this worker's lists the moment Kafka has them
+    live = live_pages(settings, store, refused=live_refusals.inc)
+    trending.listeners.append(live.broadcaster.publish)
 
     @app.timer(settings.trending_interval_s)  # type: ignore[untyped-decorator]
     async def publish_trending() -> None:
@@ -266,9 +292,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
-        # aiohttp takes the charset separately, so the exposition type is given without it.
-        body = generate_latest(metrics.registry)
-        return web.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4")
+        return metrics_response(metrics.registry)
 
     @app.page("/health")
     async def health_page(web: Any, request: Any) -> Any:
@@ -289,9 +313,15 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         }
         return web.json(body, status=200 if ready else 503)
 
-    register_api(app, ApiDeps(settings, redis_client, store, processor, content))
-    # After the API's error middleware, so that it wraps the guard: keys, roles, rate limits.
-    register_guard(app, settings, metrics)
+    api = build_api(ApiDeps(settings, redis_client, store, processor, content))
+    processor.analytics = api.analytics  # merchant figures are counted as events are applied
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def warm_search() -> None:
+        await api.warm()
+
+    # The same routes, middlewares and guard as `socialrec api` (streams/web.py).
+    mount(web_app_of(app), settings, metrics, api, live)
     return app
 
 

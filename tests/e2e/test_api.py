@@ -155,7 +155,8 @@ async def test_every_endpoint_answers_from_the_live_state(
     # Merchant m1: p1, p3 and c1 are theirs.
     async def m1_counted() -> bool:
         _, body = await _get(http, "/api/v1/merchants/m1?window_s=600")
-        return int(body["funnel"]["counts"]["view"]) >= 4
+        # Rising items come from the merchant's trending list as last published (0.5 s ticks).
+        return int(body["funnel"]["counts"]["view"]) >= 4 and len(body["rising"]) == 3
 
     await wait_for(m1_counted, what="merchant counters")
     status, m1 = await _get(http, "/api/v1/merchants/m1?window_s=600")
@@ -173,7 +174,14 @@ async def test_every_endpoint_answers_from_the_live_state(
     _, m3 = await _get(http, "/api/v1/merchants/m3")
     assert (m3["funnel"]["counts"]["view"], m3["funnel"]["counts"]["cart"]) == (1, 1)
 
-    # Trending per scope.
+    # Trending per scope, as last published (the worker's next tick after the events).
+    async def phones_published() -> bool:
+        _, phones = await _get(http, "/api/v1/trending/category:phones?k=5")
+        _, overall = await _get(http, "/api/v1/trending/global")
+        first = overall["items"][0]["item_id"] if overall["items"] else None
+        return {i["item_id"] for i in phones["items"]} == {"p1", "p3"} and first == "p1"
+
+    await wait_for(phones_published, what="the phones' and the global trending lists")
     status, phones = await _get(http, "/api/v1/trending/category:phones?k=5")
     assert status == 200
     _checker(spec, "Trending").validate(phones)
