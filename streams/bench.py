@@ -691,7 +691,12 @@ async def stage_profile(
     from streams.worker import state_params
 
     client = redis_client_for(settings, redis_url)
-    store = RedisStore(client, state_params(settings), neighbours_ttl_s=settings.neighbours_ttl_s)
+    store = RedisStore(
+        client,
+        state_params(settings),
+        neighbours_ttl_s=settings.neighbours_ttl_s,
+        popular_ttl_s=settings.popular_ttl_s,
+    )
     sources, _ = build_sources(client, settings, store.params, WorkerMetrics())
     # learn, candidates, Redis's CPU during both (the learner's cost to the publish path)
     source_s = {m.source.value: [0.0, 0.0, 0.0] for m in sources.models}

@@ -182,6 +182,12 @@ class Settings(BaseSettings):
         description="how long a worker keeps an item's neighbour list before reading it again "
         "(0: read for every list)",
     )
+    popular_ttl_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="how long a worker keeps the most popular items (the lists' long-run "
+        "fallback) before reading them again (0: read with every batch)",
+    )
     pool_refresh_s: float = Field(
         default=1.0,
         ge=0,

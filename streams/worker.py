@@ -98,6 +98,7 @@ def settings_store(settings: Settings, client: Any) -> RedisStore:
         trending=TrendingParams(settings.trending_window_s, settings.trending_bucket_s),
         erased_ttl_s=erasure_mark_ttl_s(load_topics(settings.topics_file)),
         neighbours_ttl_s=settings.neighbours_ttl_s,
+        popular_ttl_s=settings.popular_ttl_s,
     )
 
 

@@ -412,3 +412,21 @@ async def test_an_exclusions_only_read_gives_what_excludes_and_nothing_else(
         assert (got.seen, got.bought, got.hidden) == (want.seen, want.bought, want.hidden)
         assert (got.recent, dict(got.neighbours), got.social) == ((), {}, ())
     assert any(view.recent for view in whole.views.values())
+
+
+async def test_kept_popular_items_serve_until_their_time_is_up(
+    redis_client: aioredis.Redis,
+) -> None:
+    """With ``popular_ttl_s`` the worker reads popularity once per interval, not per batch:
+    a batch within it gets the kept items, the first one after it what Redis holds now."""
+    store = RedisStore(redis_client, StateParams(), popular_ttl_s=3600.0)
+    first = await store.process_batch([Event("e1", EventType.PURCHASE, "ann", T0, item_id="tv")])
+    assert [i for i, _ in first.popular.items] == ["tv"]
+    buys = [Event(f"b{n}", EventType.PURCHASE, f"u{n}", T0 + n, item_id="phone") for n in range(3)]
+    kept = await store.process_batch(buys)
+    assert kept.popular == first.popular
+    assert (await store.read_users(["ann"])).popular == first.popular
+    store._popular_until = 0.0  # the interval is up
+    fresh = await store.process_batch([Event("e2", EventType.VIEW, "ann", T0 + 9, item_id="tv")])
+    assert [i for i, _ in fresh.popular.items][:1] == ["phone"]
+    assert kept.views["u0"].bought == frozenset({"phone"})  # the batch itself was applied
