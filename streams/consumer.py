@@ -97,6 +97,7 @@ class EventsConsumer(Service):
         self._uncommitted: dict[TopicPartition, int] = {}
         self._committing: asyncio.Future[None] | None = None
         self._last_commit = 0.0  # time.monotonic() of the last commit to Kafka
+        self._owned: set[TopicPartition] = set()  # for the partitions-owned gauge
         #: The previous batch, until the broker has acknowledged its lists (see _batch).
         self._settling: asyncio.Future[None] | None = None
         self.topic = settings.topic("events")
@@ -138,6 +139,9 @@ class EventsConsumer(Service):
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         """Start each partition after its stored published offset (if the store has one)."""
         assert self.consumer is not None
+        self.metrics.rebalances.labels("assigned").inc(len(partitions))
+        self._owned |= partitions
+        self.metrics.partitions_owned.set(len(self._owned))
         names = {tp: f"events:{tp.partition}" for tp in partitions}
         stored = await wait_out(
             lambda: self.store.positions(list(names.values())), self.metrics, "positions"
@@ -151,6 +155,9 @@ class EventsConsumer(Service):
             self.consumer.seek(tp, position.published + 1)
 
     def revoked(self, partitions: set[TopicPartition]) -> None:
+        self.metrics.rebalances.labels("revoked").inc(len(partitions))
+        self._owned -= partitions
+        self.metrics.partitions_owned.set(len(self._owned))
         for tp in partitions:
             self.known.pop(tp.partition, None)
             self._uncommitted.pop(tp, None)

@@ -210,6 +210,21 @@ class WorkerMetrics(HttpMetrics):
             "learner learnt: how stale the sources' candidates in the lists are.",
             registry=r,
         )
+        self.rebalances = Counter(
+            "socialrec_rebalances_total",
+            "Partitions of events this worker was given (assigned) or lost (revoked) by the "
+            "consumer group: several workers share the partitions, and one joining, leaving or "
+            "failing moves some of them.",
+            ["change"],
+            registry=r,
+        )
+        self.partitions_owned = Gauge(
+            "socialrec_partitions_owned",
+            "Partitions of events this worker consumes now (at most one worker per partition).",
+            registry=r,
+        )
+        for change in ("assigned", "revoked"):
+            self.rebalances.labels(change)
         self.learner_refresh_seconds = Gauge(
             "socialrec_learner_refresh_interval_seconds",
             "How often the learner refreshes an active user's pools at most: the configured "

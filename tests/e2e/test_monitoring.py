@@ -62,8 +62,9 @@ class PrometheusProcess:
         config: dict[str, Any] = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
         config["global"].update(scrape_interval="1s", evaluation_interval="1s")
         config["rule_files"] = [str(MONITORING / name) for name in config["rule_files"]]
-        (job,) = config["scrape_configs"]
+        (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "socialrec-worker"]
         job["static_configs"] = [{"targets": [f"127.0.0.1:{self.worker_port}"]}]
+        config["scrape_configs"] = [job]  # no `socialrec api` runs here
         return config
 
     def start(self) -> None:

@@ -63,10 +63,12 @@ def test_promtool_accepts_the_monitoring_files(args: list[str], tmp_path: Path) 
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_the_scrape_job_reads_the_operator_key_from_a_file() -> None:
+def test_every_scrape_job_reads_the_operator_key_from_a_file() -> None:
     config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
-    (job,) = config["scrape_configs"]
-    assert job["authorization"] == {"type": "Bearer", "credentials_file": SCRAPE_KEY_FILE}
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {"socialrec-worker", "socialrec-api"}
+    for job in jobs.values():
+        assert job["authorization"] == {"type": "Bearer", "credentials_file": SCRAPE_KEY_FILE}
 
 
 def _exported_names() -> set[str]:

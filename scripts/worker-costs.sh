@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Where a running worker's time goes at a steady rate: starts `socialrec worker` (and its child
+# learner) and `socialrec simulate --rate RATE`, waits WARM seconds, then reads for SECONDS:
+# the worker's own histograms (/metrics: stage, batch, Redis round trip, event to publish),
+# the CPU seconds of the worker, the learner and Redis per event, and Redis's busiest commands.
+# Uses the servers and settings of the environment (SOCIALREC_*; `socialrec infra up` first),
+# flushes the Redis database it points at, and stops what it started.
+#   usage: scripts/worker-costs.sh RATE [SECONDS=30] [WARM=15]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+RATE=${1:?events per second}
+SECONDS_=${2:-30}
+WARM=${3:-15}
+BIN=${BIN:-.venv/bin}
+PORT=${SOCIALREC_WEB_PORT:-6066}
+OUT=$(mktemp -d)
+export SOCIALREC_AUTH=off  # /metrics without a key: this worker listens on loopback only
+redis() { "$BIN/python" - "$@" <<'PY'
+import sys, redis
+from streams.config import Settings
+client = redis.Redis.from_url(Settings().redis_url)
+if sys.argv[1] == "flush":
+    client.flushdb()
+elif sys.argv[1] == "resetstat":
+    client.config_resetstat()
+elif sys.argv[1] == "cpu":
+    info = client.info("cpu"); print(info["used_cpu_user"] + info["used_cpu_sys"])
+else:
+    stats = client.info("commandstats")
+    for name, s in sorted(stats.items(), key=lambda kv: -kv[1]["usec"])[:12]:
+        print(f"  {name[8:]:<18} {s['calls']:>9} calls {s['usec_per_call']:>9.1f} µs/call")
+PY
+}
+cpu_s() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
+
+redis flush
+"$BIN/python" -m streams.cli worker >"$OUT/worker.log" 2>&1 &
+WORKER=$!
+trap 'kill $WORKER ${SIM:-} 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+until curl -sf "127.0.0.1:$PORT/health" >/dev/null; do sleep 0.5; done
+"$BIN/python" -m streams.cli simulate --no-catalog --rate "$RATE" \
+    --events $((RATE * (WARM + SECONDS_ + 30))) >"$OUT/simulate.log" 2>&1 &
+SIM=$!
+sleep "$WARM"
+LEARNER=$(pgrep -P "$WORKER" -f "streams.cli learner" || true)
+snapshot() {
+    curl -s "127.0.0.1:$PORT/metrics" >"$OUT/metrics-$1"
+    cpu_s "$WORKER" >"$OUT/worker-cpu-$1"
+    if [ -n "$LEARNER" ]; then cpu_s "$LEARNER"; else echo 0; fi >"$OUT/learner-cpu-$1"
+    redis cpu >"$OUT/redis-cpu-$1"
+}
+snapshot 1
+redis resetstat
+sleep "$SECONDS_"
+snapshot 2
+"$BIN/python" - "$OUT" <<'PY'
+import re, sys
+out = sys.argv[1]
+def metrics(n):
+    found = {}
+    for line in open(f"{out}/metrics-{n}"):
+        m = re.match(r"(\S+?)(\{.*\})? (\S+)$", line.strip())
+        if m and not line.startswith("#"):
+            found[(m.group(1), m.group(2) or "")] = float(m.group(3))
+    return found
+a, b = metrics(1), metrics(2)
+delta = lambda name: {k[1]: v - a.get(k, 0.0) for k, v in b.items() if k[0] == name}
+value = lambda name, n: float(open(f"{out}/{name}-{n}").read())
+events = sum(delta("socialrec_events_consumed_total").values()) or 1.0
+per = lambda name: 1e3 * (value(name, 2) - value(name, 1)) / events
+print(f"{events:.0f} events; CPU per event: worker {per('worker-cpu'):.2f} ms, "
+      f"learner {per('learner-cpu'):.2f} ms, Redis {per('redis-cpu'):.2f} ms")
+for name in ("stage_seconds", "batch_processing_seconds", "redis_roundtrip_seconds",
+             "event_to_publish_seconds", "batch_size_events"):
+    sums, counts = delta(f"socialrec_{name}_sum"), delta(f"socialrec_{name}_count")
+    for label, total in sums.items():
+        if counts.get(label):
+            mean = total / counts[label] * (1 if "size" in name else 1e3)
+            print(f"  {name}{label}: mean {mean:.2f}{'' if 'size' in name else ' ms'}")
+PY
+echo "Redis's busiest commands over the window:"
+redis stats
