@@ -8,7 +8,9 @@ a changed password takes effect) and ``socialrec topics apply`` grants it WRITE 
 producer id comes with WRITE on any topic). The project's own user is the broker's super user.
 
 aiokafka's admin client has no call for either, so this module sends Kafka's own requests:
-AlterUserScramCredentials (which aiokafka lacks, defined here) and CreateAcls/DescribeAcls.
+AlterUserScramCredentials (which aiokafka lacks, defined here) and Create/Describe/DeleteAcls.
+A renamed frontends' user does not keep its access: ``infra up`` deletes the former one's
+credentials and ACLs (:func:`revoke_users`).
 The password itself is never sent: the request carries SCRAM's salted password (PBKDF2 with a
 fresh salt), over the admin client's SASL (usually TLS) connection.
 """
@@ -21,7 +23,7 @@ import os
 import time
 from typing import Any
 
-from aiokafka.protocol.admin import CreateAclsRequest, DescribeAclsRequest
+from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import (
     CompactArray,
@@ -44,6 +46,10 @@ ANY, WRITE, DESCRIBE = 1, 4, 8
 FRONTEND_OPERATIONS = {"WRITE": WRITE, "DESCRIBE": DESCRIBE}
 SCRAM_MECHANISMS = {"SCRAM-SHA-256": (1, "sha256"), "SCRAM-SHA-512": (2, "sha512")}
 SCRAM_ITERATIONS = 8192  # Kafka accepts 4096 to 16384
+#: The frontends' users ``infra up`` made, one name per line, in the broker's data directory.
+FRONTEND_USERS_FILE = "frontend-users"
+#: Kafka's ResourceNotFound: the user has no credential of that mechanism (nothing to delete).
+RESOURCE_NOT_FOUND = 91
 #: How long the broker may take to apply a user or an ACL the controller acknowledged.
 APPLIED_TIMEOUT_S = 15.0
 POLL_S = 0.05
@@ -127,6 +133,47 @@ class AlterUserScramCredentials(Request[_AlterScramStruct]):  # type: ignore[mis
 
     def build(self, request_struct_class: type[_AlterScramStruct]) -> _AlterScramStruct:
         return request_struct_class([], [self._upsertion], {})
+
+
+class DeleteUserScramCredentials(Request[_AlterScramStruct]):  # type: ignore[misc]
+    """Delete one user's SCRAM credential of one mechanism (``kafka-configs --delete-config``)."""
+
+    API_KEY = 51
+
+    def __init__(self, mechanism: str, user: str) -> None:
+        self._deletion: tuple[object, ...] = (user, SCRAM_MECHANISMS[mechanism][0], {})
+
+    def build(self, request_struct_class: type[_AlterScramStruct]) -> _AlterScramStruct:
+        return request_struct_class([self._deletion], [], {})
+
+
+async def revoke_users(settings: Settings, users: list[str]) -> None:
+    """Take every access from these former frontends' users: their SCRAM credentials (they
+    can no longer log in) and every ACL that names them."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**kafka_client_kwargs(settings), client_id="socialrec-infra")
+    await admin.start()
+    try:
+        for user in users:
+            for mechanism in SCRAM_MECHANISMS:
+                reply = await admin._send_request(DeleteUserScramCredentials(mechanism, user))
+                for _, code, message, _ in reply.results:
+                    if code and code != RESOURCE_NOT_FOUND:
+                        raise KafkaAclError(
+                            f"kafka: cannot delete the former user {user!r}: {message} ({code})"
+                        )
+            # Any resource, pattern, host, operation and permission naming the user.
+            request = DeleteAclsRequest(ANY, None, ANY, f"User:{user}", None, ANY, ANY)
+            reply = await admin._send_request(request)
+            for code, message, _ in reply.filter_responses:
+                if code:
+                    raise KafkaAclError(
+                        f"kafka: cannot delete the ACLs of the former user {user!r}: "
+                        f"{message} ({code})"
+                    )
+    finally:
+        await admin.close()
 
 
 async def create_frontend_user(settings: Settings) -> None:

@@ -19,8 +19,9 @@ from streams.infra.base import (
 from streams.infra.kafka import kafka_answers, kafka_server_properties, start_kafka
 from streams.infra.pids import is_port_open, pid_alive
 from streams.infra.redis_server import redis_answers, start_redis
+from streams.infra_auth import write_private
 from streams.infra_tls import client_settings, local_ca_file
-from streams.kafka_acl import create_frontend_user
+from streams.kafka_acl import FRONTEND_USERS_FILE, create_frontend_user, revoke_users
 from streams.security import redis_sync_client
 
 
@@ -38,9 +39,19 @@ def kafka_ready(settings: Settings, svc: Service) -> None:
     """What a running broker gets on every ``up``: the frontends' user (a changed password
     takes effect), and the variable that makes clients trust the local CA, if they do not yet."""
     client = client_settings(settings, svc.data_dir)
-    if settings.kafka_frontend_username:
+    current = settings.kafka_frontend_username
+    if current:
         run_async(lambda: create_frontend_user(client))
-        say(f"kafka: the frontends' user {settings.kafka_frontend_username!r} may log in")
+        say(f"kafka: the frontends' user {current!r} may log in")
+    # A renamed (or removed) frontends' user keeps no access: the broker's users are kept
+    # with its data, so the former ones are known here, and only those `up` made are touched.
+    made = svc.data_dir / FRONTEND_USERS_FILE
+    former = [u for u in (made.read_text().split() if made.exists() else []) if u != current]
+    if former:
+        run_async(lambda: revoke_users(client, former))
+        say(f"kafka: the former frontends' user(s) {', '.join(map(repr, former))} revoked")
+    if current or made.exists():
+        write_private(made, f"{current}\n" if current else "")
     if client is not settings:
         say(
             "kafka: TLS with the CA `socialrec infra up` made; clients trust it with "
@@ -97,6 +108,7 @@ def start_service(settings: Settings, svc: Service) -> int:
 
 def wait_ready(settings: Settings, svc: Service, pid: int) -> None:
     """Poll until the server answers; fail early if it dies, with a pointer to its log."""
+
     def died(_: Service) -> str:
         return (
             f"{svc.name} exited during start-up; see {svc.log_file} "

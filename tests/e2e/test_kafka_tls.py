@@ -156,3 +156,47 @@ def test_keys_are_owner_only_and_no_secret_reaches_a_log(tls_broker: Settings) -
     for log in (kafka / "logs").glob("*"):
         text = log.read_text(errors="replace")
         assert not any(secret in text for secret in secrets_), f"a secret is in {log}"
+
+
+async def _frontend_acls(settings: Settings, user: str) -> set[int]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from streams.kafka_acl import _granted
+
+    admin = AIOKafkaAdminClient(**kafka_client_kwargs(settings))
+    await admin.start()
+    try:
+        return await _granted(admin, settings.topic("events"), f"User:{user}")
+    finally:
+        await admin.close()
+
+
+async def _until_refused(settings: Settings) -> str:
+    """The login problem of ``settings``, once the broker has applied a deletion."""
+    deadline = time.monotonic() + REFUSAL_TIMEOUT_S
+    while (problem := await kafka_login_problem(settings)) is None:
+        assert time.monotonic() < deadline, "the former user can still log in"
+        await asyncio.sleep(0.1)
+    return problem
+
+
+async def test_a_renamed_frontend_user_takes_the_former_ones_access_away(
+    tls_broker: Settings,
+) -> None:
+    """`infra up` with another frontends' user name deletes the former user's credentials
+    and ACLs: renaming the login is how its access is withdrawn. Last in the module: it
+    puts the original user back, but later tests would see its ACLs granted again."""
+    await apply_topics(tls_broker)
+    assert await _frontend_acls(tls_broker, FRONTEND)  # granted by `topics apply`
+    renamed = tls_broker.model_copy(update={"kafka_frontend_username": f"{FRONTEND}-2"})
+    try:
+        infra.up(renamed, "kafka")
+        assert await kafka_login_problem(frontend_settings(renamed)) is None
+        problem = await _until_refused(frontend_settings(tls_broker))
+        assert f"refused the SCRAM-SHA-512 login of user '{FRONTEND}'" in problem
+        assert await _frontend_acls(tls_broker, FRONTEND) == set()
+    finally:
+        infra.up(tls_broker, "kafka")  # the original user back (and the renamed one revoked)
+        await apply_topics(tls_broker)
+    assert await kafka_login_problem(frontend_settings(renamed)) is not None
+    assert await kafka_login_problem(frontend_settings(tls_broker)) is None
