@@ -467,8 +467,15 @@ class RedisStore:
         return [mode, *self._head, self.read.popular if popular else 0, *self._tail, count]
 
     def _popular_due(self) -> bool:
-        """Whether this call reads the popular items (else the kept ones serve)."""
-        return self._popular is None or time.monotonic() >= self._popular_until
+        """Whether this call reads the popular items (else the kept ones serve). Fewer kept
+        than asked for means a young store, where each batch's items change the fill-ins a
+        list may need: those are read with every batch, as without a time to live."""
+        kept = self._popular
+        return (
+            kept is None
+            or len(kept.items) < self.read.popular
+            or time.monotonic() >= self._popular_until
+        )
 
     def _with_popular(self, result: BatchResult, read: bool) -> BatchResult:
         """Keep the popular items a call read, or give a call that did not the kept ones.

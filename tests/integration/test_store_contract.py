@@ -25,6 +25,7 @@ from streams.store import (
     MemoryStore,
     OffsetRange,
     Position,
+    ReadParams,
     RedisStore,
     Store,
 )
@@ -418,10 +419,13 @@ async def test_kept_popular_items_serve_until_their_time_is_up(
     redis_client: aioredis.Redis,
 ) -> None:
     """With ``popular_ttl_s`` the worker reads popularity once per interval, not per batch:
-    a batch within it gets the kept items, the first one after it what Redis holds now."""
-    store = RedisStore(redis_client, StateParams(), popular_ttl_s=3600.0)
+    a batch within it gets the kept items, the first one after it what Redis holds now. While
+    fewer items than it asks for are popular at all (a young store), it reads every batch."""
+    store = RedisStore(redis_client, StateParams(), ReadParams(popular=1), popular_ttl_s=3600.0)
+    young = await store.process_batch([])
+    assert young.popular.items == ()
     first = await store.process_batch([Event("e1", EventType.PURCHASE, "ann", T0, item_id="tv")])
-    assert [i for i, _ in first.popular.items] == ["tv"]
+    assert [i for i, _ in first.popular.items] == ["tv"]  # read again: none were kept
     buys = [Event(f"b{n}", EventType.PURCHASE, f"u{n}", T0 + n, item_id="phone") for n in range(3)]
     kept = await store.process_batch(buys)
     assert kept.popular == first.popular
