@@ -22,6 +22,8 @@ The marks hold offsets only, no user data: one hash per source (:meth:`Keys.mark
 >>> learnt = progress.learnt("mf", {"events:0": 7})
 >>> learnt.key, dict(learnt.fields)
 ('sr:lm:mf', {'events:0': 8})
+>>> dict(progress.learnt("mf", {"events:0": 20}).fields)  # a slice redelivered after a restart
+{'events:0': 20}
 >>> [e.event_id for e in progress.unlearnt([Event("e1", EventType.VIEW, "u", 0.0),
 ...     Event("e2", EventType.VIEW, "u", 0.0)], {"events:0": 7})]
 ['e2']
@@ -105,8 +107,15 @@ class Progress:
         return {decoded(f): int(v) for f, v in raw.items()}
 
     def learnt(self, source: str, read: Mapping[str, int]) -> Learnt:
-        """The marks to write after learning this batch, given those ``read`` before."""
-        return Learnt(self.keys.marks(source), dict(self.ends), dict(read))
+        """The marks to write after learning this batch, given those ``read`` before.
+
+        Marks only move forward. A restarted learner reads again from its group's last commit,
+        which may be behind the marks: a batch of only such events would otherwise set a mark
+        back, and the events between would be learnt twice (the chaos run found MF 12 steps
+        over).
+        """
+        fields = {p: max(end, read.get(p, end)) for p, end in self.ends.items()}
+        return Learnt(self.keys.marks(source), fields, dict(read))
 
     def unlearnt(self, events: Sequence[Event], marks: Mapping[str, int]) -> list[Event]:
         """The events past ``marks``, in order."""
