@@ -71,6 +71,7 @@ class WorkerProcess:
                 env=self.env(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so kill() takes its learner
             )
 
     async def start(self) -> None:
@@ -115,6 +116,13 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=10)
+
+    def kill(self) -> None:
+        """A crash of the worker's machine: SIGKILL to the worker and its learner child."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
 
     async def learner_caught_up(self) -> bool:
         """The learner (a child of the worker) has committed every event in the topic."""

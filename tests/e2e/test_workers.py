@@ -11,6 +11,7 @@ handled is left out, each with its reason in :data:`PER_RUN` and :func:`_compara
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 import uuid
@@ -113,7 +114,12 @@ def _close(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-async def _run(settings: Settings, workers: int, events: list[Event]) -> dict[str, Any]:
+async def _run(
+    settings: Settings, workers: int, events: list[Event], kill_after: int | None = None
+) -> tuple[dict[str, Any], float | None]:
+    """The stream through ``workers`` workers: the store's dump, and with ``kill_after`` the
+    seconds until the others owned the partitions of one worker killed after that many
+    events were sent (the rest is sent while it dies)."""
     app_id = f"test-{uuid.uuid4().hex[:8]}"
     # Item-CF's rows keep their strongest pairs up to a cap; which pair a full row dropped
     # depends on the order it saw them in, so here no row fills and every count must match.
@@ -122,13 +128,20 @@ async def _run(settings: Settings, workers: int, events: list[Event]) -> dict[st
         e2e.WorkerProcess(settings, app_id=app_id, extra_env=uncapped) for _ in range(workers)
     ]
     group = settings.model_copy(update={"app_id": app_id})
+    moved: float | None = None
+    records = [orjson.loads(e.to_json()) for e in events]
+    split = len(records) if kill_after is None else kill_after
     try:
         for process in processes:
             await process.start()  # ready: owns partitions after the group's rebalance
         producer = AIOKafkaProducer(**kafka_client_kwargs(settings), linger_ms=2)
         await producer.start()
         try:
-            await e2e.produce_json(producer, settings, [orjson.loads(e.to_json()) for e in events])
+            await e2e.produce_json(producer, settings, records[:split])
+            if kill_after is not None:
+                rest = asyncio.ensure_future(e2e.produce_json(producer, settings, records[split:]))
+                moved = await _kill_one(processes)
+                await rest
         finally:
             await producer.stop()
 
@@ -143,9 +156,32 @@ async def _run(settings: Settings, workers: int, events: list[Event]) -> dict[st
             process.stop()
     client = redis_client_for(settings)
     try:
-        return await _dump(client)
+        return await _dump(client), moved
     finally:
         await client.aclose()
+
+
+async def _kill_one(processes: list[e2e.WorkerProcess]) -> float:
+    """SIGKILL the first worker (and its learner) once it is consuming; returns the seconds
+    until the others own every partition it had."""
+    victim, others = processes[0], processes[1:]
+
+    async def consuming() -> bool:
+        return await victim.metric("socialrec_events_consumed_total") > 0
+
+    await e2e.wait_for(consuming, timeout_s=60, what="the first worker consuming")
+    owned = [await p.metric("socialrec_partitions_owned") for p in processes]
+    assert owned[0] > 0, "the worker to kill owns no partition"
+    killed = time.monotonic()
+    victim.kill()
+
+    async def moved() -> bool:
+        return sum([await p.metric("socialrec_partitions_owned") for p in others]) == sum(owned)
+
+    # The group notices a silent member after the session timeout, then rebalances.
+    timeout = others[0].settings.session_timeout_s + 30
+    await e2e.wait_for(moved, timeout_s=timeout, what="the killed worker's partitions moved")
+    return time.monotonic() - killed
 
 
 async def test_three_workers_end_in_the_state_one_worker_ends_in(
@@ -153,8 +189,38 @@ async def test_three_workers_end_in_the_state_one_worker_ends_in(
 ) -> None:
     world = generate_world(5, users=200, items=400)
     events = list(generate_events(world, 5, count=EVENTS, start_ts=time.time() - EVENTS))
-    one = await _run(settings, 1, events)
-    three = await _run(second, 3, events)
+    (one, _), (three, _) = await _run(settings, 1, events), await _run(second, 3, events)
+    _assert_same_state(one, three, settings, second)
+
+
+async def test_a_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(
+    settings: Settings, second: Settings
+) -> None:
+    """One of three workers dies (SIGKILL, its learner too) while the stream is sent: the
+    other two take its partitions after the session timeout and carry on from the offsets
+    stored with its state, so the store ends as after one worker that never died."""
+    world = generate_world(6, users=200, items=400)
+    events = list(generate_events(world, 6, count=EVENTS, start_ts=time.time() - EVENTS))
+    one, _ = await _run(settings, 1, events)
+    three, moved = await _run(second, 3, events, kill_after=EVENTS // 3)
+    assert moved is not None
+    _keep("worker_kill", {"partitions_moved_s": round(moved, 1),
+                          "session_timeout_s": second.session_timeout_s})  # fmt: skip
+    print(f"the killed worker's partitions moved in {moved:.1f} s")
+    _assert_same_state(one, three, settings, second)
+
+
+def _keep(name: str, figures: dict[str, Any]) -> None:
+    """Keep a test's measured recovery figures in test-artifacts/recovery.json."""
+    path = e2e.ARTIFACTS / "recovery.json"
+    kept = orjson.loads(path.read_bytes()) if path.exists() else {}
+    kept[name] = figures
+    path.write_bytes(orjson.dumps(kept, option=orjson.OPT_INDENT_2))
+
+
+def _assert_same_state(
+    one: dict[str, Any], three: dict[str, Any], settings: Settings, second: Settings
+) -> None:
     a, b = _comparable(one, settings.topic_prefix), _comparable(three, second.topic_prefix)
     assert a.keys() == b.keys()
     differ = sorted(k for k in a if not _close(a[k], b[k]))
