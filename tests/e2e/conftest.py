@@ -245,6 +245,16 @@ def triggers(records: list[Any]) -> set[str]:
     return {orjson.loads(r.value)["trigger"]["event_id"] for r in records}
 
 
+def keep_figures(name: str, figures: dict[str, Any]) -> None:
+    """Keep a test's measured recovery figures under ``name`` in test-artifacts/recovery.json
+    (a test never asserts a time; it reports it)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / "recovery.json"
+    kept = orjson.loads(path.read_bytes()) if path.exists() else {}
+    kept[name] = figures
+    path.write_bytes(orjson.dumps(kept, option=orjson.OPT_INDENT_2))
+
+
 async def wait_for(
     condition: Callable[[], Any], timeout_s: float = 60.0, what: str = "condition"
 ) -> None:

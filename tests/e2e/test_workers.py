@@ -146,9 +146,8 @@ async def _run(
             await producer.stop()
 
         async def settled() -> bool:
-            return await group_caught_up(
-                group, events_group(group)
-            ) and await group_caught_up(group, learner_group(group))
+            events_done = await group_caught_up(group, events_group(group))
+            return events_done and await group_caught_up(group, learner_group(group))
 
         await e2e.wait_for(settled, timeout_s=240, what="every event consumed and learnt")
     finally:
@@ -204,18 +203,10 @@ async def test_a_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twic
     one, _ = await _run(settings, 1, events)
     three, moved = await _run(second, 3, events, kill_after=EVENTS // 3)
     assert moved is not None
-    _keep("worker_kill", {"partitions_moved_s": round(moved, 1),
-                          "session_timeout_s": second.session_timeout_s})  # fmt: skip
+    figures = {"partitions_moved_s": round(moved, 1), "session_timeout_s": second.session_timeout_s}
+    e2e.keep_figures("worker_kill", figures)
     print(f"the killed worker's partitions moved in {moved:.1f} s")
     _assert_same_state(one, three, settings, second)
-
-
-def _keep(name: str, figures: dict[str, Any]) -> None:
-    """Keep a test's measured recovery figures in test-artifacts/recovery.json."""
-    path = e2e.ARTIFACTS / "recovery.json"
-    kept = orjson.loads(path.read_bytes()) if path.exists() else {}
-    kept[name] = figures
-    path.write_bytes(orjson.dumps(kept, option=orjson.OPT_INDENT_2))
 
 
 def _assert_same_state(

@@ -14,24 +14,33 @@ import shutil
 import signal
 import socket
 import time
+import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from redis.cluster import RedisCluster
 
+from models.simulator import generate_events, generate_world
 from streams import infra
-from streams.config import Settings, load_settings
+from streams.config import Settings, load_settings, redis_url_with_db
+from streams.consumer import events_group
 from streams.infra.cluster import members
 from streams.infra.cluster_redis import BUS_PORT_OFFSET, node_view
 from streams.infra.kafka import brokers_seen
 from streams.infra.pids import is_port_open, owned_pid, pid_alive, send_signal, wait_stopped
+from streams.replay import group_caught_up
 from streams.security import kafka_client_kwargs
 from streams.topics import apply_topics
-from tests.conftest import running_under_ci
+from tests.conftest import TEST_REDIS_DB, running_under_ci
+from tests.e2e.conftest import WorkerProcess, keep_figures, produce_json, running, wait_for
 
 # Three JVMs and six Redis nodes, some 45 s: `make test` runs it, `make unit` does not.
 pytestmark = pytest.mark.slow
@@ -137,6 +146,76 @@ def test_redis_cluster_has_three_masters_with_a_replica_each(cluster: Settings) 
     finally:
         writer.close()
         reader.close()
+
+
+async def test_a_worker_carries_on_while_the_busiest_broker_stops(
+    cluster: Settings, redis_client: aioredis.Redis
+) -> None:
+    """A worker on the three brokers (its store on the test Redis) while the broker leading
+    most ``events`` partitions stops: the producer's writes go on, the worker takes every
+    event after the stop from the new leaders without a dead letter, and the broker rejoins.
+    The seconds from the stop until the worker consumed everything are kept in
+    test-artifacts/recovery.json."""
+    shared = load_settings()
+    settings = cluster.model_copy(
+        update={
+            "redis_url": redis_url_with_db(shared.redis_url, TEST_REDIS_DB),
+            "app_id": f"test-{uuid.uuid4().hex[:8]}",
+        }
+    )
+    await apply_topics(settings)
+    world = generate_world(7, users=60, items=120)
+    events = [
+        orjson.loads(e.to_json())
+        for e in generate_events(world, 7, count=600, start_ts=time.time() - 600)
+    ]
+    worker = WorkerProcess(settings, app_id=settings.app_id, extra_env=_cluster_env(settings))
+    group = events_group(settings)
+    async with running(worker):
+        producer = AIOKafkaProducer(
+            **kafka_client_kwargs(settings), acks=settings.producer_acks, enable_idempotence=True
+        )
+        await producer.start()
+        try:
+            await produce_json(producer, settings, events[:300])
+            await wait_for(lambda: group_caught_up(settings, group), 60, "the first half")
+            busiest = await _busiest_broker(settings)
+            pid = owned_pid(busiest)
+            assert pid is not None
+            stopped = time.monotonic()
+            send_signal(pid, signal.SIGTERM)
+            wait_stopped(busiest, pid)
+            await produce_json(producer, settings, events[300:])
+        finally:
+            await producer.stop()
+        await wait_for(lambda: group_caught_up(settings, group), 120, "the second half")
+        consumed_s = time.monotonic() - stopped
+        assert await worker.metric("socialrec_events_consumed_total") == len(events)
+        assert await worker.metric("socialrec_dead_letters_total") == 0
+    keep_figures("broker_stop", {"all_consumed_after_s": round(consumed_s, 1)})
+    infra.up(cluster)  # the broker rejoins; the next test stops another one
+    assert await brokers_seen(cluster) == 3
+
+
+def _cluster_env(settings: Settings) -> dict[str, str]:
+    return {
+        "SOCIALREC_CLUSTER": "true",
+        "SOCIALREC_KAFKA_CONTROLLER_PORT": str(settings.kafka_controller_port),
+        "SOCIALREC_REDIS_CLUSTER_PORT": str(settings.redis_cluster_port),
+    }
+
+
+async def _busiest_broker(settings: Settings) -> Any:
+    """The broker that leads most partitions of ``events``."""
+    admin = AIOKafkaAdminClient(**kafka_client_kwargs(settings))
+    await admin.start()
+    try:
+        (events,) = await admin.describe_topics([settings.topic("events")])
+    finally:
+        await admin.close()
+    leaders = Counter(p["leader"] for p in events["partitions"])
+    node_id = leaders.most_common(1)[0][0]
+    return [m.svc for m in members(settings, ("kafka",))][node_id - 1]
 
 
 async def test_acks_all_writes_go_on_with_one_broker_stopped(cluster: Settings) -> None:
