@@ -1067,6 +1067,7 @@ def run_bench(
     seconds: float | None = None,
     soak_chunk: int = 0,
     readers: int = 0,
+    workers: Sequence[int] = (),
 ) -> int:
     """``socialrec bench``: measure, print a table, write the figures to ``output``.
 
@@ -1074,6 +1075,7 @@ def run_bench(
     writes the stats there; its figures are then slower than a plain run. ``soak_chunk`` > 0
     runs the soak instead (streams/soak.py): ``events`` in chunks of that many. ``readers``
     > 0 adds scenario (d): (b)'s worker again with that many HTTP readers on a `socialrec api`.
+    ``workers`` (counts) runs scenario (e) instead (streams/bench_scale.py).
     """
     if events < WARMUP_EVENTS:
         print(f"bench: need --events >= {WARMUP_EVENTS}", file=sys.stderr)
@@ -1096,6 +1098,10 @@ def run_bench(
 
             run = soak(settings, events=events, chunk=soak_chunk, seed=seed, say=say)
             figures = {"soak": asyncio.run(run)}
+        elif workers:
+            from streams.bench_scale import run_scale
+
+            figures = {"scale": asyncio.run(run_scale(settings, workers, events, seed, say))}
         else:
             run = _bench(settings, events, seed, say, profile, rate, seconds, readers)
             figures = asyncio.run(run)
@@ -1108,7 +1114,8 @@ def run_bench(
         "command": f"socialrec bench --events {events} --seed {seed}"
         + (f" --rate {rate:g}" if rate is not None else "")
         + (f" --soak --chunk {soak_chunk}" if soak_chunk else "")
-        + (f" --readers {readers}" if readers else ""),
+        + (f" --readers {readers}" if readers else "")
+        + (f" --workers {','.join(map(str, workers))}" if workers else ""),
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "wall_s": round(time.monotonic() - began, 1),
         "machine": {
@@ -1137,6 +1144,10 @@ def run_bench(
         from streams.soak import soak_table
 
         print(soak_table(figures["soak"]))
+    elif "scale" in figures:
+        from streams.bench_scale import scale_lines
+
+        print("\n".join(scale_lines(figures["scale"]["workers"])))
     else:
         print(_table(figures))
     shown = path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path

@@ -67,7 +67,8 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
     from streams import bench
 
     events = args.events if args.events is not None else (5_000_000 if args.soak else 20_000)
-    output = args.output or ("docs/soak.json" if args.soak else "docs/benchmarks.json")
+    default = "docs/soak.json" if args.soak else "docs/benchmarks.json"
+    output = args.output or ("docs/scaling.json" if args.workers else default)
     return bench.run_bench(
         settings,
         events=events,
@@ -77,7 +78,19 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
         seconds=args.seconds,
         soak_chunk=args.chunk if args.soak else 0,
         readers=args.readers,
+        workers=args.workers,
     )
+
+
+def _worker_counts(text: str) -> tuple[int, ...]:
+    """``--workers 1,2,3`` as (1, 2, 3); each count from 1 to 12."""
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of worker counts: {text!r}") from None
+    if not counts or not all(1 <= n <= 12 for n in counts):
+        raise argparse.ArgumentTypeError("worker counts go from 1 to 12, e.g. 1,2,3")
+    return counts
 
 
 def _chaos(settings: Settings, args: argparse.Namespace) -> int:
@@ -221,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--output",
         default=None,
-        help="where to keep the figures (docs/benchmarks.json, soak: docs/soak.json)",
+        help="where to keep the figures (docs/benchmarks.json; soak: docs/soak.json; "
+        "workers: docs/scaling.json)",
     )
     p.add_argument(
         "--soak",
@@ -247,6 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="also run the latency scenario with this many concurrent HTTP readers on a "
         "`socialrec api` (e.g. 100; default 0: off)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_worker_counts,
+        default=(),
+        help="instead: the stream through 1, 2, ... workers in one group, e.g. 1,2,3 "
+        "(aggregate events/s, CPU per event; kept in docs/scaling.json)",
     )
     p.set_defaults(handler=_bench)
 

@@ -1,0 +1,223 @@
+"""``socialrec bench --workers 1,2,3``: what more workers in one group add on this machine.
+
+For each worker count the same simulator stream (the bench's world, pre-generated once) runs
+on fresh topics and a fresh Redis database: the workers start, the run waits until every one
+owns partitions of ``events`` (the group has settled), then the stream is sent flat out and
+the run waits until the group consumed all of it and the lists stopped coming. Reported per
+count:
+
+- aggregate events/s: events / (last list's append time - first event's append time), both
+  on the broker's clock, so the group's whole pass over the stream counts;
+- the CPU seconds per event of the workers, their learners and Redis, over the same span:
+  what one more event costs wherever it runs, the figures docs/scaling.md builds on;
+- the learners' lag: how long after the last list they had learnt everything.
+
+On a 2-core machine every extra worker competes with the others, their learners, Redis and
+Kafka for the same two cores, so the aggregate cannot grow linearly; the per-event costs say
+where the time goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from models.simulator import World, generate_events, generate_world
+from streams.bench import (
+    ITEMS,
+    RUN_TIMEOUT_S,
+    USERS,
+    BenchError,
+    _cpu_seconds,
+    _learner_catch_up,
+    append_times,
+    claim_redis_db,
+    output_latencies,
+    partitions_of,
+    redis_info,
+    reset_redis_db,
+    run_once,
+    run_settings,
+    use_log_append_time,
+)
+from streams.config import Settings
+from streams.processes import (
+    CONSUMED,
+    DEAD_LETTERS,
+    ManagedProcess,
+    free_port,
+    metrics_url,
+    scrape,
+    worker_process,
+)
+from streams.soak import children
+
+#: How long the workers may take to start and share the partitions.
+SETTLE_GROUP_S: Final = 120.0
+POLL_S: Final = 0.5
+
+
+async def run_scale(
+    settings: Settings, counts: Sequence[int], events: int, seed: int, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """Raw aiokafka's pass over the stream (the machine's yardstick in this run), then the
+    figures above per worker count."""
+    from streams.topics import delete_topics_with_prefix
+
+    run_id = f"{int(time.time())}-scale"
+    run_dir = settings.data_dir / "bench" / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _db, redis_url = await claim_redis_db(settings, run_id)
+    world = generate_world(seed, users=USERS, items=ITEMS)
+    stream = list(generate_events(world, seed, count=events, start_ts=time.time(), mean_gap_s=0))
+    figures: dict[str, Any] = {"workers": {}}
+    say(f"e) scale-out: {events:,} events sent flat out to 1 worker and to {list(counts)}")
+    try:
+        base = run_settings(settings, run_id, "e", "passthrough", redis_url)
+        r = await run_once(base, system="passthrough", scenario="throughput", world=world,
+                           events=lambda: stream, rate=0.0, run_dir=run_dir, say=say)  # fmt: skip
+        figures["passthrough_events_per_s"] = r["events_per_s"]
+        say(f"  passthrough (raw aiokafka): {r['events_per_s']:,} events/s")
+        for n in counts:
+            await reset_redis_db(settings, redis_url, run_id)
+            s = run_settings(settings, run_id, f"e{n}", "worker", redis_url)
+            figures["workers"][str(n)] = r = await _one_count(s, n, world, stream, run_dir)
+            say(
+                f"  {n} worker(s): {r['events_per_s']:,} events/s; CPU per event: workers "
+                f"{r['worker_cpu_ms_per_event']} ms, learners {r['learner_cpu_ms_per_event']} "
+                f"ms, Redis {r['redis_cpu_ms_per_event']} ms"
+            )
+    finally:
+        with contextlib.suppress(Exception):
+            await delete_topics_with_prefix(
+                settings.model_copy(update={"topic_prefix": f"bench-{run_id}."})
+            )
+        await reset_redis_db(settings, redis_url, run_id, release=True)
+    figures["setup"] = {"run_id": run_id, "world": {"users": USERS, "items": ITEMS, "seed": seed}}
+    return figures
+
+
+async def _one_count(
+    settings: Settings, n: int, world: World, stream: list[Any], run_dir: Path
+) -> dict[str, Any]:
+    from streams.simulate import produce
+    from streams.topics import apply_topics
+
+    await apply_topics(settings)
+    await use_log_append_time(settings, "recommendations")
+    # One group (the run's app id), each worker on its own HTTP port.
+    group = [
+        settings.model_copy(update={"web_port": free_port(settings.web_host)}) for _ in range(n)
+    ]
+    procs = [worker_process(s, run_dir / f"scale-{n}-{i}.log") for i, s in enumerate(group)]
+    try:
+        for proc, s in zip(procs, group, strict=True):
+            await proc.start()
+            await proc.wait_http(metrics_url(s))
+        await _balanced(group, procs, partitions_of(settings, "events"))
+        cpu_before = [_cpu_tree(p) for p in procs]
+        redis_before = _redis_cpu(await redis_info(settings))
+        await produce(settings, world, stream, 0.0)
+        await _consumed(group, procs, len(stream))
+        settled = time.monotonic()
+        learner_s = await _learner_catch_up(settings, settled)
+        cpu_after = [_cpu_tree(p) for p in procs]
+        redis_after = _redis_cpu(await redis_info(settings))
+    finally:
+        for proc in procs:
+            await proc.stop()
+    appended = await append_times(settings)
+    _, published, _ = await output_latencies(settings, "worker", appended, set(appended))
+    if not published:
+        raise BenchError(f"{n} workers published nothing; see {run_dir}")
+    span = max(published) - min(appended.values())
+    workers = sum(a[0] - b[0] for a, b in zip(cpu_after, cpu_before, strict=True))
+    learners = sum(a[1] - b[1] for a, b in zip(cpu_after, cpu_before, strict=True))
+    per_event = 1000.0 / len(stream)
+    return {
+        "workers": n,
+        "events": len(stream),
+        "span_s": round(span, 2),
+        "events_per_s": round(len(stream) / span, 1),
+        "worker_cpu_ms_per_event": round(workers * per_event, 3),
+        "learner_cpu_ms_per_event": round(learners * per_event, 3),
+        "redis_cpu_ms_per_event": round((redis_after - redis_before) * per_event, 3),
+        "learner_done_after_s": learner_s,
+    }
+
+
+def _cpu_tree(proc: ManagedProcess) -> tuple[float, float]:
+    """(the worker's CPU seconds, its learner children's)."""
+    learners = [_cpu_seconds(pid) or 0.0 for pid in children(proc.pid)]
+    return _cpu_seconds(proc.pid) or 0.0, sum(learners)
+
+
+def _redis_cpu(info: dict[str, Any]) -> float:
+    return float(info.get("used_cpu_user", 0.0)) + float(info.get("used_cpu_sys", 0.0))
+
+
+async def _balanced(group: list[Settings], procs: list[ManagedProcess], partitions: int) -> None:
+    """Wait until every worker owns partitions and together they own them all."""
+
+    async def owned() -> list[float]:
+        snaps = [await scrape(metrics_url(s)) for s in group]
+        return [snap.total("socialrec_partitions_owned") if snap else 0.0 for snap in snaps]
+
+    await _until(lambda found: all(found) and sum(found) == partitions, owned, procs,
+                 SETTLE_GROUP_S, "the workers to share the partitions")  # fmt: skip
+
+
+async def _consumed(group: list[Settings], procs: list[ManagedProcess], target: int) -> None:
+    """Wait until the group consumed (or dead-lettered) ``target`` events."""
+
+    async def handled() -> float:
+        total = 0.0
+        for s in group:
+            snap = await scrape(metrics_url(s))
+            if snap is not None:
+                total += snap.total(CONSUMED) + snap.total(DEAD_LETTERS)
+        return total
+
+    await _until(lambda found: found >= target, handled, procs, RUN_TIMEOUT_S, "every event")
+
+
+async def _until(
+    done: Callable[[Any], bool],
+    probe: Callable[[], Any],
+    procs: list[ManagedProcess],
+    timeout_s: float,
+    what: str,
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done(await probe()):
+        for proc in procs:
+            if proc.returncode is not None:
+                raise BenchError(f"a worker exited ({proc.returncode}); see {proc.log_path}")
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        await asyncio.sleep(POLL_S)
+
+
+def scale_lines(figures: dict[str, Any]) -> list[str]:
+    """The table of a scale-out run (its ``workers`` part).
+
+    >>> row = {"workers": 1, "events_per_s": 3000.0, "worker_cpu_ms_per_event": 0.3,
+    ...        "learner_cpu_ms_per_event": 0.2, "redis_cpu_ms_per_event": 0.1,
+    ...        "learner_done_after_s": 1.5}
+    >>> print("\\n".join(scale_lines({"1": row})))
+    workers  events/s  worker ms/ev  learner ms/ev  Redis ms/ev  learner done after
+          1     3,000         0.300          0.200        0.100               1.5 s
+    """
+    lines = ["workers  events/s  worker ms/ev  learner ms/ev  Redis ms/ev  learner done after"]
+    for r in figures.values():
+        lag = r["learner_done_after_s"]
+        lines.append(
+            f"{r['workers']:>7}  {r['events_per_s']:>8,.0f}  {r['worker_cpu_ms_per_event']:>12.3f}"
+            f"  {r['learner_cpu_ms_per_event']:>13.3f}  {r['redis_cpu_ms_per_event']:>11.3f}"
+            f"  {'-' if lag is None else f'{lag:.1f} s':>18}"
+        )
+    return lines
