@@ -32,6 +32,7 @@ from streams.bench import (
     RUN_TIMEOUT_S,
     USERS,
     BenchError,
+    TopicReader,
     _cpu_seconds,
     _learner_catch_up,
     append_times,
@@ -134,6 +135,7 @@ async def _one_count(
     _, published, _ = await output_latencies(settings, "worker", appended, set(appended))
     if not published:
         raise BenchError(f"{n} workers published nothing; see {run_dir}")
+    sizes = {name: await _mean_bytes(settings, name) for name in ("events", "recommendations")}
     span = max(published) - min(appended.values())
     workers = sum(a[0] - b[0] for a, b in zip(cpu_after, cpu_before, strict=True))
     learners = sum(a[1] - b[1] for a, b in zip(cpu_after, cpu_before, strict=True))
@@ -147,7 +149,17 @@ async def _one_count(
         "learner_cpu_ms_per_event": round(learners * per_event, 3),
         "redis_cpu_ms_per_event": round((redis_after - redis_before) * per_event, 3),
         "learner_done_after_s": learner_s,
+        "event_bytes": sizes["events"],
+        "list_bytes": sizes["recommendations"],
+        "lists_per_event": round(len(published) / len(stream), 3),
     }
+
+
+async def _mean_bytes(settings: Settings, logical: str) -> float:
+    """Mean value size of a topic's records (for the brokers' share of docs/scaling.md)."""
+    async with TopicReader(settings, logical) as reader:
+        records = await reader.read_all()
+    return round(sum(len(r.value or b"") for r in records) / max(1, len(records)), 1)
 
 
 def _cpu_tree(proc: ManagedProcess) -> tuple[float, float]:

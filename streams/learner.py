@@ -28,20 +28,16 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
-
-import orjson
-import redis.asyncio as aioredis
+from dataclasses import dataclass
+from typing import Any
 
 from models.events import Event
 from models.recommend import excluded_items
 from streams.config import Settings
-from streams.keys import Keys
+from streams.learner_state import LearnerState
 from streams.metrics import WorkerMetrics
 from streams.outage import wait_out
 from streams.pipeline import InboundRecord, recommend_params, validate_record, without_erased
-from streams.pools import PoolStore
 from streams.refresh import Refreshes
 from streams.security import kafka_client_kwargs
 from streams.sources import SourceSet
@@ -61,107 +57,8 @@ GATHER_S = 0.2
 IDLE_S = 0.5
 
 
-#: KEYS: the learner's hash, then per user their learnt-ids key and erasure mark; ARGV: the
-#: newest broker time learnt (0: none), the window, JSON [[ts, id, ts, id, ...] per user], the
-#: pools' refresh interval in force.
-#: A user erased since the learner checked gets no key back (their erasure deleted it).
-_MARK_UNLESS_ERASED = """
-for u, flat in ipairs(cjson.decode(ARGV[3])) do
-  local learnt, erased = KEYS[2 * u], KEYS[2 * u + 1]
-  if redis.call('EXISTS', erased) == 0 then
-    for i = 1, #flat, 2 do redis.call('ZADD', learnt, flat[i], flat[i + 1]) end
-    redis.call('ZREMRANGEBYRANK', learnt, 0, -tonumber(ARGV[2]) - 1)
-  end
-end
-if tonumber(ARGV[1]) > 0 then redis.call('HSET', KEYS[1], 'event_ts', ARGV[1]) end
-redis.call('HSET', KEYS[1], 'refresh_s', ARGV[4])
-return 0
-"""
-
-
 def learner_group(settings: Settings) -> str:
     return f"{settings.app_id}-learner"
-
-
-class LearnerProgress(NamedTuple):
-    """What the learner reports with its state: the newest broker time it has learnt, and
-    the interval its pools are refreshed at (streams/refresh.py paces it to the lag)."""
-
-    event_ts: float
-    refresh_s: float | None
-
-
-@dataclass
-class LearnerState:
-    """What the learner keeps in Redis besides the sources' own state."""
-
-    client: aioredis.Redis
-    keys: Keys = field(default_factory=Keys)
-    dedupe_window: int = 10_000
-
-    def __post_init__(self) -> None:
-        self.pools = PoolStore(self.client, self.keys)
-        self._mark = self.client.register_script(_MARK_UNLESS_ERASED)
-
-    async def unlearnt(self, events: Sequence[Event]) -> list[Event]:
-        """The events not learnt yet, in order (one round trip)."""
-        if not events:
-            return []
-        per_user: dict[str, list[str]] = {}
-        for event in events:
-            per_user.setdefault(event.user_id, []).append(event.event_id)
-        async with self.client.pipeline(transaction=False) as pipe:
-            for user_id, ids in per_user.items():  # one command per user, not per event
-                pipe.zmscore(self.keys.user(user_id, "learnt"), ids)
-            replies = await pipe.execute()
-        learnt = {
-            (user_id, event_id)
-            for (user_id, ids), scores in zip(per_user.items(), replies, strict=True)
-            for event_id, score in zip(ids, scores, strict=True)
-            if score is not None
-        }
-        seen: set[str] = set()
-        fresh = []
-        for event in events:
-            if (event.user_id, event.event_id) not in learnt and event.event_id not in seen:
-                seen.add(event.event_id)  # in-batch repeats count once
-                fresh.append(event)
-        return fresh
-
-    async def mark(self, events: Sequence[Event], newest_arrival: float, refresh_s: float) -> None:
-        """Remember the events as learnt (each user's window trimmed, users erased meanwhile
-        left out, as their pools are) and the progress, in one atomic step."""
-        per_user: dict[str, list[Any]] = {}
-        for event in events:
-            per_user.setdefault(event.user_id, []).extend((event.ts, event.event_id))
-        users = list(per_user)
-        keys = [k for u in users for k in (self.keys.user(u, "learnt"), self.keys.erased(u))]
-        await self._mark(
-            keys=[self.keys.global_("learner"), *keys],
-            args=[
-                repr(newest_arrival),
-                self.dedupe_window,
-                orjson.dumps(list(per_user.values())),
-                repr(refresh_s),
-            ],
-        )
-
-    async def progress(self) -> LearnerProgress | None:
-        """How far the learner is, or None before its first batch."""
-        learnt, refresh = await self.client.hmget(
-            self.keys.global_("learner"), "event_ts", "refresh_s"
-        )
-        if learnt is None:
-            return None
-        return LearnerProgress(float(learnt), None if refresh is None else float(refresh))
-
-    async def erase(self, user_ids: Sequence[str]) -> int:
-        """Forget the users' pools and learnt ids; returns how many keys went."""
-        if not user_ids:
-            return 0
-        removed = await self.pools.erase(user_ids)
-        learnt = [self.keys.user(u, "learnt") for u in user_ids]
-        return removed + int(await self.client.delete(*learnt))
 
 
 @dataclass
@@ -179,6 +76,9 @@ class Learner:
     def __post_init__(self) -> None:
         self._params = recommend_params(self.settings)
         self.refreshes = Refreshes(self.settings.pool_refresh_s)
+        # Per partition: the last offset this learner stored, and where it last went back to.
+        self._stored: dict[str, int] = {}
+        self._rewound: dict[str, int] = {}
 
     async def learn(self, records: Sequence[InboundRecord]) -> int:
         """Learn a batch of ``events`` records; returns how many events were new."""
@@ -206,8 +106,48 @@ class Learner:
         # Item-CF recorded its events as learnt in its own step: the rest are marked here.
         unmarked = [e for e in fresh if not self.sources.records_learnt(e)]
         interval = self.refreshes.interval_s
-        await self._wait_out(lambda: self.state.mark(unmarked, newest, interval), "progress")
+        ends: dict[str, int] = {}
+        for r in records:  # every record, valid or not: the next batch starts after these
+            ends[f"{r.topic}:{r.partition}"] = r.offset
+        await self._wait_out(lambda: self.state.mark(unmarked, newest, interval, ends), "progress")
+        self._stored.update(ends)
         return len(fresh)
+
+    async def rewind(self, consumer: Any, records: Sequence[InboundRecord]) -> list[InboundRecord]:
+        """The records to learn, after sending the consumer back on each partition where it
+        stands past the offsets stored with the learnt state (streams/learner_state.py):
+
+        - Redis holds less than this learner stored (it came back older: a crash lost its last
+          writes), or
+        - the batch starts past the stored offset on a partition this learner has not stored
+          yet (after a restart or a rebalance, the group had committed further). Once per
+          offset: events deleted by retention, or offsets taken by transaction markers, cannot
+          be read again.
+        """
+        from aiokafka import TopicPartition
+
+        first: dict[str, int] = {}
+        for r in records:
+            first.setdefault(f"{r.topic}:{r.partition}", r.offset)
+        stored = await self._wait_out(lambda: self.state.resume_points(list(first)), "offsets")
+        back: dict[str, int] = {}
+        for part, offset in first.items():
+            resume, mine = stored.get(part), self._stored.get(part)
+            if resume is None:
+                continue
+            if mine is not None:
+                behind = resume <= mine  # Redis came back older than this learner left it
+            else:
+                behind = offset > resume and self._rewound.get(part) != resume
+            if behind:
+                back[part] = resume
+        for part, resume in back.items():
+            topic, _, partition = part.rpartition(":")
+            consumer.seek(TopicPartition(topic, int(partition)), resume)
+            self._rewound[part] = resume
+            self._stored.pop(part, None)
+            log.warning("learner: partition %s goes back to the learnt state's offset", partition)
+        return [r for r in records if f"{r.topic}:{r.partition}" not in back]
 
     async def refresh(self, users: Sequence[str], now: float) -> None:
         """Ask the sources for the users' candidates and keep them as their pools."""
@@ -241,6 +181,8 @@ class Learner:
         try:
             while not stop.is_set():
                 records = await self._gather(consumer)
+                if records:
+                    records = await self.rewind(consumer, records)
                 if records:
                     await self.learn(records)
                     self.refreshes.pace(self.clock() - max(r.timestamp for r in records))

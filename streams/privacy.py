@@ -24,7 +24,7 @@ from streams.pipeline import InboundRecord, Publisher, dead_letter_headers
 from streams.sources import SourceSet
 
 if TYPE_CHECKING:
-    from streams.learner import LearnerState
+    from streams.learner_state import LearnerState
 from streams.store import Store
 
 #: A request is three short fields; anything larger is dead-lettered (``oversized``).

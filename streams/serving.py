@@ -32,7 +32,7 @@ from models.trending import GLOBAL_SCOPE
 from streams.api import Api, ApiDeps, build_api
 from streams.config import Settings
 from streams.http_input import json_response
-from streams.learner import LearnerState
+from streams.learner_state import LearnerState
 from streams.live import EVENTS_ROUTE, live_pages
 from streams.metrics import HttpMetrics, WorkerMetrics
 from streams.pipeline import BatchProcessor

@@ -28,8 +28,9 @@ from streams.config import Settings
 from streams.consumer import EventsConsumer, events_group
 from streams.heap import settle_heap
 from streams.lag import LAG_INTERVAL_S, ConsumerLagProbe
-from streams.learner import LearnerState, learner_group
+from streams.learner import learner_group
 from streams.learner_process import LearnerSupervisor
+from streams.learner_state import LearnerState
 from streams.live import EVENTS_ROUTE, live_pages
 from streams.metrics import WorkerMetrics
 from streams.outage import isolating

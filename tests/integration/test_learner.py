@@ -16,7 +16,8 @@ from models.events import Event, EventType
 from models.recommend import excluded_items
 from streams.config import Settings
 from streams.keys import Keys
-from streams.learner import Learner, LearnerState
+from streams.learner import Learner
+from streams.learner_state import LearnerState
 from streams.metrics import WorkerMetrics
 from streams.pipeline import InboundRecord, recommend_params
 from streams.pools import PoolStore, decode_pools, encode_pools
@@ -114,9 +115,55 @@ async def test_an_erasure_between_the_check_and_the_mark_leaves_no_learnt_ids(
     learner, keys = _learner(redis_client, settings), Keys()
     follow = Event("f1", EventType.FOLLOW, "bob", T0, target_user_id="ann")
     await learner.store.mark_erased({"bob": T0 + 1_000})  # the erasure, after the check
-    await learner.state.mark([follow], T0, refresh_s=1.0)
+    await learner.state.mark([follow], T0, refresh_s=1.0, ends={"events:0": 4})
     assert not await redis_client.exists(keys.user("bob", "learnt"))
     assert await learner.state.progress() == (T0, 1.0)
+
+
+async def test_the_stored_offsets_only_move_forward(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    state = LearnerState(redis_client)
+    await state.mark([], T0, 1.0, {"events:0": 9, "events:1": 3})
+    await state.mark([], T0, 1.0, {"events:0": 5})  # an older slice, learnt again
+    assert await state.resume_points(["events:0", "events:1", "events:2"]) == {
+        "events:0": 10,
+        "events:1": 4,
+    }
+
+
+class _Consumer:
+    """Records where the learner sends it (the part of aiokafka's consumer it uses)."""
+
+    def __init__(self) -> None:
+        self.seeks: list[tuple[int, int]] = []
+
+    def seek(self, partition: Any, offset: int) -> None:
+        self.seeks.append((partition.partition, offset))
+
+
+async def test_a_learner_goes_back_to_the_offsets_stored_with_what_it_learnt(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    """Redis came back older than the learner left it (a crash lost its last writes), or the
+    group committed past what Redis holds: the learner reads those events again."""
+    records = _records(_stream())
+    learner, consumer = _learner(redis_client, settings), _Consumer()
+    await learner.learn(records[:4])  # stores offset 3
+    older = await redis_client.dump(Keys().global_("learner"))
+    assert isinstance(older, bytes)
+    await learner.learn(records[4:6])  # stores 5, then Redis loses it
+    await redis_client.restore(Keys().global_("learner"), 0, older, replace=True)
+    assert await learner.rewind(consumer, records[6:]) == []
+    assert consumer.seeks == [(0, 4)]
+    assert await learner.rewind(consumer, records[4:]) == records[4:]  # read again from 4
+    assert consumer.seeks == [(0, 4)]
+
+    restarted, consumer = _learner(redis_client, settings), _Consumer()
+    assert await restarted.rewind(consumer, records[6:]) == []  # the group committed 6
+    assert consumer.seeks == [(0, 4)]
+    # Once: offsets 4 and 5 gone (retention), the same gap is not a reason to go back again.
+    assert await restarted.rewind(consumer, records[6:]) == records[6:]
 
 
 async def test_events_without_an_item_are_marked_learnt_by_the_learner_itself(
