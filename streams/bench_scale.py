@@ -125,7 +125,7 @@ async def _one_count(
         cpu_before = [_cpu_tree(p) for p in procs]
         redis_before = _redis_cpu(await redis_info(settings))
         await produce(settings, world, stream, 0.0)
-        await _consumed(group, procs, len(stream))
+        timeline = await _consumed(group, procs, len(stream))
         settled, settled_at = time.monotonic(), time.time()
         learner_s = await _learner_catch_up(settings, settled)
         cpu_after = [_cpu_tree(p) for p in procs]
@@ -158,6 +158,7 @@ async def _one_count(
         "event_bytes": sizes["events"],
         "list_bytes": sizes["recommendations"],
         "lists_per_event": round(len(published) / len(stream), 3),
+        "consumed_timeline": timeline,
     }
 
 
@@ -189,18 +190,25 @@ async def _balanced(group: list[Settings], procs: list[ManagedProcess], partitio
                  SETTLE_GROUP_S, "the workers to share the partitions")  # fmt: skip
 
 
-async def _consumed(group: list[Settings], procs: list[ManagedProcess], target: int) -> None:
-    """Wait until the group consumed (or dead-lettered) ``target`` events."""
+async def _consumed(
+    group: list[Settings], procs: list[ManagedProcess], target: int
+) -> list[list[float]]:
+    """Wait until the group consumed (or dead-lettered) ``target`` events; returns what each
+    worker had handled at every poll, [seconds, worker 1, worker 2, ...]: where the run's
+    time went (a stall, or a worker left behind)."""
+    timeline: list[list[float]] = []
+    began = time.monotonic()
 
     async def handled() -> float:
-        total = 0.0
+        counts = []
         for s in group:
             snap = await scrape(metrics_url(s))
-            if snap is not None:
-                total += snap.total(CONSUMED) + snap.total(DEAD_LETTERS)
-        return total
+            counts.append(snap.total(CONSUMED) + snap.total(DEAD_LETTERS) if snap else 0.0)
+        timeline.append([round(time.monotonic() - began, 2), *counts])
+        return sum(counts)
 
     await _until(lambda found: found >= target, handled, procs, RUN_TIMEOUT_S, "every event")
+    return timeline
 
 
 async def _until(
