@@ -139,6 +139,10 @@ async def _one_count(
         raise BenchError(f"{n} workers published nothing; see {run_dir}")
     sizes = {name: await _mean_bytes(settings, name) for name in ("events", "recommendations")}
     span = max(published) - min(appended.values())
+    per_second: dict[int, int] = {}
+    for at in published:
+        second = int(at - min(appended.values()))
+        per_second[second] = per_second.get(second, 0) + 1
     workers = sum(a[0] - b[0] for a, b in zip(cpu_after, cpu_before, strict=True))
     learners = sum(a[1] - b[1] for a, b in zip(cpu_after, cpu_before, strict=True))
     per_event = 1000.0 / len(stream)
@@ -159,6 +163,7 @@ async def _one_count(
         "list_bytes": sizes["recommendations"],
         "lists_per_event": round(len(published) / len(stream), 3),
         "consumed_timeline": timeline,
+        "lists_per_second": [per_second.get(t, 0) for t in range(max(per_second) + 1)],
     }
 
 

@@ -12,7 +12,9 @@ they produced** (streams/store.py ``OffsetRange``):
   roll back together and the events are consumed again;
 * when a partition is assigned, consuming starts after its stored *published* offset: events
   applied but not yet published are delivered again, found to be duplicates, and their users'
-  lists are published (every applied event gets its publish);
+  lists are published (every applied event gets its publish). A batch's step stores the
+  published offset of the batch before it, so a consumer giving a partition up (a rebalance,
+  a stop) stores its own last one first, and its successor publishes nothing twice;
 * offsets are also committed to Kafka, at most once a second (for lag and for a fresh store).
 
 Every other topic (catalog, shares, privacy requests) stays a Faust agent. The service shares
@@ -44,6 +46,8 @@ from streams.store import OffsetRange, Position, Store
 log = logging.getLogger(__name__)
 
 
+#: How long a stop waits for the batch in hand to be applied and published.
+STOP_GRACE_S = 10.0
 #: Kafka's copy of the consumed offsets is committed at most this often (Redis holds the ones
 #: that count); the offsets of every batch in between go in one commit.
 COMMIT_INTERVAL_S = 1.0
@@ -100,6 +104,7 @@ class EventsConsumer(Service):
         self._owned: set[TopicPartition] = set()  # for the partitions-owned gauge
         #: The previous batch, until the broker has acknowledged its lists (see _batch).
         self._settling: asyncio.Future[None] | None = None
+        self._running: asyncio.Future[None] | None = None  # the consuming loop
         self.topic = settings.topic("events")
         self.consumer: AIOKafkaConsumer | None = None
         #: Per partition: the applied and published offsets as this consumer knows them.
@@ -122,11 +127,16 @@ class EventsConsumer(Service):
         )
         self.consumer.subscribe([self.topic], listener=_Positions(self))
         await self.consumer.start()
-        self.add_future(self._run())
+        self._running = self.add_future(self._run())
 
     async def on_stop(self) -> None:
         if self.consumer is not None:
+            if self._running is not None:
+                # The loop ends after the batch in hand (should_stop is set); the service
+                # cancels it later anyway, so an outage inside that batch cannot hold the stop.
+                await asyncio.wait([self._running], timeout=STOP_GRACE_S)
             await self._settled()
+            await self._hand_over(self._owned)
             if self._committing is not None:
                 self._committing.cancel()  # its wait for the interval, or a commit repeated below
                 with contextlib.suppress(asyncio.CancelledError):
@@ -154,13 +164,30 @@ class EventsConsumer(Service):
             self.known[tp.partition] = position
             self.consumer.seek(tp, position.published + 1)
 
-    def revoked(self, partitions: set[TopicPartition]) -> None:
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
         self.metrics.rebalances.labels("revoked").inc(len(partitions))
+        await self._settled()
+        await self._hand_over(partitions)
         self._owned -= partitions
         self.metrics.partitions_owned.set(len(self._owned))
         for tp in partitions:
             self.known.pop(tp.partition, None)
             self._uncommitted.pop(tp, None)
+
+    async def _hand_over(self, partitions: set[TopicPartition]) -> None:
+        """Store the published offsets of partitions this consumer gives up: each batch's
+        step stores only the batch before it, so the next owner would publish the last
+        batch's lists again. One attempt: in an outage the next owner publishes them again,
+        which is what it would have done anyway."""
+        published = {
+            f"events:{tp.partition}": known.published
+            for tp in partitions
+            if (known := self.known.get(tp.partition)) is not None and known.published >= 0
+        }
+        try:
+            await self.store.mark_published(published)
+        except Exception as exc:  # an outage (or a bug): lists published twice, nothing lost
+            log.warning("could not store the published offsets (%s)", type(exc).__name__)
 
     async def _run(self) -> None:
         assert self.consumer is not None
@@ -286,7 +313,7 @@ class _Positions(ConsumerRebalanceListener):  # type: ignore[misc]
         self.service = service
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self.service.revoked(revoked)
+        await self.service.revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self.service.assigned(assigned)

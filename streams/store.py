@@ -124,6 +124,22 @@ def advance(stored: dict[str, Position], offsets: Sequence[OffsetRange]) -> None
         stored[r.partition] = Position(max(was.applied, r.last), max(was.published, r.published))
 
 
+#: KEYS: the offsets hash; ARGV: partition, offset, ...: each published offset moves forward,
+#: never past the applied one, and only for partitions with an applied offset.
+_MARK_PUBLISHED = """
+for i = 1, #ARGV, 2 do
+  local part, offset = ARGV[i], tonumber(ARGV[i + 1])
+  local applied = tonumber(redis.call('HGET', KEYS[1], part) or '-1')
+  local field = part .. ':published'
+  local was = tonumber(redis.call('HGET', KEYS[1], field) or '-1')
+  if applied >= 0 and offset > was then
+    redis.call('HSET', KEYS[1], field, math.min(offset, applied))
+  end
+end
+return 0
+"""
+
+
 class Store(Protocol):
     async def process_batch(
         self,
@@ -138,6 +154,12 @@ class Store(Protocol):
 
     async def positions(self, partitions: Sequence[str]) -> dict[str, Position]:
         """The stored position of each partition that has one."""
+        ...
+
+    async def mark_published(self, published: Mapping[str, int]) -> None:
+        """Record that the lists of ``published`` (partition -> offset) are out, for
+        partitions this consumer stops owning: a batch's own step records only the batch
+        before it, and the next owner starts after the stored offset (never moving back)."""
         ...
 
     async def put_items(self, records: Sequence[CatalogRecord]) -> None:
@@ -247,6 +269,12 @@ class MemoryStore:
 
     async def positions(self, partitions: Sequence[str]) -> dict[str, Position]:
         return {p: self.offsets[p] for p in partitions if p in self.offsets}
+
+    async def mark_published(self, published: Mapping[str, int]) -> None:
+        for partition, offset in published.items():
+            was = self.offsets.get(partition)
+            if was is not None and offset > was.published:
+                self.offsets[partition] = Position(was.applied, min(offset, was.applied))
 
     async def process_batch(
         self,
@@ -441,6 +469,7 @@ class RedisStore:
         )
         source = resources.files("streams").joinpath("lua/state.lua").read_text()
         self._script = client.register_script(source)
+        self._published = client.register_script(_MARK_PUBLISHED)
         p = params
         # The script's header (ARGV[2..14]), the number of popular items to read between.
         self._head: list[str | int | float] = [
@@ -531,6 +560,11 @@ class RedisStore:
             if applied is not None:
                 found[partition] = Position(int(applied), int(published or -1))
         return found
+
+    async def mark_published(self, published: Mapping[str, int]) -> None:
+        if published:
+            flat = [x for p, o in published.items() for x in (p, o)]
+            await self._published(keys=[self.keys.global_("offsets")], args=flat)
 
     async def mark_erased(self, erased_at: Mapping[str, float]) -> None:
         async with self.client.pipeline(transaction=False) as pipe:

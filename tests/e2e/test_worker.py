@@ -259,6 +259,34 @@ async def test_worker_killed_mid_stream_resumes_without_loss_or_double_apply(
     assert consumed == len(events) - applied_at_crash + duplicates
 
 
+async def test_a_worker_stopped_and_started_again_publishes_no_list_twice(
+    settings: Settings, producer: AIOKafkaProducer, redis_client: aioredis.Redis
+) -> None:
+    """A stopping worker stores how far its lists went out (each batch's own step stores
+    only the batch before it): its successor starts after them and publishes none again."""
+    events = _stream(600, seed=9, start=time.time())
+    first = WorkerProcess(settings)
+    async with running(first):
+        await _produce_events(producer, settings, events)
+        await wait_for(lambda: _count_is(redis_client, len(events)), what="every event applied")
+    # Stopped (SIGTERM): it waits for its last lists to be acknowledged, then hands over.
+    marker = Event("marker", EventType.VIEW, "newcomer", time.time(), item_id="item1")
+    async with running(WorkerProcess(settings, app_id=first.app_id)) as second:
+        await _produce_events(producer, settings, [marker])
+        records = await consume_until(
+            settings, "recommendations", lambda rs: any(_trigger(r) == "marker" for r in rs)
+        )
+        consumed = await second.metric("socialrec_events_consumed_total")
+    triggers = [_trigger(r) for r in records]
+    assert "marker" in triggers
+    assert consumed == 1  # the marker only: nothing before it was delivered again
+    assert len(triggers) == len(set(triggers)), "a list was published twice"
+
+
+def _trigger(record: Any) -> str:
+    return _body_trigger(orjson.loads(record.value))
+
+
 async def test_worker_refuses_to_start_without_its_topics(settings: Settings) -> None:
     from streams.worker import preflight
 

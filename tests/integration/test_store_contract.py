@@ -137,6 +137,17 @@ async def test_offsets_ride_with_the_state_and_a_store_behind_them_is_reported(
     assert await store.positions(["events:0"]) == {"events:0": Position(5, 2)}
 
 
+async def test_published_offsets_handed_over_only_move_forward(make_store: StoreFactory) -> None:
+    store = make_store(TIGHT)
+    events = random_stream(seed=5, count=6)
+    await store.process_batch(events, offsets=[OffsetRange("events:0", 0, 5, -1, -1)])
+    await store.mark_published({"events:0": 3, "events:1": 7})  # events:1 was never applied
+    assert await store.positions(["events:0", "events:1"]) == {"events:0": Position(5, 3)}
+    await store.mark_published({"events:0": 2})  # an older hand-over changes nothing
+    await store.mark_published({"events:0": 9})  # never past what was applied
+    assert await store.positions(["events:0"]) == {"events:0": Position(5, 5)}
+
+
 async def test_reads_reflect_the_batch(make_store: StoreFactory) -> None:
     store = make_store(StateParams())
     result = await store.process_batch(
