@@ -37,7 +37,10 @@ redis flush
 "$BIN/python" -m streams.cli worker >"$OUT/worker.log" 2>&1 &
 WORKER=$!
 trap 'kill $WORKER ${SIM:-} 2>/dev/null || true; wait 2>/dev/null || true' EXIT
-until curl -sf "127.0.0.1:$PORT/health" >/dev/null; do sleep 0.5; done
+until curl -sf "127.0.0.1:$PORT/health" >/dev/null; do
+    kill -0 "$WORKER" 2>/dev/null || { tail -5 "$OUT/worker.log"; echo "the worker exited" >&2; exit 1; }
+    sleep 0.5
+done
 "$BIN/python" -m streams.cli simulate --no-catalog --rate "$RATE" \
     --events $((RATE * (WARM + SECONDS_ + 30))) >"$OUT/simulate.log" 2>&1 &
 SIM=$!
