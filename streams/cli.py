@@ -83,7 +83,14 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _worker_counts(text: str) -> tuple[int, ...]:
-    """``--workers 1,2,3`` as (1, 2, 3); each count from 1 to 12."""
+    """``--workers 1,2,3`` as (1, 2, 3); each count from 1 to 12.
+
+    >>> _worker_counts("1,2,3")
+    (1, 2, 3)
+    >>> _worker_counts("0,2")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: worker counts go from 1 to 12, e.g. 1,2,3
+    """
     try:
         counts = tuple(int(part) for part in text.split(","))
     except ValueError:
