@@ -111,6 +111,8 @@ class Learner:
             ends[f"{r.topic}:{r.partition}"] = r.offset
         await self._wait_out(lambda: self.state.mark(unmarked, newest, interval, ends), "progress")
         self._stored.update(ends)
+        for part in ends:  # stored past it: a later gap there is a new one
+            self._rewound.pop(part, None)
         return len(fresh)
 
     async def rewind(self, consumer: Any, records: Sequence[InboundRecord]) -> list[InboundRecord]:
@@ -135,9 +137,9 @@ class Learner:
             resume, mine = stored.get(part), self._stored.get(part)
             if resume is None:
                 continue
-            if mine is not None:
+            if mine is not None and offset == mine + 1:  # reading on from its own batch
                 behind = resume <= mine  # Redis came back older than this learner left it
-            else:
+            else:  # the consumer moved (a restart, the partition back from another learner)
                 behind = offset > resume and self._rewound.get(part) != resume
             if behind:
                 back[part] = resume

@@ -165,6 +165,21 @@ async def test_a_learner_goes_back_to_the_offsets_stored_with_what_it_learnt(
     # Once: offsets 4 and 5 gone (retention), the same gap is not a reason to go back again.
     assert await restarted.rewind(consumer, records[6:]) == records[6:]
 
+    # The partition goes to another learner, which stores 5 and then 7 before Redis loses the
+    # 7, and comes back with the group committed at 8: what this learner stored before (3) is
+    # no guide, the stored offset is.
+    await redis_client.flushdb()
+    first, other = _learner(redis_client, settings), _learner(redis_client, settings)
+    await first.learn(records[:4])
+    await other.learn(records[4:6])
+    older = await redis_client.dump(Keys().global_("learner"))
+    assert isinstance(older, bytes)
+    await other.learn(records[6:])
+    await redis_client.restore(Keys().global_("learner"), 0, older, replace=True)
+    consumer = _Consumer()
+    assert await first.rewind(consumer, _records(_stream()[:1], first_offset=8)) == []
+    assert consumer.seeks == [(0, 6)]
+
 
 async def test_events_without_an_item_are_marked_learnt_by_the_learner_itself(
     settings: Settings, redis_client: aioredis.Redis
