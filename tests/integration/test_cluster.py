@@ -45,10 +45,14 @@ from tests.e2e.conftest import WorkerProcess, keep_figures, produce_json, runnin
 # Three JVMs and six Redis nodes, some 45 s: `make test` runs it, `make unit` does not.
 pytestmark = pytest.mark.slow
 
-# Where the search for free ports starts: away from the shared servers' defaults.
-KAFKA_PORTS_FROM = 49092
-CONTROLLER_PORTS_FROM = 49192
-REDIS_PORTS_FROM = 47000
+# Where the search for free ports starts: away from the shared servers' defaults, and below
+# Linux's ephemeral range (32768 up), where one member's outgoing connection can take the port
+# a later member is about to bind (a CI run lost kafka-3 that way). Redis' bus ports lie 10,000
+# above its client ports, so those start low enough for both.
+KAFKA_PORTS_FROM = 23092
+CONTROLLER_PORTS_FROM = 23192
+REDIS_PORTS_FROM = 21000
+EPHEMERAL_FROM = 32768
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +63,7 @@ def _servers_for_integration_tests() -> None:
 def free_run(start: int, count: int, also_above: int = 0) -> int:
     """The first port from ``start`` with ``count`` consecutive free ports (and, with
     ``also_above``, free ports that far above each, for the Redis cluster bus)."""
-    for first in range(start, 65535 - count - also_above):
+    for first in range(start, EPHEMERAL_FROM - count - also_above):
         wanted = range(first, first + count)
         ports = [*wanted, *(p + also_above for p in wanted)] if also_above else list(wanted)
         if all(_bindable(port) for port in ports):
