@@ -42,7 +42,7 @@ from streams.infra.cluster_redis import (
 )
 from streams.infra.kafka import brokers_seen
 from streams.infra.pids import is_port_open, owned_pid, send_signal, wait_stopped
-from streams.infra.services import poll_ready, refuse_foreign
+from streams.infra.services import exit_report, poll_ready, refuse_foreign
 
 
 @dataclass(frozen=True)
@@ -128,8 +128,8 @@ def _wait(
         [(member.svc, pid) for member, pid in running],
         ready,
         timeout_s,
-        lambda svc: f"{svc.name} exited during start-up; see {svc.log_file} (and "
-        f"{svc.data_dir}); stop the rest with `socialrec infra down --cluster`",
+        lambda svc: f"{svc.name} exited during start-up; see {svc.log_file} {exit_report(svc)}"
+        "\nstop the rest with `socialrec infra down --cluster`",
         f"{what} not ready within {timeout_s:.0f}s; see the logs under "
         f"{running[0][0].svc.data_dir.parent}; stop it with `socialrec infra down --cluster`",
     )

@@ -110,10 +110,7 @@ def wait_ready(settings: Settings, svc: Service, pid: int) -> None:
     """Poll until the server answers; fail early if it dies, with a pointer to its log."""
 
     def died(_: Service) -> str:
-        return (
-            f"{svc.name} exited during start-up; see {svc.log_file} "
-            f"(and {_startup_log(svc)}){_fatal_error(svc)}{_tail(_startup_log(svc))}"
-        )
+        return f"{svc.name} exited during start-up; see {svc.log_file} {exit_report(svc)}"
 
     late = (
         f"{svc.name} (pid {pid}) did not answer at {svc.address} within "
@@ -147,9 +144,20 @@ def poll_ready(
     raise InfraError(late)
 
 
+def exit_report(svc: Service) -> str:
+    """Where a server that died at start-up said why, and what it said: the exception a broker
+    exited with and the tail of its own output, in the message itself (a CI run's temporary
+    directories are gone by the time anyone reads it)."""
+    return f"(and {_startup_log(svc)}){_fatal_error(svc)}{_tail(_startup_log(svc))}"
+
+
+def _is_broker(svc: Service) -> bool:
+    return svc.name == "kafka" or svc.name.startswith("kafka-")  # a cluster's kafka-1..3
+
+
 def _startup_log(svc: Service) -> Path:
     """Where the process's own stdout/stderr went (JVM errors land here, not in server.log)."""
-    return svc.data_dir / "logs" / "kafka.out" if svc.name == "kafka" else svc.log_file
+    return svc.data_dir / "logs" / "kafka.out" if _is_broker(svc) else svc.log_file
 
 
 def _fatal_error(svc: Service) -> str:
@@ -157,7 +165,7 @@ def _fatal_error(svc: Service) -> str:
     says, and TLS or login settings it cannot use end there (say, a certificate its CA file
     does not trust)."""
     try:
-        lines = svc.log_file.read_text(errors="replace").splitlines() if svc.name == "kafka" else []
+        lines = svc.log_file.read_text(errors="replace").splitlines() if _is_broker(svc) else []
     except OSError:
         return ""
     for before, line in zip(reversed(lines[:-1]), reversed(lines[1:]), strict=True):

@@ -11,7 +11,8 @@ import pytest
 from streams import infra
 from streams.config import ConfigError, Settings, load_settings
 from streams.infra.base import service_of
-from streams.infra.services import _fatal_error
+from streams.infra.cluster_kafka import broker_services
+from streams.infra.services import _fatal_error, exit_report
 from streams.infra_auth import AuthSetupError
 from streams.infra_tls import (
     CA_FILE,
@@ -181,3 +182,20 @@ def test_a_broker_that_exits_at_start_is_reported_with_its_fatal_error(tmp_path:
     assert _fatal_error(svc) == f"\n    {cause}"
     svc.log_file.write_text("[t] INFO starting\n")
     assert _fatal_error(svc) == ""
+
+
+def test_a_cluster_member_that_exits_at_start_is_reported_with_its_cause(tmp_path: Path) -> None:
+    """A cluster's brokers are kafka-1..3: their report carries the cause and their output."""
+    three = "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094"
+    settings = Settings(data_dir=tmp_path, cluster=True, kafka_bootstrap=three)
+    svc = next(s for s in broker_services(settings) if s.name == "kafka-3")
+    svc.log_file.parent.mkdir(parents=True)
+    cause = "org.apache.kafka.common.KafkaException: Socket server failed to bind to 127.0.0.1:9094"
+    svc.log_file.write_text(
+        "[t] ERROR Exiting Kafka due to fatal exception during startup. (kafka.Kafka$)\n"
+        f"{cause}\n"
+    )
+    (svc.data_dir / "logs" / "kafka.out").write_text("the JVM's own last words\n")
+    report = exit_report(svc)
+    assert cause in report
+    assert "the JVM's own last words" in report
