@@ -495,142 +495,223 @@ def recommend(
     learn from (see :class:`Recommendations`). Without ``explain``, a personal item carries
     no reasons (its score, source and per-source shares are the same): for callers that
     read only the list, such as the evaluation's replay.
-    """
-    excluded = excluded_items(view, params)
-    if pools is None:
-        pools = candidate_pools(view, params, now, extra or {})
-    weights = dict(params.source_weights)
-    if blended is None:
-        blended = blend_pools(pools, weights, len(view.recent))
-    normalised = blended.normalised
-    totals = {item: t for item, t in blended.totals.items() if item not in excluded}
-    cold_start = not view.recent  # no usable history: everything is a fallback
-    learned: dict[str, float] = {}
-    if ranker is not None and totals and not cold_start:
-        learned = dict(
-            zip(totals, ranker.score([blended.features(i) for i in totals]), strict=True)
-        )
-    # With a category cap some of the best may be passed over: look a little deeper.
-    depth = (params.top_n + params.explore_slots) * (4 if params.category_cap else 1)
 
-    def full_order() -> list[str]:
+    The same as :class:`Ranking` then :meth:`Ranking.choose`, which a caller that looks the
+    categories up uses to ask only for the items the cap may read.
+    """
+    ranking = Ranking(
+        view,
+        popular,
+        params,
+        now=now,
+        trending=trending,
+        extra=extra,
+        ranker=ranker,
+        pools=pools,
+        blended=blended,
+    )
+    return ranking.choose(categories, explore=explore, remember=remember, explain=explain)
+
+
+class Ranking:
+    """A user's candidates blended and in order: a list but for the category cap. The cap
+    reads the categories of only the items :meth:`capped_items` names (a few dozen of the
+    hundreds of candidates), so a caller that fetches categories asks for those.
+
+    >>> from models.state import UserView, PopularView
+    >>> view = UserView("u1", recent=(("phone", 2.0),), seen=frozenset({"phone"}),
+    ...     neighbours={"phone": (("case", 0.5), ("cable", 0.4), ("sim", 0.3))},
+    ...     bought=frozenset(), hidden=frozenset())
+    >>> params = RecommendParams(top_n=2, category_cap=1)
+    >>> ranking = Ranking(view, PopularView((("tv", 9.0),), 0.0), params, now=0.0)
+    >>> sorted(ranking.capped_items())
+    ['cable', 'case', 'sim', 'tv']
+    >>> categories = {"case": "cases", "cable": "cases", "sim": "sims"}
+    >>> [r.item_id for r in ranking.choose(categories).items]
+    ['case', 'sim']
+    """
+
+    def __init__(
+        self,
+        view: UserView,
+        popular: PopularView,
+        params: RecommendParams,
+        *,
+        now: float,
+        trending: Sequence[tuple[str, float]] = (),
+        extra: Mapping[Source, Pool] | None = None,
+        ranker: Ranker | None = None,
+        pools: Mapping[Source, Pool] | None = None,
+        blended: Blended | None = None,
+    ) -> None:
+        self.view, self.popular, self.params = view, popular, params
+        self.now, self.trending = now, trending
+        self.excluded = excluded_items(view, params)
+        if pools is None:
+            pools = candidate_pools(view, params, now, extra or {})
+        self.pools = pools
+        self.weights = weights = dict(params.source_weights)
+        if blended is None:
+            blended = blend_pools(pools, weights, len(view.recent))
+        self.blended = blended
+        excluded = self.excluded
+        self.totals = totals = {i: t for i, t in blended.totals.items() if i not in excluded}
+        self.cold_start = cold_start = not view.recent  # no usable history: all fallbacks
+        self.learned: dict[str, float] = {}
+        if ranker is not None and totals and not cold_start:
+            scores = ranker.score([blended.features(i) for i in totals])
+            self.learned = dict(zip(totals, scores, strict=True))
+        # With a category cap some of the best may be passed over: look a little deeper.
+        depth = (params.top_n + params.explore_slots) * (4 if params.category_cap else 1)
+        if self.learned or cold_start:
+            self.order = self.full_order()
+        else:
+            # A warm user's list reads only the best few hundredths of the candidates: rank a
+            # prefix (the best `depth`, the exploration pool, what the ranker would remember)
+            # and sort everything only if exploration runs past it.
+            prefix = max(depth + params.top_n, RANKER_MEMORY)
+            self.order = [item for item, _ in top_k(totals, prefix)]
+        if cold_start:
+            # Content first, then trending, then social proof (popular fills whatever is left).
+            normalised = blended.normalised
+            self.best = [i for i in self.order if Source.CONTENT in normalised(i)][:depth]
+            self.later = [i for i in self.order if Source.SOCIAL in normalised(i)][:depth]
+        else:
+            self.best, self.later = self.order[:depth], []
+
+    def full_order(self) -> list[str]:
+        """Every candidate, best first."""
+        totals, learned = self.totals, self.learned
         if learned:
             return sorted(totals, key=lambda i: (-learned[i], -totals[i], i))
         return [item for item, _ in top_k(totals, len(totals))]
 
-    if learned or cold_start:
-        order = full_order()
-    else:
-        # A warm user's list reads only the best few hundredths of the candidates: rank a
-        # prefix (the best `depth`, the exploration pool, what the ranker would remember)
-        # and sort everything only if exploration runs past it.
-        order = [item for item, _ in top_k(totals, max(depth + params.top_n, RANKER_MEMORY))]
-    if cold_start:
-        # Content first, then trending, then social proof (popular fills whatever is left).
-        best = [i for i in order if Source.CONTENT in normalised(i)][:depth]
-        later = [i for i in order if Source.SOCIAL in normalised(i)][:depth]
-    else:
-        best, later = order[:depth], []
+    def capped_items(self) -> set[str]:
+        """Every item whose category :meth:`choose` may read: the candidates it ranks, what
+        is trending and the popular items (explored items are not capped)."""
+        return {
+            *self.best,
+            *self.later,
+            *(item for item, _ in self.trending),
+            *(item for item, _ in self.popular.items),
+        }
 
-    def personal(candidate: str) -> RecommendedItem:
-        parts = {s: weights.get(s, 0.0) * v for s, v in normalised(candidate).items()}
-        score = learned.get(candidate, totals[candidate])
-        if not explain:
-            ordered = sorted(parts.items(), key=lambda sv: (-sv[1], PERSONAL_SOURCES.index(sv[0])))
-            shares = tuple((s, v) for s, v in ordered if v > 0)
-            return RecommendedItem(candidate, score, ordered[0][0], (), shares)
-        # Every reason as its sort key (biggest contribution first, then by item, then by
-        # person) followed by its fields; the position keeps equal keys in order, as a stable
-        # sort would. Reason objects are built only for the ``reasons_per_item`` kept.
-        keyed: list[tuple[float, str, str, int, str | None, float, str | None, str | None]] = []
-        for source, share in parts.items():
-            _, source_reasons = pools[source][candidate]
-            # A source's share of the score is split over its reasons by their own weights
-            # (evenly if those are not positive, e.g. an MF logit below zero).
-            own = [r.contribution if isinstance(r, Reason) else r[0] for r in source_reasons]
-            total = sum(w for w in own if w > 0)
-            for r, w in zip(source_reasons, own, strict=True):
-                part = max(0.0, share * w / total if total > 0 else share / len(own))
-                if isinstance(r, Reason):
-                    item, user = r.item_id, r.user_id
-                    keyed.append(
-                        (-part, item or "", user or "", len(keyed), item, part, user, r.action)
-                    )
-                else:
-                    keyed.append((-part, r[1], "", len(keyed), r[1], part, None, None))
-        keyed.sort()
-        reasons = tuple(
-            Reason(item, part, user, action)
-            for *_, item, part, user, action in keyed[: params.reasons_per_item]
-        )
-        ordered = sorted(parts.items(), key=lambda sv: (-sv[1], PERSONAL_SOURCES.index(sv[0])))
-        return RecommendedItem(
-            candidate, score, ordered[0][0], reasons, tuple((s, v) for s, v in ordered if v > 0)
-        )
+    def choose(
+        self,
+        categories: Mapping[str, str] | None = None,
+        *,
+        explore: Sequence[str] = (),
+        remember: bool = False,
+        explain: bool = True,
+    ) -> Recommendations:
+        """The list: see :func:`recommend`. ``categories`` needs only :meth:`capped_items`."""
+        view, popular, params, now = self.view, self.popular, self.params, self.now
+        pools, weights, blended, totals = self.pools, self.weights, self.blended, self.totals
+        learned, excluded, cold_start = self.learned, self.excluded, self.cold_start
+        normalised, trending, order = blended.normalised, self.trending, self.order
+        best, later = self.best, self.later
 
-    def ranked() -> Iterator[Ranked]:
-        """Personal candidates, then the fallbacks in order: what is trending right now, then
-        what has been popular over hours (a cold-start user gets them immediately). Only the
-        entries :func:`diversify` keeps are explained, by :func:`resolve`."""
-        for candidate in best:
-            yield candidate, None, 0.0
-        for item_id, count in trending:
-            # Trending and also personal (a friend shared it): keep its place in the fallback
-            # order, but say why it is this user's, not just that it is hot.
-            yield item_id, None if item_id in totals else Source.TRENDING, count
-        for candidate in later:
-            yield candidate, None, 0.0
-        for item_id, stored in popular.items:
-            yield item_id, Source.POPULAR, stored
-
-    def resolve(entry: Ranked) -> RecommendedItem:
-        item_id, fallback, score = entry
-        if fallback is None:
-            return personal(item_id)
-        if fallback is Source.POPULAR:
-            score = decayed_score(
-                score, landmark=popular.landmark, at=now, half_life_s=params.half_life_s
+        def personal(candidate: str) -> RecommendedItem:
+            parts = {s: weights.get(s, 0.0) * v for s, v in normalised(candidate).items()}
+            score = learned.get(candidate, totals[candidate])
+            if not explain:
+                ordered = sorted(
+                    parts.items(), key=lambda sv: (-sv[1], PERSONAL_SOURCES.index(sv[0]))
+                )
+                shares = tuple((s, v) for s, v in ordered if v > 0)
+                return RecommendedItem(candidate, score, ordered[0][0], (), shares)
+            # Every reason as its sort key (biggest contribution first, then by item, then by
+            # person) followed by its fields; the position keeps equal keys in order, as a stable
+            # sort would. Reason objects are built only for the ``reasons_per_item`` kept.
+            keyed: list[tuple[float, str, str, int, str | None, float, str | None, str | None]] = []
+            for source, share in parts.items():
+                _, source_reasons = pools[source][candidate]
+                # A source's share of the score is split over its reasons by their own weights
+                # (evenly if those are not positive, e.g. an MF logit below zero).
+                own = [r.contribution if isinstance(r, Reason) else r[0] for r in source_reasons]
+                total = sum(w for w in own if w > 0)
+                for r, w in zip(source_reasons, own, strict=True):
+                    part = max(0.0, share * w / total if total > 0 else share / len(own))
+                    if isinstance(r, Reason):
+                        item, user = r.item_id, r.user_id
+                        keyed.append(
+                            (-part, item or "", user or "", len(keyed), item, part, user, r.action)
+                        )
+                    else:
+                        keyed.append((-part, r[1], "", len(keyed), r[1], part, None, None))
+            keyed.sort()
+            reasons = tuple(
+                Reason(item, part, user, action)
+                for *_, item, part, user, action in keyed[: params.reasons_per_item]
             )
-        return RecommendedItem(item_id, score, fallback, (), ((fallback, score),))
+            ordered = sorted(parts.items(), key=lambda sv: (-sv[1], PERSONAL_SOURCES.index(sv[0])))
+            return RecommendedItem(
+                candidate, score, ordered[0][0], reasons, tuple((s, v) for s, v in ordered if v > 0)
+            )
 
-    if params.explore_slots and not explore and not cold_start:
-        # The user's own long tail: personal candidates outside the popular head (new items
-        # have no events, so they are always here), best first. One slot shows the user
-        # something the head would crowd out, and gives the item its first exposure.
-        head = {item for item, _ in popular.items}
-        explore = [i for i in order if i not in head][: params.top_n]
-        if len(explore) < params.top_n and len(order) < len(totals):
-            explore = [i for i in full_order() if i not in head][: params.top_n]
-    slots = min(params.explore_slots, params.top_n - 1) if explore else 0
-    chosen = [
-        resolve(entry)
-        for entry in diversify(
-            ranked(), excluded, params.top_n - slots, params.category_cap, categories
+        def ranked() -> Iterator[Ranked]:
+            """Personal candidates, then the fallbacks in order: what is trending right now, then
+            what has been popular over hours (a cold-start user gets them immediately). Only the
+            entries :func:`diversify` keeps are explained, by :func:`resolve`."""
+            for candidate in best:
+                yield candidate, None, 0.0
+            for item_id, count in trending:
+                # Trending and also personal (a friend shared it): keep its place in the fallback
+                # order, but say why it is this user's, not just that it is hot.
+                yield item_id, None if item_id in totals else Source.TRENDING, count
+            for candidate in later:
+                yield candidate, None, 0.0
+            for item_id, stored in popular.items:
+                yield item_id, Source.POPULAR, stored
+
+        def resolve(entry: Ranked) -> RecommendedItem:
+            item_id, fallback, score = entry
+            if fallback is None:
+                return personal(item_id)
+            if fallback is Source.POPULAR:
+                score = decayed_score(
+                    score, landmark=popular.landmark, at=now, half_life_s=params.half_life_s
+                )
+            return RecommendedItem(item_id, score, fallback, (), ((fallback, score),))
+
+        if params.explore_slots and not explore and not cold_start:
+            # The user's own long tail: personal candidates outside the popular head (new items
+            # have no events, so they are always here), best first. One slot shows the user
+            # something the head would crowd out, and gives the item its first exposure.
+            head = {item for item, _ in popular.items}
+            explore = [i for i in order if i not in head][: params.top_n]
+            if len(explore) < params.top_n and len(order) < len(totals):
+                explore = [i for i in self.full_order() if i not in head][: params.top_n]
+        slots = min(params.explore_slots, params.top_n - 1) if explore else 0
+        chosen = [
+            resolve(entry)
+            for entry in diversify(
+                ranked(), excluded, params.top_n - slots, params.category_cap, categories
+            )
+        ]
+        if slots:
+            chosen += exploration(
+                explore,
+                excluded | {r.item_id for r in chosen},
+                slots,
+                lambda item: personal(item) if item in totals else None,
+            )
+        if len(chosen) < params.top_n:  # nothing to explore: fill from the ranking
+            more = diversify(ranked(), excluded, params.top_n, params.category_cap, categories)
+            taken = {r.item_id for r in chosen}
+            chosen += [resolve(e) for e in more if e[0] not in taken][: params.top_n - len(chosen)]
+        # The ranker learns from the user's next event: the best candidates' features, so the item
+        # the user goes on to act on can be compared with the ones shown instead.
+        if not remember:
+            return Recommendations(view.user_id, tuple(chosen), cold_start)
+        remembered = (
+            heapq.nsmallest(RANKER_MEMORY, totals, key=lambda i: (-totals[i], i))
+            if learned
+            else order[:RANKER_MEMORY]
         )
-    ]
-    if slots:
-        chosen += exploration(
-            explore,
-            excluded | {r.item_id for r in chosen},
-            slots,
-            lambda item: personal(item) if item in totals else None,
+        return Recommendations(
+            view.user_id, tuple(chosen), cold_start, tuple(blended.features(i) for i in remembered)
         )
-    if len(chosen) < params.top_n:  # nothing to explore: fill from the ranking
-        more = diversify(ranked(), excluded, params.top_n, params.category_cap, categories)
-        taken = {r.item_id for r in chosen}
-        chosen += [resolve(e) for e in more if e[0] not in taken][: params.top_n - len(chosen)]
-    # The ranker learns from the user's next event: the best candidates' features, so the item
-    # the user goes on to act on can be compared with the ones shown instead.
-    if not remember:
-        return Recommendations(view.user_id, tuple(chosen), cold_start)
-    remembered = (
-        heapq.nsmallest(RANKER_MEMORY, totals, key=lambda i: (-totals[i], i))
-        if learned
-        else order[:RANKER_MEMORY]
-    )
-    return Recommendations(
-        view.user_id, tuple(chosen), cold_start, tuple(blended.features(i) for i in remembered)
-    )
 
 
 def exploration(

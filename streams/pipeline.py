@@ -23,12 +23,12 @@ from models.events import Event, EventType, Rejection, RejectReason, parse_event
 from models.live import LiveQuality
 from models.recommend import (
     Pool,
+    Ranking,
     Reason,
     Recommendations,
     RecommendParams,
     Source,
     excluded_items,
-    recommend,
 )
 from models.state import Outcome
 from streams.analytics import MerchantAnalytics
@@ -470,20 +470,13 @@ class BatchProcessor:
         pending: list[Awaitable[Any]],
     ) -> None:
         """Rank each read user's list and hand it to the producer (not yet confirmed)."""
-        categories = await self._categories(result, extra)
+        rankings = self._rankings(result, now, extra)
+        categories = await self._categories(rankings.values())
         exposed: list[str] = []
         sources: list[str] = []
         kinds: list[str] = []
-        for user_id, view in result.views.items():
-            recs = recommend(
-                view,
-                result.popular,
-                self._params,
-                now=now,
-                trending=self.trending,
-                categories=categories,
-                extra=extra.get(user_id),
-            )
+        for user_id, ranking in rankings.items():
+            recs = ranking.choose(categories)
             sources.extend(item.source.value for item in recs.items)
             event_id, record = triggers[user_id]
             body = recommendations_json(recs, record, event_id, self.settings.model_version)
@@ -497,20 +490,32 @@ class BatchProcessor:
         if self.analytics is not None and exposed:
             pending.append(asyncio.ensure_future(self.analytics.record_exposure(exposed, now)))
 
-    async def _categories(
-        self, result: BatchResult, extra: Mapping[str, Mapping[Source, Pool]]
-    ) -> dict[str, str] | None:
-        """Categories of every item the ranking may consider (only with a category cap)."""
-        if not self._params.category_cap or not result.views:
+    def _rankings(
+        self, result: BatchResult, now: float, extra: Mapping[str, Mapping[Source, Pool]]
+    ) -> dict[str, Ranking]:
+        """Each read user's candidates in order, before the category cap."""
+        return {
+            user_id: Ranking(
+                view,
+                result.popular,
+                self._params,
+                now=now,
+                trending=self.trending,
+                extra=extra.get(user_id),
+            )
+            for user_id, view in result.views.items()
+        }
+
+    async def _categories(self, rankings: Iterable[Ranking]) -> dict[str, str] | None:
+        """Categories of the items the category cap may read (only with a cap): a few dozen
+        per list, not every candidate (reading those was a twelfth of the worker's CPU)."""
+        if not self._params.category_cap:
             return None
-        items = {item for item, _ in self.trending} | {item for item, _ in result.popular.items}
-        for by_source in extra.values():
-            for pool in by_source.values():
-                items.update(pool)
-        for view in result.views.values():
-            for neighbours in view.neighbours.values():
-                items.update(item for item, _ in neighbours)
-            items.update(proof.item_id for proof in view.social)
+        items: set[str] = set()
+        for ranking in rankings:
+            items |= ranking.capped_items()
+        if not items:
+            return None
         return await self._wait_out(lambda: self.store.item_categories(items), "categories")
 
     async def _forward_share(self, event: Event) -> Awaitable[Any]:
@@ -549,20 +554,9 @@ class BatchProcessor:
         HTTP API's read path; a user with no state gets the cold-start list)."""
         result = await self.store.read_users(list(user_ids))
         now = self.clock()
-        extra = await self.user_candidates(result, now)
-        categories = await self._categories(result, extra)
-        return {
-            user_id: recommend(
-                view,
-                result.popular,
-                self._params,
-                now=now,
-                trending=self.trending,
-                categories=categories,
-                extra=extra.get(user_id),
-            )
-            for user_id, view in result.views.items()
-        }
+        rankings = self._rankings(result, now, await self.user_candidates(result, now))
+        categories = await self._categories(rankings.values())
+        return {user_id: ranking.choose(categories) for user_id, ranking in rankings.items()}
 
     async def refresh_users(
         self, user_ids: Sequence[str], trigger: InboundRecord, trigger_id: str

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from models.events import Event, EventType
 from models.recommend import (
+    Ranking,
     RecommendParams,
     Source,
     excluded_items,
@@ -177,6 +178,32 @@ def test_a_category_cap_diversifies_without_shortening_the_list(
             categories
         )
         assert not {r.item_id for r in capped.items} & excluded_items(view, RecommendParams())
+
+
+@given(
+    event_streams(),
+    st.integers(min_value=1, max_value=3),
+    st.integers(min_value=1, max_value=8),
+    st.integers(min_value=0, max_value=2),
+)
+def test_the_cap_needs_the_categories_of_the_capped_items_only(
+    events: list[Event], cap: int, top_n: int, explore_slots: int
+) -> None:
+    """The worker looks up only :meth:`Ranking.capped_items`: the same lists as with every
+    category known, warm users and cold ones, with trending and exploration."""
+    state = _state(events)
+    items = sorted({e.item_id for e in events if e.item_id is not None})
+    categories = {item: f"c{n % 3}" for n, item in enumerate(items)}  # every item known
+    params = RecommendParams(top_n=top_n, category_cap=cap, explore_slots=explore_slots)
+    trending = [(item, 4.0 - n) for n, item in enumerate(items[::5][:3])]
+    for user_id in [*state.users, "nobody"]:
+        view = state.user_view(user_id, **READ)
+        popular = state.popular(50)
+        full = recommend(view, popular, params, now=1.7e9, trending=trending, categories=categories)
+        ranking = Ranking(view, popular, params, now=1.7e9, trending=trending)
+        needed = ranking.capped_items()
+        narrow = ranking.choose({i: c for i, c in categories.items() if i in needed})
+        assert narrow == full
 
 
 def test_the_category_cap_makes_room_for_other_categories() -> None:
