@@ -18,8 +18,8 @@ BIN := $(VENV)/bin
 SOCIALREC := $(BIN)/socialrec
 # Debian packages whose binary has the same name: Redis for state, kcat for poking at topics,
 # Prometheus (server + promtool) for the metrics and dashboard tests, Chromium (headless) for
-# the hosts' live page test.
-APT_TOOLS := redis-server kcat prometheus chromium
+# the hosts' live page test, openssl for the local Redis's TLS key (PEM, from keytool's keystore).
+APT_TOOLS := redis-server kcat prometheus chromium openssl
 PYTEST_ARGS ?=
 CHAOS_ARGS ?=
 # Stop the servers however the recipe ends; `exit` in the signal traps runs the EXIT trap.

@@ -138,6 +138,14 @@ class Settings(BaseSettings):
         default=None,
         description="CA certificates (PEM) for a rediss:// server; unset: the system's CAs",
     )
+    redis_server_ssl_cert_file: Path | None = Field(
+        default=None,
+        description="the local Redis's certificate chain (PEM) for `socialrec infra up` with a "
+        "rediss:// URL; unset: infra up makes a local CA and certificate in the data dir",
+    )
+    redis_server_ssl_key_file: Path | None = Field(
+        default=None, description="its private key (unencrypted PKCS#8 PEM, BEGIN PRIVATE KEY)"
+    )
 
     # --- topics ------------------------------------------------------------------------------
     topics_file: Path = PROJECT_ROOT / "topics.yaml"

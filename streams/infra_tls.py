@@ -1,4 +1,5 @@
-"""TLS for the local broker ``socialrec infra up`` starts with ``SSL`` or ``SASL_SSL``.
+"""TLS for the local broker ``socialrec infra up`` starts with ``SSL`` or ``SASL_SSL``, and the
+local CA that signs the certificates of both local servers (Redis's: streams/infra_redis_tls.py).
 
 The broker's certificate is the operator's (``SOCIALREC_KAFKA_BROKER_SSL_CERT_FILE`` and
 ``_KEY_FILE``, PEM) or, when none is configured, one that ``infra up`` makes once per data dir
@@ -21,6 +22,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from streams.config import Settings
@@ -59,9 +61,9 @@ def ensure_broker_tls(settings: Settings, kafka_dir: Path) -> None:
     folder = kafka_dir / TLS_DIR
     if not (folder / KEYSTORE_PASSWORD).exists():  # written last: absent means incomplete
         shutil.rmtree(folder, ignore_errors=True)
-        _make_local_ca(folder)
+        make_local_ca(folder, "kafka", "SOCIALREC_KAFKA_BROKER_SSL_CERT_FILE", _keep_password)
     ca_setting = settings.kafka_ssl_ca_file
-    if ca_setting is not None and not _holds(ca_setting, folder / CA_FILE):
+    if ca_setting is not None and not holds_certificate(ca_setting, folder / CA_FILE):
         raise AuthSetupError(
             f"SOCIALREC_KAFKA_SSL_CA_FILE ({ca_setting}) does not hold the local CA that signed "
             f"the broker's certificate: set it to {folder / CA_FILE}, or give the broker your "
@@ -101,7 +103,8 @@ def client_settings(settings: Settings, kafka_dir: Path) -> Settings:
 
 
 def check_pem_key(text: str, name: str) -> None:
-    """Kafka's PEM keystore reads unencrypted PKCS#8 keys only; say how to convert others."""
+    """Kafka's PEM keystore reads unencrypted PKCS#8 keys only (and Redis, which could read
+    more, is held to the same, so one key serves both); say how to convert others."""
     if "-----BEGIN PRIVATE KEY-----" not in text:
         raise AuthSetupError(
             f"{name} must be an unencrypted PKCS#8 key (BEGIN PRIVATE KEY): convert it with "
@@ -120,17 +123,22 @@ def _operator_keystore(settings: Settings) -> str:
     return key_text.rstrip() + "\n" + chain.rstrip() + "\n"
 
 
-def _make_local_ca(folder: Path) -> None:
-    """A CA, a broker key and certificate it signed (EC P-256), in a PKCS#12 keystore.
+def make_local_ca(
+    folder: Path, service: str, own_cert_var: str, finish: Callable[[Path, str], None]
+) -> None:
+    """A CA, and a server key and certificate it signed for 127.0.0.1 and localhost (EC
+    P-256), in ``folder``: ``ca.pem`` and the PKCS#12 keystore ``broker.p12`` holding the key
+    and its chain, whose password ``finish(work folder, password)`` keeps or converts.
 
     Built in a private temporary folder renamed into place, so an interrupted run leaves
-    nothing half made.
+    nothing half made. ``service`` and ``own_cert_var`` (the setting of an operator's
+    certificate instead) make the messages.
     """
     keytool = shutil.which("keytool")
     if keytool is None:
         raise AuthSetupError(
-            "kafka: `keytool` (the JDK's) not found on PATH: it makes the broker's certificate; "
-            "install a JDK or give your own (SOCIALREC_KAFKA_BROKER_SSL_CERT_FILE and _KEY_FILE)"
+            f"{service}: `keytool` (the JDK's) not found on PATH: it makes the {service} "
+            f"certificate; install a JDK or give your own ({own_cert_var} and _KEY_FILE)"
         )
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="tls-", dir=folder.parent))  # mode 0700
@@ -142,7 +150,7 @@ def _make_local_ca(folder: Path) -> None:
         done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             shutil.rmtree(work, ignore_errors=True)
-            raise AuthSetupError(f"kafka: keytool {args[0]} failed: {done.stdout}{done.stderr}")
+            raise AuthSetupError(f"{service}: keytool {args[0]} failed: {done.stdout}{done.stderr}")
 
     ca = ["-keystore", "ca.p12", "-storetype", "PKCS12", "-alias", "ca"]
     broker = ["-keystore", KEYSTORE, "-storetype", "PKCS12", "-alias", "broker"]
@@ -155,7 +163,7 @@ def _make_local_ca(folder: Path) -> None:
     run("-gencert", *ca, "-rfc", "-infile", "broker.csr", "-outfile", "broker.pem",
         "-validity", str(CERT_DAYS), "-ext", "SAN=IP:127.0.0.1,DNS:localhost",
         "-ext", "KeyUsage:c=digitalSignature", "-ext", "ExtendedKeyUsage=serverAuth")  # fmt: skip
-    # The signed certificate and its CA replace the self-signed one in the broker's keystore.
+    # The signed certificate and its CA replace the self-signed one in the keystore.
     chain = (work / "broker.pem").read_text() + (work / CA_FILE).read_text()
     (work / "chain.pem").write_text(chain)
     run("-importcert", *broker, "-file", "chain.pem", "-noprompt")
@@ -163,11 +171,20 @@ def _make_local_ca(folder: Path) -> None:
         (work / leftover).unlink()  # the CA's key goes with ca.p12
     (work / KEYSTORE).chmod(0o600)
     (work / CA_FILE).chmod(0o644)  # a certificate is public: clients anywhere may read it
-    write_private(work / KEYSTORE_PASSWORD, password + "\n")
+    try:
+        finish(work, password)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     work.rename(folder)
 
 
-def _holds(bundle: Path, ca: Path) -> bool:
+def _keep_password(work: Path, password: str) -> None:
+    """The broker reads the PKCS#12 keystore itself, with its password from a private file."""
+    write_private(work / KEYSTORE_PASSWORD, password + "\n")
+
+
+def holds_certificate(bundle: Path, ca: Path) -> bool:
     """Whether the PEM bundle contains the certificate in ``ca`` (whitespace aside)."""
     squeeze = "".join
     return squeeze(ca.read_text().split()) in squeeze(bundle.read_text().split())

@@ -26,6 +26,7 @@ def transport_problems(settings: Settings) -> list[str]:
     """What keeps the Kafka and Redis settings from working, each with what to fix."""
     s = settings
     problems = [*_secret_file_problems(s), *_frontend_problems(s), *_broker_tls_problems(s)]
+    problems += _redis_server_tls_problems(s)
     sasl = s.kafka_security_protocol in SASL_PROTOCOLS
     has_password = _has_secret(s.kafka_password, s.kafka_password_file)
     if sasl and not (s.kafka_username and has_password):
@@ -140,4 +141,29 @@ def _broker_tls_problems(s: Settings) -> list[str]:
             f"{', '.join(named)} set but SOCIALREC_KAFKA_SECURITY_PROTOCOL="
             f"{s.kafka_security_protocol} does not use TLS: set it to SSL or SASL_SSL"
         )
+    return problems
+
+
+def _redis_server_tls_problems(s: Settings) -> list[str]:
+    """The local Redis's own certificate (streams/infra_redis_tls.py): both files, readable,
+    for a rediss:// URL (whether they hold PEM, `infra up` checks before starting Redis)."""
+    files = {
+        "SOCIALREC_REDIS_SERVER_SSL_CERT_FILE": s.redis_server_ssl_cert_file,
+        "SOCIALREC_REDIS_SERVER_SSL_KEY_FILE": s.redis_server_ssl_key_file,
+    }
+    named = [name for name, path in files.items() if path is not None]
+    if not named:
+        return []
+    problems = []
+    for name, path in files.items():
+        try:
+            if path is not None:
+                path.read_bytes()
+        except OSError as exc:
+            problems.append(f"{name}: cannot read {path} ({exc.strerror or exc})")
+    if len(named) == 1:
+        problems.append("the Redis certificate needs both SOCIALREC_REDIS_SERVER_SSL_CERT_FILE "
+                        "and _KEY_FILE")  # fmt: skip
+    if urlsplit(s.redis_url).scheme != "rediss":
+        problems.append(f"{', '.join(named)} set but SOCIALREC_REDIS_URL is not rediss://")
     return problems

@@ -102,10 +102,10 @@ def service_of(settings: Settings, name: str) -> Service:
         )
     if name == "redis":
         parts = urlsplit(settings.redis_url)
-        if parts.scheme != "redis":
+        if parts.scheme not in ("redis", "rediss"):  # rediss: TLS (streams/infra_redis_tls.py)
             raise InfraError(
-                "socialrec infra runs Redis only on a plain TCP port (no TLS); set "
-                "SOCIALREC_REDIS_URL to redis://[user@]127.0.0.1:<port>/<db>"
+                "socialrec infra runs Redis on a TCP port; set SOCIALREC_REDIS_URL to "
+                "redis://[user@]127.0.0.1:<port>/<db> (or rediss:// for TLS)"
             )
         host = _local_host(parts.hostname or "127.0.0.1", "redis")
         return Service(

@@ -35,6 +35,7 @@ from streams.infra.pids import (
 )
 from streams.infra.services import (
     kafka_ready,
+    redis_ready,
     refuse_foreign_port,
     service_answers,
     start_service,
@@ -95,6 +96,8 @@ def up(settings: Settings, services: str | Iterable[str] = SERVICES) -> None:
             wait_ready(settings, svc, pid)
         if "kafka" in names:
             kafka_ready(settings, service_of(settings, "kafka"))
+        if "redis" in names:
+            redis_ready(settings, service_of(settings, "redis"))
 
 
 def down(settings: Settings, services: str | Iterable[str] = SERVICES) -> None:

@@ -1,5 +1,6 @@
 """Debian's ``redis-server`` on its own port and directory (with an ACL when the settings log
-in), and readiness proved by a PING with the settings' credentials.
+in, TLS only when their URL is ``rediss://``), and readiness proved by a PING with the
+settings' credentials.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from streams.infra_auth import (
     redis_acl,
     write_private,
 )
+from streams.infra_redis_tls import redis_tls, redis_tls_args
 from streams.security import redis_sync_client
+
+#: How the running Redis listens (``tls`` or ``plain``), written when it starts.
+LISTENER_FILE = "listener"
 
 
 def redis_answers(settings: Settings, timeout_s: float = 1.0) -> bool:
@@ -42,17 +47,35 @@ def start_redis(settings: Settings, svc: Service) -> int:
         acl_file = svc.data_dir / "users.acl"
         write_private(acl_file, acl)
         acl_args = ["--aclfile", str(acl_file)]
-    pid = spawn_detached([redis_server, *redis_server_args(svc), *acl_args], svc.log_file)
+    tls = redis_tls(settings)
+    tls_args = redis_tls_args(settings, svc.data_dir) if tls else []
+    cmd = [redis_server, *redis_server_args(svc, tls=tls), *acl_args, *tls_args]
+    (svc.data_dir / LISTENER_FILE).write_text(f"{listener(settings)}\n")
+    pid = spawn_detached(cmd, svc.log_file)
     svc.pid_file.write_text(f"{pid}\n")
     say(f"redis: started pid {pid} on {svc.address}, log {svc.log_file}")
     return pid
 
 
-def redis_server_args(svc: Service) -> list[str]:
-    """What every Redis socialrec starts runs with: its own port and directory on loopback, an
-    AOF fsynced every second and no RDB snapshots, in the foreground of its own session."""
+def listener(settings: Settings) -> str:
+    """How the settings' clients talk to Redis: ``tls`` or ``plain``."""
+    return "tls" if redis_tls(settings) else "plain"
+
+
+def started_listener(svc: Service) -> str:
+    """How the running Redis was started to listen (one started before TLS was possible:
+    plain)."""
+    marker = svc.data_dir / LISTENER_FILE
+    return marker.read_text().strip() if marker.exists() else "plain"
+
+
+def redis_server_args(svc: Service, *, tls: bool = False) -> list[str]:
+    """What every Redis socialrec starts runs with: its own port (with ``tls``, a TLS port and
+    no plain one) and directory on loopback, an AOF fsynced every second and no RDB snapshots,
+    in the foreground of its own session."""
+    port = ["--port", "0", "--tls-port", str(svc.port)] if tls else ["--port", str(svc.port)]
     return [
-        "--port", str(svc.port),
+        *port,
         "--bind", svc.host,
         "--protected-mode", "yes",
         "--dir", str(svc.data_dir),

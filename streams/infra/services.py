@@ -4,6 +4,7 @@ it, never by sleeping a fixed time); whether a running one answers or never will
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,8 +19,9 @@ from streams.infra.base import (
 )
 from streams.infra.kafka import kafka_answers, kafka_server_properties, start_kafka
 from streams.infra.pids import is_port_open, pid_alive
-from streams.infra.redis_server import redis_answers, start_redis
+from streams.infra.redis_server import listener, redis_answers, start_redis, started_listener
 from streams.infra_auth import write_private
+from streams.infra_redis_tls import redis_client_settings, redis_local_ca_file
 from streams.infra_tls import client_settings, local_ca_file
 from streams.kafka_acl import FRONTEND_USERS_FILE, create_frontend_user, revoke_users
 from streams.security import redis_sync_client
@@ -31,7 +33,7 @@ def service_answers(settings: Settings, svc: Service) -> bool:
     if not is_port_open(svc.host, svc.port):
         return False
     if svc.name == "redis":
-        return redis_answers(settings)
+        return redis_answers(redis_client_settings(settings, svc.data_dir))
     return run_async(lambda: kafka_answers(client_settings(settings, svc.data_dir)))
 
 
@@ -59,6 +61,15 @@ def kafka_ready(settings: Settings, svc: Service) -> None:
         )
 
 
+def redis_ready(settings: Settings, svc: Service) -> None:
+    """Tell clients how to trust the local Redis's CA, if they do not yet."""
+    if redis_client_settings(settings, svc.data_dir) is not settings:
+        say(
+            "redis: TLS with the CA `socialrec infra up` made; clients trust it with "
+            f"SOCIALREC_REDIS_SSL_CA_FILE={redis_local_ca_file(svc.data_dir)}"
+        )
+
+
 def started_otherwise(settings: Settings, svc: Service) -> str | None:
     """Why a running server that does not answer never will, if it was started with other
     settings (another listener, another login) rather than still starting."""
@@ -69,11 +80,19 @@ def started_otherwise(settings: Settings, svc: Service) -> str | None:
         if props.exists() and props.read_text() != kafka_server_properties(settings):
             return "was started with other settings (listener, login or ports)"
         return None
-    client = redis_sync_client(settings, timeout_s=1.0)
+    started = started_listener(svc)
+    if started != listener(settings):
+        return "listens with TLS (rediss://)" if started == "tls" else "listens without TLS"
+    client = redis_sync_client(redis_client_settings(settings, svc.data_dir), timeout_s=1.0)
     try:
         client.ping()
     except redis.AuthenticationError:
         return "refuses these settings' login (it was started with another one)"
+    except redis.ConnectionError as exc:
+        cause = exc.__context__  # redis-py's own message hides the TLS error
+        if isinstance(cause, ssl.SSLError):
+            return f"fails these settings' TLS ({cause.reason}): check SOCIALREC_REDIS_SSL_CA_FILE"
+        return None
     except (redis.RedisError, OSError):
         return None
     finally:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
-import socket
 import time
 import uuid
 from collections import Counter
@@ -41,43 +40,22 @@ from streams.security import kafka_client_kwargs
 from streams.topics import apply_topics
 from tests.conftest import TEST_REDIS_DB, running_under_ci
 from tests.e2e.conftest import WorkerProcess, keep_figures, produce_json, running, wait_for
+from tests.ports import free_run
 
 # Three JVMs and six Redis nodes, some 45 s: `make test` runs it, `make unit` does not.
 pytestmark = pytest.mark.slow
 
 # Where the search for free ports starts: away from the shared servers' defaults, and below
-# Linux's ephemeral range (32768 up), where one member's outgoing connection can take the port
-# a later member is about to bind (a CI run lost kafka-3 that way). Redis' bus ports lie 10,000
-# above its client ports, so those start low enough for both.
+# Linux's ephemeral range (tests/ports.py). Redis' bus ports lie 10,000 above its client ports,
+# so those start low enough for both.
 KAFKA_PORTS_FROM = 23092
 CONTROLLER_PORTS_FROM = 23192
 REDIS_PORTS_FROM = 21000
-EPHEMERAL_FROM = 32768
 
 
 @pytest.fixture(autouse=True)
 def _servers_for_integration_tests() -> None:
     """Replaces the shared check (tests/conftest.py): this module brings its own servers."""
-
-
-def free_run(start: int, count: int, also_above: int = 0) -> int:
-    """The first port from ``start`` with ``count`` consecutive free ports (and, with
-    ``also_above``, free ports that far above each, for the Redis cluster bus)."""
-    for first in range(start, EPHEMERAL_FROM - count - also_above):
-        wanted = range(first, first + count)
-        ports = [*wanted, *(p + also_above for p in wanted)] if also_above else list(wanted)
-        if all(_bindable(port) for port in ports):
-            return first
-    raise RuntimeError(f"no {count} consecutive free ports from {start}")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 @pytest.fixture(scope="module")

@@ -1,98 +1,133 @@
-"""``rediss://`` with a CA file, against a real redis-server on a TLS-only port of its own.
+"""``socialrec infra up`` with a ``rediss://`` URL and a password: Redis on a TLS-only port, its
+certificate made by a local CA (or the operator's), clients with the CA file and the password
+served, everyone else refused, and ``infra down`` stopping it.
 
-``socialrec infra`` runs Redis without TLS, so this test starts one itself (a throwaway CA and
-server certificate, a password from a file) and stops it at the end.
+The module starts its own Redis (two: one per kind of certificate) on its own data dirs and on
+free ports below Linux's ephemeral range (tests/ports.py); it needs none of the shared servers.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
-import subprocess
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
 
+from streams import infra
 from streams.config import Settings
-from streams.processes import free_port
-from streams.security import redis_client_for, redis_sync_client
+from streams.infra.pids import is_port_open
+from streams.infra_redis_tls import CERT_FILE, KEY_FILE, redis_local_ca_file
+from streams.infra_tls import TLS_DIR
+from streams.security import redis_client_for
+from tests.conftest import running_under_ci
+from tests.ports import free_run
 from tests.tls_certs import make_certs
 
-READY_TIMEOUT_S = 30.0
+#: Away from the shared servers' defaults (16379) and the cluster test's ports (21000 up).
+PORTS_FROM = 22379
+USER = "socialrec"
 
 
-@pytest.fixture(scope="module")
-def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """Settings of a TLS-only redis-server that wants a password, started for this module."""
-    tmp_path = tmp_path_factory.mktemp("tls-redis")
-    certs = make_certs(tmp_path / "certs")
-    password = tmp_path / "redis.pw"
-    password.write_text("tls-test-password\n")
-    port = free_port()
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is not installed (make setup installs it)"
-    cmd = [
-        binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
-        "--tls-cert-file", str(certs / "server.pem"), "--tls-key-file", str(certs / "server.key"),
-        "--tls-ca-cert-file", str(certs / "ca.pem"), "--tls-auth-clients", "no",
-        "--requirepass", "tls-test-password", "--save", "", "--appendonly", "no",
-        "--dir", str(tmp_path),
-    ]  # fmt: skip
-    log = (tmp_path / "redis.log").open("wb")
-    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+@pytest.fixture(autouse=True)
+def _servers_for_integration_tests() -> None:
+    """Replaces the shared check (tests/conftest.py): this module brings its own Redis."""
+
+
+@pytest.fixture(scope="module", params=["made", "operator"])
+def tls_redis(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
+    """Settings of a Redis started by ``infra.up`` with TLS and an ACL user: with the
+    certificate it made (``made``) or one the operator gave (``operator``). They trust its CA,
+    as ``infra up`` tells clients to; the Redis is stopped after the module."""
+    missing = [tool for tool in ("redis-server", "keytool", "openssl") if not shutil.which(tool)]
+    if missing:
+        message = f"{', '.join(missing)} not on PATH (`make setup` installs them)"
+        if running_under_ci():
+            pytest.fail(f"CI=true and {message}", pytrace=False)
+        pytest.skip(message)
+    root = tmp_path_factory.mktemp(f"tls-redis-{request.param}")
+    (root / "redis.pw").write_text("tls-test-password\n")
     settings = Settings(
-        redis_url=f"rediss://127.0.0.1:{port}/0",
-        redis_password_file=password,
-        redis_ssl_ca_file=certs / "ca.pem",
+        data_dir=root / "data",
+        redis_url=f"rediss://{USER}@127.0.0.1:{free_run(PORTS_FROM, 1)}/0",
+        redis_password_file=root / "redis.pw",
     )
+    if request.param == "operator":
+        certs = make_certs(root / "certs")
+        settings = settings.model_copy(
+            update={
+                "redis_server_ssl_cert_file": certs / "server.pem",
+                "redis_server_ssl_key_file": certs / "server.key",
+                "redis_ssl_ca_file": certs / "ca.pem",
+            }
+        )
     try:
-        _wait_until_it_answers(settings, server, tmp_path / "redis.log")
+        infra.up(settings, "redis")
+        if request.param == "made":
+            ca = redis_local_ca_file(settings.data_dir / "redis")
+            settings = settings.model_copy(update={"redis_ssl_ca_file": ca})
         yield settings
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+        infra.down(settings, "redis")
 
 
-def _wait_until_it_answers(settings: Settings, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        assert server.poll() is None, f"redis-server exited: {log.read_text(errors='replace')}"
-        client = redis_sync_client(settings, timeout_s=1.0)
-        try:
-            if client.ping():
-                return
-        except redis.ConnectionError:
-            time.sleep(0.1)
-        finally:
-            client.close()
-    raise AssertionError(f"redis-server with TLS did not answer in {READY_TIMEOUT_S:.0f} s")
-
-
-async def test_rediss_with_the_ca_file_and_password_file(tls_redis: Settings) -> None:
+async def test_a_client_with_the_ca_file_and_the_password_is_served(tls_redis: Settings) -> None:
     client = redis_client_for(tls_redis)
     try:
+        assert await client.ping()
         await client.set("tls-check", "ok")
         assert await client.get("tls-check") == b"ok"
     finally:
         await client.aclose()
+    [status] = infra.status(tls_redis, "redis")
+    assert status.running
+    assert status.address.endswith(f":{tls_redis.redis_port}")
 
 
 @pytest.mark.parametrize(
-    ("change", "refusal"),
+    ("client", "refusal"),
     [
-        ({"redis_ssl_ca_file": None}, "CERTIFICATE_VERIFY_FAILED"),  # the system's CAs only
-        ({"redis_password_file": None}, "NOAUTH|Authentication required|HELLO"),
+        ("trusting the system's CAs only", "CERTIFICATE_VERIFY_FAILED"),
+        ("without the password", "invalid username-password pair|NOAUTH"),
+        ("over plain TCP", "Connection reset|Connection closed"),
     ],
 )
-async def test_rediss_refuses_an_unknown_ca_or_a_missing_password(
-    tls_redis: Settings, change: dict[str, object], refusal: str
+async def test_an_unknown_ca_a_missing_password_or_plain_tcp_is_refused(
+    tls_redis: Settings, client: str, refusal: str
 ) -> None:
-    client = redis_client_for(tls_redis.model_copy(update=change))
+    changes: dict[str, dict[str, object]] = {
+        "trusting the system's CAs only": {"redis_ssl_ca_file": None},
+        "without the password": {"redis_password_file": None},
+        "over plain TCP": {
+            "redis_url": tls_redis.redis_url.replace("rediss://", "redis://"),
+            "redis_ssl_ca_file": None,
+        },
+    }
+    stranger = redis_client_for(tls_redis.model_copy(update=changes[client]))
     try:
-        with pytest.raises(redis.exceptions.RedisError, match=refusal):
-            await client.ping()
+        with pytest.raises(redis.exceptions.RedisError) as refused:
+            await stranger.ping()
     finally:
-        await client.aclose()
+        await stranger.aclose()
+    said = f"{refused.value} {refused.value.__context__!r}"  # a TLS error is the context
+    assert re.search(refusal, said), said
+
+
+def test_the_made_private_key_is_its_owners_only(tls_redis: Settings) -> None:
+    folder = tls_redis.data_dir / "redis" / TLS_DIR
+    assert (folder.parent / "users.acl").stat().st_mode & 0o777 == 0o600
+    if tls_redis.redis_server_ssl_cert_file is not None:
+        assert not folder.exists()  # the operator's files are read where they are, no CA made
+        return
+    assert (folder / KEY_FILE).stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["ca.pem", CERT_FILE, KEY_FILE])
+
+
+def test_infra_down_stops_it(tls_redis: Settings) -> None:
+    infra.down(tls_redis, "redis")
+    [status] = infra.status(tls_redis, "redis")
+    assert status.state == "stopped"
+    assert not is_port_open("127.0.0.1", tls_redis.redis_port)

@@ -164,6 +164,34 @@ def _defined(kwargs: object) -> dict[str, object]:
             {"REDIS_URL": "redis://rec:pw@127.0.0.1:1/0", "REDIS_PASSWORD_FILE": "{tmp}/pw"},
             "keep one",
         ),
+        (
+            {"REDIS_URL": "rediss://127.0.0.1:1/0", "REDIS_SERVER_SSL_CERT_FILE": "{tmp}/pw"},
+            "the Redis certificate needs both SOCIALREC_REDIS_SERVER_SSL_CERT_FILE and _KEY_FILE",
+        ),
+        (
+            {"REDIS_URL": "rediss://127.0.0.1:1/0", "REDIS_SERVER_SSL_KEY_FILE": "{tmp}/pw"},
+            "needs both",
+        ),
+        (
+            {
+                "REDIS_URL": "rediss://127.0.0.1:1/0",
+                "REDIS_SERVER_SSL_CERT_FILE": "{tmp}/no.pem",
+                "REDIS_SERVER_SSL_KEY_FILE": "{tmp}/pw",
+            },
+            "SOCIALREC_REDIS_SERVER_SSL_CERT_FILE: cannot read {tmp}/no.pem",
+        ),
+        (
+            {
+                "REDIS_URL": "rediss://127.0.0.1:1/0",
+                "REDIS_SERVER_SSL_CERT_FILE": "{tmp}",
+                "REDIS_SERVER_SSL_KEY_FILE": "{tmp}/pw",
+            },
+            "SOCIALREC_REDIS_SERVER_SSL_CERT_FILE: cannot read {tmp} (Is a directory)",
+        ),
+        (
+            {"REDIS_SERVER_SSL_CERT_FILE": "{tmp}/pw", "REDIS_SERVER_SSL_KEY_FILE": "{tmp}/pw"},
+            "SOCIALREC_REDIS_SERVER_SSL_KEY_FILE set but SOCIALREC_REDIS_URL is not rediss://",
+        ),
     ],
 )
 def test_misconfiguration_fails_at_start_naming_what_to_fix(
