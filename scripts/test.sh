@@ -30,6 +30,7 @@ if [ "$status" -ne 0 ]; then
     exit "$status"
 fi
 step "$BIN/ruff" check .
+step "$BIN/ruff" format --check .
 step "$BIN/mypy"
 step "$BIN/pytest" "$@"
 exit "$status"

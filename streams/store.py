@@ -489,9 +489,7 @@ class RedisStore:
             p.seen_cap,
         ]
 
-    def _args(
-        self, mode: str, count: int, popular: bool = True
-    ) -> list[str | int | float | bytes]:
+    def _args(self, mode: str, count: int, popular: bool = True) -> list[str | int | float | bytes]:
         """The script's arguments up to the records (``popular``: read the popular items)."""
         return [mode, *self._head, self.read.popular if popular else 0, *self._tail, count]
 

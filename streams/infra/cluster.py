@@ -128,8 +128,10 @@ def _wait(
         [(member.svc, pid) for member, pid in running],
         ready,
         timeout_s,
-        lambda svc: f"{svc.name} exited during start-up; see {svc.log_file} {exit_report(svc)}"
-        "\nstop the rest with `socialrec infra down --cluster`",
+        lambda svc: (
+            f"{svc.name} exited during start-up; see {svc.log_file} {exit_report(svc)}"
+            "\nstop the rest with `socialrec infra down --cluster`"
+        ),
         f"{what} not ready within {timeout_s:.0f}s; see the logs under "
         f"{running[0][0].svc.data_dir.parent}; stop it with `socialrec infra down --cluster`",
     )

@@ -192,8 +192,7 @@ def test_a_cluster_member_that_exits_at_start_is_reported_with_its_cause(tmp_pat
     svc.log_file.parent.mkdir(parents=True)
     cause = "org.apache.kafka.common.KafkaException: Socket server failed to bind to 127.0.0.1:9094"
     svc.log_file.write_text(
-        "[t] ERROR Exiting Kafka due to fatal exception during startup. (kafka.Kafka$)\n"
-        f"{cause}\n"
+        f"[t] ERROR Exiting Kafka due to fatal exception during startup. (kafka.Kafka$)\n{cause}\n"
     )
     (svc.data_dir / "logs" / "kafka.out").write_text("the JVM's own last words\n")
     report = exit_report(svc)
