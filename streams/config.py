@@ -219,6 +219,19 @@ class Settings(BaseSettings):
     explore_slots: int = Field(
         default=1, ge=0, le=5, description="list positions for long-tail or new items"
     )
+    learn_blend: bool = Field(
+        default=True,
+        description="learn the blend weights from what users act on next (streams/knobs.py); "
+        "false: the fixed configured weights (like eval's --fixed-knobs)",
+    )
+    learn_blend_users: int = Field(
+        default=10_000,
+        ge=1,
+        description="users whose last list's candidates the blend learner keeps in memory",
+    )
+    learn_blend_persist_s: float = Field(
+        default=60.0, gt=0, description="how often the learnt weights are saved and logged"
+    )
     sources: Annotated[tuple[str, ...], NoDecode] = Field(
         default=SOURCE_NAMES, description="recommendation sources beside item-CF and social"
     )

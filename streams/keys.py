@@ -88,6 +88,7 @@ GLOBAL_FIELDS: Final = (
     "content_changes",  # stream of item ids whose content vector changed (workers follow it)
     "learner",  # hash: the learner's progress (event_ts: the newest broker time it learnt)
     "offsets",  # hash "topic:partition" -> applied offset, "…:published" -> published offset
+    "knobs",  # string: the learnt blend (streams/knobs.py; per-source figures, no user id)
 )
 
 #: Every field the recommendation sources own (streams/sources): each source's own contract

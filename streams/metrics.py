@@ -282,6 +282,25 @@ class WorkerMetrics(HttpMetrics):
             "Item events of users this worker had published a list to (prequential requests).",
             registry=r,
         )
+        self.blend_weight = Gauge(
+            "socialrec_blend_weight",
+            "The blend weight each source's candidates get (learnt from what users act on next "
+            "unless SOCIALREC_LEARN_BLEND=false; label: the source).",
+            ["source"],
+            registry=r,
+        )
+        self.blend_observations = Gauge(
+            "socialrec_blend_observations",
+            "Lists whose next item the blend learnt from (this worker's learner, restored ones "
+            "included).",
+            registry=r,
+        )
+        self.blend_users_remembered = Gauge(
+            "socialrec_blend_users_remembered",
+            "Users whose last list's candidates the blend learner holds (bounded by "
+            "SOCIALREC_LEARN_BLEND_USERS; erased with the user).",
+            registry=r,
+        )
         self.live_hit_rate = Gauge(
             "socialrec_live_hit_rate",
             "Prequential hit rate over the last requests (window: socialrec_live_window_requests).",

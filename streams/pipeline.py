@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 import orjson
@@ -33,6 +33,7 @@ from models.recommend import (
 from models.state import Outcome
 from streams.analytics import MerchantAnalytics
 from streams.config import Settings
+from streams.knobs import WorkerKnobs
 from streams.metrics import PROCESSING_REASONS, WorkerMetrics, count_by
 from streams.outage import BACKOFF_S, wait_out
 from streams.pools import PoolStore
@@ -262,10 +263,16 @@ class BatchProcessor:
     live: LiveQuality = field(default_factory=LiveQuality)
     #: Per-merchant funnel and exposure counters (streams/analytics.py), if the API runs.
     analytics: MerchantAnalytics | None = None
+    #: The learnt blend and each user's last list's candidates (None: the configured blend).
+    knobs: WorkerKnobs | None = field(init=False, default=None)
+    _knobs_saved: float | None = field(init=False, default=None)  # None: not restored yet
 
     def __post_init__(self) -> None:
         s = self.settings
         self._params = recommend_params(s)
+        if s.learn_blend:
+            self.knobs = self._start_knobs()
+        self._show_weights(dict(self._params.source_weights))
         self._recs_topic = s.topic("recommendations")
         self._dlq_topic = s.topic("events.dlq")
         # Read at scrape time: the window measures sort the exposed items.
@@ -277,10 +284,56 @@ class BatchProcessor:
         m.exposure_long_tail.set_function(live.exposure.long_tail_share)
         m.catalog_coverage.set_function(live.coverage)
         m.known_items.set_function(lambda: len(live.known))
+        m.blend_users_remembered.set_function(
+            lambda: self.knobs.remembered() if self.knobs is not None else 0
+        )
 
     def forget(self, user_ids: Iterable[str]) -> int:
-        """Drop what this worker remembers per user (erasure): the last list shown to them."""
-        return self.live.forget(user_ids)
+        """Drop what this worker remembers per user (erasure): the last list shown to them
+        (for the live metrics, and its candidates for the blend learner)."""
+        users = list(user_ids)
+        if self.knobs is not None:
+            self.knobs.forget(users)
+        return self.live.forget(users)
+
+    def _start_knobs(self, stored: bytes | None = None) -> WorkerKnobs:
+        s, weights = self.settings, dict(self._params.source_weights)
+        half_life_s, users = s.popularity_half_life_s, s.learn_blend_users
+        if stored is None:
+            return WorkerKnobs(weights, half_life_s=half_life_s, users=users)
+        return WorkerKnobs.restore(stored, weights, half_life_s=half_life_s, users=users)
+
+    def _show_weights(self, weights: Mapping[Source, float]) -> None:
+        for source, weight in weights.items():
+            self.metrics.blend_weight.labels(source.value).set(weight)
+
+    async def _restore_knobs(self, now: float) -> None:
+        """Continue from the learnt blend in the store (one GET, before the first lists)."""
+        self._knobs_saved = now
+        try:
+            stored = await self.store.load_knobs()
+        except Exception as exc:  # the configured blend until the next restart
+            log.warning("learnt blend not restored (%s)", type(exc).__name__)
+            return
+        if stored is not None:  # (nothing is remembered yet: no list went out)
+            self.knobs = self._start_knobs(stored)
+            self._report_knobs(self.knobs)
+
+    async def _save_knobs(self, knobs: WorkerKnobs) -> None:
+        """Store, expose and log the learnt blend (every ``learn_blend_persist_s``: one SET
+        beside the batch's publishes). A failure loses the learning since the last save,
+        never a batch."""
+        try:
+            await self.store.save_knobs(knobs.dump())
+        except Exception as exc:
+            log.warning("learnt blend not saved (%s)", type(exc).__name__)
+        self._report_knobs(knobs)
+
+    def _report_knobs(self, knobs: WorkerKnobs) -> None:
+        self._show_weights(knobs.weights)
+        self.metrics.blend_observations.set(knobs.learner.observations)
+        weights = {s.value: round(w, 3) for s, w in sorted(knobs.weights.items())}
+        log.info("blend weights %s after %d lists", weights, knobs.learner.observations)
 
     async def process(
         self, records: Sequence[InboundRecord], offsets: Sequence[OffsetRange] = ()
@@ -322,6 +375,8 @@ class BatchProcessor:
             # The learner's pools are read beside the state update, not after it.
             users = list(dict.fromkeys(event.user_id for event, _ in valid))
             ahead = asyncio.ensure_future(self._wait_out(lambda: pools.read(users), "pools"))
+        if self.knobs is not None and self._knobs_saved is None:
+            await self._restore_knobs(now)
         with stages("state"):
             valid = await self._drop_erased(valid, summary)
             result, failed = await self._update_state(valid, offsets)
@@ -362,6 +417,13 @@ class BatchProcessor:
                 # partition: re-key the share to them through the internal topic.
                 pending.append(await self._forward_share(event))
         self.metrics.events_duplicate.inc(summary.duplicates)
+        knobs = self.knobs
+        if (
+            knobs is not None
+            and now - (self._knobs_saved or now) >= self.settings.learn_blend_persist_s
+        ):
+            self._knobs_saved = now
+            pending.append(asyncio.ensure_future(self._save_knobs(knobs)))
         learning: asyncio.Future[None] | None = None
         if self.sources is not None and fresh:
             # The sources learn beside the ranking and the publish, not before them: the lists
@@ -405,6 +467,8 @@ class BatchProcessor:
         """Prequential hit rate: was the item the user just acted on in their last list?"""
         if event.type not in TARGET_TYPES or event.item_id is None:
             return
+        if self.knobs is not None:
+            self.knobs.acted(event.user_id, event.item_id)
         hit = self.live.request(event.user_id, event.item_id)
         if hit is not None:
             self.metrics.live_requests.inc()
@@ -484,6 +548,8 @@ class BatchProcessor:
             pending.append(await self.publisher.send(self._recs_topic, user_id.encode(), body, []))
             kinds.append("true" if recs.cold_start else "false")
             self.live.published(user_id, [item.item_id for item in recs.items])
+            if self.knobs is not None:
+                self.knobs.shown(user_id, ranking.blended)
             exposed.extend(item.item_id for item in recs.items)
         count_by(self.metrics.items_by_source, sources)
         count_by(self.metrics.recommendations_published, kinds)
@@ -494,11 +560,12 @@ class BatchProcessor:
         self, result: BatchResult, now: float, extra: Mapping[str, Mapping[Source, Pool]]
     ) -> dict[str, Ranking]:
         """Each read user's candidates in order, before the category cap."""
+        params = self.params
         return {
             user_id: Ranking(
                 view,
                 result.popular,
-                self._params,
+                params,
                 now=now,
                 trending=self.trending,
                 extra=extra.get(user_id),
@@ -536,8 +603,11 @@ class BatchProcessor:
 
     @property
     def params(self) -> RecommendParams:
-        """How lists are assembled (top N, exclusions, caps): the read APIs use the same."""
-        return self._params
+        """How lists are assembled (top N, exclusions, caps, the blend as learnt so far):
+        the read APIs use the same."""
+        if self.knobs is None:
+            return self._params
+        return replace(self._params, source_weights=tuple(self.knobs.weights.items()))
 
     async def user_candidates(
         self, result: BatchResult, now: float

@@ -218,6 +218,14 @@ class Store(Protocol):
         """For users erased recently: when (events appended before that are dropped)."""
         ...
 
+    async def save_knobs(self, body: bytes) -> None:
+        """Keep the learnt blend (streams/knobs.py): one key, the last writer's."""
+        ...
+
+    async def load_knobs(self) -> bytes | None:
+        """The learnt blend last saved, if any."""
+        ...
+
 
 #: Item categories cached per worker (for the category cap of the ranking).
 CATEGORY_CACHE_SIZE = 200_000
@@ -265,6 +273,7 @@ class MemoryStore:
         self.recommendations: dict[str, bytes] = {}
         self.keys = Keys()
         self.erased: dict[str, float] = {}  # erasure marks: digest key -> erasure time
+        self.knobs: bytes | None = None  # the learnt blend (save_knobs)
         self.offsets: dict[str, Position] = {}
 
     async def positions(self, partitions: Sequence[str]) -> dict[str, Position]:
@@ -357,6 +366,12 @@ class MemoryStore:
     async def erased_at(self, user_ids: Sequence[str]) -> dict[str, float]:
         marks = {u: self.erased.get(self.keys.erased(u)) for u in user_ids}
         return {u: at for u, at in marks.items() if at is not None}
+
+    async def save_knobs(self, body: bytes) -> None:
+        self.knobs = body
+
+    async def load_knobs(self) -> bytes | None:
+        return self.knobs
 
     async def audience(self, user_ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
@@ -569,6 +584,12 @@ class RedisStore:
             for user_id, at in erased_at.items():
                 pipe.set(self.keys.erased(user_id), repr(at), ex=self.erased_ttl_s or None)
             await pipe.execute()
+
+    async def save_knobs(self, body: bytes) -> None:
+        await self.client.set(self.keys.global_("knobs"), body)
+
+    async def load_knobs(self) -> bytes | None:
+        return cast(bytes | None, await self.client.get(self.keys.global_("knobs")))
 
     async def erased_at(self, user_ids: Sequence[str]) -> dict[str, float]:
         if not user_ids:

@@ -1,0 +1,129 @@
+"""The worker's learnt blend (streams/knobs.py) through the pipeline on the in-memory store:
+it learns from each list and the next item, is saved and restored, and forgets erased users."""
+
+from __future__ import annotations
+
+import itertools
+
+import orjson
+
+from models.cooccurrence import Cooccurrence
+from models.recommend import DEFAULT_SOURCE_WEIGHTS, Source
+from models.state import StateParams
+from streams.config import Settings
+from streams.metrics import WorkerMetrics
+from streams.pipeline import BatchProcessor, InboundRecord
+from streams.sources import SourceSet
+from streams.store import MemoryStore
+from tests.unit.fakes import RecordingPublisher
+from tests.unit.reference import MemoryItemCF
+
+NOW = 1_800_000_000.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _store() -> tuple[MemoryStore, Cooccurrence]:
+    cf = Cooccurrence(StateParams())
+    return MemoryStore(StateParams(), similar=cf.neighbours), cf
+
+
+def _processor(
+    store: MemoryStore, cf: Cooccurrence, clock: Clock, **settings: object
+) -> BatchProcessor:
+    metrics = WorkerMetrics()
+    return BatchProcessor(
+        Settings(learn_blend_persist_s=10.0, **settings),  # type: ignore[arg-type]
+        store,
+        RecordingPublisher(),
+        metrics,
+        clock=clock,
+        retry_backoff_s=(0.0,),
+        sources=SourceSet([MemoryItemCF(cf)], metrics),
+    )
+
+
+_offsets = itertools.count()
+
+
+async def _batch(processor: BatchProcessor, *events: dict[str, object]) -> None:
+    records = [
+        InboundRecord(orjson.dumps(e), str(e["user_id"]).encode(), "events", 0, next(_offsets), NOW)
+        for e in events
+    ]
+    await processor.process(records)
+
+
+def _event(user: str, kind: str, *, item: str = "", target: str = "") -> dict[str, object]:
+    body: dict[str, object] = {
+        "event_id": f"e{next(_offsets)}",
+        "type": kind,
+        "user_id": user,
+        "ts": NOW - 5,
+    }
+    body.update({"item_id": item} if item else {"target_user_id": target})
+    return body
+
+
+async def _stream_where_item_cf_is_best(processor: BatchProcessor, users: int) -> None:
+    """Everyone views ``a`` then ``b`` (item-CF's pick after ``a``) and follows a user who
+    likes other things (social proof's picks): what users act on next is item-CF's."""
+    seeds = [_event(f"s{n}", "view", item=i) for n in range(5) for i in ("a", "b")]
+    loud = [_event("loud", "like", item=f"n{n}") for n in range(5)]
+    await _batch(processor, *seeds, *loud)
+    for n in range(users):
+        await _batch(processor, _event(f"u{n}", "follow", target="loud"))
+        await _batch(processor, _event(f"u{n}", "view", item="a"))
+        await _batch(processor, _event(f"u{n}", "view", item="b"))
+
+
+async def test_the_blend_learns_from_the_next_item_and_the_lists_use_it() -> None:
+    (store, cf), clock = _store(), Clock()
+    processor = _processor(store, cf, clock)
+    configured = dict(processor.params.source_weights)
+    assert DEFAULT_SOURCE_WEIGHTS.items() <= configured.items()  # and the rest start low
+    await _stream_where_item_cf_is_best(processor, users=60)
+    assert processor.knobs is not None
+    weights = processor.knobs.weights
+    assert processor.knobs.learner.observations >= 50
+    assert weights[Source.ITEM_CF] == 1.0
+    assert weights[Source.SOCIAL] < 0.5 * configured[Source.SOCIAL]
+    assert dict(processor.params.source_weights) == weights  # the next lists' blend
+    assert store.knobs is None  # not saved before learn_blend_persist_s
+
+    clock.now += 10.0
+    await _batch(processor, _event("tick", "view", item="a"))
+    assert store.knobs is not None
+    gauge = processor.metrics.registry.get_sample_value
+    assert gauge("socialrec_blend_weight", {"source": "social"}) == weights[Source.SOCIAL]
+    assert b"u1" not in store.knobs  # per-source figures only
+
+    # A restarted worker continues from the saved blend before its first list.
+    again = _processor(store, cf, clock)
+    await _batch(again, _event("tock", "view", item="a"))
+    assert again.knobs is not None
+    assert again.knobs.learner.observations >= processor.knobs.learner.observations - 1
+    assert again.knobs.weights[Source.SOCIAL] < 0.5 * configured[Source.SOCIAL]
+
+
+async def test_erasure_forgets_the_users_remembered_candidates() -> None:
+    processor = _processor(*_store(), Clock())
+    await _batch(processor, _event("ann", "view", item="a"), _event("bob", "view", item="a"))
+    assert processor.knobs is not None
+    assert processor.knobs.remembered() == 2
+    processor.forget(["ann"])
+    assert processor.knobs.remembered() == 1
+    assert not processor.knobs.acted("ann", "b")  # nothing left to learn from
+
+
+async def test_learning_off_keeps_the_configured_blend() -> None:
+    processor = _processor(*_store(), Clock(), learn_blend=False)
+    await _stream_where_item_cf_is_best(processor, users=5)
+    assert processor.knobs is None
+    assert dict(processor.params.source_weights) == DEFAULT_SOURCE_WEIGHTS
