@@ -236,6 +236,8 @@ def parse_event(
         # A follow is about a person: an item sent with it is checked and then left out, or
         # it would read as an item event to whatever keys on item_id (the reference store).
         item_id=ids["item_id"] if event_type in ITEM_TYPES else None,
-        target_user_id=ids["target_user_id"],
+        # Likewise a person sent with an item event: kept, it would tie the event to them (an
+        # erasure of that person would drop the event).
+        target_user_id=ids["target_user_id"] if event_type in TARGET_USER_TYPES else None,
         stream_id=ids["stream_id"],
     )

@@ -59,13 +59,20 @@ async def _produce(
     await asyncio.gather(*futures)
 
 
-def _listed_users(settings: Settings, events: list[Case], now: float) -> set[bytes]:
-    """The users a list must be published for: those of valid events that are about items."""
+def _listed_users(
+    settings: Settings, events: list[Case], now: float, erased: set[str]
+) -> set[bytes]:
+    """The users a list must be published for: those of valid events that are about items,
+    neither of nor aimed at a user in ``erased``."""
     users = set()
     for case in events:
         record = InboundRecord(case.value, case.key, "events", 0, 0, now)
         event = validate_record(settings, record, now)
-        if isinstance(event, Event) and event.type not in (EventType.FOLLOW, EventType.UNFOLLOW):
+        if (
+            isinstance(event, Event)
+            and event.type not in (EventType.FOLLOW, EventType.UNFOLLOW)
+            and not {event.user_id, event.target_user_id} & erased
+        ):
             users.add(event.user_id.encode())
     return users
 
@@ -86,13 +93,14 @@ async def test_hostile_records_on_every_topic_are_dead_lettered_or_applied(
         if case.reasons
     }
     # A user erased by one of the valid requests may have their events dropped (the erasure
-    # can be applied before them): no list is owed to them.
+    # can be applied before them), and so may one who shared an item with an erased user: no
+    # list is owed to them.
     erased = {
-        request.user_id.encode()
+        request.user_id
         for case in cases["privacy.requests"]
         if isinstance(request := parse_request(case.value), ErasureRequest)
     }
-    listed = _listed_users(settings, cases["events"], now) - erased
+    listed = _listed_users(settings, cases["events"], now, erased)
     erasures = sum(1 for case in cases["privacy.requests"] if not case.reasons)
     await asyncio.gather(*(_produce(producer, settings, t, cases[t]) for t in TOPICS))
 
