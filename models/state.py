@@ -53,6 +53,9 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"
     #: Refused by a store whose stored data for the event is corrupt (only Redis can be).
     REJECTED = "rejected"
+    #: Dropped by a store: its user, or the user it is aimed at, was erased after the event
+    #: reached Kafka (streams/store.py ``erased_in_flight``). Nothing of it is written.
+    ERASED = "erased"
 
 
 #: Co-occurring items kept per item. At most 128, Redis keeps a row in its compact encoding

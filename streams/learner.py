@@ -37,12 +37,12 @@ from streams.config import Settings
 from streams.learner_state import LearnerState
 from streams.metrics import WorkerMetrics
 from streams.outage import wait_out
-from streams.pipeline import InboundRecord, recommend_params, validate_record, without_erased
+from streams.pipeline import InboundRecord, recommend_params, validate_record
 from streams.refresh import Refreshes
 from streams.security import kafka_client_kwargs
 from streams.sources import SourceSet
 from streams.sources.progress import Progress
-from streams.store import EXCLUSIONS_ONLY, RedisStore
+from streams.store import EXCLUSIONS_ONLY, RedisStore, erased_in_flight
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,16 @@ class Learner:
         self._stored: dict[str, int] = {}
         self._rewound: dict[str, int] = {}
 
+    async def _without_erased(
+        self, valid: list[tuple[Event, InboundRecord]]
+    ) -> list[tuple[Event, InboundRecord]]:
+        """Leave out events in flight when their user (or the user they are aimed at) was
+        erased, as the worker's state step does (streams/store.py ``erased_in_flight``).
+        One MGET per batch (anonymous marks)."""
+        users = sorted({u for e, _ in valid for u in (e.user_id, e.target_user_id) if u})
+        marks = await self._wait_out(lambda: self.store.erased_at(users), "marks") if users else {}
+        return [(e, r) for e, r in valid if not erased_in_flight(e, r.timestamp, marks)]
+
     async def learn(self, records: Sequence[InboundRecord]) -> int:
         """Learn a batch of ``events`` records; returns how many events were new."""
         now = self.clock()
@@ -88,9 +98,7 @@ class Learner:
             for record in records
             if isinstance(checked := validate_record(self.settings, record, now), Event)
         ]
-        valid, _dropped = await without_erased(
-            valid, lambda users: self._wait_out(lambda: self.store.erased_at(users), "marks")
-        )
+        valid = await self._without_erased(valid)
         fresh = await self._wait_out(
             lambda: self.state.unlearnt([e for e, _ in valid]), "learnt ids"
         )

@@ -202,30 +202,6 @@ def recommend_params(settings: Settings) -> RecommendParams:
     )
 
 
-async def without_erased(
-    valid: list[tuple[Event, InboundRecord]],
-    erased_at: Callable[[list[str]], Awaitable[dict[str, float]]],
-) -> tuple[list[tuple[Event, InboundRecord]], int]:
-    """Leave out events of (or aimed at) a user erased after the event reached Kafka; returns
-    the rest and how many were left out.
-
-    Such an event was in flight when the erasure was honoured; applying it would bring back
-    state the receipt said was gone. It is dropped, not dead-lettered: keeping it would keep
-    the erased user's data. One MGET per batch (anonymous marks).
-    """
-    users = {e.user_id for e, _ in valid}
-    users.update(e.target_user_id for e, _ in valid if e.target_user_id)
-    erased = await erased_at(sorted(users)) if users else {}
-    if not erased:
-        return valid, 0
-    kept = []
-    for event, record in valid:
-        marks = [erased.get(event.user_id), erased.get(event.target_user_id or "")]
-        if not any(at is not None and record.timestamp <= at for at in marks):
-            kept.append((event, record))
-    return kept, len(valid) - len(kept)
-
-
 class CandidateSource(Protocol):
     """Where a batch's lists get the sources' candidates: computed now (``SourceSet``) or
     computed ahead by the learner (``streams.pools.PoolStore``)."""
@@ -377,8 +353,7 @@ class BatchProcessor:
             ahead = asyncio.ensure_future(self._wait_out(lambda: pools.read(users), "pools"))
         if self.knobs is not None and self._knobs_saved is None:
             await self._restore_knobs(now)
-        with stages("state"):
-            valid = await self._drop_erased(valid, summary)
+        with stages("state"):  # events in flight when their user was erased are dropped here
             result, failed = await self._update_state(valid, offsets)
         if result.rewinds:  # the store lost writes: nothing applied, the consumer goes back
             await asyncio.gather(*pending, *([ahead] if ahead is not None else []))
@@ -397,6 +372,10 @@ class BatchProcessor:
                 detail = "stored state of its user or item is corrupt"
                 pending.append(await self._dead_letter(record, PROCESSING_ERROR, detail))
                 summary.dead_lettered += 1
+                continue
+            if outcome is Outcome.ERASED:
+                summary.dropped_erased += 1
+                self.metrics.events_dropped_erased.inc()
                 continue
             if outcome is Outcome.DUPLICATE:
                 # Applied before, maybe without its publish (a crash or an outage between the
@@ -661,17 +640,6 @@ class BatchProcessor:
             for r in records
         ]
         await asyncio.gather(*pending)
-
-    async def _drop_erased(
-        self, valid: list[tuple[Event, InboundRecord]], summary: BatchSummary
-    ) -> list[tuple[Event, InboundRecord]]:
-        def marks(users: list[str]) -> Awaitable[dict[str, float]]:
-            return self._wait_out(lambda: self.store.erased_at(users), "erasure marks")
-
-        kept, dropped = await without_erased(valid, marks)
-        summary.dropped_erased += dropped
-        self.metrics.events_dropped_erased.inc(dropped)
-        return kept
 
     async def _dead_letter(self, record: InboundRecord, reason: str, detail: str) -> Awaitable[Any]:
         self.metrics.dead_letters.labels(reason).inc()

@@ -117,6 +117,24 @@ def check_offsets(
     return behind
 
 
+def erased_in_flight(event: Event, arrival: float, marks: Mapping[str, float]) -> bool:
+    """Whether ``event`` (reached Kafka at ``arrival``) is of, or aimed at, a user erased at
+    or after that moment (``marks``: user -> erasure time). Such an event was in flight when
+    the erasure was honoured: applying it would bring back state the receipt said was gone.
+    Redis's twin is ``erased_since`` in streams/lua/state.lua.
+
+    >>> from models.events import EventType
+    >>> e = Event("s1", EventType.SHARE, "bob", 1.0, item_id="b", target_user_id="ann")
+    >>> erased_in_flight(e, 5.0, {"ann": 6.0}), erased_in_flight(e, 7.0, {"ann": 6.0})
+    (True, False)
+    """
+    return any(
+        (at := marks.get(user)) is not None and arrival <= at
+        for user in (event.user_id, event.target_user_id)
+        if user
+    )
+
+
 def advance(stored: dict[str, Position], offsets: Sequence[OffsetRange]) -> None:
     """Record a batch's offsets (never moving a partition backwards)."""
     for r in offsets:
@@ -298,13 +316,21 @@ class MemoryStore:
         outcomes = []
         touched: dict[str, None] = {}
         for n, event in enumerate(events):
+            arrival = event.ts if arrivals is None else arrivals[n]
+            marks = {
+                user: self.erased[key]
+                for user in (event.user_id, event.target_user_id)
+                if user and (key := self.keys.erased(user)) in self.erased
+            }
+            if erased_in_flight(event, arrival, marks):
+                outcomes.append(Outcome.ERASED)
+                continue
             outcome = self.state.apply(event)
             outcomes.append(outcome)
             if outcome is Outcome.APPLIED and event.item_id is not None:
                 touched.setdefault(event.user_id)
                 weight = self.state.params.weight(event.type)
                 if weight > 0:
-                    arrival = event.ts if arrivals is None else arrivals[n]
                     self._add_trending(event, event.item_id, weight, arrival)
         return self._result(outcomes, list(touched))
 
@@ -540,7 +566,7 @@ class RedisStore:
     ) -> BatchResult:
         popular = self._popular_due()
         args = self._args("process", len(events), popular)
-        weight = self.params.weight
+        weight, mark = self.params.weight, self.keys.erased
         rows = [
             [
                 e.event_id,
@@ -552,6 +578,8 @@ class RedisStore:
                 repr(weight(e.type)),
                 e.stream_id or "",
                 repr(e.ts if arrivals is None else float(arrivals[n])),
+                mark(e.user_id),
+                mark(e.target_user_id) if e.target_user_id else "",
             ]
             for n, e in enumerate(events)
         ]
@@ -818,7 +846,7 @@ class RedisStore:
         return "" if value is None else decoded(value)
 
 
-_OUTCOMES = {0: Outcome.DUPLICATE, 1: Outcome.APPLIED, 2: Outcome.REJECTED}
+_OUTCOMES = {0: Outcome.DUPLICATE, 1: Outcome.APPLIED, 2: Outcome.REJECTED, 3: Outcome.ERASED}
 
 #: Keys outside MemoryState's snapshot: catalog metadata, trending windows and their erasure log,
 #: and the recommendation sources' state.

@@ -17,15 +17,18 @@ ARGV[9..11] recent_items, neighbours_read (0: none), popular_count  (what to rea
 ARGV[12]    trending_bucket_s
 ARGV[13..14] seen_window_s, seen_cap (items the user touched, excluded from their lists)
 ARGV[15] n = number of events (process) or users (read, erase), then the records:
-  process: ARGV[16] one JSON array of n events, each 9 strings: event_id, type, user_id,
+  process: ARGV[16] one JSON array of n events, each 11 strings: event_id, type, user_id,
            item_id|"", target_user_id|"", ts, weight, stream_id|"", arrival (broker timestamp:
-           trending windows use it). One argument, not 9 per event: the client packs each
-           argument in Python (a few µs apiece); numbers stay the strings Python printed.
+           trending windows use it), the erasure mark keys of the user and of the target|""
+           (streams/keys.py Keys.erased: a digest Lua cannot compute). One argument, not 11
+           per event: the client packs each argument in Python (a few µs apiece); numbers stay
+           the strings Python printed.
   read, erase: one user id per record
   process, after the events: m, then 5 fields per partition: "topic:partition", first offset,
            last offset, expected applied offset (-1 unknown), published offset (-1 none)
 Returns {outcomes, JSON [popular, landmark, views]}; outcomes per event: 1 applied, 0 duplicate,
-2 rejected (a key of its own user, target or item has the wrong type; nothing of it written);
+2 rejected (a key of its own user, target or item has the wrong type; nothing of it written),
+3 erased (its user or target was erased at or after its arrival; nothing of it written);
 or, when a partition's stored offset is behind the expected one, {{}, '', JSON [[partition,
 applied, published], ...]} having applied nothing.
 ]]
@@ -323,6 +326,17 @@ local function corrupt(user, item, target)
     or (item ~= '' and wrong_types(P .. 'i:' .. item .. ':', ITEM_KEY_TYPES))
 end
 
+-- An event of (or aimed at) a user erased at or after it reached Kafka was in flight when the
+-- erasure was honoured: applying it would bring back what the receipt said was gone. Checked
+-- here, in the same atomic step as the write, so no erasure can slip in between.
+-- streams/store.py erased_in_flight is the Python twin.
+local marks = {}
+local function erased_since(mark, arrival)
+  if mark == '' then return false end
+  if marks[mark] == nil then marks[mark] = tonumber(redis.call('GET', mark) or '-1') end
+  return marks[mark] >= arrival
+end
+
 local to_read = {}
 local queued = {}
 local OFFSETS = P .. 'offsets'
@@ -353,7 +367,10 @@ if mode == 'process' then
     local ts_text, weight_text = ev[6], ev[7]
     local ts, weight = tonumber(ts_text), tonumber(weight_text)
     local seen = ukey(user, 'seen_events')
-    if corrupt(user, item, target) then
+    local arrival = tonumber(ev[9])
+    if erased_since(ev[10], arrival) or erased_since(ev[11], arrival) then
+      outcomes[#outcomes + 1] = 3
+    elseif corrupt(user, item, target) then
       outcomes[#outcomes + 1] = 2  -- rejected before any write: the pipeline dead-letters it
     elseif redis.call('ZSCORE', seen, event_id) then
       outcomes[#outcomes + 1] = 0

@@ -353,6 +353,32 @@ async def test_erasure_marks_are_anonymous_and_readable(make_store: StoreFactory
     assert "zoe" not in repr(snapshot)
 
 
+async def test_events_in_flight_at_an_erasure_are_dropped_in_the_state_step(
+    make_store: StoreFactory,
+) -> None:
+    """An event that reached Kafka at or before its user's (or its target's) erasure is
+    dropped by the same step that would write it; one that arrived later is applied."""
+    store = make_store(TIGHT)
+    await store.mark_erased({"zoe": T0 + 10})
+    share = Event("s1", EventType.SHARE, "bob", T0, item_id="b", target_user_id="zoe")
+    events = [
+        Event("e1", EventType.VIEW, "zoe", T0, item_id="a"),  # in flight: dropped
+        share,  # aimed at her while in flight: dropped
+        Event("e2", EventType.VIEW, "zoe", T0 + 20, item_id="c"),  # she came back: applied
+        Event("e3", EventType.VIEW, "bob", T0 + 1, item_id="d"),  # nothing to do with her
+    ]
+    result = await store.process_batch(events, [T0 + 5, T0 + 10, T0 + 20, T0 + 1])
+    assert result.outcomes == [Outcome.ERASED, Outcome.ERASED, Outcome.APPLIED, Outcome.APPLIED]
+    assert list(result.views) == ["zoe", "bob"]
+    assert [item for item, _ in result.views["zoe"].recent] == ["c"]
+    users = (await store.snapshot())["users"]
+    assert set(users["bob"]["history"]) == {"d"} and not users["bob"]["outbox"]
+    assert set(users["zoe"]["history"]) == {"c"} and not users["zoe"]["inbox"]
+    # Dropped, not remembered: the same event arriving after the erasure is news.
+    again = await store.process_batch([share], [T0 + 11])
+    assert again.outcomes == [Outcome.APPLIED]
+
+
 async def test_trending_keeps_settled_buckets_in_memory_and_stays_exact(
     redis_client: aioredis.Redis,
 ) -> None:
