@@ -38,7 +38,7 @@ from mode import Service
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.outage import wait_out
-from streams.pipeline import WORKER_ERROR, BatchProcessor, InboundRecord
+from streams.pipeline import WORKER_ERROR, Applied, BatchProcessor, InboundRecord
 from streams.publisher import KafkaPublisher
 from streams.security import kafka_client_kwargs
 from streams.store import OffsetRange, Position, Store
@@ -102,7 +102,9 @@ class EventsConsumer(Service):
         self._committing: asyncio.Future[None] | None = None
         self._last_commit = 0.0  # time.monotonic() of the last commit to Kafka
         self._owned: set[TopicPartition] = set()  # for the partitions-owned gauge
-        #: The previous batch, until the broker has acknowledged its lists (see _batch).
+        #: The previous batch while its lists are ranked (_send), and the one before it until
+        #: the broker has acknowledged its lists (_settle).
+        self._sending: asyncio.Future[None] | None = None
         self._settling: asyncio.Future[None] | None = None
         self._running: asyncio.Future[None] | None = None  # the consuming loop
         self.topic = settings.topic("events")
@@ -135,7 +137,7 @@ class EventsConsumer(Service):
                 # The loop ends after the batch in hand (should_stop is set); the service
                 # cancels it later anyway, so an outage inside that batch cannot hold the stop.
                 await asyncio.wait([self._running], timeout=STOP_GRACE_S)
-            await self._settled()
+            await self._drained()
             await self._hand_over(self._owned)
             if self._committing is not None:
                 self._committing.cancel()  # its wait for the interval, or a commit repeated below
@@ -166,7 +168,7 @@ class EventsConsumer(Service):
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:
         self.metrics.rebalances.labels("revoked").inc(len(partitions))
-        await self._settled()
+        await self._drained()
         await self._hand_over(partitions)
         self._owned -= partitions
         self.metrics.partitions_owned.set(len(self._owned))
@@ -204,16 +206,17 @@ class EventsConsumer(Service):
                 await self._batch(records)
 
     async def _batch(self, records: list[InboundRecord]) -> None:
-        """Apply a batch and hand its lists to the producer while the previous batch's
-        lists are still on their way to the broker: at most one batch is unacknowledged,
-        batches settle in order, and a partition's published offset moves only once its
-        lists are acknowledged (a restart consumes again from there: duplicates, published
-        again)."""
-        assert self.consumer is not None
+        """Apply a batch to the state while the previous batch's lists are being ranked,
+        then leave its own ranking to :meth:`_send` and go back for the next batch. Three
+        batches at most are in hand: one in its state step, one ranking, one waiting for the
+        broker's acknowledgements. State steps run one at a time in consumption order, lists
+        are handed to the producer and acknowledged batch by batch in that order, and a
+        partition's published offset moves only once its lists are acknowledged (a restart
+        consumes again from there: duplicates, published again)."""
         ranges = offset_ranges(records, self.known)
-        settle: Awaitable[None] | None = None
+        applied: Applied | None = None
         try:
-            summary, settle = await self.processor.process_sent(records, ranges)
+            applied = await self.processor.apply(records, ranges)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -221,23 +224,52 @@ class EventsConsumer(Service):
             # DLQ with the reason, move on, and keep the stored offsets in step.
             log.exception("batch processing failed; dead-lettering %d events", len(records))
             await self.processor.dead_letter_all(records, WORKER_ERROR)
-            summary = None
-        if summary is not None and summary.rewinds:
-            await self._settled()  # the previous batch's positions first
-            await self._rewind(records, summary.rewinds)
+        if applied is not None and applied.summary.rewinds:
+            await self._drained()  # the earlier batches' lists and positions first
+            await self._rewind(records, applied.summary.rewinds)
             return
         for r in ranges:
             partition = int(r.partition.rpartition(":")[2])
+            if TopicPartition(self.topic, partition) not in self._owned:
+                continue  # revoked meanwhile: its next owner starts from the stored offsets
             published = self.known.get(partition, Position(-1, -1)).published
             self.known[partition] = Position(r.last, published)
+        if self._sending is not None:  # lists go to the producer in consumption order
+            await self._sending
+        self._sending = asyncio.ensure_future(self._send(records, ranges, applied))
+
+    async def _send(
+        self, records: list[InboundRecord], ranges: list[OffsetRange], applied: Applied | None
+    ) -> None:
+        """Rank the batch's lists and hand them to the producer, then settle the batch once
+        the one before it has."""
+        settle: Awaitable[None] | None = None
+        if applied is not None:
+            try:
+                _summary, settle = await self.processor.send(applied)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # as in _batch: a bug, never an outage
+                log.exception("ranking a batch failed; dead-lettering %d events", len(records))
+                await self.processor.dead_letter_all(records, WORKER_ERROR)
         await self._settled()
         self._settling = asyncio.ensure_future(self._settle(records, ranges, settle))
 
+    async def _drained(self) -> None:
+        """Wait until every batch taken in is ranked, handed over and acknowledged (a
+        rebalance waits here while the loop may hand in the next one: wait for that too)."""
+        while (sending := self._sending) is not None:
+            await sending
+            if self._sending is sending:
+                self._sending = None
+        await self._settled()
+
     async def _settled(self) -> None:
-        """Wait for the batch still on its way to the broker, if any."""
-        if self._settling is not None:
-            await self._settling
-            self._settling = None
+        """Wait for the batches on their way to the broker, if any."""
+        while (settling := self._settling) is not None:
+            await settling
+            if self._settling is settling:
+                self._settling = None
 
     async def _settle(
         self,

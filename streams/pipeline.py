@@ -84,6 +84,23 @@ class BatchSummary:
     rewinds: dict[str, Position] = field(default_factory=dict)
 
 
+@dataclass
+class Applied:
+    """A batch past its state step whose lists are not ranked yet (:meth:`BatchProcessor.apply`)."""
+
+    summary: BatchSummary
+    result: BatchResult
+    #: Per user to publish for: the event that triggers the list, and its record.
+    triggers: dict[str, tuple[str, InboundRecord]]
+    published_events: list[InboundRecord]  # whose event-to-publish time is observed
+    pending: list[Awaitable[Any]]  # dead letters, forwarded shares, analytics, knobs' save
+    stages: StageTimer
+    started: float  # time.perf_counter() at the batch's start
+    now: float
+    ahead: asyncio.Future[Any] | None  # the learner's pools, read beside the state step
+    learning: asyncio.Future[None] | None  # inline sources learning the batch's fresh events
+
+
 class StageTimer:
     """Wall time per stage of one batch, summed over the stage's pieces and observed once, so
     ``socialrec_stage_seconds`` has one observation per stage per batch.
@@ -242,6 +259,8 @@ class BatchProcessor:
     #: The learnt blend and each user's last list's candidates (None: the configured blend).
     knobs: WorkerKnobs | None = field(init=False, default=None)
     _knobs_saved: float | None = field(init=False, default=None)  # None: not restored yet
+    #: The inline sources' learning of the latest batch: the next batch learns after it.
+    _learning: asyncio.Future[None] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -325,8 +344,16 @@ class BatchProcessor:
     ) -> tuple[BatchSummary, Awaitable[None]]:
         """:meth:`process` up to the point where every list is handed to the producer: the
         summary, and what is left to await (the broker's acknowledgements, the lists' cache,
-        the dead letters). A consumer can apply its next batch meanwhile (streams/consumer.py):
-        waiting for the broker was a quarter of a batch's time under load."""
+        the dead letters)."""
+        return await self.send(await self.apply(records, offsets))
+
+    async def apply(
+        self, records: Sequence[InboundRecord], offsets: Sequence[OffsetRange] = ()
+    ) -> Applied:
+        """The first half of :meth:`process_sent`: validate, dead-letter, apply the batch to
+        the state with its offsets (one atomic step), start the learning. A consumer applies
+        its next batch while :meth:`send` ranks this one (streams/consumer.py): the state
+        step's round trip is then spent ranking instead of waiting."""
         started = time.perf_counter()
         stages = StageTimer()
         summary = BatchSummary(consumed=len(records))
@@ -358,7 +385,7 @@ class BatchProcessor:
         if result.rewinds:  # the store lost writes: nothing applied, the consumer goes back
             await asyncio.gather(*pending, *([ahead] if ahead is not None else []))
             summary.rewinds = result.rewinds
-            return summary, _done()
+            return Applied(summary, result, {}, [], [], stages, started, now, None, None)
         for _event, record in failed:
             pending.append(await self._dead_letter(record, PROCESSING_ERROR, "state update failed"))
             summary.dead_lettered += 1
@@ -409,10 +436,29 @@ class BatchProcessor:
             # use what they had learnt up to the last batch (as eval's test-then-train asks
             # before it learns), and the batch is acknowledged only once they have learnt it.
             # Only fresh events: a redelivered batch must not teach the sources twice.
-            learning = asyncio.ensure_future(self._learn(self.sources, fresh, stages))
+            learning = asyncio.ensure_future(
+                self._learn(self.sources, fresh, stages, after=self._learning)
+            )
+            self._learning = learning
         if self.analytics is not None:  # beside the ranking; awaited with the publishes
             pending.append(asyncio.ensure_future(self.analytics.record_events(fresh, now)))
+        return Applied(
+            summary, result, latest_trigger, published_events, pending, stages, started, now,
+            ahead, learning,
+        )  # fmt: skip
 
+    async def send(self, applied: Applied) -> tuple[BatchSummary, Awaitable[None]]:
+        """The second half of :meth:`process_sent`: rank each user's list and hand it to the
+        producer; returns the summary and what is left to await."""
+        summary, result, latest_trigger = applied.summary, applied.result, applied.triggers
+        pending, stages, now, ahead = applied.pending, applied.stages, applied.now, applied.ahead
+        learning, started, published_events = (
+            applied.learning,
+            applied.started,
+            applied.published_events,
+        )
+        if summary.rewinds:
+            return summary, _done()
         unread = [user for user in latest_trigger if user not in result.views]
         if unread:  # users whose events were all duplicates: the update read nobody
             with stages("state"):
@@ -438,7 +484,11 @@ class BatchProcessor:
         return summary, settle()
 
     @staticmethod
-    async def _learn(sources: SourceSet, fresh: list[Event], stages: StageTimer) -> None:
+    async def _learn(
+        sources: SourceSet, fresh: list[Event], stages: StageTimer, after: Awaitable[None] | None
+    ) -> None:
+        if after is not None:  # batches are learnt in order, one at a time
+            await after
         with stages("learn"):
             await sources.learn(fresh)
 
