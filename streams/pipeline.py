@@ -450,36 +450,31 @@ class BatchProcessor:
     async def send(self, applied: Applied) -> tuple[BatchSummary, Awaitable[None]]:
         """The second half of :meth:`process_sent`: rank each user's list and hand it to the
         producer; returns the summary and what is left to await."""
-        summary, result, latest_trigger = applied.summary, applied.result, applied.triggers
-        pending, stages, now, ahead = applied.pending, applied.stages, applied.now, applied.ahead
-        learning, started, published_events = (
-            applied.learning,
-            applied.started,
-            applied.published_events,
-        )
+        a, summary = applied, applied.summary
         if summary.rewinds:
             return summary, _done()
-        unread = [user for user in latest_trigger if user not in result.views]
+        result = a.result
+        unread = [user for user in a.triggers if user not in result.views]
         if unread:  # users whose events were all duplicates: the update read nobody
-            with stages("state"):
+            with a.stages("state"):
                 extra = await self._wait_out(lambda: self.store.read_users(unread), "read users")
             result = BatchResult(result.outcomes, {**result.views, **extra.views}, result.popular)
         try:
             summary.published, cached = await self._send_lists(
-                result, latest_trigger, now, pending, stages, ahead
+                result, a.triggers, a.now, a.pending, a.stages, a.ahead
             )
         finally:
-            if learning is not None:  # never left running past its batch (it does not raise)
-                await learning
+            if a.learning is not None:  # never left running past its batch (it does not raise)
+                await a.learning
 
         async def settle() -> None:
-            with stages("publish"):
-                await asyncio.gather(*pending, cached)
+            with a.stages("publish"):
+                await asyncio.gather(*a.pending, cached)
             delivered = self.clock()
-            for record in published_events:
+            for record in a.published_events:
                 self.metrics.event_to_publish.observe(max(0.0, delivered - record.timestamp))
-            stages.observe(self.metrics)
-            self.metrics.batch_seconds.observe(time.perf_counter() - started)
+            a.stages.observe(self.metrics)
+            self.metrics.batch_seconds.observe(time.perf_counter() - a.started)
 
         return summary, settle()
 

@@ -1,0 +1,95 @@
+"""The ``events`` consumer on a real broker and Redis: a batch's state step runs while the batch
+before it is being ranked, lists still go out in consumption order, and a stop leaves the
+stored positions at the last published offset."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
+
+from streams.bench import partitions_of
+from streams.config import Settings
+from streams.consumer import EventsConsumer
+from streams.metrics import WorkerMetrics
+from streams.pipeline import Applied, BatchProcessor, InboundRecord
+from streams.security import kafka_client_kwargs
+from streams.store import OffsetRange, RedisStore
+from streams.worker import state_params
+from tests.e2e.conftest import wait_for
+from tests.unit.fakes import RecordingPublisher
+
+#: How long the first batch's ranking waits for the second batch's state step to begin.
+OVERLAP_WAIT_S = 30.0
+
+
+class Gated(BatchProcessor):
+    """Holds the first batch's ranking until the next batch's state step has begun: with
+    batches taken one at a time, the wait would time out and the batch be dead-lettered."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.applying = 0
+        self.next_began = asyncio.Event()
+        self.first_applied = asyncio.Event()
+
+    async def apply(
+        self, records: Sequence[InboundRecord], offsets: Sequence[OffsetRange] = ()
+    ) -> Applied:
+        self.applying += 1
+        if self.applying > 1:
+            self.next_began.set()
+        applied = await super().apply(records, offsets)
+        self.first_applied.set()
+        return applied
+
+    async def send(self, applied: Applied) -> tuple[object, object]:  # type: ignore[override]
+        await asyncio.wait_for(self.next_began.wait(), OVERLAP_WAIT_S)
+        return await super().send(applied)
+
+
+async def _produce(settings: Settings, users: list[str]) -> None:
+    producer = AIOKafkaProducer(**kafka_client_kwargs(settings))
+    await producer.start()
+    try:
+        for n, user in enumerate(users):
+            body = {"event_id": f"{user}{n}", "type": "view", "user_id": user, "item_id": "i",
+                    "ts": 1_800_000_000.0}  # fmt: skip
+            await producer.send_and_wait(
+                settings.topic("events"), orjson.dumps(body), user.encode()
+            )
+    finally:
+        await producer.stop()
+
+
+async def test_the_next_batch_is_applied_while_this_one_is_ranked(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    store = RedisStore(redis_client, state_params(settings))
+    publisher, metrics = RecordingPublisher(), WorkerMetrics()
+    processor = Gated(settings, store, publisher, metrics, clock=lambda: 1_800_000_000.0)
+    consumer = EventsConsumer(settings, processor, store, metrics)
+    await consumer.start()
+    try:
+        await _produce(settings, ["ann"])
+        await asyncio.wait_for(processor.first_applied.wait(), OVERLAP_WAIT_S)
+        await _produce(settings, ["bob"])  # its batch is applied while ann's is held
+
+        def published() -> list[bytes | None]:
+            return [r.key for r in publisher.on(settings.topic("recommendations"))]
+
+        async def both() -> bool:
+            return len(published()) == 2
+
+        await wait_for(both, what="both lists")
+        assert published() == [b"ann", b"bob"]  # in consumption order
+        assert publisher.on(settings.topic("events.dlq")) == []
+    finally:
+        await consumer.stop()
+    stored = await store.positions(
+        [f"events:{p}" for p in range(partitions_of(settings, "events"))]
+    )
+    assert sum(p.published + 1 for p in stored.values()) == 2  # handed over on stop
