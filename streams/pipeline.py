@@ -93,6 +93,7 @@ class Applied:
     #: Per user to publish for: the event that triggers the list, and its record.
     triggers: dict[str, tuple[str, InboundRecord]]
     published_events: list[InboundRecord]  # whose event-to-publish time is observed
+    fresh: list[Event]  # applied now, not before: scored against the lists shown until now
     pending: list[Awaitable[Any]]  # dead letters, forwarded shares, analytics, knobs' save
     stages: StageTimer
     started: float  # time.perf_counter() at the batch's start
@@ -385,7 +386,7 @@ class BatchProcessor:
         if result.rewinds:  # the store lost writes: nothing applied, the consumer goes back
             await asyncio.gather(*pending, *([ahead] if ahead is not None else []))
             summary.rewinds = result.rewinds
-            return Applied(summary, result, {}, [], [], stages, started, now, None, None)
+            return Applied(summary, result, {}, [], [], [], stages, started, now, None, None)
         for _event, record in failed:
             pending.append(await self._dead_letter(record, PROCESSING_ERROR, "state update failed"))
             summary.dead_lettered += 1
@@ -414,7 +415,6 @@ class BatchProcessor:
                 continue
             summary.applied += 1
             fresh.append(event)
-            self._score_request(event)
             if event.type not in (EventType.FOLLOW, EventType.UNFOLLOW):
                 latest_trigger[event.user_id] = (event.event_id, record)
                 published_events.append(record)
@@ -443,8 +443,8 @@ class BatchProcessor:
         if self.analytics is not None:  # beside the ranking; awaited with the publishes
             pending.append(asyncio.ensure_future(self.analytics.record_events(fresh, now)))
         return Applied(
-            summary, result, latest_trigger, published_events, pending, stages, started, now,
-            ahead, learning,
+            summary, result, latest_trigger, published_events, fresh, pending, stages, started,
+            now, ahead, learning,
         )  # fmt: skip
 
     async def send(self, applied: Applied) -> tuple[BatchSummary, Awaitable[None]]:
@@ -453,6 +453,8 @@ class BatchProcessor:
         a, summary = applied, applied.summary
         if summary.rewinds:
             return summary, _done()
+        for event in a.fresh:  # before this batch's lists replace the ones the user saw
+            self._score_request(event)
         result = a.result
         unread = [user for user in a.triggers if user not in result.views]
         if unread:  # users whose events were all duplicates: the update read nobody
