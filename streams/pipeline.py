@@ -303,8 +303,9 @@ class BatchProcessor:
         for source, weight in weights.items():
             self.metrics.blend_weight.labels(source.value).set(weight)
 
-    async def _restore_knobs(self, now: float) -> None:
-        """Continue from the learnt blend in the store (one GET, before the first lists)."""
+    async def restore_knobs(self, now: float) -> None:
+        """Continue from the learnt blend in the store (one GET): a worker before its first
+        lists, ``socialrec api`` (which learns nothing itself) again and again."""
         self._knobs_saved = now
         try:
             stored = await self.store.load_knobs()
@@ -380,7 +381,7 @@ class BatchProcessor:
             users = list(dict.fromkeys(event.user_id for event, _ in valid))
             ahead = asyncio.ensure_future(self._wait_out(lambda: pools.read(users), "pools"))
         if self.knobs is not None and self._knobs_saved is None:
-            await self._restore_knobs(now)
+            await self.restore_knobs(now)
         with stages("state"):  # events in flight when their user was erased are dropped here
             result, failed = await self._update_state(valid, offsets)
         if result.rewinds:  # the store lost writes: nothing applied, the consumer goes back

@@ -71,6 +71,15 @@ async def follow_global(
             await asyncio.wait_for(stop.wait(), settings.trending_interval_s)
 
 
+async def follow_knobs(processor: BatchProcessor, settings: Settings, stop: asyncio.Event) -> None:
+    """Keep the on-request lists' blend at the one the workers learnt: they save it every
+    ``learn_blend_persist_s``, and this process, which consumes no events, reads it as often."""
+    while processor.knobs is not None and not stop.is_set():
+        await processor.restore_knobs(time.time())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), settings.learn_blend_persist_s)
+
+
 def build_app(
     settings: Settings, metrics: HttpMetrics, port: int
 ) -> tuple[aioweb.Application, Api]:
@@ -112,6 +121,7 @@ def build_app(
 
     async def start_background(_: aioweb.Application) -> None:
         background.append(asyncio.create_task(follow_global(processor, store, settings, stop)))
+        background.append(asyncio.create_task(follow_knobs(processor, settings, stop)))
         background.append(asyncio.create_task(api.warm()))
 
     async def stop_background(_: aioweb.Application) -> None:

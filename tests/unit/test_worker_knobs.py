@@ -3,6 +3,7 @@ it learns from each list and the next item, is saved and restored, and forgets e
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import orjson
@@ -127,3 +128,32 @@ async def test_learning_off_keeps_the_configured_blend() -> None:
     await _stream_where_item_cf_is_best(processor, users=5)
     assert processor.knobs is None
     assert dict(processor.params.source_weights) == DEFAULT_SOURCE_WEIGHTS
+
+
+async def test_the_api_follows_the_blend_the_workers_save() -> None:
+    """``socialrec api`` learns nothing: it ranks with the blend the workers last saved."""
+    from streams.serving import follow_knobs
+
+    (store, cf), clock = _store(), Clock()
+    worker = _processor(store, cf, clock)
+    await _stream_where_item_cf_is_best(worker, users=60)
+    clock.now += 10.0
+    await _batch(worker, _event("tick", "view", item="a"))
+    assert worker.knobs is not None
+    api = _processor(store, cf, clock)
+    assert dict(api.params.source_weights) != worker.knobs.weights
+    read, load = asyncio.Event(), store.load_knobs
+
+    async def load_and_tell() -> bytes | None:
+        try:
+            return await load()
+        finally:
+            read.set()
+
+    store.load_knobs = load_and_tell  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    following = asyncio.create_task(follow_knobs(api, api.settings, stop))
+    await asyncio.wait_for(read.wait(), 10.0)
+    stop.set()
+    await following  # its read applied
+    assert dict(api.params.source_weights) == worker.knobs.weights
