@@ -18,8 +18,8 @@ import redis
 from streams import infra
 from streams.config import Settings
 from streams.infra.pids import is_port_open
-from streams.infra_redis_tls import CERT_FILE, KEY_FILE, redis_local_ca_file
-from streams.infra_tls import TLS_DIR
+from streams.infra_redis_tls import CERT_FILE, KEY_FILE
+from streams.infra_tls import TLS_DIR, local_ca_file
 from streams.security import redis_client_for
 from tests.conftest import running_under_ci
 from tests.ports import free_run
@@ -67,7 +67,7 @@ def tls_redis(
     try:
         infra.up(settings, "redis")
         if request.param == "made":
-            ca = redis_local_ca_file(settings.data_dir / "redis")
+            ca = local_ca_file(settings.data_dir / "redis")
             settings = settings.model_copy(update={"redis_ssl_ca_file": ca})
         yield settings
     finally:
