@@ -49,11 +49,10 @@ from models.recommend import (
     Source,
     blend_pools,
     excluded_items,
-    personal_pools,
     recommend,
-    scored_pool,
     source_pool,
 )
+from models.recommend.pools import personal_pools, scored_pool
 from models.state import PopularView, StateParams, UserView
 from models.usercf import UserCF
 

@@ -1,6 +1,6 @@
 """Why an item is, or is not, in a user's recommendations.
 
-The answer follows the assembly's own order (models/recommend.py), so it names the first step
+The answer follows the assembly's own order (models/recommend/), so it names the first step
 that decided: the item was shown (with what the published list said), or a filter removed it
 (bought, hidden, configured exclusion, already seen), or no source proposed it, or it was a
 candidate but ranked below the cut (its position and the score it would have needed). The

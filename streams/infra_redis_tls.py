@@ -35,6 +35,7 @@ from streams.infra_tls import (
     check_pem_key,
     holds_certificate,
     make_local_ca,
+    trusting_local_ca,
 )
 
 #: The made certificate's chain and its key (the folder is renamed into place whole).
@@ -49,11 +50,6 @@ _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z ]+)-----.*?-----END \1-----\n", re.DO
 def redis_tls(settings: Settings) -> bool:
     """Whether the local Redis must speak TLS."""
     return urlsplit(settings.redis_url).scheme == "rediss"
-
-
-def redis_local_ca_file(redis_dir: Path) -> Path:
-    """The CA ``infra up`` made for Redis (when the operator gave no certificate)."""
-    return redis_dir / TLS_DIR / CA_FILE
 
 
 def redis_tls_args(settings: Settings, redis_dir: Path) -> list[str]:
@@ -81,13 +77,14 @@ def redis_tls_args(settings: Settings, redis_dir: Path) -> list[str]:
 
 
 def redis_client_settings(settings: Settings, redis_dir: Path) -> Settings:
-    """The settings ``infra`` itself connects with: trusting the local CA when the clients'
-    settings name no CA file yet (``infra up`` prints the variable that makes them trust it)."""
-    generated = redis_local_ca_file(redis_dir)
-    own_ca = settings.redis_server_ssl_cert_file is None and settings.redis_ssl_ca_file is None
-    if redis_tls(settings) and own_ca and generated.exists():
-        return settings.model_copy(update={"redis_ssl_ca_file": generated})
-    return settings
+    """``trusting_local_ca`` for Redis."""
+    return trusting_local_ca(
+        settings,
+        redis_dir,
+        tls=redis_tls(settings),
+        operator_cert=settings.redis_server_ssl_cert_file,
+        ca_field="redis_ssl_ca_file",
+    )
 
 
 def _operator_files(settings: Settings) -> tuple[Path, Path]:

@@ -24,6 +24,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from streams.config import Settings
 from streams.infra_auth import AuthSetupError, write_private
@@ -48,9 +49,10 @@ def kafka_tls(settings: Settings) -> bool:
     return settings.kafka_security_protocol in TLS_PROTOCOLS
 
 
-def local_ca_file(kafka_dir: Path) -> Path:
-    """The CA ``infra up`` made for the broker (when the operator gave no certificate)."""
-    return kafka_dir / TLS_DIR / CA_FILE
+def local_ca_file(server_dir: Path) -> Path:
+    """The CA ``infra up`` made for a local server, the broker or Redis (when the operator gave
+    no certificate)."""
+    return server_dir / TLS_DIR / CA_FILE
 
 
 def ensure_broker_tls(settings: Settings, kafka_dir: Path) -> None:
@@ -92,14 +94,32 @@ def broker_tls_properties(settings: Settings, kafka_dir: Path) -> list[str]:
     return lines
 
 
-def client_settings(settings: Settings, kafka_dir: Path) -> Settings:
-    """The settings ``infra`` itself connects with: trusting the local CA when the clients'
+def trusting_local_ca(
+    settings: Settings,
+    server_dir: Path,
+    *,
+    tls: bool,
+    operator_cert: Path | None,
+    ca_field: Literal["kafka_ssl_ca_file", "redis_ssl_ca_file"],
+) -> Settings:
+    """The settings ``infra`` itself connects to a local server with: trusting the CA it made
+    when the server speaks TLS with the made certificate (no ``operator_cert``) and the clients'
     settings name no CA file yet (``infra up`` prints the variable that makes them trust it)."""
-    generated = local_ca_file(kafka_dir)
-    own_ca = settings.kafka_broker_ssl_cert_file is None and settings.kafka_ssl_ca_file is None
-    if kafka_tls(settings) and own_ca and generated.exists():
-        return settings.model_copy(update={"kafka_ssl_ca_file": generated})
+    generated = local_ca_file(server_dir)
+    if tls and operator_cert is None and getattr(settings, ca_field) is None and generated.exists():
+        return settings.model_copy(update={ca_field: generated})
     return settings
+
+
+def client_settings(settings: Settings, kafka_dir: Path) -> Settings:
+    """``trusting_local_ca`` for the broker."""
+    return trusting_local_ca(
+        settings,
+        kafka_dir,
+        tls=kafka_tls(settings),
+        operator_cert=settings.kafka_broker_ssl_cert_file,
+        ca_field="kafka_ssl_ca_file",
+    )
 
 
 def check_pem_key(text: str, name: str) -> None:

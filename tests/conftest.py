@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import redis.asyncio as aioredis
@@ -44,6 +46,21 @@ def running_under_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
 
 
+def unavailable(message: str) -> NoReturn:
+    """A tool or server the test needs is missing: skip it on a laptop, fail it under
+    ``CI=true`` (CI must never go green by skipping)."""
+    if running_under_ci():
+        pytest.fail(f"CI=true and {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def require_tools(*tools: str) -> None:
+    """``unavailable`` unless every one of ``tools`` is on PATH."""
+    missing = [tool for tool in tools if not shutil.which(tool)]
+    if missing:
+        unavailable(f"{', '.join(missing)} not on PATH (`make setup` installs them)")
+
+
 @pytest.fixture(scope="session")
 async def infra_ready() -> Settings:
     """Settings from the environment, once Kafka (admin call) and Redis (PING) both answer."""
@@ -54,13 +71,10 @@ async def infra_ready() -> Settings:
     if not await asyncio.to_thread(infra.redis_answers, base):
         missing.append(f"Redis on port {base.redis_port}")
     if missing:
-        message = (
+        unavailable(
             f"{' and '.join(missing)} not reachable: start them with "
             "`.venv/bin/socialrec infra up` (or run `make test`, which does)"
         )
-        if running_under_ci():
-            pytest.fail(f"CI=true and {message}", pytrace=False)
-        pytest.skip(message)
     return base
 
 

@@ -21,7 +21,7 @@ from streams.infra.kafka import kafka_answers, kafka_server_properties, start_ka
 from streams.infra.pids import is_port_open, pid_alive
 from streams.infra.redis_server import listener, redis_answers, start_redis, started_listener
 from streams.infra_auth import write_private
-from streams.infra_redis_tls import redis_client_settings, redis_local_ca_file
+from streams.infra_redis_tls import redis_client_settings
 from streams.infra_tls import client_settings, local_ca_file
 from streams.kafka_acl import FRONTEND_USERS_FILE, create_frontend_user, revoke_users
 from streams.security import redis_sync_client
@@ -66,7 +66,7 @@ def redis_ready(settings: Settings, svc: Service) -> None:
     if redis_client_settings(settings, svc.data_dir) is not settings:
         say(
             "redis: TLS with the CA `socialrec infra up` made; clients trust it with "
-            f"SOCIALREC_REDIS_SSL_CA_FILE={redis_local_ca_file(svc.data_dir)}"
+            f"SOCIALREC_REDIS_SSL_CA_FILE={local_ca_file(svc.data_dir)}"
         )
 
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import aiohttp
 import orjson
-import pytest
 
 from streams.processes import free_port
+from tests.conftest import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Binaries tried in order; SOCIALREC_CHROMIUM overrides.
@@ -45,10 +45,7 @@ def find_chromium() -> str:
         found = shutil.which(name)
         if found:
             return found
-    message = "chromium not found: install it with `make setup` (apt-get install chromium)"
-    if os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}:
-        pytest.fail(f"CI=true and {message}", pytrace=False)
-    pytest.skip(message)
+    unavailable("chromium not found: install it with `make setup` (apt-get install chromium)")
 
 
 @dataclass

@@ -17,7 +17,7 @@ from streams.chaos_report import table
 from streams.chaos_run import run_chaos
 from streams.config import Settings
 from streams.processes import free_port
-from tests.conftest import running_under_ci
+from tests.conftest import unavailable
 
 SHORT = Plan(events=10_000, rate=250.0, seed=3, freeze_s=10.0, faults=ONE_OF_EACH)
 
@@ -27,10 +27,7 @@ def breakable(settings: Settings) -> Settings:
     """The test's settings, once both servers are known to be ``socialrec infra``'s."""
     for service in ("kafka", "redis"):
         if infra.status(settings, service)[0].pid is None:
-            message = f"{service} was not started by `socialrec infra up`: cannot break it"
-            if running_under_ci():
-                pytest.fail(message)
-            pytest.skip(message)
+            unavailable(f"{service} was not started by `socialrec infra up`: cannot break it")
     return settings.model_copy(
         update={"app_id": f"chaos-{settings.topic_prefix.strip('.')}", "web_port": free_port()}
     )

@@ -32,7 +32,7 @@ from streams.access import run_keys
 from streams.config import Settings
 from streams.processes import free_port
 from streams.simulate import produce, produce_catalog
-from tests.conftest import running_under_ci
+from tests.conftest import unavailable
 from tests.e2e.conftest import ARTIFACTS, WorkerProcess, running
 from tests.monitoring_files import (
     MONITORING,
@@ -161,10 +161,7 @@ async def worker(settings: Settings, workdir: Path) -> AsyncIterator[WorkerProce
 async def prometheus(worker: WorkerProcess, workdir: Path) -> AsyncIterator[PrometheusProcess]:
     binary = shutil.which("prometheus")
     if binary is None:
-        message = "prometheus not found: install Debian's prometheus package (make setup)"
-        if running_under_ci():
-            pytest.fail(f"CI=true and {message}", pytrace=False)
-        pytest.skip(message)
+        unavailable("prometheus not found: install Debian's prometheus package (make setup)")
     server = PrometheusProcess(binary, worker.web_port, workdir)
     server.start()
     try:

@@ -10,7 +10,6 @@ test stays stopped, and the last test takes everything down.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
 import time
 import uuid
@@ -38,7 +37,7 @@ from streams.infra.pids import is_port_open, owned_pid, pid_alive, send_signal, 
 from streams.replay import group_caught_up
 from streams.security import kafka_client_kwargs
 from streams.topics import apply_topics
-from tests.conftest import TEST_REDIS_DB, running_under_ci
+from tests.conftest import TEST_REDIS_DB, require_tools
 from tests.e2e.conftest import WorkerProcess, keep_figures, produce_json, running, wait_for
 from tests.ports import free_run
 
@@ -61,12 +60,7 @@ def _servers_for_integration_tests() -> None:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A running cluster on free ports, its Kafka jars shared with the project's cache."""
-    missing = [tool for tool in ("java", "redis-server", "redis-cli") if not shutil.which(tool)]
-    if missing:
-        message = f"{', '.join(missing)} not on PATH (`make setup` installs them)"
-        if running_under_ci():
-            pytest.fail(f"CI=true and {message}", pytrace=False)
-        pytest.skip(message)
+    require_tools("java", "redis-server", "redis-cli")
     shared = load_settings()
     data_dir = tmp_path_factory.mktemp("cluster")
     libs = shared.data_dir / f"kafka-libs-{shared.kafka_version}"

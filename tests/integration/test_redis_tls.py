@@ -9,7 +9,6 @@ free ports below Linux's ephemeral range (tests/ports.py); it needs none of the 
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -18,10 +17,10 @@ import redis
 from streams import infra
 from streams.config import Settings
 from streams.infra.pids import is_port_open
-from streams.infra_redis_tls import CERT_FILE, KEY_FILE, redis_local_ca_file
-from streams.infra_tls import TLS_DIR
+from streams.infra_redis_tls import CERT_FILE, KEY_FILE
+from streams.infra_tls import TLS_DIR, local_ca_file
 from streams.security import redis_client_for
-from tests.conftest import running_under_ci
+from tests.conftest import require_tools
 from tests.ports import free_run
 from tests.tls_certs import make_certs
 
@@ -42,12 +41,7 @@ def tls_redis(
     """Settings of a Redis started by ``infra.up`` with TLS and an ACL user: with the
     certificate it made (``made``) or one the operator gave (``operator``). They trust its CA,
     as ``infra up`` tells clients to; the Redis is stopped after the module."""
-    missing = [tool for tool in ("redis-server", "keytool", "openssl") if not shutil.which(tool)]
-    if missing:
-        message = f"{', '.join(missing)} not on PATH (`make setup` installs them)"
-        if running_under_ci():
-            pytest.fail(f"CI=true and {message}", pytrace=False)
-        pytest.skip(message)
+    require_tools("redis-server", "keytool", "openssl")
     root = tmp_path_factory.mktemp(f"tls-redis-{request.param}")
     (root / "redis.pw").write_text("tls-test-password\n")
     settings = Settings(
@@ -67,7 +61,7 @@ def tls_redis(
     try:
         infra.up(settings, "redis")
         if request.param == "made":
-            ca = redis_local_ca_file(settings.data_dir / "redis")
+            ca = local_ca_file(settings.data_dir / "redis")
             settings = settings.model_copy(update={"redis_ssl_ca_file": ca})
         yield settings
     finally:

@@ -13,11 +13,10 @@ from models.recommend import (
     RecommendParams,
     Source,
     excluded_items,
-    item_cf_scores,
-    normalise,
     recommend,
-    social_scores,
 )
+from models.recommend.blend import normalise
+from models.recommend.pools import item_cf_scores, social_scores
 from models.state import StateParams
 from tests.unit.reference import Reference
 from tests.unit.strategies import event_streams
