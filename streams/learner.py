@@ -162,10 +162,11 @@ class Learner:
             log.warning("learner: partition %s goes back to the learnt state's offset", partition)
         return [r for r in records if f"{r.topic}:{r.partition}" not in back]
 
-    def forget_erased(self, digests: AbstractSet[str]) -> int:
+    async def forget_erased(self, digests: AbstractSet[str]) -> int:
         """Drop the users an erasure broadcast names (streams/forgetting.py) from the refresh
-        memory, so none of them is refreshed again (their pools written back) later."""
-        return self.refreshes.forget(marked(self.refreshes.users(), digests))
+        memory: no user id of theirs stays in the learner, nor a refresh put off for them
+        (it would find nothing to keep: ``PoolStore.put`` skips erased users)."""
+        return self.refreshes.forget(await marked(self.refreshes.users(), digests))
 
     async def refresh(self, users: Sequence[str], now: float) -> None:
         """Ask the sources for the users' candidates and keep them as their pools."""

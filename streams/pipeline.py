@@ -295,11 +295,11 @@ class BatchProcessor:
             self.knobs.forget(users)
         return self.live.forget(users)
 
-    def forget_erased(self, digests: AbstractSet[str]) -> int:
+    async def forget_erased(self, digests: AbstractSet[str]) -> int:
         """:meth:`forget` the users an erasure broadcast names by their digests
         (streams/forgetting.py: whichever worker honoured the request, every worker forgets)."""
         held = self.live.users() + (self.knobs.remembered_users() if self.knobs is not None else [])
-        users = marked(held, digests)
+        users = await marked(held, digests)
         self.forget(users)
         return len(users)
 

@@ -69,8 +69,8 @@ class Refreshes:
         return list(self._last.keys() | self._due.keys())
 
     def forget(self, user_ids: Iterable[str]) -> int:
-        """Erasure: drop these users, so a put-off refresh never writes an erased user's pools
-        again; returns how many were held."""
+        """Erasure: drop these users (and any refresh put off for them); returns how many
+        were held."""
         held = 0
         for user in user_ids:
             refreshed = self._last.pop(user, None) is not None

@@ -10,7 +10,7 @@ import orjson
 
 from models.state import StateParams
 from streams.config import Settings
-from streams.forgetting import FORGET_TOPIC, ForgetFollower
+from streams.forgetting import DIGESTS_PER_TURN, FORGET_TOPIC, ForgetFollower, marked
 from streams.keys import erasure_digest
 from streams.learner import Learner
 from streams.metrics import WorkerMetrics
@@ -95,12 +95,19 @@ async def test_the_worker_that_did_not_honour_the_erasure_forgets_the_user_too()
     assert other.live.users() == ["bob"]
 
 
-def test_the_learner_forgets_whom_it_refreshed_or_put_off() -> None:
+async def test_the_learner_forgets_whom_it_refreshed_or_put_off() -> None:
     unused: Any = None  # only its refresh memory is used here: no store, sources or state
     learner = Learner(Settings(pool_refresh_s=1.0), unused, unused, unused, WorkerMetrics())
     refreshes = learner.refreshes
     assert refreshes.take(["ann", "bob"], now=10.0) == ["ann", "bob"]
     assert refreshes.take(["ann", "cid"], now=10.5) == ["cid"]  # ann put off to 11.0
-    assert learner.forget_erased({erasure_digest("ann"), erasure_digest("zed")}) == 1
+    assert await learner.forget_erased({erasure_digest("ann"), erasure_digest("zed")}) == 1
     assert sorted(refreshes.users()) == ["bob", "cid"]
     assert refreshes.take([], now=11.0) == []  # ann's put-off refresh is gone with her
+
+
+async def test_matching_goes_through_every_user_a_few_thousand_at_a_time() -> None:
+    users = [f"u{n}" for n in range(2 * DIGESTS_PER_TURN + 1)]
+    wanted = {erasure_digest(u) for u in (users[0], users[DIGESTS_PER_TURN], users[-1])}
+    assert await marked(users + users[:5], wanted) == [users[0], users[DIGESTS_PER_TURN], users[-1]]
+    assert await marked(users, set()) == []
