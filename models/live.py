@@ -65,6 +65,10 @@ class LastLists:
     def __contains__(self, user_id: object) -> bool:
         return user_id in self._lists
 
+    def users(self) -> list[str]:
+        """The users a list is held for (a copy: safe to forget while going through it)."""
+        return list(self._lists)
+
     def __len__(self) -> int:
         return len(self._lists)
 
@@ -271,6 +275,10 @@ class LiveQuality:
     def forget(self, user_ids: Iterable[str]) -> int:
         """Erase these users' per-user memory (the windows hold no user ids)."""
         return self.last.forget(user_ids)
+
+    def users(self) -> list[str]:
+        """Every user this holds memory of (what an erasure by digest is matched against)."""
+        return self.last.users()
 
     def coverage(self) -> float:
         return self.exposure.coverage(len(self.known))

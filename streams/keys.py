@@ -173,6 +173,16 @@ def best_arrays(reply: Sequence[Any]) -> tuple[Sequence[Any], npt.NDArray[np.flo
 Scope = Literal["user", "item", "global", "trending"]
 
 
+def erasure_digest(user_id: str) -> str:
+    """The anonymous name of an erased user: what the erasure mark (:meth:`Keys.erased`) and
+    the workers' forget broadcast (streams/forgetting.py) carry instead of the user id.
+
+    >>> erasure_digest("zoe")
+    'ca6c4699561f3b2b206ebf27cbdb2cf5'
+    """
+    return hashlib.blake2b(user_id.encode(), digest_size=16, person=b"socialrec-erase").hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     prefix: str = "sr:"
@@ -230,10 +240,7 @@ class Keys:
         >>> Keys("sr:").erased("zoe")
         'sr:x:ca6c4699561f3b2b206ebf27cbdb2cf5'
         """
-        digest = hashlib.blake2b(
-            user_id.encode(), digest_size=16, person=b"socialrec-erase"
-        ).hexdigest()
-        return f"{self.prefix}x:{digest}"
+        return f"{self.prefix}x:{erasure_digest(user_id)}"
 
     def user_keys(self, user_id: str) -> list[str]:
         """Every key that can hold state about ``user_id`` (what erasure deletes)."""

@@ -74,6 +74,10 @@ class WorkerKnobs:
     def remembered(self) -> int:
         return len(self._shown)
 
+    def remembered_users(self) -> list[str]:
+        """The users whose candidates are held (a copy)."""
+        return list(self._shown)
+
     def dump(self) -> bytes:
         """The learner's state as stored (per-source figures only)."""
         return orjson.dumps(self.knobs.blend.state())

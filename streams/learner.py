@@ -24,16 +24,19 @@ alone as ``socialrec learner`` (``external``), or inside the worker's batches (`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
 from models.events import Event
 from models.recommend import excluded_items
 from streams.config import Settings
+from streams.forgetting import ForgetFollower, marked
 from streams.learner_state import LearnerState
 from streams.metrics import WorkerMetrics
 from streams.outage import wait_out
@@ -159,6 +162,12 @@ class Learner:
             log.warning("learner: partition %s goes back to the learnt state's offset", partition)
         return [r for r in records if f"{r.topic}:{r.partition}" not in back]
 
+    async def forget_erased(self, digests: AbstractSet[str]) -> int:
+        """Drop the users an erasure broadcast names (streams/forgetting.py) from the refresh
+        memory: no user id of theirs stays in the learner, nor a refresh put off for them
+        (it would find nothing to keep: ``PoolStore.put`` skips erased users)."""
+        return self.refreshes.forget(await marked(self.refreshes.users(), digests))
+
     async def refresh(self, users: Sequence[str], now: float) -> None:
         """Ask the sources for the users' candidates and keep them as their pools."""
         if not users:
@@ -251,12 +260,20 @@ def run_learner(settings: Settings) -> int:
         learner = Learner(settings, store, sources, state, metrics)
         settle_heap()
         runner = asyncio.ensure_future(learner.run(stop))
+        # An erasure honoured by any worker: forget whom this learner refreshed or put off.
+        forgets = ForgetFollower(
+            settings, learner.forget_erased, metrics, f"{learner_group(settings)}-forget"
+        )
+        following = asyncio.ensure_future(forgets.run())
         stopped = asyncio.ensure_future(stop.wait())
         await asyncio.wait([runner, stopped], return_when=asyncio.FIRST_COMPLETED)
         if runner.done():
             runner.result()  # a crash is reported, not swallowed
         else:
             await runner  # finishes its batch, then stops
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following  # its consumer stopped
         await client.aclose()
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -301,6 +301,18 @@ class WorkerMetrics(HttpMetrics):
             "SOCIALREC_LEARN_BLEND_USERS; erased with the user).",
             registry=r,
         )
+        self.live_users_remembered = Gauge(
+            "socialrec_live_users_remembered",
+            "Users whose last list the live quality tracker holds (bounded; erased with the "
+            "user on every worker).",
+            registry=r,
+        )
+        self.forgotten_users = Counter(
+            "socialrec_forgotten_users_total",
+            "Users whose in-memory state this process dropped on an erasure broadcast "
+            "(privacy.forget), whichever worker honoured the request.",
+            registry=r,
+        )
         self.live_hit_rate = Gauge(
             "socialrec_live_hit_rate",
             "Prequential hit rate over the last requests (window: socialrec_live_window_requests).",

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
@@ -33,6 +34,7 @@ from models.recommend import (
 from models.state import Outcome
 from streams.analytics import MerchantAnalytics
 from streams.config import Settings
+from streams.forgetting import marked
 from streams.knobs import WorkerKnobs
 from streams.metrics import PROCESSING_REASONS, WorkerMetrics, count_by
 from streams.outage import BACKOFF_S, wait_out
@@ -283,6 +285,7 @@ class BatchProcessor:
         m.blend_users_remembered.set_function(
             lambda: self.knobs.remembered() if self.knobs is not None else 0
         )
+        m.live_users_remembered.set_function(lambda: len(live.last))
 
     def forget(self, user_ids: Iterable[str]) -> int:
         """Drop what this worker remembers per user (erasure): the last list shown to them
@@ -291,6 +294,14 @@ class BatchProcessor:
         if self.knobs is not None:
             self.knobs.forget(users)
         return self.live.forget(users)
+
+    async def forget_erased(self, digests: AbstractSet[str]) -> int:
+        """:meth:`forget` the users an erasure broadcast names by their digests
+        (streams/forgetting.py: whichever worker honoured the request, every worker forgets)."""
+        held = self.live.users() + (self.knobs.remembered_users() if self.knobs is not None else [])
+        users = await marked(held, digests)
+        self.forget(users)
+        return len(users)
 
     def _start_knobs(self, stored: bytes | None = None) -> WorkerKnobs:
         s, weights = self.settings, dict(self._params.source_weights)

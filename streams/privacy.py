@@ -5,6 +5,9 @@ the user from every derived state in one atomic Redis call per batch (see
 ``RedisStore.erase_users``), publishes a tombstone (null value) for the user on
 ``recommendations`` so compacted consumers forget the last list too, and then a receipt on
 ``privacy.receipts`` keyed by request id. Receipts carry counts and timings, never the user id.
+Before the receipts it broadcasts the users' erasure digests on ``privacy.forget``, so every
+worker and learner drops what it holds in memory for them (streams/forgetting.py), not only
+the worker that honoured the request.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import orjson
 
 from models.events import Rejection, id_field
 from streams.config import Settings
+from streams.forgetting import FORGET_TOPIC, forget_message
 from streams.metrics import WorkerMetrics
 from streams.pipeline import InboundRecord, Publisher, dead_letter_headers
 from streams.sources import SourceSet
@@ -85,8 +89,9 @@ class ErasureProcessor:
     #: lists may name the erased user as social proof, in the cache and on the compacted
     #: recommendations topic, until they are replaced.
     refresh: Callable[[Sequence[str], InboundRecord, str], Awaitable[int]] | None = None
-    #: Drops what the worker holds in memory per user (BatchProcessor.forget: the last list
-    #: shown to each user, kept for the live hit rate).
+    #: Drops what this worker holds in memory per user (BatchProcessor.forget: the last list
+    #: shown to each user, kept for the live hit rate, and its candidates for the blend); the
+    #: other workers forget on the ``privacy.forget`` broadcast.
     forget: Callable[[Sequence[str]], int] | None = None
     #: The learner's per-user keys (candidate pools, learnt event ids).
     learnt: LearnerState | None = None
@@ -128,7 +133,13 @@ class ErasureProcessor:
                     self.settings.topic("recommendations"), request.user_id.encode(), None, []
                 )
             )
-        await asyncio.gather(*pending)  # state gone and tombstones delivered before receipts
+        if requests:  # every other worker and learner forgets the users' in-memory state too
+            pending.append(
+                await self.publisher.send(
+                    self.settings.topic(FORGET_TOPIC), None, forget_message(user_ids), []
+                )
+            )
+        await asyncio.gather(*pending)  # state gone, tombstones and broadcast out before receipts
         if self.refresh is not None and audience and requests:
             last_request, last_record = requests[-1]
             await self.refresh(sorted(audience), last_record, last_request.request_id)

@@ -64,6 +64,20 @@ class Refreshes:
             self._last[user] = now
         return ready
 
+    def users(self) -> list[str]:
+        """Every user this remembers (refreshed within the interval, or put off)."""
+        return list(self._last.keys() | self._due.keys())
+
+    def forget(self, user_ids: Iterable[str]) -> int:
+        """Erasure: drop these users (and any refresh put off for them); returns how many
+        were held."""
+        held = 0
+        for user in user_ids:
+            refreshed = self._last.pop(user, None) is not None
+            put_off = self._due.pop(user, None) is not None
+            held += refreshed or put_off
+        return held
+
     def pace(self, lag_s: float) -> float:
         """Adapt the interval to the learner's lag after a batch; returns the new interval."""
         if lag_s > LAG_TARGET_S:

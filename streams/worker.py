@@ -26,6 +26,7 @@ from streams.api import ApiDeps, build_api
 from streams.catalog import CatalogIngester
 from streams.config import Settings
 from streams.consumer import EventsConsumer, events_group
+from streams.forgetting import ForgetFollower
 from streams.heap import settle_heap
 from streams.lag import LAG_INTERVAL_S, ConsumerLagProbe
 from streams.learner import learner_group
@@ -69,6 +70,7 @@ WORKER_TOPICS = (
     "events.dlq",
     "privacy.requests",
     "privacy.receipts",
+    "privacy.forget",
 )
 
 
@@ -233,6 +235,15 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
             # then does take_events acknowledge the requests. One that fails for its content
             # is dead-lettered rather than blocking every later erasure behind it.
             await isolating(erasures.process, records, metrics, "erasure batch", not_processed)
+
+    # Whichever worker honoured an erasure, this one forgets the users' in-memory state too.
+    forgets = ForgetFollower(
+        settings, processor.forget_erased, metrics, f"{settings.app_id}-forget"
+    )
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def follow_forgets() -> None:
+        await forgets.run()  # until the worker stops (cancelled)
 
     shares_topic = app.topic(
         settings.topic("shares"), key_type=bytes, value_type=bytes, value_serializer="raw"

@@ -15,13 +15,16 @@ import redis.asyncio as aioredis
 from models.events import Event, EventType
 from models.recommend import excluded_items
 from streams.config import Settings
+from streams.forgetting import ForgetFollower
 from streams.keys import Keys
 from streams.learner import Learner
 from streams.learner_state import LearnerState
 from streams.metrics import WorkerMetrics
 from streams.pipeline import InboundRecord, recommend_params
 from streams.pools import PoolStore, decode_pools, encode_pools
+from streams.privacy import ErasureProcessor
 from streams.processes import free_port
+from streams.publisher import KafkaPublisher
 from streams.sources.factory import build_sources
 from streams.sources.mf import decode_sampler
 from streams.sources.snapshots import fbt_state, usercf_state
@@ -393,3 +396,48 @@ async def test_a_connection_lost_while_watching_the_marks_is_waited_out(
     monkeypatch.setattr(Pipeline, "watch", watch)
     await _learner(redis_client, settings).learn(records)
     assert dropped_state == await _learnt_state(redis_client)
+
+
+async def test_a_learner_forgets_a_user_erased_by_a_worker_even_one_it_put_off(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    """The learner hears of the erasure on the real ``privacy.forget`` topic and drops the user
+    from its refresh memory (the put-off refresh included); the pools stay gone."""
+    now = [0.0]
+    learner = _learner(redis_client, settings.model_copy(update={"pool_refresh_s": 1.0}))
+    learner.monotonic = lambda: now[0]
+    pools = PoolStore(redis_client)
+    events = _stream()
+    await learner.learn(_records(events[3:]))
+    await learner.learn(_records(events[:1], first_offset=10))  # ann refreshed at 0.0
+    now[0] = 0.5
+    case = [Event("c1", EventType.PURCHASE, "ann", T0 + 21, item_id="case")]
+    await learner.learn(_records(case, first_offset=20))  # learnt; ann's refresh put off
+    assert "ann" in learner.refreshes.users()
+
+    follower = ForgetFollower(settings, learner.forget_erased, learner.metrics, "test-forget")
+    following = asyncio.ensure_future(follower.run())
+    publisher = KafkaPublisher(settings, learner.metrics)
+    try:
+        await asyncio.wait_for(follower.started.wait(), 30)
+        erasures = ErasureProcessor(
+            settings, learner.store, publisher, learner.metrics, learner.sources,
+            learnt=learner.state,
+        )  # fmt: skip
+        request = {"request_id": "r1", "type": "erase", "user_id": "ann"}
+        record = InboundRecord(orjson.dumps(request), b"ann", "privacy.requests", 0, 0, T0 + 30)
+        assert await erasures.process([record]) == 1
+        assert await pools.read(["ann"]) == {"ann": None}
+
+        async def forgotten() -> bool:
+            return "ann" not in learner.refreshes.users()
+
+        await wait_for(forgotten, timeout_s=10.0, what="the learner forgetting ann")
+    finally:
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
+        await publisher.stop()
+    now[0] = 1.0
+    await learner.refresh(learner.refreshes.take([], now[0]), T0 + 60)
+    assert await pools.read(["ann"]) == {"ann": None}

@@ -42,7 +42,7 @@ async def test_erasure_removes_state_publishes_tombstone_then_receipt() -> None:
     assert "ann" not in store.recommendations
 
     topics = [r.topic for r in publisher.sent]
-    assert topics == ["events.dlq", "recommendations", "privacy.receipts"]
+    assert topics == ["events.dlq", "recommendations", "privacy.forget", "privacy.receipts"]
     tombstone = publisher.on("recommendations")[0]
     assert (tombstone.key, tombstone.value) == (b"ann", None)
     receipt = orjson.loads(publisher.on("privacy.receipts")[0].value or b"")
