@@ -1,6 +1,7 @@
-"""The ``events`` consumer on a real broker and Redis: a batch's state step runs while the batch
-before it is being ranked, lists still go out in consumption order, and a stop leaves the
-stored positions at the last published offset."""
+"""The ``events`` consumer on a real broker and Redis: in a backlog (full batches) a batch's
+state step runs while the batch before it is being ranked, otherwise each batch is ranked
+before the next is fetched; lists go out in consumption order either way, and a stop leaves
+the stored positions at the last published offset."""
 
 from __future__ import annotations
 
@@ -65,9 +66,32 @@ async def _produce(settings: Settings, users: list[str]) -> None:
         await producer.stop()
 
 
-async def test_the_next_batch_is_applied_while_this_one_is_ranked(
+class Traced(BatchProcessor):
+    """Notes when each batch's state step begins and when its lists are handed over; the
+    first batch's lists wait for ``release``."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.steps: list[str] = []
+        self.release = asyncio.Event()
+
+    async def apply(
+        self, records: Sequence[InboundRecord], offsets: Sequence[OffsetRange] = ()
+    ) -> Applied:
+        self.steps.append("apply")
+        return await super().apply(records, offsets)
+
+    async def send(self, applied: Applied) -> tuple[object, object]:  # type: ignore[override]
+        await self.release.wait()
+        sent = await super().send(applied)
+        self.steps.append("sent")
+        return sent
+
+
+async def test_a_backlog_is_applied_while_the_batch_before_is_ranked(
     settings: Settings, redis_client: aioredis.Redis
 ) -> None:
+    settings = settings.model_copy(update={"batch_max": 1})  # every batch full: a backlog
     store = RedisStore(redis_client, state_params(settings))
     publisher, metrics = RecordingPublisher(), WorkerMetrics()
     processor = Gated(settings, store, publisher, metrics, clock=lambda: 1_800_000_000.0)
@@ -93,3 +117,33 @@ async def test_the_next_batch_is_applied_while_this_one_is_ranked(
         [f"events:{p}" for p in range(partitions_of(settings, "events"))]
     )
     assert sum(p.published + 1 for p in stored.values()) == 2  # handed over on stop
+
+
+async def test_a_batch_that_is_not_full_is_ranked_before_the_next_is_taken_in(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    store = RedisStore(redis_client, state_params(settings))
+    publisher, metrics = RecordingPublisher(), WorkerMetrics()
+    processor = Traced(settings, store, publisher, metrics, clock=lambda: 1_800_000_000.0)
+    consumer = EventsConsumer(settings, processor, store, metrics)
+    await consumer.start()
+    try:
+        await _produce(settings, ["ann"])
+
+        async def applied() -> bool:
+            return processor.steps == ["apply"]
+
+        await wait_for(applied, what="ann's batch applied")
+        await _produce(settings, ["bob"])
+        # Long enough for a consumer that overlapped small batches to apply bob's: this one
+        # must not take bob's batch in before ann's lists are out, however long it waits.
+        await asyncio.sleep(1.0)
+        processor.release.set()
+
+        async def both() -> bool:
+            return len(publisher.on(settings.topic("recommendations"))) == 2
+
+        await wait_for(both, what="both lists")
+    finally:
+        await consumer.stop()
+    assert processor.steps == ["apply", "sent", "apply", "sent"]
