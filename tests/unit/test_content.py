@@ -1,4 +1,4 @@
-"""Content model (models/content.py): features, similarity, profiles, decay, erasure, speed."""
+"""Content model (models/content/): features, similarity, profiles, decay, erasure, speed."""
 
 from __future__ import annotations
 
