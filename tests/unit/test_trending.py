@@ -1,4 +1,4 @@
-"""Trending windows (models/trending.py): running totals, expiry, bursts, erasure by subtract."""
+"""Trending windows (models/trending/): running totals, expiry, bursts, erasure by subtract."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from models.events import Event, EventType
 from models.trending import TrendingWindows, scopes_for
+from models.trending.buckets import window_slot
 
 T0 = 1_700_000_000.0
 SCOPES = ["global", "stream:a", "stream:b", "category:shoes"]
@@ -91,7 +92,7 @@ def _check_invariants(tw: TrendingWindows) -> None:
             for slot, totals in ((0, state.current[w]), (1, state.previous[w])):
                 expected: dict[str, tuple[float, int]] = {}
                 for idx, bucket in state.buckets.items():
-                    if tw._slot(idx, state.clock, span) != slot:
+                    if window_slot(idx, state.clock, span) != slot:
                         continue
                     for item, t in bucket.items():
                         weight, events = expected.get(item, (0.0, 0))

@@ -1,26 +1,8 @@
 """Trending items per scope: weighted counts and velocity over short sliding windows.
 
-A *scope* is a named slice of the event stream: ``global``, ``category:X``, ``merchant:Z`` or
-``stream:Y`` (one live stream). The caller decides which scopes an event belongs to
-(:func:`scopes_for` does the usual thing) and adds the event's weight to each.
-
-Time is cut into buckets of ``bucket_s`` seconds (bucket index ``floor(ts / bucket_s)``). Each
-scope keeps, per bucket, a tally per item (weight sum and event count) and, per configured
-window ``W`` (``n = W / bucket_s`` buckets), two running totals:
-
-* *current*: the buckets ``(clock − n, clock]``, i.e. the last ``W`` seconds;
-* *previous*: the buckets ``(clock − 2n, clock − n]``, the ``W`` seconds before that.
-
-``clock`` is the newest bucket the scope has seen (events and reads move it forward). When it
-advances, whole buckets move from *current* to *previous* and then out, so an advance costs
-O(buckets held) and a read costs O(items in the window), not O(events). Buckets older than
-twice the longest window are deleted: memory per scope is at most ``2·n_max`` buckets of at
-most ``max_items_per_bucket`` items.
-
-* ``count``: the weighted count of the item in the current window.
-* ``velocity``: ``(current − previous) / W``, the change in weighted events per second between
-  the previous window and this one. A rate *difference* rather than a ratio: it is finite
-  when the previous window is empty, and a burst from nothing is positive, not infinite.
+Each scope (:mod:`.scopes`) keeps time buckets and running totals for each window
+(:mod:`.buckets`); a read ranks the current window's items by count or velocity
+(:mod:`.results`).
 
 A scope is *changed* whenever its numbers change: an add, a subtract, or a bucket crossing a
 window edge as time passes. :meth:`TrendingWindows.take_changed` hands a publisher exactly the
@@ -51,133 +33,18 @@ gone.
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Literal
 
 from models.events import DEFAULT_WEIGHTS, Event, EventType
-
-GLOBAL_SCOPE: Final = "global"
-
-
-def category_scope(category: str) -> str:
-    return f"category:{category}"
-
-
-def merchant_scope(merchant_id: str) -> str:
-    return f"merchant:{merchant_id}"
-
-
-def stream_scope(stream_id: str) -> str:
-    return f"stream:{stream_id}"
-
-
-def scopes_for(
-    event: Event, category: str | None = None, merchant_id: str | None = None
-) -> tuple[str, ...]:
-    """The scopes an item event counts in: global, its category and merchant (from the
-    catalogue, which the caller looks up) and its live stream, if any.
-
-    >>> ev = Event("e1", EventType.CART, "u1", 1.0, item_id="sku-9", stream_id="live-3")
-    >>> scopes_for(ev, category="beauty", merchant_id="m7")
-    ('global', 'category:beauty', 'merchant:m7', 'stream:live-3')
-    >>> scopes_for(Event("e2", EventType.FOLLOW, "u1", 1.0, target_user_id="u2"))
-    ()
-    """
-    if event.item_id is None:
-        return ()
-    scopes = [GLOBAL_SCOPE]
-    if category:
-        scopes.append(category_scope(category))
-    if merchant_id:
-        scopes.append(merchant_scope(merchant_id))
-    if event.stream_id:
-        scopes.append(stream_scope(event.stream_id))
-    return tuple(scopes)
-
-
-@dataclass(slots=True)
-class Tally:
-    """Weighted count and number of events. ``events`` is exact, so a tally whose last event
-    is subtracted is deleted outright instead of lingering as floating-point dust."""
-
-    weight: float = 0.0
-    events: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class TrendingItem:
-    item_id: str
-    count: float  # weighted count in the current window
-    velocity: float  # (current − previous) / window_s: weighted events per second, signed
-    events: int  # raw number of events in the current window
-
-
-@dataclass(frozen=True, slots=True)
-class TrendingList:
-    """A scope's top items at ``as_of``, and the time of the newest event they include
-    (``None`` if the window is empty) so consumers can tell how fresh the list is."""
-
-    scope: str
-    window_s: float
-    as_of: float
-    newest_ts: float | None
-    items: tuple[TrendingItem, ...]
-
-
-@dataclass(slots=True)
-class ScopeState:
-    """Everything one scope holds; plain numbers and dicts, keyed by bucket index."""
-
-    clock: int  # newest bucket index seen (monotonic)
-    buckets: dict[int, dict[str, Tally]] = field(default_factory=dict)
-    newest: dict[int, float] = field(default_factory=dict)  # bucket -> newest event ts in it
-    current: list[dict[str, Tally]] = field(default_factory=list)  # per window
-    previous: list[dict[str, Tally]] = field(default_factory=list)  # per window
-
-
-def rank_items(
-    current: Mapping[str, Tally],
-    before: Callable[[str], float | None],
-    window_s: float,
-    k: int,
-    by: Literal["count", "velocity"] = "count",
-) -> tuple[TrendingItem, ...]:
-    """The ``k`` best items with events in ``current``, by count (ties: velocity, then item
-    id) or by velocity (ties: count, item id); ``before``: an item's weight in the previous
-    window (None: none). One ranking for the in-memory windows and for buckets read from
-    Redis; ranked as plain tuples, and only the ``k`` kept become :class:`TrendingItem`.
-
-    >>> now = {"a": Tally(3.0, 3), "b": Tally(5.0, 1), "c": Tally(3.0, 2)}
-    >>> [(i.item_id, i.velocity) for i in rank_items(now, {"a": 2.0}.get, 10.0, 2)]
-    [('b', 0.5), ('c', 0.3)]
-    """
-    scored = []
-    for item_id, tally in current.items():
-        if tally.events > 0:
-            velocity = (tally.weight - (before(item_id) or 0.0)) / window_s
-            first, second = (tally.weight, velocity) if by == "count" else (velocity, tally.weight)
-            scored.append((-first, -second, item_id, velocity, tally))
-    # Item ids are unique, so the comparison never reaches the velocity or the tally.
-    best = heapq.nsmallest(k, scored)
-    return tuple(TrendingItem(i, t.weight, v, t.events) for _, _, i, v, t in best)
-
-
-def _add_to(totals: dict[str, Tally], item_id: str, weight: float, events: int) -> None:
-    tally = totals.get(item_id)
-    if tally is None:
-        totals[item_id] = Tally(weight, events)
-        return
-    tally.weight += weight
-    tally.events += events
-    if tally.events <= 0:
-        del totals[item_id]
+from models.trending.buckets import ScopeState, advance, shift_totals
+from models.trending.results import Tally, TrendingList, rank_items
+from models.trending.scopes import scopes_for
 
 
 class TrendingWindows:
-    """Bucketed sliding-window counts and velocity per scope (see the module docstring)."""
+    """Bucketed sliding-window counts and velocity per scope (see :mod:`.buckets`)."""
 
     def __init__(
         self,
@@ -246,7 +113,7 @@ class TrendingWindows:
         tally.weight += weight
         tally.events += 1
         state.newest[idx] = max(state.newest.get(idx, ts), ts)
-        self._shift_totals(state, idx, item_id, weight, 1)
+        shift_totals(state, self.spans, idx, item_id, weight, 1)
         self.changed.add(scope)
         return True
 
@@ -274,7 +141,7 @@ class TrendingWindows:
             if not bucket:
                 del state.buckets[idx]
                 state.newest.pop(idx, None)
-        self._shift_totals(state, idx, item_id, -weight, -1)
+        shift_totals(state, self.spans, idx, item_id, -weight, -1)
         self.changed.add(scope)
         if not state.buckets:
             del self.scopes[scope]
@@ -396,91 +263,11 @@ class TrendingWindows:
                 return w
         raise ValueError(f"no {window_s}s window; configured: {self.windows_s}")
 
-    @staticmethod
-    def _slot(idx: int, clock: int, span: int) -> int | None:
-        """0 if bucket ``idx`` is in the current window at ``clock``, 1 if in the previous."""
-        if idx > clock - span:
-            return 0
-        if idx > clock - 2 * span:
-            return 1
-        return None
-
-    def _shift_totals(
-        self, state: ScopeState, idx: int, item_id: str, weight: float, events: int
-    ) -> None:
-        for w, span in enumerate(self.spans):
-            slot = self._slot(idx, state.clock, span)
-            if slot is not None:
-                totals = state.current[w] if slot == 0 else state.previous[w]
-                _add_to(totals, item_id, weight, events)
-
     def _advance(self, scope: str, state: ScopeState, to: int) -> None:
-        """Move the clock forward to bucket ``to``, sliding buckets across window edges."""
-        old = state.clock
-        moved = False
-        for idx in sorted(state.buckets):
-            bucket = state.buckets[idx]
-            for w, span in enumerate(self.spans):
-                before = self._slot(idx, old, span)
-                after = self._slot(idx, to, span)
-                if before == after:
-                    continue
-                moved = True
-                for item_id, tally in bucket.items():
-                    if before is not None:
-                        source = state.current[w] if before == 0 else state.previous[w]
-                        _add_to(source, item_id, -tally.weight, -tally.events)
-                    if after is not None:
-                        target = state.current[w] if after == 0 else state.previous[w]
-                        _add_to(target, item_id, tally.weight, tally.events)
-            if idx <= to - self.retention:
-                del state.buckets[idx]
-                state.newest.pop(idx, None)
-        state.clock = to
-        if moved:
+        if advance(state, self.spans, self.retention, to):
             self.changed.add(scope)
 
     def _drop_if_empty(self, scope: str) -> None:
         state = self.scopes.get(scope)
         if state is not None and not state.buckets:
             del self.scopes[scope]
-
-
-def summarise_buckets(
-    scope: str,
-    buckets: Mapping[int, Mapping[str, Tally]],
-    newest: Mapping[int, float],
-    *,
-    now: float,
-    window_s: float,
-    bucket_s: float,
-    k: int,
-) -> TrendingList:
-    """A scope's top ``k`` from raw per-bucket tallies: what :meth:`TrendingWindows.top`
-    computes from its running totals, for buckets kept elsewhere (the worker keeps them in
-    Redis, where every worker adds to the same buckets).
-
-    Same windows as the class: ``current`` is ``(clock − n, clock]`` and ``previous`` the
-    ``n`` buckets before, with ``clock`` the later of ``now``'s bucket and the newest bucket
-    given. Same ranking: count, then velocity, then item id.
-
-    >>> tallies = {1000: {"a": Tally(2.0, 2)}, 1001: {"a": Tally(1.0, 1), "b": Tally(5.0, 1)}}
-    >>> top = summarise_buckets("global", tallies, {1001: 1001.5}, now=1001.9,
-    ...                         window_s=60.0, bucket_s=1.0, k=5)
-    >>> [(i.item_id, i.count, i.events) for i in top.items], top.newest_ts
-    ([('b', 5.0, 1), ('a', 3.0, 3)], 1001.5)
-    """
-    span = round(window_s / bucket_s)
-    clock = max([math.floor(now / bucket_s), *buckets])
-    current: dict[str, Tally] = {}
-    previous: dict[str, float] = {}
-    for idx, items in buckets.items():
-        if clock - span < idx <= clock:
-            for item_id, tally in items.items():
-                _add_to(current, item_id, tally.weight, tally.events)
-        elif clock - 2 * span < idx <= clock - span:
-            for item_id, tally in items.items():
-                previous[item_id] = previous.get(item_id, 0.0) + tally.weight
-    best = rank_items(current, previous.get, window_s, k)
-    live = [ts for idx, ts in newest.items() if clock - span < idx <= clock]
-    return TrendingList(scope, window_s, now, max(live) if live else None, best)
