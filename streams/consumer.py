@@ -137,7 +137,10 @@ class EventsConsumer(Service):
                 # The loop ends after the batch in hand (should_stop is set); the service
                 # cancels it later anyway, so an outage inside that batch cannot hold the stop.
                 await asyncio.wait([self._running], timeout=STOP_GRACE_S)
-            await self._drained()
+            try:  # the same grace for the batches in hand, ranking or waiting for acks
+                await asyncio.wait_for(self._drained(), STOP_GRACE_S)
+            except TimeoutError:  # an outage: their partitions' next owner publishes again
+                log.warning("stopped with lists not yet acknowledged")
             await self._hand_over(self._owned)
             if self._committing is not None:
                 self._committing.cancel()  # its wait for the interval, or a commit repeated below

@@ -9,9 +9,11 @@ import asyncio
 from collections.abc import Sequence
 
 import orjson
+import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
+from streams import consumer as consumer_module
 from streams.bench import partitions_of
 from streams.config import Settings
 from streams.consumer import EventsConsumer
@@ -147,3 +149,28 @@ async def test_a_batch_that_is_not_full_is_ranked_before_the_next_is_taken_in(
     finally:
         await consumer.stop()
     assert processor.steps == ["apply", "sent", "apply", "sent"]
+
+
+async def test_a_stop_is_not_held_by_a_batch_that_cannot_be_ranked(
+    settings: Settings, redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its lists never go out (an outage, say): the stop gives up after the grace, and the
+    batch's partition keeps no published position, so its next owner publishes again."""
+    monkeypatch.setattr(consumer_module, "STOP_GRACE_S", 0.5)
+    store = RedisStore(redis_client, state_params(settings))
+    publisher, metrics = RecordingPublisher(), WorkerMetrics()
+    processor = Traced(settings, store, publisher, metrics, clock=lambda: 1_800_000_000.0)
+    consumer = EventsConsumer(settings, processor, store, metrics)
+    await consumer.start()
+    await _produce(settings, ["ann"])
+
+    async def applied() -> bool:
+        return processor.steps == ["apply"]
+
+    await wait_for(applied, what="ann's batch applied")
+    await asyncio.wait_for(consumer.stop(), 60.0)
+    assert publisher.on(settings.topic("recommendations")) == []
+    partitions = [f"events:{p}" for p in range(partitions_of(settings, "events"))]
+    stored = await store.positions(partitions)
+    assert [p.applied for p in stored.values()] == [0]
+    assert [p.published for p in stored.values()] == [-1]
