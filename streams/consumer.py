@@ -46,7 +46,8 @@ from streams.store import OffsetRange, Position, Store
 log = logging.getLogger(__name__)
 
 
-#: How long a stop waits for the batch in hand to be applied and published.
+#: How long a stop waits for the batch in hand to be applied, and again for the batches still
+#: ranking or waiting for the broker to be acknowledged.
 STOP_GRACE_S = 10.0
 #: Kafka's copy of the consumed offsets is committed at most this often (Redis holds the ones
 #: that count); the offsets of every batch in between go in one commit.
