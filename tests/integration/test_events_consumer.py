@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import TypeVar
 
 import orjson
 import pytest
@@ -76,6 +77,7 @@ class Traced(BatchProcessor):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.steps: list[str] = []
         self.release = asyncio.Event()
+        self.held = asyncio.Event()  # a batch's lists are waiting for release
 
     async def apply(
         self, records: Sequence[InboundRecord], offsets: Sequence[OffsetRange] = ()
@@ -84,20 +86,31 @@ class Traced(BatchProcessor):
         return await super().apply(records, offsets)
 
     async def send(self, applied: Applied) -> tuple[object, object]:  # type: ignore[override]
+        self.held.set()
         await self.release.wait()
         sent = await super().send(applied)
         self.steps.append("sent")
         return sent
 
 
+P = TypeVar("P", bound=BatchProcessor)
+
+
+def _consumer(
+    settings: Settings, redis_client: aioredis.Redis, kind: type[P]
+) -> tuple[EventsConsumer, P, RecordingPublisher, RedisStore]:
+    """An events consumer over real Redis whose processor is a ``kind``, lists recorded."""
+    store = RedisStore(redis_client, state_params(settings))
+    publisher, metrics = RecordingPublisher(), WorkerMetrics()
+    processor = kind(settings, store, publisher, metrics, clock=lambda: 1_800_000_000.0)
+    return EventsConsumer(settings, processor, store, metrics), processor, publisher, store
+
+
 async def test_a_backlog_is_applied_while_the_batch_before_is_ranked(
     settings: Settings, redis_client: aioredis.Redis
 ) -> None:
     settings = settings.model_copy(update={"batch_max": 1})  # every batch full: a backlog
-    store = RedisStore(redis_client, state_params(settings))
-    publisher, metrics = RecordingPublisher(), WorkerMetrics()
-    processor = Gated(settings, store, publisher, metrics, clock=lambda: 1_800_000_000.0)
-    consumer = EventsConsumer(settings, processor, store, metrics)
+    consumer, processor, publisher, store = _consumer(settings, redis_client, Gated)
     await consumer.start()
     try:
         await _produce(settings, ["ann"])
@@ -124,31 +137,20 @@ async def test_a_backlog_is_applied_while_the_batch_before_is_ranked(
 async def test_a_batch_that_is_not_full_is_ranked_before_the_next_is_taken_in(
     settings: Settings, redis_client: aioredis.Redis
 ) -> None:
-    store = RedisStore(redis_client, state_params(settings))
-    publisher, metrics = RecordingPublisher(), WorkerMetrics()
-    processor = Traced(settings, store, publisher, metrics, clock=lambda: 1_800_000_000.0)
-    consumer = EventsConsumer(settings, processor, store, metrics)
-    await consumer.start()
-    try:
-        await _produce(settings, ["ann"])
-
-        async def applied() -> bool:
-            return processor.steps == ["apply"]
-
-        await wait_for(applied, what="ann's batch applied")
-        await _produce(settings, ["bob"])
-        # Long enough for a consumer that overlapped small batches to apply bob's: this one
-        # must not take bob's batch in before ann's lists are out, however long it waits.
-        await asyncio.sleep(1.0)
-        processor.release.set()
-
-        async def both() -> bool:
-            return len(publisher.on(settings.topic("recommendations"))) == 2
-
-        await wait_for(both, what="both lists")
-    finally:
-        await consumer.stop()
-    assert processor.steps == ["apply", "sent", "apply", "sent"]
+    """The consumer's loop takes the next batch once ``_batch`` returns: for a batch that is
+    not full, that is only after its lists are out."""
+    consumer, processor, publisher, _ = _consumer(settings, redis_client, Traced)
+    body = {"event_id": "a1", "type": "view", "user_id": "ann", "item_id": "i",
+            "ts": 1_800_000_000.0}  # fmt: skip
+    record = InboundRecord(orjson.dumps(body), b"ann", "events", 0, 0, 1_800_000_000.0)
+    batch = asyncio.create_task(consumer._batch([record]))
+    await processor.held.wait()  # its lists are being ranked
+    assert not batch.done()  # so the loop cannot fetch the next batch yet
+    processor.release.set()
+    await batch
+    assert processor.steps == ["apply", "sent"]
+    await consumer._drained()
+    assert [r.key for r in publisher.on(settings.topic("recommendations"))] == [b"ann"]
 
 
 async def test_a_stop_is_not_held_by_a_batch_that_cannot_be_ranked(
@@ -157,10 +159,7 @@ async def test_a_stop_is_not_held_by_a_batch_that_cannot_be_ranked(
     """Its lists never go out (an outage, say): the stop gives up after the grace, and the
     batch's partition keeps no published position, so its next owner publishes again."""
     monkeypatch.setattr(consumer_module, "STOP_GRACE_S", 0.5)
-    store = RedisStore(redis_client, state_params(settings))
-    publisher, metrics = RecordingPublisher(), WorkerMetrics()
-    processor = Traced(settings, store, publisher, metrics, clock=lambda: 1_800_000_000.0)
-    consumer = EventsConsumer(settings, processor, store, metrics)
+    consumer, processor, publisher, store = _consumer(settings, redis_client, Traced)
     await consumer.start()
     await _produce(settings, ["ann"])
 
