@@ -27,6 +27,7 @@ from streams.bench import (
     RUN_TIMEOUT_S,
     Progress,
     TopicReader,
+    _cpu_seconds,
     _wait_processed,
     claim_redis_db,
     redis_info,
@@ -36,6 +37,7 @@ from streams.bench import (
 from streams.config import Settings
 from streams.processes import (
     LATENCY,
+    STAGE_SECONDS,
     bucket_delta,
     histogram_quantile,
     metrics_url,
@@ -103,6 +105,7 @@ async def soak(
             done = 0
             while done < events:
                 began = time.monotonic()
+                spent = await _costs(settings, s, proc.pid)
                 sent = await produce(s, world, itertools.islice(stream, chunk), 0.0)
                 if sent == 0:
                     break
@@ -114,12 +117,14 @@ async def soak(
                     "redis_used_memory_mb": round(await _redis_mb(settings) - baseline, 1),
                     "worker_rss_mb": rss_mb(proc.pid),
                     "learner_rss_mb": [rss_mb(p) for p in children(proc.pid)],
+                    **_per_event(spent, await _costs(settings, s, proc.pid), sent),
                 }
                 rows.append(row)
                 say(
                     f"  {done:,} events: {row['events_per_s']:,} events/s, Redis "
                     f"{row['redis_used_memory_mb']} MB, worker {row['worker_rss_mb']} MB, "
-                    f"learner {row['learner_rss_mb']} MB"
+                    f"learner {row['learner_rss_mb']} MB; ms per event: "
+                    f"CPU {row['cpu_ms_per_event']}, worker stages {row['stage_ms_per_event']}"
                 )
             figures["chunks"] = rows
             figures["redis_by_family_mb"] = await memory_by_family(s)
@@ -144,6 +149,39 @@ async def soak(
         first, last = rows[0]["events_per_s"], rows[-1]["events_per_s"]
         figures["end_vs_start"] = round(last / first, 3) if first else None
     return figures
+
+
+async def _costs(settings: Settings, worker: Settings, pid: int | None) -> dict[str, Any]:
+    """CPU seconds so far of the worker, its learner and Redis, and the worker's seconds per
+    stage: their growth over a chunk says which of them grows with the state."""
+    info = await redis_info(settings)
+    snap = await scrape(metrics_url(worker))
+    return {
+        "worker": _cpu_seconds(pid) or 0.0,
+        "learner": sum(_cpu_seconds(child) or 0.0 for child in children(pid)),
+        "redis": float(info.get("used_cpu_user", 0.0)) + float(info.get("used_cpu_sys", 0.0)),
+        "stages": {} if snap is None else snap.by_label(f"{STAGE_SECONDS}_sum", "stage"),
+    }
+
+
+def _per_event(before: dict[str, Any], after: dict[str, Any], events: int) -> dict[str, Any]:
+    """Milliseconds per event over a chunk: each process's CPU (the learner's lags: it
+    may still be learning the chunk when the worker is done) and each of the worker's stages
+    (wall time of its batches).
+
+    >>> _per_event({"worker": 1.0, "learner": 0.5, "redis": 2.0, "stages": {"state": 1.0}},
+    ...            {"worker": 3.0, "learner": 1.5, "redis": 3.0, "stages": {"state": 2.5}}, 1000)
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'cpu_ms_per_event': {'worker': 2.0, 'learner': 1.0, 'redis': 1.0},
+     'stage_ms_per_event': {'state': 1.5}}
+    """
+    scale = 1000.0 / max(events, 1)
+    cpu = {k: round((after[k] - before[k]) * scale, 3) for k in ("worker", "learner", "redis")}
+    stages = {
+        stage: round((seconds - before["stages"].get(stage, 0.0)) * scale, 3)
+        for stage, seconds in after["stages"].items()
+    }
+    return {"cpu_ms_per_event": cpu, "stage_ms_per_event": stages}
 
 
 async def memory_by_family(settings: Settings) -> dict[str, float]:
