@@ -15,17 +15,17 @@ from models.usercf.pools import Codes, FloatArray, IntArray
 
 
 class UserEntries:
-    """Bounded user→item affinities with an item→users index (the sizes are checked by
-    :class:`~models.usercf.UserCF`, which reads them)."""
+    """Bounded user→item affinities with an item→users index. :class:`~models.usercf.UserCF`
+    gives the sizes (with their defaults) and checks them."""
 
     def __init__(
         self,
         *,
-        weights: Mapping[EventType, float] | None = None,
-        affinity_cap: float = 15.0,
-        items_per_user: int = 50,
-        users_per_item: int = 200,
-        entry_ttl_s: float = 30 * 86400.0,
+        weights: Mapping[EventType, float] | None,
+        affinity_cap: float,
+        items_per_user: int,
+        users_per_item: int,
+        entry_ttl_s: float,
     ) -> None:
         self.weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
         self.affinity_cap = affinity_cap
@@ -103,7 +103,8 @@ class UserEntries:
         storage; entries with affinity ≤ 0 are skipped. No cap is applied (a stored row is
         already within its caps), so a model can hold just the users a computation needs.
 
-        >>> cf = UserEntries()
+        >>> from models.usercf import UserCF
+        >>> cf = UserCF()
         >>> cf.restore_user("ann", {"phone": (8.0, 1.0), "case": (6.0, 2.0)})
         >>> cf.norm2["ann"], cf.index["case"]
         (100.0, {'ann': 2.0})
