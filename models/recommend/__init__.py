@@ -35,9 +35,10 @@ from models.recommend.candidates import (
     RecommendedItem,
     RecommendParams,
     Source,
+    excluded_items,
 )
 from models.recommend.pools import candidate_pools, source_pool, source_pools
-from models.recommend.ranking import Ranking, excluded_items, recommend
+from models.recommend.ranking import Ranking, recommend
 
 __all__ = [
     "DEFAULT_SOURCE_WEIGHTS",

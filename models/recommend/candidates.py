@@ -1,6 +1,7 @@
 """The assembly's vocabulary: the sources, what a source proposes (:class:`Candidate`, with its
 :class:`Reason` list, kept per source as a :data:`Pool`), what a list is made of
-(:class:`RecommendedItem`, :class:`Recommendations`) and the parameters of one list.
+(:class:`RecommendedItem`, :class:`Recommendations`), what a learned :class:`Ranker` sees,
+the parameters of one list and what it never shows (:func:`excluded_items`).
 
 >>> RecommendParams().source_weights[:2]  # the fixed blend unless a list is given one
 ((<Source.ITEM_CF: 'item_cf'>, 1.0), (<Source.SOCIAL: 'social'>, 1.0))
@@ -11,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
+
+from models.state import UserView
 
 
 class Source(StrEnum):
@@ -79,6 +82,12 @@ class RecommendParams:
             object.__setattr__(self, "source_weights", tuple(DEFAULT_SOURCE_WEIGHTS.items()))
 
 
+def excluded_items(view: UserView, params: RecommendParams) -> frozenset[str]:
+    """Everything that must never be shown to this user right now."""
+    excluded = view.bought | view.hidden | params.exclude_items
+    return excluded | view.seen if params.exclude_seen else excluded
+
+
 class Reason(NamedTuple):
     """What added to a score: one of the user's items (item-CF), or a person and what they did
     (social: ``user_id`` shared it with the user, or bought/liked it).
@@ -119,6 +128,16 @@ class CandidateFeatures:
     item_id: str
     normalised: Mapping[Source, float]
     history: int = 0  # how many recent items the user has (context for a learned ranker)
+
+
+class Ranker(Protocol):
+    """A learned scorer of candidates (see models.ranker); higher is better."""
+
+    def score(self, features: Sequence[CandidateFeatures]) -> list[float]: ...
+
+
+#: How many of the best candidates' features a list remembers for the ranker.
+RANKER_MEMORY = 50
 
 
 @dataclass(frozen=True, slots=True)

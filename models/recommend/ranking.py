@@ -8,39 +8,24 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Protocol
 
 from models.popularity import decayed_score
 from models.recommend.blend import Blended, blend_pools
 from models.recommend.candidates import (
-    CandidateFeatures,
+    RANKER_MEMORY,
     Pool,
+    Ranker,
     Recommendations,
     RecommendedItem,
     RecommendParams,
     Source,
+    excluded_items,
 )
 from models.recommend.diversify import Ranked, diversify, exploration
 from models.recommend.explain import personal_item
 from models.recommend.pools import candidate_pools
 from models.state import PopularView, UserView
 from models.topk import top_k
-
-
-def excluded_items(view: UserView, params: RecommendParams) -> frozenset[str]:
-    """Everything that must never be shown to this user right now."""
-    excluded = view.bought | view.hidden | params.exclude_items
-    return excluded | view.seen if params.exclude_seen else excluded
-
-
-#: How many of the best candidates' features a list remembers for the ranker.
-RANKER_MEMORY = 50
-
-
-class Ranker(Protocol):
-    """A learned scorer of candidates (see models.ranker); higher is better."""
-
-    def score(self, features: Sequence[CandidateFeatures]) -> list[float]: ...
 
 
 def recommend(

@@ -21,6 +21,7 @@ most ``max_items_per_bucket`` items.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from models.trending.results import Tally, add_tally
@@ -35,6 +36,38 @@ class ScopeState:
     newest: dict[int, float] = field(default_factory=dict)  # bucket -> newest event ts in it
     current: list[dict[str, Tally]] = field(default_factory=list)  # per window
     previous: list[dict[str, Tally]] = field(default_factory=list)  # per window
+
+    def snapshot(self) -> dict[str, object]:
+        """The scope's state as plain data (bucket index -> item -> [weight, events])."""
+        return {
+            "clock": self.clock,
+            "buckets": {
+                idx: {item: [t.weight, t.events] for item, t in bucket.items()}
+                for idx, bucket in self.buckets.items()
+            },
+            "newest": dict(self.newest),
+            "current": [{i: [t.weight, t.events] for i, t in c.items()} for c in self.current],
+            "previous": [{i: [t.weight, t.events] for i, t in p.items()} for p in self.previous],
+        }
+
+
+def window_spans(windows_s: tuple[float, ...], bucket_s: float) -> tuple[int, ...]:
+    """Each window's length in buckets; every window must be a whole number of buckets.
+
+    >>> window_spans((60.0, 300.0), 1.0)
+    (60, 300)
+    """
+    if not windows_s:
+        raise ValueError("at least one window is needed")
+    if not (math.isfinite(bucket_s) and bucket_s > 0):
+        raise ValueError("bucket_s must be a positive number of seconds")
+    spans = []
+    for window in windows_s:
+        span = round(window / bucket_s)
+        if span < 1 or not math.isclose(span * bucket_s, window):
+            raise ValueError(f"window {window}s is not a whole number of {bucket_s}s buckets")
+        spans.append(span)
+    return tuple(spans)
 
 
 def window_slot(idx: int, clock: int, span: int) -> int | None:

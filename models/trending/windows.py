@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
 
 from models.events import DEFAULT_WEIGHTS, Event, EventType
-from models.trending.buckets import ScopeState, advance, shift_totals
+from models.trending.buckets import ScopeState, advance, shift_totals, window_spans
 from models.trending.results import Tally, TrendingList, rank_items
 from models.trending.scopes import scopes_for
 
@@ -55,20 +55,11 @@ class TrendingWindows:
         weights: Mapping[EventType, float] | None = None,
     ) -> None:
         self.windows_s = tuple(float(w) for w in windows_s)
-        if not self.windows_s:
-            raise ValueError("at least one window is needed")
-        if not (math.isfinite(bucket_s) and bucket_s > 0):
-            raise ValueError("bucket_s must be a positive number of seconds")
-        spans = []
-        for window in self.windows_s:
-            span = round(window / bucket_s)
-            if span < 1 or not math.isclose(span * bucket_s, window):
-                raise ValueError(f"window {window}s is not a whole number of {bucket_s}s buckets")
-            spans.append(span)
+        spans = window_spans(self.windows_s, bucket_s)
         if max_items_per_bucket < 1:
             raise ValueError("max_items_per_bucket must be at least 1")
         self.bucket_s = float(bucket_s)
-        self.spans: tuple[int, ...] = tuple(spans)  # window lengths in buckets
+        self.spans = spans  # window lengths in buckets
         self.retention = 2 * max(spans)  # buckets kept behind the clock
         self.max_items_per_bucket = max_items_per_bucket
         self.weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
@@ -235,21 +226,7 @@ class TrendingWindows:
 
     def snapshot(self) -> dict[str, object]:
         """Every scope's state as plain data (bucket index -> item -> [weight, events])."""
-        return {
-            scope: {
-                "clock": state.clock,
-                "buckets": {
-                    idx: {item: [t.weight, t.events] for item, t in bucket.items()}
-                    for idx, bucket in state.buckets.items()
-                },
-                "newest": dict(state.newest),
-                "current": [{i: [t.weight, t.events] for i, t in c.items()} for c in state.current],
-                "previous": [
-                    {i: [t.weight, t.events] for i, t in p.items()} for p in state.previous
-                ],
-            }
-            for scope, state in self.scopes.items()
-        }
+        return {scope: state.snapshot() for scope, state in self.scopes.items()}
 
     # ---- internals -------------------------------------------------------------------------
     def _bucket(self, ts: float) -> int:

@@ -1,4 +1,4 @@
-"""Frequently bought together (models/fbt.py): exact counts, planted pairs, exact erasure."""
+"""Frequently bought together (models/fbt/): exact counts, planted pairs, exact erasure."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The full assembly in-process (models/hybrid.py): every source at once, as eval replays it."""
+"""The full assembly in-process (models/hybrid/): every source at once, as eval replays it."""
 
 from __future__ import annotations
 

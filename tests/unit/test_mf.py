@@ -1,4 +1,4 @@
-"""Online matrix factorisation (models/mf.py): determinism, finiteness, erasure, learning."""
+"""Online matrix factorisation (models/mf/): determinism, finiteness, erasure, learning."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""User-user collaborative filtering (models/usercf.py): neighbours, candidates, erasure."""
+"""User-user collaborative filtering (models/usercf/): neighbours, candidates, erasure."""
 
 from __future__ import annotations
 

@@ -1,0 +1,156 @@
+"""MF's storage: the factor rows of users and items, their initial values, and their encoding on
+the wire (float32, little-endian, as a Redis hash stores them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+Vector = npt.NDArray[np.float32]
+Table = Literal["user", "item"]
+
+#: Wire format of one factor row: float32, little-endian, ``factors`` values, nothing else.
+WIRE_DTYPE: Final = np.dtype("<f4")
+
+_INITIAL_ITEM_CAPACITY: Final = 64
+
+
+def encode_vector(vector: npt.ArrayLike) -> bytes:
+    """One factor row as bytes for a Redis hash field (float32 little-endian).
+
+    >>> encode_vector([1.0, -2.0]).hex()
+    '0000803f000000c0'
+    """
+    return np.asarray(vector, dtype=WIRE_DTYPE).tobytes()
+
+
+def decode_vector(raw: bytes, factors: int) -> Vector:
+    """The inverse of :func:`encode_vector`; rejects a wrong length or non-finite values.
+
+    >>> decode_vector(bytes.fromhex("0000803f000000c0"), 2).tolist()
+    [1.0, -2.0]
+    """
+    if len(raw) != factors * WIRE_DTYPE.itemsize:
+        raise ValueError(f"expected {factors} float32 values, got {len(raw)} bytes")
+    vector = np.frombuffer(raw, dtype=WIRE_DTYPE).astype(np.float32)  # a writable native copy
+    if not np.all(np.isfinite(vector)):
+        raise ValueError("factor row contains NaN or infinity")
+    return vector
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """Rows changed since the last :meth:`FactorRows.take_changed`: what to write back."""
+
+    users: frozenset[str]
+    items: frozenset[str]
+
+
+class FactorRows:
+    """The user rows (a dict) and the item rows (one contiguous matrix, rows in insertion
+    order), each id's initial factors a pure function of ``(seed, table, id)``."""
+
+    def __init__(self, factors: int, init_scale: float, seed: int) -> None:
+        self.factors = factors
+        self.init_scale = init_scale
+        self.seed = seed
+        self._users: dict[str, Vector] = {}
+        # Item rows live in one contiguous matrix (rows 0..n-1 in insertion order) so scoring
+        # every item is a single matrix-vector product; SGD updates rows in place through views.
+        self._item_matrix: Vector = np.zeros((_INITIAL_ITEM_CAPACITY, factors), dtype=np.float32)
+        self._item_ids: list[str] = []
+        self._item_rows: dict[str, int] = {}
+        self._changed_users: set[str] = set()
+        self._changed_items: set[str] = set()
+
+    # ---- explicit state --------------------------------------------------------------------
+    def user_ids(self) -> tuple[str, ...]:
+        return tuple(self._users)
+
+    def item_ids(self) -> tuple[str, ...]:
+        """Known items in row order (the order uniform sampling indexes into)."""
+        return tuple(self._item_ids)
+
+    def user_factors(self, user_id: str) -> Vector | None:
+        """A copy of the user's factors, or None for an unknown user."""
+        vector = self._users.get(user_id)
+        return None if vector is None else vector.copy()
+
+    def item_factors(self, item_id: str) -> Vector | None:
+        """A copy of the item's factors, or None for an unknown item."""
+        row = self._item_rows.get(item_id)
+        return None if row is None else self._item_matrix[row].copy()
+
+    def set_user_factors(self, user_id: str, vector: npt.ArrayLike) -> None:
+        self._users[user_id] = self._checked(vector)
+
+    def set_item_factors(self, item_id: str, vector: npt.ArrayLike) -> None:
+        """Overwrite (or add, at the end of the row order) an item's factors."""
+        checked = self._checked(vector)
+        row = self._item_row(item_id)  # first: adding a row may reallocate the matrix
+        self._item_matrix[row] = checked
+
+    def export_rows(self, table: Table, ids: Iterable[str] | None = None) -> dict[str, bytes]:
+        """``{id: float32 LE bytes}`` for ``ids`` (default: all, in row order); unknown ids are
+        left out. The mapping can go straight into a Redis ``HSET``."""
+        if table == "user":
+            chosen = self._users if ids is None else [i for i in ids if i in self._users]
+            return {i: encode_vector(self._users[i]) for i in chosen}
+        chosen = self._item_ids if ids is None else [i for i in ids if i in self._item_rows]
+        return {i: encode_vector(self._item_matrix[self._item_rows[i]]) for i in chosen}
+
+    def import_rows(self, table: Table, rows: Mapping[str, bytes]) -> None:
+        """Load rows from :meth:`export_rows`. New items are appended in the mapping's order."""
+        decoded = {key: decode_vector(raw, self.factors) for key, raw in rows.items()}
+        setter = self.set_user_factors if table == "user" else self.set_item_factors
+        for key, vector in decoded.items():
+            setter(key, vector)
+
+    def take_changed(self) -> Changed:
+        """Ids whose rows changed since the last call (then forgets them): the write-back set."""
+        changed = Changed(frozenset(self._changed_users), frozenset(self._changed_items))
+        self._changed_users.clear()
+        self._changed_items.clear()
+        return changed
+
+    # ---- internals -------------------------------------------------------------------------
+    def _checked(self, vector: npt.ArrayLike) -> Vector:
+        array = np.array(vector, dtype=np.float32)  # always a private copy
+        if array.shape != (self.factors,) or not np.all(np.isfinite(array)):
+            raise ValueError(f"factors must be {self.factors} finite numbers")
+        return array
+
+    def _initial(self, table: Table, key: str) -> Vector:
+        """Small random factors that depend only on (seed, table, id), never on arrival order."""
+        digest = hashlib.blake2b(f"{self.seed}\x1f{table}\x1f{key}".encode(), digest_size=8)
+        rng = np.random.default_rng(int.from_bytes(digest.digest(), "little"))
+        scale = self.init_scale / math.sqrt(self.factors)
+        return rng.normal(0.0, scale, self.factors).astype(np.float32)
+
+    def _user_vector(self, user_id: str) -> Vector:
+        vector = self._users.get(user_id)
+        if vector is None:
+            vector = self._users[user_id] = self._initial("user", user_id)
+        return vector
+
+    def _item_row(self, item_id: str) -> int:
+        """The item's row, adding the item (with its initial factors) if it is new."""
+        row = self._item_rows.get(item_id)
+        if row is not None:
+            return row
+        row = len(self._item_ids)
+        if row == len(self._item_matrix):
+            grown = np.zeros((2 * row, self.factors), dtype=np.float32)
+            grown[:row] = self._item_matrix
+            self._item_matrix = grown
+        self._item_matrix[row] = self._initial("item", item_id)
+        self._item_ids.append(item_id)
+        self._item_rows[item_id] = row
+        return row
