@@ -31,7 +31,15 @@ from models.state import (
     StateParams,
     UserView,
 )
-from models.trending import Tally, TrendingList, TrendingWindows, scopes_for, summarise_buckets
+from models.trending import (
+    SettledSums,
+    Tally,
+    TrendingList,
+    TrendingWindows,
+    scopes_for,
+    settled_sums,
+    summarise_buckets,
+)
 from streams.itemcache import item_meta_cache, neighbour_cache
 from streams.keys import SOURCE_FIELDS, Keys, decoded
 
@@ -493,6 +501,8 @@ class RedisStore:
         # (scope, bucket) -> (tallies, newest arrival) of trending buckets that no longer
         # fill (see TRENDING_OPEN_BUCKETS); dropped when they leave the window or on erasure.
         self._closed_buckets: dict[tuple[str, int], tuple[dict[str, Tally], float | None]] = {}
+        # scope -> the sums of its closed buckets at the current clock (models.trending).
+        self._settled: dict[str, SettledSums] = {}
         self._categories = item_meta_cache(
             client, self.keys, "category", size=CATEGORY_CACHE_SIZE, ttl_s=CATEGORY_CACHE_TTL_S
         )
@@ -722,6 +732,10 @@ class RedisStore:
                     newest_of[bucket] = newest
             for bucket in range(settled + 1, clock + 1):
                 closed.pop((scope, bucket), None)  # still filling: read again next time
+            sums = self._settled.get(scope)
+            if sums is None or (sums.clock, sums.settled) != (clock, settled):
+                sums = settled_sums(tallies, clock=clock, span=t.span, settled=settled)
+                self._settled[scope] = sums
             results.append(
                 summarise_buckets(
                     scope,
@@ -731,8 +745,11 @@ class RedisStore:
                     window_s=t.window_s,
                     bucket_s=t.bucket_s,
                     k=k,
+                    settled=sums,
                 )
             )
+        for scope in [scope for scope, sums in self._settled.items() if sums.clock != clock]:
+            del self._settled[scope]  # a scope not looked at this bucket: summed again if asked
         return results
 
     async def take_changed_scopes(self, limit: int) -> list[str]:
@@ -771,6 +788,7 @@ class RedisStore:
 
     async def erase_users(self, user_ids: Sequence[str]) -> list[ErasureReport]:
         self._closed_buckets.clear()  # the erasure subtracts from buckets of the past too
+        self._settled.clear()
         args = [*self._args("erase", len(user_ids)), *user_ids]
         raw = await self._script(keys=[], args=args)
         return [ErasureReport(int(h), int(e), int(f)) for h, e, f in raw]

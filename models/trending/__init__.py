@@ -18,7 +18,15 @@
 from __future__ import annotations
 
 from models.trending.buckets import ScopeState
-from models.trending.results import Tally, TrendingItem, TrendingList, rank_items, summarise_buckets
+from models.trending.results import (
+    SettledSums,
+    Tally,
+    TrendingItem,
+    TrendingList,
+    rank_items,
+    settled_sums,
+    summarise_buckets,
+)
 from models.trending.scopes import (
     GLOBAL_SCOPE,
     category_scope,
@@ -31,6 +39,7 @@ from models.trending.windows import TrendingWindows
 __all__ = [
     "GLOBAL_SCOPE",
     "ScopeState",
+    "SettledSums",
     "Tally",
     "TrendingItem",
     "TrendingList",
@@ -39,6 +48,7 @@ __all__ = [
     "merchant_scope",
     "rank_items",
     "scopes_for",
+    "settled_sums",
     "stream_scope",
     "summarise_buckets",
 ]

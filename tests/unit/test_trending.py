@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.events import Event, EventType
-from models.trending import TrendingWindows, scopes_for
+from models.trending import (
+    Tally,
+    TrendingWindows,
+    rank_items,
+    scopes_for,
+    settled_sums,
+    summarise_buckets,
+)
 from models.trending.buckets import window_slot
 
 T0 = 1_700_000_000.0
@@ -285,3 +292,57 @@ def test_bad_window_configuration_is_refused(windows: tuple[float, ...], bucket:
 def test_unknown_window_is_refused() -> None:
     with pytest.raises(ValueError, match=r"no 42\.0s window"):
         TrendingWindows().top("global", 1, T0, window_s=42.0)
+
+
+@given(
+    st.dictionaries(
+        st.integers(0, 30),
+        st.dictionaries(
+            st.sampled_from("abcdefgh"),
+            st.tuples(st.floats(-5, 5, allow_nan=False), st.integers(-2, 3)),
+            max_size=6,
+        ),
+        max_size=30,
+    ),
+    st.integers(10, 30),
+    st.integers(1, 8),
+    st.integers(0, 10),
+)
+def test_settled_sums_give_the_same_list_to_the_last_bit(raw, clock, span, open_buckets):
+    """The worker sums a scope's closed buckets once per clock and adds the open ones at each
+    look: the list must equal summing every bucket, float for float (as Redis hands buckets
+    over: ascending, weights of any sign after an erasure)."""
+    buckets = {
+        idx: {item: Tally(w, n) for item, (w, n) in items.items()}
+        for idx, items in sorted(raw.items())
+        if clock - 2 * span < idx <= clock
+    }
+    kw = dict(now=clock + 0.5, window_s=float(span), bucket_s=1.0, k=8)
+    plain = summarise_buckets("global", buckets, {}, **kw)
+    kept = settled_sums(buckets, clock=clock, span=span, settled=clock - open_buckets)
+    assert summarise_buckets("global", buckets, {}, settled=kept, **kw) == plain
+    again = summarise_buckets("global", buckets, {}, settled=kept, **kw)  # kept is not changed
+    assert again == plain
+
+
+@given(
+    st.dictionaries(
+        st.text("abcdefghij", min_size=1, max_size=3),
+        st.tuples(st.sampled_from([0.5, 1.0, 2.0, 3.0, -1.0]), st.integers(-1, 3)),
+        max_size=80,
+    ),
+    st.integers(1, 10),
+)
+def test_the_top_k_by_count_is_the_full_sort_s_head(raw, k):
+    """rank_items scores only the items that weigh at least the k-th largest weight: ties at
+    that weight included, the list is the head of the full order (count, velocity, item)."""
+    current = {item: Tally(w, n) for item, (w, n) in raw.items()}
+    before = {item: 0.25 * len(item) for item in raw}.get
+    full = sorted(
+        (
+            (-t.weight, -(t.weight - (before(i) or 0.0)) / 10.0, i)
+            for i, t in current.items()
+            if t.events > 0
+        )
+    )
+    assert [t.item_id for t in rank_items(current, before, 10.0, k)] == [i for *_, i in full[:k]]
