@@ -42,6 +42,7 @@ from tests.conftest import require_tools
 from tests.e2e.conftest import (
     ROOT,
     WorkerProcess,
+    assert_no_password_in_logs,
     consume_until,
     own_servers_dir,
     produce_json,
@@ -166,7 +167,7 @@ async def test_worker_and_learner_serve_lists_over_sasl_ssl_and_rediss_only(
     # Every connection the worker and its learner held was the ACL user's, on the TLS port.
     assert redis_users
     assert set(redis_users) == {USER}
-    _assert_no_secret_in(secured, worker)
+    assert_no_password_in_logs(secured, worker.log_path)
 
 
 async def _redis_client_users(settings: Settings) -> list[str]:
@@ -177,17 +178,6 @@ async def _redis_client_users(settings: Settings) -> list[str]:
         return [c["user"] for c in await client.client_list() if int(c["id"]) != me]
     finally:
         await client.aclose()
-
-
-def _assert_no_secret_in(settings: Settings, worker: WorkerProcess) -> None:
-    files = (settings.kafka_password_file, settings.redis_password_file)
-    passwords = [p.read_text().strip() for p in files if p is not None]
-    assert len(passwords) == 2
-    logs = [worker.log_path, *settings.data_dir.glob("kafka/logs/*")]
-    logs += settings.data_dir.glob("redis/*.log")
-    for path in (p for p in logs if p is not None):
-        text = path.read_text(errors="replace")
-        assert not any(password in text for password in passwords), f"a password is in {path}"
 
 
 async def test_no_plaintext_port_is_open_and_plaintext_clients_are_refused(
