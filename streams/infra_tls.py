@@ -58,6 +58,7 @@ def local_ca_file(server_dir: Path) -> Path:
 def ensure_broker_tls(settings: Settings, kafka_dir: Path) -> None:
     """Make the broker's keystore ready before it starts (once, for a generated one)."""
     if settings.kafka_broker_ssl_cert_file is not None:
+        kafka_dir.mkdir(parents=True, exist_ok=True)  # the first start makes it only after this
         write_private(kafka_dir / PEM_KEYSTORE, _operator_keystore(settings))
         return
     folder = kafka_dir / TLS_DIR

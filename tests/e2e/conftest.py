@@ -240,6 +240,18 @@ def security_env(settings: Settings) -> dict[str, str]:
     }
 
 
+def assert_no_password_in_logs(settings: Settings, *more: Path | None) -> None:
+    """Neither the Kafka nor the Redis password (from their files) is in the logs of the
+    servers in the settings' data dir, nor in ``more`` (a worker's log)."""
+    files = (settings.kafka_password_file, settings.redis_password_file)
+    passwords = [p.read_text().strip() for p in files if p is not None]
+    assert len(passwords) == len(files), "both passwords are in files"
+    logs = [*settings.data_dir.glob("kafka/logs/*"), *settings.data_dir.glob("redis/*.log")]
+    for path in [*logs, *(p for p in more if p is not None)]:
+        text = path.read_text(errors="replace")
+        assert not any(password in text for password in passwords), f"a password is in {path}"
+
+
 def triggers(records: list[Any]) -> set[str]:
     """The ids of the events that made these recommendation lists."""
     return {orjson.loads(r.value)["trigger"]["event_id"] for r in records}

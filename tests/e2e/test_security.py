@@ -25,6 +25,7 @@ from streams.topics import apply_topics
 from streams.worker import preflight
 from tests.e2e.conftest import (
     WorkerProcess,
+    assert_no_password_in_logs,
     consume_until,
     own_servers_dir,
     produce_json,
@@ -94,7 +95,7 @@ async def test_worker_round_trip_through_sasl_kafka_and_acl_redis(secured: Setti
         assert await client.acl_whoami() == USER
     finally:
         await client.aclose()
-    _assert_no_secret_in_logs(secured, worker.log_path)
+    assert_no_password_in_logs(secured, worker.log_path)
 
 
 def without_logins(settings: Settings) -> Settings:
@@ -108,18 +109,6 @@ def without_logins(settings: Settings) -> Settings:
             "redis_password_file": None,
         }
     )
-
-
-def _assert_no_secret_in_logs(settings: Settings, *more: Path | None) -> None:
-    assert settings.kafka_password_file is not None
-    assert settings.redis_password_file is not None
-    passwords = [
-        p.read_text().strip() for p in (settings.kafka_password_file, settings.redis_password_file)
-    ]
-    logs = [*settings.data_dir.glob("kafka/logs/*"), *settings.data_dir.glob("redis/*.log")]
-    for path in [*logs, *(p for p in more if p is not None)]:
-        text = path.read_text(errors="replace")
-        assert not any(password in text for password in passwords), f"a password is in {path}"
 
 
 async def test_wrong_or_missing_credentials_are_refused_with_what_to_fix(

@@ -83,8 +83,7 @@ def test_the_operators_certificate_becomes_a_private_pem_keystore(
         kafka_broker_ssl_key_file=certs / "server.key",
         kafka_ssl_ca_file=certs / "ca.pem",
     )
-    kdir = tmp_path / "kafka"
-    kdir.mkdir()
+    kdir = tmp_path / "kafka"  # not made yet: the first `infra up` on a fresh data dir
     ensure_broker_tls(settings, kdir)
     keystore = kdir / PEM_KEYSTORE
     assert keystore.stat().st_mode & 0o777 == 0o600
