@@ -20,34 +20,45 @@ from models.state import UserView
 from models.topk import top_k
 
 
-def item_cf_scores(view: UserView) -> tuple[dict[str, float], dict[str, list[tuple[float, str]]]]:
-    """Candidate -> ``Σ_j a_uj · s_ij`` over the recent items j that point at it, and candidate
-    -> [(a_uj · s_ij, j)], the terms in the same order (each total is their sum, left to
-    right).
+def item_cf_scores(view: UserView) -> dict[str, float]:
+    """Candidate -> ``Σ_j a_uj · s_ij`` over the recent items j that point at it (added in the
+    order of the recent items).
 
-    Plain tuples, not :class:`Reason` objects: this runs for every neighbour of every recent
-    item, and only the few chosen candidates need their reasons spelled out.
+    Totals only: this runs for every neighbour of every recent item, and only the candidates
+    kept need their terms (:func:`item_cf_terms`).
 
     >>> view = UserView("u", recent=(("phone", 2.0), ("tv", 1.0)), neighbours={
     ...     "phone": (("case", 0.5),), "tv": (("case", 0.25), ("remote", 0.5))},
     ...     seen=frozenset(), bought=frozenset(), hidden=frozenset())
-    >>> totals, terms = item_cf_scores(view)
-    >>> totals, terms["case"]
-    ({'case': 1.25, 'remote': 0.5}, [(1.0, 'phone'), (0.25, 'tv')])
+    >>> item_cf_scores(view)
+    {'case': 1.25, 'remote': 0.5}
     """
     totals: dict[str, float] = {}
-    contributions: dict[str, list[tuple[float, str]]] = {}
+    get = totals.get
     for source_item, affinity in view.recent:
         for candidate, similarity in view.neighbours.get(source_item, ()):
-            contribution = affinity * similarity
-            entry = contributions.get(candidate)
-            if entry is None:
-                contributions[candidate] = [(contribution, source_item)]
-                totals[candidate] = contribution
-            else:
-                entry.append((contribution, source_item))
-                totals[candidate] += contribution
-    return totals, contributions
+            totals[candidate] = get(candidate, 0.0) + affinity * similarity
+    return totals
+
+
+def item_cf_terms(view: UserView, candidates: Iterable[str]) -> dict[str, list[tuple[float, str]]]:
+    """Each candidate's terms ``(a_uj · s_ij, j)`` in the order :func:`item_cf_scores` adds
+    them (its total is their sum, left to right): the reasons of the kept candidates.
+
+    >>> view = UserView("u", recent=(("phone", 2.0), ("tv", 1.0)), neighbours={
+    ...     "phone": (("case", 0.5),), "tv": (("case", 0.25), ("remote", 0.5))},
+    ...     seen=frozenset(), bought=frozenset(), hidden=frozenset())
+    >>> item_cf_terms(view, ["case"])
+    {'case': [(1.0, 'phone'), (0.25, 'tv')]}
+    """
+    terms: dict[str, list[tuple[float, str]]] = {c: [] for c in candidates}
+    get = terms.get
+    for source_item, affinity in view.recent:
+        for candidate, similarity in view.neighbours.get(source_item, ()):
+            entry = get(candidate)
+            if entry is not None:
+                entry.append((affinity * similarity, source_item))
+    return terms
 
 
 def social_scores(
@@ -75,14 +86,15 @@ def sigmoid(x: float) -> float:
 def personal_pools(view: UserView, params: RecommendParams, now: float) -> dict[Source, Pool]:
     """The two sources read from the user's state: item-CF (its best ``pool_size``) and
     social proof, raw scores with reasons."""
-    totals, parts = item_cf_scores(view)
+    totals = item_cf_scores(view)
     # Like every other source, item-CF proposes its best ``pool_size``: up to recent ×
     # neighbours (400) weak tails would otherwise dominate the cost of every request.
     kept = (
         top_k(totals, params.pool_size, ties_descending=True)
         if len(totals) > params.pool_size
-        else totals.items()
+        else list(totals.items())
     )
+    parts = item_cf_terms(view, (item for item, _ in kept))
     cf: Pool = {item: (total, parts[item]) for item, total in kept}
     social: Pool = {}
     for candidate, social_parts in social_scores(view, params, now).items():

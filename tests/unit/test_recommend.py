@@ -16,7 +16,7 @@ from models.recommend import (
     recommend,
 )
 from models.recommend.blend import normalise
-from models.recommend.pools import item_cf_scores, social_scores
+from models.recommend.pools import item_cf_scores, item_cf_terms, social_scores
 from models.state import StateParams
 from tests.unit.reference import Reference
 from tests.unit.strategies import event_streams
@@ -59,7 +59,8 @@ def test_scores_are_finite_ranked_and_explained(events: list[Event]) -> None:
         ranked = [r for r in recs.items if r.source is not Source.POPULAR]
         assert all(math.isfinite(r.score) and r.score > 0 for r in recs.items)
         assert [r.score for r in ranked] == sorted((r.score for r in ranked), reverse=True)
-        (cf_totals, cf), social = item_cf_scores(view), social_scores(view, params, now)
+        cf_totals, social = item_cf_scores(view), social_scores(view, params, now)
+        cf = item_cf_terms(view, cf_totals)
         assert cf_totals == {i: sum(c for c, _ in p) for i, p in cf.items()}  # exactly
         raw = {
             Source.ITEM_CF: normalise({i: sum(c for c, _ in p) for i, p in cf.items()}),
