@@ -80,6 +80,13 @@ for name in ("stage_seconds", "batch_processing_seconds", "redis_roundtrip_secon
         if counts.get(label):
             mean = total / counts[label] * (1 if "size" in name else 1e3)
             print(f"  {name}{label}: mean {mean:.2f}{'' if 'size' in name else ' ms'}")
+# The event loop's stalls: how many wake-ups came later than each bound (of the 50 ms probes).
+stalls = delta("socialrec_event_loop_lag_seconds_bucket")
+total = delta("socialrec_event_loop_lag_seconds_count").get("", 0.0)
+late = {float(re.search(r'le="([^"]+)"', k).group(1)): total - v for k, v in stalls.items()}
+print("  event loop stalls: " + ", ".join(
+    f"{n:.0f} over {b * 1e3:g} ms" for b, n in sorted(late.items()) if 0.005 <= b <= 0.5
+) + f" (of {total:.0f} probes)")
 PY
 echo "Redis's busiest commands over the window:"
 redis stats

@@ -4,8 +4,9 @@ ids or payloads."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -119,6 +120,13 @@ class WorkerMetrics(HttpMetrics):
         self.redis_roundtrip = Histogram(
             "socialrec_redis_roundtrip_seconds",
             "Round-trip time of the per-batch Redis state update and read.",
+            buckets=REDIS_BUCKETS,
+            registry=r,
+        )
+        self.loop_lag = Histogram(
+            "socialrec_event_loop_lag_seconds",
+            "How late the event loop woke a task that slept: the longest stretch of work (a "
+            "ranking, a trending look, a collection) that held up every batch and request.",
             buckets=REDIS_BUCKETS,
             registry=r,
         )
@@ -365,3 +373,18 @@ def count_by(counter: Counter, labels: Iterable[str]) -> None:
     """
     for label, n in collections.Counter(labels).items():
         counter.labels(label).inc(n)
+
+
+#: How often the event loop's lag is sampled (the worker runs :func:`watch_loop_lag`).
+LOOP_PROBE_S = 0.05
+
+
+async def watch_loop_lag(record: Callable[[float], None], interval_s: float = LOOP_PROBE_S) -> None:
+    """Sleep ``interval_s`` again and again and record how late each wake-up comes. The loop
+    runs one callback at a time, so a late wake-up is work that held up every batch and
+    request meanwhile (``record``: the lag histogram's ``observe``). Runs until cancelled."""
+    loop = asyncio.get_running_loop()
+    while True:
+        start = loop.time()
+        await asyncio.sleep(interval_s)
+        record(max(0.0, loop.time() - start - interval_s))

@@ -33,7 +33,7 @@ from streams.learner import learner_group
 from streams.learner_process import LearnerSupervisor
 from streams.learner_state import LearnerState
 from streams.live import EVENTS_ROUTE, live_pages
-from streams.metrics import WorkerMetrics
+from streams.metrics import WorkerMetrics, watch_loop_lag
 from streams.outage import isolating
 from streams.pipeline import (
     PROCESSING_ERROR,
@@ -240,6 +240,10 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     forgets = ForgetFollower(
         settings, processor.forget_erased, metrics, f"{settings.app_id}-forget"
     )
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def watch_loop() -> None:
+        await watch_loop_lag(metrics.loop_lag.observe)  # until the worker stops (cancelled)
 
     @app.task  # type: ignore[untyped-decorator]
     async def follow_forgets() -> None:

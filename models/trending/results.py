@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -63,7 +63,7 @@ def rank_items(
     >>> [(i.item_id, i.velocity) for i in rank_items(now, {"a": 2.0}.get, 10.0, 2)]
     [('b', 0.5), ('c', 0.3)]
     """
-    tallies = current.items()
+    tallies: Iterable[tuple[str, Tally]] = current.items()
     if by == "count" and len(current) > 4 * k:
         # At a high event rate a window holds tens of thousands of items: only those weighing
         # at least the k-th largest weight can be in the top k, so only they are scored.
@@ -164,7 +164,8 @@ def summarise_buckets(
     if settled is None or settled.clock != clock:
         settled = SettledSums(clock, clock - 2 * span, {}, {})  # nothing summed yet
     current = dict(settled.current)
-    previous = settled.previous
+    previous: Mapping[str, float] = settled.previous
+    own_previous: dict[str, float] | None = None  # a copy, once an open bucket adds to it
     copied: set[str] = set()  # tallies of `current` that are its own, not `settled`'s
     for idx, items in buckets.items():
         if idx <= settled.settled:
@@ -177,10 +178,10 @@ def summarise_buckets(
                 copied.add(item_id)
                 add_tally(current, item_id, tally.weight, tally.events)
         elif clock - 2 * span < idx <= clock - span:
-            if previous is settled.previous:
-                previous = dict(previous)
+            if own_previous is None:
+                previous = own_previous = dict(previous)
             for item_id, tally in items.items():
-                previous[item_id] = previous.get(item_id, 0.0) + tally.weight
+                own_previous[item_id] = own_previous.get(item_id, 0.0) + tally.weight
     best = rank_items(current, previous.get, window_s, k)
     live = [ts for idx, ts in newest.items() if clock - span < idx <= clock]
     return TrendingList(scope, window_s, now, max(live) if live else None, best)
