@@ -23,15 +23,7 @@ from streams.security import kafka_client_kwargs
 from streams.store import RedisStore
 from streams.topics import TOPICS_WITH_USER_EVENTS, kept_for_ms, load_topics
 from streams.worker import state_params
-from tests.e2e.conftest import (
-    WorkerProcess,
-    consume_until,
-    produce_json,
-    running,
-    source_state,
-    traces_in_redis,
-    wait_for,
-)
+from tests.e2e import conftest as e2e
 
 ERASED, KEPT, OTHER = "ann", "bob", "cyd"
 
@@ -65,7 +57,7 @@ def _events(now: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 async def _recommendations(settings: Settings) -> list[Any]:
     """Every record on `recommendations` now."""
     ends = await _end_offsets(settings)
-    return await consume_until(
+    return await e2e.consume_until(
         settings, "recommendations", lambda rs: len(rs) >= sum(ends.values())
     )
 
@@ -91,28 +83,30 @@ async def test_an_erased_user_stays_gone_when_events_are_replayed_under_a_new_ap
     settings: Settings, producer: AIOKafkaProducer, redis_client: aioredis.Redis
 ) -> None:
     hers, others = _events(time.time())
-    first = WorkerProcess(settings)
-    async with running(first):
-        await produce_json(producer, settings, hers[:5] + others)
-        await produce_json(producer, settings, hers[5:])  # after hers, so aimed at someone known
+    first = e2e.WorkerProcess(settings)
+    async with e2e.running(first):
+        await e2e.produce_json(producer, settings, hers[:5] + others)
+        await e2e.produce_json(
+            producer, settings, hers[5:]
+        )  # after hers, so aimed at someone known
         everyone = len(hers) + len(others)
-        await wait_for(
+        await e2e.wait_for(
             lambda: _at_least(seen_events(redis_client), everyone), what="every event applied"
         )
-        await wait_for(first.learner_caught_up, what="the learner to learn them")
+        await e2e.wait_for(first.learner_caught_up, what="the learner to learn them")
         assert await redis_client.exists(f"sr:u:{ERASED}:mf"), "the learner learnt from her"
-        assert await traces_in_redis(redis_client, ERASED)
+        assert await e2e.traces_in_redis(redis_client, ERASED)
 
         request = {"request_id": "req-1", "type": "erase", "user_id": ERASED}
         await producer.send_and_wait(
             settings.topic("privacy.requests"), orjson.dumps(request), key=ERASED.encode()
         )
-        await consume_until(settings, "privacy.receipts", lambda rs: len(rs) >= 1)
+        await e2e.consume_until(settings, "privacy.receipts", lambda rs: len(rs) >= 1)
         receipted = await _end_offsets(settings)
-    assert await traces_in_redis(redis_client, ERASED) == []
+    assert await e2e.traces_in_redis(redis_client, ERASED) == []
     store = RedisStore(redis_client, state_params(settings))
     erased_state = _without_lists(await store.snapshot())
-    erased_sources = await source_state(redis_client)
+    erased_sources = await e2e.source_state(redis_client)
     # Her mark outlives every record of hers any topic can still hold (retention + a segment).
     specs = load_topics(settings.topics_file)
     kept_s = max(kept_for_ms(s) // 1000 for s in specs if s.name in TOPICS_WITH_USER_EVENTS)
@@ -123,27 +117,27 @@ async def test_an_erased_user_stays_gone_when_events_are_replayed_under_a_new_ap
     # consumer resumes after the positions stored in Redis with the state: lost too here (as a
     # Redis that lost that hash, or an operator rebuilding), it reads `events` from the start.
     await redis_client.delete(Keys().global_("offsets"))
-    second = WorkerProcess(settings)
+    second = e2e.WorkerProcess(settings)
     replayed = second.settings.model_copy(update={"app_id": second.app_id})
-    async with running(second):
+    async with e2e.running(second):
         for group, topic in (
             (events_group(replayed), "events"),
             (second.app_id, "shares"),
             (second.app_id, "privacy.requests"),
         ):
-            await wait_for(
+            await e2e.wait_for(
                 functools.partial(group_caught_up, settings, group, topic),
                 what=f"the new app id to read all of {topic}",
             )
-        await wait_for(second.learner_caught_up, what="the new learner to read every event")
+        await e2e.wait_for(second.learner_caught_up, what="the new learner to read every event")
         dropped = await second.metric("socialrec_events_dropped_after_erasure_total")
         duplicates = await second.metric("socialrec_events_duplicate_total")
 
     # Nothing of hers came back, and nothing learnt from her: the state and every source are
     # as the erasure left them.
-    assert await traces_in_redis(redis_client, ERASED) == []
+    assert await e2e.traces_in_redis(redis_client, ERASED) == []
     assert _without_lists(await store.snapshot()) == erased_state
-    assert await source_state(redis_client) == erased_sources
+    assert await e2e.source_state(redis_client) == erased_sources
     # Everyone else's events were consumed again (applied before: duplicates, nothing counted
     # twice); hers, and those aimed at her, were dropped by her mark.
     assert duplicates == len(others)
