@@ -433,7 +433,7 @@ class BatchProcessor:
             if event.type is EventType.SHARE and event.target_user_id not in (None, event.user_id):
                 # The recipient's lists are published by whoever owns the recipient's
                 # partition: re-key the share to them through the internal topic.
-                pending.append(await self._forward_share(event))
+                pending.append(await self._forward_share(event, record.timestamp))
         self.metrics.events_duplicate.inc(summary.duplicates)
         knobs = self.knobs
         if (
@@ -623,13 +623,16 @@ class BatchProcessor:
             return None
         return await self._wait_out(lambda: self.store.item_categories(items), "categories")
 
-    async def _forward_share(self, event: Event) -> Awaitable[Any]:
+    async def _forward_share(self, event: Event, arrival: float) -> Awaitable[Any]:
         body = orjson.dumps(
             {
                 "event_id": event.event_id,
                 "recipient": event.target_user_id,
                 "sharer": event.user_id,
                 "item_id": event.item_id,
+                # When the share reached `events`: an erasure of the recipient at or after it
+                # outlasts this record (refresh_recipients), as it outlasts the share itself.
+                "arrived": arrival,
             }
         )
         key = (event.target_user_id or "").encode()
@@ -678,15 +681,29 @@ class BatchProcessor:
         return await self._publish_lists(result, triggers, self.clock(), [])
 
     async def refresh_recipients(self, records: Sequence[InboundRecord]) -> int:
-        """Publish fresh lists for the recipients of re-keyed shares (``shares`` topic)."""
+        """Publish fresh lists for the recipients of re-keyed shares (``shares`` topic).
+
+        A recipient erased at or after their share reached ``events`` gets no list: the topic
+        is read again from its beginning under a new app id, and a list would bring them back
+        (on ``recommendations`` and in the list cache) for as long as it keeps the share."""
         triggers: dict[str, tuple[str, InboundRecord]] = {}
+        arrivals: dict[str, float] = {}
         for record in records:
             try:
                 body = orjson.loads(record.value or b"")
-                triggers[str(body["recipient"])] = (str(body["event_id"]), record)
-            except (orjson.JSONDecodeError, KeyError, TypeError):
+                recipient = str(body["recipient"])
+                triggers[recipient] = (str(body["event_id"]), record)
+                # Records written before shares carried it: the forward's own time, later.
+                arrived = float(body.get("arrived", record.timestamp))
+                arrivals[recipient] = max(arrivals.get(recipient, arrived), arrived)
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 # Only this worker writes the topic; a bad record is a bug, kept for replay.
                 await (await self._dead_letter(record, WORKER_ERROR, "bad internal share record"))
+        if triggers:
+            marks = await self._wait_out(lambda: self.store.erased_at(list(triggers)), "marks")
+            for user, at in marks.items():
+                if arrivals[user] <= at:
+                    del triggers[user]
         if not triggers:
             return 0
         result = await self.store.read_users(list(triggers))

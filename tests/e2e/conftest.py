@@ -19,10 +19,12 @@ from typing import Any
 
 import orjson
 import pytest
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams import infra
 from streams.config import Settings
+from streams.keys import SOURCE_FIELDS, Keys
 from streams.learner import learner_group
 from streams.processes import free_port, settings_env
 from streams.replay import group_caught_up
@@ -276,3 +278,51 @@ async def wait_for(
             return
         await asyncio.sleep(0.2)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+async def traces_in_redis(client: aioredis.Redis, user_id: str) -> list[str]:
+    """Every key of the database that names ``user_id``: as a segment of the key, a member, a
+    field, or inside a value or a stream entry (empty once the user is erased)."""
+    needle = user_id.encode()
+    found: list[str] = []
+    for raw in await client.keys("*"):
+        assert isinstance(raw, bytes)
+        kind = await client.type(raw)
+        if kind == b"zset":
+            named = needle in await client.zrange(raw, 0, -1)
+        elif kind == b"set":
+            named = needle in await client.smembers(raw)
+        elif kind == b"list":
+            named = any(needle in v for v in await client.lrange(raw, 0, -1))
+        elif kind == b"hash":
+            fields = (await client.hgetall(raw)).items()
+            named = any(needle in f or needle in v for f, v in fields)
+        elif kind == b"string":
+            named = needle in (await client.get(raw) or b"")
+        else:  # a stream
+            named = needle in repr(await client.xrange(raw)).encode()
+        if named or needle in raw.split(b":"):
+            found.append(f"{kind!r} {raw!r}")
+    return found
+
+
+async def source_state(client: aioredis.Redis) -> dict[tuple[str, str], Any]:
+    """Every recommendation source's key, read by type: (field, entity) -> contents."""
+    keys = Keys()
+    state: dict[tuple[str, str], Any] = {}
+    async for raw in client.scan_iter(match="sr:*", count=1000):
+        key = raw.decode() if isinstance(raw, bytes) else str(raw)
+        _, entity, field = keys.parse(key)
+        if field not in SOURCE_FIELDS or field in ("learner", "marks"):  # progress moves on
+            continue
+        kind_raw = await client.type(key)
+        kind = kind_raw.decode() if isinstance(kind_raw, bytes) else str(kind_raw)
+        if kind == "hash":
+            state[(field, entity)] = await client.hgetall(key)
+        elif kind == "zset":
+            state[(field, entity)] = await client.zrange(key, 0, -1, withscores=True)
+        elif kind == "stream":
+            state[(field, entity)] = await client.xrange(key)
+        else:
+            state[(field, entity)] = await client.get(key)
+    return state

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 from models.events import Event, EventType
 from streams.config import Settings
-from streams.keys import SOURCE_FIELDS, Keys
+from streams.keys import Keys
 from streams.replay import (
     cf_counts,
     cf_reference,
@@ -31,7 +31,15 @@ from streams.replay import (
 from streams.sources.itemcf import RedisItemCF
 from streams.store import MemoryStore, RedisStore
 from streams.worker import state_params
-from tests.e2e.conftest import WorkerProcess, consume_until, produce_json, running, wait_for
+from tests.e2e.conftest import (
+    WorkerProcess,
+    consume_until,
+    produce_json,
+    running,
+    source_state,
+    traces_in_redis,
+    wait_for,
+)
 
 
 def _event(n: str, kind: str, user: str, item: str, ts: float) -> dict[str, Any]:
@@ -178,7 +186,7 @@ async def test_replaying_the_same_events_leaves_every_count_unchanged(
     await wait_for(worker.learner_caught_up, what="the learner to learn them")
     store = RedisStore(redis_client, state_params(settings))
     before = await store.snapshot()
-    sources_before = await _source_state(redis_client)
+    sources_before = await source_state(redis_client)
     assert {"mf", "ucf_row", "mf_items"} <= {field for field, _ in sources_before}
 
     await _produce_events(producer, settings, events)  # the same events, delivered again
@@ -194,29 +202,7 @@ async def test_replaying_the_same_events_leaves_every_count_unchanged(
         user.pop("recommendations", None)
     assert after == before
     # The sources (MF, content, user-CF, FBT) learnt nothing from the replay either.
-    assert await _source_state(redis_client) == sources_before
-
-
-async def _source_state(client: aioredis.Redis) -> dict[tuple[str, str], Any]:
-    """Every recommendation source's key, read by type: (field, entity) -> contents."""
-    keys = Keys()
-    state: dict[tuple[str, str], Any] = {}
-    async for raw in client.scan_iter(match="sr:*", count=1000):
-        key = raw.decode() if isinstance(raw, bytes) else str(raw)
-        _, entity, field = keys.parse(key)
-        if field not in SOURCE_FIELDS or field in ("learner", "marks"):  # progress moves on
-            continue
-        kind_raw = await client.type(key)
-        kind = kind_raw.decode() if isinstance(kind_raw, bytes) else str(kind_raw)
-        if kind == "hash":
-            state[(field, entity)] = await client.hgetall(key)
-        elif kind == "zset":
-            state[(field, entity)] = await client.zrange(key, 0, -1, withscores=True)
-        elif kind == "stream":
-            state[(field, entity)] = await client.xrange(key)
-        else:
-            state[(field, entity)] = await client.get(key)
-    return state
+    assert await source_state(redis_client) == sources_before
 
 
 async def _count_is(client: aioredis.Redis, expected: int) -> bool:
@@ -356,22 +342,7 @@ async def test_erasure_request_reaches_every_derived_state_and_is_receipted(
 
     assert receipt["removed"]["source_entries"] > 0
     # Nothing anywhere in Redis names zoe: no key, member, field, value or stream entry.
-    for raw in await redis_client.keys("*"):
-        assert isinstance(raw, bytes)
-        assert b"zoe" not in raw.split(b":")
-        kind = await redis_client.type(raw)
-        if kind == b"zset":
-            assert b"zoe" not in await redis_client.zrange(raw, 0, -1)
-        elif kind == b"set":
-            assert b"zoe" not in await redis_client.smembers(raw)
-        elif kind == b"hash":
-            for hash_field, hash_value in (await redis_client.hgetall(raw)).items():
-                assert b"zoe" not in hash_field
-                assert b"zoe" not in hash_value
-        elif kind == b"string":
-            assert b"zoe" not in (await redis_client.get(raw) or b"")
-        elif kind == b"stream":
-            assert b"zoe" not in repr(await redis_client.xrange(raw)).encode()
+    assert await traces_in_redis(redis_client, "zoe") == []
     # Her contributions are gone from shared counts: the phone-case pair was hers alone.
     assert b"case" not in await redis_client.zrange("sr:i:phone:sim", 0, -1)
     assert b"case" not in await redis_client.zrange("sr:i:phone:dot", 0, -1)

@@ -304,6 +304,30 @@ async def test_a_share_is_rekeyed_to_its_recipient_who_gets_a_list_with_the_shar
     assert top["sources"]["social"] > 0
 
 
+async def test_a_share_read_again_after_its_recipient_was_erased_publishes_no_list() -> None:
+    """`shares` read from its beginning (a new app id) must not bring an erased recipient back;
+    a share that reached `events` after the erasure still refreshes its recipient."""
+    store = MemoryStore(StateParams())
+    processor, publisher, _ = _processor(store)
+    share = {**_event(1, "ann", "scarf", "share"), "target_user_id": "zoe"}
+    await processor.process([_record(share, 7)])
+    forwarded = publisher.on("shares")[0].value or b""
+    arrived = orjson.loads(forwarded)["arrived"]
+    await store.mark_erased({"zoe": arrived + 1.0})
+    before = len(publisher.on("recommendations"))
+
+    again = InboundRecord(forwarded, b"zoe", "shares", 2, 40, arrived + 5.0)
+    assert await processor.refresh_recipients([again]) == 0
+    assert len(publisher.on("recommendations")) == before
+    assert "zoe" not in store.recommendations
+
+    later = orjson.dumps({**orjson.loads(forwarded), "arrived": arrived + 2.0})
+    assert (
+        await processor.refresh_recipients([InboundRecord(later, b"zoe", "shares", 2, 41, NOW)])
+        == 1
+    )
+
+
 async def test_the_latest_global_trending_list_is_the_first_fallback() -> None:
     processor, publisher, _ = _processor()
     processor.trending = [("flash-sale", 40.0)]
