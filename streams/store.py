@@ -260,10 +260,11 @@ CATEGORY_CACHE_TTL_S = 300.0
 #: pairs is about 2.5 kB of Python objects.
 NEIGHBOUR_CACHE_SIZE = 20_000
 
-#: Trending buckets this recent are read from Redis at every look; older ones are kept in
-#: memory (a look reads 120 buckets per scope, so re-reading them all twice a second was most
-#: of the trending publisher's time). A bucket is keyed by broker arrival time, so it fills
-#: only while the worker is less than this many buckets behind the broker.
+#: Trending buckets this recent may still fill: a look reads them again if their version moved;
+#: older ones are kept in memory as last read (a look covers 24 buckets per scope, so reading
+#: them all twice a second was most of the trending publisher's time). A bucket is keyed by
+#: broker arrival time, so it fills only while the worker is less than this many buckets
+#: behind the broker.
 TRENDING_OPEN_BUCKETS = 5
 
 #: How long a cached recommendation list lives if the user goes quiet. The API computes a list
@@ -498,9 +499,15 @@ class RedisStore:
         self.keys = keys or Keys()
         self.trending_params = trending or TrendingParams()
         # item -> (category, expiry): oldest first, so the cache evicts in insertion order.
-        # (scope, bucket) -> (tallies, newest arrival) of trending buckets that no longer
-        # fill (see TRENDING_OPEN_BUCKETS); dropped when they leave the window or on erasure.
-        self._closed_buckets: dict[tuple[str, int], tuple[dict[str, Tally], float | None]] = {}
+        # (scope, bucket) -> (tallies, newest arrival) of the trending buckets read: those that
+        # no longer fill (see TRENDING_OPEN_BUCKETS) and those still filling whose version is
+        # known; dropped when they leave the window or on erasure.
+        self._buckets: dict[tuple[str, int], tuple[dict[str, Tally], float | None]] = {}
+        # (scope, bucket) -> version of a bucket read while it was filling (its counts' ""
+        # field, bumped by every state step that changes it; b"": it did not exist): checked
+        # before it is reused. A bucket without a version (written before versions) is not
+        # kept while it fills.
+        self._bucket_versions: dict[tuple[str, int], bytes] = {}
         # scope -> the sums of its closed buckets at the current clock (models.trending).
         self._settled: dict[str, SettledSums] = {}
         self._categories = item_meta_cache(
@@ -692,19 +699,37 @@ class RedisStore:
         return await self._categories.get(item_ids)
 
     async def trending(self, scopes: Sequence[str], now: float, k: int) -> list[TrendingList]:
-        """Reads the live buckets of every scope in one pipelined round trip."""
+        """Reads the buckets of every scope this worker does not hold yet, or that changed
+        since it read them (one pipelined round trip for their versions, one for them)."""
         t = self.trending_params
         clock = math.floor(now / t.bucket_s)
         buckets = range(clock - 2 * t.span + 1, clock + 1)
-        settled = clock - TRENDING_OPEN_BUCKETS  # buckets up to here come from the cache
-        closed = self._closed_buckets
-        for key in [key for key in closed if key[1] < buckets.start]:
-            del closed[key]  # out of every window now
+        settled = clock - TRENDING_OPEN_BUCKETS  # buckets up to here no longer fill
+        held, versions = self._buckets, self._bucket_versions
+        for key in [key for key in held if key[1] < buckets.start]:
+            del held[key]  # out of every window now
+            versions.pop(key, None)
+        # Buckets read while they were filling: still as read only if their version is the
+        # same (or they are still absent).
+        check = [
+            (scope, bucket) for scope in scopes for bucket in buckets if (scope, bucket) in versions
+        ]
+        if check:
+            pipe = self.client.pipeline(transaction=False)
+            for scope, bucket in check:
+                counts_key = self.keys.trending(bucket, scope, counts=True)
+                if versions[scope, bucket]:
+                    pipe.hget(counts_key, "")
+                else:
+                    pipe.exists(counts_key)
+            for key, now_at in zip(check, await pipe.execute(), strict=True):
+                changed = now_at != versions[key] if versions[key] else now_at != 0
+                if changed:
+                    del held[key]  # read again
+                if changed or key[1] <= settled:
+                    del versions[key]  # settled as read: never checked again
         wanted = [
-            (scope, bucket)
-            for scope in scopes
-            for bucket in buckets
-            if bucket > settled or (scope, bucket) not in closed
+            (scope, bucket) for scope in scopes for bucket in buckets if (scope, bucket) not in held
         ]
         pipe = self.client.pipeline(transaction=False)
         for scope, bucket in wanted:
@@ -713,25 +738,29 @@ class RedisStore:
         replies = iter(await pipe.execute())
         for scope, bucket in wanted:
             weights, counts = next(replies), next(replies)
+            version = counts.pop(b"", None)  # bumped by every step that changes the bucket
             items = {
                 decoded(item): Tally(float(weights.get(item, 0.0)), int(n))
                 for item, n in counts.items()
             }
             newest = float(weights[b""]) if b"" in weights else None
-            closed[scope, bucket] = (items, newest)
+            held[scope, bucket] = (items, newest)
+            if bucket > settled and (version is not None or not (weights or counts)):
+                versions[scope, bucket] = version or b""  # b"": absent when read
         results = []
         for scope in scopes:
             tallies: dict[int, dict[str, Tally]] = {}
             newest_of: dict[int, float] = {}
             for bucket in buckets:
                 # (Missing only if a later look pruned it meanwhile: it just left the window.)
-                items, newest = closed.get((scope, bucket), ({}, None))
+                items, newest = held.get((scope, bucket), ({}, None))
                 if items:
                     tallies[bucket] = items
                 if newest is not None:
                     newest_of[bucket] = newest
             for bucket in range(settled + 1, clock + 1):
-                closed.pop((scope, bucket), None)  # still filling: read again next time
+                if (scope, bucket) not in versions:  # filling, of no known version
+                    held.pop((scope, bucket), None)  # read again next time
             sums = self._settled.get(scope)
             if sums is None or (sums.clock, sums.settled) != (clock, settled):
                 sums = settled_sums(tallies, clock=clock, span=t.span, settled=settled)
@@ -787,7 +816,8 @@ class RedisStore:
         await pipe.execute()
 
     async def erase_users(self, user_ids: Sequence[str]) -> list[ErasureReport]:
-        self._closed_buckets.clear()  # the erasure subtracts from buckets of the past too
+        self._buckets.clear()  # the erasure subtracts from buckets of the past too
+        self._bucket_versions.clear()
         self._settled.clear()
         args = [*self._args("erase", len(user_ids)), *user_ids]
         raw = await self._script(keys=[], args=args)

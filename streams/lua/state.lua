@@ -111,7 +111,8 @@ local function add_popularity(item, weight, ts, ts_text)
 end
 
 -- Trending: per scope and time bucket, item -> weighted count (field "" = newest arrival)
--- and item -> event count. Scopes come from the event and the item's catalog record.
+-- and item -> event count (field "" = the bucket's version, bumped by each step that changes
+-- it). Scopes come from the event and the item's catalog record.
 local function trending_scopes(item, stream_id)
   local scopes = { 'global' }
   if stream_id ~= '' then scopes[#scopes + 1] = 'stream:' .. stream_id end
@@ -149,7 +150,10 @@ local function finish_trending()
     if arrival > newest then redis.call('HSET', weights, '', arrival) end
     redis.call('EXPIRE', weights, TREND_TTL)
   end
-  for counts in pairs(trend_counts) do redis.call('EXPIRE', counts, TREND_TTL) end
+  for counts in pairs(trend_counts) do
+    redis.call('HINCRBY', counts, '', 1)  -- the bucket's version: readers re-read it when it moves
+    redis.call('EXPIRE', counts, TREND_TTL)
+  end
   for scope in pairs(trend_scopes) do redis.call('SADD', TRENDING_CHANGED, scope) end
   for log, bucket in pairs(trend_logs) do
     redis.call('ZREMRANGEBYSCORE', log, '-inf', '(' .. (bucket - 2 * TREND_SPAN - 1))
@@ -169,6 +173,7 @@ local function subtract_trending(entry, bucket)
       else
         redis.call('HINCRBYFLOAT', weights, item, '-' .. weight_text)
       end
+      redis.call('HINCRBY', counts, '', 1)
       redis.call('SADD', TRENDING_CHANGED, scope)
     end
   end

@@ -22,6 +22,7 @@ from models.state import Outcome, StateParams
 from streams.keys import Keys
 from streams.store import (
     EXCLUSIONS_ONLY,
+    TRENDING_OPEN_BUCKETS,
     MemoryStore,
     OffsetRange,
     Position,
@@ -423,6 +424,54 @@ async def test_two_looks_at_one_time_with_events_between_stay_exact(
     after = await _trending_of(real, now)
     assert after == await _trending_of(reference, now)
     assert after != before  # the events between the looks count
+
+
+async def test_a_bucket_changed_after_a_look_is_read_again_once_it_settles(
+    redis_client: aioredis.Redis,
+) -> None:
+    """A bucket read while it filled, then changed (by any worker), then settled before the
+    next look, is read again at that look: the one read while it filled is out of date."""
+    await redis_client.flushdb()
+    events, arrivals = _trending_stream(seed=5, count=400, start=time.time() - 160)
+    reference, real = MemoryStore(StateParams()), RedisStore(redis_client, StateParams())
+    now = arrivals[-1] + 0.5
+    cut = next(n for n, arrival in enumerate(arrivals) if arrival > now - 3.0)  # open buckets
+    for store in (reference, real):
+        await store.put_items(CATALOG)
+        await store.process_batch(events[:cut], arrivals[:cut])
+    assert await _trending_of(real, now) == await _trending_of(reference, now)
+    other = RedisStore(redis_client, StateParams())  # another worker writes the rest
+    for store in (reference, other):
+        await store.process_batch(events[cut:], arrivals[cut:])
+    later = now + TRENDING_OPEN_BUCKETS + 1.0  # those buckets no longer fill
+    assert await _trending_of(real, later) == await _trending_of(reference, later)
+
+
+async def test_a_second_look_reads_no_bucket_that_did_not_change(
+    redis_client: aioredis.Redis,
+) -> None:
+    """Buckets still filling are read again only if their version moved (or an absent one
+    appeared): a look with nothing written since the last reads no bucket."""
+    await redis_client.flushdb()
+    events, arrivals = _trending_stream(seed=6, count=200, start=time.time() - 100)
+    real = RedisStore(redis_client, StateParams())
+    await real.put_items(CATALOG)
+    await real.process_batch(events, arrivals)
+    now = arrivals[-1] + 0.5
+    first = await _trending_of(real, now)
+
+    async def bucket_reads() -> int:
+        stats = await redis_client.info("commandstats")
+        return int(stats.get("cmdstat_hgetall", {}).get("calls", 0))
+
+    before = await bucket_reads()
+    assert await _trending_of(real, now) == first
+    assert await bucket_reads() == before
+    await real.process_batch(
+        [Event("late", EventType.VIEW, "u1", now, item_id="i1")], [arrivals[-1] + 0.1]
+    )
+    assert await _trending_of(real, now) != first  # the changed buckets were read again
+    assert await bucket_reads() > before
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
