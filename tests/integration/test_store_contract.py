@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -404,23 +404,32 @@ async def test_trending_keeps_settled_buckets_in_memory_and_stays_exact(
         assert await _trending_of(real, now) == await _trending_of(reference, now), now
 
 
+async def _filled_but_the_last_seconds(
+    redis_client: aioredis.Redis, seed: int
+) -> tuple[MemoryStore, RedisStore, float, Callable[[Store], Awaitable[object]]]:
+    """A reference and a Redis store given a trending stream but for its last 3 s (buckets
+    still filling at ``now``), and how to give a store the rest."""
+    await redis_client.flushdb()
+    events, arrivals = _trending_stream(seed=seed, count=400, start=time.time() - 160)
+    reference, real = MemoryStore(StateParams()), RedisStore(redis_client, StateParams())
+    now = arrivals[-1] + 0.5
+    cut = next(n for n, arrival in enumerate(arrivals) if arrival > now - 3.0)
+    for store in (reference, real):
+        await store.put_items(CATALOG)
+        await store.process_batch(events[:cut], arrivals[:cut])
+    return reference, real, now, lambda store: store.process_batch(events[cut:], arrivals[cut:])
+
+
 async def test_two_looks_at_one_time_with_events_between_stay_exact(
     redis_client: aioredis.Redis,
 ) -> None:
     """The second look reuses the closed buckets' sums of the first and reads the open
     buckets again, which the events between the looks changed."""
-    await redis_client.flushdb()
-    events, arrivals = _trending_stream(seed=4, count=400, start=time.time() - 160)
-    reference, real = MemoryStore(StateParams()), RedisStore(redis_client, StateParams())
-    now = arrivals[-1] + 0.5
-    cut = next(n for n, arrival in enumerate(arrivals) if arrival > now - 3.0)  # open buckets
-    for store in (reference, real):
-        await store.put_items(CATALOG)
-        await store.process_batch(events[:cut], arrivals[:cut])
+    reference, real, now, rest = await _filled_but_the_last_seconds(redis_client, seed=4)
     before = await _trending_of(real, now)
     assert before == await _trending_of(reference, now)
     for store in (reference, real):
-        await store.process_batch(events[cut:], arrivals[cut:])
+        await rest(store)
     after = await _trending_of(real, now)
     assert after == await _trending_of(reference, now)
     assert after != before  # the events between the looks count
@@ -431,18 +440,11 @@ async def test_a_bucket_changed_after_a_look_is_read_again_once_it_settles(
 ) -> None:
     """A bucket read while it filled, then changed (by any worker), then settled before the
     next look, is read again at that look: the one read while it filled is out of date."""
-    await redis_client.flushdb()
-    events, arrivals = _trending_stream(seed=5, count=400, start=time.time() - 160)
-    reference, real = MemoryStore(StateParams()), RedisStore(redis_client, StateParams())
-    now = arrivals[-1] + 0.5
-    cut = next(n for n, arrival in enumerate(arrivals) if arrival > now - 3.0)  # open buckets
-    for store in (reference, real):
-        await store.put_items(CATALOG)
-        await store.process_batch(events[:cut], arrivals[:cut])
+    reference, real, now, rest = await _filled_but_the_last_seconds(redis_client, seed=5)
     assert await _trending_of(real, now) == await _trending_of(reference, now)
     other = RedisStore(redis_client, StateParams())  # another worker writes the rest
     for store in (reference, other):
-        await store.process_batch(events[cut:], arrivals[cut:])
+        await rest(store)
     later = now + TRENDING_OPEN_BUCKETS + 1.0  # those buckets no longer fill
     assert await _trending_of(real, later) == await _trending_of(reference, later)
 
