@@ -376,7 +376,7 @@ def generate_events(
     stream starts with one ``follow`` event per edge of the world's initial graph, so a
     consumer can rebuild it.
 
-    >>> from models.simulator.world import generate_world
+    >>> from models.simulator.build import generate_world
     >>> w = generate_world(seed=2, users=30, items=100)
     >>> evs = list(generate_events(w, seed=2, count=3, start_ts=1_700_000_000.0, mean_gap_s=0))
     >>> [(e.event_id, e.ts) for e in evs]
