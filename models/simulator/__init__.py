@@ -4,7 +4,7 @@ Everything is drawn from ``random.Random`` instances seeded from the caller's se
 global generator), so the same seed, sizes and start time give a byte-identical stream. The
 world is :func:`generate_world` (:mod:`.build`: its shape in :mod:`.world`, the shop side in
 :mod:`.catalogue`, words from :mod:`.vocabulary`); the stream is :func:`generate_events`
-(:mod:`.stream`).
+(:mod:`.stream`, what fires in it in :mod:`.activities`).
 
 >>> world = generate_world(seed=1, users=50, items=200)
 >>> len(world.items), len(world.users), len(world.categories)
