@@ -24,35 +24,20 @@ from __future__ import annotations
 
 from models.state.memory import MemoryState
 from models.state.views import (
-    ACTIONS_READ,
-    ACTIONS_SIZE,
     COOCCURRENCE_CAP,
     COOCCURRENCE_WINDOW,
-    FOLLOWEES_READ,
-    INBOX_SIZE,
-    SOCIAL_ACTION_TYPES,
-    UNHIDING_TYPES,
-    ZERO,
     ErasureReport,
     Outcome,
     PopularView,
     Similar,
     SocialProof,
     StateParams,
-    UserState,
     UserView,
 )
 
 __all__ = [
-    "ACTIONS_READ",
-    "ACTIONS_SIZE",
     "COOCCURRENCE_CAP",
     "COOCCURRENCE_WINDOW",
-    "FOLLOWEES_READ",
-    "INBOX_SIZE",
-    "SOCIAL_ACTION_TYPES",
-    "UNHIDING_TYPES",
-    "ZERO",
     "ErasureReport",
     "MemoryState",
     "Outcome",
@@ -60,6 +45,5 @@ __all__ = [
     "Similar",
     "SocialProof",
     "StateParams",
-    "UserState",
     "UserView",
 ]
