@@ -676,7 +676,7 @@ async def stage_profile(
 ) -> dict[str, Any]:
     """Replay the throughput events through the worker's own stages, without Kafka.
 
-    Same store (one Lua call per batch), same ranking and JSON as streams/pipeline.py, timed
+    Same store (one Lua call per batch), same ranking and JSON as streams/pipeline/, timed
     separately; the Lua script's server-side time comes from Redis's commandstats, so the
     store call splits into "Redis executing the script" and "client side" (argument encoding,
     reply parsing by redis-py, decoding into views).

@@ -131,7 +131,7 @@ class PoolStore:
 
     async def read(self, user_ids: Sequence[str]) -> dict[str, bytes | None]:
         """The users' stored pools as they are (one ``MGET``): what :meth:`candidates` decodes.
-        The publish path reads them beside its state update (streams/pipeline.py)."""
+        The publish path reads them beside its state update (streams/pipeline/processor.py)."""
         if not user_ids:
             return {}
         raw = await self.client.mget([self.keys.user(u, "pools") for u in user_ids])

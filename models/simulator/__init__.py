@@ -2,8 +2,9 @@
 
 Everything is drawn from ``random.Random`` instances seeded from the caller's seed (never the
 global generator), so the same seed, sizes and start time give a byte-identical stream. The
-world is :func:`generate_world` (:mod:`.world`, words from :mod:`.vocabulary`); the stream is
-:func:`generate_events` (:mod:`.stream`).
+world is :func:`generate_world` (:mod:`.build`: its shape in :mod:`.world`, the shop side in
+:mod:`.catalogue`, words from :mod:`.vocabulary`); the stream is :func:`generate_events`
+(:mod:`.stream`, what fires in it in :mod:`.activities`).
 
 >>> world = generate_world(seed=1, users=50, items=200)
 >>> len(world.items), len(world.users), len(world.categories)
@@ -20,8 +21,9 @@ True
 
 from __future__ import annotations
 
+from models.simulator.build import generate_world
 from models.simulator.stream import DEFAULT_START_TS, generate_events
-from models.simulator.world import CatalogItem, Category, Merchant, SimUser, World, generate_world
+from models.simulator.world import CatalogItem, Category, Merchant, SimUser, World
 
 __all__ = [
     "DEFAULT_START_TS",

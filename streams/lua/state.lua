@@ -1,7 +1,7 @@
 --[[
 socialrec state transitions, run atomically inside Redis: one call per micro-batch.
 
-This is the Redis twin of models/state.py (MemoryState): a user's own state, popularity,
+This is the Redis twin of models/state/memory.py (MemoryState): a user's own state, popularity,
 trending counts, the follow graph and the consumed offsets. Every step, and the order of every
 step, mirrors the Python reference so both evict the same members; the store contract suite
 (tests/integration/test_store_contract.py) feeds both the same events and compares full
@@ -52,7 +52,7 @@ local FIRST = 16
 -- Trending buckets live two windows (current + previous) plus slack for late readers.
 local TREND_TTL = math.ceil((2 * TREND_SPAN + 2) * TREND_BUCKET_S)
 local REBASE_AFTER_HALF_LIVES = 64.0
--- Sums at or below this are zero: every contribution was withdrawn (models/state.py ZERO).
+-- Sums at or below this are zero: every contribution was withdrawn (models/state/views.py ZERO).
 local ZERO = 1e-9
 
 local function ukey(user, field) return P .. 'u:' .. user .. ':' .. field end
@@ -67,7 +67,7 @@ local UNHIDING = { like = true, share = true, cart = true, purchase = true }
 local USER_FIELDS = { 'history', 'affinity', 'seen_events', 'event_log', 'trend_log', 'bought',
   'hidden', 'following', 'followers', 'inbox', 'outbox', 'senders', 'actions', 'seen_items',
   'recommendations' }
--- Social signals (models/state.py INBOX_SIZE, ACTIONS_SIZE, FOLLOWEES_READ, ACTIONS_READ).
+-- Social signals (models/state/views.py INBOX_SIZE, ACTIONS_SIZE, FOLLOWEES_READ, ACTIONS_READ).
 local INBOX_SIZE, ACTIONS_SIZE, FOLLOWEES_READ, ACTIONS_READ = 50, 20, 50, 5
 local SOCIAL_ACTIONS = { like = true, purchase = true }
 

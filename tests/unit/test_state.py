@@ -1,4 +1,4 @@
-"""Properties of the state machine (models/state.py) and the similarity maths behind it."""
+"""Properties of the state machine (models/state/) and the similarity maths behind it."""
 
 from __future__ import annotations
 
