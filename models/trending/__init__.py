@@ -30,6 +30,7 @@ from models.trending.results import (
 from models.trending.scopes import (
     GLOBAL_SCOPE,
     category_scope,
+    is_live_scope,
     merchant_scope,
     scopes_for,
     stream_scope,
@@ -45,6 +46,7 @@ __all__ = [
     "TrendingList",
     "TrendingWindows",
     "category_scope",
+    "is_live_scope",
     "merchant_scope",
     "rank_items",
     "scopes_for",
