@@ -242,17 +242,7 @@ class Settings(BaseSettings):
     # --- trending ----------------------------------------------------------------------------
     trending_window_s: float = Field(default=60.0, gt=0, le=3600)
     trending_bucket_s: float = Field(default=5.0, gt=0, le=60)
-    trending_interval_s: float = Field(
-        default=0.5, gt=0, le=10, description="publish period of live streams' and the global list"
-    )
-    trending_scope_interval_s: float = Field(
-        default=5.0,
-        gt=0,
-        le=60,
-        description="publish period of category and merchant lists: a shop may have thousands "
-        "of them, each changed by nearly every second of a busy stream, and no page watches "
-        "them live",
-    )
+    trending_interval_s: float = Field(default=0.5, gt=0, le=10, description="publish period")
     trending_top_k: int = Field(default=20, ge=1, le=200)
     live_max_connections: int = Field(
         default=1_000, ge=1, description="open live-page event streams per worker at most"

@@ -1,10 +1,8 @@
-"""Publish trending lists: every ``trending_interval_s``, each live stream's and the global
-scope, if changed, gets its top items (count and velocity over the sliding window) on the
-``trending`` topic, keyed by scope; a changed category or merchant scope waits for the next
-``trending_scope_interval_s`` (a shop may have thousands of those, each changed by nearly
-every second of a busy stream, and no page watches them live). A scope with items in its window is
-re-published at every bucket boundary even without new events, because its window slides
-(counts fall as buckets leave); an empty list is published once, then it goes quiet.
+"""Publish trending lists: every ``trending_interval_s``, each scope that changed gets its
+top items (count and velocity over the sliding window) on the ``trending`` topic, keyed by
+scope. A scope with items in its window is re-published at every bucket boundary even without
+new events, because its window slides (counts fall as buckets leave); an empty list is
+published once, then it goes quiet.
 
 Readers (the HTTP API, the hosts' live pages, ``socialrec api``) serve the lists as last
 published, never recounting buckets per request: once Kafka has a tick's lists, each is kept
@@ -26,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from models.trending import GLOBAL_SCOPE, TrendingItem, TrendingList, is_live_scope
+from models.trending import GLOBAL_SCOPE, TrendingItem, TrendingList
 from streams.api_spec import MAX_TRENDING_K
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
@@ -125,11 +123,6 @@ class TrendingPublisher:
     #: only at bucket boundaries, so they are re-marked once per bucket, not every tick.
     active: set[str] = field(default_factory=set)
     slid_at: int | None = None
-    #: Changed category and merchant scopes, due at ``scopes_due`` (``trending_scope_interval_s``
-    #: after the last time they were published). Lost with the worker, like a popped change:
-    #: the scope's next event, or its window's next slide, marks it again.
-    waiting: set[str] = field(default_factory=set)
-    scopes_due: float = 0.0
     clock: Callable[[], float] = time.time
     #: Called with each list and its publish time once Kafka has it (in-process subscribers
     #: such as the hosts' live page, streams/live.py). Must not block; errors are logged.
@@ -142,7 +135,7 @@ class TrendingPublisher:
         if bucket != self.slid_at:
             self.slid_at = bucket
             await self.store.mark_changed(sorted(self.active))
-        scopes = self._due(await self.store.take_changed_scopes(MAX_SCOPES_PER_TICK), now)
+        scopes = await self.store.take_changed_scopes(MAX_SCOPES_PER_TICK)
         if not scopes:
             return 0
         kept = await self.store.trending(scopes, now, max(KEPT_ITEMS, self.settings.trending_top_k))
@@ -178,16 +171,3 @@ class TrendingPublisher:
             else:
                 self.active.discard(result.scope)
         return len(lists)
-
-    def _due(self, changed: Sequence[str], now: float) -> list[str]:
-        """The changed scopes to publish now: live ones at once, the others when their
-        interval is up (then as many as a tick takes, the rest at the next ticks)."""
-        live = [scope for scope in changed if is_live_scope(scope)]
-        self.waiting.update(scope for scope in changed if not is_live_scope(scope))
-        if not self.waiting or now < self.scopes_due:
-            return live
-        taken = sorted(self.waiting)[: max(0, MAX_SCOPES_PER_TICK - len(live))]
-        self.waiting.difference_update(taken)
-        if not self.waiting:
-            self.scopes_due = now + self.settings.trending_scope_interval_s
-        return live + taken

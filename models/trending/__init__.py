@@ -30,7 +30,6 @@ from models.trending.results import (
 from models.trending.scopes import (
     GLOBAL_SCOPE,
     category_scope,
-    is_live_scope,
     merchant_scope,
     scopes_for,
     stream_scope,
@@ -46,7 +45,6 @@ __all__ = [
     "TrendingList",
     "TrendingWindows",
     "category_scope",
-    "is_live_scope",
     "merchant_scope",
     "rank_items",
     "scopes_for",

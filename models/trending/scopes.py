@@ -29,16 +29,6 @@ def stream_scope(stream_id: str) -> str:
     return f"stream:{stream_id}"
 
 
-def is_live_scope(scope: str) -> bool:
-    """Whether a scope's list is watched as it changes: a live stream's (the host's page) and
-    the global one (the ranking's fallback). Category and merchant lists are read now and then.
-
-    >>> is_live_scope("global"), is_live_scope(stream_scope("s1")), is_live_scope("merchant:m7")
-    (True, True, False)
-    """
-    return scope == GLOBAL_SCOPE or scope.startswith("stream:")
-
-
 def scopes_for(
     event: Event, category: str | None = None, merchant_id: str | None = None
 ) -> tuple[str, ...]:

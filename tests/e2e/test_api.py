@@ -155,7 +155,7 @@ async def test_every_endpoint_answers_from_the_live_state(
     # Merchant m1: p1, p3 and c1 are theirs.
     async def m1_counted() -> bool:
         _, body = await _get(http, "/api/v1/merchants/m1?window_s=600")
-        # Rising items come from the merchant's trending list as last published (every 5 s).
+        # Rising items come from the merchant's trending list as last published (0.5 s ticks).
         return int(body["funnel"]["counts"]["view"]) >= 4 and len(body["rising"]) == 3
 
     await wait_for(m1_counted, what="merchant counters")
