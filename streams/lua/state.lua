@@ -157,8 +157,6 @@ local function finish_trending()
   for scope in pairs(trend_scopes) do redis.call('SADD', TRENDING_CHANGED, scope) end
   for log, bucket in pairs(trend_logs) do
     redis.call('ZREMRANGEBYSCORE', log, '-inf', '(' .. (bucket - 2 * TREND_SPAN - 1))
-    -- It undoes buckets that live TREND_TTL: a user who goes quiet needs it no longer.
-    redis.call('EXPIRE', log, TREND_TTL)
   end
 end
 

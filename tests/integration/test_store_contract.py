@@ -296,24 +296,6 @@ async def _trending_of(store: Store, now: float) -> dict[str, Any]:
     return {t.scope: (t.items, t.newest_ts) for t in await store.trending(scopes, now, k=5)}
 
 
-async def test_a_users_trending_log_lives_as_long_as_the_buckets_it_undoes(
-    redis_client: aioredis.Redis,
-) -> None:
-    """The log an erasure reads to take a user's events out of trending expires with the
-    buckets those events were counted in: a user who goes quiet leaves nothing behind."""
-    await redis_client.flushdb()
-    keys, real = Keys(), RedisStore(redis_client, StateParams())
-    await real.put_items(CATALOG)
-    now = time.time()
-    event = Event("e1", EventType.VIEW, "u1", now, item_id="i1", stream_id="live-1")
-    await real.process_batch([event], [now])
-    bucket = math.floor(now / real.trending_params.bucket_s)
-    log_ttl = await redis_client.ttl(keys.user("u1", "trend_log"))
-    bucket_ttl = await redis_client.ttl(keys.trending(bucket, "global"))
-    assert log_ttl > 0
-    assert abs(log_ttl - bucket_ttl) <= 1
-
-
 async def test_trending_windows_match_the_reference(redis_client: aioredis.Redis) -> None:
     await redis_client.flushdb()
     start = time.time() - 170
