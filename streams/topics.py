@@ -60,6 +60,10 @@ class TopicsApplyError(RuntimeError):
     """The broker refused a change or could not be reached; the message says which."""
 
 
+class TopicNotVisibleError(TopicsApplyError):
+    """The broker that answered does not know the topic (yet, right after a create)."""
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     """One topic as declared in topics.yaml (logical name, without the test prefix)."""
@@ -397,8 +401,12 @@ async def _settle(admin: Any, topics: Mapping[str, TopicSpec | None]) -> None:
         metadata = await admin.describe_topics(names)
         visible = {t["topic"] for t in metadata if t["error_code"] == 0 and t["partitions"]}
         if visible >= set(names):
-            observed = await _observe(admin, names)
-            if not any(
+            try:
+                observed = await _observe(admin, names)
+            except TopicNotVisibleError:
+                # Each request may reach another broker, one that has not caught up yet.
+                observed = None
+            if observed is not None and not any(
                 action.fixable
                 for name, spec in topics.items()
                 if spec is not None
@@ -573,11 +581,14 @@ async def _alter(admin: Any, configs: dict[str, dict[str, str]]) -> None:
 
 
 def _raise_for_code(code: int, doing: str, message: str | None = None) -> None:
-    from aiokafka.errors import for_code
+    from aiokafka.errors import UnknownTopicOrPartitionError, for_code
 
     if code:
         error = for_code(code)
-        raise TopicsApplyError(f"{doing}: {error.__name__}{f' ({message})' if message else ''}")
+        text = f"{doing}: {error.__name__}{f' ({message})' if message else ''}"
+        if error is UnknownTopicOrPartitionError:
+            raise TopicNotVisibleError(text)
+        raise TopicsApplyError(text)
 
 
 async def delete_topics_with_prefix(settings: Settings) -> list[str]:

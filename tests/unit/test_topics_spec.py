@@ -195,3 +195,43 @@ def test_report_lines() -> None:
     ]
     assert report.problems == (stuck,)
     assert not report.changed  # a dry run changes nothing
+
+
+class _LaggingAdmin:
+    """An admin client whose brokers disagree for a moment after a create.
+
+    The first describe (from the visibility check) reaches a broker that knows the topic,
+    the second (from the observation) one that does not yet; then all agree.
+    """
+
+    def __init__(self, spec: TopicSpec) -> None:
+        self.spec = spec
+        self.describes = 0
+
+    async def describe_topics(self, names: list[str]) -> list[dict[str, Any]]:
+        self.describes += 1
+        code = 3 if self.describes == 2 else 0
+        partitions = [{"replicas": [1]}] * self.spec.partitions
+        return [{"topic": n, "error_code": code, "partitions": partitions} for n in names]
+
+    async def describe_configs(self, resources: list[Any]) -> list[Any]:
+        entries = [
+            {"config_names": k, "config_value": v, "config_source": 1}
+            for k, v in self.spec.broker_configs().items()
+        ]
+        body = {
+            "resources": [
+                {"resource_name": r.name, "error_code": 0, "config_entries": entries}
+                for r in resources
+            ]
+        }
+        return [type("Response", (), {"to_object": lambda self: body})()]
+
+
+async def test_settle_waits_out_a_broker_that_has_not_seen_a_new_topic_yet() -> None:
+    from streams.topics import _settle
+
+    (spec,) = parse_topics({"topics": {"events": VALID_TOPIC}})
+    admin = _LaggingAdmin(spec)
+    await _settle(admin, {spec.name: spec})
+    assert admin.describes == 4  # seen, not seen (waited), seen, observed
