@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import cast
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from models.codes import Codes
 from models.events import Event, EventType
 from models.recommend import (
     Ranking,
@@ -16,12 +19,23 @@ from models.recommend import (
     recommend,
 )
 from models.recommend.blend import normalise
-from models.recommend.pools import item_cf_scores, item_cf_terms, social_scores
-from models.state import StateParams
+from models.recommend.itemcf import NeighbourList, item_cf_pool
+from models.recommend.pools import social_scores
+from models.state import StateParams, UserView
+from models.topk import top_k
 from tests.unit.reference import Reference
 from tests.unit.strategies import event_streams
 
 READ = {"recent_items": 20, "neighbours": 20}
+
+
+def _item_cf_totals(view: UserView) -> dict[str, float]:
+    """Item-CF's totals as a plain loop adds them: the reference for the numpy sums."""
+    totals: dict[str, float] = {}
+    for source_item, affinity in view.recent:
+        for candidate, similarity in view.neighbours.get(source_item, ()):
+            totals[candidate] = totals.get(candidate, 0.0) + affinity * similarity
+    return totals
 
 
 def _state(events: list[Event]) -> Reference:
@@ -59,8 +73,9 @@ def test_scores_are_finite_ranked_and_explained(events: list[Event]) -> None:
         ranked = [r for r in recs.items if r.source is not Source.POPULAR]
         assert all(math.isfinite(r.score) and r.score > 0 for r in recs.items)
         assert [r.score for r in ranked] == sorted((r.score for r in ranked), reverse=True)
-        cf_totals, social = item_cf_scores(view), social_scores(view, params, now)
-        cf = item_cf_terms(view, cf_totals)
+        cf_totals, social = _item_cf_totals(view), social_scores(view, params, now)
+        pool = item_cf_pool(view, len(cf_totals))
+        cf = {item: cast(list[tuple[float, str]], terms) for item, (_, terms) in pool.items()}
         assert cf_totals == {i: sum(c for c, _ in p) for i, p in cf.items()}  # exactly
         raw = {
             Source.ITEM_CF: normalise({i: sum(c for c, _ in p) for i, p in cf.items()}),
@@ -240,3 +255,37 @@ def test_a_cold_users_trending_item_that_a_friend_shared_keeps_the_friend_as_rea
     scarf = recs.items[0]
     assert (scarf.item_id, scarf.source) == ("scarf", Source.SOCIAL)
     assert [(r.user_id, r.action) for r in scarf.reasons] == [("ann", "share")]
+
+
+@given(event_streams(), st.integers(1, 30), st.booleans())
+def test_item_cf_pool_is_the_plain_loop_exactly(
+    events: list[Event], size: int, coded: bool
+) -> None:
+    """The same totals, terms, order and tie-break as a loop over every pair, whether the
+    neighbour lists come coded (the worker's cache, a table with other items in it already)
+    or as plain tuples."""
+    state = _state(events)
+    table = Codes()
+    table.add("an item of another user's lists")
+    for user_id in state.users:
+        view = state.user_view(user_id, **READ)
+        if coded:
+            lists = {item: NeighbourList(row, table) for item, row in view.neighbours.items()}
+            view = dataclasses.replace(view, neighbours=lists)
+        totals = _item_cf_totals(view)
+        kept = (
+            top_k(totals, size, ties_descending=True)
+            if len(totals) > size
+            else list(totals.items())
+        )
+        terms = {
+            item: [
+                (affinity * similarity, source)
+                for source, affinity in view.recent
+                for candidate, similarity in view.neighbours.get(source, ())
+                if candidate == item
+            ]
+            for item, _ in kept
+        }
+        pool = item_cf_pool(view, size)
+        assert list(pool.items()) == [(item, (total, terms[item])) for item, total in kept]
