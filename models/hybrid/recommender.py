@@ -131,6 +131,17 @@ class HybridRecommender:
             return self.base.popular_view()
         return PopularView(tuple(self.knobs.popularity.top(self.popular_items, now)), now)
 
+    def popularity_at(self, item: str, now: float) -> float:
+        """``item``'s popularity decayed to ``now``, from the same source as
+        :meth:`popular_for` (0 for an item the state's popularity does not hold)."""
+        if self.knobs is not None:
+            return self.knobs.popularity.score(item, now)
+        state = self.base.state
+        if item not in state.popularity.scores:
+            return 0.0
+        stored, landmark = state.popularity.scores[item], state.landmark or 0.0
+        return decayed_score(stored, landmark=landmark, at=now, half_life_s=self.params.half_life_s)
+
     # ---- candidates ----------------------------------------------------------------------------
     def _blend(self, view: UserView, now: float) -> tuple[dict[Source, Pool], Blended]:
         """Every source's candidates for the user and their blend, remembered for
@@ -214,8 +225,6 @@ class HybridRecommender:
     ) -> list[float]:
         """:meth:`candidate_scores` of given candidates (the ablations call it too)."""
         excluded = excluded_items(view, self.params)
-        state = self.base.state
-        landmark = state.landmark or 0.0
         wanted = [i for i in item_ids if i in blended.totals and i not in excluded]
         if self.ranker is not None and view.recent:
             personal = dict(
@@ -224,30 +233,13 @@ class HybridRecommender:
         else:
             personal = {i: blended.totals[i] for i in wanted}
         scores = []
-        if self.knobs is not None:
-            popularity = self.knobs.popularity
-            for item in item_ids:
-                if item in personal:
-                    value = personal[item]
-                    scores.append(1.0 + value / (1.0 + value))
-                elif item in excluded:
-                    scores.append(0.0)
-                else:
-                    p = popularity.score(item, now)
-                    scores.append(p / (1.0 + p))
-            return scores
         for item in item_ids:
             if item in personal:
                 value = personal[item]
                 scores.append(1.0 + value / (1.0 + value))
-            elif item in excluded or item not in state.popularity.scores:
+            elif item in excluded:
                 scores.append(0.0)
             else:
-                p = decayed_score(
-                    state.popularity.scores[item],
-                    landmark=landmark,
-                    at=now,
-                    half_life_s=self.params.half_life_s,
-                )
+                p = self.popularity_at(item, now)
                 scores.append(p / (1.0 + p))
         return scores

@@ -6,7 +6,6 @@ exploration slots.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterator, Mapping, Sequence
 
 from models.popularity import decayed_score
@@ -110,7 +109,7 @@ class Ranking:
     ) -> None:
         self.view, self.popular, self.params = view, popular, params
         self.now, self.trending = now, trending
-        self.excluded = excluded_items(view, params)
+        self.excluded = excluded = excluded_items(view, params)
         if pools is None:
             pools = candidate_pools(view, params, now, extra or {})
         self.pools = pools
@@ -118,7 +117,6 @@ class Ranking:
         if blended is None:
             blended = blend_pools(pools, weights, len(view.recent))
         self.blended = blended
-        excluded = self.excluded
         self.totals = totals = {i: t for i, t in blended.totals.items() if i not in excluded}
         self.cold_start = cold_start = not view.recent  # no usable history: all fallbacks
         self.learned: dict[str, float] = {}
@@ -243,9 +241,7 @@ class Ranking:
         if not remember:
             return Recommendations(view.user_id, tuple(chosen), cold_start)
         remembered = (
-            heapq.nsmallest(RANKER_MEMORY, totals, key=lambda i: (-totals[i], i))
-            if learned
-            else order[:RANKER_MEMORY]
+            [item for item, _ in top_k(totals, RANKER_MEMORY)] if learned else order[:RANKER_MEMORY]
         )
         return Recommendations(
             view.user_id, tuple(chosen), cold_start, tuple(blended.features(i) for i in remembered)

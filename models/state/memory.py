@@ -237,21 +237,7 @@ class MemoryState:
         for user_id, user in self.users.items():
             if user.is_empty():
                 continue
-            users[user_id] = {
-                "history": dict(user.history.scores),
-                "affinity": dict(user.affinity),
-                "seen_events": dict(user.seen_events.scores),
-                "event_log": {k: f"{w!r}\t{i}" for k, (w, i) in user.event_log.items()},
-                "bought": set(user.bought),
-                "hidden": set(user.hidden),
-                "following": set(user.following),
-                "followers": set(user.followers),
-                "inbox": dict(user.inbox.scores),
-                "outbox": set(user.outbox),
-                "senders": set(user.senders),
-                "actions": dict(user.actions.scores),
-                "seen_items": dict(user.seen_items.scores),
-            }
+            users[user_id] = user.plain()
         return {
             "users": users,
             "popularity": dict(self.popularity.scores),

@@ -149,3 +149,21 @@ class UserState:
             or self.actions.scores
             or self.seen_items.scores
         )
+
+    def plain(self) -> dict[str, object]:
+        """This user's state as plain data: one user's entry in a store's snapshot."""
+        return {
+            "history": dict(self.history.scores),
+            "affinity": dict(self.affinity),
+            "seen_events": dict(self.seen_events.scores),
+            "event_log": {k: f"{w!r}\t{i}" for k, (w, i) in self.event_log.items()},
+            "bought": set(self.bought),
+            "hidden": set(self.hidden),
+            "following": set(self.following),
+            "followers": set(self.followers),
+            "inbox": dict(self.inbox.scores),
+            "outbox": set(self.outbox),
+            "senders": set(self.senders),
+            "actions": dict(self.actions.scores),
+            "seen_items": dict(self.seen_items.scores),
+        }
