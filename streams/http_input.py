@@ -1,6 +1,6 @@
 """What every HTTP route accepts, and the one form of its refusals.
 
-The API (streams/api.py), the live pages (streams/live.py) and the guard (streams/guard.py)
+The API (streams/api.py), the live pages (streams/live/) and the guard (streams/guard.py)
 read paths, query strings and bodies through these functions, so an id is held to the same
 rule as in events (:func:`models.events.is_valid_id`: a user id events accept can be read,
 asked about and erased), a number is parsed the same way by the guard that prices a request

@@ -11,7 +11,7 @@ can run, each on its own port (``--port``, ``SOCIALREC_API_PORT``) or all on one
 ``SO_REUSEPORT`` (``--reuse-port``, ``SOCIALREC_API_REUSE_PORT``).
 
 Its live pages have no publisher to push them lists: each open events stream reads its scope's
-last published list every ``SOCIALREC_TRENDING_INTERVAL_S`` (streams/live.py's fallback read).
+last published list every ``SOCIALREC_TRENDING_INTERVAL_S`` (streams/live/feed.py's fallback read).
 The global list, the ranking's fill-in and the query's trending boost, is read as often.
 """
 

@@ -125,7 +125,7 @@ class TrendingPublisher:
     slid_at: int | None = None
     clock: Callable[[], float] = time.time
     #: Called with each list and its publish time once Kafka has it (in-process subscribers
-    #: such as the hosts' live page, streams/live.py). Must not block; errors are logged.
+    #: such as the hosts' live page, streams/live/). Must not block; errors are logged.
     listeners: list[Callable[[TrendingList, float], None]] = field(default_factory=list)
 
     async def tick(self) -> int:

@@ -10,12 +10,9 @@ import orjson
 import pytest
 
 from models.trending import TrendingItem, TrendingList
-from streams.live import (
-    LiveFeed,
-    Subscription,
-    TrendingBroadcaster,
-    render_page,
-)
+from streams.live.broadcast import Subscription, TrendingBroadcaster
+from streams.live.feed import LiveFeed
+from streams.live.page import render_page
 
 SCOPE = "stream:live-7"
 
