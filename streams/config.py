@@ -2,7 +2,9 @@
 
 Every field can be set from the environment with the ``SOCIALREC_`` prefix, e.g.
 ``SOCIALREC_KAFKA_BOOTSTRAP=127.0.0.1:19092``. Misconfiguration fails at start-up with a
-message naming the variable to fix, never later in the hot path.
+message naming the variable to fix, never later in the hot path. Settings stays one class in
+this one file, so every variable is found here; the checks across settings live beside it
+(streams/security_checks.py, streams/config_cluster.py).
 
 >>> s = Settings(top_n=5)
 >>> s.topic("events")
@@ -18,19 +20,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import (
-    Field,
-    SecretStr,
-    TypeAdapter,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.events import DEFAULT_WEIGHTS, EventType
 from models.shrinkage import DEFAULT_SCALE
 from models.state import COOCCURRENCE_CAP, COOCCURRENCE_WINDOW
+from streams.config_cluster import cluster_problems, with_cluster_defaults
 from streams.security import masked_url
 from streams.security_checks import transport_problems
 
@@ -45,14 +41,6 @@ class ConfigError(SystemExit):
 SOURCE_NAMES: tuple[str, ...] = ("mf", "content", "user_cf", "fbt")
 #: Shortest host-link secret accepted: 32 characters of `secrets.token_urlsafe` carry 192 bits.
 MIN_SECRET_CHARS = 32
-#: What the scaled-out layout (SOCIALREC_CLUSTER) changes when the variable itself is not set:
-#: three brokers (one per address) beside the single broker's ports, so both layouts can run
-#: at once, and smaller heaps, since three JVMs share the machine.
-CLUSTER_DEFAULTS: dict[str, object] = {
-    "kafka_bootstrap": "127.0.0.1:19192,127.0.0.1:19193,127.0.0.1:19194",
-    "kafka_controller_port": 19292,
-    "kafka_heap": "-Xms128m -Xmx512m",
-}
 
 
 class Settings(BaseSettings):
@@ -72,6 +60,7 @@ class Settings(BaseSettings):
     kafka_heap: str = "-Xms256m -Xmx768m"
 
     # --- scaled-out layout (`socialrec infra up --cluster`, docs/cluster.md) -----------------
+    # Its defaults for the server fields above, and its checks: streams/config_cluster.py.
     cluster: bool = Field(
         default=False,
         description="one broker per SOCIALREC_KAFKA_BOOTSTRAP address (infra up starts them, "
@@ -369,9 +358,7 @@ class Settings(BaseSettings):
     @classmethod
     def _cluster_defaults(cls, data: object) -> object:
         """In cluster mode, the layout's own defaults for what the caller left unset."""
-        if isinstance(data, dict) and _is_true(data.get("cluster", False)):
-            return {**CLUSTER_DEFAULTS, **data}
-        return data
+        return with_cluster_defaults(data)
 
     @model_validator(mode="after")
     def _transport_works(self) -> Settings:
@@ -411,37 +398,6 @@ class Settings(BaseSettings):
 
     def weight(self, event_type: EventType) -> float:
         return self.event_weights[event_type.value]
-
-
-def cluster_problems(settings: Settings) -> list[str]:
-    """What keeps the cluster settings from working, each naming the variables to change."""
-    s = settings
-    if not s.cluster:
-        return []
-    problems = []
-    brokers = len(s.kafka_ports)
-    if brokers < s.cluster_replication_factor:
-        problems.append(
-            f"SOCIALREC_KAFKA_BOOTSTRAP lists {brokers} broker(s) but "
-            f"SOCIALREC_CLUSTER_REPLICATION_FACTOR={s.cluster_replication_factor} needs at least "
-            "as many: list every broker, or lower the replication factor"
-        )
-    if s.cluster_min_insync_replicas >= s.cluster_replication_factor > 1:
-        problems.append(
-            f"SOCIALREC_CLUSTER_MIN_INSYNC_REPLICAS={s.cluster_min_insync_replicas} must be below "
-            f"SOCIALREC_CLUSTER_REPLICATION_FACTOR={s.cluster_replication_factor}, or writes stop "
-            "whenever one broker is down"
-        )
-    return problems
-
-
-def _is_true(value: object) -> bool:
-    """A boolean setting's raw value (True, "true", "1", ...) as pydantic will read it; a
-    value it will reject counts as false here and is reported by the field's own check."""
-    try:
-        return TypeAdapter(bool).validate_python(value)
-    except ValidationError:
-        return False
 
 
 def redis_url_with_db(url: str, db: int) -> str:
