@@ -88,7 +88,7 @@ def run_command(settings: Settings, plan: Plan, doc: Path | None) -> int:
 
 
 async def _isolated(settings: Settings, plan: Plan) -> dict[str, Any]:
-    from streams.bench import claim_redis_db, reset_redis_db, run_settings
+    from streams.bench.isolation import claim_redis_db, reset_redis_db, run_settings
     from streams.chaos_run import run_chaos
     from streams.topics import apply_topics, delete_topics_with_prefix
 

@@ -16,7 +16,7 @@ from streams.security import redis_client_for
 
 async def state_checks(settings: Settings, events: Sequence[Event]) -> list[dict[str, Any]]:
     """Dead letters, the worker's state, item-CF's counts and MF (see streams/replay.py)."""
-    from streams.bench import TopicReader, partitions_of
+    from streams.bench.readback import TopicReader, partitions_of
     from streams.chaos_mf import compare_mf
     from streams.keys import Keys
     from streams.replay import cf_counts, cf_reference, differences, order_independent

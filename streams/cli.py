@@ -64,12 +64,12 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
-    from streams import bench
+    from streams.bench.command import run_bench
 
     events = args.events if args.events is not None else (5_000_000 if args.soak else 20_000)
     default = "docs/soak.json" if args.soak else "docs/benchmarks.json"
     output = args.output or ("docs/scaling.json" if args.workers else default)
-    return bench.run_bench(
+    return run_bench(
         settings,
         events=events,
         output=output,

@@ -99,7 +99,7 @@ async def group_caught_up(settings: Settings, group: str, logical: str = "events
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from streams.bench import partitions_of
+    from streams.bench.readback import partitions_of
 
     topic = settings.topic(logical)
     admin = AIOKafkaAdminClient(**kafka_client_kwargs(settings))

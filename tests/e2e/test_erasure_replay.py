@@ -14,7 +14,7 @@ import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.bench import partitions_of
+from streams.bench.readback import partitions_of
 from streams.config import Settings
 from streams.consumer import events_group
 from streams.keys import Keys

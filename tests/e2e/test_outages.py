@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaProducer
 
 from models.events import Event
 from streams import infra
-from streams.bench import TopicReader
+from streams.bench.readback import TopicReader
 from streams.chaos_state import state_checks
 from streams.config import Settings
 from streams.keys import Keys

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
 from streams import consumer as consumer_module
-from streams.bench import partitions_of
+from streams.bench.readback import partitions_of
 from streams.config import Settings
 from streams.consumer import EventsConsumer
 from streams.metrics import WorkerMetrics

@@ -18,32 +18,35 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, Final
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Final
 
-from models.simulator import generate_events, generate_world
-from streams.bench import (
-    RUN_TIMEOUT_S,
-    Progress,
-    TopicReader,
-    _cpu_seconds,
-    _wait_processed,
+from models.events import Event
+from models.simulator import World, generate_events, generate_world
+from streams.bench.isolation import (
     claim_redis_db,
+    redis_cpu_s,
     redis_info,
     reset_redis_db,
     run_settings,
 )
+from streams.bench.procfs import children, cpu_seconds, rss_mb
+from streams.bench.readback import TopicReader
+from streams.bench.run import RUN_TIMEOUT_S, Progress, wait_processed
 from streams.config import Settings
 from streams.processes import (
     LATENCY,
     STAGE_SECONDS,
+    ManagedProcess,
     bucket_delta,
     histogram_quantile,
     metrics_url,
     scrape,
     worker_process,
 )
+
+if TYPE_CHECKING:
+    from streams.keys import Keys
 
 SOAK_USERS: Final = 100_000
 SOAK_ITEMS: Final = 50_000
@@ -52,34 +55,12 @@ FINAL_RATE: Final = 1_000.0
 FINAL_SECONDS: Final = 60.0
 
 
-def rss_mb(pid: int | None) -> float | None:
-    """Resident memory of a process (MB), from /proc."""
-    if pid is None:
-        return None
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024.0, 1)
-    except OSError:
-        return None
-    return None
-
-
-def children(pid: int | None) -> list[int]:
-    """The direct child processes of ``pid`` (the worker's learner)."""
-    if pid is None:
-        return []
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        with contextlib.suppress(OSError):
-            found += [int(p) for p in task.read_text().split()]
-    return found
-
-
 async def soak(
     settings: Settings, *, events: int, chunk: int, seed: int, say: Callable[[str], None]
 ) -> dict[str, Any]:
-    from streams.simulate import produce
+    """One worker through ``events`` in chunks of ``chunk``, then a minute at
+    :data:`FINAL_RATE`: a row of figures per chunk, Redis's memory by key family, and the
+    latency at the end."""
     from streams.topics import apply_topics, delete_topics_with_prefix
 
     run_id = f"{int(time.time())}-soak"
@@ -104,21 +85,11 @@ async def soak(
             await proc.wait_http(metrics_url(s))
             done = 0
             while done < events:
-                began = time.monotonic()
-                spent = await _costs(settings, s, proc.pid)
-                sent = await produce(s, world, itertools.islice(stream, chunk), 0.0)
-                if sent == 0:
+                sending = itertools.islice(stream, chunk)
+                row = await _chunk(settings, world, sending, progress, proc, done, baseline)
+                if row is None:
                     break
-                await _wait_processed(progress, proc, done + sent, RUN_TIMEOUT_S)
-                done += sent
-                row = {
-                    "events": done,
-                    "events_per_s": round(sent / (time.monotonic() - began), 1),
-                    "redis_used_memory_mb": round(await _redis_mb(settings) - baseline, 1),
-                    "worker_rss_mb": rss_mb(proc.pid),
-                    "learner_rss_mb": [rss_mb(p) for p in children(proc.pid)],
-                    **_per_event(spent, await _costs(settings, s, proc.pid), sent),
-                }
+                done = row["events"]
                 rows.append(row)
                 say(
                     f"  {done:,} events: {row['events_per_s']:,} events/s, Redis "
@@ -129,16 +100,7 @@ async def soak(
             figures["chunks"] = rows
             figures["redis_by_family_mb"] = await memory_by_family(s)
             say(f"  Redis by key family (MB): {figures['redis_by_family_mb']}")
-            say(f"  steady {FINAL_RATE:g} events/s for {FINAL_SECONDS:g} s")
-            before = await scrape(metrics_url(s))
-            count = int(FINAL_RATE * FINAL_SECONDS)
-            steady = generate_events(
-                world, seed + 1, count=count, start_ts=time.time(), mean_gap_s=1 / FINAL_RATE
-            )
-            await produce(s, world, steady, FINAL_RATE)
-            await _wait_processed(progress, proc, done + count, RUN_TIMEOUT_S)
-            after = await scrape(metrics_url(s))
-            figures["final_latency"] = _latency(before, after)
+            figures["final_latency"] = await _final_latency(world, seed, progress, proc, done, say)
             say(f"  {figures['final_latency']}")
     finally:
         await proc.stop()
@@ -151,15 +113,70 @@ async def soak(
     return figures
 
 
+async def _chunk(
+    settings: Settings,
+    world: World,
+    events: Iterable[Event],
+    progress: Progress,
+    proc: ManagedProcess,
+    done: int,
+    baseline: float,
+) -> dict[str, Any] | None:
+    """Send one chunk flat out and wait until the worker has consumed it: the chunk's row of
+    figures (None when the stream had no events left)."""
+    from streams.simulate import produce
+
+    s = progress.settings
+    began = time.monotonic()
+    spent = await _costs(settings, s, proc.pid)
+    sent = await produce(s, world, events, 0.0)
+    if sent == 0:
+        return None
+    await wait_processed(progress, proc, done + sent, RUN_TIMEOUT_S)
+    done += sent
+    return {
+        "events": done,
+        "events_per_s": round(sent / (time.monotonic() - began), 1),
+        "redis_used_memory_mb": round(await _redis_mb(settings) - baseline, 1),
+        "worker_rss_mb": rss_mb(proc.pid),
+        "learner_rss_mb": [rss_mb(p) for p in children(proc.pid)],
+        **_per_event(spent, await _costs(settings, s, proc.pid), sent),
+    }
+
+
+async def _final_latency(
+    world: World,
+    seed: int,
+    progress: Progress,
+    proc: ManagedProcess,
+    done: int,
+    say: Callable[[str], None],
+) -> dict[str, float | None]:
+    """:data:`FINAL_SECONDS` at :data:`FINAL_RATE` after the chunks: the worker's p50/p99."""
+    from streams.simulate import produce
+
+    s = progress.settings
+    say(f"  steady {FINAL_RATE:g} events/s for {FINAL_SECONDS:g} s")
+    before = await scrape(metrics_url(s))
+    count = int(FINAL_RATE * FINAL_SECONDS)
+    steady = generate_events(
+        world, seed + 1, count=count, start_ts=time.time(), mean_gap_s=1 / FINAL_RATE
+    )
+    await produce(s, world, steady, FINAL_RATE)
+    await wait_processed(progress, proc, done + count, RUN_TIMEOUT_S)
+    after = await scrape(metrics_url(s))
+    return _latency(before, after)
+
+
 async def _costs(settings: Settings, worker: Settings, pid: int | None) -> dict[str, Any]:
     """CPU seconds so far of the worker, its learner and Redis, and the worker's seconds per
     stage: their growth over a chunk says which of them grows with the state."""
     info = await redis_info(settings)
     snap = await scrape(metrics_url(worker))
     return {
-        "worker": _cpu_seconds(pid) or 0.0,
-        "learner": sum(_cpu_seconds(child) or 0.0 for child in children(pid)),
-        "redis": float(info.get("used_cpu_user", 0.0)) + float(info.get("used_cpu_sys", 0.0)),
+        "worker": cpu_seconds(pid) or 0.0,
+        "learner": sum(cpu_seconds(child) or 0.0 for child in children(pid)),
+        "redis": redis_cpu_s(info),
         "stages": {} if snap is None else snap.by_label(f"{STAGE_SECONDS}_sum", "stage"),
     }
 
@@ -195,31 +212,32 @@ async def memory_by_family(settings: Settings) -> dict[str, float]:
     client = redis_client_for(settings)
     try:
         batch: list[str] = []
-
-        async def flush() -> None:
-            async with client.pipeline(transaction=False) as pipe:
-                for key in batch:
-                    pipe.memory_usage(key, samples=0)
-                sizes = await pipe.execute()
-            for key, size in zip(batch, sizes, strict=True):
-                try:
-                    scope, _, field = keys.parse(key)
-                    family = f"{scope}:{field}"
-                except ValueError:
-                    family = "other"
-                totals[family] = totals.get(family, 0) + int(size or 0)
-            batch.clear()
-
         async for raw in client.scan_iter(match=f"{keys.prefix}*", count=2_000):
             batch.append(decoded(raw))
             if len(batch) >= 2_000:
-                await flush()
+                await _add_sizes(client, keys, batch, totals)
         if batch:
-            await flush()
+            await _add_sizes(client, keys, batch, totals)
     finally:
         await client.aclose()
     ranked = sorted(totals.items(), key=lambda kv: -kv[1])
     return {family: round(size / 2**20, 1) for family, size in ranked}
+
+
+async def _add_sizes(client: Any, keys: Keys, batch: list[str], totals: dict[str, int]) -> None:
+    """Add the ``MEMORY USAGE`` of a batch of keys to their families' totals; empties it."""
+    async with client.pipeline(transaction=False) as pipe:
+        for key in batch:
+            pipe.memory_usage(key, samples=0)
+        sizes = await pipe.execute()
+    for key, size in zip(batch, sizes, strict=True):
+        try:
+            scope, _, field = keys.parse(key)
+            family = f"{scope}:{field}"
+        except ValueError:
+            family = "other"
+        totals[family] = totals.get(family, 0) + int(size or 0)
+    batch.clear()
 
 
 async def _redis_mb(settings: Settings) -> float:

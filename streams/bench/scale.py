@@ -29,24 +29,19 @@ from pathlib import Path
 from typing import Any, Final
 
 from models.simulator import World, generate_events, generate_world
-from streams.bench import (
-    ITEMS,
-    RUN_TIMEOUT_S,
-    USERS,
+from streams.bench.isolation import (
     BenchError,
-    TopicReader,
-    _cpu_seconds,
-    _learner_catch_up,
-    append_times,
     claim_redis_db,
-    output_latencies,
-    partitions_of,
+    redis_cpu_s,
     redis_info,
     reset_redis_db,
-    run_once,
     run_settings,
     use_log_append_time,
 )
+from streams.bench.procfs import children, cpu_seconds
+from streams.bench.readback import TopicReader, append_times, output_latencies, partitions_of
+from streams.bench.run import POLL_S, RUN_TIMEOUT_S, learner_catch_up, run_once
+from streams.bench.scenarios import ITEMS, USERS
 from streams.config import Settings
 from streams.processes import (
     CONSUMED,
@@ -57,11 +52,9 @@ from streams.processes import (
     scrape,
     worker_process,
 )
-from streams.soak import children
 
 #: How long the workers may take to start and share the partitions.
 SETTLE_GROUP_S: Final = 120.0
-POLL_S: Final = 0.5
 
 
 async def run_scale(
@@ -123,13 +116,13 @@ async def _one_count(
             await proc.wait_http(metrics_url(s))
         await _balanced(group, procs, partitions_of(settings, "events"))
         cpu_before = [_cpu_tree(p) for p in procs]
-        redis_before = _redis_cpu(await redis_info(settings))
+        redis_before = redis_cpu_s(await redis_info(settings))
         await produce(settings, world, stream, 0.0)
         timeline = await _consumed(group, procs, len(stream))
         settled, settled_at = time.monotonic(), time.time()
-        learner_s = await _learner_catch_up(settings, settled)
+        learner_s = await learner_catch_up(settings, settled)
         cpu_after = [_cpu_tree(p) for p in procs]
-        redis_after = _redis_cpu(await redis_info(settings))
+        redis_after = redis_cpu_s(await redis_info(settings))
     finally:
         for proc in procs:
             await proc.stop()
@@ -176,12 +169,8 @@ async def _mean_bytes(settings: Settings, logical: str) -> float:
 
 def _cpu_tree(proc: ManagedProcess) -> tuple[float, float]:
     """(the worker's CPU seconds, its learner children's)."""
-    learners = [_cpu_seconds(pid) or 0.0 for pid in children(proc.pid)]
-    return _cpu_seconds(proc.pid) or 0.0, sum(learners)
-
-
-def _redis_cpu(info: dict[str, Any]) -> float:
-    return float(info.get("used_cpu_user", 0.0)) + float(info.get("used_cpu_sys", 0.0))
+    learners = [cpu_seconds(pid) or 0.0 for pid in children(proc.pid)]
+    return cpu_seconds(proc.pid) or 0.0, sum(learners)
 
 
 async def _balanced(group: list[Settings], procs: list[ManagedProcess], partitions: int) -> None:

@@ -8,8 +8,8 @@ the event id in a header so the bench can pair input and output:
 * ``faust-forward``: a Faust agent that only forwards (``take_events`` batches,
   ``app.producer.send``): the framework's own ceiling, with the worker's app settings.
 
-Each runs in its own process (``python -m streams.baselines passthrough|faust-forward``) and
-stops on SIGTERM. The gap between them and the worker is what socialrec's own work costs.
+Each runs in its own process (``python -m streams.bench.baselines passthrough|faust-forward``)
+and stops on SIGTERM. The gap between them and the worker is what socialrec's own work costs.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from streams.security import kafka_client_kwargs
 EVENT_ID_HEADER: Final = "socialrec.event_id"
 
 BASELINES: Final = ("passthrough", "faust-forward")
+#: Every system the bench measures: the worker, then the baselines.
+SYSTEMS: Final = ("worker", *BASELINES)
 
 
 def event_id_header(value: bytes) -> list[tuple[str, bytes]]:
@@ -134,5 +136,5 @@ def _run(which: str) -> int:
 if __name__ == "__main__":
     if len(sys.argv) == 2 and sys.argv[1] in BASELINES:
         sys.exit(_run(sys.argv[1]))
-    print(f"usage: python -m streams.baselines {'|'.join(BASELINES)}", file=sys.stderr)
+    print(f"usage: python -m streams.bench.baselines {'|'.join(BASELINES)}", file=sys.stderr)
     sys.exit(2)
