@@ -4,7 +4,7 @@ Why not a Faust agent: the agent's per-event stream machinery capped a forwardin
 fraction of raw aiokafka on this machine (``socialrec bench`` measures both), its ``take``
 buffer holds each event up to the batch window, and it cannot go back to an earlier offset.
 This consumer reads batches with ``getmany`` and keeps its positions **in Redis, with the state
-they produced** (streams/store.py ``OffsetRange``):
+they produced** (streams/store/offsets.py ``OffsetRange``):
 
 * each batch's script checks that the stored applied offset of every partition is the one this
   consumer last saw; if Redis lost writes (a restart without its last second) nothing is

@@ -87,7 +87,7 @@ class Learner:
         self, valid: list[tuple[Event, InboundRecord]]
     ) -> list[tuple[Event, InboundRecord]]:
         """Leave out events in flight when their user (or the user they are aimed at) was
-        erased, as the worker's state step does (streams/store.py ``erased_in_flight``).
+        erased, as the worker's state step does (streams/store/erasure.py ``erased_in_flight``).
         One MGET per batch (anonymous marks)."""
         users = sorted({u for e, _ in valid for u in (e.user_id, e.target_user_id) if u})
         marks = await self._wait_out(lambda: self.store.erased_at(users), "marks") if users else {}

@@ -35,7 +35,7 @@ class Outcome(StrEnum):
     #: Refused by a store whose stored data for the event is corrupt (only Redis can be).
     REJECTED = "rejected"
     #: Dropped by a store: its user, or the user it is aimed at, was erased after the event
-    #: reached Kafka (streams/store.py ``erased_in_flight``). Nothing of it is written.
+    #: reached Kafka (streams/store/erasure.py ``erased_in_flight``). Nothing of it is written.
     ERASED = "erased"
 
 

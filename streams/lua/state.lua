@@ -334,7 +334,7 @@ end
 -- An event of (or aimed at) a user erased at or after it reached Kafka was in flight when the
 -- erasure was honoured: applying it would bring back what the receipt said was gone. Checked
 -- here, in the same atomic step as the write, so no erasure can slip in between.
--- streams/store.py erased_in_flight is the Python twin.
+-- streams/store/erasure.py erased_in_flight is the Python twin.
 local marks = {}
 local function erased_since(mark, arrival)
   if mark == '' then return false end
@@ -347,7 +347,7 @@ local queued = {}
 local OFFSETS = P .. 'offsets'
 local ranges = {}
 if mode == 'process' then
-  -- Offsets ride with the state they produce (streams/store.py OffsetRange): first check that
+  -- Offsets ride with the state they produce (streams/store/offsets.py OffsetRange): first check that
   -- no partition's stored offset is behind what the consumer expected (Redis lost writes), in
   -- which case nothing is applied and the consumer goes back; the new offsets are written
   -- after the events, in this same atomic script.

@@ -1,0 +1,80 @@
+"""Offsets ride with the state they produce: a partition's applied and published offsets.
+
+Each batch's state step records its records' offsets in the same atomic step as the state and
+first checks that the stored ones are those the consumer last saw (README, "Offsets live with
+the state"). Both stores use these types and rules; Redis's twin of :func:`check_offsets` and
+:func:`advance` is in streams/lua/state.lua.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetRange:
+    """A batch's records of one partition, and what the consumer knows of that partition.
+
+    The store keeps, per partition, the last offset whose event its state holds (*applied*,
+    written in the same atomic step as the state) and the last offset whose lists Kafka
+    confirmed (*published*, the previous batch's, carried by the next one).
+    """
+
+    partition: str  # "events:3"
+    first: int
+    last: int
+    expected: int  # the applied offset this consumer last saw stored (-1: not known)
+    published: int  # lists confirmed up to here (-1: none yet)
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a partition's state is: its applied and published offsets (-1: none)."""
+
+    applied: int
+    published: int
+
+
+def check_offsets(
+    stored: Mapping[str, Position], offsets: Sequence[OffsetRange]
+) -> dict[str, Position]:
+    """The partitions whose stored applied offset is behind what the consumer expected.
+
+    >>> r = OffsetRange("events:0", first=11, last=20, expected=10, published=10)
+    >>> check_offsets({"events:0": Position(10, 10)}, [r])
+    {}
+    >>> check_offsets({"events:0": Position(7, 5)}, [r])
+    {'events:0': Position(applied=7, published=5)}
+    >>> check_offsets({}, [r])  # the store lost everything
+    {'events:0': Position(applied=-1, published=-1)}
+    """
+    behind = {}
+    for r in offsets:
+        position = stored.get(r.partition, Position(-1, -1))
+        if r.expected >= 0 and position.applied < r.expected:
+            behind[r.partition] = position
+    return behind
+
+
+def advance(stored: dict[str, Position], offsets: Sequence[OffsetRange]) -> None:
+    """Record a batch's offsets (never moving a partition backwards)."""
+    for r in offsets:
+        was = stored.get(r.partition, Position(-1, -1))
+        stored[r.partition] = Position(max(was.applied, r.last), max(was.published, r.published))
+
+
+#: KEYS: the offsets hash; ARGV: partition, offset, ...: each published offset moves forward,
+#: never past the applied one, and only for partitions with an applied offset.
+MARK_PUBLISHED_LUA = """
+for i = 1, #ARGV, 2 do
+  local part, offset = ARGV[i], tonumber(ARGV[i + 1])
+  local applied = tonumber(redis.call('HGET', KEYS[1], part) or '-1')
+  local field = part .. ':published'
+  local was = tonumber(redis.call('HGET', KEYS[1], field) or '-1')
+  if applied >= 0 and offset > was then
+    redis.call('HSET', KEYS[1], field, math.min(offset, applied))
+  end
+end
+return 0
+"""

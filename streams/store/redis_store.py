@@ -1,0 +1,300 @@
+"""The production store: all state in Redis, one ``EVALSHA`` of streams/lua/state.lua a batch.
+
+Each micro-batch is one network round trip that deduplicates by event id, applies every event
+atomically, records the batch's offsets and reads back what scoring needs for the users it
+touched. :class:`RedisStore` stays one class: the script's argument header, the popular items
+kept between reads and the neighbour cache that replaces the script's neighbour reads must
+agree with each other. What stands apart lives beside it: the script's arguments and replies
+(script.py), the trending buckets' cache (trending_looks.py), the snapshot (snapshot.py) and
+the offsets' rules (offsets.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
+from importlib import resources
+from typing import Any, cast
+
+import orjson
+import redis.asyncio as aioredis
+
+from models.content import CatalogRecord
+from models.events import Event
+from models.state import ErasureReport, PopularView, StateParams
+from models.trending import TrendingList
+from streams.itemcache import item_meta_cache, neighbour_cache
+from streams.keys import Keys, decoded
+from streams.store.interface import BatchResult, ReadParams, TrendingParams
+from streams.store.offsets import MARK_PUBLISHED_LUA, OffsetRange, Position
+from streams.store.script import decode_batch, script_header
+from streams.store.snapshot import redis_snapshot
+from streams.store.trending_looks import TrendingLooks
+
+#: Item categories cached per worker (for the category cap of the ranking).
+CATEGORY_CACHE_SIZE = 200_000
+CATEGORY_CACHE_TTL_S = 300.0
+#: Items whose neighbour lists a worker keeps (with SOCIALREC_NEIGHBOURS_TTL_S); a list of 20
+#: pairs is about 2.5 kB of Python objects.
+NEIGHBOUR_CACHE_SIZE = 20_000
+
+#: How long a cached recommendation list lives if the user goes quiet. The API computes a list
+#: afresh for a user without one, so Redis holds lists of recently active users only.
+RECOMMENDATIONS_TTL_S = 3600
+
+
+class RedisStore:
+    """Production store: all state in Redis, one Lua call per batch."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        params: StateParams,
+        read: ReadParams | None = None,
+        keys: Keys | None = None,
+        trending: TrendingParams | None = None,
+        erased_ttl_s: int = 0,
+        neighbours_ttl_s: float = 0.0,
+        popular_ttl_s: float = 0.0,
+    ) -> None:
+        """``erased_ttl_s``: how long erasure marks last (0: for ever); the worker derives it
+        from topics.yaml (``streams.topics.erasure_mark_ttl_s``). ``neighbours_ttl_s``: how long
+        the worker keeps an item's neighbour list (0: the script reads them for every list).
+        ``popular_ttl_s``: how long it keeps the most popular items (0: read with every batch).
+        """
+        self.client = client
+        self._popular_ttl_s = popular_ttl_s
+        self._popular: PopularView | None = None
+        self._popular_until = 0.0  # time.monotonic() when the kept popular items are due
+        self.erased_ttl_s = erased_ttl_s
+        self.params = params
+        self.read = read or ReadParams()
+        self.keys = keys or Keys()
+        self.trending_params = trending or TrendingParams()
+        self._looks = TrendingLooks(client, self.keys, self.trending_params)
+        self._categories = item_meta_cache(
+            client, self.keys, "category", size=CATEGORY_CACHE_SIZE, ttl_s=CATEGORY_CACHE_TTL_S
+        )
+        # With a time to live, neighbour lists come from the worker's cache, not the script.
+        self._neighbours = (
+            neighbour_cache(
+                client,
+                self.keys,
+                self.read.neighbours,
+                size=NEIGHBOUR_CACHE_SIZE,
+                ttl_s=neighbours_ttl_s,
+            )
+            if neighbours_ttl_s > 0 and self.read.neighbours > 0
+            else None
+        )
+        source = resources.files("streams").joinpath("lua/state.lua").read_text()
+        self._script = client.register_script(source)
+        self._published = client.register_script(MARK_PUBLISHED_LUA)
+        self._head, self._tail = script_header(
+            self.keys,
+            params,
+            self.read,
+            self.trending_params,
+            neighbours=0 if self._neighbours is not None else self.read.neighbours,
+        )
+
+    def _args(self, mode: str, count: int, popular: bool = True) -> list[str | int | float | bytes]:
+        """The script's arguments up to the records (``popular``: read the popular items)."""
+        return [mode, *self._head, self.read.popular if popular else 0, *self._tail, count]
+
+    def _popular_due(self) -> bool:
+        """Whether this call reads the popular items (else the kept ones serve). Fewer kept
+        than asked for means a young store, where each batch's items change the fill-ins a
+        list may need: those are read with every batch, as without a time to live."""
+        kept = self._popular
+        return (
+            kept is None
+            or len(kept.items) < self.read.popular
+            or time.monotonic() >= self._popular_until
+        )
+
+    def _with_popular(self, result: BatchResult, read: bool) -> BatchResult:
+        """Keep the popular items a call read, or give a call that did not the kept ones.
+        Popularity is the long-run fallback (a half-life of hours): reading and decoding its
+        100 best with every small batch was a third of the state call's time."""
+        if result.rewinds:
+            return result
+        if read:
+            self._popular = result.popular
+            self._popular_until = time.monotonic() + self._popular_ttl_s
+            return result
+        assert self._popular is not None
+        return replace(result, popular=self._popular)
+
+    async def process_batch(
+        self,
+        events: Sequence[Event],
+        arrivals: Sequence[float] | None = None,
+        offsets: Sequence[OffsetRange] = (),
+    ) -> BatchResult:
+        popular = self._popular_due()
+        args = self._args("process", len(events), popular)
+        weight, mark = self.params.weight, self.keys.erased
+        rows = [
+            [
+                e.event_id,
+                e.type.value,
+                e.user_id,
+                e.item_id or "",
+                e.target_user_id or "",
+                repr(e.ts),
+                repr(weight(e.type)),
+                e.stream_id or "",
+                repr(e.ts if arrivals is None else float(arrivals[n])),
+                mark(e.user_id),
+                mark(e.target_user_id) if e.target_user_id else "",
+            ]
+            for n, e in enumerate(events)
+        ]
+        args.append(orjson.dumps(rows))
+        args.append(len(offsets))
+        for r in offsets:
+            args += [r.partition, r.first, r.last, r.expected, r.published]
+        result = self._with_popular(decode_batch(await self._script(keys=[], args=args)), popular)
+        return await self._with_neighbours(result)
+
+    async def positions(self, partitions: Sequence[str]) -> dict[str, Position]:
+        if not partitions:
+            return {}
+        fields = [f for p in partitions for f in (p, f"{p}:published")]
+        raw = await self.client.hmget(self.keys.global_("offsets"), fields)
+        found = {}
+        for n, partition in enumerate(partitions):
+            applied, published = raw[2 * n], raw[2 * n + 1]
+            if applied is not None:
+                found[partition] = Position(int(applied), int(published or -1))
+        return found
+
+    async def mark_published(self, published: Mapping[str, int]) -> None:
+        if published:
+            flat = [x for p, o in published.items() for x in (p, o)]
+            await self._published(keys=[self.keys.global_("offsets")], args=flat)
+
+    async def mark_erased(self, erased_at: Mapping[str, float]) -> None:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for user_id, at in erased_at.items():
+                pipe.set(self.keys.erased(user_id), repr(at), ex=self.erased_ttl_s or None)
+            await pipe.execute()
+
+    async def save_knobs(self, body: bytes) -> None:
+        await self.client.set(self.keys.global_("knobs"), body)
+
+    async def load_knobs(self) -> bytes | None:
+        return cast(bytes | None, await self.client.get(self.keys.global_("knobs")))
+
+    async def erased_at(self, user_ids: Sequence[str]) -> dict[str, float]:
+        if not user_ids:
+            return {}
+        values = await self.client.mget([self.keys.erased(u) for u in user_ids])
+        return {u: float(v) for u, v in zip(user_ids, values, strict=True) if v is not None}
+
+    async def audience(self, user_ids: Sequence[str]) -> set[str]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.smembers(self.keys.user(user_id, "followers"))
+                pipe.smembers(self.keys.user(user_id, "outbox"))
+            replies = await pipe.execute()
+        return {decoded(member) for members in replies for member in members}
+
+    async def read_users(self, user_ids: Sequence[str]) -> BatchResult:
+        popular = self._popular_due()
+        args = [*self._args("read", len(user_ids), popular), *user_ids]
+        result = self._with_popular(decode_batch(await self._script(keys=[], args=args)), popular)
+        return await self._with_neighbours(result)
+
+    async def _with_neighbours(self, result: BatchResult) -> BatchResult:
+        """The views with their recent items' neighbour lists from the cache (if it is on)."""
+        cache = self._neighbours
+        if cache is None or not result.views:
+            return result
+        lists = await cache.get({item for v in result.views.values() for item, _ in v.recent})
+        views = {
+            user: replace(view, neighbours={item: lists[item] for item, _ in view.recent})
+            for user, view in result.views.items()
+        }
+        return BatchResult(result.outcomes, views, result.popular, result.rewinds)
+
+    async def put_items(self, records: Sequence[CatalogRecord]) -> None:
+        if not records:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for r in records:
+            key = self.keys.item(r.item_id, "meta")
+            pipe.delete(key)
+            pipe.hset(
+                key,
+                mapping={
+                    "title": r.title,
+                    "category": r.category,
+                    "brand": r.brand,
+                    "merchant_id": r.merchant_id,
+                    "price": "" if r.price is None else repr(r.price),
+                    "tags": "\t".join(r.tags),
+                },
+            )
+        await pipe.execute()
+
+    async def delete_items(self, item_ids: Sequence[str]) -> None:
+        if item_ids:
+            await self.client.delete(*(self.keys.item(i, "meta") for i in item_ids))
+            self._categories.drop(item_ids)
+
+    async def item_categories(self, item_ids: Collection[str]) -> dict[str, str]:
+        """From a local cache; misses in one pipelined round trip. Entries live
+        ``CATEGORY_CACHE_TTL_S`` so a category changed through another worker shows up."""
+        return await self._categories.get(item_ids)
+
+    async def trending(self, scopes: Sequence[str], now: float, k: int) -> list[TrendingList]:
+        """Reads the buckets of every scope this worker does not hold yet, or that changed
+        since it read them (see streams/store/trending_looks.py)."""
+        return await self._looks.look(scopes, now, k)
+
+    async def take_changed_scopes(self, limit: int) -> list[str]:
+        popped = await self.client.spop(self.keys.global_("trending_changed"), limit)
+        return sorted(decoded(s) for s in cast(list[bytes], popped or []))
+
+    async def mark_changed(self, scopes: Sequence[str]) -> None:
+        if scopes:
+            await self.client.sadd(self.keys.global_("trending_changed"), *scopes)
+
+    async def keep_published(self, lists: Mapping[str, bytes], ttl_s: float) -> None:
+        if not lists:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for scope, body in lists.items():
+            pipe.set(self.keys.trending_published(scope), body, px=max(1, round(ttl_s * 1000)))
+        await pipe.execute()
+
+    async def published(self, scopes: Sequence[str]) -> list[bytes | None]:
+        if len(scopes) == 1:  # the API's case: one GET, no pipeline to build
+            return [
+                cast(bytes | None, await self.client.get(self.keys.trending_published(scopes[0])))
+            ]
+        pipe = self.client.pipeline(transaction=False)
+        for scope in scopes:
+            pipe.get(self.keys.trending_published(scope))
+        return list(await pipe.execute())
+
+    async def cache_recommendations(self, lists: Mapping[str, bytes]) -> None:
+        if not lists:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for user_id, body in lists.items():
+            pipe.set(self.keys.user(user_id, "recommendations"), body, ex=RECOMMENDATIONS_TTL_S)
+        await pipe.execute()
+
+    async def erase_users(self, user_ids: Sequence[str]) -> list[ErasureReport]:
+        self._looks.clear()  # the erasure subtracts from buckets of the past too
+        args = [*self._args("erase", len(user_ids)), *user_ids]
+        raw = await self._script(keys=[], args=args)
+        return [ErasureReport(int(h), int(e), int(f)) for h, e, f in raw]
+
+    async def snapshot(self) -> dict[str, Any]:
+        """Every socialrec key parsed into the same shape as MemoryState.snapshot()."""
+        return await redis_snapshot(self.client, self.keys)

@@ -1,0 +1,147 @@
+"""The worker's cache of trending buckets, so that a trending look reads only what changed.
+
+A look covers two windows' worth of buckets per scope (24 buckets a scope at the defaults);
+reading them all twice a second was most of the trending publisher's time. Buckets that no
+longer fill are kept as last read; those still filling are kept with their version (the counts
+hash's "" field, bumped by every state step that changes the bucket) and read again only when
+it moved. Closed buckets' sums are kept per scope (:func:`models.trending.settled_sums`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import redis.asyncio as aioredis
+
+from models.trending import SettledSums, Tally, TrendingList, settled_sums, summarise_buckets
+from streams.keys import Keys, decoded
+from streams.store.interface import TrendingParams
+
+#: Trending buckets this recent may still fill: a look reads them again if their version moved;
+#: older ones are kept in memory as last read. A bucket is keyed by broker arrival time, so it
+#: fills only while the worker is less than this many buckets behind the broker.
+TRENDING_OPEN_BUCKETS = 5
+
+_Bucket = tuple[str, int]  # (scope, bucket)
+
+
+class TrendingLooks:
+    """The buckets read so far, their versions and the scopes' settled sums (one worker's)."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys, params: TrendingParams) -> None:
+        self.client = client
+        self.keys = keys
+        self.params = params
+        # (scope, bucket) -> (tallies, newest arrival) of the trending buckets read: those that
+        # no longer fill (see TRENDING_OPEN_BUCKETS) and those still filling whose version is
+        # known; dropped when they leave the window or on erasure.
+        self.held: dict[_Bucket, tuple[dict[str, Tally], float | None]] = {}
+        # (scope, bucket) -> version of a bucket read while it was filling (b"": it did not
+        # exist): checked before it is reused. A bucket without a version (written before
+        # versions) is not kept while it fills.
+        self.versions: dict[_Bucket, bytes] = {}
+        # scope -> the sums of its closed buckets at the current clock (models.trending).
+        self.settled: dict[str, SettledSums] = {}
+
+    def clear(self) -> None:
+        """Forget everything read (an erasure subtracts from buckets of the past too)."""
+        self.held.clear()
+        self.versions.clear()
+        self.settled.clear()
+
+    async def look(self, scopes: Sequence[str], now: float, k: int) -> list[TrendingList]:
+        """Each scope's top ``k`` at ``now``: one pipelined round trip for the versions of the
+        filling buckets held, one for the buckets not held (or changed)."""
+        t = self.params
+        clock = math.floor(now / t.bucket_s)
+        buckets = range(clock - 2 * t.span + 1, clock + 1)
+        settled = clock - TRENDING_OPEN_BUCKETS  # buckets up to here no longer fill
+        for key in [key for key in self.held if key[1] < buckets.start]:
+            del self.held[key]  # out of every window now
+            self.versions.pop(key, None)
+        await self._recheck(scopes, buckets, settled)
+        await self._read(scopes, buckets, settled)
+        results = [self._summarise(scope, buckets, now, k, settled) for scope in scopes]
+        for scope in [scope for scope, sums in self.settled.items() if sums.clock != clock]:
+            del self.settled[scope]  # a scope not looked at this bucket: summed again if asked
+        return results
+
+    async def _recheck(self, scopes: Sequence[str], buckets: range, settled: int) -> None:
+        """Drop the buckets read while they were filling whose version moved (or that appeared
+        since they were read absent); stop checking those settled as read."""
+        held, versions = self.held, self.versions
+        check = [
+            (scope, bucket) for scope in scopes for bucket in buckets if (scope, bucket) in versions
+        ]
+        if not check:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for scope, bucket in check:
+            counts_key = self.keys.trending(bucket, scope, counts=True)
+            if versions[scope, bucket]:
+                pipe.hget(counts_key, "")
+            else:
+                pipe.exists(counts_key)
+        for key, now_at in zip(check, await pipe.execute(), strict=True):
+            changed = now_at != versions[key] if versions[key] else now_at != 0
+            if changed:
+                del held[key]  # read again
+            if changed or key[1] <= settled:
+                del versions[key]  # settled as read: never checked again
+
+    async def _read(self, scopes: Sequence[str], buckets: range, settled: int) -> None:
+        """Read every bucket not held, keeping the version of those still filling."""
+        held = self.held
+        wanted = [
+            (scope, bucket) for scope in scopes for bucket in buckets if (scope, bucket) not in held
+        ]
+        pipe = self.client.pipeline(transaction=False)
+        for scope, bucket in wanted:
+            pipe.hgetall(self.keys.trending(bucket, scope))
+            pipe.hgetall(self.keys.trending(bucket, scope, counts=True))
+        replies = iter(await pipe.execute())
+        for scope, bucket in wanted:
+            weights, counts = next(replies), next(replies)
+            version = counts.pop(b"", None)  # bumped by every step that changes the bucket
+            items = {
+                decoded(item): Tally(float(weights.get(item, 0.0)), int(n))
+                for item, n in counts.items()
+            }
+            newest = float(weights[b""]) if b"" in weights else None
+            held[scope, bucket] = (items, newest)
+            if bucket > settled and (version is not None or not (weights or counts)):
+                self.versions[scope, bucket] = version or b""  # b"": absent when read
+
+    def _summarise(
+        self, scope: str, buckets: range, now: float, k: int, settled: int
+    ) -> TrendingList:
+        """One scope's list from the buckets held; its filling buckets of no known version
+        are let go (read again next time)."""
+        t, held, clock = self.params, self.held, buckets.stop - 1
+        tallies: dict[int, dict[str, Tally]] = {}
+        newest_of: dict[int, float] = {}
+        for bucket in buckets:
+            # (Missing only if a later look pruned it meanwhile: it just left the window.)
+            items, newest = held.get((scope, bucket), ({}, None))
+            if items:
+                tallies[bucket] = items
+            if newest is not None:
+                newest_of[bucket] = newest
+        for bucket in range(settled + 1, clock + 1):
+            if (scope, bucket) not in self.versions:  # filling, of no known version
+                held.pop((scope, bucket), None)  # read again next time
+        sums = self.settled.get(scope)
+        if sums is None or (sums.clock, sums.settled) != (clock, settled):
+            sums = settled_sums(tallies, clock=clock, span=t.span, settled=settled)
+            self.settled[scope] = sums
+        return summarise_buckets(
+            scope,
+            tallies,
+            newest_of,
+            now=now,
+            window_s=t.window_s,
+            bucket_s=t.bucket_s,
+            k=k,
+            settled=sums,
+        )
