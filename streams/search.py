@@ -3,7 +3,7 @@
 Why in memory: a query must scan postings of a few concepts over the whole catalogue in well
 under a millisecond, and every worker can rebuild the index from Redis at any time, so it is a
 cache, not state. Its feed is the one the content source already keeps
-(streams/sources/content.py): ``content_items`` (item -> JSON catalogue record) and the
+(streams/sources/content_catalogue.py): ``content_items`` (item -> JSON catalogue record) and the
 ``content_changes`` stream of changed item ids. The index loads everything once, then reads the
 stream from its last position (at most every ``sync_interval_s``, one round trip when nothing
 changed) and reloads when the stream was trimmed past that position. So search needs the
@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 
 from models.textsearch import TextIndex
 from streams.keys import Keys, decoded
-from streams.sources.content import entry_items
+from streams.sources.content_records import entry_items
 
 log = logging.getLogger(__name__)
 

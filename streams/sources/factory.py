@@ -22,7 +22,8 @@ from streams.config import Settings
 from streams.keys import Keys
 from streams.metrics import WorkerMetrics
 from streams.sources import SourceModel, SourceSet
-from streams.sources.content import ContentParams, RedisContent
+from streams.sources.content import RedisContent
+from streams.sources.content_records import ContentParams
 from streams.sources.fbt import RedisFBT
 from streams.sources.itemcf import RedisItemCF
 from streams.sources.mf import RedisMF

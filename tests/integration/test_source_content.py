@@ -14,7 +14,8 @@ from models.content import CatalogRecord
 from models.events import Event, EventType
 from streams.keys import Keys
 from streams.sources import SourceModel
-from streams.sources.content import ContentParams, RedisContent
+from streams.sources.content import RedisContent
+from streams.sources.content_records import ContentParams
 
 T0 = 1_700_000_000.0
 PHONES = {"ph-huawei", "ph-xiaomi", "ph-galaxy", "ph-pixel", "ph-honor"}
