@@ -165,7 +165,7 @@ async def compare_mf(
     client: aioredis.Redis, params: StateParams, events: Sequence[Event], partitions: int
 ) -> MFComparison:
     """The run's MF (in Redis) against clean replays of ``events``."""
-    from streams.sources.mf import decode_sampler
+    from streams.sources.mf_rows import decode_sampler
 
     reference = replay_mf(client, params, events)
     others = [replay_mf(client, params, kafka_order(events, partitions, s)) for s in OTHER_ORDERS]

@@ -1,20 +1,13 @@
 """Online matrix factorisation as a recommendation source, with its parameters in Redis.
 
 :class:`RedisMF` wraps the pure :class:`models.mf.OnlineMF` (River SGD on the logistic loss,
-implicit feedback, sampled negatives). Redis holds the truth, so a restarted or second worker
-continues where another stopped; the worker's ``OnlineMF`` is a cache of it:
+implicit feedback, sampled negatives). Redis holds the truth (the rows, ledgers and sampler
+of streams/sources/mf_rows.py), so a restarted or second worker continues where another
+stopped; the worker's ``OnlineMF`` is a cache of it. Erasure: streams/sources/mf_erasure.py.
 
-- ``{prefix}u:{user}:mf`` (string): the user's factor row, float32 bytes;
-- ``{prefix}u:{user}:mf_contrib`` (hash item -> float32 bytes): the summed changes the user's
-  own SGD steps made to that item's row, the ledger erasure subtracts;
-- ``{prefix}mf_items`` (hash item -> float32 bytes): every item's factor row;
-- ``{prefix}mf_sampler`` (string, JSON): learning steps and recent positives (item ids only),
-  which the next negatives depend on.
-
-One :meth:`RedisMF.learn` call costs two round trips whatever the batch size (plus one, rarely,
-for popularity-pool items this worker has never seen): one pipelined read of the batch's user
-rows, their ledgers, the batch's item rows and the sampler; every event learnt locally; one
-pipelined write of each changed row, the ledgers and the sampler.
+One :meth:`RedisMF.learn` call costs two round trips whatever the batch size
+(streams/sources/mf_batch.py): the batch's state read, every event learnt locally, the
+changed rows written back.
 
 Who writes what. User rows and ledgers are written only by the worker that owns the user's
 partition (events are keyed by user id), so read-modify-write is safe. Item rows are shared:
@@ -41,29 +34,14 @@ Redis' hash order; that is insertion order only for small hashes (listpack encod
 restarted worker may draw other (equally random) negatives.
 
 Memory bounds. The local cache keeps item rows only (``factors`` float32 per item); user rows
-and ledgers are read per batch and dropped after it. A user's ledger grows by one entry per
-distinct item their steps touched, sampled negatives included; it is capped at
-``max_contributions`` entries, keeping the largest pushes (by L2 norm: the positives and
-repeated negatives, the ones that matter for an undo) and dropping the smallest. At the default
+and ledgers are read per batch and dropped after it. A user's ledger is capped at
+``max_contributions`` entries (:func:`streams.sources.mf_rows.merge_ledger`). At the default
 64, a full ledger is about 9 kB (at 256, the cap before, 35 kB: most of Redis at 100,000 users);
 the erasure test's shopper, 120 events over 60 items, is undone exactly as well. Item rows of
 items that left the catalog stay in ``mf_items`` (they are anonymous, and the next reload
 would bring them back anyway); candidates may therefore name a delisted item, which the
 assembly's catalog filters drop. The sampler holds up to ``pool_size`` item ids (default 2,000,
 some 20 kB) and travels both ways on every learn call: the price of exact continuity.
-
-Erasure (:meth:`RedisMF.erase`) deletes the user's row and ledger and subtracts the ledger from
-the current shared item rows (``OnlineMF.forget_user(revert_items=True)``). That undo is
-approximate: it removes the user's own pushes, not what other users' later steps learnt from
-the pushed rows. tests/integration/test_source_mf.py measures how close the item rows come to a
-run in which the user never existed. Nothing that remains names the user: item rows and the
-sampler hold item ids only.
-
->>> state = SamplerState(steps=3, pool=("phone", "case"))
->>> encode_sampler(state)
-b'{"steps":3,"pool":["phone","case"]}'
->>> decode_sampler(encode_sampler(state)) == state
-True
 """
 
 from __future__ import annotations
@@ -71,41 +49,24 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final, cast
+from typing import Final, cast
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 import redis.asyncio as aioredis
 
 from models.events import DEFAULT_WEIGHTS, Event, EventType
 from models.hybrid import TASTE_MATCH
-from models.mf import WIRE_DTYPE, OnlineMF, SamplerState, Sampling
+from models.mf import OnlineMF, Sampling
 from models.recommend import Candidate, Source
 from streams.keys import Keys, decoded
-from streams.sources.progress import Learnt, commit
+from streams.sources.mf_batch import read_batch_state, write_back
+from streams.sources.mf_erasure import erase_users
+from streams.sources.mf_rows import items_key, raw_row
+from streams.sources.progress import Learnt
 
-#: The reason every MF candidate carries: the user's taste vector matches the item's.
 #: Item rows per HSCAN page when (re)loading the item table.
 _SCAN_PAGE: Final = 1000
-
-
-def encode_sampler(state: SamplerState) -> bytes:
-    """The sampler state as JSON (item ids and a counter; no user id)."""
-    return orjson.dumps({"steps": state.steps, "pool": list(state.pool)})
-
-
-def decode_sampler(raw: bytes) -> SamplerState:
-    """The inverse of :func:`encode_sampler`."""
-    body = orjson.loads(raw)
-    return SamplerState(int(body["steps"]), tuple(str(i) for i in body["pool"]))
-
-
-def _raw(value: bytes | str) -> bytes:
-    """A factor row as Redis returned it: bytes, so the client must not decode responses."""
-    if not isinstance(value, bytes):
-        raise TypeError("RedisMF needs a Redis client with decode_responses=False")
-    return value
 
 
 class RedisMF:
@@ -158,8 +119,7 @@ class RedisMF:
         self._loaded_at: float | None = None
         # learn, erase, reload and scoring all use the one local model between awaits.
         self._lock = asyncio.Lock()
-        self._items_key = self.keys.global_("mf_items")
-        self._sampler_key = self.keys.global_("mf_sampler")
+        self._items_key = items_key(self.keys)
 
     @property
     def source(self) -> Source:
@@ -182,7 +142,7 @@ class RedisMF:
             cursor, page = await self.client.hscan(self._items_key, cursor, count=_SCAN_PAGE)
             if page:
                 rows = cast(dict[bytes, bytes], page)
-                self.model.import_rows("item", {decoded(k): _raw(v) for k, v in rows.items()})
+                self.model.import_rows("item", {decoded(k): raw_row(v) for k, v in rows.items()})
                 count += len(page)
             if cursor == 0:
                 break
@@ -213,121 +173,26 @@ class RedisMF:
         async with self._lock:
             await self._ensure_fresh()
             try:
-                stored_ledgers = await self._read_batch_state(users, items)
+                stored_ledgers = await read_batch_state(
+                    self.client, self.keys, self.model, users, items
+                )
                 for user_id, item_id, weight in steps:
                     self.model.learn(user_id, item_id, weight)
-                await self._write_back(users, stored_ledgers, learnt)
+                await write_back(
+                    self.client,
+                    self.keys,
+                    self.model,
+                    users,
+                    stored_ledgers,
+                    self.max_contributions,
+                    learnt,
+                )
             except BaseException:
                 # The local rows may now hold steps Redis never got: start the cache again from
                 # Redis on the next call, so a retried batch is learnt exactly once.
                 self.model = self._new_model()
                 self._loaded_at = None
                 raise
-
-    async def _read_batch_state(
-        self, users: Sequence[str], items: Sequence[str]
-    ) -> dict[str, dict[str, bytes]]:
-        """Import the batch's rows and the sampler; returns the users' stored ledgers."""
-        pipe = self.client.pipeline(transaction=False)
-        for user_id in users:
-            pipe.get(self.keys.user(user_id, "mf"))
-        for user_id in users:
-            pipe.hgetall(self.keys.user(user_id, "mf_contrib"))
-        pipe.hmget(self._items_key, items)
-        pipe.get(self._sampler_key)
-        replies = await pipe.execute()
-        rows, ledgers = replies[: len(users)], replies[len(users) : 2 * len(users)]
-        item_rows, sampler_raw = replies[-2], replies[-1]
-
-        for user_id, raw in zip(users, rows, strict=True):
-            if raw is None:
-                # New (or erased) user: start again from the deterministic initial row.
-                self.model.forget_user(user_id)
-            else:
-                self.model.import_rows("user", {user_id: _raw(raw)})
-        self.model.import_rows(
-            "item", {i: raw for i, raw in zip(items, item_rows, strict=True) if raw is not None}
-        )
-        if sampler_raw is not None:
-            await self._restore_sampler(decode_sampler(sampler_raw))
-        return {
-            user_id: {decoded(k): v for k, v in ledger.items()}
-            for user_id, ledger in zip(users, ledgers, strict=True)
-        }
-
-    async def _restore_sampler(self, state: SamplerState) -> None:
-        """Restore the shared sampler; pool items this worker has not seen are fetched first."""
-        known = set(self.model.item_ids())
-        missing = list(dict.fromkeys(i for i in state.pool if i not in known))
-        if missing:
-            found = await self.client.hmget(self._items_key, missing)
-            self.model.import_rows(
-                "item",
-                {i: _raw(raw) for i, raw in zip(missing, found, strict=True) if raw is not None},
-            )
-            known = set(self.model.item_ids())
-            state = SamplerState(state.steps, tuple(i for i in state.pool if i in known))
-        self.model.set_sampler_state(state)
-
-    async def _write_back(
-        self,
-        users: Sequence[str],
-        stored_ledgers: Mapping[str, Mapping[str, bytes]],
-        learnt: Learnt | None = None,
-    ) -> None:
-        """One ``MULTI``: changed user and item rows, merged and capped ledgers, the sampler
-        (and the batch's marks)."""
-        changed = self.model.take_changed()
-
-        def queue(pipe: Any) -> None:
-            for user_id, raw in self.model.export_rows("user", changed.users).items():
-                pipe.set(self.keys.user(user_id, "mf"), raw)
-            # Row order, so a fresh hash keeps the local order while Redis keeps insertion order.
-            item_rows = self.model.export_rows(
-                "item", (i for i in self.model.item_ids() if i in changed.items)
-            )
-            if item_rows:
-                pipe.hset(self._items_key, mapping=item_rows)
-            for user_id in users:
-                key = self.keys.user(user_id, "mf_contrib")
-                put, drop = self._merge_ledger(
-                    stored_ledgers.get(user_id, {}), self.model.contributions(user_id)
-                )
-                if put:
-                    pipe.hset(key, mapping=put)
-                if drop:
-                    pipe.hdel(key, *drop)
-                # The user's row and this batch's ledger now live in Redis only.
-                self.model.forget_user(user_id)
-            pipe.set(self._sampler_key, encode_sampler(self.model.sampler_state()))
-
-        await commit(self.client, learnt, queue)
-
-    def _merge_ledger(
-        self, stored: Mapping[str, bytes], batch: Mapping[str, bytes]
-    ) -> tuple[dict[str, bytes], list[str]]:
-        """(entries to write, stored entries to delete): stored + this batch's deltas, capped
-        at ``max_contributions`` entries by dropping the smallest pushes (L2 norm)."""
-        if not batch:
-            return {}, []
-        merged = dict(stored)
-        for item, raw in batch.items():
-            delta = np.frombuffer(raw, dtype=WIRE_DTYPE).astype(np.float64)
-            old = stored.get(item)
-            if old is not None:
-                delta += np.frombuffer(old, dtype=WIRE_DTYPE)
-            merged[item] = delta.astype(WIRE_DTYPE).tobytes()
-        dropped: list[str] = []
-        if len(merged) > self.max_contributions:
-            ids = sorted(merged)  # a fixed order, so ties break the same way in every process
-            matrix = np.frombuffer(b"".join(merged[i] for i in ids), dtype=WIRE_DTYPE)
-            norms = np.linalg.norm(matrix.reshape(len(ids), -1).astype(np.float64), axis=1)
-            order = np.argsort(-norms, kind="stable")
-            dropped = [ids[n] for n in order[self.max_contributions :].tolist()]
-            for item in dropped:
-                del merged[item]
-        put = {i: raw for i, raw in merged.items() if stored.get(i) != raw}
-        return put, [i for i in dropped if i in stored]
 
     # ---- candidates and scores ---------------------------------------------------------------
     async def candidates(
@@ -352,7 +217,7 @@ class RedisMF:
             for user_id, raw in zip(unique, rows, strict=True):
                 if raw is None:
                     continue
-                self.model.import_rows("user", {user_id: _raw(raw)})
+                self.model.import_rows("user", {user_id: raw_row(raw)})
                 top = self.model.top_k(user_id, k, exclude.get(user_id, frozenset()))
                 self.model.forget_user(user_id)
                 result[user_id] = [Candidate(item, s, TASTE_MATCH) for item, s in top]
@@ -378,7 +243,7 @@ class RedisMF:
                 if raw is None:
                     scores[user_id] = np.zeros(len(requests[user_id]), dtype=np.float64)
                     continue
-                self.model.import_rows("user", {user_id: _raw(raw)})
+                self.model.import_rows("user", {user_id: raw_row(raw)})
                 scores[user_id] = self.model.score(user_id, requests[user_id])
                 self.model.forget_user(user_id)
         return scores
@@ -386,39 +251,11 @@ class RedisMF:
     # ---- erasure -----------------------------------------------------------------------------
     async def erase(self, user_ids: Sequence[str]) -> dict[str, int]:
         """Delete the users' rows and ledgers and subtract each ledger from the current shared
-        item rows (an approximate undo, see the module docstring). Three round trips; returns
-        per user the stored entries removed (a row counts one, each ledger entry one)."""
+        item rows (an approximate undo, see streams/sources/mf_erasure.py). Three round
+        trips; returns per user the stored entries removed (a row counts one, each ledger entry
+        one)."""
         users = list(dict.fromkeys(user_ids))
         if not users:
             return {}
         async with self._lock:
-            pipe = self.client.pipeline(transaction=False)
-            for user_id in users:
-                pipe.exists(self.keys.user(user_id, "mf"))
-                pipe.hgetall(self.keys.user(user_id, "mf_contrib"))
-            replies = await pipe.execute()
-            ledgers: dict[str, dict[str, bytes]] = {}
-            removed: dict[str, int] = {}
-            for n, user_id in enumerate(users):
-                ledger: dict[Any, bytes] = replies[2 * n + 1]
-                ledgers[user_id] = {decoded(k): v for k, v in ledger.items()}
-                removed[user_id] = int(replies[2 * n]) + len(ledger)
-            items = list(dict.fromkeys(i for ledger in ledgers.values() for i in ledger))
-            current = await self.client.hmget(self._items_key, items) if items else []
-            stored = {i: _raw(r) for i, r in zip(items, current, strict=True) if r is not None}
-            # Subtract from the rows as Redis has them now, not from a possibly stale cache.
-            self.model.import_rows("item", stored)
-            for user_id, ledger in ledgers.items():
-                self.model.set_contributions(
-                    user_id, {i: d for i, d in ledger.items() if i in stored}
-                )
-                self.model.forget_user(user_id, revert_items=True)
-            changed = self.model.take_changed()
-            pipe = self.client.pipeline(transaction=False)
-            for user_id in users:
-                pipe.delete(self.keys.user(user_id, "mf"), self.keys.user(user_id, "mf_contrib"))
-            reverted = self.model.export_rows("item", sorted(changed.items))
-            if reverted:
-                pipe.hset(self._items_key, mapping=reverted)  # type: ignore[arg-type]
-            await pipe.execute()
-        return removed
+            return await erase_users(self.client, self.keys, self.model, users)

@@ -26,7 +26,7 @@ from streams.privacy import ErasureProcessor
 from streams.processes import free_port
 from streams.publisher import KafkaPublisher
 from streams.sources.factory import build_sources
-from streams.sources.mf import decode_sampler
+from streams.sources.mf_rows import decode_sampler
 from streams.sources.snapshots import fbt_state, usercf_state
 from streams.store import RedisStore
 from streams.worker import state_params

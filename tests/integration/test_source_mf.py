@@ -26,7 +26,8 @@ from models.mf import WIRE_DTYPE, OnlineMF, SamplerState, Sampling
 from models.recommend import Source
 from streams.keys import Keys
 from streams.sources import SourceModel
-from streams.sources.mf import RedisMF, decode_sampler, encode_sampler
+from streams.sources.mf import RedisMF
+from streams.sources.mf_rows import decode_sampler, encode_sampler
 
 T0 = 1_700_000_000.0
 FACTORS = 16
