@@ -3,11 +3,11 @@ recent items ``j`` whose neighbour lists hold it, with its terms ``(a_uj · s_ij
 reasons.
 
 A request walks up to recent × neighbours (20 × 50) pairs. As dict walks in Python that was
-most of a list's cost, so the sums are numpy's: each neighbour list carries its candidates'
-codes and similarities as arrays (:class:`NeighbourList`, built once per list read, not per
-request), the pairs are concatenated, and one ``bincount`` adds each candidate's terms. It
-adds them in the order of the recent items, as ``total += a · s`` in a loop would, so the
-totals are exactly the loop's.
+most of a list's cost at that size, so there the sums are numpy's: each neighbour list
+carries its candidates' codes and similarities as arrays (:class:`NeighbourList`, built once
+per list read, not per request), the pairs are concatenated, and one ``bincount`` adds each
+candidate's terms in the order of the recent items, as ``total += a · s`` in a loop would:
+the totals are exactly the loop's. A young user's few pairs are cheaper in the loop.
 
 >>> from models.state import UserView
 >>> view = UserView("u", recent=(("phone", 2.0), ("tv", 1.0)), neighbours={
@@ -17,6 +17,9 @@ totals are exactly the loop's.
 {'case': (1.25, [(1.0, 'phone'), (0.25, 'tv')]), 'remote': (0.5, [(0.5, 'tv')])}
 >>> list(item_cf_pool(view, 1))
 ['case']
+>>> sources = [(j, a, view.neighbours[j]) for j, a in view.recent]
+>>> summed_pool(sources, 50) == looped_pool(sources, 50) == item_cf_pool(view, 50)
+True
 """
 
 from __future__ import annotations
@@ -54,23 +57,59 @@ class NeighbourList(tuple[tuple[str, float], ...]):
         return row
 
 
+#: (recent item, neighbour) pairs from which numpy's sums are cheaper than a loop's: each
+#: numpy call costs a few microseconds however small its arrays, a loop about 0.3 µs a pair.
+#: Measured per list: 15 pairs 10 µs looped, 40 summed; 1,000 pairs 410-460 looped, 230-270
+#: summed (docs/benchmarks.md, 4 December 2026, fourth session).
+SUMMED_FROM_PAIRS = 256
+
+Sources = list[tuple[str, float, tuple[tuple[str, float], ...]]]
+
+
 def item_cf_pool(view: UserView, size: int) -> Pool:
     """The user's ``size`` best item-CF candidates (all of them, in the order first met, when
     there are no more), best first; equal totals by item id descending (Redis's order).
 
-    Neighbour lists that are plain tuples (or arrays in another table) are coded here, per
-    request; the worker's cache hands over :class:`NeighbourList` rows.
+    Few pairs are added in a loop (:func:`looped_pool`), many by numpy (:func:`summed_pool`);
+    both give the same pool to the last bit.
     """
-    sources: list[tuple[str, float, tuple[tuple[str, float], ...]]] = []
-    table: Codes | None = None
+    sources: Sources = []
+    pairs = 0
     for item, affinity in view.recent:
         row = view.neighbours.get(item)
         if row:
             sources.append((item, affinity, row))
-            if table is None and isinstance(row, NeighbourList):
-                table = row.table
+            pairs += len(row)
     if not sources:
         return {}
+    return (looped_pool if pairs < SUMMED_FROM_PAIRS else summed_pool)(sources, size)
+
+
+def looped_pool(sources: Sources, size: int) -> Pool:
+    """:func:`item_cf_pool` over ``(recent item, affinity, neighbours)`` by dict walks."""
+    totals: dict[str, float] = {}
+    get = totals.get
+    for _, affinity, row in sources:
+        for candidate, similarity in row:
+            totals[candidate] = get(candidate, 0.0) + affinity * similarity
+    kept = top_k(totals, size, ties_descending=True) if len(totals) > size else list(totals.items())
+    reasons: dict[str, list[tuple[float, str]]] = {item: [] for item, _ in kept}
+    found = reasons.get
+    for source, affinity, row in sources:
+        for candidate, similarity in row:
+            terms = found(candidate)
+            if terms is not None:
+                terms.append((affinity * similarity, source))
+    return {item: (total, reasons[item]) for item, total in kept}
+
+
+def summed_pool(sources: Sources, size: int) -> Pool:
+    """:func:`item_cf_pool` over ``(recent item, affinity, neighbours)`` by numpy: rows
+    that are plain tuples (or arrays in another table) are coded here, per request; the
+    worker's cache hands over :class:`NeighbourList` rows."""
+    if not sources:
+        return {}
+    table = next((r.table for _, _, r in sources if isinstance(r, NeighbourList)), None)
     if table is None:
         table = Codes()
     rows = [

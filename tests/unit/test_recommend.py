@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 from typing import cast
 
 from hypothesis import given
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from models.codes import Codes
 from models.events import Event, EventType
 from models.recommend import (
+    Pool,
     Ranking,
     RecommendParams,
     Source,
@@ -19,7 +21,13 @@ from models.recommend import (
     recommend,
 )
 from models.recommend.blend import normalise
-from models.recommend.itemcf import NeighbourList, item_cf_pool
+from models.recommend.itemcf import (
+    SUMMED_FROM_PAIRS,
+    NeighbourList,
+    item_cf_pool,
+    looped_pool,
+    summed_pool,
+)
 from models.recommend.pools import social_scores
 from models.state import StateParams, UserView
 from models.topk import top_k
@@ -257,13 +265,34 @@ def test_a_cold_users_trending_item_that_a_friend_shared_keeps_the_friend_as_rea
     assert [(r.user_id, r.action) for r in scarf.reasons] == [("ann", "share")]
 
 
+def _reference_pool(view: UserView, size: int) -> list[tuple[str, tuple[float, object]]]:
+    """Item-CF's pool as a plain loop over every pair makes it."""
+    totals = _item_cf_totals(view)
+    kept = top_k(totals, size, ties_descending=True) if len(totals) > size else list(totals.items())
+    terms = {
+        item: [
+            (affinity * similarity, source)
+            for source, affinity in view.recent
+            for candidate, similarity in view.neighbours.get(source, ())
+            if candidate == item
+        ]
+        for item, _ in kept
+    }
+    return [(item, (total, terms[item])) for item, total in kept]
+
+
+def _both_ways(view: UserView, size: int) -> list[Pool]:
+    sources = [(j, a, row) for j, a in view.recent if (row := view.neighbours.get(j))]
+    return [looped_pool(sources, size), summed_pool(sources, size), item_cf_pool(view, size)]
+
+
 @given(event_streams(), st.integers(1, 30), st.booleans())
 def test_item_cf_pool_is_the_plain_loop_exactly(
     events: list[Event], size: int, coded: bool
 ) -> None:
-    """The same totals, terms, order and tie-break as a loop over every pair, whether the
-    neighbour lists come coded (the worker's cache, a table with other items in it already)
-    or as plain tuples."""
+    """The same totals, terms, order and tie-break as a loop over every pair, by dict walks
+    and by numpy, whether the neighbour lists come coded (the worker's cache, a table with
+    other items in it already) or as plain tuples."""
     state = _state(events)
     table = Codes()
     table.add("an item of another user's lists")
@@ -272,20 +301,26 @@ def test_item_cf_pool_is_the_plain_loop_exactly(
         if coded:
             lists = {item: NeighbourList(row, table) for item, row in view.neighbours.items()}
             view = dataclasses.replace(view, neighbours=lists)
-        totals = _item_cf_totals(view)
-        kept = (
-            top_k(totals, size, ties_descending=True)
-            if len(totals) > size
-            else list(totals.items())
-        )
-        terms = {
-            item: [
-                (affinity * similarity, source)
-                for source, affinity in view.recent
-                for candidate, similarity in view.neighbours.get(source, ())
-                if candidate == item
-            ]
-            for item, _ in kept
+        expected = _reference_pool(view, size)
+        for pool in _both_ways(view, size):
+            assert list(pool.items()) == expected
+
+
+def test_a_long_history_is_summed_by_numpy_to_the_same_pool() -> None:
+    """20 recent items × 50 neighbours (past :data:`SUMMED_FROM_PAIRS`), similarities on a
+    coarse grid so totals tie, shared candidates so terms add up."""
+    rng = random.Random(7)
+    items = [f"i{n}" for n in range(300)]
+    table = Codes()
+    for size in (10, 50, 400):
+        recent = tuple((items[n], rng.choice((0.5, 1.0, 2.0))) for n in range(20))
+        lists = {
+            item: NeighbourList(
+                [(rng.choice(items), rng.choice((0.1, 0.2, 0.25))) for _ in range(50)], table
+            )
+            for item, _ in recent
         }
-        pool = item_cf_pool(view, size)
-        assert list(pool.items()) == [(item, (total, terms[item])) for item, total in kept]
+        view = UserView("u", recent, lists, frozenset(), frozenset(), frozenset())
+        assert SUMMED_FROM_PAIRS <= 20 * 50
+        for pool in _both_ways(view, size):
+            assert list(pool.items()) == _reference_pool(view, size)

@@ -257,7 +257,8 @@ def test_local_broker_gets_a_scram_listener_only_when_configured(tmp_path: Path)
     scram = "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
     jaas = next(line for line in lines if line.startswith(scram))
     assert jaas.endswith('ScramLoginModule required username="rec" password="pw-1";')
-    assert "super.users=User:rec" in lines  # with the authorizer (tests/unit/test_local_broker_tls)
+    # With the authorizer (tests/unit/test_local_broker_tls.py).
+    assert "super.users=User:rec" in lines
 
 
 @pytest.mark.parametrize(
