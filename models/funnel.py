@@ -1,7 +1,7 @@
 """Merchant funnel maths: windowed counts, conversion rates, exposure share.
 
-The worker counts per merchant and per time bucket (streams/analytics.py); this module decides
-which buckets a window covers and turns the summed counts into rates. Kept pure so the edge
+The worker counts per merchant and per time bucket (streams/runtime/analytics.py); this module
+decides which buckets a window covers and turns the summed counts into rates. Kept pure so the edge
 cases (no views, more carts than views, an empty window) are tested without Redis.
 
 >>> f = funnel({"view": 10, "cart": 4, "purchase": 1})

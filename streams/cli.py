@@ -14,37 +14,37 @@ Handler = Callable[[Settings, argparse.Namespace], int]
 
 
 def _infra(settings: Settings, args: argparse.Namespace) -> int:
-    from streams import infra
+    from streams.ops import infra
 
     return infra.run_command(settings, args.action, services=args.services)
 
 
 def _topics(settings: Settings, args: argparse.Namespace) -> int:
-    from streams import topics
+    from streams.ops import topics
 
     return topics.run_apply(settings, dry_run=args.dry_run)
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    from streams import worker
+    from streams.runtime import worker
 
     return worker.run_worker(settings)
 
 
 def _api(settings: Settings, args: argparse.Namespace) -> int:
-    from streams import serving
+    from streams.http import serving
 
     return serving.run_api(settings, port=args.port, reuse_port=args.reuse_port or None)
 
 
 def _learner(settings: Settings, args: argparse.Namespace) -> int:
-    from streams import learner
+    from streams.runtime import learner
 
     return learner.run_learner(settings)
 
 
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from streams import simulate
+    from streams.tools import simulate
 
     return simulate.run_simulate(
         settings,
@@ -58,13 +58,13 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
-    from streams import demo
+    from streams.tools import demo
 
     return demo.run_demo(settings, rate=args.rate, seconds=args.seconds, seed=args.seed)
 
 
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.bench.command import run_bench
+    from streams.tools.bench.command import run_bench
 
     events = args.events if args.events is not None else (5_000_000 if args.soak else 20_000)
     default = "docs/soak.json" if args.soak else "docs/benchmarks.json"
@@ -103,8 +103,8 @@ def _worker_counts(text: str) -> tuple[int, ...]:
 def _chaos(settings: Settings, args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from streams.chaos import FULL_FAULTS, ONE_OF_EACH, Plan
-    from streams.chaos_report import run_command
+    from streams.tools.chaos import FULL_FAULTS, ONE_OF_EACH, Plan
+    from streams.tools.chaos_report import run_command
 
     plan = Plan(
         events=args.events,
@@ -117,7 +117,7 @@ def _chaos(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _eval(settings: Settings, args: argparse.Namespace) -> int:
-    from streams import evaluate
+    from streams.tools import evaluate
 
     return evaluate.run_eval(
         settings,
@@ -141,13 +141,13 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _keys(settings: Settings, args: argparse.Namespace) -> int:
-    from streams import access
+    from streams.http import access
 
     return access.run_keys(args.action, args.role, args.merchant, args.key_file, args.keys_file)
 
 
 def _host_link(settings: Settings, args: argparse.Namespace) -> int:
-    from streams import access
+    from streams.http import access
 
     return access.run_host_link(settings, args.stream, args.ttl, args.base)
 
@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_bench)
 
-    from streams.chaos import Plan
+    from streams.tools.chaos import Plan
 
     p = sub.add_parser("chaos", help="a stream through the real servers while faults hit them")
     p.add_argument("--events", type=int, default=Plan.events)

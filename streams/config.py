@@ -156,7 +156,7 @@ class Settings(BaseSettings):
     events_consumer: Literal["aiokafka", "faust"] = Field(
         default="aiokafka",
         description="what consumes `events`: an aiokafka consumer service keeping its offsets "
-        "with the state (streams/consumer.py), or a Faust agent (for comparison)",
+        "with the state (streams/runtime/consumer.py), or a Faust agent (for comparison)",
     )
     learner: Literal["child", "inline", "external"] = Field(
         default="child",
@@ -210,7 +210,8 @@ class Settings(BaseSettings):
     )
     learn_blend: bool = Field(
         default=True,
-        description="learn the blend weights from what users act on next (streams/knobs.py); "
+        description="learn the blend weights from what users act on next "
+        "(streams/runtime/knobs.py); "
         "false: the fixed configured weights (like eval's --fixed-knobs)",
     )
     learn_blend_users: int = Field(
@@ -240,7 +241,7 @@ class Settings(BaseSettings):
         default=200, ge=1, description="open live-page event streams of one stream at most"
     )
 
-    # --- serving apart from processing (`socialrec api`, streams/serving.py) ------------------
+    # --- serving apart from processing (`socialrec api`, streams/http/serving.py) -----------------
     api_port: int = Field(
         default=6067,
         ge=1,
@@ -254,7 +255,7 @@ class Settings(BaseSettings):
         "spreads the connections",
     )
 
-    # --- HTTP access (streams/auth.py, streams/guard.py) --------------------------------------
+    # --- HTTP access (streams/http/auth.py, streams/http/guard.py) --------------------------------
     auth: Literal["keys", "off"] = Field(
         default="keys",
         description="keys: every route but /health needs an API key or a host link, and the "

@@ -61,8 +61,8 @@ USER_FIELDS: Final = (
     "ucf_row",  # string: JSON item -> [affinity, time], the user's row in user-user CF
     "fbt_baskets",  # string: JSON of the user's retained baskets (frequently bought together)
     "cf_window",  # string: JSON of the user's item-CF window (streams/sources/itemcf.py)
-    # The learner (streams/learner.py): erased with the user by LearnerState.erase.
-    "pools",  # string: JSON of the sources' latest candidates for the user (streams/pools.py)
+    # The learner (streams/runtime/learner.py): erased with the user by LearnerState.erase.
+    "pools",  # string: JSON, the sources' latest candidates for the user (streams/runtime/pools.py)
     "learnt",  # zset event_id -> ts: the user's events the sources have learnt (dedupe window)
 )
 #: Per-item structures, item-CF's (the learner writes them, the publish path reads sim): dot
@@ -88,7 +88,7 @@ GLOBAL_FIELDS: Final = (
     "content_changes",  # stream of item ids whose content vector changed (workers follow it)
     "learner",  # hash: the learner's progress (event_ts: the newest broker time it learnt)
     "offsets",  # hash "topic:partition" -> applied offset, "…:published" -> published offset
-    "knobs",  # string: the learnt blend (streams/knobs.py; per-source figures, no user id)
+    "knobs",  # string: the learnt blend (streams/runtime/knobs.py; per-source figures, no user id)
 )
 
 #: Every field the recommendation sources own (streams/sources): each source's own contract
@@ -175,7 +175,7 @@ Scope = Literal["user", "item", "global", "trending"]
 
 def erasure_digest(user_id: str) -> str:
     """The anonymous name of an erased user: what the erasure mark (:meth:`Keys.erased`) and
-    the workers' forget broadcast (streams/forgetting.py) carry instead of the user id.
+    the workers' forget broadcast (streams/runtime/forgetting.py) carry instead of the user id.
 
     >>> erasure_digest("zoe")
     'ca6c4699561f3b2b206ebf27cbdb2cf5'
@@ -235,7 +235,7 @@ class Keys:
 
         Lets the worker drop the user's events that were already in flight when the request
         was honoured; it lasts as long as a topic may hold the user's events
-        (``streams.topics.erasure_mark_ttl_s``).
+        (``streams.ops.topics.erasure_mark_ttl_s``).
 
         >>> Keys("sr:").erased("zoe")
         'sr:x:ca6c4699561f3b2b206ebf27cbdb2cf5'

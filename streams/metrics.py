@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from models.events import EventType, RejectReason
 from models.recommend import Source
 
-#: Servers whose outages the worker waits out (streams/outage.py).
+#: Servers whose outages the worker waits out (streams/runtime/outage.py).
 DEPENDENCIES = ("redis", "kafka")
 
 #: Dead-letter reasons beyond validation: the state update or the worker itself failed.
@@ -42,7 +42,7 @@ HTTP_BUCKETS = (
 
 @dataclass
 class HttpMetrics:
-    """What every process with the HTTP surface (streams/web.py) counts: the worker's web
+    """What every process with the HTTP surface (streams/http/web.py) counts: the worker's web
     server and each ``socialrec api``. Routes are label values by their template
     (``/api/v1/users/{user_id}/recommendations``), never the path that names a user."""
 
@@ -54,7 +54,8 @@ class HttpMetrics:
         r = self.registry
         self.http_refusals = Counter(
             "socialrec_http_refusals_total",
-            "HTTP requests refused, by route template and reason (streams/guard.py, live pages).",
+            "HTTP requests refused, by route template and reason "
+            "(streams/http/guard.py, live pages).",
             ["route", "reason"],
             registry=r,
         )

@@ -209,7 +209,7 @@ def redis_client_for(
     # No resend by the client (from_url's default today, said here so a library change cannot
     # undo it): after a timeout Redis may have applied the command, and a resend would apply a
     # script or an unwatched transaction twice. Callers wait an outage out themselves
-    # (streams/outage.py), with the guards that make a retry safe.
+    # (streams/runtime/outage.py), with the guards that make a retry safe.
     kwargs: dict[str, Any] = {
         "health_check_interval": 30,
         "retry": Retry(NoBackoff(), 0),

@@ -102,7 +102,7 @@ def _has_secret(value: SecretStr, path: Path | None) -> bool:
 
 
 def _frontend_problems(s: Settings) -> list[str]:
-    """The frontends' producer user (streams/kafka_acl.py): SASL, a password, its own name."""
+    """The frontends' producer user (streams/ops/kafka_acl.py): SASL, a password, its own name."""
     name = "SOCIALREC_KAFKA_FRONTEND_USERNAME"
     has_password = _has_secret(s.kafka_frontend_password, s.kafka_frontend_password_file)
     if not s.kafka_frontend_username:
@@ -124,7 +124,7 @@ def _frontend_problems(s: Settings) -> list[str]:
 
 
 def _broker_tls_problems(s: Settings) -> list[str]:
-    """The local broker's own certificate (streams/infra_tls.py): both files, for TLS."""
+    """The local broker's own certificate (streams/ops/infra_tls.py): both files, for TLS."""
     files = {
         "SOCIALREC_KAFKA_BROKER_SSL_CERT_FILE": s.kafka_broker_ssl_cert_file,
         "SOCIALREC_KAFKA_BROKER_SSL_KEY_FILE": s.kafka_broker_ssl_key_file,
@@ -145,7 +145,7 @@ def _broker_tls_problems(s: Settings) -> list[str]:
 
 
 def _redis_server_tls_problems(s: Settings) -> list[str]:
-    """The local Redis's own certificate (streams/infra_redis_tls.py): both files, readable,
+    """The local Redis's own certificate (streams/ops/infra_redis_tls.py): both files, readable,
     for a rediss:// URL (whether they hold PEM, `infra up` checks before starting Redis)."""
     files = {
         "SOCIALREC_REDIS_SERVER_SSL_CERT_FILE": s.redis_server_ssl_cert_file,

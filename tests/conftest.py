@@ -23,10 +23,10 @@ from typing import NoReturn
 import pytest
 import redis.asyncio as aioredis
 
-from streams import infra
 from streams.config import Settings, load_settings, redis_url_with_db
+from streams.ops import infra
+from streams.ops.topics import apply_topics, delete_topics_with_prefix
 from streams.security import redis_client_for
-from streams.topics import apply_topics, delete_topics_with_prefix
 
 TESTS_DIR = Path(__file__).resolve().parent
 SERVER_TEST_DIRS = (TESTS_DIR / "integration", TESTS_DIR / "e2e")

@@ -222,7 +222,7 @@ class AnswersAhead:
     """Ask some models the replay's questions ahead of the replay, in another process: the
     same requests in the same order, the same negatives (the same draws of the same seeded
     generator over the same catalogue), so the answers are exactly those :func:`replay` would
-    get from the models itself. The replay then reads them back (``streams.eval_sources``).
+    get from the models itself. The replay then reads them back (``streams.tools.eval_sources``).
 
     ``answer(event, touched)`` at each request, before anything learns the event; ``learn`` at
     each event the models learn. A model in ``learnt_elsewhere`` (one the caller already

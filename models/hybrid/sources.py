@@ -89,7 +89,7 @@ def fbt_candidates(tracker: BasketTracker, user_id: str, k: int, now: float) -> 
 class SourcePools(Protocol):
     """Where a :class:`HybridRecommender` gets the pools of its extra sources: learnt here
     (:class:`HybridSources`), or computed ahead by another process that replays the same
-    events (``streams.eval_sources``)."""
+    events (``streams.tools.eval_sources``)."""
 
     def learn(self, event: Event) -> None: ...
 

@@ -287,7 +287,7 @@ local function read_view(user)
   end
   if #recent > 0 then
     affinities = redis.call('HMGET', ukey(user, 'affinity'), unpack(recent))
-    -- 0: the worker has them from its own cache (streams/itemcache.py).
+    -- 0: the worker has them from its own cache (streams/runtime/itemcache.py).
     for k, item in ipairs(READ_NEIGHBOURS > 0 and recent or {}) do
       neighbours[k] = redis.call('ZREVRANGE', ikey(item, 'sim'), 0, READ_NEIGHBOURS - 1, 'WITHSCORES')
     end

@@ -18,15 +18,15 @@ from models.evaluation import TARGET_TYPES
 from models.events import Event
 from models.live import LiveQuality
 from models.recommend import Pool, RecommendParams, Source
-from streams.analytics import MerchantAnalytics
 from streams.config import Settings
-from streams.forgetting import marked
-from streams.knobs import WorkerKnobs
 from streams.metrics import WorkerMetrics
-from streams.outage import BACKOFF_S, wait_out
 from streams.pipeline.records import InboundRecord, Publisher
 from streams.pipeline.wire import dead_letter_headers
-from streams.pools import PoolStore
+from streams.runtime.analytics import MerchantAnalytics
+from streams.runtime.forgetting import marked
+from streams.runtime.knobs import WorkerKnobs
+from streams.runtime.outage import BACKOFF_S, wait_out
+from streams.runtime.pools import PoolStore
 from streams.sources import SourceSet
 from streams.store import Store
 
@@ -48,7 +48,7 @@ def recommend_params(settings: Settings) -> RecommendParams:
 
 class CandidateSource(Protocol):
     """Where a batch's lists get the sources' candidates: computed now (``SourceSet``) or
-    computed ahead by the learner (``streams.pools.PoolStore``)."""
+    computed ahead by the learner (``streams.runtime.pools.PoolStore``)."""
 
     async def candidates(
         self, exclude: Mapping[str, frozenset[str]], now: float
@@ -79,7 +79,7 @@ class ProcessorCore:
     newest_arrival: float = 0.0
     #: Live hit rate and fairness of the published lists (per-user part erased by forget()).
     live: LiveQuality = field(default_factory=LiveQuality)
-    #: Per-merchant funnel and exposure counters (streams/analytics.py), if the API runs.
+    #: Per-merchant funnel and exposure counters (streams/runtime/analytics.py), if the API runs.
     analytics: MerchantAnalytics | None = None
     #: The learnt blend and each user's last list's candidates (None: the configured blend).
     knobs: WorkerKnobs | None = field(init=False, default=None)
@@ -119,7 +119,8 @@ class ProcessorCore:
 
     async def forget_erased(self, digests: AbstractSet[str]) -> int:
         """:meth:`forget` the users an erasure broadcast names by their digests
-        (streams/forgetting.py: whichever worker honoured the request, every worker forgets)."""
+        (streams/runtime/forgetting.py: whichever worker honoured the request, every worker
+        forgets)."""
         held = self.live.users() + (self.knobs.remembered_users() if self.knobs is not None else [])
         users = await marked(held, digests)
         self.forget(users)
@@ -190,7 +191,7 @@ class ProcessorCore:
         return replace(self._params, source_weights=tuple(self.knobs.weights.items()))
 
     def _wait_out(self, step: Callable[[], Awaitable[T]], what: str) -> Awaitable[T]:
-        """``step`` retried while Redis or Kafka is out (streams/outage.py)."""
+        """``step`` retried while Redis or Kafka is out (streams/runtime/outage.py)."""
         return wait_out(step, self.metrics, what, self.retry_backoff_s)
 
     async def _dead_letter(self, record: InboundRecord, reason: str, detail: str) -> Awaitable[Any]:

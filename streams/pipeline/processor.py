@@ -1,8 +1,8 @@
 """One micro-batch, end to end: validate, dead-letter the bad, update state, rank, publish.
 
-The worker (streams/worker.py) feeds this from Faust; tests feed it directly. All I/O per batch
-is one Redis round trip for the state update (plus one pipelined cache write) and one gather of
-Kafka send futures; nothing in the per-event loop awaits. This module is the apply half (the
+The worker (streams/runtime/worker.py) feeds this from Faust; tests feed it directly. All I/O per
+batch is one Redis round trip for the state update (plus one pipelined cache write) and one gather
+of Kafka send futures; nothing in the per-event loop awaits. This module is the apply half (the
 state step); the lists are ranked and sent by streams/pipeline/lists.py.
 """
 
@@ -60,7 +60,7 @@ class BatchProcessor(ListSender):
     ) -> Applied:
         """The first half of :meth:`process_sent`: validate, dead-letter, apply the batch to
         the state with its offsets (one atomic step), start the learning. A consumer applies
-        its next batch while :meth:`send` ranks this one (streams/consumer.py): the state
+        its next batch while :meth:`send` ranks this one (streams/runtime/consumer.py): the state
         step's round trip is then spent ranking instead of waiting."""
         started = time.perf_counter()
         stages = StageTimer()

@@ -24,7 +24,7 @@ from typing import Protocol, TypeVar
 from models.events import Event
 from models.recommend import Candidate, Pool, Source, source_pools
 from streams.metrics import WorkerMetrics
-from streams.outage import wait_out
+from streams.runtime.outage import wait_out
 from streams.sources.progress import Learnt, Progress, Stale
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ CANDIDATES_PER_SOURCE = 50
 class SourceSet:
     """The worker's sources, called together, each call timed and isolated.
 
-    A Redis outage is waited out (streams/outage.py). Any other failure of a source to learn
+    A Redis outage is waited out (streams/runtime/outage.py). Any other failure of a source to learn
     or to propose (a bug, a corrupt entry) costs that source for this batch only: the error is
     logged (without ids) and counted, and the lists are published from the other sources.
     Only erasure lets an error through, because the erasure must be retried until every source

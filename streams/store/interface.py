@@ -133,7 +133,7 @@ class Store(Protocol):
         ...
 
     async def save_knobs(self, body: bytes) -> None:
-        """Keep the learnt blend (streams/knobs.py): one key, the last writer's."""
+        """Keep the learnt blend (streams/runtime/knobs.py): one key, the last writer's."""
         ...
 
     async def load_knobs(self) -> bytes | None:

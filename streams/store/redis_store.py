@@ -24,8 +24,8 @@ from models.content import CatalogRecord
 from models.events import Event
 from models.state import ErasureReport, PopularView, StateParams
 from models.trending import TrendingList
-from streams.itemcache import item_meta_cache, neighbour_cache
 from streams.keys import Keys, decoded
+from streams.runtime.itemcache import item_meta_cache, neighbour_cache
 from streams.store.interface import BatchResult, ReadParams, TrendingParams
 from streams.store.offsets import MARK_PUBLISHED_LUA, OffsetRange, Position
 from streams.store.script import decode_batch, script_header
@@ -59,7 +59,7 @@ class RedisStore:
         popular_ttl_s: float = 0.0,
     ) -> None:
         """``erased_ttl_s``: how long erasure marks last (0: for ever); the worker derives it
-        from topics.yaml (``streams.topics.erasure_mark_ttl_s``). ``neighbours_ttl_s``: how long
+        from topics.yaml (``streams.ops.topics.erasure_mark_ttl_s``). ``neighbours_ttl_s``: how long
         the worker keeps an item's neighbour list (0: the script reads them for every list).
         ``popular_ttl_s``: how long it keeps the most popular items (0: read with every batch).
         """

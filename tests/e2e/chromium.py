@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from streams.processes import free_port
+from streams.tools.processes import free_port
 from tests.conftest import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]

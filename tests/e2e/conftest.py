@@ -22,13 +22,13 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams import infra
 from streams.config import Settings
 from streams.keys import SOURCE_FIELDS, Keys
-from streams.learner import learner_group
-from streams.processes import free_port, settings_env
-from streams.replay import group_caught_up
+from streams.ops import infra
+from streams.runtime.learner import learner_group
 from streams.security import kafka_client_kwargs
+from streams.tools.processes import free_port, settings_env
+from streams.tools.replay import group_caught_up
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"

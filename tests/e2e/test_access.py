@@ -9,9 +9,9 @@ from typing import Any
 
 import aiohttp
 
-from streams.auth import entry_line, link_query
 from streams.config import Settings
-from streams.live import TOO_MANY_PAGES
+from streams.http.auth import entry_line, link_query
+from streams.http.live import TOO_MANY_PAGES
 from tests.e2e.conftest import WorkerProcess
 
 SECRET = "e2e-host-link-secret-of-forty-characters"

@@ -1,5 +1,5 @@
 """The short chaos run: 10,000 simulator events at a steady rate while the worker is killed,
-Redis is killed and frozen and the broker restarts, once each (streams/chaos.py). Every check
+Redis is killed and frozen and the broker restarts, once each (streams/tools/chaos.py). Every check
 of the run must pass: lists after every user's last event, no dead letter, the worker's state,
 item-CF's counts and MF against a clean replay, and a publish after every fault.
 
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import pytest
 
-from streams import infra
-from streams.chaos import ONE_OF_EACH, Plan
-from streams.chaos_report import table
-from streams.chaos_run import run_chaos
 from streams.config import Settings
-from streams.processes import free_port
+from streams.ops import infra
+from streams.tools.chaos import ONE_OF_EACH, Plan
+from streams.tools.chaos_report import table
+from streams.tools.chaos_run import run_chaos
+from streams.tools.processes import free_port
 from tests.conftest import unavailable
 
 SHORT = Plan(events=10_000, rate=250.0, seed=3, freeze_s=10.0, faults=ONE_OF_EACH)

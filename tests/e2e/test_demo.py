@@ -16,9 +16,9 @@ import sys
 import uuid
 from pathlib import Path
 
-from streams import infra
 from streams.config import Settings
-from streams.processes import free_port, settings_env
+from streams.ops import infra
+from streams.tools.processes import free_port, settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
 STATUS = re.compile(r"^demo t=\d+s sent=(\d+) .* consumed=(\d+) .* recs=(\d+)$", re.M)

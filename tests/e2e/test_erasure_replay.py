@@ -14,15 +14,15 @@ import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.bench.readback import partitions_of
 from streams.config import Settings
-from streams.consumer import events_group
 from streams.keys import Keys
-from streams.replay import group_caught_up, seen_events
+from streams.ops.topics import TOPICS_WITH_USER_EVENTS, kept_for_ms, load_topics
+from streams.runtime.consumer import events_group
+from streams.runtime.worker import state_params
 from streams.security import kafka_client_kwargs
 from streams.store import RedisStore
-from streams.topics import TOPICS_WITH_USER_EVENTS, kept_for_ms, load_topics
-from streams.worker import state_params
+from streams.tools.bench.readback import partitions_of
+from streams.tools.replay import group_caught_up, seen_events
 from tests.e2e import conftest as e2e
 
 ERASED, KEPT, OTHER = "ann", "bob", "cyd"

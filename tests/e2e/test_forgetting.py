@@ -1,6 +1,6 @@
 """Two workers in one group against the real Kafka and Redis: an erasure honoured by one of
 them empties the other's in-memory state of the user too, within seconds (the
-``privacy.forget`` broadcast, streams/forgetting.py)."""
+``privacy.forget`` broadcast, streams/runtime/forgetting.py)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from models.events import Event, EventType
 from streams.config import Settings
 from streams.pipeline import InboundRecord, validate_record
-from streams.privacy import ErasureRequest, parse_request
+from streams.runtime.privacy import ErasureRequest, parse_request
 from tests.e2e.conftest import WorkerProcess, consume_until, wait_for
 from tests.fuzz.records import Case
 from tests.fuzz.topics import Fuzzer

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 from yarl import URL
 
 from streams.config import Settings
-from streams.http_input import path_segment
+from streams.http.http_input import path_segment
 from tests.e2e.conftest import WorkerProcess, consume_until, produce_json, running, wait_for
 from tests.fuzz.http import KEYS, KEYS_TEXT, SECRET, HttpFuzzer
 from tests.fuzz.http_check import fuzz_route

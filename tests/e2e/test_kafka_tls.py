@@ -18,12 +18,12 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 
-from streams import infra
 from streams.config import Settings, redis_url_with_db
-from streams.infra_tls import local_ca_file
-from streams.kafka_acl import frontend_settings
+from streams.ops import infra
+from streams.ops.infra_tls import local_ca_file
+from streams.ops.kafka_acl import frontend_settings
+from streams.ops.topics import apply_topics
 from streams.security import kafka_client_kwargs, kafka_login_problem
-from streams.topics import apply_topics
 from tests.conftest import TEST_REDIS_DB
 from tests.e2e import conftest as e2e
 from tests.tls_certs import make_certs
@@ -161,7 +161,7 @@ def test_keys_are_owner_only_and_no_secret_reaches_a_log(tls_broker: Settings) -
 async def _frontend_acls(settings: Settings, user: str) -> set[int]:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from streams.kafka_acl import _granted
+    from streams.ops.kafka_acl import _granted
 
     admin = AIOKafkaAdminClient(**kafka_client_kwargs(settings))
     await admin.start()

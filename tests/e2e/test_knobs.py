@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 
 from streams.config import Settings
 from streams.keys import Keys
-from streams.replay import seen_events
+from streams.tools.replay import seen_events
 from tests.e2e.conftest import WorkerProcess, consume_until, produce_json, running, wait_for
 
 #: Item-CF and social proof only, inline: the two sources the test makes unequal.

@@ -14,8 +14,8 @@ from aiokafka import AIOKafkaProducer
 from yarl import URL
 
 from streams.config import Settings
-from streams.http_input import path_segment
-from streams.live import TOO_MANY_PAGES
+from streams.http.http_input import path_segment
+from streams.http.live import TOO_MANY_PAGES
 from tests.e2e.chromium import Page, artefacts_dir, chromium, find_chromium
 from tests.e2e.conftest import WorkerProcess, produce_json, wait_for
 

@@ -28,10 +28,10 @@ import pytest
 import yaml
 
 from models.simulator import generate_events, generate_world
-from streams.access import run_keys
 from streams.config import Settings
-from streams.processes import free_port
-from streams.simulate import produce, produce_catalog
+from streams.http.access import run_keys
+from streams.tools.processes import free_port
+from streams.tools.simulate import produce, produce_catalog
 from tests.conftest import unavailable
 from tests.e2e.conftest import ARTIFACTS, WorkerProcess, running
 from tests.monitoring_files import (

@@ -23,15 +23,15 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
 from models.events import Event
-from streams import infra
-from streams.bench.readback import TopicReader
-from streams.chaos_state import state_checks
 from streams.config import Settings
 from streams.keys import Keys
-from streams.replay import differences, order_independent, seen_events
+from streams.ops import infra
+from streams.runtime.worker import state_params
 from streams.security import redis_client_for
 from streams.store import MemoryStore, RedisStore
-from streams.worker import state_params
+from streams.tools.bench.readback import TopicReader
+from streams.tools.chaos_state import state_checks
+from streams.tools.replay import differences, order_independent, seen_events
 from tests.conftest import unavailable
 from tests.e2e.conftest import WorkerProcess, consume_until, wait_for
 from tests.e2e.test_worker import _produce_events, _stream

@@ -31,13 +31,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError
 
-from streams import infra
 from streams.config import Settings, load_settings
-from streams.infra.pids import is_port_open, pid_alive
-from streams.processes import settings_env
+from streams.ops import infra
+from streams.ops.infra.pids import is_port_open, pid_alive
+from streams.ops.topics import apply_topics
+from streams.runtime.worker import preflight
 from streams.security import kafka_client_kwargs, redis_client_for
-from streams.topics import apply_topics
-from streams.worker import preflight
+from streams.tools.processes import settings_env
 from tests.conftest import require_tools
 from tests.e2e.conftest import (
     ROOT,

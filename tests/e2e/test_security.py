@@ -17,12 +17,12 @@ import redis.exceptions
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
-from streams import infra
 from streams.config import Settings
-from streams.processes import free_port
+from streams.ops import infra
+from streams.ops.topics import apply_topics
+from streams.runtime.worker import preflight
 from streams.security import kafka_client_kwargs, redis_client_for
-from streams.topics import apply_topics
-from streams.worker import preflight
+from streams.tools.processes import free_port
 from tests.e2e.conftest import (
     WorkerProcess,
     assert_no_password_in_logs,

@@ -21,16 +21,16 @@ from aiokafka import AIOKafkaProducer
 from models.events import Event, EventType
 from streams.config import Settings
 from streams.keys import Keys
-from streams.replay import (
+from streams.runtime.worker import state_params
+from streams.sources.itemcf import RedisItemCF
+from streams.store import MemoryStore, RedisStore
+from streams.tools.replay import (
     cf_counts,
     cf_reference,
     differences,
     order_independent,
     seen_events,
 )
-from streams.sources.itemcf import RedisItemCF
-from streams.store import MemoryStore, RedisStore
-from streams.worker import state_params
 from tests.e2e.conftest import (
     WorkerProcess,
     consume_until,
@@ -274,7 +274,7 @@ def _trigger(record: Any) -> str:
 
 
 async def test_worker_refuses_to_start_without_its_topics(settings: Settings) -> None:
-    from streams.worker import preflight
+    from streams.runtime.worker import preflight
 
     assert await preflight(settings) == []
     problems = await preflight(settings.model_copy(update={"topic_prefix": "missing."}))

@@ -25,15 +25,15 @@ from aiokafka import AIOKafkaProducer
 
 from models.events import Event
 from models.simulator import generate_events, generate_world
-from streams.chaos_mf import AUC_TOLERANCE, kafka_order, mean_auc, replay_mf, stored_mf
 from streams.config import Settings, redis_url_with_db
-from streams.consumer import events_group
 from streams.keys import decoded
-from streams.learner import learner_group
-from streams.replay import group_caught_up
+from streams.ops.topics import apply_topics, delete_topics_with_prefix
+from streams.runtime.consumer import events_group
+from streams.runtime.learner import learner_group
+from streams.runtime.worker import state_params
 from streams.security import kafka_client_kwargs, redis_client_for
-from streams.topics import apply_topics, delete_topics_with_prefix
-from streams.worker import state_params
+from streams.tools.chaos_mf import AUC_TOLERANCE, kafka_order, mean_auc, replay_mf, stored_mf
+from streams.tools.replay import group_caught_up
 from tests.conftest import TEST_REDIS_DB
 from tests.e2e import conftest as e2e
 
@@ -222,7 +222,7 @@ async def test_a_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twic
 
 
 class MF(NamedTuple):
-    """What MF learnt, as the chaos run compares it (streams/chaos_mf.py): a row for the same
+    """What MF learnt, as the chaos run compares it (streams/tools/chaos_mf.py): a row for the same
     users and items, and a mean AUC of the users' own items that a learner could have reached.
     SGD follows the order it meets the events in, and on this short stream clean replays in
     orders Kafka could deliver spread by up to 0.05 already (near chance: MF has little to

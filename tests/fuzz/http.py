@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from models.events import MAX_ID_LENGTH
-from streams.api_spec import MAX_BODY_BYTES
-from streams.auth import entry_line, link_query
-from streams.http_input import path_segment
+from streams.http.api_spec import MAX_BODY_BYTES
+from streams.http.auth import entry_line, link_query
+from streams.http.http_input import path_segment
 from tests.fuzz.ids import AWKWARD_IDS, bad_id, free_text, good_id
 from tests.fuzz.route_inputs import InputFuzzer
 from tests.unit.test_guard import ALLOWED, REQUESTS

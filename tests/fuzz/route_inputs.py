@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
-from streams.api_spec import (
+from streams.http.api_spec import (
     MAX_BODY_BYTES,
     MAX_K,
     MAX_QUERY_CHARS,
@@ -14,7 +14,7 @@ from streams.api_spec import (
     MAX_WINDOW_S,
     MIN_WINDOW_S,
 )
-from streams.http_input import path_segment
+from streams.http.http_input import path_segment
 from tests.fuzz.ids import bad_id, free_text, good_id, json_text
 from tests.fuzz.records import BAD, VALID, Fields, RecordFuzzer, Spot, last, render
 

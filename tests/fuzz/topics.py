@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Final
 
 from models.events import ITEM_TYPES, TARGET_USER_TYPES, EventType, is_valid_id
-from streams.catalog import MAX_CATALOG_BYTES
-from streams.privacy import MAX_REQUEST_BYTES
+from streams.runtime.catalog import MAX_CATALOG_BYTES
+from streams.runtime.privacy import MAX_REQUEST_BYTES
 from tests.fuzz.ids import free_text, good_id, json_text
 from tests.fuzz.records import BAD, VALID, Case, Fields, RecordFuzzer, Spot, last
 
@@ -109,7 +109,7 @@ class Fuzzer(RecordFuzzer):
         ]
         case = self.case(fields, spots, _user_key, MAX_REQUEST_BYTES)
         if case.reasons == {"key_mismatch"}:
-            case.reasons = VALID  # honoured whatever its key: see streams/privacy.py
+            case.reasons = VALID  # honoured whatever its key: see streams/runtime/privacy.py
         return case
 
 

@@ -27,16 +27,16 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from redis.cluster import RedisCluster
 
 from models.simulator import generate_events, generate_world
-from streams import infra
 from streams.config import Settings, load_settings, redis_url_with_db
-from streams.consumer import events_group
-from streams.infra.cluster import members
-from streams.infra.cluster_redis import BUS_PORT_OFFSET, node_view
-from streams.infra.kafka import brokers_seen
-from streams.infra.pids import is_port_open, owned_pid, pid_alive, send_signal, wait_stopped
-from streams.replay import group_caught_up
+from streams.ops import infra
+from streams.ops.infra.cluster import members
+from streams.ops.infra.cluster_redis import BUS_PORT_OFFSET, node_view
+from streams.ops.infra.kafka import brokers_seen
+from streams.ops.infra.pids import is_port_open, owned_pid, pid_alive, send_signal, wait_stopped
+from streams.ops.topics import apply_topics
+from streams.runtime.consumer import events_group
 from streams.security import kafka_client_kwargs
-from streams.topics import apply_topics
+from streams.tools.replay import group_caught_up
 from tests.conftest import TEST_REDIS_DB, require_tools
 from tests.e2e.conftest import WorkerProcess, keep_figures, produce_json, running, wait_for
 from tests.ports import free_run

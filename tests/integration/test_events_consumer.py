@@ -14,15 +14,15 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
-from streams import consumer as consumer_module
-from streams.bench.readback import partitions_of
 from streams.config import Settings
-from streams.consumer import EventsConsumer
 from streams.metrics import WorkerMetrics
 from streams.pipeline import Applied, BatchProcessor, InboundRecord
+from streams.runtime import consumer as consumer_module
+from streams.runtime.consumer import EventsConsumer
+from streams.runtime.worker import state_params
 from streams.security import kafka_client_kwargs
 from streams.store import OffsetRange, RedisStore
-from streams.worker import state_params
+from streams.tools.bench.readback import partitions_of
 from tests.e2e.conftest import wait_for
 from tests.unit.fakes import RecordingPublisher
 

@@ -20,7 +20,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from streams.config import Settings, load_settings
-from streams.worker import create_app
+from streams.runtime.worker import create_app
 from tests.fuzz.http import KEYS_TEXT, NOT_READY, SECRET, HttpFuzzer
 from tests.fuzz.http_check import fuzz_route
 from tests.unit.test_guard import REQUESTS

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from streams import infra
 from streams.config import Settings
-from streams.processes import free_port
+from streams.ops import infra
+from streams.tools.processes import free_port
 
 
 @pytest.fixture

@@ -15,21 +15,21 @@ import redis.asyncio as aioredis
 from models.events import Event, EventType
 from models.recommend import excluded_items
 from streams.config import Settings
-from streams.forgetting import ForgetFollower
 from streams.keys import Keys
-from streams.learner import Learner
-from streams.learner_state import LearnerState
 from streams.metrics import WorkerMetrics
 from streams.pipeline import InboundRecord, recommend_params
-from streams.pools import PoolStore, decode_pools, encode_pools
-from streams.privacy import ErasureProcessor
-from streams.processes import free_port
-from streams.publisher import KafkaPublisher
+from streams.runtime.forgetting import ForgetFollower
+from streams.runtime.learner import Learner
+from streams.runtime.learner_state import LearnerState
+from streams.runtime.pools import PoolStore, decode_pools, encode_pools
+from streams.runtime.privacy import ErasureProcessor
+from streams.runtime.publisher import KafkaPublisher
+from streams.runtime.worker import state_params
 from streams.sources.factory import build_sources
 from streams.sources.mf_rows import decode_sampler
 from streams.sources.snapshots import fbt_state, usercf_state
 from streams.store import RedisStore
-from streams.worker import state_params
+from streams.tools.processes import free_port
 from tests.e2e.conftest import wait_for
 
 T0 = 1_796_000_000.0

@@ -9,8 +9,8 @@ import redis.asyncio as aioredis
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.pipeline import BatchProcessor, InboundRecord
+from streams.runtime.worker import state_params
 from streams.store import RedisStore
-from streams.worker import state_params
 from tests.unit.fakes import RecordingPublisher
 
 NOW = 1_800_000_000.0

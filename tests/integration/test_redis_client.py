@@ -2,8 +2,8 @@
 
 A call that times out may have been applied all the same (the reply was lost, or the server was
 frozen with the command in its socket). The client must hand the timeout to its caller, who
-waits the outage out with guards that make a retry safe (streams/outage.py), instead of sending
-the command again by itself: that would apply a script or an unguarded write twice.
+waits the outage out with guards that make a retry safe (streams/runtime/outage.py), instead of
+sending the command again by itself: that would apply a script or an unguarded write twice.
 """
 
 from __future__ import annotations

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from streams import infra
 from streams.config import Settings
-from streams.infra.pids import is_port_open
-from streams.infra_redis_tls import CERT_FILE, KEY_FILE
-from streams.infra_tls import TLS_DIR, local_ca_file
+from streams.ops import infra
+from streams.ops.infra.pids import is_port_open
+from streams.ops.infra_redis_tls import CERT_FILE, KEY_FILE
+from streams.ops.infra_tls import TLS_DIR, local_ca_file
 from streams.security import redis_client_for
 from tests.conftest import require_tools
 from tests.ports import free_run

@@ -15,10 +15,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streams.auth import entry_line
 from streams.config import Settings
-from streams.processes import ManagedProcess, api_process, free_port
+from streams.http.auth import entry_line
 from streams.security import kafka_client_kwargs
+from streams.tools.processes import ManagedProcess, api_process, free_port
 from tests.e2e.conftest import ARTIFACTS, WorkerProcess, consume_until, produce_json, wait_for
 
 USER = "u-serving-5e1f"

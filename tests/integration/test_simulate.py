@@ -13,7 +13,7 @@ from models.events import Event, parse_event
 from models.simulator import generate_events, generate_world
 from streams.config import Settings
 from streams.security import kafka_client_kwargs
-from streams.simulate import produce, produce_catalog
+from streams.tools.simulate import produce, produce_catalog
 
 
 async def consume(settings: Settings, logical: str, expected: int) -> list[Any]:

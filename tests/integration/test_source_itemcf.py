@@ -97,8 +97,8 @@ async def test_cached_neighbour_lists_are_the_scripts_for_their_time_to_live(
     redis_client: aioredis.Redis,
 ) -> None:
     """With SOCIALREC_NEIGHBOURS_TTL_S the worker's views carry the same lists as the script
-    reads, cold and warm; until its entry expires (streams.itemcache) the worker keeps the list
-    it read, while a new reader sees what the learner changed."""
+    reads, cold and warm; until its entry expires (streams.runtime.itemcache) the worker keeps the
+    list it read, while a new reader sees what the learner changed."""
     await redis_client.flushdb()
     params = StateParams()
     cf = RedisItemCF(redis_client, Keys(), params)

@@ -13,8 +13,8 @@ import pytest
 from aiokafka.admin import NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from streams import topics
 from streams.config import Settings
+from streams.ops import topics
 
 
 @pytest.fixture

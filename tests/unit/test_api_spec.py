@@ -7,9 +7,9 @@ from typing import Any, cast
 
 from openapi_spec_validator import validate
 
-from streams.api_spec import ROUTES, openapi_spec
 from streams.config import load_settings
-from streams.worker import create_app
+from streams.http.api_spec import ROUTES, openapi_spec
+from streams.runtime.worker import create_app
 
 
 def test_the_description_is_valid_openapi() -> None:

@@ -9,8 +9,8 @@ import pytest
 
 from streams.cli import build_parser
 from streams.config import ConfigError, Settings, load_settings
-from streams.infra.cluster_kafka import broker_properties
-from streams.topics import load_topics, replicated_for
+from streams.ops.infra.cluster_kafka import broker_properties
+from streams.ops.topics import load_topics, replicated_for
 
 # The caller's SOCIALREC_* variables must not leak into the defaults checked here.
 pytestmark = pytest.mark.usefixtures("clean_environment")

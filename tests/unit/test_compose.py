@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from streams.config import Settings
-from streams.infra import kafka_cluster_id_is_valid
+from streams.ops.infra import kafka_cluster_id_is_valid
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT.parent / "shared" / "schemas" / "compose-spec.json"

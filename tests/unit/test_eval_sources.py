@@ -18,8 +18,8 @@ from models.hybrid import HybridSources, source_requests
 from models.state import StateParams
 from models.usercf import UserCF
 from streams import cli
-from streams.eval_sources import SourcesProcess, SourcesProcessError
-from streams.evaluate import export_simulated
+from streams.tools.eval_sources import SourcesProcess, SourcesProcessError
+from streams.tools.evaluate import export_simulated
 
 #: Figures that depend on the run, not on the model.
 RUN_KEYS = {"elapsed_s", "events_per_s", "jobs"}

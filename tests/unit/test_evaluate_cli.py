@@ -1,4 +1,4 @@
-"""``socialrec eval`` (streams/evaluate/): reading CSV and Taobao files with bad rows, the
+"""``socialrec eval`` (streams/tools/evaluate/): reading CSV and Taobao files with bad rows, the
 catalogue, the JSON output through the CLI entry point, plots, and the real Taobao sample."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from models.recommend import Source
 from streams import cli
-from streams.evaluate import (
+from streams.tools.evaluate import (
     InputError,
     export,
     export_simulated,

@@ -1,6 +1,6 @@
 """Every worker and learner forgets an erased user's in-memory state, not only the worker that
-honoured the request: the broadcast on ``privacy.forget`` (streams/forgetting.py), against the
-in-memory store. The real topic and two real workers are in tests/e2e/test_forgetting.py."""
+honoured the request: the broadcast on ``privacy.forget`` (streams/runtime/forgetting.py), against
+the in-memory store. The real topic and two real workers are in tests/e2e/test_forgetting.py."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import orjson
 
 from models.state import StateParams
 from streams.config import Settings
-from streams.forgetting import DIGESTS_PER_TURN, FORGET_TOPIC, ForgetFollower, marked
 from streams.keys import erasure_digest
-from streams.learner import Learner
 from streams.metrics import WorkerMetrics
 from streams.pipeline import BatchProcessor, InboundRecord
-from streams.privacy import ErasureProcessor
+from streams.runtime.forgetting import DIGESTS_PER_TURN, FORGET_TOPIC, ForgetFollower, marked
+from streams.runtime.learner import Learner
+from streams.runtime.privacy import ErasureProcessor
 from streams.store import MemoryStore
 from tests.unit.fakes import RecordingPublisher, SentRecord
 

@@ -12,11 +12,11 @@ import pytest
 from models.content import CatalogRecord, item_features
 from models.events import Event, Rejection, is_valid_id, parse_event
 from models.state import StateParams
-from streams.catalog import CatalogIngester, parse_catalog
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.pipeline import BatchProcessor, InboundRecord, validate_record
-from streams.privacy import ErasureProcessor, ErasureRequest, parse_request
+from streams.runtime.catalog import CatalogIngester, parse_catalog
+from streams.runtime.privacy import ErasureProcessor, ErasureRequest, parse_request
 from streams.store import MemoryStore
 from tests.fuzz.records import Case
 from tests.fuzz.topics import Fuzzer

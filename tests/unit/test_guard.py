@@ -19,11 +19,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from streams.auth import Keyring, entry_line, link_query
 from streams.config import ConfigError, Settings, load_settings
-from streams.guard import RULES, Guard, load_guard
+from streams.http.auth import Keyring, entry_line, link_query
+from streams.http.guard import RULES, Guard, load_guard
 from streams.metrics import WorkerMetrics
-from streams.worker import create_app
+from streams.runtime.worker import create_app
 
 SECRET = "s" * 40
 KEYS = {

@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from models.events import Event, is_valid_id, parse_event
-from streams.api_spec import ID_SCHEMA
-from streams.catalog import parse_catalog
-from streams.http_input import ApiError, check_id, check_scope, parse_query
+from streams.http.api_spec import ID_SCHEMA
+from streams.http.http_input import ApiError, check_id, check_scope, parse_query
 from streams.pipeline import InboundRecord
-from streams.privacy import ErasureRequest, parse_request
+from streams.runtime.catalog import parse_catalog
+from streams.runtime.privacy import ErasureRequest, parse_request
 from tests.fuzz.ids import AWKWARD_IDS, BAD_IDS, ids
 
 NOW = 1_800_000_000.0

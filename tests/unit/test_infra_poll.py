@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.infra.base import InfraError, Service
-from streams.infra.services import poll_ready
+from streams.ops.infra.base import InfraError, Service
+from streams.ops.infra.services import poll_ready
 
 
 def _service(tmp_path: Path) -> Service:

@@ -9,11 +9,11 @@ import orjson
 import pytest
 import redis.exceptions
 
-from streams.catalog import MAX_CATALOG_BYTES, parse_catalog
 from streams.metrics import WorkerMetrics
-from streams.outage import isolating
 from streams.pipeline import InboundRecord
-from streams.privacy import MAX_REQUEST_BYTES, ErasureRequest, parse_request
+from streams.runtime.catalog import MAX_CATALOG_BYTES, parse_catalog
+from streams.runtime.outage import isolating
+from streams.runtime.privacy import MAX_REQUEST_BYTES, ErasureRequest, parse_request
 
 
 def _catalog(body: dict[str, object], key: bytes | None = b"i1") -> InboundRecord:

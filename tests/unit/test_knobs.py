@@ -21,7 +21,7 @@ from models.itemknn import ItemKNN
 from models.recommend import Pool, Source, blend_pools
 from models.shrinkage import ShrinkageEstimator
 from models.state import StateParams
-from streams.evaluate import ghost_followees
+from streams.tools.evaluate import ghost_followees
 from tests.unit.strategies import event_streams
 
 # ---- half-life ---------------------------------------------------------------------------------

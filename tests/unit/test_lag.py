@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from streams.config import Settings
-from streams.lag import ConsumerLagProbe
 from streams.metrics import WorkerMetrics
+from streams.runtime.lag import ConsumerLagProbe
 
 
 def broken_assignment() -> set[Any]:

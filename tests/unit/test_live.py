@@ -10,9 +10,9 @@ import orjson
 import pytest
 
 from models.trending import TrendingItem, TrendingList
-from streams.live.broadcast import Subscription, TrendingBroadcaster
-from streams.live.feed import LiveFeed
-from streams.live.page import render_page
+from streams.http.live.broadcast import Subscription, TrendingBroadcaster
+from streams.http.live.feed import LiveFeed
+from streams.http.live.page import render_page
 
 SCOPE = "stream:live-7"
 

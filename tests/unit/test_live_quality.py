@@ -13,7 +13,7 @@ from models.state import StateParams
 from streams.config import Settings
 from streams.metrics import STAGES, WorkerMetrics
 from streams.pipeline import BatchProcessor, InboundRecord
-from streams.privacy import ErasureProcessor
+from streams.runtime.privacy import ErasureProcessor
 from streams.store import MemoryStore
 from tests.unit.fakes import RecordingPublisher
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from streams import infra
 from streams.config import ConfigError, Settings, load_settings
-from streams.infra.base import service_of
-from streams.infra.cluster_kafka import broker_services
-from streams.infra.services import _fatal_error, exit_report
-from streams.infra_auth import AuthSetupError
-from streams.infra_tls import (
+from streams.ops import infra
+from streams.ops.infra.base import service_of
+from streams.ops.infra.cluster_kafka import broker_services
+from streams.ops.infra.services import _fatal_error, exit_report
+from streams.ops.infra_auth import AuthSetupError
+from streams.ops.infra_tls import (
     CA_FILE,
     KEYSTORE_PASSWORD,
     PEM_KEYSTORE,
@@ -22,7 +22,7 @@ from streams.infra_tls import (
     client_settings,
     ensure_broker_tls,
 )
-from streams.kafka_acl import SCRAM_ITERATIONS, AlterUserScramCredentials, _AlterScramStruct
+from streams.ops.kafka_acl import SCRAM_ITERATIONS, AlterUserScramCredentials, _AlterScramStruct
 
 #: Whatever SOCIALREC_* variables the caller's shell has are ignored (tests/unit/conftest.py).
 pytestmark = pytest.mark.usefixtures("clean_environment")

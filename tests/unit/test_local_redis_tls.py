@@ -8,17 +8,17 @@ from pathlib import Path
 import pytest
 
 from streams.config import Settings
-from streams.infra.base import service_of
-from streams.infra.redis_server import LISTENER_FILE, redis_server_args
-from streams.infra.services import started_otherwise
-from streams.infra_auth import AuthSetupError
-from streams.infra_redis_tls import (
+from streams.ops.infra.base import service_of
+from streams.ops.infra.redis_server import LISTENER_FILE, redis_server_args
+from streams.ops.infra.services import started_otherwise
+from streams.ops.infra_auth import AuthSetupError
+from streams.ops.infra_redis_tls import (
     CERT_FILE,
     KEY_FILE,
     redis_client_settings,
     redis_tls_args,
 )
-from streams.infra_tls import CA_FILE, TLS_DIR
+from streams.ops.infra_tls import CA_FILE, TLS_DIR
 
 pytestmark = pytest.mark.usefixtures("clean_environment")
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from prometheus_client.metrics_core import Metric
 
-from streams.access import run_keys
+from streams.http.access import run_keys
 from streams.metrics import WorkerMetrics
 from tests.conftest import unavailable
 from tests.monitoring_files import (

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from models.recommend.itemcf import NeighbourList
-from streams.itemcache import neighbour_cache
 from streams.keys import Keys
+from streams.runtime.itemcache import neighbour_cache
 
 
 class _Pipeline:

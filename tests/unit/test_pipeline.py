@@ -262,7 +262,7 @@ async def test_a_store_outage_is_waited_out_and_never_dead_letters() -> None:
     ],
 )
 def test_outages_are_told_apart_from_bad_input(error: Exception, outage: bool) -> None:
-    from streams.outage import is_outage
+    from streams.runtime.outage import is_outage
 
     assert is_outage(error) is outage
 

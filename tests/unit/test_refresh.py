@@ -1,5 +1,5 @@
-"""The learner's refresh pacing (streams/refresh.py): bounded, and back where it was configured
-once the learner has caught up."""
+"""The learner's refresh pacing (streams/runtime/refresh.py): bounded, and back where it was
+configured once the learner has caught up."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.refresh import LAG_TARGET_S, LONGEST_S, SHORTEST_BACKOFF_S, Refreshes
+from streams.runtime.refresh import LAG_TARGET_S, LONGEST_S, SHORTEST_BACKOFF_S, Refreshes
 
 
 @given(

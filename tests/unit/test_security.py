@@ -13,21 +13,21 @@ import pytest
 from faust.auth import SASLCredentials, SSLCredentials
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-from streams import infra
 from streams.config import ConfigError, Settings, load_settings
-from streams.infra_auth import (
+from streams.ops import infra
+from streams.ops.infra_auth import (
     AuthSetupError,
     check_formatted_user,
     record_formatted_user,
     redis_acl,
 )
-from streams.processes import settings_env
 from streams.security import (
     faust_credentials,
     kafka_client_kwargs,
     redis_client_for,
     redis_connection_kwargs,
 )
+from streams.tools.processes import settings_env
 
 #: Whatever SOCIALREC_* variables the caller's shell has are ignored (tests/unit/conftest.py).
 pytestmark = pytest.mark.usefixtures("clean_environment")
@@ -101,7 +101,7 @@ def test_sasl_ssl_with_a_ca_file_and_client_certificate(certs: Path) -> None:
 
 
 def test_the_worker_faust_app_logs_in_as_its_clients_do(tmp_path: Path) -> None:
-    from streams.worker import faust_app
+    from streams.runtime.worker import faust_app
 
     app = faust_app(sasl(data_dir=tmp_path))
     credentials = app.conf.broker_credentials

@@ -12,11 +12,11 @@ from prometheus_client import generate_latest
 from models.events import Event, EventType
 from models.state import StateParams
 from streams.config import Settings, load_settings
+from streams.http.serving import build_app
+from streams.http.web import timed
 from streams.metrics import HttpMetrics, WorkerMetrics
-from streams.serving import build_app
+from streams.runtime.trending import KEPT_ITEMS, TrendingPublisher, last_published
 from streams.store import MemoryStore, TrendingParams
-from streams.trending import KEPT_ITEMS, TrendingPublisher, last_published
-from streams.web import timed
 from tests.unit.fakes import RecordingPublisher
 from tests.unit.test_guard import _worker_routes
 

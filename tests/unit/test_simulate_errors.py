@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 
-from streams import simulate
 from streams.config import Settings
+from streams.tools import simulate
 
 
 @pytest.mark.parametrize(

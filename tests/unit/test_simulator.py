@@ -1,5 +1,5 @@
 """The synthetic world and its event stream (models.simulator), and the paced producer
-(streams.simulate) against an in-memory stand-in for the Kafka producer."""
+(streams.tools.simulate) against an in-memory stand-in for the Kafka producer."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaTimeoutError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import streams.simulate as simulate
+import streams.tools.simulate as simulate
 from models.events import Event, EventType, parse_event
 from models.simulator import (
     DEFAULT_START_TS,

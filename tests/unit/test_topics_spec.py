@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from streams.config import PROJECT_ROOT
-from streams.topics.drift import ApplyReport, ObservedTopic, TopicAction, find_drift
-from streams.topics.spec import TopicsFileError, TopicSpec, load_topics, parse_topics
+from streams.ops.topics.drift import ApplyReport, ObservedTopic, TopicAction, find_drift
+from streams.ops.topics.spec import TopicsFileError, TopicSpec, load_topics, parse_topics
 
 VALID_TOPIC: dict[str, Any] = {
     "partitions": 6,
@@ -221,7 +221,7 @@ class _LaggingAdmin:
 
 
 async def test_settle_waits_out_a_broker_that_has_not_seen_a_new_topic_yet() -> None:
-    from streams.topics.apply import _settle
+    from streams.ops.topics.apply import _settle
 
     (spec,) = parse_topics({"topics": {"events": VALID_TOPIC}})
     admin = _LaggingAdmin(spec)

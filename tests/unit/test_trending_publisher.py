@@ -8,8 +8,8 @@ from models.events import Event, EventType
 from models.state import StateParams
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
+from streams.runtime.trending import TrendingPublisher
 from streams.store import MemoryStore, TrendingParams
-from streams.trending import TrendingPublisher
 from tests.unit.fakes import RecordingPublisher
 
 T0 = 1_800_000_000.0

@@ -1,4 +1,4 @@
-"""The worker's learnt blend (streams/knobs.py) through the pipeline on the in-memory store:
+"""The worker's learnt blend (streams/runtime/knobs.py) through the pipeline on the in-memory store:
 it learns from each list and the next item, is saved and restored, and forgets erased users."""
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ async def test_learning_off_keeps_the_configured_blend() -> None:
 
 async def test_the_api_follows_the_blend_the_workers_save() -> None:
     """``socialrec api`` learns nothing: it ranks with the blend the workers last saved."""
-    from streams.serving import follow_knobs
+    from streams.http.serving import follow_knobs
 
     (store, cf), clock = _store(), Clock()
     worker = _processor(store, cf, clock)

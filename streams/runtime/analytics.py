@@ -1,0 +1,135 @@
+"""Live merchant figures: per-merchant event counts and recommendation exposure in Redis.
+
+Why counters and not a query over history: the worker keeps no event log, and a merchant page
+must answer in milliseconds. Each applied batch adds its item events to one hash per merchant
+and time bucket (``Keys.merchant_counts``: type -> count, ``exposure`` -> list slots); a window
+is the sum of its buckets (:mod:`models.funnel`). Keys expire after ``retention_s``.
+
+The counts are anonymous (merchant, type, bucket: never a user id), so erasure has nothing to
+remove here. Item -> merchant comes from the catalog record the store keeps
+(``i:{item}:meta`` field ``merchant_id``), cached per worker like item categories. Counting
+never fails a batch: an error is logged (type only) and that batch's counts are lost.
+
+Only fresh events are counted (the pipeline passes the deduplicated ones), so a redelivered
+batch counts nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from models.events import Event
+from models.funnel import COUNTED_TYPES, bucket_of, sum_counts, window_buckets
+from streams.keys import Keys, decoded
+from streams.runtime.itemcache import item_meta_cache
+
+log = logging.getLogger(__name__)
+
+#: Field of a merchant bucket counting its items' recommendation slots.
+EXPOSURE = "exposure"
+#: Item -> merchant cache (entries for unknown items live briefly: the record may be on its way).
+MERCHANT_CACHE_SIZE = 200_000
+MERCHANT_CACHE_TTL_S = 300.0
+UNKNOWN_MERCHANT_TTL_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class MerchantCounts:
+    """A merchant's summed counts over a window, and every merchant's exposure in it."""
+
+    counts: dict[str, int]  # event type -> count, plus "exposure" -> slots
+    total_exposure: int  # published recommendation slots, every merchant
+    buckets: int  # how many buckets were summed
+
+
+class MerchantAnalytics:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: Keys | None = None,
+        *,
+        bucket_s: float = 60.0,
+        retention_s: float = 86_400.0,
+    ) -> None:
+        self.client = client
+        self.keys = keys or Keys()
+        self.bucket_s = bucket_s
+        self.retention_s = retention_s
+        self._merchants = item_meta_cache(
+            client,
+            self.keys,
+            "merchant_id",
+            size=MERCHANT_CACHE_SIZE,
+            ttl_s=MERCHANT_CACHE_TTL_S,
+            unknown_ttl_s=UNKNOWN_MERCHANT_TTL_S,
+        )
+
+    async def merchants(self, item_ids: Collection[str]) -> dict[str, str]:
+        """Merchant of each item ("" when the catalog does not name one)."""
+        return await self._merchants.get(item_ids)
+
+    async def record_events(self, events: Sequence[Event], now: float) -> None:
+        """Count the batch's fresh item events per merchant (one round trip, plus one for
+        merchants not cached)."""
+        counted = [e for e in events if e.item_id and e.type.value in COUNTED_TYPES]
+        if not counted:
+            return
+        try:
+            merchants = await self.merchants({e.item_id for e in counted if e.item_id})
+            increments: dict[tuple[str, str], int] = {}
+            for event in counted:
+                merchant = merchants.get(event.item_id or "", "")
+                if merchant:
+                    key = (merchant, event.type.value)
+                    increments[key] = increments.get(key, 0) + 1
+            await self._increment(increments, now)
+        except Exception as exc:  # counting must never fail the batch
+            log.warning("merchant event counts lost for one batch (%s)", type(exc).__name__)
+
+    async def record_exposure(self, item_ids: Sequence[str], now: float) -> None:
+        """Count published recommendation slots: per merchant, and all of them."""
+        if not item_ids:
+            return
+        try:
+            merchants = await self.merchants(set(item_ids))
+            increments: dict[tuple[str, str], int] = {("", EXPOSURE): len(item_ids)}
+            for item_id in item_ids:
+                merchant = merchants.get(item_id, "")
+                if merchant:
+                    key = (merchant, EXPOSURE)
+                    increments[key] = increments.get(key, 0) + 1
+            await self._increment(increments, now)
+        except Exception as exc:
+            log.warning("exposure counts lost for one batch (%s)", type(exc).__name__)
+
+    async def _increment(self, increments: dict[tuple[str, str], int], now: float) -> None:
+        if not increments:
+            return
+        bucket = bucket_of(now, self.bucket_s)
+        ttl = int(self.retention_s + 2 * self.bucket_s)
+        pipe = self.client.pipeline(transaction=False)
+        touched = set()
+        for (merchant, field), count in increments.items():
+            key = self.keys.merchant_counts(bucket, merchant)
+            pipe.hincrby(key, field, count)
+            touched.add(key)
+        for key in touched:
+            pipe.expire(key, ttl)
+        await pipe.execute()
+
+    async def window(self, merchant_id: str, now: float, window_s: float) -> MerchantCounts:
+        """The merchant's counts over the last ``window_s`` (one pipelined round trip)."""
+        buckets = window_buckets(now, min(window_s, self.retention_s), self.bucket_s)
+        pipe = self.client.pipeline(transaction=False)
+        for bucket in buckets:
+            pipe.hgetall(self.keys.merchant_counts(bucket, merchant_id))
+            pipe.hget(self.keys.merchant_counts(bucket, ""), EXPOSURE)
+        replies: list[Any] = await pipe.execute()
+        own = [{decoded(k): int(v) for k, v in h.items()} for h in replies[0::2]]
+        total = sum(int(v) for v in replies[1::2] if v is not None)
+        return MerchantCounts(sum_counts(own), total, len(buckets))
