@@ -59,8 +59,7 @@ class NeighbourList(tuple[tuple[str, float], ...]):
 
 #: (recent item, neighbour) pairs from which numpy's sums are cheaper than a loop's: each
 #: numpy call costs a few microseconds however small its arrays, a loop about 0.3 µs a pair.
-#: Measured per list: 15 pairs 10 µs looped, 40 summed; 1,000 pairs 410-460 looped, 230-270
-#: summed (docs/benchmarks.md, 4 December 2026, fourth session).
+#: The two cross between 200 and 500 pairs (scripts/itemcf-cost.py; docs/benchmarks.md).
 SUMMED_FROM_PAIRS = 256
 
 Sources = list[tuple[str, float, tuple[tuple[str, float], ...]]]
