@@ -1,19 +1,16 @@
 """What one list's ranking costs in process: a synthetic user with 20 recent items of 50
-neighbours each (the worker's reads, coded as the worker's cache hands them over, or plain
-tuples with --plain), four learnt pools of 50 candidates, 50 popular and 20 trending items, a
-category cap and an exploration slot; 1,000 users, the median of five passes, microseconds
-per list. No servers.
-    usage: .venv/bin/python scripts/ranking-cost.py [--plain]
+neighbours each (heavier than the worker, which reads 20 of each list), four learnt pools of
+50 candidates, 50 popular and 20 trending items, a category cap and an exploration slot;
+1,000 users, the median of five passes, microseconds per list. No servers.
+    usage: .venv/bin/python scripts/ranking-cost.py
 """
 
 from __future__ import annotations
 
 import random
 import statistics
-import sys
 import time
 
-from models.codes import Codes
 from models.recommend import Ranking, RecommendParams, Source
 from models.recommend.candidates import Pool, Reason
 from models.state import PopularView, UserView
@@ -25,14 +22,6 @@ NEIGHBOURS = {
     item: tuple(sorted(((rng.choice(ITEMS), rng.random()) for _ in range(50)), key=lambda p: -p[1]))
     for item in ITEMS[:5_000]
 }
-if "--plain" not in sys.argv:
-    try:
-        from models.recommend.itemcf import NeighbourList
-    except ImportError:  # a version before coded lists
-        pass
-    else:
-        table = Codes()
-        NEIGHBOURS = {item: NeighbourList(row, table) for item, row in NEIGHBOURS.items()}
 PARAMS = RecommendParams(
     top_n=10,
     category_cap=2,

@@ -16,8 +16,49 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 
 from models.recommend.candidates import Candidate, Pool, Reason, RecommendParams, Source
-from models.recommend.itemcf import item_cf_pool
 from models.state import UserView
+from models.topk import top_k
+
+
+def item_cf_scores(view: UserView) -> dict[str, float]:
+    """Candidate -> ``Σ_j a_uj · s_ij`` over the recent items j that point at it (added in the
+    order of the recent items).
+
+    Totals only: this runs for every neighbour of every recent item, and only the candidates
+    kept need their terms (:func:`item_cf_terms`).
+
+    >>> view = UserView("u", recent=(("phone", 2.0), ("tv", 1.0)), neighbours={
+    ...     "phone": (("case", 0.5),), "tv": (("case", 0.25), ("remote", 0.5))},
+    ...     seen=frozenset(), bought=frozenset(), hidden=frozenset())
+    >>> item_cf_scores(view)
+    {'case': 1.25, 'remote': 0.5}
+    """
+    totals: dict[str, float] = {}
+    get = totals.get
+    for source_item, affinity in view.recent:
+        for candidate, similarity in view.neighbours.get(source_item, ()):
+            totals[candidate] = get(candidate, 0.0) + affinity * similarity
+    return totals
+
+
+def item_cf_terms(view: UserView, candidates: Iterable[str]) -> dict[str, list[tuple[float, str]]]:
+    """Each candidate's terms ``(a_uj · s_ij, j)`` in the order :func:`item_cf_scores` adds
+    them (its total is their sum, left to right): the reasons of the kept candidates.
+
+    >>> view = UserView("u", recent=(("phone", 2.0), ("tv", 1.0)), neighbours={
+    ...     "phone": (("case", 0.5),), "tv": (("case", 0.25), ("remote", 0.5))},
+    ...     seen=frozenset(), bought=frozenset(), hidden=frozenset())
+    >>> item_cf_terms(view, ["case"])
+    {'case': [(1.0, 'phone'), (0.25, 'tv')]}
+    """
+    terms: dict[str, list[tuple[float, str]]] = {c: [] for c in candidates}
+    get = terms.get
+    for source_item, affinity in view.recent:
+        for candidate, similarity in view.neighbours.get(source_item, ()):
+            entry = get(candidate)
+            if entry is not None:
+                entry.append((affinity * similarity, source_item))
+    return terms
 
 
 def social_scores(
@@ -43,10 +84,18 @@ def sigmoid(x: float) -> float:
 
 
 def personal_pools(view: UserView, params: RecommendParams, now: float) -> dict[Source, Pool]:
-    """The two sources read from the user's state: item-CF (its best ``pool_size``: up to
-    recent × neighbours weak tails would otherwise dominate the cost of every request) and
+    """The two sources read from the user's state: item-CF (its best ``pool_size``) and
     social proof, raw scores with reasons."""
-    cf = item_cf_pool(view, params.pool_size)
+    totals = item_cf_scores(view)
+    # Like every other source, item-CF proposes its best ``pool_size``: up to recent ×
+    # neighbours (400) weak tails would otherwise dominate the cost of every request.
+    kept = (
+        top_k(totals, params.pool_size, ties_descending=True)
+        if len(totals) > params.pool_size
+        else list(totals.items())
+    )
+    parts = item_cf_terms(view, (item for item, _ in kept))
+    cf: Pool = {item: (total, parts[item]) for item, total in kept}
     social: Pool = {}
     for candidate, social_parts in social_scores(view, params, now).items():
         social[candidate] = (sum(c for c, _ in social_parts), [r for _, r in social_parts])

@@ -9,9 +9,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from models.codes import Codes, FloatArray, IntArray
 from models.events import DEFAULT_WEIGHTS, EventType
 from models.similarity import affinity_after
+from models.usercf.pools import Codes, FloatArray, IntArray
 
 
 class UserEntries:

@@ -12,10 +12,9 @@ from itertools import chain
 
 import numpy as np
 
-from models.codes import FloatArray, IntArray
 from models.events import EventType
 from models.usercf.entries import UserEntries
-from models.usercf.pools import pool_of
+from models.usercf.pools import FloatArray, IntArray, pool_of
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
-"""The pool of users most worth comparing (:func:`pool_order`), counted over arrays of
-codes (:func:`pool_of`, which the worker's Redis source calls too).
+"""Users' places in the numpy arrays user-CF sums over: dense integer codes for ids, and the pool
+of users most worth comparing (:func:`pool_order`), counted over arrays of codes
+(:func:`pool_of`, which the worker's Redis source calls too).
 """
 
 from __future__ import annotations
@@ -8,8 +9,38 @@ from collections.abc import Mapping, Sequence
 from heapq import nsmallest
 
 import numpy as np
+import numpy.typing as npt
 
-from models.codes import FloatArray, IntArray
+IntArray = npt.NDArray[np.intp]
+FloatArray = npt.NDArray[np.float64]
+
+
+class Codes:
+    """Dense integer codes for ids, so per-request sums can be numpy bincounts. A forgotten
+    id's code is recycled: the arrays that held it were dropped with its entries."""
+
+    __slots__ = ("_free", "code", "names")
+
+    def __init__(self) -> None:
+        self.code: dict[str, int] = {}
+        self.names: list[str] = []  # code -> id ("" for a free code)
+        self._free: list[int] = []
+
+    def add(self, name: str) -> None:
+        if name not in self.code:
+            if self._free:
+                code = self._free.pop()
+                self.names[code] = name
+            else:
+                code = len(self.names)
+                self.names.append(name)
+            self.code[name] = code
+
+    def forget(self, name: str) -> None:
+        code = self.code.pop(name, None)
+        if code is not None:
+            self.names[code] = ""
+            self._free.append(code)
 
 
 def pool_order(overlaps: Mapping[str, tuple[int, float]], size: int) -> list[str]:

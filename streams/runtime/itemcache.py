@@ -28,11 +28,12 @@ from typing import Generic, TypeVar
 
 import redis.asyncio as aioredis
 
-from models.codes import Codes
-from models.recommend.itemcf import NeighbourList
 from streams.keys import Keys, best_pairs, decoded, queue_best
 
 V = TypeVar("V")
+
+#: Neighbour lists as the ranking reads them: (item, similarity), best first.
+Neighbours = tuple[tuple[str, float], ...]
 
 
 class ItemCache(Generic[V]):
@@ -77,9 +78,6 @@ class ItemCache(Generic[V]):
         for item_id in item_ids:
             self._entries.pop(item_id, None)
 
-    def clear(self) -> None:
-        self._entries.clear()
-
 
 def item_meta_cache(
     client: aioredis.Redis,
@@ -107,27 +105,16 @@ def item_meta_cache(
 
 def neighbour_cache(
     client: aioredis.Redis, keys: Keys, count: int, *, size: int, ttl_s: float
-) -> ItemCache[NeighbourList]:
+) -> ItemCache[Neighbours]:
     """The ``count`` best of each item's neighbour list (``i:<item>:sim``). The learner
     rewrites lists all the time, and the lists a user's recent items give are mostly the
     popular items' ones, read again by many users within seconds: reading and decoding them
-    in the state script for every list was a large part of Redis's and the worker's time.
+    in the state script for every list was a large part of Redis's and the worker's time."""
 
-    Each list comes coded (:class:`models.recommend.itemcf.NeighbourList`), so a request's
-    item-CF sums are numpy's. The codes' table holds every item the cached lists name; past
-    ``size × count`` names (more than the entries can hold: items left the lists) it starts
-    again, with the entries."""
-    table = Codes()
-
-    async def fetch(item_ids: Sequence[str]) -> list[NeighbourList]:
-        nonlocal table
-        if len(table.names) > size * count:
-            table = Codes()
-            cache.clear()
+    async def fetch(item_ids: Sequence[str]) -> list[Neighbours]:
         pipe = client.pipeline(transaction=False)
         for item_id in item_ids:
             queue_best(pipe, keys.item(item_id, "sim"), count)
-        return [NeighbourList(best_pairs(row), table) for row in await pipe.execute()]
+        return [tuple(best_pairs(row)) for row in await pipe.execute()]
 
-    cache: ItemCache[NeighbourList] = ItemCache(fetch, size=size, ttl_s=ttl_s)
-    return cache
+    return ItemCache(fetch, size=size, ttl_s=ttl_s)

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import random
-from typing import cast
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.codes import Codes
 from models.events import Event, EventType
 from models.recommend import (
-    Pool,
     Ranking,
     RecommendParams,
     Source,
@@ -21,29 +16,12 @@ from models.recommend import (
     recommend,
 )
 from models.recommend.blend import normalise
-from models.recommend.itemcf import (
-    SUMMED_FROM_PAIRS,
-    NeighbourList,
-    item_cf_pool,
-    looped_pool,
-    summed_pool,
-)
-from models.recommend.pools import social_scores
-from models.state import StateParams, UserView
-from models.topk import top_k
+from models.recommend.pools import item_cf_scores, item_cf_terms, social_scores
+from models.state import StateParams
 from tests.unit.reference import Reference
 from tests.unit.strategies import event_streams
 
 READ = {"recent_items": 20, "neighbours": 20}
-
-
-def _item_cf_totals(view: UserView) -> dict[str, float]:
-    """Item-CF's totals as a plain loop adds them: the reference for the numpy sums."""
-    totals: dict[str, float] = {}
-    for source_item, affinity in view.recent:
-        for candidate, similarity in view.neighbours.get(source_item, ()):
-            totals[candidate] = totals.get(candidate, 0.0) + affinity * similarity
-    return totals
 
 
 def _state(events: list[Event]) -> Reference:
@@ -81,9 +59,8 @@ def test_scores_are_finite_ranked_and_explained(events: list[Event]) -> None:
         ranked = [r for r in recs.items if r.source is not Source.POPULAR]
         assert all(math.isfinite(r.score) and r.score > 0 for r in recs.items)
         assert [r.score for r in ranked] == sorted((r.score for r in ranked), reverse=True)
-        cf_totals, social = _item_cf_totals(view), social_scores(view, params, now)
-        pool = item_cf_pool(view, len(cf_totals))
-        cf = {item: cast(list[tuple[float, str]], terms) for item, (_, terms) in pool.items()}
+        cf_totals, social = item_cf_scores(view), social_scores(view, params, now)
+        cf = item_cf_terms(view, cf_totals)
         assert cf_totals == {i: sum(c for c, _ in p) for i, p in cf.items()}  # exactly
         raw = {
             Source.ITEM_CF: normalise({i: sum(c for c, _ in p) for i, p in cf.items()}),
@@ -263,64 +240,3 @@ def test_a_cold_users_trending_item_that_a_friend_shared_keeps_the_friend_as_rea
     scarf = recs.items[0]
     assert (scarf.item_id, scarf.source) == ("scarf", Source.SOCIAL)
     assert [(r.user_id, r.action) for r in scarf.reasons] == [("ann", "share")]
-
-
-def _reference_pool(view: UserView, size: int) -> list[tuple[str, tuple[float, object]]]:
-    """Item-CF's pool as a plain loop over every pair makes it."""
-    totals = _item_cf_totals(view)
-    kept = top_k(totals, size, ties_descending=True) if len(totals) > size else list(totals.items())
-    terms = {
-        item: [
-            (affinity * similarity, source)
-            for source, affinity in view.recent
-            for candidate, similarity in view.neighbours.get(source, ())
-            if candidate == item
-        ]
-        for item, _ in kept
-    }
-    return [(item, (total, terms[item])) for item, total in kept]
-
-
-def _both_ways(view: UserView, size: int) -> list[Pool]:
-    sources = [(j, a, row) for j, a in view.recent if (row := view.neighbours.get(j))]
-    return [looped_pool(sources, size), summed_pool(sources, size), item_cf_pool(view, size)]
-
-
-@given(event_streams(), st.integers(1, 30), st.booleans())
-def test_item_cf_pool_is_the_plain_loop_exactly(
-    events: list[Event], size: int, coded: bool
-) -> None:
-    """The same totals, terms, order and tie-break as a loop over every pair, by dict walks
-    and by numpy, whether the neighbour lists come coded (the worker's cache, a table with
-    other items in it already) or as plain tuples."""
-    state = _state(events)
-    table = Codes()
-    table.add("an item of another user's lists")
-    for user_id in state.users:
-        view = state.user_view(user_id, **READ)
-        if coded:
-            lists = {item: NeighbourList(row, table) for item, row in view.neighbours.items()}
-            view = dataclasses.replace(view, neighbours=lists)
-        expected = _reference_pool(view, size)
-        for pool in _both_ways(view, size):
-            assert list(pool.items()) == expected
-
-
-def test_a_long_history_is_summed_by_numpy_to_the_same_pool() -> None:
-    """20 recent items × 50 neighbours (past :data:`SUMMED_FROM_PAIRS`), similarities on a
-    coarse grid so totals tie, shared candidates so terms add up."""
-    rng = random.Random(7)
-    items = [f"i{n}" for n in range(300)]
-    table = Codes()
-    for size in (10, 50, 400):
-        recent = tuple((items[n], rng.choice((0.5, 1.0, 2.0))) for n in range(20))
-        lists = {
-            item: NeighbourList(
-                [(rng.choice(items), rng.choice((0.1, 0.2, 0.25))) for _ in range(50)], table
-            )
-            for item, _ in recent
-        }
-        view = UserView("u", recent, lists, frozenset(), frozenset(), frozenset())
-        assert SUMMED_FROM_PAIRS <= 20 * 50
-        for pool in _both_ways(view, size):
-            assert list(pool.items()) == _reference_pool(view, size)
