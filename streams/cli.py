@@ -26,9 +26,9 @@ def _topics(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.runtime import worker
+    from streams.runtime import launch
 
-    return worker.run_worker(settings)
+    return launch.run_worker(settings)
 
 
 def _api(settings: Settings, args: argparse.Namespace) -> int:

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import sys
-import threading
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
@@ -38,10 +35,8 @@ from streams.pipeline import (
 from streams.runtime.catalog import CatalogIngester
 from streams.runtime.consumer import EventsConsumer, events_group
 from streams.runtime.forgetting import ForgetFollower
-from streams.runtime.heap import settle_heap
 from streams.runtime.lag import LAG_INTERVAL_S, ConsumerLagProbe
 from streams.runtime.learner import learner_group
-from streams.runtime.learner_process import LearnerSupervisor
 from streams.runtime.learner_state import LearnerState
 from streams.runtime.outage import isolating
 from streams.runtime.privacy import ErasureProcessor
@@ -49,10 +44,7 @@ from streams.runtime.publisher import FaustPublisher, KafkaPublisher
 from streams.runtime.trending import TrendingPublisher
 from streams.security import (
     faust_credentials,
-    kafka_client_kwargs,
-    kafka_error_hint,
     redis_client_for,
-    redis_error_hint,
 )
 from streams.sources import SourceSet
 from streams.sources.factory import build_sources
@@ -340,87 +332,3 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     # The same routes, middlewares and guard as `socialrec api` (streams/http/web.py).
     mount(web_app_of(app), settings, metrics, api, live)
     return app
-
-
-async def preflight(settings: Settings) -> list[str]:
-    """Problems that would leave a worker idle or crashing, each with what to do about it.
-
-    Faust silently ignores a missing input topic (it just never gets partitions), so the
-    worker checks its topics and Redis before it starts.
-    """
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    problems = []
-    admin = AIOKafkaAdminClient(**kafka_client_kwargs(settings))
-    try:
-        await admin.start()
-        existing = set(await admin.list_topics())
-        needed = [settings.topic(name) for name in WORKER_TOPICS]
-        missing = [name for name in needed if name not in existing]
-        if missing:
-            problems.append(
-                f"topics {missing} do not exist: run `socialrec topics apply` "
-                "(check SOCIALREC_TOPIC_PREFIX)"
-            )
-    except Exception as exc:  # any failure here means the broker is unusable for us
-        problems.append(await kafka_error_hint(settings, exc))
-    finally:
-        await admin.close()
-    client = redis_client_for(settings)
-    try:
-        await client.ping()
-    except Exception as exc:
-        problems.append(f"cannot use Redis ({type(exc).__name__}): {redis_error_hint(exc)}")
-    finally:
-        await client.aclose()
-    return problems
-
-
-def run_worker(settings: Settings) -> int:
-    """`socialrec worker`: check the servers and topics, then run until SIGINT/SIGTERM."""
-    problems = asyncio.run(preflight(settings))
-    if problems:
-        for problem in problems:
-            print(f"socialrec worker: {problem}", file=sys.stderr)
-        return 2
-    metrics = WorkerMetrics()
-    app = create_app(settings, metrics)
-    app.finalize()
-    learner = LearnerSupervisor(settings, metrics)
-    learner.start()
-    settle_heap()
-    try:
-        worker = _BoundedShutdownWorker(app, loglevel="INFO", quiet=True)
-        worker.execute_from_commandline()
-    finally:
-        learner.stop(SHUTDOWN_GRACE_S)
-    return 0
-
-
-#: Seconds a graceful stop may take before the process exits anyway.
-SHUTDOWN_GRACE_S = 20.0
-
-
-class _BoundedShutdownWorker(faust.Worker):
-    """A Faust worker whose stop on SIGTERM/SIGINT cannot hang.
-
-    A graceful Faust shutdown waits for the broker (final commit, leaving the group); with the
-    broker gone it waits forever and the process ignores further SIGTERMs. Everything the
-    worker has applied is already in Redis and deduplicated by event id, so exiting after a
-    grace period loses nothing: uncommitted events are redelivered and recognised.
-    """
-
-    def _schedule_shutdown(self, signal: Any) -> None:
-        if not self._signal_stop_time:
-            timer = threading.Timer(SHUTDOWN_GRACE_S, _exit_after_grace)
-            timer.daemon = True
-            timer.start()
-        super()._schedule_shutdown(signal)
-
-
-def _exit_after_grace() -> None:
-    print(
-        f"socialrec worker: graceful stop took over {SHUTDOWN_GRACE_S:.0f}s; exiting",
-        file=sys.stderr,
-    )
-    os._exit(1)

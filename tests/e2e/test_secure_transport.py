@@ -35,7 +35,7 @@ from streams.config import Settings, load_settings
 from streams.ops import infra
 from streams.ops.infra.pids import is_port_open, pid_alive
 from streams.ops.topics import apply_topics
-from streams.runtime.worker import preflight
+from streams.runtime.launch import preflight
 from streams.security import kafka_client_kwargs, redis_client_for
 from streams.tools.processes import settings_env
 from tests.conftest import require_tools

@@ -20,7 +20,7 @@ from aiokafka.errors import KafkaConnectionError
 from streams.config import Settings
 from streams.ops import infra
 from streams.ops.topics import apply_topics
-from streams.runtime.worker import preflight
+from streams.runtime.launch import preflight
 from streams.security import kafka_client_kwargs, redis_client_for
 from streams.tools.processes import free_port
 from tests.e2e.conftest import (

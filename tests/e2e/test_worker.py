@@ -274,7 +274,7 @@ def _trigger(record: Any) -> str:
 
 
 async def test_worker_refuses_to_start_without_its_topics(settings: Settings) -> None:
-    from streams.runtime.worker import preflight
+    from streams.runtime.launch import preflight
 
     assert await preflight(settings) == []
     problems = await preflight(settings.model_copy(update={"topic_prefix": "missing."}))
