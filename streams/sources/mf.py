@@ -3,45 +3,10 @@
 :class:`RedisMF` wraps the pure :class:`models.mf.OnlineMF` (River SGD on the logistic loss,
 implicit feedback, sampled negatives). Redis holds the truth (the rows, ledgers and sampler
 of streams/sources/mf_rows.py), so a restarted or second worker continues where another
-stopped; the worker's ``OnlineMF`` is a cache of it. Erasure: streams/sources/mf_erasure.py.
-
-One :meth:`RedisMF.learn` call costs two round trips whatever the batch size
-(streams/sources/mf_batch.py): the batch's state read, every event learnt locally, the
-changed rows written back.
-
-Who writes what. User rows and ledgers are written only by the worker that owns the user's
-partition (events are keyed by user id), so read-modify-write is safe. Item rows are shared:
-each worker writes back whole rows, last writer wins per row, so a concurrent worker's step on
-the same row can be lost. SGD tolerates that (Hogwild!: sparse, racing updates still converge);
-the sampler state is last-writer-wins the same way (at worst two workers reuse a step number,
-i.e. draw negatives at the same positions). Nothing here is transactional, nor needs to be.
-
-Freshness. Negatives and :meth:`RedisMF.candidates` use the local item matrix. It is loaded
-whole (HSCAN, non-blocking for Redis) on first use and reloaded every ``refresh_s``; the batch's
-own items are re-read on every learn. So another worker's new items show up here within
-``refresh_s``, and a sampled negative's row may be up to ``refresh_s`` old when it is updated
-and written back (overwriting the other worker's newer value of that row: the Hogwild! loss
-above, bounded by the refresh period). A shorter period means fresher rows for more Redis
-traffic (a reload moves the whole table: 100k items at 32 factors is 12.8 MB).
-
-Determinism. With one worker, learning is bit-identical to a pure ``OnlineMF`` fed the same
-events with the same seed, and a restarted worker continues bit-identically: rows travel as
-float32 (nothing is rounded), and the sampler state is restored. With
-``sampling="popularity"`` (the default here) negatives are drawn from the recent-positives pool,
-stored in order, so the restart is exact whatever order Redis returns the item rows in. With
-``"uniform"`` the negatives index into the local item row order, which a reload takes from
-Redis' hash order; that is insertion order only for small hashes (listpack encoding), so a
-restarted worker may draw other (equally random) negatives.
-
-Memory bounds. The local cache keeps item rows only (``factors`` float32 per item); user rows
-and ledgers are read per batch and dropped after it. A user's ledger is capped at
-``max_contributions`` entries (:func:`streams.sources.mf_rows.merge_ledger`). At the default
-64, a full ledger is about 9 kB (at 256, the cap before, 35 kB: most of Redis at 100,000 users);
-the erasure test's shopper, 120 events over 60 items, is undone exactly as well. Item rows of
-items that left the catalog stay in ``mf_items`` (they are anonymous, and the next reload
-would bring them back anyway); candidates may therefore name a delisted item, which the
-assembly's catalog filters drop. The sampler holds up to ``pool_size`` item ids (default 2,000,
-some 20 kB) and travels both ways on every learn call: the price of exact continuity.
+stopped; the worker's ``OnlineMF`` is a cache of it. One :meth:`RedisMF.learn` costs two
+round trips whatever the batch size (streams/sources/mf_batch.py); erasure is
+streams/sources/mf_erasure.py. Who writes which rows, how fresh the cache is, why a restart
+continues bit for bit and what bounds memory: docs/sources.md.
 """
 
 from __future__ import annotations
