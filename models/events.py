@@ -175,7 +175,8 @@ def parse_event(
 
     ``now`` is passed in (not read from a clock) so validation stays pure and testable.
     A timestamp earlier than ``min_ts`` or later than ``now + max_future_skew_s`` is absurd
-    (typically milliseconds sent as seconds, or a zeroed clock).
+    (typically milliseconds sent as seconds, or a zeroed clock). One function on purpose: the
+    checks in the order a record is read, each returning at the first fault, on every event.
     """
     if len(raw) > max_bytes:
         return Rejection(RejectReason.OVERSIZED, f"{len(raw)} bytes > limit {max_bytes}")

@@ -162,6 +162,8 @@ def _cluster_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every command and its flags. Long on purpose: one declaration per flag, read top to
+    bottom like the README's command table; splitting it would only scatter the help texts."""
     parser = argparse.ArgumentParser(
         prog="socialrec", description="Real-time recommendations for social commerce."
     )
