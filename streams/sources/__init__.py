@@ -19,13 +19,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, partial
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from models.events import Event
 from models.recommend import Candidate, Pool, Source, source_pools
 from streams.metrics import WorkerMetrics
 from streams.runtime.outage import wait_out
-from streams.sources.progress import Learnt, Progress, Stale
+from streams.sources.progress import Learnt, Progress, Stale, commit
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -119,8 +119,15 @@ class SourceSet:
             new = progress.unlearnt(events, marks)
             if not new:
                 return
+            learnt = progress.learnt(name, marks)
             try:
-                await model.learn(new, progress.learnt(name, marks))
+                await model.learn(new, learnt)
+                if not learnt.committed:
+                    # Nothing in these events for this source (FBT without a cart): its marks
+                    # move on alone, so where they stand does not depend on how the stream
+                    # was cut into batches.
+                    assert progress.client is not None
+                    await commit(progress.client, learnt, _nothing)
                 return
             except Stale:
                 continue
@@ -180,3 +187,7 @@ class SourceSet:
             self.metrics.source_seconds.labels(model.source.value, call).observe(
                 time.perf_counter() - started
             )
+
+
+def _nothing(_pipe: Any) -> None:
+    """No state to write: a ``MULTI`` of the marks alone."""

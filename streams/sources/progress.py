@@ -46,13 +46,15 @@ class Stale(Exception):
     """A source's marks moved since it read them: what it learnt is (partly) learnt already."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Learnt:
-    """The marks a source writes with its state for one batch, and those it read before."""
+    """The marks a source writes with its state for one batch, and those it read before;
+    ``committed`` once :func:`commit` wrote them."""
 
     key: str
     fields: Mapping[str, int]
     read: Mapping[str, int]
+    committed: bool = False
 
 
 async def commit(
@@ -79,6 +81,8 @@ async def commit(
             else:
                 queue(pipe)
             await pipe.execute()
+        if learnt is not None:
+            learnt.committed = True
     except WatchError as exc:
         # Also what redis-py raises when the connection drops while watching (an outage):
         # the caller reads the marks again, which waits the outage out.
