@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -162,39 +163,33 @@ def _raw_topic(app: faust.App, settings: Settings, name: str) -> Any:
     return app.topic(settings.topic(name), key_type=bytes, value_type=bytes, value_serializer="raw")
 
 
+@dataclass(eq=False)  # compared and hashed by identity, as Faust may do with its loops
 class WorkerLoops:
     """What the worker's agents, timers and /health page do, on the parts create_app builds.
 
-    Faust names an agent after its function, so each agent's method keeps the agent's name
-    (``streams.runtime.worker.process_erasures``, ...). The components each loop drives are
+    Faust names an agent after its function's module and name, so each agent's method keeps
+    the name its agent had (``process_erasures``, ...). The components each loop drives are
     attached by create_app as it builds them, in the order it registers the loops.
     """
 
-    erasures: ErasureProcessor
-    forgets: ForgetFollower
-    catalog: CatalogIngester
-    trending: TrendingPublisher
-    lag: ConsumerLagProbe
-    api: Api
+    app: faust.App
+    settings: Settings
+    metrics: WorkerMetrics
+    redis_client: Any
+    processor: BatchProcessor
+    learnt: LearnerState
+    events_consumer: EventsConsumer | None
+    erasures: ErasureProcessor = field(init=False)
+    forgets: ForgetFollower = field(init=False)
+    catalog: CatalogIngester = field(init=False)
+    trending: TrendingPublisher = field(init=False)
+    lag: ConsumerLagProbe = field(init=False)
+    api: Api = field(init=False)
 
-    def __init__(
-        self,
-        app: faust.App,
-        settings: Settings,
-        metrics: WorkerMetrics,
-        redis_client: Any,
-        processor: BatchProcessor,
-        learnt: LearnerState,
-        events_consumer: EventsConsumer | None,
-    ) -> None:
-        self.app = app
-        self.settings = settings
-        self.metrics = metrics
-        self.redis_client = redis_client
-        self.processor = processor
-        self.learnt = learnt
-        self.events_consumer = events_consumer
-        self.within = settings.batch_within_ms / 1000.0
+    @property
+    def within(self) -> float:
+        """How long a batch waits to fill, in seconds."""
+        return self.settings.batch_within_ms / 1000.0
 
     async def _each_isolated(
         self,
