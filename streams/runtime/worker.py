@@ -48,6 +48,7 @@ from streams.security import (
     redis_client_for,
 )
 from streams.sources import SourceSet
+from streams.sources.content import RedisContent
 from streams.sources.factory import build_sources
 from streams.store import RedisStore, TrendingParams
 
@@ -339,7 +340,7 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
 
 
 def _add_side_agents(
-    loops: WorkerLoops, store: RedisStore, sources: SourceSet, content: Any
+    loops: WorkerLoops, store: RedisStore, sources: SourceSet, content: RedisContent | None
 ) -> None:
     """The agents of the privacy requests, shares and catalog, and the follower of erasures."""
     app, settings, metrics, processor = loops.app, loops.settings, loops.metrics, loops.processor
