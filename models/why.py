@@ -94,18 +94,9 @@ def explain(
     published: Sequence[Mapping[str, Any]],
 ) -> Why:
     """Why ``item_id`` is or is not among ``published`` (the user's latest list, as sent)."""
-    for position, entry in enumerate(published, start=1):
-        if entry.get("item_id") == item_id:
-            return Why(
-                item_id,
-                "recommended",
-                f"in the user's latest list at position {position}, "
-                f"mainly from {entry.get('source', 'unknown')}",
-                position=position,
-                score=float(entry.get("score", 0.0)),
-                sources={str(k): float(v) for k, v in dict(entry.get("sources") or {}).items()},
-                reasons=tuple(dict(r) for r in entry.get("reasons") or ()),
-            )
+    shown = _in_published(item_id, published)
+    if shown is not None:
+        return shown
     excluded = exclusions(item_id, view, params)
     if excluded:
         return Why(
@@ -132,17 +123,7 @@ def explain(
         _reason(r) for source in parts for r in pools[source][item_id][1][: params.reasons_per_item]
     )
     cut = min(params.top_n, len(ranked))
-    if position > params.top_n:
-        status = "below_cut"
-        detail = (
-            f"a candidate ranked {position} of {len(ranked)}; only the top {params.top_n} are shown"
-        )
-    else:
-        status = "not_shown"
-        detail = (
-            f"ranked {position} among candidates but not in the published list: the category "
-            "cap, the exploration slot, or state that changed since the list was published"
-        )
+    status, detail = _unshown(position, len(ranked), params.top_n)
     return Why(
         item_id,
         status,
@@ -152,4 +133,33 @@ def explain(
         cut_score=round(totals[ranked[cut - 1]], 6),
         sources={s.value: round(v, 6) for s, v in parts.items()},
         reasons=reasons,
+    )
+
+
+def _in_published(item_id: str, published: Sequence[Mapping[str, Any]]) -> Why | None:
+    """The item's place in the published list, with what the list said of it; None if absent."""
+    for position, entry in enumerate(published, start=1):
+        if entry.get("item_id") == item_id:
+            return Why(
+                item_id,
+                "recommended",
+                f"in the user's latest list at position {position}, "
+                f"mainly from {entry.get('source', 'unknown')}",
+                position=position,
+                score=float(entry.get("score", 0.0)),
+                sources={str(k): float(v) for k, v in dict(entry.get("sources") or {}).items()},
+                reasons=tuple(dict(r) for r in entry.get("reasons") or ()),
+            )
+    return None
+
+
+def _unshown(position: int, candidates: int, top_n: int) -> tuple[str, str]:
+    """The status and sentence of a candidate at ``position`` that is not in the list."""
+    if position > top_n:
+        return "below_cut", (
+            f"a candidate ranked {position} of {candidates}; only the top {top_n} are shown"
+        )
+    return "not_shown", (
+        f"ranked {position} among candidates but not in the published list: the category "
+        "cap, the exploration slot, or state that changed since the list was published"
     )

@@ -111,55 +111,91 @@ def replay(
     (2, 0.5, 1, 0)
     """
     params = params or EvalParams()
-    rng = random.Random(params.seed)
-    tallies = [Tally() for _ in models]
-    group_tallies: dict[int, tuple[list[Tally], list[int]]] = {}  # group -> tallies, [n, cold]
-    requests = RequestSelector()
-    catalogue = catalogue_of(events, catalog)
-    interactions: Counter[str] = Counter()
-    evaluated = cold = 0
-
+    run = _ReplayRun(events, models, params, catalog, group_of)
     for position, event in enumerate(events):
-        item = event.item_id
         test = is_test is None or is_test(position, event)
-        if test and item is not None and requests.is_request(event):
-            evaluated += 1
-            is_cold = item not in interactions
-            cold += is_cold
-            exclude = requests.touched_by(event.user_id)
-            negatives = _sample_negatives(rng, catalogue, exclude, item, params.negatives)
-            targets = [tallies]
-            if group_of is not None:
-                targets.append(_group_tallies(group_tallies, group_of(event), len(models), is_cold))
-            _ask(models, event, position, exclude, negatives, targets, params.k, is_cold)
+        if test and event.item_id is not None and run.requests.is_request(event):
+            run.ask(position, event)
         if not test or learn_test:
             for model in models:
                 model.learn(event)
-        requests.advance(event)
-        if item is not None and event.type in ITEM_TYPES:
-            interactions[item] += 1
+        run.advance(event)
         if on_progress is not None and (position + 1) % progress_every == 0:
             on_progress(position + 1)
     if on_progress is not None:
         on_progress(len(events))
+    return run.report(len(events))
 
-    universe = set(catalogue)
-    head = short_head({i: interactions.get(i, 0) for i in universe}, params.head_share)
 
-    traces = {model.name: tally.trace for model, tally in zip(models, tallies, strict=True)}
-    groups = {
-        g: GroupReport(counts[0], counts[1], _reports(models, group, len(universe), head))
-        for g, (group, counts) in sorted(group_tallies.items())
-    }
-    return ReplayReport(
-        len(events),
-        evaluated,
-        cold,
-        len(universe),
-        _reports(models, tallies, len(universe), head),
-        traces,
-        groups,
-    )
+class _ReplayRun:
+    """What one :func:`replay` keeps as it goes: the models' tallies (overall and by group),
+    who touched what, how often each item was touched, the requests asked and how many of them
+    were cold."""
+
+    def __init__(
+        self,
+        events: Sequence[Event],
+        models: Sequence[Recommender],
+        params: EvalParams,
+        catalog: Collection[str],
+        group_of: Callable[[Event], int] | None,
+    ) -> None:
+        self.models = models
+        self.params = params
+        self.group_of = group_of
+        self.rng = random.Random(params.seed)
+        self.tallies = [Tally() for _ in models]
+        self.group_tallies: dict[int, tuple[list[Tally], list[int]]] = {}  # -> tallies, [n, cold]
+        self.requests = RequestSelector()
+        self.catalogue = catalogue_of(events, catalog)
+        self.interactions: Counter[str] = Counter()
+        self.evaluated = self.cold = 0
+
+    def ask(self, position: int, event: Event) -> None:
+        """Ask every model the request ``event`` and tally the answers."""
+        item = event.item_id
+        assert item is not None
+        self.evaluated += 1
+        is_cold = item not in self.interactions
+        self.cold += is_cold
+        exclude = self.requests.touched_by(event.user_id)
+        negatives = _sample_negatives(
+            self.rng, self.catalogue, exclude, item, self.params.negatives
+        )
+        targets = [self.tallies]
+        if self.group_of is not None:
+            group = self.group_of(event)
+            targets.append(_group_tallies(self.group_tallies, group, len(self.models), is_cold))
+        _ask(self.models, event, position, exclude, negatives, targets, self.params.k, is_cold)
+
+    def advance(self, event: Event) -> None:
+        """The replay's own record of who touched what, after every model learnt ``event``."""
+        self.requests.advance(event)
+        if event.item_id is not None and event.type in ITEM_TYPES:
+            self.interactions[event.item_id] += 1
+
+    def report(self, event_count: int) -> ReplayReport:
+        """The figures of the replay of ``event_count`` events (coverage over the catalogue)."""
+        universe = set(self.catalogue)
+        touches = {i: self.interactions.get(i, 0) for i in universe}
+        head = short_head(touches, self.params.head_share)
+        models = self.models
+        traces = {
+            model.name: tally.trace for model, tally in zip(models, self.tallies, strict=True)
+        }
+        groups = {
+            g: GroupReport(counts[0], counts[1], _reports(models, group, len(universe), head))
+            for g, (group, counts) in sorted(self.group_tallies.items())
+        }
+        return ReplayReport(
+            event_count,
+            self.evaluated,
+            self.cold,
+            len(universe),
+            _reports(models, self.tallies, len(universe), head),
+            traces,
+            groups,
+        )
 
 
 def _reports(

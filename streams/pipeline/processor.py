@@ -68,24 +68,10 @@ class BatchProcessor(ListSender):
         self.newest_arrival = max(self.newest_arrival, *(r.timestamp for r in records))
         self.metrics.batch_size.observe(len(records))
         pending: list[Awaitable[Any]] = []
-
-        valid: list[tuple[Event, InboundRecord]] = []
         now = self.clock()
         with stages("validate"):
-            for record in records:
-                checked = validate_record(self.settings, record, now)
-                if isinstance(checked, Rejection):
-                    pending.append(await self._dead_letter(record, checked.reason, checked.detail))
-                    summary.dead_lettered += 1
-                else:
-                    valid.append((checked, record))
-            count_by(self.metrics.events_consumed, (event.type.value for event, _ in valid))
-
-        pools, ahead = self.pools, None
-        if pools is not None and valid:
-            # The learner's pools are read beside the state update, not after it.
-            users = list(dict.fromkeys(event.user_id for event, _ in valid))
-            ahead = asyncio.ensure_future(self._wait_out(lambda: pools.read(users), "pools"))
+            valid = await self._validate(records, now, summary, pending)
+        ahead = self._read_pools_ahead(valid)
         if self.knobs is not None and self._knobs_saved is None:
             await self.restore_knobs(now)
         with stages("state"):  # events in flight when their user was erased are dropped here
@@ -98,7 +84,53 @@ class BatchProcessor(ListSender):
             pending.append(await self._dead_letter(record, PROCESSING_ERROR, "state update failed"))
             summary.dead_lettered += 1
         applied = [pair for pair in valid if pair not in failed]
+        latest_trigger, published_events, fresh = await self._sort_outcomes(
+            applied, result, summary, pending
+        )
+        learning = self._start_beside(fresh, now, stages, pending)
+        return Applied(
+            summary, result, latest_trigger, published_events, fresh, pending, stages, started,
+            now, ahead, learning,
+        )  # fmt: skip
 
+    async def _validate(
+        self,
+        records: Sequence[InboundRecord],
+        now: float,
+        summary: BatchSummary,
+        pending: list[Awaitable[Any]],
+    ) -> list[tuple[Event, InboundRecord]]:
+        """The batch's valid events; the others are dead-lettered (their sends into ``pending``)."""
+        valid: list[tuple[Event, InboundRecord]] = []
+        for record in records:
+            checked = validate_record(self.settings, record, now)
+            if isinstance(checked, Rejection):
+                pending.append(await self._dead_letter(record, checked.reason, checked.detail))
+                summary.dead_lettered += 1
+            else:
+                valid.append((checked, record))
+        count_by(self.metrics.events_consumed, (event.type.value for event, _ in valid))
+        return valid
+
+    def _read_pools_ahead(
+        self, valid: list[tuple[Event, InboundRecord]]
+    ) -> asyncio.Future[Any] | None:
+        """The learner's pools are read beside the state update, not after it."""
+        pools = self.pools
+        if pools is None or not valid:
+            return None
+        users = list(dict.fromkeys(event.user_id for event, _ in valid))
+        return asyncio.ensure_future(self._wait_out(lambda: pools.read(users), "pools"))
+
+    async def _sort_outcomes(
+        self,
+        applied: list[tuple[Event, InboundRecord]],
+        result: BatchResult,
+        summary: BatchSummary,
+        pending: list[Awaitable[Any]],
+    ) -> tuple[dict[str, tuple[str, InboundRecord]], list[InboundRecord], list[Event]]:
+        """What the store made of each applied event: whose list to publish (and for which
+        event), the records behind the lists, and the fresh events (to learn from)."""
         latest_trigger: dict[str, tuple[str, InboundRecord]] = {}
         published_events: list[InboundRecord] = []
         fresh: list[Event] = []
@@ -130,6 +162,13 @@ class BatchProcessor(ListSender):
                 # partition: re-key the share to them through the internal topic.
                 pending.append(await self._forward_share(event, record.timestamp))
         self.metrics.events_duplicate.inc(summary.duplicates)
+        return latest_trigger, published_events, fresh
+
+    def _start_beside(
+        self, fresh: list[Event], now: float, stages: StageTimer, pending: list[Awaitable[Any]]
+    ) -> asyncio.Future[None] | None:
+        """Start what runs beside the ranking: saving the knobs when due, the merchant figures
+        (both into ``pending``) and the sources' learning (returned)."""
         knobs = self.knobs
         if (
             knobs is not None
@@ -149,10 +188,7 @@ class BatchProcessor(ListSender):
             self._learning = learning
         if self.analytics is not None:  # beside the ranking; awaited with the publishes
             pending.append(asyncio.ensure_future(self.analytics.record_events(fresh, now)))
-        return Applied(
-            summary, result, latest_trigger, published_events, fresh, pending, stages, started,
-            now, ahead, learning,
-        )  # fmt: skip
+        return learning
 
     @staticmethod
     async def _learn(

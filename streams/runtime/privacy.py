@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from models.events import Rejection, id_field
+from models.state import ErasureReport
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.pipeline import InboundRecord, Publisher, dead_letter_headers
@@ -99,34 +100,10 @@ class ErasureProcessor:
     async def process(self, records: Sequence[InboundRecord]) -> int:
         """Honour every valid request in the batch; returns how many users were erased."""
         pending: list[Awaitable[Any]] = []
-        requests: list[tuple[ErasureRequest, InboundRecord]] = []
-        for record in records:
-            parsed = parse_request(record.value)
-            if isinstance(parsed, str):
-                self.metrics.dead_letters.labels(parsed).inc()
-                headers = dead_letter_headers(record, parsed, "invalid erasure request")
-                pending.append(
-                    await self.publisher.send(
-                        self.settings.topic("events.dlq"), record.key, record.value, headers
-                    )
-                )
-            else:
-                requests.append((parsed, record))
-
+        requests = await self._parse(records, pending)
         user_ids = [r.user_id for r, _ in requests]
         audience = await self.store.audience(user_ids) - set(user_ids)
-        # First the marks, so a batch of the user's events racing this one is dropped even if
-        # it reads them before the state is gone (each mark carries its request's time).
-        await self.store.mark_erased({r.user_id: record.timestamp for r, record in requests})
-        reports = await self.store.erase_users(user_ids)
-        if self.forget is not None:
-            self.forget(user_ids)
-        # Then every source (MF rows and their pushes on item rows, content profile, user-CF
-        # row and index entries, FBT baskets and their counts). Errors propagate: the worker
-        # retries the whole batch, and every step is idempotent.
-        from_sources = await self.sources.erase(user_ids) if self.sources else [0] * len(user_ids)
-        if self.learnt is not None:
-            await self.learnt.erase(user_ids)
+        reports, from_sources = await self._erase(requests, user_ids)
         for (request, _), _report in zip(requests, reports, strict=True):
             pending.append(
                 await self.publisher.send(
@@ -143,7 +120,56 @@ class ErasureProcessor:
         if self.refresh is not None and audience and requests:
             last_request, last_record = requests[-1]
             await self.refresh(sorted(audience), last_record, last_request.request_id)
+        await self._send_receipts(requests, reports, from_sources)
+        return len(requests)
 
+    async def _parse(
+        self, records: Sequence[InboundRecord], pending: list[Awaitable[Any]]
+    ) -> list[tuple[ErasureRequest, InboundRecord]]:
+        """The batch's valid requests; the others are dead-lettered (their sends into
+        ``pending``)."""
+        requests: list[tuple[ErasureRequest, InboundRecord]] = []
+        for record in records:
+            parsed = parse_request(record.value)
+            if isinstance(parsed, str):
+                self.metrics.dead_letters.labels(parsed).inc()
+                headers = dead_letter_headers(record, parsed, "invalid erasure request")
+                pending.append(
+                    await self.publisher.send(
+                        self.settings.topic("events.dlq"), record.key, record.value, headers
+                    )
+                )
+            else:
+                requests.append((parsed, record))
+        return requests
+
+    async def _erase(
+        self, requests: list[tuple[ErasureRequest, InboundRecord]], user_ids: list[str]
+    ) -> tuple[list[ErasureReport], list[int]]:
+        """Erase the users from the store, this worker's memory, the sources and the learner's
+        keys: the store's report and the sources' count of entries removed, per user."""
+        # First the marks, so a batch of the user's events racing this one is dropped even if
+        # it reads them before the state is gone (each mark carries its request's time).
+        await self.store.mark_erased({r.user_id: record.timestamp for r, record in requests})
+        reports = await self.store.erase_users(user_ids)
+        if self.forget is not None:
+            self.forget(user_ids)
+        # Then every source (MF rows and their pushes on item rows, content profile, user-CF
+        # row and index entries, FBT baskets and their counts). Errors propagate: the worker
+        # retries the whole batch, and every step is idempotent.
+        from_sources = await self.sources.erase(user_ids) if self.sources else [0] * len(user_ids)
+        if self.learnt is not None:
+            await self.learnt.erase(user_ids)
+        return reports, from_sources
+
+    async def _send_receipts(
+        self,
+        requests: list[tuple[ErasureRequest, InboundRecord]],
+        reports: list[ErasureReport],
+        from_sources: list[int],
+    ) -> None:
+        """One receipt per request on ``privacy.receipts``, with what was removed and how long
+        the erasure took from its request."""
         receipts: list[Awaitable[Any]] = []
         completed = time.time()
         for (request, record), report, source_entries in zip(
@@ -173,4 +199,3 @@ class ErasureProcessor:
             )
             self.metrics.erasure_seconds.observe(duration)
         await asyncio.gather(*receipts)
-        return len(requests)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -20,8 +21,8 @@ import faust
 from models.events import EventType
 from models.state import StateParams
 from streams.config import Settings
-from streams.http.api import ApiDeps, build_api
-from streams.http.live import EVENTS_ROUTE, live_pages
+from streams.http.api import Api, ApiDeps, build_api
+from streams.http.live import EVENTS_ROUTE, LivePages, live_pages
 from streams.http.web import metrics_response, mount, web_app_of
 from streams.metrics import WorkerMetrics, watch_loop_lag
 from streams.ops.topics import erasure_mark_ttl_s, load_topics
@@ -47,6 +48,7 @@ from streams.security import (
     redis_client_for,
 )
 from streams.sources import SourceSet
+from streams.sources.content import RedisContent
 from streams.sources.factory import build_sources
 from streams.store import RedisStore, TrendingParams
 
@@ -158,13 +160,159 @@ def faust_app(settings: Settings) -> faust.App:
     )
 
 
+def _raw_topic(app: faust.App, settings: Settings, name: str) -> Any:
+    return app.topic(settings.topic(name), key_type=bytes, value_type=bytes, value_serializer="raw")
+
+
+@dataclass(eq=False)  # compared and hashed by identity, as Faust may do with its loops
+class WorkerLoops:
+    """What the worker's agents, timers and /health page do, on the parts create_app builds.
+
+    Faust names an agent after its function's module and name, so each agent's method keeps
+    the name its agent had (``process_erasures``, ...). The components each loop drives are
+    attached by create_app as it builds them, in the order it registers the loops.
+    """
+
+    app: faust.App
+    settings: Settings
+    metrics: WorkerMetrics
+    redis_client: Any
+    processor: BatchProcessor
+    learnt: LearnerState
+    events_consumer: EventsConsumer | None
+    erasures: ErasureProcessor = field(init=False)
+    forgets: ForgetFollower = field(init=False)
+    catalog: CatalogIngester = field(init=False)
+    trending: TrendingPublisher = field(init=False)
+    lag: ConsumerLagProbe = field(init=False)
+    api: Api = field(init=False)
+
+    @property
+    def within(self) -> float:
+        """How long a batch waits to fill, in seconds."""
+        return self.settings.batch_within_ms / 1000.0
+
+    async def _each_isolated(
+        self,
+        stream: Any,
+        size: int,
+        step: Callable[[Sequence[InboundRecord]], Awaitable[object]],
+        what: str,
+    ) -> None:
+        """A topic's records in batches through ``step``; one that fails alone is dead-lettered."""
+        async for batch in stream.take_events(size, within=self.within):
+            records = [_inbound(event) for event in batch]
+            await isolating(step, records, self.metrics, what, self.not_processed)
+
+    def not_processed(self, records: Sequence[InboundRecord]) -> Awaitable[None]:
+        return self.processor.dead_letter_all(records, PROCESSING_ERROR)
+
+    def events_assignment(self) -> set[Any]:
+        if self.events_consumer is not None:
+            return self.events_consumer.assignment()
+        topic = self.settings.topic("events")
+        consumer = self.app.consumer
+        return {tp for tp in consumer.assignment() if tp.topic == topic} if consumer else set()
+
+    async def process_events(self, stream: Any) -> None:  # SOCIALREC_EVENTS_CONSUMER=faust
+        async for batch in stream.take_events(self.settings.batch_max, within=self.within):
+            records = [_inbound(event) for event in batch]
+            try:
+                await self.processor.process(records)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Unexpected bug: keep the worker alive but never drop silently. The
+                # events go to the DLQ with the reason, to be inspected and replayed.
+                log.exception("batch failed; dead-lettering %d events", len(records))
+                await self.processor.dead_letter_all(records, WORKER_ERROR)
+
+    async def process_erasures(self, stream: Any) -> None:
+        # An erasure is never skipped: outages are waited out (it is idempotent), and only
+        # then does take_events acknowledge the requests. One that fails for its content
+        # is dead-lettered rather than blocking every later erasure behind it.
+        await self._each_isolated(stream, 100, self.erasures.process, "erasure batch")
+
+    async def watch_loop(self) -> None:
+        await watch_loop_lag(self.metrics.loop_lag.observe)  # until the worker stops (cancelled)
+
+    async def follow_forgets(self) -> None:
+        await self.forgets.run()  # until the worker stops (cancelled)
+
+    async def refresh_share_recipients(self, stream: Any) -> None:
+        step = self.processor.refresh_recipients
+        await self._each_isolated(stream, self.settings.batch_max, step, "share refresh")
+
+    async def ingest_catalog(self, stream: Any) -> None:
+        step = self.catalog.process
+        await self._each_isolated(stream, self.settings.batch_max, step, "catalog batch")
+
+    def use_trending(self, items: list[tuple[str, float]]) -> None:
+        self.processor.trending = items
+
+    async def publish_trending(self) -> None:
+        try:
+            await self.trending.tick()
+        except Exception:  # the next tick retries; the changed scopes were re-marked or lost
+            log.exception("trending publish failed")
+
+    async def probe_consumer_lag(self) -> None:
+        await self.lag.probe()  # never raises: a failed probe is counted and skipped
+        if self.processor.sources is None:  # a learner process teaches the sources
+            await self._probe_learner()
+
+    async def _probe_learner(self) -> None:
+        try:
+            progress = await self.learnt.progress()
+        except Exception:  # an outage: the next probe tries again
+            return
+        learnt_ts = 0.0 if progress is None else progress.event_ts
+        lag_s = max(0.0, self.processor.newest_arrival - learnt_ts)
+        self.metrics.learner_lag_seconds.set(lag_s)
+        if progress is not None and progress.refresh_s is not None:
+            self.metrics.learner_refresh_seconds.set(progress.refresh_s)
+
+    async def health(self) -> tuple[dict[str, Any], bool]:
+        """Ready = Redis answers and the consumer owns partitions (after the group join)."""
+        try:
+            redis_ok = bool(await self.redis_client.ping())
+        except Exception:  # any failure to reach Redis is "not ready", never a crash
+            redis_ok = False
+        partitions = len(self.events_assignment())
+        # A dependency the worker is waiting out (consuming paused) makes it not ready.
+        waiting = self.metrics.waiting_out()
+        ready = redis_ok and partitions > 0 and not waiting
+        body = {
+            "ready": ready,
+            "redis": redis_ok,
+            "assigned_partitions": partitions,
+            "waiting_out": waiting,
+        }
+        return body, ready
+
+    async def warm_search(self) -> None:
+        await self.api.warm()
+
+
+def _add_pages(app: faust.App, metrics: WorkerMetrics, loops: WorkerLoops) -> None:
+    # Faust builds a page's view class from a plain function (a bound method would not be
+    # handed the view), so the two pages stay small functions over what they report.
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return metrics_response(metrics.registry)
+
+    @app.page("/health")
+    async def health_page(web: Any, request: Any) -> Any:
+        body, ready = await loops.health()
+        return web.json(body, status=200 if ready else 503)
+
+
 def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faust.App:
-    """Build the Faust app with its agent and /metrics page."""
+    """Build the Faust app: the events consumer, the agents and timers of WorkerLoops, the
+    pages and the API's routes."""
     metrics = metrics or WorkerMetrics()
     app = faust_app(settings)
-    events_topic = app.topic(
-        settings.topic("events"), key_type=bytes, value_type=bytes, value_serializer="raw"
-    )
+    events_topic = _raw_topic(app, settings, "events")
     redis_client = redis_client_for(settings)
     store = settings_store(settings, redis_client)
     sources, content = build_sources(redis_client, settings, store.params, metrics)
@@ -173,42 +321,30 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
     publisher = own or FaustPublisher(app, metrics)
     learnt = LearnerState(redis_client, dedupe_window=settings.dedupe_window)
     processor = batch_processor(settings, store, publisher, metrics, sources, learnt)
-    within = settings.batch_within_ms / 1000.0
     events_consumer: EventsConsumer | None = None
     if settings.events_consumer == "aiokafka":  # the default: see streams/runtime/consumer.py
         events_consumer = EventsConsumer(settings, processor, store, metrics, own)
         app.service(events_consumer)  # type: ignore[arg-type]  # an instance is accepted too
-    else:
+    loops = WorkerLoops(app, settings, metrics, redis_client, processor, learnt, events_consumer)
+    if events_consumer is None:
+        app.agent(events_topic, concurrency=1)(loops.process_events)
+    _add_side_agents(loops, store, sources, content)
+    live = _add_timers(loops, store)
+    _add_pages(app, metrics, loops)
+    loops.api = build_api(ApiDeps(settings, redis_client, store, processor, content))
+    processor.analytics = loops.api.analytics  # merchant figures are counted as events are applied
+    app.task(loops.warm_search)
+    # The same routes, middlewares and guard as `socialrec api` (streams/http/web.py).
+    mount(web_app_of(app), settings, metrics, loops.api, live)
+    return app
 
-        @app.agent(events_topic, concurrency=1)
-        async def process_events(stream: Any) -> None:
-            async for batch in stream.take_events(settings.batch_max, within=within):
-                records = [_inbound(event) for event in batch]
-                try:
-                    await processor.process(records)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    # Unexpected bug: keep the worker alive but never drop silently. The
-                    # events go to the DLQ with the reason, to be inspected and replayed.
-                    log.exception("batch failed; dead-lettering %d events", len(records))
-                    await processor.dead_letter_all(records, WORKER_ERROR)
 
-    def events_assignment() -> set[Any]:
-        if events_consumer is not None:
-            return events_consumer.assignment()
-        topic = settings.topic("events")
-        return (
-            {tp for tp in app.consumer.assignment() if tp.topic == topic} if app.consumer else set()
-        )
-
-    def not_processed(records: Sequence[InboundRecord]) -> Awaitable[None]:
-        return processor.dead_letter_all(records, PROCESSING_ERROR)
-
-    privacy_topic = app.topic(
-        settings.topic("privacy.requests"), key_type=bytes, value_type=bytes, value_serializer="raw"
-    )
-    erasures = ErasureProcessor(
+def _add_side_agents(
+    loops: WorkerLoops, store: RedisStore, sources: SourceSet, content: RedisContent | None
+) -> None:
+    """The agents of the privacy requests, shares and catalog, and the follower of erasures."""
+    app, settings, metrics, processor = loops.app, loops.settings, loops.metrics, loops.processor
+    loops.erasures = ErasureProcessor(
         settings,
         store,
         FaustPublisher(app, metrics),
@@ -216,119 +352,35 @@ def create_app(settings: Settings, metrics: WorkerMetrics | None = None) -> faus
         sources,
         processor.refresh_users,
         forget=processor.forget,
-        learnt=learnt,
+        learnt=loops.learnt,
     )
-
-    @app.agent(privacy_topic, concurrency=1)
-    async def process_erasures(stream: Any) -> None:
-        async for batch in stream.take_events(100, within=within):
-            records = [_inbound(event) for event in batch]
-            # An erasure is never skipped: outages are waited out (it is idempotent), and only
-            # then does take_events acknowledge the requests. One that fails for its content
-            # is dead-lettered rather than blocking every later erasure behind it.
-            await isolating(erasures.process, records, metrics, "erasure batch", not_processed)
-
+    app.agent(_raw_topic(app, settings, "privacy.requests"), concurrency=1)(loops.process_erasures)
     # Whichever worker honoured an erasure, this one forgets the users' in-memory state too.
-    forgets = ForgetFollower(
-        settings, processor.forget_erased, metrics, f"{settings.app_id}-forget"
-    )
+    forget_group = f"{settings.app_id}-forget"
+    loops.forgets = ForgetFollower(settings, processor.forget_erased, metrics, forget_group)
+    app.task(loops.watch_loop)
+    app.task(loops.follow_forgets)
+    app.agent(_raw_topic(app, settings, "shares"), concurrency=1)(loops.refresh_share_recipients)
+    catalog_topic = _raw_topic(app, settings, "catalog")
+    catalog_publisher = FaustPublisher(app, metrics)
+    loops.catalog = CatalogIngester(settings, store, catalog_publisher, metrics, content)
+    app.agent(catalog_topic, concurrency=1)(loops.ingest_catalog)
 
-    @app.task  # type: ignore[untyped-decorator]
-    async def watch_loop() -> None:
-        await watch_loop_lag(metrics.loop_lag.observe)  # until the worker stops (cancelled)
 
-    @app.task  # type: ignore[untyped-decorator]
-    async def follow_forgets() -> None:
-        await forgets.run()  # until the worker stops (cancelled)
-
-    shares_topic = app.topic(
-        settings.topic("shares"), key_type=bytes, value_type=bytes, value_serializer="raw"
-    )
-
-    @app.agent(shares_topic, concurrency=1)
-    async def refresh_share_recipients(stream: Any) -> None:
-        async for batch in stream.take_events(settings.batch_max, within=within):
-            records = [_inbound(event) for event in batch]
-            await isolating(
-                processor.refresh_recipients, records, metrics, "share refresh", not_processed
-            )
-
-    catalog_topic = app.topic(
-        settings.topic("catalog"), key_type=bytes, value_type=bytes, value_serializer="raw"
-    )
-    catalog = CatalogIngester(settings, store, FaustPublisher(app, metrics), metrics, content)
-
-    @app.agent(catalog_topic, concurrency=1)
-    async def ingest_catalog(stream: Any) -> None:
-        async for batch in stream.take_events(settings.batch_max, within=within):
-            records = [_inbound(event) for event in batch]
-            await isolating(catalog.process, records, metrics, "catalog batch", not_processed)
-
-    def use_trending(items: list[tuple[str, float]]) -> None:
-        processor.trending = items
-
-    trending = TrendingPublisher(
-        settings, store, FaustPublisher(app, metrics), metrics, use_trending
+def _add_timers(loops: WorkerLoops, store: RedisStore) -> LivePages:
+    """Trending's publisher and the lag probe, on timers; the live pages trending feeds."""
+    app, settings, metrics, processor = loops.app, loops.settings, loops.metrics, loops.processor
+    trending_publisher = FaustPublisher(app, metrics)
+    loops.trending = TrendingPublisher(
+        settings, store, trending_publisher, metrics, loops.use_trending
     )
     live_refusals = metrics.http_refusals.labels(EVENTS_ROUTE, "connections")
     # /live/{stream_id}: hosts' page, pushed this worker's lists the moment Kafka has them
     live = live_pages(settings, store, refused=live_refusals.inc)
-    trending.listeners.append(live.broadcaster.publish)
-
-    @app.timer(settings.trending_interval_s)  # type: ignore[untyped-decorator]
-    async def publish_trending() -> None:
-        try:
-            await trending.tick()
-        except Exception:  # the next tick retries; the changed scopes were re-marked or lost
-            log.exception("trending publish failed")
-
-    group = events_group(settings) if events_consumer is not None else settings.app_id
+    loops.trending.listeners.append(live.broadcaster.publish)
+    app.timer(settings.trending_interval_s)(loops.publish_trending)
+    group = events_group(settings) if loops.events_consumer is not None else settings.app_id
     learner = learner_group(settings) if processor.sources is None else None
-    lag = ConsumerLagProbe(settings, metrics, events_assignment, group, learner)
-
-    @app.timer(LAG_INTERVAL_S)  # type: ignore[untyped-decorator]
-    async def probe_consumer_lag() -> None:
-        await lag.probe()  # never raises: a failed probe is counted and skipped
-        if processor.sources is None:  # a learner process teaches the sources
-            try:
-                progress = await learnt.progress()
-            except Exception:  # an outage: the next probe tries again
-                return
-            learnt_ts = 0.0 if progress is None else progress.event_ts
-            metrics.learner_lag_seconds.set(max(0.0, processor.newest_arrival - learnt_ts))
-            if progress is not None and progress.refresh_s is not None:
-                metrics.learner_refresh_seconds.set(progress.refresh_s)
-
-    @app.page("/metrics")
-    async def metrics_page(web: Any, request: Any) -> Any:
-        return metrics_response(metrics.registry)
-
-    @app.page("/health")
-    async def health_page(web: Any, request: Any) -> Any:
-        """Ready = Redis answers and the consumer owns partitions (after the group join)."""
-        try:
-            redis_ok = bool(await redis_client.ping())
-        except Exception:  # any failure to reach Redis is "not ready", never a crash
-            redis_ok = False
-        partitions = len(events_assignment())
-        # A dependency the worker is waiting out (consuming paused) makes it not ready.
-        waiting = metrics.waiting_out()
-        ready = redis_ok and partitions > 0 and not waiting
-        body = {
-            "ready": ready,
-            "redis": redis_ok,
-            "assigned_partitions": partitions,
-            "waiting_out": waiting,
-        }
-        return web.json(body, status=200 if ready else 503)
-
-    api = build_api(ApiDeps(settings, redis_client, store, processor, content))
-    processor.analytics = api.analytics  # merchant figures are counted as events are applied
-
-    @app.task  # type: ignore[untyped-decorator]
-    async def warm_search() -> None:
-        await api.warm()
-
-    # The same routes, middlewares and guard as `socialrec api` (streams/http/web.py).
-    mount(web_app_of(app), settings, metrics, api, live)
-    return app
+    loops.lag = ConsumerLagProbe(settings, metrics, loops.events_assignment, group, learner)
+    app.timer(LAG_INTERVAL_S)(loops.probe_consumer_lag)
+    return live

@@ -203,34 +203,9 @@ class RedisUserCF:
         if not result or k <= 0:
             return result
         rows = await self._rows(list(result))
-        items = list(dict.fromkeys(i for row in rows.values() for i in row))
-        if not items:
+        pools = await self._neighbour_pools(rows)
+        if pools is None:  # none of the users has an item
             return result
-        pipe = self.client.pipeline(transaction=False)
-        for item_id in items:
-            queue_best(pipe, self.keys.item(item_id, "ucf_users"), self.users_per_item)
-        # Each index as (user codes, times), members coded as Redis sent them: a batch reads
-        # thousands of entries and keeps a few hundred users, decoded once each.
-        code: dict[Any, int] = {}
-        indexes = {}
-        for item_id, reply in zip(items, await pipe.execute(), strict=True):
-            members, times = best_arrays(reply)
-            coded = (code.setdefault(m, len(code)) for m in members)
-            indexes[item_id] = (np.fromiter(coded, np.intp, len(members)), times)
-        names = [decoded(m) for m in code]
-        own = {name: n for n, name in enumerate(names)}
-        pools = {
-            user_id: [
-                other
-                for other, _ in pool_of(
-                    [indexes[i] for i in row],
-                    own.get(user_id, len(names)),  # not indexed: a code no entry has
-                    self.neighbour_pool,
-                    names,
-                )
-            ]
-            for user_id, row in rows.items()
-        }
         wanted = list(dict.fromkeys(v for pool in pools.values() for v in pool if v not in rows))
         if wanted:
             rows.update(await self._rows(wanted))
@@ -252,3 +227,37 @@ class RedisUserCF:
             )
             result[user_id] = [Candidate(c.item_id, c.score, SIMILAR_SHOPPERS) for c in found]
         return result
+
+    async def _neighbour_pools(
+        self, rows: dict[str, dict[str, Entry]]
+    ) -> dict[str, list[str]] | None:
+        """Each user's neighbour pool, from the indexes of the items in their row (one round
+        trip); None when no user has an item."""
+        items = list(dict.fromkeys(i for row in rows.values() for i in row))
+        if not items:
+            return None
+        pipe = self.client.pipeline(transaction=False)
+        for item_id in items:
+            queue_best(pipe, self.keys.item(item_id, "ucf_users"), self.users_per_item)
+        # Each index as (user codes, times), members coded as Redis sent them: a batch reads
+        # thousands of entries and keeps a few hundred users, decoded once each.
+        code: dict[Any, int] = {}
+        indexes = {}
+        for item_id, reply in zip(items, await pipe.execute(), strict=True):
+            members, times = best_arrays(reply)
+            coded = (code.setdefault(m, len(code)) for m in members)
+            indexes[item_id] = (np.fromiter(coded, np.intp, len(members)), times)
+        names = [decoded(m) for m in code]
+        own = {name: n for n, name in enumerate(names)}
+        return {
+            user_id: [
+                other
+                for other, _ in pool_of(
+                    [indexes[i] for i in row],
+                    own.get(user_id, len(names)),  # not indexed: a code no entry has
+                    self.neighbour_pool,
+                    names,
+                )
+            ]
+            for user_id, row in rows.items()
+        }

@@ -232,16 +232,25 @@ async def _drive(
         else:
             await produce(settings, world, events(), rate, on_sent=measured.append)
     warmup = 0 if preload else WARMUP_EVENTS
-    await wait_processed(progress, proc, warmup + len(measured), RUN_TIMEOUT_S)
+    cpu, learner_s = await _settle(progress, proc, warmup + len(measured), cpu_ready)
+    return Driven(cpu, learner_s, steady_from, reads)
+
+
+async def _settle(
+    progress: Progress, proc: ManagedProcess, handled: int, cpu_ready: float | None
+) -> tuple[float | None, float | None]:
+    """Wait until ``handled`` events were handled and the output settled: the CPU the process
+    spent since ``cpu_ready``, and how long the worker's learner took after."""
+    await wait_processed(progress, proc, handled, RUN_TIMEOUT_S)
     await _wait_settled(progress)
     settled = time.monotonic()
     learner_s = None
-    if system == "worker":
+    if progress.system == "worker":
         await progress.processed()  # a last scrape, after everything was published
-        learner_s = await learner_catch_up(settings, settled)
+        learner_s = await learner_catch_up(progress.settings, settled)
     cpu_done = cpu_seconds(proc.pid)
     cpu = cpu_done - cpu_ready if cpu_done is not None and cpu_ready is not None else None
-    return Driven(cpu, learner_s, steady_from, reads)
+    return cpu, learner_s
 
 
 @contextlib.asynccontextmanager

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -97,14 +98,26 @@ async def run_scale(
     return figures
 
 
-async def _one_count(
+@dataclass
+class _GroupRun:
+    """What one group of workers did with the stream: when they had consumed how much, when
+    it settled, how long the learners took after, and the CPU seconds each part spent."""
+
+    timeline: list[list[float]]
+    settled_at: float
+    learner_s: float | None
+    worker_cpu_s: float
+    learner_cpu_s: float
+    redis_cpu_s: float
+
+
+async def _run_group(
     settings: Settings, n: int, world: World, stream: list[Any], run_dir: Path
-) -> dict[str, Any]:
-    from streams.ops.topics import apply_topics
+) -> _GroupRun:
+    """Start ``n`` workers in one group, send them ``stream`` flat out, wait until they have
+    consumed it and the learners have caught up, and stop them."""
     from streams.tools.simulate import produce
 
-    await apply_topics(settings)
-    await use_log_append_time(settings, "recommendations")
     # One group (the run's app id), each worker on its own HTTP port.
     group = [
         settings.model_copy(update={"web_port": free_port(settings.web_host)}) for _ in range(n)
@@ -126,6 +139,19 @@ async def _one_count(
     finally:
         for proc in procs:
             await proc.stop()
+    workers = sum(a[0] - b[0] for a, b in zip(cpu_after, cpu_before, strict=True))
+    learners = sum(a[1] - b[1] for a, b in zip(cpu_after, cpu_before, strict=True))
+    return _GroupRun(timeline, settled_at, learner_s, workers, learners, redis_after - redis_before)
+
+
+async def _one_count(
+    settings: Settings, n: int, world: World, stream: list[Any], run_dir: Path
+) -> dict[str, Any]:
+    from streams.ops.topics import apply_topics
+
+    await apply_topics(settings)
+    await use_log_append_time(settings, "recommendations")
+    run = await _run_group(settings, n, world, stream, run_dir)
     appended = await append_times(settings)
     _, published, _ = await output_latencies(settings, "worker", appended, set(appended))
     if not published:
@@ -136,8 +162,6 @@ async def _one_count(
     for at in published:
         second = int(at - min(appended.values()))
         per_second[second] = per_second.get(second, 0) + 1
-    workers = sum(a[0] - b[0] for a, b in zip(cpu_after, cpu_before, strict=True))
-    learners = sum(a[1] - b[1] for a, b in zip(cpu_after, cpu_before, strict=True))
     per_event = 1000.0 / len(stream)
     return {
         "workers": n,
@@ -146,16 +170,16 @@ async def _one_count(
         "events_per_s": round(len(stream) / span, 1),
         # Until the learners had learnt it all too (this machine's clock, 0.25 s polls).
         "learnt_events_per_s": None
-        if learner_s is None
-        else round(len(stream) / (settled_at + learner_s - min(appended.values())), 1),
-        "worker_cpu_ms_per_event": round(workers * per_event, 3),
-        "learner_cpu_ms_per_event": round(learners * per_event, 3),
-        "redis_cpu_ms_per_event": round((redis_after - redis_before) * per_event, 3),
-        "learner_done_after_s": learner_s,
+        if run.learner_s is None
+        else round(len(stream) / (run.settled_at + run.learner_s - min(appended.values())), 1),
+        "worker_cpu_ms_per_event": round(run.worker_cpu_s * per_event, 3),
+        "learner_cpu_ms_per_event": round(run.learner_cpu_s * per_event, 3),
+        "redis_cpu_ms_per_event": round(run.redis_cpu_s * per_event, 3),
+        "learner_done_after_s": run.learner_s,
         "event_bytes": sizes["events"],
         "list_bytes": sizes["recommendations"],
         "lists_per_event": round(len(published) / len(stream), 3),
-        "consumed_timeline": timeline,
+        "consumed_timeline": run.timeline,
         "lists_per_second": [per_second.get(t, 0) for t in range(max(per_second) + 1)],
     }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
@@ -15,6 +15,7 @@ from models.evaluation import (
     EvalParams,
     Recommender,
 )
+from models.events import Event
 from streams.config import Settings
 from streams.tools.evaluate.build import MODEL_NAMES, ReplayPlan, build_models
 from streams.tools.evaluate.output import print_tables, write_plots
@@ -28,7 +29,13 @@ from streams.tools.evaluate.reading import (
     read_events,
     reasons_text,
 )
-from streams.tools.evaluate.replay import EVAL_K, evaluate, ghost_followees, knob_values
+from streams.tools.evaluate.replay import (
+    EVAL_K,
+    Outcome,
+    evaluate,
+    ghost_followees,
+    knob_values,
+)
 
 
 def run_eval(
@@ -67,57 +74,73 @@ def run_eval(
     if problem is not None:
         err.print(f"socialrec eval: {problem}")
         return 2
-    try:
-        loaded, catalog = _read(events_path, fmt, catalog_path, err)
-    except InputError as exc:
-        err.print(f"socialrec eval: {exc}")
+    read = _read_usable(events_path, fmt, catalog_path, err)
+    if read is None:
         return 2
-    if not loaded.events:
-        err.print("socialrec eval: no valid events to replay")
-        return 2
+    loaded, catalog = read
     if ghost_follows:
         loaded.events = ghost_followees(loaded.events)
     records = _content(loaded, catalog, err)
     params = EvalParams(k=EVAL_K, negatives=negatives, seed=seed)
     built: list[Recommender] = []
-    make_models = partial(
-        _build_into,
-        built,
-        settings,
-        models,
-        records,
-        jobs=jobs,
-        fixed_knobs=fixed_knobs,
-        ablation=ablation,
-    )
-    bar = _ProgressBar(err, len(loaded.events))
-    try:
-        outcome = evaluate(
-            loaded.events,
-            make_models,
-            params=params,
-            split=split,
-            train_fraction=train_fraction,
-            frozen=frozen,
-            folds=folds,
-            catalog=list(catalog.items) if catalog is not None else (),
-            on_progress=bar.update,
-        )
-    finally:
-        bar.stop()
+    build_options: dict[str, Any] = {"jobs": jobs, "fixed_knobs": fixed_knobs, "ablation": ablation}
+    make_models = partial(_build_into, built, settings, models, records, **build_options)
+    catalog_items = list(catalog.items) if catalog is not None else ()
+    outcome = _evaluate_with_progress(
+        loaded.events, make_models, err,
+        params=params, split=split, train_fraction=train_fraction, frozen=frozen, folds=folds,
+        catalog=catalog_items,
+    )  # fmt: skip
     summary = outcome.summary
     summary.update(_input_figures(loaded, catalog, fmt))
     summary.update(negatives=negatives, seed=seed, jobs=jobs, ghost_follows=ghost_follows)
     summary["knobs"] = knob_values(built)
+    _write(outcome, params.k, plots, as_json, out, err)
+    return 0
+
+
+def _read_usable(
+    events_path: str, fmt: str, catalog_path: str | None, err: Any
+) -> tuple[LoadedEvents, Catalog | None] | None:
+    """:func:`_read`, or None (said on stderr) when the files give no events to replay."""
+    try:
+        loaded, catalog = _read(events_path, fmt, catalog_path, err)
+    except InputError as exc:
+        err.print(f"socialrec eval: {exc}")
+        return None
+    if not loaded.events:
+        err.print("socialrec eval: no valid events to replay")
+        return None
+    return loaded, catalog
+
+
+def _evaluate_with_progress(
+    events: list[Event],
+    make_models: Callable[[ReplayPlan], list[Recommender]],
+    err: Any,
+    **options: Any,
+) -> Outcome:
+    """:func:`evaluate` with a progress bar on stderr."""
+    bar = _ProgressBar(err, len(events))
+    try:
+        return evaluate(events, make_models, on_progress=bar.update, **options)
+    finally:
+        bar.stop()
+
+
+def _write(
+    outcome: Outcome, k: int, plots: str | None, as_json: bool, out: IO[str], err: Any
+) -> None:
+    """The plots, if asked for, and the summary as JSON or as tables."""
+    from rich.console import Console
 
     if plots is not None:
-        written = write_plots(outcome, Path(plots), params.k)
+        written = write_plots(outcome, Path(plots), k)
         err.print(f"socialrec eval: plots written: {', '.join(str(p) for p in written)}")
     if as_json:
-        out.write(orjson.dumps(summary, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
+        out.write(orjson.dumps(outcome.summary, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
     else:
-        print_tables(summary, params.k, Console(file=out))
-    return 0
+        print_tables(outcome.summary, k, Console(file=out))
 
 
 def _option_problem(
