@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from models.events import Event, EventType
 from models.recommend import excluded_items
-from streams.config import Settings
+from streams.config import SOURCE_NAMES, Settings
 from streams.keys import Keys
 from streams.metrics import WorkerMetrics
 from streams.pipeline import InboundRecord, recommend_params
@@ -389,7 +389,7 @@ async def test_a_connection_lost_while_watching_the_marks_is_waited_out(
     errors = learner.metrics.registry.get_sample_value
     assert not any(  # no source gave the batch up
         errors("socialrec_source_errors_total", {"source": s, "call": "learn"})
-        for s in ("mf", "content", "user_cf", "fbt")
+        for s in SOURCE_NAMES
     )
     dropped_state = await _learnt_state(redis_client)
     await redis_client.flushdb()
