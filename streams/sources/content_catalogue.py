@@ -7,9 +7,8 @@ Where it lives (key names from :mod:`streams.keys`):
   hashing is stable, so every worker computes identical vectors), because scoring a profile
   against every item is one vectorised product, not a Redis call per item.
 - ``content_changes`` (stream of item ids, approximately trimmed): every put or delete adds
-  the ids; :meth:`ContentCatalogue.sync` follows it from its last position, and reloads
-  everything when the stream was trimmed past that position (detected exactly by
-  ``entries-added``).
+  the ids; :meth:`ContentCatalogue.sync` follows it into the local model
+  (:class:`streams.sources.catalog_follower.CatalogFollower`, which search uses too).
 - ``i:{item}:content_sim`` (zset, top ``neighbours`` by cosine): written when the record
   arrives, and the new item is added into the lists of its nearest items at the same time, so
   it is reachable as a neighbour immediately.
@@ -17,11 +16,9 @@ Where it lives (key names from :mod:`streams.keys`):
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
@@ -29,7 +26,8 @@ import redis.asyncio as aioredis
 
 from models.content import CatalogRecord, ContentModel
 from streams.keys import Keys, decoded
-from streams.sources.content_records import ContentParams, blob, entry_items, record_mapping
+from streams.sources.catalog_follower import CatalogFollower
+from streams.sources.content_records import ContentParams, record_mapping
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +53,6 @@ return 0
 """
 
 
-@dataclass(slots=True)
-class _Position:
-    last_id: str  # last change-stream entry applied
-    added: int  # the stream's entries-added counter at that entry
-
-
 class ContentCatalogue:
     """The items' records, content vectors and ``content_sim`` lists: written through Redis,
     followed into the local model (shared with the source's profiles)."""
@@ -77,12 +69,19 @@ class ContentCatalogue:
         self.keys = keys
         self.params = params
         self.model = model
-        self._clock = clock
-        self._position: _Position | None = None
-        self._synced_at = -float("inf")
-        self._lock = asyncio.Lock()
-        self._items_key = self.keys.global_("content_items")
-        self._stream_key = self.keys.global_("content_changes")
+        self.follower = CatalogFollower(
+            client,
+            keys,
+            apply=self._apply,
+            known=model.item_ids,
+            interval_s=params.sync_interval_s,
+            clock=clock,
+            read_count=4 * params.stream_maxlen,
+            scan_count=params.scan_count,
+            name="content",
+        )
+        self._items_key = self.follower.items_key
+        self._stream_key = self.follower.stream_key
         self._script = client.register_script(_NEIGHBOURS_LUA)
 
     async def put_items(self, records: Sequence[CatalogRecord]) -> None:
@@ -147,7 +146,7 @@ class ContentCatalogue:
             "own": [[sim(i), [v for m, s in n for v in (repr(s), m)]] for i, n in own.items()],
             "back": [[sim(o), [v for s, m in n for v in (repr(s), m)]] for o, n in back.items()],
         }
-        position = self._position
+        position = self.follower.position
         pipe = self.client.pipeline(transaction=True)
         await self._script(args=[self.params.neighbours, orjson.dumps(payload)], client=pipe)
         if records:
@@ -166,10 +165,7 @@ class ContentCatalogue:
             )
         pipe.xinfo_stream(self._stream_key)
         results = await pipe.execute()
-        added, last_id = self._stream_state(results[-1])
-        mine = position is not None and added == position.added + len(chunks)
-        if mine and position is self._position:
-            self._position = _Position(last_id, added)
+        self.follower.skip_own(position, len(chunks), results[-1])
 
     async def similar(self, item_id: str, k: int) -> list[tuple[str, float]]:
         """The item's content neighbours, best first, never a deleted item."""
@@ -205,53 +201,12 @@ class ContentCatalogue:
 
     # ---- following the catalogue -------------------------------------------------------------
     async def sync(self) -> int:
-        """Bring the local catalogue up to date; returns how many items changed locally.
-
-        The first call loads everything; later ones read the change stream from the last
-        position (one round trip when nothing changed). If entries after the position were
-        trimmed (or the stream was recreated), the counts disagree and everything is reloaded.
-        """
-        async with self._lock:
-            self._synced_at = self._clock()
-            if self._position is None:
-                return await self._reload()
-            pipe = self.client.pipeline(transaction=True)
-            pipe.xinfo_stream(self._stream_key)
-            pipe.xread(
-                {self._stream_key: self._position.last_id}, count=4 * self.params.stream_maxlen
-            )
-            info, read = await pipe.execute(raise_on_error=False)
-            added, _ = self._stream_state(info)
-            entries = read[0][1] if isinstance(read, list) and read else []
-            if added != self._position.added + len(entries):
-                log.info("content change stream was trimmed past this worker: reloading")
-                return await self._reload()
-            if not entries:
-                return 0
-            ids = list(dict.fromkeys(i for _, fields in entries for i in entry_items(fields)))
-            values = await self.client.hmget(self._items_key, ids)
-            self._position = _Position(decoded(entries[-1][0]), added)
-            return self._apply({i: blob(v) for i, v in zip(ids, values, strict=True)})
+        """Bring the local catalogue up to date; returns how many items changed locally (the
+        first call loads everything)."""
+        return await self.follower.sync()
 
     async def sync_if_due(self) -> None:
-        if self._clock() - self._synced_at >= self.params.sync_interval_s:
-            await self.sync()
-
-    async def _reload(self) -> int:
-        # The position first: changes during the scan are replayed by the next sync.
-        pipe = self.client.pipeline(transaction=True)
-        pipe.xinfo_stream(self._stream_key)
-        info = await pipe.execute(raise_on_error=False)
-        added, last_id = self._stream_state(info[0])
-        loaded: dict[str, bytes | None] = {}
-        async for item, value in self.client.hscan_iter(
-            self._items_key, count=self.params.scan_count
-        ):
-            loaded[decoded(item)] = blob(value)
-        for item in set(self.model.item_ids()) - loaded.keys():
-            loaded[item] = None
-        self._position = _Position(last_id, added)
-        return self._apply(loaded)
+        await self.follower.sync_if_due()
 
     def _apply(self, changes: Mapping[str, bytes | None]) -> int:
         """Add, replace or remove items (``None``: gone), with no ``await`` in between."""
@@ -267,10 +222,3 @@ class ContentCatalogue:
         if bad:
             log.warning("skipped %d malformed content records", bad)
         return len(changes) - bad
-
-    @staticmethod
-    def _stream_state(info: object) -> tuple[int, str]:
-        """(entries-added, last-generated-id); a missing stream has had nothing added."""
-        if not isinstance(info, dict):
-            return 0, "0-0"
-        return int(info["entries-added"]), decoded(info["last-generated-id"])
