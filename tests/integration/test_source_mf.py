@@ -172,12 +172,12 @@ async def test_a_restarted_worker_continues_bit_identically(
     """Half the stream through one instance, the rest through a fresh one (a restart), versus
     all of it through one instance on another prefix: same rows, same sampler, bit for bit.
 
-    32 factors make a row 128 bytes, over Redis' listpack limit, so ``mf_items`` is a real hash
-    table and the restarted worker loads the items in another order than it wrote them:
-    popularity sampling (the default) must not care.
+    More than 512 items by the restart (the listpack limit on a hash's entries of the Redis
+    socialrec starts) make ``mf_items`` a real hash table, so the restarted worker loads the
+    items in another order than it wrote them: popularity sampling (the default) must not care.
     """
     users = [f"u{k}" for k in range(15)]
-    events = random_events(2, 800, users, items=150)
+    events = random_events(2, 2000, users, items=2000)
     params: dict[str, Any] = {"factors": 32, "pool_size": 100, "seed": 4}
     half = len(events) // 2
 
@@ -197,7 +197,7 @@ async def test_a_restarted_worker_continues_bit_identically(
         await stored_rows(redis_client, "w:"),
         await stored_rows(redis_client, "one:"),
     )
-    assert len(continued[1]) > 128  # over the listpack limit too
+    assert len(continued[1]) > 512  # over the listpack limit too
     assert continued == reference
     assert await redis_client.get("w:mf_sampler") == await redis_client.get("one:mf_sampler")
     # Both equal the pure model too, so the split did not change what was learnt.
