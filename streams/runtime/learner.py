@@ -242,40 +242,42 @@ class Learner:
 
 def run_learner(settings: Settings) -> int:
     """``socialrec learner``: run until SIGINT/SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    asyncio.run(_serve(settings))
+    return 0
+
+
+async def _serve(settings: Settings) -> None:
+    """The learner and its follower of erasures, until a signal; the learner ends its batch."""
     from streams.runtime.heap import settle_heap
     from streams.runtime.worker import state_params
     from streams.security import redis_client_for
     from streams.sources.factory import build_sources
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        client = redis_client_for(settings)
-        metrics = WorkerMetrics()
-        store = RedisStore(client, state_params(settings), read=EXCLUSIONS_ONLY)
-        sources, _content = build_sources(client, settings, store.params, metrics)
-        state = LearnerState(client, dedupe_window=settings.dedupe_window)
-        learner = Learner(settings, store, sources, state, metrics)
-        settle_heap()
-        runner = asyncio.ensure_future(learner.run(stop))
-        # An erasure honoured by any worker: forget whom this learner refreshed or put off.
-        forgets = ForgetFollower(
-            settings, learner.forget_erased, metrics, f"{learner_group(settings)}-forget"
-        )
-        following = asyncio.ensure_future(forgets.run())
-        stopped = asyncio.ensure_future(stop.wait())
-        await asyncio.wait([runner, stopped], return_when=asyncio.FIRST_COMPLETED)
-        if runner.done():
-            runner.result()  # a crash is reported, not swallowed
-        else:
-            await runner  # finishes its batch, then stops
-        following.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await following  # its consumer stopped
-        await client.aclose()
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    asyncio.run(main())
-    return 0
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    client = redis_client_for(settings)
+    metrics = WorkerMetrics()
+    store = RedisStore(client, state_params(settings), read=EXCLUSIONS_ONLY)
+    sources, _content = build_sources(client, settings, store.params, metrics)
+    state = LearnerState(client, dedupe_window=settings.dedupe_window)
+    learner = Learner(settings, store, sources, state, metrics)
+    settle_heap()
+    runner = asyncio.ensure_future(learner.run(stop))
+    # An erasure honoured by any worker: forget whom this learner refreshed or put off.
+    forgets = ForgetFollower(
+        settings, learner.forget_erased, metrics, f"{learner_group(settings)}-forget"
+    )
+    following = asyncio.ensure_future(forgets.run())
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([runner, stopped], return_when=asyncio.FIRST_COMPLETED)
+    if runner.done():
+        runner.result()  # a crash is reported, not swallowed
+    else:
+        await runner  # finishes its batch, then stops
+    following.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await following  # its consumer stopped
+    await client.aclose()
