@@ -54,10 +54,15 @@ class FolloweeItems:
         *,
         items_per_user: int = ITEMS_PER_USER,
         followees_read: int = FOLLOWEES_READ,
+        followees_kept: int | None = None,
     ) -> None:
+        """``followees_kept``: the follow edges kept per user (the earliest followed go first,
+        their trust with them); None keeps all (eval). The worker keeps :data:`FOLLOWEES_READ`,
+        so its state is bounded and every edge it keeps is read."""
         self.weights = dict(weights or DEFAULT_WEIGHTS)
         self.items_per_user = items_per_user
         self.followees_read = followees_read
+        self.followees_kept = followees_kept
         self.following: dict[str, dict[str, float]] = {}  # user -> followee -> since
         self.latest: dict[str, dict[str, float]] = {}  # user -> item -> last ts, oldest first
         self.hits: dict[str, dict[str, int]] = {}  # user -> followee -> items taken
@@ -67,14 +72,38 @@ class FolloweeItems:
         user went on to act on."""
         return 1.0 + self.hits.get(user_id, {}).get(followee, 0)
 
+    def restore_user(
+        self,
+        user_id: str,
+        *,
+        following: Mapping[str, float] | None = None,
+        latest: Mapping[str, float] | None = None,
+        hits: Mapping[str, int] | None = None,
+    ) -> None:
+        """Load a user's stored state (``latest`` oldest first); what is None is left as is."""
+        if following:
+            self.following[user_id] = dict(following)
+        if latest:
+            self.latest[user_id] = dict(latest)
+        if hits:
+            self.hits[user_id] = dict(hits)
+
+    def _unfollow(self, user_id: str, followee: str) -> None:
+        self.following.get(user_id, {}).pop(followee, None)
+        self.hits.get(user_id, {}).pop(followee, None)
+
     def learn(self, event: Event) -> None:
         user = event.user_id
         if event.type is EventType.FOLLOW and event.target_user_id is not None:
             if event.target_user_id != user:
-                self.following.setdefault(user, {})[event.target_user_id] = event.ts
+                following = self.following.setdefault(user, {})
+                following[event.target_user_id] = event.ts
+                kept = self.followees_kept
+                if kept is not None and len(following) > kept:
+                    self._unfollow(user, min(following, key=lambda f: (following[f], f)))
             return
         if event.type is EventType.UNFOLLOW and event.target_user_id is not None:
-            self.following.get(user, {}).pop(event.target_user_id, None)
+            self._unfollow(user, event.target_user_id)
             return
         item = event.item_id
         if item is None or event.type not in ITEM_TYPES:
@@ -99,10 +128,9 @@ class FolloweeItems:
         following = self.following.get(user_id)
         if not following or k <= 0:
             return []
-        if len(following) > self.followees_read:
-            read = sorted(following, key=lambda f: (-following[f], f))[: self.followees_read]
-        else:
-            read = list(following)
+        # Most recently followed first, always: the sums then do not depend on the order the
+        # edges were stored in (the worker's come back from Redis by score).
+        read = sorted(following, key=lambda f: (-following[f], f))[: self.followees_read]
         hits = self.hits.get(user_id, {})
         rate = 1.0 / half_life_s
         scores: dict[str, float] = {}
