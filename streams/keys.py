@@ -66,7 +66,6 @@ USER_FIELDS: Final = (
     # The followees source (streams/sources/followees.py): per user, bounded but for the index.
     "fol_items",  # string: JSON [[item, last ts], …] oldest first, the user's latest items
     "fol_following",  # zset followee -> since: whom the user follows (the latest kept)
-    "fol_trust",  # hash followee -> hits: the user's learnt trust in each followee
     "fol_followers",  # set: who keeps the user in fol_following (so erasure finds them)
     # The learner (streams/runtime/learner.py): erased with the user by LearnerState.erase.
     "pools",  # string: JSON, the sources' latest candidates for the user (streams/runtime/pools.py)
@@ -114,7 +113,6 @@ SOURCE_FIELDS: Final = frozenset(
         "fbt_baskets",
         "fol_items",
         "fol_following",
-        "fol_trust",
         "fol_followers",
         "ucf_users",
         "fbt_pairs",

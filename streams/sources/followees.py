@@ -1,36 +1,34 @@
-"""Followees' latest items, by learnt trust, in Redis (:class:`RedisFollowees`): eval's
-``followees`` source for the worker. The maths is :class:`models.followees.FolloweeItems`;
-this module keeps its state where every learner and worker can read it, all per user:
+"""Followees' latest items, by trust, in Redis (:class:`RedisFollowees`): eval's ``followees``
+source for the worker. The maths is :class:`models.followees.FolloweeItems`; this module keeps
+its state where every learner and worker can read it, all per user:
 
 * ``u:{user}:fol_items``: JSON ``[[item, last ts], …]``, oldest first: the user's latest
-  items of positive weight, what the user's followers read;
+  items of positive weight, what the user's followers read and what the user's trust in each
+  followee is computed from when scoring;
 * ``u:{user}:fol_following``: zset followee -> since, the user's most recent
-  :data:`~models.followees.FOLLOWEES_READ` follows (the earliest go first, their trust with
-  them), so a request reads every edge kept;
-* ``u:{user}:fol_trust``: hash followee -> hits, a field only for an edge kept;
+  :data:`~models.followees.FOLLOWEES_READ` follows (the earliest go first), so a request
+  reads every edge kept;
 * ``u:{user}:fol_followers``: set of the users who keep this one in ``fol_following``: the
   reverse index erasure needs (each follower's learner adds or removes only its own id). Like
   the core state's ``followers`` it grows with the user's audience; everything else is
   bounded per user.
 
-The source keeps its own follow graph instead of reading the core state's ``following`` set:
-that set has no follow times, and the worker writes it ahead of or behind the learner, so hits
-would depend on when the learner ran. Here the graph is what the learnt events say.
+Each key follows from its user's own events (the reverse index from its members' own), and
+no trust is stored: whichever learner learns a user, and however far the others' partitions
+had got, the state is the one model's fed the stream once. The source keeps its own follow
+graph instead of reading the core state's ``following`` set, which has no follow times.
 
-A batch costs three round trips: the batch users' edges, trust and items; the items of the
-followees of those who acted (to count hits); then one ``MULTI`` with the source's marks
-(:func:`streams.sources.progress.commit`) around one script call that writes what changed. A
-learner that crashes reads the batch again and learns only what is past the marks, so no hit
-is counted twice. Per event that is about one edge list (≤ 200), one trust row and one item
-list read for its user, one item list (≤ 20 entries) per followee of a user who acted, and the
-changed entries written.
+A batch costs two round trips: the batch users' edges and items, then one ``MULTI`` with the
+source's marks (:func:`streams.sources.progress.commit`) around one script call that writes
+what changed. A learner that crashes reads the batch again and learns only what is past the
+marks. Candidates cost two more: the users' edges and items, their followees' items.
 
 Erasure: the script writes nothing of a user whose erasure mark exists (it is set before
-anything is erased), nor an edge or trust naming one, so a batch read before an erasure and
-written after it cannot bring her back. :meth:`RedisFollowees.erase` deletes her four keys and
-her id from the ``fol_followers`` of those she follows and from the ``fol_following`` and
-``fol_trust`` of those who follow her (her ``fol_followers``; trust exists only with its edge).
-Candidates carry the one anonymous ``FOLLOWED`` reason, so no pool names a followee.
+anything is erased), nor an edge naming one, so a batch read before an erasure and written
+after it cannot bring her back. :meth:`RedisFollowees.erase` deletes her three keys and her id
+from the ``fol_followers`` of those she follows and from the ``fol_following`` of those who
+follow her (her ``fol_followers``). Candidates carry the one anonymous ``FOLLOWED`` reason, so
+no pool names a followee.
 
 The half-life: eval decays with the learned popularity half-life, which the worker does not
 learn yet (docs/quality.md); the worker's source takes the configured half-life its social
@@ -56,37 +54,31 @@ from streams.keys import Keys, decoded, user_strings
 from streams.sources.progress import Learnt, commit
 
 #: ARGV[1]: JSON, per user ``[erased mark, items key, items (a string to set, "" to delete,
-#: false: unchanged), following key, trust key, user, adds [[followee, mark, followers key,
-#: since]], drops [[followee, followers key]], trust [[followee, mark, hits]], untrust
-#: [followee]]``. Nothing of an erased user is written, nor an edge or trust naming one.
+#: false: unchanged), following key, user, adds [[followee, mark, followers key, since]],
+#: drops [[followee, followers key]]]``. Nothing of an erased user is written, nor an edge
+#: naming one.
 _WRITE = """
 local function live(mark) return redis.call('EXISTS', mark) == 0 end
 for _, u in ipairs(cjson.decode(ARGV[1])) do
   if live(u[1]) then
     if u[3] == '' then redis.call('DEL', u[2]) elseif u[3] then redis.call('SET', u[2], u[3]) end
-    for _, a in ipairs(u[7]) do
+    for _, a in ipairs(u[6]) do
       if live(a[2]) then
         redis.call('ZADD', u[4], a[4], a[1])
-        redis.call('SADD', a[3], u[6])
+        redis.call('SADD', a[3], u[5])
       end
     end
-    for _, d in ipairs(u[8]) do
+    for _, d in ipairs(u[7]) do
       redis.call('ZREM', u[4], d[1])
-      redis.call('SREM', d[2], u[6])
+      redis.call('SREM', d[2], u[5])
     end
-    for _, t in ipairs(u[9]) do
-      if live(t[2]) and redis.call('ZSCORE', u[4], t[1]) then
-        redis.call('HSET', u[5], t[1], t[3])
-      end
-    end
-    for _, f in ipairs(u[10]) do redis.call('HDEL', u[5], f) end
   end
 end
 return 0
 """
 
-#: One user's stored state: following (followee -> since), hits (followee -> n), items.
-Stored = tuple[dict[str, float], dict[str, int], dict[str, float]]
+#: One user's stored state: following (followee -> since), items (item -> last ts).
+Stored = tuple[dict[str, float], dict[str, float]]
 
 
 def encode_items(items: Mapping[str, float]) -> bytes:
@@ -135,44 +127,30 @@ class RedisFollowees:
         )
 
     async def _read(self, user_ids: Sequence[str]) -> dict[str, Stored]:
-        """Each user's edges, trust and items (one round trip)."""
+        """Each user's edges and items (one round trip)."""
         pipe = self.client.pipeline(transaction=False)
         for user in user_ids:
             pipe.zrange(self.keys.user(user, "fol_following"), 0, -1, withscores=True)
-            pipe.hgetall(self.keys.user(user, "fol_trust"))
             pipe.get(self.keys.user(user, "fol_items"))
         replies = await pipe.execute()
         found = {}
         for n, user in enumerate(user_ids):
-            edges, trust, items = replies[3 * n : 3 * n + 3]
-            found[user] = (
-                {decoded(f): float(since) for f, since in edges},
-                {decoded(f): int(hits) for f, hits in trust.items()},
-                decode_items(items),
-            )
+            edges, items = replies[2 * n : 2 * n + 2]
+            found[user] = ({decoded(f): float(since) for f, since in edges}, decode_items(items))
         return found
-
-    async def _items(self, user_ids: Sequence[str]) -> dict[str, dict[str, float]]:
-        """Each user's latest items (one ``MGET``)."""
-        return await user_strings(self.client, self.keys, user_ids, "fol_items", decode_items)
 
     async def learn(self, events: Sequence[Event], learnt: Learnt | None = None) -> None:
         """Follows, unfollows and item events: their users' state is restored into a
-        throwaway model, with the items of the followees of those who acted, the events
-        applied, and what changed written with the marks."""
+        throwaway model, the events applied, and what changed written with the marks. No
+        other user's state is read: an event changes only its own user's."""
         mine = [e for e in events if _teaches(e)]
         if not mine:
             return
         users = list(dict.fromkeys(e.user_id for e in mine))
         stored = await self._read(users)
-        acting = {e.user_id for e in mine if e.item_id is not None}
-        wanted = {f for u in acting for f in stored[u][0]}
-        wanted |= {e.target_user_id for e in mine if e.user_id in acting and e.target_user_id}
         model = self.new_model()
-        for followee, latest in (await self._items(sorted(wanted - set(users)))).items():
-            model.restore_user(followee, latest=latest)
-        for user, (following, hits, latest) in stored.items():
-            model.restore_user(user, following=following, latest=latest, hits=hits)
+        for user, (following, latest) in stored.items():
+            model.restore_user(user, following=following, latest=latest)
         for event in mine:
             model.learn(event)
         changes = [c for u in users if (c := self._changes(u, stored[u], model))]
@@ -185,9 +163,8 @@ class RedisFollowees:
 
     def _changes(self, user: str, stored: Stored, model: FolloweeItems) -> list[Any] | None:
         """What the script writes for the user (None: nothing changed)."""
-        following, hits, latest = stored
+        following, latest = stored
         now_following = model.following.get(user, {})
-        now_hits = model.hits.get(user, {})
         now_latest = model.latest.get(user, {})
         items: str | bool = False
         if list(now_latest.items()) != list(latest.items()):
@@ -199,21 +176,16 @@ class RedisFollowees:
             if following.get(f) != since
         ]
         drops = [[f, keys.user(f, "fol_followers")] for f in following if f not in now_following]
-        trust = [[f, keys.erased(f), n] for f, n in now_hits.items() if hits.get(f) != n]
-        untrust = [f for f in hits if f not in now_hits]
-        if items is False and not (adds or drops or trust or untrust):
+        if items is False and not (adds or drops):
             return None
         return [
             keys.erased(user),
             keys.user(user, "fol_items"),
             items,
             keys.user(user, "fol_following"),
-            keys.user(user, "fol_trust"),
             user,
             adds,
             drops,
-            trust,
-            untrust,
         ]
 
     async def candidates(
@@ -223,30 +195,31 @@ class RedisFollowees:
         k: int,
         now: float,
     ) -> dict[str, list[Candidate]]:
-        """Two round trips for the whole batch: the users' edges and trust (and items); their
-        followees' items. Scores are the pure model's."""
+        """Two round trips for the whole batch: the users' edges and own items (their trust
+        is computed from them); their followees' items. Scores are the pure model's."""
         result: dict[str, list[Candidate]] = {u: [] for u in user_ids}
         if not result or k <= 0:
             return result
         stored = await self._read(list(result))
-        wanted = sorted({f for following, _, _ in stored.values() for f in following})
-        if not wanted:
+        wanted = sorted({f for following, _ in stored.values() for f in following} - set(result))
+        if not any(following for following, _ in stored.values()):
             return result
         model = self.new_model()
-        for followee, latest in (await self._items(wanted)).items():
+        found = await user_strings(self.client, self.keys, wanted, "fol_items", decode_items)
+        for followee, latest in found.items():
             model.restore_user(followee, latest=latest)
-        for user, (following, hits, _) in stored.items():
-            model.restore_user(user, following=following, hits=hits)
+        for user, (following, latest) in stored.items():
+            model.restore_user(user, following=following, latest=latest)
         for user in result:
-            found = model.top_k(
+            top = model.top_k(
                 user, k, exclude.get(user, frozenset()), now=now, half_life_s=self.half_life_s
             )
-            result[user] = [Candidate(item, score, FOLLOWED) for item, score in found]
+            result[user] = [Candidate(item, score, FOLLOWED) for item, score in top]
         return result
 
     async def erase(self, user_ids: Sequence[str]) -> dict[str, int]:
-        """Delete the users' keys and their ids from the others' edges, trust and reverse
-        index; returns per user how many entries went (items, edges both ways, trust)."""
+        """Delete the users' keys and their ids from the others' edges and reverse index;
+        returns per user how many entries went (items, edges both ways)."""
         unique = list(dict.fromkeys(user_ids))
         if not unique:
             return {}
@@ -255,20 +228,18 @@ class RedisFollowees:
         for user in unique:
             pipe.zrange(keys.user(user, "fol_following"), 0, -1)
             pipe.smembers(keys.user(user, "fol_followers"))
-            pipe.hlen(keys.user(user, "fol_trust"))
             pipe.get(keys.user(user, "fol_items"))
         replies = await pipe.execute()
         removed: dict[str, int] = {}
         pipe = self.client.pipeline(transaction=True)
         for n, user in enumerate(unique):
-            following, followers, trust, items = replies[4 * n : 4 * n + 4]
+            following, followers, items = replies[3 * n : 3 * n + 3]
             for followee in map(decoded, following):
                 pipe.srem(keys.user(followee, "fol_followers"), user)
             for follower in map(decoded, followers):
                 pipe.zrem(keys.user(follower, "fol_following"), user)
-                pipe.hdel(keys.user(follower, "fol_trust"), user)
-            fields = ("fol_items", "fol_following", "fol_trust", "fol_followers")
+            fields = ("fol_items", "fol_following", "fol_followers")
             pipe.delete(*(keys.user(user, f) for f in fields))
-            removed[user] = len(following) + len(followers) + int(trust) + len(decode_items(items))
+            removed[user] = len(following) + len(followers) + len(decode_items(items))
         await pipe.execute()
         return removed

@@ -75,10 +75,10 @@ async def usercf_state(client: aioredis.Redis, keys: Keys) -> dict[str, Any]:
 
 
 async def followees_state(client: aioredis.Redis, keys: Keys) -> dict[str, Any]:
-    """The followees source's edges, items and trust (user -> …, empty ones left out), in
-    the shape of :func:`followees_model_state`. An edge without its reverse index entry (or
-    the reverse), or trust without its edge, raises."""
-    found: dict[str, dict[str, Any]] = {"following": {}, "latest": {}, "hits": {}}
+    """The followees source's edges and items (user -> …, empty ones left out), in the shape
+    of :func:`followees_model_state`. An edge without its reverse index entry (or the
+    reverse) raises."""
+    found: dict[str, dict[str, Any]] = {"following": {}, "latest": {}}
     followers: dict[str, set[str]] = {}
     async for raw in client.scan_iter(match=f"{keys.prefix}*"):
         _, entity, field = keys.parse(decoded(raw))
@@ -86,16 +86,11 @@ async def followees_state(client: aioredis.Redis, keys: Keys) -> dict[str, Any]:
             found["following"][entity] = dict(await _zset(client, raw))
         elif field == "fol_items":
             found["latest"][entity] = decode_items(await client.get(raw))
-        elif field == "fol_trust":
-            trust = await client.hgetall(raw)
-            found["hits"][entity] = {decoded(f): int(n) for f, n in trust.items()}
         elif field == "fol_followers":
             followers[entity] = {decoded(m) for m in await client.smembers(raw)}
     edges = {(u, f) for u, row in found["following"].items() for f in row}
     if edges != {(u, f) for f, users in followers.items() for u in users}:
         raise AssertionError("the followees source's reverse index differs from its edges")
-    if any((u, f) not in edges for u, row in found["hits"].items() for f in row):
-        raise AssertionError("the followees source keeps trust without its edge")
     return found
 
 
@@ -103,5 +98,5 @@ def followees_model_state(model: FolloweeItems) -> dict[str, Any]:
     """The pure model's state in the shape of :func:`followees_state`."""
     return {
         table: {u: dict(v) for u, v in getattr(model, table).items() if v}
-        for table in ("following", "latest", "hits")
+        for table in ("following", "latest")
     }
