@@ -10,10 +10,16 @@ does not follow all fifty alike. This source reads every followee's latest
 
 over the followees ``f`` who touched it, where ``age_fc`` is how long ago ``f`` last touched
 it and ``half_life`` is the stream's own (the learned popularity half-life,
-:mod:`models.halflife`). ``trust(u, f) = 1 + hits(u, f)``: ``hits`` counts the times ``u``
-went on to act on an item ``f`` had touched before, so the followees whose items this user
-actually takes count more, learned from the stream, one pair at a time. How much the whole
-source is worth is the blend's to learn (:mod:`models.blendlearn`), as for every other source.
+:mod:`models.halflife`). Trust is computed when scoring, from the two users' latest items:
+
+    ``trust(u, f) = 1 + |{i ∈ latest(u) ∩ latest(f) : ts_u(i) > ts_f(i)}|``
+
+the items both hold now that ``u`` touched after ``f`` last did, so the followees whose
+items this user actually takes count more. It is a function of each user's own events only,
+nothing learnt per pair: whoever learns a user's events, in whatever order next to the other
+users', the scores come out the same (the worker learns users on several learners, and again
+after Redis lost writes), and nothing about a pair is left to erase. How much the whole source
+is worth is the blend's to learn (:mod:`models.blendlearn`), as for every other source.
 
 >>> from models.events import Event, EventType
 >>> model = FolloweeItems()
@@ -30,6 +36,11 @@ source is worth is the blend's to learn (:mod:`models.blendlearn`), as for every
 (2.0, 1.0)
 >>> [item for item, _ in model.top_k("ann", 3, {"lamp"}, now=40.0, half_life_s=1e9)]
 ['rug', 'vase', 'sofa']
+>>> apart = FolloweeItems()  # ann's events learnt before bob's: the same trust
+>>> for event in sorted(events, key=lambda e: e.user_id):
+...     apart.learn(event)
+>>> apart.trust("ann", "bob")
+2.0
 """
 
 from __future__ import annotations
@@ -46,7 +57,7 @@ FOLLOWEES_READ = 200
 
 
 class FolloweeItems:
-    """The follow graph, each user's latest items and the learned trust of each follow edge."""
+    """The follow graph and each user's latest items; trust is read off the latest items."""
 
     def __init__(
         self,
@@ -54,24 +65,46 @@ class FolloweeItems:
         *,
         items_per_user: int = ITEMS_PER_USER,
         followees_read: int = FOLLOWEES_READ,
+        followees_kept: int | None = None,
     ) -> None:
+        """``followees_kept``: the follow edges kept per user (the earliest followed go
+        first); None keeps all (eval). The worker keeps :data:`FOLLOWEES_READ`, so its state
+        is bounded and every edge it keeps is read."""
         self.weights = dict(weights or DEFAULT_WEIGHTS)
         self.items_per_user = items_per_user
         self.followees_read = followees_read
+        self.followees_kept = followees_kept
         self.following: dict[str, dict[str, float]] = {}  # user -> followee -> since
         self.latest: dict[str, dict[str, float]] = {}  # user -> item -> last ts, oldest first
-        self.hits: dict[str, dict[str, int]] = {}  # user -> followee -> items taken
 
     def trust(self, user_id: str, followee: str) -> float:
-        """How much the followee's items count for the user: one, plus each item of theirs the
-        user went on to act on."""
-        return 1.0 + self.hits.get(user_id, {}).get(followee, 0)
+        """How much the followee's items count for the user: one, plus each item both hold
+        among their latest that the user touched after the followee last did."""
+        return _trust(self.latest.get(user_id, {}), self.latest.get(followee, {}))
+
+    def restore_user(
+        self,
+        user_id: str,
+        *,
+        following: Mapping[str, float] | None = None,
+        latest: Mapping[str, float] | None = None,
+    ) -> None:
+        """Load a user's stored state (``latest`` oldest first); what is None is left as is."""
+        if following:
+            self.following[user_id] = dict(following)
+        if latest:
+            self.latest[user_id] = dict(latest)
 
     def learn(self, event: Event) -> None:
+        """Apply one event to its user's state: it reads and writes nobody else's."""
         user = event.user_id
         if event.type is EventType.FOLLOW and event.target_user_id is not None:
             if event.target_user_id != user:
-                self.following.setdefault(user, {})[event.target_user_id] = event.ts
+                following = self.following.setdefault(user, {})
+                following[event.target_user_id] = event.ts
+                kept = self.followees_kept
+                if kept is not None and len(following) > kept:
+                    del following[min(following, key=lambda f: (following[f], f))]
             return
         if event.type is EventType.UNFOLLOW and event.target_user_id is not None:
             self.following.get(user, {}).pop(event.target_user_id, None)
@@ -82,11 +115,6 @@ class FolloweeItems:
         if self.weights.get(event.type, DEFAULT_WEIGHTS[event.type]) <= 0.0:
             return
         mine = self.latest.setdefault(user, {})
-        if item not in mine:  # a first action on the item: did a followee have it?
-            for followee in self.following.get(user, ()):
-                if item in self.latest.get(followee, ()):
-                    hits = self.hits.setdefault(user, {})
-                    hits[followee] = hits.get(followee, 0) + 1
         mine.pop(item, None)
         mine[item] = event.ts
         if len(mine) > self.items_per_user:
@@ -99,18 +127,17 @@ class FolloweeItems:
         following = self.following.get(user_id)
         if not following or k <= 0:
             return []
-        if len(following) > self.followees_read:
-            read = sorted(following, key=lambda f: (-following[f], f))[: self.followees_read]
-        else:
-            read = list(following)
-        hits = self.hits.get(user_id, {})
+        # Most recently followed first, always: the sums then do not depend on the order the
+        # edges were stored in (the worker's come back from Redis by score).
+        read = sorted(following, key=lambda f: (-following[f], f))[: self.followees_read]
+        mine = self.latest.get(user_id, {})
         rate = 1.0 / half_life_s
         scores: dict[str, float] = {}
         for followee in read:
             items = self.latest.get(followee)
             if not items:
                 continue
-            trust = 1.0 + hits.get(followee, 0)
+            trust = _trust(mine, items)
             for item, ts in items.items():
                 if item in exclude:
                     continue
@@ -120,11 +147,13 @@ class FolloweeItems:
         return [(item, score) for item, score in ranked[:k] if score > 0.0]
 
     def forget_user(self, user_id: str) -> None:
-        """Erase the user: their edges, items and trust, and every trust placed in them."""
+        """Erase the user: their edges and items, and every edge naming them."""
         self.following.pop(user_id, None)
         self.latest.pop(user_id, None)
-        self.hits.pop(user_id, None)
         for followees in self.following.values():
             followees.pop(user_id, None)
-        for trusted in self.hits.values():
-            trusted.pop(user_id, None)
+
+
+def _trust(mine: Mapping[str, float], theirs: Mapping[str, float]) -> float:
+    """``1 +`` the items of ``theirs`` that ``mine`` holds with a later time."""
+    return 1.0 + sum(1 for item, ts in theirs.items() if mine.get(item, ts) > ts)

@@ -38,7 +38,7 @@ class ConfigError(SystemExit):
 
 
 #: Recommendation sources the worker can run beside item-CF and social (streams/sources).
-SOURCE_NAMES: tuple[str, ...] = ("mf", "content", "user_cf", "fbt")
+SOURCE_NAMES: tuple[str, ...] = ("mf", "content", "user_cf", "fbt", "followees")
 #: Shortest host-link secret accepted: 32 characters of `secrets.token_urlsafe` carry 192 bits.
 MIN_SECRET_CHARS = 32
 

@@ -23,12 +23,14 @@ contract suite checks that every key in Redis parses back through :func:`parse_k
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+
+T = TypeVar("T")
 
 #: Per-user structures: history (zset item->last ts), affinity (hash item->a_ui), seen_events
 #: (zset event_id->ts, dedupe window), event_log (hash event_id -> "weight<TAB>item" of the
@@ -61,6 +63,10 @@ USER_FIELDS: Final = (
     "ucf_row",  # string: JSON item -> [affinity, time], the user's row in user-user CF
     "fbt_baskets",  # string: JSON of the user's retained baskets (frequently bought together)
     "cf_window",  # string: JSON of the user's item-CF window (streams/sources/itemcf.py)
+    # The followees source (streams/sources/followees.py): per user, bounded but for the index.
+    "fol_items",  # string: JSON [[item, last ts], …] oldest first, the user's latest items
+    "fol_following",  # zset followee -> since: whom the user follows (the latest kept)
+    "fol_followers",  # set: who keeps the user in fol_following (so erasure finds them)
     # The learner (streams/runtime/learner.py): erased with the user by LearnerState.erase.
     "pools",  # string: JSON, the sources' latest candidates for the user (streams/runtime/pools.py)
     "learnt",  # zset event_id -> ts: the user's events the sources have learnt (dedupe window)
@@ -105,6 +111,9 @@ SOURCE_FIELDS: Final = frozenset(
         "content_profile",
         "ucf_row",
         "fbt_baskets",
+        "fol_items",
+        "fol_following",
+        "fol_followers",
         "ucf_users",
         "fbt_pairs",
         "content_sim",
@@ -165,6 +174,21 @@ def best_arrays(reply: Sequence[Any]) -> tuple[Sequence[Any], npt.NDArray[np.flo
     if reply and not isinstance(reply[0], (bytes, str)):  # RESP3: pairs
         return [m for m, _ in reply], np.array([s for _, s in reply], dtype=np.float64)
     return reply[0::2], np.array(reply[1::2]).astype(np.float64)
+
+
+async def user_strings(
+    client: Any,
+    keys: Keys,
+    user_ids: Sequence[str],
+    field: str,
+    decode: Callable[[Any], T],
+) -> dict[str, T]:
+    """Each user's string ``field``, decoded (``decode(None)`` for a user without one): one
+    ``MGET`` for all, none for no user."""
+    if not user_ids:
+        return {}
+    raw = await client.mget([keys.user(u, field) for u in user_ids])
+    return {u: decode(r) for u, r in zip(user_ids, raw, strict=True)}
 
 
 #: How long an erasure's anonymous mark lives: events of the user appended to Kafka before the

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from models.events import EventType, RejectReason
 from models.recommend import Source
+from streams.config import SOURCE_NAMES
 
 #: Servers whose outages the worker waits out (streams/runtime/outage.py).
 DEPENDENCIES = ("redis", "kafka")
@@ -187,7 +188,7 @@ class WorkerMetrics(HttpMetrics):
             registry=r,
         )
         # Every label value exists from the start, so dashboards and alerts see zeros, not gaps.
-        for source in (Source.MF, Source.CONTENT, Source.USER_CF, Source.FBT):
+        for source in map(Source, SOURCE_NAMES):
             for call in SOURCE_CALLS:
                 self.source_errors.labels(source.value, call)
                 self.source_seconds.labels(source.value, call)

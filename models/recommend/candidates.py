@@ -25,7 +25,7 @@ class Source(StrEnum):
     USER_CF = "user_cf"  # people who act like you (models.usercf)
     FBT = "fbt"  # frequently bought together with the user's basket (models.fbt)
     ITEM_KNN = "item_knn"  # co-occurrence cosine over every pair, no caps (models.itemknn)
-    FOLLOWEES = "followees"  # followees' latest items, by learned trust (models.followees)
+    FOLLOWEES = "followees"  # followees' latest items, weighted by trust (models.followees)
     TRENDING = "trending"
     POPULAR = "popular"
     EXPLORE = "explore"  # the exploration slot: a new or long-tail item

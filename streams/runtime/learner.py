@@ -1,4 +1,4 @@
-"""The learner: the sources (MF, content, user-CF, FBT) learn beside the publish path.
+"""The learner: the sources (MF, content, user-CF, FBT, followees) learn beside the publish path.
 
 It consumes ``events`` in its own consumer group (``{app_id}-learner``), so learning never
 delays a list and a slow learner shows as its own lag, not the worker's. Per batch it:

@@ -1,4 +1,4 @@
-"""Recommendation sources kept beside the core state: MF, content, user-CF, FBT.
+"""Recommendation sources kept beside the core state: MF, content, user-CF, FBT, followees.
 
 Each wraps a pure model from ``models/`` and keeps its state in Redis, so a restarted or second
 worker continues where another stopped. They share one shape (:class:`SourceModel`): learn from

@@ -21,10 +21,12 @@ from models.state import StateParams
 from streams.config import Settings
 from streams.keys import Keys
 from streams.metrics import WorkerMetrics
+from streams.pipeline import recommend_params
 from streams.sources import SourceModel, SourceSet
 from streams.sources.content import RedisContent
 from streams.sources.content_records import ContentParams
 from streams.sources.fbt import RedisFBT
+from streams.sources.followees import RedisFollowees
 from streams.sources.itemcf import RedisItemCF
 from streams.sources.mf import RedisMF
 from streams.sources.usercf import RedisUserCF
@@ -79,4 +81,8 @@ def build_sources(
             )
         elif name == "fbt":
             models.append(RedisFBT(client, keys))
+        elif name == "followees":
+            # The half-life the worker's social proof decays with (eval's is learned).
+            half_life_s = recommend_params(settings).social_half_life_s
+            models.append(RedisFollowees(client, keys, weights=weights, half_life_s=half_life_s))
     return SourceSet(models, metrics, CANDIDATES_PER_SOURCE), content

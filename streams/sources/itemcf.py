@@ -48,7 +48,7 @@ from models.events import Event
 from models.recommend import Candidate, Source
 from models.shrinkage import ShrinkageEstimator
 from models.state import StateParams
-from streams.keys import Keys, decoded
+from streams.keys import Keys, decoded, user_strings
 from streams.sources.progress import Learnt
 
 #: Events per atomic step at most. Redis runs one script at a time, so a long one delays the
@@ -178,8 +178,7 @@ class RedisItemCF:
         return estimator.value
 
     async def _windows(self, users: Sequence[str]) -> dict[str, Window]:
-        raw = await self.client.mget([self.keys.user(u, "cf_window") for u in users])
-        return {u: decode_window(r) for u, r in zip(users, raw, strict=True)}
+        return await user_strings(self.client, self.keys, users, "cf_window", decode_window)
 
     async def _counts(
         self,

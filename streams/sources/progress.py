@@ -1,10 +1,10 @@
 """How far each source has learnt each partition of ``events``, kept with what it learnt.
 
-The learner teaches a batch to MF, content, user-CF and FBT, then to item-CF, whose atomic step
-records the batch's events as learnt. A learner killed between the two used to teach the first
-sources the batch again after its restart (the chaos run found MF 5 % over its step count). So
-each source writes, in the same ``MULTI`` as its own state, the last offset of the batch in
-each partition (:class:`Learnt`), and learns only the events past its own marks.
+The learner teaches a batch to MF, content, user-CF, FBT and followees, then to item-CF, whose
+atomic step records the batch's events as learnt. A learner killed between the two used to teach
+the first sources the batch again after its restart (the chaos run found MF 5 % over its step
+count). So each source writes, in the same ``MULTI`` as its own state, the last offset of the
+batch in each partition (:class:`Learnt`), and learns only the events past its own marks.
 
 The ``MULTI`` is a compare-and-set on the marks (:func:`commit`): it runs only if the marks are
 still those the source read before learning, and raises :class:`Stale` otherwise. Two cases

@@ -1,7 +1,8 @@
-"""FBT's and user-CF's state as stored in Redis, in the shape of their pure models' state.
+"""FBT's, user-CF's and the followees source's state as stored in Redis, in the shape of their
+pure models' state.
 
-The sources' contract tests and the chaos run compare these with :class:`models.fbt.BasketTracker`
-and :class:`models.usercf.UserCF` fed the same events.
+The sources' contract tests and the chaos run compare these with :class:`models.fbt.BasketTracker`,
+:class:`models.usercf.UserCF` and :class:`models.followees.FolloweeItems` fed the same events.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 
 from models.fbt import BasketTracker
+from models.followees import FolloweeItems
 from streams.keys import Keys, decoded
 from streams.sources.fbt import decode_baskets
+from streams.sources.followees import decode_items
 from streams.sources.usercf import parse_row
 
 
@@ -69,3 +72,31 @@ async def usercf_state(client: aioredis.Redis, keys: Keys) -> dict[str, Any]:
             if index.get(item, {}).get(user, ts) != ts:
                 raise AssertionError("a user-CF row's time differs from its index score")
     return {"items": items, "index": index}
+
+
+async def followees_state(client: aioredis.Redis, keys: Keys) -> dict[str, Any]:
+    """The followees source's edges and items (user -> …, empty ones left out), in the shape
+    of :func:`followees_model_state`. An edge without its reverse index entry (or the
+    reverse) raises."""
+    found: dict[str, dict[str, Any]] = {"following": {}, "latest": {}}
+    followers: dict[str, set[str]] = {}
+    async for raw in client.scan_iter(match=f"{keys.prefix}*"):
+        _, entity, field = keys.parse(decoded(raw))
+        if field == "fol_following":
+            found["following"][entity] = dict(await _zset(client, raw))
+        elif field == "fol_items":
+            found["latest"][entity] = decode_items(await client.get(raw))
+        elif field == "fol_followers":
+            followers[entity] = {decoded(m) for m in await client.smembers(raw)}
+    edges = {(u, f) for u, row in found["following"].items() for f in row}
+    if edges != {(u, f) for f, users in followers.items() for u in users}:
+        raise AssertionError("the followees source's reverse index differs from its edges")
+    return found
+
+
+def followees_model_state(model: FolloweeItems) -> dict[str, Any]:
+    """The pure model's state in the shape of :func:`followees_state`."""
+    return {
+        table: {u: dict(v) for u, v in getattr(model, table).items() if v}
+        for table in ("following", "latest")
+    }

@@ -46,7 +46,7 @@ from models.events import DEFAULT_WEIGHTS, Event, EventType
 from models.hybrid import SIMILAR_SHOPPERS
 from models.recommend import Candidate, Source
 from models.usercf import UserCF, pool_of
-from streams.keys import Keys, best_arrays, decoded, queue_best
+from streams.keys import Keys, best_arrays, decoded, queue_best, user_strings
 from streams.sources.progress import Learnt, commit
 
 #: A local model never evicts from its index: Redis trims the real one.
@@ -125,10 +125,7 @@ class RedisUserCF:
 
     async def _rows(self, user_ids: Sequence[str]) -> dict[str, dict[str, Entry]]:
         """Each user's row (one ``MGET``)."""
-        if not user_ids:
-            return {}
-        raw = await self.client.mget([self.keys.user(u, "ucf_row") for u in user_ids])
-        return {u: parse_row(r) for u, r in zip(user_ids, raw, strict=True)}
+        return await user_strings(self.client, self.keys, user_ids, "ucf_row", parse_row)
 
     async def learn(self, events: Sequence[Event], learnt: Learnt | None = None) -> None:
         """Item events with a non-zero weight; two round trips per batch (the rows; one

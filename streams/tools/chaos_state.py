@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 
@@ -12,6 +12,9 @@ from models.state import StateParams
 from streams.config import Settings
 from streams.security import redis_client_for
 from streams.tools.replay import applied_once
+
+if TYPE_CHECKING:
+    from streams.sources.followees import RedisFollowees
 
 
 async def state_checks(settings: Settings, events: Sequence[Event]) -> list[dict[str, Any]]:
@@ -67,6 +70,7 @@ async def _basket_and_neighbour_checks(
     from streams.runtime.worker import state_params
     from streams.sources.factory import build_sources
     from streams.sources.fbt import RedisFBT
+    from streams.sources.followees import RedisFollowees
     from streams.sources.snapshots import fbt_state, tracker_state, usercf_state
     from streams.sources.usercf import RedisUserCF
     from streams.tools.replay import differences
@@ -95,7 +99,27 @@ async def _basket_and_neighbour_checks(
                 f"{len(differ)} of {len(reference)} (tolerance {USERCF_TOLERANCE:.0%})"
             )
             checks.append(check("user-CF rows", passed, detail))
+        elif isinstance(model, RedisFollowees):
+            checks.append(await _followees_check(client, model, applied_once(params, events)))
     return checks
+
+
+async def _followees_check(
+    client: aioredis.Redis, source: RedisFollowees, events: Sequence[Event]
+) -> dict[str, Any]:
+    """The followees source against its pure model fed each event once, exactly: each user's
+    edges and latest items follow from the user's own events, and trust is computed from the
+    latest items when scoring (nothing learnt per pair, so nothing depends on learning order).
+    The reverse index is checked against the edges when read (:func:`followees_state`)."""
+    from streams.keys import Keys
+    from streams.sources.snapshots import followees_model_state, followees_state
+    from streams.tools.replay import differences
+
+    model = source.new_model()
+    for e in events:
+        model.learn(e)
+    found = differences(await followees_state(client, Keys()), followees_model_state(model))
+    return check("followees", not found, _outcome("edges, latest items, exact", found))
 
 
 def _item_events(params: StateParams, events: Sequence[Event]) -> list[Event]:

@@ -323,6 +323,8 @@ async def source_state(client: aioredis.Redis) -> dict[tuple[str, str], Any]:
             state[(field, entity)] = await client.zrange(key, 0, -1, withscores=True)
         elif kind == "stream":
             state[(field, entity)] = await client.xrange(key)
+        elif kind == "set":
+            state[(field, entity)] = await client.smembers(key)
         else:
             state[(field, entity)] = await client.get(key)
     return state

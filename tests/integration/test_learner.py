@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from models.events import Event, EventType
 from models.recommend import excluded_items
-from streams.config import Settings
+from streams.config import SOURCE_NAMES, Settings
 from streams.keys import Keys
 from streams.metrics import WorkerMetrics
 from streams.pipeline import InboundRecord, recommend_params
@@ -27,7 +27,7 @@ from streams.runtime.publisher import KafkaPublisher
 from streams.runtime.worker import state_params
 from streams.sources.factory import build_sources
 from streams.sources.mf_rows import decode_sampler
-from streams.sources.snapshots import fbt_state, usercf_state
+from streams.sources.snapshots import fbt_state, followees_state, usercf_state
 from streams.store import RedisStore
 from streams.tools.processes import free_port
 from tests.e2e.conftest import wait_for
@@ -343,7 +343,12 @@ async def test_two_learners_on_one_batch_teach_each_source_once(
 async def _learnt_state(client: aioredis.Redis) -> tuple[Any, ...]:
     rows = await client.zrange(Keys().item("phone", "dot"), 0, -1, withscores=True)
     itemcf = dict(cast(list[tuple[bytes, float]], rows))
-    return (await usercf_state(client, Keys()), await fbt_state(client, Keys()), itemcf)
+    return (
+        await usercf_state(client, Keys()),
+        await fbt_state(client, Keys()),
+        await followees_state(client, Keys()),
+        itemcf,
+    )
 
 
 async def test_a_batch_of_erasures_reports_what_one_at_a_time_would(
@@ -389,7 +394,7 @@ async def test_a_connection_lost_while_watching_the_marks_is_waited_out(
     errors = learner.metrics.registry.get_sample_value
     assert not any(  # no source gave the batch up
         errors("socialrec_source_errors_total", {"source": s, "call": "learn"})
-        for s in ("mf", "content", "user_cf", "fbt")
+        for s in SOURCE_NAMES
     )
     dropped_state = await _learnt_state(redis_client)
     await redis_client.flushdb()

@@ -84,3 +84,30 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(ValueError, match="frozen"):
         settings.top_n = 3
+
+
+def test_every_source_is_on_by_default_and_each_can_be_switched_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import redis.asyncio as aioredis
+
+    from models.recommend import RecommendParams, Source
+    from models.state import StateParams
+    from streams.metrics import WorkerMetrics
+    from streams.sources.factory import build_sources
+    from streams.sources.followees import RedisFollowees
+
+    client = aioredis.Redis()  # never connects: building the sources sends nothing
+
+    def built(settings: Settings) -> dict[Source, object]:
+        sources, _ = build_sources(client, settings, StateParams(), WorkerMetrics())
+        return {m.source: m for m in sources.models}
+
+    every = built(load_settings())
+    assert set(every) == {Source.ITEM_CF, Source.MF, Source.CONTENT, Source.USER_CF,
+                          Source.FBT, Source.FOLLOWEES}  # fmt: skip
+    followees = every[Source.FOLLOWEES]
+    assert isinstance(followees, RedisFollowees)
+    assert followees.half_life_s == RecommendParams().social_half_life_s  # social proof's
+    monkeypatch.setenv("SOCIALREC_SOURCES", "mf,content,user_cf,fbt")
+    assert Source.FOLLOWEES not in built(load_settings())
