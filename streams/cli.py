@@ -46,6 +46,20 @@ def _learner(settings: Settings, args: argparse.Namespace) -> int:
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     from streams.tools import simulate
 
+    if args.csv:
+        from streams.tools.evaluate.export import write_simulated
+
+        return write_simulated(
+            args.csv,
+            args.catalog_csv,
+            users=args.users,
+            items=args.items,
+            events=args.events,
+            seed=args.seed,
+            mean_gap_s=args.mean_gap_s,
+        )
+    if args.catalog_csv:
+        raise SystemExit("socialrec simulate: --catalog-csv goes with --csv")
     return simulate.run_simulate(
         settings,
         users=args.users,
@@ -229,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=200.0, help="events per second (0 = flat out)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--no-catalog", action="store_true", help="skip producing the catalog")
+    p.add_argument(
+        "--csv", help="write the stream as `socialrec eval` CSV to this file instead (no Kafka)"
+    )
+    p.add_argument("--catalog-csv", help="with --csv: the catalogue as CSV to this file")
+    p.add_argument(
+        "--mean-gap-s", type=float, default=0.5, help="with --csv: mean seconds between events"
+    )
     p.set_defaults(handler=_simulate)
 
     p = sub.add_parser("demo", help="infra, topics, worker and simulator with a live view")

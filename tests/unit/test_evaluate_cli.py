@@ -295,3 +295,27 @@ def test_the_real_taobao_sample(capsys: pytest.CaptureFixture[str]) -> None:
     assert REQUIRED_KEYS - {"events"} <= body["baseline"].keys()
     # The sample is a handful of users from a huge catalogue: nearly every next item is new.
     assert body["cold_share"] > 0.9
+
+
+def test_simulate_csv_writes_the_simulators_stream_and_catalogue(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``socialrec simulate --csv``: no Kafka, the same rows as :func:`export_simulated`, and
+    ``socialrec eval`` reads them."""
+    events, catalog = tmp_path / "sim.csv", tmp_path / "catalog.csv"
+    flags = ["--users", "40", "--items", "90", "--events", "600", "--seed", "2"]
+    assert cli.main(["simulate", "--csv", str(events), "--catalog-csv", str(catalog), *flags]) == 0
+    expected, expected_catalog = io.StringIO(), io.StringIO()
+    export_simulated(expected, users=40, items=90, events=600, seed=2, catalog_out=expected_catalog)
+    assert events.read_text() == expected.getvalue()
+    assert catalog.read_text() == expected_catalog.getvalue()
+    code, out, _ = _run(capsys, str(events), "--catalog", str(catalog), "--json")
+    assert code == 0
+    body = _json(out)
+    assert body["events"] == 600
+    assert body["catalog_items"] == 90
+
+
+def test_simulate_refuses_a_catalogue_csv_without_the_events_csv() -> None:
+    with pytest.raises(SystemExit, match="--catalog-csv goes with --csv"):
+        cli.main(["simulate", "--catalog-csv", "catalog.csv"])

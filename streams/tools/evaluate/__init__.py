@@ -6,14 +6,14 @@ baseline (:mod:`.replay`), and prints the figures (:mod:`.output`): a rich table
 object with ``--json``. Progress and warnings go to stderr, so ``--json`` output can be piped.
 ``--plots DIR`` writes PNGs (ROC curve, HR@10 along the stream, per-source contribution).
 :mod:`.export` writes the simulator's stream in the same CSV format
-(``python -m streams.tools.evaluate simulate``).
+(``socialrec simulate --csv``).
 """
 
 from __future__ import annotations
 
 from streams.tools.evaluate.build import MODEL_NAMES, ReplayPlan, build_models
 from streams.tools.evaluate.command import run_eval
-from streams.tools.evaluate.export import export_simulated, main
+from streams.tools.evaluate.export import export_simulated
 from streams.tools.evaluate.reading import InputError, content_records, read_catalog, read_events
 from streams.tools.evaluate.replay import EVAL_K, Outcome, evaluate, ghost_followees, knob_values
 
@@ -29,7 +29,6 @@ __all__ = [
     "export_simulated",
     "ghost_followees",
     "knob_values",
-    "main",
     "read_catalog",
     "read_events",
     "run_eval",

@@ -1,14 +1,12 @@
 """The simulator's stream written as ``socialrec eval`` CSV, for quality figures::
 
-.venv/bin/python -m streams.tools.evaluate simulate --out sim.csv --catalog-out catalog.csv
+.venv/bin/socialrec simulate --csv sim.csv --catalog-csv catalog.csv --users 2000 --items 5000
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
-from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import IO
@@ -74,34 +72,32 @@ def export_simulated(
     return count
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m streams.tools.evaluate simulate --out FILE [...]``: export a simulated stream."""
-    parser = argparse.ArgumentParser(prog="python -m streams.tools.evaluate")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("simulate", help="write a simulated stream (and catalogue) as eval CSV")
-    p.add_argument("--out", required=True, help="events CSV to write")
-    p.add_argument("--catalog-out", help="catalogue CSV to write")
-    p.add_argument("--users", type=int, default=2000)
-    p.add_argument("--items", type=int, default=5000)
-    p.add_argument("--events", type=int, default=100_000)
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--mean-gap-s", type=float, default=0.5, help="mean seconds between events")
-    args = parser.parse_args(argv)
+def write_simulated(
+    events_path: str,
+    catalog_path: str | None,
+    *,
+    users: int,
+    items: int,
+    events: int,
+    seed: int,
+    mean_gap_s: float,
+) -> int:
+    """``socialrec simulate --csv``: :func:`export_simulated` into files; the exit status."""
     with ExitStack() as files:
-        events_out = files.enter_context(Path(args.out).open("w", encoding="utf-8", newline=""))
+        events_out = files.enter_context(Path(events_path).open("w", encoding="utf-8", newline=""))
         catalog_out = (
-            files.enter_context(Path(args.catalog_out).open("w", encoding="utf-8", newline=""))
-            if args.catalog_out
+            files.enter_context(Path(catalog_path).open("w", encoding="utf-8", newline=""))
+            if catalog_path
             else None
         )
         rows = export_simulated(
             events_out,
-            users=args.users,
-            items=args.items,
-            events=args.events,
-            seed=args.seed,
+            users=users,
+            items=items,
+            events=events,
+            seed=seed,
             catalog_out=catalog_out,
-            mean_gap_s=args.mean_gap_s,
+            mean_gap_s=mean_gap_s,
         )
-    print(f"{rows:,} events written to {args.out}", file=sys.stderr)
+    print(f"{rows:,} events written to {events_path}", file=sys.stderr)
     return 0
