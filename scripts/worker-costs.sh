@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Where a running worker's time goes at a steady rate: starts `socialrec worker` (and its child
 # learner) and `socialrec simulate --rate RATE`, waits WARM seconds, then reads for SECONDS:
-# the worker's own histograms (/metrics: stage, batch, Redis round trip, event to publish),
+# the worker's own histograms (/metrics: stage, batch, Redis round trip, event to publish;
+# means, and p50/p99 as the bound of the bucket they fall in),
 # the CPU seconds of the worker, the learner and Redis per event, and Redis's busiest commands.
 # Uses the servers and settings of the environment (SOCIALREC_*; `socialrec infra up` first),
 # flushes the Redis database it points at, and stops what it started.
@@ -76,10 +77,22 @@ print(f"{events:.0f} events; CPU per event: worker {per('worker-cpu'):.2f} ms, "
 for name in ("stage_seconds", "batch_processing_seconds", "redis_roundtrip_seconds",
              "event_to_publish_seconds", "batch_size_events"):
     sums, counts = delta(f"socialrec_{name}_sum"), delta(f"socialrec_{name}_count")
+    buckets = delta(f"socialrec_{name}_bucket")
     for label, total in sums.items():
         if counts.get(label):
-            mean = total / counts[label] * (1 if "size" in name else 1e3)
-            print(f"  {name}{label}: mean {mean:.2f}{'' if 'size' in name else ' ms'}")
+            unit, scale = ("", 1) if "size" in name else (" ms", 1e3)
+            line = f"  {name}{label}: mean {total / counts[label] * scale:.2f}{unit}"
+            # Quantiles as the upper bound of the bucket they fall in (the histogram's resolution).
+            mine = sorted(
+                (float(re.search(r'le="([^"]+)"', k).group(1)), v)
+                for k, v in buckets.items()
+                if re.sub(r',?le="[^"]+"', "", k).replace("{}", "") == label
+            )
+            for q in (0.5, 0.99):
+                bound = next((b for b, n in mine if n >= q * counts[label]), None)
+                if bound is not None:
+                    line += f", p{q * 100:g} <= {bound * scale:g}{unit}"
+            print(line)
 # The event loop's stalls: how many wake-ups came later than each bound (of the 50 ms probes).
 stalls = delta("socialrec_event_loop_lag_seconds_bucket")
 total = delta("socialrec_event_loop_lag_seconds_count").get("", 0.0)
