@@ -16,7 +16,7 @@ from typing import Any, Protocol, TypeVar
 
 from models.evaluation import TARGET_TYPES
 from models.events import Event
-from models.live import LiveQuality
+from models.live_quality import LiveQuality
 from models.recommend import Pool, RecommendParams, Source
 from streams.config import Settings
 from streams.metrics import WorkerMetrics

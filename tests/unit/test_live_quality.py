@@ -1,4 +1,4 @@
-"""Live quality and fairness windows (models/live.py) and how the pipeline feeds them."""
+"""Live quality and fairness windows (models/live_quality.py) and how the pipeline feeds them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from models.evaluation import gini, long_tail_share, short_head
-from models.live import ExposureWindow, LastLists, LiveQuality, SlidingHitRate
+from models.live_quality import ExposureWindow, LastLists, LiveQuality, SlidingHitRate
 from models.state import StateParams
 from streams.config import Settings
 from streams.metrics import STAGES, WorkerMetrics
