@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 LEARN_BATCH_MAX = 2_000
 #: How long a batch waits for more events after its first (well inside the 1 s lag budget).
 GATHER_S = 0.2
+#: How long a stop waits for the batch in hand. One waiting out a Redis or Kafka outage is
+#: given up then: its offsets were not stored, so the next start learns it again, and each
+#: source's progress (streams/sources/progress.py) keeps what was learnt from being learnt twice.
+STOP_GRACE_S = 10.0
 #: How long an idle learner waits for a first event before it refreshes the pools put off
 #: (and checks for a stop): half the default refresh interval, so a put-off pool is at most
 #: that late when the stream goes quiet.
@@ -275,8 +279,13 @@ async def _serve(settings: Settings) -> None:
     await asyncio.wait([runner, stopped], return_when=asyncio.FIRST_COMPLETED)
     if runner.done():
         runner.result()  # a crash is reported, not swallowed
-    else:
-        await runner  # finishes its batch, then stops
+    else:  # it finishes its batch, then stops; a batch waiting out an outage is given up
+        await asyncio.wait([runner], timeout=STOP_GRACE_S)
+        if not runner.done():
+            log.warning("learner: stopped in a batch waiting out an outage; it is learnt again")
+            runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
     following.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await following  # its consumer stopped

@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import orjson
@@ -33,7 +36,7 @@ from streams.tools.bench.readback import TopicReader
 from streams.tools.chaos_state import state_checks
 from streams.tools.replay import differences, order_independent, seen_events
 from tests.conftest import unavailable
-from tests.e2e.conftest import WorkerProcess, consume_until, wait_for
+from tests.e2e.conftest import ARTIFACTS, ROOT, WorkerProcess, consume_until, wait_for
 from tests.e2e.test_worker import _produce_events, _stream
 
 
@@ -236,3 +239,64 @@ async def _learnt_through(client: aioredis.Redis, total: int) -> bool:
     """The offsets stored with the learnt state cover ``total`` events (every partition)."""
     stored = cast(dict[bytes, bytes], await client.hgetall(Keys().global_("learner")))
     return sum(int(v) + 1 for f, v in stored.items() if f.startswith(b"offset:")) >= total
+
+
+
+def _spawn_learner(learner: WorkerProcess, log: Path) -> subprocess.Popen[bytes]:
+    """`socialrec learner` alone, with the settings ``learner`` would give a worker."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "learner"],
+            cwd=ROOT, env=learner.env(), stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+async def _logged(log: Path, text: str) -> bool:
+    return text in log.read_text(errors="replace")
+
+
+async def _exited(process: subprocess.Popen[bytes]) -> bool:
+    return process.poll() is not None
+
+
+async def test_a_learner_stopped_while_waiting_out_redis_exits_and_learns_it_again(
+    settings: Settings,
+    producer: AIOKafkaProducer,
+    redis_client: aioredis.Redis,
+    redis_back_up: None,
+) -> None:
+    """SIGTERM reaches `socialrec learner` in a batch that waits out a hung Redis: it gives
+    the batch up and exits (it used to wait for Redis for ever). Nothing of that batch was
+    stored as learnt, so the next learner learns it, and every count ends exact."""
+    events = _stream(600, seed=9, start=time.time())
+    first, rest = events[:300], events[300:]
+    settings_of = WorkerProcess(settings, extra_env={"SOCIALREC_REDIS_TIMEOUT_S": "1"})
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = ARTIFACTS / f"learner-{settings_of.app_id}.log"
+    process = await asyncio.to_thread(_spawn_learner, settings_of, log)
+    try:
+        await _produce_events(producer, settings, first)
+        await wait_for(lambda: _learnt_through(redis_client, len(first)), what="the first learnt")
+        pid = _redis_pid(settings)
+        os.kill(pid, signal.SIGSTOP)  # a hung server: the learner's calls time out
+        try:
+            await _produce_events(producer, settings, rest)
+            waiting = lambda: _logged(log, "unavailable during learner")  # noqa: E731
+            await wait_for(waiting, what="the learner to wait Redis out")
+            process.send_signal(signal.SIGTERM)
+            await wait_for(lambda: _exited(process), what="the learner to exit")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert await _logged(log, "stopped in a batch waiting out an outage")
+    finally:
+        if process.poll() is None:
+            process.kill()
+    again = await asyncio.to_thread(_spawn_learner, settings_of, log)
+    try:
+        await wait_for(lambda: _learnt_through(redis_client, len(events)), what="all learnt")
+    finally:
+        again.send_signal(signal.SIGTERM)
+        await wait_for(lambda: _exited(again), what="the second learner to exit")
+    # No worker ran: its state is not checked, everything the learner keeps is.
+    checks = [c for c in await state_checks(settings, events) if c["check"] != "worker state"]
+    assert all(c["passed"] for c in checks), checks
