@@ -252,7 +252,7 @@ def _spawn_learner(learner: WorkerProcess, log: Path) -> subprocess.Popen[bytes]
 
 
 async def _logged(log: Path, text: str) -> bool:
-    return text in log.read_text(errors="replace")
+    return text in await asyncio.to_thread(log.read_text, errors="replace")
 
 
 async def _exited(process: subprocess.Popen[bytes]) -> bool:
