@@ -241,7 +241,6 @@ async def _learnt_through(client: aioredis.Redis, total: int) -> bool:
     return sum(int(v) + 1 for f, v in stored.items() if f.startswith(b"offset:")) >= total
 
 
-
 def _spawn_learner(learner: WorkerProcess, log: Path) -> subprocess.Popen[bytes]:
     """`socialrec learner` alone, with the settings ``learner`` would give a worker."""
     with log.open("ab") as out:
