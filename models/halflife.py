@@ -177,46 +177,26 @@ class LearnedHalfLife:
             "scores": dict(zip(GRID_S, self.scores.tolist(), strict=True)),
         }
 
-    def export(self) -> dict[str, object]:
-        """Everything, as plain lists (JSON or msgpack), for a worker to persist.
+    def choice(self) -> dict[str, Any]:
+        """What a restarted estimator continues from (:meth:`resume`): the half-life in use
+        (its place on the grid) and the running scores, without the items' history.
 
-        >>> pop = LearnedHalfLife()
-        >>> for n, item in enumerate("abcab"):
-        ...     pop.update(item, 1.0, ts=n * 60.0)
-        >>> back = LearnedHalfLife.restore(pop.export())
-        >>> back.top(3, 600.0) == pop.top(3, 600.0), back.state() == pop.state()
-        (True, True)
+        >>> pop = LearnedHalfLife(start_s=math.inf)
+        >>> LearnedHalfLife.resume(pop.choice()).half_life_s
+        inf
         """
-        count = len(self._ids)
         return {
-            "ids": list(self._ids),
-            "log_s": [[float(x) for x in row] for row in self._log_s[:count].tolist()],
-            "last": self._last[:count].tolist(),
-            "log_total": self._log_total.tolist(),
-            "total_ts": self._total_ts,
+            "choice": self._choice,
             "scores": self.scores.tolist(),
             "observations": self.observations,
-            "choice_s": self.half_life_s,
-            "top_size": self.top_size,
         }
 
     @classmethod
-    def restore(cls, data: Mapping[str, Any]) -> LearnedHalfLife:
-        """The estimator :meth:`export` wrote (same grid)."""
-        pop = cls(float(data["choice_s"]), top_size=int(data["top_size"]))
-        ids = [str(i) for i in data["ids"]]
-        size = max(64, len(ids))
-        pop._log_s = np.full((size, len(GRID_S)), -np.inf)
-        pop._last = np.zeros(size)
-        if ids:
-            pop._log_s[: len(ids)] = np.asarray(data["log_s"], dtype=np.float64)
-            pop._last[: len(ids)] = np.asarray(data["last"], dtype=np.float64)
-        pop._ids = ids
-        pop._index = {item: row for row, item in enumerate(ids)}
-        pop._log_total = np.asarray(data["log_total"], dtype=np.float64)
-        total_ts = data["total_ts"]
-        pop._total_ts = None if total_ts is None else float(total_ts)
+    def resume(cls, data: Mapping[str, Any], top_size: int = 200) -> LearnedHalfLife:
+        """A fresh estimator continuing a :meth:`choice`: the items' popularity is learnt
+        again from the stream, and the half-life in use does not start over meanwhile."""
+        pop = cls(top_size=top_size)
+        pop._choice = int(data["choice"])
         pop.scores = np.asarray(data["scores"], dtype=np.float64)
         pop.observations = int(data["observations"])
-        pop._rebuild_top()
         return pop

@@ -302,6 +302,13 @@ class WorkerMetrics(HttpMetrics):
             ["source"],
             registry=r,
         )
+        self.social_half_life_seconds = Gauge(
+            "socialrec_social_half_life_seconds",
+            "The half-life social proof decays by in this process's lists: the one the learner "
+            "learnt from the stream (the popularity half-life that best predicts the next item), "
+            "the configured one until it reports.",
+            registry=r,
+        )
         self.blend_observations = Gauge(
             "socialrec_blend_observations",
             "Lists whose next item the blend learnt from (this worker's learner, restored ones "

@@ -71,11 +71,19 @@ async def follow_global(
             await asyncio.wait_for(stop.wait(), settings.trending_interval_s)
 
 
-async def follow_knobs(processor: BatchProcessor, settings: Settings, stop: asyncio.Event) -> None:
-    """Keep the on-request lists' blend at the one the workers learnt: they save it every
-    ``learn_blend_persist_s``, and this process, which consumes no events, reads it as often."""
-    while processor.knobs is not None and not stop.is_set():
-        await processor.restore_knobs(time.time())
+async def follow_knobs(
+    processor: BatchProcessor, learnt: LearnerState, settings: Settings, stop: asyncio.Event
+) -> None:
+    """Keep the on-request lists' blend at the one the workers learnt and their social proof
+    at the half-life the learner learnt: the workers save the blend every
+    ``learn_blend_persist_s``, and this process, which consumes no events, reads both as often."""
+    while not stop.is_set():
+        if processor.knobs is not None:
+            await processor.restore_knobs(time.time())
+        with contextlib.suppress(Exception):  # an outage: the next round reads it again
+            progress = await learnt.progress()
+            if progress is not None and progress.half_life_s is not None:
+                processor.use_half_life(progress.half_life_s)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), settings.learn_blend_persist_s)
 
@@ -121,7 +129,7 @@ def build_app(
 
     async def start_background(_: aioweb.Application) -> None:
         background.append(asyncio.create_task(follow_global(processor, store, settings, stop)))
-        background.append(asyncio.create_task(follow_knobs(processor, settings, stop)))
+        background.append(asyncio.create_task(follow_knobs(processor, learnt, settings, stop)))
         background.append(asyncio.create_task(api.warm()))
 
     async def stop_background(_: aioweb.Application) -> None:

@@ -90,6 +90,7 @@ class ProcessorCore:
     def __post_init__(self) -> None:
         s = self.settings
         self._params = recommend_params(s)
+        self.metrics.social_half_life_seconds.set(self._params.social_half_life_s)
         if s.learn_blend:
             self.knobs = self._start_knobs()
         self._show_weights(dict(self._params.source_weights))
@@ -189,6 +190,13 @@ class ProcessorCore:
         if self.knobs is None:
             return self._params
         return replace(self._params, source_weights=tuple(self.knobs.weights.items()))
+
+    def use_half_life(self, half_life_s: float) -> None:
+        """Decay social proof by the half-life the learner learnt from the stream (eval's
+        social proof uses the same: models/hybrid/recommender.py ``params_for``)."""
+        if half_life_s > 0 and half_life_s != self._params.social_half_life_s:
+            self._params = replace(self._params, social_half_life_s=half_life_s)
+            self.metrics.social_half_life_seconds.set(half_life_s)
 
     def _wait_out(self, step: Callable[[], Awaitable[T]], what: str) -> Awaitable[T]:
         """``step`` retried while Redis or Kafka is out (streams/runtime/outage.py)."""

@@ -9,8 +9,12 @@ delays a list and a slow learner shows as its own lag, not the worker's. Per bat
 3. lets every source learn the rest, then asks them for the candidates of the users it
    touched, without the items each user's state excludes, and keeps them as the users'
    pools (streams/runtime/pools.py) for the worker to read;
-4. marks the events learnt, records its progress (the newest broker time learnt), and only
-   then commits its offsets.
+4. marks the events learnt, records its progress (the newest broker time learnt, the
+   stream's half-life as learnt so far), and only then commits its offsets.
+
+The half-life is :class:`models.halflife.LearnedHalfLife` fed every fresh item event, as eval
+feeds it: the followees source decays by it here, and the worker's social proof by the value
+stored with the progress (streams/runtime/worker.py).
 
 Each source learns a batch once: item-CF records the events as learnt in its own atomic
 step, and every other source writes how far it has learnt each partition with its own state
@@ -34,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.events import Event
+from models.halflife import LearnedHalfLife
 from models.recommend import excluded_items
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
@@ -82,6 +87,8 @@ class Learner:
 
     def __post_init__(self) -> None:
         self._params = recommend_params(self.settings)
+        #: The stream's half-life, continued from the stored choice at the first batch.
+        self.half_life: LearnedHalfLife | None = None
         self.refreshes = Refreshes(self.settings.pool_refresh_s)
         # Per partition: the last offset this learner stored, and where it last went back to.
         self._stored: dict[str, int] = {}
@@ -109,6 +116,7 @@ class Learner:
         fresh = await self._wait_out(
             lambda: self.state.unlearnt([e for e, _ in valid]), "learnt ids"
         )
+        await self._learn_half_life(fresh)
         progress = Progress(
             self.state.client,
             self.state.keys,
@@ -124,11 +132,25 @@ class Learner:
         ends: dict[str, int] = {}
         for r in records:  # every record, valid or not: the next batch starts after these
             ends[f"{r.topic}:{r.partition}"] = r.offset
-        await self._wait_out(lambda: self.state.mark(unmarked, newest, interval, ends), "progress")
+        mark = lambda: self.state.mark(unmarked, newest, interval, ends, self.half_life)  # noqa: E731
+        await self._wait_out(mark, "progress")
         self._stored.update(ends)
         for part in ends:  # stored past it: a later gap there is a new one
             self._rewound.pop(part, None)
         return len(fresh)
+
+    async def _learn_half_life(self, fresh: Sequence[Event]) -> None:
+        """Feed the half-life every fresh item event, oldest first (a batch mixes partitions),
+        and give the sources that decay by it the value it has now."""
+        if self.half_life is None:
+            start_s = self.settings.popularity_half_life_s
+            stored = lambda: self.state.half_life(start_s)  # noqa: E731
+            self.half_life = await self._wait_out(stored, "half-life")
+        weight = self.store.params.weight
+        for event in sorted(fresh, key=lambda e: e.ts):
+            if event.item_id is not None:
+                self.half_life.update(event.item_id, weight(event.type), event.ts)
+        self.sources.use_half_life(self.half_life.half_life_s)
 
     async def rewind(self, consumer: Any, records: Sequence[InboundRecord]) -> list[InboundRecord]:
         """The records to learn, after sending the consumer back on each partition where it

@@ -3,8 +3,10 @@
 - ``u:{user}:learnt``: the ids of the user's events learnt, a window as long as the worker's
   dedupe window, so a redelivery teaches nothing twice;
 - the learner's hash (``learner``): the newest broker time learnt and the pools' refresh
-  interval (what the worker reports as the learner's lag), and per partition of ``events`` the
-  last offset learnt (``offset:{topic}:{partition}``).
+  interval (what the worker reports as the learner's lag), the stream's learned half-life
+  (``half_life_s``, what social proof decays by, and ``half_life``, the estimator's choice
+  and scores it resumes from: models/halflife.py), and per partition of ``events`` the last
+  offset learnt (``offset:{topic}:{partition}``).
 
 The offsets are written after every source has learnt the batch, so Redis holding an offset
 means it holds all that was learnt up to it: Redis keeps its writes in order, and a crash loses
@@ -24,12 +26,14 @@ import orjson
 import redis.asyncio as aioredis
 
 from models.events import Event
+from models.halflife import LearnedHalfLife
 from streams.keys import Keys
 from streams.runtime.pools import PoolStore
 
 #: KEYS: the learner's hash, then per user their learnt-ids key and erasure mark; ARGV: the
 #: newest broker time learnt (0: none), the window, JSON [[ts, id, ts, id, ...] per user], the
-#: pools' refresh interval in force, JSON {partition: the batch's last offset in it}.
+#: pools' refresh interval in force, JSON {partition: the batch's last offset in it}, the
+#: learned half-life in seconds and its estimator's choice (JSON), or two empty strings.
 #: A user erased since the learner checked gets no key back (their erasure deleted it).
 _MARK_UNLESS_ERASED = """
 for u, flat in ipairs(cjson.decode(ARGV[3])) do
@@ -41,6 +45,7 @@ for u, flat in ipairs(cjson.decode(ARGV[3])) do
 end
 if tonumber(ARGV[1]) > 0 then redis.call('HSET', KEYS[1], 'event_ts', ARGV[1]) end
 redis.call('HSET', KEYS[1], 'refresh_s', ARGV[4])
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'half_life_s', ARGV[6], 'half_life', ARGV[7]) end
 for part, last in pairs(cjson.decode(ARGV[5])) do
   local field = 'offset:' .. part
   if tonumber(last) > tonumber(redis.call('HGET', KEYS[1], field) or '-1') then
@@ -52,11 +57,13 @@ return 0
 
 
 class LearnerProgress(NamedTuple):
-    """What the learner reports with its state: the newest broker time it has learnt, and
-    the interval its pools are refreshed at (streams/runtime/refresh.py paces it to the lag)."""
+    """What the learner reports with its state: the newest broker time it has learnt, the
+    interval its pools are refreshed at (streams/runtime/refresh.py paces it to the lag), and
+    the half-life it learned from the stream."""
 
     event_ts: float
     refresh_s: float | None
+    half_life_s: float | None = None
 
 
 @dataclass
@@ -102,10 +109,11 @@ class LearnerState:
         newest_arrival: float,
         refresh_s: float,
         ends: Mapping[str, int],
+        half_life: LearnedHalfLife | None = None,
     ) -> None:
         """Remember the events as learnt (each user's window trimmed, users erased meanwhile
         left out, as their pools are) and the progress, with ``ends`` (partition -> the
-        batch's last offset in it), in one atomic step."""
+        batch's last offset in it) and the learned ``half_life``, in one atomic step."""
         per_user: dict[str, list[Any]] = {}
         for event in events:
             per_user.setdefault(event.user_id, []).extend((event.ts, event.event_id))
@@ -119,6 +127,8 @@ class LearnerState:
                 orjson.dumps(list(per_user.values())),
                 repr(refresh_s),
                 orjson.dumps(dict(ends)),
+                "" if half_life is None else repr(half_life.half_life_s),
+                "" if half_life is None else orjson.dumps(half_life.choice()),
             ],
         )
 
@@ -132,12 +142,25 @@ class LearnerState:
 
     async def progress(self) -> LearnerProgress | None:
         """How far the learner is, or None before its first batch."""
-        learnt, refresh = await self.client.hmget(
-            self.keys.global_("learner"), "event_ts", "refresh_s"
+        learnt, refresh, half_life = await self.client.hmget(
+            self.keys.global_("learner"), "event_ts", "refresh_s", "half_life_s"
         )
         if learnt is None:
             return None
-        return LearnerProgress(float(learnt), None if refresh is None else float(refresh))
+        return LearnerProgress(
+            float(learnt),
+            None if refresh is None else float(refresh),
+            None if half_life is None else float(half_life),
+        )
+
+    async def half_life(self, start_s: float) -> LearnedHalfLife:
+        """The half-life estimator to go on with: the stored choice, or a new one at
+        ``start_s``. Several learners share it (last writer wins): each learns from its own
+        partitions, a sample of the same stream."""
+        stored = await self.client.hget(self.keys.global_("learner"), "half_life")
+        if stored is None:
+            return LearnedHalfLife(start_s)
+        return LearnedHalfLife.resume(orjson.loads(stored))
 
     async def erase(self, user_ids: Sequence[str]) -> int:
         """Forget the users' pools and learnt ids; returns how many keys went."""

@@ -271,6 +271,8 @@ class WorkerLoops:
         self.metrics.learner_lag_seconds.set(lag_s)
         if progress is not None and progress.refresh_s is not None:
             self.metrics.learner_refresh_seconds.set(progress.refresh_s)
+        if progress is not None and progress.half_life_s is not None:
+            self.processor.use_half_life(progress.half_life_s)
 
     async def health(self) -> tuple[dict[str, Any], bool]:
         """Ready = Redis answers and the consumer owns partitions (after the group join)."""

@@ -79,6 +79,13 @@ class SourceSet:
     metrics: WorkerMetrics
     k: int = CANDIDATES_PER_SOURCE
 
+    def use_half_life(self, half_life_s: float) -> None:
+        """The stream's learned half-life, for the sources that decay by it (a
+        ``half_life_s`` attribute: the followees source)."""
+        for model in self.models:
+            if hasattr(model, "half_life_s"):
+                model.half_life_s = half_life_s
+
     async def learn(self, events: Sequence[Event], progress: Progress | None = None) -> None:
         """Every source learns the batch; those that record it as learnt in their own
         atomic step (``commits_learnt``: item-CF) go last, so a crash after them teaches none

@@ -87,7 +87,21 @@ async def test_the_learner_teaches_once_and_keeps_the_pools_the_sources_give(
     assert await learner.learn(_records(events, first_offset=100)) == 0
     assert await _mf_rows(redis_client) == rows
     progress = await learner.state.progress()
-    assert progress == (events[-1].ts, settings.pool_refresh_s)
+    assert progress is not None
+    assert learner.half_life is not None
+    assert progress[:2] == (events[-1].ts, settings.pool_refresh_s)
+
+    # The stream's half-life, learnt from the events, is stored with the progress (the worker
+    # decays social proof by it), the followees source decays by it, and a new learner
+    # continues it.
+    assert progress.half_life_s == learner.half_life.half_life_s
+    decaying = [m for m in learner.sources.models if hasattr(m, "half_life_s")]
+    assert decaying
+    assert all(m.half_life_s == progress.half_life_s for m in decaying)
+    again = _learner(redis_client, settings)
+    assert await again.learn(_records(events, first_offset=200)) == 0
+    assert again.half_life is not None
+    assert again.half_life.state() == learner.half_life.state()
 
 
 async def test_erased_users_are_neither_learnt_nor_left_behind(
@@ -120,7 +134,7 @@ async def test_an_erasure_between_the_check_and_the_mark_leaves_no_learnt_ids(
     await learner.store.mark_erased({"bob": T0 + 1_000})  # the erasure, after the check
     await learner.state.mark([follow], T0, refresh_s=1.0, ends={"events:0": 4})
     assert not await redis_client.exists(keys.user("bob", "learnt"))
-    assert await learner.state.progress() == (T0, 1.0)
+    assert await learner.state.progress() == (T0, 1.0, None)
 
 
 async def test_the_stored_offsets_only_move_forward(

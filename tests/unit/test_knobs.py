@@ -63,6 +63,21 @@ def test_the_same_stream_slowed_down_learns_a_proportionally_longer_half_life() 
     assert slow.half_life_s == quick.half_life_s * 64.0
 
 
+def test_a_resumed_estimator_keeps_its_choice_and_scores_and_relearns_the_items() -> None:
+    # What the learner stores with its progress: a restart does not fall back to the start.
+    stream = _zipf_stream(random.Random(3), 200, 3000, gap_s=60.0, shift_every=None)
+    learnt = LearnedHalfLife()
+    for item, ts in stream:
+        learnt.update(item, 1.0, ts)
+    assert learnt.half_life_s != LearnedHalfLife().half_life_s
+    resumed = LearnedHalfLife.resume(learnt.choice())
+    assert resumed.state() == learnt.state()
+    assert resumed.top(5, now=3000 * 60.0) == []  # no item history came along
+    for item, ts in stream[:200]:
+        resumed.update(item, 1.0, 3000 * 60.0 + ts)
+    assert resumed.half_life_s == learnt.half_life_s
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     st.lists(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from typing import cast
 
 import orjson
 
@@ -14,6 +15,7 @@ from models.state import StateParams
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.pipeline import BatchProcessor, InboundRecord
+from streams.runtime.learner_state import LearnerProgress, LearnerState
 from streams.sources import SourceSet
 from streams.store import MemoryStore
 from tests.unit.fakes import RecordingPublisher
@@ -130,8 +132,16 @@ async def test_learning_off_keeps_the_configured_blend() -> None:
     assert dict(processor.params.source_weights) == DEFAULT_SOURCE_WEIGHTS
 
 
-async def test_the_api_follows_the_blend_the_workers_save() -> None:
-    """``socialrec api`` learns nothing: it ranks with the blend the workers last saved."""
+class _Learnt:
+    """The learner's progress as LearnerState reads it, with a learned half-life."""
+
+    async def progress(self) -> LearnerProgress:
+        return LearnerProgress(event_ts=0.0, refresh_s=None, half_life_s=7200.0)
+
+
+async def test_the_api_follows_the_blend_the_workers_save_and_the_learned_half_life() -> None:
+    """``socialrec api`` learns nothing: it ranks with the blend the workers last saved, and
+    decays social proof by the half-life the learner learnt."""
     from streams.http.serving import follow_knobs
 
     (store, cf), clock = _store(), Clock()
@@ -152,8 +162,11 @@ async def test_the_api_follows_the_blend_the_workers_save() -> None:
 
     store.load_knobs = load_and_tell  # type: ignore[method-assign]
     stop = asyncio.Event()
-    following = asyncio.create_task(follow_knobs(api, api.settings, stop))
+    assert api.params.social_half_life_s != 7200.0
+    learnt = cast(LearnerState, _Learnt())
+    following = asyncio.create_task(follow_knobs(api, learnt, api.settings, stop))
     await asyncio.wait_for(read.wait(), 10.0)
     stop.set()
-    await following  # its read applied
+    await following  # its reads applied
     assert dict(api.params.source_weights) == worker.knobs.weights
+    assert api.params.social_half_life_s == 7200.0
