@@ -104,3 +104,30 @@ async def test_the_worker_learns_its_blend_keeps_it_and_erases_what_it_learns_fr
 
         await wait_for(restored, what="the restarted worker's blend restored")
         assert (await _gauge(second, "socialrec_blend_observations") or 0) >= USERS - 5
+
+
+async def test_the_worker_decays_social_proof_by_the_half_life_its_learner_learnt(
+    settings: Settings, producer: AIOKafkaProducer, redis_client: aioredis.Redis
+) -> None:
+    """The learner stores the half-life it learns with its progress; the worker reads it
+    with the learner's lag and its lists' social proof decays by it from then on."""
+    now = time.time()
+    events = [_event(f"e{n}", f"u{n % 7}", "view", now + n, item_id=f"i{n % 5}") for n in range(40)]
+    gauge = "socialrec_social_half_life_seconds"
+    worker = WorkerProcess(settings)
+    async with running(worker):
+        configured = await _gauge(worker, gauge)
+        await produce_json(producer, settings, events)
+        learner = Keys().global_("learner")
+
+        async def stored() -> bool:
+            return await redis_client.hget(learner, "half_life_s") is not None
+
+        await wait_for(stored, what="the learner to store its half-life")
+        learnt = float(await redis_client.hget(learner, "half_life_s") or 0)
+        assert learnt != configured  # 6 h's nearest on the grid against social proof's 3 days
+
+        async def followed() -> bool:
+            return await _gauge(worker, gauge) == learnt
+
+        await wait_for(followed, what="the worker to use it")
