@@ -22,6 +22,7 @@ from functools import cached_property, partial
 from typing import Any, Protocol, TypeVar
 
 from models.events import Event
+from models.hybrid import CANDIDATES_PER_SOURCE  # per user and request, as eval's sources
 from models.recommend import Candidate, Pool, Source, source_pools
 from streams.metrics import WorkerMetrics
 from streams.runtime.outage import wait_out
@@ -57,11 +58,6 @@ class SourceModel(Protocol):
         """Remove the users from this source's state (their rows and their contributions to
         shared tables); returns, per user, how many stored entries were removed."""
         ...
-
-
-#: Candidates each source proposes per user and request (the assembly ranks their union);
-#: the same number models.hybrid uses offline.
-CANDIDATES_PER_SOURCE = 50
 
 
 @dataclass
