@@ -35,8 +35,8 @@ class ListSender(ProcessorCore):
         a, summary = applied, applied.summary
         if summary.rewinds:
             return summary, _done()
-        for event in a.fresh:  # before this batch's lists replace the ones the user saw
-            self._score_request(event)
+        # Before this batch's lists replace the ones the users saw.
+        lessons = [lesson for event in a.fresh if (lesson := self._score_request(event))]
         result = a.result
         unread = [user for user in a.triggers if user not in result.views]
         if unread:  # users whose events were all duplicates: the update read nobody
@@ -59,6 +59,7 @@ class ListSender(ProcessorCore):
                 self.metrics.event_to_publish.observe(max(0.0, delivered - record.timestamp))
             a.stages.observe(self.metrics)
             self.metrics.batch_seconds.observe(time.perf_counter() - a.started)
+            self._learn_blend(lessons)
 
         return summary, settle()
 

@@ -64,7 +64,15 @@ class WorkerKnobs:
     def acted(self, user_id: str, item_id: str) -> bool:
         """The user acted on ``item_id``: the blend learns from their last list (once); True
         if it learnt (some source had proposed the item)."""
-        blended = self._shown.pop(user_id, None)
+        return self.learn(self.lesson(user_id), item_id)
+
+    def lesson(self, user_id: str) -> Blended | None:
+        """The candidates of the user's last list, taken (a list teaches once): taken before
+        the user's next list replaces them, learnt from by :meth:`learn` when convenient."""
+        return self._shown.pop(user_id, None)
+
+    def learn(self, blended: Blended | None, item_id: str) -> bool:
+        """Learn from a :meth:`lesson` and the item acted on; True if it learnt."""
         return blended is not None and self.knobs.blend.observe(blended, item_id)
 
     def forget(self, user_ids: Iterable[str]) -> int:
