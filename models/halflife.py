@@ -196,7 +196,16 @@ class LearnedHalfLife:
         """A fresh estimator continuing a :meth:`choice`: the items' popularity is learnt
         again from the stream, and the half-life in use does not start over meanwhile."""
         pop = cls(top_size=top_size)
-        pop._choice = int(data["choice"])
+        pop._choice = GRID_S.index(chosen_half_life(data))
         pop.scores = np.asarray(data["scores"], dtype=np.float64)
         pop.observations = int(data["observations"])
         return pop
+
+
+def chosen_half_life(choice: Mapping[str, Any]) -> float:
+    """The half-life a :meth:`LearnedHalfLife.choice` is using, in seconds.
+
+    >>> chosen_half_life(LearnedHalfLife(start_s=3600.0).choice())
+    3840.0
+    """
+    return GRID_S[int(choice["choice"])]

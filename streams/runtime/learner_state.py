@@ -4,9 +4,9 @@
   dedupe window, so a redelivery teaches nothing twice;
 - the learner's hash (``learner``): the newest broker time learnt and the pools' refresh
   interval (what the worker reports as the learner's lag), the stream's learned half-life
-  (``half_life_s``, what social proof decays by, and ``half_life``, the estimator's choice
-  and scores it resumes from: models/halflife.py), and per partition of ``events`` the last
-  offset learnt (``offset:{topic}:{partition}``).
+  (``half_life``: the estimator's choice, which social proof decays by, and the scores it
+  resumes from: models/halflife.py), and per partition of ``events`` the last offset learnt
+  (``offset:{topic}:{partition}``).
 
 The offsets are written after every source has learnt the batch, so Redis holding an offset
 means it holds all that was learnt up to it: Redis keeps its writes in order, and a crash loses
@@ -26,14 +26,14 @@ import orjson
 import redis.asyncio as aioredis
 
 from models.events import Event
-from models.halflife import LearnedHalfLife
+from models.halflife import LearnedHalfLife, chosen_half_life
 from streams.keys import Keys
 from streams.runtime.pools import PoolStore
 
 #: KEYS: the learner's hash, then per user their learnt-ids key and erasure mark; ARGV: the
 #: newest broker time learnt (0: none), the window, JSON [[ts, id, ts, id, ...] per user], the
 #: pools' refresh interval in force, JSON {partition: the batch's last offset in it}, the
-#: learned half-life in seconds and its estimator's choice (JSON), or two empty strings.
+#: learned half-life's choice (JSON, models/halflife.py) or an empty string.
 #: A user erased since the learner checked gets no key back (their erasure deleted it).
 _MARK_UNLESS_ERASED = """
 for u, flat in ipairs(cjson.decode(ARGV[3])) do
@@ -45,7 +45,7 @@ for u, flat in ipairs(cjson.decode(ARGV[3])) do
 end
 if tonumber(ARGV[1]) > 0 then redis.call('HSET', KEYS[1], 'event_ts', ARGV[1]) end
 redis.call('HSET', KEYS[1], 'refresh_s', ARGV[4])
-if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'half_life_s', ARGV[6], 'half_life', ARGV[7]) end
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'half_life', ARGV[6]) end
 for part, last in pairs(cjson.decode(ARGV[5])) do
   local field = 'offset:' .. part
   if tonumber(last) > tonumber(redis.call('HGET', KEYS[1], field) or '-1') then
@@ -127,7 +127,6 @@ class LearnerState:
                 orjson.dumps(list(per_user.values())),
                 repr(refresh_s),
                 orjson.dumps(dict(ends)),
-                "" if half_life is None else repr(half_life.half_life_s),
                 "" if half_life is None else orjson.dumps(half_life.choice()),
             ],
         )
@@ -143,14 +142,14 @@ class LearnerState:
     async def progress(self) -> LearnerProgress | None:
         """How far the learner is, or None before its first batch."""
         learnt, refresh, half_life = await self.client.hmget(
-            self.keys.global_("learner"), "event_ts", "refresh_s", "half_life_s"
+            self.keys.global_("learner"), "event_ts", "refresh_s", "half_life"
         )
         if learnt is None:
             return None
         return LearnerProgress(
             float(learnt),
             None if refresh is None else float(refresh),
-            None if half_life is None else float(half_life),
+            None if half_life is None else chosen_half_life(orjson.loads(half_life)),
         )
 
     async def half_life(self, start_s: float) -> LearnedHalfLife:

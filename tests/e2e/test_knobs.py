@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaProducer
 
 from streams.config import Settings
 from streams.keys import Keys
+from streams.runtime.learner_state import LearnerState
 from streams.tools.replay import seen_events
 from tests.e2e.conftest import WorkerProcess, consume_until, produce_json, running, wait_for
 
@@ -118,13 +119,16 @@ async def test_the_worker_decays_social_proof_by_the_half_life_its_learner_learn
     async with running(worker):
         configured = await _gauge(worker, gauge)
         await produce_json(producer, settings, events)
-        learner = Keys().global_("learner")
+        state = LearnerState(redis_client)
 
         async def stored() -> bool:
-            return await redis_client.hget(learner, "half_life_s") is not None
+            progress = await state.progress()
+            return progress is not None and progress.half_life_s is not None
 
         await wait_for(stored, what="the learner to store its half-life")
-        learnt = float(await redis_client.hget(learner, "half_life_s") or 0)
+        progress = await state.progress()
+        assert progress is not None
+        learnt = progress.half_life_s
         assert learnt != configured  # 6 h's nearest on the grid against social proof's 3 days
 
         async def followed() -> bool:
