@@ -37,7 +37,7 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -55,6 +55,54 @@ CORRECTION_BOUND = 4.0
 FLOOR = -10.0
 #: Where a source with no starting weight starts (2^-4), until it has a record.
 START_FLOOR = -4.0
+
+
+#: A candidate outranks the item in a source only by more than this share of the item's score
+#: (the variants' sums are rounded: a tie there must not count as a win).
+_MARGIN = 1e-9
+
+
+def outranked(blended: Blended, item_id: str, sources: Sequence[Source], k: int) -> bool:
+    """Whether ``k`` candidates outrank the item under any positive weights of ``sources``:
+    at least its score in each, above it in one. Then no doubled or halved weight brings it
+    into the top ``k``, every variant's gain is 0, and the paired check has nothing to learn
+    (most acted-on items rank far down: this one pass over a pool spares the matrix).
+
+    >>> from models.recommend import blend_pools
+    >>> b = blend_pools({Source.ITEM_CF: {"a": (3.0, ()), "b": (2.0, ()), "c": (1.0, ())},
+    ...                  Source.MF: {"c": (1.0, ())}}, {Source.ITEM_CF: 1.0, Source.MF: 1.0})
+    >>> outranked(b, "c", [Source.ITEM_CF, Source.MF], 2), outranked(b, "b", [Source.ITEM_CF], 2)
+    (False, False)
+    >>> outranked(b, "c", [Source.ITEM_CF], 2)
+    True
+    """
+    own = []
+    for source in sources:
+        entry = blended.pools[source].get(item_id)
+        if entry is not None and entry[0] > 0.0:
+            own.append((blended.pools[source], entry[0]))
+    if not own:  # the item scores 0 here: every candidate with a score outranks it
+        scored = {c for s in sources for c, (raw, _) in blended.pools[s].items() if raw > 0.0}
+        return len(scored - {item_id}) >= k
+    own.sort(key=lambda pool_raw: len(pool_raw[0]))
+    (first, mine), rest = own[0], own[1:]
+    found = 0
+    for candidate, (raw, _) in first.items():
+        if raw < mine or candidate == item_id:
+            continue
+        above = raw > mine * (1.0 + _MARGIN)
+        for pool, theirs in rest:
+            entry = pool.get(candidate)
+            other = 0.0 if entry is None else entry[0]
+            if other < theirs:
+                break
+            above = above or other > theirs * (1.0 + _MARGIN)
+        else:
+            if above:
+                found += 1
+                if found >= k:
+                    return True
+    return False
 
 
 class BlendLearner:
@@ -116,7 +164,7 @@ class BlendLearner:
         better of the two (the gain of NDCG@``k``), so a source whose own record is good but
         whose candidates crowd out better ones from others is turned down, and the reverse."""
         sources = [s for s in blended.best if s in self._weights]
-        if len(sources) < 2:
+        if len(sources) < 2 or outranked(blended, item_id, sources, self.k):
             return
         candidates = list(blended.totals)
         row = {item: n for n, item in enumerate(candidates)}

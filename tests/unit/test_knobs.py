@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter, defaultdict
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given, settings
@@ -153,6 +154,38 @@ def test_weights_stay_in_range_and_wait_for_a_record(draws: list[tuple[int, int]
         if learner.counts.get(source, 0) < MIN_REQUESTS:
             assert weight == max(start[source], 2.0**-4)
     assert BlendLearner.restore(learner.state()).weights == learner.weights
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    requests=st.lists(
+        st.tuples(
+            st.dictionaries(st.integers(0, 8), st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0])),
+            st.dictionaries(st.integers(0, 8), st.floats(0.0, 3.0)),
+            st.dictionaries(st.integers(0, 8), st.sampled_from([0.5, 1.0])),
+            st.integers(0, 8),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_the_outranked_shortcut_learns_what_the_full_paired_check_learns(
+    requests: list[tuple[dict[int, float], dict[int, float], dict[int, float], int]],
+) -> None:
+    """Skipping the paired check for an item that ``k`` candidates outrank whatever the
+    weights (models.blendlearn.outranked) changes no correction: ties, zeros and items in
+    one, two or three sources included."""
+    start = {Source.ITEM_CF: 1.0, Source.MF: 0.5, Source.FBT: 0.25}
+    fast, full = BlendLearner(start, k=3), BlendLearner(start, k=3)
+    for cf, mf, fbt, chosen in requests:
+        pools: dict[Source, Pool] = {
+            source: {f"i{n}": (score, ()) for n, score in scores.items()}
+            for source, scores in ((Source.ITEM_CF, cf), (Source.MF, mf), (Source.FBT, fbt))
+        }
+        fast.observe(blend_pools(pools, fast.weights), f"i{chosen}")
+        with patch("models.blendlearn.outranked", lambda *_: False):
+            full.observe(blend_pools(pools, full.weights), f"i{chosen}")
+        assert fast.state() == full.state()
 
 
 def test_an_item_no_source_proposed_teaches_nothing() -> None:
