@@ -25,7 +25,16 @@ from models.recommend import (
     excluded_items,
 )
 from models.recommend import recommend as rank_for_user
-from models.state import MemoryState, Outcome, PopularView, StateParams, UserView
+from models.state import (
+    NEIGHBOURS_READ,
+    POPULAR_READ,
+    RECENT_READ,
+    MemoryState,
+    Outcome,
+    PopularView,
+    StateParams,
+    UserView,
+)
 
 
 class Scored(NamedTuple):
@@ -148,9 +157,9 @@ class ItemCFRecommender:
         state_params: StateParams,
         recommend_params: RecommendParams | None = None,
         *,
-        recent_items: int = 20,
-        neighbours: int = 20,
-        popular_items: int = 100,
+        recent_items: int = RECENT_READ,
+        neighbours: int = NEIGHBOURS_READ,
+        popular_items: int = POPULAR_READ,
         followee_items: int = 0,
     ) -> None:
         params = recommend_params or RecommendParams(half_life_s=state_params.half_life_s)

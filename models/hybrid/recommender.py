@@ -33,7 +33,14 @@ from models.recommend import (
     recommend,
 )
 from models.recommend.pools import personal_pools, scored_pool
-from models.state import PopularView, StateParams, UserView
+from models.state import (
+    NEIGHBOURS_READ,
+    POPULAR_READ,
+    RECENT_READ,
+    PopularView,
+    StateParams,
+    UserView,
+)
 
 
 class HybridRecommender:
@@ -48,9 +55,9 @@ class HybridRecommender:
         ranker: OnlineRanker | None = None,
         categories: Mapping[str, str] | None = None,
         name: str = "hybrid",
-        recent_items: int = 20,
-        neighbours: int = 20,
-        popular_items: int = 100,
+        recent_items: int = RECENT_READ,
+        neighbours: int = NEIGHBOURS_READ,
+        popular_items: int = POPULAR_READ,
         knobs: LearnedKnobs | None = None,
         followee_items: int = 0,
         followees: FolloweeItems | None = None,

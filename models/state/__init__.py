@@ -26,6 +26,9 @@ from models.state.memory import MemoryState
 from models.state.views import (
     COOCCURRENCE_CAP,
     COOCCURRENCE_WINDOW,
+    NEIGHBOURS_READ,
+    POPULAR_READ,
+    RECENT_READ,
     ErasureReport,
     Outcome,
     PopularView,
@@ -38,6 +41,9 @@ from models.state.views import (
 __all__ = [
     "COOCCURRENCE_CAP",
     "COOCCURRENCE_WINDOW",
+    "NEIGHBOURS_READ",
+    "POPULAR_READ",
+    "RECENT_READ",
     "ErasureReport",
     "MemoryState",
     "Outcome",

@@ -20,6 +20,13 @@ FOLLOWEES_READ = 50  # followees whose actions one read looks at
 ACTIONS_READ = 5  # latest actions read per followee
 SOCIAL_ACTION_TYPES = frozenset({EventType.LIKE, EventType.PURCHASE})
 
+#: What a list reads of a user's state (streams.store.ReadParams, eval's replay): the latest
+#: recent items, each one's best neighbours, and the popular fallback. Bounded, so a list's
+#: cost is (recent × neighbours pairs at most).
+RECENT_READ = 20
+NEIGHBOURS_READ = 20
+POPULAR_READ = 100
+
 #: Events that also lift an earlier "hide": the user has clearly changed their mind.
 UNHIDING_TYPES = frozenset({EventType.LIKE, EventType.SHARE, EventType.CART, EventType.PURCHASE})
 

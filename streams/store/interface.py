@@ -13,7 +13,15 @@ from typing import Any, Protocol
 
 from models.content import CatalogRecord
 from models.events import Event
-from models.state import ErasureReport, Outcome, PopularView, UserView
+from models.state import (
+    NEIGHBOURS_READ,
+    POPULAR_READ,
+    RECENT_READ,
+    ErasureReport,
+    Outcome,
+    PopularView,
+    UserView,
+)
 from models.trending import TrendingList
 from streams.store.offsets import OffsetRange, Position
 
@@ -22,9 +30,9 @@ from streams.store.offsets import OffsetRange, Position
 class ReadParams:
     """How much to read back per affected user (bounded so scoring cost is bounded)."""
 
-    recent_items: int = 20
-    neighbours: int = 20
-    popular: int = 100
+    recent_items: int = RECENT_READ
+    neighbours: int = NEIGHBOURS_READ
+    popular: int = POPULAR_READ
 
 
 #: What the learner reads of a user: only what excludes items from their candidates.
