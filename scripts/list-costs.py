@@ -68,23 +68,12 @@ def main(events: int) -> None:
     learner = BlendLearner(dict(PARAMS.source_weights))
     print(f"{len(requests)} lists after {events:,} events, µs per list (best of {PASSES} passes):")
     print(f"  building the ranking       {best_of(build, requests):7.1f}")
-    chosen = _timed_choose(lambda: [build(r) for r in requests], categories)
+    chosen = best_of(lambda ranking: ranking.choose(categories), rankings)
     print(f"  choosing and explaining    {chosen:7.1f}")
     json = best_of(lambda recs: recommendations_json(recs, trigger, "e", "v"), lists)
     print(f"  JSON                       {json:7.1f}")
     lesson = best_of(lambda one: learner.observe(*one), lessons)
     print(f"  blend learner's lesson     {lesson:7.1f}  (a random candidate acted on)")
-
-
-def _timed_choose(fresh: Callable[[], list[Ranking]], categories: dict[str, str]) -> float:
-    best = float("inf")
-    for _ in range(PASSES):
-        rankings = fresh()
-        began = time.perf_counter()
-        for ranking in rankings:
-            ranking.choose(categories)
-        best = min(best, (time.perf_counter() - began) / len(rankings))
-    return best * 1e6
 
 
 if __name__ == "__main__":
