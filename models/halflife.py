@@ -77,10 +77,16 @@ class LearnedHalfLife:
         )
         self._top: list[tuple[float, str]] = []  # (log key, item) ascending, under the choice
         self._in_top: dict[str, float] = {}
+        self._changed: set[str] = set()  # items whose rows changed since take_rows()
 
     @property
     def half_life_s(self) -> float:
         return float(self.grid[self._choice])
+
+    @property
+    def newest_ts(self) -> float | None:
+        """The time of the newest update (None before the first)."""
+        return self._total_ts
 
     def update(self, item_id: str, weight: float, ts: float) -> None:
         """Score the half-lives on this event (if the item was seen before), then learn it."""
@@ -97,13 +103,37 @@ class LearnedHalfLife:
             log_s = np.full(len(GRID_S), log_w)
         else:
             decayed = self._log_s[row] - (ts - self._last[row]) * self._rate
-            self._observe(decayed - log_total)
+            if np.isfinite(decayed).all():  # (-inf: every touch was withdrawn, as if unseen)
+                self._observe(decayed - log_total)
             log_s = np.logaddexp(decayed, log_w)
         self._log_s[row] = log_s
         self._last[row] = ts
         self._log_total = np.logaddexp(log_total, log_w)
         self._total_ts = ts
+        self._changed.add(item_id)
         self._offer(item_id, float(log_s[self._choice] + ts * self._rate[self._choice]))
+
+    def withdraw(self, item_id: str, weight: float, ts: float) -> None:
+        """Take back what ``update(item_id, weight, ts)`` added (erasure), under every
+        half-life; never below zero, so withdrawing what was never learnt leaves nothing of
+        the item rather than a negative count.
+
+        >>> pop = LearnedHalfLife()
+        >>> pop.update("a", 2.0, ts=0.0); pop.update("a", 1.0, ts=60.0)
+        >>> pop.withdraw("a", 2.0, ts=0.0)
+        >>> round(pop.score("a", now=60.0), 9), pop.top(1, now=60.0)[0][0]
+        (1.0, 'a')
+        >>> pop.withdraw("a", 1.0, ts=60.0); pop.top(1, now=60.0)
+        []
+        """
+        row = self._index.get(item_id)
+        if row is None or weight <= 0.0:
+            return
+        self._log_s[row] = _less(self._log_s[row], self._last[row], weight, ts, self._rate)
+        if self._total_ts is not None:
+            self._log_total = _less(self._log_total, self._total_ts, weight, ts, self._rate)
+        self._changed.add(item_id)
+        self._rebuild_top()  # erasures are rare: a lowered item may fall out of the top
 
     def _observe(self, log_likelihood: npt.NDArray[np.float64]) -> None:
         self.observations += 1
@@ -140,7 +170,9 @@ class LearnedHalfLife:
         count = len(self._ids)
         keys = self._log_s[:count, self._choice] + self._last[:count] * self._rate[self._choice]
         keep = np.argsort(keys, kind="stable")[-self.top_size :]
-        self._top = sorted((float(keys[r]), self._ids[r]) for r in keep.tolist())
+        self._top = sorted(
+            (float(keys[r]), self._ids[r]) for r in keep.tolist() if keys[r] > -np.inf
+        )
         self._in_top = {item: key for key, item in self._top}
 
     def score(self, item_id: str, now: float) -> float:
@@ -200,6 +232,54 @@ class LearnedHalfLife:
         pop.scores = np.asarray(data["scores"], dtype=np.float64)
         pop.observations = int(data["observations"])
         return pop
+
+    # ---- the items' history, kept beside the choice (streams/runtime/learner_state.py) ------
+    def take_rows(self) -> dict[str, bytes]:
+        """Each item changed since the last call as bytes (its last update time, then its log
+        score under each half-life), and under ``""`` the whole stream's; :meth:`put_rows`
+        takes them back."""
+        index = self._index
+        rows = {
+            i: np.append(self._last[index[i]], self._log_s[index[i]]).tobytes()
+            for i in self._changed
+        }
+        self._changed.clear()
+        if self._total_ts is not None:
+            rows[""] = np.append(self._total_ts, self._log_total).tobytes()
+        return rows
+
+    def put_rows(self, rows: Mapping[str, bytes]) -> None:
+        """Continue from rows :meth:`take_rows` gave (a restarted learner's popularity).
+
+        >>> pop = LearnedHalfLife()
+        >>> pop.update("a", 1.0, ts=0.0)
+        >>> again = LearnedHalfLife.resume(pop.choice()); again.put_rows(pop.take_rows())
+        >>> again.top(1, now=0.0) == pop.top(1, now=0.0)
+        True
+        """
+        for item_id, raw in rows.items():
+            values = np.frombuffer(raw, dtype=np.float64)
+            if item_id == "":
+                self._total_ts, self._log_total = float(values[0]), values[1:].copy()
+                continue
+            row = self._index.get(item_id)
+            row = self._add(item_id) if row is None else row
+            self._last[row], self._log_s[row] = values[0], values[1:]
+        self._rebuild_top()
+
+
+def _less(
+    log_s: npt.NDArray[np.float64],
+    at: float,
+    weight: float,
+    ts: float,
+    rate: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """``log(s − w·2^(−(at−ts)/h))`` per half-life, −inf where nothing is left."""
+    gap = math.log(weight) - (at - ts) * rate - log_s  # log of the share withdrawn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        left = log_s + np.log1p(-np.exp(np.minimum(gap, 0.0)))
+    return np.where(gap < math.log1p(-1e-9), left, -np.inf)
 
 
 def chosen_half_life(choice: Mapping[str, Any]) -> float:

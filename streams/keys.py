@@ -93,6 +93,8 @@ GLOBAL_FIELDS: Final = (
     "content_items",  # hash item -> encoded content vector
     "content_changes",  # stream of item ids whose content vector changed (workers follow it)
     "learner",  # hash: the learner's progress (event_ts: the newest broker time it learnt)
+    "popularity_learnt",  # hash item -> its popularity under every half-life (learner_state.py)
+    "popularity_withdrawn",  # list: erased events (item, weight, time) for the learner to undo
     "offsets",  # hash "topic:partition" -> applied offset, "…:published" -> published offset
     "knobs",  # string: the learnt blend (streams/runtime/knobs.py; per-source figures, no user id)
 )
@@ -126,6 +128,8 @@ SOURCE_FIELDS: Final = frozenset(
         "pools",
         "learnt",
         "learner",
+        "popularity_learnt",
+        "popularity_withdrawn",
         "marks",
     }
 )

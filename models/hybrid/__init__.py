@@ -50,6 +50,7 @@ from models.hybrid.sources import (
     Request,
     SourcePools,
     fbt_candidates,
+    popular_pool,
     source_requests,
 )
 
@@ -79,5 +80,6 @@ __all__ = [
     "build_hybrid",
     "build_sources",
     "fbt_candidates",
+    "popular_pool",
     "source_requests",
 ]

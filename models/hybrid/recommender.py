@@ -14,10 +14,10 @@ from models.followees import FolloweeItems
 from models.hybrid.sources import (
     CANDIDATES_PER_SOURCE,
     FOLLOWED,
-    POPULAR_NOW,
     HybridSources,
     Request,
     SourcePools,
+    popular_pool,
 )
 from models.knobs import LearnedKnobs
 from models.popularity import decayed_score
@@ -169,10 +169,7 @@ class HybridRecommender:
             pools[Source.FOLLOWEES] = scored_pool(Source.FOLLOWEES, found, FOLLOWED)
         if self.knobs is not None:
             # Popularity as a source of its own, so the blend can learn how much it is worth.
-            best = [(i, p) for i, p in popular.items if i not in excluded]
-            pools[Source.POPULAR] = scored_pool(
-                Source.POPULAR, best[:CANDIDATES_PER_SOURCE], POPULAR_NOW
-            )
+            pools[Source.POPULAR] = popular_pool(popular, excluded)
         pools = {source: pool for source, pool in pools.items() if pool}
         weights = self._weights if self.knobs is None else self.knobs.blend.weights
         blended = blend_pools(pools, weights, len(view.recent))

@@ -46,6 +46,18 @@ CO_OCCURRING = (Reason(None, 1.0, action="bought_together_by_others"),)
 FOLLOWED = (Reason(None, 1.0, action="followees_recent"),)
 
 
+def popular_pool(popular: PopularView, excluded: AbstractSet[str]) -> Pool:
+    """Popularity as a source of its own, so the learnt blend can weigh it: the best
+    :data:`CANDIDATES_PER_SOURCE` popular items the user may be shown (eval's hybrid and the
+    worker, with a learnt blend).
+
+    >>> popular_pool(PopularView((("a", 3.0), ("b", 2.0)), 0.0), {"a"})
+    {'b': (2.0, (Reason(item_id=None, contribution=1.0, user_id=None, action='popular'),))}
+    """
+    best = [(i, p) for i, p in popular.items if i not in excluded]
+    return scored_pool(Source.POPULAR, best[:CANDIDATES_PER_SOURCE], POPULAR_NOW)
+
+
 class Request(NamedTuple):
     """One request as read: the user, the time, their view, every source's pool and the
     popular items."""

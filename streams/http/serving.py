@@ -82,8 +82,8 @@ async def follow_knobs(
             await processor.restore_knobs(time.time())
         with contextlib.suppress(Exception):  # an outage: the next round reads it again
             progress = await learnt.progress()
-            if progress is not None and progress.half_life_s is not None:
-                processor.use_half_life(progress.half_life_s)
+            if progress is not None:
+                processor.follow_learner(progress)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), settings.learn_blend_persist_s)
 

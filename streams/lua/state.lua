@@ -9,7 +9,9 @@ snapshots. Key names follow streams/keys.py. Item co-occurrence and similarity a
 the learner keeps them (streams/sources/itemcf.py); this script only reads the neighbour lists.
 
 ARGV[1]  mode: "process" (apply events, then read the affected users), "read" (read only)
-         or "erase" (remove users from every derived state; returns counts per user)
+         or "erase" (remove users from every derived state; returns counts per user);
+         "erase+withdraw" also hands each logged event to the learner's popularity, which
+         keeps its own counts (streams/runtime/learner_state.py ``popularity_withdrawn``)
 ARGV[2]  key prefix, e.g. "sr:"
 ARGV[3..8]  history_size, dedupe_window, affinity_cap, half_life_s, popularity_cap,
             trending_span (buckets per trending window)
@@ -61,6 +63,8 @@ local function tkey(bucket, scope) return P .. 't:' .. bucket .. ':' .. scope en
 local function tnkey(bucket, scope) return P .. 'tn:' .. bucket .. ':' .. scope end
 local TRENDING_CHANGED = P .. 'trending_changed'
 local POPULARITY = P .. 'popularity'
+-- Anonymous (item, weight, time) of erased events, for the learner to take out of its own.
+local WITHDRAWN = P .. 'popularity_withdrawn'
 local LANDMARK = P .. 'landmark'
 
 local UNHIDING = { like = true, share = true, cart = true, purchase = true }
@@ -233,7 +237,7 @@ local function subtract_popularity(item, weight, ts)
 end
 
 -- Remove a user from every derived state (MemoryState.erase); returns counts only.
-local function erase(user)
+local function erase(user, withdraw)
   local items = redis.call('ZRANGE', ukey(user, 'history'), 0, -1)
   local logged = 0
   local seen = redis.call('ZRANGE', ukey(user, 'seen_events'), 0, -1, 'WITHSCORES')
@@ -243,6 +247,10 @@ local function erase(user)
       local tab = string.find(entry, '\t', 1, true)
       subtract_popularity(string.sub(entry, tab + 1), tonumber(string.sub(entry, 1, tab - 1)),
         tonumber(seen[k + 1]))
+      if withdraw then
+        redis.call('RPUSH', WITHDRAWN, string.sub(entry, tab + 1) .. '\t' ..
+          string.sub(entry, 1, tab - 1) .. '\t' .. seen[k + 1])
+      end
       logged = logged + 1
     end
   end
@@ -419,9 +427,9 @@ if mode == 'process' then
       redis.call('HSET', OFFSETS, field, published)
     end
   end
-elseif mode == 'erase' then
+elseif mode == 'erase' or mode == 'erase+withdraw' then
   local reports = {}
-  for u = 0, N - 1 do reports[#reports + 1] = erase(ARGV[FIRST + u]) end
+  for u = 0, N - 1 do reports[#reports + 1] = erase(ARGV[FIRST + u], mode == 'erase+withdraw') end
   return reports
 else
   for u = 0, N - 1 do to_read[#to_read + 1] = ARGV[FIRST + u] end

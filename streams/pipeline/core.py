@@ -18,6 +18,7 @@ from models.evaluation import TARGET_TYPES
 from models.events import Event
 from models.live_quality import LiveQuality
 from models.recommend import Blended, Pool, RecommendParams, Source
+from models.state import PopularView
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.pipeline.records import InboundRecord, Publisher
@@ -25,6 +26,7 @@ from streams.pipeline.wire import dead_letter_headers
 from streams.runtime.analytics import MerchantAnalytics
 from streams.runtime.forgetting import marked
 from streams.runtime.knobs import WorkerKnobs
+from streams.runtime.learner_state import LearnerProgress
 from streams.runtime.outage import BACKOFF_S, wait_out
 from streams.runtime.pools import PoolStore
 from streams.sources import SourceSet
@@ -79,6 +81,9 @@ class ProcessorCore:
     newest_arrival: float = 0.0
     #: Live hit rate and fairness of the published lists (per-user part erased by forget()).
     live: LiveQuality = field(default_factory=LiveQuality)
+    #: The learner's popular items under the half-life it learnt (:meth:`follow_learner`);
+    #: None: the state's, decayed by the configured half-life.
+    learnt_popular: PopularView | None = None
     #: Per-merchant funnel and exposure counters (streams/runtime/analytics.py), if the API runs.
     analytics: MerchantAnalytics | None = None
     #: The learnt blend and each user's last list's candidates (None: the configured blend).
@@ -199,6 +204,19 @@ class ProcessorCore:
         if self.knobs is None:
             return self._params
         return replace(self._params, source_weights=tuple(self.knobs.weights.items()))
+
+    def follow_learner(self, progress: LearnerProgress) -> None:
+        """Use what the learner learnt from the stream: social proof decays by its half-life
+        and, with a learnt blend, the popular items are its own under that half-life, as in
+        eval (models/hybrid/recommender.py ``popular_for``)."""
+        half_life_s = progress.half_life_s
+        if half_life_s is None:
+            return
+        self.use_half_life(half_life_s)
+        if progress.popular is not None and self.knobs is not None:
+            self.learnt_popular = progress.popular
+            if self._params.half_life_s != half_life_s:
+                self._params = replace(self._params, half_life_s=half_life_s)
 
     def use_half_life(self, half_life_s: float) -> None:
         """Decay social proof by the half-life the learner learnt from the stream (eval's

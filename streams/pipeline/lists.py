@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from models.hybrid import popular_pool
 from models.recommend import Pool, Ranking, Recommendations, Source, excluded_items
 from streams.metrics import count_by
 from streams.pipeline.core import ProcessorCore
@@ -147,19 +148,21 @@ class ListSender(ProcessorCore):
     def _rankings(
         self, result: BatchResult, now: float, extra: Mapping[str, Mapping[Source, Pool]]
     ) -> dict[str, Ranking]:
-        """Each read user's candidates in order, before the category cap."""
-        params = self.params
-        return {
-            user_id: Ranking(
-                view,
-                result.popular,
-                params,
-                now=now,
-                trending=self.trending,
-                extra=extra.get(user_id),
+        """Each read user's candidates in order, before the category cap. With the learner's
+        popularity and a learnt blend, popularity is also a source the blend weighs, as in
+        eval (models/hybrid/recommender.py)."""
+        params, learnt = self.params, self.learnt_popular
+        popular = result.popular if learnt is None else learnt
+        rankings = {}
+        for user_id, view in result.views.items():
+            pools = extra.get(user_id)
+            if learnt is not None and self.knobs is not None:
+                own = popular_pool(learnt, excluded_items(view, params))
+                pools = {**(pools or {}), Source.POPULAR: own}
+            rankings[user_id] = Ranking(
+                view, popular, params, now=now, trending=self.trending, extra=pools
             )
-            for user_id, view in result.views.items()
-        }
+        return rankings
 
     async def _categories(self, rankings: Iterable[Ranking]) -> dict[str, str] | None:
         """Categories of the items the category cap may read (only with a cap): a few dozen

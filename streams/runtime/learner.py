@@ -116,7 +116,7 @@ class Learner:
         fresh = await self._wait_out(
             lambda: self.state.unlearnt([e for e, _ in valid]), "learnt ids"
         )
-        await self._learn_half_life(fresh)
+        withdrawn = await self._learn_half_life(fresh)
         progress = Progress(
             self.state.client,
             self.state.keys,
@@ -132,25 +132,40 @@ class Learner:
         ends: dict[str, int] = {}
         for r in records:  # every record, valid or not: the next batch starts after these
             ends[f"{r.topic}:{r.partition}"] = r.offset
-        mark = lambda: self.state.mark(unmarked, newest, interval, ends, self.half_life)  # noqa: E731
+        half_life = self.half_life
+        mark = lambda: self.state.mark(unmarked, newest, interval, ends, half_life, withdrawn)  # noqa: E731
         await self._wait_out(mark, "progress")
         self._stored.update(ends)
         for part in ends:  # stored past it: a later gap there is a new one
             self._rewound.pop(part, None)
         return len(fresh)
 
-    async def _learn_half_life(self, fresh: Sequence[Event]) -> None:
-        """Feed the half-life every fresh item event, oldest first (a batch mixes partitions),
-        and give the sources that decay by it the value it has now."""
+    async def _learn_half_life(self, fresh: Sequence[Event]) -> int:
+        """Take the erasures' withdrawals out of the learned popularity, feed it every fresh
+        item event, oldest first (a batch mixes partitions), and give the sources that decay by
+        it the value it has now. Returns the withdrawals applied, for the step that stores it."""
         if self.half_life is None:
             start_s = self.settings.popularity_half_life_s
             stored = lambda: self.state.half_life(start_s)  # noqa: E731
             self.half_life = await self._wait_out(stored, "half-life")
+        withdrawn = await self._wait_out(self.state.withdrawals, "withdrawals")
+        for item_id, weight_, ts in withdrawn:
+            self.half_life.withdraw(item_id, weight_, ts)
         weight = self.store.params.weight
         for event in sorted(fresh, key=lambda e: e.ts):
             if event.item_id is not None:
                 self.half_life.update(event.item_id, weight(event.type), event.ts)
         self.sources.use_half_life(self.half_life.half_life_s)
+        return len(withdrawn)
+
+    async def withdraw_idle(self) -> None:
+        """Apply erasures' withdrawals while no events come (an erasure reaches the learned
+        popularity in seconds either way)."""
+        if await self._wait_out(self.state.withdrawals, "withdrawals"):
+            withdrawn = await self._learn_half_life(())
+            interval, half_life = self.refreshes.interval_s, self.half_life
+            mark = lambda: self.state.mark((), 0.0, interval, {}, half_life, withdrawn)  # noqa: E731
+            await self._wait_out(mark, "progress")
 
     async def rewind(self, consumer: Any, records: Sequence[InboundRecord]) -> list[InboundRecord]:
         """The records to learn, after sending the consumer back on each partition where it
@@ -186,6 +201,8 @@ class Learner:
             self._rewound[part] = resume
             self._stored.pop(part, None)
             log.warning("learner: partition %s goes back to the learnt state's offset", partition)
+        if back:  # the popularity learnt past those offsets goes back with them
+            self.half_life = None
         return [r for r in records if f"{r.topic}:{r.partition}" not in back]
 
     async def forget_erased(self, digests: AbstractSet[str]) -> int:
@@ -233,6 +250,7 @@ class Learner:
                     self.refreshes.pace(self.clock() - max(r.timestamp for r in records))
                 else:  # idle for IDLE_S: those put off are due (busy, a batch takes them)
                     await self.refresh(self.refreshes.take({}, self.monotonic()), self.clock())
+                    await self.withdraw_idle()
                 await self._wait_out(consumer.commit, "commit")
         finally:
             await consumer.stop()

@@ -6,7 +6,13 @@
   interval (what the worker reports as the learner's lag), the stream's learned half-life
   (``half_life``: the estimator's choice, which social proof decays by, and the scores it
   resumes from: models/halflife.py), and per partition of ``events`` the last offset learnt
-  (``offset:{topic}:{partition}``).
+  (``offset:{topic}:{partition}``), and the most popular items under that half-life
+  (``popular``: JSON ``[at, [[item, score], ...]]``, the scores at ``at``, event time): the
+  worker's popular fallback and source;
+- ``popularity_learnt``: each item's decayed popularity under every half-life the estimator
+  compares (models/halflife.py ``take_rows``), so a restarted learner goes on from it;
+- ``popularity_withdrawn``: an erasure's anonymous ``item<TAB>weight<TAB>ts`` entries
+  (streams/lua/state.lua), taken out of that popularity by the next step that stores it.
 
 The offsets are written after every source has learnt the batch, so Redis holding an offset
 means it holds all that was learnt up to it: Redis keeps its writes in order, and a crash loses
@@ -20,24 +26,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import orjson
 import redis.asyncio as aioredis
 
 from models.events import Event
 from models.halflife import LearnedHalfLife, chosen_half_life
-from streams.keys import Keys
+from models.state import POPULAR_READ, PopularView
+from streams.keys import Keys, decoded
 from streams.runtime.pools import PoolStore
 
-#: KEYS: the learner's hash, then per user their learnt-ids key and erasure mark; ARGV: the
-#: newest broker time learnt (0: none), the window, JSON [[ts, id, ts, id, ...] per user], the
-#: pools' refresh interval in force, JSON {partition: the batch's last offset in it}, the
-#: learned half-life's choice (JSON, models/halflife.py) or an empty string.
+#: KEYS: the learner's hash, the learned popularity's rows, its withdrawals, then per user
+#: their learnt-ids key and erasure mark; ARGV: the newest broker time learnt (0: none), the
+#: window, JSON [[ts, id, ts, id, ...] per user], the pools' refresh interval in force, JSON
+#: {partition: the batch's last offset in it}, the learned half-life's choice (JSON,
+#: models/halflife.py) or an empty string, the popular items (JSON) or an empty string, the
+#: withdrawals applied (dropped from the head of their list), then item, row, item, row...
 #: A user erased since the learner checked gets no key back (their erasure deleted it).
 _MARK_UNLESS_ERASED = """
 for u, flat in ipairs(cjson.decode(ARGV[3])) do
-  local learnt, erased = KEYS[2 * u], KEYS[2 * u + 1]
+  local learnt, erased = KEYS[2 * u + 2], KEYS[2 * u + 3]
   if redis.call('EXISTS', erased) == 0 then
     for i = 1, #flat, 2 do redis.call('ZADD', learnt, flat[i], flat[i + 1]) end
     redis.call('ZREMRANGEBYRANK', learnt, 0, -tonumber(ARGV[2]) - 1)
@@ -46,6 +55,9 @@ end
 if tonumber(ARGV[1]) > 0 then redis.call('HSET', KEYS[1], 'event_ts', ARGV[1]) end
 redis.call('HSET', KEYS[1], 'refresh_s', ARGV[4])
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'half_life', ARGV[6]) end
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'popular', ARGV[7]) end
+if tonumber(ARGV[8]) > 0 then redis.call('LTRIM', KEYS[3], tonumber(ARGV[8]), -1) end
+for i = 9, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 for part, last in pairs(cjson.decode(ARGV[5])) do
   local field = 'offset:' .. part
   if tonumber(last) > tonumber(redis.call('HGET', KEYS[1], field) or '-1') then
@@ -64,6 +76,8 @@ class LearnerProgress(NamedTuple):
     event_ts: float
     refresh_s: float | None
     half_life_s: float | None = None
+    #: The most popular items under that half-life, their scores at its landmark.
+    popular: PopularView | None = None
 
 
 @dataclass
@@ -110,26 +124,53 @@ class LearnerState:
         refresh_s: float,
         ends: Mapping[str, int],
         half_life: LearnedHalfLife | None = None,
+        withdrawn: int = 0,
     ) -> None:
         """Remember the events as learnt (each user's window trimmed, users erased meanwhile
         left out, as their pools are) and the progress, with ``ends`` (partition -> the
-        batch's last offset in it) and the learned ``half_life``, in one atomic step."""
+        batch's last offset in it), the learned ``half_life`` with its changed rows and
+        popular items, and that the first ``withdrawn`` withdrawals are applied, in one atomic
+        step."""
         per_user: dict[str, list[Any]] = {}
         for event in events:
             per_user.setdefault(event.user_id, []).extend((event.ts, event.event_id))
         users = list(per_user)
         keys = [k for u in users for k in (self.keys.user(u, "learnt"), self.keys.erased(u))]
+        choice: bytes | str = ""
+        popular: bytes | str = ""
+        rows: list[str | bytes] = []
+        if half_life is not None:
+            choice = orjson.dumps(half_life.choice())
+            at = half_life.newest_ts
+            if at is not None:
+                popular = orjson.dumps([at, half_life.top(POPULAR_READ, at)])
+            rows = [x for item, row in half_life.take_rows().items() for x in (item, row)]
         await self._mark(
-            keys=[self.keys.global_("learner"), *keys],
+            keys=[self.keys.global_("learner"), *self._popularity_keys(), *keys],
             args=[
                 repr(newest_arrival),
                 self.dedupe_window,
                 orjson.dumps(list(per_user.values())),
                 repr(refresh_s),
                 orjson.dumps(dict(ends)),
-                "" if half_life is None else orjson.dumps(half_life.choice()),
+                choice,
+                popular,
+                withdrawn,
+                *rows,
             ],
         )
+
+    def _popularity_keys(self) -> tuple[str, str]:
+        return self.keys.global_("popularity_learnt"), self.keys.global_("popularity_withdrawn")
+
+    async def withdrawals(self) -> list[tuple[str, float, float]]:
+        """The erasures' withdrawals not yet applied, oldest first: (item, weight, ts)."""
+        raw = await self.client.lrange(self._popularity_keys()[1], 0, -1)
+        found = []
+        for entry in raw:
+            item, weight, ts = decoded(entry).split("\t")
+            found.append((item, float(weight), float(ts)))
+        return found
 
     async def resume_points(self, partitions: Sequence[str]) -> dict[str, int]:
         """Per partition (``topic:partition``), the offset after the last one learnt, as
@@ -141,25 +182,33 @@ class LearnerState:
 
     async def progress(self) -> LearnerProgress | None:
         """How far the learner is, or None before its first batch."""
-        learnt, refresh, half_life = await self.client.hmget(
-            self.keys.global_("learner"), "event_ts", "refresh_s", "half_life"
+        learnt, refresh, half_life, popular = await self.client.hmget(
+            self.keys.global_("learner"), "event_ts", "refresh_s", "half_life", "popular"
         )
         if learnt is None:
             return None
+        view = None
+        if popular is not None:
+            at, items = orjson.loads(popular)
+            view = PopularView(tuple((str(i), float(s)) for i, s in items), float(at))
         return LearnerProgress(
             float(learnt),
             None if refresh is None else float(refresh),
             None if half_life is None else chosen_half_life(orjson.loads(half_life)),
+            view,
         )
 
     async def half_life(self, start_s: float) -> LearnedHalfLife:
-        """The half-life estimator to go on with: the stored choice, or a new one at
-        ``start_s``. Several learners share it (last writer wins): each learns from its own
-        partitions, a sample of the same stream."""
+        """The half-life estimator to go on with: the stored choice and items' popularity,
+        or a new one at ``start_s``. Several learners share it (last writer wins): each
+        learns from its own partitions, a sample of the same stream."""
         stored = await self.client.hget(self.keys.global_("learner"), "half_life")
         if stored is None:
             return LearnedHalfLife(start_s)
-        return LearnedHalfLife.resume(orjson.loads(stored))
+        estimator = LearnedHalfLife.resume(orjson.loads(stored))
+        rows = await self.client.hgetall(self._popularity_keys()[0])
+        estimator.put_rows({decoded(item): cast(bytes, row) for item, row in rows.items()})
+        return estimator
 
     async def erase(self, user_ids: Sequence[str]) -> int:
         """Forget the users' pools and learnt ids; returns how many keys went."""

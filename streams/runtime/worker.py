@@ -96,6 +96,7 @@ def settings_store(settings: Settings, client: Any) -> RedisStore:
         erased_ttl_s=erasure_mark_ttl_s(load_topics(settings.topics_file)),
         neighbours_ttl_s=settings.neighbours_ttl_s,
         popular_ttl_s=settings.popular_ttl_s,
+        withdraw=settings.learner != "inline",
     )
 
 
@@ -271,8 +272,8 @@ class WorkerLoops:
         self.metrics.learner_lag_seconds.set(lag_s)
         if progress is not None and progress.refresh_s is not None:
             self.metrics.learner_refresh_seconds.set(progress.refresh_s)
-        if progress is not None and progress.half_life_s is not None:
-            self.processor.use_half_life(progress.half_life_s)
+        if progress is not None:
+            self.processor.follow_learner(progress)
 
     async def health(self) -> tuple[dict[str, Any], bool]:
         """Ready = Redis answers and the consumer owns partitions (after the group join)."""

@@ -57,12 +57,17 @@ class RedisStore:
         erased_ttl_s: int = 0,
         neighbours_ttl_s: float = 0.0,
         popular_ttl_s: float = 0.0,
+        withdraw: bool = False,
     ) -> None:
         """``erased_ttl_s``: how long erasure marks last (0: for ever); the worker derives it
         from topics.yaml (``streams.ops.topics.erasure_mark_ttl_s``). ``neighbours_ttl_s``: how long
         the worker keeps an item's neighbour list (0: the script reads them for every list).
         ``popular_ttl_s``: how long it keeps the most popular items (0: read with every batch).
+        ``withdraw``: erasure hands the users' logged events to a learner, which keeps
+        popularity of its own (streams/runtime/learner_state.py); only where one runs, since
+        nobody else takes them.
         """
+        self._erase_mode = "erase+withdraw" if withdraw else "erase"
         self.client = client
         self._popular_ttl_s = popular_ttl_s
         self._popular: PopularView | None = None
@@ -291,7 +296,7 @@ class RedisStore:
 
     async def erase_users(self, user_ids: Sequence[str]) -> list[ErasureReport]:
         self._looks.clear()  # the erasure subtracts from buckets of the past too
-        args = [*self._args("erase", len(user_ids)), *user_ids]
+        args = [*self._args(self._erase_mode, len(user_ids)), *user_ids]
         raw = await self._script(keys=[], args=args)
         return [ErasureReport(int(h), int(e), int(f)) for h, e, f in raw]
 

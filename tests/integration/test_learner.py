@@ -104,6 +104,50 @@ async def test_the_learner_teaches_once_and_keeps_the_pools_the_sources_give(
     assert again.half_life.state() == learner.half_life.state()
 
 
+def _popularity(learner: Learner, now: float) -> dict[str, float]:
+    assert learner.half_life is not None
+    return dict(learner.half_life.top(10, now))
+
+
+async def test_the_learnt_popularity_outlives_a_restart_and_forgets_an_erased_user(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    """The worker's popular items come from the learner's popularity under the half-life it
+    learnt: a restarted learner goes on from the stored one, and an erasure takes the user's
+    events out of it (through the state's withdrawals), as if they had never been learnt."""
+    events, now = _stream(), T0 + 60
+    store = RedisStore(redis_client, state_params(settings), withdraw=True)
+    await store.process_batch(events)  # the worker's part: erasure reads its event log
+    learner = _learner(redis_client, settings)
+    await learner.learn(_records(events))
+    progress = await learner.state.progress()
+    assert progress is not None
+    assert progress.popular is not None
+    assert dict(progress.popular.items) == pytest.approx(
+        _popularity(learner, progress.popular.landmark)
+    )
+    again = _learner(redis_client, settings)
+    await again.learn(_records([], first_offset=len(events)))  # nothing new: loads the stored
+    assert _popularity(again, now) == pytest.approx(_popularity(learner, now), rel=1e-12)
+
+    await store.erase_users(["bob"])  # bob bought phone and case
+    assert await redis_client.llen(Keys().global_("popularity_withdrawn")) == 2
+    await again.withdraw_idle()
+    assert again.half_life is not None
+    h, weight = again.half_life.half_life_s, again.store.params.weight(EventType.PURCHASE)
+    never: dict[str, float] = {}  # the popularity of a stream without bob
+    for e in events:
+        if e.user_id != "bob" and e.item_id is not None:
+            never[e.item_id] = never.get(e.item_id, 0.0) + weight * 2.0 ** (-(now - e.ts) / h)
+    assert _popularity(again, now) == pytest.approx(never, rel=1e-9)
+    assert await redis_client.llen(Keys().global_("popularity_withdrawn")) == 0
+    stored = await again.state.progress()
+    assert stored is not None
+    assert stored.popular is not None
+    at = stored.popular.landmark
+    assert dict(stored.popular.items)["case"] == pytest.approx(weight * 2.0 ** (-(at - T0 - 1) / h))
+
+
 async def test_erased_users_are_neither_learnt_nor_left_behind(
     settings: Settings, redis_client: aioredis.Redis
 ) -> None:
@@ -134,7 +178,7 @@ async def test_an_erasure_between_the_check_and_the_mark_leaves_no_learnt_ids(
     await learner.store.mark_erased({"bob": T0 + 1_000})  # the erasure, after the check
     await learner.state.mark([follow], T0, refresh_s=1.0, ends={"events:0": 4})
     assert not await redis_client.exists(keys.user("bob", "learnt"))
-    assert await learner.state.progress() == (T0, 1.0, None)
+    assert await learner.state.progress() == (T0, 1.0, None, None)
 
 
 async def test_the_stored_offsets_only_move_forward(

@@ -170,3 +170,26 @@ async def test_the_api_follows_the_blend_the_workers_save_and_the_learned_half_l
     await following  # its reads applied
     assert dict(api.params.source_weights) == worker.knobs.weights
     assert api.params.social_half_life_s == 7200.0
+
+
+async def test_with_a_learnt_blend_lists_take_the_learners_popular_items_as_a_source() -> None:
+    """The learner's popularity (its half-life, its items) replaces the state's popular items
+    and is a source the blend weighs, as in eval; without a learnt blend nothing changes."""
+    from models.state import PopularView
+
+    learnt = PopularView((("p1", 4.0), ("p2", 2.0), ("a", 9.0)), NOW - 10)
+    progress = LearnerProgress(event_ts=NOW, refresh_s=None, half_life_s=7200.0, popular=learnt)
+    for learn_blend in (True, False):
+        (store, cf), clock = _store(), Clock()
+        processor = _processor(store, cf, clock, learn_blend=learn_blend)
+        processor.follow_learner(progress)
+        await _batch(processor, _event("ann", "view", item="a"))
+        publisher = cast(RecordingPublisher, processor.publisher)
+        body = orjson.loads(publisher.sent[-1].value or b"")
+        shown = {(r["item_id"], r["source"]) for r in body["items"]}
+        if learn_blend:
+            assert processor.params.half_life_s == 7200.0
+            assert {("p1", "popular"), ("p2", "popular")} <= shown  # "a" she has seen
+        else:
+            assert processor.learnt_popular is None
+            assert not {item for item, _ in shown} & {"p1", "p2"}
