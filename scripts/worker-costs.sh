@@ -3,7 +3,8 @@
 # learner) and `socialrec simulate --rate RATE`, waits WARM seconds, then reads for SECONDS:
 # the worker's own histograms (/metrics: stage, batch, Redis round trip, event to publish;
 # means, and p50/p99 as the bound of the bucket they fall in),
-# the CPU seconds of the worker, the learner and Redis per event, and Redis's busiest commands.
+# the CPU seconds of the worker, the learner, Redis and the local broker per event, and Redis's
+# busiest commands.
 # Uses the servers and settings of the environment (SOCIALREC_*; `socialrec infra up` first),
 # flushes the Redis database it points at, and stops what it started.
 #   usage: scripts/worker-costs.sh RATE [SECONDS=30] [WARM=15]
@@ -33,6 +34,9 @@ else:
 PY
 }
 cpu_s() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
+# The broker `socialrec infra up` started (its pid file), if that is where the worker points.
+BROKER=$("$BIN/python" -c "from streams.config import Settings; print(Settings().data_dir)")/kafka.pid
+BROKER=$(cat "$BROKER" 2>/dev/null || true)
 
 redis flush
 "$BIN/python" -m streams.cli worker >"$OUT/worker.log" 2>&1 &
@@ -52,6 +56,7 @@ snapshot() {
     cpu_s "$WORKER" >"$OUT/worker-cpu-$1"
     if [ -n "$LEARNER" ]; then cpu_s "$LEARNER"; else echo 0; fi >"$OUT/learner-cpu-$1"
     redis cpu >"$OUT/redis-cpu-$1"
+    if [ -n "$BROKER" ] && [ -e "/proc/$BROKER" ]; then cpu_s "$BROKER"; else echo 0; fi >"$OUT/broker-cpu-$1"
 }
 snapshot 1
 redis resetstat
@@ -73,7 +78,8 @@ value = lambda name, n: float(open(f"{out}/{name}-{n}").read())
 events = sum(delta("socialrec_events_consumed_total").values()) or 1.0
 per = lambda name: 1e3 * (value(name, 2) - value(name, 1)) / events
 print(f"{events:.0f} events; CPU per event: worker {per('worker-cpu'):.2f} ms, "
-      f"learner {per('learner-cpu'):.2f} ms, Redis {per('redis-cpu'):.2f} ms")
+      f"learner {per('learner-cpu'):.2f} ms, Redis {per('redis-cpu'):.2f} ms, "
+      f"broker {per('broker-cpu'):.2f} ms (0: not the local one)")
 for name in ("stage_seconds", "batch_processing_seconds", "redis_roundtrip_seconds",
              "event_to_publish_seconds", "batch_size_events"):
     sums, counts = delta(f"socialrec_{name}_sum"), delta(f"socialrec_{name}_count")
