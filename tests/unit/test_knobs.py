@@ -287,3 +287,40 @@ def test_ghost_follows_keep_every_request_and_hide_every_followee() -> None:
     assert ghost.models["hybrid"].per_source.get("social") is None or (
         ghost.models["hybrid"].per_source["social"].slots == 0
     )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from("abcdef"), st.floats(0.5, 5.0), st.floats(0.0, 7200.0), st.booleans()
+        ),
+        min_size=1,
+        max_size=80,
+    )
+)
+def test_withdrawing_events_leaves_the_popularity_of_a_stream_without_them(
+    updates: list[tuple[str, float, float, bool]],
+) -> None:
+    """Erasure's undo (models/halflife.py ``withdraw``): after taking some events back, every
+    item's popularity under the half-life in use is what the events left behind make it."""
+    pop = LearnedHalfLife(top_size=6)
+    ts, history = 0.0, []
+    for item, weight, gap, erased in updates:
+        ts += gap
+        pop.update(item, weight, ts)
+        history.append((item, weight, ts, erased))
+    for item, weight, at, erased in history:
+        if erased:
+            pop.withdraw(item, weight, at)
+    h, now = pop.half_life_s, ts + 100.0
+    kept: dict[str, float] = defaultdict(float)
+    for item, weight, at, erased in history:
+        if not erased:
+            kept[item] += weight * (1.0 if math.isinf(h) else 2.0 ** (-(now - at) / h))
+    for item in "abcdef":
+        assert pop.score(item, now) == pytest.approx(kept.get(item, 0.0), rel=1e-6, abs=1e-9)
+    assert {item for item, _ in pop.top(6, now)} == {i for i, v in kept.items() if v > 0}
+    resumed = LearnedHalfLife.resume(pop.choice())
+    resumed.put_rows(pop.take_rows())
+    assert resumed.top(6, now) == pop.top(6, now)  # the same bytes, the same sums
