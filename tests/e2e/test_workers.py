@@ -46,9 +46,12 @@ HALF_LIFE_S = Settings().popularity_half_life_s
 #: refresh it fell in (pools, cached lists, offsets), and what is learnt in arrival order:
 #: MF's factors and ledgers (SGD) and item-CF's cosines (each scored with the shrinkage learnt
 #: by then). MF is compared apart, with the chaos run's tolerance (:func:`_assert_same_state`).
+#: The learned popularity's rows are each learner's own partitions, last writer wins per item
+#: (docs/quality.md: merging them is left for scale-out), and its withdrawals are consumed.
 PER_RUN = (
     ":t:", ":tn:", ":tp:", ":pools", ":recommendations", "sr:offsets", "sr:learner",
     "sr:trending_changed", "sr:m:", ":trend_log", ":mf", ":sim", "sr:landmark",
+    "sr:popularity_learnt", "sr:popularity_withdrawn",
 )  # fmt: skip
 
 
