@@ -1,13 +1,21 @@
 """Every Redis key socialrec writes, built in one place.
 
-Per-user keys all start with ``{prefix}u:{user_id}:`` so erasure can find everything a user
-left behind (:func:`user_keys`); per-item keys start with ``{prefix}i:{item_id}:``. The Lua
-script (streams/lua/state.lua) builds the same names from the prefix it is given; the store
-contract suite checks that every key in Redis parses back through :func:`parse_key`.
+Per-user keys all start with ``{prefix}{<tag>}u:{user_id}:`` so erasure can find everything a
+user left behind (:meth:`Keys.user_keys`); per-item keys start with ``{prefix}i:{item_id}:``.
+The tag is the Redis Cluster hash tag of the user's partition of ``events`` (Kafka's default
+partitioner on the user id), so a user's keys, their erasure mark and the partition's offsets
+share one hash slot: an atomic step over one partition's users is one slot
+(docs/cluster.md). The state script (streams/lua/state.lua) is handed each user's key stem;
+the store contract suite checks that every key in Redis parses back through
+:meth:`Keys.parse`.
 
->>> k = Keys("sr:")
+>>> k = Keys("sr:", partitions=6)
 >>> k.user("u1", "history")
-'sr:u:u1:history'
+'sr:{4.11}u:u1:history'
+>>> k.parse("sr:{4.11}u:u1:history")
+('user', 'u1', 'history')
+>>> k.offsets(4)
+'sr:{4.11}offsets'
 >>> k.parse("sr:i:phone:sim")
 ('item', 'phone', 'sim')
 >>> k.parse("sr:popularity")
@@ -24,11 +32,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache, lru_cache
 from typing import Any, Final, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+from aiokafka.partitioner import murmur2
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS as SLOTS
+from redis.crc import key_slot
 
 T = TypeVar("T")
 
@@ -95,9 +107,15 @@ GLOBAL_FIELDS: Final = (
     "learner",  # hash: the learner's progress (event_ts: the newest broker time it learnt)
     "popularity_learnt",  # hash item -> its popularity under every half-life (learner_state.py)
     "popularity_withdrawn",  # list: erased events (item, weight, time) for the learner to undo
-    "offsets",  # hash "topic:partition" -> applied offset, "…:published" -> published offset
     "knobs",  # string: the learnt blend (streams/runtime/knobs.py; per-source figures, no user id)
 )
+
+#: Per-partition structures, in the slot of the partition's users (:meth:`Keys.partition`):
+#: offsets (hash "topic:partition" -> applied offset, "…:published" -> published offset).
+PARTITION_FIELDS: Final = ("offsets",)
+#: What the store's layout record (:meth:`Keys.layout`) says: the key layout's version and
+#: the partition count the users' tags were computed for.
+LAYOUT_VERSION: Final = 2
 
 #: Every field the recommendation sources own (streams/sources): each source's own contract
 #: tests compare them with its pure model, so the core state's snapshot leaves them out.
@@ -195,10 +213,47 @@ async def user_strings(
     return {u: decode(r) for u, r in zip(user_ids, raw, strict=True)}
 
 
-#: How long an erasure's anonymous mark lives: events of the user appended to Kafka before the
-#: request and consumed after it are dropped for this long (far beyond any consumer lag).
+Scope = Literal["user", "item", "global", "trending", "partition"]
 
-Scope = Literal["user", "item", "global", "trending"]
+
+@cache
+def events_partitions() -> int:
+    """The partition count of ``events`` in the project's topics.yaml: what every user's tag
+    is computed for (the worker refuses a broker or a store that disagrees:
+    streams/store/layout.py)."""
+    from streams.config import PROJECT_ROOT
+    from streams.ops.topics.spec import load_topics
+
+    specs = load_topics(PROJECT_ROOT / "topics.yaml")
+    return next(s.partitions for s in specs if s.name == "events")
+
+
+@lru_cache(maxsize=1 << 17)
+def partition_of(user_id: str, partitions: int) -> int:
+    """The user's partition of ``events``: Kafka's default partitioner on the user id (the
+    record key), as the Java client and aiokafka compute it.
+
+    >>> [partition_of(u, 6) for u in ("u1", "zoe", "alice")]
+    [4, 5, 3]
+    """
+    return int(murmur2(user_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+@cache
+def partition_tag(partition: int, partitions: int) -> str:
+    """The hash tag of a partition's slot: the first ``"<partition>.<n>"`` whose slot lies in
+    the partition's share of the 16,384 slots, so the partitions spread evenly over masters
+    that split the slots evenly (plain ``"0"`` … ``"5"`` put three of six on one master).
+
+    >>> [partition_tag(p, 6) for p in range(3)]
+    ['0.1', '1.3', '2.2']
+    >>> [key_slot(partition_tag(p, 6).encode()) * 6 // 16384 for p in range(6)]
+    [0, 1, 2, 3, 4, 5]
+    """
+    n = 0
+    while key_slot(f"{partition}.{n}".encode()) * partitions // SLOTS != partition:
+        n += 1
+    return f"{partition}.{n}"
 
 
 def erasure_digest(user_id: str) -> str:
@@ -214,10 +269,42 @@ def erasure_digest(user_id: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Keys:
     prefix: str = "sr:"
+    #: The partition count of ``events`` the users' tags are computed for.
+    partitions: int = field(default_factory=events_partitions)
+
+    def tag(self, user_id: str) -> str:
+        """The hash tag of the user's partition."""
+        return partition_tag(partition_of(user_id, self.partitions), self.partitions)
+
+    def user_stem(self, user_id: str) -> str:
+        """What every key of the user starts with (the state script appends the field)."""
+        return f"{self.prefix}{{{self.tag(user_id)}}}u:{user_id}:"
 
     def user(self, user_id: str, field: str) -> str:
         assert field in USER_FIELDS, field
-        return f"{self.prefix}u:{user_id}:{field}"
+        return f"{self.user_stem(user_id)}{field}"
+
+    def users_matching(self, field: str) -> str:
+        """A ``SCAN`` pattern for ``field`` of every user.
+
+        >>> Keys("sr:", partitions=6).users_matching("mf")
+        'sr:{*}u:*:mf'
+        """
+        assert field in USER_FIELDS, field
+        return f"{self.prefix}{{*}}u:*:{field}"
+
+    def partition(self, partition: int, field: str) -> str:
+        """A structure of one partition, in its users' slot."""
+        assert field in PARTITION_FIELDS, field
+        return f"{self.prefix}{{{partition_tag(partition, self.partitions)}}}{field}"
+
+    def offsets(self, partition: int) -> str:
+        """The partition's applied and published offsets (streams/store/offsets.py)."""
+        return self.partition(partition, "offsets")
+
+    def layout(self) -> str:
+        """The store's layout record (hash: version, partitions): streams/store/layout.py."""
+        return f"{self.prefix}layout"
 
     def item(self, item_id: str, field: str) -> str:
         assert field in ITEM_FIELDS, field
@@ -265,10 +352,10 @@ class Keys:
         was honoured; it lasts as long as a topic may hold the user's events
         (``streams.ops.topics.erasure_mark_ttl_s``).
 
-        >>> Keys("sr:").erased("zoe")
-        'sr:x:ca6c4699561f3b2b206ebf27cbdb2cf5'
+        >>> Keys("sr:", partitions=6).erased("zoe")
+        'sr:{5.0}x:ca6c4699561f3b2b206ebf27cbdb2cf5'
         """
-        return f"{self.prefix}x:{erasure_digest(user_id)}"
+        return f"{self.prefix}{{{self.tag(user_id)}}}x:{erasure_digest(user_id)}"
 
     def user_keys(self, user_id: str) -> list[str]:
         """Every key that can hold state about ``user_id`` (what erasure deletes)."""
@@ -279,7 +366,9 @@ class Keys:
         if not key.startswith(self.prefix):
             raise ValueError("not a socialrec key")
         rest = key[len(self.prefix) :]
-        if rest in GLOBAL_FIELDS:
+        if rest.startswith("{"):  # a partition's slot: its users, their marks, its own
+            return self._parse_tagged(*rest[1:].split("}", 1))
+        if rest == "layout" or rest in GLOBAL_FIELDS:
             return "global", "", rest
         kind, _, tail = rest.partition(":")
         if kind in ("t", "tn"):
@@ -290,8 +379,6 @@ class Keys:
             return "trending", tail, "published"
         if kind == "lm" and tail:
             return "global", tail, "marks"
-        if kind == "x" and tail:
-            return "trending", "", "erased"  # anonymous and expiring, like trending buckets
         if kind == "m":
             # Merchant counters are time-bucketed anonymous counts like trending buckets.
             bucket, _, merchant = tail.partition(":")
@@ -299,8 +386,23 @@ class Keys:
                 return "trending", merchant, "merchant_counts"
         # Ids may contain ':' themselves, so the field is taken from the right.
         entity, _, field = tail.rpartition(":")
-        if kind == "u" and field in USER_FIELDS and entity:
-            return "user", entity, field
         if kind == "i" and field in ITEM_FIELDS and entity:
             return "item", entity, field
+        raise ValueError(f"unknown socialrec key shape (field {field!r})")
+
+    def _parse_tagged(self, tag: str, rest: str = "") -> tuple[Scope, str, str]:
+        """:meth:`parse` of a key behind a hash tag; a user's key must carry their own."""
+        partition = tag.partition(".")[0]
+        if rest in PARTITION_FIELDS and partition.isdigit():
+            if tag != partition_tag(int(partition), self.partitions):
+                raise ValueError("a partition's key outside its slot")
+            return "partition", partition, rest
+        kind, _, tail = rest.partition(":")
+        if kind == "x" and tail:
+            return "trending", "", "erased"  # anonymous and expiring, like trending buckets
+        entity, _, field = tail.rpartition(":")
+        if kind == "u" and field in USER_FIELDS and entity:
+            if tag != self.tag(entity):
+                raise ValueError("a user key outside the slot of the user's partition")
+            return "user", entity, field
         raise ValueError(f"unknown socialrec key shape (field {field!r})")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from models.state.memory import MemoryState
 from models.state.views import (
+    ACTIONS_READ,
     COOCCURRENCE_CAP,
     COOCCURRENCE_WINDOW,
     NEIGHBOURS_READ,
@@ -39,6 +40,7 @@ from models.state.views import (
 )
 
 __all__ = [
+    "ACTIONS_READ",
     "COOCCURRENCE_CAP",
     "COOCCURRENCE_WINDOW",
     "NEIGHBOURS_READ",

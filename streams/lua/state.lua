@@ -5,8 +5,10 @@ This is the Redis twin of models/state/memory.py (MemoryState): a user's own sta
 trending counts, the follow graph and the consumed offsets. Every step, and the order of every
 step, mirrors the Python reference so both evict the same members; the store contract suite
 (tests/integration/test_store_contract.py) feeds both the same events and compares full
-snapshots. Key names follow streams/keys.py. Item co-occurrence and similarity are not here:
-the learner keeps them (streams/sources/itemcf.py); this script only reads the neighbour lists.
+snapshots. Key names follow streams/keys.py: a user's keys start with the stem Python hands
+over (``Keys.user_stem``: it carries the hash tag of the user's partition, which Lua cannot
+compute). Item co-occurrence and similarity are not here: the learner keeps them
+(streams/sources/itemcf.py); this script only reads the neighbour lists.
 
 ARGV[1]  mode: "process" (apply events, then read the affected users), "read" (read only)
          or "erase" (remove users from every derived state; returns counts per user);
@@ -19,15 +21,21 @@ ARGV[9..11] recent_items, neighbours_read (0: none), popular_count  (what to rea
 ARGV[12]    trending_bucket_s
 ARGV[13..14] seen_window_s, seen_cap (items the user touched, excluded from their lists)
 ARGV[15] n = number of events (process) or users (read, erase), then the records:
-  process: ARGV[16] one JSON array of n events, each 11 strings: event_id, type, user_id,
+  process: ARGV[16] one JSON array of n events, each 13 strings: event_id, type, user_id,
            item_id|"", target_user_id|"", ts, weight, stream_id|"", arrival (broker timestamp:
            trending windows use it), the erasure mark keys of the user and of the target|""
-           (streams/keys.py Keys.erased: a digest Lua cannot compute). One argument, not 11
-           per event: the client packs each argument in Python (a few µs apiece); numbers stay
-           the strings Python printed.
-  read, erase: one user id per record
-  process, after the events: m, then 5 fields per partition: "topic:partition", first offset,
-           last offset, expected applied offset (-1 unknown), published offset (-1 none)
+           (streams/keys.py Keys.erased: a digest Lua cannot compute), the key stems of the
+           user and of the target|"". One argument, not 13 per event: the client packs each
+           argument in Python (a few µs apiece); numbers stay the strings Python printed.
+  read: ARGV[16] JSON [[user id, key stem], ...]
+  erase: ARGV[16] JSON [[user id, key stem], ...], ARGV[17] JSON {user id: key stem} of every
+           user their outbox, senders, following and followers name; returns {"missing", ids}
+           having changed nothing if a set names anyone else (it changed since Python read it)
+  process, after the events: m, then 6 fields per partition: its offsets key,
+           "topic:partition", first offset, last offset, expected applied offset (-1 unknown),
+           published offset (-1 none)
+Views name up to 50 followees each, not what they did: followees sit in other partitions'
+slots, so the caller reads their recent actions (streams/store/script.py).
 Returns {outcomes, JSON [popular, landmark, views]}; outcomes per event: 1 applied, 0 duplicate,
 2 rejected (a key of its own user, target or item has the wrong type; nothing of it written),
 3 erased (its user or target was erased at or after its arrival; nothing of it written);
@@ -57,7 +65,9 @@ local REBASE_AFTER_HALF_LIVES = 64.0
 -- Sums at or below this are zero: every contribution was withdrawn (models/state/views.py ZERO).
 local ZERO = 1e-9
 
-local function ukey(user, field) return P .. 'u:' .. user .. ':' .. field end
+-- Each user's key stem, from the records (a user without one is a bug: the concat fails loudly).
+local stems = {}
+local function ukey(user, field) return stems[user] .. field end
 local function ikey(item, field) return P .. 'i:' .. item .. ':' .. field end
 local function tkey(bucket, scope) return P .. 't:' .. bucket .. ':' .. scope end
 local function tnkey(bucket, scope) return P .. 'tn:' .. bucket .. ':' .. scope end
@@ -71,8 +81,8 @@ local UNHIDING = { like = true, share = true, cart = true, purchase = true }
 local USER_FIELDS = { 'history', 'affinity', 'seen_events', 'event_log', 'trend_log', 'bought',
   'hidden', 'following', 'followers', 'inbox', 'outbox', 'senders', 'actions', 'seen_items',
   'recommendations' }
--- Social signals (models/state/views.py INBOX_SIZE, ACTIONS_SIZE, FOLLOWEES_READ, ACTIONS_READ).
-local INBOX_SIZE, ACTIONS_SIZE, FOLLOWEES_READ, ACTIONS_READ = 50, 20, 50, 5
+-- Social signals (models/state/views.py INBOX_SIZE, ACTIONS_SIZE, FOLLOWEES_READ).
+local INBOX_SIZE, ACTIONS_SIZE, FOLLOWEES_READ = 50, 20, 50
 local SOCIAL_ACTIONS = { like = true, purchase = true }
 
 -- The size of each bounded sorted set this call has counted, kept up to date by every write
@@ -282,16 +292,13 @@ end
 
 -- READ_RECENT 0 reads only what excludes items (seen, bought, hidden): the learner's read.
 local function read_view(user)
-  local recent, affinities, neighbours, inbox, followee_actions = {}, {}, {}, {}, {}
+  local recent, affinities, neighbours, inbox, followees = {}, {}, {}, {}, {}
   if READ_RECENT > 0 then
     recent = redis.call('ZREVRANGE', ukey(user, 'history'), 0, READ_RECENT - 1)
     inbox = redis.call('ZREVRANGE', ukey(user, 'inbox'), 0, READ_RECENT - 1, 'WITHSCORES')
-    -- Social proof: shares received, and what (some of) the people the user follows did.
-    local followees = redis.call('SRANDMEMBER', ukey(user, 'following'), FOLLOWEES_READ)
-    for k, followee in ipairs(followees) do
-      followee_actions[k] = { followee,
-        redis.call('ZREVRANGE', ukey(followee, 'actions'), 0, ACTIONS_READ - 1, 'WITHSCORES') }
-    end
+    -- Social proof: shares received, and (some of) the people the user follows, whose
+    -- recent actions the caller reads from their own slots.
+    followees = redis.call('SRANDMEMBER', ukey(user, 'following'), FOLLOWEES_READ)
   end
   if #recent > 0 then
     affinities = redis.call('HMGET', ukey(user, 'affinity'), unpack(recent))
@@ -309,7 +316,7 @@ local function read_view(user)
     redis.call('SMEMBERS', ukey(user, 'bought')),
     redis.call('SMEMBERS', ukey(user, 'hidden')),
     inbox,
-    followee_actions,
+    followees,
   }
 end
 
@@ -334,8 +341,8 @@ local function wrong_types(name, types)
   return checked[name]
 end
 local function corrupt(user, item, target)
-  return wrong_types(P .. 'u:' .. user .. ':', USER_KEY_TYPES)
-    or (target ~= '' and wrong_types(P .. 'u:' .. target .. ':', USER_KEY_TYPES))
+  return wrong_types(stems[user], USER_KEY_TYPES)
+    or (target ~= '' and wrong_types(stems[target], USER_KEY_TYPES))
     or (item ~= '' and wrong_types(P .. 'i:' .. item .. ':', ITEM_KEY_TYPES))
 end
 
@@ -352,7 +359,6 @@ end
 
 local to_read = {}
 local queued = {}
-local OFFSETS = P .. 'offsets'
 local ranges = {}
 if mode == 'process' then
   -- Offsets ride with the state they produce (streams/store/offsets.py OffsetRange): first check that
@@ -362,10 +368,10 @@ if mode == 'process' then
   local off = FIRST + 1
   local behind = {}
   for r = 0, (tonumber(ARGV[off] or '0') or 0) - 1 do
-    local b = off + 1 + r * 5
-    local part, expected = ARGV[b], tonumber(ARGV[b + 3])
-    ranges[#ranges + 1] = { part, tonumber(ARGV[b + 2]), tonumber(ARGV[b + 4]) }
-    local stored = redis.call('HMGET', OFFSETS, part, part .. ':published')
+    local b = off + 1 + r * 6
+    local offsets, part, expected = ARGV[b], ARGV[b + 1], tonumber(ARGV[b + 4])
+    ranges[#ranges + 1] = { offsets, part, tonumber(ARGV[b + 3]), tonumber(ARGV[b + 5]) }
+    local stored = redis.call('HMGET', offsets, part, part .. ':published')
     local applied = tonumber(stored[1] or '-1')
     if expected >= 0 and applied < expected then
       behind[#behind + 1] = { part, applied, tonumber(stored[2] or '-1') }
@@ -373,6 +379,10 @@ if mode == 'process' then
   end
   if #behind > 0 then return { {}, '', cjson.encode(behind) } end
   local events = N > 0 and cjson.decode(ARGV[FIRST]) or {}
+  for _, ev in ipairs(events) do
+    stems[ev[3]] = ev[12]
+    if ev[5] ~= '' then stems[ev[5]] = ev[13] end
+  end
   for e = 0, N - 1 do
     local ev = events[e + 1]
     local event_id, etype, user = ev[1], ev[2], ev[3]
@@ -418,21 +428,37 @@ if mode == 'process' then
   end
   finish_trending()
   for _, r in ipairs(ranges) do
-    local part, last, published = r[1], r[2], r[3]
-    if last > tonumber(redis.call('HGET', OFFSETS, part) or '-1') then
-      redis.call('HSET', OFFSETS, part, last)
+    local offsets, part, last, published = r[1], r[2], r[3], r[4]
+    if last > tonumber(redis.call('HGET', offsets, part) or '-1') then
+      redis.call('HSET', offsets, part, last)
     end
     local field = part .. ':published'
-    if published > tonumber(redis.call('HGET', OFFSETS, field) or '-1') then
-      redis.call('HSET', OFFSETS, field, published)
+    if published > tonumber(redis.call('HGET', offsets, field) or '-1') then
+      redis.call('HSET', offsets, field, published)
     end
   end
 elseif mode == 'erase' or mode == 'erase+withdraw' then
+  local users = cjson.decode(ARGV[FIRST])
+  for _, u in ipairs(users) do stems[u[1]] = u[2] end
+  for other, stem in pairs(cjson.decode(ARGV[FIRST + 1])) do stems[other] = stem end
+  -- Everyone the users' sets name must have a stem before anything is written.
+  local missing = {}
+  for _, u in ipairs(users) do
+    for _, field in ipairs({ 'outbox', 'senders', 'following', 'followers' }) do
+      for _, other in ipairs(redis.call('SMEMBERS', ukey(u[1], field))) do
+        if stems[other] == nil then missing[#missing + 1] = other end
+      end
+    end
+  end
+  if #missing > 0 then return { 'missing', missing } end
   local reports = {}
-  for u = 0, N - 1 do reports[#reports + 1] = erase(ARGV[FIRST + u], mode == 'erase+withdraw') end
+  for _, u in ipairs(users) do reports[#reports + 1] = erase(u[1], mode == 'erase+withdraw') end
   return reports
 else
-  for u = 0, N - 1 do to_read[#to_read + 1] = ARGV[FIRST + u] end
+  for _, u in ipairs(cjson.decode(ARGV[FIRST])) do
+    stems[u[1]] = u[2]
+    to_read[#to_read + 1] = u[1]
+  end
 end
 
 local views = {}

@@ -14,6 +14,7 @@ from typing import Any
 import faust
 
 from streams.config import Settings
+from streams.keys import Keys
 from streams.metrics import WorkerMetrics
 from streams.runtime.heap import settle_heap
 from streams.runtime.learner_process import LearnerSupervisor
@@ -24,17 +25,20 @@ from streams.security import (
     redis_client_for,
     redis_error_hint,
 )
+from streams.store.layout import check_layout
 
 
 async def preflight(settings: Settings) -> list[str]:
     """Problems that would leave a worker idle or crashing, each with what to do about it.
 
     Faust silently ignores a missing input topic (it just never gets partitions), so the
-    worker checks its topics and Redis before it starts.
+    worker checks its topics and Redis before it starts, and that the partition count of
+    ``events``, topics.yaml's and the one Redis's keys were laid out for agree.
     """
     from aiokafka.admin import AIOKafkaAdminClient
 
     problems = []
+    keys = Keys()
     admin = AIOKafkaAdminClient(**kafka_client_kwargs(settings))
     try:
         await admin.start()
@@ -46,6 +50,12 @@ async def preflight(settings: Settings) -> list[str]:
                 f"topics {missing} do not exist: run `socialrec topics apply` "
                 "(check SOCIALREC_TOPIC_PREFIX)"
             )
+        elif (found := await _partitions(admin, settings.topic("events"))) != keys.partitions:
+            problems.append(
+                f"`events` has {found} partitions but topics.yaml declares {keys.partitions}: "
+                "users' keys are laid out by partition, so the two must agree (edit "
+                "topics.yaml to match, then `socialrec topics apply`)"
+            )
     except Exception as exc:  # any failure here means the broker is unusable for us
         problems.append(await kafka_error_hint(settings, exc))
     finally:
@@ -53,11 +63,18 @@ async def preflight(settings: Settings) -> list[str]:
     client = redis_client_for(settings)
     try:
         await client.ping()
+        if (wrong := await check_layout(client, keys)) is not None:
+            problems.append(wrong)
     except Exception as exc:
         problems.append(f"cannot use Redis ({type(exc).__name__}): {redis_error_hint(exc)}")
     finally:
         await client.aclose()
     return problems
+
+
+async def _partitions(admin: Any, topic: str) -> int:
+    (described,) = await admin.describe_topics([topic])
+    return len(described["partitions"])
 
 
 def run_worker(settings: Settings) -> int:

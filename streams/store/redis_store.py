@@ -22,13 +22,13 @@ import redis.asyncio as aioredis
 
 from models.content import CatalogRecord
 from models.events import Event
-from models.state import ErasureReport, PopularView, StateParams
+from models.state import ACTIONS_READ, ErasureReport, PopularView, StateParams
 from models.trending import TrendingList
-from streams.keys import Keys, decoded
+from streams.keys import Keys, best_pairs, decoded, queue_best
 from streams.runtime.itemcache import item_meta_cache, neighbour_cache
 from streams.store.interface import BatchResult, ReadParams, TrendingParams
 from streams.store.offsets import MARK_PUBLISHED_LUA, OffsetRange, Position
-from streams.store.script import decode_batch, script_header
+from streams.store.script import Actions, Reply, decode_batch, decode_reply, script_header
 from streams.store.snapshot import redis_snapshot
 from streams.store.trending_looks import TrendingLooks
 
@@ -140,7 +140,7 @@ class RedisStore:
     ) -> BatchResult:
         popular = self._popular_due()
         args = self._args("process", len(events), popular)
-        weight, mark = self.params.weight, self.keys.erased
+        weight, mark, stem = self.params.weight, self.keys.erased, self.keys.user_stem
         rows = [
             [
                 e.event_id,
@@ -154,32 +154,42 @@ class RedisStore:
                 repr(e.ts if arrivals is None else float(arrivals[n])),
                 mark(e.user_id),
                 mark(e.target_user_id) if e.target_user_id else "",
+                stem(e.user_id),
+                stem(e.target_user_id) if e.target_user_id else "",
             ]
             for n, e in enumerate(events)
         ]
         args.append(orjson.dumps(rows))
         args.append(len(offsets))
         for r in offsets:
-            args += [r.partition, r.first, r.last, r.expected, r.published]
-        result = self._with_popular(decode_batch(await self._script(keys=[], args=args)), popular)
-        return await self._with_neighbours(result)
+            args += [self._offsets_key(r.partition), r.partition, r.first, r.last]
+            args += [r.expected, r.published]
+        return await self._result(await self._script(keys=[], args=args), popular)
+
+    def _offsets_key(self, partition: str) -> str:
+        """Where a partition ("events:3") keeps its offsets: in its users' slot."""
+        return self.keys.offsets(int(partition.rpartition(":")[2]))
 
     async def positions(self, partitions: Sequence[str]) -> dict[str, Position]:
         if not partitions:
             return {}
-        fields = [f for p in partitions for f in (p, f"{p}:published")]
-        raw = await self.client.hmget(self.keys.global_("offsets"), fields)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for p in partitions:
+                pipe.hmget(self._offsets_key(p), [p, f"{p}:published"])
+            replies = await pipe.execute()
         found = {}
-        for n, partition in enumerate(partitions):
-            applied, published = raw[2 * n], raw[2 * n + 1]
+        for partition, (applied, published) in zip(partitions, replies, strict=True):
             if applied is not None:
                 found[partition] = Position(int(applied), int(published or -1))
         return found
 
     async def mark_published(self, published: Mapping[str, int]) -> None:
+        """One script per partition (each in its own slot), pipelined."""
         if published:
-            flat = [x for p, o in published.items() for x in (p, o)]
-            await self._published(keys=[self.keys.global_("offsets")], args=flat)
+            async with self.client.pipeline(transaction=False) as pipe:
+                for p, o in published.items():
+                    await self._published(keys=[self._offsets_key(p)], args=[p, o], client=pipe)
+                await pipe.execute()
 
     async def mark_erased(self, erased_at: Mapping[str, float]) -> None:
         async with self.client.pipeline(transaction=False) as pipe:
@@ -209,9 +219,30 @@ class RedisStore:
 
     async def read_users(self, user_ids: Sequence[str]) -> BatchResult:
         popular = self._popular_due()
-        args = [*self._args("read", len(user_ids), popular), *user_ids]
-        result = self._with_popular(decode_batch(await self._script(keys=[], args=args)), popular)
-        return await self._with_neighbours(result)
+        args = self._args("read", len(user_ids), popular)
+        args.append(orjson.dumps([[u, self.keys.user_stem(u)] for u in user_ids]))
+        return await self._result(await self._script(keys=[], args=args), popular)
+
+    async def _result(self, raw: list[Any], popular: bool) -> BatchResult:
+        """A call's result: its reply, the followees' actions, kept popular items and the
+        cached neighbour lists."""
+        reply = decode_reply(raw)
+        actions = await self._followee_actions(reply)
+        return await self._with_neighbours(
+            self._with_popular(decode_batch(reply, actions), popular)
+        )
+
+    async def _followee_actions(self, reply: Reply) -> dict[str, Actions]:
+        """The latest actions of every followee the views name: one pipelined read (each
+        followee's actions sit in their own partition's slot)."""
+        followees = sorted(reply.followees())
+        if not followees:
+            return {}
+        async with self.client.pipeline(transaction=False) as pipe:
+            for followee in followees:
+                queue_best(pipe, self.keys.user(followee, "actions"), ACTIONS_READ)
+            replies = await pipe.execute()
+        return {f: best_pairs(r) for f, r in zip(followees, replies, strict=True) if r}
 
     async def _with_neighbours(self, result: BatchResult) -> BatchResult:
         """The views with their recent items' neighbour lists from the cache (if it is on)."""
@@ -295,10 +326,29 @@ class RedisStore:
         await pipe.execute()
 
     async def erase_users(self, user_ids: Sequence[str]) -> list[ErasureReport]:
+        """The script is handed the key stems of everyone the users' sets name, read first;
+        if a set changed meanwhile it names the newcomers, writes nothing and is run again
+        with their stems too."""
         self._looks.clear()  # the erasure subtracts from buckets of the past too
-        args = [*self._args(self._erase_mode, len(user_ids)), *user_ids]
-        raw = await self._script(keys=[], args=args)
-        return [ErasureReport(int(h), int(e), int(f)) for h, e, f in raw]
+        users = orjson.dumps([[u, self.keys.user_stem(u)] for u in user_ids])
+        others = set(await self._counterparts(user_ids))
+        while True:
+            args = self._args(self._erase_mode, len(user_ids))
+            args += [users, orjson.dumps({o: self.keys.user_stem(o) for o in sorted(others)})]
+            raw = await self._script(keys=[], args=args)
+            if raw and isinstance(raw[0], (bytes, str)):  # "missing": a set changed meanwhile
+                others.update(decoded(m) for m in raw[1])
+                continue
+            return [ErasureReport(int(h), int(e), int(f)) for h, e, f in raw]
+
+    async def _counterparts(self, user_ids: Sequence[str]) -> set[str]:
+        """Everyone the users' outbox, senders, following and followers sets name."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                for field in ("outbox", "senders", "following", "followers"):
+                    pipe.smembers(self.keys.user(user_id, field))
+            replies = await pipe.execute()
+        return {decoded(m) for members in replies for m in members}
 
     async def snapshot(self) -> dict[str, Any]:
         """Every socialrec key parsed into the same shape as MemoryState.snapshot()."""

@@ -3,12 +3,15 @@
 Every call passes a mode, a header of settings (:func:`script_header`), the number of popular
 items to read and the records. The script returns each batch's outcomes, then one JSON payload
 (the popular items, the popularity landmark and each affected user's view), then the
-partitions found behind if any (:func:`decode_batch`).
+partitions found behind if any (:func:`decode_reply`). A view names the user's followees; what
+they did lives in their own partitions' slots, read apart (:meth:`Reply.followees`) and joined
+by :func:`decode_batch`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -21,16 +24,42 @@ from streams.store.offsets import Position
 _OUTCOMES = {0: Outcome.DUPLICATE, 1: Outcome.APPLIED, 2: Outcome.REJECTED, 3: Outcome.ERASED}
 
 
-def decode_batch(raw: list[Any]) -> BatchResult:
-    """A batch's result from the script's reply (``process`` and ``read`` modes)."""
+#: A followee's latest actions as the store reads them: ("type<TAB>item", ts), newest first.
+Actions = Sequence[tuple[str, float]]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The script's reply (``process`` and ``read`` modes), decoded but for the followees'
+    actions, which the caller reads from their slots."""
+
+    outcomes: list[Outcome]
+    popular: PopularView
+    views: list[list[Any]]
+    rewinds: dict[str, Position]
+
+    def followees(self) -> set[str]:
+        """Every followee a view names (each user's are last in the view)."""
+        return {f for view in self.views for f in _array(view[-1])}
+
+
+def decode_reply(raw: list[Any]) -> Reply:
     outcomes_raw, payload = raw[0], raw[1]
     if len(raw) > 2 and raw[2]:  # the stored offsets were behind: nothing was applied
         rewinds = {decoded(p): Position(int(a), int(pub)) for p, a, pub in orjson.loads(raw[2])}
-        return BatchResult([], {}, PopularView((), 0.0), rewinds)
+        return Reply([], PopularView((), 0.0), [], rewinds)
     popular_raw, landmark_raw, views_raw = orjson.loads(payload)
-    outcomes = [_OUTCOMES[o] for o in outcomes_raw]
+    landmark = float(landmark_raw) if landmark_raw else 0.0
+    popular = PopularView(_pairs(_array(popular_raw)), landmark)
+    return Reply([_OUTCOMES[o] for o in outcomes_raw], popular, _array(views_raw), {})
+
+
+def decode_batch(reply: Reply, actions: Mapping[str, Actions]) -> BatchResult:
+    """A batch's result: the reply's views with the followees' ``actions`` as social proof."""
+    if reply.rewinds:
+        return BatchResult([], {}, reply.popular, reply.rewinds)
     views: dict[str, UserView] = {}
-    for view in _array(views_raw):
+    for view in reply.views:
         user, recent_raw, aff_raw, neigh_raw, seen, bought, hidden, inbox, followees = view
         recent = tuple(
             (item, float(aff))
@@ -47,10 +76,9 @@ def decode_batch(raw: list[Any]) -> BatchResult:
             seen=frozenset(_array(seen)),
             bought=frozenset(_array(bought)),
             hidden=frozenset(_array(hidden)),
-            social=_social_proof(_array(inbox), _array(followees)),
+            social=_social_proof(_array(inbox), _array(followees), actions),
         )
-    landmark = float(landmark_raw) if landmark_raw else 0.0
-    return BatchResult(outcomes, views, PopularView(_pairs(_array(popular_raw)), landmark))
+    return BatchResult(reply.outcomes, views, reply.popular)
 
 
 def script_header(
@@ -77,14 +105,16 @@ def script_header(
     return head, tail
 
 
-def _social_proof(inbox: list[str], followees: list[list[Any]]) -> tuple[SocialProof, ...]:
+def _social_proof(
+    inbox: list[str], followees: list[str], actions: Mapping[str, Actions]
+) -> tuple[SocialProof, ...]:
     """Proofs from the script's flat replies, in MemoryState.user_view's order."""
     proofs = []
     for key, ts in _pairs(inbox):
         sharer, _, item = key.partition("\t")
         proofs.append(SocialProof(item, sharer, "share", ts))
-    for followee, actions in followees:
-        for key, ts in _pairs(_array(actions)):
+    for followee in followees:
+        for key, ts in actions.get(followee, ()):
             action, _, item = key.partition("\t")
             proofs.append(SocialProof(item, followee, action, ts))
     return tuple(sorted(proofs, key=lambda p: (p.item_id, p.user_id, p.action)))

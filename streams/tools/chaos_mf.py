@@ -131,7 +131,7 @@ async def stored_mf(client: aioredis.Redis, params: StateParams) -> OnlineMF:
     keys = Keys()
     users = [
         keys.parse(raw.decode())[1]
-        async for raw in client.scan_iter(match=keys.user("*", "mf"), count=1000)
+        async for raw in client.scan_iter(match=keys.users_matching("mf"), count=1000)
     ]
     rows = await client.mget([keys.user(u, "mf") for u in users]) if users else []
     found = {u: r for u, r in zip(users, rows, strict=True) if isinstance(r, bytes)}

@@ -28,6 +28,7 @@ from models.cooccurrence import Cooccurrence
 from models.events import Event
 from models.state import MemoryState, Outcome, StateParams
 from streams.config import Settings
+from streams.keys import Keys
 from streams.security import kafka_client_kwargs
 
 #: How far two floats of counts may differ (sums of the same terms in another order).
@@ -89,7 +90,7 @@ def differences(a: Any, b: Any, path: str = "", limit: int = 5) -> list[str]:
 async def seen_events(client: aioredis.Redis) -> int:
     """Events the worker has applied, summed over the users' dedupe windows."""
     total = 0
-    async for key in client.scan_iter(match="sr:u:*:seen_events", count=1000):
+    async for key in client.scan_iter(match=Keys().users_matching("seen_events"), count=1000):
         total += await client.zcard(key)
     return total
 

@@ -94,7 +94,7 @@ async def test_an_erased_user_stays_gone_when_events_are_replayed_under_a_new_ap
             lambda: _at_least(seen_events(redis_client), everyone), what="every event applied"
         )
         await e2e.wait_for(first.learner_caught_up, what="the learner to learn them")
-        assert await redis_client.exists(f"sr:u:{ERASED}:mf"), "the learner learnt from her"
+        assert await redis_client.exists(Keys().user(ERASED, "mf")), "the learner learnt from her"
         assert await e2e.traces_in_redis(redis_client, ERASED)
 
         request = {"request_id": "req-1", "type": "erase", "user_id": ERASED}
@@ -116,7 +116,7 @@ async def test_an_erased_user_stays_gone_when_events_are_replayed_under_a_new_ap
     # `shares` and the `privacy.requests` consumers read from the beginning. The events
     # consumer resumes after the positions stored in Redis with the state: lost too here (as a
     # Redis that lost that hash, or an operator rebuilding), it reads `events` from the start.
-    await redis_client.delete(Keys().global_("offsets"))
+    await redis_client.delete(*(Keys().offsets(p) for p in range(Keys().partitions)))
     second = e2e.WorkerProcess(settings)
     replayed = second.settings.model_copy(update={"app_id": second.app_id})
     async with e2e.running(second):

@@ -284,6 +284,34 @@ async def test_worker_refuses_to_start_without_its_topics(settings: Settings) ->
     assert any("SOCIALREC_REDIS_URL" in p for p in await preflight(unreachable))
 
 
+async def test_worker_refuses_a_partition_count_its_keys_are_not_laid_out_for(
+    settings: Settings, redis_client: aioredis.Redis, tmp_path: Path
+) -> None:
+    """Users' keys carry their partition's tag: a grown `events` topic, or a store laid out
+    for another count, would hide every user's state, so the worker does not start."""
+    from streams.ops.topics import apply_topics
+    from streams.ops.topics.cleanup import delete_topics_with_prefix
+    from streams.runtime.launch import preflight
+
+    grown = tmp_path / "topics.yaml"
+    text = settings.topics_file.read_text()
+    assert text.count("    partitions: 6\n") >= 1
+    grown.write_text(text.replace("events:\n    partitions: 6", "events:\n    partitions: 12"))
+    other = settings.model_copy(
+        update={"topic_prefix": f"grown{random.randrange(10**9)}.", "topics_file": grown}
+    )
+    await apply_topics(other)
+    try:
+        (problem,) = await preflight(other)
+        assert "`events` has 12 partitions but topics.yaml declares 6" in problem
+    finally:
+        await delete_topics_with_prefix(other)
+
+    await redis_client.hset(Keys().layout(), mapping={"partitions": 3})
+    (problem,) = await preflight(settings)
+    assert "laid out for 3 partitions" in problem
+
+
 async def test_erasure_request_reaches_every_derived_state_and_is_receipted(
     settings: Settings,
     worker: WorkerProcess,
@@ -321,7 +349,7 @@ async def test_erasure_request_reaches_every_derived_state_and_is_receipted(
     await wait_for(worker.learner_caught_up, what="the learner to learn them")
     # Every source holds something of zoe's before the request.
     for field in ("mf", "mf_contrib", "content_profile", "ucf_row", "fbt_baskets"):
-        assert await redis_client.exists(f"sr:u:zoe:{field}"), field
+        assert await redis_client.exists(Keys().user("zoe", field)), field
     assert await redis_client.zscore("sr:i:phone:fbt_pairs", "case") == 1.0
 
     sent = time.time()

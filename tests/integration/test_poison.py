@@ -7,6 +7,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from streams.config import Settings
+from streams.keys import Keys
 from streams.metrics import WorkerMetrics
 from streams.pipeline import BatchProcessor, InboundRecord
 from streams.runtime.worker import state_params
@@ -25,7 +26,8 @@ def _record(n: int, user: str, item: str) -> InboundRecord:
 async def test_a_poison_event_is_refused_whole_and_the_rest_applied(
     settings: Settings, redis_client: aioredis.Redis
 ) -> None:
-    await redis_client.set("sr:u:mallory:bought", "not a set")  # what the script cannot SADD to
+    # What the script cannot SADD to:
+    await redis_client.set(Keys().user("mallory", "bought"), "not a set")
     store = RedisStore(redis_client, state_params(settings))
     publisher = RecordingPublisher()
     processor = BatchProcessor(settings, store, publisher, WorkerMetrics(), clock=lambda: NOW)
@@ -40,6 +42,6 @@ async def test_a_poison_event_is_refused_whole_and_the_rest_applied(
     lists = publisher.on(settings.topic("recommendations"))
     assert sorted(r.key or b"" for r in lists) == [b"ann", b"bob"]  # each once: nothing replayed
     # Nothing of mallory's event was written: no id, no history, no popularity from it.
-    assert await redis_client.zscore("sr:u:mallory:seen_events", "p1") is None
-    assert not await redis_client.exists("sr:u:mallory:history")
+    assert await redis_client.zscore(Keys().user("mallory", "seen_events"), "p1") is None
+    assert not await redis_client.exists(Keys().user("mallory", "history"))
     assert await redis_client.zscore("sr:popularity", "phone") is not None  # ann's purchase

@@ -92,7 +92,7 @@ async def stored_rows(
     """(user rows, item rows) as Redis holds them under ``prefix``."""
     keys = Keys(prefix)
     users: dict[str, bytes] = {}
-    async for raw_key in client.scan_iter(match=f"{prefix}u:*:mf"):
+    async for raw_key in client.scan_iter(match=keys.users_matching("mf")):
         _, user_id, _ = keys.parse(raw(raw_key).decode())
         users[user_id] = raw(await client.get(raw_key))
     items = await client.hgetall(keys.global_("mf_items"))

@@ -266,6 +266,37 @@ async def test_erasure_leaves_no_key_or_member_naming_the_user(
         assert not prefixed, key
 
 
+async def test_an_erasure_whose_sets_changed_after_they_were_read_reaches_everyone(
+    redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The script needs the key stem of everyone the user's sets name; one it was not handed
+    (a follower added since the sets were read) makes it write nothing and name them, and the
+    store runs it again with their stems: the erasure ends as the reference's."""
+    await redis_client.flushdb()
+    real, reference = RedisStore(redis_client, TIGHT), MemoryStore(TIGHT)
+    events = random_stream(seed=5, count=300)
+    await real.process_batch(events)
+    await reference.process_batch(events)
+    victim = events[0].user_id
+    assert await real.audience([victim]), "the victim has followers or recipients to clean"
+
+    async def read_nobody(user_ids: object) -> set[str]:
+        return set()
+
+    script, calls = real._script, 0
+
+    async def counted(**kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return await script(**kwargs)
+
+    monkeypatch.setattr(real, "_counterparts", read_nobody)
+    monkeypatch.setattr(real, "_script", counted)
+    assert await real.erase_users([victim]) == await reference.erase_users([victim])
+    assert calls == 2, "the first run named whom it was not handed, the second erased"
+    assert_close(await real.snapshot(), await reference.snapshot())
+
+
 def _trending_stream(seed: int, count: int, start: float) -> tuple[list[Event], list[float]]:
     """Events with live streams and arrival times spread over ~3 minutes (several windows)."""
     rnd = random.Random(seed)
