@@ -17,27 +17,30 @@ ARGV[1]  mode: "process" (apply events, then read the affected users), "read" (r
 ARGV[2]  key prefix, e.g. "sr:"
 ARGV[3..8]  history_size, dedupe_window, affinity_cap, half_life_s, popularity_cap,
             trending_span (buckets per trending window)
-ARGV[9..11] recent_items, neighbours_read (0: none), popular_count  (what to read back)
-ARGV[12]    trending_bucket_s
-ARGV[13..14] seen_window_s, seen_cap (items the user touched, excluded from their lists)
-ARGV[15] n = number of events (process) or users (read, erase), then the records:
-  process: ARGV[16] one JSON array of n events, each 13 strings: event_id, type, user_id,
+ARGV[9..10] recent_items, popular_count  (what to read back)
+ARGV[11]    trending_bucket_s
+ARGV[12..13] seen_window_s, seen_cap (items the user touched, excluded from their lists)
+ARGV[14] n = number of events (process) or users (read, erase), then the records:
+  process: ARGV[15] one JSON array of n events, each 14 strings: event_id, type, user_id,
            item_id|"", target_user_id|"", ts, weight, stream_id|"", arrival (broker timestamp:
            trending windows use it), the erasure mark keys of the user and of the target|""
            (streams/keys.py Keys.erased: a digest Lua cannot compute), the key stems of the
-           user and of the target|"". One argument, not 13 per event: the client packs each
-           argument in Python (a few µs apiece); numbers stay the strings Python printed.
-  read: ARGV[16] JSON [[user id, key stem], ...]
-  erase: ARGV[16] JSON [[user id, key stem], ...], ARGV[17] JSON {user id: key stem} of every
+           user and of the target|"", the item's category and merchant from the catalog
+           ("\31"-joined, "" for none: trending scopes). One argument, not 14 per event: the
+           client packs each argument in Python (a few µs apiece); numbers stay the strings
+           Python printed.
+  read: ARGV[15] JSON [[user id, key stem], ...]
+  erase: ARGV[15] JSON [[user id, key stem], ...], ARGV[16] JSON {user id: key stem} of every
            user their outbox, senders, following and followers name; returns {"missing", ids}
            having changed nothing if a set names anyone else (it changed since Python read it)
   process, after the events: m, then 6 fields per partition: its offsets key,
            "topic:partition", first offset, last offset, expected applied offset (-1 unknown),
            published offset (-1 none)
-Views name up to 50 followees each, not what they did: followees sit in other partitions'
-slots, so the caller reads their recent actions (streams/store/script.py).
+Views name up to 50 followees each, not what they did, and no neighbour lists: followees sit
+in other partitions' slots and lists in their items', so the caller reads both
+(streams/store/redis_store.py). The script reads no item key.
 Returns {outcomes, JSON [popular, landmark, views]}; outcomes per event: 1 applied, 0 duplicate,
-2 rejected (a key of its own user, target or item has the wrong type; nothing of it written),
+2 rejected (a key of its own user or target has the wrong type; nothing of it written),
 3 erased (its user or target was erased at or after its arrival; nothing of it written);
 or, when a partition's stored offset is behind the expected one, {{}, '', JSON [[partition,
 applied, published], ...]} having applied nothing.
@@ -52,13 +55,12 @@ local HALF_LIFE = tonumber(ARGV[6])
 local POP_CAP = tonumber(ARGV[7])
 local TREND_SPAN = tonumber(ARGV[8])
 local READ_RECENT = tonumber(ARGV[9])
-local READ_NEIGHBOURS = tonumber(ARGV[10])
-local READ_POPULAR = tonumber(ARGV[11])
-local TREND_BUCKET_S = tonumber(ARGV[12])
-local SEEN_WINDOW = tonumber(ARGV[13])
-local SEEN_CAP = tonumber(ARGV[14])
-local N = tonumber(ARGV[15])
-local FIRST = 16
+local READ_POPULAR = tonumber(ARGV[10])
+local TREND_BUCKET_S = tonumber(ARGV[11])
+local SEEN_WINDOW = tonumber(ARGV[12])
+local SEEN_CAP = tonumber(ARGV[13])
+local N = tonumber(ARGV[14])
+local FIRST = 15
 -- Trending buckets live two windows (current + previous) plus slack for late readers.
 local TREND_TTL = math.ceil((2 * TREND_SPAN + 2) * TREND_BUCKET_S)
 local REBASE_AFTER_HALF_LIVES = 64.0
@@ -68,7 +70,6 @@ local ZERO = 1e-9
 -- Each user's key stem, from the records (a user without one is a bug: the concat fails loudly).
 local stems = {}
 local function ukey(user, field) return stems[user] .. field end
-local function ikey(item, field) return P .. 'i:' .. item .. ':' .. field end
 local function tkey(bucket, scope) return P .. 't:' .. bucket .. ':' .. scope end
 local function tnkey(bucket, scope) return P .. 'tn:' .. bucket .. ':' .. scope end
 local TRENDING_CHANGED = P .. 'trending_changed'
@@ -126,13 +127,14 @@ end
 
 -- Trending: per scope and time bucket, item -> weighted count (field "" = newest arrival)
 -- and item -> event count (field "" = the bucket's version, bumped by each step that changes
--- it). Scopes come from the event and the item's catalog record.
-local function trending_scopes(item, stream_id)
+-- it). Scopes come from the event and the item's catalog record ("category\31merchant").
+local function trending_scopes(stream_id, catalog)
   local scopes = { 'global' }
   if stream_id ~= '' then scopes[#scopes + 1] = 'stream:' .. stream_id end
-  local meta = redis.call('HMGET', ikey(item, 'meta'), 'category', 'merchant_id')
-  if meta[1] and meta[1] ~= '' then scopes[#scopes + 1] = 'category:' .. meta[1] end
-  if meta[2] and meta[2] ~= '' then scopes[#scopes + 1] = 'merchant:' .. meta[2] end
+  local sep = string.find(catalog, '\31', 1, true)
+  local category, merchant = string.sub(catalog, 1, sep - 1), string.sub(catalog, sep + 1)
+  if category ~= '' then scopes[#scopes + 1] = 'category:' .. category end
+  if merchant ~= '' then scopes[#scopes + 1] = 'merchant:' .. merchant end
   return scopes
 end
 
@@ -140,9 +142,9 @@ end
 -- (finish_trending) rather than once per event: each bucket's newest arrival and scopes
 -- changed, and each user's newest bucket (their trend_log is trimmed to it).
 local trend_newest, trend_counts, trend_scopes, trend_logs = {}, {}, {}, {}
-local function add_trending(user, event_id, item, weight_text, stream_id, arrival)
+local function add_trending(user, event_id, item, weight_text, stream_id, arrival, catalog)
   local bucket = math.floor(arrival / TREND_BUCKET_S)
-  local scopes = trending_scopes(item, stream_id)
+  local scopes = trending_scopes(stream_id, catalog)
   for _, scope in ipairs(scopes) do
     local weights, counts = tkey(bucket, scope), tnkey(bucket, scope)
     redis.call('HINCRBYFLOAT', weights, item, weight_text)
@@ -292,7 +294,7 @@ end
 
 -- READ_RECENT 0 reads only what excludes items (seen, bought, hidden): the learner's read.
 local function read_view(user)
-  local recent, affinities, neighbours, inbox, followees = {}, {}, {}, {}, {}
+  local recent, affinities, inbox, followees = {}, {}, {}, {}
   if READ_RECENT > 0 then
     recent = redis.call('ZREVRANGE', ukey(user, 'history'), 0, READ_RECENT - 1)
     inbox = redis.call('ZREVRANGE', ukey(user, 'inbox'), 0, READ_RECENT - 1, 'WITHSCORES')
@@ -300,18 +302,11 @@ local function read_view(user)
     -- recent actions the caller reads from their own slots.
     followees = redis.call('SRANDMEMBER', ukey(user, 'following'), FOLLOWEES_READ)
   end
-  if #recent > 0 then
-    affinities = redis.call('HMGET', ukey(user, 'affinity'), unpack(recent))
-    -- 0: the worker has them from its own cache (streams/runtime/itemcache.py).
-    for k, item in ipairs(READ_NEIGHBOURS > 0 and recent or {}) do
-      neighbours[k] = redis.call('ZREVRANGE', ikey(item, 'sim'), 0, READ_NEIGHBOURS - 1, 'WITHSCORES')
-    end
-  end
+  if #recent > 0 then affinities = redis.call('HMGET', ukey(user, 'affinity'), unpack(recent)) end
   return {
     user,
     recent,
     affinities,
-    neighbours,
     redis.call('ZRANGE', ukey(user, 'seen_items'), 0, -1),
     redis.call('SMEMBERS', ukey(user, 'bought')),
     redis.call('SMEMBERS', ukey(user, 'hidden')),
@@ -321,14 +316,13 @@ local function read_view(user)
 end
 
 local outcomes = {}
--- A key of the event's own user, target or item holding another type than the script writes
--- would fail the script half way through the event (Redis does not roll a script back), so
--- such an event is refused before anything of it is written. Checked once per batch per key.
+-- A key of the event's own user or target holding another type than the script writes would
+-- fail the script half way through the event (Redis does not roll a script back), so such an
+-- event is refused before anything of it is written. Checked once per batch per key.
 local USER_KEY_TYPES = { history = 'zset', affinity = 'hash', seen_events = 'zset',
   event_log = 'hash', trend_log = 'zset', bought = 'set', hidden = 'set', following = 'set',
   followers = 'set', inbox = 'zset', outbox = 'set', senders = 'set', actions = 'zset',
   seen_items = 'zset' }
-local ITEM_KEY_TYPES = { sim = 'zset', meta = 'hash' }
 local checked = {}
 local function wrong_types(name, types)
   if checked[name] == nil then
@@ -340,10 +334,9 @@ local function wrong_types(name, types)
   end
   return checked[name]
 end
-local function corrupt(user, item, target)
+local function corrupt(user, target)
   return wrong_types(stems[user], USER_KEY_TYPES)
     or (target ~= '' and wrong_types(stems[target], USER_KEY_TYPES))
-    or (item ~= '' and wrong_types(P .. 'i:' .. item .. ':', ITEM_KEY_TYPES))
 end
 
 -- An event of (or aimed at) a user erased at or after it reached Kafka was in flight when the
@@ -393,7 +386,7 @@ if mode == 'process' then
     local arrival = tonumber(ev[9])
     if erased_since(ev[10], arrival) or erased_since(ev[11], arrival) then
       outcomes[#outcomes + 1] = 3
-    elseif corrupt(user, item, target) then
+    elseif corrupt(user, target) then
       outcomes[#outcomes + 1] = 2  -- rejected before any write: the pipeline dead-letters it
     elseif redis.call('ZSCORE', seen, event_id) then
       outcomes[#outcomes + 1] = 0
@@ -416,7 +409,7 @@ if mode == 'process' then
       elseif item ~= '' then
         apply_item_event(user, event_id, item, etype, ts, ts_text, weight, weight_text, target)
         if weight > 0 then
-          add_trending(user, event_id, item, weight_text, ev[8], tonumber(ev[9]))
+          add_trending(user, event_id, item, weight_text, ev[8], tonumber(ev[9]), ev[14])
         end
         if not queued[user] then
           queued[user] = true

@@ -63,7 +63,7 @@ class MerchantAnalytics:
         self._merchants = item_meta_cache(
             client,
             self.keys,
-            "merchant_id",
+            ("merchant_id",),
             size=MERCHANT_CACHE_SIZE,
             ttl_s=MERCHANT_CACHE_TTL_S,
             unknown_ttl_s=UNKNOWN_MERCHANT_TTL_S,
@@ -71,7 +71,7 @@ class MerchantAnalytics:
 
     async def merchants(self, item_ids: Collection[str]) -> dict[str, str]:
         """Merchant of each item ("" when the catalog does not name one)."""
-        return await self._merchants.get(item_ids)
+        return {i: m for i, (m,) in (await self._merchants.get(item_ids)).items()}
 
     async def record_events(self, events: Sequence[Event], now: float) -> None:
         """Count the batch's fresh item events per merchant (one round trip, plus one for

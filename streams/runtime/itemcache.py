@@ -82,24 +82,25 @@ class ItemCache(Generic[V]):
 def item_meta_cache(
     client: aioredis.Redis,
     keys: Keys,
-    field: str,
+    fields: tuple[str, ...],
     *,
     size: int,
     ttl_s: float,
     unknown_ttl_s: float | None = None,
-) -> ItemCache[str]:
-    """One field of the catalog records (``i:<item>:meta``; "" when the catalog has none, kept
-    ``unknown_ttl_s``)."""
+) -> ItemCache[tuple[str, ...]]:
+    """Fields of the catalog records (``i:<item>:meta``; "" where the catalog has none; an
+    item the catalog does not know is kept ``unknown_ttl_s``)."""
 
-    async def fetch(item_ids: Sequence[str]) -> list[str]:
+    async def fetch(item_ids: Sequence[str]) -> list[tuple[str, ...]]:
         pipe = client.pipeline(transaction=False)
         for item_id in item_ids:
-            pipe.hget(keys.item(item_id, "meta"), field)
-        return ["" if raw is None else decoded(raw) for raw in await pipe.execute()]
+            pipe.hmget(keys.item(item_id, "meta"), fields)
+        rows = await pipe.execute()
+        return [tuple("" if raw is None else decoded(raw) for raw in row) for row in rows]
 
     unknown = ttl_s if unknown_ttl_s is None else unknown_ttl_s
     return ItemCache(
-        fetch, size=size, ttl_s=ttl_s, ttl_of=lambda value: ttl_s if value else unknown
+        fetch, size=size, ttl_s=ttl_s, ttl_of=lambda value: ttl_s if any(value) else unknown
     )
 
 

@@ -32,11 +32,15 @@ from streams.store.script import Actions, Reply, decode_batch, decode_reply, scr
 from streams.store.snapshot import redis_snapshot
 from streams.store.trending_looks import TrendingLooks
 
-#: Item categories cached per worker (for the category cap of the ranking).
-CATEGORY_CACHE_SIZE = 200_000
-CATEGORY_CACHE_TTL_S = 300.0
-#: Items whose neighbour lists a worker keeps (with SOCIALREC_NEIGHBOURS_TTL_S); a list of 20
-#: pairs is about 2.5 kB of Python objects.
+#: Items whose category and merchant a worker keeps (the ranking's category cap, trending's
+#: scopes), and for how long: a record changed through another worker shows after that. An
+#: item the catalog does not know yet is asked again sooner, so its later events count in its
+#: category and merchant soon after the record arrives.
+CATALOG_CACHE_SIZE = 200_000
+CATALOG_CACHE_TTL_S = 300.0
+UNKNOWN_ITEM_TTL_S = 5.0
+#: Items whose neighbour lists a worker keeps (for SOCIALREC_NEIGHBOURS_TTL_S; 0: read for
+#: every list); a list of 20 pairs is about 2.5 kB of Python objects.
 NEIGHBOUR_CACHE_SIZE = 20_000
 
 #: How long a cached recommendation list lives if the user goes quiet. The API computes a list
@@ -61,7 +65,7 @@ class RedisStore:
     ) -> None:
         """``erased_ttl_s``: how long erasure marks last (0: for ever); the worker derives it
         from topics.yaml (``streams.ops.topics.erasure_mark_ttl_s``). ``neighbours_ttl_s``: how long
-        the worker keeps an item's neighbour list (0: the script reads them for every list).
+        the worker keeps an item's neighbour list (0: read again for every list).
         ``popular_ttl_s``: how long it keeps the most popular items (0: read with every batch).
         ``withdraw``: erasure hands the users' logged events to a learner, which keeps
         popularity of its own (streams/runtime/learner_state.py); only where one runs, since
@@ -78,10 +82,15 @@ class RedisStore:
         self.keys = keys or Keys()
         self.trending_params = trending or TrendingParams()
         self._looks = TrendingLooks(client, self.keys, self.trending_params)
-        self._categories = item_meta_cache(
-            client, self.keys, "category", size=CATEGORY_CACHE_SIZE, ttl_s=CATEGORY_CACHE_TTL_S
+        self._catalog = item_meta_cache(
+            client,
+            self.keys,
+            ("category", "merchant_id"),
+            size=CATALOG_CACHE_SIZE,
+            ttl_s=CATALOG_CACHE_TTL_S,
+            unknown_ttl_s=UNKNOWN_ITEM_TTL_S,
         )
-        # With a time to live, neighbour lists come from the worker's cache, not the script.
+        # Neighbour lists live in their items' slots: never read by the state script.
         self._neighbours = (
             neighbour_cache(
                 client,
@@ -90,19 +99,13 @@ class RedisStore:
                 size=NEIGHBOUR_CACHE_SIZE,
                 ttl_s=neighbours_ttl_s,
             )
-            if neighbours_ttl_s > 0 and self.read.neighbours > 0
+            if self.read.neighbours > 0
             else None
         )
         source = resources.files("streams").joinpath("lua/state.lua").read_text()
         self._script = client.register_script(source)
         self._published = client.register_script(MARK_PUBLISHED_LUA)
-        self._head, self._tail = script_header(
-            self.keys,
-            params,
-            self.read,
-            self.trending_params,
-            neighbours=0 if self._neighbours is not None else self.read.neighbours,
-        )
+        self._head, self._tail = script_header(self.keys, params, self.read, self.trending_params)
 
     def _args(self, mode: str, count: int, popular: bool = True) -> list[str | int | float | bytes]:
         """The script's arguments up to the records (``popular``: read the popular items)."""
@@ -141,6 +144,7 @@ class RedisStore:
         popular = self._popular_due()
         args = self._args("process", len(events), popular)
         weight, mark, stem = self.params.weight, self.keys.erased, self.keys.user_stem
+        catalog = await self._catalog.get({e.item_id for e in events if e.item_id})
         rows = [
             [
                 e.event_id,
@@ -156,6 +160,7 @@ class RedisStore:
                 mark(e.target_user_id) if e.target_user_id else "",
                 stem(e.user_id),
                 stem(e.target_user_id) if e.target_user_id else "",
+                "\x1f".join(catalog[e.item_id]) if e.item_id else "\x1f",
             ]
             for n, e in enumerate(events)
         ]
@@ -275,16 +280,17 @@ class RedisStore:
                 },
             )
         await pipe.execute()
+        self._catalog.drop([r.item_id for r in records])
 
     async def delete_items(self, item_ids: Sequence[str]) -> None:
         if item_ids:
             await self.client.delete(*(self.keys.item(i, "meta") for i in item_ids))
-            self._categories.drop(item_ids)
+            self._catalog.drop(item_ids)
 
     async def item_categories(self, item_ids: Collection[str]) -> dict[str, str]:
         """From a local cache; misses in one pipelined round trip. Entries live
-        ``CATEGORY_CACHE_TTL_S`` so a category changed through another worker shows up."""
-        return await self._categories.get(item_ids)
+        ``CATALOG_CACHE_TTL_S`` so a category changed through another worker shows up."""
+        return {i: meta[0] for i, meta in (await self._catalog.get(item_ids)).items()}
 
     async def trending(self, scopes: Sequence[str], now: float, k: int) -> list[TrendingList]:
         """Reads the buckets of every scope this worker does not hold yet, or that changed

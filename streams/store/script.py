@@ -60,7 +60,7 @@ def decode_batch(reply: Reply, actions: Mapping[str, Actions]) -> BatchResult:
         return BatchResult([], {}, reply.popular, reply.rewinds)
     views: dict[str, UserView] = {}
     for view in reply.views:
-        user, recent_raw, aff_raw, neigh_raw, seen, bought, hidden, inbox, followees = view
+        user, recent_raw, aff_raw, seen, bought, hidden, inbox, followees = view
         recent = tuple(
             (item, float(aff))
             for item, aff in zip(_array(recent_raw), _array(aff_raw), strict=True)
@@ -68,11 +68,7 @@ def decode_batch(reply: Reply, actions: Mapping[str, Actions]) -> BatchResult:
         views[user] = UserView(
             user_id=user,
             recent=recent,
-            neighbours={  # empty when the lists come from the worker's cache
-                item: _pairs(_array(n)) for (item, _), n in zip(recent, lists, strict=True)
-            }
-            if (lists := _array(neigh_raw))
-            else {},
+            neighbours={},  # the store reads them apart (streams/runtime/itemcache.py)
             seen=frozenset(_array(seen)),
             bought=frozenset(_array(bought)),
             hidden=frozenset(_array(hidden)),
@@ -82,10 +78,10 @@ def decode_batch(reply: Reply, actions: Mapping[str, Actions]) -> BatchResult:
 
 
 def script_header(
-    keys: Keys, p: StateParams, read: ReadParams, trending: TrendingParams, neighbours: int
+    keys: Keys, p: StateParams, read: ReadParams, trending: TrendingParams
 ) -> tuple[list[str | int | float], list[str | int | float]]:
-    """The script's header (ARGV[2..14]) around the number of popular items to read, which
-    each call sets (``neighbours``: how many the script reads per recent item)."""
+    """The script's header (ARGV[2..13]) around the number of popular items to read, which
+    each call sets."""
     head: list[str | int | float] = [
         keys.prefix,
         p.history_size,
@@ -95,7 +91,6 @@ def script_header(
         p.popularity_cap,
         trending.span,
         read.recent_items,
-        neighbours,
     ]
     tail: list[str | int | float] = [
         repr(float(trending.bucket_s)),
