@@ -272,6 +272,10 @@ class Keys:
     #: The partition count of ``events`` the users' tags are computed for.
     partitions: int = field(default_factory=events_partitions)
 
+    def partition_of(self, user_id: str) -> int:
+        """The user's partition of ``events``."""
+        return partition_of(user_id, self.partitions)
+
     def tag(self, user_id: str) -> str:
         """The hash tag of the user's partition."""
         return partition_tag(partition_of(user_id, self.partitions), self.partitions)

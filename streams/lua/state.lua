@@ -10,7 +10,9 @@ over (``Keys.user_stem``: it carries the hash tag of the user's partition, which
 compute). Item co-occurrence and similarity are not here: the learner keeps them
 (streams/sources/itemcf.py); this script only reads the neighbour lists.
 
-ARGV[1]  mode: "process" (apply events, then read the affected users), "read" (read only)
+ARGV[1]  mode: "process" (apply events; the caller reads the users after every partition's
+         step, so a view shows what other partitions' steps wrote: "views"), "read" (read only;
+         "views" too, but leaving out a user whose keys hold the wrong kind of value)
          or "erase" (remove users from every derived state; returns counts per user);
          "erase+withdraw" also hands each logged event to the learner's popularity, which
          keeps its own counts (streams/runtime/learner_state.py ``popularity_withdrawn``)
@@ -293,26 +295,33 @@ local function erase(user, withdraw)
 end
 
 -- READ_RECENT 0 reads only what excludes items (seen, bought, hidden): the learner's read.
+-- A read of a key of the wrong type (the user of a refused poison event) marks the view
+-- broken instead of failing the call: "views" leaves such a user out, "read" fails.
+local broken = false
+local function get(...)
+  local reply = redis.pcall(...)
+  if type(reply) == 'table' and reply.err then
+    broken = true
+    return {}
+  end
+  return reply
+end
 local function read_view(user)
+  broken = false
   local recent, affinities, inbox, followees = {}, {}, {}, {}
   if READ_RECENT > 0 then
-    recent = redis.call('ZREVRANGE', ukey(user, 'history'), 0, READ_RECENT - 1)
-    inbox = redis.call('ZREVRANGE', ukey(user, 'inbox'), 0, READ_RECENT - 1, 'WITHSCORES')
+    recent = get('ZREVRANGE', ukey(user, 'history'), 0, READ_RECENT - 1)
+    inbox = get('ZREVRANGE', ukey(user, 'inbox'), 0, READ_RECENT - 1, 'WITHSCORES')
     -- Social proof: shares received, and (some of) the people the user follows, whose
     -- recent actions the caller reads from their own slots.
-    followees = redis.call('SRANDMEMBER', ukey(user, 'following'), FOLLOWEES_READ)
+    followees = get('SRANDMEMBER', ukey(user, 'following'), FOLLOWEES_READ)
   end
-  if #recent > 0 then affinities = redis.call('HMGET', ukey(user, 'affinity'), unpack(recent)) end
-  return {
-    user,
-    recent,
-    affinities,
-    redis.call('ZRANGE', ukey(user, 'seen_items'), 0, -1),
-    redis.call('SMEMBERS', ukey(user, 'bought')),
-    redis.call('SMEMBERS', ukey(user, 'hidden')),
-    inbox,
-    followees,
-  }
+  if #recent > 0 then affinities = get('HMGET', ukey(user, 'affinity'), unpack(recent)) end
+  local view = { user, recent, affinities, get('ZRANGE', ukey(user, 'seen_items'), 0, -1),
+    get('SMEMBERS', ukey(user, 'bought')), get('SMEMBERS', ukey(user, 'hidden')), inbox,
+    followees }
+  if broken then return nil end
+  return view
 end
 
 local outcomes = {}
@@ -351,7 +360,6 @@ local function erased_since(mark, arrival)
 end
 
 local to_read = {}
-local queued = {}
 local ranges = {}
 if mode == 'process' then
   -- Offsets ride with the state they produce (streams/store/offsets.py OffsetRange): first check that
@@ -411,10 +419,6 @@ if mode == 'process' then
         if weight > 0 then
           add_trending(user, event_id, item, weight_text, ev[8], tonumber(ev[9]), ev[14])
         end
-        if not queued[user] then
-          queued[user] = true
-          to_read[#to_read + 1] = user
-        end
       end
       if not stale then outcomes[#outcomes + 1] = 1 end
     end
@@ -455,7 +459,14 @@ else
 end
 
 local views = {}
-for _, user in ipairs(to_read) do views[#views + 1] = read_view(user) end
+for _, user in ipairs(to_read) do
+  local view = read_view(user)
+  if view then
+    views[#views + 1] = view
+  elseif mode == 'read' then
+    return redis.error_reply('WRONGTYPE a key of a read user holds the wrong kind of value')
+  end
+end
 local popular = {}
 if READ_POPULAR > 0 then popular = redis.call('ZREVRANGE', POPULARITY, 0, READ_POPULAR - 1, 'WITHSCORES') end
 -- One JSON string instead of nested replies: the client decodes it in one C call (orjson)

@@ -17,7 +17,13 @@ from models.trending import TrendingList, TrendingWindows, scopes_for
 from streams.keys import Keys
 from streams.store.erasure import erased_in_flight
 from streams.store.interface import BatchResult, ReadParams, TrendingParams
-from streams.store.offsets import OffsetRange, Position, advance, check_offsets
+from streams.store.offsets import (
+    OffsetRange,
+    Position,
+    advance,
+    check_offsets,
+    partition_steps,
+)
 
 
 class MemoryStore:
@@ -66,30 +72,39 @@ class MemoryStore:
         arrivals: Sequence[float] | None = None,
         offsets: Sequence[OffsetRange] = (),
     ) -> BatchResult:
-        behind = check_offsets(self.offsets, offsets)
+        outcomes = [Outcome.DUPLICATE] * len(events)
+        touched: set[str] = set()
+        behind: dict[str, Position] = {}
+        users = [e.user_id for e in events]
+        for step in partition_steps(self.keys.partition_of, users, offsets):
+            if late := check_offsets(self.offsets, step.offsets):
+                behind.update(late)  # nothing of this partition is applied
+                continue
+            advance(self.offsets, step.offsets)
+            for n in step.events:
+                outcomes[n] = self._apply(
+                    events[n], events[n].ts if arrivals is None else arrivals[n]
+                )
+                if outcomes[n] is Outcome.APPLIED and events[n].item_id is not None:
+                    touched.add(events[n].user_id)
         if behind:
             return BatchResult([], {}, self.state.popular(self.read.popular), behind)
-        advance(self.offsets, offsets)
-        outcomes = []
-        touched: dict[str, None] = {}
-        for n, event in enumerate(events):
-            arrival = event.ts if arrivals is None else arrivals[n]
-            marks = {
-                user: self.erased[key]
-                for user in (event.user_id, event.target_user_id)
-                if user and (key := self.keys.erased(user)) in self.erased
-            }
-            if erased_in_flight(event, arrival, marks):
-                outcomes.append(Outcome.ERASED)
-                continue
-            outcome = self.state.apply(event)
-            outcomes.append(outcome)
-            if outcome is Outcome.APPLIED and event.item_id is not None:
-                touched.setdefault(event.user_id)
-                weight = self.state.params.weight(event.type)
-                if weight > 0:
-                    self._add_trending(event, event.item_id, weight, arrival)
-        return self._result(outcomes, list(touched))
+        return self._result(outcomes, [u for u in dict.fromkeys(users) if u in touched])
+
+    def _apply(self, event: Event, arrival: float) -> Outcome:
+        marks = {
+            user: self.erased[key]
+            for user in (event.user_id, event.target_user_id)
+            if user and (key := self.keys.erased(user)) in self.erased
+        }
+        if erased_in_flight(event, arrival, marks):
+            return Outcome.ERASED
+        outcome = self.state.apply(event)
+        if outcome is Outcome.APPLIED and event.item_id is not None:
+            weight = self.state.params.weight(event.type)
+            if weight > 0:
+                self._add_trending(event, event.item_id, weight, arrival)
+        return outcome
 
     def _add_trending(self, event: Event, item: str, weight: float, arrival: float) -> None:
         record = self.catalog.get(item)

@@ -8,8 +8,8 @@ the state"). Both stores use these types and rules; Redis's twin of :func:`check
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,38 @@ class Position:
 
     applied: int
     published: int
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One atomic step of a batch: the events of one partition's users (their indexes in the
+    batch) and that partition's offsets, all in its slot (streams/keys.py)."""
+
+    partition: int
+    events: list[int] = field(default_factory=list)
+    offsets: list[OffsetRange] = field(default_factory=list)
+
+
+def partition_steps(
+    partition_of: Callable[[str], int], users: Sequence[str], offsets: Sequence[OffsetRange]
+) -> list[Step]:
+    """A batch cut into one step per partition, in the order both stores apply them: steps
+    without offsets first (an event whose record came on another partition than its user's
+    goes with its user), so offsets stored by a worker that dies between steps cover no event
+    whose step did not run.
+
+    >>> r = OffsetRange("events:1", first=7, last=8, expected=6, published=4)
+    >>> [(s.partition, s.events, len(s.offsets)) for s in partition_steps(
+    ...     lambda u: int(u[1]), ["u1", "u0", "u1"], [r])]
+    [(0, [1], 0), (1, [0, 2], 1)]
+    """
+    steps: dict[int, Step] = {}
+    for n, user in enumerate(users):
+        steps.setdefault(partition_of(user), Step(partition_of(user))).events.append(n)
+    for r in offsets:
+        number = int(r.partition.rpartition(":")[2])
+        steps.setdefault(number, Step(number)).offsets.append(r)
+    return sorted(steps.values(), key=lambda step: bool(step.offsets))
 
 
 def check_offsets(

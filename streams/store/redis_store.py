@@ -1,8 +1,10 @@
-"""The production store: all state in Redis, one ``EVALSHA`` of streams/lua/state.lua a batch.
+"""The production store: all state in Redis, one ``EVALSHA`` of streams/lua/state.lua per
+partition of a batch, pipelined.
 
 Each micro-batch is one network round trip that deduplicates by event id, applies every event
-atomically, records the batch's offsets and reads back what scoring needs for the users it
-touched. :class:`RedisStore` stays one class: the script's argument header, the popular items
+atomically per partition (each step touches its partition's slot: its users' keys and offsets,
+streams/keys.py), records the batch's offsets and reads back what scoring needs for the users
+it touched. :class:`RedisStore` stays one class: the script's argument header, the popular items
 kept between reads and the neighbour cache that replaces the script's neighbour reads must
 agree with each other. What stands apart lives beside it: the script's arguments and replies
 (script.py), the trending buckets' cache (trending_looks.py), the snapshot (snapshot.py) and
@@ -22,12 +24,17 @@ import redis.asyncio as aioredis
 
 from models.content import CatalogRecord
 from models.events import Event
-from models.state import ACTIONS_READ, ErasureReport, PopularView, StateParams
+from models.state import ACTIONS_READ, ErasureReport, Outcome, PopularView, StateParams
 from models.trending import TrendingList
 from streams.keys import Keys, best_pairs, decoded, queue_best
 from streams.runtime.itemcache import item_meta_cache, neighbour_cache
 from streams.store.interface import BatchResult, ReadParams, TrendingParams
-from streams.store.offsets import MARK_PUBLISHED_LUA, OffsetRange, Position
+from streams.store.offsets import (
+    MARK_PUBLISHED_LUA,
+    OffsetRange,
+    Position,
+    partition_steps,
+)
 from streams.store.script import Actions, Reply, decode_batch, decode_reply, script_header
 from streams.store.snapshot import redis_snapshot
 from streams.store.trending_looks import TrendingLooks
@@ -142,10 +149,57 @@ class RedisStore:
         offsets: Sequence[OffsetRange] = (),
     ) -> BatchResult:
         popular = self._popular_due()
-        args = self._args("process", len(events), popular)
+        rows = await self._rows(events, arrivals)
+        users = [e.user_id for e in events]
+        steps = partition_steps(self.keys.partition_of, users, offsets)
+        # In one round trip: each partition's step, then a read of every user with an item
+        # event, after all of them (a view shows what other partitions' steps wrote).
+        readers = list(dict.fromkeys(e.user_id for e in events if e.item_id))
+        async with self.client.pipeline(transaction=False) as pipe:
+            for step in steps:
+                args = self._args("process", len(step.events), popular=False)
+                args.append(orjson.dumps([rows[n] for n in step.events]))
+                args.append(len(step.offsets))
+                for r in step.offsets:
+                    args += [self._offsets_key(r.partition), r.partition, r.first, r.last]
+                    args += [r.expected, r.published]
+                await self._script(keys=[], args=args, client=pipe)
+            await self._queue_reads(pipe, readers, popular, "views")
+            replies = [decode_reply(raw) for raw in await pipe.execute()]
+        outcomes = [Outcome.DUPLICATE] * len(events)
+        for step, reply in zip(steps, replies, strict=False):
+            for n, outcome in zip(step.events, reply.outcomes, strict=False):
+                outcomes[n] = outcome
+        applied = {
+            e.user_id
+            for e, o in zip(events, outcomes, strict=True)
+            if o is Outcome.APPLIED and e.item_id
+        }
+        reply = _merged(replies, outcomes, users)
+        views = [v for v in reply.views if v[0] in applied]
+        return await self._result(replace(reply, views=views), popular)
+
+    async def _queue_reads(
+        self, pipe: Any, user_ids: Sequence[str], popular: bool, mode: str = "read"
+    ) -> None:
+        """One read per partition of the users; the last reads the popular items too
+        (``mode`` "views": a user whose keys hold the wrong kind of value is left out)."""
+        parts: dict[int, list[str]] = {}
+        for u in user_ids:
+            parts.setdefault(self.keys.partition_of(u), []).append(u)
+        groups = list(parts.values()) or [[]]
+        for k, users in enumerate(groups):
+            args = self._args(mode, len(users), popular and k == len(groups) - 1)
+            args.append(orjson.dumps([[u, self.keys.user_stem(u)] for u in users]))
+            await self._script(keys=[], args=args, client=pipe)
+
+    async def _rows(
+        self, events: Sequence[Event], arrivals: Sequence[float] | None
+    ) -> list[list[str]]:
+        """Each event as the script takes it (streams/lua/state.lua, ``process``)."""
         weight, mark, stem = self.params.weight, self.keys.erased, self.keys.user_stem
         catalog = await self._catalog.get({e.item_id for e in events if e.item_id})
-        rows = [
+        return [
             [
                 e.event_id,
                 e.type.value,
@@ -164,16 +218,10 @@ class RedisStore:
             ]
             for n, e in enumerate(events)
         ]
-        args.append(orjson.dumps(rows))
-        args.append(len(offsets))
-        for r in offsets:
-            args += [self._offsets_key(r.partition), r.partition, r.first, r.last]
-            args += [r.expected, r.published]
-        return await self._result(await self._script(keys=[], args=args), popular)
 
     def _offsets_key(self, partition: str) -> str:
         """Where a partition ("events:3") keeps its offsets: in its users' slot."""
-        return self.keys.offsets(int(partition.rpartition(":")[2]))
+        return self.keys.offsets(_number(partition))
 
     async def positions(self, partitions: Sequence[str]) -> dict[str, Position]:
         if not partitions:
@@ -223,15 +271,16 @@ class RedisStore:
         return {decoded(member) for members in replies for member in members}
 
     async def read_users(self, user_ids: Sequence[str]) -> BatchResult:
+        """One read per partition of the users, pipelined."""
         popular = self._popular_due()
-        args = self._args("read", len(user_ids), popular)
-        args.append(orjson.dumps([[u, self.keys.user_stem(u)] for u in user_ids]))
-        return await self._result(await self._script(keys=[], args=args), popular)
+        async with self.client.pipeline(transaction=False) as pipe:
+            await self._queue_reads(pipe, user_ids, popular)
+            replies = [decode_reply(raw) for raw in await pipe.execute()]
+        return await self._result(_merged(replies, [], user_ids), popular)
 
-    async def _result(self, raw: list[Any], popular: bool) -> BatchResult:
+    async def _result(self, reply: Reply, popular: bool) -> BatchResult:
         """A call's result: its reply, the followees' actions, kept popular items and the
         cached neighbour lists."""
-        reply = decode_reply(raw)
         actions = await self._followee_actions(reply)
         return await self._with_neighbours(
             self._with_popular(decode_batch(reply, actions), popular)
@@ -359,3 +408,21 @@ class RedisStore:
     async def snapshot(self) -> dict[str, Any]:
         """Every socialrec key parsed into the same shape as MemoryState.snapshot()."""
         return await redis_snapshot(self.client, self.keys)
+
+
+def _number(partition: str) -> int:
+    """The partition number of "events:3"."""
+    return int(partition.rpartition(":")[2])
+
+
+def _merged(replies: Sequence[Reply], outcomes: list[Outcome], users: Sequence[str]) -> Reply:
+    """One reply of a call's steps: their views in the order their users first come in the
+    batch, the popular items the last step read, and every partition found behind (then
+    nothing else counts: the consumer goes back)."""
+    popular = replies[-1].popular
+    rewinds = {p: at for r in replies for p, at in r.rewinds.items()}
+    if rewinds:
+        return Reply([], popular, [], rewinds)
+    first = {u: n for n, u in reversed(list(enumerate(users)))}
+    views = sorted((v for r in replies for v in r.views), key=lambda v: first[v[0]])
+    return Reply(outcomes, popular, views, {})

@@ -119,7 +119,7 @@ async def test_offsets_ride_with_the_state_and_a_store_behind_them_is_reported(
     make_store: StoreFactory,
 ) -> None:
     store = make_store(TIGHT)
-    events = random_stream(seed=3, count=6)
+    events = _of_partition(random_stream(seed=3, count=60, users=30), 0)[:6]
     first = [OffsetRange("events:0", 0, 2, expected=-1, published=-1)]
     await store.process_batch(events[:3], offsets=first)
     assert await store.positions(["events:0", "events:1"]) == {"events:0": Position(2, -1)}
@@ -131,11 +131,18 @@ async def test_offsets_ride_with_the_state_and_a_store_behind_them_is_reported(
     # A consumer that saw offset 9 applied meets a store that says 5: the store lost writes.
     before = await store.snapshot()
     behind = [OffsetRange("events:0", 10, 12, expected=9, published=9)]
-    result = await store.process_batch(random_stream(seed=4, count=3), offsets=behind)
+    later = _of_partition(random_stream(seed=4, count=60, users=30), 0)[:3]
+    result = await store.process_batch(later, offsets=behind)
     assert result.rewinds == {"events:0": Position(5, 2)}
     assert result.outcomes == []
     assert await store.snapshot() == before  # nothing applied
     assert await store.positions(["events:0"]) == {"events:0": Position(5, 2)}
+
+
+def _of_partition(events: list[Event], partition: int) -> list[Event]:
+    """The events of users of one partition, aimed at users of it (one atomic step)."""
+    inside = {u for u in (e.user_id for e in events) if Keys().partition_of(u) == partition}
+    return [e for e in events if e.user_id in inside and e.target_user_id in (None, *inside)]
 
 
 async def test_published_offsets_handed_over_only_move_forward(make_store: StoreFactory) -> None:
