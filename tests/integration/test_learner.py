@@ -27,6 +27,7 @@ from streams.runtime.publisher import KafkaPublisher
 from streams.runtime.worker import state_params
 from streams.sources.factory import build_sources
 from streams.sources.mf_rows import decode_sampler
+from streams.sources.progress import learnt_member
 from streams.sources.snapshots import fbt_state, followees_state, usercf_state
 from streams.store import RedisStore
 from streams.tools.processes import free_port
@@ -250,7 +251,8 @@ async def test_events_without_an_item_are_marked_learnt_by_the_learner_itself(
     buy = Event("b1", EventType.PURCHASE, "bob", T0 + 1, item_id="phone")
     assert await learner.learn(_records([follow, buy])) == 2
     learnt = await redis_client.zrange(keys.user("bob", "learnt"), 0, -1)
-    assert learnt == [b"f1", b"b1"]  # the purchase by item-CF's step, the follow by the mark
+    # The purchase by item-CF's step, the follow by the mark; digests, in time order.
+    assert learnt == [learnt_member("f1").encode(), learnt_member("b1").encode()]
     assert await learner.learn(_records([follow, buy], first_offset=10)) == 0
 
 
