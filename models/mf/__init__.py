@@ -47,17 +47,21 @@ from __future__ import annotations
 
 from models.mf.model import OnlineMF
 from models.mf.rows import (
+    LEDGER_DTYPE,
     WIRE_DTYPE,
     Changed,
     FactorRows,
     Table,
     Vector,
+    decode_ledger_row,
     decode_vector,
+    encode_ledger_row,
     encode_vector,
 )
 from models.mf.sampler import NegativeSampler, SamplerState, Sampling
 
 __all__ = [
+    "LEDGER_DTYPE",
     "WIRE_DTYPE",
     "Changed",
     "FactorRows",
@@ -67,6 +71,8 @@ __all__ = [
     "Sampling",
     "Table",
     "Vector",
+    "decode_ledger_row",
     "decode_vector",
+    "encode_ledger_row",
     "encode_vector",
 ]

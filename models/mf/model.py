@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 from river import optim
 
-from models.mf.rows import FactorRows, Vector, decode_vector, encode_vector
+from models.mf.rows import FactorRows, Vector, decode_ledger_row, encode_ledger_row
 from models.mf.sampler import NegativeSampler, SamplerState, Sampling
 
 #: Logits are clipped before the loss so exp() never overflows on a runaway pair.
@@ -203,12 +203,13 @@ class OnlineMF(FactorRows):
         self._sampler.restore(state.steps, [self._item_rows[i] for i in state.pool])
 
     def contributions(self, user_id: str) -> dict[str, bytes]:
-        """The user's undo ledger (``track_contributions``) as ``{item: float32 LE bytes}``."""
-        return {i: encode_vector(d) for i, d in self._contributions.get(user_id, {}).items()}
+        """The user's undo ledger (``track_contributions``) as ``{item: float16 LE bytes}``
+        (:data:`models.mf.LEDGER_DTYPE`)."""
+        return {i: encode_ledger_row(d) for i, d in self._contributions.get(user_id, {}).items()}
 
     def set_contributions(self, user_id: str, rows: Mapping[str, bytes]) -> None:
         self._contributions[user_id] = {
-            i: decode_vector(raw, self.factors).astype(np.float64) for i, raw in rows.items()
+            i: decode_ledger_row(raw, self.factors) for i, raw in rows.items()
         }
 
     def forget_user(self, user_id: str, *, revert_items: bool = False) -> bool:

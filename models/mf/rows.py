@@ -1,5 +1,6 @@
 """MF's storage: the factor rows of users and items, their initial values, and their encoding on
-the wire (float32, little-endian, as a Redis hash stores them).
+the wire (float32, little-endian, as a Redis hash stores them), and that of the undo ledger's
+rows (float16).
 """
 
 from __future__ import annotations
@@ -18,6 +19,15 @@ Table = Literal["user", "item"]
 
 #: Wire format of one factor row: float32, little-endian, ``factors`` values, nothing else.
 WIRE_DTYPE: Final = np.dtype("<f4")
+
+#: Wire format of one undo-ledger row (:meth:`OnlineMF.contributions`): float16, little-endian.
+#: The ledgers were the largest thing in Redis (up to 64 rows a user, for every user). Half the
+#: bytes of float32 (and 64-byte values, which Redis keeps compact by default) cost an erasure
+#: a rounding of at most 2**-12 of each push per write, far inside what erasure already leaves
+#: (the pushes' knock-on effects on later steps: models/mf/model.py ``forget_user``).
+LEDGER_DTYPE: Final = np.dtype("<f2")
+#: The largest float16: a ledger value beyond it is stored as it, not as infinity.
+_LEDGER_MAX: Final = float(np.finfo(LEDGER_DTYPE).max)
 
 _INITIAL_ITEM_CAPACITY: Final = 64
 
@@ -43,6 +53,31 @@ def decode_vector(raw: bytes, factors: int) -> Vector:
     if not np.all(np.isfinite(vector)):
         raise ValueError("factor row contains NaN or infinity")
     return vector
+
+
+def encode_ledger_row(vector: npt.ArrayLike) -> bytes:
+    """One undo-ledger row as bytes (float16 little-endian, clipped to its finite range).
+
+    >>> encode_ledger_row([1.0, -2.0, 1e6]).hex()
+    '003c00c0ff7b'
+    """
+    array = np.clip(np.asarray(vector, dtype=np.float64), -_LEDGER_MAX, _LEDGER_MAX)
+    return array.astype(LEDGER_DTYPE).tobytes()
+
+
+def decode_ledger_row(raw: bytes, factors: int) -> npt.NDArray[np.float64]:
+    """The inverse of :func:`encode_ledger_row`, as float64 (what the ledger sums in); a row
+    of float32 values, as ledgers were stored before float16, reads as well.
+
+    >>> decode_ledger_row(bytes.fromhex("003c00c0"), 2).tolist()
+    [1.0, -2.0]
+    >>> decode_ledger_row(encode_vector([1.0, -2.0]), 2).tolist()
+    [1.0, -2.0]
+    """
+    for dtype in (LEDGER_DTYPE, WIRE_DTYPE):
+        if len(raw) == factors * dtype.itemsize:
+            return np.frombuffer(raw, dtype=dtype).astype(np.float64)
+    raise ValueError(f"expected {factors} float16 values, got {len(raw)} bytes")
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,12 +10,12 @@ argument on its own, and that was most of the learner's time in this source.
 ARGV[1] mode: "counts" or "neighbours"; ARGV[2] key prefix, e.g. "sr:"
 counts:     ARGV[3] JSON [row cap, 1 to refuse users erased meanwhile, learnt-ids window,
             users, norms, pairs, asked]: users [[window key, erasure-mark key, window JSON (""
-            deletes it), learnt-ids key, [[event id, ts], ...]], ...] (the user's events this
+            deletes it), learnt-ids key, [[score, member], ...]], ...] (the user's events this
             batch learns: recorded in the same step, so a learner that crashes after it never
             counts them twice); norms [[item, norm2 increment], ...]; pairs [[a, b, dot
             increment], ...]; asked: items whose norm2 to return.
             Returns, having changed nothing, {erased user indexes} if any erasure mark exists
-            (when refusing), or {'learnt', event ids} if any event is learnt already (a step
+            (when refusing), or {'learnt', members} if any event is learnt already (a step
             applied here whose reply the learner never got, or another learner's); else
             {{}, dot of each pair (false: gone), norm2 of each asked item, Σ norm2, #items}.
 neighbours: ARGV[3] list size, ARGV[4] JSON [[a, b, cosine (0: not neighbours)], ...].
@@ -79,7 +79,7 @@ end
 local again = {}
 for _, user in ipairs(users) do
   for _, event in ipairs(user[5]) do
-    if redis.call('ZSCORE', user[4], event[1]) then again[#again + 1] = event[1] end
+    if redis.call('ZSCORE', user[4], event[2]) then again[#again + 1] = event[2] end
   end
 end
 if #again > 0 then return { 'learnt', again } end
@@ -87,7 +87,7 @@ for _, user in ipairs(users) do
   local key, window, learnt = user[1], user[3], user[4]
   if window == '' then redis.call('DEL', key) else redis.call('SET', key, window) end
   for _, event in ipairs(user[5]) do
-    redis.call('ZADD', learnt, event[2], event[1])
+    redis.call('ZADD', learnt, event[1], event[2])
   end
   if learnt_window > 0 then redis.call('ZREMRANGEBYRANK', learnt, 0, -learnt_window - 1) end
 end

@@ -1,7 +1,8 @@
 """What the learner keeps in Redis besides the sources' own state.
 
-- ``u:{user}:learnt``: the ids of the user's events learnt, a window as long as the worker's
-  dedupe window, so a redelivery teaches nothing twice;
+- ``u:{user}:learnt``: the user's events learnt (their ids' digests:
+  :func:`streams.sources.progress.learnt_entry`), a window as long as the worker's dedupe
+  window, so a redelivery teaches nothing twice;
 - the learner's hash (``learner``): the newest broker time learnt and the pools' refresh
   interval (what the worker reports as the learner's lag), the stream's learned half-life
   (``half_life``: the estimator's choice, which social proof decays by, and the scores it
@@ -36,13 +37,15 @@ from models.halflife import LearnedHalfLife, chosen_half_life
 from models.state import POPULAR_READ, PopularView
 from streams.keys import Keys, decoded
 from streams.runtime.pools import PoolStore
+from streams.sources.progress import learnt_entry, learnt_member
 
 #: KEYS: the learner's hash, the learned popularity's rows, its withdrawals, then per user
 #: their learnt-ids key and erasure mark; ARGV: the newest broker time learnt (0: none), the
-#: window, JSON [[ts, id, ts, id, ...] per user], the pools' refresh interval in force, JSON
-#: {partition: the batch's last offset in it}, the learned half-life's choice (JSON,
-#: models/halflife.py) or an empty string, the popular items (JSON) or an empty string, the
-#: withdrawals applied (dropped from the head of their list), then item, row, item, row...
+#: window, JSON [[score, member, score, member, ...] per user] (``learnt_entry``), the pools'
+#: refresh interval in force, JSON {partition: the batch's last offset in it}, the learned
+#: half-life's choice (JSON, models/halflife.py) or an empty string, the popular items (JSON)
+#: or an empty string, the withdrawals applied (dropped from the head of their list), then
+#: item, row, item, row...
 #: A user erased since the learner checked gets no key back (their erasure deleted it).
 _MARK_UNLESS_ERASED = """
 for u, flat in ipairs(cjson.decode(ARGV[3])) do
@@ -98,21 +101,22 @@ class LearnerState:
             return []
         per_user: dict[str, list[str]] = {}
         for event in events:
-            per_user.setdefault(event.user_id, []).append(event.event_id)
+            per_user.setdefault(event.user_id, []).append(learnt_member(event.event_id))
         async with self.client.pipeline(transaction=False) as pipe:
             for user_id, ids in per_user.items():  # one command per user, not per event
                 pipe.zmscore(self.keys.user(user_id, "learnt"), ids)
             replies = await pipe.execute()
         learnt = {
-            (user_id, event_id)
-            for (user_id, ids), scores in zip(per_user.items(), replies, strict=True)
-            for event_id, score in zip(ids, scores, strict=True)
+            (user_id, member)
+            for (user_id, members), scores in zip(per_user.items(), replies, strict=True)
+            for member, score in zip(members, scores, strict=True)
             if score is not None
         }
         seen: set[str] = set()
         fresh = []
         for event in events:
-            if (event.user_id, event.event_id) not in learnt and event.event_id not in seen:
+            member = learnt_member(event.event_id)
+            if (event.user_id, member) not in learnt and event.event_id not in seen:
                 seen.add(event.event_id)  # in-batch repeats count once
                 fresh.append(event)
         return fresh
@@ -133,7 +137,7 @@ class LearnerState:
         step."""
         per_user: dict[str, list[Any]] = {}
         for event in events:
-            per_user.setdefault(event.user_id, []).extend((event.ts, event.event_id))
+            per_user.setdefault(event.user_id, []).extend(learnt_entry(event))
         users = list(per_user)
         keys = [k for u in users for k in (self.keys.user(u, "learnt"), self.keys.erased(u))]
         choice: bytes | str = ""

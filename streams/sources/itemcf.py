@@ -49,7 +49,7 @@ from models.recommend import Candidate, Source
 from models.shrinkage import ShrinkageEstimator
 from models.state import StateParams
 from streams.keys import Keys, decoded, user_strings
-from streams.sources.progress import Learnt
+from streams.sources.progress import Learnt, learnt_entry, learnt_member
 
 #: Events per atomic step at most. Redis runs one script at a time, so a long one delays the
 #: publish path's batches: an event changes up to twice its window's size in pairs, each a few
@@ -80,9 +80,10 @@ class Sums:
 
 @dataclass(frozen=True, slots=True)
 class Relearnt:
-    """The counts script's refusal: these events of the step are learnt already."""
+    """The counts script's refusal: these events of the step are learnt already (their
+    :func:`streams.sources.progress.learnt_member`)."""
 
-    event_ids: frozenset[str]
+    members: frozenset[str]
 
 
 class RedisItemCF:
@@ -124,7 +125,7 @@ class RedisItemCF:
             if isinstance(sums, Relearnt):
                 # Learnt already (a retried step Redis had applied): the windows read now hold
                 # them, so the rest is computed again from those.
-                pending = [e for e in pending if e.event_id not in sums.event_ids]
+                pending = [e for e in pending if learnt_member(e.event_id) not in sums.members]
             else:
                 # Erased since the learner checked: learn the others' events, theirs never.
                 pending = [e for e in pending if e.user_id not in sums]
@@ -204,7 +205,7 @@ class RedisItemCF:
                     keys.erased(user),
                     encode_window(windows[user]).decode() if windows[user] else "",
                     keys.user(user, "learnt"),
-                    [[e.event_id, e.ts] for e in learnt.get(user, ())],
+                    [learnt_entry(e) for e in learnt.get(user, ())],
                 ]
                 for user in users
             ],
@@ -214,7 +215,7 @@ class RedisItemCF:
         ]
         reply = await self._script(keys=[], args=["counts", keys.prefix, orjson.dumps(step)])
         if reply and reply[0] == b"learnt":
-            return Relearnt(frozenset(decoded(e) for e in reply[1]))
+            return Relearnt(frozenset(decoded(m) for m in reply[1]))
         if reply and not isinstance(reply[0], list):
             return {users[int(n)] for n in reply}
         _, dots, norms, total, count = reply

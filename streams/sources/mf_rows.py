@@ -1,8 +1,9 @@
 """What online MF keeps in Redis, and how a user's ledger is merged and capped.
 
 - ``{prefix}u:{user}:mf`` (string): the user's factor row, float32 bytes;
-- ``{prefix}u:{user}:mf_contrib`` (hash item -> float32 bytes): the summed changes the user's
-  own SGD steps made to that item's row, the ledger erasure subtracts;
+- ``{prefix}u:{user}:mf_contrib`` (hash item -> float16 bytes, :data:`models.mf.LEDGER_DTYPE`):
+  the summed changes the user's own SGD steps made to that item's row, the ledger erasure
+  subtracts;
 - ``{prefix}mf_items`` (hash item -> float32 bytes): every item's factor row;
 - ``{prefix}mf_sampler`` (string, JSON): learning steps and recent positives (item ids only),
   which the next negatives depend on.
@@ -25,7 +26,7 @@ from collections.abc import Mapping
 import numpy as np
 import orjson
 
-from models.mf import WIRE_DTYPE, SamplerState
+from models.mf import LEDGER_DTYPE, SamplerState, decode_ledger_row, encode_ledger_row
 from streams.keys import Keys
 
 
@@ -51,20 +52,34 @@ def merge_ledger(
     stored: Mapping[str, bytes], batch: Mapping[str, bytes], max_contributions: int
 ) -> tuple[dict[str, bytes], list[str]]:
     """(entries to write, stored entries to delete): stored + this batch's deltas, capped
-    at ``max_contributions`` entries by dropping the smallest pushes (L2 norm)."""
+    at ``max_contributions`` entries by dropping the smallest pushes (L2 norm). Stored rows
+    of float32 (ledgers written before float16) are rewritten as float16.
+
+    >>> before = np.array([0.5, 0.5], dtype="<f4").tobytes()  # a float32 row, as stored before
+    >>> push = encode_ledger_row([1.0, 0.0])
+    >>> stored = {"a": before, "b": encode_ledger_row([0.1, 0.0])}
+    >>> put, drop = merge_ledger(stored, {"a": push, "c": push}, max_contributions=2)
+    >>> {i: decode_ledger_row(raw, 2).tolist() for i, raw in put.items()}, drop
+    ({'a': [1.5, 0.5], 'c': [1.0, 0.0]}, ['b'])
+    """
     if not batch:
         return {}, []
-    merged = dict(stored)
+    factors = len(next(iter(batch.values()))) // LEDGER_DTYPE.itemsize
+    width = factors * LEDGER_DTYPE.itemsize
+    merged = {
+        i: raw if len(raw) == width else encode_ledger_row(decode_ledger_row(raw, factors))
+        for i, raw in stored.items()
+    }
     for item, raw in batch.items():
-        delta = np.frombuffer(raw, dtype=WIRE_DTYPE).astype(np.float64)
-        old = stored.get(item)
+        delta = decode_ledger_row(raw, factors)
+        old = merged.get(item)
         if old is not None:
-            delta += np.frombuffer(old, dtype=WIRE_DTYPE)
-        merged[item] = delta.astype(WIRE_DTYPE).tobytes()
+            delta += decode_ledger_row(old, factors)
+        merged[item] = encode_ledger_row(delta)
     dropped: list[str] = []
     if len(merged) > max_contributions:
         ids = sorted(merged)  # a fixed order, so ties break the same way in every process
-        matrix = np.frombuffer(b"".join(merged[i] for i in ids), dtype=WIRE_DTYPE)
+        matrix = np.frombuffer(b"".join(merged[i] for i in ids), dtype=LEDGER_DTYPE)
         norms = np.linalg.norm(matrix.reshape(len(ids), -1).astype(np.float64), axis=1)
         order = np.argsort(-norms, kind="stable")
         dropped = [ids[n] for n in order[max_contributions:].tolist()]

@@ -27,10 +27,22 @@ The marks hold offsets only, no user data: one hash per source (:meth:`Keys.mark
 >>> [e.event_id for e in progress.unlearnt([Event("e1", EventType.VIEW, "u", 0.0),
 ...     Event("e2", EventType.VIEW, "u", 0.0)], {"events:0": 7})]
 ['e2']
+
+Each user's learnt events (``u:{user}:learnt``, a zset written by item-CF's step and by
+:class:`streams.runtime.learner_state.LearnerState`) hold :func:`learnt_entry` pairs: an
+8-byte digest of the event id, not the id (often a 36-character UUID), and whole seconds, not
+the float time. Redis keeps both as integers in the compact zset encoding: 18 bytes an event
+instead of 36 (the simulator's 12-character ids) or 61 (UUIDs). The time only orders the
+window; two ids of a user sharing a digest (2**-64 a pair) would at worst have the second
+taken as learnt already, and skipped.
+
+>>> learnt_entry(Event("e1", EventType.VIEW, "u", 1700000000.75))
+(1700000000, '292540415853092123')
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +52,18 @@ from redis.exceptions import WatchError
 
 from models.events import Event
 from streams.keys import Keys, decoded
+
+
+def learnt_member(event_id: str) -> str:
+    """An event's member in a user's learnt events: its id's 8-byte digest, as a signed
+    decimal integer (what Redis stores in 8 bytes, and what JSON and Lua pass as text)."""
+    digest = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+    return str(int.from_bytes(digest, "little", signed=True))
+
+
+def learnt_entry(event: Event) -> tuple[int, str]:
+    """(score, member) of ``event`` in its user's learnt events: whole seconds, digest."""
+    return int(event.ts), learnt_member(event.event_id)
 
 
 class Stale(Exception):

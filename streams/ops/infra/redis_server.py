@@ -75,8 +75,9 @@ def redis_server_args(svc: Service, *, tls: bool = False) -> list[str]:
     in the foreground of its own session.
 
     Hashes keep the compact encoding for values up to 256 bytes (Redis's default is 64): MF's
-    ledgers hold a float32 row per item (128 bytes at 32 factors), up to 64 per user, and
-    take 157 bytes an entry so instead of 226, the largest family of a long-running store."""
+    ledgers held a float32 row per item (128 bytes at 32 factors), up to 64 per user, and took
+    157 bytes an entry so instead of 226. Their float16 rows (64 bytes) fit the default; the
+    setting keeps a store's older float32 ledgers compact until their users' next batches."""
     port = ["--port", "0", "--tls-port", str(svc.port)] if tls else ["--port", str(svc.port)]
     return [
         *port,
