@@ -81,7 +81,7 @@ USER_FIELDS: Final = (
     "fol_followers",  # set: who keeps the user in fol_following (so erasure finds them)
     # The learner (streams/runtime/learner.py): erased with the user by LearnerState.erase.
     "pools",  # string: JSON, the sources' latest candidates for the user (streams/runtime/pools.py)
-    "learnt",  # zset event_id -> ts: the user's events the sources have learnt (dedupe window)
+    "learnt",  # zset: digests of the user's events the sources have learnt -> ts (progress.py)
 )
 #: Per-item structures, item-CF's (the learner writes them, the publish path reads sim): dot
 #: (zset co-occurring item -> Σ a_ui·a_uj), sim (zset top-k cosine);
@@ -111,8 +111,11 @@ GLOBAL_FIELDS: Final = (
 )
 
 #: Per-partition structures, in the slot of the partition's users (:meth:`Keys.partition`):
-#: offsets (hash "topic:partition" -> applied offset, "…:published" -> published offset).
-PARTITION_FIELDS: Final = ("offsets",)
+#: offsets (hash "topic:partition" -> applied offset, "…:published" -> published offset), relay
+#: (list: the partition's steps' changes to users of other partitions, until delivered) and
+#: relayed (hash: source partition -> last entry applied here, "seq" -> this one's counter):
+#: streams/store/relay.py.
+PARTITION_FIELDS: Final = ("offsets", "relay", "relayed")
 #: What the store's layout record (:meth:`Keys.layout`) says: the key layout's version and
 #: the partition count the users' tags were computed for.
 LAYOUT_VERSION: Final = 2

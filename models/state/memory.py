@@ -3,7 +3,8 @@ what ``streams/lua/state.lua`` mirrors inside Redis."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Literal
 
 from models.events import Event, EventType
 from models.popularity import forward_weight, needs_rebase, rebase_factor
@@ -27,15 +28,30 @@ from models.state.views import (
     UserView,
 )
 
+#: What an event does to another user than its own (the target): a share lands in their inbox
+#: and senders, a follow or unfollow in their followers.
+Kind = Literal["share", "follow", "unfollow"]
+
 
 class MemoryState:
-    """The pure reference implementation of the recommender's state transitions."""
+    """The pure reference implementation of the recommender's state transitions.
 
-    def __init__(self, params: StateParams) -> None:
+    ``partition_of(user)``: the partition whose step owns the user's state (Redis's slots,
+    streams/keys.py). What an event does to a target in another partition waits in
+    :attr:`relayed` until :meth:`deliver` (Redis relays it after the batch's steps and reads:
+    streams/store/relay.py); without it there is one partition.
+    """
+
+    def __init__(
+        self, params: StateParams, partition_of: Callable[[str], int] | None = None
+    ) -> None:
         self.params = params
         self.users: dict[str, UserState] = {}
         self.popularity = SortedSet()  # item -> forward-decayed weighted count
         self.landmark: float | None = None
+        self.partition_of = partition_of
+        #: Target-side changes not delivered yet: (kind, target, user, item, ts), in order.
+        self.relayed: list[tuple[Kind, str, str, str, float]] = []
 
     # ---- updates ---------------------------------------------------------------------------
     def apply_batch(self, events: Iterable[Event]) -> list[Outcome]:
@@ -54,13 +70,38 @@ class MemoryState:
 
         if event.type is EventType.FOLLOW and event.target_user_id is not None:
             user.following.add(event.target_user_id)
-            self._user(event.target_user_id).followers.add(event.user_id)
+            self._affect("follow", event.target_user_id, event.user_id, "", event.ts)
         elif event.type is EventType.UNFOLLOW and event.target_user_id is not None:
             user.following.discard(event.target_user_id)
-            self._user(event.target_user_id).followers.discard(event.user_id)
+            self._affect("unfollow", event.target_user_id, event.user_id, "", event.ts)
         elif event.item_id is not None:
             self._apply_item_event(user, event, event.item_id)
         return Outcome.APPLIED
+
+    def _affect(self, kind: Kind, target: str, user: str, item: str, ts: float) -> None:
+        """The event's change to its target: now, or relayed if the target is elsewhere."""
+        where = self.partition_of
+        if where is not None and where(user) != where(target):
+            self.relayed.append((kind, target, user, item, ts))
+        else:
+            self._to_target(kind, target, user, item, ts)
+
+    def _to_target(self, kind: Kind, target_id: str, user: str, item: str, ts: float) -> None:
+        target = self._user(target_id)
+        if kind == "share":
+            target.inbox.scores[f"{user}\t{item}"] = ts
+            target.inbox.trim_to(INBOX_SIZE)
+            target.senders.add(user)
+        elif kind == "follow":
+            target.followers.add(user)
+        else:
+            target.followers.discard(user)
+
+    def deliver(self) -> None:
+        """Apply the relayed target-side changes, in the order their events came."""
+        relayed, self.relayed = self.relayed, []
+        for change in relayed:
+            self._to_target(*change)
 
     def _apply_item_event(self, user: UserState, event: Event, item: str) -> None:
         weight = self.params.weight(event.type)
@@ -81,11 +122,8 @@ class MemoryState:
             user.actions.trim_to(ACTIONS_SIZE)
         recipient_id = event.target_user_id
         if event.type is EventType.SHARE and recipient_id and recipient_id != event.user_id:
-            recipient = self._user(recipient_id)
-            recipient.inbox.scores[f"{event.user_id}\t{item}"] = event.ts
-            recipient.inbox.trim_to(INBOX_SIZE)
             user.outbox.add(recipient_id)
-            recipient.senders.add(event.user_id)
+            self._affect("share", recipient_id, event.user_id, item, event.ts)
 
         new = affinity_after(user.affinity.get(item, 0.0), weight, cap=self.params.affinity_cap)
         if new > 0.0:
@@ -141,24 +179,20 @@ class MemoryState:
             logged = user.event_log.get(event_id)
             if logged is not None:
                 self._subtract_popularity(logged[1], logged[0], user.seen_events.scores[event_id])
-        for recipient_id in user.outbox:
-            recipient = self.users.get(recipient_id)
-            if recipient is None:
-                continue
-            recipient.senders.discard(user_id)
-            for key in [k for k in recipient.inbox.scores if k.startswith(f"{user_id}\t")]:
-                del recipient.inbox.scores[key]
-        for sender in user.senders:
-            if sender in self.users:
-                self.users[sender].outbox.discard(user_id)
-        for followee in user.following:
-            if followee in self.users:
-                self.users[followee].followers.discard(user_id)
-        for follower in user.followers:
-            if follower in self.users:
-                self.users[follower].following.discard(user_id)
+        for other_id in user.outbox | user.senders | user.following | user.followers:
+            if (other := self.users.get(other_id)) is not None:
+                self._forget(other, user_id)
         del self.users[user_id]
         return ErasureReport(len(items), len(user.event_log), len(user.following | user.followers))
+
+    @staticmethod
+    def _forget(other: UserState, user_id: str) -> None:
+        """Take an erased user out of everything of another user that names them (Redis
+        relays the same to users of other partitions)."""
+        for names in (other.senders, other.outbox, other.followers, other.following):
+            names.discard(user_id)
+        for key in [k for k in other.inbox.scores if k.startswith(f"{user_id}\t")]:
+            del other.inbox.scores[key]
 
     def _subtract_popularity(self, item: str, weight: float, ts: float) -> None:
         if item not in self.popularity.scores or self.landmark is None:

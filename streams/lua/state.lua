@@ -37,7 +37,18 @@ ARGV[14] n = number of events (process) or users (read, erase), then the records
            having changed nothing if a set names anyone else (it changed since Python read it)
   process, after the events: m, then 6 fields per partition: its offsets key,
            "topic:partition", first offset, last offset, expected applied offset (-1 unknown),
-           published offset (-1 none)
+           published offset (-1 none); then the step's relay: its partition's relay list key,
+           relayed hash key and the last relayed entry already delivered (trimmed first)
+  erase, after its two records: the users' partition's relay list key, relayed hash key
+           and last entry delivered, as process
+  relay: ARGV[15] source partition, ARGV[16] JSON [entry, ...] as stored, ARGV[17] the
+           target partition's relayed hash key; returns {entries skipped}
+What a step does to users of another partition (a share's recipient, a follow's followee, an
+erased user's counterparts) cannot be written in its slot: it is appended to the partition's
+relay list, [seq, kind, target, target stem, target's erasure mark key, user, item, ts,
+arrival], and the caller delivers it ("relay" mode, in the target's slot, at most once per
+entry: the target's relayed hash keeps each source partition's last seq applied). Process and
+erase return the list's entries not yet delivered.
 Views name up to 50 followees each, not what they did, and no neighbour lists: followees sit
 in other partitions' slots and lists in their items', so the caller reads both
 (streams/store/redis_store.py). The script reads no item key.
@@ -105,6 +116,49 @@ local function trim(key, size)
   local popped = redis.call('ZPOPMIN', key, n - size)
   for k = 1, #popped, 2 do evicted[#evicted + 1] = popped[k] end
   return evicted
+end
+
+-- What an event or an erasure does to another user (models/state/memory.py _to_target).
+local function to_target(kind, target, user, item, ts_text)
+  if kind == 'share' then
+    local inbox = ukey(target, 'inbox')
+    zwrite(inbox, redis.call('ZADD', inbox, ts_text, user .. '\t' .. item))
+    trim(inbox, INBOX_SIZE)
+    redis.call('SADD', ukey(target, 'senders'), user)
+  elseif kind == 'follow' then
+    redis.call('SADD', ukey(target, 'followers'), user)
+  elseif kind == 'unfollow' then
+    redis.call('SREM', ukey(target, 'followers'), user)
+  else  -- forget: the user was erased (MemoryState._forget)
+    for _, field in ipairs({ 'senders', 'outbox', 'followers', 'following' }) do
+      redis.call('SREM', ukey(target, field), user)
+    end
+    local prefix = user .. '\t'
+    for _, key in ipairs(redis.call('ZRANGE', ukey(target, 'inbox'), 0, -1)) do
+      if string.sub(key, 1, #prefix) == prefix then redis.call('ZREM', ukey(target, 'inbox'), key) end
+    end
+  end
+end
+
+-- The step's relay (process, erase): its list, the hash with its counter, and its tag.
+local RELAY, RELAYED, HERE = nil, nil, nil
+local function tag_of(key) return string.match(key, '{(.-)}') end
+local function open_relay(at)
+  RELAY, RELAYED, HERE = ARGV[at], ARGV[at + 1], tag_of(ARGV[at])
+  local delivered = tonumber(ARGV[at + 2])
+  while true do  -- entries delivered before are gone: nothing about a user lingers
+    local head = redis.call('LINDEX', RELAY, 0)
+    if not head or cjson.decode(head)[1] > delivered then break end
+    redis.call('LPOP', RELAY)
+  end
+end
+local function here(target) return tag_of(stems[target]) == HERE end
+-- A change to the target: now if it lives in this slot, else appended to the relay list.
+local function affect(kind, target, mark, user, item, ts_text, arrival)
+  if here(target) then return to_target(kind, target, user, item, ts_text) end
+  local seq = redis.call('HINCRBY', RELAYED, 'seq', 1)
+  redis.call('RPUSH', RELAY, cjson.encode({ seq, kind, target, stems[target], mark, user, item,
+    ts_text, arrival }))
 end
 
 -- The landmark as this script last read or wrote it (read once per batch, not per event).
@@ -198,7 +252,7 @@ local function subtract_trending(entry, bucket)
 end
 
 local function apply_item_event(user, event_id, item, etype, ts, ts_text, weight, weight_text,
-                                 target)
+                                 target, target_mark, arrival)
   local history, affinity = ukey(user, 'history'), ukey(user, 'affinity')
   if etype == 'purchase' then redis.call('SADD', ukey(user, 'bought'), item) end
   if etype == 'hide' then
@@ -217,11 +271,8 @@ local function apply_item_event(user, event_id, item, etype, ts, ts_text, weight
     trim(actions, ACTIONS_SIZE)
   end
   if etype == 'share' and target ~= '' and target ~= user then
-    local inbox = ukey(target, 'inbox')
-    zwrite(inbox, redis.call('ZADD', inbox, ts_text, user .. '\t' .. item))
-    trim(inbox, INBOX_SIZE)
     redis.call('SADD', ukey(user, 'outbox'), target)
-    redis.call('SADD', ukey(target, 'senders'), user)
+    affect('share', target, target_mark, user, item, ts_text, arrival)
   end
 
   -- The affinity clamp of models.similarity.affinity_after (weights add up within [0, cap]).
@@ -271,25 +322,20 @@ local function erase(user, withdraw)
   -- Only buckets that still exist are touched (they expire two windows after their writes).
   local trend_log = redis.call('ZRANGE', ukey(user, 'trend_log'), 0, -1, 'WITHSCORES')
   for k = 1, #trend_log, 2 do subtract_trending(trend_log[k], tonumber(trend_log[k + 1])) end
-  local prefix = user .. '\t'
-  for _, recipient in ipairs(redis.call('SMEMBERS', ukey(user, 'outbox'))) do
-    redis.call('SREM', ukey(recipient, 'senders'), user)
-    for _, key in ipairs(redis.call('ZRANGE', ukey(recipient, 'inbox'), 0, -1)) do
-      if string.sub(key, 1, #prefix) == prefix then redis.call('ZREM', ukey(recipient, 'inbox'), key) end
-    end
-  end
-  for _, sender in ipairs(redis.call('SMEMBERS', ukey(user, 'senders'))) do
-    redis.call('SREM', ukey(sender, 'outbox'), user)
-  end
   local following = redis.call('SMEMBERS', ukey(user, 'following'))
-  for _, followee in ipairs(following) do redis.call('SREM', ukey(followee, 'followers'), user) end
   local followers = redis.call('SMEMBERS', ukey(user, 'followers'))
-  for _, follower in ipairs(followers) do redis.call('SREM', ukey(follower, 'following'), user) end
-  local edges = {}
+  local edges, others = {}, {}
   for _, u in ipairs(following) do edges[u] = true end
   for _, u in ipairs(followers) do edges[u] = true end
   local edge_count = 0
   for _ in pairs(edges) do edge_count = edge_count + 1 end
+  for _, field in ipairs({ 'outbox', 'senders', 'following', 'followers' }) do
+    for _, other in ipairs(redis.call('SMEMBERS', ukey(user, field))) do others[other] = true end
+  end
+  local sorted = {}  -- a fixed order, so the relay list does not depend on Lua's hashing
+  for other in pairs(others) do sorted[#sorted + 1] = other end
+  table.sort(sorted)
+  for _, other in ipairs(sorted) do affect('forget', other, '', user, '', '', '') end
   for _, field in ipairs(USER_FIELDS) do redis.call('DEL', ukey(user, field)) end
   return { #items, logged, edge_count }
 end
@@ -343,9 +389,10 @@ local function wrong_types(name, types)
   end
   return checked[name]
 end
+-- A target in another slot is checked when its change is delivered ("relay").
 local function corrupt(user, target)
   return wrong_types(stems[user], USER_KEY_TYPES)
-    or (target ~= '' and wrong_types(stems[target], USER_KEY_TYPES))
+    or (target ~= '' and here(target) and wrong_types(stems[target], USER_KEY_TYPES))
 end
 
 -- An event of (or aimed at) a user erased at or after it reached Kafka was in flight when the
@@ -379,6 +426,7 @@ if mode == 'process' then
     end
   end
   if #behind > 0 then return { {}, '', cjson.encode(behind) } end
+  open_relay(off + 1 + (tonumber(ARGV[off] or '0') or 0) * 6)
   local events = N > 0 and cjson.decode(ARGV[FIRST]) or {}
   for _, ev in ipairs(events) do
     stems[ev[3]] = ev[12]
@@ -410,12 +458,13 @@ if mode == 'process' then
         outcomes[#outcomes + 1] = 0
       elseif etype == 'follow' then
         redis.call('SADD', ukey(user, 'following'), target)
-        redis.call('SADD', ukey(target, 'followers'), user)
+        affect('follow', target, ev[11], user, '', ts_text, ev[9])
       elseif etype == 'unfollow' then
         redis.call('SREM', ukey(user, 'following'), target)
-        redis.call('SREM', ukey(target, 'followers'), user)
+        affect('unfollow', target, ev[11], user, '', ts_text, ev[9])
       elseif item ~= '' then
-        apply_item_event(user, event_id, item, etype, ts, ts_text, weight, weight_text, target)
+        apply_item_event(user, event_id, item, etype, ts, ts_text, weight, weight_text, target,
+          ev[11], ev[9])
         if weight > 0 then
           add_trending(user, event_id, item, weight_text, ev[8], tonumber(ev[9]), ev[14])
         end
@@ -448,9 +497,31 @@ elseif mode == 'erase' or mode == 'erase+withdraw' then
     end
   end
   if #missing > 0 then return { 'missing', missing } end
+  open_relay(FIRST + 2)
   local reports = {}
   for _, u in ipairs(users) do reports[#reports + 1] = erase(u[1], mode == 'erase+withdraw') end
-  return reports
+  return { reports, cjson.encode(redis.call('LRANGE', RELAY, 0, -1)) }
+elseif mode == 'relay' then
+  local source, guard = ARGV[FIRST], ARGV[FIRST + 2]
+  local done = tonumber(redis.call('HGET', guard, source) or '0')
+  local skipped = 0
+  for _, raw in ipairs(cjson.decode(ARGV[FIRST + 1])) do
+    local e = cjson.decode(raw)
+    if e[1] > done then
+      done = e[1]
+      stems[e[3]] = e[4]
+      -- A target erased since the event arrived, or whose keys hold the wrong kind of value
+      -- (like a poison event's user), gets nothing.
+      if (e[2] ~= 'forget' and erased_since(e[5], tonumber(e[9])))
+          or wrong_types(e[4], USER_KEY_TYPES) then
+        skipped = skipped + 1
+      else
+        to_target(e[2], e[3], e[6], e[7], e[8])
+      end
+    end
+  end
+  redis.call('HSET', guard, source, done)
+  return { skipped }
 else
   for _, u in ipairs(cjson.decode(ARGV[FIRST])) do
     stems[u[1]] = u[2]
@@ -472,4 +543,5 @@ if READ_POPULAR > 0 then popular = redis.call('ZREVRANGE', POPULARITY, 0, READ_P
 -- One JSON string instead of nested replies: the client decodes it in one C call (orjson)
 -- where a RESP tree of ~1,000 elements per user costs far more to parse. Scores stay the
 -- exact strings Redis printed. (cjson writes an empty array as {}: the reader allows it.)
-return { outcomes, cjson.encode({ popular, redis.call('GET', LANDMARK) or '', views }) }
+local pending = RELAY and redis.call('LRANGE', RELAY, 0, -1) or {}
+return { outcomes, cjson.encode({ popular, redis.call('GET', LANDMARK) or '', views, pending }) }

@@ -39,7 +39,10 @@ class MemoryStore:
         """``similar(item, k)``: item-CF's neighbour lists, which this store reads but does
         not learn (the learner does: :class:`models.cooccurrence.Cooccurrence`)."""
         self.similar = similar
-        self.state = MemoryState(params)
+        self.keys = Keys()
+        # Users' partitions as Redis's steps see them: a change to a target in another
+        # partition waits until the batch's views are read, as Redis relays it then.
+        self.state = MemoryState(params, partition_of=self.keys.partition_of)
         self.read = read or ReadParams()
         self.trending_params = trending or TrendingParams()
         self.windows = TrendingWindows(
@@ -52,7 +55,6 @@ class MemoryStore:
         # user -> (scope, item, weight, arrival) of their trending counts, for erasure
         self.trend_log: dict[str, list[tuple[str, str, float, float]]] = {}
         self.recommendations: dict[str, bytes] = {}
-        self.keys = Keys()
         self.erased: dict[str, float] = {}  # erasure marks: digest key -> erasure time
         self.knobs: bytes | None = None  # the learnt blend (save_knobs)
         self.offsets: dict[str, Position] = {}
@@ -88,8 +90,11 @@ class MemoryStore:
                 if outcomes[n] is Outcome.APPLIED and events[n].item_id is not None:
                     touched.add(events[n].user_id)
         if behind:
+            self.state.deliver()
             return BatchResult([], {}, self.state.popular(self.read.popular), behind)
-        return self._result(outcomes, [u for u in dict.fromkeys(users) if u in touched])
+        result = self._result(outcomes, [u for u in dict.fromkeys(users) if u in touched])
+        self.state.deliver()
+        return result
 
     def _apply(self, event: Event, arrival: float) -> Outcome:
         marks = {

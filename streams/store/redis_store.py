@@ -13,6 +13,7 @@ the offsets' rules (offsets.py).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
@@ -35,9 +36,19 @@ from streams.store.offsets import (
     Position,
     partition_steps,
 )
-from streams.store.script import Actions, Reply, decode_batch, decode_reply, script_header
+from streams.store.relay import last_seq, relay_calls
+from streams.store.script import (
+    Actions,
+    Reply,
+    decode_batch,
+    decode_reply,
+    json_array,
+    script_header,
+)
 from streams.store.snapshot import redis_snapshot
 from streams.store.trending_looks import TrendingLooks
+
+log = logging.getLogger(__name__)
 
 #: Items whose category and merchant a worker keeps (the ranking's category cap, trending's
 #: scopes), and for how long: a record changed through another worker shows after that. An
@@ -79,6 +90,8 @@ class RedisStore:
         nobody else takes them.
         """
         self._erase_mode = "erase+withdraw" if withdraw else "erase"
+        #: Per partition, the last relay entry this store delivered (its next step trims).
+        self._delivered: dict[int, int] = {}
         self.client = client
         self._popular_ttl_s = popular_ttl_s
         self._popular: PopularView | None = None
@@ -163,9 +176,15 @@ class RedisStore:
                 for r in step.offsets:
                     args += [self._offsets_key(r.partition), r.partition, r.first, r.last]
                     args += [r.expected, r.published]
+                args += self._relay_args(step.partition)
                 await self._script(keys=[], args=args, client=pipe)
             await self._queue_reads(pipe, readers, popular, "views")
             replies = [decode_reply(raw) for raw in await pipe.execute()]
+        pending = {
+            s.partition: r.pending for s, r in zip(steps, replies, strict=False) if r.pending
+        }
+        if pending:
+            await self._deliver(pending)
         outcomes = [Outcome.DUPLICATE] * len(events)
         for step, reply in zip(steps, replies, strict=False):
             for n, outcome in zip(step.events, reply.outcomes, strict=False):
@@ -223,9 +242,48 @@ class RedisStore:
         """Where a partition ("events:3") keeps its offsets: in its users' slot."""
         return self.keys.offsets(_number(partition))
 
+    def _relay_args(self, partition: int) -> list[str | int]:
+        """A step's relay: its list, its relayed hash and the last entry delivered."""
+        keys = self.keys
+        relay, relayed = keys.partition(partition, "relay"), keys.partition(partition, "relayed")
+        return [relay, relayed, self._delivered.get(partition, 0)]
+
+    async def _deliver(self, pending: Mapping[int, Sequence[str]]) -> None:
+        """Apply relay entries in their targets' slots (streams/store/relay.py)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for source, target, entries in relay_calls(pending):
+                args = self._args("relay", 0)
+                args += [source, orjson.dumps(entries), self.keys.partition(target, "relayed")]
+                await self._script(keys=[], args=args, client=pipe)
+            skipped = sum(int(n) for (n,) in await pipe.execute())
+        for source, delivered in pending.items():
+            self._delivered[source] = max(self._delivered.get(source, 0), last_seq(delivered))
+        if skipped:
+            log.info("%d relayed changes skipped: their targets were erased or damaged", skipped)
+
+    async def _drain(self, partitions: Sequence[int]) -> None:
+        """Deliver every relay entry left in these partitions' lists (a worker or an erasure
+        that stopped before delivering), then trim what was delivered: an empty step each."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for p in partitions:
+                pipe.lrange(self.keys.partition(p, "relay"), 0, -1)
+            lists = await pipe.execute()
+        pending = {p: [decoded(e) for e in raw] for p, raw in zip(partitions, lists, strict=True)}
+        pending = {p: entries for p, entries in pending.items() if entries}
+        if not pending:
+            return
+        await self._deliver(pending)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for p in pending:
+                args = [*self._args("process", 0, popular=False), b"[]", 0, *self._relay_args(p)]
+                await self._script(keys=[], args=args, client=pipe)
+            await pipe.execute()
+
     async def positions(self, partitions: Sequence[str]) -> dict[str, Position]:
+        """Also delivers what a former owner of these partitions left undelivered."""
         if not partitions:
             return {}
+        await self._drain([_number(p) for p in partitions])
         async with self.client.pipeline(transaction=False) as pipe:
             for p in partitions:
                 pipe.hmget(self._offsets_key(p), [p, f"{p}:published"])
@@ -385,16 +443,27 @@ class RedisStore:
         if a set changed meanwhile it names the newcomers, writes nothing and is run again
         with their stems too."""
         self._looks.clear()  # the erasure subtracts from buckets of the past too
-        users = orjson.dumps([[u, self.keys.user_stem(u)] for u in user_ids])
+        stem = self.keys.user_stem
         others = set(await self._counterparts(user_ids))
-        while True:
-            args = self._args(self._erase_mode, len(user_ids))
-            args += [users, orjson.dumps({o: self.keys.user_stem(o) for o in sorted(others)})]
-            raw = await self._script(keys=[], args=args)
-            if raw and isinstance(raw[0], (bytes, str)):  # "missing": a set changed meanwhile
-                others.update(decoded(m) for m in raw[1])
-                continue
-            return [ErasureReport(int(h), int(e), int(f)) for h, e, f in raw]
+        reports = []
+        for user in user_ids:  # one step each, in its slot; its changes to others delivered
+            partition = self.keys.partition_of(user)
+            while True:
+                args = self._args(self._erase_mode, 1)
+                args += [orjson.dumps([[user, stem(user)]])]
+                args += [orjson.dumps({o: stem(o) for o in sorted(others)})]
+                raw = await self._script(keys=[], args=[*args, *self._relay_args(partition)])
+                if isinstance(raw[0], (bytes, str)):  # "missing": a set changed meanwhile
+                    others.update(decoded(m) for m in raw[1])
+                    continue
+                break
+            ((h, e, f),) = raw[0]
+            reports.append(ErasureReport(int(h), int(e), int(f)))
+            if pending := json_array(orjson.loads(raw[1])):
+                await self._deliver({partition: pending})
+        # Every list, delivered and trimmed: no relay entry naming the users is left.
+        await self._drain(list(range(self.keys.partitions)))
+        return reports
 
     async def _counterparts(self, user_ids: Sequence[str]) -> set[str]:
         """Everyone the users' outbox, senders, following and followers sets name."""

@@ -11,7 +11,7 @@ by :func:`decode_batch`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -37,10 +37,12 @@ class Reply:
     popular: PopularView
     views: list[list[Any]]
     rewinds: dict[str, Position]
+    #: The step's relay entries not delivered yet, as stored (streams/store/relay.py).
+    pending: list[str] = field(default_factory=list)
 
     def followees(self) -> set[str]:
         """Every followee a view names (each user's are last in the view)."""
-        return {f for view in self.views for f in _array(view[-1])}
+        return {f for view in self.views for f in json_array(view[-1])}
 
 
 def decode_reply(raw: list[Any]) -> Reply:
@@ -48,10 +50,11 @@ def decode_reply(raw: list[Any]) -> Reply:
     if len(raw) > 2 and raw[2]:  # the stored offsets were behind: nothing was applied
         rewinds = {decoded(p): Position(int(a), int(pub)) for p, a, pub in orjson.loads(raw[2])}
         return Reply([], PopularView((), 0.0), [], rewinds)
-    popular_raw, landmark_raw, views_raw = orjson.loads(payload)
+    popular_raw, landmark_raw, views_raw, pending = orjson.loads(payload)
     landmark = float(landmark_raw) if landmark_raw else 0.0
-    popular = PopularView(_pairs(_array(popular_raw)), landmark)
-    return Reply([_OUTCOMES[o] for o in outcomes_raw], popular, _array(views_raw), {})
+    popular = PopularView(_pairs(json_array(popular_raw)), landmark)
+    outcomes = [_OUTCOMES[o] for o in outcomes_raw]
+    return Reply(outcomes, popular, json_array(views_raw), {}, json_array(pending))
 
 
 def decode_batch(reply: Reply, actions: Mapping[str, Actions]) -> BatchResult:
@@ -63,16 +66,16 @@ def decode_batch(reply: Reply, actions: Mapping[str, Actions]) -> BatchResult:
         user, recent_raw, aff_raw, seen, bought, hidden, inbox, followees = view
         recent = tuple(
             (item, float(aff))
-            for item, aff in zip(_array(recent_raw), _array(aff_raw), strict=True)
+            for item, aff in zip(json_array(recent_raw), json_array(aff_raw), strict=True)
         )
         views[user] = UserView(
             user_id=user,
             recent=recent,
             neighbours={},  # the store reads them apart (streams/runtime/itemcache.py)
-            seen=frozenset(_array(seen)),
-            bought=frozenset(_array(bought)),
-            hidden=frozenset(_array(hidden)),
-            social=_social_proof(_array(inbox), _array(followees), actions),
+            seen=frozenset(json_array(seen)),
+            bought=frozenset(json_array(bought)),
+            hidden=frozenset(json_array(hidden)),
+            social=_social_proof(json_array(inbox), json_array(followees), actions),
         )
     return BatchResult(reply.outcomes, views, reply.popular)
 
@@ -115,7 +118,7 @@ def _social_proof(
     return tuple(sorted(proofs, key=lambda p: (p.item_id, p.user_id, p.action)))
 
 
-def _array(value: Any) -> list[Any]:
+def json_array(value: Any) -> list[Any]:
     """A JSON array from Lua's cjson, which encodes an empty table as an object."""
     return value if isinstance(value, list) else []
 

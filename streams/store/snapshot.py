@@ -11,12 +11,12 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 
-from streams.keys import SOURCE_FIELDS, Keys, decoded
+from streams.keys import PARTITION_FIELDS, SOURCE_FIELDS, Keys, decoded
 
 #: Keys outside MemoryState's snapshot: catalog metadata, trending windows and their erasure log,
 #: and the recommendation sources' state.
 NOT_IN_SNAPSHOT = frozenset(
-    {"meta", "trend_log", "trending_changed", "recommendations", "offsets", *SOURCE_FIELDS}
+    {"meta", "trend_log", "trending_changed", "recommendations", *PARTITION_FIELDS, *SOURCE_FIELDS}
 )
 
 _USER_DEFAULTS: Mapping[str, type] = {

@@ -14,6 +14,7 @@ from models.events import Event
 from models.recommend import Candidate, Reason, Source
 from models.state import StateParams
 from streams.config import Settings
+from streams.keys import Keys
 from streams.metrics import WorkerMetrics
 from streams.pipeline import BatchProcessor, InboundRecord
 from streams.sources import SourceSet
@@ -398,11 +399,13 @@ async def test_a_failing_source_is_counted_and_the_list_is_still_published() -> 
 async def test_a_store_behind_the_consumer_applies_and_publishes_nothing() -> None:
     store = MemoryStore(StateParams())
     processor, publisher, _ = _processor(store)
-    batch = [_record(_event(n, f"u{n}", "i1"), n) for n in range(3)]
+    # Users of partition 0, whose records a keyed producer puts on partition 0.
+    users = [u for u in (f"u{n}" for n in range(100)) if Keys().partition_of(u) == 0]
+    batch = [_record(_event(n, users[n], "i1"), n) for n in range(3)]
     await processor.process(batch, [OffsetRange("events:0", 0, 2, expected=-1, published=-1)])
     before = await store.snapshot()
     sent = len(publisher.sent)
-    later = [_record(_event(n, f"u{n}", "i2"), n) for n in range(7, 9)]
+    later = [_record(_event(n, users[n], "i2"), n) for n in range(7, 9)]
     summary = await processor.process(
         later, [OffsetRange("events:0", 7, 8, expected=6, published=6)]
     )
