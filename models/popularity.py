@@ -17,6 +17,7 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 
 #: Exponent (in half-lives) after which the landmark moves; 2^64 keeps well inside a double.
 REBASE_AFTER_HALF_LIVES = 64.0
@@ -40,3 +41,28 @@ def rebase_factor(*, old_landmark: float, new_landmark: float, half_life_s: floa
 def decayed_score(stored: float, *, landmark: float, at: float, half_life_s: float) -> float:
     """A stored score as a decayed weighted count at time ``at`` (what people can read)."""
     return stored * math.pow(2.0, (landmark - at) / half_life_s)
+
+
+def merged_top(
+    parts: Iterable[tuple[Sequence[tuple[str, float]], float]], count: int, half_life_s: float
+) -> tuple[tuple[tuple[str, float], ...], float]:
+    """The ``count`` most popular items of several partitions' popularity, given each one's
+    best items (stored scores) and landmark: re-expressed at the newest landmark and summed
+    per item, partitions in the order given. An item outside every partition's best can be
+    missed; each partition's ``count`` best are read, so only one near the edge everywhere.
+
+    >>> merged_top([([("a", 4.0), ("b", 1.0)], 3600.0), ([("b", 2.0)], 0.0)], 2, 3600.0)
+    ((('a', 4.0), ('b', 2.0)), 3600.0)
+    """
+    parts = [(items, landmark) for items, landmark in parts if items]
+    if not parts:
+        return (), 0.0
+    newest = max(landmark for _, landmark in parts)
+    sums: dict[str, float] = {}
+    for items, landmark in parts:
+        factor = rebase_factor(old_landmark=landmark, new_landmark=newest, half_life_s=half_life_s)
+        for item, score in items:
+            sums[item] = sums.get(item, 0.0) + score * factor
+    # Ties as a Redis sorted set read from the top gives them: the larger member first.
+    best = sorted(sums.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)[:count]
+    return tuple(best), newest

@@ -18,8 +18,8 @@ the store contract suite checks that every key in Redis parses back through
 'sr:{4.11}offsets'
 >>> k.parse("sr:i:phone:sim")
 ('item', 'phone', 'sim')
->>> k.parse("sr:popularity")
-('global', '', 'popularity')
+>>> k.parse("sr:norm2")
+('global', '', 'norm2')
 >>> k.parse(k.trending(1796000000, "stream:live-3"))
 ('trending', 'stream:live-3', 'weights')
 >>> k.parse(k.merchant_counts(29933400, "m1"))
@@ -89,14 +89,11 @@ USER_FIELDS: Final = (
 #: index; erasure walks the user's ucf_row to find them), fbt_pairs (zset co-bought item ->
 #: baskets with both), content_sim (zset: nearest items by catalog content).
 ITEM_FIELDS: Final = ("dot", "sim", "meta", "ucf_users", "fbt_pairs", "content_sim")
-#: Global structures: norm2 (zset item -> Σ a_ui²), popularity (zset, forward-decayed),
-#: landmark (string, the popularity landmark time), trending_changed (set of scopes to publish),
+#: Global structures: norm2 (zset item -> Σ a_ui²), trending_changed (set of scopes to publish),
 #: and the recommendation sources' shared tables (none of them holds a user id).
 GLOBAL_FIELDS: Final = (
     "norm2",
     "cf_norms",  # hash: sum and count of the items' norm2 (item-CF's learned shrinkage)
-    "popularity",
-    "landmark",
     "trending_changed",
     "mf_items",  # hash item -> float32 factor row
     "mf_sampler",  # string: MF's sampler state (steps, recent positives)
@@ -114,8 +111,10 @@ GLOBAL_FIELDS: Final = (
 #: offsets (hash "topic:partition" -> applied offset, "…:published" -> published offset), relay
 #: (list: the partition's steps' changes to users of other partitions, until delivered) and
 #: relayed (hash: source partition -> last entry applied here, "seq" -> this one's counter):
-#: streams/store/relay.py.
-PARTITION_FIELDS: Final = ("offsets", "relay", "relayed")
+#: streams/store/relay.py; popularity (zset, forward-decayed, of the partition's users'
+#: events) and landmark (string, its landmark time): readers sum them
+#: (models/popularity.py merged_top).
+PARTITION_FIELDS: Final = ("offsets", "relay", "relayed", "popularity", "landmark")
 #: What the store's layout record (:meth:`Keys.layout`) says: the key layout's version and
 #: the partition count the users' tags were computed for.
 LAYOUT_VERSION: Final = 2
@@ -300,10 +299,15 @@ class Keys:
         assert field in USER_FIELDS, field
         return f"{self.prefix}{{*}}u:*:{field}"
 
+    def partition_stem(self, partition: int) -> str:
+        """What every key of one partition's own starts with (the state script appends the
+        field)."""
+        return f"{self.prefix}{{{partition_tag(partition, self.partitions)}}}"
+
     def partition(self, partition: int, field: str) -> str:
         """A structure of one partition, in its users' slot."""
         assert field in PARTITION_FIELDS, field
-        return f"{self.prefix}{{{partition_tag(partition, self.partitions)}}}{field}"
+        return f"{self.partition_stem(partition)}{field}"
 
     def offsets(self, partition: int) -> str:
         """The partition's applied and published offsets (streams/store/offsets.py)."""

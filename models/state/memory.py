@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from typing import Literal
 
 from models.events import Event, EventType
-from models.popularity import forward_weight, needs_rebase, rebase_factor
+from models.popularity import forward_weight, merged_top, needs_rebase, rebase_factor
 from models.similarity import affinity_after
 from models.sortedset import SortedSet
 from models.state.views import (
@@ -39,7 +39,8 @@ class MemoryState:
     ``partition_of(user)``: the partition whose step owns the user's state (Redis's slots,
     streams/keys.py). What an event does to a target in another partition waits in
     :attr:`relayed` until :meth:`deliver` (Redis relays it after the batch's steps and reads:
-    streams/store/relay.py); without it there is one partition.
+    streams/store/relay.py), and popularity is kept per partition, each with its landmark, and
+    summed by :meth:`popular`; without it there is one partition (0).
     """
 
     def __init__(
@@ -47,8 +48,9 @@ class MemoryState:
     ) -> None:
         self.params = params
         self.users: dict[str, UserState] = {}
-        self.popularity = SortedSet()  # item -> forward-decayed weighted count
-        self.landmark: float | None = None
+        #: Per partition: item -> forward-decayed weighted count, and the landmark.
+        self.popularities: dict[int, SortedSet] = {}
+        self.landmarks: dict[int, float] = {}
         self.partition_of = partition_of
         #: Target-side changes not delivered yet: (kind, target, user, item, ts), in order.
         self.relayed: list[tuple[Kind, str, str, str, float]] = []
@@ -77,6 +79,19 @@ class MemoryState:
         elif event.item_id is not None:
             self._apply_item_event(user, event, event.item_id)
         return Outcome.APPLIED
+
+    @property
+    def popularity(self) -> SortedSet:
+        """The popularity of partition 0: all of it, without ``partition_of``."""
+        return self.popularities.setdefault(0, SortedSet())
+
+    @property
+    def landmark(self) -> float | None:
+        """The landmark of partition 0's popularity."""
+        return self.landmarks.get(0)
+
+    def _partition(self, user_id: str) -> int:
+        return 0 if self.partition_of is None else self.partition_of(user_id)
 
     def _affect(self, kind: Kind, target: str, user: str, item: str, ts: float) -> None:
         """The event's change to its target: now, or relayed if the target is elsewhere."""
@@ -138,23 +153,21 @@ class MemoryState:
 
         if weight > 0.0:
             user.event_log[event.event_id] = (weight, item)
-            self._add_popularity(item, weight, event.ts)
+            self._add_popularity(self._partition(event.user_id), item, weight, event.ts)
 
-    def _add_popularity(self, item: str, weight: float, ts: float) -> None:
+    def _add_popularity(self, partition: int, item: str, weight: float, ts: float) -> None:
         half_life = self.params.half_life_s
-        if self.landmark is None:
-            self.landmark = ts
-        elif needs_rebase(ts=ts, landmark=self.landmark, half_life_s=half_life):
-            factor = rebase_factor(
-                old_landmark=self.landmark, new_landmark=ts, half_life_s=half_life
-            )
-            for member in self.popularity.scores:
-                self.popularity.scores[member] *= factor
-            self.landmark = ts
-        self.popularity.incr(
-            item, forward_weight(weight, ts=ts, landmark=self.landmark, half_life_s=half_life)
+        popularity = self.popularities.setdefault(partition, SortedSet())
+        landmark = self.landmarks.setdefault(partition, ts)
+        if needs_rebase(ts=ts, landmark=landmark, half_life_s=half_life):
+            factor = rebase_factor(old_landmark=landmark, new_landmark=ts, half_life_s=half_life)
+            for member in popularity.scores:
+                popularity.scores[member] *= factor
+            landmark = self.landmarks[partition] = ts
+        popularity.incr(
+            item, forward_weight(weight, ts=ts, landmark=landmark, half_life_s=half_life)
         )
-        self.popularity.trim_to(self.params.popularity_cap)
+        popularity.trim_to(self.params.popularity_cap)
 
     def _user(self, user_id: str) -> UserState:
         state = self.users.get(user_id)
@@ -175,10 +188,12 @@ class MemoryState:
         if user is None:
             return ErasureReport(0, 0, 0)
         items = user.history.ordered()
+        partition = self._partition(user_id)
         for event_id in user.seen_events.ordered():
             logged = user.event_log.get(event_id)
             if logged is not None:
-                self._subtract_popularity(logged[1], logged[0], user.seen_events.scores[event_id])
+                ts = user.seen_events.scores[event_id]
+                self._subtract_popularity(partition, logged[1], logged[0], ts)
         for other_id in user.outbox | user.senders | user.following | user.followers:
             if (other := self.users.get(other_id)) is not None:
                 self._forget(other, user_id)
@@ -194,14 +209,15 @@ class MemoryState:
         for key in [k for k in other.inbox.scores if k.startswith(f"{user_id}\t")]:
             del other.inbox.scores[key]
 
-    def _subtract_popularity(self, item: str, weight: float, ts: float) -> None:
-        if item not in self.popularity.scores or self.landmark is None:
+    def _subtract_popularity(self, partition: int, item: str, weight: float, ts: float) -> None:
+        popularity, landmark = self.popularities.get(partition), self.landmarks.get(partition)
+        if popularity is None or landmark is None or item not in popularity.scores:
             return
         amount = forward_weight(
-            weight, ts=ts, landmark=self.landmark, half_life_s=self.params.half_life_s
+            weight, ts=ts, landmark=landmark, half_life_s=self.params.half_life_s
         )
-        if self.popularity.incr(item, -amount) <= amount * ZERO:
-            del self.popularity.scores[item]
+        if popularity.incr(item, -amount) <= amount * ZERO:
+            del popularity.scores[item]
 
     # ---- reads -----------------------------------------------------------------------------
     def user_view(
@@ -261,8 +277,15 @@ class MemoryState:
         )
 
     def popular(self, count: int) -> PopularView:
-        items = tuple(self.popularity.top(count)) if count > 0 else ()
-        return PopularView(items, self.landmark or 0.0)
+        """The ``count`` most popular items over every partition (:func:`merged_top`)."""
+        if count <= 0:
+            return PopularView((), self.landmarks.get(0, 0.0))
+        parts = [
+            (self.popularities[p].top(count), self.landmarks[p])
+            for p in sorted(self.popularities)
+            if p in self.landmarks
+        ]
+        return PopularView(*merged_top(parts, count, self.params.half_life_s))
 
     # ---- inspection ------------------------------------------------------------------------
     def snapshot(self) -> dict[str, object]:
@@ -274,6 +297,9 @@ class MemoryState:
             users[user_id] = user.plain()
         return {
             "users": users,
-            "popularity": dict(self.popularity.scores),
-            "landmark": self.landmark,
+            # Partitions by their number as text, as Redis's keys name them.
+            "popularity": {
+                str(p): dict(s.scores) for p, s in self.popularities.items() if s.scores
+            },
+            "landmark": {str(p): landmark for p, landmark in self.landmarks.items()},
         }

@@ -19,11 +19,11 @@ ARGV[1]  mode: "process" (apply events; the caller reads the users after every p
 ARGV[2]  key prefix, e.g. "sr:"
 ARGV[3..8]  history_size, dedupe_window, affinity_cap, half_life_s, popularity_cap,
             trending_span (buckets per trending window)
-ARGV[9..10] recent_items, popular_count  (what to read back)
-ARGV[11]    trending_bucket_s
-ARGV[12..13] seen_window_s, seen_cap (items the user touched, excluded from their lists)
-ARGV[14] n = number of events (process) or users (read, erase), then the records:
-  process: ARGV[15] one JSON array of n events, each 14 strings: event_id, type, user_id,
+ARGV[9]     recent_items (what to read back)
+ARGV[10]    trending_bucket_s
+ARGV[11..12] seen_window_s, seen_cap (items the user touched, excluded from their lists)
+ARGV[13] n = number of events (process) or users (read, erase), then the records:
+  process: ARGV[14] one JSON array of n events, each 14 strings: event_id, type, user_id,
            item_id|"", target_user_id|"", ts, weight, stream_id|"", arrival (broker timestamp:
            trending windows use it), the erasure mark keys of the user and of the target|""
            (streams/keys.py Keys.erased: a digest Lua cannot compute), the key stems of the
@@ -31,17 +31,16 @@ ARGV[14] n = number of events (process) or users (read, erase), then the records
            ("\31"-joined, "" for none: trending scopes). One argument, not 14 per event: the
            client packs each argument in Python (a few µs apiece); numbers stay the strings
            Python printed.
-  read: ARGV[15] JSON [[user id, key stem], ...]
-  erase: ARGV[15] JSON [[user id, key stem], ...], ARGV[16] JSON {user id: key stem} of every
+  read: ARGV[14] JSON [[user id, key stem], ...]
+  erase: ARGV[14] JSON [[user id, key stem], ...], ARGV[15] JSON {user id: key stem} of every
            user their outbox, senders, following and followers name; returns {"missing", ids}
            having changed nothing if a set names anyone else (it changed since Python read it)
   process, after the events: m, then 6 fields per partition: its offsets key,
            "topic:partition", first offset, last offset, expected applied offset (-1 unknown),
-           published offset (-1 none); then the step's relay: its partition's relay list key,
-           relayed hash key and the last relayed entry already delivered (trimmed first)
-  erase, after its two records: the users' partition's relay list key, relayed hash key
-           and last entry delivered, as process
-  relay: ARGV[15] source partition, ARGV[16] JSON [entry, ...] as stored, ARGV[17] the
+           published offset (-1 none); then the step's partition: its key stem and the last
+           relay entry already delivered (trimmed first)
+  erase, after its two records: the users' partition's key stem and last entry delivered
+  relay: ARGV[14] source partition, ARGV[15] JSON [entry, ...] as stored, ARGV[16] the
            target partition's relayed hash key; returns {entries skipped}
 What a step does to users of another partition (a share's recipient, a follow's followee, an
 erased user's counterparts) cannot be written in its slot: it is appended to the partition's
@@ -52,7 +51,8 @@ erase return the list's entries not yet delivered.
 Views name up to 50 followees each, not what they did, and no neighbour lists: followees sit
 in other partitions' slots and lists in their items', so the caller reads both
 (streams/store/redis_store.py). The script reads no item key.
-Returns {outcomes, JSON [popular, landmark, views]}; outcomes per event: 1 applied, 0 duplicate,
+Popularity is kept per partition (its users' events); the caller reads and sums it.
+Returns {outcomes, JSON [views, relay entries pending]}; outcomes per event: 1 applied, 0 duplicate,
 2 rejected (a key of its own user or target has the wrong type; nothing of it written),
 3 erased (its user or target was erased at or after its arrival; nothing of it written);
 or, when a partition's stored offset is behind the expected one, {{}, '', JSON [[partition,
@@ -68,12 +68,11 @@ local HALF_LIFE = tonumber(ARGV[6])
 local POP_CAP = tonumber(ARGV[7])
 local TREND_SPAN = tonumber(ARGV[8])
 local READ_RECENT = tonumber(ARGV[9])
-local READ_POPULAR = tonumber(ARGV[10])
-local TREND_BUCKET_S = tonumber(ARGV[11])
-local SEEN_WINDOW = tonumber(ARGV[12])
-local SEEN_CAP = tonumber(ARGV[13])
-local N = tonumber(ARGV[14])
-local FIRST = 15
+local TREND_BUCKET_S = tonumber(ARGV[10])
+local SEEN_WINDOW = tonumber(ARGV[11])
+local SEEN_CAP = tonumber(ARGV[12])
+local N = tonumber(ARGV[13])
+local FIRST = 14
 -- Trending buckets live two windows (current + previous) plus slack for late readers.
 local TREND_TTL = math.ceil((2 * TREND_SPAN + 2) * TREND_BUCKET_S)
 local REBASE_AFTER_HALF_LIVES = 64.0
@@ -86,10 +85,12 @@ local function ukey(user, field) return stems[user] .. field end
 local function tkey(bucket, scope) return P .. 't:' .. bucket .. ':' .. scope end
 local function tnkey(bucket, scope) return P .. 'tn:' .. bucket .. ':' .. scope end
 local TRENDING_CHANGED = P .. 'trending_changed'
-local POPULARITY = P .. 'popularity'
 -- Anonymous (item, weight, time) of erased events, for the learner to take out of its own.
 local WITHDRAWN = P .. 'popularity_withdrawn'
-local LANDMARK = P .. 'landmark'
+-- The step's partition's own keys (process, erase: open_partition): its relay list and
+-- relayed hash, and its users' popularity (a partition's share, summed by readers:
+-- models/popularity.py merged_top) with its landmark.
+local RELAY, RELAYED, HERE, POPULARITY, LANDMARK = nil, nil, nil, nil, nil
 
 local UNHIDING = { like = true, share = true, cart = true, purchase = true }
 local USER_FIELDS = { 'history', 'affinity', 'seen_events', 'event_log', 'trend_log', 'bought',
@@ -140,12 +141,14 @@ local function to_target(kind, target, user, item, ts_text)
   end
 end
 
--- The step's relay (process, erase): its list, the hash with its counter, and its tag.
-local RELAY, RELAYED, HERE = nil, nil, nil
 local function tag_of(key) return string.match(key, '{(.-)}') end
-local function open_relay(at)
-  RELAY, RELAYED, HERE = ARGV[at], ARGV[at + 1], tag_of(ARGV[at])
-  local delivered = tonumber(ARGV[at + 2])
+-- ARGV[at]: the partition's key stem (streams/keys.py Keys.partition_stem), ARGV[at + 1]: the
+-- last relay entry delivered.
+local function open_partition(at)
+  local stem = ARGV[at]
+  RELAY, RELAYED, HERE = stem .. 'relay', stem .. 'relayed', tag_of(stem)
+  POPULARITY, LANDMARK = stem .. 'popularity', stem .. 'landmark'
+  local delivered = tonumber(ARGV[at + 1])
   while true do  -- entries delivered before are gone: nothing about a user lingers
     local head = redis.call('LINDEX', RELAY, 0)
     if not head or cjson.decode(head)[1] > delivered then break end
@@ -426,7 +429,7 @@ if mode == 'process' then
     end
   end
   if #behind > 0 then return { {}, '', cjson.encode(behind) } end
-  open_relay(off + 1 + (tonumber(ARGV[off] or '0') or 0) * 6)
+  open_partition(off + 1 + (tonumber(ARGV[off] or '0') or 0) * 6)
   local events = N > 0 and cjson.decode(ARGV[FIRST]) or {}
   for _, ev in ipairs(events) do
     stems[ev[3]] = ev[12]
@@ -497,7 +500,7 @@ elseif mode == 'erase' or mode == 'erase+withdraw' then
     end
   end
   if #missing > 0 then return { 'missing', missing } end
-  open_relay(FIRST + 2)
+  open_partition(FIRST + 2)
   local reports = {}
   for _, u in ipairs(users) do reports[#reports + 1] = erase(u[1], mode == 'erase+withdraw') end
   return { reports, cjson.encode(redis.call('LRANGE', RELAY, 0, -1)) }
@@ -538,10 +541,8 @@ for _, user in ipairs(to_read) do
     return redis.error_reply('WRONGTYPE a key of a read user holds the wrong kind of value')
   end
 end
-local popular = {}
-if READ_POPULAR > 0 then popular = redis.call('ZREVRANGE', POPULARITY, 0, READ_POPULAR - 1, 'WITHSCORES') end
 -- One JSON string instead of nested replies: the client decodes it in one C call (orjson)
 -- where a RESP tree of ~1,000 elements per user costs far more to parse. Scores stay the
 -- exact strings Redis printed. (cjson writes an empty array as {}: the reader allows it.)
 local pending = RELAY and redis.call('LRANGE', RELAY, 0, -1) or {}
-return { outcomes, cjson.encode({ popular, redis.call('GET', LANDMARK) or '', views, pending }) }
+return { outcomes, cjson.encode({ views, pending }) }

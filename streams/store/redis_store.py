@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 
 from models.content import CatalogRecord
 from models.events import Event
+from models.popularity import merged_top
 from models.state import ACTIONS_READ, ErasureReport, Outcome, PopularView, StateParams
 from models.trending import TrendingList
 from streams.keys import Keys, best_pairs, decoded, queue_best
@@ -125,11 +126,11 @@ class RedisStore:
         source = resources.files("streams").joinpath("lua/state.lua").read_text()
         self._script = client.register_script(source)
         self._published = client.register_script(MARK_PUBLISHED_LUA)
-        self._head, self._tail = script_header(self.keys, params, self.read, self.trending_params)
+        self._header = script_header(self.keys, params, self.read, self.trending_params)
 
-    def _args(self, mode: str, count: int, popular: bool = True) -> list[str | int | float | bytes]:
-        """The script's arguments up to the records (``popular``: read the popular items)."""
-        return [mode, *self._head, self.read.popular if popular else 0, *self._tail, count]
+    def _args(self, mode: str, count: int) -> list[str | int | float | bytes]:
+        """The script's arguments up to the records."""
+        return [mode, *self._header, count]
 
     def _popular_due(self) -> bool:
         """Whether this call reads the popular items (else the kept ones serve). Fewer kept
@@ -170,7 +171,7 @@ class RedisStore:
         readers = list(dict.fromkeys(e.user_id for e in events if e.item_id))
         async with self.client.pipeline(transaction=False) as pipe:
             for step in steps:
-                args = self._args("process", len(step.events), popular=False)
+                args = self._args("process", len(step.events))
                 args.append(orjson.dumps([rows[n] for n in step.events]))
                 args.append(len(step.offsets))
                 for r in step.offsets:
@@ -178,8 +179,10 @@ class RedisStore:
                     args += [r.expected, r.published]
                 args += self._relay_args(step.partition)
                 await self._script(keys=[], args=args, client=pipe)
-            await self._queue_reads(pipe, readers, popular, "views")
-            replies = [decode_reply(raw) for raw in await pipe.execute()]
+            await self._queue_reads(pipe, readers, "views")
+            read = self._queue_popular(pipe) if popular else 0
+            raws = await pipe.execute()
+        replies = [decode_reply(raw) for raw in raws[: len(raws) - read]]
         pending = {
             s.partition: r.pending for s, r in zip(steps, replies, strict=False) if r.pending
         }
@@ -194,23 +197,40 @@ class RedisStore:
             for e, o in zip(events, outcomes, strict=True)
             if o is Outcome.APPLIED and e.item_id
         }
-        reply = _merged(replies, outcomes, users)
+        reply = _merged(replies, outcomes, users, self._popular_of(raws, read))
         views = [v for v in reply.views if v[0] in applied]
         return await self._result(replace(reply, views=views), popular)
 
-    async def _queue_reads(
-        self, pipe: Any, user_ids: Sequence[str], popular: bool, mode: str = "read"
-    ) -> None:
-        """One read per partition of the users; the last reads the popular items too
-        (``mode`` "views": a user whose keys hold the wrong kind of value is left out)."""
+    async def _queue_reads(self, pipe: Any, user_ids: Sequence[str], mode: str = "read") -> None:
+        """One read per partition of the users (``mode`` "views": a user whose keys hold the
+        wrong kind of value is left out)."""
         parts: dict[int, list[str]] = {}
         for u in user_ids:
             parts.setdefault(self.keys.partition_of(u), []).append(u)
-        groups = list(parts.values()) or [[]]
-        for k, users in enumerate(groups):
-            args = self._args(mode, len(users), popular and k == len(groups) - 1)
+        for users in parts.values():
+            args = self._args(mode, len(users))
             args.append(orjson.dumps([[u, self.keys.user_stem(u)] for u in users]))
             await self._script(keys=[], args=args, client=pipe)
+
+    def _queue_popular(self, pipe: Any) -> int:
+        """Queue a read of every partition's most popular items and landmark; returns how
+        many replies that adds (the last ones: :meth:`_popular_of`)."""
+        for p in range(self.keys.partitions):
+            queue_best(pipe, self.keys.partition(p, "popularity"), self.read.popular)
+            pipe.get(self.keys.partition(p, "landmark"))
+        return 2 * self.keys.partitions
+
+    def _popular_of(self, raws: Sequence[Any], read: int) -> PopularView:
+        """The most popular items over every partition, from the last ``read`` replies."""
+        if not read:
+            return PopularView((), 0.0)
+        tail = raws[len(raws) - read :]
+        parts = [
+            (best_pairs(best), float(landmark))
+            for best, landmark in zip(tail[0::2], tail[1::2], strict=True)
+            if landmark is not None
+        ]
+        return PopularView(*merged_top(parts, self.read.popular, self.params.half_life_s))
 
     async def _rows(
         self, events: Sequence[Event], arrivals: Sequence[float] | None
@@ -243,10 +263,8 @@ class RedisStore:
         return self.keys.offsets(_number(partition))
 
     def _relay_args(self, partition: int) -> list[str | int]:
-        """A step's relay: its list, its relayed hash and the last entry delivered."""
-        keys = self.keys
-        relay, relayed = keys.partition(partition, "relay"), keys.partition(partition, "relayed")
-        return [relay, relayed, self._delivered.get(partition, 0)]
+        """A step's partition: its key stem, and the last relay entry this store delivered."""
+        return [self.keys.partition_stem(partition), self._delivered.get(partition, 0)]
 
     async def _deliver(self, pending: Mapping[int, Sequence[str]]) -> None:
         """Apply relay entries in their targets' slots (streams/store/relay.py)."""
@@ -275,7 +293,7 @@ class RedisStore:
         await self._deliver(pending)
         async with self.client.pipeline(transaction=False) as pipe:
             for p in pending:
-                args = [*self._args("process", 0, popular=False), b"[]", 0, *self._relay_args(p)]
+                args = [*self._args("process", 0), b"[]", 0, *self._relay_args(p)]
                 await self._script(keys=[], args=args, client=pipe)
             await pipe.execute()
 
@@ -332,9 +350,13 @@ class RedisStore:
         """One read per partition of the users, pipelined."""
         popular = self._popular_due()
         async with self.client.pipeline(transaction=False) as pipe:
-            await self._queue_reads(pipe, user_ids, popular)
-            replies = [decode_reply(raw) for raw in await pipe.execute()]
-        return await self._result(_merged(replies, [], user_ids), popular)
+            await self._queue_reads(pipe, user_ids)
+            read = self._queue_popular(pipe) if popular else 0
+            raws = await pipe.execute()
+        replies = [decode_reply(raw) for raw in raws[: len(raws) - read]]
+        return await self._result(
+            _merged(replies, [], user_ids, self._popular_of(raws, read)), popular
+        )
 
     async def _result(self, reply: Reply, popular: bool) -> BatchResult:
         """A call's result: its reply, the followees' actions, kept popular items and the
@@ -484,11 +506,12 @@ def _number(partition: str) -> int:
     return int(partition.rpartition(":")[2])
 
 
-def _merged(replies: Sequence[Reply], outcomes: list[Outcome], users: Sequence[str]) -> Reply:
-    """One reply of a call's steps: their views in the order their users first come in the
-    batch, the popular items the last step read, and every partition found behind (then
-    nothing else counts: the consumer goes back)."""
-    popular = replies[-1].popular
+def _merged(
+    replies: Sequence[Reply], outcomes: list[Outcome], users: Sequence[str], popular: PopularView
+) -> Reply:
+    """One reply of a call's steps and reads: their views in the order their users first come
+    in the batch, the popular items, and every partition found behind (then nothing else
+    counts: the consumer goes back)."""
     rewinds = {p: at for r in replies for p, at in r.rewinds.items()}
     if rewinds:
         return Reply([], popular, [], rewinds)

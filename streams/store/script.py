@@ -34,7 +34,7 @@ class Reply:
     actions, which the caller reads from their slots."""
 
     outcomes: list[Outcome]
-    popular: PopularView
+    popular: PopularView  # read apart, by the store
     views: list[list[Any]]
     rewinds: dict[str, Position]
     #: The step's relay entries not delivered yet, as stored (streams/store/relay.py).
@@ -50,11 +50,9 @@ def decode_reply(raw: list[Any]) -> Reply:
     if len(raw) > 2 and raw[2]:  # the stored offsets were behind: nothing was applied
         rewinds = {decoded(p): Position(int(a), int(pub)) for p, a, pub in orjson.loads(raw[2])}
         return Reply([], PopularView((), 0.0), [], rewinds)
-    popular_raw, landmark_raw, views_raw, pending = orjson.loads(payload)
-    landmark = float(landmark_raw) if landmark_raw else 0.0
-    popular = PopularView(_pairs(json_array(popular_raw)), landmark)
+    views_raw, pending = orjson.loads(payload)
     outcomes = [_OUTCOMES[o] for o in outcomes_raw]
-    return Reply(outcomes, popular, json_array(views_raw), {}, json_array(pending))
+    return Reply(outcomes, PopularView((), 0.0), json_array(views_raw), {}, json_array(pending))
 
 
 def decode_batch(reply: Reply, actions: Mapping[str, Actions]) -> BatchResult:
@@ -82,10 +80,9 @@ def decode_batch(reply: Reply, actions: Mapping[str, Actions]) -> BatchResult:
 
 def script_header(
     keys: Keys, p: StateParams, read: ReadParams, trending: TrendingParams
-) -> tuple[list[str | int | float], list[str | int | float]]:
-    """The script's header (ARGV[2..13]) around the number of popular items to read, which
-    each call sets."""
-    head: list[str | int | float] = [
+) -> list[str | int | float]:
+    """The script's header (ARGV[2..12])."""
+    return [
         keys.prefix,
         p.history_size,
         p.dedupe_window,
@@ -94,13 +91,10 @@ def script_header(
         p.popularity_cap,
         trending.span,
         read.recent_items,
-    ]
-    tail: list[str | int | float] = [
         repr(float(trending.bucket_s)),
         repr(float(p.seen_window_s)),
         p.seen_cap,
     ]
-    return head, tail
 
 
 def _social_proof(

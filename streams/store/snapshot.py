@@ -11,12 +11,21 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 
-from streams.keys import PARTITION_FIELDS, SOURCE_FIELDS, Keys, decoded
+from streams.keys import SOURCE_FIELDS, Keys, decoded
 
 #: Keys outside MemoryState's snapshot: catalog metadata, trending windows and their erasure log,
 #: and the recommendation sources' state.
 NOT_IN_SNAPSHOT = frozenset(
-    {"meta", "trend_log", "trending_changed", "recommendations", *PARTITION_FIELDS, *SOURCE_FIELDS}
+    {
+        "meta",
+        "trend_log",
+        "trending_changed",
+        "recommendations",
+        "offsets",
+        "relay",
+        "relayed",
+        *SOURCE_FIELDS,
+    }
 )
 
 _USER_DEFAULTS: Mapping[str, type] = {
@@ -39,7 +48,8 @@ _USER_DEFAULTS: Mapping[str, type] = {
 async def redis_snapshot(client: aioredis.Redis, keys: Keys) -> dict[str, Any]:
     """The snapshot of every key under ``keys.prefix`` (trending and NOT_IN_SNAPSHOT aside)."""
     users: dict[str, dict[str, Any]] = {}
-    result: dict[str, Any] = {"users": users, "landmark": None}
+    # Popularity and its landmark per partition (its number as text), as MemoryState's.
+    result: dict[str, Any] = {"users": users, "popularity": {}, "landmark": {}}
     async for raw_key in client.scan_iter(match=f"{keys.prefix}*", count=1000):
         key = decoded(raw_key)
         scope, entity, field = keys.parse(key)
@@ -49,13 +59,14 @@ async def redis_snapshot(client: aioredis.Redis, keys: Keys) -> dict[str, Any]:
         if scope == "user":
             users.setdefault(entity, {}).update({field: value})
         elif field == "landmark":
-            result["landmark"] = float(value)
+            result["landmark"][entity] = float(value)
+        elif scope == "partition":
+            result[field][entity] = value
         else:
             result[field] = value
     for user in users.values():
         for field, empty in _USER_DEFAULTS.items():
             user.setdefault(field, empty())
-    result.setdefault("popularity", {})
     return result
 
 

@@ -50,7 +50,7 @@ HALF_LIFE_S = Settings().popularity_half_life_s
 #: (docs/quality.md: merging them is left for scale-out), and its withdrawals are consumed.
 PER_RUN = (
     ":t:", ":tn:", ":tp:", ":pools", ":recommendations", "}offsets", "sr:learner",
-    "sr:trending_changed", "sr:m:", ":trend_log", ":mf", ":sim", "sr:landmark",
+    "sr:trending_changed", "sr:m:", ":trend_log", ":mf", ":sim", "}landmark",
     "sr:popularity_learnt", "sr:popularity_withdrawn",
 )  # fmt: skip
 
@@ -96,15 +96,15 @@ async def _dump(client: aioredis.Redis) -> dict[str, Any]:
 
 def _comparable(dump: dict[str, Any], prefix: str) -> dict[str, Any]:
     """The dump without :data:`PER_RUN`, in a form two runs share: the learners' marks without
-    the run's topic prefix, and popularity decayed to one time."""
+    the run's topic prefix, and each partition's popularity decayed to one time."""
     kept: dict[str, Any] = {}
-    landmark = float(dump["sr:landmark"])
     for key, value in dump.items():
         if any(part in key for part in PER_RUN):
             continue
         if key.startswith("sr:lm:"):
             value = {f.decode().removeprefix(prefix): v for f, v in value.items()}
-        elif key == "sr:popularity":
+        elif key.endswith("}popularity"):
+            landmark = float(dump[key.removesuffix("popularity") + "landmark"])
             value = {i: s * 2.0 ** ((landmark - T_COMMON) / HALF_LIFE_S) for i, s in value.items()}
         kept[key] = value
     return kept
