@@ -38,16 +38,16 @@ async def main() -> None:
         for bucket in range(clock - 2 * params.span + 1, clock + 1):
             items = {f"i{rng.randrange(CATALOGUE)}": rng.random() * 5 for _ in range(BUCKET_ITEMS)}
             counts = {item: rng.randrange(1, 5) for item in items}
-            pipe.hset(keys.trending(bucket, "global"), mapping={**items, "": now})
-            pipe.hset(keys.trending(bucket, "global", counts=True), mapping={**counts, "": 1})
+            pipe.hset(keys.trending(bucket, "global", 0), mapping={**items, "": now})
+            pipe.hset(keys.trending(bucket, "global", 0, counts=True), mapping={**counts, "": 1})
         await pipe.execute()
         store = RedisStore(client, StateParams(), keys=keys, trending=params)
         times = []
         for _ in range(LOOKS):
             item = f"i{rng.randrange(CATALOGUE)}"
-            await client.hincrbyfloat(keys.trending(clock, "global"), item, 1.0)
-            await client.hincrby(keys.trending(clock, "global", counts=True), item, 1)
-            await client.hincrby(keys.trending(clock, "global", counts=True), "", 1)
+            await client.hincrbyfloat(keys.trending(clock, "global", 0), item, 1.0)
+            await client.hincrby(keys.trending(clock, "global", 0, counts=True), item, 1)
+            await client.hincrby(keys.trending(clock, "global", 0, counts=True), "", 1)
             began = time.perf_counter()
             await store.trending(["global"], now, 100)
             times.append((time.perf_counter() - began) * 1e3)

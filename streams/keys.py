@@ -20,7 +20,7 @@ the store contract suite checks that every key in Redis parses back through
 ('item', 'phone', 'sim')
 >>> k.parse("sr:norm2")
 ('global', '', 'norm2')
->>> k.parse(k.trending(1796000000, "stream:live-3"))
+>>> k.parse(k.trending(1796000000, "stream:live-3", 2))
 ('trending', 'stream:live-3', 'weights')
 >>> k.parse(k.merchant_counts(29933400, "m1"))
 ('trending', 'm1', 'merchant_counts')
@@ -89,12 +89,11 @@ USER_FIELDS: Final = (
 #: index; erasure walks the user's ucf_row to find them), fbt_pairs (zset co-bought item ->
 #: baskets with both), content_sim (zset: nearest items by catalog content).
 ITEM_FIELDS: Final = ("dot", "sim", "meta", "ucf_users", "fbt_pairs", "content_sim")
-#: Global structures: norm2 (zset item -> Σ a_ui²), trending_changed (set of scopes to publish),
-#: and the recommendation sources' shared tables (none of them holds a user id).
+#: Global structures: norm2 (zset item -> Σ a_ui²) and the recommendation sources' shared
+#: tables (none of them holds a user id).
 GLOBAL_FIELDS: Final = (
     "norm2",
     "cf_norms",  # hash: sum and count of the items' norm2 (item-CF's learned shrinkage)
-    "trending_changed",
     "mf_items",  # hash item -> float32 factor row
     "mf_sampler",  # string: MF's sampler state (steps, recent positives)
     "fbt_items",  # hash item -> retained baskets containing it
@@ -103,7 +102,6 @@ GLOBAL_FIELDS: Final = (
     "content_changes",  # stream of item ids whose content vector changed (workers follow it)
     "learner",  # hash: the learner's progress (event_ts: the newest broker time it learnt)
     "popularity_learnt",  # hash item -> its popularity under every half-life (learner_state.py)
-    "popularity_withdrawn",  # list: erased events (item, weight, time) for the learner to undo
     "knobs",  # string: the learnt blend (streams/runtime/knobs.py; per-source figures, no user id)
 )
 
@@ -113,8 +111,18 @@ GLOBAL_FIELDS: Final = (
 #: relayed (hash: source partition -> last entry applied here, "seq" -> this one's counter):
 #: streams/store/relay.py; popularity (zset, forward-decayed, of the partition's users'
 #: events) and landmark (string, its landmark time): readers sum them
-#: (models/popularity.py merged_top).
-PARTITION_FIELDS: Final = ("offsets", "relay", "relayed", "popularity", "landmark")
+#: (models/popularity.py merged_top); trending_changed (set: scopes whose buckets the
+#: partition's steps changed since they were last taken). The partition's trending buckets
+#: are in its slot too (:meth:`Keys.trending`).
+PARTITION_FIELDS: Final = (
+    "offsets",
+    "relay",
+    "relayed",
+    "popularity",
+    "landmark",
+    "trending_changed",
+    "popularity_withdrawn",  # list: erased events (item, weight, time) for the learner to undo
+)
 #: What the store's layout record (:meth:`Keys.layout`) says: the key layout's version and
 #: the partition count the users' tags were computed for.
 LAYOUT_VERSION: Final = 2
@@ -325,12 +333,13 @@ class Keys:
         assert field in GLOBAL_FIELDS, field
         return f"{self.prefix}{field}"
 
-    def trending(self, bucket: int, scope: str, *, counts: bool = False) -> str:
-        """A trending bucket of a scope: item -> weighted count (or -> event count).
+    def trending(self, bucket: int, scope: str, partition: int, *, counts: bool = False) -> str:
+        """A partition's share of a trending bucket of a scope: item -> weighted count (or ->
+        event count), in the partition's slot; readers sum the partitions'.
 
         Anonymous by design (no user ids); each lives two windows, then expires.
         """
-        return f"{self.prefix}{'tn' if counts else 't'}:{bucket}:{scope}"
+        return f"{self.partition_stem(partition)}{'tn' if counts else 't'}:{bucket}:{scope}"
 
     def trending_published(self, scope: str) -> str:
         """The scope's list as last published on ``trending`` (its wire JSON, deeper: the
@@ -382,10 +391,6 @@ class Keys:
         if rest == "layout" or rest in GLOBAL_FIELDS:
             return "global", "", rest
         kind, _, tail = rest.partition(":")
-        if kind in ("t", "tn"):
-            bucket, _, scope = tail.partition(":")
-            if bucket.lstrip("-").isdigit() and scope:
-                return "trending", scope, "counts" if kind == "tn" else "weights"
         if kind == "tp" and tail:
             return "trending", tail, "published"
         if kind == "lm" and tail:
@@ -411,6 +416,10 @@ class Keys:
         kind, _, tail = rest.partition(":")
         if kind == "x" and tail:
             return "trending", "", "erased"  # anonymous and expiring, like trending buckets
+        if kind in ("t", "tn"):
+            bucket, _, scope = tail.partition(":")
+            if bucket.lstrip("-").isdigit() and scope:
+                return "trending", scope, "counts" if kind == "tn" else "weights"
         entity, _, field = tail.rpartition(":")
         if kind == "u" and field in USER_FIELDS and entity:
             if tag != self.tag(entity):

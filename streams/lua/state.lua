@@ -51,7 +51,7 @@ erase return the list's entries not yet delivered.
 Views name up to 50 followees each, not what they did, and no neighbour lists: followees sit
 in other partitions' slots and lists in their items', so the caller reads both
 (streams/store/redis_store.py). The script reads no item key.
-Popularity is kept per partition (its users' events); the caller reads and sums it.
+Popularity and trending are kept per partition (its users' events); readers sum them.
 Returns {outcomes, JSON [views, relay entries pending]}; outcomes per event: 1 applied, 0 duplicate,
 2 rejected (a key of its own user or target has the wrong type; nothing of it written),
 3 erased (its user or target was erased at or after its arrival; nothing of it written);
@@ -82,15 +82,16 @@ local ZERO = 1e-9
 -- Each user's key stem, from the records (a user without one is a bug: the concat fails loudly).
 local stems = {}
 local function ukey(user, field) return stems[user] .. field end
-local function tkey(bucket, scope) return P .. 't:' .. bucket .. ':' .. scope end
-local function tnkey(bucket, scope) return P .. 'tn:' .. bucket .. ':' .. scope end
-local TRENDING_CHANGED = P .. 'trending_changed'
--- Anonymous (item, weight, time) of erased events, for the learner to take out of its own.
-local WITHDRAWN = P .. 'popularity_withdrawn'
 -- The step's partition's own keys (process, erase: open_partition): its relay list and
--- relayed hash, and its users' popularity (a partition's share, summed by readers:
--- models/popularity.py merged_top) with its landmark.
+-- relayed hash, and its users' shares of what readers sum over partitions: popularity
+-- (models/popularity.py merged_top) with its landmark, and trending buckets
+-- (streams/store/trending_looks.py) with the scopes they changed.
 local RELAY, RELAYED, HERE, POPULARITY, LANDMARK = nil, nil, nil, nil, nil
+-- WITHDRAWN: anonymous (item, weight, time) of erased events, for the learner to take out of
+-- its own popularity.
+local PSTEM, TRENDING_CHANGED, WITHDRAWN = nil, nil, nil
+local function tkey(bucket, scope) return PSTEM .. 't:' .. bucket .. ':' .. scope end
+local function tnkey(bucket, scope) return PSTEM .. 'tn:' .. bucket .. ':' .. scope end
 
 local UNHIDING = { like = true, share = true, cart = true, purchase = true }
 local USER_FIELDS = { 'history', 'affinity', 'seen_events', 'event_log', 'trend_log', 'bought',
@@ -148,6 +149,8 @@ local function open_partition(at)
   local stem = ARGV[at]
   RELAY, RELAYED, HERE = stem .. 'relay', stem .. 'relayed', tag_of(stem)
   POPULARITY, LANDMARK = stem .. 'popularity', stem .. 'landmark'
+  PSTEM, TRENDING_CHANGED = stem, stem .. 'trending_changed'
+  WITHDRAWN = stem .. 'popularity_withdrawn'
   local delivered = tonumber(ARGV[at + 1])
   while true do  -- entries delivered before are gone: nothing about a user lingers
     local head = redis.call('LINDEX', RELAY, 0)

@@ -44,7 +44,7 @@ from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.pipeline import InboundRecord, recommend_params, validate_record
 from streams.runtime.forgetting import ForgetFollower, marked
-from streams.runtime.learner_state import LearnerState
+from streams.runtime.learner_state import LearnerState, Withdrawals
 from streams.runtime.outage import wait_out
 from streams.runtime.refresh import Refreshes
 from streams.security import kafka_client_kwargs
@@ -140,7 +140,7 @@ class Learner:
             self._rewound.pop(part, None)
         return len(fresh)
 
-    async def _learn_half_life(self, fresh: Sequence[Event]) -> int:
+    async def _learn_half_life(self, fresh: Sequence[Event]) -> Withdrawals:
         """Take the erasures' withdrawals out of the learned popularity, feed it every fresh
         item event, oldest first (a batch mixes partitions), and give the sources that decay by
         it the value it has now. Returns the withdrawals applied, for the step that stores it."""
@@ -148,15 +148,15 @@ class Learner:
             start_s = self.settings.popularity_half_life_s
             stored = lambda: self.state.half_life(start_s)  # noqa: E731
             self.half_life = await self._wait_out(stored, "half-life")
-        withdrawn = await self._wait_out(self.state.withdrawals, "withdrawals")
-        for item_id, weight_, ts in withdrawn:
+        withdrawn: Withdrawals = await self._wait_out(self.state.withdrawals, "withdrawals")
+        for item_id, weight_, ts in withdrawn.entries:
             self.half_life.withdraw(item_id, weight_, ts)
         weight = self.store.params.weight
         for event in sorted(fresh, key=lambda e: e.ts):
             if event.item_id is not None:
                 self.half_life.update(event.item_id, weight(event.type), event.ts)
         self.sources.use_half_life(self.half_life.half_life_s)
-        return len(withdrawn)
+        return withdrawn
 
     async def withdraw_idle(self) -> None:
         """Apply erasures' withdrawals while no events come (an erasure reaches the learned

@@ -39,17 +39,18 @@ from streams.keys import Keys, decoded
 from streams.runtime.pools import PoolStore
 from streams.sources.progress import learnt_entry, learnt_member
 
-#: KEYS: the learner's hash, the learned popularity's rows, its withdrawals, then per user
-#: their learnt-ids key and erasure mark; ARGV: the newest broker time learnt (0: none), the
-#: window, JSON [[score, member, score, member, ...] per user] (``learnt_entry``), the pools'
-#: refresh interval in force, JSON {partition: the batch's last offset in it}, the learned
-#: half-life's choice (JSON, models/halflife.py) or an empty string, the popular items (JSON)
-#: or an empty string, the withdrawals applied (dropped from the head of their list), then
-#: item, row, item, row...
+#: KEYS: the learner's hash, the learned popularity's rows, then per user their learnt-ids key
+#: and erasure mark, then the partitions' withdrawal lists applied from; ARGV: the newest broker
+#: time learnt (0: none), the window, JSON [[score, member, score, member, ...] per user]
+#: (``learnt_entry``), the pools' refresh interval in force, JSON {partition: the batch's last
+#: offset in it}, the learned half-life's choice (JSON, models/halflife.py) or an empty string,
+#: the popular items (JSON) or an empty string, JSON [how many withdrawals were applied from
+#: the head of each of those lists], then item, row, item, row...
 #: A user erased since the learner checked gets no key back (their erasure deleted it).
 _MARK_UNLESS_ERASED = """
-for u, flat in ipairs(cjson.decode(ARGV[3])) do
-  local learnt, erased = KEYS[2 * u + 2], KEYS[2 * u + 3]
+local users = cjson.decode(ARGV[3])
+for u, flat in ipairs(users) do
+  local learnt, erased = KEYS[2 * u + 1], KEYS[2 * u + 2]
   if redis.call('EXISTS', erased) == 0 then
     for i = 1, #flat, 2 do redis.call('ZADD', learnt, flat[i], flat[i + 1]) end
     redis.call('ZREMRANGEBYRANK', learnt, 0, -tonumber(ARGV[2]) - 1)
@@ -59,7 +60,9 @@ if tonumber(ARGV[1]) > 0 then redis.call('HSET', KEYS[1], 'event_ts', ARGV[1]) e
 redis.call('HSET', KEYS[1], 'refresh_s', ARGV[4])
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'half_life', ARGV[6]) end
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'popular', ARGV[7]) end
-if tonumber(ARGV[8]) > 0 then redis.call('LTRIM', KEYS[3], tonumber(ARGV[8]), -1) end
+for k, taken in ipairs(cjson.decode(ARGV[8])) do
+  if taken > 0 then redis.call('LTRIM', KEYS[2 * #users + 2 + k], taken, -1) end
+end
 for i = 9, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 for part, last in pairs(cjson.decode(ARGV[5])) do
   local field = 'offset:' .. part
@@ -81,6 +84,18 @@ class LearnerProgress(NamedTuple):
     half_life_s: float | None = None
     #: The most popular items under that half-life, their scores at its landmark.
     popular: PopularView | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawals:
+    """Erased events to take out of the learned popularity (item, weight, ts), and how many
+    were read from the head of each partition's list (the step that stores them drops those)."""
+
+    entries: list[tuple[str, float, float]]
+    taken: dict[int, int]
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
 
 
 @dataclass
@@ -128,13 +143,12 @@ class LearnerState:
         refresh_s: float,
         ends: Mapping[str, int],
         half_life: LearnedHalfLife | None = None,
-        withdrawn: int = 0,
+        withdrawn: Withdrawals | None = None,
     ) -> None:
         """Remember the events as learnt (each user's window trimmed, users erased meanwhile
         left out, as their pools are) and the progress, with ``ends`` (partition -> the
         batch's last offset in it), the learned ``half_life`` with its changed rows and
-        popular items, and that the first ``withdrawn`` withdrawals are applied, in one atomic
-        step."""
+        popular items, and that the ``withdrawn`` are applied, in one atomic step."""
         per_user: dict[str, list[Any]] = {}
         for event in events:
             per_user.setdefault(event.user_id, []).extend(learnt_entry(event))
@@ -149,8 +163,14 @@ class LearnerState:
             if at is not None:
                 popular = orjson.dumps([at, half_life.top(POPULAR_READ, at)])
             rows = [x for item, row in half_life.take_rows().items() for x in (item, row)]
+        taken = withdrawn.taken if withdrawn is not None else {}
         await self._mark(
-            keys=[self.keys.global_("learner"), *self._popularity_keys(), *keys],
+            keys=[
+                self.keys.global_("learner"),
+                self.keys.global_("popularity_learnt"),
+                *keys,
+                *(self._withdrawn_key(p) for p in taken),
+            ],
             args=[
                 repr(newest_arrival),
                 self.dedupe_window,
@@ -159,22 +179,29 @@ class LearnerState:
                 orjson.dumps(dict(ends)),
                 choice,
                 popular,
-                withdrawn,
+                orjson.dumps(list(taken.values())),
                 *rows,
             ],
         )
 
-    def _popularity_keys(self) -> tuple[str, str]:
-        return self.keys.global_("popularity_learnt"), self.keys.global_("popularity_withdrawn")
+    def _withdrawn_key(self, partition: int) -> str:
+        return self.keys.partition(partition, "popularity_withdrawn")
 
-    async def withdrawals(self) -> list[tuple[str, float, float]]:
-        """The erasures' withdrawals not yet applied, oldest first: (item, weight, ts)."""
-        raw = await self.client.lrange(self._popularity_keys()[1], 0, -1)
-        found = []
-        for entry in raw:
-            item, weight, ts = decoded(entry).split("\t")
-            found.append((item, float(weight), float(ts)))
-        return found
+    async def withdrawals(self) -> Withdrawals:
+        """The erasures' withdrawals not yet applied: every partition's list, each oldest
+        first (each erasure writes to its user's partition's)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for p in range(self.keys.partitions):
+                pipe.lrange(self._withdrawn_key(p), 0, -1)
+            lists = await pipe.execute()
+        found, taken = [], {}
+        for p, raw in enumerate(lists):
+            if raw:
+                taken[p] = len(raw)
+            for entry in raw:
+                item, weight, ts = decoded(entry).split("\t")
+                found.append((item, float(weight), float(ts)))
+        return Withdrawals(found, taken)
 
     async def resume_points(self, partitions: Sequence[str]) -> dict[str, int]:
         """Per partition (``topic:partition``), the offset after the last one learnt, as
@@ -210,7 +237,7 @@ class LearnerState:
         if stored is None:
             return LearnedHalfLife(start_s)
         estimator = LearnedHalfLife.resume(orjson.loads(stored))
-        rows = await self.client.hgetall(self._popularity_keys()[0])
+        rows = await self.client.hgetall(self.keys.global_("popularity_learnt"))
         estimator.put_rows({decoded(item): cast(bytes, row) for item, row in rows.items()})
         return estimator
 

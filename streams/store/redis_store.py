@@ -22,6 +22,7 @@ from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
+import redis.exceptions
 
 from models.content import CatalogRecord
 from models.events import Event
@@ -187,7 +188,13 @@ class RedisStore:
             s.partition: r.pending for s, r in zip(steps, replies, strict=False) if r.pending
         }
         if pending:
-            await self._deliver(pending)
+            try:
+                await self._deliver(pending)
+            except (redis.exceptions.RedisError, OSError) as exc:
+                # The steps are applied: failing the call would make their retry find every
+                # event a duplicate. The entries stay in the lists, and the partition's next
+                # step (or its next owner, on assignment) hands them over again.
+                log.warning("relayed changes not delivered yet (%s)", type(exc).__name__)
         outcomes = [Outcome.DUPLICATE] * len(events)
         for step, reply in zip(steps, replies, strict=False):
             for n, outcome in zip(step.events, reply.outcomes, strict=False):
@@ -427,12 +434,19 @@ class RedisStore:
         return await self._looks.look(scopes, now, k)
 
     async def take_changed_scopes(self, limit: int) -> list[str]:
-        popped = await self.client.spop(self.keys.global_("trending_changed"), limit)
-        return sorted(decoded(s) for s in cast(list[bytes], popped or []))
+        """From every partition's set; beyond ``limit``, the rest are handed out again."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for p in range(self.keys.partitions):
+                pipe.spop(self.keys.partition(p, "trending_changed"), limit)
+            popped = await pipe.execute()
+        scopes = sorted({decoded(s) for found in popped for s in cast(list[bytes], found or [])})
+        await self.mark_changed(scopes[limit:])
+        return scopes[:limit]
 
     async def mark_changed(self, scopes: Sequence[str]) -> None:
         if scopes:
-            await self.client.sadd(self.keys.global_("trending_changed"), *scopes)
+            # Any partition's set: readers take from all of them.
+            await self.client.sadd(self.keys.partition(0, "trending_changed"), *scopes)
 
     async def keep_published(self, lists: Mapping[str, bytes], ttl_s: float) -> None:
         if not lists:

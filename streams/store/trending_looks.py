@@ -1,10 +1,12 @@
 """The worker's cache of trending buckets, so that a trending look reads only what changed.
 
 A look covers two windows' worth of buckets per scope (24 buckets a scope at the defaults);
-reading them all twice a second was most of the trending publisher's time. Buckets that no
-longer fill are kept as last read; those still filling are kept with their version (the counts
-hash's "" field, bumped by every state step that changes the bucket) and read again only when
-it moved. Closed buckets' sums are kept per scope (:func:`models.trending.settled_sums`).
+reading them all twice a second was most of the trending publisher's time. Each bucket is kept
+by every partition in its own slot (its users' events, streams/keys.py) and read as the sum of
+the partitions' shares. Buckets that no longer fill are kept as last read; those still filling
+are kept with their version (each share's counts hash's "" field, bumped by every state step
+that changes it) and read again only when one moved. Closed buckets' sums are kept per scope
+(:func:`models.trending.settled_sums`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from streams.store.interface import TrendingParams
 TRENDING_OPEN_BUCKETS = 5
 
 _Bucket = tuple[str, int]  # (scope, bucket)
+#: A bucket's version: each partition's share's version, None where it has no share.
+_Version = tuple[bytes | None, ...]
 
 
 class TrendingLooks:
@@ -37,10 +41,9 @@ class TrendingLooks:
         # no longer fill (see TRENDING_OPEN_BUCKETS) and those still filling whose version is
         # known; dropped when they leave the window or on erasure.
         self.held: dict[_Bucket, tuple[dict[str, Tally], float | None]] = {}
-        # (scope, bucket) -> version of a bucket read while it was filling (b"": it did not
-        # exist): checked before it is reused. A bucket without a version (written before
-        # versions) is not kept while it fills.
-        self.versions: dict[_Bucket, bytes] = {}
+        # (scope, bucket) -> version of a bucket read while it was filling: checked before it
+        # is reused.
+        self.versions: dict[_Bucket, _Version] = {}
         # scope -> the sums of its closed buckets at the current clock (models.trending).
         self.settled: dict[str, SettledSums] = {}
 
@@ -70,7 +73,7 @@ class TrendingLooks:
     async def _recheck(self, scopes: Sequence[str], buckets: range, settled: int) -> None:
         """Drop the buckets read while they were filling whose version moved (or that appeared
         since they were read absent); stop checking those settled as read."""
-        held, versions = self.held, self.versions
+        held, versions, partitions = self.held, self.versions, range(self.keys.partitions)
         check = [
             (scope, bucket) for scope in scopes for bucket in buckets if (scope, bucket) in versions
         ]
@@ -78,13 +81,11 @@ class TrendingLooks:
             return
         pipe = self.client.pipeline(transaction=False)
         for scope, bucket in check:
-            counts_key = self.keys.trending(bucket, scope, counts=True)
-            if versions[scope, bucket]:
-                pipe.hget(counts_key, "")
-            else:
-                pipe.exists(counts_key)
-        for key, now_at in zip(check, await pipe.execute(), strict=True):
-            changed = now_at != versions[key] if versions[key] else now_at != 0
+            for p in partitions:
+                pipe.hget(self.keys.trending(bucket, scope, p, counts=True), "")
+        replies = iter(await pipe.execute())
+        for key in check:
+            changed = tuple(next(replies) for _ in partitions) != versions[key]
             if changed:
                 del held[key]  # read again
             if changed or key[1] <= settled:
@@ -92,26 +93,33 @@ class TrendingLooks:
 
     async def _read(self, scopes: Sequence[str], buckets: range, settled: int) -> None:
         """Read every bucket not held, keeping the version of those still filling."""
-        held = self.held
+        held, partitions = self.held, range(self.keys.partitions)
         wanted = [
             (scope, bucket) for scope in scopes for bucket in buckets if (scope, bucket) not in held
         ]
         pipe = self.client.pipeline(transaction=False)
         for scope, bucket in wanted:
-            pipe.hgetall(self.keys.trending(bucket, scope))
-            pipe.hgetall(self.keys.trending(bucket, scope, counts=True))
+            for p in partitions:
+                pipe.hgetall(self.keys.trending(bucket, scope, p))
+                pipe.hgetall(self.keys.trending(bucket, scope, p, counts=True))
         replies = iter(await pipe.execute())
         for scope, bucket in wanted:
-            weights, counts = next(replies), next(replies)
-            version = counts.pop(b"", None)  # bumped by every step that changes the bucket
-            items = {
-                decoded(item): Tally(float(weights.get(item, 0.0)), int(n))
-                for item, n in counts.items()
-            }
-            newest = float(weights[b""]) if b"" in weights else None
+            items: dict[str, Tally] = {}
+            newest: float | None = None
+            version: list[bytes | None] = []
+            for _ in partitions:  # the partitions' shares, summed in partition order
+                weights, counts = next(replies), next(replies)
+                version.append(counts.pop(b"", None))  # bumped by every step changing it
+                for raw, n in counts.items():
+                    was = items.get(item := decoded(raw), Tally())
+                    items[item] = Tally(
+                        was.weight + float(weights.get(raw, 0.0)), was.events + int(n)
+                    )
+                if b"" in weights:
+                    newest = max(newest or float("-inf"), float(weights[b""]))
             held[scope, bucket] = (items, newest)
-            if bucket > settled and (version is not None or not (weights or counts)):
-                self.versions[scope, bucket] = version or b""  # b"": absent when read
+            if bucket > settled:
+                self.versions[scope, bucket] = tuple(version)
 
     def _summarise(
         self, scope: str, buckets: range, now: float, k: int, settled: int

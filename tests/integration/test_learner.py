@@ -132,7 +132,7 @@ async def test_the_learnt_popularity_outlives_a_restart_and_forgets_an_erased_us
     assert _popularity(again, now) == pytest.approx(_popularity(learner, now), rel=1e-12)
 
     await store.erase_users(["bob"])  # bob bought phone and case
-    assert await redis_client.llen(Keys().global_("popularity_withdrawn")) == 2
+    assert await _withdrawals_waiting(redis_client) == 2
     await again.withdraw_idle()
     assert again.half_life is not None
     h, weight = again.half_life.half_life_s, again.store.params.weight(EventType.PURCHASE)
@@ -141,7 +141,7 @@ async def test_the_learnt_popularity_outlives_a_restart_and_forgets_an_erased_us
         if e.user_id != "bob" and e.item_id is not None:
             never[e.item_id] = never.get(e.item_id, 0.0) + weight * 2.0 ** (-(now - e.ts) / h)
     assert _popularity(again, now) == pytest.approx(never, rel=1e-9)
-    assert await redis_client.llen(Keys().global_("popularity_withdrawn")) == 0
+    assert await _withdrawals_waiting(redis_client) == 0
     stored = await again.state.progress()
     assert stored is not None
     assert stored.popular is not None
@@ -507,3 +507,8 @@ async def test_a_learner_forgets_a_user_erased_by_a_worker_even_one_it_put_off(
     now[0] = 1.0
     await learner.refresh(learner.refreshes.take([], now[0]), T0 + 60)
     assert await pools.read(["ann"]) == {"ann": None}
+
+
+async def _withdrawals_waiting(client: aioredis.Redis) -> int:
+    keys = Keys()
+    return sum([await client.llen(keys.partition(p, "popularity_withdrawn")) for p in range(6)])

@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from models.events import Event, EventType
-from models.state import StateParams
+from models.state import Outcome, StateParams
 from streams.keys import Keys, decoded
 from streams.store import MemoryStore, RedisStore
 
@@ -74,18 +74,18 @@ async def test_an_entry_delivered_twice_changes_nothing(redis_client: aioredis.R
     assert await store.snapshot() == before
 
 
-async def test_what_a_dead_worker_did_not_deliver_is_delivered_by_the_next_owner(
+async def test_what_was_not_delivered_is_delivered_by_the_next_owner(
     redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ann, bob = apart(2)
     dying = RedisStore(redis_client, StateParams())
 
     async def dies(pending: Any) -> None:
-        raise ConnectionError("the worker died after its steps")
+        raise ConnectionError("Redis went away after the steps")
 
     monkeypatch.setattr(dying, "_deliver", dies)
-    with pytest.raises(ConnectionError):
-        await dying.process_batch(social(ann, bob))
+    result = await dying.process_batch(social(ann, bob))  # applied: not failed for that
+    assert set(result.outcomes) == {Outcome.APPLIED}
     assert not await redis_client.exists(KEYS.user(bob, "followers"))
 
     successor = RedisStore(redis_client, StateParams())
@@ -135,3 +135,21 @@ async def test_an_erasure_leaves_no_relay_entry_naming_the_user(
                 else await redis_client.smembers(key)
             )
             assert not any(ann.encode() in m for m in members), (user, field)
+
+
+async def test_what_was_not_delivered_goes_with_the_partitions_next_step(
+    redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ann, bob = apart(2)
+    store = RedisStore(redis_client, StateParams())
+
+    async def fails(pending: Any) -> None:
+        raise ConnectionError("Redis went away after the steps")
+
+    monkeypatch.setattr(store, "_deliver", fails)
+    await store.process_batch(social(ann, bob))
+    monkeypatch.undo()
+    assert not await redis_client.exists(KEYS.user(bob, "senders"))
+    await store.process_batch([Event("e9", EventType.VIEW, ann, T0 + 9, item_id="tv")])
+    assert await redis_client.smembers(KEYS.user(bob, "senders")) == {ann.encode()}
+    assert await redis_client.smembers(KEYS.user(bob, "followers")) == {ann.encode()}
