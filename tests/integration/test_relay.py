@@ -36,6 +36,11 @@ def social(ann: str, bob: str) -> list[Event]:
     ]
 
 
+async def cannot_deliver(pending: Any) -> None:
+    """A delivery that fails after the batch's steps were applied."""
+    raise ConnectionError("Redis went away after the steps")
+
+
 async def relay_lists(client: aioredis.Redis) -> list[str]:
     entries: list[str] = []
     for p in range(KEYS.partitions):
@@ -79,11 +84,7 @@ async def test_what_was_not_delivered_is_delivered_by_the_next_owner(
 ) -> None:
     ann, bob = apart(2)
     dying = RedisStore(redis_client, StateParams())
-
-    async def dies(pending: Any) -> None:
-        raise ConnectionError("Redis went away after the steps")
-
-    monkeypatch.setattr(dying, "_deliver", dies)
+    monkeypatch.setattr(dying, "_deliver", cannot_deliver)
     result = await dying.process_batch(social(ann, bob))  # applied: not failed for that
     assert set(result.outcomes) == {Outcome.APPLIED}
     assert not await redis_client.exists(KEYS.user(bob, "followers"))
@@ -142,11 +143,7 @@ async def test_what_was_not_delivered_goes_with_the_partitions_next_step(
 ) -> None:
     ann, bob = apart(2)
     store = RedisStore(redis_client, StateParams())
-
-    async def fails(pending: Any) -> None:
-        raise ConnectionError("Redis went away after the steps")
-
-    monkeypatch.setattr(store, "_deliver", fails)
+    monkeypatch.setattr(store, "_deliver", cannot_deliver)
     await store.process_batch(social(ann, bob))
     monkeypatch.undo()
     assert not await redis_client.exists(KEYS.user(bob, "senders"))
