@@ -249,6 +249,15 @@ def partition_of(user_id: str, partitions: int) -> int:
     return int(murmur2(user_id.encode()) & 0x7FFFFFFF) % partitions
 
 
+def tag_partition(tagged: str) -> int:
+    """The partition whose hash tag (:func:`partition_tag`) a key or key stem carries.
+
+    >>> tag_partition("sr:{2.2}u:bob:")
+    2
+    """
+    return int(tagged[tagged.index("{") + 1 : tagged.index("}")].partition(".")[0])
+
+
 @cache
 def partition_tag(partition: int, partitions: int) -> str:
     """The hash tag of a partition's slot: the first ``"<partition>.<n>"`` whose slot lies in

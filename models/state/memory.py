@@ -82,8 +82,8 @@ class MemoryState:
 
     @property
     def popularity(self) -> SortedSet:
-        """The popularity of partition 0: all of it, without ``partition_of``."""
-        return self.popularities.setdefault(0, SortedSet())
+        """The popularity of partition 0 (to read): all of it, without ``partition_of``."""
+        return self.popularities.get(0) or SortedSet()
 
     @property
     def landmark(self) -> float | None:

@@ -13,6 +13,7 @@ the offsets' rules (offsets.py).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Collection, Mapping, Sequence
@@ -30,7 +31,7 @@ from models.popularity import merged_top
 from models.state import ACTIONS_READ, ErasureReport, Outcome, PopularView, StateParams
 from models.trending import TrendingList
 from streams.keys import Keys, best_pairs, decoded, queue_best
-from streams.runtime.itemcache import item_meta_cache, neighbour_cache
+from streams.runtime.itemcache import Neighbours, item_meta_cache, neighbour_cache
 from streams.store.interface import BatchResult, ReadParams, TrendingParams
 from streams.store.offsets import (
     MARK_PUBLISHED_LUA,
@@ -367,11 +368,18 @@ class RedisStore:
 
     async def _result(self, reply: Reply, popular: bool) -> BatchResult:
         """A call's result: its reply, the followees' actions, kept popular items and the
-        cached neighbour lists."""
-        actions = await self._followee_actions(reply)
-        return await self._with_neighbours(
-            self._with_popular(decode_batch(reply, actions), popular)
+        recent items' neighbour lists (the two reads in flight together)."""
+        actions, lists = await asyncio.gather(
+            self._followee_actions(reply), self._neighbour_lists(reply)
         )
+        result = self._with_popular(decode_batch(reply, actions), popular)
+        if lists is None:
+            return result
+        views = {
+            user: replace(view, neighbours={item: lists[item] for item, _ in view.recent})
+            for user, view in result.views.items()
+        }
+        return BatchResult(result.outcomes, views, result.popular, result.rewinds)
 
     async def _followee_actions(self, reply: Reply) -> dict[str, Actions]:
         """The latest actions of every followee the views name: one pipelined read (each
@@ -385,17 +393,12 @@ class RedisStore:
             replies = await pipe.execute()
         return {f: best_pairs(r) for f, r in zip(followees, replies, strict=True) if r}
 
-    async def _with_neighbours(self, result: BatchResult) -> BatchResult:
-        """The views with their recent items' neighbour lists from the cache (if it is on)."""
-        cache = self._neighbours
-        if cache is None or not result.views:
-            return result
-        lists = await cache.get({item for v in result.views.values() for item, _ in v.recent})
-        views = {
-            user: replace(view, neighbours={item: lists[item] for item, _ in view.recent})
-            for user, view in result.views.items()
-        }
-        return BatchResult(result.outcomes, views, result.popular, result.rewinds)
+    async def _neighbour_lists(self, reply: Reply) -> dict[str, Neighbours] | None:
+        """The neighbour list of every recent item the views name, from the cache (None when
+        no list is read)."""
+        if self._neighbours is None or not reply.views:
+            return None
+        return await self._neighbours.get(reply.recent_items())
 
     async def put_items(self, records: Sequence[CatalogRecord]) -> None:
         if not records:

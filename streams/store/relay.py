@@ -22,14 +22,15 @@ from collections.abc import Mapping, Sequence
 
 import orjson
 
+from streams.keys import tag_partition
+
 
 def relay_calls(pending: Mapping[int, Sequence[str]]) -> list[tuple[int, int, list[str]]]:
     """(source partition, target partition, entries in order) per delivery call."""
     calls: dict[tuple[int, int], list[str]] = {}
     for source, entries in pending.items():
         for raw in entries:
-            stem = orjson.loads(raw)[3]
-            target = int(stem[stem.index("{") + 1 : stem.index("}")].partition(".")[0])
+            target = tag_partition(orjson.loads(raw)[3])  # the target's key stem
             calls.setdefault((source, target), []).append(raw)
     return [(source, target, entries) for (source, target), entries in calls.items()]
 

@@ -44,6 +44,10 @@ class Reply:
         """Every followee a view names (each user's are last in the view)."""
         return {f for view in self.views for f in json_array(view[-1])}
 
+    def recent_items(self) -> set[str]:
+        """Every recent item a view names (second in the view)."""
+        return {item for view in self.views for item in json_array(view[1])}
+
 
 def decode_reply(raw: list[Any]) -> Reply:
     outcomes_raw, payload = raw[0], raw[1]

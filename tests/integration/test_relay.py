@@ -41,6 +41,23 @@ async def cannot_deliver(pending: Any) -> None:
     raise ConnectionError("Redis went away after the steps")
 
 
+@pytest.fixture
+async def undelivered(
+    redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> tuple[RedisStore, str, str]:
+    """A store whose batch (ann shares with and follows bob, in another partition) was
+    applied but not delivered; its next deliveries work."""
+    ann, bob = apart(2)
+    store = RedisStore(redis_client, StateParams())
+    monkeypatch.setattr(store, "_deliver", cannot_deliver)
+    result = await store.process_batch(social(ann, bob))  # applied: not failed for that
+    monkeypatch.undo()
+    assert set(result.outcomes) == {Outcome.APPLIED}
+    assert not await redis_client.exists(KEYS.user(bob, "followers"))
+    assert not await redis_client.exists(KEYS.user(bob, "senders"))
+    return store, ann, bob
+
+
 async def relay_lists(client: aioredis.Redis) -> list[str]:
     entries: list[str] = []
     for p in range(KEYS.partitions):
@@ -80,14 +97,9 @@ async def test_an_entry_delivered_twice_changes_nothing(redis_client: aioredis.R
 
 
 async def test_what_was_not_delivered_is_delivered_by_the_next_owner(
-    redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+    redis_client: aioredis.Redis, undelivered: tuple[RedisStore, str, str]
 ) -> None:
-    ann, bob = apart(2)
-    dying = RedisStore(redis_client, StateParams())
-    monkeypatch.setattr(dying, "_deliver", cannot_deliver)
-    result = await dying.process_batch(social(ann, bob))  # applied: not failed for that
-    assert set(result.outcomes) == {Outcome.APPLIED}
-    assert not await redis_client.exists(KEYS.user(bob, "followers"))
+    _, ann, bob = undelivered
 
     successor = RedisStore(redis_client, StateParams())
     await successor.positions([f"events:{KEYS.partition_of(ann)}"])  # on assignment
@@ -139,14 +151,9 @@ async def test_an_erasure_leaves_no_relay_entry_naming_the_user(
 
 
 async def test_what_was_not_delivered_goes_with_the_partitions_next_step(
-    redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+    redis_client: aioredis.Redis, undelivered: tuple[RedisStore, str, str]
 ) -> None:
-    ann, bob = apart(2)
-    store = RedisStore(redis_client, StateParams())
-    monkeypatch.setattr(store, "_deliver", cannot_deliver)
-    await store.process_batch(social(ann, bob))
-    monkeypatch.undo()
-    assert not await redis_client.exists(KEYS.user(bob, "senders"))
+    store, ann, bob = undelivered
     await store.process_batch([Event("e9", EventType.VIEW, ann, T0 + 9, item_id="tv")])
     assert await redis_client.smembers(KEYS.user(bob, "senders")) == {ann.encode()}
     assert await redis_client.smembers(KEYS.user(bob, "followers")) == {ann.encode()}
