@@ -57,9 +57,11 @@ FLOOR = -10.0
 START_FLOOR = -4.0
 
 
-#: A candidate outranks the item in a source only by more than this share of the item's score
-#: (the variants' sums are rounded: a tie there must not count as a win).
-_MARGIN = 1e-9
+#: A candidate outranks the item in a source only by more than this share of the source's best
+#: score: the variants' sums are rounded, and a lead far below the other sources' terms (a
+#: score of 1e-38 against 1e-280 next to 0.25) vanishes in them. At weights of 2^-11 or more
+#: the lead stays some 1e5 times the rounding of sums of a few terms near 1.
+_MARGIN = 1e-6
 
 
 def outranked(blended: Blended, item_id: str, sources: Sequence[Source], k: int) -> bool:
@@ -80,23 +82,24 @@ def outranked(blended: Blended, item_id: str, sources: Sequence[Source], k: int)
     for source in sources:
         entry = blended.pools[source].get(item_id)
         if entry is not None and entry[0] > 0.0:
-            own.append((blended.pools[source], entry[0]))
+            lead = _MARGIN * blended.best[source]
+            own.append((blended.pools[source], entry[0], lead))
     if not own:  # the item scores 0 here: every candidate with a score outranks it
         scored = {c for s in sources for c, (raw, _) in blended.pools[s].items() if raw > 0.0}
         return len(scored - {item_id}) >= k
     own.sort(key=lambda pool_raw: len(pool_raw[0]))
-    (first, mine), rest = own[0], own[1:]
+    (first, mine, lead), rest = own[0], own[1:]
     found = 0
     for candidate, (raw, _) in first.items():
         if raw < mine or candidate == item_id:
             continue
-        above = raw > mine * (1.0 + _MARGIN)
-        for pool, theirs in rest:
+        above = raw - mine > lead
+        for pool, theirs, lead_there in rest:
             entry = pool.get(candidate)
             other = 0.0 if entry is None else entry[0]
             if other < theirs:
                 break
-            above = above or other > theirs * (1.0 + _MARGIN)
+            above = above or other - theirs > lead_there
         else:
             if above:
                 found += 1

@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 from unittest.mock import patch
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from models.ablation import AblatedHybrid
@@ -168,6 +168,16 @@ def test_weights_stay_in_range_and_wait_for_a_record(draws: list[tuple[int, int]
         min_size=1,
         max_size=40,
     )
+)
+@example(  # a lead of 1e-38 over 1e-280 vanishes next to 0.25: no win
+    requests=[
+        (
+            {0: 0.0, 1: 0.5, 6: 0.25, 2: 0.25, 3: 0.25},
+            {6: 7.090243760047635e-280, 0: 1.0, 1: 1.0, 2: 1.0, 3: 1.1754943508222875e-38},
+            {},
+            6,
+        )
+    ]
 )
 def test_the_outranked_shortcut_learns_what_the_full_paired_check_learns(
     requests: list[tuple[dict[int, float], dict[int, float], dict[int, float], int]],
