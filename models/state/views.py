@@ -41,8 +41,8 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"
     #: Refused by a store whose stored data for the event is corrupt (only Redis can be).
     REJECTED = "rejected"
-    #: Dropped by a store: its user, or the user it is aimed at, was erased after the event
-    #: reached Kafka (streams/store/erasure.py ``erased_in_flight``). Nothing of it is written.
+    #: Dropped by a store: its user was erased after the event reached Kafka
+    #: (streams/store/erasure.py ``in_flight``). Nothing of it is written.
     ERASED = "erased"
 
 

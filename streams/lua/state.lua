@@ -41,13 +41,17 @@ ARGV[13] n = number of events (process) or users (read, erase), then the records
            relay entry already delivered (trimmed first)
   erase, after its two records: the users' partition's key stem and last entry delivered
   relay: ARGV[14] source partition, ARGV[15] JSON [entry, ...] as stored, ARGV[16] the
-           target partition's relayed hash key; returns {entries skipped}
+           target partition's key stem; returns {entries skipped, JSON [entry, ...] it
+           appended to the target partition's relay list}
 What a step does to users of another partition (a share's recipient, a follow's followee, an
 erased user's counterparts) cannot be written in its slot: it is appended to the partition's
 relay list, [seq, kind, target, target stem, target's erasure mark key, user, item, ts,
-arrival], and the caller delivers it ("relay" mode, in the target's slot, at most once per
-entry: the target's relayed hash keeps each source partition's last seq applied). Process and
-erase return the list's entries not yet delivered.
+arrival, user stem], and the caller delivers it ("relay" mode, in the target's slot, at most
+once per entry: the target's relayed hash keeps each source partition's last seq applied).
+Process and erase return the list's entries not yet delivered. A target erased since the event
+arrived gets nothing, and the user's sets must not name them: the delivery appends an
+"unname" entry to the target partition's list (item = the user's set to take them out of),
+which the caller delivers back.
 Views name up to 50 followees each, not what they did, and no neighbour lists: followees sit
 in other partitions' slots and lists in their items', so the caller reads both
 (streams/store/redis_store.py). The script reads no item key.
@@ -122,7 +126,9 @@ end
 
 -- What an event or an erasure does to another user (models/state/memory.py _to_target).
 local function to_target(kind, target, user, item, ts_text)
-  if kind == 'share' then
+  if kind == 'unname' then  -- the user was erased: out of the target's outbox or following
+    redis.call('SREM', ukey(target, item), user)
+  elseif kind == 'share' then
     local inbox = ukey(target, 'inbox')
     zwrite(inbox, redis.call('ZADD', inbox, ts_text, user .. '\t' .. item))
     trim(inbox, INBOX_SIZE)
@@ -142,6 +148,17 @@ local function to_target(kind, target, user, item, ts_text)
   end
 end
 
+-- An event of a user erased at or after it reached Kafka was in flight when the erasure was
+-- honoured: applying it would bring back what the receipt said was gone. Checked in the same
+-- atomic step as the write, so no erasure can slip in between; a target's mark is checked in
+-- the target's slot (affect, relay). streams/store/erasure.py in_flight is the Python twin.
+local marks = {}
+local function erased_since(mark, arrival)
+  if mark == '' then return false end
+  if marks[mark] == nil then marks[mark] = tonumber(redis.call('GET', mark) or '-1') end
+  return marks[mark] >= arrival
+end
+
 local function tag_of(key) return string.match(key, '{(.-)}') end
 -- ARGV[at]: the partition's key stem (streams/keys.py Keys.partition_stem), ARGV[at + 1]: the
 -- last relay entry delivered.
@@ -159,12 +176,25 @@ local function open_partition(at)
   end
 end
 local function here(target) return tag_of(stems[target]) == HERE end
+local function append(entry)
+  entry[1] = redis.call('HINCRBY', RELAYED, 'seq', 1)
+  local raw = cjson.encode(entry)
+  redis.call('RPUSH', RELAY, raw)
+  return raw
+end
+-- The user's set that names the target of a change of this kind: emptied of an erased target.
+local NAMING = { share = 'outbox', follow = 'following' }
 -- A change to the target: now if it lives in this slot, else appended to the relay list.
 local function affect(kind, target, mark, user, item, ts_text, arrival)
-  if here(target) then return to_target(kind, target, user, item, ts_text) end
-  local seq = redis.call('HINCRBY', RELAYED, 'seq', 1)
-  redis.call('RPUSH', RELAY, cjson.encode({ seq, kind, target, stems[target], mark, user, item,
-    ts_text, arrival }))
+  if not here(target) then
+    return append({ 0, kind, target, stems[target], mark, user, item, ts_text, arrival,
+      stems[user] })
+  end
+  if kind ~= 'forget' and erased_since(mark, tonumber(arrival)) then
+    if NAMING[kind] then redis.call('SREM', ukey(user, NAMING[kind]), target) end
+  else
+    to_target(kind, target, user, item, ts_text)
+  end
 end
 
 -- The landmark as this script last read or wrote it (read once per batch, not per event).
@@ -401,17 +431,6 @@ local function corrupt(user, target)
     or (target ~= '' and here(target) and wrong_types(stems[target], USER_KEY_TYPES))
 end
 
--- An event of (or aimed at) a user erased at or after it reached Kafka was in flight when the
--- erasure was honoured: applying it would bring back what the receipt said was gone. Checked
--- here, in the same atomic step as the write, so no erasure can slip in between.
--- streams/store/erasure.py erased_in_flight is the Python twin.
-local marks = {}
-local function erased_since(mark, arrival)
-  if mark == '' then return false end
-  if marks[mark] == nil then marks[mark] = tonumber(redis.call('GET', mark) or '-1') end
-  return marks[mark] >= arrival
-end
-
 local to_read = {}
 local ranges = {}
 if mode == 'process' then
@@ -446,7 +465,7 @@ if mode == 'process' then
     local ts, weight = tonumber(ts_text), tonumber(weight_text)
     local seen = ukey(user, 'seen_events')
     local arrival = tonumber(ev[9])
-    if erased_since(ev[10], arrival) or erased_since(ev[11], arrival) then
+    if erased_since(ev[10], arrival) then
       outcomes[#outcomes + 1] = 3
     elseif corrupt(user, target) then
       outcomes[#outcomes + 1] = 2  -- rejected before any write: the pipeline dead-letters it
@@ -508,26 +527,33 @@ elseif mode == 'erase' or mode == 'erase+withdraw' then
   for _, u in ipairs(users) do reports[#reports + 1] = erase(u[1], mode == 'erase+withdraw') end
   return { reports, cjson.encode(redis.call('LRANGE', RELAY, 0, -1)) }
 elseif mode == 'relay' then
-  local source, guard = ARGV[FIRST], ARGV[FIRST + 2]
-  local done = tonumber(redis.call('HGET', guard, source) or '0')
-  local skipped = 0
+  local source, stem = ARGV[FIRST], ARGV[FIRST + 2]
+  RELAY, RELAYED = stem .. 'relay', stem .. 'relayed'
+  local done = tonumber(redis.call('HGET', RELAYED, source) or '0')
+  local skipped, appended = 0, {}
   for _, raw in ipairs(cjson.decode(ARGV[FIRST + 1])) do
     local e = cjson.decode(raw)
     if e[1] > done then
       done = e[1]
       stems[e[3]] = e[4]
       -- A target erased since the event arrived, or whose keys hold the wrong kind of value
-      -- (like a poison event's user), gets nothing.
-      if (e[2] ~= 'forget' and erased_since(e[5], tonumber(e[9])))
-          or wrong_types(e[4], USER_KEY_TYPES) then
+      -- (like a poison event's user), gets nothing; an erased one is taken back out of the
+      -- user's set that names them, in the user's slot.
+      if e[2] ~= 'forget' and e[2] ~= 'unname' and erased_since(e[5], tonumber(e[9])) then
+        skipped = skipped + 1
+        if NAMING[e[2]] and e[10] then  -- (entries written before the user's stem had none)
+          appended[#appended + 1] = append({ 0, 'unname', e[6], e[10], '', e[3], NAMING[e[2]],
+            '', '', e[4] })
+        end
+      elseif wrong_types(e[4], USER_KEY_TYPES) then
         skipped = skipped + 1
       else
         to_target(e[2], e[3], e[6], e[7], e[8])
       end
     end
   end
-  redis.call('HSET', guard, source, done)
-  return { skipped }
+  redis.call('HSET', RELAYED, source, done)
+  return { skipped, cjson.encode(appended) }
 else
   for _, u in ipairs(cjson.decode(ARGV[FIRST])) do
     stems[u[1]] = u[2]

@@ -50,7 +50,7 @@ from streams.runtime.refresh import Refreshes
 from streams.security import kafka_client_kwargs
 from streams.sources import SourceSet
 from streams.sources.progress import Progress
-from streams.store import EXCLUSIONS_ONLY, RedisStore, erased_in_flight
+from streams.store import EXCLUSIONS_ONLY, RedisStore, in_flight
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +97,13 @@ class Learner:
     async def _without_erased(
         self, valid: list[tuple[Event, InboundRecord]]
     ) -> list[tuple[Event, InboundRecord]]:
-        """Leave out events in flight when their user (or the user they are aimed at) was
-        erased, as the worker's state step does (streams/store/erasure.py ``erased_in_flight``).
-        One MGET per batch (anonymous marks)."""
+        """Leave out events in flight when their user was erased, and the target of those
+        aimed at a user erased since, as the worker's state step does
+        (streams/store/erasure.py ``in_flight``). One MGET per batch (anonymous marks)."""
         users = sorted({u for e, _ in valid for u in (e.user_id, e.target_user_id) if u})
         marks = await self._wait_out(lambda: self.store.erased_at(users), "marks") if users else {}
-        return [(e, r) for e, r in valid if not erased_in_flight(e, r.timestamp, marks)]
+        kept = ((in_flight(e, r.timestamp, marks), r) for e, r in valid)
+        return [(e, r) for e, r in kept if e is not None]
 
     async def learn(self, records: Sequence[InboundRecord]) -> int:
         """Learn a batch of ``events`` records; returns how many events were new."""

@@ -8,7 +8,7 @@ concern: the protocol, parameters and batch result (interface.py), offsets and p
 (script.py), the trending buckets' cache (trending_looks.py) and the snapshot (snapshot.py).
 """
 
-from streams.store.erasure import erased_in_flight
+from streams.store.erasure import in_flight
 from streams.store.interface import (
     EXCLUSIONS_ONLY,
     BatchResult,
@@ -32,5 +32,5 @@ __all__ = [
     "RedisStore",
     "Store",
     "TrendingParams",
-    "erased_in_flight",
+    "in_flight",
 ]

@@ -15,7 +15,7 @@ from models.events import Event
 from models.state import ErasureReport, MemoryState, Outcome, Similar, StateParams
 from models.trending import TrendingList, TrendingWindows, scopes_for
 from streams.keys import Keys
-from streams.store.erasure import erased_in_flight
+from streams.store.erasure import in_flight
 from streams.store.interface import BatchResult, ReadParams, TrendingParams
 from streams.store.offsets import (
     OffsetRange,
@@ -102,8 +102,10 @@ class MemoryStore:
             for user in (event.user_id, event.target_user_id)
             if user and (key := self.keys.erased(user)) in self.erased
         }
-        if erased_in_flight(event, arrival, marks):
+        applicable = in_flight(event, arrival, marks)
+        if applicable is None:
             return Outcome.ERASED
+        event = applicable
         outcome = self.state.apply(event)
         if outcome is Outcome.APPLIED and event.item_id is not None:
             weight = self.state.params.weight(event.type)

@@ -274,18 +274,30 @@ class RedisStore:
         """A step's partition: its key stem, and the last relay entry this store delivered."""
         return [self.keys.partition_stem(partition), self._delivered.get(partition, 0)]
 
-    async def _deliver(self, pending: Mapping[int, Sequence[str]]) -> None:
-        """Apply relay entries in their targets' slots (streams/store/relay.py)."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            for source, target, entries in relay_calls(pending):
-                args = self._args("relay", 0)
-                args += [source, orjson.dumps(entries), self.keys.partition(target, "relayed")]
-                await self._script(keys=[], args=args, client=pipe)
-            skipped = sum(int(n) for (n,) in await pipe.execute())
-        for source, delivered in pending.items():
-            self._delivered[source] = max(self._delivered.get(source, 0), last_seq(delivered))
+    async def _deliver(self, pending: Mapping[int, Sequence[str]]) -> set[int]:
+        """Apply relay entries in their targets' slots (streams/store/relay.py), then what
+        those deliveries relayed back (an erased target taken out of its sender's sets);
+        returns the partitions whose lists held what was delivered."""
+        skipped, sources = 0, set[int]()
+        while pending:
+            sources.update(pending)
+            calls = relay_calls(pending)
+            async with self.client.pipeline(transaction=False) as pipe:
+                for source, target, entries in calls:
+                    args = self._args("relay", 0)
+                    args += [source, orjson.dumps(entries), self.keys.partition_stem(target)]
+                    await self._script(keys=[], args=args, client=pipe)
+                replies = await pipe.execute()
+            for source, delivered in pending.items():
+                self._delivered[source] = max(self._delivered.get(source, 0), last_seq(delivered))
+            back: dict[int, list[str]] = {}
+            for (_, target, _), (count, appended) in zip(calls, replies, strict=True):
+                skipped += int(count)
+                back.setdefault(target, []).extend(json_array(orjson.loads(appended)))
+            pending = {target: entries for target, entries in back.items() if entries}
         if skipped:
             log.info("%d relayed changes skipped: their targets were erased or damaged", skipped)
+        return sources
 
     async def _drain(self, partitions: Sequence[int]) -> None:
         """Deliver every relay entry left in these partitions' lists (a worker or an erasure
@@ -298,9 +310,9 @@ class RedisStore:
         pending = {p: entries for p, entries in pending.items() if entries}
         if not pending:
             return
-        await self._deliver(pending)
+        delivered = await self._deliver(pending)
         async with self.client.pipeline(transaction=False) as pipe:
-            for p in pending:
+            for p in sorted(delivered):
                 args = [*self._args("process", 0), b"[]", 0, *self._relay_args(p)]
                 await self._script(keys=[], args=args, client=pipe)
             await pipe.execute()

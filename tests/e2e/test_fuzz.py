@@ -63,7 +63,7 @@ def _listed_users(
     settings: Settings, events: list[Case], now: float, erased: set[str]
 ) -> set[bytes]:
     """The users a list must be published for: those of valid events that are about items,
-    neither of nor aimed at a user in ``erased``."""
+    not of a user in ``erased`` (one aimed at such a user is applied without its target)."""
     users = set()
     for case in events:
         record = InboundRecord(case.value, case.key, "events", 0, 0, now)
@@ -71,7 +71,7 @@ def _listed_users(
         if (
             isinstance(event, Event)
             and event.type not in (EventType.FOLLOW, EventType.UNFOLLOW)
-            and not {event.user_id, event.target_user_id} & erased
+            and event.user_id not in erased
         ):
             users.add(event.user_id.encode())
     return users
@@ -93,8 +93,7 @@ async def test_hostile_records_on_every_topic_are_dead_lettered_or_applied(
         if case.reasons
     }
     # A user erased by one of the valid requests may have their events dropped (the erasure
-    # can be applied before them), and so may one who shared an item with an erased user: no
-    # list is owed to them.
+    # can be applied before them): no list is owed to them.
     erased = {
         request.user_id
         for case in cases["privacy.requests"]

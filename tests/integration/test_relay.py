@@ -127,7 +127,17 @@ async def test_a_target_erased_before_the_delivery_gets_nothing(
     await store.erase_users([bob])  # delivers what was held: bob gets none of it
     for field in ("inbox", "senders", "followers"):
         assert not await redis_client.exists(KEYS.user(bob, field)), field
+    # and ann's sets that named him were emptied of him by a delivery back to her slot.
+    for field in ("outbox", "following"):
+        assert not await redis_client.exists(KEYS.user(ann, field)), field
     assert await relay_lists(redis_client) == []
+    # Ann's share itself is hers: applied, like the reference without its target.
+    reference = MemoryStore(StateParams())
+    await reference.process_batch([Event("e0", EventType.VIEW, bob, T0 - 5, item_id="tv")])
+    await reference.mark_erased({bob: T0 + 10})
+    await reference.process_batch(social(ann, bob)[:2])
+    await reference.erase_users([bob])
+    assert await store.snapshot() == await reference.snapshot()
 
 
 async def test_an_erasure_leaves_no_relay_entry_naming_the_user(

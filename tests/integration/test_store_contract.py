@@ -392,32 +392,50 @@ async def test_erasure_marks_are_anonymous_and_readable(make_store: StoreFactory
     assert "zoe" not in repr(snapshot)
 
 
+def _pair(together: bool) -> tuple[str, str]:
+    """Two users whose state sits in one partition's slot, or in two."""
+    keys, first = Keys(), "u0"
+    for n in range(1, 1000):
+        if (keys.partition_of(f"u{n}") == keys.partition_of(first)) == together:
+            return first, f"u{n}"
+    raise AssertionError("no such pair")
+
+
+@pytest.mark.parametrize("together", [True, False], ids=["one partition", "two partitions"])
 async def test_events_in_flight_at_an_erasure_are_dropped_in_the_state_step(
-    make_store: StoreFactory,
+    make_store: StoreFactory, together: bool
 ) -> None:
-    """An event that reached Kafka at or before its user's (or its target's) erasure is
-    dropped by the same step that would write it; one that arrived later is applied."""
+    """An event that reached Kafka at or before its user's erasure is dropped by the same step
+    that would write it; one that arrived later is applied. One aimed at a user erased since
+    is applied without its target: nothing of it names them, wherever they live."""
     store = make_store(TIGHT)
-    await store.mark_erased({"zoe": T0 + 10})
-    share = Event("s1", EventType.SHARE, "bob", T0, item_id="b", target_user_id="zoe")
+    bob, zoe = _pair(together)
+    await store.mark_erased({zoe: T0 + 10})
+    share = Event("s1", EventType.SHARE, bob, T0, item_id="b", target_user_id=zoe)
     events = [
-        Event("e1", EventType.VIEW, "zoe", T0, item_id="a"),  # in flight: dropped
-        share,  # aimed at her while in flight: dropped
-        Event("e2", EventType.VIEW, "zoe", T0 + 20, item_id="c"),  # she came back: applied
-        Event("e3", EventType.VIEW, "bob", T0 + 1, item_id="d"),  # nothing to do with her
+        Event("e1", EventType.VIEW, zoe, T0, item_id="a"),  # in flight: dropped
+        share,  # aimed at her while in flight: applied without her
+        Event("f1", EventType.FOLLOW, bob, T0 + 1, target_user_id=zoe),  # the same
+        Event("e2", EventType.VIEW, zoe, T0 + 20, item_id="c"),  # she came back: applied
+        Event("e3", EventType.VIEW, bob, T0 + 1, item_id="d"),  # nothing to do with her
     ]
-    result = await store.process_batch(events, [T0 + 5, T0 + 10, T0 + 20, T0 + 1])
-    assert result.outcomes == [Outcome.ERASED, Outcome.ERASED, Outcome.APPLIED, Outcome.APPLIED]
-    assert list(result.views) == ["zoe", "bob"]
-    assert [item for item, _ in result.views["zoe"].recent] == ["c"]
+    result = await store.process_batch(events, [T0 + 5, T0 + 10, T0 + 10, T0 + 20, T0 + 1])
+    assert result.outcomes == [Outcome.ERASED] + [Outcome.APPLIED] * 4
+    assert set(result.views) == {zoe, bob}
+    assert [item for item, _ in result.views[zoe].recent] == ["c"]
     users = (await store.snapshot())["users"]
-    assert set(users["bob"]["history"]) == {"d"}
-    assert not users["bob"]["outbox"]
-    assert set(users["zoe"]["history"]) == {"c"}
-    assert not users["zoe"]["inbox"]
-    # Dropped, not remembered: the same event arriving after the erasure is news.
-    again = await store.process_batch([share], [T0 + 11])
-    assert again.outcomes == [Outcome.APPLIED]
+    assert set(users[bob]["history"]) == {"b", "d"}
+    assert not users[bob]["outbox"]
+    assert not users[bob]["following"]
+    assert set(users[zoe]["history"]) == {"c"}
+    assert not users[zoe]["inbox"]
+    assert not users[zoe]["followers"]
+    # A share that reached Kafka after her erasure reaches her.
+    again = Event("s2", EventType.SHARE, bob, T0 + 12, item_id="e", target_user_id=zoe)
+    assert (await store.process_batch([again], [T0 + 12])).outcomes == [Outcome.APPLIED]
+    users = (await store.snapshot())["users"]
+    assert users[bob]["outbox"] == {zoe}
+    assert users[zoe]["senders"] == {bob}
 
 
 async def test_trending_keeps_settled_buckets_in_memory_and_stays_exact(

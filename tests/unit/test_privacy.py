@@ -135,10 +135,13 @@ async def test_events_in_flight_when_the_user_was_erased_are_dropped_not_applied
             record(Event("e2", EventType.VIEW, "ann", 1e9 + 20, item_id="c"), 1e9 + 20),
         ]
     )
-    assert summary.dropped_erased == 2
-    assert summary.applied == 1
-    ann = store.state.users["ann"]
+    assert summary.dropped_erased == 1
+    assert summary.applied == 2  # bob's share is his: applied, without ann
+    ann, bob = store.state.users["ann"], store.state.users["bob"]
     assert set(ann.history.scores) == {"c"}
     assert not ann.inbox.scores
-    assert metrics.registry.get_sample_value("socialrec_events_dropped_after_erasure_total") == 2
+    assert not ann.senders
+    assert set(bob.history.scores) == {"b"}
+    assert not bob.outbox
+    assert metrics.registry.get_sample_value("socialrec_events_dropped_after_erasure_total") == 1
     assert "ann" not in orjson.dumps(sorted(store.erased)).decode()  # the mark is anonymous
