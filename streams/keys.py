@@ -172,12 +172,17 @@ def decoded(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def best_command(key: str, count: int) -> tuple[str | int, ...]:
+    """A read of the ``count`` best members of a sorted set with their scores, to decode with
+    :func:`best_pairs`. The command goes as it is, not through redis-py's ``zrevrange``, whose
+    reply callback pairs and casts every entry in Python before the caller decodes them
+    again: most of the cost of such a read."""
+    return ("ZRANGE", key, 0, count - 1, "REV", "WITHSCORES")
+
+
 def queue_best(pipe: Any, key: str, count: int) -> None:
-    """Queue a read of the ``count`` best members of a sorted set with their scores, to
-    decode with :func:`best_pairs`. The command goes as it is, not through redis-py's
-    ``zrevrange``, whose reply callback pairs and casts every entry in Python before the
-    caller decodes them again: most of the cost of such a read."""
-    pipe.execute_command("ZRANGE", key, 0, count - 1, "REV", "WITHSCORES")
+    """Queue :func:`best_command` in a pipeline."""
+    pipe.execute_command(*best_command(key, count))
 
 
 def best_pairs(reply: Sequence[Any]) -> list[tuple[str, float]]:

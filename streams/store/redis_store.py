@@ -30,9 +30,10 @@ from models.events import Event
 from models.popularity import merged_top
 from models.state import ACTIONS_READ, ErasureReport, Outcome, PopularView, StateParams
 from models.trending import TrendingList
-from streams.keys import Keys, best_pairs, decoded, queue_best
+from streams.keys import Keys, best_command, best_pairs, decoded, queue_best
 from streams.runtime.itemcache import Neighbours, item_meta_cache, neighbour_cache
 from streams.store.interface import BatchResult, ReadParams, TrendingParams
+from streams.store.lua import Call, Lua, command, run
 from streams.store.offsets import (
     MARK_PUBLISHED_LUA,
     OffsetRange,
@@ -125,9 +126,8 @@ class RedisStore:
             if self.read.neighbours > 0
             else None
         )
-        source = resources.files("streams").joinpath("lua/state.lua").read_text()
-        self._script = client.register_script(source)
-        self._published = client.register_script(MARK_PUBLISHED_LUA)
+        self._lua = Lua(resources.files("streams").joinpath("lua/state.lua").read_text())
+        self._published = Lua(MARK_PUBLISHED_LUA)
         self._header = script_header(self.keys, params, self.read, self.trending_params)
 
     def _args(self, mode: str, count: int) -> list[str | int | float | bytes]:
@@ -171,19 +171,19 @@ class RedisStore:
         # In one round trip: each partition's step, then a read of every user with an item
         # event, after all of them (a view shows what other partitions' steps wrote).
         readers = list(dict.fromkeys(e.user_id for e in events if e.item_id))
-        async with self.client.pipeline(transaction=False) as pipe:
-            for step in steps:
-                args = self._args("process", len(step.events))
-                args.append(orjson.dumps([rows[n] for n in step.events]))
-                args.append(len(step.offsets))
-                for r in step.offsets:
-                    args += [self._offsets_key(r.partition), r.partition, r.first, r.last]
-                    args += [r.expected, r.published]
-                args += self._relay_args(step.partition)
-                await self._script(keys=[], args=args, client=pipe)
-            await self._queue_reads(pipe, readers, "views")
-            read = self._queue_popular(pipe) if popular else 0
-            raws = await pipe.execute()
+        calls = []
+        for step in steps:
+            args = self._args("process", len(step.events))
+            args.append(orjson.dumps([rows[n] for n in step.events]))
+            args.append(len(step.offsets))
+            for r in step.offsets:
+                args += [self._offsets_key(r.partition), r.partition, r.first, r.last]
+                args += [r.expected, r.published]
+            calls.append(self._step(step.partition, args + self._relay_args(step.partition)))
+        calls += self._reads(readers, "views")
+        popular_reads = self._popular_reads() if popular else []
+        raws = await run(self.client, calls + popular_reads)
+        read = len(popular_reads)
         replies = [decode_reply(raw) for raw in raws[: len(raws) - read]]
         pending = {
             s.partition: r.pending for s, r in zip(steps, replies, strict=False) if r.pending
@@ -209,24 +209,33 @@ class RedisStore:
         views = [v for v in reply.views if v[0] in applied]
         return await self._result(replace(reply, views=views), popular)
 
-    async def _queue_reads(self, pipe: Any, user_ids: Sequence[str], mode: str = "read") -> None:
+    def _step(self, partition: int, args: Sequence[Any]) -> Call:
+        """A call of the state script in ``partition``'s slot (its key stem is the route)."""
+        return self._lua.call(self.keys.partition_stem(partition), args)
+
+    def _reads(self, user_ids: Sequence[str], mode: str = "read") -> list[Call]:
         """One read per partition of the users (``mode`` "views": a user whose keys hold the
         wrong kind of value is left out)."""
         parts: dict[int, list[str]] = {}
         for u in user_ids:
             parts.setdefault(self.keys.partition_of(u), []).append(u)
-        for users in parts.values():
+        calls = []
+        for partition, users in parts.items():
             args = self._args(mode, len(users))
             args.append(orjson.dumps([[u, self.keys.user_stem(u)] for u in users]))
-            await self._script(keys=[], args=args, client=pipe)
+            calls.append(self._step(partition, args))
+        return calls
 
-    def _queue_popular(self, pipe: Any) -> int:
-        """Queue a read of every partition's most popular items and landmark; returns how
-        many replies that adds (the last ones: :meth:`_popular_of`)."""
+    def _popular_reads(self) -> list[Call]:
+        """Reads of every partition's most popular items and landmark (their replies come
+        last: :meth:`_popular_of`)."""
+        calls = []
         for p in range(self.keys.partitions):
-            queue_best(pipe, self.keys.partition(p, "popularity"), self.read.popular)
-            pipe.get(self.keys.partition(p, "landmark"))
-        return 2 * self.keys.partitions
+            calls.append(
+                command(*best_command(self.keys.partition(p, "popularity"), self.read.popular))
+            )
+            calls.append(command("GET", self.keys.partition(p, "landmark")))
+        return calls
 
     def _popular_of(self, raws: Sequence[Any], read: int) -> PopularView:
         """The most popular items over every partition, from the last ``read`` replies."""
@@ -282,12 +291,21 @@ class RedisStore:
         while pending:
             sources.update(pending)
             calls = relay_calls(pending)
-            async with self.client.pipeline(transaction=False) as pipe:
-                for source, target, entries in calls:
-                    args = self._args("relay", 0)
-                    args += [source, orjson.dumps(entries), self.keys.partition_stem(target)]
-                    await self._script(keys=[], args=args, client=pipe)
-                replies = await pipe.execute()
+            replies = await run(
+                self.client,
+                [
+                    self._step(
+                        target,
+                        [
+                            *self._args("relay", 0),
+                            source,
+                            orjson.dumps(entries),
+                            self.keys.partition_stem(target),
+                        ],
+                    )
+                    for source, target, entries in calls
+                ],
+            )
             for source, delivered in pending.items():
                 self._delivered[source] = max(self._delivered.get(source, 0), last_seq(delivered))
             back: dict[int, list[str]] = {}
@@ -311,11 +329,13 @@ class RedisStore:
         if not pending:
             return
         delivered = await self._deliver(pending)
-        async with self.client.pipeline(transaction=False) as pipe:
-            for p in sorted(delivered):
-                args = [*self._args("process", 0), b"[]", 0, *self._relay_args(p)]
-                await self._script(keys=[], args=args, client=pipe)
-            await pipe.execute()
+        await run(
+            self.client,
+            [
+                self._step(p, [*self._args("process", 0), b"[]", 0, *self._relay_args(p)])
+                for p in sorted(delivered)
+            ],
+        )
 
     async def positions(self, partitions: Sequence[str]) -> dict[str, Position]:
         """Also delivers what a former owner of these partitions left undelivered."""
@@ -335,10 +355,10 @@ class RedisStore:
     async def mark_published(self, published: Mapping[str, int]) -> None:
         """One script per partition (each in its own slot), pipelined."""
         if published:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for p, o in published.items():
-                    await self._published(keys=[self._offsets_key(p)], args=[p, o], client=pipe)
-                await pipe.execute()
+            await run(
+                self.client,
+                [self._published.call(self._offsets_key(p), [p, o]) for p, o in published.items()],
+            )
 
     async def mark_erased(self, erased_at: Mapping[str, float]) -> None:
         async with self.client.pipeline(transaction=False) as pipe:
@@ -355,7 +375,10 @@ class RedisStore:
     async def erased_at(self, user_ids: Sequence[str]) -> dict[str, float]:
         if not user_ids:
             return {}
-        values = await self.client.mget([self.keys.erased(u) for u in user_ids])
+        async with self.client.pipeline(transaction=False) as pipe:  # (marks in many slots)
+            for u in user_ids:
+                pipe.get(self.keys.erased(u))
+            values = await pipe.execute()
         return {u: float(v) for u, v in zip(user_ids, values, strict=True) if v is not None}
 
     async def audience(self, user_ids: Sequence[str]) -> set[str]:
@@ -369,10 +392,9 @@ class RedisStore:
     async def read_users(self, user_ids: Sequence[str]) -> BatchResult:
         """One read per partition of the users, pipelined."""
         popular = self._popular_due()
-        async with self.client.pipeline(transaction=False) as pipe:
-            await self._queue_reads(pipe, user_ids)
-            read = self._queue_popular(pipe) if popular else 0
-            raws = await pipe.execute()
+        popular_reads = self._popular_reads() if popular else []
+        raws = await run(self.client, self._reads(user_ids) + popular_reads)
+        read = len(popular_reads)
         replies = [decode_reply(raw) for raw in raws[: len(raws) - read]]
         return await self._result(
             _merged(replies, [], user_ids, self._popular_of(raws, read)), popular
@@ -503,7 +525,9 @@ class RedisStore:
                 args = self._args(self._erase_mode, 1)
                 args += [orjson.dumps([[user, stem(user)]])]
                 args += [orjson.dumps({o: stem(o) for o in sorted(others)})]
-                raw = await self._script(keys=[], args=[*args, *self._relay_args(partition)])
+                (raw,) = await run(
+                    self.client, [self._step(partition, [*args, *self._relay_args(partition)])]
+                )
                 if isinstance(raw[0], (bytes, str)):  # "missing": a set changed meanwhile
                     others.update(decoded(m) for m in raw[1])
                     continue

@@ -5,14 +5,23 @@ Everything in this folder is marked ``integration`` and needs the servers ``make
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from redis.asyncio.cluster import RedisCluster
 
-from streams.config import Settings
-from streams.security import kafka_client_kwargs
+from streams.config import Settings, load_settings
+from streams.ops.infra import cluster
+from streams.ops.infra.cluster_redis import BUS_PORT_OFFSET
+from streams.security import kafka_client_kwargs, redis_cluster_client_for
+from tests.conftest import require_tools
+from tests.ports import free_run
+
+#: Where the search for the store's Redis Cluster's free ports starts (tests/ports.py), apart
+#: from test_cluster.py's.
+STORE_CLUSTER_PORTS_FROM = 21600
 
 
 @pytest.fixture
@@ -24,3 +33,41 @@ async def kafka_admin(infra_ready: Settings) -> AsyncIterator[Any]:
         yield admin
     finally:
         await admin.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """A Redis Cluster of the project's own six nodes (three masters, a replica each) on free
+    ports, for the whole session: some 5 s to start."""
+    require_tools("redis-server", "redis-cli")
+    settings = load_settings(
+        data_dir=tmp_path_factory.mktemp("store-cluster"),
+        redis_cluster_port=free_run(STORE_CLUSTER_PORTS_FROM, 6, BUS_PORT_OFFSET),
+    )
+    cluster.up(settings, ("redis",))  # (`infra up --cluster` would start brokers too)
+    try:
+        yield settings
+    finally:
+        cluster.down(settings, ("redis",))
+
+
+@pytest.fixture
+async def redis_cluster_client(redis_cluster: Settings) -> AsyncIterator[RedisCluster]:
+    """The project's cluster client on :func:`redis_cluster`, every master flushed first."""
+    client = redis_cluster_client_for(redis_cluster)
+    await client.initialize()
+    await client.flushdb(target_nodes=RedisCluster.PRIMARIES)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+#: The real servers a store runs on, by test id: the fixture of each one's flushed client.
+REAL_CLIENTS = {"redis": "redis_client", "redis-cluster": "redis_cluster_client"}
+
+
+@pytest.fixture(params=list(REAL_CLIENTS))
+def real_client(request: pytest.FixtureRequest) -> Any:
+    """A flushed client on one Redis, then on a Redis Cluster (every master flushed)."""
+    return request.getfixturevalue(REAL_CLIENTS[request.param])

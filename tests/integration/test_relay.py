@@ -43,18 +43,18 @@ async def cannot_deliver(pending: Any) -> None:
 
 @pytest.fixture
 async def undelivered(
-    redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+    real_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[RedisStore, str, str]:
     """A store whose batch (ann shares with and follows bob, in another partition) was
     applied but not delivered; its next deliveries work."""
     ann, bob = apart(2)
-    store = RedisStore(redis_client, StateParams())
+    store = RedisStore(real_client, StateParams())
     monkeypatch.setattr(store, "_deliver", cannot_deliver)
     result = await store.process_batch(social(ann, bob))  # applied: not failed for that
     monkeypatch.undo()
     assert set(result.outcomes) == {Outcome.APPLIED}
-    assert not await redis_client.exists(KEYS.user(bob, "followers"))
-    assert not await redis_client.exists(KEYS.user(bob, "senders"))
+    assert not await real_client.exists(KEYS.user(bob, "followers"))
+    assert not await real_client.exists(KEYS.user(bob, "senders"))
     return store, ann, bob
 
 
@@ -66,54 +66,54 @@ async def relay_lists(client: aioredis.Redis) -> list[str]:
 
 
 async def test_a_share_and_a_follow_reach_a_user_of_another_partition(
-    redis_client: aioredis.Redis,
+    real_client: aioredis.Redis,
 ) -> None:
     ann, bob = apart(2)
-    real, reference = RedisStore(redis_client, StateParams()), MemoryStore(StateParams())
+    real, reference = RedisStore(real_client, StateParams()), MemoryStore(StateParams())
     events = social(ann, bob)
     assert (await real.process_batch(events)).outcomes == (
         await reference.process_batch(events)
     ).outcomes
     assert await real.snapshot() == await reference.snapshot()
-    assert await redis_client.zscore(KEYS.user(bob, "inbox"), f"{ann}\tphone") == T0
+    assert await real_client.zscore(KEYS.user(bob, "inbox"), f"{ann}\tphone") == T0
     assert await real.audience([ann]) == {bob}
     # The next step of ann's partition trims what was delivered.
     await real.process_batch([Event("e4", EventType.VIEW, ann, T0 + 3, item_id="tv")])
-    assert await relay_lists(redis_client) == []
+    assert await relay_lists(real_client) == []
 
 
-async def test_an_entry_delivered_twice_changes_nothing(redis_client: aioredis.Redis) -> None:
+async def test_an_entry_delivered_twice_changes_nothing(real_client: aioredis.Redis) -> None:
     ann, bob = apart(2)
-    store = RedisStore(redis_client, StateParams())
+    store = RedisStore(real_client, StateParams())
     await store.process_batch(social(ann, bob))
-    entries = await relay_lists(redis_client)
+    entries = await relay_lists(real_client)
     assert len(entries) == 2
     before = await store.snapshot()
-    await redis_client.zrem(KEYS.user(bob, "inbox"), f"{ann}\tphone")  # as if bob's list aged
+    await real_client.zrem(KEYS.user(bob, "inbox"), f"{ann}\tphone")  # as if bob's list aged
     await store._deliver({KEYS.partition_of(ann): entries})
-    assert not await redis_client.zscore(KEYS.user(bob, "inbox"), f"{ann}\tphone")
-    await redis_client.zadd(KEYS.user(bob, "inbox"), {f"{ann}\tphone": T0})
+    assert not await real_client.zscore(KEYS.user(bob, "inbox"), f"{ann}\tphone")
+    await real_client.zadd(KEYS.user(bob, "inbox"), {f"{ann}\tphone": T0})
     assert await store.snapshot() == before
 
 
 async def test_what_was_not_delivered_is_delivered_by_the_next_owner(
-    redis_client: aioredis.Redis, undelivered: tuple[RedisStore, str, str]
+    real_client: aioredis.Redis, undelivered: tuple[RedisStore, str, str]
 ) -> None:
     _, ann, bob = undelivered
 
-    successor = RedisStore(redis_client, StateParams())
+    successor = RedisStore(real_client, StateParams())
     await successor.positions([f"events:{KEYS.partition_of(ann)}"])  # on assignment
     reference = MemoryStore(StateParams())
     await reference.process_batch(social(ann, bob))
     assert await successor.snapshot() == await reference.snapshot()
-    assert await relay_lists(redis_client) == []
+    assert await relay_lists(real_client) == []
 
 
 async def test_a_target_erased_before_the_delivery_gets_nothing(
-    redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+    real_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ann, bob = apart(2)
-    store = RedisStore(redis_client, StateParams())
+    store = RedisStore(real_client, StateParams())
     await store.process_batch([Event("e0", EventType.VIEW, bob, T0 - 5, item_id="tv")])
     held: list[Any] = []
 
@@ -126,11 +126,11 @@ async def test_a_target_erased_before_the_delivery_gets_nothing(
     await store.mark_erased({bob: T0 + 10})  # bob's erasure, after the share arrived
     await store.erase_users([bob])  # delivers what was held: bob gets none of it
     for field in ("inbox", "senders", "followers"):
-        assert not await redis_client.exists(KEYS.user(bob, field)), field
+        assert not await real_client.exists(KEYS.user(bob, field)), field
     # and ann's sets that named him were emptied of him by a delivery back to her slot.
     for field in ("outbox", "following"):
-        assert not await redis_client.exists(KEYS.user(ann, field)), field
-    assert await relay_lists(redis_client) == []
+        assert not await real_client.exists(KEYS.user(ann, field)), field
+    assert await relay_lists(real_client) == []
     # Ann's share itself is hers: applied, like the reference without its target.
     reference = MemoryStore(StateParams())
     await reference.process_batch([Event("e0", EventType.VIEW, bob, T0 - 5, item_id="tv")])
@@ -141,29 +141,29 @@ async def test_a_target_erased_before_the_delivery_gets_nothing(
 
 
 async def test_an_erasure_leaves_no_relay_entry_naming_the_user(
-    redis_client: aioredis.Redis,
+    real_client: aioredis.Redis,
 ) -> None:
     ann, bob, cat = apart(3)
-    store = RedisStore(redis_client, StateParams())
+    store = RedisStore(real_client, StateParams())
     await store.process_batch([*social(ann, bob), *social(cat, ann)])
     await store.erase_users([ann])
-    assert await relay_lists(redis_client) == []
+    assert await relay_lists(real_client) == []
     for user in (bob, cat):
         for field in ("inbox", "senders", "followers", "following", "outbox"):
             key = KEYS.user(user, field)
-            kind = await redis_client.type(key)
+            kind = await real_client.type(key)
             members = (
-                await redis_client.zrange(key, 0, -1)
+                await real_client.zrange(key, 0, -1)
                 if kind == b"zset"
-                else await redis_client.smembers(key)
+                else await real_client.smembers(key)
             )
             assert not any(ann.encode() in m for m in members), (user, field)
 
 
 async def test_what_was_not_delivered_goes_with_the_partitions_next_step(
-    redis_client: aioredis.Redis, undelivered: tuple[RedisStore, str, str]
+    real_client: aioredis.Redis, undelivered: tuple[RedisStore, str, str]
 ) -> None:
     store, ann, bob = undelivered
     await store.process_batch([Event("e9", EventType.VIEW, ann, T0 + 9, item_id="tv")])
-    assert await redis_client.smembers(KEYS.user(bob, "senders")) == {ann.encode()}
-    assert await redis_client.smembers(KEYS.user(bob, "followers")) == {ann.encode()}
+    assert await real_client.smembers(KEYS.user(bob, "senders")) == {ann.encode()}
+    assert await real_client.smembers(KEYS.user(bob, "followers")) == {ann.encode()}

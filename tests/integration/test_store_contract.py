@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -31,6 +31,7 @@ from streams.store import (
     Store,
 )
 from tests.fuzz.ids import id_pool
+from tests.integration.conftest import REAL_CLIENTS
 
 TIGHT = StateParams(
     history_size=5,
@@ -46,14 +47,13 @@ T0 = 1_700_000_000.0
 StoreFactory = Callable[[StateParams], Store]
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def make_store(
-    request: pytest.FixtureRequest, redis_client: aioredis.Redis
-) -> AsyncIterator[StoreFactory]:
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
+def make_store(request: pytest.FixtureRequest) -> StoreFactory:
+    """The reference, the store on one Redis, and on a Redis Cluster (each step in one slot)."""
     if request.param == "memory":
-        yield MemoryStore
-    else:
-        yield lambda params: RedisStore(redis_client, params)
+        return MemoryStore
+    client = request.getfixturevalue(REAL_CLIENTS[request.param])
+    return lambda params: RedisStore(client, params)
 
 
 def random_stream(
@@ -193,11 +193,11 @@ async def test_replay_within_the_dedupe_window_changes_nothing(make_store: Store
 @pytest.mark.parametrize("wide", [False, True], ids=["u0-ids", "unicode-ids"])
 @pytest.mark.parametrize("seed", range(8))
 async def test_redis_matches_the_reference_exactly(
-    seed: int, wide: bool, redis_client: aioredis.Redis
+    seed: int, wide: bool, real_client: aioredis.Redis
 ) -> None:
-    await redis_client.flushdb()
+    await real_client.flushdb()
     reference = MemoryStore(TIGHT)
-    real = RedisStore(redis_client, TIGHT)
+    real = RedisStore(real_client, TIGHT)
     events = random_stream(seed, 300, wide=wide)
     batch = random.Random(seed).randint(1, 60)
     for start in range(0, len(events), batch):
@@ -225,16 +225,16 @@ async def test_redis_matches_the_reference_exactly(
 
 
 async def test_every_redis_key_belongs_to_the_documented_layout(
-    redis_client: aioredis.Redis,
+    real_client: aioredis.Redis,
 ) -> None:
-    await redis_client.flushdb()
-    store = RedisStore(redis_client, TIGHT)
+    await real_client.flushdb()
+    store = RedisStore(real_client, TIGHT)
     events = random_stream(seed=9, count=200)
     await store.process_batch(events)
     await store.cache_recommendations({"u1": b"{}"})
     keys = Keys()
     users = {e.user_id for e in events} | {e.target_user_id for e in events if e.target_user_id}
-    for raw in await redis_client.keys("*"):
+    for raw in await real_client.keys("*"):
         key = raw.decode() if isinstance(raw, bytes) else raw
         scope, entity, _ = keys.parse(key)  # raises for an undocumented key
         if scope == "user":
@@ -244,10 +244,10 @@ async def test_every_redis_key_belongs_to_the_documented_layout(
 
 @pytest.mark.parametrize("wide", [False, True], ids=["u0-ids", "unicode-ids"])
 async def test_erasure_leaves_no_key_or_member_naming_the_user(
-    wide: bool, redis_client: aioredis.Redis
+    wide: bool, real_client: aioredis.Redis
 ) -> None:
-    await redis_client.flushdb()
-    store = RedisStore(redis_client, TIGHT)
+    await real_client.flushdb()
+    store = RedisStore(real_client, TIGHT)
     events = random_stream(seed=5, count=300, wide=wide)
     victim = events[0].user_id
     await store.process_batch(events)
@@ -255,17 +255,17 @@ async def test_erasure_leaves_no_key_or_member_naming_the_user(
     reports = await store.erase_users([victim])
     assert reports[0].history_items > 0
     needle = victim.encode()
-    for raw in await redis_client.keys("*"):
+    for raw in await real_client.keys("*"):
         key = raw.decode() if isinstance(raw, bytes) else raw
         scope, entity, _ = Keys().parse(key)
         assert (scope, entity) != ("user", victim)
-        kind = await redis_client.type(key)
+        kind = await real_client.type(key)
         if kind == b"zset":
-            members = await redis_client.zrange(key, 0, -1)
+            members = await real_client.zrange(key, 0, -1)
         elif kind == b"set":
-            members = list(await redis_client.smembers(key))
+            members = list(await real_client.smembers(key))
         elif kind == b"hash":
-            members = await redis_client.hkeys(key)
+            members = await real_client.hkeys(key)
         else:
             members = []
         assert needle not in members, key
@@ -274,13 +274,13 @@ async def test_erasure_leaves_no_key_or_member_naming_the_user(
 
 
 async def test_an_erasure_whose_sets_changed_after_they_were_read_reaches_everyone(
-    redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+    real_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The script needs the key stem of everyone the user's sets name; one it was not handed
     (a follower added since the sets were read) makes it write nothing and name them, and the
     store runs it again with their stems: the erasure ends as the reference's."""
-    await redis_client.flushdb()
-    real, reference = RedisStore(redis_client, TIGHT), MemoryStore(TIGHT)
+    await real_client.flushdb()
+    real, reference = RedisStore(real_client, TIGHT), MemoryStore(TIGHT)
     events = random_stream(seed=5, count=300)
     await real.process_batch(events)
     await reference.process_batch(events)
@@ -290,15 +290,15 @@ async def test_an_erasure_whose_sets_changed_after_they_were_read_reaches_everyo
     async def read_nobody(user_ids: object) -> set[str]:
         return set()
 
-    script, calls = real._script, 0
+    step, calls = real._step, 0
 
-    async def counted(**kwargs: Any) -> Any:
+    def counted(partition: int, args: Any) -> Any:
         nonlocal calls
-        calls += str(kwargs["args"][0]).startswith("erase")
-        return await script(**kwargs)
+        calls += str(args[0]).startswith("erase")
+        return step(partition, args)
 
     monkeypatch.setattr(real, "_counterparts", read_nobody)
-    monkeypatch.setattr(real, "_script", counted)
+    monkeypatch.setattr(real, "_step", counted)
     assert await real.erase_users([victim]) == await reference.erase_users([victim])
     assert calls == 2, "the first run named whom it was not handed, the second erased"
     assert_close(await real.snapshot(), await reference.snapshot())
@@ -334,12 +334,12 @@ async def _trending_of(store: Store, now: float) -> dict[str, Any]:
     return {t.scope: (t.items, t.newest_ts) for t in await store.trending(scopes, now, k=5)}
 
 
-async def test_trending_windows_match_the_reference(redis_client: aioredis.Redis) -> None:
-    await redis_client.flushdb()
+async def test_trending_windows_match_the_reference(real_client: aioredis.Redis) -> None:
+    await real_client.flushdb()
     start = time.time() - 170
     events, arrivals = _trending_stream(seed=1, count=400, start=start)
     reference = MemoryStore(StateParams())
-    real = RedisStore(redis_client, StateParams())
+    real = RedisStore(real_client, StateParams())
     for store in (reference, real):
         await store.put_items(CATALOG)
         for k in range(0, len(events), 50):
@@ -439,13 +439,13 @@ async def test_events_in_flight_at_an_erasure_are_dropped_in_the_state_step(
 
 
 async def test_trending_keeps_settled_buckets_in_memory_and_stays_exact(
-    redis_client: aioredis.Redis,
+    real_client: aioredis.Redis,
 ) -> None:
     """Buckets older than the open ones are read once and kept; a look after more events
     (in open buckets) and looks later in time still equal the reference."""
-    await redis_client.flushdb()
+    await real_client.flushdb()
     events, arrivals = _trending_stream(seed=2, count=400, start=time.time() - 160)
-    reference, real = MemoryStore(StateParams()), RedisStore(redis_client, StateParams())
+    reference, real = MemoryStore(StateParams()), RedisStore(real_client, StateParams())
     half = 200
     for store in (reference, real):
         await store.put_items(CATALOG)
@@ -461,13 +461,13 @@ async def test_trending_keeps_settled_buckets_in_memory_and_stays_exact(
 
 
 async def _filled_but_the_last_seconds(
-    redis_client: aioredis.Redis, seed: int
+    real_client: aioredis.Redis, seed: int
 ) -> tuple[MemoryStore, RedisStore, float, Callable[[Store], Awaitable[object]]]:
     """A reference and a Redis store given a trending stream but for its last 3 s (buckets
     still filling at ``now``), and how to give a store the rest."""
-    await redis_client.flushdb()
+    await real_client.flushdb()
     events, arrivals = _trending_stream(seed=seed, count=400, start=time.time() - 160)
-    reference, real = MemoryStore(StateParams()), RedisStore(redis_client, StateParams())
+    reference, real = MemoryStore(StateParams()), RedisStore(real_client, StateParams())
     now = arrivals[-1] + 0.5
     cut = next(n for n, arrival in enumerate(arrivals) if arrival > now - 3.0)
     for store in (reference, real):
@@ -477,11 +477,11 @@ async def _filled_but_the_last_seconds(
 
 
 async def test_two_looks_at_one_time_with_events_between_stay_exact(
-    redis_client: aioredis.Redis,
+    real_client: aioredis.Redis,
 ) -> None:
     """The second look reuses the closed buckets' sums of the first and reads the open
     buckets again, which the events between the looks changed."""
-    reference, real, now, rest = await _filled_but_the_last_seconds(redis_client, seed=4)
+    reference, real, now, rest = await _filled_but_the_last_seconds(real_client, seed=4)
     before = await _trending_of(real, now)
     assert before == await _trending_of(reference, now)
     for store in (reference, real):
@@ -492,13 +492,13 @@ async def test_two_looks_at_one_time_with_events_between_stay_exact(
 
 
 async def test_a_bucket_changed_after_a_look_is_read_again_once_it_settles(
-    redis_client: aioredis.Redis,
+    real_client: aioredis.Redis,
 ) -> None:
     """A bucket read while it filled, then changed (by any worker), then settled before the
     next look, is read again at that look: the one read while it filled is out of date."""
-    reference, real, now, rest = await _filled_but_the_last_seconds(redis_client, seed=5)
+    reference, real, now, rest = await _filled_but_the_last_seconds(real_client, seed=5)
     assert await _trending_of(real, now) == await _trending_of(reference, now)
-    other = RedisStore(redis_client, StateParams())  # another worker writes the rest
+    other = RedisStore(real_client, StateParams())  # another worker writes the rest
     for store in (reference, other):
         await rest(store)
     later = now + TRENDING_OPEN_BUCKETS + 1.0  # those buckets no longer fill
@@ -506,20 +506,20 @@ async def test_a_bucket_changed_after_a_look_is_read_again_once_it_settles(
 
 
 async def test_a_second_look_reads_no_bucket_that_did_not_change(
-    redis_client: aioredis.Redis,
+    real_client: aioredis.Redis,
 ) -> None:
     """Buckets still filling are read again only if their version moved (or an absent one
     appeared): a look with nothing written since the last reads no bucket."""
-    await redis_client.flushdb()
+    await real_client.flushdb()
     events, arrivals = _trending_stream(seed=6, count=200, start=time.time() - 100)
-    real = RedisStore(redis_client, StateParams())
+    real = RedisStore(real_client, StateParams())
     await real.put_items(CATALOG)
     await real.process_batch(events, arrivals)
     now = arrivals[-1] + 0.5
     first = await _trending_of(real, now)
 
     async def bucket_reads() -> int:
-        stats = await redis_client.info("commandstats")
+        stats = await real_client.info("commandstats")
         return int(stats.get("cmdstat_hgetall", {}).get("calls", 0))
 
     before = await bucket_reads()
@@ -534,11 +534,11 @@ async def test_a_second_look_reads_no_bucket_that_did_not_change(
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
 async def test_an_exclusions_only_read_gives_what_excludes_and_nothing_else(
-    kind: str, redis_client: aioredis.Redis
+    kind: str, real_client: aioredis.Redis
 ) -> None:
     """The learner's read (EXCLUSIONS_ONLY): seen, bought and hidden as a full read gives
     them; no recent items, neighbours, social proof or popular items."""
-    await redis_client.flushdb()
+    await real_client.flushdb()
     params, events = StateParams(), random_stream(seed=3, count=200)
     if kind == "memory":
         full: Store = MemoryStore(params)
@@ -546,8 +546,8 @@ async def test_an_exclusions_only_read_gives_what_excludes_and_nothing_else(
         await light.process_batch(events)
     else:
         full, light = (
-            RedisStore(redis_client, params),
-            RedisStore(redis_client, params, read=EXCLUSIONS_ONLY),
+            RedisStore(real_client, params),
+            RedisStore(real_client, params, read=EXCLUSIONS_ONLY),
         )
     await full.process_batch(events)
     users = sorted({e.user_id for e in events})
@@ -562,12 +562,12 @@ async def test_an_exclusions_only_read_gives_what_excludes_and_nothing_else(
 
 
 async def test_kept_popular_items_serve_until_their_time_is_up(
-    redis_client: aioredis.Redis,
+    real_client: aioredis.Redis,
 ) -> None:
     """With ``popular_ttl_s`` the worker reads popularity once per interval, not per batch:
     a batch within it gets the kept items, the first one after it what Redis holds now. While
     fewer items than it asks for are popular at all (a young store), it reads every batch."""
-    store = RedisStore(redis_client, StateParams(), ReadParams(popular=1), popular_ttl_s=3600.0)
+    store = RedisStore(real_client, StateParams(), ReadParams(popular=1), popular_ttl_s=3600.0)
     young = await store.process_batch([])
     assert young.popular.items == ()
     first = await store.process_batch([Event("e1", EventType.PURCHASE, "ann", T0, item_id="tv")])
