@@ -38,6 +38,33 @@ def rebase_factor(*, old_landmark: float, new_landmark: float, half_life_s: floa
     return math.pow(2.0, (old_landmark - new_landmark) / half_life_s)
 
 
+def step_landmark(
+    landmark: float | None, times: Iterable[float], half_life_s: float
+) -> tuple[float | None, float | None]:
+    """The landmark a step adding events at ``times`` counts from, and the factor its stored
+    scores are re-expressed by first (None: they stay). The stored landmark, unless there is
+    none or one of the events would push scores towards overflow: then the newest time.
+    Rebasing changes no ratio, so when it happens is free; deciding it once per step lets a
+    store be handed the amounts instead of working them out.
+
+    >>> step_landmark(None, [5.0, 9.0], 3600.0), step_landmark(0.0, [3600.0], 3600.0)
+    ((9.0, None), (0.0, None))
+    >>> step_landmark(0.0, [65 * 3600.0], 3600.0) == (65 * 3600.0, 2.0**-65)
+    True
+    """
+    newest = max(times, default=None)
+    if newest is None or (
+        landmark is not None
+        and not needs_rebase(ts=newest, landmark=landmark, half_life_s=half_life_s)
+    ):
+        return landmark, None
+    if landmark is None:
+        return newest, None
+    return newest, rebase_factor(
+        old_landmark=landmark, new_landmark=newest, half_life_s=half_life_s
+    )
+
+
 def decayed_score(stored: float, *, landmark: float, at: float, half_life_s: float) -> float:
     """A stored score as a decayed weighted count at time ``at`` (what people can read)."""
     return stored * math.pow(2.0, (landmark - at) / half_life_s)

@@ -3,13 +3,14 @@ what ``streams/lua/state.lua`` mirrors inside Redis."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
 
 from models.events import Event, EventType
-from models.popularity import forward_weight, merged_top, needs_rebase, rebase_factor
+from models.popularity import merged_top
 from models.similarity import affinity_after
 from models.sortedset import SortedSet
+from models.state.steps import popularity_step, withdrawal
 from models.state.views import (
     ACTIONS_READ,
     ACTIONS_SIZE,
@@ -17,7 +18,6 @@ from models.state.views import (
     INBOX_SIZE,
     SOCIAL_ACTION_TYPES,
     UNHIDING_TYPES,
-    ZERO,
     ErasureReport,
     Outcome,
     PopularView,
@@ -153,21 +153,23 @@ class MemoryState:
 
         if weight > 0.0:
             user.event_log[event.event_id] = (weight, item)
-            self._add_popularity(self._partition(event.user_id), item, weight, event.ts)
+            partition = self._partition(event.user_id)
+            (amount,) = self.open_step(partition, [event])  # a step's own: already open
+            self.popularities.setdefault(partition, SortedSet()).incr(item, amount)
+            self.popularities[partition].trim_to(self.params.popularity_cap)
 
-    def _add_popularity(self, partition: int, item: str, weight: float, ts: float) -> None:
-        half_life = self.params.half_life_s
-        popularity = self.popularities.setdefault(partition, SortedSet())
-        landmark = self.landmarks.setdefault(partition, ts)
-        if needs_rebase(ts=ts, landmark=landmark, half_life_s=half_life):
-            factor = rebase_factor(old_landmark=landmark, new_landmark=ts, half_life_s=half_life)
+    def open_step(self, partition: int, events: Sequence[Event]) -> list[float]:
+        """Move the partition's landmark (and rescale its popularity) for a step of
+        ``events`` (models/state/steps.py); returns what each adds to its item's popularity.
+        A store opens each partition's step with all of its events, as Redis's script is
+        handed them; a lone :meth:`apply` opens a step of its one event."""
+        step = popularity_step(self.params, self.landmarks.get(partition), events)
+        if step.factor is not None and (popularity := self.popularities.get(partition)):
             for member in popularity.scores:
-                popularity.scores[member] *= factor
-            landmark = self.landmarks[partition] = ts
-        popularity.incr(
-            item, forward_weight(weight, ts=ts, landmark=landmark, half_life_s=half_life)
-        )
-        popularity.trim_to(self.params.popularity_cap)
+                popularity.scores[member] *= step.factor
+        if step.landmark is not None:
+            self.landmarks[partition] = step.landmark
+        return step.amounts
 
     def _user(self, user_id: str) -> UserState:
         state = self.users.get(user_id)
@@ -213,10 +215,8 @@ class MemoryState:
         popularity, landmark = self.popularities.get(partition), self.landmarks.get(partition)
         if popularity is None or landmark is None or item not in popularity.scores:
             return
-        amount = forward_weight(
-            weight, ts=ts, landmark=landmark, half_life_s=self.params.half_life_s
-        )
-        if popularity.incr(item, -amount) <= amount * ZERO:
+        amount, zero = withdrawal(self.params, landmark, weight=weight, ts=ts)
+        if popularity.incr(item, -amount) <= zero:
             del popularity.scores[item]
 
     # ---- reads -----------------------------------------------------------------------------

@@ -17,30 +17,34 @@ ARGV[1]  mode: "process" (apply events; the caller reads the users after every p
          "erase+withdraw" also hands each logged event to the learner's popularity, which
          keeps its own counts (streams/runtime/learner_state.py ``popularity_withdrawn``)
 ARGV[2]  key prefix, e.g. "sr:"
-ARGV[3..8]  history_size, dedupe_window, affinity_cap, half_life_s, popularity_cap,
-            trending_span (buckets per trending window)
-ARGV[9]     recent_items (what to read back)
-ARGV[10]    trending_bucket_s
-ARGV[11..12] seen_window_s, seen_cap (items the user touched, excluded from their lists)
-ARGV[13] n = number of events (process) or users (read, erase), then the records:
-  process: ARGV[14] one JSON array of n events, each 14 strings: event_id, type, user_id,
+ARGV[3..7]  history_size, dedupe_window, affinity_cap, popularity_cap, trending_span (buckets
+            per trending window)
+ARGV[8]     recent_items (what to read back)
+ARGV[9]     trending_bucket_s
+ARGV[10..11] seen_window_s, seen_cap (items the user touched, excluded from their lists)
+ARGV[12] n = number of events (process) or users (read, erase), then the records:
+  process: ARGV[13] one JSON array of n events, each 15 strings: event_id, type, user_id,
            item_id|"", target_user_id|"", ts, weight, stream_id|"", arrival (broker timestamp:
            trending windows use it), the erasure mark keys of the user and of the target|""
            (streams/keys.py Keys.erased: a digest Lua cannot compute), the key stems of the
            user and of the target|"", the item's category and merchant from the catalog
-           ("\31"-joined, "" for none: trending scopes). One argument, not 14 per event: the
-           client packs each argument in Python (a few µs apiece); numbers stay the strings
-           Python printed.
-  read: ARGV[14] JSON [[user id, key stem], ...]
-  erase: ARGV[14] JSON [[user id, key stem], ...], ARGV[15] JSON {user id: key stem} of every
+           ("\31"-joined, "" for none: trending scopes), the amount it adds to its item's
+           popularity. One argument, not 15 per event: the client packs each argument in
+           Python (a few µs apiece); numbers stay the strings Python printed.
+  read: ARGV[13] JSON [[user id, key stem], ...]
+  erase: ARGV[13] JSON [[user id, key stem], ...], ARGV[14] JSON {user id: key stem} of every
            user their outbox, senders, following and followers name; returns {"missing", ids}
            having changed nothing if a set names anyone else (it changed since Python read it)
   process, after the events: m, then 6 fields per partition: its offsets key,
            "topic:partition", first offset, last offset, expected applied offset (-1 unknown),
            published offset (-1 none); then the step's partition: its key stem and the last
-           relay entry already delivered (trimmed first)
-  erase, after its two records: the users' partition's key stem and last entry delivered
-  relay: ARGV[14] source partition, ARGV[15] JSON [entry, ...] as stored, ARGV[16] the
+           relay entry already delivered (trimmed first); then its popularity's landmark as
+           Python knows it ("" none), the landmark the step counts from and the factor that
+           re-expresses the stored scores first ("" for either: unchanged)
+  erase, after its two records: the users' partition's key stem and last entry delivered,
+           the landmark as Python knows it, and JSON {event id: [amount, at or below what the
+           item's sum counts as zero]} of each logged event, to take out of popularity
+  relay: ARGV[13] source partition, ARGV[14] JSON [entry, ...] as stored, ARGV[15] the
            target partition's key stem; returns {entries skipped, JSON [entry, ...] it
            appended to the target partition's relay list}
 What a step does to users of another partition (a share's recipient, a follow's followee, an
@@ -56,11 +60,15 @@ Views name up to 50 followees each, not what they did, and no neighbour lists: f
 in other partitions' slots and lists in their items', so the caller reads both
 (streams/store/redis_store.py). The script reads no item key.
 Popularity and trending are kept per partition (its users' events); readers sum them.
+Popularity's maths is Python's (models/popularity.py): a step is handed its landmark, the
+rebase factor and each event's amount, and writes them.
 Returns {outcomes, JSON [views, relay entries pending]}; outcomes per event: 1 applied, 0 duplicate,
 2 rejected (a key of its own user or target has the wrong type; nothing of it written),
-3 erased (its user or target was erased at or after its arrival; nothing of it written);
+3 erased (its user was erased at or after its arrival; nothing of it written);
 or, when a partition's stored offset is behind the expected one, {{}, '', JSON [[partition,
-applied, published], ...]} having applied nothing.
+applied, published], ...]} having applied nothing; process and erase return {"landmark",
+stored landmark} having changed nothing when the stored landmark is not the one Python knew,
+and erase {"stale"} when the user logged an event Python was not given the amount of.
 ]]
 
 local mode = ARGV[1]
@@ -68,20 +76,16 @@ local P = ARGV[2]
 local HISTORY = tonumber(ARGV[3])
 local DEDUPE = tonumber(ARGV[4])
 local AFF_CAP = tonumber(ARGV[5])
-local HALF_LIFE = tonumber(ARGV[6])
-local POP_CAP = tonumber(ARGV[7])
-local TREND_SPAN = tonumber(ARGV[8])
-local READ_RECENT = tonumber(ARGV[9])
-local TREND_BUCKET_S = tonumber(ARGV[10])
-local SEEN_WINDOW = tonumber(ARGV[11])
-local SEEN_CAP = tonumber(ARGV[12])
-local N = tonumber(ARGV[13])
-local FIRST = 14
+local POP_CAP = tonumber(ARGV[6])
+local TREND_SPAN = tonumber(ARGV[7])
+local READ_RECENT = tonumber(ARGV[8])
+local TREND_BUCKET_S = tonumber(ARGV[9])
+local SEEN_WINDOW = tonumber(ARGV[10])
+local SEEN_CAP = tonumber(ARGV[11])
+local N = tonumber(ARGV[12])
+local FIRST = 13
 -- Trending buckets live two windows (current + previous) plus slack for late readers.
 local TREND_TTL = math.ceil((2 * TREND_SPAN + 2) * TREND_BUCKET_S)
-local REBASE_AFTER_HALF_LIVES = 64.0
--- Sums at or below this are zero: every contribution was withdrawn (models/state/views.py ZERO).
-local ZERO = 1e-9
 
 -- Each user's key stem, from the records (a user without one is a bug: the concat fails loudly).
 local stems = {}
@@ -197,22 +201,22 @@ local function affect(kind, target, mark, user, item, ts_text, arrival)
   end
 end
 
--- The landmark as this script last read or wrote it (read once per batch, not per event).
-local known_landmark = nil
-local function add_popularity(item, weight, ts, ts_text)
-  local landmark = known_landmark
-  if landmark == nil then landmark = tonumber(redis.call('GET', LANDMARK) or '') or false end
-  if not landmark then
-    redis.call('SET', LANDMARK, ts_text)
-    landmark = ts
-  elseif (ts - landmark) / HALF_LIFE > REBASE_AFTER_HALF_LIVES then
-    local factor = 2.0 ^ ((landmark - ts) / HALF_LIFE)
-    redis.call('ZUNIONSTORE', POPULARITY, 1, POPULARITY, 'WEIGHTS', factor)
-    redis.call('SET', LANDMARK, ts_text)
-    landmark = ts
+-- ARGV[at]: the partition's landmark as Python knows it; false if the stored one differs (a
+-- step of another writer came between): nothing may be written with amounts worked out from
+-- it. ARGV[at + 1], ARGV[at + 2] (process): the landmark the step counts from, and the factor
+-- re-expressing the stored scores first.
+local function open_popularity(at, moves)
+  local stored = redis.call('GET', LANDMARK) or ''
+  if stored ~= ARGV[at] then return false, stored end
+  if moves and ARGV[at + 2] ~= '' then
+    redis.call('ZUNIONSTORE', POPULARITY, 1, POPULARITY, 'WEIGHTS', ARGV[at + 2])
   end
-  known_landmark = landmark
-  redis.call('ZINCRBY', POPULARITY, weight * 2.0 ^ ((ts - landmark) / HALF_LIFE), item)
+  if moves and ARGV[at + 1] ~= '' then redis.call('SET', LANDMARK, ARGV[at + 1]) end
+  return true
+end
+
+local function add_popularity(item, amount)
+  redis.call('ZINCRBY', POPULARITY, amount, item)
   sizes[POPULARITY] = nil  -- ZINCRBY does not say whether the item was new
   trim(POPULARITY, POP_CAP)
 end
@@ -288,7 +292,7 @@ local function subtract_trending(entry, bucket)
 end
 
 local function apply_item_event(user, event_id, item, etype, ts, ts_text, weight, weight_text,
-                                 target, target_mark, arrival)
+                                 target, target_mark, arrival, amount)
   local history, affinity = ukey(user, 'history'), ukey(user, 'affinity')
   if etype == 'purchase' then redis.call('SADD', ukey(user, 'bought'), item) end
   if etype == 'hide' then
@@ -325,35 +329,41 @@ local function apply_item_event(user, event_id, item, etype, ts, ts_text, weight
 
   if weight > 0 then
     redis.call('HSET', ukey(user, 'event_log'), event_id, weight_text .. '\t' .. item)
-    add_popularity(item, weight, ts, ts_text)
+    add_popularity(item, amount)
   end
 end
 
-local function subtract_popularity(item, weight, ts)
-  local landmark = redis.call('GET', LANDMARK)
-  if not landmark or not redis.call('ZSCORE', POPULARITY, item) then return end
-  local amount = weight * 2.0 ^ ((ts - tonumber(landmark)) / HALF_LIFE)
-  local value = tonumber(redis.call('ZINCRBY', POPULARITY, -amount, item))
-  if value <= amount * ZERO then redis.call('ZREM', POPULARITY, item) end
+-- amount: [amount, at or below what the sum counts as zero] (MemoryState._subtract_popularity).
+local function subtract_popularity(item, amount)
+  if not redis.call('ZSCORE', POPULARITY, item) then return end
+  local value = tonumber(redis.call('ZINCRBY', POPULARITY, '-' .. amount[1], item))
+  if value <= tonumber(amount[2]) then redis.call('ZREM', POPULARITY, item) end
 end
 
--- Remove a user from every derived state (MemoryState.erase); returns counts only.
-local function erase(user, withdraw)
-  local items = redis.call('ZRANGE', ukey(user, 'history'), 0, -1)
-  local logged = 0
+-- The user's logged events in order, each {event id, ts text, log entry}.
+local function logged_events(user)
+  local found = {}
   local seen = redis.call('ZRANGE', ukey(user, 'seen_events'), 0, -1, 'WITHSCORES')
   for k = 1, #seen, 2 do
     local entry = redis.call('HGET', ukey(user, 'event_log'), seen[k])
-    if entry then
-      local tab = string.find(entry, '\t', 1, true)
-      subtract_popularity(string.sub(entry, tab + 1), tonumber(string.sub(entry, 1, tab - 1)),
-        tonumber(seen[k + 1]))
-      if withdraw then
-        redis.call('RPUSH', WITHDRAWN, string.sub(entry, tab + 1) .. '\t' ..
-          string.sub(entry, 1, tab - 1) .. '\t' .. seen[k + 1])
-      end
-      logged = logged + 1
+    if entry then found[#found + 1] = { seen[k], seen[k + 1], entry } end
+  end
+  return found
+end
+
+-- Remove a user from every derived state (MemoryState.erase); returns counts only.
+local function erase(user, withdraw, amounts)
+  local items = redis.call('ZRANGE', ukey(user, 'history'), 0, -1)
+  local logged = 0
+  for _, event in ipairs(logged_events(user)) do
+    local entry = event[3]
+    local tab = string.find(entry, '\t', 1, true)
+    if amounts then subtract_popularity(string.sub(entry, tab + 1), amounts[event[1]]) end
+    if withdraw then
+      redis.call('RPUSH', WITHDRAWN, string.sub(entry, tab + 1) .. '\t' ..
+        string.sub(entry, 1, tab - 1) .. '\t' .. event[2])
     end
+    logged = logged + 1
   end
   -- Only buckets that still exist are touched (they expire two windows after their writes).
   local trend_log = redis.call('ZRANGE', ukey(user, 'trend_log'), 0, -1, 'WITHSCORES')
@@ -451,7 +461,10 @@ if mode == 'process' then
     end
   end
   if #behind > 0 then return { {}, '', cjson.encode(behind) } end
-  open_partition(off + 1 + (tonumber(ARGV[off] or '0') or 0) * 6)
+  local at = off + 1 + (tonumber(ARGV[off] or '0') or 0) * 6
+  open_partition(at)
+  local known, stored = open_popularity(at + 2, true)
+  if not known then return { 'landmark', stored } end
   local events = N > 0 and cjson.decode(ARGV[FIRST]) or {}
   for _, ev in ipairs(events) do
     stems[ev[3]] = ev[12]
@@ -489,7 +502,7 @@ if mode == 'process' then
         affect('unfollow', target, ev[11], user, '', ts_text, ev[9])
       elseif item ~= '' then
         apply_item_event(user, event_id, item, etype, ts, ts_text, weight, weight_text, target,
-          ev[11], ev[9])
+          ev[11], ev[9], ev[15])
         if weight > 0 then
           add_trending(user, event_id, item, weight_text, ev[8], tonumber(ev[9]), ev[14])
         end
@@ -523,8 +536,19 @@ elseif mode == 'erase' or mode == 'erase+withdraw' then
   end
   if #missing > 0 then return { 'missing', missing } end
   open_partition(FIRST + 2)
+  local known, stored = open_popularity(FIRST + 4, false)
+  if not known then return { 'landmark', stored } end
+  -- No landmark stored: popularity holds nothing to take out (no amounts are handed over).
+  local amounts = ARGV[FIRST + 4] ~= '' and cjson.decode(ARGV[FIRST + 5]) or nil
+  for _, u in ipairs(users) do
+    for _, event in ipairs(amounts and logged_events(u[1]) or {}) do
+      if amounts[event[1]] == nil then return { 'stale' } end
+    end
+  end
   local reports = {}
-  for _, u in ipairs(users) do reports[#reports + 1] = erase(u[1], mode == 'erase+withdraw') end
+  for _, u in ipairs(users) do
+    reports[#reports + 1] = erase(u[1], mode == 'erase+withdraw', amounts)
+  end
   return { reports, cjson.encode(redis.call('LRANGE', RELAY, 0, -1)) }
 elseif mode == 'relay' then
   local source, stem = ARGV[FIRST], ARGV[FIRST + 2]

@@ -83,6 +83,7 @@ class MemoryStore:
                 behind.update(late)  # nothing of this partition is applied
                 continue
             advance(self.offsets, step.offsets)
+            self.state.open_step(step.partition, [events[n] for n in step.events])
             for n in step.events:
                 outcomes[n] = self._apply(
                     events[n], events[n].ts if arrivals is None else arrivals[n]

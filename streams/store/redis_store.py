@@ -33,11 +33,13 @@ from models.trending import TrendingList
 from streams.keys import Keys, best_command, best_pairs, decoded, queue_best
 from streams.runtime.itemcache import Neighbours, item_meta_cache, neighbour_cache
 from streams.store.interface import BatchResult, ReadParams, TrendingParams
+from streams.store.landmarks import Landmarks
 from streams.store.lua import Call, Lua, command, run
 from streams.store.offsets import (
     MARK_PUBLISHED_LUA,
     OffsetRange,
     Position,
+    Step,
     partition_steps,
 )
 from streams.store.relay import last_seq, relay_calls
@@ -129,6 +131,7 @@ class RedisStore:
         self._lua = Lua(resources.files("streams").joinpath("lua/state.lua").read_text())
         self._published = Lua(MARK_PUBLISHED_LUA)
         self._header = script_header(self.keys, params, self.read, self.trending_params)
+        self._landmarks = Landmarks(self.keys, params)
 
     def _args(self, mode: str, count: int) -> list[str | int | float | bytes]:
         """The script's arguments up to the records."""
@@ -171,18 +174,13 @@ class RedisStore:
         # In one round trip: each partition's step, then a read of every user with an item
         # event, after all of them (a view shows what other partitions' steps wrote).
         readers = list(dict.fromkeys(e.user_id for e in events if e.item_id))
-        calls = []
-        for step in steps:
-            args = self._args("process", len(step.events))
-            args.append(orjson.dumps([rows[n] for n in step.events]))
-            args.append(len(step.offsets))
-            for r in step.offsets:
-                args += [self._offsets_key(r.partition), r.partition, r.first, r.last]
-                args += [r.expected, r.published]
-            calls.append(self._step(step.partition, args + self._relay_args(step.partition)))
-        calls += self._reads(readers, "views")
+        await self._landmarks.learn(self.client, (s.partition for s in steps))
+        stepped = [self._process(step, events, rows) for step in steps]
+        reads = self._reads(readers, "views")
         popular_reads = self._popular_reads() if popular else []
-        raws = await run(self.client, calls + popular_reads)
+        raws = await run(self.client, [c for c, _ in stepped] + reads + popular_reads)
+        if await self._after_steps(steps, stepped, raws, events, rows):
+            raws[len(steps) : len(steps) + len(reads)] = await run(self.client, reads)
         read = len(popular_reads)
         replies = [decode_reply(raw) for raw in raws[: len(raws) - read]]
         pending = {
@@ -208,6 +206,54 @@ class RedisStore:
         reply = _merged(replies, outcomes, users, self._popular_of(raws, read))
         views = [v for v in reply.views if v[0] in applied]
         return await self._result(replace(reply, views=views), popular)
+
+    def _process(
+        self, step: Step, events: Sequence[Event], rows: Sequence[list[str]]
+    ) -> tuple[Call, list[str]]:
+        """A partition's step of the batch, and its popularity arguments."""
+        mine = [events[n] for n in step.events]
+        popularity, amounts = self._landmarks.step(step.partition, mine)
+        args = self._args("process", len(step.events))
+        args.append(
+            orjson.dumps([[*rows[n], a] for n, a in zip(step.events, amounts, strict=True)])
+        )
+        args.append(len(step.offsets))
+        for r in step.offsets:
+            args += [self._offsets_key(r.partition), r.partition, r.first, r.last]
+            args += [r.expected, r.published]
+        args += [*self._relay_args(step.partition), *popularity]
+        return self._step(step.partition, args), popularity
+
+    async def _after_steps(
+        self,
+        steps: Sequence[Step],
+        stepped: list[tuple[Call, list[str]]],
+        raws: list[Any],
+        events: Sequence[Event],
+        rows: Sequence[list[str]],
+    ) -> bool:
+        """Follow each applied step's landmark; run again, worked out anew, each step that
+        found another landmark stored (it wrote nothing). Returns whether any did: the users'
+        views read with the steps are then read again."""
+        again = False
+        for attempt in range(_LANDMARK_ATTEMPTS):
+            found = [n for n in range(len(steps)) if _landmark_found(raws[n])]
+            for n in range(len(steps)):
+                if n in found:
+                    self._landmarks.found(steps[n].partition, raws[n][1])
+                else:
+                    self._landmarks.stepped(steps[n].partition, stepped[n][1])
+            if not found:
+                return again
+            if attempt == _LANDMARK_ATTEMPTS - 1:
+                break
+            again = True
+            for n in found:
+                stepped[n] = self._process(steps[n], events, rows)
+            replies = await run(self.client, [stepped[n][0] for n in found])
+            for n, raw in zip(found, replies, strict=True):
+                raws[n] = raw
+        raise redis.exceptions.RedisError("popularity's landmark kept changing under the steps")
 
     def _step(self, partition: int, args: Sequence[Any]) -> Call:
         """A call of the state script in ``partition``'s slot (its key stem is the route)."""
@@ -329,12 +375,13 @@ class RedisStore:
         if not pending:
             return
         delivered = await self._deliver(pending)
-        await run(
+        await self._landmarks.learn(self.client, delivered)
+        trims = [
+            (p, [*self._args("process", 0), b"[]", 0, *self._relay_args(p)]) for p in delivered
+        ]
+        await run(  # (a step that finds another landmark trims nothing: the next one will)
             self.client,
-            [
-                self._step(p, [*self._args("process", 0), b"[]", 0, *self._relay_args(p)])
-                for p in sorted(delivered)
-            ],
+            [self._step(p, [*args, *self._landmarks.step(p, [])[0]]) for p, args in trims],
         )
 
     async def positions(self, partitions: Sequence[str]) -> dict[str, Position]:
@@ -525,11 +572,14 @@ class RedisStore:
                 args = self._args(self._erase_mode, 1)
                 args += [orjson.dumps([[user, stem(user)]])]
                 args += [orjson.dumps({o: stem(o) for o in sorted(others)})]
-                (raw,) = await run(
-                    self.client, [self._step(partition, [*args, *self._relay_args(partition)])]
-                )
-                if isinstance(raw[0], (bytes, str)):  # "missing": a set changed meanwhile
-                    others.update(decoded(m) for m in raw[1])
+                args += self._relay_args(partition)
+                args += await self._landmarks.withdrawals(self.client, user)
+                (raw,) = await run(self.client, [self._step(partition, args)])
+                if isinstance(raw[0], (bytes, str)):
+                    # A set changed meanwhile ("missing": their stems), or popularity's
+                    # landmark or the user's logged events did: read again.
+                    if decoded(raw[0]) == "missing":
+                        others.update(decoded(m) for m in raw[1])
                     continue
                 break
             ((h, e, f),) = raw[0]
@@ -552,6 +602,15 @@ class RedisStore:
     async def snapshot(self) -> dict[str, Any]:
         """Every socialrec key parsed into the same shape as MemoryState.snapshot()."""
         return await redis_snapshot(self.client, self.keys)
+
+
+#: Steps run again at most this often for a landmark another writer moved meanwhile.
+_LANDMARK_ATTEMPTS = 3
+
+
+def _landmark_found(raw: Any) -> bool:
+    """Whether a step's reply says it found another landmark stored (it wrote nothing)."""
+    return isinstance(raw[0], (bytes, str)) and decoded(raw[0]) == "landmark"
 
 
 def _number(partition: str) -> int:
