@@ -43,6 +43,7 @@ TIGHT = StateParams(
     half_life_s=3600.0,
 )
 T0 = 1_700_000_000.0
+KEYS = Keys()
 
 StoreFactory = Callable[[StateParams], Store]
 
@@ -302,6 +303,28 @@ async def test_an_erasure_whose_sets_changed_after_they_were_read_reaches_everyo
     assert await real.erase_users([victim]) == await reference.erase_users([victim])
     assert calls == 2, "the first run named whom it was not handed, the second erased"
     assert_close(await real.snapshot(), await reference.snapshot())
+
+
+async def test_a_step_counts_from_the_landmark_another_writer_moved(
+    real_client: aioredis.Redis,
+) -> None:
+    """Two stores on one Redis (a partition's old and new owner in a rebalance): a step
+    handed the landmark its store last saw, which the other store's step moved since, writes
+    nothing and is worked out again from the stored one."""
+    await real_client.flushdb()
+    params = StateParams(half_life_s=10.0)
+    old, new = RedisStore(real_client, params), RedisStore(real_client, params)
+    reference = MemoryStore(params)
+    batches = [
+        (old, [Event("e1", EventType.VIEW, "u1", T0, item_id="a")]),
+        (new, [Event("e2", EventType.LIKE, "u1", T0 + 700, item_id="b")]),  # rebases
+        (old, [Event("e3", EventType.VIEW, "u1", T0 + 701, item_id="a")]),  # knew T0
+    ]
+    for store, events in batches:
+        outcomes = (await store.process_batch(events)).outcomes
+        assert outcomes == (await reference.process_batch(events)).outcomes
+    assert_close(await old.snapshot(), await reference.snapshot())
+    assert (await old.snapshot())["landmark"] == {str(KEYS.partition_of("u1")): T0 + 700}
 
 
 def _trending_stream(seed: int, count: int, start: float) -> tuple[list[Event], list[float]]:
