@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
     from faust.types.auth import CredentialsT
     from pydantic import SecretStr
-    from redis.asyncio.cluster import RedisCluster
 
     from streams.config import Settings
 
@@ -225,23 +224,6 @@ def redis_client_for(
         **kwargs,
     )
     return aioredis.Redis.from_pool(pool)
-
-
-def redis_cluster_client_for(settings: Settings) -> RedisCluster:
-    """An asyncio Redis Cluster client on the nodes ``socialrec infra up --cluster`` starts
-    (any node's port finds the rest), with the single client's timeouts and no resend."""
-    from redis.asyncio.cluster import RedisCluster
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
-    from streams.ops.infra.cluster_kafka import HOST
-
-    return RedisCluster(
-        host=HOST,
-        port=settings.redis_cluster_port,
-        retry=Retry(NoBackoff(), 0),
-        **redis_connection_kwargs(settings),
-    )
 
 
 def redis_sync_client(settings: Settings, timeout_s: float | None = None) -> redis.Redis:

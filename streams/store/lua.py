@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError
 
 Arg = str | int | float | bytes
 
@@ -60,8 +60,9 @@ def command(*parts: Arg) -> Call:
 
 async def run(client: Any, calls: Sequence[Call]) -> list[Any]:
     """The calls in one pipeline (no transaction), their replies in order. Calls that found
-    their script missing are run again after it is loaded; any other error reply is raised,
-    the first one, after every call has run."""
+    their script missing are run again after it is loaded; any other error is raised, the
+    first one, after every call has run (a cluster client reports a node it lost as its
+    calls' replies)."""
     replies = await _pipelined(client, calls)
     missing = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
     if missing:
@@ -71,7 +72,7 @@ async def run(client: Any, calls: Sequence[Call]) -> list[Any]:
         for n, reply in zip(missing, again, strict=True):
             replies[n] = reply
     for reply in replies:
-        if isinstance(reply, ResponseError):
+        if isinstance(reply, Exception):
             raise reply
     return replies
 

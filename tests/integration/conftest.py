@@ -5,7 +5,9 @@ Everything in this folder is marked ``integration`` and needs the servers ``make
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +17,8 @@ from redis.asyncio.cluster import RedisCluster
 from streams.config import Settings, load_settings
 from streams.ops.infra import cluster
 from streams.ops.infra.cluster_redis import BUS_PORT_OFFSET
-from streams.security import kafka_client_kwargs, redis_cluster_client_for
+from streams.redis_cluster import redis_cluster_client_for
+from streams.security import kafka_client_kwargs
 from tests.conftest import require_tools
 from tests.ports import free_run
 
@@ -35,20 +38,28 @@ async def kafka_admin(infra_ready: Settings) -> AsyncIterator[Any]:
         await admin.close()
 
 
-@pytest.fixture(scope="session")
-def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+@contextlib.contextmanager
+def running_redis_cluster(data_dir: Path, ports_from: int) -> Iterator[Settings]:
     """A Redis Cluster of the project's own six nodes (three masters, a replica each) on free
-    ports, for the whole session: some 5 s to start."""
+    ports from ``ports_from``, stopped afterwards: some 5 s to start."""
     require_tools("redis-server", "redis-cli")
     settings = load_settings(
-        data_dir=tmp_path_factory.mktemp("store-cluster"),
-        redis_cluster_port=free_run(STORE_CLUSTER_PORTS_FROM, 6, BUS_PORT_OFFSET),
+        data_dir=data_dir, redis_cluster_port=free_run(ports_from, 6, BUS_PORT_OFFSET)
     )
     cluster.up(settings, ("redis",))  # (`infra up --cluster` would start brokers too)
     try:
         yield settings
     finally:
         cluster.down(settings, ("redis",))
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """The Redis Cluster the store's tests share."""
+    with running_redis_cluster(
+        tmp_path_factory.mktemp("store-cluster"), STORE_CLUSTER_PORTS_FROM
+    ) as settings:
+        yield settings
 
 
 @pytest.fixture

@@ -76,15 +76,20 @@ class NodeView:
     slots_assigned: int
     masters: int
     replicas: int
+    #: A master, or a replica whose link to its master is up (INFO replication): a replica
+    #: that never synced is too stale to be promoted when its master dies.
+    linked: bool = True
 
     @property
     def complete(self) -> bool:
-        """The layout ``up`` promises: state ok, every node known, each master replicated."""
+        """The layout ``up`` promises: state ok, every node known, each master replicated
+        (the node itself linked, if a replica)."""
         return (
             self.state == "ok"
             and self.known_nodes == NODES
             and self.masters == MASTERS
             and self.replicas == MASTERS * REPLICAS_PER_MASTER
+            and self.linked
         )
 
 
@@ -99,6 +104,7 @@ def node_view(svc: Service, timeout_s: float = 1.0) -> NodeView | None:
         # redis-py parses both replies: a dict of fields, and address -> node (with "flags").
         info: dict[str, object] = client.cluster("INFO")
         nodes: dict[str, dict[str, object]] = client.cluster("NODES")
+        replication: dict[str, object] = client.info("replication")
     except (redis.RedisError, OSError):
         return None
     finally:
@@ -110,6 +116,7 @@ def node_view(svc: Service, timeout_s: float = 1.0) -> NodeView | None:
         slots_assigned=int(str(info.get("cluster_slots_assigned", 0))),
         masters=sum("master" in flags for flags in live),
         replicas=sum("slave" in flags for flags in live),
+        linked=replication.get("role") == "master" or replication.get("master_link_status") == "up",
     )
 
 

@@ -1,0 +1,62 @@
+"""The client of the scaled-out Redis (``socialrec infra up --cluster``): redis-py's cluster
+client, made to find a failed-over cluster by itself.
+
+redis-py learns the cluster's layout anew after a single command loses its node, but not after
+a pipeline does unless it may resend the pipeline, which socialrec never lets it do (after a
+lost reply the server may have run a script: the callers wait an outage out with the guards
+that make a retry safe, streams/runtime/outage.py). So a pipeline that loses a node drops the
+layout itself, and the next call learns the new one, with the promoted replica.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from streams.config import Settings
+from streams.ops.infra.cluster_kafka import HOST
+from streams.ops.infra.cluster_redis import NODES
+from streams.security import redis_connection_kwargs
+
+
+class FailoverAwareCluster(RedisCluster):
+    """A cluster client whose pipelines drop the layout when they lose a node."""
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)  # (redis-py's refusal)
+        return _Pipeline(self, transaction)  # type: ignore[abstract]  # (as redis-py builds its own)
+
+
+class _Pipeline(ClusterPipeline):
+    async def execute(
+        self, raise_on_error: bool = True, allow_redirections: bool = True
+    ) -> list[Any]:
+        try:
+            replies = await super().execute(raise_on_error, allow_redirections)
+        except RedisCluster.ERRORS_ALLOW_RETRY:
+            await self._forget_layout()
+            raise
+        if any(isinstance(reply, RedisCluster.ERRORS_ALLOW_RETRY) for reply in replies):
+            await self._forget_layout()
+        return replies
+
+    async def _forget_layout(self) -> None:
+        """The next call learns the layout anew, asking another node first (the default
+        node, which it asks first, may be the one lost)."""
+        self.cluster_client.replace_default_node()
+        await self.cluster_client.aclose()
+
+
+def redis_cluster_client_for(settings: Settings) -> FailoverAwareCluster:
+    """A client of the cluster's nodes, with the single client's timeouts and no resend. It
+    knows every node from the start, so it finds the cluster while any one of them is down."""
+    ports = range(settings.redis_cluster_port, settings.redis_cluster_port + NODES)
+    return FailoverAwareCluster(
+        startup_nodes=[ClusterNode(HOST, port) for port in ports],
+        retry=Retry(NoBackoff(), 0),
+        **redis_connection_kwargs(settings),
+    )

@@ -1,0 +1,139 @@
+"""The publish path's store through a Redis Cluster master's death: its replica is promoted,
+the store carries on by itself once the cluster answers again, and state and offsets agree:
+nothing lost, nothing applied twice.
+
+The module kills a master, so it brings its own cluster (not the one the store's other tests
+share). The seconds from the kill to the first step applied again are kept in
+test-artifacts/recovery.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, cast
+
+import pytest
+from redis.asyncio.cluster import RedisCluster
+
+from models.events import Event, EventType
+from models.state import StateParams
+from streams.config import Settings
+from streams.keys import Keys
+from streams.ops.infra.cluster import members
+from streams.redis_cluster import redis_cluster_client_for
+from streams.runtime.outage import is_outage
+from streams.store import MemoryStore, OffsetRange, RedisStore
+from tests.e2e.conftest import keep_figures
+from tests.integration.conftest import running_redis_cluster
+from tests.integration.test_store_contract import assert_close
+
+pytestmark = pytest.mark.slow  # a failover waits out the cluster's node timeout (5 s)
+
+FAILOVER_PORTS_FROM = 21700
+T0 = 1_700_000_000.0
+KEYS = Keys()
+PARTITION = 0
+#: A failover takes the node timeout (5 s) and an election; well past that, something broke.
+RECOVERY_LIMIT_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    with running_redis_cluster(tmp_path_factory.mktemp("failover"), FAILOVER_PORTS_FROM) as s:
+        yield s
+
+
+@pytest.fixture
+async def client(own_cluster: Settings) -> AsyncIterator[RedisCluster]:
+    client = redis_cluster_client_for(own_cluster)
+    await client.initialize()
+    await client.flushdb(target_nodes=RedisCluster.PRIMARIES)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def _users(count: int) -> list[str]:
+    """Users whose state sits in :data:`PARTITION`'s slot."""
+    found = (f"u{n}" for n in range(100_000))
+    return [u for u in found if KEYS.partition_of(u) == PARTITION][:count]
+
+
+def _batches(users: list[str], count: int, size: int) -> list[list[Event]]:
+    kinds = [EventType.VIEW, EventType.LIKE, EventType.CART, EventType.PURCHASE]
+    events = [
+        Event(f"e{n}", kinds[n % 4], users[n % len(users)], T0 + n, item_id=f"i{n % 13}")
+        for n in range(count * size)
+    ]
+    return [events[b * size : (b + 1) * size] for b in range(count)]
+
+
+def _kill_master_of(settings: Settings, client: RedisCluster, key: str) -> None:
+    """kill -9 the master serving ``key``'s slot, found by its port among the nodes started."""
+    node = client.get_node_from_key(key)
+    assert node is not None
+    port = node.port
+    (svc,) = [m.svc for m in members(settings, ("redis",)) if m.svc.port == port]
+    os.kill(int(svc.pid_file.read_text().strip()), signal.SIGKILL)
+
+
+async def test_a_masters_death_loses_nothing_and_applies_nothing_twice(
+    own_cluster: Settings, client: RedisCluster
+) -> None:
+    store, reference = RedisStore(cast(Any, client), StateParams()), MemoryStore(StateParams())
+    batches = _batches(_users(8), count=12, size=10)
+    partition = f"events:{PARTITION}"
+    applied, at = -1, 0  # the stored applied offset as this consumer knows it; next offset
+
+    async def step(events: list[Event]) -> Any:
+        span = OffsetRange(partition, at, at + len(events) - 1, applied, -1)
+        return await store.process_batch(events, offsets=[span])
+
+    for events in batches[:6]:
+        await step(events)
+        applied = at = at + len(events) - 1
+        at += 1
+    _kill_master_of(own_cluster, client, KEYS.partition_stem(PARTITION))
+    killed = time.monotonic()
+    rewinds, recovered = 0, None
+    for events in batches[6:]:
+        while True:  # as the worker does: a store outage is waited out, then retried
+            try:
+                result = await step(events)
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                assert time.monotonic() - killed < RECOVERY_LIMIT_S, "no failover"
+                await asyncio.sleep(0.2)
+                continue
+            if result.rewinds:  # the replica missed the dead master's last writes: go back
+                rewinds += 1
+                stored = result.rewinds[partition].applied
+                back = [e for b in batches for e in b][stored + 1 : at]
+                applied, at = stored, stored + 1
+                if back:
+                    await step(back)
+                    applied = at = at + len(back) - 1
+                    at += 1
+                continue
+            break
+        if recovered is None:
+            recovered = time.monotonic() - killed
+        applied = at = at + len(events) - 1
+        at += 1
+
+    for events in batches:
+        await reference.process_batch(events)
+    assert_close(await store.snapshot(), await reference.snapshot())
+    positions = await store.positions([partition])
+    assert positions[partition].applied == sum(len(b) for b in batches) - 1
+    assert recovered is not None
+    keep_figures(
+        "store on Redis Cluster, master killed",
+        {"seconds": round(recovered, 2), "rewinds": rewinds},
+    )
