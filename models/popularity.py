@@ -39,25 +39,26 @@ def rebase_factor(*, old_landmark: float, new_landmark: float, half_life_s: floa
 
 
 def step_landmark(
-    landmark: float | None, times: Iterable[float], half_life_s: float
+    landmark: float | None, times: Sequence[float], half_life_s: float
 ) -> tuple[float | None, float | None]:
-    """The landmark a step adding events at ``times`` counts from, and the factor its stored
-    scores are re-expressed by first (None: they stay). The stored landmark, unless there is
-    none or one of the events would push scores towards overflow: then the newest time.
-    Rebasing changes no ratio, so when it happens is free; deciding it once per step lets a
-    store be handed the amounts instead of working them out.
+    """The landmark a step adding events at ``times`` (in order) counts from, and the factor
+    its stored scores are re-expressed by first (None: they stay). The stored landmark; with
+    none, the first event's time, as if events came one by one, so how they were cut into steps
+    (a replay after a rewind cuts them otherwise) changes no stored number; and when an event
+    would push scores towards overflow, the newest time. Rebasing changes no ratio, so when it
+    happens is free; deciding it once per step lets a store be handed the amounts.
 
     >>> step_landmark(None, [5.0, 9.0], 3600.0), step_landmark(0.0, [3600.0], 3600.0)
-    ((9.0, None), (0.0, None))
+    ((5.0, None), (0.0, None))
     >>> step_landmark(0.0, [65 * 3600.0], 3600.0) == (65 * 3600.0, 2.0**-65)
     True
     """
-    newest = max(times, default=None)
-    if newest is None or (
-        landmark is not None
-        and not needs_rebase(ts=newest, landmark=landmark, half_life_s=half_life_s)
-    ):
+    if not times:
         return landmark, None
+    newest = max(times)
+    start = times[0] if landmark is None else landmark
+    if not needs_rebase(ts=newest, landmark=start, half_life_s=half_life_s):
+        return start, None
     if landmark is None:
         return newest, None
     return newest, rebase_factor(
