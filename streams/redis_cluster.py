@@ -23,7 +23,12 @@ from streams.security import redis_connection_kwargs
 
 
 class FailoverAwareCluster(RedisCluster):
-    """A cluster client whose pipelines drop the layout when they lose a node."""
+    """A cluster client whose pipelines drop the layout when they lose a node, and whose
+    ``MGET`` reads keys of any slots (one per slot, pipelined): socialrec reads users' values
+    together for speed, never as one snapshot, so the single-server calls run unchanged."""
+
+    async def mget(self, keys: Any, *args: Any) -> list[Any]:
+        return await self.mget_nonatomic(keys, *args)
 
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
         if shard_hint:

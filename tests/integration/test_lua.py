@@ -75,3 +75,15 @@ async def test_the_state_step_goes_on_after_its_server_forgot_the_script(
     result = await store.process_batch([*first, *again])
     assert result.outcomes == [Outcome.DUPLICATE] * 12 + [Outcome.APPLIED] * 12
     assert set(result.views) == set(users)
+
+
+async def test_the_cluster_client_reads_keys_of_every_slot_at_once(
+    redis_cluster_client: RedisCluster,
+) -> None:
+    """``MGET`` over users of every partition (refused by redis-py's cluster client as is)."""
+    keys = _counted()
+    for n, key in enumerate(keys):
+        await redis_cluster_client.set(key, n)
+    assert await redis_cluster_client.mget([*keys, "sr:absent"]) == [
+        str(n).encode() for n in range(len(keys))
+    ] + [None]
