@@ -327,6 +327,32 @@ async def test_a_step_counts_from_the_landmark_another_writer_moved(
     assert (await old.snapshot())["landmark"] == {str(KEYS.partition_of("u1")): T0 + 700}
 
 
+async def test_an_erasure_handed_stale_amounts_reads_them_again(
+    real_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The amounts an erasure takes out of popularity are worked out from the user's logged
+    events read before its step; a step handed amounts for fewer events than are logged by
+    then writes nothing, and the store reads them again."""
+    await real_client.flushdb()
+    real, reference = RedisStore(real_client, TIGHT), MemoryStore(TIGHT)
+    events = random_stream(seed=7, count=200)
+    await real.process_batch(events)
+    await reference.process_batch(events)
+    victim = events[0].user_id
+    withdrawals, calls = real._landmarks.withdrawals, 0
+
+    async def first_stale(client: Any, user: str) -> tuple[str, bytes]:
+        nonlocal calls
+        calls += 1
+        known, amounts = await withdrawals(client, user)
+        return (known, b"{}") if calls == 1 else (known, amounts)
+
+    monkeypatch.setattr(real._landmarks, "withdrawals", first_stale)
+    assert await real.erase_users([victim]) == await reference.erase_users([victim])
+    assert calls == 2, "the stale amounts were refused, the fresh ones used"
+    assert_close(await real.snapshot(), await reference.snapshot())
+
+
 def _trending_stream(seed: int, count: int, start: float) -> tuple[list[Event], list[float]]:
     """Events with live streams and arrival times spread over ~3 minutes (several windows)."""
     rnd = random.Random(seed)
