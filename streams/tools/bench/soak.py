@@ -98,8 +98,10 @@ async def soak(
                     f"CPU {row['cpu_ms_per_event']}, worker stages {row['stage_ms_per_event']}"
                 )
             figures["chunks"] = rows
-            figures["redis_by_family_mb"] = await memory_by_family(s)
-            say(f"  Redis by key family (MB): {figures['redis_by_family_mb']}")
+            sizes, counts = await memory_by_family(s)
+            figures["redis_by_family_mb"], figures["redis_keys_by_family"] = sizes, counts
+            say(f"  Redis by key family (MB): {sizes}")
+            say(f"  bytes a key: {bytes_a_key(sizes, counts)}")
             figures["final_latency"] = await _final_latency(world, seed, progress, proc, done, say)
             say(f"  {figures['final_latency']}")
     finally:
@@ -201,31 +203,45 @@ def _per_event(before: dict[str, Any], after: dict[str, Any], events: int) -> di
     return {"cpu_ms_per_event": cpu, "stage_ms_per_event": stages}
 
 
-async def memory_by_family(settings: Settings) -> dict[str, float]:
+async def memory_by_family(settings: Settings) -> tuple[dict[str, float], dict[str, int]]:
     """``MEMORY USAGE`` of every key of the run, summed per family (``user:pools``,
-    ``item:dot``, …; MB, largest first): where the growth goes."""
+    ``item:dot``, …; MB, largest first), and each family's number of keys: where the growth
+    goes, and whether a family grew by its keys or by their size."""
     from streams.keys import Keys, decoded
     from streams.security import redis_client_for
 
     keys = Keys()
     totals: dict[str, int] = {}
+    counts: dict[str, int] = {}
     client = redis_client_for(settings)
     try:
         batch: list[str] = []
         async for raw in client.scan_iter(match=f"{keys.prefix}*", count=2_000):
             batch.append(decoded(raw))
             if len(batch) >= 2_000:
-                await _add_sizes(client, keys, batch, totals)
+                await _add_sizes(client, keys, batch, totals, counts)
         if batch:
-            await _add_sizes(client, keys, batch, totals)
+            await _add_sizes(client, keys, batch, totals, counts)
     finally:
         await client.aclose()
     ranked = sorted(totals.items(), key=lambda kv: -kv[1])
-    return {family: round(size / 2**20, 1) for family, size in ranked}
+    return {family: round(size / 2**20, 1) for family, size in ranked}, counts
 
 
-async def _add_sizes(client: Any, keys: Keys, batch: list[str], totals: dict[str, int]) -> None:
-    """Add the ``MEMORY USAGE`` of a batch of keys to their families' totals; empties it."""
+def bytes_a_key(sizes: dict[str, float], counts: dict[str, int]) -> dict[str, int]:
+    """Each family's mean key size (bytes), from :func:`memory_by_family`'s figures.
+
+    >>> bytes_a_key({"user:history": 1.0}, {"user:history": 1024})
+    {'user:history': 1024}
+    """
+    return {f: round(mb * 2**20 / counts[f]) for f, mb in sizes.items() if counts.get(f)}
+
+
+async def _add_sizes(
+    client: Any, keys: Keys, batch: list[str], totals: dict[str, int], counts: dict[str, int]
+) -> None:
+    """Add the ``MEMORY USAGE`` of a batch of keys to their families' totals and key counts;
+    empties it."""
     async with client.pipeline(transaction=False) as pipe:
         for key in batch:
             pipe.memory_usage(key, samples=0)
@@ -237,6 +253,7 @@ async def _add_sizes(client: Any, keys: Keys, batch: list[str], totals: dict[str
         except ValueError:
             family = "other"
         totals[family] = totals.get(family, 0) + int(size or 0)
+        counts[family] = counts.get(family, 0) + 1
     batch.clear()
 
 
