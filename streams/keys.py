@@ -45,18 +45,18 @@ from redis.crc import key_slot
 T = TypeVar("T")
 
 #: Per-user structures: history (zset item->last ts), affinity (hash item->a_ui), seen_events
-#: (zset event_id->ts, dedupe window), event_log (hash event_id -> "weight<TAB>item" of the
-#: events that added to popularity, so erasure can subtract them), bought/hidden (sets of
-#: items), following/followers (sets of user ids), inbox (zset "sharer<TAB>item" -> ts of
-#: shares received), outbox/senders (sets: whom the user shared with / who shared with them,
-#: so erasure finds both sides), actions (zset "type<TAB>item" -> ts: recent likes and
-#: purchases that followers see), seen_items (zset item -> last ts: everything touched within
-#: the seen window, never recommended again), recommendations (latest list, JSON).
+#: (hash, the dedupe window: event id digest -> "ts", or "ts<TAB>weight<TAB>item" for the
+#: events that added to popularity, so erasure can subtract them: models/state/seen.py),
+#: bought/hidden (sets of items), following/followers (sets of user ids), inbox (zset
+#: "sharer<TAB>item" -> ts of shares received), outbox/senders (sets: whom the user shared
+#: with / who shared with them, so erasure finds both sides), actions (zset "type<TAB>item"
+#: -> ts: recent likes and purchases that followers see), seen_items (zset item -> last ts:
+#: everything touched within the seen window, never recommended again), recommendations
+#: (latest list, JSON).
 USER_FIELDS: Final = (
     "history",
     "affinity",
     "seen_events",
-    "event_log",
     "trend_log",
     "bought",
     "hidden",
@@ -124,8 +124,9 @@ PARTITION_FIELDS: Final = (
     "popularity_withdrawn",  # list: erased events (item, weight, time) for the learner to undo
 )
 #: What the store's layout record (:meth:`Keys.layout`) says: the key layout's version and
-#: the partition count the users' tags were computed for.
-LAYOUT_VERSION: Final = 2
+#: the partition count the users' tags were computed for. Layout 3: the dedupe window is one
+#: hash of digests (it was a sorted set of ids beside a hash ``event_log``).
+LAYOUT_VERSION: Final = 3
 
 #: Every field the recommendation sources own (streams/sources): each source's own contract
 #: tests compare them with its pure model, so the core state's snapshot leaves them out.

@@ -10,6 +10,7 @@ from models.events import Event, EventType
 from models.popularity import merged_top
 from models.similarity import affinity_after
 from models.sortedset import SortedSet
+from models.state.seen import event_digest
 from models.state.steps import popularity_step, withdrawal
 from models.state.views import (
     ACTIONS_READ,
@@ -61,12 +62,15 @@ class MemoryState:
 
     def apply(self, event: Event) -> Outcome:
         user = self._user(event.user_id)
-        if event.event_id in user.seen_events.scores:
+        digest = event_digest(event.event_id)
+        if user.seen_events.holds(digest, event.ts):
             return Outcome.DUPLICATE
-        user.seen_events.scores[event.event_id] = event.ts
-        for forgotten in user.seen_events.trim_to(self.params.dedupe_window):
-            user.event_log.pop(forgotten, None)
-        if event.event_id not in user.seen_events.scores:
+        follows = event.type in (EventType.FOLLOW, EventType.UNFOLLOW)
+        item = None if follows and event.target_user_id is not None else event.item_id
+        weight = self.params.weight(event.type)
+        # Events that add to popularity keep their weight and item, for erasure.
+        logged = (weight, item) if item is not None and weight > 0.0 else None
+        if not user.seen_events.add(digest, event.ts, logged, self.params.dedupe_window):
             # Older than the user's whole dedupe window: a replay from beyond it, not news.
             return Outcome.DUPLICATE
 
@@ -76,8 +80,8 @@ class MemoryState:
         elif event.type is EventType.UNFOLLOW and event.target_user_id is not None:
             user.following.discard(event.target_user_id)
             self._affect("unfollow", event.target_user_id, event.user_id, "", event.ts)
-        elif event.item_id is not None:
-            self._apply_item_event(user, event, event.item_id)
+        elif item is not None:
+            self._apply_item_event(user, event, item, weight)
         return Outcome.APPLIED
 
     @property
@@ -118,8 +122,7 @@ class MemoryState:
         for change in relayed:
             self._to_target(*change)
 
-    def _apply_item_event(self, user: UserState, event: Event, item: str) -> None:
-        weight = self.params.weight(event.type)
+    def _apply_item_event(self, user: UserState, event: Event, item: str, weight: float) -> None:
         if event.type is EventType.PURCHASE:
             user.bought.add(item)
         if event.type is EventType.HIDE:
@@ -152,7 +155,6 @@ class MemoryState:
             del user.affinity[evicted]
 
         if weight > 0.0:
-            user.event_log[event.event_id] = (weight, item)
             partition = self._partition(event.user_id)
             (amount,) = self.open_step(partition, [event])  # a step's own: already open
             self.popularities.setdefault(partition, SortedSet()).incr(item, amount)
@@ -191,16 +193,14 @@ class MemoryState:
             return ErasureReport(0, 0, 0)
         items = user.history.ordered()
         partition = self._partition(user_id)
-        for event_id in user.seen_events.ordered():
-            logged = user.event_log.get(event_id)
-            if logged is not None:
-                ts = user.seen_events.scores[event_id]
-                self._subtract_popularity(partition, logged[1], logged[0], ts)
+        logged = user.seen_events.logged()
+        for item, weight, ts in logged:
+            self._subtract_popularity(partition, item, weight, ts)
         for other_id in user.outbox | user.senders | user.following | user.followers:
             if (other := self.users.get(other_id)) is not None:
                 self._forget(other, user_id)
         del self.users[user_id]
-        return ErasureReport(len(items), len(user.event_log), len(user.following | user.followers))
+        return ErasureReport(len(items), len(logged), len(user.following | user.followers))
 
     @staticmethod
     def _forget(other: UserState, user_id: str) -> None:

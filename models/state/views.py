@@ -11,6 +11,7 @@ from enum import StrEnum
 
 from models.events import DEFAULT_WEIGHTS, EventType
 from models.sortedset import SortedSet
+from models.state.seen import SeenEvents
 
 #: Social signals kept per user: shares received (inbox) and own likes/purchases that people
 #: who follow the user see (actions). Bounded: the most recent ones are what persuade.
@@ -127,9 +128,8 @@ class PopularView:
 class UserState:
     history: SortedSet = field(default_factory=SortedSet)  # item -> last event time
     affinity: dict[str, float] = field(default_factory=dict)  # item -> a_ui (> 0 only)
-    seen_events: SortedSet = field(default_factory=SortedSet)  # event_id -> ts (dedupe)
-    # event_id -> (weight, item) of events that added to popularity, so erasure can undo them.
-    event_log: dict[str, tuple[float, str]] = field(default_factory=dict)
+    # The dedupe window, with each logged event's weight and item for erasure (seen.py).
+    seen_events: SeenEvents = field(default_factory=SeenEvents)
     bought: set[str] = field(default_factory=set)
     hidden: set[str] = field(default_factory=set)
     following: set[str] = field(default_factory=set)
@@ -144,8 +144,7 @@ class UserState:
         return not (
             self.history.scores
             or self.affinity
-            or self.seen_events.scores
-            or self.event_log
+            or self.seen_events.entries
             or self.bought
             or self.hidden
             or self.following
@@ -162,8 +161,7 @@ class UserState:
         return {
             "history": dict(self.history.scores),
             "affinity": dict(self.affinity),
-            "seen_events": dict(self.seen_events.scores),
-            "event_log": {k: f"{w!r}\t{i}" for k, (w, i) in self.event_log.items()},
+            "seen_events": dict(self.seen_events.entries),
             "bought": set(self.bought),
             "hidden": set(self.hidden),
             "following": set(self.following),

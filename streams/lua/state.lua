@@ -23,7 +23,8 @@ ARGV[8]     recent_items (what to read back)
 ARGV[9]     trending_bucket_s
 ARGV[10..11] seen_window_s, seen_cap (items the user touched, excluded from their lists)
 ARGV[12] n = number of events (process) or users (read, erase), then the records:
-  process: ARGV[13] one JSON array of n events, each 15 strings: event_id, type, user_id,
+  process: ARGV[13] one JSON array of n events, each 15 strings: the event id's digest
+           (models/state/seen.py event_digest: the dedupe window's field), type, user_id,
            item_id|"", target_user_id|"", ts, weight, stream_id|"", arrival (broker timestamp:
            trending windows use it), the erasure mark keys of the user and of the target|""
            (streams/keys.py Keys.erased: a digest Lua cannot compute), the key stems of the
@@ -42,7 +43,7 @@ ARGV[12] n = number of events (process) or users (read, erase), then the records
            Python knows it ("" none), the landmark the step counts from and the factor that
            re-expresses the stored scores first ("" for either: unchanged)
   erase, after its two records: the users' partition's key stem and last entry delivered,
-           the landmark as Python knows it, and JSON {event id: [amount, at or below what the
+           the landmark as Python knows it, and JSON {event digest: [amount, at or below what the
            item's sum counts as zero]} of each logged event, to take out of popularity
   relay: ARGV[13] source partition, ARGV[14] JSON [entry, ...] as stored, ARGV[15] the
            target partition's key stem; returns {entries skipped, JSON [entry, ...] it
@@ -82,6 +83,8 @@ local READ_RECENT = tonumber(ARGV[8])
 local TREND_BUCKET_S = tonumber(ARGV[9])
 local SEEN_WINDOW = tonumber(ARGV[10])
 local SEEN_CAP = tonumber(ARGV[11])
+-- The dedupe window is trimmed back to DEDUPE events past this many (seen.py trim_at).
+local SEEN_TRIM_AT = DEDUPE + math.floor(DEDUPE / 8)
 local N = tonumber(ARGV[12])
 local FIRST = 13
 -- Trending buckets live two windows (current + previous) plus slack for late readers.
@@ -102,8 +105,8 @@ local function tkey(bucket, scope) return PSTEM .. 't:' .. bucket .. ':' .. scop
 local function tnkey(bucket, scope) return PSTEM .. 'tn:' .. bucket .. ':' .. scope end
 
 local UNHIDING = { like = true, share = true, cart = true, purchase = true }
-local USER_FIELDS = { 'history', 'affinity', 'seen_events', 'event_log', 'trend_log', 'bought',
-  'hidden', 'following', 'followers', 'inbox', 'outbox', 'senders', 'actions', 'seen_items',
+local USER_FIELDS = { 'history', 'affinity', 'seen_events', 'trend_log', 'bought', 'hidden',
+  'following', 'followers', 'inbox', 'outbox', 'senders', 'actions', 'seen_items',
   'recommendations' }
 -- Social signals (models/state/views.py INBOX_SIZE, ACTIONS_SIZE, FOLLOWEES_READ).
 local INBOX_SIZE, ACTIONS_SIZE, FOLLOWEES_READ = 50, 20, 50
@@ -291,8 +294,8 @@ local function subtract_trending(entry, bucket)
   end
 end
 
-local function apply_item_event(user, event_id, item, etype, ts, ts_text, weight, weight_text,
-                                 target, target_mark, arrival, amount)
+local function apply_item_event(user, item, etype, ts, ts_text, weight, target, target_mark,
+                                 arrival, amount)
   local history, affinity = ukey(user, 'history'), ukey(user, 'affinity')
   if etype == 'purchase' then redis.call('SADD', ukey(user, 'bought'), item) end
   if etype == 'hide' then
@@ -328,7 +331,6 @@ local function apply_item_event(user, event_id, item, etype, ts, ts_text, weight
   for _, evicted in ipairs(trim(history, HISTORY)) do redis.call('HDEL', affinity, evicted) end
 
   if weight > 0 then
-    redis.call('HSET', ukey(user, 'event_log'), event_id, weight_text .. '\t' .. item)
     add_popularity(item, amount)
   end
 end
@@ -340,14 +342,77 @@ local function subtract_popularity(item, amount)
   if value <= tonumber(amount[2]) then redis.call('ZREM', POPULARITY, item) end
 end
 
--- The user's logged events in order, each {event id, ts text, log entry}.
-local function logged_events(user)
-  local found = {}
-  local seen = redis.call('ZRANGE', ukey(user, 'seen_events'), 0, -1, 'WITHSCORES')
-  for k = 1, #seen, 2 do
-    local entry = redis.call('HGET', ukey(user, 'event_log'), seen[k])
-    if entry then found[#found + 1] = { seen[k], seen[k + 1], entry } end
+-- The dedupe window (models/state/seen.py SeenEvents): digest -> "ts" or, for an event that
+-- added to popularity, "ts<TAB>weight<TAB>item"; field "" holds the floor, the time of the
+-- latest event trimmed away. Each entry's time as a number and as the text Python printed.
+local function seen_time(entry)
+  local tab = string.find(entry, '\t', 1, true)
+  local text = tab and string.sub(entry, 1, tab - 1) or entry
+  return tonumber(text), text, tab
+end
+
+-- An event's entry: its time, and the weight and item of one that adds to popularity.
+local function seen_entry(etype, item, ts_text, weight_text)
+  if etype == 'follow' or etype == 'unfollow' or item == '' or tonumber(weight_text) <= 0 then
+    return ts_text
   end
+  return ts_text .. '\t' .. weight_text .. '\t' .. item
+end
+
+-- Back to the DEDUPE latest events (and those sharing the oldest kept time) once there are
+-- more than SEEN_TRIM_AT (SeenEvents._trim); a hash has no order, so this sorts it. Returns
+-- the oldest time kept, or nil if nothing was trimmed.
+local function trim_seen(key)
+  if redis.call('HLEN', key) <= SEEN_TRIM_AT then return end
+  local flat = redis.call('HGETALL', key)
+  local times = {}
+  for k = 1, #flat, 2 do
+    if flat[k] ~= '' then times[#times + 1] = seen_time(flat[k + 1]) end
+  end
+  if #times <= SEEN_TRIM_AT then return end
+  table.sort(times)
+  local cutoff = times[#times - DEDUPE + 1]
+  local gone, floor, floor_text = {}, nil, nil
+  for k = 1, #flat, 2 do
+    if flat[k] ~= '' then
+      local ts, text = seen_time(flat[k + 1])
+      if ts < cutoff then
+        gone[#gone + 1] = flat[k]
+        if floor == nil or ts > floor then floor, floor_text = ts, text end
+      end
+    end
+  end
+  for first = 1, #gone, 1000 do  -- (unpack's stack is limited)
+    redis.call('HDEL', key, unpack(gone, first, math.min(first + 999, #gone)))
+  end
+  if floor_text then redis.call('HSET', key, '', floor_text) end
+  return cutoff
+end
+
+-- Records an event in its user's window (SeenEvents.holds, then add); false if it was applied
+-- already (in the window, or at or before the floor) or the trim took it straight back out
+-- (older than the user's whole window: a replay from beyond it, not news).
+local function record_seen(key, digest, ts, entry)
+  local found = redis.call('HMGET', key, digest, '')
+  if found[1] or (found[2] and ts <= tonumber(found[2])) then return false end
+  redis.call('HSET', key, digest, entry)
+  local cutoff = trim_seen(key)
+  return cutoff == nil or ts >= cutoff
+end
+
+-- The user's logged events (SeenEvents.logged): oldest first, ties in the hash's order, each
+-- {digest, ts text, "weight<TAB>item"}.
+local function logged_events(user)
+  local flat = redis.call('HGETALL', ukey(user, 'seen_events'))
+  local found = {}
+  for k = 1, #flat, 2 do
+    local ts, ts_text, tab = seen_time(flat[k + 1])
+    if tab and flat[k] ~= '' then
+      found[#found + 1] = { flat[k], ts_text, string.sub(flat[k + 1], tab + 1), ts = ts,
+        n = #found }
+    end
+  end
+  table.sort(found, function(a, b) return a.ts < b.ts or (a.ts == b.ts and a.n < b.n) end)
   return found
 end
 
@@ -420,10 +485,9 @@ local outcomes = {}
 -- A key of the event's own user or target holding another type than the script writes would
 -- fail the script half way through the event (Redis does not roll a script back), so such an
 -- event is refused before anything of it is written. Checked once per batch per key.
-local USER_KEY_TYPES = { history = 'zset', affinity = 'hash', seen_events = 'zset',
-  event_log = 'hash', trend_log = 'zset', bought = 'set', hidden = 'set', following = 'set',
-  followers = 'set', inbox = 'zset', outbox = 'set', senders = 'set', actions = 'zset',
-  seen_items = 'zset' }
+local USER_KEY_TYPES = { history = 'zset', affinity = 'hash', seen_events = 'hash',
+  trend_log = 'zset', bought = 'set', hidden = 'set', following = 'set', followers = 'set',
+  inbox = 'zset', outbox = 'set', senders = 'set', actions = 'zset', seen_items = 'zset' }
 local checked = {}
 local function wrong_types(name, types)
   if checked[name] == nil then
@@ -482,17 +546,10 @@ if mode == 'process' then
       outcomes[#outcomes + 1] = 3
     elseif corrupt(user, target) then
       outcomes[#outcomes + 1] = 2  -- rejected before any write: the pipeline dead-letters it
-    elseif redis.call('ZSCORE', seen, event_id) then
-      outcomes[#outcomes + 1] = 0
     else
-      zwrite(seen, redis.call('ZADD', seen, ts_text, event_id))
-      local stale = false
-      for _, forgotten in ipairs(trim(seen, DEDUPE)) do
-        redis.call('HDEL', ukey(user, 'event_log'), forgotten)
-        -- Older than the user's whole dedupe window: a replay from beyond it, not news.
-        if forgotten == event_id then stale = true end
-      end
-      if stale then
+      -- Applied already, or older than the user's whole window: a replay, not news.
+      local fresh = record_seen(seen, event_id, ts, seen_entry(etype, item, ts_text, weight_text))
+      if not fresh then
         outcomes[#outcomes + 1] = 0
       elseif etype == 'follow' then
         redis.call('SADD', ukey(user, 'following'), target)
@@ -501,13 +558,12 @@ if mode == 'process' then
         redis.call('SREM', ukey(user, 'following'), target)
         affect('unfollow', target, ev[11], user, '', ts_text, ev[9])
       elseif item ~= '' then
-        apply_item_event(user, event_id, item, etype, ts, ts_text, weight, weight_text, target,
-          ev[11], ev[9], ev[15])
+        apply_item_event(user, item, etype, ts, ts_text, weight, target, ev[11], ev[9], ev[15])
         if weight > 0 then
           add_trending(user, event_id, item, weight_text, ev[8], tonumber(ev[9]), ev[14])
         end
       end
-      if not stale then outcomes[#outcomes + 1] = 1 end
+      if fresh then outcomes[#outcomes + 1] = 1 end
     end
   end
   finish_trending()

@@ -42,7 +42,6 @@ taken as learnt already, and skipped.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -51,14 +50,14 @@ import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
 from models.events import Event
+from models.state.seen import event_digest
 from streams.keys import Keys, decoded
 
 
 def learnt_member(event_id: str) -> str:
-    """An event's member in a user's learnt events: its id's 8-byte digest, as a signed
-    decimal integer (what Redis stores in 8 bytes, and what JSON and Lua pass as text)."""
-    digest = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
-    return str(int.from_bytes(digest, "little", signed=True))
+    """An event's member in a user's learnt events: its id's 8-byte digest, as the worker's
+    dedupe window keeps it too (:func:`models.state.seen.event_digest`)."""
+    return event_digest(event_id)
 
 
 def learnt_entry(event: Event) -> tuple[int, str]:

@@ -16,6 +16,7 @@ import orjson
 
 from models.events import Event
 from models.state import StateParams
+from models.state.seen import FLOOR, logged_entry
 from models.state.steps import popularity_step, withdrawal
 from streams.keys import Keys, decoded
 from streams.store.lua import command, run
@@ -57,30 +58,27 @@ class Landmarks:
         self.known[partition] = decoded(stored) if stored else ""
 
     async def withdrawals(self, client: Any, user: str) -> tuple[str, bytes]:
-        """For an erasure of ``user``: their partition's landmark and JSON {event id: [amount,
-        zero]} of each event they logged (read now; the script says if they changed)."""
+        """For an erasure of ``user``: their partition's landmark and JSON {event digest:
+        [amount, zero]} of each event they logged (read now; the script says if they
+        changed)."""
         partition = self.keys.partition_of(user)
-        landmark, seen, log = await run(
+        landmark, seen = await run(
             client,
             [
                 command("GET", self.keys.partition(partition, "landmark")),
-                command("ZRANGE", self.keys.user(user, "seen_events"), 0, -1, "WITHSCORES"),
-                command("HGETALL", self.keys.user(user, "event_log")),
+                command("HGETALL", self.keys.user(user, "seen_events")),
             ],
         )
         self.found(partition, landmark)
         known = self.known[partition]
         amounts: dict[str, list[str]] = {}
         if known:
-            times = dict(_pairs(seen))
-            for event_id, entry in _pairs(log):
-                if event_id not in times:  # (the script takes out only events it saw)
-                    continue
-                weight = float(decoded(entry).partition("\t")[0])
-                amount, zero = withdrawal(
-                    self.params, float(known), weight=weight, ts=float(times[event_id])
-                )
-                amounts[event_id] = [repr(amount), repr(zero)]
+            for digest, entry in _pairs(seen):
+                logged = None if digest == FLOOR else logged_entry(decoded(entry))
+                if logged is not None:
+                    ts, weight, _ = logged
+                    amount, zero = withdrawal(self.params, float(known), weight=weight, ts=ts)
+                    amounts[digest] = [repr(amount), repr(zero)]
         return known, orjson.dumps(amounts)
 
 

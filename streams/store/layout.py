@@ -17,7 +17,7 @@ from streams.keys import LAYOUT_VERSION, Keys, decoded
 #: What to do when the record disagrees: the state cannot be moved, only rebuilt from events.
 REBUILD = (
     "rebuild the state: stop every worker, delete the socialrec keys from Redis and replay "
-    "`events` from its start (it keeps 7 days), or restore the earlier topics.yaml"
+    "`events` from its start (it keeps 7 days)"
 )
 
 
@@ -32,10 +32,15 @@ async def check_layout(client: Any, keys: Keys) -> str | None:
             return f"Redis holds state of an older key layout (1, before partition tags): {REBUILD}"
         await client.hset(keys.layout(), mapping=want)
         return None
+    if stored.get("partitions") == want["partitions"] and stored != want:
+        return (
+            f"Redis holds state of key layout {stored.get('version')}, and this version of "
+            f"socialrec reads layout {LAYOUT_VERSION}: {REBUILD}"
+        )
     if stored != want:
         return (
             f"Redis holds state laid out for {stored.get('partitions')} partitions of `events` "
             f"(layout {stored.get('version')}), but topics.yaml declares {keys.partitions} "
-            f"(layout {LAYOUT_VERSION}): {REBUILD}"
+            f"(layout {LAYOUT_VERSION}): {REBUILD}, or restore the earlier topics.yaml"
         )
     return None

@@ -29,6 +29,7 @@ from models.content import CatalogRecord
 from models.events import Event
 from models.popularity import merged_top
 from models.state import ACTIONS_READ, ErasureReport, Outcome, PopularView, StateParams
+from models.state.seen import event_digest
 from models.trending import TrendingList
 from streams.keys import Keys, best_command, best_pairs, decoded, queue_best
 from streams.runtime.itemcache import Neighbours, item_meta_cache, neighbour_cache
@@ -303,7 +304,7 @@ class RedisStore:
         catalog = await self._catalog.get({e.item_id for e in events if e.item_id})
         return [
             [
-                e.event_id,
+                event_digest(e.event_id),
                 e.type.value,
                 e.user_id,
                 e.item_id or "",

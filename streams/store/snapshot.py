@@ -32,7 +32,6 @@ _USER_DEFAULTS: Mapping[str, type] = {
     "history": dict,
     "affinity": dict,
     "seen_events": dict,
-    "event_log": dict,
     "bought": set,
     "hidden": set,
     "following": set,
@@ -55,7 +54,7 @@ async def redis_snapshot(client: aioredis.Redis, keys: Keys) -> dict[str, Any]:
         scope, entity, field = keys.parse(key)
         if scope == "trending" or field in NOT_IN_SNAPSHOT:
             continue  # compared by their own contract tests, not part of MemoryState
-        value = await _read_key(client, key, text_values=field in ("event_log",))
+        value = await _read_key(client, key, text_values=field == "seen_events")
         if scope == "user":
             users.setdefault(entity, {}).update({field: value})
         elif field == "landmark":

@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 from models.cooccurrence import Cooccurrence
 from models.events import Event
 from models.state import MemoryState, Outcome, StateParams
+from models.state.seen import FLOOR
 from streams.config import Settings
 from streams.keys import Keys
 from streams.security import kafka_client_kwargs
@@ -88,10 +89,11 @@ def differences(a: Any, b: Any, path: str = "", limit: int = 5) -> list[str]:
 
 
 async def seen_events(client: aioredis.Redis) -> int:
-    """Events the worker has applied, summed over the users' dedupe windows."""
+    """Events the worker has applied, summed over the users' dedupe windows (a window's
+    floor is not an event: models/state/seen.py)."""
     total = 0
     async for key in client.scan_iter(match=Keys().users_matching("seen_events"), count=1000):
-        total += await client.zcard(key)
+        total += await client.hlen(key) - await client.hexists(key, FLOOR)
     return total
 
 

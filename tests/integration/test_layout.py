@@ -1,5 +1,6 @@
 """The store's layout record: an empty store gets it, a store laid out for another partition
-count or by the layout before partition tags is refused with what to do."""
+count, of an older key layout or of the layout before partition tags is refused with what
+to do."""
 
 from __future__ import annotations
 
@@ -27,6 +28,15 @@ async def test_a_store_laid_out_for_another_partition_count_is_refused(
     assert problem is not None
     assert "laid out for 3 partitions" in problem
     assert "declares 6" in problem
+    assert "rebuild the state" in problem
+
+
+async def test_a_store_of_an_older_key_layout_is_refused(redis_client: aioredis.Redis) -> None:
+    keys = Keys()
+    await redis_client.hset(keys.layout(), mapping={"version": "2", "partitions": "6"})
+    problem = await check_layout(redis_client, keys)
+    assert problem is not None
+    assert f"key layout 2, and this version of socialrec reads layout {LAYOUT_VERSION}" in problem
     assert "rebuild the state" in problem
 
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from models.events import Event, EventType
 from models.similarity import cosine
 from models.state import MemoryState, Outcome, StateParams
+from models.state.seen import trim_at
 from tests.unit.strategies import event_streams
 
 #: Caps large enough that nothing is evicted, so the incremental sums must be exact.
@@ -42,6 +43,15 @@ def test_replaying_a_stream_changes_nothing(events: list[Event]) -> None:
 
 
 @given(event_streams())
+def test_a_replay_from_beyond_a_small_dedupe_window_changes_nothing(events: list[Event]) -> None:
+    # Windows of 2 are trimmed all the time: what was trimmed away is behind the floor.
+    state = _replay(events, StateParams(dedupe_window=2))
+    before = state.snapshot()
+    assert all(o is Outcome.DUPLICATE for o in state.apply_batch(events))
+    assert state.snapshot() == before
+
+
+@given(event_streams())
 @settings(max_examples=50)
 def test_bounded_structures_stay_bounded(events: list[Event]) -> None:
     params = StateParams(
@@ -51,7 +61,11 @@ def test_bounded_structures_stay_bounded(events: list[Event]) -> None:
     for user in state.users.values():
         assert len(user.history) <= 3
         assert set(user.affinity) == set(user.history.scores)
-        assert len(user.seen_events) <= 5
+        # Trimmed back to 5 past trim_at(5): more only while the oldest kept time is shared.
+        times = sorted(
+            float(v.partition("\t")[0]) for k, v in user.seen_events.entries.items() if k
+        )
+        assert len(times) <= trim_at(5) or times.count(times[0]) > len(times) - 5
     assert len(state.popularity) <= 4
 
 
