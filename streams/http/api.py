@@ -96,7 +96,7 @@ class Api:
         return cast(Json, orjson.loads(self._spec))
 
     async def _published(self, user_id: str) -> Json | None:
-        raw = await self.deps.redis.get(self.deps.store.keys.user(user_id, "recommendations"))
+        raw = await self.deps.store.cached_recommendations(user_id)
         return None if raw is None else cast(Json, orjson.loads(raw))
 
     async def recommendations(self, request: aioweb.Request, user_id: str) -> Json:

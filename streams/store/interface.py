@@ -122,6 +122,10 @@ class Store(Protocol):
         """Keep each user's latest published list (for pull APIs; erased with the user)."""
         ...
 
+    async def cached_recommendations(self, user_id: str) -> bytes | None:
+        """The user's list as :meth:`cache_recommendations` kept it (None: none kept)."""
+        ...
+
     async def erase_users(self, user_ids: Sequence[str]) -> list[ErasureReport]:
         """Remove each user from every derived state, atomically per call."""
         ...

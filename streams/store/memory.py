@@ -165,6 +165,9 @@ class MemoryStore:
     async def cache_recommendations(self, lists: Mapping[str, bytes]) -> None:
         self.recommendations.update(lists)
 
+    async def cached_recommendations(self, user_id: str) -> bytes | None:
+        return self.recommendations.get(user_id)
+
     async def mark_erased(self, erased_at: Mapping[str, float]) -> None:
         for user_id, at in erased_at.items():
             self.erased[self.keys.erased(user_id)] = at

@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 
@@ -430,6 +431,21 @@ async def test_item_categories_come_from_the_catalog(make_store: StoreFactory) -
     }
     await store.delete_items(["i1"])
     assert (await store.item_categories(["i1"]))["i1"] == ""
+
+
+async def test_a_cached_list_reads_back_as_published(make_store: StoreFactory) -> None:
+    store = make_store(StateParams())
+    items = [
+        {"item_id": f"i{n}", "score": 0.5, "reasons": [{"action": "popular"}]} for n in range(10)
+    ]
+    body = orjson.dumps({"user_id": "u1", "items": items})
+    await store.cache_recommendations({"u1": body})
+    assert await store.cached_recommendations("u1") == body
+    assert await store.cached_recommendations("u2") is None
+    if isinstance(store, RedisStore):  # kept deflated
+        stored = await store.client.get(Keys().user("u1", "recommendations"))
+        assert isinstance(stored, bytes)
+        assert len(stored) < len(body) / 2
 
 
 async def test_erasure_marks_are_anonymous_and_readable(make_store: StoreFactory) -> None:
