@@ -272,6 +272,9 @@ local function finish_trending()
   for scope in pairs(trend_scopes) do redis.call('SADD', TRENDING_CHANGED, scope) end
   for log, bucket in pairs(trend_logs) do
     redis.call('ZREMRANGEBYSCORE', log, '-inf', '(' .. (bucket - 2 * TREND_SPAN - 1))
+    -- Readers look at the buckets of the last two windows by the clock, and a bucket's time
+    -- is its events' arrival, before this write: past TREND_TTL no reader sees them.
+    redis.call('EXPIRE', log, TREND_TTL)
   end
 end
 

@@ -30,6 +30,7 @@ from streams.store import (
     ReadParams,
     RedisStore,
     Store,
+    TrendingParams,
 )
 from tests.fuzz.ids import id_pool
 from tests.integration.conftest import REAL_CLIENTS
@@ -405,6 +406,9 @@ async def test_trending_windows_match_the_reference(real_client: aioredis.Redis)
     assert expected["global"][0]  # there is something trending
 
     victim = "u3"
+    # A trending log lasts as long as its buckets can be read: two windows and a bucket more.
+    ttl = await real_client.ttl(Keys().user(victim, "trend_log"))
+    assert 0 < ttl <= (2 * TrendingParams().span + 2) * TrendingParams().bucket_s
     await reference.erase_users([victim])
     await real.erase_users([victim])
     never = MemoryStore(StateParams())
