@@ -104,6 +104,9 @@ GLOBAL_FIELDS: Final = (
     "popularity_learnt",  # hash item -> its popularity under every half-life (learner_state.py)
     "knobs",  # string: the learnt blend (streams/runtime/knobs.py; per-source figures, no user id)
 )
+#: The hash tag of each global structure that an atomic step writes together with another:
+#: they share a slot (:meth:`Keys.global_`). The others hash on their own name.
+GLOBAL_TAGS: Final = {"learner": "learner", "popularity_learnt": "learner"}
 
 #: Per-partition structures, in the slot of the partition's users (:meth:`Keys.partition`):
 #: offsets (hash "topic:partition" -> applied offset, "…:published" -> published offset), relay
@@ -113,7 +116,9 @@ GLOBAL_FIELDS: Final = (
 #: events) and landmark (string, its landmark time): readers sum them
 #: (models/popularity.py merged_top); trending_changed (set: scopes whose buckets the
 #: partition's steps changed since they were last taken). The partition's trending buckets
-#: are in its slot too (:meth:`Keys.trending`).
+#: are in its slot too (:meth:`Keys.trending`). learner (hash: "offset:topic:partition" ->
+#: the last offset the learner stored, "withdrawn" -> how many popularity_withdrawn entries it
+#: has dropped since the list began): streams/runtime/learner_state.py.
 PARTITION_FIELDS: Final = (
     "offsets",
     "relay",
@@ -122,11 +127,13 @@ PARTITION_FIELDS: Final = (
     "landmark",
     "trending_changed",
     "popularity_withdrawn",  # list: erased events (item, weight, time) for the learner to undo
+    "learner",
 )
 #: What the store's layout record (:meth:`Keys.layout`) says: the key layout's version and
 #: the partition count the users' tags were computed for. Layout 3: the dedupe window is one
-#: hash of digests (it was a sorted set of ids beside a hash ``event_log``).
-LAYOUT_VERSION: Final = 3
+#: hash of digests (it was a sorted set of ids beside a hash ``event_log``); 4: the learner's
+#: progress and offsets in the ``{learner}`` slot and each partition's.
+LAYOUT_VERSION: Final = 4
 
 #: Every field the recommendation sources own (streams/sources): each source's own contract
 #: tests compare them with its pure model, so the core state's snapshot leaves them out.
@@ -345,8 +352,14 @@ class Keys:
         return f"{self.prefix}i:{item_id}:{field}"
 
     def global_(self, field: str) -> str:
+        """A structure shared by every partition; in its tag's slot if it has one.
+
+        >>> Keys("sr:", partitions=6).global_("learner"), Keys("sr:").global_("norm2")
+        ('sr:{learner}learner', 'sr:norm2')
+        """
         assert field in GLOBAL_FIELDS, field
-        return f"{self.prefix}{field}"
+        tag = GLOBAL_TAGS.get(field)
+        return f"{self.prefix}{field}" if tag is None else f"{self.prefix}{{{tag}}}{field}"
 
     def trending(self, bucket: int, scope: str, partition: int, *, counts: bool = False) -> str:
         """A partition's share of a trending bucket of a scope: item -> weighted count (or ->
@@ -423,6 +436,8 @@ class Keys:
 
     def _parse_tagged(self, tag: str, rest: str = "") -> tuple[Scope, str, str]:
         """:meth:`parse` of a key behind a hash tag; a user's key must carry their own."""
+        if rest in GLOBAL_FIELDS and GLOBAL_TAGS.get(rest) == tag:
+            return "global", "", rest
         partition = tag.partition(".")[0]
         if rest in PARTITION_FIELDS and partition.isdigit():
             if tag != partition_tag(int(partition), self.partitions):

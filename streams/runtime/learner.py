@@ -44,7 +44,8 @@ from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.pipeline import InboundRecord, recommend_params, validate_record
 from streams.runtime.forgetting import ForgetFollower, marked
-from streams.runtime.learner_state import LearnerState, Withdrawals
+from streams.runtime.learner_state import LearnerState
+from streams.runtime.learner_steps import Withdrawals
 from streams.runtime.outage import wait_out
 from streams.runtime.refresh import Refreshes
 from streams.security import kafka_client_kwargs

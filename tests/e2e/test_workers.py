@@ -49,9 +49,9 @@ HALF_LIFE_S = Settings().popularity_half_life_s
 #: The learned popularity's rows are each learner's own partitions, last writer wins per item
 #: (docs/quality.md: merging them is left for scale-out), and its withdrawals are consumed.
 PER_RUN = (
-    "}t:", "}tn:", ":tp:", ":pools", ":recommendations", "}offsets", "sr:learner",
+    "}t:", "}tn:", ":tp:", ":pools", ":recommendations", "}offsets", "}learner",
     "}trending_changed", "sr:m:", ":trend_log", ":mf", ":sim", "}landmark",
-    "sr:popularity_learnt", "}popularity_withdrawn",
+    "}popularity_learnt", "}popularity_withdrawn",
 )  # fmt: skip
 
 

@@ -1,0 +1,116 @@
+"""Every atomic step the learner takes touches one Redis Cluster slot (issue 10, item 10).
+
+The learner learns a simulated stream from every source, refreshes pools, takes erasures'
+withdrawals out of its popularity, and the sources and the learner's state erase two users,
+all under ``MONITOR`` (tests/slots.py): each script and ``MULTI`` Redis ran is checked by the
+keys it really touched. The steps that still span slots are named in :data:`SPANNING`, as
+docs/cluster.md lists them; the test fails when one of them no longer does, so the list only
+ever shrinks.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import redis.asyncio as aioredis
+
+from models.content import CatalogRecord
+from models.simulator import generate_events, generate_world
+from streams.config import Settings
+from streams.keys import Keys
+from streams.metrics import WorkerMetrics
+from streams.pipeline import InboundRecord
+from streams.runtime import learner_steps, pools
+from streams.runtime.learner import Learner
+from streams.runtime.learner_state import LearnerState
+from streams.runtime.worker import state_params
+from streams.sources import content_catalogue, fbt, followees
+from streams.sources.content import RedisContent
+from streams.sources.factory import build_sources
+from streams.store import RedisStore
+from tests.conftest import TEST_REDIS_DB
+from tests.slots import Step, script_sha, watched_steps
+
+T0 = 1_796_000_000.0
+
+#: What still spans slots, by step (docs/cluster.md, "What spanned slots").
+SPANNING = {
+    "MULTI content_profile",  # erasure of users in several partitions
+    "MULTI content_profile,marks",
+    "MULTI content_changes,content_items,content_sim",
+    "MULTI marks,mf,mf_contrib,mf_items,mf_sampler",
+    "MULTI marks,ucf_row,ucf_users",
+    "MULTI ucf_row,ucf_users",
+    "MULTI fbt_baskets,fbt_items,fbt_pairs,fbt_total,marks",
+    "MULTI fbt_baskets,fbt_items,fbt_pairs,fbt_total",
+    "MULTI fol_followers,fol_following,fol_items,marks,x",
+    "MULTI fol_followers,fol_following,fol_items",
+    "itemcf.lua",
+}
+
+
+def _names() -> dict[str, str]:
+    """Each script the learner runs, by the SHA Redis knows it by."""
+    lua = resources.files("streams").joinpath("lua")
+    texts = {
+        "state.lua": lua.joinpath("state.lua").read_text(),
+        "itemcf.lua": lua.joinpath("itemcf.lua").read_text(),
+        "learner shared step": learner_steps._SHARED,
+        "learner partition step": learner_steps._PARTITION,
+        "pools": pools._SET_UNLESS_ERASED,
+        "followees write": followees._WRITE,
+        "fbt globals": fbt._GLOBAL_DELTA,
+        "content neighbours": content_catalogue._NEIGHBOURS_LUA,
+    }
+    return {script_sha(text): name for name, text in texts.items()}
+
+
+def _name(step: Step, keys: Keys, names: dict[str, str]) -> str:
+    """A script by its name; a transaction by the key families it touched."""
+    verb = step.opened_by[0].upper()
+    if verb == b"EVALSHA":
+        return names.get(step.opened_by[1].decode(), step.name)
+    if verb == b"EVAL":
+        return names.get(script_sha(step.opened_by[1].decode()), step.name)
+    fields = {keys.parse(k.decode())[2] for k in step.keys}
+    return "MULTI " + ",".join(sorted(f.replace("erased", "x") for f in fields))
+
+
+async def test_every_step_the_learner_takes_is_one_slot(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    keys = Keys()
+    world = generate_world(seed=3, users=40, items=60)
+    events = list(generate_events(world, seed=3, count=600, start_ts=T0))
+    store = RedisStore(redis_client, state_params(settings), withdraw=True)
+    await store.process_batch(events)  # the publish path's part, before the watch
+    metrics = WorkerMetrics()
+    sources, content = build_sources(redis_client, settings, store.params, metrics)
+    assert isinstance(content, RedisContent)
+    learner = Learner(
+        settings, store, sources, LearnerState(redis_client), metrics, clock=lambda: T0 + 900
+    )
+    records = [
+        InboundRecord(e.to_json(), e.user_id.encode(), "events", keys.partition_of(e.user_id),
+                      n, e.ts)
+        for n, e in enumerate(events)
+    ]  # fmt: skip
+    catalog = [CatalogRecord(i.item_id, i.title, i.category, i.brand) for i in world.items]
+    erased = sorted({e.user_id for e in events})[:2]
+
+    async def workload() -> None:
+        await content.put_items(catalog)
+        await learner.learn(records[:300])
+        await learner.learn(records[300:])
+        await store.erase_users(erased)
+        await learner.sources.erase(erased)
+        await learner.state.erase(erased)
+        await learner.withdraw_idle()
+        await content.delete_items([catalog[0].item_id])
+
+    steps = await watched_steps(redis_client, TEST_REDIS_DB, workload)
+    names = _names()
+    spanning = {_name(s, keys, names) for s in steps if len(s.slots) > 1}
+    ran = {_name(s, keys, names) for s in steps}
+    assert {"learner shared step", "learner partition step", "pools"} <= ran
+    assert spanning == SPANNING
