@@ -122,7 +122,7 @@ class Learner:
         progress = Progress(
             self.state.client,
             self.state.keys,
-            {e.event_id: (f"{r.topic}:{r.partition}", r.offset) for e, r in valid},
+            {e.event_id: (e.user_id, f"{r.topic}:{r.partition}", r.offset) for e, r in valid},
         )
         await self.sources.learn(fresh, progress)  # each source waits out outages itself
         touched = dict.fromkeys(e.user_id for e in fresh if e.item_id is not None)

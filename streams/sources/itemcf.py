@@ -49,7 +49,7 @@ from models.recommend import Candidate, Source
 from models.shrinkage import ShrinkageEstimator
 from models.state import StateParams
 from streams.keys import Keys, decoded, user_strings
-from streams.sources.progress import Learnt, learnt_entry, learnt_member
+from streams.sources.progress import Marks, learnt_entry, learnt_member
 
 #: Events per atomic step at most. Redis runs one script at a time, so a long one delays the
 #: publish path's batches: an event changes up to twice its window's size in pairs, each a few
@@ -100,7 +100,7 @@ class RedisItemCF:
         text = resources.files("streams").joinpath("lua/itemcf.lua").read_text()
         self._script = client.register_script(text)
 
-    async def learn(self, events: Sequence[Event], learnt: Learnt | None = None) -> None:
+    async def learn(self, events: Sequence[Event], learnt: Marks | None = None) -> None:
         """Learn in steps of at most :data:`STEP_EVENTS` events, each atomic with its marks."""
         found = list(item_events(events))
         for start in range(0, len(found), STEP_EVENTS):

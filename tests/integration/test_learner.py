@@ -460,25 +460,27 @@ async def test_a_batch_of_erasures_reports_what_one_at_a_time_would(
     assert all(n > 0 for n in batched[:2] + batched[3:])
 
 
-async def test_a_connection_lost_while_watching_the_marks_is_waited_out(
+async def test_a_step_whose_reply_was_lost_is_waited_out_and_teaches_once(
     settings: Settings, redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """redis-py reports a connection dropped between WATCH and EXEC as a WatchError, not as a
-    connection error: the chaos run's Redis kill cost FBT and user-CF a batch that way (each
-    logged "failed to learn", then item-CF marked the events learnt)."""
+    """Redis applied a source's steps but the connection dropped before their replies came
+    (the chaos run's Redis kill): the source waits it out, finds its marks moved, learns
+    nothing again, and what the steps handed off is still applied once."""
     from redis.asyncio.client import Pipeline
-    from redis.exceptions import WatchError
+    from redis.exceptions import ConnectionError as Dropped
 
-    watch = Pipeline.watch
+    execute = Pipeline.execute
     dropped: list[int] = []
 
-    async def dropping(self: Pipeline, *names: Any) -> Any:
-        if len(dropped) < 3:
+    async def dropping(self: Pipeline, raise_on_error: bool = True) -> Any:
+        steps = any("step" in args for args, _ in self.command_stack)
+        replies = await execute(self, raise_on_error)
+        if steps and len(dropped) < 3:
             dropped.append(1)
-            raise WatchError("A ConnectionError occurred on while watching one or more keys")
-        return await watch(self, *names)
+            raise Dropped("Connection closed by server.")
+        return replies
 
-    monkeypatch.setattr(Pipeline, "watch", dropping)
+    monkeypatch.setattr(Pipeline, "execute", dropping)
     records = _records(_stream())
     learner = _learner(redis_client, settings)
     await learner.learn(records)
@@ -488,9 +490,12 @@ async def test_a_connection_lost_while_watching_the_marks_is_waited_out(
         errors("socialrec_source_errors_total", {"source": s, "call": "learn"})
         for s in SOURCE_NAMES
     )
+    sampler = await redis_client.get(Keys().global_("mf_sampler"))
+    assert isinstance(sampler, bytes)
+    assert decode_sampler(sampler).steps == len(_stream())
     dropped_state = await _learnt_state(redis_client)
     await redis_client.flushdb()
-    monkeypatch.setattr(Pipeline, "watch", watch)
+    monkeypatch.setattr(Pipeline, "execute", execute)
     await _learner(redis_client, settings).learn(records)
     assert dropped_state == await _learnt_state(redis_client)
 

@@ -24,7 +24,7 @@ from streams.runtime import learner_steps, pools
 from streams.runtime.learner import Learner
 from streams.runtime.learner_state import LearnerState
 from streams.runtime.worker import state_params
-from streams.sources import content_catalogue, fbt, followees
+from streams.sources import content_catalogue
 from streams.sources.content import RedisContent
 from streams.sources.factory import build_sources
 from streams.store import RedisStore
@@ -35,16 +35,7 @@ T0 = 1_796_000_000.0
 
 #: What still spans slots, by step (docs/cluster.md, "What spanned slots").
 SPANNING = {
-    "MULTI content_profile",  # erasure of users in several partitions
-    "MULTI content_profile,marks",
     "MULTI content_changes,content_items,content_sim",
-    "MULTI marks,mf,mf_contrib,mf_items,mf_sampler",
-    "MULTI marks,ucf_row,ucf_users",
-    "MULTI ucf_row,ucf_users",
-    "MULTI fbt_baskets,fbt_items,fbt_pairs,fbt_total,marks",
-    "MULTI fbt_baskets,fbt_items,fbt_pairs,fbt_total",
-    "MULTI fol_followers,fol_following,fol_items,marks,x",
-    "MULTI fol_followers,fol_following,fol_items",
     "itemcf.lua",
 }
 
@@ -58,8 +49,7 @@ def _names() -> dict[str, str]:
         "learner shared step": learner_steps._SHARED,
         "learner partition step": learner_steps._PARTITION,
         "pools": pools._SET_UNLESS_ERASED,
-        "followees write": followees._WRITE,
-        "fbt globals": fbt._GLOBAL_DELTA,
+        "handoff.lua": lua.joinpath("handoff.lua").read_text(),
         "content neighbours": content_catalogue._NEIGHBOURS_LUA,
     }
     return {script_sha(text): name for name, text in texts.items()}

@@ -1,0 +1,145 @@
+"""The learner's steps, one Redis Cluster slot each, and what they hand to other slots.
+
+A source's step writes in one slot: a partition's users' keys (or its items', streams/keys.py)
+with the source's marks there (streams/sources/progress.py: a compare-and-set, so a retried
+or a second learner's step changes nothing). What the step changes in another slot (a shared
+table, an item's row, another user's index) it hands off in the same atomic step: an entry
+appended to the slot's hand-off list (``ho:<kind>``), numbered by the slot's counter. The
+entries are then applied in their target slots, each once (the target keeps the number of
+the last entry it applied from each source slot), and dropped from the list once applied
+(streams/lua/handoff.lua). So a step and everything it hands off happen exactly once, and an
+entry that was not applied when the learner died is applied by the next one (:meth:`drain`).
+What a step writes, and how it is routed to slots: streams/sources/writes.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from importlib import resources
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+
+from streams.keys import Keys, decoded
+from streams.sources.progress import Stale
+from streams.sources.writes import Arg, Step, payload
+
+
+class Refused(Exception):
+    """A step refused: the indexes of its refusals that held."""
+
+    def __init__(self, held: list[int]) -> None:
+        super().__init__(held)
+        self.held = held
+
+
+_TEXT = resources.files("streams").joinpath("lua/handoff.lua").read_text()
+
+
+class Handoffs:
+    """Steps of one kind (a source's name), and the delivery of what they hand off."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys, kind: str) -> None:
+        self.client, self.keys, self.kind = client, keys, kind
+        self._drained = False
+
+    @cached_property
+    def _script(self) -> AsyncScript:
+        return self.client.register_script(_TEXT)
+
+    def _keys(self, stem: str) -> list[str]:
+        return list(self.keys.handoffs(stem, self.kind))
+
+    async def settle(self) -> None:
+        """Deliver what may be waiting (at the first call, and after a call that failed: its
+        steps may have been applied without their entries being delivered), so what is read
+        next holds it."""
+        if not self._drained:
+            await self.drain()
+
+    async def run(self, steps: Sequence[Step]) -> None:
+        """The steps, in one round trip, then every entry their slots hold for others.
+        Raises :class:`Stale` if a step's marks had moved (the others are written), and
+        :class:`Refused` for a single refused step."""
+        await self.settle()
+        try:
+            await self._run(steps)
+        except BaseException:
+            self._drained = False  # a reply lost: its steps' entries may be waiting
+            raise
+
+    async def _run(self, steps: Sequence[Step]) -> None:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for step in steps:
+                await self._queue_step(pipe, step)
+            replies = await pipe.execute()
+        pending: dict[str, list[Any]] = {}
+        stale = False
+        for step, reply in zip(steps, replies, strict=True):
+            if int(reply[0]) == 1:
+                stale = True
+            elif int(reply[0]) == 2:
+                raise Refused([int(n) for n in reply[1]])
+            else:
+                if step.learnt is not None:
+                    step.learnt.committed = step.upto is None
+                    step.learnt.read = dict(step.marks)
+                if reply[1]:
+                    pending[step.writes.stem] = reply[1]
+        await self.deliver(pending)
+        if stale:
+            raise Stale
+
+    async def _queue_step(self, pipe: Any, step: Step) -> None:
+        stem, learnt = step.writes.stem, step.learnt
+        control = {
+            "expect": {} if learnt is None else {f: learnt.read.get(f, -1) for f in step.marks},
+            "marks": dict(step.marks),
+            "refuse": step.refuse,
+        }
+        keys = self._keys(stem) + ([learnt.key] if learnt is not None else [])
+        args: list[Arg] = ["step", self.kind, orjson.dumps(control), payload(step.writes.flat())]
+        await self._script(keys=keys, args=args, client=pipe)
+
+    async def deliver(self, pending: Mapping[str, Sequence[Any]]) -> None:
+        """Apply the entries in their targets' slots, then what those hand on, then drop
+        them from the lists they came from."""
+        delivered: dict[str, int] = {}
+        while pending:
+            calls: dict[tuple[str, str], list[bytes]] = {}
+            for source, entries in pending.items():
+                for raw in entries:
+                    number, target, _ = raw.split(b"\t", 2)
+                    calls.setdefault((source, decoded(target)), []).append(raw)
+                    delivered[source] = max(delivered.get(source, 0), int(number))
+            async with self.client.pipeline(transaction=False) as pipe:
+                for (source, target), entries in calls.items():
+                    tag = source[source.index("{") + 1 : -1]
+                    args: list[Arg] = ["apply", self.kind, tag, *entries]
+                    await self._script(keys=self._keys(target), args=args, client=pipe)
+                replies = await pipe.execute()
+            handed: dict[str, list[Any]] = {}
+            for (_, target), (_, more) in zip(calls, replies, strict=True):
+                if more:
+                    handed.setdefault(target, []).extend(more)
+            pending = handed
+        if delivered:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for source, number in delivered.items():
+                    trim: list[Arg] = ["trim", self.kind, number]
+                    await self._script(keys=self._keys(source), args=trim, client=pipe)
+                await pipe.execute()
+
+    async def drain(self) -> None:
+        """Deliver whatever every partition's list still holds (a learner that died, or an
+        erasure that stopped, before delivering it)."""
+        stems = [self.keys.partition_stem(p) for p in range(self.keys.partitions)]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for stem in stems:
+                pipe.lrange(self._keys(stem)[0], 0, -1)
+            lists = await pipe.execute()
+        await self.deliver({s: entries for s, entries in zip(stems, lists, strict=True) if entries})
+        self._drained = True
