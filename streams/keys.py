@@ -19,12 +19,12 @@ back through :meth:`Keys.parse`.
 ('user', 'u1', 'history')
 >>> k.offsets(4)
 'sr:{4.11}offsets'
->>> k.parse("sr:i:phone:sim")
+>>> k.parse("sr:i:phone:meta")
+('item', 'phone', 'meta')
+>>> k.parse(k.item("phone", "sim"))
 ('item', 'phone', 'sim')
->>> k.parse(k.item("phone", "fbt_pairs"))
-('item', 'phone', 'fbt_pairs')
->>> k.parse("sr:norm2")
-('global', '', 'norm2')
+>>> k.parse(k.global_("mf_items"))
+('global', '', 'mf_items')
 >>> k.parse(k.trending(1796000000, "stream:live-3", 2))
 ('trending', 'stream:live-3', 'weights')
 >>> k.parse(k.merchant_counts(29933400, "m1"))
@@ -95,12 +95,9 @@ USER_FIELDS: Final = (
 #: baskets with both), content_sim (zset: nearest items by catalog content).
 ITEM_FIELDS: Final = ("dot", "sim", "meta", "ucf_users", "fbt_pairs", "content_sim")
 #: The item structures in their home's slot (:meth:`Keys.home`); the others hash on their name.
-HOMED_ITEM_FIELDS: Final = ("ucf_users", "fbt_pairs")
-#: Global structures: norm2 (zset item -> Σ a_ui²) and the recommendation sources' shared
-#: tables (none of them holds a user id).
+HOMED_ITEM_FIELDS: Final = ("dot", "sim", "ucf_users", "fbt_pairs")
+#: Global structures: the recommendation sources' shared tables (none holds a user id).
 GLOBAL_FIELDS: Final = (
-    "norm2",
-    "cf_norms",  # hash: sum and count of the items' norm2 (item-CF's learned shrinkage)
     "mf_items",  # hash item -> float32 factor row
     "mf_sampler",  # string: MF's sampler state (steps, recent positives)
     "fbt_items",  # hash item -> retained baskets containing it
@@ -144,13 +141,16 @@ PARTITION_FIELDS: Final = (
     "trending_changed",
     "popularity_withdrawn",  # list: erased events (item, weight, time) for the learner to undo
     "learner",
+    "norm2",  # zset: item-CF's Σ a_ui² of the items at home here (streams/sources/itemcf.py)
+    "cf_norms",  # hash: their sum and count above zero (a share of the learned shrinkage's)
 )
 #: What the store's layout record (:meth:`Keys.layout`) says: the key layout's version and
 #: the partition count the users' tags were computed for. Layout 3: the dedupe window is one
 #: hash of digests (it was a sorted set of ids beside a hash ``event_log``); 4: the learner's
 #: progress and offsets in the ``{learner}`` slot and each partition's; 5: the sources' marks
-#: per partition, their shared tables tagged, the hand-offs (streams/sources/handoff.py).
-LAYOUT_VERSION: Final = 5
+#: per partition, their shared tables tagged, the hand-offs (streams/sources/handoff.py); 6:
+#: item-CF's rows in their items' homes, its norms per home.
+LAYOUT_VERSION: Final = 6
 
 #: Every field the recommendation sources own (streams/sources): each source's own contract
 #: tests compare them with its pure model, so the core state's snapshot leaves them out.
@@ -394,8 +394,8 @@ class Keys:
     def global_(self, field: str) -> str:
         """A structure shared by every partition; in its tag's slot if it has one.
 
-        >>> Keys("sr:", partitions=6).global_("learner"), Keys("sr:").global_("norm2")
-        ('sr:{learner}learner', 'sr:norm2')
+        >>> Keys("sr:", partitions=6).global_("learner"), Keys("sr:").global_("knobs")
+        ('sr:{learner}learner', 'sr:knobs')
         """
         assert field in GLOBAL_FIELDS, field
         tag = GLOBAL_TAGS.get(field)

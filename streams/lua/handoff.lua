@@ -12,19 +12,22 @@ Ops come as a payload "<JSON header>\n<arguments>": the header holds each op's a
 byte lengths ([[3, 11, 5], ...]), so arguments may be any bytes (MF's rows are float32).
 Besides Redis commands:
   !live mark yes no   the next `yes` ops run if `mark` does not exist, else the `no` after them
-  !out stem payload   hand `payload` to the slot `stem` (run here if that is this slot)
+  !out stem payload   hand `payload` to the slot `stem` (run here if that is this slot), or
+                      to the slot of an item's home for "@<item id>" (Python knows it)
   !incr key n, !hincr key field n, !zincr key member n
                       add n, and delete what is left at or below zero
-An entry in a list: "<number>\t<target stem>\t<payload>".
+An entry in a list: "<number>\t<target stem>\t<payload>". A kind may add ops of its own
+(streams/sources/handoff.py puts them before the last line): item-CF's, in itemcf.lua.
 
 KEYS[1] the slot's hand-off list of this kind, KEYS[2] its counters, KEYS[3] what it applied
-(all in the slot); for a step KEYS[4] its marks hash (or KEYS[1] when it has none).
+(all in the slot); for a step KEYS[4] its marks hash (or none).
 ARGV[1] mode, ARGV[2] the kind (e.g. "fbt"), then:
   step:  ARGV[3] JSON {expect = {field: offset, -1 for none}, marks = {field: offset},
-         refuse = [["exists", key] or ["zscore", key, member], ...]}, ARGV[4] the payload. Returns {1} if the marks moved (nothing written),
-         {2, [indexes of refusals that hold]} (nothing written), else {0, [entries waiting]}.
+         refuse = [["exists", key] or ["zscore", key, member], ...]}, ARGV[4] the payload.
+         Returns {1} if the marks moved (nothing written), {2, [indexes of refusals that
+         hold]} (nothing written), else {0, [entries waiting], [what the ops reported]}.
   apply: ARGV[3] the source slot's tag, ARGV[4...] its entries for this slot, in order.
-         Returns {entries applied, [entries this slot handed on]}.
+         Returns {entries applied, [entries this slot handed on], [what the ops reported]}.
   trim:  ARGV[3] the last entry delivered.
 ]]
 
@@ -34,6 +37,10 @@ local LIST, COUNTERS, APPLIED = KEYS[1], KEYS[2], KEYS[3]
 local ZERO = 1e-9
 local function tag_of(key) return string.match(key, '{(.-)}') end
 local HERE = tag_of(LIST)
+-- What every key of this slot starts with (streams/keys.py Keys.stem_of).
+local STEM = string.match(LIST, '^(.-})')
+-- What ops report (item-CF's sums), in the order they ran.
+local results = {}
 
 local function parse(payload)
   local newline = string.find(payload, '\n', 1, true)
@@ -49,8 +56,35 @@ local function parse(payload)
   return ops
 end
 
+-- The inverse of parse (streams/sources/writes.py payload), for what an op hands on.
+local function encode(ops)
+  local header, body = {}, {}
+  for _, op in ipairs(ops) do
+    local lengths = {}
+    for _, arg in ipairs(op) do
+      lengths[#lengths + 1] = #arg
+      body[#body + 1] = arg
+    end
+    header[#header + 1] = lengths
+  end
+  return cjson.encode(header) .. '\n' .. table.concat(body)
+end
+
 local handed = {}
 local run
+
+-- Hand `payload` to the slot `target`; ops for this slot run now.
+local function hand(target, payload)
+  if tag_of(target) == HERE then  -- nil for "@<item>": handed on whatever its home
+    local ops = parse(payload)
+    run(ops, 1, #ops)
+    return
+  end
+  local entry = redis.call('HINCRBY', COUNTERS, kind, 1) .. '\t' .. target .. '\t' .. payload
+  redis.call('RPUSH', LIST, entry)
+  handed[#handed + 1] = entry
+end
+
 local OWN = {
   ['!incr'] = function(op)
     if redis.call('INCRBY', op[2], op[3]) <= 0 then redis.call('DEL', op[2]) end
@@ -63,16 +97,7 @@ local OWN = {
       redis.call('ZREM', op[2], op[3])
     end
   end,
-  ['!out'] = function(op)
-    if tag_of(op[2]) == HERE then
-      local ops = parse(op[3])
-      run(ops, 1, #ops)
-    else
-      local entry = redis.call('HINCRBY', COUNTERS, kind, 1) .. '\t' .. op[2] .. '\t' .. op[3]
-      redis.call('RPUSH', LIST, entry)
-      handed[#handed + 1] = entry
-    end
-  end,
+  ['!out'] = function(op) hand(op[2], op[3]) end,
 }
 
 run = function(ops, first, last)
@@ -101,13 +126,13 @@ local function trim(done)
   end
 end
 
-if mode == 'step' then
-  local step, marks = cjson.decode(ARGV[3]), KEYS[4]
-  for field, offset in pairs(step.expect) do
+local function step()
+  local control, marks = cjson.decode(ARGV[3]), KEYS[4]
+  for field, offset in pairs(control.expect) do
     if tonumber(redis.call('HGET', marks, field) or '-1') ~= offset then return { 1 } end
   end
   local refused = {}
-  for n, r in ipairs(step.refuse) do
+  for n, r in ipairs(control.refuse) do
     local holds
     if r[1] == 'exists' then holds = redis.call('EXISTS', r[2]) == 1
     else holds = redis.call('ZSCORE', r[2], r[3]) ~= false end
@@ -116,14 +141,16 @@ if mode == 'step' then
   if #refused > 0 then return { 2, refused } end
   local ops = parse(ARGV[4])
   run(ops, 1, #ops)
-  for field, offset in pairs(step.marks) do redis.call('HSET', marks, field, offset) end
-  return { 0, redis.call('LRANGE', LIST, 0, -1) }
-elseif mode == 'apply' then
+  for field, offset in pairs(control.marks) do redis.call('HSET', marks, field, offset) end
+  return { 0, redis.call('LRANGE', LIST, 0, -1), results }
+end
+
+local function apply()
   local field = kind .. ':' .. ARGV[3]
   local done = tonumber(redis.call('HGET', APPLIED, field) or '0')
   local applied = 0
   for k = 4, #ARGV do
-    local number, stem, payload = string.match(ARGV[k], '^(%d+)\t([^\t]*)\t(.*)$')
+    local number, _, payload = string.match(ARGV[k], '^(%d+)\t([^\t]*)\t(.*)$')
     number = tonumber(number)
     if number > done then
       local ops = parse(payload)
@@ -132,8 +159,14 @@ elseif mode == 'apply' then
     end
   end
   redis.call('HSET', APPLIED, field, done)
-  return { applied, handed }
-else
+  return { applied, handed, results }
+end
+
+local function main()
+  if mode == 'step' then return step() end
+  if mode == 'apply' then return apply() end
   trim(tonumber(ARGV[3]))
   return 0
 end
+
+return main()

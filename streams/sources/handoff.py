@@ -36,19 +36,28 @@ class Refused(Exception):
         self.held = held
 
 
-_TEXT = resources.files("streams").joinpath("lua/handoff.lua").read_text()
+def script_text(extension: str = "") -> str:
+    """handoff.lua, with a kind's own ops (a file of streams/lua/) before its last line."""
+    text = resources.files("streams").joinpath("lua/handoff.lua").read_text()
+    if not extension:
+        return text
+    own = resources.files("streams").joinpath(f"lua/{extension}").read_text()
+    body, last = text.rstrip().rsplit("\n", 1)
+    return f"{body}\n{own}\n{last}\n"
 
 
 class Handoffs:
-    """Steps of one kind (a source's name), and the delivery of what they hand off."""
+    """Steps of one kind (a source's name), and the delivery of what they hand off;
+    ``extension``: a file of streams/lua/ with the kind's own ops (item-CF's)."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys, kind: str) -> None:
+    def __init__(self, client: aioredis.Redis, keys: Keys, kind: str, extension: str = "") -> None:
         self.client, self.keys, self.kind = client, keys, kind
         self._drained = False
+        self._text = script_text(extension)
 
     @cached_property
     def _script(self) -> AsyncScript:
-        return self.client.register_script(_TEXT)
+        return self.client.register_script(self._text)
 
     def _keys(self, stem: str) -> list[str]:
         return list(self.keys.handoffs(stem, self.kind))
@@ -60,24 +69,25 @@ class Handoffs:
         if not self._drained:
             await self.drain()
 
-    async def run(self, steps: Sequence[Step]) -> None:
-        """The steps, in one round trip, then every entry their slots hold for others.
-        Raises :class:`Stale` if a step's marks had moved (the others are written), and
-        :class:`Refused` for a single refused step."""
+    async def run(self, steps: Sequence[Step]) -> list[Any]:
+        """The steps, in one round trip, then every entry their slots hold for others;
+        returns what their ops reported (item-CF's sums). Raises :class:`Stale` if a step's
+        marks had moved (the others are written), and :class:`Refused` for a single refused
+        step."""
         await self.settle()
         try:
-            await self._run(steps)
+            return await self._run(steps)
         except BaseException:
             self._drained = False  # a reply lost: its steps' entries may be waiting
             raise
 
-    async def _run(self, steps: Sequence[Step]) -> None:
+    async def _run(self, steps: Sequence[Step]) -> list[Any]:
         async with self.client.pipeline(transaction=False) as pipe:
             for step in steps:
                 await self._queue_step(pipe, step)
             replies = await pipe.execute()
         pending: dict[str, list[Any]] = {}
-        stale = False
+        stale, results = False, []
         for step, reply in zip(steps, replies, strict=True):
             if int(reply[0]) == 1:
                 stale = True
@@ -89,9 +99,11 @@ class Handoffs:
                     step.learnt.read = dict(step.marks)
                 if reply[1]:
                     pending[step.writes.stem] = reply[1]
-        await self.deliver(pending)
+                results.extend(reply[2])
+        results.extend(await self.deliver(pending))
         if stale:
             raise Stale
+        return results
 
     async def _queue_step(self, pipe: Any, step: Step) -> None:
         stem, learnt = step.writes.stem, step.learnt
@@ -104,16 +116,24 @@ class Handoffs:
         args: list[Arg] = ["step", self.kind, orjson.dumps(control), payload(step.writes.flat())]
         await self._script(keys=keys, args=args, client=pipe)
 
-    async def deliver(self, pending: Mapping[str, Sequence[Any]]) -> None:
+    def _target(self, raw: bytes) -> str:
+        """An entry's target slot: its stem, or an item's home for ``@<item>``."""
+        target = decoded(raw)
+        if target.startswith("@"):
+            return self.keys.partition_stem(self.keys.home(target[1:]))
+        return target
+
+    async def deliver(self, pending: Mapping[str, Sequence[Any]]) -> list[Any]:
         """Apply the entries in their targets' slots, then what those hand on, then drop
-        them from the lists they came from."""
+        them from the lists they came from; returns what the ops reported."""
         delivered: dict[str, int] = {}
+        results: list[Any] = []
         while pending:
             calls: dict[tuple[str, str], list[bytes]] = {}
             for source, entries in pending.items():
                 for raw in entries:
                     number, target, _ = raw.split(b"\t", 2)
-                    calls.setdefault((source, decoded(target)), []).append(raw)
+                    calls.setdefault((source, self._target(target)), []).append(raw)
                     delivered[source] = max(delivered.get(source, 0), int(number))
             async with self.client.pipeline(transaction=False) as pipe:
                 for (source, target), entries in calls.items():
@@ -122,9 +142,10 @@ class Handoffs:
                     await self._script(keys=self._keys(target), args=args, client=pipe)
                 replies = await pipe.execute()
             handed: dict[str, list[Any]] = {}
-            for (_, target), (_, more) in zip(calls, replies, strict=True):
+            for (_, target), (_, more, reported) in zip(calls, replies, strict=True):
                 if more:
                     handed.setdefault(target, []).extend(more)
+                results.extend(reported)
             pending = handed
         if delivered:
             async with self.client.pipeline(transaction=False) as pipe:
@@ -132,6 +153,7 @@ class Handoffs:
                     trim: list[Arg] = ["trim", self.kind, number]
                     await self._script(keys=self._keys(source), args=trim, client=pipe)
                 await pipe.execute()
+        return results
 
     async def drain(self) -> None:
         """Deliver whatever every partition's list still holds (a learner that died, or an

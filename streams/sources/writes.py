@@ -62,8 +62,10 @@ class Writes:
             self.out.setdefault(target, []).extend(ops)
 
     def flat(self) -> list[Op]:
-        """Own ops, then one ``!out`` per other slot."""
-        return self.ops + [["!out", stem, payload(ops)] for stem, ops in self.out.items()]
+        """One ``!out`` per other slot, then the own ops: what the own ops hand on comes after
+        the step's own entries in the list (item-CF's dropped pairs after its increments)."""
+        outs: list[Op] = [["!out", stem, payload(ops)] for stem, ops in self.out.items()]
+        return outs + self.ops
 
     def guarded(self, mark: str, block: Writes) -> None:
         """``block`` (built for this slot) runs only while ``mark`` does not exist."""

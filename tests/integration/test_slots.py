@@ -27,6 +27,7 @@ from streams.runtime.worker import state_params
 from streams.sources import content_catalogue
 from streams.sources.content import RedisContent
 from streams.sources.factory import build_sources
+from streams.sources.handoff import script_text
 from streams.store import RedisStore
 from tests.conftest import TEST_REDIS_DB
 from tests.slots import Step, script_sha, watched_steps
@@ -36,7 +37,6 @@ T0 = 1_796_000_000.0
 #: What still spans slots, by step (docs/cluster.md, "What spanned slots").
 SPANNING = {
     "MULTI content_changes,content_items,content_sim",
-    "itemcf.lua",
 }
 
 
@@ -45,11 +45,11 @@ def _names() -> dict[str, str]:
     lua = resources.files("streams").joinpath("lua")
     texts = {
         "state.lua": lua.joinpath("state.lua").read_text(),
-        "itemcf.lua": lua.joinpath("itemcf.lua").read_text(),
         "learner shared step": learner_steps._SHARED,
         "learner partition step": learner_steps._PARTITION,
         "pools": pools._SET_UNLESS_ERASED,
-        "handoff.lua": lua.joinpath("handoff.lua").read_text(),
+        "handoff.lua": script_text(),
+        "handoff.lua with itemcf.lua": script_text("itemcf.lua"),
         "content neighbours": content_catalogue._NEIGHBOURS_LUA,
     }
     return {script_sha(text): name for name, text in texts.items()}
@@ -102,5 +102,11 @@ async def test_every_step_the_learner_takes_is_one_slot(
     names = _names()
     spanning = {_name(s, keys, names) for s in steps if len(s.slots) > 1}
     ran = {_name(s, keys, names) for s in steps}
-    assert {"learner shared step", "learner partition step", "pools"} <= ran
+    assert {
+        "learner shared step",
+        "learner partition step",
+        "pools",
+        "handoff.lua",
+        "handoff.lua with itemcf.lua",
+    } <= ran
     assert spanning == SPANNING
