@@ -1,13 +1,12 @@
 """Every Redis key socialrec writes, built in one place.
 
 Per-user keys all start with ``{prefix}{<tag>}u:{user_id}:`` so erasure can find everything a
-user left behind (:meth:`Keys.user_keys`); per-item keys with ``{prefix}i:{item_id}:``, or
-``{prefix}{<tag>}i:{item_id}:`` for those in their home's slot (:data:`HOMED_ITEM_FIELDS`). The
-tag is the Redis Cluster hash tag of the user's partition of ``events`` (Kafka's default
+user left behind (:meth:`Keys.user_keys`); per-item keys with ``{prefix}{<tag>}i:{item_id}:``.
+The tag is the Redis Cluster hash tag of the user's partition of ``events`` (Kafka's default
 partitioner on the user id), so a user's keys, their erasure mark and the partition's offsets
 share one hash slot: an atomic step over one partition's users is one slot (docs/cluster.md).
-Those item keys carry the tag of the item's *home*, the partition the same partitioner gives
-its id, so a step over one home's items is one slot too. The shared structures written together
+An item's keys carry the tag of the item's *home*, the partition the same partitioner gives its
+id, so a step over one home's items is one slot too. The shared structures written together
 carry a tag of their own (:data:`GLOBAL_TAGS`). The state script (streams/lua/state.lua) is
 handed each user's key stem; the store contract suite checks that every key in Redis parses
 back through :meth:`Keys.parse`.
@@ -19,8 +18,8 @@ back through :meth:`Keys.parse`.
 ('user', 'u1', 'history')
 >>> k.offsets(4)
 'sr:{4.11}offsets'
->>> k.parse("sr:i:phone:meta")
-('item', 'phone', 'meta')
+>>> k.item("phone", "sim")
+'sr:{3.10}i:phone:sim'
 >>> k.parse(k.item("phone", "sim"))
 ('item', 'phone', 'sim')
 >>> k.parse(k.global_("mf_items"))
@@ -94,8 +93,6 @@ USER_FIELDS: Final = (
 #: index; erasure walks the user's ucf_row to find them), fbt_pairs (zset co-bought item ->
 #: baskets with both), content_sim (zset: nearest items by catalog content).
 ITEM_FIELDS: Final = ("dot", "sim", "meta", "ucf_users", "fbt_pairs", "content_sim")
-#: The item structures in their home's slot (:meth:`Keys.home`); the others hash on their name.
-HOMED_ITEM_FIELDS: Final = ("dot", "sim", "ucf_users", "fbt_pairs")
 #: Global structures: the recommendation sources' shared tables (none holds a user id).
 GLOBAL_FIELDS: Final = (
     "mf_items",  # hash item -> float32 factor row
@@ -149,8 +146,8 @@ PARTITION_FIELDS: Final = (
 #: hash of digests (it was a sorted set of ids beside a hash ``event_log``); 4: the learner's
 #: progress and offsets in the ``{learner}`` slot and each partition's; 5: the sources' marks
 #: per partition, their shared tables tagged, the hand-offs (streams/sources/handoff.py); 6:
-#: item-CF's rows in their items' homes, its norms per home.
-LAYOUT_VERSION: Final = 6
+#: item-CF's rows in their items' homes, its norms per home; 7: every item key in its home.
+LAYOUT_VERSION: Final = 7
 
 #: Every field the recommendation sources own (streams/sources): each source's own contract
 #: tests compare them with its pure model, so the core state's snapshot leaves them out.
@@ -380,15 +377,14 @@ class Keys:
         """The partition whose slot holds the item's keys: Kafka's partitioner on the item id,
         so items spread over the partitions' slots as users do.
 
-        >>> Keys("sr:", partitions=6).item("phone", "fbt_pairs")
-        'sr:{3.10}i:phone:fbt_pairs'
+        >>> Keys("sr:", partitions=6).home("phone")
+        3
         """
         return partition_of(item_id, self.partitions)
 
     def item(self, item_id: str, field: str) -> str:
+        """A structure of the item, in the slot of its home."""
         assert field in ITEM_FIELDS, field
-        if field not in HOMED_ITEM_FIELDS:
-            return f"{self.prefix}i:{item_id}:{field}"
         return f"{self.partition_stem(self.home(item_id))}i:{item_id}:{field}"
 
     def global_(self, field: str) -> str:
@@ -485,10 +481,6 @@ class Keys:
             bucket, _, merchant = tail.partition(":")
             if bucket.lstrip("-").isdigit():
                 return "trending", merchant, "merchant_counts"
-        # Ids may contain ':' themselves, so the field is taken from the right.
-        entity, _, field = tail.rpartition(":")
-        if kind == "i" and entity and field in ITEM_FIELDS and field not in HOMED_ITEM_FIELDS:
-            return "item", entity, field
         raise ValueError(f"unknown socialrec key shape ({kind!r})")
 
     def _parse_tagged(self, tag: str, rest: str = "") -> tuple[Scope, str, str]:
@@ -514,7 +506,7 @@ class Keys:
             if tag != self.tag(entity):
                 raise ValueError("a user key outside the slot of the user's partition")
             return "user", entity, field
-        if kind == "i" and field in HOMED_ITEM_FIELDS and entity:
+        if kind == "i" and field in ITEM_FIELDS and entity:
             if tag != partition_tag(self.home(entity), self.partitions):
                 raise ValueError("an item key outside the slot of the item's home")
             return "item", entity, field

@@ -3,9 +3,9 @@
 The learner learns a simulated stream from every source, refreshes pools, takes erasures'
 withdrawals out of its popularity, and the sources and the learner's state erase two users,
 all under ``MONITOR`` (tests/slots.py): each script and ``MULTI`` Redis ran is checked by the
-keys it really touched. The steps that still span slots are named in :data:`SPANNING`, as
-docs/cluster.md lists them; the test fails when one of them no longer does, so the list only
-ever shrinks.
+keys it really touched. :data:`SPANNING` names the steps that still span slots (none since the
+learner's steps were done, docs/cluster.md); the test fails when one of them no longer does,
+so the list only ever shrinks.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from importlib import resources
 
 import redis.asyncio as aioredis
+from redis.crc import key_slot
 
 from models.content import CatalogRecord
 from models.simulator import generate_events, generate_world
@@ -24,7 +25,6 @@ from streams.runtime import learner_steps, pools
 from streams.runtime.learner import Learner
 from streams.runtime.learner_state import LearnerState
 from streams.runtime.worker import state_params
-from streams.sources import content_catalogue
 from streams.sources.content import RedisContent
 from streams.sources.factory import build_sources
 from streams.sources.handoff import script_text
@@ -35,9 +35,7 @@ from tests.slots import Step, script_sha, watched_steps
 T0 = 1_796_000_000.0
 
 #: What still spans slots, by step (docs/cluster.md, "What spanned slots").
-SPANNING = {
-    "MULTI content_changes,content_items,content_sim",
-}
+SPANNING: set[str] = set()
 
 
 def _names() -> dict[str, str]:
@@ -50,7 +48,6 @@ def _names() -> dict[str, str]:
         "pools": pools._SET_UNLESS_ERASED,
         "handoff.lua": script_text(),
         "handoff.lua with itemcf.lua": script_text("itemcf.lua"),
-        "content neighbours": content_catalogue._NEIGHBOURS_LUA,
     }
     return {script_sha(text): name for name, text in texts.items()}
 
@@ -101,12 +98,17 @@ async def test_every_step_the_learner_takes_is_one_slot(
     steps = await watched_steps(redis_client, TEST_REDIS_DB, workload)
     names = _names()
     spanning = {_name(s, keys, names) for s in steps if len(s.slots) > 1}
-    ran = {_name(s, keys, names) for s in steps}
-    assert {
+    learners = {
         "learner shared step",
         "learner partition step",
         "pools",
         "handoff.lua",
         "handoff.lua with itemcf.lua",
-    } <= ran
+    }
+    assert learners <= {_name(s, keys, names) for s in steps}
     assert spanning == SPANNING
+    # The learner's scripts name a key of their slot, so a cluster client sends each there.
+    for step in steps:
+        if _name(step, keys, names) in learners:
+            assert step.declared, _name(step, keys, names)
+            assert {key_slot(k) for k in step.declared} <= step.slots

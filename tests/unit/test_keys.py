@@ -11,7 +11,7 @@ from redis.crc import key_slot
 
 from streams.config import Settings
 from streams.keys import (
-    HOMED_ITEM_FIELDS,
+    ITEM_FIELDS,
     USER_FIELDS,
     Keys,
     events_partitions,
@@ -69,10 +69,10 @@ def test_the_default_partition_count_is_the_events_topics() -> None:
 
 
 @given(user_ids)
-def test_an_items_homed_keys_share_its_homes_slot_and_parse_back(item_id: str) -> None:
+def test_an_items_keys_share_its_homes_slot_and_parse_back(item_id: str) -> None:
     home = partition_of(item_id, 6)
     slot = key_slot(KEYS.offsets(home).encode())
-    for field in HOMED_ITEM_FIELDS:
+    for field in ITEM_FIELDS:
         key = KEYS.item(item_id, field)
         assert key_slot(key.encode()) == slot
         assert KEYS.parse(key) == ("item", item_id, field)
