@@ -19,20 +19,22 @@ Besides Redis commands:
 An entry in a list: "<number>\t<target stem>\t<payload>". A kind may add ops of its own
 (streams/sources/handoff.py puts them before the last line): item-CF's, in itemcf.lua.
 
-KEYS[1] the slot's hand-off list of this kind, KEYS[2] its counters, KEYS[3] what it applied
-(all in the slot); for a step KEYS[4] its marks hash (or none).
-ARGV[1] mode, ARGV[2] the kind (e.g. "fbt"), then:
-  step:  ARGV[3] JSON {expect = {field: offset, -1 for none}, marks = {field: offset},
-         refuse = [["exists", key] or ["zscore", key, member], ...]}, ARGV[4] the payload.
-         Returns {1} if the marks moved (nothing written), {2, [indexes of refusals that
-         hold]} (nothing written), else {0, [entries waiting], [what the ops reported]}.
-  apply: ARGV[3] the source slot's tag, ARGV[4...] its entries for this slot, in order.
+KEYS[1] the slot's hand-off list of this kind: the one key declared, the call's route
+(streams/store/lua.py); the other keys, all in the slot, come as arguments.
+ARGV[1] mode, ARGV[2] the kind (e.g. "fbt"), ARGV[3] the slot's counters, ARGV[4] what it
+applied, then:
+  step:  ARGV[5] its marks hash ("": none), ARGV[6] JSON {expect = {field: offset, -1 for
+         none}, marks = {field: offset}, refuse = [["exists", key] or ["zscore", key,
+         member], ...]}, ARGV[7] the payload. Returns {1} if the marks moved (nothing
+         written), {2, [indexes of refusals that hold]} (nothing written), else {0, [entries
+         waiting], [what the ops reported]}.
+  apply: ARGV[5] the source slot's tag, ARGV[6...] its entries for this slot, in order.
          Returns {entries applied, [entries this slot handed on], [what the ops reported]}.
-  trim:  ARGV[3] the last entry delivered.
+  trim:  ARGV[5] the last entry delivered.
 ]]
 
 local mode, kind = ARGV[1], ARGV[2]
-local LIST, COUNTERS, APPLIED = KEYS[1], KEYS[2], KEYS[3]
+local LIST, COUNTERS, APPLIED = KEYS[1], ARGV[3], ARGV[4]
 -- Counts at or below this are gone (models.shrinkage.ZERO).
 local ZERO = 1e-9
 local function tag_of(key) return string.match(key, '{(.-)}') end
@@ -127,7 +129,7 @@ local function trim(done)
 end
 
 local function step()
-  local control, marks = cjson.decode(ARGV[3]), KEYS[4]
+  local marks, control = ARGV[5], cjson.decode(ARGV[6])
   for field, offset in pairs(control.expect) do
     if tonumber(redis.call('HGET', marks, field) or '-1') ~= offset then return { 1 } end
   end
@@ -139,17 +141,17 @@ local function step()
     if holds then refused[#refused + 1] = n - 1 end
   end
   if #refused > 0 then return { 2, refused } end
-  local ops = parse(ARGV[4])
+  local ops = parse(ARGV[7])
   run(ops, 1, #ops)
   for field, offset in pairs(control.marks) do redis.call('HSET', marks, field, offset) end
   return { 0, redis.call('LRANGE', LIST, 0, -1), results }
 end
 
 local function apply()
-  local field = kind .. ':' .. ARGV[3]
+  local field = kind .. ':' .. ARGV[5]
   local done = tonumber(redis.call('HGET', APPLIED, field) or '0')
   local applied = 0
-  for k = 4, #ARGV do
+  for k = 6, #ARGV do
     local number, _, payload = string.match(ARGV[k], '^(%d+)\t([^\t]*)\t(.*)$')
     number = tonumber(number)
     if number > done then
@@ -165,7 +167,7 @@ end
 local function main()
   if mode == 'step' then return step() end
   if mode == 'apply' then return apply() end
-  trim(tonumber(ARGV[3]))
+  trim(tonumber(ARGV[5]))
   return 0
 end
 

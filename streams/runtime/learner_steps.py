@@ -29,6 +29,7 @@ from models.halflife import LearnedHalfLife
 from models.state import POPULAR_READ
 from streams.keys import Keys, decoded
 from streams.sources.progress import learnt_entry
+from streams.store.lua import Arg, Lua, command, run
 from streams.store.offsets import partition_number
 
 #: Raises hash fields to the values given, never lowers them (an older slice learnt again).
@@ -42,43 +43,43 @@ local function forward(key, fields)
 end
 """
 
-#: The shared step. KEYS: the learner's hash, the learned popularity's rows; ARGV: the newest
-#: broker time learnt (0: none), the pools' refresh interval, the learned half-life's choice
-#: (JSON, models/halflife.py) or "", the popular items (JSON) or "", JSON {"taken:…": value}
-#: (only raised), then item, row, item, row...
-_SHARED = (
+#: The shared step. KEYS[1]: the learner's hash (the call's route, streams/store/lua.py); ARGV:
+#: the learned popularity's rows' key, the newest broker time learnt (0: none), the pools'
+#: refresh interval, the learned half-life's choice (JSON, models/halflife.py) or "", the
+#: popular items (JSON) or "", JSON {"taken:…": value} (only raised), then item, row, ...
+_SHARED = Lua(
     _FORWARD
     + """
-if tonumber(ARGV[1]) > 0 then redis.call('HSET', KEYS[1], 'event_ts', ARGV[1]) end
-redis.call('HSET', KEYS[1], 'refresh_s', ARGV[2])
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'half_life', ARGV[3]) end
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'popular', ARGV[4]) end
-for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
-forward(KEYS[1], cjson.decode(ARGV[5]))
+if tonumber(ARGV[2]) > 0 then redis.call('HSET', KEYS[1], 'event_ts', ARGV[2]) end
+redis.call('HSET', KEYS[1], 'refresh_s', ARGV[3])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'half_life', ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'popular', ARGV[5]) end
+for i = 7, #ARGV, 2 do redis.call('HSET', ARGV[1], ARGV[i], ARGV[i + 1]) end
+forward(KEYS[1], cjson.decode(ARGV[6]))
 return 0
 """
 )
 
-#: A partition's step. KEYS: the partition's learner hash, its withdrawal list, then per user
-#: their learnt-ids key and erasure mark; ARGV: the window, JSON [[score, member, ...] per
-#: user] (``learnt_entry``), JSON {"offset:…": the batch's last offset} (only raised), how
-#: many withdrawals the list has dropped once this step ran (-1: none taken). A user erased
-#: since the learner checked gets no key back (the erasure deleted it).
-_PARTITION = (
+#: A partition's step. KEYS[1]: the partition's learner hash (the route); ARGV: its withdrawal
+#: list, the window, JSON [[learnt-ids key, erasure mark, [score, member, ...]] per user]
+#: (``learnt_entry``), JSON {"offset:…": the batch's last offset} (only raised), how many
+#: withdrawals the list has dropped once this step ran (-1: none taken). A user erased since
+#: the learner checked gets no key back (the erasure deleted it).
+_PARTITION = Lua(
     _FORWARD
     + """
-for u, flat in ipairs(cjson.decode(ARGV[2])) do
-  local learnt, erased = KEYS[2 * u + 1], KEYS[2 * u + 2]
+for _, u in ipairs(cjson.decode(ARGV[3])) do
+  local learnt, erased, flat = u[1], u[2], u[3]
   if redis.call('EXISTS', erased) == 0 then
     for i = 1, #flat, 2 do redis.call('ZADD', learnt, flat[i], flat[i + 1]) end
-    redis.call('ZREMRANGEBYRANK', learnt, 0, -tonumber(ARGV[1]) - 1)
+    redis.call('ZREMRANGEBYRANK', learnt, 0, -tonumber(ARGV[2]) - 1)
   end
 end
-forward(KEYS[1], cjson.decode(ARGV[3]))
-local target = tonumber(ARGV[4])
+forward(KEYS[1], cjson.decode(ARGV[4]))
+local target = tonumber(ARGV[5])
 local done = tonumber(redis.call('HGET', KEYS[1], 'withdrawn') or '0')
 if target > done then
-  redis.call('LTRIM', KEYS[2], target - done, -1)
+  redis.call('LTRIM', ARGV[1], target - done, -1)
   redis.call('HSET', KEYS[1], 'withdrawn', target)
 end
 return 0
@@ -109,8 +110,6 @@ class ProgressSteps:
 
     def __init__(self, client: aioredis.Redis, keys: Keys, dedupe_window: int) -> None:
         self.client, self.keys, self.dedupe_window = client, keys, dedupe_window
-        self._shared = client.register_script(_SHARED)
-        self._partition = client.register_script(_PARTITION)
 
     async def shared(
         self,
@@ -131,9 +130,11 @@ class ProgressSteps:
             if at is not None:
                 popular = orjson.dumps([at, half_life.top(POPULAR_READ, at)])
             rows = [x for item, row in half_life.take_rows().items() for x in (item, row)]
-        await self._shared(
-            keys=[self.keys.global_("learner"), self.keys.global_("popularity_learnt")],
-            args=[
+        await _SHARED(
+            self.client,
+            self.keys.global_("learner"),
+            [
+                self.keys.global_("popularity_learnt"),
                 repr(newest_arrival),
                 repr(refresh_s),
                 choice,
@@ -162,27 +163,22 @@ class ProgressSteps:
             step(partition)
         # Steps storing no offset first: an event whose record came on another partition than
         # its user's is marked learnt before that offset is stored.
-        async with self.client.pipeline(transaction=False) as pipe:
-            for partition in sorted(steps, key=lambda p: bool(steps[p][1])):
-                users, offsets, taken = steps[partition]
-                keys = [
-                    key for u in users for key in (self.keys.user(u, "learnt"), self.keys.erased(u))
-                ]
-                await self._partition(
-                    keys=[
-                        self.keys.partition(partition, "learner"),
-                        self._withdrawn_key(partition),
-                        *keys,
-                    ],
-                    args=[
-                        self.dedupe_window,
-                        orjson.dumps(list(users.values())),
-                        orjson.dumps(offsets),
-                        taken,
-                    ],
-                    client=pipe,
-                )
-            await pipe.execute()
+        calls = []
+        for partition in sorted(steps, key=lambda p: bool(steps[p][1])):
+            users, offsets, taken = steps[partition]
+            learnt = [
+                [self.keys.user(u, "learnt"), self.keys.erased(u), entries]
+                for u, entries in users.items()
+            ]
+            args: list[Arg] = [
+                self._withdrawn_key(partition),
+                self.dedupe_window,
+                orjson.dumps(learnt),
+                orjson.dumps(offsets),
+                taken,
+            ]
+            calls.append(_PARTITION.call(self.keys.partition(partition, "learner"), args))
+        await run(self.client, calls)
 
     def _withdrawn_key(self, partition: int) -> str:
         return self.keys.partition(partition, "popularity_withdrawn")
@@ -192,12 +188,18 @@ class ProgressSteps:
         first (each erasure writes to its user's partition's), past what the shared step
         recorded as taken."""
         parts = range(self.keys.partitions)
-        async with self.client.pipeline(transaction=False) as pipe:
-            for p in parts:
-                pipe.lrange(self._withdrawn_key(p), 0, -1)
-                pipe.hget(self.keys.partition(p, "learner"), "withdrawn")
-            pipe.hmget(self.keys.global_("learner"), [f"taken:{p}" for p in parts])
-            replies = await pipe.execute()
+        reads = [
+            read
+            for p in parts
+            for read in (
+                command("LRANGE", self._withdrawn_key(p), 0, -1),
+                command("HGET", self.keys.partition(p, "learner"), "withdrawn"),
+            )
+        ]
+        taken_of = [f"taken:{p}" for p in parts]
+        replies = await run(
+            self.client, [*reads, command("HMGET", self.keys.global_("learner"), *taken_of)]
+        )
         taken = replies[-1]
         found, upto = [], {}
         for p in parts:

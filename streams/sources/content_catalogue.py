@@ -36,7 +36,8 @@ from streams.keys import Keys, decoded
 from streams.sources.catalog_follower import CatalogFollower
 from streams.sources.content_records import ContentParams, record_mapping
 from streams.sources.handoff import Handoffs
-from streams.sources.writes import Arg, Step, Writes
+from streams.sources.writes import Step, Writes
+from streams.store.lua import Arg
 
 log = logging.getLogger(__name__)
 

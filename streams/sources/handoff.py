@@ -15,17 +15,16 @@ What a step writes, and how it is routed to slots: streams/sources/writes.py.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import cached_property
 from importlib import resources
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
 
 from streams.keys import Keys, decoded
 from streams.sources.progress import Stale
-from streams.sources.writes import Arg, Step, payload
+from streams.sources.writes import Step, payload
+from streams.store.lua import Arg, Call, Lua, command, run
 
 
 class Refused(Exception):
@@ -53,14 +52,12 @@ class Handoffs:
     def __init__(self, client: aioredis.Redis, keys: Keys, kind: str, extension: str = "") -> None:
         self.client, self.keys, self.kind = client, keys, kind
         self._drained = False
-        self._text = script_text(extension)
+        self._lua = Lua(script_text(extension))
 
-    @cached_property
-    def _script(self) -> AsyncScript:
-        return self.client.register_script(self._text)
-
-    def _keys(self, stem: str) -> list[str]:
-        return list(self.keys.handoffs(stem, self.kind))
+    def _call(self, stem: str, mode: str, *args: Arg) -> Call:
+        """A call of the script in the slot ``stem``, routed by its hand-off list."""
+        handoffs, counters, applied = self.keys.handoffs(stem, self.kind)
+        return self._lua.call(handoffs, [mode, self.kind, counters, applied, *args])
 
     async def settle(self) -> None:
         """Deliver what may be waiting (at the first call, and after a call that failed: its
@@ -82,10 +79,7 @@ class Handoffs:
             raise
 
     async def _run(self, steps: Sequence[Step]) -> list[Any]:
-        async with self.client.pipeline(transaction=False) as pipe:
-            for step in steps:
-                await self._queue_step(pipe, step)
-            replies = await pipe.execute()
+        replies = await run(self.client, [self._step(step) for step in steps])
         pending: dict[str, list[Any]] = {}
         stale, results = False, []
         for step, reply in zip(steps, replies, strict=True):
@@ -105,16 +99,16 @@ class Handoffs:
             raise Stale
         return results
 
-    async def _queue_step(self, pipe: Any, step: Step) -> None:
-        stem, learnt = step.writes.stem, step.learnt
+    def _step(self, step: Step) -> Call:
+        learnt = step.learnt
         control = {
             "expect": {} if learnt is None else {f: learnt.read.get(f, -1) for f in step.marks},
             "marks": dict(step.marks),
             "refuse": step.refuse,
         }
-        keys = self._keys(stem) + ([learnt.key] if learnt is not None else [])
-        args: list[Arg] = ["step", self.kind, orjson.dumps(control), payload(step.writes.flat())]
-        await self._script(keys=keys, args=args, client=pipe)
+        marks = "" if learnt is None else learnt.key
+        body = payload(step.writes.flat())
+        return self._call(step.writes.stem, "step", marks, orjson.dumps(control), body)
 
     def _target(self, raw: bytes) -> str:
         """An entry's target slot: its stem, or an item's home for ``@<item>``."""
@@ -135,12 +129,13 @@ class Handoffs:
                     number, target, _ = raw.split(b"\t", 2)
                     calls.setdefault((source, self._target(target)), []).append(raw)
                     delivered[source] = max(delivered.get(source, 0), int(number))
-            async with self.client.pipeline(transaction=False) as pipe:
-                for (source, target), entries in calls.items():
-                    tag = source[source.index("{") + 1 : -1]
-                    args: list[Arg] = ["apply", self.kind, tag, *entries]
-                    await self._script(keys=self._keys(target), args=args, client=pipe)
-                replies = await pipe.execute()
+            replies = await run(
+                self.client,
+                [
+                    self._call(target, "apply", source[source.index("{") + 1 : -1], *entries)
+                    for (source, target), entries in calls.items()
+                ],
+            )
             handed: dict[str, list[Any]] = {}
             for (_, target), (_, more, reported) in zip(calls, replies, strict=True):
                 if more:
@@ -148,20 +143,19 @@ class Handoffs:
                 results.extend(reported)
             pending = handed
         if delivered:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for source, number in delivered.items():
-                    trim: list[Arg] = ["trim", self.kind, number]
-                    await self._script(keys=self._keys(source), args=trim, client=pipe)
-                await pipe.execute()
+            await run(
+                self.client,
+                [self._call(source, "trim", number) for source, number in delivered.items()],
+            )
         return results
 
     async def drain(self) -> None:
         """Deliver whatever every partition's list still holds (a learner that died, or an
         erasure that stopped, before delivering it)."""
         stems = [self.keys.partition_stem(p) for p in range(self.keys.partitions)]
-        async with self.client.pipeline(transaction=False) as pipe:
-            for stem in stems:
-                pipe.lrange(self._keys(stem)[0], 0, -1)
-            lists = await pipe.execute()
+        lists = await run(
+            self.client,
+            [command("LRANGE", self.keys.handoffs(stem, self.kind)[0], 0, -1) for stem in stems],
+        )
         await self.deliver({s: entries for s, entries in zip(stems, lists, strict=True) if entries})
         self._drained = True

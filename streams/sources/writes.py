@@ -18,9 +18,9 @@ import orjson
 from models.events import Event
 from streams.keys import Keys
 from streams.sources.progress import Learnt, Marks
+from streams.store.lua import Arg
 
 #: An op's arguments: a command (or one of handoff.lua's) and what it takes.
-Arg = str | bytes | int | float
 Op = list[Arg]
 
 

@@ -43,9 +43,9 @@ def _names() -> dict[str, str]:
     lua = resources.files("streams").joinpath("lua")
     texts = {
         "state.lua": lua.joinpath("state.lua").read_text(),
-        "learner shared step": learner_steps._SHARED,
-        "learner partition step": learner_steps._PARTITION,
-        "pools": pools._SET_UNLESS_ERASED,
+        "learner shared step": learner_steps._SHARED.source,
+        "learner partition step": learner_steps._PARTITION.source,
+        "pools": pools._SET_UNLESS_ERASED.source,
         "handoff.lua": script_text(),
         "handoff.lua with itemcf.lua": script_text("itemcf.lua"),
     }
