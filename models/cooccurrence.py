@@ -118,9 +118,13 @@ class Cooccurrence:
     """Item-CF in memory: the users' windows, the counts and the neighbour lists.
 
     A batch's deltas are applied after all its events (as the Redis learner does), each row
-    of counts capped at ``cooccurrence_cap`` pairs (the weakest go, both ways) and each
-    neighbour list at ``neighbours``. λ is ``params.shrinkage``, or learnt from the norms
-    (:class:`models.shrinkage.ShrinkageEstimator`) when ``params.shrinkage_scale > 0``.
+    of counts capped at ``cooccurrence_cap`` pairs and each neighbour list at ``neighbours``.
+    Each item's row is changed on its own, as the Redis learner changes it in the item's slot:
+    every row first takes its side of each pair's increment (a pair whose sum falls to zero
+    leaves it), then a row that grew past its cap drops its weakest pairs, and only then do
+    those pairs leave the other items' rows (:meth:`apply`). λ is ``params.shrinkage``, or
+    learnt from the norms (:class:`models.shrinkage.ShrinkageEstimator`) when
+    ``params.shrinkage_scale > 0``.
     """
 
     def __init__(self, params: StateParams) -> None:
@@ -168,10 +172,24 @@ class Cooccurrence:
             if self.estimator is not None:
                 self.estimator.update(old, new)
         changed = [pair for pair, amount in deltas.pairs.items() if amount != 0.0]
-        for a, b in changed:
-            self._add_dot(a, b, deltas.pairs[a, b])
-        dots = {pair: self._dot(*pair) for pair in changed}
         grown: set[str] = set()
+        for a, b in changed:
+            amount = deltas.pairs[a, b]
+            for x, y in ((a, b), (b, a)):
+                if self._row(x).incr(y, amount) <= ZERO:
+                    self._drop(x, y)
+                elif amount > 0.0:
+                    grown.add(x)
+        cap, dropped = self.params.cooccurrence_cap, []
+        for x in sorted(grown):
+            if len(self.dot[x].scores) > cap:
+                for y in self.dot[x].trim_to(cap):
+                    self._drop(x, y, evicted=True)
+                    dropped.append((y, x))
+        for y, x in dropped:  # the other side of each pair a full row dropped
+            self._drop(y, x)
+        dots = {pair: self._dot(*pair) for pair in changed}
+        grown = set()
         sims = self.sim
         for (a, b), s in similarities(dots, self.norm2, self.shrinkage).items():
             for x, y in ((a, b), (b, a)):
@@ -188,19 +206,6 @@ class Cooccurrence:
             if len(sims[item].scores) > size:
                 sims[item].trim_to(size)
 
-    def _add_dot(self, a: str, b: str, amount: float) -> None:
-        row_a, row_b = self._row(a), self._row(b)
-        value = row_a.incr(b, amount)
-        row_b.incr(a, amount)
-        if value <= ZERO:
-            self._forget(a, b)
-            return
-        cap = self.params.cooccurrence_cap
-        for item, row in ((a, row_a), (b, row_b)):
-            if len(row.scores) > cap:
-                for evicted in row.trim_to(cap):
-                    self._forget(item, evicted)
-
     def _row(self, item: str) -> BoundedSet:
         row = self.dot.get(item)
         if row is None:
@@ -211,15 +216,16 @@ class Cooccurrence:
         row = self.dot.get(a)
         return None if row is None else row.scores.get(b)
 
-    def _forget(self, a: str, b: str) -> None:
-        """Drop the pair both ways, from the counts and from the neighbour lists."""
-        for x, y in ((a, b), (b, a)):
-            if x in self.dot:
+    def _drop(self, x: str, y: str, *, evicted: bool = False) -> None:
+        """Drop ``y`` from ``x``'s row of counts (unless the cap's trim took it already) and
+        from its neighbour list."""
+        if x in self.dot:
+            if not evicted:
                 self.dot[x].discard(y)
-                if not self.dot[x].scores:
-                    del self.dot[x]
-            if x in self.sim:
-                self.sim[x].discard(y)
+            if not self.dot[x].scores:
+                del self.dot[x]
+        if x in self.sim:
+            self.sim[x].discard(y)
 
     def neighbours(self, item: str, k: int) -> tuple[tuple[str, float], ...]:
         """The item's ``k`` most similar items, best first (Redis ZREVRANGE order)."""

@@ -1,13 +1,15 @@
 """Every Redis key socialrec writes, built in one place.
 
 Per-user keys all start with ``{prefix}{<tag>}u:{user_id}:`` so erasure can find everything a
-user left behind (:meth:`Keys.user_keys`); per-item keys start with ``{prefix}i:{item_id}:``.
+user left behind (:meth:`Keys.user_keys`); per-item keys with ``{prefix}{<tag>}i:{item_id}:``.
 The tag is the Redis Cluster hash tag of the user's partition of ``events`` (Kafka's default
 partitioner on the user id), so a user's keys, their erasure mark and the partition's offsets
-share one hash slot: an atomic step over one partition's users is one slot
-(docs/cluster.md). The state script (streams/lua/state.lua) is handed each user's key stem;
-the store contract suite checks that every key in Redis parses back through
-:meth:`Keys.parse`.
+share one hash slot: an atomic step over one partition's users is one slot (docs/cluster.md).
+An item's keys carry the tag of the item's *home*, the partition the same partitioner gives its
+id, so a step over one home's items is one slot too. The shared structures written together
+carry a tag of their own (:data:`GLOBAL_TAGS`). The state script (streams/lua/state.lua) is
+handed each user's key stem; the store contract suite checks that every key in Redis parses
+back through :meth:`Keys.parse`.
 
 >>> k = Keys("sr:", partitions=6)
 >>> k.user("u1", "history")
@@ -16,10 +18,12 @@ the store contract suite checks that every key in Redis parses back through
 ('user', 'u1', 'history')
 >>> k.offsets(4)
 'sr:{4.11}offsets'
->>> k.parse("sr:i:phone:sim")
+>>> k.item("phone", "sim")
+'sr:{3.10}i:phone:sim'
+>>> k.parse(k.item("phone", "sim"))
 ('item', 'phone', 'sim')
->>> k.parse("sr:norm2")
-('global', '', 'norm2')
+>>> k.parse(k.global_("mf_items"))
+('global', '', 'mf_items')
 >>> k.parse(k.trending(1796000000, "stream:live-3", 2))
 ('trending', 'stream:live-3', 'weights')
 >>> k.parse(k.merchant_counts(29933400, "m1"))
@@ -31,7 +35,7 @@ the store contract suite checks that every key in Redis parses back through
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from typing import Any, Final, Literal, TypeVar
@@ -89,11 +93,8 @@ USER_FIELDS: Final = (
 #: index; erasure walks the user's ucf_row to find them), fbt_pairs (zset co-bought item ->
 #: baskets with both), content_sim (zset: nearest items by catalog content).
 ITEM_FIELDS: Final = ("dot", "sim", "meta", "ucf_users", "fbt_pairs", "content_sim")
-#: Global structures: norm2 (zset item -> Σ a_ui²) and the recommendation sources' shared
-#: tables (none of them holds a user id).
+#: Global structures: the recommendation sources' shared tables (none holds a user id).
 GLOBAL_FIELDS: Final = (
-    "norm2",
-    "cf_norms",  # hash: sum and count of the items' norm2 (item-CF's learned shrinkage)
     "mf_items",  # hash item -> float32 factor row
     "mf_sampler",  # string: MF's sampler state (steps, recent positives)
     "fbt_items",  # hash item -> retained baskets containing it
@@ -104,6 +105,18 @@ GLOBAL_FIELDS: Final = (
     "popularity_learnt",  # hash item -> its popularity under every half-life (learner_state.py)
     "knobs",  # string: the learnt blend (streams/runtime/knobs.py; per-source figures, no user id)
 )
+#: The hash tag of each global structure that an atomic step writes together with another:
+#: they share a slot (:meth:`Keys.global_`). The others hash on their own name.
+GLOBAL_TAGS: Final = {
+    "learner": "learner",
+    "popularity_learnt": "learner",
+    "mf_items": "mf",
+    "mf_sampler": "mf",
+    "fbt_items": "fbt",
+    "fbt_total": "fbt",
+    "content_items": "content",
+    "content_changes": "content",
+}
 
 #: Per-partition structures, in the slot of the partition's users (:meth:`Keys.partition`):
 #: offsets (hash "topic:partition" -> applied offset, "…:published" -> published offset), relay
@@ -113,7 +126,9 @@ GLOBAL_FIELDS: Final = (
 #: events) and landmark (string, its landmark time): readers sum them
 #: (models/popularity.py merged_top); trending_changed (set: scopes whose buckets the
 #: partition's steps changed since they were last taken). The partition's trending buckets
-#: are in its slot too (:meth:`Keys.trending`).
+#: are in its slot too (:meth:`Keys.trending`). learner (hash: "offset:topic:partition" ->
+#: the last offset the learner stored, "withdrawn" -> how many popularity_withdrawn entries it
+#: has dropped since the list began): streams/runtime/learner_state.py.
 PARTITION_FIELDS: Final = (
     "offsets",
     "relay",
@@ -122,11 +137,17 @@ PARTITION_FIELDS: Final = (
     "landmark",
     "trending_changed",
     "popularity_withdrawn",  # list: erased events (item, weight, time) for the learner to undo
+    "learner",
+    "norm2",  # zset: item-CF's Σ a_ui² of the items at home here (streams/sources/itemcf.py)
+    "cf_norms",  # hash: their sum and count above zero (a share of the learned shrinkage's)
 )
 #: What the store's layout record (:meth:`Keys.layout`) says: the key layout's version and
 #: the partition count the users' tags were computed for. Layout 3: the dedupe window is one
-#: hash of digests (it was a sorted set of ids beside a hash ``event_log``).
-LAYOUT_VERSION: Final = 3
+#: hash of digests (it was a sorted set of ids beside a hash ``event_log``); 4: the learner's
+#: progress and offsets in the ``{learner}`` slot and each partition's; 5: the sources' marks
+#: per partition, their shared tables tagged, the hand-offs (streams/sources/handoff.py); 6:
+#: item-CF's rows in their items' homes, its norms per home; 7: every item key in its home.
+LAYOUT_VERSION: Final = 7
 
 #: Every field the recommendation sources own (streams/sources): each source's own contract
 #: tests compare them with its pure model, so the core state's snapshot leaves them out.
@@ -160,6 +181,7 @@ SOURCE_FIELDS: Final = frozenset(
         "popularity_learnt",
         "popularity_withdrawn",
         "marks",
+        "handoff",
     }
 )
 
@@ -301,6 +323,17 @@ class Keys:
         """The user's partition of ``events``."""
         return partition_of(user_id, self.partitions)
 
+    def by_partition(self, user_ids: Iterable[str]) -> dict[int, list[str]]:
+        """The users by partition, each partition's in the order given.
+
+        >>> Keys("sr:", partitions=6).by_partition(["u1", "zoe", "alice"])
+        {4: ['u1'], 5: ['zoe'], 3: ['alice']}
+        """
+        found: dict[int, list[str]] = {}
+        for user_id in user_ids:
+            found.setdefault(self.partition_of(user_id), []).append(user_id)
+        return found
+
     def tag(self, user_id: str) -> str:
         """The hash tag of the user's partition."""
         return partition_tag(partition_of(user_id, self.partitions), self.partitions)
@@ -340,13 +373,29 @@ class Keys:
         """The store's layout record (hash: version, partitions): streams/store/layout.py."""
         return f"{self.prefix}layout"
 
+    def home(self, item_id: str) -> int:
+        """The partition whose slot holds the item's keys: Kafka's partitioner on the item id,
+        so items spread over the partitions' slots as users do.
+
+        >>> Keys("sr:", partitions=6).home("phone")
+        3
+        """
+        return partition_of(item_id, self.partitions)
+
     def item(self, item_id: str, field: str) -> str:
+        """A structure of the item, in the slot of its home."""
         assert field in ITEM_FIELDS, field
-        return f"{self.prefix}i:{item_id}:{field}"
+        return f"{self.partition_stem(self.home(item_id))}i:{item_id}:{field}"
 
     def global_(self, field: str) -> str:
+        """A structure shared by every partition; in its tag's slot if it has one.
+
+        >>> Keys("sr:", partitions=6).global_("learner"), Keys("sr:").global_("knobs")
+        ('sr:{learner}learner', 'sr:knobs')
+        """
         assert field in GLOBAL_FIELDS, field
-        return f"{self.prefix}{field}"
+        tag = GLOBAL_TAGS.get(field)
+        return f"{self.prefix}{field}" if tag is None else f"{self.prefix}{{{tag}}}{field}"
 
     def trending(self, bucket: int, scope: str, partition: int, *, counts: bool = False) -> str:
         """A partition's share of a trending bucket of a scope: item -> weighted count (or ->
@@ -371,14 +420,33 @@ class Keys:
         """
         return f"{self.prefix}m:{bucket}:{merchant_id}"
 
-    def marks(self, source: str) -> str:
-        """How far ``source`` has learnt each partition of ``events`` (hash "topic:partition"
-        -> offset; streams/sources/progress.py). Offsets only, no user data.
+    def marks(self, source: str, partition: int) -> str:
+        """How far ``source`` has learnt the events of one partition's users (hash
+        "topic:partition" of their records -> offset; streams/sources/progress.py), in their
+        slot. Offsets only, no user data.
 
-        >>> Keys("sr:").marks("mf")
-        'sr:lm:mf'
+        >>> Keys("sr:", partitions=6).marks("mf", 2)
+        'sr:{2.2}lm:mf'
         """
-        return f"{self.prefix}lm:{source}"
+        return f"{self.partition_stem(partition)}lm:{source}"
+
+    def handoffs(self, stem: str, name: str) -> tuple[str, str, str]:
+        """A slot's hand-offs of one kind of step (streams/sources/handoff.py): the list of
+        its entries for other slots, its counters (name -> last entry's number) and what it
+        has applied (``name:tag`` of a source slot -> the last entry applied from there).
+
+        >>> Keys("sr:").handoffs("sr:{2.2}", "fbt")
+        ('sr:{2.2}ho:fbt', 'sr:{2.2}ho_seq', 'sr:{2.2}ho_applied')
+        """
+        return f"{stem}ho:{name}", f"{stem}ho_seq", f"{stem}ho_applied"
+
+    def stem_of(self, key: str) -> str:
+        """What every key of ``key``'s slot starts with: the prefix and its hash tag.
+
+        >>> Keys("sr:").stem_of("sr:{2.2}u:bob:mf"), Keys("sr:").stem_of("sr:{mf}mf_items")
+        ('sr:{2.2}', 'sr:{mf}')
+        """
+        return key[: key.index("}", len(self.prefix)) + 1]
 
     def erased(self, user_id: str) -> str:
         """The anonymous mark of a recent erasure: a digest of the user id, never the id.
@@ -408,21 +476,19 @@ class Keys:
         kind, _, tail = rest.partition(":")
         if kind == "tp" and tail:
             return "trending", tail, "published"
-        if kind == "lm" and tail:
-            return "global", tail, "marks"
         if kind == "m":
             # Merchant counters are time-bucketed anonymous counts like trending buckets.
             bucket, _, merchant = tail.partition(":")
             if bucket.lstrip("-").isdigit():
                 return "trending", merchant, "merchant_counts"
-        # Ids may contain ':' themselves, so the field is taken from the right.
-        entity, _, field = tail.rpartition(":")
-        if kind == "i" and field in ITEM_FIELDS and entity:
-            return "item", entity, field
-        raise ValueError(f"unknown socialrec key shape (field {field!r})")
+        raise ValueError(f"unknown socialrec key shape ({kind!r})")
 
     def _parse_tagged(self, tag: str, rest: str = "") -> tuple[Scope, str, str]:
         """:meth:`parse` of a key behind a hash tag; a user's key must carry their own."""
+        if rest in GLOBAL_FIELDS and GLOBAL_TAGS.get(rest) == tag:
+            return "global", "", rest
+        if rest in ("ho_seq", "ho_applied") or rest.startswith("ho:"):
+            return "global", tag, "handoff"  # emptied once delivered
         partition = tag.partition(".")[0]
         if rest in PARTITION_FIELDS and partition.isdigit():
             if tag != partition_tag(int(partition), self.partitions):
@@ -440,4 +506,10 @@ class Keys:
             if tag != self.tag(entity):
                 raise ValueError("a user key outside the slot of the user's partition")
             return "user", entity, field
+        if kind == "i" and field in ITEM_FIELDS and entity:
+            if tag != partition_tag(self.home(entity), self.partitions):
+                raise ValueError("an item key outside the slot of the item's home")
+            return "item", entity, field
+        if kind == "lm" and tail and partition.isdigit():
+            return "partition", partition, "marks"
         raise ValueError(f"unknown socialrec key shape (field {field!r})")

@@ -41,7 +41,7 @@ from streams.pipeline import WORKER_ERROR, Applied, BatchProcessor, InboundRecor
 from streams.runtime.outage import wait_out
 from streams.runtime.publisher import KafkaPublisher
 from streams.security import kafka_client_kwargs
-from streams.store import OffsetRange, Position, Store
+from streams.store import OffsetRange, Position, Store, partition_number
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ class EventsConsumer(Service):
             await self._rewind(records, applied.summary.rewinds)
             return
         for r in ranges:
-            partition = int(r.partition.rpartition(":")[2])
+            partition = partition_number(r.partition)
             if TopicPartition(self.topic, partition) not in self._owned:
                 continue  # revoked meanwhile: its next owner starts from the stored offsets
             published = self.known.get(partition, Position(-1, -1)).published
@@ -298,7 +298,7 @@ class EventsConsumer(Service):
                 log.exception("publishing a batch failed; dead-lettering %d events", len(records))
                 await self.processor.dead_letter_all(records, WORKER_ERROR)
         for r in ranges:
-            partition = int(r.partition.rpartition(":")[2])
+            partition = partition_number(r.partition)
             known = self.known.get(partition)
             if known is None:
                 continue  # revoked meanwhile: its next owner starts from the stored offsets

@@ -44,7 +44,8 @@ from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.pipeline import InboundRecord, recommend_params, validate_record
 from streams.runtime.forgetting import ForgetFollower, marked
-from streams.runtime.learner_state import LearnerState, Withdrawals
+from streams.runtime.learner_state import LearnerState
+from streams.runtime.learner_steps import Withdrawals
 from streams.runtime.outage import wait_out
 from streams.runtime.refresh import Refreshes
 from streams.security import kafka_client_kwargs
@@ -121,7 +122,7 @@ class Learner:
         progress = Progress(
             self.state.client,
             self.state.keys,
-            {e.event_id: (f"{r.topic}:{r.partition}", r.offset) for e, r in valid},
+            {e.event_id: (e.user_id, f"{r.topic}:{r.partition}", r.offset) for e, r in valid},
         )
         await self.sources.learn(fresh, progress)  # each source waits out outages itself
         touched = dict.fromkeys(e.user_id for e in fresh if e.item_id is not None)

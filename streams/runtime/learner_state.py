@@ -1,77 +1,54 @@
-"""What the learner keeps in Redis besides the sources' own state.
+"""What the learner keeps in Redis besides the sources' own state, one slot per step.
+
+In each partition's slot (its users', streams/keys.py):
 
 - ``u:{user}:learnt``: the user's events learnt (their ids' digests:
   :func:`streams.sources.progress.learnt_entry`), a window as long as the worker's dedupe
   window, so a redelivery teaches nothing twice;
-- the learner's hash (``learner``): the newest broker time learnt and the pools' refresh
-  interval (what the worker reports as the learner's lag), the stream's learned half-life
-  (``half_life``: the estimator's choice, which social proof decays by, and the scores it
-  resumes from: models/halflife.py), and per partition of ``events`` the last offset learnt
-  (``offset:{topic}:{partition}``), and the most popular items under that half-life
-  (``popular``: JSON ``[at, [[item, score], ...]]``, the scores at ``at``, event time): the
-  worker's popular fallback and source;
-- ``popularity_learnt``: each item's decayed popularity under every half-life the estimator
-  compares (models/halflife.py ``take_rows``), so a restarted learner goes on from it;
+- the partition's ``learner`` hash: the last offset learnt of the partition
+  (``offset:{topic}:{partition}``, where a restarted learner resumes) and how many entries of
+  its ``popularity_withdrawn`` list have been dropped since the list began (``withdrawn``);
 - ``popularity_withdrawn``: an erasure's anonymous ``item<TAB>weight<TAB>ts`` entries
-  (streams/lua/state.lua), taken out of that popularity by the next step that stores it.
+  (streams/lua/state.lua), taken out of the learned popularity.
 
-The offsets are written after every source has learnt the batch, so Redis holding an offset
-means it holds all that was learnt up to it: Redis keeps its writes in order, and a crash loses
-only the last of them (AOF fsynced once a second). A learner whose consumer stands past those
-offsets (Redis came back older than the learner last saw it, or the group committed further)
-goes back to them (:meth:`streams.runtime.learner.Learner.run`), as the worker goes back to the
-offsets stored with its state.
+In the ``{learner}`` slot, shared by every partition:
+
+- ``learner``: the newest broker time learnt and the pools' refresh interval (what the worker
+  reports as the learner's lag), the stream's learned half-life (``half_life``: the
+  estimator's choice, which social proof decays by, and the scores it resumes from:
+  models/halflife.py), the most popular items under it (``popular``: JSON ``[at, [[item,
+  score], ...]]``, the scores at ``at``, event time: the worker's popular fallback and
+  source), and per partition how many withdrawals it has taken (``taken:{partition}``);
+- ``popularity_learnt``: each item's decayed popularity under every half-life the estimator
+  compares (models/halflife.py ``take_rows``), so a restarted learner goes on from it.
+
+A batch's progress is stored in two steps, the shared one first
+(streams/runtime/learner_steps.py, which says how neither counts anything twice). The offsets
+are stored after every source has learnt the batch, so Redis holding an offset means it holds
+all that was learnt up to it: Redis keeps its writes in order, and a crash loses only the last
+of them (AOF fsynced once a second). A learner whose consumer stands past those offsets (Redis
+came back older than the learner last saw it, or the group committed further) goes back to them
+(:meth:`streams.runtime.learner.Learner.run`), as the worker goes back to the offsets stored
+with its state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, cast
+from typing import NamedTuple, cast
 
 import orjson
 import redis.asyncio as aioredis
 
 from models.events import Event
 from models.halflife import LearnedHalfLife, chosen_half_life
-from models.state import POPULAR_READ, PopularView
+from models.state import PopularView
 from streams.keys import Keys, decoded
+from streams.runtime.learner_steps import ProgressSteps, Withdrawals
 from streams.runtime.pools import PoolStore
-from streams.sources.progress import learnt_entry, learnt_member
-
-#: KEYS: the learner's hash, the learned popularity's rows, then per user their learnt-ids key
-#: and erasure mark, then the partitions' withdrawal lists applied from; ARGV: the newest broker
-#: time learnt (0: none), the window, JSON [[score, member, score, member, ...] per user]
-#: (``learnt_entry``), the pools' refresh interval in force, JSON {partition: the batch's last
-#: offset in it}, the learned half-life's choice (JSON, models/halflife.py) or an empty string,
-#: the popular items (JSON) or an empty string, JSON [how many withdrawals were applied from
-#: the head of each of those lists], then item, row, item, row...
-#: A user erased since the learner checked gets no key back (their erasure deleted it).
-_MARK_UNLESS_ERASED = """
-local users = cjson.decode(ARGV[3])
-for u, flat in ipairs(users) do
-  local learnt, erased = KEYS[2 * u + 1], KEYS[2 * u + 2]
-  if redis.call('EXISTS', erased) == 0 then
-    for i = 1, #flat, 2 do redis.call('ZADD', learnt, flat[i], flat[i + 1]) end
-    redis.call('ZREMRANGEBYRANK', learnt, 0, -tonumber(ARGV[2]) - 1)
-  end
-end
-if tonumber(ARGV[1]) > 0 then redis.call('HSET', KEYS[1], 'event_ts', ARGV[1]) end
-redis.call('HSET', KEYS[1], 'refresh_s', ARGV[4])
-if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'half_life', ARGV[6]) end
-if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'popular', ARGV[7]) end
-for k, taken in ipairs(cjson.decode(ARGV[8])) do
-  if taken > 0 then redis.call('LTRIM', KEYS[2 * #users + 2 + k], taken, -1) end
-end
-for i = 9, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
-for part, last in pairs(cjson.decode(ARGV[5])) do
-  local field = 'offset:' .. part
-  if tonumber(last) > tonumber(redis.call('HGET', KEYS[1], field) or '-1') then
-    redis.call('HSET', KEYS[1], field, last)
-  end
-end
-return 0
-"""
+from streams.sources.progress import learnt_member
+from streams.store.offsets import partition_number
 
 
 class LearnerProgress(NamedTuple):
@@ -86,18 +63,6 @@ class LearnerProgress(NamedTuple):
     popular: PopularView | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Withdrawals:
-    """Erased events to take out of the learned popularity (item, weight, ts), and how many
-    were read from the head of each partition's list (the step that stores them drops those)."""
-
-    entries: list[tuple[str, float, float]]
-    taken: dict[int, int]
-
-    def __bool__(self) -> bool:
-        return bool(self.entries)
-
-
 @dataclass
 class LearnerState:
     """What the learner keeps in Redis besides the sources' own state."""
@@ -108,7 +73,7 @@ class LearnerState:
 
     def __post_init__(self) -> None:
         self.pools = PoolStore(self.client, self.keys)
-        self._mark = self.client.register_script(_MARK_UNLESS_ERASED)
+        self.steps = ProgressSteps(self.client, self.keys, self.dedupe_window)
 
     async def unlearnt(self, events: Sequence[Event]) -> list[Event]:
         """The events not learnt yet, in order (one round trip)."""
@@ -146,69 +111,25 @@ class LearnerState:
         withdrawn: Withdrawals | None = None,
     ) -> None:
         """Remember the events as learnt (each user's window trimmed, users erased meanwhile
-        left out, as their pools are) and the progress, with ``ends`` (partition -> the
-        batch's last offset in it), the learned ``half_life`` with its changed rows and
-        popular items, and that the ``withdrawn`` are applied, in one atomic step."""
-        per_user: dict[str, list[Any]] = {}
-        for event in events:
-            per_user.setdefault(event.user_id, []).extend(learnt_entry(event))
-        users = list(per_user)
-        keys = [k for u in users for k in (self.keys.user(u, "learnt"), self.keys.erased(u))]
-        choice: bytes | str = ""
-        popular: bytes | str = ""
-        rows: list[str | bytes] = []
-        if half_life is not None:
-            choice = orjson.dumps(half_life.choice())
-            at = half_life.newest_ts
-            if at is not None:
-                popular = orjson.dumps([at, half_life.top(POPULAR_READ, at)])
-            rows = [x for item, row in half_life.take_rows().items() for x in (item, row)]
-        taken = withdrawn.taken if withdrawn is not None else {}
-        await self._mark(
-            keys=[
-                self.keys.global_("learner"),
-                self.keys.global_("popularity_learnt"),
-                *keys,
-                *(self._withdrawn_key(p) for p in taken),
-            ],
-            args=[
-                repr(newest_arrival),
-                self.dedupe_window,
-                orjson.dumps(list(per_user.values())),
-                repr(refresh_s),
-                orjson.dumps(dict(ends)),
-                choice,
-                popular,
-                orjson.dumps(list(taken.values())),
-                *rows,
-            ],
-        )
-
-    def _withdrawn_key(self, partition: int) -> str:
-        return self.keys.partition(partition, "popularity_withdrawn")
+        left out, as their pools are) and the progress: ``ends`` (partition -> the batch's
+        last offset in it), the learned ``half_life`` with its changed rows and popular
+        items, and the ``withdrawn`` taken (streams/runtime/learner_steps.py: the shared
+        step, then each partition's)."""
+        upto = withdrawn.upto if withdrawn is not None else {}
+        await self.steps.shared(newest_arrival, refresh_s, half_life, upto)
+        await self.steps.partitions(events, ends, upto)
 
     async def withdrawals(self) -> Withdrawals:
-        """The erasures' withdrawals not yet applied: every partition's list, each oldest
-        first (each erasure writes to its user's partition's)."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            for p in range(self.keys.partitions):
-                pipe.lrange(self._withdrawn_key(p), 0, -1)
-            lists = await pipe.execute()
-        found, taken = [], {}
-        for p, raw in enumerate(lists):
-            if raw:
-                taken[p] = len(raw)
-            for entry in raw:
-                item, weight, ts = decoded(entry).split("\t")
-                found.append((item, float(weight), float(ts)))
-        return Withdrawals(found, taken)
+        """The erasures' withdrawals not yet taken out of the learned popularity."""
+        return await self.steps.withdrawals()
 
     async def resume_points(self, partitions: Sequence[str]) -> dict[str, int]:
         """Per partition (``topic:partition``), the offset after the last one learnt, as
         stored with the progress; partitions never learnt are left out."""
-        raw = await self.client.hmget(
-            self.keys.global_("learner"), [f"offset:{p}" for p in partitions]
-        )
+        async with self.client.pipeline(transaction=False) as pipe:
+            for part in partitions:
+                pipe.hget(self.keys.partition(partition_number(part), "learner"), f"offset:{part}")
+            raw = await pipe.execute()
         return {p: int(v) + 1 for p, v in zip(partitions, raw, strict=True) if v is not None}
 
     async def progress(self) -> LearnerProgress | None:
@@ -231,8 +152,8 @@ class LearnerState:
 
     async def half_life(self, start_s: float) -> LearnedHalfLife:
         """The half-life estimator to go on with: the stored choice and items' popularity,
-        or a new one at ``start_s``. Several learners share it (last writer wins): each
-        learns from its own partitions, a sample of the same stream."""
+        or a new one at ``start_s``. Several learners share it (last writer wins): each learns
+        from its own partitions, a sample of the same stream."""
         stored = await self.client.hget(self.keys.global_("learner"), "half_life")
         if stored is None:
             return LearnedHalfLife(start_s)

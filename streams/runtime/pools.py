@@ -35,6 +35,7 @@ import redis.asyncio as aioredis
 
 from models.recommend import Pool, Reason, Source
 from streams.keys import Keys
+from streams.store.lua import Lua, run
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +60,13 @@ POOLS_TTL_S = 86_400
 
 #: Writes a user's pools unless the user was erased meanwhile (the erasure's mark is set
 #: before anything is deleted, so a learner batch racing an erasure cannot bring them back).
-#: KEYS: pools key, erased-mark key; ARGV: JSON, seconds to keep it.
-_SET_UNLESS_ERASED = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+#: KEYS[1]: the pools key (the call's route, streams/store/lua.py); ARGV: the erasure mark's
+#: key (the user's: the same slot), the pools, seconds to keep them.
+_SET_UNLESS_ERASED = Lua("""
+if redis.call('EXISTS', ARGV[1]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 return 1
-"""
+""")
 
 
 def encode_pools(pools: Mapping[Source, Pool]) -> bytes:
@@ -141,7 +143,6 @@ class PoolStore:
     def __init__(self, client: aioredis.Redis, keys: Keys | None = None) -> None:
         self.client = client
         self.keys = keys or Keys()
-        self._set = client.register_script(_SET_UNLESS_ERASED)
 
     async def read(self, user_ids: Sequence[str]) -> dict[str, bytes | None]:
         """The users' stored pools as they are (one ``MGET``): what :meth:`candidates` decodes.
@@ -174,12 +175,14 @@ class PoolStore:
         """Keep each user's pools (one round trip; skipped for users erased meanwhile)."""
         if not pools:
             return
-        async with self.client.pipeline(transaction=False) as pipe:
-            for user, by_source in pools.items():
-                keys = [self.keys.user(user, "pools"), self.keys.erased(user)]
-                args: list[bytes | int] = [encode_pools(by_source), POOLS_TTL_S]
-                await self._set(keys=keys, args=args, client=pipe)
-            await pipe.execute()
+        calls = [
+            _SET_UNLESS_ERASED.call(
+                self.keys.user(user, "pools"),
+                [self.keys.erased(user), encode_pools(by_source), POOLS_TTL_S],
+            )
+            for user, by_source in pools.items()
+        ]
+        await run(self.client, calls)
 
     async def erase(self, user_ids: Sequence[str]) -> int:
         if not user_ids:

@@ -17,16 +17,18 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property, partial
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from models.events import Event
 from models.hybrid import CANDIDATES_PER_SOURCE  # per user and request, as eval's sources
 from models.recommend import Candidate, Pool, Source, source_pools
 from streams.metrics import WorkerMetrics
 from streams.runtime.outage import wait_out
-from streams.sources.progress import Learnt, Progress, Stale, commit
+from streams.sources.handoff import Handoffs
+from streams.sources.progress import Marks, Progress, Stale
+from streams.sources.writes import Step, Writes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,10 +40,10 @@ class SourceModel(Protocol):
     @property
     def source(self) -> Source: ...
 
-    async def learn(self, events: Sequence[Event], learnt: Learnt | None = None) -> None:
+    async def learn(self, events: Sequence[Event], learnt: Marks | None = None) -> None:
         """Learn from applied, deduplicated events (in order); one call per batch. ``learnt``:
-        marks to write in the same atomic step as what the batch taught
-        (streams/sources/progress.py)."""
+        per partition of the users, marks to write in the same atomic step as what the batch
+        taught their slot (streams/sources/progress.py)."""
         ...
 
     async def candidates(
@@ -74,6 +76,7 @@ class SourceSet:
     models: Sequence[SourceModel]
     metrics: WorkerMetrics
     k: int = CANDIDATES_PER_SOURCE
+    _marks_only: dict[str, Handoffs] = field(default_factory=dict, init=False, repr=False)
 
     def use_half_life(self, half_life_s: float) -> None:
         """The stream's learned half-life, for the sources that decay by it (a
@@ -112,12 +115,16 @@ class SourceSet:
         event on an item): the learner's own mark then leaves it alone."""
         return event.item_id is not None and bool(self.committing)
 
-    @staticmethod
-    async def _learn_new(model: SourceModel, events: Sequence[Event], progress: Progress) -> None:
+    async def _learn_new(
+        self, model: SourceModel, events: Sequence[Event], progress: Progress
+    ) -> None:
         """Learn the events past the source's marks, read at every attempt: a write whose
         reply was lost, or another learner, may have moved them (then :class:`Stale`)."""
         name = model.source.value
+        handoffs: Handoffs | None = getattr(model, "handoffs", None)
         while True:
+            if handoffs is not None:
+                await handoffs.settle()  # a step applied whose reply was lost: its hand-offs
             marks = await progress.marks(name)
             new = progress.unlearnt(events, marks)
             if not new:
@@ -125,15 +132,27 @@ class SourceSet:
             learnt = progress.learnt(name, marks)
             try:
                 await model.learn(new, learnt)
-                if not learnt.committed:
-                    # Nothing in these events for this source (FBT without a cart): its marks
-                    # move on alone, so where they stand does not depend on how the stream
-                    # was cut into batches.
-                    assert progress.client is not None
-                    await commit(progress.client, learnt, _nothing)
+                # Nothing in these events for this source in some partitions (FBT without a
+                # cart): their marks move on alone, so where they stand does not depend on how
+                # the stream was cut into batches.
+                keys = progress.keys
+                alone = [
+                    Step(Writes(keys, keys.partition_stem(p)), marks)
+                    for p, marks in learnt.items()
+                    if not marks.committed
+                ]
+                if alone:
+                    await self._handoffs(progress, name).run(alone)
                 return
             except Stale:
                 continue
+
+    def _handoffs(self, progress: Progress, name: str) -> Handoffs:
+        """Steps of the source's kind, for its marks alone."""
+        assert progress.client is not None
+        if name not in self._marks_only:
+            self._marks_only[name] = Handoffs(progress.client, progress.keys, name)
+        return self._marks_only[name]
 
     async def candidates(
         self, exclude: Mapping[str, frozenset[str]], now: float
@@ -190,7 +209,3 @@ class SourceSet:
             self.metrics.source_seconds.labels(model.source.value, call).observe(
                 time.perf_counter() - started
             )
-
-
-def _nothing(_pipe: Any) -> None:
-    """No state to write: a ``MULTI`` of the marks alone."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -38,7 +37,9 @@ from streams.sources.content_records import (
     pack_profile,
     unpack_profile,
 )
-from streams.sources.progress import Learnt, commit
+from streams.sources.handoff import Handoffs
+from streams.sources.progress import Marks
+from streams.sources.writes import ByPartition
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class RedisContent:
         self.params = params or ContentParams()
         self.model = model or ContentModel()
         self.catalogue = ContentCatalogue(client, self.keys, self.params, self.model, clock)
+        self.handoffs = Handoffs(client, self.keys, self.source.value)
 
     @property
     def source(self) -> Source:
@@ -85,8 +87,9 @@ class RedisContent:
     def _weight(self, event: Event) -> float:
         return float(self.params.weights.get(event.type, 0.0)) if event.item_id else 0.0
 
-    async def learn(self, events: Sequence[Event], learnt: Learnt | None = None) -> None:
-        """Mix each item event into its user's profile: one read and one write per batch."""
+    async def learn(self, events: Sequence[Event], learnt: Marks | None = None) -> None:
+        """Mix each item event into its user's profile: one read, and one step per partition
+        (in one round trip) writing its users' profiles with its marks."""
         useful = [e for e in events if e.item_id is not None and self._weight(e) != 0.0]
         if not useful:
             return
@@ -113,11 +116,12 @@ class RedisContent:
                 recent.sort(key=lambda r: (-r[1], r[0]))
                 written[user] = pack_profile(profile, recent[: self.params.recent_items])
 
-        def queue(pipe: Any) -> None:
-            for user, raw in written.items():
-                pipe.set(self.keys.user(user, "content_profile"), raw, ex=self.params.profile_ttl_s)
-
-        await commit(self.client, learnt, queue)  # the marks even if no profile changed
+        writes = ByPartition(self.keys)
+        for user, raw in written.items():
+            key = self.keys.user(user, "content_profile")
+            writes.user(user).add("SET", key, raw, "EX", self.params.profile_ttl_s)
+        # A partition whose profiles did not change moves its marks alone (SourceSet.learn).
+        await self.handoffs.run(writes.steps(learnt))
 
     async def candidates(
         self,
@@ -155,9 +159,9 @@ class RedisContent:
             self.model.forget_user(user_id)
 
     async def erase(self, user_ids: Sequence[str]) -> dict[str, int]:
-        """Delete the users' profiles (item vectors carry no user data)."""
+        """Delete the users' profiles (item vectors carry no user data): a command each."""
         users = list(dict.fromkeys(user_ids))
-        async with self.client.pipeline(transaction=True) as pipe:
+        async with self.client.pipeline(transaction=False) as pipe:
             for user in users:
                 pipe.delete(self.keys.user(user, "content_profile"))
             gone = await pipe.execute()

@@ -2,16 +2,23 @@
 
 Where it lives (key names from :mod:`streams.keys`):
 
-- ``content_items`` (hash item -> JSON catalogue record). Each worker keeps a local
+- ``content_items`` (hash item -> JSON catalogue record, in the ``{content}`` slot with the
+  change stream: they are written in one ``MULTI``). Each worker keeps a local
   :class:`models.content.ContentModel` of *all* items, rebuilt from the records (feature
   hashing is stable, so every worker computes identical vectors), because scoring a profile
   against every item is one vectorised product, not a Redis call per item.
 - ``content_changes`` (stream of item ids, approximately trimmed): every put or delete adds
   the ids; :meth:`ContentCatalogue.sync` follows it into the local model
   (:class:`streams.sources.catalog_follower.CatalogFollower`, which search uses too).
-- ``i:{item}:content_sim`` (zset, top ``neighbours`` by cosine): written when the record
-  arrives, and the new item is added into the lists of its nearest items at the same time, so
-  it is reachable as a neighbour immediately.
+- ``i:{item}:content_sim`` (zset, top ``neighbours`` by cosine, in the slot of the item's
+  home): written when the record arrives, and the new item is added into the lists of its
+  nearest items at the same time, so it is reachable as a neighbour immediately.
+
+A put or delete edits the neighbour lists first, a step per home (each one slot,
+streams/sources/handoff.py), then stores the records and announces them: a crash between the
+two leaves lists naming an item whose record is not stored yet (:meth:`ContentCatalogue.similar`
+leaves out what the catalogue does not hold) or, for a delete, a record with its lists gone
+until the delete is done again. Every edit sets values, so doing it again changes nothing.
 """
 
 from __future__ import annotations
@@ -28,29 +35,14 @@ from models.content import CatalogRecord, ContentModel
 from streams.keys import Keys, decoded
 from streams.sources.catalog_follower import CatalogFollower
 from streams.sources.content_records import ContentParams, record_mapping
+from streams.sources.handoff import Handoffs
+from streams.sources.writes import Step, Writes
+from streams.store.lua import Arg
 
 log = logging.getLogger(__name__)
 
 #: Item ids per change-stream entry (one entry per put or delete of up to this many items).
 _IDS_PER_ENTRY: Final = 256
-
-#: Neighbour-list edits of one put or delete. Key names come from Python (streams.keys).
-#: ARGV: k, then JSON {unlink: [[key, member]], own: [[key, [score, member, ...]]],
-#: back: [[key, [score, member, ...]]]}: own lists are replaced, back-links added and trimmed.
-_NEIGHBOURS_LUA: Final = """
-local k = tonumber(ARGV[1])
-local p = cjson.decode(ARGV[2])
-for _, e in ipairs(p.unlink) do redis.call('ZREM', e[1], e[2]) end
-for _, e in ipairs(p.own) do
-  redis.call('DEL', e[1])
-  if #e[2] > 0 then redis.call('ZADD', e[1], unpack(e[2])) end
-end
-for _, e in ipairs(p.back) do
-  redis.call('ZADD', e[1], unpack(e[2]))
-  redis.call('ZREMRANGEBYRANK', e[1], 0, -(k + 1))
-end
-return 0
-"""
 
 
 class ContentCatalogue:
@@ -82,7 +74,7 @@ class ContentCatalogue:
         )
         self._items_key = self.follower.items_key
         self._stream_key = self.follower.stream_key
-        self._script = client.register_script(_NEIGHBOURS_LUA)
+        self._lists = Handoffs(client, keys, "content")
 
     async def put_items(self, records: Sequence[CatalogRecord]) -> None:
         """Store records, announce them, and give each its content neighbours right away.
@@ -137,18 +129,32 @@ class ContentCatalogue:
         back: Mapping[str, Sequence[tuple[float, str]]],
         records: Mapping[str, bytes],
     ) -> None:
-        """One transaction: neighbour lists (a script, so 40k list edits are one command),
-        records, and the change announcement; then skip our own announcement when nobody
-        else wrote in between, so the next sync does not re-read what we already have."""
+        """The neighbour lists, a step per home (one round trip, so 40k list edits are a
+        command per home); then one transaction of the records and the change announcement,
+        after which we skip our own announcement when nobody else wrote in between, so the
+        next sync does not re-read what we already have."""
         sim = functools.partial(self.keys.item, field="content_sim")
-        payload = {
-            "unlink": [[sim(o), item] for item, others in unlink.items() for o in others],
-            "own": [[sim(i), [v for m, s in n for v in (repr(s), m)]] for i, n in own.items()],
-            "back": [[sim(o), [v for s, m in n for v in (repr(s), m)]] for o, n in back.items()],
-        }
+        per: dict[str, Writes] = {}
+
+        def add(item: str, *op: Arg) -> None:
+            key = sim(item)
+            stem = self.keys.stem_of(key)
+            per.setdefault(stem, Writes(self.keys, stem)).add(op[0], key, *op[1:])
+
+        for item, others in unlink.items():
+            for other in others:
+                add(other, "ZREM", item)
+        for item, neighbours in own.items():
+            add(item, "DEL")
+            if neighbours:
+                add(item, "ZADD", *[v for m, s in neighbours for v in (s, m)])
+        for other, links in back.items():
+            add(other, "ZADD", *[v for s, m in links for v in (s, m)])
+            add(other, "ZREMRANGEBYRANK", 0, -(self.params.neighbours + 1))
+        if per:
+            await self._lists.run([Step(writes) for writes in per.values()])
         position = self.follower.position
         pipe = self.client.pipeline(transaction=True)
-        await self._script(args=[self.params.neighbours, orjson.dumps(payload)], client=pipe)
         if records:
             mapping: dict[Any, Any] = dict(records)
             pipe.hset(self._items_key, mapping=mapping)

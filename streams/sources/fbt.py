@@ -5,18 +5,20 @@ so every worker shares one set of counts:
 
 * ``u:{user}:fbt_baskets``: JSON of the user's retained baskets (``[[items, first, last]…]``,
   oldest first). Per-user state, so it is read, changed and written back whole;
-* ``fbt_total`` (counter), ``fbt_items`` (hash item -> baskets containing it) and
-  ``i:{A}:fbt_pairs`` (zset B -> baskets with both, kept in both directions): shared tables,
-  changed only by increments, so two workers never lose each other's updates.
+* ``fbt_total`` (counter) and ``fbt_items`` (hash item -> baskets containing it), both in the
+  ``{fbt}`` slot, and ``i:{A}:fbt_pairs`` (zset B -> baskets with both, kept in both
+  directions; in A's slot): shared tables, changed only by increments, so two learners never
+  lose each other's updates.
 
-How a batch is learnt: the batch users' stored baskets are restored into a throwaway
-:class:`BasketTracker` (which then holds exactly their contributions), the events are applied
-to it, and the difference of its counts before and after is exactly the change the batch makes
-to the global counts (negative where an old basket fell out). That difference is applied with
-``INCRBY``/``HINCRBY``/``ZINCRBY``, in one ``MULTI`` with the rewritten baskets, so a crash
-never leaves the counts and the baskets disagreeing. Counts that reach zero are removed in the
-same transaction (a hash field by a tiny script, a zset member by ``ZREMRANGEBYSCORE -inf 0``);
-no count is ever negative, because each user's own changes net out to their current baskets.
+How a batch is learnt, one partition's users at a time: their stored baskets are restored into
+a throwaway :class:`BasketTracker` (which then holds exactly their contributions), their
+events are applied to it, and the difference of its counts before and after is exactly the
+change they make to the global counts (negative where an old basket fell out). The step that
+rewrites their baskets, in their slot with the source's marks, hands that difference to the
+``{fbt}`` slot and to each pair row's (streams/sources/handoff.py), where it is added once: a
+crash never leaves the counts and the baskets disagreeing, nor counts a basket twice. A count
+that reaches zero is removed in the same step as the increment that got it there; no count is
+ever negative, because each user's own changes net out to their current baskets.
 
 Erasure subtracts the user's baskets the same way and deletes their key, so the counts are
 afterwards exactly those of a run without the user (users do not affect each other's
@@ -46,21 +48,9 @@ from models.fbt import (
 )
 from models.recommend import Candidate, Reason, Source
 from streams.keys import Keys, best_pairs, queue_best
-from streams.sources.progress import Learnt, commit
-
-#: Adds ``ARGV[1]`` to the total and ``ARGV[2k+1]`` to field ``ARGV[2k]`` of the item hash;
-#: anything that reaches zero is deleted. Atomic, so a concurrent increment of the same field
-#: can never be deleted with it (which a read-then-HDEL from the client could do).
-_GLOBAL_DELTA = """
-local total = redis.call('INCRBY', KEYS[2], ARGV[1])
-if total <= 0 then redis.call('DEL', KEYS[2]) end
-for n = 2, #ARGV, 2 do
-  if redis.call('HINCRBY', KEYS[1], ARGV[n], ARGV[n + 1]) <= 0 then
-    redis.call('HDEL', KEYS[1], ARGV[n])
-  end
-end
-return 0
-"""
+from streams.sources.handoff import Handoffs
+from streams.sources.progress import Marks
+from streams.sources.writes import ByPartition, Writes
 
 
 def encode_baskets(baskets: Sequence[Basket]) -> bytes:
@@ -119,6 +109,7 @@ class RedisFBT:
         self.max_antecedents = max_antecedents
         self.reasons_per_item = reasons_per_item
         self.new_tracker()  # validates the model parameters now rather than at the first batch
+        self.handoffs = Handoffs(client, self.keys, Source.FBT.value)
 
     @property
     def source(self) -> Source:
@@ -140,49 +131,44 @@ class RedisFBT:
         raw = await pipe.execute()
         return {u: decode_baskets(r) for u, r in zip(user_ids, raw, strict=True)}
 
-    def _apply_delta(self, pipe: Any, delta: BasketCounts) -> None:
-        """Queue the increments of ``delta`` (and the removal of counts that reach zero)."""
-        args: list[str | int] = [delta.baskets]
+    def _hand_delta(self, writes: Writes, delta: BasketCounts) -> None:
+        """Hand off the increments of ``delta``: the total and the items' counts to the
+        ``{fbt}`` slot, each pair row to its item's; a count that reaches zero goes (each in
+        the slot's own atomic step, so a concurrent increment is never deleted with it)."""
+        if delta.baskets:
+            writes.add("!incr", self.keys.global_("fbt_total"), delta.baskets)
         for item, n in delta.items.items():
-            args += [item, n]
-        if len(args) > 1 or delta.baskets:
-            pipe.eval(
-                _GLOBAL_DELTA,
-                2,
-                self.keys.global_("fbt_items"),
-                self.keys.global_("fbt_total"),
-                *args,
-            )
+            writes.add("!hincr", self.keys.global_("fbt_items"), item, n)
         for a, row in delta.pairs.items():
             key = self.keys.item(a, "fbt_pairs")
             for b, n in row.items():
-                pipe.zincrby(key, n, b)
-            if any(n < 0 for n in row.values()):
-                pipe.zremrangebyscore(key, "-inf", 0)
+                writes.add("!zincr", key, b, n)
 
-    async def learn(self, events: Sequence[Event], learnt: Learnt | None = None) -> None:
-        """Cart and purchase events only; two round trips per batch (read, then one MULTI)."""
+    async def learn(self, events: Sequence[Event], learnt: Marks | None = None) -> None:
+        """Cart and purchase events only; the baskets read, then a step per partition: its
+        users' baskets with its marks, handing off the counts their change makes (one
+        round trip for all, streams/sources/handoff.py), and two to apply those and drop
+        them from the lists."""
         basket_events = [e for e in events if e.type in BASKET_TYPES and e.item_id is not None]
         if not basket_events:
             return
         user_ids = list(dict.fromkeys(e.user_id for e in basket_events))
         stored = await self._load(user_ids)
-        tracker = self.new_tracker()
-        for user_id, baskets in stored.items():
-            tracker.restore_user(user_id, baskets)
-        before = tracker.counts()
-        for e in basket_events:
-            assert e.item_id is not None
-            tracker.add(e.user_id, e.item_id, e.ts, e.type)
-        delta = tracker.counts().minus(before)
-
-        def queue(pipe: Any) -> None:
-            for user_id in user_ids:
+        writes = ByPartition(self.keys)
+        for part, users in self.keys.by_partition(user_ids).items():
+            # One partition's users at a time: the change of the counts is theirs alone.
+            tracker = self.new_tracker()
+            for user_id in users:
+                tracker.restore_user(user_id, stored[user_id])
+            before = tracker.counts()
+            for e in basket_events:
+                if e.item_id is not None and self.keys.partition_of(e.user_id) == part:
+                    tracker.add(e.user_id, e.item_id, e.ts, e.type)
+            for user_id in users:
                 key = self.keys.user(user_id, "fbt_baskets")
-                pipe.set(key, encode_baskets(tracker.users[user_id]))
-            self._apply_delta(pipe, delta)
-
-        await commit(self.client, learnt, queue)
+                writes[part].add("SET", key, encode_baskets(tracker.users[user_id]))
+            self._hand_delta(writes[part], tracker.counts().minus(before))
+        await self.handoffs.run(writes.steps(learnt))
 
     async def erase(self, user_ids: Sequence[str]) -> dict[str, int]:
         """Subtract every retained basket of the users and delete their key; returns per user
@@ -190,11 +176,12 @@ class RedisFBT:
         if not user_ids:
             return {}
         stored = await self._load(list(dict.fromkeys(user_ids)))
-        counts = basket_counts(b for baskets in stored.values() for b in baskets)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.delete(*(self.keys.user(u, "fbt_baskets") for u in stored))
-        self._apply_delta(pipe, counts.negated())
-        await pipe.execute()
+        writes = ByPartition(self.keys)
+        for part, users in self.keys.by_partition(stored).items():
+            writes[part].add("DEL", *[self.keys.user(u, "fbt_baskets") for u in users])
+            counts = basket_counts(b for u in users for b in stored[u])
+            self._hand_delta(writes[part], counts.negated())
+        await self.handoffs.run(writes.steps())
         return {u: len(baskets) for u, baskets in stored.items()}
 
     def context(self, baskets: Sequence[Basket], now: float) -> list[str]:

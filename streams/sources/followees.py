@@ -18,17 +18,22 @@ no trust is stored: whichever learner learns a user, and however far the others'
 had got, the state is the one model's fed the stream once. The source keeps its own follow
 graph instead of reading the core state's ``following`` set, which has no follow times.
 
-A batch costs two round trips: the batch users' edges and items, then one ``MULTI`` with the
-source's marks (:func:`streams.sources.progress.commit`) around one script call that writes
-what changed. A learner that crashes reads the batch again and learns only what is past the
-marks. Candidates cost two more: the users' edges and items, their followees' items.
+A batch costs four round trips: the batch users' edges and items; a step per partition, in
+one round trip, writing what changed of its users with the source's marks
+(streams/sources/progress.py); one applying, in each followee's slot, the reverse index
+entries the steps handed off (streams/sources/handoff.py), and one dropping them from the
+lists. A learner that crashes reads the
+batch again and learns only what is past the marks; what a step handed off is applied once.
+Candidates cost two more: the users' edges and items, their followees' items.
 
-Erasure: the script writes nothing of a user whose erasure mark exists (it is set before
-anything is erased), nor an edge naming one, so a batch read before an erasure and written
-after it cannot bring her back. :meth:`RedisFollowees.erase` deletes her three keys and her id
-from the ``fol_followers`` of those she follows and from the ``fol_following`` of those who
-follow her (her ``fol_followers``). Candidates carry the one anonymous ``FOLLOWED`` reason, so
-no pool names a followee.
+Erasure: a step writes nothing of a user whose erasure mark exists (it is set before anything
+is erased), so a batch read before an erasure and written after it cannot bring her back. An
+edge to her written meanwhile by a follower's step is handed to her slot, where her mark is
+read: her reverse index does not name the follower, and the edge is handed back out of the
+follower's ``fol_following``. :meth:`RedisFollowees.erase` deletes her three keys and hands
+the removal of her id to the ``fol_followers`` of those she follows and to the
+``fol_following`` of those who follow her (her ``fol_followers``). Candidates carry the one
+anonymous ``FOLLOWED`` reason, so no pool names a followee.
 
 The half-life: eval decays with the learned popularity half-life, which the worker does not
 learn yet (docs/quality.md); the worker's source takes the configured half-life its social
@@ -41,7 +46,6 @@ proof decays with (``RecommendParams.social_half_life_s``, given by the factory)
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -51,31 +55,9 @@ from models.followees import FOLLOWEES_READ, FolloweeItems
 from models.hybrid import FOLLOWED
 from models.recommend import Candidate, Source
 from streams.keys import Keys, decoded, user_strings
-from streams.sources.progress import Learnt, commit
-
-#: ARGV[1]: JSON, per user ``[erased mark, items key, items (a string to set, "" to delete,
-#: false: unchanged), following key, user, adds [[followee, mark, followers key, since]],
-#: drops [[followee, followers key]]]``. Nothing of an erased user is written, nor an edge
-#: naming one.
-_WRITE = """
-local function live(mark) return redis.call('EXISTS', mark) == 0 end
-for _, u in ipairs(cjson.decode(ARGV[1])) do
-  if live(u[1]) then
-    if u[3] == '' then redis.call('DEL', u[2]) elseif u[3] then redis.call('SET', u[2], u[3]) end
-    for _, a in ipairs(u[6]) do
-      if live(a[2]) then
-        redis.call('ZADD', u[4], a[4], a[1])
-        redis.call('SADD', a[3], u[5])
-      end
-    end
-    for _, d in ipairs(u[7]) do
-      redis.call('ZREM', u[4], d[1])
-      redis.call('SREM', d[2], u[5])
-    end
-  end
-end
-return 0
-"""
+from streams.sources.handoff import Handoffs
+from streams.sources.progress import Marks
+from streams.sources.writes import ByPartition, Op, Writes, payload
 
 #: One user's stored state: following (followee -> since), items (item -> last ts).
 Stored = tuple[dict[str, float], dict[str, float]]
@@ -119,6 +101,7 @@ class RedisFollowees:
         self.weights = weights
         self.half_life_s = half_life_s
         self.followees = followees
+        self.handoffs = Handoffs(client, self.keys, Source.FOLLOWEES.value)
 
     def new_model(self) -> FolloweeItems:
         """An empty pure model with this source's parameters (every kept edge is read)."""
@@ -139,7 +122,7 @@ class RedisFollowees:
             found[user] = ({decoded(f): float(since) for f, since in edges}, decode_items(items))
         return found
 
-    async def learn(self, events: Sequence[Event], learnt: Learnt | None = None) -> None:
+    async def learn(self, events: Sequence[Event], learnt: Marks | None = None) -> None:
         """Follows, unfollows and item events: their users' state is restored into a
         throwaway model, the events applied, and what changed written with the marks. No
         other user's state is read: an event changes only its own user's."""
@@ -153,40 +136,36 @@ class RedisFollowees:
             model.restore_user(user, following=following, latest=latest)
         for event in mine:
             model.learn(event)
-        changes = [c for u in users if (c := self._changes(u, stored[u], model))]
+        writes = ByPartition(self.keys)
+        for user in users:
+            self._write(writes.user(user), user, stored[user], model)
+        await self.handoffs.run(writes.steps(learnt))
 
-        def queue(pipe: Any) -> None:
-            if changes:
-                pipe.eval(_WRITE, 0, orjson.dumps(changes))
-
-        await commit(self.client, learnt, queue)
-
-    def _changes(self, user: str, stored: Stored, model: FolloweeItems) -> list[Any] | None:
-        """What the script writes for the user (None: nothing changed)."""
+    def _write(self, writes: Writes, user: str, stored: Stored, model: FolloweeItems) -> None:
+        """What changed of the user's, unless she was erased meanwhile. Each edge added is
+        handed to the followee's slot: her reverse index names the user there unless she was
+        erased, in which case the edge is taken back out of the user's ``fol_following``."""
         following, latest = stored
         now_following = model.following.get(user, {})
         now_latest = model.latest.get(user, {})
-        items: str | bool = False
-        if list(now_latest.items()) != list(latest.items()):
-            items = encode_items(now_latest).decode() if now_latest else ""
         keys = self.keys
-        adds = [
-            [f, keys.erased(f), keys.user(f, "fol_followers"), repr(since)]
-            for f, since in now_following.items()
-            if following.get(f) != since
-        ]
-        drops = [[f, keys.user(f, "fol_followers")] for f in following if f not in now_following]
-        if items is False and not (adds or drops):
-            return None
-        return [
-            keys.erased(user),
-            keys.user(user, "fol_items"),
-            items,
-            keys.user(user, "fol_following"),
-            user,
-            adds,
-            drops,
-        ]
+        mine = Writes(keys, writes.stem)
+        if list(now_latest.items()) != list(latest.items()):
+            items = keys.user(user, "fol_items")
+            mine.add(*(("SET", items, encode_items(now_latest)) if now_latest else ("DEL", items)))
+        edges = keys.user(user, "fol_following")
+        for f, since in now_following.items():
+            if following.get(f) != since:
+                mine.add("ZADD", edges, since, f)
+                back: Op = ["!out", writes.stem, payload([["ZREM", edges, f]])]
+                fans = keys.user(f, "fol_followers")
+                live: Op = ["!live", keys.erased(f), 1, 1]
+                mine.to(keys.stem_of(fans), live, ["SADD", fans, user], back)
+        for f in following:
+            if f not in now_following:
+                mine.add("ZREM", edges, f)
+                mine.add("SREM", keys.user(f, "fol_followers"), user)
+        writes.guarded(keys.erased(user), mine)
 
     async def candidates(
         self,
@@ -231,15 +210,16 @@ class RedisFollowees:
             pipe.get(keys.user(user, "fol_items"))
         replies = await pipe.execute()
         removed: dict[str, int] = {}
-        pipe = self.client.pipeline(transaction=True)
+        writes = ByPartition(keys)
         for n, user in enumerate(unique):
             following, followers, items = replies[3 * n : 3 * n + 3]
+            own = writes.user(user)
             for followee in map(decoded, following):
-                pipe.srem(keys.user(followee, "fol_followers"), user)
+                own.add("SREM", keys.user(followee, "fol_followers"), user)
             for follower in map(decoded, followers):
-                pipe.zrem(keys.user(follower, "fol_following"), user)
+                own.add("ZREM", keys.user(follower, "fol_following"), user)
             fields = ("fol_items", "fol_following", "fol_followers")
-            pipe.delete(*(keys.user(user, f) for f in fields))
+            own.add("DEL", *[keys.user(user, f) for f in fields])
             removed[user] = len(following) + len(followers) + len(decode_items(items))
-        await pipe.execute()
+        await self.handoffs.run(writes.steps())
         return removed

@@ -5,27 +5,29 @@ read it:
 
 * ``u:{user}:cf_window``: JSON of the user's window (``[[item, affinity, ts], …]``), per-user
   state written only by the learner that owns the user's partition;
-* ``i:{item}:dot`` (zset other item -> Σ a_ui·a_uj) and ``norm2`` (zset item -> Σ a_ui²):
+* ``i:{item}:dot`` (zset other item -> Σ a_ui·a_uj), in the slot of the item's home
+  (streams/keys.py), and per home ``norm2`` (zset of its items -> Σ a_ui²) and ``cf_norms``
+  (hash: total, count of their norms above zero; the learned shrinkage sums every home's):
   shared sums, changed only by increments, so learners of several partitions merge;
-* ``cf_norms`` (hash: total, count of the norms above zero): learned shrinkage's state;
-* ``i:{item}:sim`` (zset neighbour -> cosine, top ``neighbours``): what the publish path reads
-  for the user's recent items, in its batch script.
+* ``i:{item}:sim`` (zset neighbour -> cosine, top ``neighbours``), in the item's home too:
+  what the publish path reads for the user's recent items.
 
-A batch: the users' windows are read (one ``MGET``), the events applied to them in Python
-(:func:`models.cooccurrence.window_step`, deltas summed over the batch), and then one script
-call (streams/lua/itemcf.lua) writes the windows and adds the increments atomically, so a
-crash never leaves the counts and the windows disagreeing, and returns the new sums. Python
-scores the changed pairs (:func:`models.cooccurrence.similarities`) and a second call stores
-them in the neighbour lists: a crash between the two leaves those pairs' lists one batch old
-until the pairs change again.
+A step (:func:`steps`: consecutive events of one partition's users, at most
+:data:`STEP_EVENTS`): the users' windows are read (one ``MGET``), the events applied to them
+in Python (:func:`models.cooccurrence.window_step`, deltas summed over the step), and one step
+in the users' slot writes the windows and records the events learnt, handing each item's home
+its increments, applied there once (streams/sources/itemcf_step.py): a crash never leaves the
+counts and the windows disagreeing. Python scores the changed pairs
+(:func:`models.cooccurrence.similarities`) from the sums the homes report and stores them in
+the neighbour lists, a step per home.
 
 A retried step (its reply lost to a client timeout while Redis applied it) must not count its
-events twice: the script refuses a step holding an event already learnt, and the learner drops
+events twice: the step is refused if it holds an event already learnt, and the learner drops
 those events and computes the step again from the windows that now include them.
 
-Erasure: the script refuses a batch holding a user whose erasure mark appeared after the
-learner checked (the mark is set before anything is erased), and the learner drops them and
-tries again; erasing withdraws the user's window from the counts and deletes it.
+Erasure: a step is refused if it holds a user whose erasure mark appeared after the learner
+checked (the mark is set before anything is erased), and the learner drops them and tries
+again; erasing withdraws the user's window from the counts and deletes it.
 
 >>> encode_window({"a": (2.0, 10.0)})
 b'[["a",2.0,10.0]]'
@@ -35,9 +37,7 @@ b'[["a",2.0,10.0]]'
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from importlib import resources
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import orjson
@@ -49,16 +49,17 @@ from models.recommend import Candidate, Source
 from models.shrinkage import ShrinkageEstimator
 from models.state import StateParams
 from streams.keys import Keys, decoded, user_strings
-from streams.sources.progress import Learnt, learnt_entry, learnt_member
+from streams.sources.handoff import Handoffs, Refused
+from streams.sources.itemcf_step import Sums, count_writes, encode_window, neighbour_writes, sums
+from streams.sources.progress import Marks, learnt_member
+from streams.sources.writes import Step, partition_runs
 
-#: Events per atomic step at most. Redis runs one script at a time, so a long one delays the
-#: publish path's batches: an event changes up to twice its window's size in pairs, each a few
+#: Events per step at most. Redis runs one script at a time, so a long one delays the publish
+#: path's batches: an event changes up to twice its window's size in pairs, each a few
 #: sorted-set writes, and a step of 250 events held Redis for tens of milliseconds.
 STEP_EVENTS = 20
 
-
-def encode_window(window: Window) -> bytes:
-    return orjson.dumps([[item, a, ts] for item, (a, ts) in window.items()])
+__all__ = ["STEP_EVENTS", "RedisItemCF", "Sums", "decode_window", "encode_window", "steps"]
 
 
 def decode_window(raw: bytes | str | None) -> Window:
@@ -67,23 +68,15 @@ def decode_window(raw: bytes | str | None) -> Window:
     return {item: (float(a), float(ts)) for item, a, ts in orjson.loads(raw)}
 
 
-@dataclass(frozen=True, slots=True)
-class Sums:
-    """What the counts script returns: each changed pair's dot (None: gone), the norms of
-    the items in them, and the sum and count of all norms above zero."""
-
-    dots: dict[tuple[str, str], float | None]
-    norm2: dict[str, float]
-    total: float
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
-class Relearnt:
-    """The counts script's refusal: these events of the step are learnt already (their
-    :func:`streams.sources.progress.learnt_member`)."""
-
-    members: frozenset[str]
+def steps(keys: Keys, events: Iterable[Event]) -> list[list[Event]]:
+    """The steps the learner cuts a batch into: its item events, in runs of consecutive events
+    of one partition's users (a step is in their slot), each run in steps of at most
+    :data:`STEP_EVENTS`."""
+    return [
+        run[n : n + STEP_EVENTS]
+        for _, run in partition_runs(keys, list(item_events(events)))
+        for n in range(0, len(run), STEP_EVENTS)
+    ]
 
 
 class RedisItemCF:
@@ -97,16 +90,15 @@ class RedisItemCF:
 
     def __init__(self, client: aioredis.Redis, keys: Keys, params: StateParams) -> None:
         self.client, self.keys, self.params = client, keys, params
-        text = resources.files("streams").joinpath("lua/itemcf.lua").read_text()
-        self._script = client.register_script(text)
+        self.handoffs = Handoffs(client, keys, self.source.value, extension="itemcf.lua")
 
-    async def learn(self, events: Sequence[Event], learnt: Learnt | None = None) -> None:
-        """Learn in steps of at most :data:`STEP_EVENTS` events, each atomic with its marks."""
-        found = list(item_events(events))
-        for start in range(0, len(found), STEP_EVENTS):
-            await self._learn_step(found[start : start + STEP_EVENTS])
+    async def learn(self, events: Sequence[Event], learnt: Marks | None = None) -> None:
+        """Learn in :func:`steps`, each recording its events as learnt with the windows."""
+        for step in steps(self.keys, events):
+            await self._learn_step(step)
 
     async def _learn_step(self, pending: list[Event]) -> None:
+        part = self.keys.partition_of(pending[0].user_id)
         while pending:
             users = list(dict.fromkeys(e.user_id for e in pending))
             windows = await self._windows(users)
@@ -118,17 +110,22 @@ class RedisItemCF:
             learnt: dict[str, list[Event]] = {}
             for e in pending:
                 learnt.setdefault(e.user_id, []).append(e)
-            sums = await self._counts(windows, deltas, learnt, refuse_erased=True)
-            if isinstance(sums, Sums):
-                await self._neighbours(sums)
+            refuse = [["exists", self.keys.erased(u)] for u in users] + [
+                ["zscore", self.keys.user(e.user_id, "learnt"), learnt_member(e.event_id)]
+                for e in pending
+            ]
+            try:
+                await self._counts(part, windows, deltas, learnt, refuse)
                 return
-            if isinstance(sums, Relearnt):
+            except Refused as refused:
+                # Erased since the learner checked: learn the others' events, theirs never.
                 # Learnt already (a retried step Redis had applied): the windows read now hold
                 # them, so the rest is computed again from those.
-                pending = [e for e in pending if learnt_member(e.event_id) not in sums.members]
-            else:
-                # Erased since the learner checked: learn the others' events, theirs never.
-                pending = [e for e in pending if e.user_id not in sums]
+                erased = {users[n] for n in refused.held if n < len(users)}
+                again = {n - len(users) for n in refused.held if n >= len(users)}
+                pending = [
+                    e for n, e in enumerate(pending) if n not in again and e.user_id not in erased
+                ]
 
     async def candidates(
         self,
@@ -143,14 +140,13 @@ class RedisItemCF:
 
     async def erase(self, user_ids: Sequence[str]) -> dict[str, int]:
         windows = await self._windows(list(dict.fromkeys(user_ids)))
-        deltas = Deltas()
         removed = {u: len(window) for u, window in windows.items()}
-        for window in windows.values():
-            for item in list(window):
-                withdraw(window, item, deltas)
-        sums = await self._counts(windows, deltas, {}, refuse_erased=False)
-        assert isinstance(sums, Sums)
-        await self._neighbours(sums)
+        for part, users in self.keys.by_partition(windows).items():
+            deltas = Deltas()
+            for user in users:
+                for item in list(windows[user]):
+                    withdraw(windows[user], item, deltas)
+            await self._counts(part, {u: windows[u] for u in users}, deltas, {}, [])
         return removed
 
     async def snapshot(self) -> dict[str, Any]:
@@ -162,8 +158,8 @@ class RedisItemCF:
             if field in ("dot", "sim", "norm2"):
                 rows = await self.client.zrange(key, 0, -1, withscores=True)
                 scores = {decoded(m): float(s) for m, s in cast(list[tuple[bytes, float]], rows)}
-                if field == "norm2":
-                    found["norm2"] = scores
+                if field == "norm2":  # each home's items
+                    found["norm2"].update(scores)
                 else:
                     found[field][entity] = scores
             elif field == "cf_window":
@@ -183,59 +179,21 @@ class RedisItemCF:
 
     async def _counts(
         self,
+        part: int,
         windows: Mapping[str, Window],
         deltas: Deltas,
         learnt: Mapping[str, Sequence[Event]],
-        *,
-        refuse_erased: bool,
-    ) -> Sums | set[str] | Relearnt:
-        """Write the windows, mark ``learnt`` and add the deltas; if refused (then nothing is
-        written), the users erased meanwhile or the events learnt already."""
-        users = list(windows)
-        pairs = [(pair, amount) for pair, amount in deltas.pairs.items() if amount != 0.0]
-        items = list(dict.fromkeys(i for (a, b), _ in pairs for i in (a, b)))
-        keys = self.keys
-        step = [
-            self.params.cooccurrence_cap,
-            1 if refuse_erased else 0,
-            self.params.dedupe_window,
-            [
-                [
-                    keys.user(user, "cf_window"),
-                    keys.erased(user),
-                    encode_window(windows[user]).decode() if windows[user] else "",
-                    keys.user(user, "learnt"),
-                    [learnt_entry(e) for e in learnt.get(user, ())],
-                ]
-                for user in users
-            ],
-            [[item, amount] for item, amount in deltas.norms.items()],
-            [[a, b, amount] for (a, b), amount in pairs],
-            items,
-        ]
-        reply = await self._script(keys=[], args=["counts", keys.prefix, orjson.dumps(step)])
-        if reply and reply[0] == b"learnt":
-            return Relearnt(frozenset(decoded(m) for m in reply[1]))
-        if reply and not isinstance(reply[0], list):
-            return {users[int(n)] for n in reply}
-        _, dots, norms, total, count = reply
-        return Sums(
-            dots={
-                pair: None if dot is None else float(dot)
-                for (pair, _), dot in zip(pairs, dots, strict=True)
-            },
-            norm2={i: float(n) for i, n in zip(items, norms, strict=True)},
-            total=float(decoded(total)),
-            count=int(count),
-        )
-
-    async def _neighbours(self, sums: Sums) -> None:
-        # A pair that is gone left the neighbour lists in the counts script already.
-        live = {pair: dot for pair, dot in sums.dots.items() if dot is not None}
-        scored = similarities(live, sums.norm2, self.shrinkage(sums))
-        if not scored:
-            return
-        lists = orjson.dumps([[a, b, s] for (a, b), s in scored.items()])
-        await self._script(
-            keys=[], args=["neighbours", self.keys.prefix, self.params.neighbours, lists]
-        )
+        refuse: list[list[str]],
+    ) -> None:
+        """The step of partition ``part``'s users and its counts in the items' homes, then
+        the neighbour lists of the pairs it changed; raises :class:`Refused` (nothing written)
+        if one of ``refuse`` holds."""
+        writes = count_writes(self.keys, self.params, part, windows, deltas, learnt)
+        reported = await self.handoffs.run([Step(writes, refuse=refuse)])
+        found = await sums(self.client, self.keys, deltas, reported)
+        # A pair that is gone left the neighbour lists in its home already.
+        live = {pair: dot for pair, dot in found.dots.items() if dot is not None}
+        scored = similarities(live, found.norm2, self.shrinkage(found))
+        if scored:
+            lists = neighbour_writes(self.keys, self.params, scored)
+            await self.handoffs.run([Step(writes) for writes in lists])

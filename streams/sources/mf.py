@@ -3,8 +3,9 @@
 :class:`RedisMF` wraps the pure :class:`models.mf.OnlineMF` (River SGD on the logistic loss,
 implicit feedback, sampled negatives). Redis holds the truth (the rows, ledgers and sampler
 of streams/sources/mf_rows.py), so a restarted or second worker continues where another
-stopped; the worker's ``OnlineMF`` is a cache of it. One :meth:`RedisMF.learn` costs two
-round trips whatever the batch size (streams/sources/mf_batch.py); erasure is
+stopped; the worker's ``OnlineMF`` is a cache of it. :meth:`RedisMF.learn` costs four round
+trips per run of one partition's events, whatever its length (streams/sources/mf_batch.py:
+its state read, its step, the item rows it handed off applied, then dropped); erasure is
 streams/sources/mf_erasure.py. Who writes which rows, how fresh the cache is, why a restart
 continues bit for bit and what bounds memory: docs/sources.md.
 """
@@ -25,10 +26,12 @@ from models.hybrid import TASTE_MATCH
 from models.mf import OnlineMF, Sampling
 from models.recommend import Candidate, Source
 from streams.keys import Keys, decoded
+from streams.sources.handoff import Handoffs
 from streams.sources.mf_batch import read_batch_state, write_back
 from streams.sources.mf_erasure import erase_users
 from streams.sources.mf_rows import items_key, raw_row
-from streams.sources.progress import Learnt
+from streams.sources.progress import Marks
+from streams.sources.writes import Step, Writes, partition_runs
 
 #: Item rows per HSCAN page when (re)loading the item table.
 _SCAN_PAGE: Final = 1000
@@ -85,6 +88,7 @@ class RedisMF:
         # learn, erase, reload and scoring all use the one local model between awaits.
         self._lock = asyncio.Lock()
         self._items_key = items_key(self.keys)
+        self.handoffs = Handoffs(client, self.keys, Source.MF.value)
 
     @property
     def source(self) -> Source:
@@ -128,36 +132,45 @@ class RedisMF:
             if e.item_id is not None and (w := self.weights.get(e.type, 0.0)) != 0.0
         ]
 
-    async def learn(self, events: Sequence[Event], learnt: Learnt | None = None) -> None:
-        """Learn every item event with its weight, in order; two round trips per call."""
-        steps = self.steps(events)
-        if not steps:
+    async def learn(self, events: Sequence[Event], learnt: Marks | None = None) -> None:
+        """Learn every item event with its weight, in order. Each run of consecutive events
+        of one partition's users is a step of its own in their slot (the learner's batches
+        come a partition at a time)."""
+        found = [e for e in events if self.steps([e])]
+        if not found:
             return
-        users = list(dict.fromkeys(u for u, _, _ in steps))
-        items = list(dict.fromkeys(i for _, i, _ in steps))
+        runs = partition_runs(self.keys, found)
+        last = {part: n for n, (part, _) in enumerate(runs)}  # each partition's last run
         async with self._lock:
             await self._ensure_fresh()
             try:
-                stored_ledgers = await read_batch_state(
-                    self.client, self.keys, self.model, users, items
-                )
-                for user_id, item_id, weight in steps:
-                    self.model.learn(user_id, item_id, weight)
-                await write_back(
-                    self.client,
-                    self.keys,
-                    self.model,
-                    users,
-                    stored_ledgers,
-                    self.max_contributions,
-                    learnt,
-                )
+                for n, (part, run) in enumerate(runs):
+                    marks = None if learnt is None else learnt[part]
+                    upto = (
+                        None
+                        if marks is None or last[part] == n
+                        else marks.through(run[-1].event_id)
+                    )
+                    step = Step(Writes(self.keys, self.keys.partition_stem(part)), marks, upto=upto)
+                    await self._learn_run(run, step)
             except BaseException:
                 # The local rows may now hold steps Redis never got: start the cache again from
                 # Redis on the next call, so a retried batch is learnt exactly once.
                 self.model = self._new_model()
                 self._loaded_at = None
                 raise
+
+    async def _learn_run(self, run: Sequence[Event], step: Step) -> None:
+        await self.handoffs.settle()  # item rows an earlier step handed off, before reading
+        steps = self.steps(run)
+        users = list(dict.fromkeys(u for u, _, _ in steps))
+        items = list(dict.fromkeys(i for _, i, _ in steps))
+        stored_ledgers = await read_batch_state(self.client, self.keys, self.model, users, items)
+        for user_id, item_id, weight in steps:
+            self.model.learn(user_id, item_id, weight)
+        await write_back(
+            self.handoffs, self.model, users, stored_ledgers, self.max_contributions, step
+        )
 
     # ---- candidates and scores ---------------------------------------------------------------
     async def candidates(
@@ -216,11 +229,11 @@ class RedisMF:
     # ---- erasure -----------------------------------------------------------------------------
     async def erase(self, user_ids: Sequence[str]) -> dict[str, int]:
         """Delete the users' rows and ledgers and subtract each ledger from the current shared
-        item rows (an approximate undo, see streams/sources/mf_erasure.py). Three round
-        trips; returns per user the stored entries removed (a row counts one, each ledger entry
-        one)."""
+        item rows (an approximate undo, see streams/sources/mf_erasure.py). Five round trips
+        per partition of the users; returns per user the stored entries removed (a row
+        counts one, each ledger entry one)."""
         users = list(dict.fromkeys(user_ids))
         if not users:
             return {}
         async with self._lock:
-            return await erase_users(self.client, self.keys, self.model, users)
+            return await erase_users(self.handoffs, self.model, users)

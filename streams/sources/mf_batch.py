@@ -1,20 +1,22 @@
-"""One MF learn call's two round trips: the batch's state in, the changed rows out.
+"""One MF step's round trips: the state of a run of one partition's events in, its rows out.
 
-:func:`read_batch_state` is one pipelined read of the batch's user rows, their ledgers, the
-batch's item rows and the sampler, imported into the local model (plus one read, rarely, for
-popularity-pool items this worker has never seen); :func:`write_back` is one ``MULTI`` of each
-changed row, the merged ledgers and the sampler. The caller holds the model's lock throughout.
+:func:`read_batch_state` is one pipelined read of the run's user rows, their ledgers, its item
+rows and the sampler, imported into the local model (plus one read, rarely, for
+popularity-pool items this worker has never seen); :func:`write_back` is one step in the
+users' slot: their rows and merged ledgers with the source's marks, handing the changed item
+rows and the sampler to the ``{mf}`` slot (streams/sources/handoff.py), applied there before it
+returns. The caller holds the model's lock throughout.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import redis.asyncio as aioredis
 
 from models.mf import OnlineMF, SamplerState
 from streams.keys import Keys, decoded
+from streams.sources.handoff import Handoffs
 from streams.sources.mf_rows import (
     decode_sampler,
     encode_sampler,
@@ -23,7 +25,7 @@ from streams.sources.mf_rows import (
     raw_row,
     sampler_key,
 )
-from streams.sources.progress import Learnt, commit
+from streams.sources.writes import Step, Writes
 
 
 async def read_batch_state(
@@ -75,39 +77,45 @@ async def _restore_sampler(
     model.set_sampler_state(state)
 
 
+#: Item rows per ``HSET`` handed off: well inside Lua's limit on a call's arguments.
+_ROWS_PER_HSET = 500
+
+
+def hand_item_rows(writes: Writes, keys: Keys, rows: Mapping[str, bytes]) -> None:
+    """Hand changed item rows to the ``{mf}`` slot (in order, so a fresh hash keeps it)."""
+    flat = [x for item, row in rows.items() for x in (item, row)]
+    for start in range(0, len(flat), 2 * _ROWS_PER_HSET):
+        writes.add("HSET", items_key(keys), *flat[start : start + 2 * _ROWS_PER_HSET])
+
+
 async def write_back(
-    client: aioredis.Redis,
-    keys: Keys,
+    handoffs: Handoffs,
     model: OnlineMF,
     users: Sequence[str],
     stored_ledgers: Mapping[str, Mapping[str, bytes]],
     max_contributions: int,
-    learnt: Learnt | None = None,
+    step: Step,
 ) -> None:
-    """One ``MULTI``: changed user and item rows, merged and capped ledgers, the sampler
-    (and the batch's marks)."""
+    """One step (``step``: the users' partition's writes and marks): changed user rows,
+    merged and capped ledgers, and, handed off, the changed item rows and the sampler."""
+    keys, writes = handoffs.keys, step.writes
     changed = model.take_changed()
-
-    def queue(pipe: Any) -> None:
-        for user_id, raw in model.export_rows("user", changed.users).items():
-            pipe.set(keys.user(user_id, "mf"), raw)
-        # Row order, so a fresh hash keeps the local order while Redis keeps insertion order.
-        item_rows = model.export_rows("item", (i for i in model.item_ids() if i in changed.items))
-        if item_rows:
-            pipe.hset(items_key(keys), mapping=item_rows)
-        for user_id in users:
-            key = keys.user(user_id, "mf_contrib")
-            put, drop = merge_ledger(
-                stored_ledgers.get(user_id, {}),
-                model.contributions(user_id),
-                max_contributions,
-            )
-            if put:
-                pipe.hset(key, mapping=put)
-            if drop:
-                pipe.hdel(key, *drop)
-            # The user's row and this batch's ledger now live in Redis only.
-            model.forget_user(user_id)
-        pipe.set(sampler_key(keys), encode_sampler(model.sampler_state()))
-
-    await commit(client, learnt, queue)
+    for user_id, raw in model.export_rows("user", changed.users).items():
+        writes.add("SET", keys.user(user_id, "mf"), raw)
+    # Row order, so a fresh hash keeps the local order while Redis keeps insertion order.
+    hand_item_rows(
+        writes, keys, model.export_rows("item", (i for i in model.item_ids() if i in changed.items))
+    )
+    for user_id in users:
+        key = keys.user(user_id, "mf_contrib")
+        put, drop = merge_ledger(
+            stored_ledgers.get(user_id, {}), model.contributions(user_id), max_contributions
+        )
+        if put:
+            writes.add("HSET", key, *[x for item, row in put.items() for x in (item, row)])
+        if drop:
+            writes.add("HDEL", key, *drop)
+        # The user's row and this run's ledger now live in Redis only.
+        model.forget_user(user_id)
+    writes.add("SET", sampler_key(keys), encode_sampler(model.sampler_state()))
+    await handoffs.run([step])

@@ -13,19 +13,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from models.mf import OnlineMF
-from streams.keys import Keys, decoded
+from streams.keys import decoded
+from streams.sources.handoff import Handoffs
+from streams.sources.mf_batch import hand_item_rows
 from streams.sources.mf_rows import items_key, raw_row
+from streams.sources.writes import Step, Writes
 
 
-async def erase_users(
-    client: aioredis.Redis, keys: Keys, model: OnlineMF, users: Sequence[str]
-) -> dict[str, int]:
+async def erase_users(handoffs: Handoffs, model: OnlineMF, users: Sequence[str]) -> dict[str, int]:
     """Delete the users' rows and ledgers and subtract each ledger from the item rows as
-    Redis has them now, through ``model`` (the caller holds its lock). Three round trips;
-    returns per user the stored entries removed (a row counts one, each ledger entry one)."""
+    Redis has them now, through ``model`` (the caller holds its lock): a partition's users at
+    a time, each in one step that hands the reverted rows to the ``{mf}`` slot, so no ledger
+    is deleted without its undo. Returns per user the stored entries removed (a row counts
+    one, each ledger entry one)."""
+    removed: dict[str, int] = {}
+    for part, mine in handoffs.keys.by_partition(users).items():
+        removed.update(await _erase_partition(handoffs, model, part, mine))
+    return removed
+
+
+async def _erase_partition(
+    handoffs: Handoffs, model: OnlineMF, part: int, users: Sequence[str]
+) -> dict[str, int]:
+    client, keys = handoffs.client, handoffs.keys
     pipe = client.pipeline(transaction=False)
     for user_id in users:
         pipe.exists(keys.user(user_id, "mf"))
@@ -46,11 +57,9 @@ async def erase_users(
         model.set_contributions(user_id, {i: d for i, d in ledger.items() if i in stored})
         model.forget_user(user_id, revert_items=True)
     changed = model.take_changed()
-    pipe = client.pipeline(transaction=False)
+    writes = Writes(keys, keys.partition_stem(part))
     for user_id in users:
-        pipe.delete(keys.user(user_id, "mf"), keys.user(user_id, "mf_contrib"))
-    reverted = model.export_rows("item", sorted(changed.items))
-    if reverted:
-        pipe.hset(items_key(keys), mapping=reverted)  # type: ignore[arg-type]
-    await pipe.execute()
+        writes.add("DEL", keys.user(user_id, "mf"), keys.user(user_id, "mf_contrib"))
+    hand_item_rows(writes, keys, model.export_rows("item", sorted(changed.items)))
+    await handoffs.run([Step(writes)])
     return removed

@@ -3,29 +3,32 @@
 The learner teaches a batch to MF, content, user-CF, FBT and followees, then to item-CF, whose
 atomic step records the batch's events as learnt. A learner killed between the two used to teach
 the first sources the batch again after its restart (the chaos run found MF 5 % over its step
-count). So each source writes, in the same ``MULTI`` as its own state, the last offset of the
+count). So each source writes, in the same atomic step as its own state, the last offset of the
 batch in each partition (:class:`Learnt`), and learns only the events past its own marks.
 
-The ``MULTI`` is a compare-and-set on the marks (:func:`commit`): it runs only if the marks are
-still those the source read before learning, and raises :class:`Stale` otherwise. Two cases
-need it: a write whose reply was lost (a client timeout while Redis froze) may have been
-applied, and a learner stopping after its worker died may finish a batch that the new
-worker's learner is learning too. Either way the source reads its marks again and learns only
-what is still new (:meth:`streams.sources.SourceSet.learn`).
+The marks are kept per partition of the users (:meth:`Keys.marks`, in their slot: a source's
+step over one partition's users is one slot, streams/sources/handoff.py), field
+``topic:partition`` of the records (the same partition, unless a record came on another than
+its user's). The step is a compare-and-set on them: it writes only if the marks are still
+those the source read before learning, and raises :class:`Stale` otherwise. Two cases need it:
+a write whose reply was lost (a client timeout while Redis froze) may have been applied, and a
+learner stopping after its worker died may finish a batch that the new worker's learner is
+learning too. Either way the source reads its marks again and learns only what is still new
+(:meth:`streams.sources.SourceSet.learn`).
 
-The marks hold offsets only, no user data: one hash per source (:meth:`Keys.marks`), field
-``topic:partition``. Like the worker's own offsets, they assume a topic's offsets only grow: an
-``events`` topic deleted and made again needs a fresh store.
+The marks hold offsets only, no user data. Like the worker's own offsets, they assume a topic's
+offsets only grow: an ``events`` topic deleted and made again needs a fresh store.
 
 >>> from models.events import EventType
->>> progress = Progress(None, Keys("sr:"), {"e1": ("events:0", 7), "e2": ("events:0", 8)})
->>> learnt = progress.learnt("mf", {"events:0": 7})
+>>> keys = Keys("sr:", partitions=6)  # u1's partition is 4
+>>> progress = Progress(None, keys, {"e1": ("u1", "events:4", 7), "e2": ("u1", "events:4", 8)})
+>>> learnt = progress.learnt("mf", {4: {"events:4": 7}})[4]
 >>> learnt.key, dict(learnt.fields)
-('sr:lm:mf', {'events:0': 8})
->>> dict(progress.learnt("mf", {"events:0": 20}).fields)  # a slice redelivered after a restart
-{'events:0': 20}
->>> [e.event_id for e in progress.unlearnt([Event("e1", EventType.VIEW, "u", 0.0),
-...     Event("e2", EventType.VIEW, "u", 0.0)], {"events:0": 7})]
+('sr:{4.11}lm:mf', {'events:4': 8})
+>>> dict(progress.learnt("mf", {4: {"events:4": 20}})[4].fields)  # redelivered after a restart
+{'events:4': 20}
+>>> [e.event_id for e in progress.unlearnt([Event("e1", EventType.VIEW, "u1", 0.0),
+...     Event("e2", EventType.VIEW, "u1", 0.0)], {4: {"events:4": 7}})]
 ['e2']
 
 Each user's learnt events (``u:{user}:learnt``, a zset written by item-CF's step and by
@@ -42,12 +45,10 @@ taken as learnt already, and skipped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import WatchError
 
 from models.events import Event
 from models.state.seen import event_digest
@@ -71,84 +72,86 @@ class Stale(Exception):
 
 @dataclass(slots=True)
 class Learnt:
-    """The marks a source writes with its state for one batch, and those it read before;
-    ``committed`` once :func:`commit` wrote them."""
+    """The marks a source writes with its state for one partition's users, those it read
+    before, and each of their events of the batch in order (id, record's partition, offset);
+    ``committed`` once a step wrote ``fields``."""
 
     key: str
     fields: Mapping[str, int]
     read: Mapping[str, int]
+    events: Sequence[tuple[str, str, int]] = ()
     committed: bool = False
 
+    def through(self, event_id: str) -> dict[str, int]:
+        """The marks once the events up to ``event_id`` (in the batch's order) are learnt:
+        for a source that writes one partition's events in several steps (MF, in order)."""
+        marks = dict(self.read)
+        for seen, part, offset in self.events:
+            marks[part] = max(offset, marks.get(part, offset))
+            if seen == event_id:
+                break
+        return marks
 
-async def commit(
-    client: aioredis.Redis, learnt: Learnt | None, queue: Callable[[Any], None]
-) -> None:
-    """One ``MULTI`` of what ``queue`` puts on the pipeline, with ``learnt``'s marks.
 
-    With marks it runs only if they are still what was read (``WATCH``, then a compare), and
-    raises :class:`Stale` if not; without (the worker's inline learning) it just runs.
-    """
-    try:
-        async with client.pipeline(transaction=True) as pipe:
-            if learnt is not None and learnt.fields:
-                partitions = list(learnt.fields)
-                await pipe.watch(learnt.key)
-                now = await pipe.hmget(learnt.key, partitions)
-                if [None if v is None else int(v) for v in now] != [
-                    learnt.read.get(p) for p in partitions
-                ]:
-                    raise Stale
-                pipe.multi()  # type: ignore[no-untyped-call]
-                queue(pipe)
-                pipe.hset(learnt.key, mapping={p: str(o) for p, o in learnt.fields.items()})
-            else:
-                queue(pipe)
-            await pipe.execute()
-        if learnt is not None:
-            learnt.committed = True
-    except WatchError as exc:
-        # Also what redis-py raises when the connection drops while watching (an outage):
-        # the caller reads the marks again, which waits the outage out.
-        raise Stale from exc
+#: A source's marks for one batch, per partition of the users.
+Marks = Mapping[int, Learnt]
 
 
 class Progress:
-    """One batch's positions: ``positions`` maps each event id to (partition, offset)."""
+    """One batch's positions: ``positions`` maps each event id to its user and its record's
+    partition and offset."""
 
     def __init__(
         self,
         client: aioredis.Redis | None,
         keys: Keys,
-        positions: Mapping[str, tuple[str, int]],
+        positions: Mapping[str, tuple[str, str, int]],
     ) -> None:
         self.client, self.keys, self.positions = client, keys, positions
-        ends: dict[str, int] = {}
-        for partition, offset in positions.values():
-            ends[partition] = max(offset, ends.get(partition, offset))
-        self.ends = ends
+        #: Per partition of the users, its events in the batch's order.
+        self.parts: dict[int, list[tuple[str, str, int]]] = {}
+        for event_id, (user, part, offset) in positions.items():
+            slot = keys.partition_of(user)
+            self.parts.setdefault(slot, []).append((event_id, part, offset))
 
-    async def marks(self, source: str) -> dict[str, int]:
-        """The source's marks: partition -> last offset learnt (one read)."""
+    async def marks(self, source: str) -> dict[int, dict[str, int]]:
+        """The source's marks, per partition of the batch's users: partition -> last offset
+        learnt (one round trip)."""
         assert self.client is not None
-        raw = await self.client.hgetall(self.keys.marks(source))
-        return {decoded(f): int(v) for f, v in raw.items()}
+        async with self.client.pipeline(transaction=False) as pipe:
+            for p in self.parts:
+                pipe.hgetall(self.keys.marks(source, p))
+            replies = await pipe.execute()
+        return {
+            p: {decoded(f): int(v) for f, v in raw.items()}
+            for p, raw in zip(self.parts, replies, strict=True)
+        }
 
-    def learnt(self, source: str, read: Mapping[str, int]) -> Learnt:
-        """The marks to write after learning this batch, given those ``read`` before.
+    def learnt(self, source: str, read: Mapping[int, Mapping[str, int]]) -> Marks:
+        """Per partition of the users, the marks to write after learning this batch, given
+        those ``read`` before.
 
         Marks only move forward. A restarted learner reads again from its group's last commit,
         which may be behind the marks: a batch of only such events would otherwise set a mark
         back, and the events between would be learnt twice (the chaos run found MF 12 steps
         over).
         """
-        fields = {p: max(end, read.get(p, end)) for p, end in self.ends.items()}
-        return Learnt(self.keys.marks(source), fields, dict(read))
+        found = {}
+        for p, events in self.parts.items():
+            before = read.get(p, {})
+            fields: dict[str, int] = {}
+            for _, part, offset in events:
+                fields[part] = max(offset, fields.get(part, before.get(part, offset)))
+            found[p] = Learnt(self.keys.marks(source, p), fields, dict(before), events)
+        return found
 
-    def unlearnt(self, events: Sequence[Event], marks: Mapping[str, int]) -> list[Event]:
+    def unlearnt(
+        self, events: Sequence[Event], marks: Mapping[int, Mapping[str, int]]
+    ) -> list[Event]:
         """The events past ``marks``, in order."""
         found = []
         for e in events:
-            partition, offset = self.positions[e.event_id]
-            if offset > marks.get(partition, -1):
+            user, partition, offset = self.positions[e.event_id]
+            if offset > marks.get(self.keys.partition_of(user), {}).get(partition, -1):
                 found.append(e)
         return found

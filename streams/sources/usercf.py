@@ -17,17 +17,20 @@ other workers and are left alone (in the pure model the entry would vanish from 
 The index is used for one thing, finding who might be similar; similarities and scores are then
 computed from the rows, which are read whole. So a user evicted from one item's index is still
 found through their other items, and counts that item in the dot product when found; a user
-pushed out of every index of the user's items is simply not found. Nothing is ever half
-updated: a worker only removes *its own* users' index entries (when their rows drop the item,
-in the same ``MULTI`` as the row) and trims indexes by ``ZREMRANGEBYRANK``, which any worker
-may do. A row entry's last event time is kept in the row and is its index score; an entry
+pushed out of every index of the user's items is simply not found. A learner only removes
+*its own* users' index entries (when their rows drop the item) and trims indexes by
+``ZREMRANGEBYRANK``, which any learner may do. A partition's rows are written in one step in
+its slot, which hands each item's index its changes in the item's slot, applied there once
+(streams/sources/handoff.py): an index lags its rows until then, and no entry is added
+before its row. A row entry's last event time is kept in the row and is its index score; an entry
 whose index slot was evicted keeps its time in the row (it goes when it is the oldest of a
 full row, as in the pure model). With caps that never fill an index, the state and the
 candidates are exactly the pure model's.
 
-Erasure walks the user's row: ``ZREM`` from each item's index, then the row is deleted. No
-index entry exists without its row entry (only the owner adds index entries, always with the
-row), so afterwards no key or member mentions the user.
+Erasure walks the user's row: the row is deleted, and each item's index is handed a ``ZREM``
+in the same step. Only the owner adds index entries, always after the row, so once the
+hand-offs are applied (before :meth:`RedisUserCF.erase` returns) no key or member mentions the
+user.
 
 Reasons never name the neighbours: every candidate carries the one shared
 ``models.hybrid.SIMILAR_SHOPPERS`` reason.
@@ -47,7 +50,9 @@ from models.hybrid import SIMILAR_SHOPPERS
 from models.recommend import Candidate, Source
 from models.usercf import UserCF, pool_of
 from streams.keys import Keys, best_arrays, decoded, queue_best, user_strings
-from streams.sources.progress import Learnt, commit
+from streams.sources.handoff import Handoffs
+from streams.sources.progress import Marks
+from streams.sources.writes import ByPartition
 
 #: A local model never evicts from its index: Redis trims the real one.
 _UNBOUNDED = 1 << 40
@@ -107,6 +112,7 @@ class RedisUserCF:
         self.neighbours = neighbours
         self.min_overlap = min_overlap
         self.neighbour_pool = neighbour_pool
+        self.handoffs = Handoffs(client, self.keys, Source.USER_CF.value)
 
     @property
     def source(self) -> Source:
@@ -127,9 +133,11 @@ class RedisUserCF:
         """Each user's row (one ``MGET``)."""
         return await user_strings(self.client, self.keys, user_ids, "ucf_row", parse_row)
 
-    async def learn(self, events: Sequence[Event], learnt: Learnt | None = None) -> None:
-        """Item events with a non-zero weight; two round trips per batch (the rows; one
-        ``MULTI`` writing rows and indexes and trimming the indexes)."""
+    async def learn(self, events: Sequence[Event], learnt: Marks | None = None) -> None:
+        """Item events with a non-zero weight; four round trips per batch: the rows; a step
+        per partition (all in one round trip) writing its users' rows with its marks, handing
+        each index its entries and trims (streams/sources/handoff.py); those applied, and
+        dropped from the lists."""
         item_events = [
             e for e in events if e.item_id is not None and self.weights.get(e.type, 0.0) != 0.0
         ]
@@ -144,32 +152,30 @@ class RedisUserCF:
             assert e.item_id is not None
             model.add(e.user_id, e.item_id, e.type, e.ts)
 
-        def queue(pipe: Any) -> None:
-            trimmed: set[str] = set()
-            for user_id in user_ids:
-                key = self.keys.user(user_id, "ucf_row")
-                old = rows[user_id]
-                new = {
-                    item_id: (a, model.index[item_id][user_id])
-                    for item_id, a in model.items.get(user_id, {}).items()
-                }
-                if new != old:
-                    if new:
-                        pipe.set(key, encode_row(new))
-                    else:
-                        pipe.delete(key)
-                for item_id in old.keys() - new.keys():
-                    pipe.zrem(self.keys.item(item_id, "ucf_users"), user_id)
-                for item_id, (_, ts) in new.items():
-                    if item_id not in old or old[item_id][1] != ts:
-                        pipe.zadd(self.keys.item(item_id, "ucf_users"), {user_id: ts})
-                        trimmed.add(item_id)
-            for item_id in trimmed:
+        writes = ByPartition(self.keys)
+        trimmed: dict[int, set[str]] = {}
+        for user_id in user_ids:
+            key, part = self.keys.user(user_id, "ucf_row"), self.keys.partition_of(user_id)
+            own = writes[part]
+            old = rows[user_id]
+            new = {
+                item_id: (a, model.index[item_id][user_id])
+                for item_id, a in model.items.get(user_id, {}).items()
+            }
+            if new != old:
+                own.add(*(("SET", key, encode_row(new)) if new else ("DEL", key)))
+            for item_id in old.keys() - new.keys():
+                own.add("ZREM", self.keys.item(item_id, "ucf_users"), user_id)
+            for item_id, (_, ts) in new.items():
+                if item_id not in old or old[item_id][1] != ts:
+                    own.add("ZADD", self.keys.item(item_id, "ucf_users"), ts, user_id)
+                    trimmed.setdefault(part, set()).add(item_id)
+        for part, items in trimmed.items():
+            for item_id in sorted(items):
                 # Keep the most recent users; ties go by member, as the pure model's (ts, user).
                 index = self.keys.item(item_id, "ucf_users")
-                pipe.zremrangebyrank(index, 0, -self.users_per_item - 1)
-
-        await commit(self.client, learnt, queue)
+                writes[part].add("ZREMRANGEBYRANK", index, 0, -self.users_per_item - 1)
+        await self.handoffs.run(writes.steps(learnt))
 
     async def erase(self, user_ids: Sequence[str]) -> dict[str, int]:
         """Remove the users' rows and every index entry of theirs; returns per user how many
@@ -178,12 +184,13 @@ class RedisUserCF:
         if not unique:
             return {}
         rows = await self._rows(unique)
-        pipe = self.client.pipeline(transaction=True)
+        writes = ByPartition(self.keys)
         for user_id, row in rows.items():
+            own = writes.user(user_id)
             for item_id in row:
-                pipe.zrem(self.keys.item(item_id, "ucf_users"), user_id)
-        pipe.delete(*(self.keys.user(u, "ucf_row") for u in unique))
-        await pipe.execute()
+                own.add("ZREM", self.keys.item(item_id, "ucf_users"), user_id)
+            own.add("DEL", self.keys.user(user_id, "ucf_row"))
+        await self.handoffs.run(writes.steps())
         return {u: len(row) for u, row in rows.items()}
 
     async def candidates(

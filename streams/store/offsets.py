@@ -12,6 +12,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 
+def partition_number(partition: str) -> int:
+    """The number of a ``topic:partition`` name.
+
+    >>> partition_number("events:3")
+    3
+    """
+    return int(partition.rpartition(":")[2])
+
+
 @dataclass(frozen=True, slots=True)
 class OffsetRange:
     """A batch's records of one partition, and what the consumer knows of that partition.
@@ -63,7 +72,7 @@ def partition_steps(
     for n, user in enumerate(users):
         steps.setdefault(partition_of(user), Step(partition_of(user))).events.append(n)
     for r in offsets:
-        number = int(r.partition.rpartition(":")[2])
+        number = partition_number(r.partition)
         steps.setdefault(number, Step(number)).offsets.append(r)
     return sorted(steps.values(), key=lambda step: bool(step.offsets))
 

@@ -42,6 +42,7 @@ from streams.store.offsets import (
     OffsetRange,
     Position,
     Step,
+    partition_number,
     partition_steps,
 )
 from streams.store.relay import last_seq, relay_calls
@@ -345,7 +346,7 @@ class RedisStore:
 
     def _offsets_key(self, partition: str) -> str:
         """Where a partition ("events:3") keeps its offsets: in its users' slot."""
-        return self.keys.offsets(_number(partition))
+        return self.keys.offsets(partition_number(partition))
 
     def _relay_args(self, partition: int) -> list[str | int]:
         """A step's partition: its key stem, and the last relay entry this store delivered."""
@@ -410,7 +411,7 @@ class RedisStore:
         """Also delivers what a former owner of these partitions left undelivered."""
         if not partitions:
             return {}
-        await self._drain([_number(p) for p in partitions])
+        await self._drain([partition_number(p) for p in partitions])
         async with self.client.pipeline(transaction=False) as pipe:
             for p in partitions:
                 pipe.hmget(self._offsets_key(p), [p, f"{p}:published"])
@@ -638,11 +639,6 @@ _LANDMARK_ATTEMPTS = 3
 def _landmark_found(raw: Any) -> bool:
     """Whether a step's reply says it found another landmark stored (it wrote nothing)."""
     return isinstance(raw[0], (bytes, str)) and decoded(raw[0]) == "landmark"
-
-
-def _number(partition: str) -> int:
-    """The partition number of "events:3"."""
-    return int(partition.rpartition(":")[2])
 
 
 def _merged(

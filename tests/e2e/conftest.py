@@ -313,7 +313,7 @@ async def source_state(client: aioredis.Redis) -> dict[tuple[str, str], Any]:
     async for raw in client.scan_iter(match="sr:*", count=1000):
         key = raw.decode() if isinstance(raw, bytes) else str(raw)
         _, entity, field = keys.parse(key)
-        if field not in SOURCE_FIELDS or field in ("learner", "marks"):  # progress moves on
+        if field not in SOURCE_FIELDS or field in ("learner", "marks", "handoff"):  # progress
             continue
         kind_raw = await client.type(key)
         kind = kind_raw.decode() if isinstance(kind_raw, bytes) else str(kind_raw)

@@ -237,8 +237,13 @@ async def test_the_learner_learns_again_what_redis_lost(
 
 async def _learnt_through(client: aioredis.Redis, total: int) -> bool:
     """The offsets stored with the learnt state cover ``total`` events (every partition)."""
-    stored = cast(dict[bytes, bytes], await client.hgetall(Keys().global_("learner")))
-    return sum(int(v) + 1 for f, v in stored.items() if f.startswith(b"offset:")) >= total
+    keys = Keys()
+    async with client.pipeline(transaction=False) as pipe:
+        for p in range(keys.partitions):
+            pipe.hgetall(keys.partition(p, "learner"))
+        stored = cast(list[dict[bytes, bytes]], await pipe.execute())
+    offsets = [int(v) + 1 for part in stored for f, v in part.items() if f.startswith(b"offset:")]
+    return sum(offsets) >= total
 
 
 def _spawn_learner(learner: WorkerProcess, log: Path) -> subprocess.Popen[bytes]:

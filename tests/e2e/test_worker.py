@@ -350,7 +350,8 @@ async def test_erasure_request_reaches_every_derived_state_and_is_receipted(
     # Every source holds something of zoe's before the request.
     for field in ("mf", "mf_contrib", "content_profile", "ucf_row", "fbt_baskets"):
         assert await redis_client.exists(Keys().user("zoe", field)), field
-    assert await redis_client.zscore("sr:i:phone:fbt_pairs", "case") == 1.0
+    keys = Keys()
+    assert await redis_client.zscore(keys.item("phone", "fbt_pairs"), "case") == 1.0
 
     sent = time.time()
     request = {"request_id": "req-1", "type": "erase", "user_id": "zoe"}
@@ -372,12 +373,12 @@ async def test_erasure_request_reaches_every_derived_state_and_is_receipted(
     # Nothing anywhere in Redis names zoe: no key, member, field, value or stream entry.
     assert await traces_in_redis(redis_client, "zoe") == []
     # Her contributions are gone from shared counts: the phone-case pair was hers alone.
-    assert b"case" not in await redis_client.zrange("sr:i:phone:sim", 0, -1)
-    assert b"case" not in await redis_client.zrange("sr:i:phone:dot", 0, -1)
-    assert await redis_client.zscore("sr:i:phone:fbt_pairs", "case") is None
-    assert await redis_client.hget("sr:fbt_items", "case") is None
-    assert await redis_client.get("sr:fbt_total") == b"1"  # yan's basket only
-    assert await redis_client.zrange("sr:i:phone:ucf_users", 0, -1) == [b"yan"]
+    assert b"case" not in await redis_client.zrange(keys.item("phone", "sim"), 0, -1)
+    assert b"case" not in await redis_client.zrange(keys.item("phone", "dot"), 0, -1)
+    assert await redis_client.zscore(keys.item("phone", "fbt_pairs"), "case") is None
+    assert await redis_client.hget(keys.global_("fbt_items"), "case") is None
+    assert await redis_client.get(keys.global_("fbt_total")) == b"1"  # yan's basket only
+    assert await redis_client.zrange(keys.item("phone", "ucf_users"), 0, -1) == [b"yan"]
     recs = await consume_until(
         settings, "recommendations", lambda rs: any(r.key == b"zoe" and r.value is None for r in rs)
     )

@@ -48,10 +48,11 @@ HALF_LIFE_S = Settings().popularity_half_life_s
 #: by then). MF is compared apart, with the chaos run's tolerance (:func:`_assert_same_state`).
 #: The learned popularity's rows are each learner's own partitions, last writer wins per item
 #: (docs/quality.md: merging them is left for scale-out), and its withdrawals are consumed.
+#: The hand-offs' numbers count the learners' steps (streams/sources/handoff.py).
 PER_RUN = (
-    "}t:", "}tn:", ":tp:", ":pools", ":recommendations", "}offsets", "sr:learner",
+    "}t:", "}tn:", ":tp:", ":pools", ":recommendations", "}offsets", "}learner",
     "}trending_changed", "sr:m:", ":trend_log", ":mf", ":sim", "}landmark",
-    "sr:popularity_learnt", "}popularity_withdrawn",
+    "}popularity_learnt", "}popularity_withdrawn", "}ho_seq", "}ho_applied", "}mf_",
 )  # fmt: skip
 
 
@@ -102,7 +103,7 @@ def _comparable(dump: dict[str, Any], prefix: str) -> dict[str, Any]:
         # A relay list keeps its delivered entries until its partition's next step.
         if any(part in key for part in PER_RUN) or key.endswith("}relay"):
             continue
-        if key.startswith("sr:lm:"):
+        if "}lm:" in key:
             value = {f.decode().removeprefix(prefix): v for f, v in value.items()}
         elif key.endswith("}popularity"):
             landmark = float(dump[key.removesuffix("popularity") + "landmark"])

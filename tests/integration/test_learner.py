@@ -149,6 +149,32 @@ async def test_the_learnt_popularity_outlives_a_restart_and_forgets_an_erased_us
     assert dict(stored.popular.items)["case"] == pytest.approx(weight * 2.0 ** (-(at - T0 - 1) / h))
 
 
+async def test_a_learner_killed_between_its_progress_steps_takes_no_withdrawal_twice(
+    settings: Settings, redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shared step took bob's withdrawals out of the learned popularity; the partitions'
+    steps, which drop them from the lists, never ran: the next learner skips them."""
+    events, now = _stream(), T0 + 60
+    store = RedisStore(redis_client, state_params(settings), withdraw=True)
+    await store.process_batch(events)
+    await _learner(redis_client, settings).learn(_records(events))
+    await store.erase_users(["bob"])
+    crashed = _learner(redis_client, settings)
+
+    async def killed(*args: object) -> None:
+        raise _Killed
+
+    monkeypatch.setattr(crashed.state.steps, "partitions", killed)
+    with pytest.raises(_Killed):
+        await crashed.withdraw_idle()
+    assert await _withdrawals_waiting(redis_client) == 2  # taken, not dropped
+    restarted = _learner(redis_client, settings)
+    await restarted.withdraw_idle()
+    assert await _withdrawals_waiting(redis_client) == 0
+    assert _popularity(restarted, now) == pytest.approx(_popularity(crashed, now), rel=1e-12)
+    assert "phone" in _popularity(restarted, now)  # ann, cy and dee bought one too
+
+
 async def test_erased_users_are_neither_learnt_nor_left_behind(
     settings: Settings, redis_client: aioredis.Redis
 ) -> None:
@@ -195,6 +221,11 @@ async def test_the_stored_offsets_only_move_forward(
     }
 
 
+def _offsets_key() -> str:
+    """Where the learner stores its offsets of partition 0 (every record of these tests)."""
+    return Keys().partition(0, "learner")
+
+
 class _Consumer:
     """Records where the learner sends it (the part of aiokafka's consumer it uses)."""
 
@@ -213,10 +244,10 @@ async def test_a_learner_goes_back_to_the_offsets_stored_with_what_it_learnt(
     records = _records(_stream())
     learner, consumer = _learner(redis_client, settings), _Consumer()
     await learner.learn(records[:4])  # stores offset 3
-    older = await redis_client.dump(Keys().global_("learner"))
+    older = await redis_client.dump(_offsets_key())
     assert isinstance(older, bytes)
     await learner.learn(records[4:6])  # stores 5, then Redis loses it
-    await redis_client.restore(Keys().global_("learner"), 0, older, replace=True)
+    await redis_client.restore(_offsets_key(), 0, older, replace=True)
     assert await learner.rewind(consumer, records[6:]) == []
     assert consumer.seeks == [(0, 4)]
     assert await learner.rewind(consumer, records[4:]) == records[4:]  # read again from 4
@@ -235,10 +266,10 @@ async def test_a_learner_goes_back_to_the_offsets_stored_with_what_it_learnt(
     first, other = _learner(redis_client, settings), _learner(redis_client, settings)
     await first.learn(records[:4])
     await other.learn(records[4:6])
-    older = await redis_client.dump(Keys().global_("learner"))
+    older = await redis_client.dump(_offsets_key())
     assert isinstance(older, bytes)
     await other.learn(records[6:])
-    await redis_client.restore(Keys().global_("learner"), 0, older, replace=True)
+    await redis_client.restore(_offsets_key(), 0, older, replace=True)
     consumer = _Consumer()
     assert await first.rewind(consumer, _records(_stream()[:1], first_offset=8)) == []
     assert consumer.seeks == [(0, 6)]
@@ -429,25 +460,27 @@ async def test_a_batch_of_erasures_reports_what_one_at_a_time_would(
     assert all(n > 0 for n in batched[:2] + batched[3:])
 
 
-async def test_a_connection_lost_while_watching_the_marks_is_waited_out(
+async def test_a_step_whose_reply_was_lost_is_waited_out_and_teaches_once(
     settings: Settings, redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """redis-py reports a connection dropped between WATCH and EXEC as a WatchError, not as a
-    connection error: the chaos run's Redis kill cost FBT and user-CF a batch that way (each
-    logged "failed to learn", then item-CF marked the events learnt)."""
+    """Redis applied a source's steps but the connection dropped before their replies came
+    (the chaos run's Redis kill): the source waits it out, finds its marks moved, learns
+    nothing again, and what the steps handed off is still applied once."""
     from redis.asyncio.client import Pipeline
-    from redis.exceptions import WatchError
+    from redis.exceptions import ConnectionError as Dropped
 
-    watch = Pipeline.watch
+    execute = Pipeline.execute
     dropped: list[int] = []
 
-    async def dropping(self: Pipeline, *names: Any) -> Any:
-        if len(dropped) < 3:
+    async def dropping(self: Pipeline, raise_on_error: bool = True) -> Any:
+        steps = any("step" in args for args, _ in self.command_stack)
+        replies = await execute(self, raise_on_error)
+        if steps and len(dropped) < 3:
             dropped.append(1)
-            raise WatchError("A ConnectionError occurred on while watching one or more keys")
-        return await watch(self, *names)
+            raise Dropped("Connection closed by server.")
+        return replies
 
-    monkeypatch.setattr(Pipeline, "watch", dropping)
+    monkeypatch.setattr(Pipeline, "execute", dropping)
     records = _records(_stream())
     learner = _learner(redis_client, settings)
     await learner.learn(records)
@@ -457,9 +490,12 @@ async def test_a_connection_lost_while_watching_the_marks_is_waited_out(
         errors("socialrec_source_errors_total", {"source": s, "call": "learn"})
         for s in SOURCE_NAMES
     )
+    sampler = await redis_client.get(Keys().global_("mf_sampler"))
+    assert isinstance(sampler, bytes)
+    assert decode_sampler(sampler).steps == len(_stream())
     dropped_state = await _learnt_state(redis_client)
     await redis_client.flushdb()
-    monkeypatch.setattr(Pipeline, "watch", watch)
+    monkeypatch.setattr(Pipeline, "execute", execute)
     await _learner(redis_client, settings).learn(records)
     assert dropped_state == await _learnt_state(redis_client)
 

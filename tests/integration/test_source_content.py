@@ -269,7 +269,9 @@ async def test_deleted_items_leave_candidates_and_neighbours(redis_client: aiore
         assert all(i != "ph-xiaomi" for i, _ in await worker.similar("ph-honor", 10))
     assert not await redis_client.exists(keys.item("ph-xiaomi", "content_sim"))
     assert not await redis_client.hexists(keys.global_("content_items"), "ph-xiaomi")
-    async for key in redis_client.scan_iter(match="sr:i:*:content_sim"):
+    lists = [key async for key in redis_client.scan_iter(match="sr:{*}i:*:content_sim")]
+    assert lists
+    for key in lists:
         assert b"ph-xiaomi" not in await redis_client.zrange(key, 0, -1)
 
 

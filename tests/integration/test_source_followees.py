@@ -140,7 +140,7 @@ async def test_a_batch_learnt_again_after_a_crash_counts_once(redis_client: aior
     sources = SourceSet([source], WorkerMetrics())
     offsets = {e.event_id: n for n, e in enumerate(first + then)}
     for batch in (first, then, first):
-        positions = {e.event_id: ("events:0", offsets[e.event_id]) for e in batch}
+        positions = {e.event_id: (e.user_id, "events:0", offsets[e.event_id]) for e in batch}
         await sources.learn(batch, Progress(redis_client, Keys(), positions))
     state = await followees_state(redis_client, Keys())
     assert state == followees_model_state(pure(first + then, 200))

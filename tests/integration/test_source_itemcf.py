@@ -16,7 +16,7 @@ from models.events import Event, EventType
 from models.similarity import cosine
 from models.state import MemoryState, Outcome, StateParams
 from streams.keys import Keys, decoded
-from streams.sources.itemcf import STEP_EVENTS, RedisItemCF, decode_window
+from streams.sources.itemcf import STEP_EVENTS, RedisItemCF, decode_window, steps
 from streams.store import RedisStore
 from tests.integration.test_store_contract import T0, TIGHT, assert_close, random_stream
 
@@ -42,9 +42,8 @@ async def test_redis_item_cf_matches_the_model_exactly(
     batch = random.Random(seed).randint(1, 60)
     for start in range(0, len(events), batch):
         chunk = events[start : start + batch]
-        on_items = list(item_events(chunk))
-        for step in range(0, len(on_items), STEP_EVENTS):  # the learner's atomic steps
-            model.learn(on_items[step : step + STEP_EVENTS])
+        for step in steps(Keys(), chunk):  # the learner's atomic steps
+            model.learn(step)
         await real.learn(chunk)
     assert_close(await real.snapshot(), model.snapshot())
 
@@ -64,11 +63,16 @@ async def test_a_step_applied_already_is_not_counted_again(redis_client: aioredi
     model = Cooccurrence(params)
     events = _applied(random_stream(3, 200))
     on_items = list(item_events(events))
-    for step in range(0, len(on_items), STEP_EVENTS):
-        model.learn(on_items[step : step + STEP_EVENTS])
-    applied = on_items[: 2 * STEP_EVENTS + 5]  # two steps and part of a third reached Redis
-    await RedisItemCF(redis_client, Keys(), params).learn(applied[: 2 * STEP_EVENTS])
-    await RedisItemCF(redis_client, Keys(), params).learn(applied[2 * STEP_EVENTS :])
+    # Two calls reached Redis (their steps applied), then the retry of every event: its
+    # steps without the events learnt already.
+    applied = [on_items[: 2 * STEP_EVENTS], on_items[2 * STEP_EVENTS : 2 * STEP_EVENTS + 5]]
+    for part in applied:
+        for step in steps(Keys(), part):
+            model.learn(step)
+        await RedisItemCF(redis_client, Keys(), params).learn(part)
+    done = {e.event_id for part in applied for e in part}
+    for step in steps(Keys(), events):
+        model.learn([e for e in step if e.event_id not in done])
     await RedisItemCF(redis_client, Keys(), params).learn(events)  # the retry: every event
     assert_close(await RedisItemCF(redis_client, Keys(), params).snapshot(), model.snapshot())
 
@@ -88,8 +92,10 @@ async def test_the_publish_path_reads_the_neighbours_the_learner_wrote(
     assert result.views["bob"].neighbours == {"phone": ()}  # not learnt yet
     await cf.learn(events)
     bob = (await store.read_users(["bob"])).views["bob"]
-    # ann: 8·8 on the pair; norms 64 + 1 (phone: ann and bob) and 64 (case).
-    expected = cosine(64.0, 65.0, 64.0, params.shrinkage)
+    # ann's step (her partition's) scored the pair: 8·8 on it, norms 64 and 64. bob's view,
+    # a step of his partition, changed phone's norm but no pair: the list keeps that score.
+    assert Keys().partition_of("ann") != Keys().partition_of("bob")
+    expected = cosine(64.0, 64.0, 64.0, params.shrinkage)
     assert dict(bob.neighbours["phone"]) == {"case": pytest.approx(expected)}
 
 
@@ -147,4 +153,4 @@ async def test_a_user_erased_meanwhile_is_not_learnt(redis_client: aioredis.Redi
     )
     assert await redis_client.get(keys.user("ann", "cf_window")) is None
     assert decode_window(await redis_client.get(keys.user("bob", "cf_window"))) == {"a": (1.0, T0)}
-    assert await _zset(redis_client, keys.global_("norm2")) == {"a": 1.0}
+    assert await _zset(redis_client, keys.partition(keys.home("a"), "norm2")) == {"a": 1.0}

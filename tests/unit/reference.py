@@ -14,7 +14,7 @@ from models.cooccurrence import Cooccurrence
 from models.events import Event
 from models.recommend import Candidate, Source
 from models.state import MemoryState, Outcome, StateParams, UserView
-from streams.sources.progress import Learnt
+from streams.sources.progress import Marks
 
 
 class Reference:
@@ -51,7 +51,7 @@ class MemoryItemCF:
     def __init__(self, cf: Cooccurrence) -> None:
         self.cf = cf
 
-    async def learn(self, events: Sequence[Event], learnt: Learnt | None = None) -> None:
+    async def learn(self, events: Sequence[Event], learnt: Marks | None = None) -> None:
         self.cf.learn(events)
 
     async def candidates(

@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from streams.config import Settings
-from streams.keys import USER_FIELDS, Keys, events_partitions, partition_of, partition_tag
+from streams.keys import (
+    ITEM_FIELDS,
+    USER_FIELDS,
+    Keys,
+    events_partitions,
+    partition_of,
+    partition_tag,
+)
 from streams.ops.topics.spec import load_topics
 
 KEYS = Keys("sr:", partitions=6)
@@ -59,3 +66,28 @@ def test_a_user_key_outside_the_users_slot_does_not_parse() -> None:
 def test_the_default_partition_count_is_the_events_topics() -> None:
     (events,) = [s for s in load_topics(Settings().topics_file) if s.name == "events"]
     assert Keys().partitions == events_partitions() == events.partitions
+
+
+@given(user_ids)
+def test_an_items_keys_share_its_homes_slot_and_parse_back(item_id: str) -> None:
+    home = partition_of(item_id, 6)
+    slot = key_slot(KEYS.offsets(home).encode())
+    for field in ITEM_FIELDS:
+        key = KEYS.item(item_id, field)
+        assert key_slot(key.encode()) == slot
+        assert KEYS.parse(key) == ("item", item_id, field)
+    assert key_slot(KEYS.marks("fbt", home).encode()) == slot
+
+
+def test_shared_structures_written_together_share_a_slot() -> None:
+    for first, second in (("mf_items", "mf_sampler"), ("fbt_items", "fbt_total"),
+                          ("learner", "popularity_learnt")):  # fmt: skip
+        assert key_slot(KEYS.global_(first).encode()) == key_slot(KEYS.global_(second).encode())
+        assert KEYS.parse(KEYS.global_(first)) == ("global", "", first)
+
+
+def test_an_item_key_outside_its_homes_slot_does_not_parse() -> None:
+    home = partition_of("phone", 6)
+    wrong = partition_tag((home + 1) % 6, 6)
+    with pytest.raises(ValueError, match="home"):
+        KEYS.parse(f"sr:{{{wrong}}}i:phone:fbt_pairs")

@@ -18,7 +18,7 @@ from streams.keys import Keys
 from streams.metrics import WorkerMetrics
 from streams.pipeline import BatchProcessor, InboundRecord
 from streams.sources import SourceSet
-from streams.sources.progress import Learnt
+from streams.sources.progress import Marks
 from streams.store import BatchResult, MemoryStore, OffsetRange, Position
 from tests.unit.fakes import RecordingPublisher
 from tests.unit.reference import MemoryItemCF
@@ -136,7 +136,7 @@ class _RecordingSource:
     def __init__(self, learnt: list[str]) -> None:
         self.learnt = learnt
 
-    async def learn(self, events: Sequence[Event], learnt: Learnt | None = None) -> None:
+    async def learn(self, events: Sequence[Event], learnt: Marks | None = None) -> None:
         self.learnt.extend(e.event_id for e in events)
 
     async def candidates(
@@ -350,7 +350,7 @@ class _StubSource:
     def source(self) -> Source:
         return self._source
 
-    async def learn(self, events: Sequence[Event], learnt: Learnt | None = None) -> None:
+    async def learn(self, events: Sequence[Event], learnt: Marks | None = None) -> None:
         if self.fail:
             raise ConnectionError("source down")
         self.learnt += [e.event_id for e in events]
@@ -427,7 +427,7 @@ async def test_a_record_keyed_by_another_user_is_dead_lettered_as_key_mismatch()
 
 
 class _BrokenCandidates:
-    async def learn(self, events: Sequence[Event], learnt: Learnt | None = None) -> None:
+    async def learn(self, events: Sequence[Event], learnt: Marks | None = None) -> None:
         pass
 
     async def candidates(
