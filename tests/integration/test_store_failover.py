@@ -13,7 +13,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
@@ -24,7 +24,6 @@ from models.state import StateParams
 from streams.config import Settings
 from streams.keys import Keys
 from streams.ops.infra.cluster import members
-from streams.redis_cluster import redis_cluster_client_for
 from streams.runtime.outage import is_outage
 from streams.store import MemoryStore, OffsetRange, RedisStore
 from tests.e2e.conftest import keep_figures
@@ -42,20 +41,11 @@ RECOVERY_LIMIT_S = 60.0
 
 
 @pytest.fixture(scope="module")
-def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """This module's own cluster, in place of the shared one: its test kills a master.
+    (``redis_cluster_client``, tests/integration/conftest.py, is a client on it.)"""
     with running_redis_cluster(tmp_path_factory.mktemp("failover"), FAILOVER_PORTS_FROM) as s:
         yield s
-
-
-@pytest.fixture
-async def client(own_cluster: Settings) -> AsyncIterator[RedisCluster]:
-    client = redis_cluster_client_for(own_cluster)
-    await client.initialize()
-    await client.flushdb(target_nodes=RedisCluster.PRIMARIES)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def _users(count: int) -> list[str]:
@@ -83,8 +73,9 @@ def _kill_master_of(settings: Settings, client: RedisCluster, key: str) -> None:
 
 
 async def test_a_masters_death_loses_nothing_and_applies_nothing_twice(
-    own_cluster: Settings, client: RedisCluster
+    redis_cluster: Settings, redis_cluster_client: RedisCluster
 ) -> None:
+    client = redis_cluster_client
     store, reference = RedisStore(cast(Any, client), StateParams()), MemoryStore(StateParams())
     batches = _batches(_users(8), count=12, size=10)
     partition = f"events:{PARTITION}"
@@ -98,7 +89,7 @@ async def test_a_masters_death_loses_nothing_and_applies_nothing_twice(
         await step(events)
         applied = at = at + len(events) - 1
         at += 1
-    _kill_master_of(own_cluster, client, KEYS.partition_stem(PARTITION))
+    _kill_master_of(redis_cluster, client, KEYS.partition_stem(PARTITION))
     killed = time.monotonic()
     rewinds, recovered = 0, None
     for events in batches[6:]:
