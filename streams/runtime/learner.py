@@ -51,6 +51,7 @@ from streams.runtime.refresh import Refreshes
 from streams.security import kafka_client_kwargs
 from streams.sources import SourceSet
 from streams.sources.progress import Progress
+from streams.sources.writes import partition_order
 from streams.store import EXCLUSIONS_ONLY, RedisStore, in_flight
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,8 @@ class Learner:
             self.state.keys,
             {e.event_id: (e.user_id, f"{r.topic}:{r.partition}", r.offset) for e, r in valid},
         )
+        # A partition's users after another: a source's step is in one partition's slot.
+        fresh = partition_order(self.state.keys, fresh)
         await self.sources.learn(fresh, progress)  # each source waits out outages itself
         touched = dict.fromkeys(e.user_id for e in fresh if e.item_id is not None)
         await self.refresh(self.refreshes.take(touched, self.monotonic()), now)

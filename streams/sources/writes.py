@@ -97,6 +97,24 @@ def partition_runs(keys: Keys, events: Sequence[Event]) -> list[tuple[int, list[
     return runs
 
 
+def partition_order(keys: Keys, events: Sequence[Event]) -> list[Event]:
+    """The events one partition's users after another (in the order each partition first
+    appears), each partition's in their order: how the learner hands a batch to the sources,
+    so each takes a step per partition, not one per change of partition. Kafka orders a
+    partition's events only, so no order is lost.
+
+    >>> from models.events import EventType
+    >>> order = partition_order(Keys("sr:", partitions=6), [Event(str(n), EventType.VIEW, u, 0.0)
+    ...     for n, u in enumerate(["u1", "zoe", "u1"])])
+    >>> [e.event_id for e in order]
+    ['0', '2', '1']
+    """
+    runs: dict[int, list[Event]] = {}
+    for event in events:
+        runs.setdefault(keys.partition_of(event.user_id), []).append(event)
+    return [e for run in runs.values() for e in run]
+
+
 class ByPartition(dict[int, Writes]):
     """A batch's writes, one :class:`Writes` per partition of the users it changes."""
 

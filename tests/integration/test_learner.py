@@ -105,6 +105,33 @@ async def test_the_learner_teaches_once_and_keeps_the_pools_the_sources_give(
     assert again.half_life.state() == learner.half_life.state()
 
 
+async def test_the_sources_learn_a_batch_one_partition_after_another(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    """A batch interleaving partitions reaches the sources a partition's users at a time, each
+    user's events in order: a source's step per partition, not per change of partition."""
+    users = ["ann", "bob", "cy", "dee"]
+    assert len({Keys().partition_of(u) for u in users}) > 1
+    events = [
+        Event(f"e{n}", EventType.VIEW, users[n % 4], T0 + n, item_id=f"i{n}") for n in range(16)
+    ]
+    learner = _learner(redis_client, settings)
+    taught: list[Event] = []
+    learn = learner.sources.learn
+
+    async def recording(batch: Any, progress: Any = None) -> None:
+        taught.extend(batch)
+        await learn(batch, progress)
+
+    learner.sources.learn = recording  # type: ignore[method-assign,assignment]
+    assert await learner.learn(_records(events)) == len(events)
+    parts = [Keys().partition_of(e.user_id) for e in taught]
+    assert sorted(e.event_id for e in taught) == sorted(e.event_id for e in events)
+    assert len([p for n, p in enumerate(parts) if n == 0 or parts[n - 1] != p]) == len(set(parts))
+    for user in users:
+        assert [e for e in taught if e.user_id == user] == [e for e in events if e.user_id == user]
+
+
 def _popularity(learner: Learner, now: float) -> dict[str, float]:
     assert learner.half_life is not None
     return dict(learner.half_life.top(10, now))

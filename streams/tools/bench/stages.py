@@ -174,14 +174,19 @@ async def _time_sources(
 ) -> dict[str, dict[Any, Any]]:
     """Each source's learn and candidates for one batch, timed on its own into ``source_s``
     (the worker gathers them; their time is mostly Python, so it adds up on one event loop
-    anyway); returns each user's candidate pools by source."""
+    anyway); returns each user's candidate pools by source. The batch is learnt in the
+    learner's order (a partition's users after another)."""
     from models.recommend import source_pool
+    from streams.keys import Keys
+    from streams.sources.writes import partition_order
+
+    learnt = partition_order(Keys(), chunk)
 
     extra: dict[str, dict[Any, Any]] = {u: {} for u in exclude}
     for model in sources.models:
         c0 = await _redis_cpu_s(client)
         s0 = time.perf_counter()
-        await model.learn(chunk)
+        await model.learn(learnt)
         s1 = time.perf_counter()
         found = await model.candidates(list(exclude), exclude, sources.k, now)
         s2 = time.perf_counter()
