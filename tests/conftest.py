@@ -13,26 +13,35 @@ before the test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from streams.config import Settings, load_settings, redis_url_with_db
 from streams.ops import infra
+from streams.ops.infra import cluster
+from streams.ops.infra.cluster_redis import BUS_PORT_OFFSET
 from streams.ops.topics import apply_topics, delete_topics_with_prefix
+from streams.redis_cluster import redis_cluster_client_for
 from streams.security import redis_client_for
+from tests.ports import free_run
 
 TESTS_DIR = Path(__file__).resolve().parent
 SERVER_TEST_DIRS = (TESTS_DIR / "integration", TESTS_DIR / "e2e")
 #: Flushed before each test. Two test runs side by side (say, two developers on one dev pair of
 #: servers) each set their own SOCIALREC_TEST_REDIS_DB so they do not flush each other.
 TEST_REDIS_DB = int(os.environ.get("SOCIALREC_TEST_REDIS_DB", "15"))
+#: Where the search for the shared Redis Cluster's free ports starts (tests/ports.py), apart
+#: from test_cluster.py's.
+STORE_CLUSTER_PORTS_FROM = 21600
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -120,5 +129,41 @@ async def _flush(settings: Settings, url: str | None = None) -> None:
     client = redis_client_for(settings, url)
     try:
         await client.flushdb()
+    finally:
+        await client.aclose()
+
+
+@contextlib.contextmanager
+def running_redis_cluster(data_dir: Path, ports_from: int) -> Iterator[Settings]:
+    """A Redis Cluster of the project's own six nodes (three masters, a replica each) on free
+    ports from ``ports_from``, stopped afterwards: some 5 s to start."""
+    require_tools("redis-server", "redis-cli")
+    settings = load_settings(
+        data_dir=data_dir, redis_cluster_port=free_run(ports_from, 6, BUS_PORT_OFFSET)
+    )
+    cluster.up(settings, ("redis",))  # (`infra up --cluster` would start brokers too)
+    try:
+        yield settings
+    finally:
+        cluster.down(settings, ("redis",))
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """The Redis Cluster the store's tests share."""
+    with running_redis_cluster(
+        tmp_path_factory.mktemp("store-cluster"), STORE_CLUSTER_PORTS_FROM
+    ) as settings:
+        yield settings
+
+
+@pytest.fixture
+async def redis_cluster_client(redis_cluster: Settings) -> AsyncIterator[RedisCluster]:
+    """The project's cluster client on :func:`redis_cluster`, every master flushed first."""
+    client = redis_cluster_client_for(redis_cluster)
+    await client.initialize()
+    await client.flushdb(target_nodes=RedisCluster.PRIMARIES)
+    try:
+        yield client
     finally:
         await client.aclose()

@@ -2,26 +2,36 @@
 search index both keep one.
 
 The catalogue is ``content_items`` (hash item -> JSON record) and ``content_changes`` (a
-stream of item ids, approximately trimmed; streams/sources/content_catalogue.py writes both).
+stream of item ids, approximately trimmed), both in the ``{content}`` slot and changed together
+by :meth:`CatalogFollower.write` (streams/sources/content_catalogue.py calls it).
 :meth:`CatalogFollower.sync` reads the stream from its last position (one round trip when
 nothing changed) and hands the changed records to the owner; the first call, and any call
 after entries past the position were trimmed (the stream's ``entries-added`` counter and the
-entries read disagree), reloads every record instead.
+entries read disagree), reloads every record instead. Both are one-slot scripts
+(streams/lua/catalogue.lua), so they run alike on one Redis and on a Redis Cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Final
 
+import orjson
 import redis.asyncio as aioredis
 
 from streams.keys import Keys, decoded
 from streams.sources.content_records import blob, entry_items
+from streams.store.lua import Lua
 
 log = logging.getLogger(__name__)
+
+_SCRIPT: Final = Lua(resources.files("streams").joinpath("lua/catalogue.lua").read_text())
+#: Item ids per change-stream entry (one entry per put or delete of up to this many items).
+IDS_PER_ENTRY: Final = 256
 
 #: Changed records, item -> JSON record (None: the item is gone); returns how many applied.
 Apply = Callable[[Mapping[str, bytes | None]], int]
@@ -33,16 +43,13 @@ class Position:
     added: int  # the stream's entries-added counter at that entry
 
 
-def stream_state(info: object) -> tuple[int, str]:
-    """(entries-added, last-generated-id) of an ``XINFO STREAM`` reply; a missing stream has
-    had nothing added.
+def stream_state(reply: Sequence[Any]) -> tuple[int, str]:
+    """(entries-added, last-generated-id) of the script's reply.
 
-    >>> stream_state({"entries-added": 3, "last-generated-id": b"7-0"}), stream_state(None)
-    ((3, '7-0'), (0, '0-0'))
+    >>> stream_state([3, b"7-0"])
+    (3, '7-0')
     """
-    if not isinstance(info, dict):
-        return 0, "0-0"
-    return int(info["entries-added"]), decoded(info["last-generated-id"])
+    return int(reply[0]), decoded(reply[1])
 
 
 class CatalogFollower:
@@ -82,28 +89,26 @@ class CatalogFollower:
             self._synced_at = self._clock()
             if self.position is None:
                 return await self._reload()
-            pipe = self.client.pipeline(transaction=True)
-            pipe.xinfo_stream(self.stream_key)
-            pipe.xread({self.stream_key: self.position.last_id}, count=self._read_count)
-            info, read = await pipe.execute(raise_on_error=False)
-            added, _ = stream_state(info)
-            entries = read[0][1] if isinstance(read, list) and read else []
+            reply = await _SCRIPT(
+                self.client, self.stream_key, ["read", self.position.last_id, self._read_count]
+            )
+            added, _ = stream_state(reply)
+            entries = reply[2]
             if added != self.position.added + len(entries):
                 log.info("%s change stream was trimmed past this copy: reloading", self._name)
                 return await self._reload()
             if not entries:
                 return 0
-            ids = list(dict.fromkeys(i for _, fields in entries for i in entry_items(fields)))
+            changed = (i for _, fields in entries for i in entry_items(_pairs(fields)))
+            ids = list(dict.fromkeys(changed))
             values = await self.client.hmget(self.items_key, ids)
             self.position = Position(decoded(entries[-1][0]), added)
             return self._apply({i: blob(v) for i, v in zip(ids, values, strict=True)})
 
     async def _reload(self) -> int:
         # The position first: changes during the scan are replayed by the next sync.
-        pipe = self.client.pipeline(transaction=True)
-        pipe.xinfo_stream(self.stream_key)
-        (info,) = await pipe.execute(raise_on_error=False)
-        added, last_id = stream_state(info)
+        reply = await _SCRIPT(self.client, self.stream_key, ["read", "0-0", 0])
+        added, last_id = stream_state(reply)
         loaded: dict[str, bytes | None] = {}
         async for item, value in self.client.hscan_iter(self.items_key, count=self._scan_count):
             loaded[decoded(item)] = blob(value)
@@ -112,11 +117,24 @@ class CatalogFollower:
         self.position = Position(last_id, added)
         return self._apply(loaded)
 
-    def skip_own(self, before: Position | None, entries: int, info: object) -> None:
-        """After this process wrote ``entries`` stream entries (``info``: the stream's
-        ``XINFO`` right after, ``before``: the position when the write began): move past them
-        when nobody else wrote in between, so the next sync does not read back what the copy
-        has already."""
-        added, last_id = stream_state(info)
-        if before is not None and added == before.added + entries and before is self.position:
+    async def write(
+        self, records: Mapping[str, bytes], removed: Sequence[str], maxlen: int
+    ) -> None:
+        """Store ``records`` (item -> JSON record), delete ``removed`` and announce them all,
+        in one step (the stream trimmed to about ``maxlen`` entries); then move past the
+        announcement when nobody else wrote in between, so the next sync does not read back
+        what the copy has already."""
+        ids = [*records, *removed]
+        chunks = [ids[n : n + IDS_PER_ENTRY] for n in range(0, len(ids), IDS_PER_ENTRY)]
+        before = self.position
+        args: list[Any] = ["write", self.items_key, maxlen, len(records)]
+        args += [v for item, record in records.items() for v in (item, record)]
+        args += [len(removed), *removed, *(orjson.dumps(chunk) for chunk in chunks)]
+        added, last_id = stream_state(await _SCRIPT(self.client, self.stream_key, args))
+        if before is not None and added == before.added + len(chunks) and before is self.position:
             self.position = Position(last_id, added)
+
+
+def _pairs(fields: Sequence[Any]) -> dict[Any, Any]:
+    """A stream entry's fields, as the flat list a script returns them in, as a mapping."""
+    return dict(zip(fields[::2], fields[1::2], strict=True))

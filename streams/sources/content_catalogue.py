@@ -3,10 +3,10 @@
 Where it lives (key names from :mod:`streams.keys`):
 
 - ``content_items`` (hash item -> JSON catalogue record, in the ``{content}`` slot with the
-  change stream: they are written in one ``MULTI``). Each worker keeps a local
-  :class:`models.content.ContentModel` of *all* items, rebuilt from the records (feature
-  hashing is stable, so every worker computes identical vectors), because scoring a profile
-  against every item is one vectorised product, not a Redis call per item.
+  change stream: they are written in one script, streams/lua/catalogue.lua). Each worker
+  keeps a local :class:`models.content.ContentModel` of *all* items, rebuilt from the
+  records (feature hashing is stable, so every worker computes identical vectors), because
+  scoring a profile against every item is one vectorised product, not a Redis call per item.
 - ``content_changes`` (stream of item ids, approximately trimmed): every put or delete adds
   the ids; :meth:`ContentCatalogue.sync` follows it into the local model
   (:class:`streams.sources.catalog_follower.CatalogFollower`, which search uses too).
@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -40,9 +40,6 @@ from streams.sources.writes import Step, Writes
 from streams.store.lua import Arg
 
 log = logging.getLogger(__name__)
-
-#: Item ids per change-stream entry (one entry per put or delete of up to this many items).
-_IDS_PER_ENTRY: Final = 256
 
 
 class ContentCatalogue:
@@ -80,7 +77,7 @@ class ContentCatalogue:
         """Store records, announce them, and give each its content neighbours right away.
 
         Round trips: a sync (one when nothing changed), one read of the items' current
-        neighbour lists, and one transaction writing records, lists and announcements.
+        neighbour lists, one writing the lists, and one the records and announcements.
         """
         latest = {r.item_id: r for r in records}
         if not latest:
@@ -130,9 +127,8 @@ class ContentCatalogue:
         records: Mapping[str, bytes],
     ) -> None:
         """The neighbour lists, a step per home (one round trip, so 40k list edits are a
-        command per home); then one transaction of the records and the change announcement,
-        after which we skip our own announcement when nobody else wrote in between, so the
-        next sync does not re-read what we already have."""
+        command per home); then the records and their announcement, one step
+        (:meth:`CatalogFollower.write`)."""
         sim = functools.partial(self.keys.item, field="content_sim")
         per: dict[str, Writes] = {}
 
@@ -153,25 +149,8 @@ class ContentCatalogue:
             add(other, "ZREMRANGEBYRANK", 0, -(self.params.neighbours + 1))
         if per:
             await self._lists.run([Step(writes) for writes in per.values()])
-        position = self.follower.position
-        pipe = self.client.pipeline(transaction=True)
-        if records:
-            mapping: dict[Any, Any] = dict(records)
-            pipe.hset(self._items_key, mapping=mapping)
         removed = [i for i in ids if i not in records]
-        if removed:
-            pipe.hdel(self._items_key, *removed)
-        chunks = [ids[n : n + _IDS_PER_ENTRY] for n in range(0, len(ids), _IDS_PER_ENTRY)]
-        for chunk in chunks:
-            pipe.xadd(
-                self._stream_key,
-                {"items": orjson.dumps(list(chunk))},
-                maxlen=self.params.stream_maxlen,
-                approximate=True,
-            )
-        pipe.xinfo_stream(self._stream_key)
-        results = await pipe.execute()
-        self.follower.skip_own(position, len(chunks), results[-1])
+        await self.follower.write(records, removed, self.params.stream_maxlen)
 
     async def similar(self, item_id: str, k: int) -> list[tuple[str, float]]:
         """The item's content neighbours, best first, never a deleted item."""

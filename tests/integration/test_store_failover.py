@@ -26,8 +26,8 @@ from streams.keys import Keys
 from streams.ops.infra.cluster import members
 from streams.runtime.outage import is_outage
 from streams.store import MemoryStore, OffsetRange, RedisStore
+from tests.conftest import running_redis_cluster
 from tests.e2e.conftest import keep_figures
-from tests.integration.conftest import running_redis_cluster
 from tests.integration.test_store_contract import assert_close
 
 pytestmark = pytest.mark.slow  # a failover waits out the cluster's node timeout (5 s)
