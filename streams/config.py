@@ -83,6 +83,17 @@ class Settings(BaseSettings):
         description="the first of the Redis Cluster's six consecutive ports (three masters, one "
         "replica each); each node's cluster bus listens 10000 above its port",
     )
+    redis_cluster: bool = Field(
+        default=False,
+        description="keep the state on the Redis Cluster (SOCIALREC_REDIS_CLUSTER_NODES) instead "
+        "of the Redis at SOCIALREC_REDIS_URL, whose user and password still apply: workers, "
+        "learners, the API; on by default in cluster mode",
+    )
+    redis_cluster_nodes: str = Field(
+        default="",
+        description="the Redis Cluster's nodes to start from, host:port,...; empty: the six on "
+        "this machine from SOCIALREC_REDIS_CLUSTER_PORT (`infra up --cluster`)",
+    )
 
     # --- transport security (streams/security.py) ----------------------------------------------
     kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = Field(
@@ -346,10 +357,10 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
-    @field_validator("kafka_bootstrap")
+    @field_validator("kafka_bootstrap", "redis_cluster_nodes")
     @classmethod
     def _bootstrap_pairs(cls, value: str) -> str:
-        for part in value.split(","):
+        for part in value.split(",") if value else ():
             host, _, port = part.strip().rpartition(":")
             if not host or not port.isdigit():
                 raise ValueError(f"entry {part!r} is not host:port")

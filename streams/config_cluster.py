@@ -21,11 +21,13 @@ if TYPE_CHECKING:
 
 #: What the scaled-out layout (SOCIALREC_CLUSTER) changes when the variable itself is not set:
 #: three brokers (one per address) beside the single broker's ports, so both layouts can run
-#: at once, and smaller heaps, since three JVMs share the machine.
+#: at once, smaller heaps, since three JVMs share the machine, and the state on the Redis
+#: Cluster.
 CLUSTER_DEFAULTS: dict[str, object] = {
     "kafka_bootstrap": "127.0.0.1:19192,127.0.0.1:19193,127.0.0.1:19194",
     "kafka_controller_port": 19292,
     "kafka_heap": "-Xms128m -Xmx512m",
+    "redis_cluster": True,
 }
 
 

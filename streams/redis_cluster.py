@@ -19,7 +19,7 @@ from redis.backoff import NoBackoff
 from streams.config import Settings
 from streams.ops.infra.cluster_kafka import HOST
 from streams.ops.infra.cluster_redis import NODES
-from streams.security import redis_connection_kwargs
+from streams.security import redis_connection_kwargs, redis_user_password
 
 
 class FailoverAwareCluster(RedisCluster):
@@ -57,11 +57,27 @@ class _Pipeline(ClusterPipeline):
 
 
 def redis_cluster_client_for(settings: Settings) -> FailoverAwareCluster:
-    """A client of the cluster's nodes, with the single client's timeouts and no resend. It
-    knows every node from the start, so it finds the cluster while any one of them is down."""
-    ports = range(settings.redis_cluster_port, settings.redis_cluster_port + NODES)
+    """A client of the cluster's nodes, with the single client's timeouts, user and password
+    and no resend. It knows every node from the start, so it finds the cluster while any one
+    of them is down."""
+    user, password = redis_user_password(settings)
     return FailoverAwareCluster(
-        startup_nodes=[ClusterNode(HOST, port) for port in ports],
+        startup_nodes=[ClusterNode(host, port) for host, port in cluster_nodes(settings)],
         retry=Retry(NoBackoff(), 0),
-        **redis_connection_kwargs(settings),
+        **{**redis_connection_kwargs(settings), "username": user, "password": password},
     )
+
+
+def cluster_nodes(settings: Settings) -> list[tuple[str, int]]:
+    """The nodes a client starts from: SOCIALREC_REDIS_CLUSTER_NODES, or the local six.
+
+    >>> cluster_nodes(Settings(redis_cluster_nodes="a:7000,b:7001"))
+    [('a', 7000), ('b', 7001)]
+    >>> cluster_nodes(Settings(redis_cluster_port=17000))[-1]
+    ('127.0.0.1', 17005)
+    """
+    if settings.redis_cluster_nodes:
+        pairs = [part.strip().rpartition(":") for part in settings.redis_cluster_nodes.split(",")]
+        return [(host, int(port)) for host, _, port in pairs]
+    ports = range(settings.redis_cluster_port, settings.redis_cluster_port + NODES)
+    return [(HOST, port) for port in ports]

@@ -57,6 +57,8 @@ class WorkerProcess:
             SOCIALREC_APP_ID=self.app_id,
             SOCIALREC_WEB_PORT=str(self.web_port),
             SOCIALREC_DATA_DIR=str(self.settings.data_dir),
+            SOCIALREC_REDIS_CLUSTER=str(self.settings.redis_cluster).lower(),
+            SOCIALREC_REDIS_CLUSTER_PORT=str(self.settings.redis_cluster_port),
             # Open routes unless a test configures keys (tests/e2e/test_access.py does).
             SOCIALREC_AUTH="off",
         )

@@ -22,6 +22,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
+from redis.asyncio.cluster import RedisCluster
 
 from models.events import Event
 from models.simulator import generate_events, generate_world
@@ -72,6 +73,27 @@ async def second(settings: Settings) -> AsyncIterator[Settings]:
         yield other
     finally:
         await client.flushdb()
+        await client.aclose()
+        await delete_topics_with_prefix(other)
+
+
+@pytest.fixture
+async def on_cluster(settings: Settings, redis_cluster: Settings) -> AsyncIterator[Settings]:
+    """Another topic prefix, and the state on the shared Redis Cluster (every master flushed)."""
+    other = settings.model_copy(
+        update={
+            "topic_prefix": f"t{uuid.uuid4().hex[:12]}.",
+            "redis_cluster": True,
+            "redis_cluster_port": redis_cluster.redis_cluster_port,
+        }
+    )
+    await apply_topics(other)
+    client = cast(RedisCluster, redis_client_for(other))
+    await client.flushdb(target_nodes=RedisCluster.PRIMARIES)
+    try:
+        yield other
+    finally:
+        await client.flushdb(target_nodes=RedisCluster.PRIMARIES)
         await client.aclose()
         await delete_topics_with_prefix(other)
 
@@ -207,6 +229,18 @@ async def test_three_workers_end_in_the_state_one_worker_ends_in(
     events = list(generate_events(world, 5, count=EVENTS, start_ts=time.time() - EVENTS))
     (one, _), (three, _) = await _run(settings, 1, events), await _run(second, 3, events)
     _assert_same_state(one, three, settings, second)
+
+
+async def test_three_workers_on_a_redis_cluster_end_in_the_state_one_worker_ends_in(
+    settings: Settings, on_cluster: Settings
+) -> None:
+    """The state on a Redis Cluster of three masters, written by three workers and their
+    learners, equals one worker's on one Redis: every step is in one slot, and what spans
+    users merges."""
+    world = generate_world(7, users=200, items=400)
+    events = list(generate_events(world, 7, count=EVENTS, start_ts=time.time() - EVENTS))
+    (one, _), (three, _) = await _run(settings, 1, events), await _run(on_cluster, 3, events)
+    _assert_same_state(one, three, settings, on_cluster)
 
 
 async def test_a_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(

@@ -20,14 +20,13 @@ from typing import Any
 
 import orjson
 import pytest
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from redis.cluster import RedisCluster
 
 from models.simulator import generate_events, generate_world
-from streams.config import Settings, load_settings, redis_url_with_db
+from streams.config import Settings, load_settings
 from streams.ops import infra
 from streams.ops.infra.cluster import members
 from streams.ops.infra.cluster_redis import BUS_PORT_OFFSET, node_view
@@ -37,7 +36,7 @@ from streams.ops.topics import apply_topics
 from streams.runtime.consumer import events_group
 from streams.security import kafka_client_kwargs
 from streams.tools.replay import group_caught_up
-from tests.conftest import TEST_REDIS_DB, require_tools
+from tests.conftest import require_tools
 from tests.e2e.conftest import WorkerProcess, keep_figures, produce_json, running, wait_for
 from tests.ports import free_run
 
@@ -124,21 +123,14 @@ def test_redis_cluster_has_three_masters_with_a_replica_each(cluster: Settings) 
         reader.close()
 
 
-async def test_a_worker_carries_on_while_the_busiest_broker_stops(
-    cluster: Settings, redis_client: aioredis.Redis
-) -> None:
-    """A worker on the three brokers (its store on the test Redis) while the broker leading
-    most ``events`` partitions stops: the producer's writes go on, the worker takes every
-    event after the stop from the new leaders without a dead letter, and the broker rejoins.
-    The seconds from the stop until the worker consumed everything are kept in
-    test-artifacts/recovery.json."""
-    shared = load_settings()
-    settings = cluster.model_copy(
-        update={
-            "redis_url": redis_url_with_db(shared.redis_url, TEST_REDIS_DB),
-            "app_id": f"test-{uuid.uuid4().hex[:8]}",
-        }
-    )
+async def test_a_worker_carries_on_while_the_busiest_broker_stops(cluster: Settings) -> None:
+    """A worker on the whole layout (three brokers, its state on the Redis Cluster) while the
+    broker leading most ``events`` partitions stops: the producer's writes go on, the worker
+    takes every event after the stop from the new leaders without a dead letter, and the
+    broker rejoins. The seconds from the stop until the worker consumed everything are kept
+    in test-artifacts/recovery.json."""
+    assert cluster.redis_cluster
+    settings = cluster.model_copy(update={"app_id": f"test-{uuid.uuid4().hex[:8]}"})
     await apply_topics(settings)
     world = generate_world(7, users=60, items=120)
     events = [
@@ -177,7 +169,6 @@ def _cluster_env(settings: Settings) -> dict[str, str]:
     return {
         "SOCIALREC_CLUSTER": "true",
         "SOCIALREC_KAFKA_CONTROLLER_PORT": str(settings.kafka_controller_port),
-        "SOCIALREC_REDIS_CLUSTER_PORT": str(settings.redis_cluster_port),
     }
 
 

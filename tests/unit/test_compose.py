@@ -15,6 +15,7 @@ import yaml
 
 from streams.config import Settings
 from streams.ops.infra import kafka_cluster_id_is_valid
+from streams.redis_cluster import cluster_nodes
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT.parent / "shared" / "schemas" / "compose-spec.json"
@@ -202,10 +203,20 @@ def test_scaled_profile_runs_three_workers_on_the_three_brokers(compose: dict[st
         env = scaled[name]["environment"]
         brokers = env["SOCIALREC_KAFKA_BOOTSTRAP"].split(",")
         assert sorted(b.partition(":")[0] for b in brokers) == ["kafka-1", "kafka-2", "kafka-3"]
-        # The settings a worker reads from this environment are valid in cluster mode.
-        settings = Settings(cluster=env["SOCIALREC_CLUSTER"], kafka_bootstrap=",".join(brokers))
+        # The settings a worker reads from this environment are valid in cluster mode, with
+        # the state on the six nodes.
+        nodes = env["SOCIALREC_REDIS_CLUSTER_NODES"]
+        settings = Settings(
+            cluster=env["SOCIALREC_CLUSTER"],
+            kafka_bootstrap=",".join(brokers),
+            redis_cluster_nodes=nodes,
+        )
         assert settings.cluster
+        assert settings.redis_cluster
         assert settings.producer_acks == -1
+        assert [host for host, _ in cluster_nodes(settings)] == [
+            f"redis-node-{i}" for i in range(1, 7)
+        ]
     assert workers["depends_on"]["topics-scaled"]["condition"] == "service_completed_successfully"
 
 
