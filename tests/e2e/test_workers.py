@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import signal
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, NamedTuple, cast
 
 import orjson
@@ -27,7 +29,8 @@ from redis.asyncio.cluster import RedisCluster
 from models.events import Event
 from models.simulator import generate_events, generate_world
 from streams.config import Settings, redis_url_with_db
-from streams.keys import decoded
+from streams.keys import Keys, decoded
+from streams.ops.infra.cluster import members
 from streams.ops.topics import apply_topics, delete_topics_with_prefix
 from streams.runtime.consumer import events_group
 from streams.runtime.learner import learner_group
@@ -35,10 +38,12 @@ from streams.runtime.worker import state_params
 from streams.security import kafka_client_kwargs, redis_client_for
 from streams.tools.chaos_mf import AUC_TOLERANCE, kafka_order, mean_auc, replay_mf, stored_mf
 from streams.tools.replay import group_caught_up
-from tests.conftest import TEST_REDIS_DB
+from tests.conftest import TEST_REDIS_DB, running_redis_cluster
 from tests.e2e import conftest as e2e
 
 EVENTS = 3000
+#: Where the search for the free ports of the cluster whose master a test kills starts.
+FAILOVER_PORTS_FROM = 21800
 #: Popularity of both runs is compared as decayed to this time (any time does).
 T_COMMON = 1_800_000_000.0
 HALF_LIFE_S = Settings().popularity_half_life_s
@@ -143,12 +148,25 @@ def _close(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+#: A fault during the stream: given the workers, it breaks something once they consume and
+#: returns a figure (seconds until the group recovered, or when it struck).
+Fault = Callable[[list[e2e.WorkerProcess]], Awaitable[float]]
+
+
+class Ran(NamedTuple):
+    """A run's store dump (with the workers' dead letters), its fault's figure, and when
+    (monotonic seconds) every event was consumed and learnt."""
+
+    dump: dict[str, Any]
+    figure: float | None
+    settled_at: float
+
+
 async def _run(
-    settings: Settings, workers: int, events: list[Event], kill_after: int | None = None
-) -> tuple[dict[str, Any], float | None]:
-    """The stream through ``workers`` workers: the store's dump, and with ``kill_after`` the
-    seconds until the others owned the partitions of one worker killed after that many
-    events were sent (the rest is sent while it dies)."""
+    settings: Settings, workers: int, events: list[Event], fault: Fault | None = None
+) -> Ran:
+    """The stream through ``workers`` workers; a ``fault`` strikes once a third of the events
+    was sent, the rest is sent meanwhile."""
     app_id = f"test-{uuid.uuid4().hex[:8]}"
     # Item-CF's rows keep their strongest pairs up to a cap; which pair a full row dropped
     # depends on the order it saw them in, so here no row fills and every count must match.
@@ -157,9 +175,9 @@ async def _run(
         e2e.WorkerProcess(settings, app_id=app_id, extra_env=uncapped) for _ in range(workers)
     ]
     group = settings.model_copy(update={"app_id": app_id})
-    moved: float | None = None
+    figure: float | None = None
     records = [orjson.loads(e.to_json()) for e in events]
-    split = len(records) if kill_after is None else kill_after
+    split = len(records) if fault is None else len(records) // 3
     try:
         for process in processes:
             await process.start()  # ready: owns partitions after the group's rebalance
@@ -167,9 +185,9 @@ async def _run(
         await producer.start()
         try:
             await e2e.produce_json(producer, settings, records[:split])
-            if kill_after is not None:
+            if fault is not None:
                 rest = asyncio.ensure_future(e2e.produce_json(producer, settings, records[split:]))
-                moved = await _kill_one(processes)
+                figure = await fault(processes)
                 await rest
         finally:
             await producer.stop()
@@ -179,6 +197,8 @@ async def _run(
             return events_done and await group_caught_up(group, learner_group(group))
 
         await e2e.wait_for(settled, timeout_s=240, what="every event consumed and learnt")
+        settled_at = time.monotonic()
+        dead_letters = sum([await p.metric("socialrec_dead_letters_total") for p in processes])
     finally:
         for process in processes:
             process.stop()
@@ -194,20 +214,24 @@ async def _run(
         dump["mf"] = MF(
             set(mf.user_ids()), set(mf.item_ids()), mean_auc(mf, params, events), replays
         )
-        return dump, moved
+        dump["dead letters"] = dead_letters
+        return Ran(dump, figure, settled_at)
     finally:
         await client.aclose()
+
+
+async def _consuming(processes: list[e2e.WorkerProcess]) -> None:
+    async def consuming() -> bool:
+        return await processes[0].metric("socialrec_events_consumed_total") > 0
+
+    await e2e.wait_for(consuming, timeout_s=60, what="the first worker consuming")
 
 
 async def _kill_one(processes: list[e2e.WorkerProcess]) -> float:
     """SIGKILL the first worker (and its learner) once it is consuming; returns the seconds
     until the others own every partition it had."""
     victim, others = processes[0], processes[1:]
-
-    async def consuming() -> bool:
-        return await victim.metric("socialrec_events_consumed_total") > 0
-
-    await e2e.wait_for(consuming, timeout_s=60, what="the first worker consuming")
+    await _consuming(processes)
     owned = [await p.metric("socialrec_partitions_owned") for p in processes]
     assert owned[0] > 0, "the worker to kill owns no partition"
     killed = time.monotonic()
@@ -227,8 +251,8 @@ async def test_three_workers_end_in_the_state_one_worker_ends_in(
 ) -> None:
     world = generate_world(5, users=200, items=400)
     events = list(generate_events(world, 5, count=EVENTS, start_ts=time.time() - EVENTS))
-    (one, _), (three, _) = await _run(settings, 1, events), await _run(second, 3, events)
-    _assert_same_state(one, three, settings, second)
+    one, three = await _run(settings, 1, events), await _run(second, 3, events)
+    _assert_same_state(one.dump, three.dump, settings, second)
 
 
 async def test_three_workers_on_a_redis_cluster_end_in_the_state_one_worker_ends_in(
@@ -239,8 +263,51 @@ async def test_three_workers_on_a_redis_cluster_end_in_the_state_one_worker_ends
     users merges."""
     world = generate_world(7, users=200, items=400)
     events = list(generate_events(world, 7, count=EVENTS, start_ts=time.time() - EVENTS))
-    (one, _), (three, _) = await _run(settings, 1, events), await _run(on_cluster, 3, events)
-    _assert_same_state(one, three, settings, on_cluster)
+    one, three = await _run(settings, 1, events), await _run(on_cluster, 3, events)
+    _assert_same_state(one.dump, three.dump, settings, on_cluster)
+
+
+@pytest.fixture(scope="module")
+def failover_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """A Redis Cluster of this module's own: a test kills one of its masters."""
+    with running_redis_cluster(tmp_path_factory.mktemp("failover"), FAILOVER_PORTS_FROM) as s:
+        yield s
+
+
+async def test_a_redis_masters_death_under_three_workers_loses_nothing(
+    settings: Settings, on_cluster: Settings, failover_cluster: Settings
+) -> None:
+    """A master of the Redis Cluster dies (kill -9) while three workers and their learners
+    consume: its replica is promoted, the workers wait the outage out (no valid event
+    dead-lettered) and carry on by themselves, and the store ends as after one worker on one
+    Redis that saw no fault. The seconds from the kill until every event was consumed and
+    learnt are kept in test-artifacts/recovery.json."""
+    target = on_cluster.model_copy(
+        update={"redis_cluster_port": failover_cluster.redis_cluster_port}
+    )
+    world = generate_world(8, users=200, items=400)
+    events = list(generate_events(world, 8, count=EVENTS, start_ts=time.time() - EVENTS))
+
+    async def kill_a_master(processes: list[e2e.WorkerProcess]) -> float:
+        await _consuming(processes)
+        client = cast(RedisCluster, redis_client_for(target))
+        try:
+            await client.initialize()
+            node = client.get_node_from_key(Keys().partition_stem(0))
+        finally:
+            await client.aclose()
+        assert node is not None
+        nodes = members(failover_cluster, ("redis",))
+        (svc,) = [m.svc for m in nodes if m.svc.port == node.port]
+        os.kill(int(svc.pid_file.read_text().strip()), signal.SIGKILL)
+        return time.monotonic()
+
+    one, three = await _run(settings, 1, events), await _run(target, 3, events, kill_a_master)
+    assert three.figure is not None
+    done_s = round(three.settled_at - three.figure, 1)
+    e2e.keep_figures("redis master killed under three workers", {"all_done_after_s": done_s})
+    print(f"every event consumed and learnt {done_s} s after the kill")
+    _assert_same_state(one.dump, three.dump, settings, target)
 
 
 async def test_a_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(
@@ -251,13 +318,13 @@ async def test_a_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twic
     stored with its state, so the store ends as after one worker that never died."""
     world = generate_world(6, users=200, items=400)
     events = list(generate_events(world, 6, count=EVENTS, start_ts=time.time() - EVENTS))
-    one, _ = await _run(settings, 1, events)
-    three, moved = await _run(second, 3, events, kill_after=EVENTS // 3)
+    one, three = await _run(settings, 1, events), await _run(second, 3, events, _kill_one)
+    moved = three.figure
     assert moved is not None
     figures = {"partitions_moved_s": round(moved, 1), "session_timeout_s": second.session_timeout_s}
     e2e.keep_figures("worker_kill", figures)
     print(f"the killed worker's partitions moved in {moved:.1f} s")
-    _assert_same_state(one, three, settings, second)
+    _assert_same_state(one.dump, three.dump, settings, second)
 
 
 class MF(NamedTuple):
@@ -282,6 +349,7 @@ def _assert_same_state(
     one: dict[str, Any], three: dict[str, Any], settings: Settings, second: Settings
 ) -> None:
     mf_one, mf_three = one.pop("mf"), three.pop("mf")
+    assert one.pop("dead letters") == three.pop("dead letters") == 0
     assert (mf_one.users, mf_one.items) == (mf_three.users, mf_three.items)
     assert mf_one.reachable(mf_three.auc), (mf_three.auc, mf_one.auc, mf_one.replays)
     a, b = _comparable(one, settings.topic_prefix), _comparable(three, second.topic_prefix)
