@@ -2,7 +2,8 @@
 
 Every run gets unique topic prefixes (``bench-<run>.``; deleted afterwards), its own Faust
 app id and web port, and an empty Redis database claimed for the run and flushed afterwards,
-so runs neither see nor disturb other data.
+so runs neither see nor disturb other data. A Redis Cluster (``SOCIALREC_REDIS_CLUSTER``) has
+one database: the whole cluster is claimed, and only when it is empty.
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ async def claim_redis_db(settings: Settings, run_id: str) -> tuple[int, str]:
 
     Database 0 is the demo's and 15 the test suite's (flushed before every test).
     """
+    if settings.redis_cluster:
+        client = redis_client_for(settings)
+        try:
+            if await client.dbsize() == 0 and await client.set(CLAIM_KEY, run_id, nx=True, ex=7200):
+                return 0, settings.redis_url
+        finally:
+            await client.aclose()
+        raise BenchError("the Redis Cluster holds data; the bench runs on an empty one")
     for db in range(14, 0, -1):
         url = redis_url_with_db(settings.redis_url, db)
         client = redis_client_for(settings, url)
@@ -40,12 +49,15 @@ async def reset_redis_db(
     settings: Settings, url: str, run_id: str, *, release: bool = False
 ) -> None:
     """Empty our database (fresh state for each worker run), keeping the claim unless done."""
-    client = redis_client_for(settings, url)
+    client = redis_client_for(settings, None if settings.redis_cluster else url)
     try:
         owner = await client.get(CLAIM_KEY)
         if owner is not None and owner not in (run_id, run_id.encode()):
             raise BenchError("the bench's Redis database was claimed by another run")
-        await client.flushdb()
+        if settings.redis_cluster:
+            await client.flushdb(target_nodes="primaries")
+        else:
+            await client.flushdb()
         if not release:
             await client.set(CLAIM_KEY, run_id, ex=7200)
     finally:
@@ -53,11 +65,25 @@ async def reset_redis_db(
 
 
 async def redis_info(settings: Settings, url: str | None = None) -> dict[str, Any]:
-    """Server-wide Redis counters (CPU, Lua calls): a profile of where batch time goes."""
-    client = redis_client_for(settings, url)
+    """Server-wide Redis counters (CPU, Lua calls): a profile of where batch time goes. On a
+    Redis Cluster, every node's numbers summed (replicas apply every write too)."""
+    client = redis_client_for(settings, None if settings.redis_cluster else url)
     try:
-        info: dict[str, Any] = await client.info("all")
-        return info
+        if not settings.redis_cluster:
+            info: dict[str, Any] = await client.info("all")
+            return info
+        nodes = await client.info("all", target_nodes="all")
+        summed: dict[str, Any] = {}
+        for node in nodes.values():
+            for key, value in node.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    summed[key] = summed.get(key, 0) + value
+                elif isinstance(value, dict):
+                    inner = summed.setdefault(key, {})
+                    for k, v in value.items():
+                        if isinstance(v, (int, float)):
+                            inner[k] = inner.get(k, 0) + v
+        return summed
     finally:
         await client.aclose()
 
