@@ -81,3 +81,28 @@ def cluster_nodes(settings: Settings) -> list[tuple[str, int]]:
         return [(host, int(port)) for host, _, port in pairs]
     ports = range(settings.redis_cluster_port, settings.redis_cluster_port + NODES)
     return [(HOST, port) for port in ports]
+
+
+def cluster_answers(settings: Settings, timeout_s: float = 1.0) -> bool:
+    """True when the cluster's masters answer PING with the settings' credentials (False when
+    no node answers, or the cluster is not formed)."""
+    from redis.cluster import ClusterNode as Node
+    from redis.cluster import RedisCluster as Cluster
+
+    user, password = redis_user_password(settings)
+    try:
+        client = Cluster(
+            startup_nodes=[Node(h, p) for h, p in cluster_nodes(settings)],  # type: ignore[no-untyped-call]
+            username=user,
+            password=password,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+        )
+    except Exception:  # redis-py raises its own cluster errors when no node will do
+        return False
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+    finally:
+        client.close()

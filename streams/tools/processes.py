@@ -85,7 +85,13 @@ def ensure_infra(settings: Settings) -> tuple[str, ...]:
         quiet.setLevel(level)
     if not kafka_up:
         missing.append("kafka")
-    if not infra.redis_answers(settings):
+    if settings.redis_cluster:
+        from streams.redis_cluster import cluster_answers
+
+        redis_up = cluster_answers(settings)
+    else:
+        redis_up = infra.redis_answers(settings)
+    if not redis_up:
         missing.append("redis")
     if missing:
         try:

@@ -33,8 +33,10 @@ from streams.ops.infra.cluster_redis import BUS_PORT_OFFSET, node_view
 from streams.ops.infra.kafka import brokers_seen
 from streams.ops.infra.pids import is_port_open, owned_pid, pid_alive, send_signal, wait_stopped
 from streams.ops.topics import apply_topics
+from streams.redis_cluster import cluster_answers
 from streams.runtime.consumer import events_group
 from streams.security import kafka_client_kwargs
+from streams.tools.processes import ensure_infra
 from streams.tools.replay import group_caught_up
 from tests.conftest import require_tools
 from tests.e2e.conftest import WorkerProcess, keep_figures, produce_json, running, wait_for
@@ -86,6 +88,10 @@ async def test_three_brokers_and_topics_replicated_three_times(cluster: Settings
     infra.up(cluster)  # already up: harmless, nothing restarted
     assert {s.name: s.pid for s in infra.status(cluster)} == pids
     assert await brokers_seen(cluster) == 3
+    # A tool that starts what is missing (the bench, the demo) finds the layout up, Redis
+    # Cluster included, so it will stop nothing it did not start.
+    assert cluster_answers(cluster)
+    assert await asyncio.to_thread(ensure_infra, cluster) == ()
 
     assert infra.run_command(cluster, "status") == 0
     await apply_topics(cluster)
