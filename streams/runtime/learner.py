@@ -125,7 +125,7 @@ class Learner:
             self.state.keys,
             {e.event_id: (e.user_id, f"{r.topic}:{r.partition}", r.offset) for e, r in valid},
         )
-        # A partition's users after another: a source's step is in one partition's slot.
+        # One partition's users after another's: each source's step is one partition's slot.
         fresh = partition_order(self.state.keys, fresh)
         await self.sources.learn(fresh, progress)  # each source waits out outages itself
         touched = dict.fromkeys(e.user_id for e in fresh if e.item_id is not None)

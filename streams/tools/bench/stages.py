@@ -175,7 +175,7 @@ async def _time_sources(
     """Each source's learn and candidates for one batch, timed on its own into ``source_s``
     (the worker gathers them; their time is mostly Python, so it adds up on one event loop
     anyway); returns each user's candidate pools by source. The batch is learnt in the
-    learner's order (a partition's users after another)."""
+    learner's order (one partition's users after another's)."""
     from models.recommend import source_pool
     from streams.keys import Keys
     from streams.sources.writes import partition_order
