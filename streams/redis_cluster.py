@@ -23,12 +23,17 @@ from streams.security import redis_connection_kwargs, redis_user_password
 
 
 class FailoverAwareCluster(RedisCluster):
-    """A cluster client whose pipelines drop the layout when they lose a node, and whose
-    ``MGET`` reads keys of any slots (one per slot, pipelined): socialrec reads users' values
-    together for speed, never as one snapshot, so the single-server calls run unchanged."""
+    """A cluster client whose pipelines drop the layout when they lose a node, whose ``MGET``
+    reads keys of any slots (one per slot, pipelined: socialrec reads users' values together
+    for speed, never as one snapshot), and whose ``DBSIZE`` counts every master's keys, not
+    one node's: the single-server calls run unchanged. (``FLUSHDB`` goes to every master
+    already.)"""
 
     async def mget(self, keys: Any, *args: Any) -> list[Any]:
         return await self.mget_nonatomic(keys, *args)
+
+    async def dbsize(self, **kwargs: Any) -> int:
+        return int(await super().dbsize(target_nodes=self.PRIMARIES, **kwargs))
 
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
         if shard_hint:
@@ -83,26 +88,13 @@ def cluster_nodes(settings: Settings) -> list[tuple[str, int]]:
     return [(HOST, port) for port in ports]
 
 
-def cluster_answers(settings: Settings, timeout_s: float = 1.0) -> bool:
+async def cluster_answers(settings: Settings) -> bool:
     """True when the cluster's masters answer PING with the settings' credentials (False when
     no node answers, or the cluster is not formed)."""
-    from redis.cluster import ClusterNode as Node
-    from redis.cluster import RedisCluster as Cluster
-
-    user, password = redis_user_password(settings)
+    client = redis_cluster_client_for(settings)
     try:
-        client = Cluster(
-            startup_nodes=[Node(h, p) for h, p in cluster_nodes(settings)],  # type: ignore[no-untyped-call]
-            username=user,
-            password=password,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-        )
+        return bool(await client.ping())
     except Exception:  # redis-py raises its own cluster errors when no node will do
         return False
-    try:
-        return bool(client.ping())
-    except Exception:
-        return False
     finally:
-        client.close()
+        await client.aclose()

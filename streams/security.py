@@ -197,8 +197,9 @@ def redis_client_for(
     settings: Settings, url: str | None = None, *, queue_for_connections: bool = False
 ) -> aioredis.Redis:
     """An asyncio Redis client for ``settings`` (or for ``url``, another database of the same
-    server, with the same credentials); with ``redis_cluster`` and no ``url``, a client of the
-    cluster (streams/redis_cluster.py), which takes the same calls.
+    server, with the same credentials); with ``redis_cluster``, a client of the cluster
+    (streams/redis_cluster.py), which takes the same calls and has one database (``url`` and
+    ``queue_for_connections`` do not apply).
 
     Its pool holds redis-py's default of 100 connections; a call past them fails at once,
     unless ``queue_for_connections`` (an HTTP server with more requests in flight than that):
@@ -211,7 +212,7 @@ def redis_client_for(
     # undo it): after a timeout Redis may have applied the command, and a resend would apply a
     # script or an unwatched transaction twice. Callers wait an outage out themselves
     # (streams/runtime/outage.py), with the guards that make a retry safe.
-    if settings.redis_cluster and url is None:
+    if settings.redis_cluster:
         from streams.redis_cluster import redis_cluster_client_for
 
         return cast(aioredis.Redis, redis_cluster_client_for(settings))

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from redis.asyncio.cluster import RedisCluster
 from streams.config import Settings, load_settings, redis_url_with_db
 from streams.ops import infra
 from streams.ops.infra import cluster
+from streams.ops.infra.cluster import members
 from streams.ops.infra.cluster_redis import BUS_PORT_OFFSET
 from streams.ops.topics import apply_topics, delete_topics_with_prefix
 from streams.redis_cluster import redis_cluster_client_for
@@ -167,3 +169,13 @@ async def redis_cluster_client(redis_cluster: Settings) -> AsyncIterator[RedisCl
         yield client
     finally:
         await client.aclose()
+
+
+def kill_master_of(settings: Settings, client: RedisCluster, key: str) -> None:
+    """kill -9 the master serving ``key``'s slot (``client``: an initialised client of the
+    cluster ``settings`` started), found by its port among the nodes started."""
+    node = client.get_node_from_key(key)
+    assert node is not None
+    port = node.port
+    (svc,) = [m.svc for m in members(settings, ("redis",)) if m.svc.port == port]
+    os.kill(int(svc.pid_file.read_text().strip()), signal.SIGKILL)

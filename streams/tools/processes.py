@@ -88,7 +88,7 @@ def ensure_infra(settings: Settings) -> tuple[str, ...]:
     if settings.redis_cluster:
         from streams.redis_cluster import cluster_answers
 
-        redis_up = cluster_answers(settings)
+        redis_up = asyncio.run(cluster_answers(settings))
     else:
         redis_up = infra.redis_answers(settings)
     if not redis_up:

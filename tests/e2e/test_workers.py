@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
-import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -30,7 +28,6 @@ from models.events import Event
 from models.simulator import generate_events, generate_world
 from streams.config import Settings, redis_url_with_db
 from streams.keys import Keys, decoded
-from streams.ops.infra.cluster import members
 from streams.ops.topics import apply_topics, delete_topics_with_prefix
 from streams.runtime.consumer import events_group
 from streams.runtime.learner import learner_group
@@ -38,7 +35,7 @@ from streams.runtime.worker import state_params
 from streams.security import kafka_client_kwargs, redis_client_for
 from streams.tools.chaos_mf import AUC_TOLERANCE, kafka_order, mean_auc, replay_mf, stored_mf
 from streams.tools.replay import group_caught_up
-from tests.conftest import TEST_REDIS_DB, running_redis_cluster
+from tests.conftest import TEST_REDIS_DB, kill_master_of, running_redis_cluster
 from tests.e2e import conftest as e2e
 
 EVENTS = 3000
@@ -293,13 +290,9 @@ async def test_a_redis_masters_death_under_three_workers_loses_nothing(
         client = cast(RedisCluster, redis_client_for(target))
         try:
             await client.initialize()
-            node = client.get_node_from_key(Keys().partition_stem(0))
+            kill_master_of(failover_cluster, client, Keys().partition_stem(0))
         finally:
             await client.aclose()
-        assert node is not None
-        nodes = members(failover_cluster, ("redis",))
-        (svc,) = [m.svc for m in nodes if m.svc.port == node.port]
-        os.kill(int(svc.pid_file.read_text().strip()), signal.SIGKILL)
         return time.monotonic()
 
     one, three = await _run(settings, 1, events), await _run(target, 3, events, kill_a_master)

@@ -90,7 +90,7 @@ async def test_three_brokers_and_topics_replicated_three_times(cluster: Settings
     assert await brokers_seen(cluster) == 3
     # A tool that starts what is missing (the bench, the demo) finds the layout up, Redis
     # Cluster included, so it will stop nothing it did not start.
-    assert cluster_answers(cluster)
+    assert await cluster_answers(cluster)
     assert await asyncio.to_thread(ensure_infra, cluster) == ()
 
     assert infra.run_command(cluster, "status") == 0

@@ -10,8 +10,6 @@ test-artifacts/recovery.json.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 from collections.abc import Iterator
 from typing import Any, cast
@@ -23,10 +21,9 @@ from models.events import Event, EventType
 from models.state import StateParams
 from streams.config import Settings
 from streams.keys import Keys
-from streams.ops.infra.cluster import members
 from streams.runtime.outage import is_outage
 from streams.store import MemoryStore, OffsetRange, RedisStore
-from tests.conftest import running_redis_cluster
+from tests.conftest import kill_master_of, running_redis_cluster
 from tests.e2e.conftest import keep_figures
 from tests.integration.test_store_contract import assert_close
 
@@ -63,15 +60,6 @@ def _batches(users: list[str], count: int, size: int) -> list[list[Event]]:
     return [events[b * size : (b + 1) * size] for b in range(count)]
 
 
-def _kill_master_of(settings: Settings, client: RedisCluster, key: str) -> None:
-    """kill -9 the master serving ``key``'s slot, found by its port among the nodes started."""
-    node = client.get_node_from_key(key)
-    assert node is not None
-    port = node.port
-    (svc,) = [m.svc for m in members(settings, ("redis",)) if m.svc.port == port]
-    os.kill(int(svc.pid_file.read_text().strip()), signal.SIGKILL)
-
-
 async def test_a_masters_death_loses_nothing_and_applies_nothing_twice(
     redis_cluster: Settings, redis_cluster_client: RedisCluster
 ) -> None:
@@ -89,7 +77,7 @@ async def test_a_masters_death_loses_nothing_and_applies_nothing_twice(
         await step(events)
         applied = at = at + len(events) - 1
         at += 1
-    _kill_master_of(redis_cluster, client, KEYS.partition_stem(PARTITION))
+    kill_master_of(redis_cluster, client, KEYS.partition_stem(PARTITION))
     killed = time.monotonic()
     rewinds, recovered = 0, None
     for events in batches[6:]:

@@ -24,17 +24,11 @@ class BenchError(RuntimeError):
 async def claim_redis_db(settings: Settings, run_id: str) -> tuple[int, str]:
     """Find an empty database (14 down to 1) and mark it ours for the run.
 
-    Database 0 is the demo's and 15 the test suite's (flushed before every test).
+    Database 0 is the demo's and 15 the test suite's (flushed before every test). A Redis
+    Cluster has only its database 0, claimed whole.
     """
-    if settings.redis_cluster:
-        client = redis_client_for(settings)
-        try:
-            if await client.dbsize() == 0 and await client.set(CLAIM_KEY, run_id, nx=True, ex=7200):
-                return 0, settings.redis_url
-        finally:
-            await client.aclose()
-        raise BenchError("the Redis Cluster holds data; the bench runs on an empty one")
-    for db in range(14, 0, -1):
+    dbs = [0] if settings.redis_cluster else range(14, 0, -1)
+    for db in dbs:
         url = redis_url_with_db(settings.redis_url, db)
         client = redis_client_for(settings, url)
         try:
@@ -42,6 +36,8 @@ async def claim_redis_db(settings: Settings, run_id: str) -> tuple[int, str]:
                 return db, url
         finally:
             await client.aclose()
+    if settings.redis_cluster:
+        raise BenchError("the Redis Cluster holds data; the bench runs on an empty one")
     raise BenchError("no empty Redis database (1-14) to run in; free one with FLUSHDB")
 
 
@@ -49,15 +45,12 @@ async def reset_redis_db(
     settings: Settings, url: str, run_id: str, *, release: bool = False
 ) -> None:
     """Empty our database (fresh state for each worker run), keeping the claim unless done."""
-    client = redis_client_for(settings, None if settings.redis_cluster else url)
+    client = redis_client_for(settings, url)
     try:
         owner = await client.get(CLAIM_KEY)
         if owner is not None and owner not in (run_id, run_id.encode()):
             raise BenchError("the bench's Redis database was claimed by another run")
-        if settings.redis_cluster:
-            await client.flushdb(target_nodes="primaries")
-        else:
-            await client.flushdb()
+        await client.flushdb()
         if not release:
             await client.set(CLAIM_KEY, run_id, ex=7200)
     finally:
@@ -67,7 +60,7 @@ async def reset_redis_db(
 async def redis_info(settings: Settings, url: str | None = None) -> dict[str, Any]:
     """Server-wide Redis counters (CPU, Lua calls): a profile of where batch time goes. On a
     Redis Cluster, every node's numbers summed (replicas apply every write too)."""
-    client = redis_client_for(settings, None if settings.redis_cluster else url)
+    client = redis_client_for(settings, url)
     try:
         if not settings.redis_cluster:
             info: dict[str, Any] = await client.info("all")
