@@ -2,9 +2,10 @@
 
 A Redis or Kafka error that says "the server cannot serve now" (connection refused or reset, a
 timeout, a server loading its data, a read-only replica, out of memory, a failed fsync, a
-cluster moving slots) is not the event's fault. The worker then stops taking events (the agent
-does not return to its stream, so consuming stops: back-pressure), retries the same step with
-backoff, reports not-ready on ``/health`` and ``socialrec_dependency_up``, and resumes by itself.
+cluster moving slots or failing over) is not the event's fault. The worker then stops taking
+events (the agent does not return to its stream, so consuming stops: back-pressure), retries
+the same step with backoff, reports not-ready on ``/health`` and ``socialrec_dependency_up``,
+and resumes by itself.
 Only an error the server gives for *this* input (a script error, a wrong type) is the event's.
 
 >>> import redis.exceptions as r
@@ -48,7 +49,15 @@ _SERVER_CONDITION_ERRORS: Final = (
     redis.exceptions.NoPermissionError,
     redis.exceptions.MasterDownError,
     redis.exceptions.TryAgainError,
-    redis.exceptions.ClusterDownError,
+    redis.exceptions.ClusterError,  # cluster down, a master down, retries spent ("TTL exhausted")
+)
+
+#: What the cluster client raises about its own use, not the cluster's state: a bug, not an
+#: outage. Every other :class:`RedisClusterException` is the layout seen mid-failover (no node
+#: reachable, slots uncovered, nodes that disagree on a slot's master).
+_CLUSTER_MISUSE: Final = (
+    redis.exceptions.CrossSlotTransactionError,
+    redis.exceptions.InvalidPipelineStack,
 )
 
 
@@ -56,6 +65,8 @@ def is_outage(exc: BaseException) -> bool:
     """Whether ``exc`` means a server is unavailable (retry) rather than the input is bad."""
     if isinstance(exc, _SERVER_CONDITION_ERRORS):
         return True
+    if isinstance(exc, redis.exceptions.RedisClusterException):
+        return not isinstance(exc, _CLUSTER_MISUSE)
     if isinstance(exc, redis.exceptions.ResponseError):
         # Inside a script the server's code follows "... script: " or leads the message.
         message = str(exc)

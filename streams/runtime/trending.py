@@ -29,6 +29,7 @@ from streams.config import Settings
 from streams.http.api_spec import MAX_TRENDING_K
 from streams.metrics import WorkerMetrics
 from streams.pipeline import Publisher
+from streams.runtime.outage import dependency_of, is_outage
 from streams.store import Store
 
 log = logging.getLogger(__name__)
@@ -127,15 +128,37 @@ class TrendingPublisher:
     #: Called with each list and its publish time once Kafka has it (in-process subscribers
     #: such as the hosts' live page, streams/http/live/). Must not block; errors are logged.
     listeners: list[Callable[[TrendingList, float], None]] = field(default_factory=list)
+    #: Scopes taken from the store's changed set whose lists have not reached Kafka yet (a
+    #: Redis or Kafka outage struck in between): every tick publishes them until one succeeds.
+    unpublished: set[str] = field(default_factory=set)
+    #: The dependency a tick waits for, while one is out (logged once when it goes and returns).
+    down: str | None = None
+
+    async def run_tick(self) -> None:
+        """One timer tick: :meth:`tick`, an outage logged once and waited out by later ticks,
+        any other error logged in full (the next tick tries again)."""
+        try:
+            await self.tick()
+        except Exception as exc:
+            if not is_outage(exc):
+                log.exception("trending publish failed")
+            elif self.down is None:
+                self.down = dependency_of(exc)
+                log.warning("trending publish waits for %s (%s)", self.down, type(exc).__name__)
+            return
+        if self.down is not None:
+            log.warning("trending publish resumed: %s is back", self.down)
+            self.down = None
 
     async def tick(self) -> int:
         """Publish every changed scope once; returns how many were published."""
         now = self.clock()
         bucket = math.floor(now / self.settings.trending_bucket_s)
         if bucket != self.slid_at:
-            self.slid_at = bucket
             await self.store.mark_changed(sorted(self.active))
-        scopes = await self.store.take_changed_scopes(MAX_SCOPES_PER_TICK)
+            self.slid_at = bucket  # once marked: an outage before then slides it next tick
+        self.unpublished.update(await self.store.take_changed_scopes(MAX_SCOPES_PER_TICK))
+        scopes = sorted(self.unpublished)
         if not scopes:
             return 0
         kept = await self.store.trending(scopes, now, max(KEPT_ITEMS, self.settings.trending_top_k))
@@ -154,6 +177,7 @@ class TrendingPublisher:
         # Published: readers serve these from now on. They expire with the buckets counted.
         ttl_s = 2 * self.settings.trending_window_s
         await self.store.keep_published({r.scope: trending_json(r, now) for r in kept}, ttl_s)
+        self.unpublished.clear()
         delivered = self.clock()
         for result in lists:
             if result.newest_ts is not None:

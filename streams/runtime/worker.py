@@ -252,10 +252,7 @@ class WorkerLoops:
         self.processor.trending = items
 
     async def publish_trending(self) -> None:
-        try:
-            await self.trending.tick()
-        except Exception:  # the next tick retries; the changed scopes were re-marked or lost
-            log.exception("trending publish failed")
+        await self.trending.run_tick()
 
     async def probe_consumer_lag(self) -> None:
         await self.lag.probe()  # never raises: a failed probe is counted and skipped

@@ -55,8 +55,7 @@ class MFComparison:
 
     @property
     def auc_judged(self) -> bool:
-        """Whether the clean replays learnt something to compare against (beat chance)."""
-        return min(self.reference_auc, *self.other_orders_auc) > 0.5 + AUC_TOLERANCE
+        return learnt_beyond_chance(self.reference_auc, *self.other_orders_auc)
 
     @property
     def passed(self) -> bool:
@@ -83,6 +82,16 @@ class MFComparison:
             f"tolerance {AUC_TOLERANCE}; other clean orders {others})"
             + ("" if self.auc_judged else "; AUC not judged: the replays are at chance")
         )
+
+
+def learnt_beyond_chance(*replay_aucs: float) -> bool:
+    """Whether clean replays learnt something to compare a run's AUC against: each beat
+    chance by more than :data:`AUC_TOLERANCE`. Otherwise their AUCs are noise around 0.5.
+
+    >>> learnt_beyond_chance(0.73, 0.74), learnt_beyond_chance(0.73, 0.53)
+    (True, False)
+    """
+    return min(replay_aucs) > 0.5 + AUC_TOLERANCE
 
 
 def kafka_order(events: Sequence[Event], partitions: int, seed: int) -> list[Event]:

@@ -33,7 +33,14 @@ from streams.runtime.consumer import events_group
 from streams.runtime.learner import learner_group
 from streams.runtime.worker import state_params
 from streams.security import kafka_client_kwargs, redis_client_for
-from streams.tools.chaos_mf import AUC_TOLERANCE, kafka_order, mean_auc, replay_mf, stored_mf
+from streams.tools.chaos_mf import (
+    AUC_TOLERANCE,
+    kafka_order,
+    learnt_beyond_chance,
+    mean_auc,
+    replay_mf,
+    stored_mf,
+)
 from streams.tools.replay import group_caught_up
 from tests.conftest import TEST_REDIS_DB, kill_master_of, running_redis_cluster
 from tests.e2e import conftest as e2e
@@ -326,7 +333,8 @@ class MF(NamedTuple):
     SGD follows the order it meets the events in, and on this short stream clean replays in
     orders Kafka could deliver spread by up to 0.05 already (near chance: MF has little to
     learn from 3,000 events), so the three workers' AUC must fall within the range of such
-    replays and of the one worker's, widened by the chaos run's tolerance."""
+    replays and of the one worker's, widened by the chaos run's tolerance, and is only
+    reported when those are at chance (as the chaos run does)."""
 
     users: set[str]
     items: set[str]
@@ -335,7 +343,8 @@ class MF(NamedTuple):
 
     def reachable(self, auc: float) -> bool:
         found = (self.auc, *self.replays)
-        return min(found) - AUC_TOLERANCE <= auc <= max(found) + AUC_TOLERANCE
+        within = min(found) - AUC_TOLERANCE <= auc <= max(found) + AUC_TOLERANCE
+        return within or not learnt_beyond_chance(*found)
 
 
 def _assert_same_state(

@@ -257,6 +257,12 @@ async def test_a_store_outage_is_waited_out_and_never_dead_letters() -> None:
         (redis.exceptions.ResponseError("MISCONF Errors writing to the AOF file"), True),
         (redis.exceptions.ResponseError("NOPERM this user has no permissions"), True),
         (redis.exceptions.ResponseError("BUSY Redis is busy running a script"), True),
+        # What a cluster client meets while a replica takes a dead master's place.
+        (redis.exceptions.RedisClusterException("startup_nodes could not agree on a valid"), True),
+        (redis.exceptions.SlotNotCoveredError('Slot "5" is not covered by the cluster.'), True),
+        (redis.exceptions.ClusterError("TTL exhausted."), True),
+        (redis.exceptions.MasterDownError("MASTERDOWN Link with MASTER is down"), True),
+        (redis.exceptions.CrossSlotTransactionError("keys in one slot only"), False),
         (redis.exceptions.ResponseError("ERR Error running script: @user_script:3: bad"), False),
         (redis.exceptions.ResponseError("WRONGTYPE Operation against a key"), False),
         (ValueError("a bug"), False),

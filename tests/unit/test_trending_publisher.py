@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import orjson
+import pytest
+import redis.exceptions
 
 from models.events import Event, EventType
 from models.state import StateParams
@@ -44,3 +48,33 @@ async def test_changed_scopes_are_published_then_republished_only_as_buckets_sli
     assert orjson.loads(publisher.on("trending")[-1].value or b"")["items"] == []
     now[0] = T0 + 205.0
     assert await trending.tick() == 0
+
+
+async def test_lists_taken_before_an_outage_are_published_once_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Redis fails after the changed scopes were taken: they are not lost (the next tick
+    publishes them), and the outage is logged once, without a traceback, and its end once."""
+    store = MemoryStore(StateParams(), trending=TrendingParams(60.0, 5.0))
+    publisher = RecordingPublisher()
+    trending = TrendingPublisher(Settings(), store, publisher, WorkerMetrics(), clock=lambda: T0)
+    view = Event("e1", EventType.VIEW, "v1", T0, item_id="lipstick", stream_id="live-1")
+    await store.process_batch([view])
+    counted = store.trending
+
+    async def down(*args: object) -> object:
+        raise redis.exceptions.ConnectionError("refused")
+
+    store.trending = down  # type: ignore[method-assign,assignment]
+    with caplog.at_level(logging.WARNING):
+        await trending.run_tick()
+        await trending.run_tick()
+        store.trending = counted  # type: ignore[method-assign]
+        await trending.run_tick()
+    scopes = {r.key for r in publisher.on("trending")}
+    assert scopes == {b"global", b"stream:live-1"}
+    assert [r.getMessage() for r in caplog.records] == [
+        "trending publish waits for redis (ConnectionError)",
+        "trending publish resumed: redis is back",
+    ]
+    assert all(r.exc_info is None for r in caplog.records)
