@@ -121,6 +121,13 @@ class WorkerProcess:
             self.process.kill()
             self.process.wait(timeout=10)
 
+    def log_lines(self, containing: str) -> list[str]:
+        """The lines of this worker's log (its learner's too) that contain ``containing``."""
+        if self.log_path is None or not self.log_path.exists():
+            return []
+        text = self.log_path.read_text(errors="replace")
+        return [line for line in text.splitlines() if containing in line]
+
     def kill(self) -> None:
         """A crash of the worker's machine: SIGKILL to the worker and its learner child."""
         if self.process is None or self.process.poll() is not None:

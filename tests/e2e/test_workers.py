@@ -203,6 +203,8 @@ async def _run(
         await e2e.wait_for(settled, timeout_s=240, what="every event consumed and learnt")
         settled_at = time.monotonic()
         dead_letters = sum([await p.metric("socialrec_dead_letters_total") for p in processes])
+        # Why, in the failure's report (the workers' logs stay with the run that wrote them).
+        why = sorted({line for p in processes for line in p.log_lines("dead-letter")})
     finally:
         for process in processes:
             process.stop()
@@ -218,7 +220,7 @@ async def _run(
         dump["mf"] = MF(
             set(mf.user_ids()), set(mf.item_ids()), mean_auc(mf, params, events), replays
         )
-        dump["dead letters"] = dead_letters
+        dump["dead letters"] = (dead_letters, why[:20])
         return Ran(dump, figure, settled_at)
     finally:
         await client.aclose()
@@ -351,7 +353,9 @@ def _assert_same_state(
     one: dict[str, Any], three: dict[str, Any], settings: Settings, second: Settings
 ) -> None:
     mf_one, mf_three = one.pop("mf"), three.pop("mf")
-    assert one.pop("dead letters") == three.pop("dead letters") == 0
+    for run in (one, three):
+        dead_letters, why = run.pop("dead letters")
+        assert dead_letters == 0, why
     assert (mf_one.users, mf_one.items) == (mf_three.users, mf_three.items)
     assert mf_one.reachable(mf_three.auc), (mf_three.auc, mf_one.auc, mf_one.replays)
     a, b = _comparable(one, settings.topic_prefix), _comparable(three, second.topic_prefix)
