@@ -79,6 +79,7 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
 
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
     from streams.tools.bench.command import run_bench
+    from streams.tools.bench.readers import ReadLoad
 
     events = args.events if args.events is not None else (5_000_000 if args.soak else 20_000)
     default = "docs/soak.json" if args.soak else "docs/benchmarks.json"
@@ -91,7 +92,7 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
         rate=args.rate,
         seconds=args.seconds,
         soak_chunk=args.chunk if args.soak else 0,
-        readers=args.readers,
+        readers=ReadLoad(args.readers, args.read_rate) if args.readers else None,
         workers=args.workers,
     )
 
@@ -291,6 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="also run the latency scenario with this many concurrent HTTP readers on a "
         "`socialrec api` (e.g. 100; default 0: off)",
+    )
+    p.add_argument(
+        "--read-rate",
+        type=float,
+        default=None,
+        help="the readers' requests/s in all, each request's latency counted from when it was "
+        "due (default: closed-loop, each reader asks again as soon as it is answered)",
     )
     p.add_argument(
         "--workers",

@@ -20,6 +20,7 @@ import orjson
 
 from streams.config import PROJECT_ROOT, Settings
 from streams.tools.bench.isolation import BenchError
+from streams.tools.bench.readers import ReadLoad
 from streams.tools.bench.report import envelope, table
 from streams.tools.bench.run import WARMUP_EVENTS
 from streams.tools.bench.scale import run_scale, scale_lines
@@ -43,7 +44,7 @@ def run_bench(
     rate: float | None = None,
     seconds: float | None = None,
     soak_chunk: int = 0,
-    readers: int = 0,
+    readers: ReadLoad | None = None,
     workers: Sequence[int] = (),
 ) -> int:
     """``socialrec bench``: measure, print a table, write the figures to ``output``.
@@ -51,7 +52,7 @@ def run_bench(
     ``profile`` (not on the command line) runs the throughput worker under cProfile and
     writes the stats there; its figures are then slower than a plain run. ``soak_chunk`` > 0
     runs the soak instead (streams/tools/bench/soak.py): ``events`` in chunks of that many.
-    ``readers`` > 0 adds scenario (d): (b)'s worker again with that many HTTP readers on a
+    ``readers`` adds scenario (d): (b)'s worker again with those HTTP readers on a
     `socialrec api`. ``workers`` (counts) runs scenario (e) instead (streams/tools/bench/scale.py).
     """
     if events < WARMUP_EVENTS:
@@ -86,7 +87,8 @@ def run_bench(
         f"socialrec bench --events {events} --seed {seed}"
         + (f" --rate {rate:g}" if rate is not None else "")
         + (f" --soak --chunk {soak_chunk}" if soak_chunk else "")
-        + (f" --readers {readers}" if readers else "")
+        + (f" --readers {readers.readers}" if readers else "")
+        + (f" --read-rate {readers.rate:g}" if readers and readers.rate is not None else "")
         + (f" --workers {','.join(map(str, workers))}" if workers else "")
     )
     figures = envelope(figures, command=command, began=began, load_before=load_before)

@@ -7,7 +7,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from streams.tools.bench.readers import ReadLoad
 
 
 def ms(seconds: float) -> float:
@@ -48,13 +51,14 @@ def summarise(
     }
 
 
-def summarise_reads(raw: dict[str, Any], readers: int) -> dict[str, Any]:
+def summarise_reads(raw: dict[str, Any], load: ReadLoad) -> dict[str, Any]:
     """The readers' figures: requests per second, and p50/p99/max per kind of read."""
     latencies: dict[str, list[float]] = raw["latencies"]
     total = sum(len(values) for values in latencies.values())
     wall = raw["wall_s"]
     return {
-        "readers": readers,
+        "readers": load.readers,
+        "rate": load.rate,  # requests/s asked of them in all; None: closed-loop
         "seconds": round(wall, 1),
         "requests_per_s": round(total / wall, 1) if wall > 0 else None,
         "failed": raw["failed"],

@@ -30,8 +30,9 @@ METHOD = {
 
 def reader_lines(reads: dict[str, Any]) -> list[str]:
     """The readers' figures, a line per kind of read."""
+    pace = "closed-loop" if reads.get("rate") is None else f"paced at {reads['rate']:g}/s"
     lines = [
-        f"{reads['readers']} readers: {reads['requests_per_s']:,} requests/s over "
+        f"{reads['readers']} readers ({pace}): {reads['requests_per_s']:,} requests/s over "
         f"{reads['seconds']} s, {reads['failed']} failed"
     ]
     names = {"list": "published lists", "trending": "trending global", "computed": "ranked now"}

@@ -30,6 +30,7 @@ from streams.tools.bench.readback import (
     output_latencies,
     trending_freshness,
 )
+from streams.tools.bench.readers import ReadLoad
 from streams.tools.bench.stages import worker_profile
 from streams.tools.processes import (
     CONSUMED,
@@ -137,7 +138,7 @@ async def run_once(
     run_dir: Path,
     profile: Path | None = None,
     say: Callable[[str], None],
-    readers: int = 0,
+    readers: ReadLoad | None = None,
 ) -> dict[str, Any]:
     """Produce, process and measure one (scenario, system) combination; with ``readers``
     (the worker's latency scenario only), that many HTTP readers read a `socialrec api`
@@ -189,7 +190,7 @@ async def _drive(
     rate: float,
     run_dir: Path,
     say: Callable[[str], None],
-    readers: int,
+    readers: ReadLoad | None,
     preload: bool,
     measured: list[Event],
 ) -> Driven:
@@ -255,9 +256,9 @@ async def _settle(
 
 @contextlib.asynccontextmanager
 async def reading(
-    settings: Settings, run_dir: Path, users: Sequence[str], readers: int, seconds: float
+    settings: Settings, run_dir: Path, users: Sequence[str], readers: ReadLoad, seconds: float
 ) -> AsyncIterator[asyncio.Future[dict[str, Any]]]:
-    """A `socialrec api` on the run's Redis, and ``readers`` HTTP readers reading it for
+    """A `socialrec api` on the run's Redis, and the ``readers`` reading it for
     ``seconds`` from a process of their own (streams/tools/bench/readers.py), started as the block
     starts; the block gets their figures' future, and the api stops once they are done."""
     from concurrent.futures import ProcessPoolExecutor
@@ -274,7 +275,8 @@ async def reading(
             await api.start()
             await api.wait_http(f"{base}/health")
             # The pool's process imports and connects before the clock starts.
-            await loop.run_in_executor(pool, read_for, base, users, 1, READERS_WARMUP_S, 0)
+            warm = ReadLoad(1)
+            await loop.run_in_executor(pool, read_for, base, users, warm, READERS_WARMUP_S, 0)
             figures = loop.run_in_executor(pool, read_for, base, users, readers, seconds, 1)
             yield figures
             await figures

@@ -26,6 +26,7 @@ from models.simulator import World, generate_events, generate_world
 from streams.config import Settings
 from streams.tools.bench.baselines import SYSTEMS
 from streams.tools.bench.isolation import claim_redis_db, redis_info, reset_redis_db, run_settings
+from streams.tools.bench.readers import ReadLoad
 from streams.tools.bench.report import reader_lines
 from streams.tools.bench.run import WARMUP_EVENTS, run_once
 from streams.tools.bench.stages import stage_profile
@@ -78,7 +79,7 @@ async def run_scenarios(
     profile: Path | None,
     rate: float | None = None,
     seconds: float | None = None,
-    readers: int = 0,
+    readers: ReadLoad | None = None,
 ) -> dict[str, Any]:
     """(a), (b), (d) if ``readers``, then (c); the figures of each, and the run's setup."""
     from streams.ops.topics import delete_topics_with_prefix
@@ -165,7 +166,7 @@ async def _at_rate(
     letter: str,
     scenario: str,
     system: str,
-    readers: int = 0,
+    readers: ReadLoad | None = None,
 ) -> dict[str, Any]:
     """(b)'s stream at (b)'s rate through ``system``, on a fresh Redis database."""
     return await run_once(
@@ -197,12 +198,12 @@ async def _latency(bench: Bench, steady: Stream, rate: float, into: dict[str, An
 
 
 async def _serving(
-    bench: Bench, steady: Stream, rate: float, readers: int, latency: dict[str, Any]
+    bench: Bench, steady: Stream, rate: float, readers: ReadLoad, latency: dict[str, Any]
 ) -> dict[str, Any]:
-    """(d): (b)'s worker again, with ``readers`` HTTP readers on a `socialrec api`."""
+    """(d): (b)'s worker again, with ``readers`` on a `socialrec api`."""
     say = bench.say
     say(
-        f"d) serving: the worker's latency scenario again, with {readers} HTTP readers "
+        f"d) serving: the worker's latency scenario again, with {readers} "
         "on a `socialrec api` (published lists and global trending)"
     )
     r = await _at_rate(bench, steady, rate, "d", "serving", "worker", readers)
