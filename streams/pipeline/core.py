@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
@@ -228,6 +229,16 @@ class ProcessorCore:
     def _wait_out(self, step: Callable[[], Awaitable[T]], what: str) -> Awaitable[T]:
         """``step`` retried while Redis or Kafka is out (streams/runtime/outage.py)."""
         return wait_out(step, self.metrics, what, self.retry_backoff_s)
+
+    async def _count_once(self, count: Callable[[str], Awaitable[None]], what: str) -> None:
+        """A batch's merchant counts (streams/runtime/analytics.py), every attempt with one
+        token: an outage is waited out, a bug's error logged and those counts lost, never
+        the batch."""
+        token = uuid.uuid4().hex
+        try:
+            await self._wait_out(lambda: count(token), what)
+        except Exception as exc:
+            log.warning("%s lost for one batch (%s)", what, type(exc).__name__)
 
     async def _dead_letter(self, record: InboundRecord, reason: str, detail: str) -> Awaitable[Any]:
         self.metrics.dead_letters.labels(reason).inc()

@@ -142,8 +142,11 @@ class ListSender(ProcessorCore):
             exposed.extend(item.item_id for item in recs.items)
         count_by(self.metrics.items_by_source, sources)
         count_by(self.metrics.recommendations_published, kinds)
-        if self.analytics is not None and exposed:
-            pending.append(asyncio.ensure_future(self.analytics.record_exposure(exposed, now)))
+        if (analytics := self.analytics) is not None and exposed:
+            count = self._count_once(
+                lambda token: analytics.record_exposure(exposed, now, token), "exposure counts"
+            )
+            pending.append(asyncio.ensure_future(count))
 
     def _rankings(
         self, result: BatchResult, now: float, extra: Mapping[str, Mapping[Source, Pool]]

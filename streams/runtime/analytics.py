@@ -7,17 +7,20 @@ is the sum of its buckets (:mod:`models.funnel`). Keys expire after ``retention_
 
 The counts are anonymous (merchant, type, bucket: never a user id), so erasure has nothing to
 remove here. Item -> merchant comes from the catalog record the store keeps
-(``i:{item}:meta`` field ``merchant_id``), cached per worker like item categories. Counting
-never fails a batch: an error is logged (type only) and that batch's counts are lost.
+(``i:{item}:meta`` field ``merchant_id``), cached per worker like item categories.
 
-Only fresh events are counted (the pipeline passes the deduplicated ones), so a redelivered
-batch counts nothing twice.
+Each count is added once. Only fresh events are counted (the pipeline passes the deduplicated
+ones), so a redelivered batch counts nothing twice. The worker waits a Redis outage out and
+adds the same counts again (streams/pipeline/: a bug's error is logged and those counts
+lost, never the batch); an attempt whose answer was lost may have been applied, so each
+attempt of one batch carries the batch's token: a script adds a bucket's counts only with the
+token's marker field, set at once, and the marker is deleted once the answer arrived.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +30,7 @@ from models.events import Event
 from models.funnel import COUNTED_TYPES, bucket_of, sum_counts, window_buckets
 from streams.keys import Keys, decoded
 from streams.runtime.itemcache import item_meta_cache
+from streams.store.lua import Lua, run
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,17 @@ EXPOSURE = "exposure"
 MERCHANT_CACHE_SIZE = 200_000
 MERCHANT_CACHE_TTL_S = 300.0
 UNKNOWN_MERCHANT_TTL_S = 5.0
+#: Fields of a merchant bucket that start with this mark one attempt's counts as added.
+MARKER = "~"
+
+#: Adds one bucket's counts unless this attempt's marker says they were added already.
+#: KEYS[1]: the bucket; ARGV: the marker field, seconds to keep the bucket, then field, count.
+_ADD_ONCE = Lua("""
+if redis.call('HSETNX', KEYS[1], ARGV[1], 1) == 0 then return 0 end
+for i = 3, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+""")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,54 +88,56 @@ class MerchantAnalytics:
         """Merchant of each item ("" when the catalog does not name one)."""
         return {i: m for i, (m,) in (await self._merchants.get(item_ids)).items()}
 
-    async def record_events(self, events: Sequence[Event], now: float) -> None:
-        """Count the batch's fresh item events per merchant (one round trip, plus one for
-        merchants not cached)."""
+    async def record_events(self, events: Sequence[Event], now: float, token: str) -> None:
+        """Count the batch's fresh item events per merchant, once per ``token`` (one round
+        trip, plus one for merchants not cached, plus one to drop the markers)."""
         counted = [e for e in events if e.item_id and e.type.value in COUNTED_TYPES]
         if not counted:
             return
-        try:
-            merchants = await self.merchants({e.item_id for e in counted if e.item_id})
-            increments: dict[tuple[str, str], int] = {}
-            for event in counted:
-                merchant = merchants.get(event.item_id or "", "")
-                if merchant:
-                    key = (merchant, event.type.value)
-                    increments[key] = increments.get(key, 0) + 1
-            await self._increment(increments, now)
-        except Exception as exc:  # counting must never fail the batch
-            log.warning("merchant event counts lost for one batch (%s)", type(exc).__name__)
+        merchants = await self.merchants({e.item_id for e in counted if e.item_id})
+        increments: dict[tuple[str, str], int] = {}
+        for event in counted:
+            merchant = merchants.get(event.item_id or "", "")
+            if merchant:
+                key = (merchant, event.type.value)
+                increments[key] = increments.get(key, 0) + 1
+        await self._increment(increments, now, token)
 
-    async def record_exposure(self, item_ids: Sequence[str], now: float) -> None:
-        """Count published recommendation slots: per merchant, and all of them."""
+    async def record_exposure(self, item_ids: Sequence[str], now: float, token: str) -> None:
+        """Count published recommendation slots, per merchant and all of them, once per
+        ``token``."""
         if not item_ids:
             return
-        try:
-            merchants = await self.merchants(set(item_ids))
-            increments: dict[tuple[str, str], int] = {("", EXPOSURE): len(item_ids)}
-            for item_id in item_ids:
-                merchant = merchants.get(item_id, "")
-                if merchant:
-                    key = (merchant, EXPOSURE)
-                    increments[key] = increments.get(key, 0) + 1
-            await self._increment(increments, now)
-        except Exception as exc:
-            log.warning("exposure counts lost for one batch (%s)", type(exc).__name__)
+        merchants = await self.merchants(set(item_ids))
+        increments: dict[tuple[str, str], int] = {("", EXPOSURE): len(item_ids)}
+        for item_id in item_ids:
+            merchant = merchants.get(item_id, "")
+            if merchant:
+                key = (merchant, EXPOSURE)
+                increments[key] = increments.get(key, 0) + 1
+        await self._increment(increments, now, token)
 
-    async def _increment(self, increments: dict[tuple[str, str], int], now: float) -> None:
+    async def _increment(
+        self, increments: Mapping[tuple[str, str], int], now: float, token: str
+    ) -> None:
         if not increments:
             return
         bucket = bucket_of(now, self.bucket_s)
         ttl = int(self.retention_s + 2 * self.bucket_s)
-        pipe = self.client.pipeline(transaction=False)
-        touched = set()
+        by_key: dict[str, list[str | int]] = {}
         for (merchant, field), count in increments.items():
-            key = self.keys.merchant_counts(bucket, merchant)
-            pipe.hincrby(key, field, count)
-            touched.add(key)
-        for key in touched:
-            pipe.expire(key, ttl)
-        await pipe.execute()
+            by_key.setdefault(self.keys.merchant_counts(bucket, merchant), []).extend(
+                (field, count)
+            )
+        marker = MARKER + token
+        await run(self.client, [_ADD_ONCE.call(k, [marker, ttl, *f]) for k, f in by_key.items()])
+        try:  # added: no attempt of this token can come again
+            pipe = self.client.pipeline(transaction=False)
+            for key in by_key:
+                pipe.hdel(key, marker)
+            await pipe.execute()
+        except Exception as exc:  # an outage: the marker expires with its bucket, unread
+            log.info("merchant count markers left (%s)", type(exc).__name__)
 
     async def window(self, merchant_id: str, now: float, window_s: float) -> MerchantCounts:
         """The merchant's counts over the last ``window_s`` (one pipelined round trip)."""
@@ -130,6 +147,9 @@ class MerchantAnalytics:
             pipe.hgetall(self.keys.merchant_counts(bucket, merchant_id))
             pipe.hget(self.keys.merchant_counts(bucket, ""), EXPOSURE)
         replies: list[Any] = await pipe.execute()
-        own = [{decoded(k): int(v) for k, v in h.items()} for h in replies[0::2]]
+        own = [
+            {field: int(v) for k, v in h.items() if not (field := decoded(k)).startswith(MARKER)}
+            for h in replies[0::2]
+        ]
         total = sum(int(v) for v in replies[1::2] if v is not None)
         return MerchantCounts(sum_counts(own), total, len(buckets))
