@@ -158,10 +158,14 @@ Fault = Callable[[list[e2e.WorkerProcess]], Awaitable[float]]
 
 
 class Ran(NamedTuple):
-    """A run's store dump (with the workers' dead letters), its fault's figure, and when
-    (monotonic seconds) every event was consumed and learnt."""
+    """A run's store dump, what MF learnt, the workers' dead letters (and their logs' lines
+    that say why), its fault's figure, and when (monotonic seconds) every event was consumed
+    and learnt."""
 
     dump: dict[str, Any]
+    mf: MF
+    dead_letters: float
+    why: list[str]
     figure: float | None
     settled_at: float
 
@@ -217,11 +221,8 @@ async def _run(
             mean_auc(replay_mf(client, params, kafka_order(events, 6, seed)), params, events)
             for seed in range(1, 5)
         )
-        dump["mf"] = MF(
-            set(mf.user_ids()), set(mf.item_ids()), mean_auc(mf, params, events), replays
-        )
-        dump["dead letters"] = (dead_letters, why[:20])
-        return Ran(dump, figure, settled_at)
+        learnt = MF(set(mf.user_ids()), set(mf.item_ids()), mean_auc(mf, params, events), replays)
+        return Ran(dump, learnt, dead_letters, why[:20], figure, settled_at)
     finally:
         await client.aclose()
 
@@ -258,7 +259,7 @@ async def test_three_workers_end_in_the_state_one_worker_ends_in(
     world = generate_world(5, users=200, items=400)
     events = list(generate_events(world, 5, count=EVENTS, start_ts=time.time() - EVENTS))
     one, three = await _run(settings, 1, events), await _run(second, 3, events)
-    _assert_same_state(one.dump, three.dump, settings, second)
+    _assert_same_state(one, three, settings, second)
 
 
 async def test_three_workers_on_a_redis_cluster_end_in_the_state_one_worker_ends_in(
@@ -270,7 +271,7 @@ async def test_three_workers_on_a_redis_cluster_end_in_the_state_one_worker_ends
     world = generate_world(7, users=200, items=400)
     events = list(generate_events(world, 7, count=EVENTS, start_ts=time.time() - EVENTS))
     one, three = await _run(settings, 1, events), await _run(on_cluster, 3, events)
-    _assert_same_state(one.dump, three.dump, settings, on_cluster)
+    _assert_same_state(one, three, settings, on_cluster)
 
 
 @pytest.fixture(scope="module")
@@ -309,7 +310,7 @@ async def test_a_redis_masters_death_under_three_workers_loses_nothing(
     done_s = round(three.settled_at - three.figure, 1)
     e2e.keep_figures("redis master killed under three workers", {"all_done_after_s": done_s})
     print(f"every event consumed and learnt {done_s} s after the kill")
-    _assert_same_state(one.dump, three.dump, settings, target)
+    _assert_same_state(one, three, settings, target)
 
 
 async def test_a_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(
@@ -326,7 +327,7 @@ async def test_a_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twic
     figures = {"partitions_moved_s": round(moved, 1), "session_timeout_s": second.session_timeout_s}
     e2e.keep_figures("worker_kill", figures)
     print(f"the killed worker's partitions moved in {moved:.1f} s")
-    _assert_same_state(one.dump, three.dump, settings, second)
+    _assert_same_state(one, three, settings, second)
 
 
 class MF(NamedTuple):
@@ -349,16 +350,14 @@ class MF(NamedTuple):
         return within or not learnt_beyond_chance(*found)
 
 
-def _assert_same_state(
-    one: dict[str, Any], three: dict[str, Any], settings: Settings, second: Settings
-) -> None:
-    mf_one, mf_three = one.pop("mf"), three.pop("mf")
+def _assert_same_state(one: Ran, three: Ran, settings: Settings, second: Settings) -> None:
     for run in (one, three):
-        dead_letters, why = run.pop("dead letters")
-        assert dead_letters == 0, why
+        assert run.dead_letters == 0, run.why
+    mf_one, mf_three = one.mf, three.mf
     assert (mf_one.users, mf_one.items) == (mf_three.users, mf_three.items)
     assert mf_one.reachable(mf_three.auc), (mf_three.auc, mf_one.auc, mf_one.replays)
-    a, b = _comparable(one, settings.topic_prefix), _comparable(three, second.topic_prefix)
+    a = _comparable(one.dump, settings.topic_prefix)
+    b = _comparable(three.dump, second.topic_prefix)
     assert a.keys() == b.keys()
     differ = sorted(k for k in a if not _close(a[k], b[k]))
     families = sorted({k.rsplit(":", 1)[-1] for k in differ})

@@ -77,15 +77,15 @@ async def _read(
             while time.monotonic() < deadline:
                 if rate:
                     await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                    sent, due = due, due + readers / rate
+                else:
+                    sent = time.perf_counter()
                 turn += 1
                 if turn % 2:
                     kind = "list"
                     path = f"/api/v1/users/{path_segment(rng.choice(users))}/recommendations"
                 else:
                     kind, path = "trending", "/api/v1/trending/global"
-                sent = due if rate else time.perf_counter()
-                if rate:
-                    due += readers / rate
                 try:
                     async with http.get(path) as response:
                         body = await response.read()
