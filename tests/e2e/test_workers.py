@@ -15,6 +15,7 @@ import asyncio
 import math
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, NamedTuple, cast
 
@@ -350,6 +351,11 @@ class MF(NamedTuple):
         return within or not learnt_beyond_chance(*found)
 
 
+def _families(keys: list[str]) -> dict[str, int]:
+    """How many of ``keys`` each key family ("affinity", "fol_items", ...) has."""
+    return dict(Counter(k.rsplit(":", 1)[-1] for k in keys))
+
+
 def _assert_same_state(one: Ran, three: Ran, settings: Settings, second: Settings) -> None:
     for run in (one, three):
         assert run.dead_letters == 0, run.why
@@ -358,9 +364,11 @@ def _assert_same_state(one: Ran, three: Ran, settings: Settings, second: Setting
     assert mf_one.reachable(mf_three.auc), (mf_three.auc, mf_one.auc, mf_one.replays)
     a = _comparable(one.dump, settings.topic_prefix)
     b = _comparable(three.dump, second.topic_prefix)
-    assert a.keys() == b.keys()
+    # Which keys only one run has, by family: a failure names what was lost, not two dumps.
+    only_one, only_three = sorted(a.keys() - b.keys()), sorted(b.keys() - a.keys())
+    assert a.keys() == b.keys(), (_families(only_one), only_one[:10], _families(only_three))
     differ = sorted(k for k in a if not _close(a[k], b[k]))
-    families = sorted({k.rsplit(":", 1)[-1] for k in differ})
+    families = _families(differ)
     example = differ[0] if differ else None
     detail = (
         {m: (a[example].get(m), b[example].get(m)) for m in set(a[example]) | set(b[example])
