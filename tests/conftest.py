@@ -171,11 +171,33 @@ async def redis_cluster_client(redis_cluster: Settings) -> AsyncIterator[RedisCl
         await client.aclose()
 
 
+def _pid_at(settings: Settings, port: int) -> int:
+    """The pid of the cluster node ``settings`` started on ``port``."""
+    (svc,) = [m.svc for m in members(settings, ("redis",)) if m.svc.port == port]
+    return int(svc.pid_file.read_text().strip())
+
+
 def kill_master_of(settings: Settings, client: RedisCluster, key: str) -> None:
     """kill -9 the master serving ``key``'s slot (``client``: an initialised client of the
     cluster ``settings`` started), found by its port among the nodes started."""
     node = client.get_node_from_key(key)
     assert node is not None
-    port = node.port
-    (svc,) = [m.svc for m in members(settings, ("redis",)) if m.svc.port == port]
-    os.kill(int(svc.pid_file.read_text().strip()), signal.SIGKILL)
+    os.kill(_pid_at(settings, int(node.port)), signal.SIGKILL)
+
+
+def replica_port_of(client: RedisCluster, key: str) -> int:
+    """The port of the replica of the master serving ``key``'s slot."""
+    _, replica, *_ = client.nodes_manager.slots_cache[client.keyslot(key)]
+    return int(replica.port)
+
+
+@contextlib.contextmanager
+def replica_stopped(settings: Settings, client: RedisCluster, key: str) -> Iterator[None]:
+    """The replica of ``key``'s master frozen (SIGSTOP) for the block: the master goes on
+    taking writes that no replica holds, as when replication falls behind."""
+    pid = _pid_at(settings, replica_port_of(client, key))
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)

@@ -158,6 +158,10 @@ def _close(a: Any, b: Any) -> bool:
 Fault = Callable[[list[e2e.WorkerProcess]], Awaitable[float]]
 
 
+#: What a worker's log says when a run may go wrong: its lines go in the failure's report.
+WHY = ("dead-letter", "failed to", "Traceback")
+
+
 class Ran(NamedTuple):
     """A run's store dump, what MF learnt, the workers' dead letters (and their logs' lines
     that say why), its fault's figure, and when (monotonic seconds) every event was consumed
@@ -209,7 +213,8 @@ async def _run(
         settled_at = time.monotonic()
         dead_letters = sum([await p.metric("socialrec_dead_letters_total") for p in processes])
         # Why, in the failure's report (the workers' logs stay with the run that wrote them).
-        why = sorted({line for p in processes for line in p.log_lines("dead-letter")})
+        # (a source that failed to learn a batch: what a diverging store would show)
+        why = sorted({line for p in processes for said in WHY for line in p.log_lines(said)})
     finally:
         for process in processes:
             process.stop()
@@ -366,7 +371,12 @@ def _assert_same_state(one: Ran, three: Ran, settings: Settings, second: Setting
     b = _comparable(three.dump, second.topic_prefix)
     # Which keys only one run has, by family: a failure names what was lost, not two dumps.
     only_one, only_three = sorted(a.keys() - b.keys()), sorted(b.keys() - a.keys())
-    assert a.keys() == b.keys(), (_families(only_one), only_one[:10], _families(only_three))
+    assert a.keys() == b.keys(), (
+        _families(only_one),
+        only_one[:10],
+        _families(only_three),
+        three.why,
+    )
     differ = sorted(k for k in a if not _close(a[k], b[k]))
     families = _families(differ)
     example = differ[0] if differ else None
@@ -375,5 +385,7 @@ def _assert_same_state(one: Ran, three: Ran, settings: Settings, second: Setting
          if a[example].get(m) != b[example].get(m)}
         if example and isinstance(a[example], dict) else None
     )  # fmt: skip
-    assert differ == [], f"{len(differ)} keys differ ({families}), e.g. {example}: {detail}"
+    assert differ == [], (
+        f"{len(differ)} keys differ ({families}), e.g. {example}: {detail}; {three.why}"
+    )
     assert len(a) > 1000  # the comparison covers the stream's users and items

@@ -15,15 +15,19 @@ from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
+import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from models.events import Event, EventType
 from models.state import StateParams
+from streams import redis_cluster as cluster_client
 from streams.config import Settings
 from streams.keys import Keys
+from streams.ops.infra.cluster_kafka import HOST
 from streams.runtime.outage import is_outage
+from streams.security import redis_connection_kwargs, redis_user_password
 from streams.store import MemoryStore, OffsetRange, RedisStore
-from tests.conftest import kill_master_of, running_redis_cluster
+from tests.conftest import kill_master_of, replica_port_of, replica_stopped, running_redis_cluster
 from tests.e2e.conftest import keep_figures
 from tests.integration.test_store_contract import assert_close
 
@@ -58,6 +62,45 @@ def _batches(users: list[str], count: int, size: int) -> list[list[Event]]:
         for n in range(count * size)
     ]
     return [events[b * size : (b + 1) * size] for b in range(count)]
+
+
+async def _write(client: RedisCluster, key: str, value: str) -> None:
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.set(key, value)
+        await pipe.execute()
+
+
+async def test_a_pipeline_returns_once_a_replica_holds_its_writes(
+    redis_cluster: Settings, redis_cluster_client: RedisCluster
+) -> None:
+    """What one slot hands another must survive its master's death: a pipeline returns when
+    the master's replica holds its writes, and a replica that does not answer is given up on
+    (the master written alone for a while) instead of stopping every write."""
+    client = cast(cluster_client.FailoverAwareCluster, redis_cluster_client)
+    key = f"{KEYS.partition_stem(PARTITION)}probe"
+    user, password = redis_user_password(redis_cluster)
+    replica = aioredis.Redis(
+        host=HOST,
+        port=replica_port_of(client, key),
+        username=user,
+        password=password,
+        **redis_connection_kwargs(redis_cluster),
+    )
+    try:
+        await replica.execute_command("READONLY")  # type: ignore[no-untyped-call]
+        await _write(client, key, "held")
+        assert await replica.get(key) == b"held"  # no wait: the pipeline waited for it
+        assert not client.unreplicated
+
+        client.wait_ms = 200
+        with replica_stopped(redis_cluster, client, key):
+            await _write(client, key, "alone")
+        master = client.get_node_from_key(key)
+        assert master is not None
+        assert master.name in client.unreplicated
+    finally:
+        await client.delete(key)
+        await replica.aclose()
 
 
 async def test_a_masters_death_loses_nothing_and_applies_nothing_twice(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
+from typing import Any
 
 from streams.config import Settings
 from streams.ops.infra.base import REDIS_READY_TIMEOUT_S, InfraError, Service, require_binary, say
@@ -79,6 +80,10 @@ class NodeView:
     #: A master, or a replica whose link to its master is up (INFO replication): a replica
     #: that never synced is too stale to be promoted when its master dies.
     linked: bool = True
+    #: Every slot range has a replica in CLUSTER SLOTS, which names a replica only once the
+    #: cluster has heard it synced: the layout clients read, and wait for replicas by
+    #: (streams/redis_cluster.py).
+    listed: bool = True
 
     @property
     def complete(self) -> bool:
@@ -90,6 +95,7 @@ class NodeView:
             and self.masters == MASTERS
             and self.replicas == MASTERS * REPLICAS_PER_MASTER
             and self.linked
+            and self.listed
         )
 
 
@@ -105,6 +111,7 @@ def node_view(svc: Service, timeout_s: float = 1.0) -> NodeView | None:
         info: dict[str, object] = client.cluster("INFO")
         nodes: dict[str, dict[str, object]] = client.cluster("NODES")
         replication: dict[str, object] = client.info("replication")
+        ranges: Any = client.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
     except (redis.RedisError, OSError):
         return None
     finally:
@@ -117,7 +124,19 @@ def node_view(svc: Service, timeout_s: float = 1.0) -> NodeView | None:
         masters=sum("master" in flags for flags in live),
         replicas=sum("slave" in flags for flags in live),
         linked=replication.get("role") == "master" or replication.get("master_link_status") == "up",
+        listed=bool(ranges) and all(_has_replica(r) for r in _slot_ranges(ranges)),
     )
+
+
+def _slot_ranges(reply: Any) -> list[Any]:
+    """CLUSTER SLOTS' ranges, whether redis-py parsed the reply into a dict or not."""
+    return list(reply.values()) if isinstance(reply, dict) else list(reply)
+
+
+def _has_replica(slot_range: Any) -> bool:
+    if isinstance(slot_range, dict):
+        return bool(slot_range.get("replicas"))
+    return len(slot_range) > 3
 
 
 def create_cluster(nodes: list[Service], views: list[NodeView]) -> None:
