@@ -50,7 +50,7 @@ from streams.runtime.outage import wait_out
 from streams.runtime.refresh import Refreshes
 from streams.security import kafka_client_kwargs
 from streams.sources import SourceSet
-from streams.sources.progress import Progress
+from streams.sources.progress import Progress, WentBack
 from streams.sources.writes import partition_order
 from streams.store import EXCLUSIONS_ONLY, RedisStore, in_flight
 
@@ -95,6 +95,8 @@ class Learner:
         # Per partition: the last offset this learner stored, and where it last went back to.
         self._stored: dict[str, int] = {}
         self._rewound: dict[str, int] = {}
+        #: Where a source found Redis older than it wrote (streams/sources/progress.py).
+        self._went_back: dict[str, int] = {}
 
     async def _without_erased(
         self, valid: list[tuple[Event, InboundRecord]]
@@ -127,7 +129,15 @@ class Learner:
         )
         # One partition's users after another's: each source's step is one partition's slot.
         fresh = partition_order(self.state.keys, fresh)
-        await self.sources.learn(fresh, progress)  # each source waits out outages itself
+        try:
+            await self.sources.learn(fresh, progress)  # each source waits out outages itself
+        except WentBack as back:  # the batch is not stored: the next one goes back first
+            for part, resume in back.resume.items():
+                self._went_back[part] = min(resume, self._went_back.get(part, resume))
+                self._stored.pop(part, None)
+            self.half_life = None  # what it learnt of this batch goes back with the rest
+            log.warning("learner: Redis came back older mid-batch (partitions %s)", back)
+            return 0
         touched = dict.fromkeys(e.user_id for e in fresh if e.item_id is not None)
         await self.refresh(self.refreshes.take(touched, self.monotonic()), now)
         newest = max((r.timestamp for r in records), default=0.0)
@@ -182,6 +192,9 @@ class Learner:
           yet (after a restart or a rebalance, the group had committed further). Once per
           offset: events deleted by retention, or offsets taken by transaction markers, cannot
           be read again.
+        - a source found its marks older than it had written them during the last batch
+          (:class:`streams.sources.progress.WentBack`: Redis came back older mid-batch): back to
+          the older of those marks and the stored offset, whatever came before.
         """
         from aiokafka import TopicPartition
 
@@ -192,9 +205,13 @@ class Learner:
         back: dict[str, int] = {}
         for part, offset in first.items():
             resume, mine = stored.get(part), self._stored.get(part)
-            if resume is None:
+            went = self._went_back.pop(part, None)
+            if went is not None:  # a source's marks, older than the offsets stored
+                resume = went if resume is None else min(resume, went)
+                behind = offset > resume
+            elif resume is None:
                 continue
-            if mine is not None and offset == mine + 1:  # reading on from its own batch
+            elif mine is not None and offset == mine + 1:  # reading on from its own batch
                 behind = resume <= mine  # Redis came back older than this learner left it
             else:  # the consumer moved (a restart, the partition back from another learner)
                 behind = offset > resume and self._rewound.get(part) != resume

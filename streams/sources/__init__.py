@@ -27,7 +27,7 @@ from models.recommend import Candidate, Pool, Source, source_pools
 from streams.metrics import WorkerMetrics
 from streams.runtime.outage import wait_out
 from streams.sources.handoff import Handoffs
-from streams.sources.progress import Marks, Progress, Stale
+from streams.sources.progress import Marks, Progress, Stale, WentBack, Written
 from streams.sources.writes import Step, Writes
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,8 @@ class SourceSet:
     metrics: WorkerMetrics
     k: int = CANDIDATES_PER_SOURCE
     _marks_only: dict[str, Handoffs] = field(default_factory=dict, init=False, repr=False)
+    #: The marks the sources wrote (a Redis that came back older holds less: WentBack).
+    written: Written = field(default_factory=Written, init=False, repr=False)
 
     def use_half_life(self, half_life_s: float) -> None:
         """The stream's learned half-life, for the sources that decay by it (a
@@ -102,7 +104,11 @@ class SourceSet:
                 else:
                     learn = partial(self._learn_new, m, events, progress)
                     calls.append(self._call(m, "learn", learn))
-            await asyncio.gather(*calls)
+            # Each source finishes its batch before a WentBack is raised (none left running).
+            for outcome in await asyncio.gather(*calls, return_exceptions=True):
+                if isinstance(outcome, BaseException):
+                    self.written = Written()  # the learner reads again from what Redis holds
+                    raise outcome
 
     @cached_property
     def committing(self) -> list[SourceModel]:
@@ -126,6 +132,7 @@ class SourceSet:
             if handoffs is not None:
                 await handoffs.settle()  # a step applied whose reply was lost: its hand-offs
             marks = await progress.marks(name)
+            self.written.check(name, marks)
             new = progress.unlearnt(events, marks)
             if not new:
                 return
@@ -143,6 +150,7 @@ class SourceSet:
                 ]
                 if alone:
                     await self._handoffs(progress, name).run(alone)
+                self.written.remember(name, learnt)
                 return
             except Stale:
                 continue
@@ -199,7 +207,7 @@ class SourceSet:
         try:
             # An outage is waited out: skipping it would lose what this batch teaches.
             return await wait_out(work, self.metrics, f"{model.source.value} {call}")
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, WentBack):
             raise
         except Exception as exc:
             self.metrics.source_errors.labels(model.source.value, call).inc()

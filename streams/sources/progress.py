@@ -46,7 +46,7 @@ taken as learnt already, and skipped.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
@@ -68,6 +68,16 @@ def learnt_entry(event: Event) -> tuple[int, str]:
 
 class Stale(Exception):
     """A source's marks moved since it read them: what it learnt is (partly) learnt already."""
+
+
+class WentBack(Exception):
+    """Redis holds a source's marks below what this process wrote: it came back older (a crash
+    lost its last second) after the batch's start, so the batch is not contiguous with what
+    Redis holds. ``resume``: per record partition, the offset to read again from."""
+
+    def __init__(self, resume: Mapping[str, int]) -> None:
+        super().__init__(sorted(resume))  # record partitions only, no ids
+        self.resume = dict(resume)
 
 
 @dataclass(slots=True)
@@ -95,6 +105,47 @@ class Learnt:
 
 #: A source's marks for one batch, per partition of the users.
 Marks = Mapping[int, Learnt]
+
+
+@dataclass
+class Written:
+    """The marks this process wrote, per source and partition of the users.
+
+    Marks only move forward, and a batch learns only the events past them, so a Redis that
+    came back older while a batch was learnt would have a source learn this batch on top of
+    marks that lost the previous one: the events between would never be learnt. The learner
+    checks the batch's start against what Redis stored (``Learner.rewind``), and every source
+    checks its marks against these before each attempt, since an outage waited out within a
+    batch may hide such a restart.
+
+    >>> written = Written()
+    >>> written.remember("mf", {4: Learnt("k", {}, {"events:4": 9})})
+    >>> written.check("mf", {4: {"events:4": 9}})
+    >>> written.check("mf", {4: {"events:4": 5}})
+    Traceback (most recent call last):
+    ...
+    streams.sources.progress.WentBack: ['events:4']
+    """
+
+    marks: dict[tuple[str, int], dict[str, int]] = field(default_factory=dict)
+
+    def check(self, source: str, read: Mapping[int, Mapping[str, int]]) -> None:
+        """Raise :class:`WentBack` if Redis holds less than was written (``read``: per
+        partition of the users, the marks Redis holds)."""
+        back: dict[str, int] = {}
+        for p, held in read.items():
+            for part, wrote in self.marks.get((source, p), {}).items():
+                if held.get(part, -1) < wrote:
+                    back[part] = min(back.get(part, wrote), held.get(part, -1) + 1)
+        if back:
+            raise WentBack(back)
+
+    def remember(self, source: str, learnt: Marks) -> None:
+        """The marks a batch's steps left (``Learnt.read`` is what a step last wrote)."""
+        for p, marks in learnt.items():
+            mine = self.marks.setdefault((source, p), {})
+            for part, offset in marks.read.items():
+                mine[part] = max(mine.get(part, -1), offset)
 
 
 class Progress:
