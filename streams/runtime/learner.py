@@ -273,9 +273,21 @@ class Learner:
                 else:  # idle for IDLE_S: those put off are due (busy, a batch takes them)
                     await self.refresh(self.refreshes.take({}, self.monotonic()), self.clock())
                     await self.withdraw_idle()
-                await self._wait_out(consumer.commit, "commit")
+                await self._commit(consumer)
         finally:
             await consumer.stop()
+
+    async def _commit(self, consumer: Any) -> None:
+        """Commit the group's offsets. The group refuses it after it rebalanced during the
+        batch (learners joining or leaving): harmless, since where a learner resumes is the
+        offset stored with what it learnt (:meth:`rewind`), not the group's; it used to end
+        the learner, which its worker then started again."""
+        from aiokafka.errors import CommitFailedError
+
+        try:
+            await self._wait_out(consumer.commit, "commit")
+        except CommitFailedError:
+            log.info("learner: the group rebalanced during the batch; its commit was refused")
 
     @staticmethod
     async def _gather(consumer: Any) -> list[InboundRecord]:

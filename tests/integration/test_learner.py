@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+from types import SimpleNamespace
 from typing import Any, cast
 
+import aiokafka
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from aiokafka.errors import CommitFailedError
 
 from models.events import Event, EventType
 from models.recommend import excluded_items
@@ -304,7 +307,7 @@ async def test_a_learner_goes_back_to_the_offsets_stored_with_what_it_learnt(
 
 async def _everything(client: aioredis.Redis) -> dict[bytes, bytes]:
     """Every key's serialised value, to restore."""
-    keys = sorted(await client.keys("*"))
+    keys = sorted(cast(list[bytes], await client.keys("*")))
     return {k: cast(bytes, await client.dump(k)) for k in keys}
 
 
@@ -324,7 +327,7 @@ async def _learnt(client: aioredis.Redis) -> dict[bytes, Any]:
     """What the sources learnt, by key, as values (not their serialised form, which
     depends on the order fields were written in)."""
     found: dict[bytes, Any] = {}
-    for key in sorted(await client.keys("*")):
+    for key in sorted(cast(list[bytes], await client.keys("*"))):
         if key.endswith(_APART):
             continue
         kind = await client.type(key)
@@ -368,6 +371,46 @@ async def test_a_redis_that_came_back_older_mid_batch_is_learnt_from_where_it_st
     assert consumer.seeks == [(0, 0)]
     await learner.learn(records)
     assert await _learnt(redis_client) == expected
+
+
+async def test_a_commit_the_group_refuses_after_a_rebalance_does_not_stop_the_learner(
+    settings: Settings, redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Learners joining or leaving rebalance their group during a batch, and the group then
+    refuses the batch's commit: the learner carries on (where it resumes is the offset stored
+    with what it learnt), and does not exit."""
+    stop = asyncio.Event()
+    records = [
+        SimpleNamespace(value=r.value, key=r.key, topic=r.topic, partition=r.partition,
+                        offset=r.offset, timestamp=r.timestamp * 1e3)
+        for r in _records(_stream())
+    ]  # fmt: skip
+
+    class Consumer(_Consumer):
+        """A group member whose first commit comes after a rebalance."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__()
+            self.fetched, self.commits = False, 0
+
+        async def start(self) -> None: ...
+        async def stop(self) -> None: ...
+
+        async def getmany(self, **_: Any) -> dict[str, list[Any]]:
+            fetched, self.fetched = self.fetched, True
+            return {} if fetched else {"events-0": records}
+
+        async def commit(self) -> None:
+            self.commits += 1
+            if self.commits == 1:
+                raise CommitFailedError("the group rebalanced")
+            stop.set()
+
+    monkeypatch.setattr(aiokafka, "AIOKafkaConsumer", Consumer)
+    learner = _learner(redis_client, settings)
+    await asyncio.wait_for(learner.run(stop), timeout=60)
+    stored = await LearnerState(redis_client).resume_points(["events:0"])
+    assert stored == {"events:0": len(records)}  # learnt, then went on to its next commit
 
 
 async def test_events_without_an_item_are_marked_learnt_by_the_learner_itself(
