@@ -132,7 +132,9 @@ class Learner:
         try:
             await self.sources.learn(fresh, progress)  # each source waits out outages itself
         except WentBack as back:  # the batch is not stored: the next one goes back first
-            for part, resume in back.resume.items():
+            points = back.resume
+            await self._wait_out(lambda: self.state.go_back(points), "offsets")
+            for part, resume in points.items():
                 self._went_back[part] = min(resume, self._went_back.get(part, resume))
                 self._stored.pop(part, None)
             self.half_life = None  # what it learnt of this batch goes back with the rest

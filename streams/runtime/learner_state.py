@@ -132,6 +132,17 @@ class LearnerState:
             raw = await pipe.execute()
         return {p: int(v) + 1 for p, v in zip(partitions, raw, strict=True) if v is not None}
 
+    async def go_back(self, resume: Mapping[str, int]) -> None:
+        """Store ``resume`` (partition -> offset) as where to resume: a source found Redis
+        older than it wrote (streams/sources/progress.py ``WentBack``), so the learner, or
+        whichever learns the partition after a restart, reads those events again (what a
+        source holds already, it skips)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for part, offset in resume.items():
+                key = self.keys.partition(partition_number(part), "learner")
+                pipe.hset(key, f"offset:{part}", offset - 1)
+            await pipe.execute()
+
     async def progress(self) -> LearnerProgress | None:
         """How far the learner is, or None before its first batch."""
         learnt, refresh, half_life, popular = await self.client.hmget(

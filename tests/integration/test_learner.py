@@ -369,6 +369,9 @@ async def test_a_redis_that_came_back_older_mid_batch_is_learnt_from_where_it_st
     # partition 0, whoever the user), so it is read again from the start; each source skips
     # what its marks hold.
     assert consumer.seeks == [(0, 0)]
+    restarted, consumer = _learner(redis_client, settings), _Consumer()  # stored: a restart too
+    assert await restarted.rewind(consumer, _records(_stream()[:1], first_offset=8)) == []
+    assert consumer.seeks == [(0, 0)]
     await learner.learn(records)
     assert await _learnt(redis_client) == expected
 
