@@ -194,9 +194,6 @@ class Learner:
           yet (after a restart or a rebalance, the group had committed further). Once per
           offset: events deleted by retention, or offsets taken by transaction markers, cannot
           be read again.
-        - a source found its marks older than it had written them during the last batch
-          (:class:`streams.sources.progress.WentBack`: Redis came back older mid-batch): back to
-          the older of those marks and the stored offset, whatever came before.
         """
         from aiokafka import TopicPartition
 
@@ -207,11 +204,7 @@ class Learner:
         back: dict[str, int] = {}
         for part, offset in first.items():
             resume, mine = stored.get(part), self._stored.get(part)
-            went = self._went_back.pop(part, None)
-            if went is not None:  # a source's marks, older than the offsets stored
-                resume = went if resume is None else min(resume, went)
-                behind = offset > resume
-            elif resume is None:
+            if resume is None:
                 continue
             elif mine is not None and offset == mine + 1:  # reading on from its own batch
                 behind = resume <= mine  # Redis came back older than this learner left it
@@ -227,7 +220,23 @@ class Learner:
             log.warning("learner: partition %s goes back to the learnt state's offset", partition)
         if back:  # the popularity learnt past those offsets goes back with them
             self.half_life = None
+            self.sources.forget_written()  # what they wrote past those offsets is gone
         return [r for r in records if f"{r.topic}:{r.partition}" not in back]
+
+    def go_back(self, consumer: Any) -> None:
+        """Send the consumer back where a source found Redis older than it wrote during the
+        batch just learnt (:meth:`learn`; the point is stored too, for whichever learner
+        learns the partition next), on the partitions it still holds."""
+        from aiokafka import TopicPartition
+
+        held = {f"{tp.topic}:{tp.partition}" for tp in consumer.assignment()}
+        for part, resume in self._went_back.items():
+            if part in held:
+                topic, _, partition = part.rpartition(":")
+                consumer.seek(TopicPartition(topic, int(partition)), resume)
+                self._rewound[part] = resume
+                log.warning("learner: partition %s goes back to the sources' marks", partition)
+        self._went_back.clear()
 
     async def forget_erased(self, digests: AbstractSet[str]) -> int:
         """Drop the users an erasure broadcast names (streams/runtime/forgetting.py) from the
@@ -272,6 +281,7 @@ class Learner:
                 if records:
                     await self.learn(records)
                     self.refreshes.pace(self.clock() - max(r.timestamp for r in records))
+                    self.go_back(consumer)
                 else:  # idle for IDLE_S: those put off are due (busy, a batch takes them)
                     await self.refresh(self.refreshes.take({}, self.monotonic()), self.clock())
                     await self.withdraw_idle()

@@ -80,6 +80,10 @@ class SourceSet:
     #: The marks the sources wrote (a Redis that came back older holds less: WentBack).
     written: Written = field(default_factory=Written, init=False, repr=False)
 
+    def forget_written(self) -> None:
+        """Forget the marks the sources wrote: Redis went back, and the learner with it."""
+        self.written = Written()
+
     def use_half_life(self, half_life_s: float) -> None:
         """The stream's learned half-life, for the sources that decay by it (a
         ``half_life_s`` attribute: the followees source)."""
@@ -107,7 +111,7 @@ class SourceSet:
             # Each source finishes its batch before a WentBack is raised (none left running).
             for outcome in await asyncio.gather(*calls, return_exceptions=True):
                 if isinstance(outcome, BaseException):
-                    self.written = Written()  # the learner reads again from what Redis holds
+                    self.forget_written()  # the learner reads again from what Redis holds
                     raise outcome
 
     @cached_property
