@@ -64,6 +64,18 @@ class FailoverAwareCluster(RedisCluster):
         self.unreplicated: dict[str, float] = {}
         self._layout_until = time.monotonic() + LAYOUT_S
 
+    def unreplicated_for_now(self, node: ClusterNode) -> None:
+        """Write to ``node`` without waiting for :data:`GIVE_UP_S`, and read the layout
+        again at the next write (a replica the cluster marked failed is not in it)."""
+        self.unreplicated[node.name] = time.monotonic() + GIVE_UP_S
+        self._layout_until = 0.0
+        log.warning(
+            "redis %s: no replica confirmed the writes in %d ms; writing to it alone for %.0f s",
+            node.name,
+            self.wait_ms,
+            GIVE_UP_S,
+        )
+
     async def layout_read(self) -> None:
         """Read the layout again if it is older than :data:`LAYOUT_S`."""
         if time.monotonic() < self._layout_until:
@@ -95,13 +107,17 @@ class _Pipeline(ClusterPipeline):
             self._written.append(key)
         return super().execute_command(*args, **kwargs)
 
+    @property
+    def _cluster(self) -> FailoverAwareCluster:
+        cluster = self.cluster_client
+        assert isinstance(cluster, FailoverAwareCluster)
+        return cluster
+
     async def execute(
         self, raise_on_error: bool = True, allow_redirections: bool = True
     ) -> list[Any]:
-        cluster = self.cluster_client
-        assert isinstance(cluster, FailoverAwareCluster)
         if self._written:
-            await cluster.layout_read()
+            await self._cluster.layout_read()
         waits = self._wait_for_replicas()
         try:
             replies = await super().execute(raise_on_error, allow_redirections)
@@ -117,13 +133,12 @@ class _Pipeline(ClusterPipeline):
             if isinstance(ack, Exception):
                 raise ack
             if int(ack) < 1:
-                await self._give_up_on(node)
+                self._cluster.unreplicated_for_now(node)
         return replies
 
     def _wait_for_replicas(self) -> list[ClusterNode]:
         """A WAIT queued after the commands of each master written that has a replica."""
-        cluster = self.cluster_client
-        assert isinstance(cluster, FailoverAwareCluster)
+        cluster = self._cluster
         manager, now = cluster.nodes_manager, time.monotonic()
         nodes: dict[str, ClusterNode] = {}
         for key in self._written:
@@ -135,18 +150,6 @@ class _Pipeline(ClusterPipeline):
         for node in nodes.values():
             super().execute_command("WAIT", 1, cluster.wait_ms, target_nodes=node)
         return list(nodes.values())
-
-    async def _give_up_on(self, node: ClusterNode) -> None:
-        cluster = self.cluster_client
-        assert isinstance(cluster, FailoverAwareCluster)
-        cluster.unreplicated[node.name] = time.monotonic() + GIVE_UP_S
-        log.warning(
-            "redis %s: no replica confirmed the writes in %d ms; writing to it alone for %.0f s",
-            node.name,
-            cluster.wait_ms,
-            GIVE_UP_S,
-        )
-        await self._forget_layout()
 
     async def _forget_layout(self) -> None:
         """The next call learns the layout anew, asking another node first (the default

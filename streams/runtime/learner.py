@@ -32,7 +32,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
@@ -134,9 +134,7 @@ class Learner:
         except WentBack as back:  # the batch is not stored: the next one goes back first
             points = back.resume
             await self._wait_out(lambda: self.state.go_back(points), "offsets")
-            for part, resume in points.items():
-                self._went_back[part] = min(resume, self._went_back.get(part, resume))
-                self._stored.pop(part, None)
+            self._went_back = points  # where run() sends the consumer, right after
             self.half_life = None  # what it learnt of this batch goes back with the rest
             log.warning("learner: Redis came back older mid-batch (partitions %s)", back)
             return 0
@@ -195,8 +193,6 @@ class Learner:
           offset: events deleted by retention, or offsets taken by transaction markers, cannot
           be read again.
         """
-        from aiokafka import TopicPartition
-
         first: dict[str, int] = {}
         for r in records:
             first.setdefault(f"{r.topic}:{r.partition}", r.offset)
@@ -206,18 +202,13 @@ class Learner:
             resume, mine = stored.get(part), self._stored.get(part)
             if resume is None:
                 continue
-            elif mine is not None and offset == mine + 1:  # reading on from its own batch
+            if mine is not None and offset == mine + 1:  # reading on from its own batch
                 behind = resume <= mine  # Redis came back older than this learner left it
             else:  # the consumer moved (a restart, the partition back from another learner)
                 behind = offset > resume and self._rewound.get(part) != resume
             if behind:
                 back[part] = resume
-        for part, resume in back.items():
-            topic, _, partition = part.rpartition(":")
-            consumer.seek(TopicPartition(topic, int(partition)), resume)
-            self._rewound[part] = resume
-            self._stored.pop(part, None)
-            log.warning("learner: partition %s goes back to the learnt state's offset", partition)
+        self._seek(consumer, back, "the learnt state's offset")
         if back:  # the popularity learnt past those offsets goes back with them
             self.half_life = None
             self.sources.forget_written()  # what they wrote past those offsets is gone
@@ -227,16 +218,22 @@ class Learner:
         """Send the consumer back where a source found Redis older than it wrote during the
         batch just learnt (:meth:`learn`; the point is stored too, for whichever learner
         learns the partition next), on the partitions it still holds."""
+        held = {f"{tp.topic}:{tp.partition}" for tp in consumer.assignment()}
+        points = {p: resume for p, resume in self._went_back.items() if p in held}
+        self._seek(consumer, points, "the sources' marks")
+        self._went_back = {}
+
+    def _seek(self, consumer: Any, points: Mapping[str, int], whence: str) -> None:
+        """Send the consumer to ``points`` (partition -> offset), each remembered as gone
+        back to (:meth:`rewind` goes back to an offset once)."""
         from aiokafka import TopicPartition
 
-        held = {f"{tp.topic}:{tp.partition}" for tp in consumer.assignment()}
-        for part, resume in self._went_back.items():
-            if part in held:
-                topic, _, partition = part.rpartition(":")
-                consumer.seek(TopicPartition(topic, int(partition)), resume)
-                self._rewound[part] = resume
-                log.warning("learner: partition %s goes back to the sources' marks", partition)
-        self._went_back.clear()
+        for part, resume in points.items():
+            topic, _, partition = part.rpartition(":")
+            consumer.seek(TopicPartition(topic, int(partition)), resume)
+            self._rewound[part] = resume
+            self._stored.pop(part, None)
+            log.warning("learner: partition %s goes back to %s", partition, whence)
 
     async def forget_erased(self, digests: AbstractSet[str]) -> int:
         """Drop the users an erasure broadcast names (streams/runtime/forgetting.py) from the

@@ -111,7 +111,7 @@ def node_view(svc: Service, timeout_s: float = 1.0) -> NodeView | None:
         info: dict[str, object] = client.cluster("INFO")
         nodes: dict[str, dict[str, object]] = client.cluster("NODES")
         replication: dict[str, object] = client.info("replication")
-        ranges: Any = client.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+        ranges: list[list[Any]] = client.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
     except (redis.RedisError, OSError):
         return None
     finally:
@@ -124,19 +124,9 @@ def node_view(svc: Service, timeout_s: float = 1.0) -> NodeView | None:
         masters=sum("master" in flags for flags in live),
         replicas=sum("slave" in flags for flags in live),
         linked=replication.get("role") == "master" or replication.get("master_link_status") == "up",
-        listed=bool(ranges) and all(_has_replica(r) for r in _slot_ranges(ranges)),
+        # Each range: start, end, master, then its replicas.
+        listed=bool(ranges) and all(len(r) > 3 for r in ranges),
     )
-
-
-def _slot_ranges(reply: Any) -> list[Any]:
-    """CLUSTER SLOTS' ranges, whether redis-py parsed the reply into a dict or not."""
-    return list(reply.values()) if isinstance(reply, dict) else list(reply)
-
-
-def _has_replica(slot_range: Any) -> bool:
-    if isinstance(slot_range, dict):
-        return bool(slot_range.get("replicas"))
-    return len(slot_range) > 3
 
 
 def create_cluster(nodes: list[Service], views: list[NodeView]) -> None:
