@@ -68,10 +68,14 @@ def is_outage(exc: BaseException) -> bool:
     if isinstance(exc, redis.exceptions.RedisClusterException):
         return not isinstance(exc, _CLUSTER_MISUSE)
     if isinstance(exc, redis.exceptions.ResponseError):
-        # Inside a script the server's code follows "... script: " or leads the message.
+        # Inside a script the server's code follows "... script: " or leads the message; a
+        # pipeline's error is quoted after its command ("... caused error: ('BUSY ...',)").
         message = str(exc)
         return any(
-            message.startswith(code) or f": {code} " in message or f" {code} " in message[:80]
+            message.startswith(code)
+            or f": {code} " in message
+            or f"('{code} " in message
+            or f" {code} " in message[:80]
             for code in SERVER_CONDITIONS
         )
     return _is_kafka_outage(exc)

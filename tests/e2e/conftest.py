@@ -121,12 +121,25 @@ class WorkerProcess:
             self.process.kill()
             self.process.wait(timeout=10)
 
-    def log_lines(self, containing: str) -> list[str]:
-        """The lines of this worker's log (its learner's too) that contain ``containing``."""
+    def log_lines(self, *containing: str, tail: int = 6) -> list[str]:
+        """The lines of this worker's log (its learner's too) that contain any of
+        ``containing``, in order; a traceback among them as its innermost ``tail`` lines
+        (the frames that raised, and the error)."""
         if self.log_path is None or not self.log_path.exists():
             return []
-        text = self.log_path.read_text(errors="replace")
-        return [line for line in text.splitlines() if containing in line]
+        found: list[str] = []
+        traceback: list[str] | None = None  # its lines lack the "[time]" of a record
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if traceback is not None and not line.startswith("["):
+                traceback.append(line)
+                continue
+            if traceback is not None:
+                found.extend(traceback[-tail:])
+                traceback = None
+            if any(said in line for said in containing):
+                found.append(line)
+                traceback = [] if line.startswith("Traceback") else None
+        return found + (traceback or [])[-tail:]
 
     def kill(self) -> None:
         """A crash of the worker's machine: SIGKILL to the worker and its learner child."""

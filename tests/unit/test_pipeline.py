@@ -249,6 +249,21 @@ async def test_a_store_outage_is_waited_out_and_never_dead_letters() -> None:
     assert _metric(metrics, "socialrec_store_errors_total") == 12
 
 
+class BrokenCacheStore(MemoryStore):
+    """Keeping the lists fails for a reason that is no outage (a bug's error)."""
+
+    async def cache_recommendations(self, lists: Mapping[str, bytes]) -> None:
+        raise redis.exceptions.ResponseError("WRONGTYPE Operation against a key")
+
+
+async def test_a_failed_list_cache_loses_the_copies_not_the_events() -> None:
+    processor, publisher, _ = _processor(BrokenCacheStore(StateParams()))
+    summary = await processor.process([_record(_event(n, f"u{n}", "i1"), n) for n in range(3)])
+    assert (summary.applied, summary.dead_lettered) == (3, 0)
+    assert publisher.on("events.dlq") == []
+    assert {r.key for r in publisher.on("recommendations")} == {b"u0", b"u1", b"u2"}
+
+
 @pytest.mark.parametrize(
     ("error", "outage"),
     [
@@ -257,6 +272,14 @@ async def test_a_store_outage_is_waited_out_and_never_dead_letters() -> None:
         (redis.exceptions.ResponseError("MISCONF Errors writing to the AOF file"), True),
         (redis.exceptions.ResponseError("NOPERM this user has no permissions"), True),
         (redis.exceptions.ResponseError("BUSY Redis is busy running a script"), True),
+        # A pipeline's error names its command first; the server's code is quoted after it.
+        (
+            redis.exceptions.ResponseError(
+                f"Command # 3 ({'SET k ' * 20}) of pipeline caused "
+                "error: ('BUSY Redis is busy running a script',)"
+            ),
+            True,
+        ),
         # What a cluster client meets while a replica takes a dead master's place.
         (redis.exceptions.RedisClusterException("startup_nodes could not agree on a valid"), True),
         (redis.exceptions.SlotNotCoveredError('Slot "5" is not covered by the cluster.'), True),
