@@ -60,7 +60,10 @@ class ListSender(ProcessorCore):
                 self.metrics.event_to_publish.observe(max(0.0, delivered - record.timestamp))
             a.stages.observe(self.metrics)
             self.metrics.batch_seconds.observe(time.perf_counter() - a.started)
-            self._learn_blend(lessons)
+            try:  # the lists are out: a failure here must not dead-letter their events
+                self._learn_blend(lessons)
+            except Exception:
+                log.exception("the blend did not learn from %d lists", len(lessons))
 
         return summary, settle()
 

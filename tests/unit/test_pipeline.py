@@ -264,6 +264,19 @@ async def test_a_failed_list_cache_loses_the_copies_not_the_events() -> None:
     assert {r.key for r in publisher.on("recommendations")} == {b"u0", b"u1", b"u2"}
 
 
+async def test_a_failing_blend_lesson_does_not_dead_letter_published_events() -> None:
+    processor, publisher, _ = _processor()
+
+    def broken(lessons: object) -> None:
+        raise ValueError("a bug in the blend learner")
+
+    processor._learn_blend = broken  # type: ignore[method-assign]
+    summary = await processor.process([_record(_event(n, f"u{n}", "i1"), n) for n in range(3)])
+    assert (summary.applied, summary.dead_lettered) == (3, 0)
+    assert publisher.on("events.dlq") == []
+    assert len(publisher.on("recommendations")) == 3
+
+
 @pytest.mark.parametrize(
     ("error", "outage"),
     [
