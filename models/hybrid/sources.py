@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
+from itertools import islice
 from typing import NamedTuple, Protocol
 
 from models.content import ContentModel
@@ -54,8 +55,10 @@ def popular_pool(popular: PopularView, excluded: AbstractSet[str]) -> Pool:
     >>> popular_pool(PopularView((("a", 3.0), ("b", 2.0)), 0.0), {"a"})
     {'b': (2.0, (Reason(item_id=None, contribution=1.0, user_id=None, action='popular'),))}
     """
-    best = [(i, p) for i, p in popular.items if i not in excluded]
-    return scored_pool(Source.POPULAR, best[:CANDIDATES_PER_SOURCE], POPULAR_NOW)
+    # Stops at the first CANDIDATES_PER_SOURCE allowed: the worker builds this for every
+    # list, and the learner's popular items run to several hundred.
+    best = islice(((i, p) for i, p in popular.items if i not in excluded), CANDIDATES_PER_SOURCE)
+    return scored_pool(Source.POPULAR, best, POPULAR_NOW)
 
 
 class Request(NamedTuple):
