@@ -61,12 +61,17 @@ _CLUSTER_MISUSE: Final = (
 )
 
 
+#: How redis-py words its refusal of a command a cluster pipeline cannot run (plain
+#: RedisClusterException): a bug to raise, not a layout to wait for.
+_CLUSTER_REFUSAL: Final = "is blocked when running redis in cluster mode"
+
+
 def is_outage(exc: BaseException) -> bool:
     """Whether ``exc`` means a server is unavailable (retry) rather than the input is bad."""
     if isinstance(exc, _SERVER_CONDITION_ERRORS):
         return True
     if isinstance(exc, redis.exceptions.RedisClusterException):
-        return not isinstance(exc, _CLUSTER_MISUSE)
+        return not isinstance(exc, _CLUSTER_MISUSE) and _CLUSTER_REFUSAL not in str(exc)
     if isinstance(exc, redis.exceptions.ResponseError):
         # Inside a script the server's code follows "... script: " or leads the message; a
         # pipeline's error is quoted after its command ("... caused error: ('BUSY ...',)").

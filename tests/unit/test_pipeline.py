@@ -299,6 +299,13 @@ async def test_a_failing_blend_lesson_does_not_dead_letter_published_events() ->
         (redis.exceptions.ClusterError("TTL exhausted."), True),
         (redis.exceptions.MasterDownError("MASTERDOWN Link with MASTER is down"), True),
         (redis.exceptions.CrossSlotTransactionError("keys in one slot only"), False),
+        (
+            redis.exceptions.RedisClusterException(
+                "ERROR: Calling pipelined function evalsha is blocked when running redis in "
+                "cluster mode..."
+            ),
+            False,
+        ),
         (redis.exceptions.ResponseError("ERR Error running script: @user_script:3: bad"), False),
         (redis.exceptions.ResponseError("WRONGTYPE Operation against a key"), False),
         (ValueError("a bug"), False),
