@@ -153,9 +153,12 @@ class _Pipeline(ClusterPipeline):
 
     async def _forget_layout(self) -> None:
         """The next call learns the layout anew, asking another node first (the default
-        node, which it asks first, may be the one lost)."""
+        node, which it asks first, may be the one lost). Nothing is closed: other calls are
+        using the client's connections (a connection closed under a call being set up
+        fails it with a bare AttributeError); redis-py's own refresh retires the lost
+        node's connections as they come free."""
         self.cluster_client.replace_default_node()
-        await self.cluster_client.aclose()
+        self.cluster_client._initialize = True
 
 
 def _written_key(args: tuple[Any, ...]) -> Any:

@@ -83,7 +83,20 @@ def is_outage(exc: BaseException) -> bool:
             or f" {code} " in message[:80]
             for code in SERVER_CONDITIONS
         )
-    return _is_kafka_outage(exc)
+    return _closed_under_call(exc) or _is_kafka_outage(exc)
+
+
+def _closed_under_call(exc: BaseException) -> bool:
+    """redis-py's connection used after another task closed it (its reader and writer are
+    None then; a cluster client closes every connection when a refresh of its layout fails):
+    the connection's loss, which redis-py lets out as a bare AttributeError."""
+    if not isinstance(exc, AttributeError) or exc.name is None or exc.obj is not None:
+        return False
+    innermost = exc.__traceback__
+    while innermost is not None and innermost.tb_next is not None:
+        innermost = innermost.tb_next
+    module = "" if innermost is None else innermost.tb_frame.f_globals.get("__name__", "")
+    return str(module).startswith("redis.")
 
 
 def _is_kafka_outage(exc: BaseException) -> bool:
@@ -101,7 +114,8 @@ def _is_kafka_outage(exc: BaseException) -> bool:
 
 
 def dependency_of(exc: BaseException) -> str:
-    return "redis" if isinstance(exc, redis.exceptions.RedisError) else "kafka"
+    redis_side = isinstance(exc, redis.exceptions.RedisError) or _closed_under_call(exc)
+    return "redis" if redis_side else "kafka"
 
 
 async def wait_out(

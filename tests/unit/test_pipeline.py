@@ -317,6 +317,22 @@ def test_outages_are_told_apart_from_bad_input(error: Exception, outage: bool) -
     assert is_outage(error) is outage
 
 
+async def test_a_connection_closed_under_a_call_is_an_outage_of_redis() -> None:
+    """redis-py lets a connection another task closed meanwhile out as a bare AttributeError
+    (its writer is None): the connection's loss; the same error from our own code is a bug."""
+    from redis.asyncio.connection import Connection
+
+    from streams.runtime.outage import dependency_of, is_outage
+
+    with pytest.raises(AttributeError) as closed:
+        await Connection()._send_packed_command([b"PING"])
+    assert is_outage(closed.value)
+    assert dependency_of(closed.value) == "redis"
+    with pytest.raises(AttributeError) as ours:
+        None.writelines  # type: ignore[attr-defined]  # noqa: B018
+    assert not is_outage(ours.value)
+
+
 async def test_tombstone_record_is_dead_lettered() -> None:
     processor, publisher, _ = _processor()
     record = InboundRecord(None, b"k", "events", 0, 5, NOW)
