@@ -4,8 +4,10 @@ client, made to find a failed-over cluster by itself.
 redis-py learns the cluster's layout anew after a single command loses its node, but not after
 a pipeline does unless it may resend the pipeline, which socialrec never lets it do (after a
 lost reply the server may have run a script: the callers wait an outage out with the guards
-that make a retry safe, streams/runtime/outage.py). So a pipeline that loses a node drops the
-layout itself, and the next call learns the new one, with the promoted replica.
+that make a retry safe, streams/runtime/outage.py). So a pipeline that loses a node marks the
+layout stale itself, and the next call learns the new one, with the promoted replica. It
+closes nothing: closing the client's connections under the calls in flight failed a call
+that was setting one up with a bare AttributeError, which read as a bug, not an outage.
 
 A pipeline returns only once its writes are on a replica of each master it wrote to (``WAIT``
 after each master's commands, on the same connection). Redis replicates asynchronously, so a
