@@ -3,8 +3,9 @@ project's own Redis Cluster (six nodes, from port 13800 up), runs TASKS tasks of
 worker makes (pipelines of scripts and hash writes, `SET ... EX` pipelines as the lists' cache,
 `MGET` across slots, single script calls) through `FailoverAwareCluster`, kills the master of
 one slot after 2 s and goes on for 15 s. Per round: calls that succeeded, errors
-`streams.runtime.outage.is_outage` calls outages (waited out by the worker), errors it does
-not (the worker dead-letters those: must be 0), and when the last outage was, after the kill.
+`streams.runtime.outage.is_outage` calls outages (waited out by the worker; when the last one
+was, after the kill; how many were a connection closed under the call, redis-py's bare
+AttributeError), errors it does not (the worker dead-letters those: must be 0).
 Then every error that was not an outage, by kind and where it was raised.
     usage: .venv/bin/python scripts/cluster-client-stress.py [ROUNDS=4] [TASKS=16]
 """
@@ -35,6 +36,7 @@ class Tally:
         self.ok = self.outages = 0
         self.last_outage = 0.0
         self.bugs: list[str] = []
+        self.closed = 0  # connections closed under a call (outages, but the client's doing)
 
 
 async def calls(client: object, task: int, stop: asyncio.Event, tally: Tally) -> None:
@@ -43,17 +45,26 @@ async def calls(client: object, task: int, stop: asyncio.Event, tally: Tally) ->
         n += 1
         tags = [f"{{p{(task * 7 + k + n) % SLOTS}}}" for k in range(20)]
         try:
-            await run(client, [COUNT.call(f"{tags[k]}:h", [1]) for k in range(6)])
-            cache = client.pipeline(transaction=False)  # type: ignore[attr-defined]
-            for k in range(20):
-                cache.set(f"{tags[k]}:list", b"x" * 300, ex=600)
-            await cache.execute()
+            # The state step's shape: scripts and writes, raising the first error.
+            step = client.pipeline(transaction=False)  # type: ignore[attr-defined]
+            for k in range(6):
+                step.execute_command("EVALSHA", COUNT.sha, 1, f"{tags[k]}:h", 1)
+                step.hset(f"{tags[k]}:x", "a", n)
+            await step.execute()
+            if n % 4 == 0:  # the learner's: errors as replies, a lost script loaded again
+                await run(client, [COUNT.call(f"{tags[k]}:h", [1]) for k in range(6)])
+            if n % 2:  # the lists' cache
+                cache = client.pipeline(transaction=False)  # type: ignore[attr-defined]
+                for k in range(20):
+                    cache.set(f"{tags[k]}:list", b"x" * 300, ex=600)
+                await cache.execute()
             if n % 3 == 0:
                 await client.mget([f"{tags[k]}:list" for k in range(10)])  # type: ignore[attr-defined]
             if n % 5 == 0:
                 await COUNT(client, f"{tags[0]}:h", [1])
             tally.ok += 1
         except Exception as exc:
+            tally.closed += isinstance(exc, AttributeError)
             if is_outage(exc):
                 tally.outages += 1
                 tally.last_outage = time.monotonic()
@@ -68,6 +79,8 @@ async def main(rounds: int, tasks: int) -> None:
         with tempfile.TemporaryDirectory() as d, running_redis_cluster(Path(d), 13800) as s:
             client = redis_cluster_client_for(s)
             await client.initialize()
+            for node in client.get_nodes():  # replicas too: the promoted one runs it at once
+                await client.execute_command("SCRIPT", "LOAD", COUNT.source, target_nodes=node)
             tally, stop = Tally(), asyncio.Event()
             running = [asyncio.create_task(calls(client, t, stop, tally)) for t in range(tasks)]
             await asyncio.sleep(2)
@@ -80,7 +93,8 @@ async def main(rounds: int, tasks: int) -> None:
             recovered = max(0.0, tally.last_outage - killed)
             print(
                 f"round {r}: {tally.ok} ok, {tally.outages} outages (the last {recovered:.1f} s "
-                f"after the kill), {len(tally.bugs)} not outages",
+                f"after the kill; {tally.closed} on a connection closed under the call), "
+                f"{len(tally.bugs)} not outages",
                 flush=True,
             )
             bugs += tally.bugs
