@@ -182,10 +182,7 @@ class ProcessorCore:
         """Store, expose and log the learnt blend (every ``learn_blend_persist_s``: one SET
         beside the batch's publishes). A failure loses the learning since the last save,
         never a batch."""
-        try:
-            await self.store.save_knobs(knobs.dump())
-        except Exception as exc:
-            log.warning("learnt blend not saved (%s)", type(exc).__name__)
+        await self._best_effort(lambda: self.store.save_knobs(knobs.dump()), "saving the blend")
         self._report_knobs(knobs)
 
     def _report_knobs(self, knobs: WorkerKnobs) -> None:
@@ -230,15 +227,21 @@ class ProcessorCore:
         """``step`` retried while Redis or Kafka is out (streams/runtime/outage.py)."""
         return wait_out(step, self.metrics, what, self.retry_backoff_s)
 
+    async def _best_effort(self, step: Callable[[], Awaitable[object]], what: str) -> None:
+        """``step``, which keeps a copy or a count beside a batch (the lists' cache, merchants'
+        counts, the learnt blend), with an outage waited out like any step. Any other failure
+        loses only what it keeps: logged, never a reason to dead-letter a batch whose lists
+        went out."""
+        try:
+            await self._wait_out(step, what)
+        except Exception:
+            log.exception("%s failed; the batch goes on without it", what)
+
     async def _count_once(self, count: Callable[[str], Awaitable[None]], what: str) -> None:
         """A batch's merchant counts (streams/runtime/analytics.py), every attempt with one
-        token: an outage is waited out, a bug's error logged and those counts lost, never
-        the batch."""
+        token, so a retried call counts once."""
         token = uuid.uuid4().hex
-        try:
-            await self._wait_out(lambda: count(token), what)
-        except Exception as exc:
-            log.warning("%s lost for one batch (%s)", what, type(exc).__name__)
+        await self._best_effort(lambda: count(token), what)
 
     async def _dead_letter(self, record: InboundRecord, reason: str, detail: str) -> Awaitable[Any]:
         self.metrics.dead_letters.labels(reason).inc()

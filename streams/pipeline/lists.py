@@ -113,16 +113,10 @@ class ListSender(ProcessorCore):
             await asyncio.gather(ahead, return_exceptions=True)  # nobody to rank: not needed
         with stages("assembly"):
             await self._rank_and_send(result, triggers, now, extra, cache, pending)
-        return len(cache), self._cache_lists(cache)
-
-    async def _cache_lists(self, cache: Mapping[str, bytes]) -> None:
-        """Keep the lists for the pull APIs, waiting an outage out. Any other failure loses
-        only the copies (the lists are published, and a read ranks a missing one again):
-        never a reason to dead-letter events that were applied."""
-        try:
-            await self._wait_out(lambda: self.store.cache_recommendations(cache), "list cache")
-        except Exception:
-            log.exception("caching %d published lists failed; readers rank them again", len(cache))
+        # A lost copy is ranked again by the reader that misses it.
+        return len(cache), self._best_effort(
+            lambda: self.store.cache_recommendations(cache), "caching the lists"
+        )
 
     async def _rank_and_send(
         self,

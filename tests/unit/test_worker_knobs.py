@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import cast
+from typing import Any, cast
 
 import orjson
+import redis.exceptions
 
 from models.cooccurrence import Cooccurrence
 from models.recommend import DEFAULT_SOURCE_WEIGHTS, Source
@@ -113,6 +114,39 @@ async def test_the_blend_learns_from_the_next_item_and_the_lists_use_it() -> Non
     assert again.knobs is not None
     assert again.knobs.learner.observations >= processor.knobs.learner.observations - 1
     assert again.knobs.weights[Source.SOCIAL] < 0.5 * configured[Source.SOCIAL]
+
+
+class FlakyKnobStore(MemoryStore):
+    """Saving the blend first meets an outage, then a bug's error, then works."""
+
+    def __init__(self, similar: Any) -> None:
+        super().__init__(StateParams(), similar=similar)
+        self.failures: list[Exception] = [
+            redis.exceptions.ConnectionError("refused"),
+            redis.exceptions.ResponseError("WRONGTYPE Operation against a key"),
+        ]
+
+    async def save_knobs(self, body: bytes) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+        await super().save_knobs(body)
+
+
+async def test_saving_the_blend_waits_an_outage_out_and_a_failure_loses_no_batch() -> None:
+    cf, clock = Cooccurrence(StateParams()), Clock()
+    store = FlakyKnobStore(cf.neighbours)
+    processor = _processor(store, cf, clock)
+    await _stream_where_item_cf_is_best(processor, users=3)
+    clock.now += 10.0
+    await _batch(processor, _event("tick", "view", item="a"))  # outage waited out, then the bug
+    assert store.failures == []
+    assert store.knobs is None
+    publisher = cast(RecordingPublisher, processor.publisher)
+    assert publisher.on("events.dlq") == []
+    assert publisher.on("recommendations")[-1].key == b"tick"
+    clock.now += 10.0
+    await _batch(processor, _event("tock", "view", item="a"))
+    assert store.knobs is not None
 
 
 async def test_erasure_forgets_the_users_remembered_candidates() -> None:
