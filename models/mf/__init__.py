@@ -47,21 +47,22 @@ from __future__ import annotations
 
 from models.mf.model import OnlineMF
 from models.mf.rows import (
-    LEDGER_DTYPE,
     WIRE_DTYPE,
     Changed,
     FactorRows,
     Table,
     Vector,
     decode_ledger_row,
+    decode_ledger_rows,
     decode_vector,
     encode_ledger_row,
+    encode_ledger_rows,
     encode_vector,
+    ledger_width,
 )
 from models.mf.sampler import NegativeSampler, SamplerState, Sampling
 
 __all__ = [
-    "LEDGER_DTYPE",
     "WIRE_DTYPE",
     "Changed",
     "FactorRows",
@@ -72,7 +73,10 @@ __all__ = [
     "Table",
     "Vector",
     "decode_ledger_row",
+    "decode_ledger_rows",
     "decode_vector",
     "encode_ledger_row",
+    "encode_ledger_rows",
     "encode_vector",
+    "ledger_width",
 ]

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 from river import optim
 
-from models.mf.rows import FactorRows, Vector, decode_ledger_row, encode_ledger_row
+from models.mf.rows import FactorRows, Vector, decode_ledger_row
 from models.mf.sampler import NegativeSampler, SamplerState, Sampling
 
 #: Logits are clipped before the loss so exp() never overflows on a runaway pair.
@@ -202,10 +202,11 @@ class OnlineMF(FactorRows):
             raise ValueError(f"{len(missing)} pool items are unknown; import item rows first")
         self._sampler.restore(state.steps, [self._item_rows[i] for i in state.pool])
 
-    def contributions(self, user_id: str) -> dict[str, bytes]:
-        """The user's undo ledger (``track_contributions``) as ``{item: float16 LE bytes}``
-        (:data:`models.mf.LEDGER_DTYPE`)."""
-        return {i: encode_ledger_row(d) for i, d in self._contributions.get(user_id, {}).items()}
+    def contributions(self, user_id: str) -> dict[str, npt.NDArray[np.float64]]:
+        """The user's undo ledger (``track_contributions``): per item, the sum of the changes
+        the user's steps made to its row (unrounded; stored by
+        :func:`models.mf.encode_ledger_row`)."""
+        return dict(self._contributions.get(user_id, {}))
 
     def set_contributions(self, user_id: str, rows: Mapping[str, bytes]) -> None:
         self._contributions[user_id] = {

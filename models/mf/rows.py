@@ -1,13 +1,13 @@
 """MF's storage: the factor rows of users and items, their initial values, and their encoding on
 the wire (float32, little-endian, as a Redis hash stores them), and that of the undo ledger's
-rows (float16).
+rows (int8 and a scale).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -20,14 +20,19 @@ Table = Literal["user", "item"]
 #: Wire format of one factor row: float32, little-endian, ``factors`` values, nothing else.
 WIRE_DTYPE: Final = np.dtype("<f4")
 
-#: Wire format of one undo-ledger row (:meth:`OnlineMF.contributions`): float16, little-endian.
-#: The ledgers were the largest thing in Redis (up to 64 rows a user, for every user). Half the
-#: bytes of float32 (and 64-byte values, which Redis keeps compact by default) cost an erasure
-#: a rounding of at most 2**-12 of each push per write, far inside what erasure already leaves
-#: (the pushes' knock-on effects on later steps: models/mf/model.py ``forget_user``).
-LEDGER_DTYPE: Final = np.dtype("<f2")
-#: The largest float16: a ledger value beyond it is stored as it, not as infinity.
-_LEDGER_MAX: Final = float(np.finfo(LEDGER_DTYPE).max)
+#: An undo-ledger row (:meth:`OnlineMF.contributions`) is its values in int8 times one float32
+#: scale (the largest magnitude / 127), little-endian: the scale, the values, and a zero byte
+#: when needed to make the length odd, which no earlier form (float16, float32: 2 or 4 bytes
+#: a value) has, so those still read. The ledgers are the largest family in Redis (up to 64
+#: rows a user, every user): 37 bytes a row of 32 factors instead of float16's 64. An erasure
+#: then subtracts each push rounded by at most 1/254 of the row's largest value, within what
+#: it leaves anyway (the pushes' knock-on effects on later steps: models/mf/model.py
+#: ``forget_user``).
+_LEDGER_SCALE: Final = np.dtype("<f4")
+_LEDGER_LEVELS: Final = 127
+_LEDGER_MAX: Final = float(np.finfo(_LEDGER_SCALE).max)
+#: The forms ledgers were stored in before: float16, and float32 before that.
+_EARLIER_LEDGER_DTYPES: Final = (np.dtype("<f2"), WIRE_DTYPE)
 
 _INITIAL_ITEM_CAPACITY: Final = 64
 
@@ -55,29 +60,78 @@ def decode_vector(raw: bytes, factors: int) -> Vector:
     return vector
 
 
-def encode_ledger_row(vector: npt.ArrayLike) -> bytes:
-    """One undo-ledger row as bytes (float16 little-endian, clipped to its finite range).
+def ledger_width(factors: int) -> int:
+    """Bytes of one undo-ledger row of ``factors`` values (odd, see above).
 
-    >>> encode_ledger_row([1.0, -2.0, 1e6]).hex()
-    '003c00c0ff7b'
+    >>> ledger_width(32), ledger_width(3)
+    (37, 7)
     """
-    array = np.clip(np.asarray(vector, dtype=np.float64), -_LEDGER_MAX, _LEDGER_MAX)
-    return array.astype(LEDGER_DTYPE).tobytes()
+    return (_LEDGER_SCALE.itemsize + factors) | 1
+
+
+def encode_ledger_row(vector: npt.ArrayLike) -> bytes:
+    """One undo-ledger row as bytes (int8 values of one float32 scale; non-finite values
+    clipped to float32's range).
+
+    >>> raw = encode_ledger_row([1.0, -2.0, 0.5])
+    >>> len(raw), decode_ledger_row(raw, 3).round(2).tolist()
+    (7, [1.01, -2.0, 0.5])
+    """
+    return encode_ledger_rows(np.asarray(vector, dtype=np.float64).reshape(1, -1))[0]
+
+
+def encode_ledger_rows(matrix: npt.NDArray[np.float64]) -> list[bytes]:
+    """:func:`encode_ledger_row` of each row of ``matrix``, in a few array operations."""
+    rows, factors = matrix.shape
+    array = np.nan_to_num(matrix, posinf=_LEDGER_MAX, neginf=-_LEDGER_MAX)
+    peaks = np.minimum(np.abs(array).max(axis=1, initial=0.0), _LEDGER_MAX)
+    scales = (peaks / _LEDGER_LEVELS).astype(_LEDGER_SCALE)
+    divisors = np.where(scales > 0, scales, 1.0)[:, None]  # zero rows (or below float32) stay 0
+    levels = np.clip(np.rint(array / divisors), -_LEDGER_LEVELS, _LEDGER_LEVELS).astype(np.int8)
+    width = ledger_width(factors)
+    table = np.zeros((rows, width), dtype=np.uint8)
+    size = _LEDGER_SCALE.itemsize
+    table[:, :size] = scales.reshape(rows, 1).view(np.uint8)
+    table[:, size : size + factors] = levels.view(np.uint8)
+    raw = table.tobytes()
+    return [raw[n * width : (n + 1) * width] for n in range(rows)]
 
 
 def decode_ledger_row(raw: bytes, factors: int) -> npt.NDArray[np.float64]:
-    """The inverse of :func:`encode_ledger_row`, as float64 (what the ledger sums in); a row
-    of float32 values, as ledgers were stored before float16, reads as well.
+    """The inverse of :func:`encode_ledger_row`, as float64 (what the ledger sums in); rows of
+    the earlier forms (float16, float32) read as well.
 
-    >>> decode_ledger_row(bytes.fromhex("003c00c0"), 2).tolist()
+    >>> decode_ledger_row(encode_ledger_row([0.0, 0.0]), 2).tolist()
+    [0.0, 0.0]
+    >>> decode_ledger_row(bytes.fromhex("003c00c0"), 2).tolist()  # float16
     [1.0, -2.0]
-    >>> decode_ledger_row(encode_vector([1.0, -2.0]), 2).tolist()
+    >>> decode_ledger_row(encode_vector([1.0, -2.0]), 2).tolist()  # float32
     [1.0, -2.0]
     """
-    for dtype in (LEDGER_DTYPE, WIRE_DTYPE):
+    if len(raw) == ledger_width(factors):
+        scale = float(np.frombuffer(raw, dtype=_LEDGER_SCALE, count=1)[0])
+        levels = np.frombuffer(raw, dtype=np.int8, count=factors, offset=_LEDGER_SCALE.itemsize)
+        return levels.astype(np.float64) * scale
+    for dtype in _EARLIER_LEDGER_DTYPES:
         if len(raw) == factors * dtype.itemsize:
             return np.frombuffer(raw, dtype=dtype).astype(np.float64)
-    raise ValueError(f"expected {factors} float16 values, got {len(raw)} bytes")
+    raise ValueError(f"expected a ledger row of {factors} values, got {len(raw)} bytes")
+
+
+def decode_ledger_rows(raws: Sequence[bytes], factors: int) -> npt.NDArray[np.float64]:
+    """:func:`decode_ledger_row` of each row, as one matrix (a row per ledger entry): a whole
+    ledger in a few array operations when its rows are all of the current form.
+
+    >>> decode_ledger_rows([encode_ledger_row([1.0, -2.0])] * 2, 2).round(2).tolist()
+    [[1.01, -2.0], [1.01, -2.0]]
+    """
+    width = ledger_width(factors)
+    if any(len(raw) != width for raw in raws):
+        return np.array([decode_ledger_row(raw, factors) for raw in raws]).reshape(-1, factors)
+    table = np.frombuffer(b"".join(raws), dtype=np.uint8).reshape(len(raws), width)
+    size = _LEDGER_SCALE.itemsize
+    scales = table[:, :size].copy().view(_LEDGER_SCALE).astype(np.float64)
+    return table[:, size : size + factors].view(np.int8) * scales
 
 
 @dataclass(frozen=True, slots=True)

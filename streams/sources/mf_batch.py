@@ -109,7 +109,10 @@ async def write_back(
     for user_id in users:
         key = keys.user(user_id, "mf_contrib")
         put, drop = merge_ledger(
-            stored_ledgers.get(user_id, {}), model.contributions(user_id), max_contributions
+            stored_ledgers.get(user_id, {}),
+            model.contributions(user_id),
+            max_contributions,
+            model.factors,
         )
         if put:
             writes.add("HSET", key, *[x for item, row in put.items() for x in (item, row)])

@@ -1,7 +1,7 @@
 """What online MF keeps in Redis, and how a user's ledger is merged and capped.
 
 - ``{prefix}u:{user}:mf`` (string): the user's factor row, float32 bytes;
-- ``{prefix}u:{user}:mf_contrib`` (hash item -> float16 bytes, :data:`models.mf.LEDGER_DTYPE`):
+- ``{prefix}u:{user}:mf_contrib`` (hash item -> bytes, :func:`models.mf.encode_ledger_row`):
   the summed changes the user's own SGD steps made to that item's row, the ledger erasure
   subtracts;
 - ``{prefix}mf_items`` (hash item -> float32 bytes): every item's factor row;
@@ -24,9 +24,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
-from models.mf import LEDGER_DTYPE, SamplerState, decode_ledger_row, encode_ledger_row
+from models.mf import (
+    SamplerState,
+    decode_ledger_rows,
+    encode_ledger_rows,
+    ledger_width,
+)
 from streams.keys import Keys
 
 
@@ -49,43 +55,44 @@ def raw_row(value: bytes | str) -> bytes:
 
 
 def merge_ledger(
-    stored: Mapping[str, bytes], batch: Mapping[str, bytes], max_contributions: int
+    stored: Mapping[str, bytes],
+    batch: Mapping[str, npt.NDArray[np.float64]],
+    max_contributions: int,
+    factors: int,
 ) -> tuple[dict[str, bytes], list[str]]:
-    """(entries to write, stored entries to delete): stored + this batch's deltas, capped
-    at ``max_contributions`` entries by dropping the smallest pushes (L2 norm). Stored rows
-    of float32 (ledgers written before float16) are rewritten as float16.
+    """(entries to write, stored entries to delete): stored + this batch's deltas (rounded
+    once, when written), capped at ``max_contributions`` entries by dropping the smallest
+    pushes (L2 norm). Stored rows of an earlier form (float16, float32) are rewritten in the
+    current one.
 
+    >>> from models.mf import decode_ledger_row, encode_ledger_row
     >>> before = np.array([0.5, 0.5], dtype="<f4").tobytes()  # a float32 row, as stored before
-    >>> push = encode_ledger_row([1.0, 0.0])
+    >>> push = np.array([1.0, 0.0])
     >>> stored = {"a": before, "b": encode_ledger_row([0.1, 0.0])}
-    >>> put, drop = merge_ledger(stored, {"a": push, "c": push}, max_contributions=2)
-    >>> {i: decode_ledger_row(raw, 2).tolist() for i, raw in put.items()}, drop
+    >>> put, drop = merge_ledger(stored, {"a": push, "c": push}, max_contributions=2, factors=2)
+    >>> {i: decode_ledger_row(raw, 2).round(2).tolist() for i, raw in put.items()}, drop
     ({'a': [1.5, 0.5], 'c': [1.0, 0.0]}, ['b'])
     """
     if not batch:
         return {}, []
-    factors = len(next(iter(batch.values()))) // LEDGER_DTYPE.itemsize
-    width = factors * LEDGER_DTYPE.itemsize
-    merged = {
-        i: raw if len(raw) == width else encode_ledger_row(decode_ledger_row(raw, factors))
-        for i, raw in stored.items()
-    }
-    for item, raw in batch.items():
-        delta = decode_ledger_row(raw, factors)
-        old = merged.get(item)
-        if old is not None:
-            delta += decode_ledger_row(old, factors)
-        merged[item] = encode_ledger_row(delta)
-    dropped: list[str] = []
-    if len(merged) > max_contributions:
-        ids = sorted(merged)  # a fixed order, so ties break the same way in every process
-        matrix = np.frombuffer(b"".join(merged[i] for i in ids), dtype=LEDGER_DTYPE)
-        norms = np.linalg.norm(matrix.reshape(len(ids), -1).astype(np.float64), axis=1)
-        order = np.argsort(-norms, kind="stable")
-        dropped = [ids[n] for n in order[max_contributions:].tolist()]
-        for item in dropped:
-            del merged[item]
-    put = {i: raw for i, raw in merged.items() if stored.get(i) != raw}
+    width = ledger_width(factors)
+    ids = list(stored) + [i for i in batch if i not in stored]
+    at = {item: n for n, item in enumerate(ids)}
+    matrix = np.zeros((len(ids), factors))
+    matrix[: len(stored)] = decode_ledger_rows(list(stored.values()), factors)
+    for item, delta in batch.items():
+        matrix[at[item]] += delta
+    keep = np.arange(len(ids))
+    if len(ids) > max_contributions:
+        # Ties break by id, the same way in every process.
+        by_id = sorted(keep.tolist(), key=ids.__getitem__)
+        norms = np.linalg.norm(matrix[by_id], axis=1)
+        keep = np.sort(np.asarray(by_id)[np.argsort(-norms, kind="stable")[:max_contributions]])
+    kept = set(keep.tolist())
+    dropped = [ids[n] for n in range(len(ids)) if n not in kept]
+    # Write what is new or changed, or stored in an earlier form.
+    changed = [n for n in keep.tolist() if ids[n] in batch or len(stored[ids[n]]) != width]
+    put = dict(zip([ids[n] for n in changed], encode_ledger_rows(matrix[changed]), strict=True))
     return put, [i for i in dropped if i in stored]
 
 
