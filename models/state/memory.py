@@ -3,6 +3,8 @@ what ``streams/lua/state.lua`` mirrors inside Redis."""
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
 
@@ -129,8 +131,11 @@ class MemoryState:
             user.hidden.add(item)
         elif event.type in UNHIDING_TYPES:
             user.hidden.discard(item)
+        # Whole seconds: enough to expire a month-long window, and Redis keeps an integer
+        # score in 5 bytes where a fraction takes its 14 characters of text.
+        seen_at = float(math.floor(event.ts))
         previous = user.seen_items.scores.get(item)
-        user.seen_items.scores[item] = event.ts if previous is None else max(previous, event.ts)
+        user.seen_items.scores[item] = seen_at if previous is None else max(previous, seen_at)
         cutoff = event.ts - self.params.seen_window_s
         for stale in [i for i, ts in user.seen_items.scores.items() if ts < cutoff]:
             del user.seen_items.scores[stale]

@@ -308,7 +308,8 @@ local function apply_item_event(user, item, etype, ts, ts_text, weight, target, 
   end
   -- Every item the user touched lately, so lists never show it again (MemoryState mirrors).
   local seen_items = ukey(user, 'seen_items')
-  zwrite(seen_items, redis.call('ZADD', seen_items, 'GT', ts_text, item))
+  -- Whole seconds (MemoryState says why).
+  zwrite(seen_items, redis.call('ZADD', seen_items, 'GT', math.floor(ts), item))
   zwrite(seen_items, -redis.call('ZREMRANGEBYSCORE', seen_items, '-inf', '(' .. (ts - SEEN_WINDOW)))
   trim(seen_items, SEEN_CAP)
   if SOCIAL_ACTIONS[etype] then
