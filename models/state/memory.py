@@ -131,17 +131,18 @@ class MemoryState:
             user.hidden.add(item)
         elif event.type in UNHIDING_TYPES:
             user.hidden.discard(item)
-        # Whole seconds: enough to expire a month-long window, and Redis keeps an integer
-        # score in 5 bytes where a fraction takes its 14 characters of text.
-        seen_at = float(math.floor(event.ts))
+        # The user's sorted sets of items keep whole seconds: enough to order and expire
+        # them, and Redis keeps an integer score in 5 bytes where a fraction takes its 14
+        # characters of text (the largest per-user families: docs/live-path.md).
+        at = float(math.floor(event.ts))
         previous = user.seen_items.scores.get(item)
-        user.seen_items.scores[item] = seen_at if previous is None else max(previous, seen_at)
+        user.seen_items.scores[item] = at if previous is None else max(previous, at)
         cutoff = event.ts - self.params.seen_window_s
         for stale in [i for i, ts in user.seen_items.scores.items() if ts < cutoff]:
             del user.seen_items.scores[stale]
         user.seen_items.trim_to(self.params.seen_cap)
         if event.type in SOCIAL_ACTION_TYPES:
-            user.actions.scores[f"{event.type.value}\t{item}"] = event.ts
+            user.actions.scores[f"{event.type.value}\t{item}"] = at
             user.actions.trim_to(ACTIONS_SIZE)
         recipient_id = event.target_user_id
         if event.type is EventType.SHARE and recipient_id and recipient_id != event.user_id:
@@ -151,7 +152,7 @@ class MemoryState:
         new = affinity_after(user.affinity.get(item, 0.0), weight, cap=self.params.affinity_cap)
         if new > 0.0:
             previous = user.history.scores.get(item)
-            user.history.scores[item] = event.ts if previous is None else max(previous, event.ts)
+            user.history.scores[item] = at if previous is None else max(previous, at)
             user.affinity[item] = new
         else:
             user.history.scores.pop(item, None)

@@ -308,13 +308,13 @@ local function apply_item_event(user, item, etype, ts, ts_text, weight, target, 
   end
   -- Every item the user touched lately, so lists never show it again (MemoryState mirrors).
   local seen_items = ukey(user, 'seen_items')
-  -- Whole seconds (MemoryState says why).
-  zwrite(seen_items, redis.call('ZADD', seen_items, 'GT', math.floor(ts), item))
+  local at = math.floor(ts)  -- whole seconds in the user's sorted sets (MemoryState says why)
+  zwrite(seen_items, redis.call('ZADD', seen_items, 'GT', at, item))
   zwrite(seen_items, -redis.call('ZREMRANGEBYSCORE', seen_items, '-inf', '(' .. (ts - SEEN_WINDOW)))
   trim(seen_items, SEEN_CAP)
   if SOCIAL_ACTIONS[etype] then
     local actions = ukey(user, 'actions')
-    zwrite(actions, redis.call('ZADD', actions, ts_text, etype .. '\t' .. item))
+    zwrite(actions, redis.call('ZADD', actions, at, etype .. '\t' .. item))
     trim(actions, ACTIONS_SIZE)
   end
   if etype == 'share' and target ~= '' and target ~= user then
@@ -326,7 +326,7 @@ local function apply_item_event(user, item, etype, ts, ts_text, weight, target, 
   local old = tonumber(redis.call('HGET', affinity, item) or '0')
   local new = math.min(AFF_CAP, math.max(0.0, old + weight))
   if new > 0 then
-    zwrite(history, redis.call('ZADD', history, 'GT', ts_text, item))
+    zwrite(history, redis.call('ZADD', history, 'GT', at, item))
     redis.call('HSET', affinity, item, new)
   else
     zwrite(history, -redis.call('ZREM', history, item))
