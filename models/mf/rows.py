@@ -108,30 +108,36 @@ def decode_ledger_row(raw: bytes, factors: int) -> npt.NDArray[np.float64]:
     >>> decode_ledger_row(encode_vector([1.0, -2.0]), 2).tolist()  # float32
     [1.0, -2.0]
     """
-    if len(raw) == ledger_width(factors):
-        scale = float(np.frombuffer(raw, dtype=_LEDGER_SCALE, count=1)[0])
-        levels = np.frombuffer(raw, dtype=np.int8, count=factors, offset=_LEDGER_SCALE.itemsize)
-        return levels.astype(np.float64) * scale
-    for dtype in _EARLIER_LEDGER_DTYPES:
-        if len(raw) == factors * dtype.itemsize:
-            return np.frombuffer(raw, dtype=dtype).astype(np.float64)
-    raise ValueError(f"expected a ledger row of {factors} values, got {len(raw)} bytes")
+    row: npt.NDArray[np.float64] = decode_ledger_rows([raw], factors)[0]
+    return row
 
 
 def decode_ledger_rows(raws: Sequence[bytes], factors: int) -> npt.NDArray[np.float64]:
-    """:func:`decode_ledger_row` of each row, as one matrix (a row per ledger entry): a whole
-    ledger in a few array operations when its rows are all of the current form.
+    """:func:`decode_ledger_row` of each row, as one matrix (a row per ledger entry): the rows
+    of the current form in a few array operations, whatever their number.
 
     >>> decode_ledger_rows([encode_ledger_row([1.0, -2.0])] * 2, 2).round(2).tolist()
     [[1.01, -2.0], [1.01, -2.0]]
     """
-    width = ledger_width(factors)
-    if any(len(raw) != width for raw in raws):
-        return np.array([decode_ledger_row(raw, factors) for raw in raws]).reshape(-1, factors)
-    table = np.frombuffer(b"".join(raws), dtype=np.uint8).reshape(len(raws), width)
-    size = _LEDGER_SCALE.itemsize
-    scales = table[:, :size].copy().view(_LEDGER_SCALE).astype(np.float64)
-    return table[:, size : size + factors].view(np.int8) * scales
+    width, size = ledger_width(factors), _LEDGER_SCALE.itemsize
+    matrix = np.empty((len(raws), factors))
+    current = [n for n, raw in enumerate(raws) if len(raw) == width]
+    if current:
+        joined = b"".join(raws[n] for n in current)
+        table = np.frombuffer(joined, dtype=np.uint8).reshape(len(current), width)
+        scales = table[:, :size].copy().view(_LEDGER_SCALE).astype(np.float64)
+        matrix[current] = table[:, size : size + factors].view(np.int8) * scales
+    for n, raw in enumerate(raws):
+        if len(raw) != width:
+            matrix[n] = _earlier_ledger_row(raw, factors)
+    return matrix
+
+
+def _earlier_ledger_row(raw: bytes, factors: int) -> npt.NDArray[np.float64]:
+    for dtype in _EARLIER_LEDGER_DTYPES:
+        if len(raw) == factors * dtype.itemsize:
+            return np.frombuffer(raw, dtype=dtype).astype(np.float64)
+    raise ValueError(f"expected a ledger row of {factors} values, got {len(raw)} bytes")
 
 
 @dataclass(frozen=True, slots=True)

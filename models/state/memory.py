@@ -4,7 +4,6 @@ what ``streams/lua/state.lua`` mirrors inside Redis."""
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
 
