@@ -140,6 +140,7 @@ PARTITION_FIELDS: Final = (
     "learner",
     "norm2",  # zset: item-CF's Σ a_ui² of the items at home here (streams/sources/itemcf.py)
     "cf_norms",  # hash: their sum and count above zero (a share of the learned shrinkage's)
+    "version",  # string: bumped by every step on the partition's users (streams/store/plan.py)
 )
 #: What the store's layout record (:meth:`Keys.layout`) says: the key layout's version and
 #: the partition count the users' tags were computed for. Layout 3: the dedupe window is one

@@ -3,15 +3,13 @@ what ``streams/lua/state.lua`` mirrors inside Redis."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
 
 from models.events import Event, EventType
 from models.popularity import merged_top
-from models.similarity import affinity_after
 from models.sortedset import SortedSet
-from models.state.seen import event_digest
+from models.state.plan import FRESH, admit, event_item, scored_at, touch
 from models.state.steps import popularity_step, withdrawal
 from models.state.views import (
     ACTIONS_READ,
@@ -63,18 +61,9 @@ class MemoryState:
 
     def apply(self, event: Event) -> Outcome:
         user = self._user(event.user_id)
-        digest = event_digest(event.event_id)
-        if user.seen_events.holds(digest, event.ts):
+        if admit(user.seen_events, event, self.params) != FRESH:
             return Outcome.DUPLICATE
-        follows = event.type in (EventType.FOLLOW, EventType.UNFOLLOW)
-        item = None if follows and event.target_user_id is not None else event.item_id
-        weight = self.params.weight(event.type)
-        # Events that add to popularity keep their weight and item, for erasure.
-        logged = (weight, item) if item is not None and weight > 0.0 else None
-        if not user.seen_events.add(digest, event.ts, logged, self.params.dedupe_window):
-            # Older than the user's whole dedupe window: a replay from beyond it, not news.
-            return Outcome.DUPLICATE
-
+        item = event_item(event)
         if event.type is EventType.FOLLOW and event.target_user_id is not None:
             user.following.add(event.target_user_id)
             self._affect("follow", event.target_user_id, event.user_id, "", event.ts)
@@ -82,7 +71,7 @@ class MemoryState:
             user.following.discard(event.target_user_id)
             self._affect("unfollow", event.target_user_id, event.user_id, "", event.ts)
         elif item is not None:
-            self._apply_item_event(user, event, item, weight)
+            self._apply_item_event(user, event, item, self.params.weight(event.type))
         return Outcome.APPLIED
 
     @property
@@ -130,10 +119,7 @@ class MemoryState:
             user.hidden.add(item)
         elif event.type in UNHIDING_TYPES:
             user.hidden.discard(item)
-        # The user's sorted sets of items keep whole seconds: enough to order and expire
-        # them, and Redis keeps an integer score in 5 bytes where a fraction takes its 14
-        # characters of text (the largest per-user families: docs/live-path.md).
-        at = float(math.floor(event.ts))
+        at = scored_at(event.ts)
         previous = user.seen_items.scores.get(item)
         user.seen_items.scores[item] = at if previous is None else max(previous, at)
         cutoff = event.ts - self.params.seen_window_s
@@ -148,16 +134,7 @@ class MemoryState:
             user.outbox.add(recipient_id)
             self._affect("share", recipient_id, event.user_id, item, event.ts)
 
-        new = affinity_after(user.affinity.get(item, 0.0), weight, cap=self.params.affinity_cap)
-        if new > 0.0:
-            previous = user.history.scores.get(item)
-            user.history.scores[item] = at if previous is None else max(previous, at)
-            user.affinity[item] = new
-        else:
-            user.history.scores.pop(item, None)
-            user.affinity.pop(item, None)
-        for evicted in user.history.trim_to(self.params.history_size):
-            del user.affinity[evicted]
+        touch(user.history, user.affinity, item, weight, at, self.params)
 
         if weight > 0.0:
             partition = self._partition(event.user_id)

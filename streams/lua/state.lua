@@ -2,38 +2,49 @@
 socialrec state transitions, run atomically inside Redis: one call per micro-batch.
 
 This is the Redis twin of models/state/memory.py (MemoryState): a user's own state, popularity,
-trending counts, the follow graph and the consumed offsets. Every step, and the order of every
-step, mirrors the Python reference so both evict the same members; the store contract suite
+trending counts, the follow graph and the consumed offsets. What a step decides is Python's
+(models/state/plan.py: each event's verdict from the dedupe window, and the affinity an item
+event leaves; models/state/steps.py: popularity's amounts): the script writes it. Every step,
+and the order of every step, mirrors the Python reference so both evict the same members;
+the store contract suite
 (tests/integration/test_store_contract.py) feeds both the same events and compares full
 snapshots. Key names follow streams/keys.py: a user's keys start with the stem Python hands
 over (``Keys.user_stem``: it carries the hash tag of the user's partition, which Lua cannot
 compute). Item co-occurrence and similarity are not here: the learner keeps them
 (streams/sources/itemcf.py); this script only reads the neighbour lists.
 
-ARGV[1]  mode: "process" (apply events; the caller reads the users after every partition's
+ARGV[1]  mode: "plan" (read what Python needs to plan a step: models/state/plan.py),
+         "process" (apply events; the caller reads the users after every partition's
          step, so a view shows what other partitions' steps wrote: "views"), "read" (read only;
          "views" too, but leaving out a user whose keys hold the wrong kind of value)
          or "erase" (remove users from every derived state; returns counts per user);
          "erase+withdraw" also hands each logged event to the learner's popularity, which
          keeps its own counts (streams/runtime/learner_state.py ``popularity_withdrawn``)
 ARGV[2]  key prefix, e.g. "sr:"
-ARGV[3..7]  history_size, dedupe_window, affinity_cap, popularity_cap, trending_span (buckets
-            per trending window)
-ARGV[8]     recent_items (what to read back)
-ARGV[9]     trending_bucket_s
-ARGV[10..11] seen_window_s, seen_cap (items the user touched, excluded from their lists)
-ARGV[12] n = number of events (process) or users (read, erase), then the records:
-  process: ARGV[13] one JSON array of n events, each 15 strings: the event id's digest
+ARGV[3..6]  history_size, dedupe_window, popularity_cap, trending_span (buckets per trending
+            window)
+ARGV[7]     recent_items (what to read back)
+ARGV[8]     trending_bucket_s
+ARGV[9..10] seen_window_s, seen_cap (items the user touched, excluded from their lists)
+ARGV[11] n = number of events (process) or users (read, erase), then the records:
+  plan: ARGV[12] JSON [[user id, key stem, digests of the user's events as an array], ...],
+           ARGV[13] the partition's key stem; returns JSON [the partition's version, facts],
+           facts per user: [user id, history (member, score, ...), affinities (item, value,
+           ...), the dedupe window's entries of those digests and its floor (digest, entry,
+           ...; the whole window if the step's events could trim it)]
+  process: ARGV[12] one JSON array of n events, each 17 strings: the event id's digest
            (models/state/seen.py event_digest: the dedupe window's field), type, user_id,
            item_id|"", target_user_id|"", ts, weight, stream_id|"", arrival (broker timestamp:
            trending windows use it), the erasure mark keys of the user and of the target|""
            (streams/keys.py Keys.erased: a digest Lua cannot compute), the key stems of the
            user and of the target|"", the item's category and merchant from the catalog
            ("\31"-joined, "" for none: trending scopes), the amount it adds to its item's
-           popularity. One argument, not 15 per event: the client packs each argument in
+           popularity, its verdict as planned (models/state/plan.py: "a" applied, "h" held,
+           "t" trimmed, or the outcome "2"/"3" of a refused one) and the affinity its item is
+           left with ("" unless applied). One argument, not 15 per event: the client packs each argument in
            Python (a few µs apiece); numbers stay the strings Python printed.
-  read: ARGV[13] JSON [[user id, key stem], ...]
-  erase: ARGV[13] JSON [[user id, key stem], ...], ARGV[14] JSON {user id: key stem} of every
+  read: ARGV[12] JSON [[user id, key stem], ...]
+  erase: ARGV[12] JSON [[user id, key stem], ...], ARGV[13] JSON {user id: key stem} of every
            user their outbox, senders, following and followers name; returns {"missing", ids}
            having changed nothing if a set names anyone else (it changed since Python read it)
   process, after the events: m, then 6 fields per partition: its offsets key,
@@ -41,11 +52,12 @@ ARGV[12] n = number of events (process) or users (read, erase), then the records
            published offset (-1 none); then the step's partition: its key stem and the last
            relay entry already delivered (trimmed first); then its popularity's landmark as
            Python knows it ("" none), the landmark the step counts from and the factor that
-           re-expresses the stored scores first ("" for either: unchanged)
+           re-expresses the stored scores first ("" for either: unchanged); then the
+           partition's version the plan read
   erase, after its two records: the users' partition's key stem and last entry delivered,
            the landmark as Python knows it, and JSON {event digest: [amount, at or below what the
            item's sum counts as zero]} of each logged event, to take out of popularity
-  relay: ARGV[13] source partition, ARGV[14] JSON [entry, ...] as stored, ARGV[15] the
+  relay: ARGV[12] source partition, ARGV[13] JSON [entry, ...] as stored, ARGV[14] the
            target partition's key stem; returns {entries skipped, JSON [entry, ...] it
            appended to the target partition's relay list}
 What a step does to users of another partition (a share's recipient, a follow's followee, an
@@ -69,24 +81,26 @@ Returns {outcomes, JSON [views, relay entries pending]}; outcomes per event: 1 a
 or, when a partition's stored offset is behind the expected one, {{}, '', JSON [[partition,
 applied, published], ...]} having applied nothing; process and erase return {"landmark",
 stored landmark} having changed nothing when the stored landmark is not the one Python knew,
-and erase {"stale"} when the user logged an event Python was not given the amount of.
+and erase {"stale"} when the user logged an event Python was not given the amount of;
+process returns {"replan", JSON [outcome per event: 0, or the 2 or 3 it is refused with]}
+having changed nothing when the partition's version moved since the plan read it ("" then)
+or an event is refused that the plan applied, or the other way round.
 ]]
 
 local mode = ARGV[1]
 local P = ARGV[2]
 local HISTORY = tonumber(ARGV[3])
 local DEDUPE = tonumber(ARGV[4])
-local AFF_CAP = tonumber(ARGV[5])
-local POP_CAP = tonumber(ARGV[6])
-local TREND_SPAN = tonumber(ARGV[7])
-local READ_RECENT = tonumber(ARGV[8])
-local TREND_BUCKET_S = tonumber(ARGV[9])
-local SEEN_WINDOW = tonumber(ARGV[10])
-local SEEN_CAP = tonumber(ARGV[11])
+local POP_CAP = tonumber(ARGV[5])
+local TREND_SPAN = tonumber(ARGV[6])
+local READ_RECENT = tonumber(ARGV[7])
+local TREND_BUCKET_S = tonumber(ARGV[8])
+local SEEN_WINDOW = tonumber(ARGV[9])
+local SEEN_CAP = tonumber(ARGV[10])
 -- The dedupe window is trimmed back to DEDUPE events past this many (seen.py trim_at).
 local SEEN_TRIM_AT = DEDUPE + math.floor(DEDUPE / 8)
-local N = tonumber(ARGV[12])
-local FIRST = 13
+local N = tonumber(ARGV[11])
+local FIRST = 12
 -- Trending buckets live two windows (current + previous) plus slack for late readers.
 local TREND_TTL = math.ceil((2 * TREND_SPAN + 2) * TREND_BUCKET_S)
 
@@ -298,7 +312,7 @@ local function subtract_trending(entry, bucket)
 end
 
 local function apply_item_event(user, item, etype, ts, ts_text, weight, target, target_mark,
-                                 arrival, amount)
+                                 arrival, amount, affinity_text)
   local history, affinity = ukey(user, 'history'), ukey(user, 'affinity')
   if etype == 'purchase' then redis.call('SADD', ukey(user, 'bought'), item) end
   if etype == 'hide' then
@@ -322,12 +336,10 @@ local function apply_item_event(user, item, etype, ts, ts_text, weight, target, 
     affect('share', target, target_mark, user, item, ts_text, arrival)
   end
 
-  -- The affinity clamp of models.similarity.affinity_after (weights add up within [0, cap]).
-  local old = tonumber(redis.call('HGET', affinity, item) or '0')
-  local new = math.min(AFF_CAP, math.max(0.0, old + weight))
-  if new > 0 then
+  -- The affinity Python planned (models/state/plan.py touch); an item at zero leaves history.
+  if tonumber(affinity_text) > 0 then
     zwrite(history, redis.call('ZADD', history, 'GT', at, item))
-    redis.call('HSET', affinity, item, new)
+    redis.call('HSET', affinity, item, affinity_text)
   else
     zwrite(history, -redis.call('ZREM', history, item))
     redis.call('HDEL', affinity, item)
@@ -390,18 +402,12 @@ local function trim_seen(key)
     redis.call('HDEL', key, unpack(gone, first, math.min(first + 999, #gone)))
   end
   if floor_text then redis.call('HSET', key, '', floor_text) end
-  return cutoff
 end
 
--- Records an event in its user's window (SeenEvents.holds, then add); false if it was applied
--- already (in the window, or at or before the floor) or the trim took it straight back out
--- (older than the user's whole window: a replay from beyond it, not news).
-local function record_seen(key, digest, ts, entry)
-  local found = redis.call('HMGET', key, digest, '')
-  if found[1] or (found[2] and ts <= tonumber(found[2])) then return false end
+-- Records an event in its user's window (SeenEvents.add; whether it is news was planned).
+local function record_seen(key, digest, entry)
   redis.call('HSET', key, digest, entry)
-  local cutoff = trim_seen(key)
-  return cutoff == nil or ts >= cutoff
+  trim_seen(key)
 end
 
 -- The user's logged events (SeenEvents.logged): oldest first, ties in the hash's order, each
@@ -530,29 +536,44 @@ if mode == 'process' then
   end
   if #behind > 0 then return { {}, '', cjson.encode(behind) } end
   local at = off + 1 + (tonumber(ARGV[off] or '0') or 0) * 6
-  open_partition(at)
-  local known, stored = open_popularity(at + 2, true)
-  if not known then return { 'landmark', stored } end
   local events = N > 0 and cjson.decode(ARGV[FIRST]) or {}
   for _, ev in ipairs(events) do
     stems[ev[3]] = ev[12]
     if ev[5] ~= '' then stems[ev[5]] = ev[13] end
   end
+  -- The plan holds while nothing changed what it read (every step bumps the version) and
+  -- the events it applies are not refused here, nor the other way round.
+  local version = ARGV[at] .. 'version'
+  if N > 0 and (redis.call('GET', version) or '0') ~= ARGV[at + 5] then
+    return { 'replan', '' }
+  end
+  local gates, moved = {}, false
+  for e, ev in ipairs(events) do
+    -- Refused whatever the window says: an erased user's event (3), or one whose keys hold
+    -- the wrong type (2, USER_KEY_TYPES above).
+    local gate = erased_since(ev[10], tonumber(ev[9])) and 3 or (corrupt(ev[3], ev[5]) and 2 or 0)
+    local applies = ev[16] == 'a' or ev[16] == 't'
+    if (gate ~= 0 and applies) or (gate == 0 and not applies and ev[16] ~= 'h') then moved = true end
+    gates[e] = gate
+  end
+  if moved then return { 'replan', cjson.encode(gates) } end
+  open_partition(at)
+  local known, stored = open_popularity(at + 2, true)
+  if not known then return { 'landmark', stored } end
   for e = 0, N - 1 do
     local ev = events[e + 1]
     local event_id, etype, user = ev[1], ev[2], ev[3]
     local item, target = ev[4], ev[5]
     local ts_text, weight_text = ev[6], ev[7]
     local ts, weight = tonumber(ts_text), tonumber(weight_text)
-    local seen = ukey(user, 'seen_events')
-    local arrival = tonumber(ev[9])
-    if erased_since(ev[10], arrival) then
-      outcomes[#outcomes + 1] = 3
-    elseif corrupt(user, target) then
-      outcomes[#outcomes + 1] = 2  -- rejected before any write: the pipeline dead-letters it
+    local verdict = ev[16]
+    if gates[e + 1] ~= 0 then
+      outcomes[#outcomes + 1] = gates[e + 1]  -- the pipeline dead-letters a refused one (2)
+    elseif verdict == 'h' then
+      outcomes[#outcomes + 1] = 0  -- applied already: a replay, not news
     else
-      -- Applied already, or older than the user's whole window: a replay, not news.
-      local fresh = record_seen(seen, event_id, ts, seen_entry(etype, item, ts_text, weight_text))
+      record_seen(ukey(user, 'seen_events'), event_id, seen_entry(etype, item, ts_text, weight_text))
+      local fresh = verdict == 'a'  -- else older than the user's whole window: not news
       if not fresh then
         outcomes[#outcomes + 1] = 0
       elseif etype == 'follow' then
@@ -562,7 +583,8 @@ if mode == 'process' then
         redis.call('SREM', ukey(user, 'following'), target)
         affect('unfollow', target, ev[11], user, '', ts_text, ev[9])
       elseif item ~= '' then
-        apply_item_event(user, item, etype, ts, ts_text, weight, target, ev[11], ev[9], ev[15])
+        apply_item_event(user, item, etype, ts, ts_text, weight, target, ev[11], ev[9], ev[15],
+          ev[17])
         if weight > 0 then
           add_trending(user, event_id, item, weight_text, ev[8], tonumber(ev[9]), ev[14])
         end
@@ -571,6 +593,7 @@ if mode == 'process' then
     end
   end
   finish_trending()
+  if N > 0 then redis.call('INCR', version) end
   for _, r in ipairs(ranges) do
     local offsets, part, last, published = r[1], r[2], r[3], r[4]
     if last > tonumber(redis.call('HGET', offsets, part) or '-1') then
@@ -581,6 +604,33 @@ if mode == 'process' then
       redis.call('HSET', offsets, field, published)
     end
   end
+elseif mode == 'plan' then
+  -- What models/state/plan.py needs of the step's users, and the version the step checks.
+  -- A user whose keys hold the wrong type gets empty facts: the step refuses their events.
+  local facts = {}
+  for _, u in ipairs(cjson.decode(ARGV[FIRST])) do
+    local user, digests = u[1], u[3]
+    stems[user] = u[2]
+    local seen = ukey(user, 'seen_events')
+    local window = {}
+    -- A trim within the step needs every entry's time; otherwise those of its events suffice.
+    local size = redis.pcall('HLEN', seen)
+    if type(size) == 'number' and size + #digests > SEEN_TRIM_AT then
+      window = get('HGETALL', seen)
+    else
+      digests[#digests + 1] = ''
+      local found = get('HMGET', seen, unpack(digests))
+      for k, digest in ipairs(digests) do
+        if found[k] then
+          window[#window + 1] = digest
+          window[#window + 1] = found[k]
+        end
+      end
+    end
+    facts[#facts + 1] = { user, get('ZRANGE', ukey(user, 'history'), 0, -1, 'WITHSCORES'),
+      get('HGETALL', ukey(user, 'affinity')), window }
+  end
+  return cjson.encode({ redis.call('GET', ARGV[FIRST + 1] .. 'version') or '0', facts })
 elseif mode == 'erase' or mode == 'erase+withdraw' then
   local users = cjson.decode(ARGV[FIRST])
   for _, u in ipairs(users) do stems[u[1]] = u[2] end
@@ -609,6 +659,7 @@ elseif mode == 'erase' or mode == 'erase+withdraw' then
   for _, u in ipairs(users) do
     reports[#reports + 1] = erase(u[1], mode == 'erase+withdraw', amounts)
   end
+  redis.call('INCR', PSTEM .. 'version')  -- a plan read before this is void
   return { reports, cjson.encode(redis.call('LRANGE', RELAY, 0, -1)) }
 elseif mode == 'relay' then
   local source, stem = ARGV[FIRST], ARGV[FIRST + 2]

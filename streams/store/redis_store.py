@@ -45,6 +45,7 @@ from streams.store.offsets import (
     partition_number,
     partition_steps,
 )
+from streams.store.plan import Plan, plan_of, plan_users, refused
 from streams.store.relay import last_seq, relay_calls
 from streams.store.script import (
     Actions,
@@ -198,11 +199,12 @@ class RedisStore:
         # event, after all of them (a view shows what other partitions' steps wrote).
         readers = list(dict.fromkeys(e.user_id for e in events if e.item_id))
         await self._landmarks.learn(self.client, (s.partition for s in steps))
-        stepped = [self._process(step, events, rows) for step in steps]
+        plans = await self._plans(steps, events, rows, {})
+        stepped = [self._process(step, events, rows, plans) for step in steps]
         reads = self._reads(readers, "views")
         popular_reads = self._popular_reads() if popular else []
         raws = await run(self.client, [c for c, _ in stepped] + reads + popular_reads)
-        if await self._after_steps(steps, stepped, raws, events, rows):
+        if await self._after_steps(steps, stepped, raws, events, rows, plans):
             raws[len(steps) : len(steps) + len(reads)] = await run(self.client, reads)
         read = len(popular_reads)
         replies = [decode_reply(raw) for raw in raws[: len(raws) - read]]
@@ -230,21 +232,56 @@ class RedisStore:
         views = [v for v in reply.views if v[0] in applied]
         return await self._result(replace(reply, views=views), popular)
 
+    async def _plans(
+        self,
+        steps: Sequence[Step],
+        events: Sequence[Event],
+        rows: Sequence[list[str]],
+        gates: Mapping[int, Mapping[int, int]],
+    ) -> dict[int, Plan]:
+        """Each step's plan (streams/store/plan.py), read in one round trip. ``gates``: per
+        partition, the events its step said it refuses."""
+        planned = [s for s in steps if s.events]
+        calls = []
+        for step in planned:
+            mine = [events[n] for n in step.events]
+            args = self._args("plan", len(mine))
+            args.append(plan_users(mine, [rows[n][0] for n in step.events], self.keys.user_stem))
+            args.append(self.keys.partition_stem(step.partition))
+            calls.append(self._step(step.partition, args))
+        raws = await run(self.client, calls) if calls else []
+        return {
+            step.partition: plan_of(
+                raw, [events[n] for n in step.events], gates.get(step.partition, {}), self.params
+            )
+            for step, raw in zip(planned, raws, strict=True)
+        }
+
     def _process(
-        self, step: Step, events: Sequence[Event], rows: Sequence[list[str]]
+        self,
+        step: Step,
+        events: Sequence[Event],
+        rows: Sequence[list[str]],
+        plans: Mapping[int, Plan],
     ) -> tuple[Call, list[str]]:
         """A partition's step of the batch, and its popularity arguments."""
         mine = [events[n] for n in step.events]
         popularity, amounts = self._landmarks.step(step.partition, mine)
+        plan = plans.get(step.partition, Plan("", []))
         args = self._args("process", len(step.events))
         args.append(
-            orjson.dumps([[*rows[n], a] for n, a in zip(step.events, amounts, strict=True)])
+            orjson.dumps(
+                [
+                    [*rows[n], a, *planned]
+                    for n, a, planned in zip(step.events, amounts, plan.events, strict=True)
+                ]
+            )
         )
         args.append(len(step.offsets))
         for r in step.offsets:
             args += [self._offsets_key(r.partition), r.partition, r.first, r.last]
             args += [r.expected, r.published]
-        args += [*self._relay_args(step.partition), *popularity]
+        args += [*self._relay_args(step.partition), *popularity, plan.version]
         return self._step(step.partition, args), popularity
 
     async def _after_steps(
@@ -254,29 +291,35 @@ class RedisStore:
         raws: list[Any],
         events: Sequence[Event],
         rows: Sequence[list[str]],
+        plans: dict[int, Plan],
     ) -> bool:
-        """Follow each applied step's landmark; run again, worked out anew, each step that
-        found another landmark stored (it wrote nothing). Returns whether any did: the users'
-        views read with the steps are then read again."""
+        """Follow each applied step's landmark; run again each step that wrote nothing: worked
+        out anew from the landmark it found stored, or planned anew (streams/store/plan.py).
+        Returns whether any did: the users' views read with the steps are then read again."""
         again = False
-        for attempt in range(_LANDMARK_ATTEMPTS):
-            found = [n for n in range(len(steps)) if _landmark_found(raws[n])]
-            for n in range(len(steps)):
-                if n in found:
-                    self._landmarks.found(steps[n].partition, raws[n][1])
-                else:
-                    self._landmarks.stepped(steps[n].partition, stepped[n][1])
+        gates: dict[int, Mapping[int, int]] = {}
+        for attempt in range(_STEP_ATTEMPTS):
+            found = {n: why for n in range(len(steps)) if (why := refused(raws[n])) is not None}
+            for n, step in enumerate(steps):
+                if n not in found:
+                    self._landmarks.stepped(step.partition, stepped[n][1])
+                elif found[n][0] == "landmark":
+                    self._landmarks.found(step.partition, found[n][1])
             if not found:
                 return again
-            if attempt == _LANDMARK_ATTEMPTS - 1:
+            if attempt == _STEP_ATTEMPTS - 1:
                 break
             again = True
+            replan = [n for n in found if found[n][0] == "replan"]
+            for n in replan:
+                gates[steps[n].partition] = found[n][1]
+            plans.update(await self._plans([steps[n] for n in replan], events, rows, gates))
             for n in found:
-                stepped[n] = self._process(steps[n], events, rows)
+                stepped[n] = self._process(steps[n], events, rows, plans)
             replies = await run(self.client, [stepped[n][0] for n in found])
             for n, raw in zip(found, replies, strict=True):
                 raws[n] = raw
-        raise redis.exceptions.RedisError("popularity's landmark kept changing under the steps")
+        raise redis.exceptions.RedisError("the steps kept being refused (landmark or plan)")
 
     def _step(self, partition: int, args: Sequence[Any]) -> Call:
         """A call of the state script in ``partition``'s slot (its key stem is the route)."""
@@ -632,13 +675,9 @@ class RedisStore:
         return await redis_snapshot(self.client, self.keys)
 
 
-#: Steps run again at most this often for a landmark another writer moved meanwhile.
-_LANDMARK_ATTEMPTS = 3
-
-
-def _landmark_found(raw: Any) -> bool:
-    """Whether a step's reply says it found another landmark stored (it wrote nothing)."""
-    return isinstance(raw[0], (bytes, str)) and decoded(raw[0]) == "landmark"
+#: How often a batch's steps are tried before giving up (an outage to wait out): a landmark
+#: or a plan that another writer moved, then the events it refuses, then a last try.
+_STEP_ATTEMPTS = 4
 
 
 def _merged(

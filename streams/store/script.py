@@ -85,12 +85,11 @@ def decode_batch(reply: Reply, actions: Mapping[str, Actions]) -> BatchResult:
 def script_header(
     keys: Keys, p: StateParams, read: ReadParams, trending: TrendingParams
 ) -> list[str | int | float]:
-    """The script's header (ARGV[2..11])."""
+    """The script's header (ARGV[2..10])."""
     return [
         keys.prefix,
         p.history_size,
         p.dedupe_window,
-        repr(float(p.affinity_cap)),
         p.popularity_cap,
         trending.span,
         read.recent_items,

@@ -24,6 +24,7 @@ NOT_IN_SNAPSHOT = frozenset(
         "offsets",
         "relay",
         "relayed",
+        "version",
         *SOURCE_FIELDS,
     }
 )

@@ -329,6 +329,51 @@ async def test_a_step_counts_from_the_landmark_another_writer_moved(
     assert (await old.snapshot())["landmark"] == {str(KEYS.partition_of("u1")): T0 + 700}
 
 
+@pytest.mark.parametrize("between", ["step", "erasure"])
+async def test_a_plan_read_before_another_writer_is_made_again(
+    real_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch, between: str
+) -> None:
+    """A step is planned in Python from what it read of its users (streams/store/plan.py).
+    When another store's step or an erasure writes the partition between that read and the
+    step, the step writes nothing and is planned again: the user's affinity counts both
+    events, and the erased user's event is not brought back."""
+    await real_client.flushdb()
+    old, new = RedisStore(real_client, TIGHT), RedisStore(real_client, TIGHT)
+    reference = MemoryStore(TIGHT)
+    first = [Event("e1", EventType.VIEW, "u1", T0, item_id="a")]
+    ours = [
+        Event("e3", EventType.VIEW, "u1", T0 + 2, item_id="a"),
+        Event("e4", EventType.CART, "u1", T0 + 3, item_id="a"),
+    ]
+    for store in (old, reference):
+        await store.process_batch(first)
+    plans, reads = old._plans, 0
+
+    async def others_write_meanwhile(*args: Any) -> Any:
+        nonlocal reads
+        planned = await plans(*args)
+        reads += 1
+        if reads == 1:
+            if between == "step":
+                theirs = [Event("e2", EventType.LIKE, "u1", T0 + 1, item_id="a")]
+                await new.process_batch(theirs)
+                await reference.process_batch(theirs)
+            else:
+                await new.erase_users(["u1"])
+                await reference.erase_users(["u1"])
+        return planned
+
+    monkeypatch.setattr(old, "_plans", others_write_meanwhile)
+    result = await old.process_batch(ours)
+    assert result.outcomes == (await reference.process_batch(ours)).outcomes
+    assert reads == 2, "the step refused the first plan and was planned again"
+    assert_close(await old.snapshot(), await reference.snapshot())
+    theirs = [*first, Event("e2", EventType.LIKE, "u1", T0 + 1)] if between == "step" else []
+    counted = ours + theirs
+    expected = min(TIGHT.affinity_cap, sum(TIGHT.weight(e.type) for e in counted))
+    assert (await old.snapshot())["users"]["u1"]["affinity"] == {"a": expected}
+
+
 async def test_an_erasure_handed_stale_amounts_reads_them_again(
     real_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
