@@ -64,6 +64,7 @@ PER_RUN = (
     "}t:", "}tn:", ":tp:", ":pools", ":recommendations", "}offsets", "}learner",
     "}trending_changed", "sr:m:", ":trend_log", ":mf", ":sim", "}landmark",
     "}popularity_learnt", "}popularity_withdrawn", "}ho_seq", "}ho_applied", "}mf_",
+    "}version",  # counts the run's steps
 )  # fmt: skip
 
 
