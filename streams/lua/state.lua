@@ -31,7 +31,7 @@ ARGV[11] n = number of events (process) or users (read, erase), then the records
            ARGV[13] the partition's key stem; returns JSON [the partition's version, facts],
            facts per user: [user id, history (member, score, ...), affinities (item, value,
            ...), the dedupe window's entries of those digests and its floor (digest, entry,
-           ...; the whole window if the step's events could trim it)]
+           ...; the whole window if the step's events could trim it), the window's size]
   process: ARGV[12] one JSON array of n events, each 17 strings: the event id's digest
            (models/state/seen.py event_digest: the dedupe window's field), type, user_id,
            item_id|"", target_user_id|"", ts, weight, stream_id|"", arrival (broker timestamp:
@@ -83,8 +83,9 @@ applied, published], ...]} having applied nothing; process and erase return {"la
 stored landmark} having changed nothing when the stored landmark is not the one Python knew,
 and erase {"stale"} when the user logged an event Python was not given the amount of;
 process returns {"replan", JSON [outcome per event: 0, or the 2 or 3 it is refused with]}
-having changed nothing when the partition's version moved since the plan read it ("" then)
-or an event is refused that the plan applied, or the other way round.
+having changed nothing when the partition's version moved since the plan's facts ("" then),
+an event it applies is in the window, or an event is refused that the plan applied, or the
+other way round.
 ]]
 
 local mode = ARGV[1]
@@ -541,8 +542,9 @@ if mode == 'process' then
     stems[ev[3]] = ev[12]
     if ev[5] ~= '' then stems[ev[5]] = ev[13] end
   end
-  -- The plan holds while nothing changed what it read (every step bumps the version) and
-  -- the events it applies are not refused here, nor the other way round.
+  -- The plan holds while nothing changed what it read (every step bumps the version), no
+  -- event it applies is in the window, and those it applies are not refused here, nor the
+  -- other way round.
   local version = ARGV[at] .. 'version'
   if N > 0 and (redis.call('GET', version) or '0') ~= ARGV[at + 5] then
     return { 'replan', '' }
@@ -554,6 +556,10 @@ if mode == 'process' then
     local gate = erased_since(ev[10], tonumber(ev[9])) and 3 or (corrupt(ev[3], ev[5]) and 2 or 0)
     local applies = ev[16] == 'a' or ev[16] == 't'
     if (gate ~= 0 and applies) or (gate == 0 and not applies and ev[16] ~= 'h') then moved = true end
+    -- A plan from facts the store kept knows the window's floor, not its entries.
+    if gate == 0 and applies and redis.call('HEXISTS', ukey(ev[3], 'seen_events'), ev[1]) == 1 then
+      moved = true
+    end
     gates[e] = gate
   end
   if moved then return { 'replan', cjson.encode(gates) } end
@@ -615,7 +621,8 @@ elseif mode == 'plan' then
     local window = {}
     -- A trim within the step needs every entry's time; otherwise those of its events suffice.
     local size = redis.pcall('HLEN', seen)
-    if type(size) == 'number' and size + #digests > SEEN_TRIM_AT then
+    if type(size) ~= 'number' then size = 0 end
+    if size + #digests > SEEN_TRIM_AT then
       window = get('HGETALL', seen)
     else
       digests[#digests + 1] = ''
@@ -628,7 +635,7 @@ elseif mode == 'plan' then
       end
     end
     facts[#facts + 1] = { user, get('ZRANGE', ukey(user, 'history'), 0, -1, 'WITHSCORES'),
-      get('HGETALL', ukey(user, 'affinity')), window }
+      get('HGETALL', ukey(user, 'affinity')), window, size }
   end
   return cjson.encode({ redis.call('GET', ARGV[FIRST + 1] .. 'version') or '0', facts })
 elseif mode == 'erase' or mode == 'erase+withdraw' then

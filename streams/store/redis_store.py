@@ -45,7 +45,15 @@ from streams.store.offsets import (
     partition_number,
     partition_steps,
 )
-from streams.store.plan import Plan, plan_of, plan_users, refused
+from streams.store.plan import (
+    KeptFacts,
+    Plan,
+    can_plan,
+    plan_from,
+    plan_users,
+    read_facts,
+    refused,
+)
 from streams.store.relay import last_seq, relay_calls
 from streams.store.script import (
     Actions,
@@ -156,6 +164,7 @@ class RedisStore:
         self._published = Lua(MARK_PUBLISHED_LUA)
         self._header = script_header(self.keys, params, self.read, self.trending_params)
         self._landmarks = Landmarks(self.keys, params)
+        self._kept = KeptFacts(self.keys.partitions)
 
     def _args(self, mode: str, count: int) -> list[str | int | float | bytes]:
         """The script's arguments up to the records."""
@@ -205,7 +214,7 @@ class RedisStore:
         popular_reads = self._popular_reads() if popular else []
         raws = await run(self.client, [c for c, _ in stepped] + reads + popular_reads)
         if await self._after_steps(steps, stepped, raws, events, rows, plans):
-            raws[len(steps) : len(steps) + len(reads)] = await run(self.client, reads)
+            raws[len(steps) :] = await run(self.client, reads + popular_reads)
         read = len(popular_reads)
         replies = [decode_reply(raw) for raw in raws[: len(raws) - read]]
         pending = {
@@ -239,23 +248,30 @@ class RedisStore:
         rows: Sequence[list[str]],
         gates: Mapping[int, Mapping[int, int]],
     ) -> dict[int, Plan]:
-        """Each step's plan (streams/store/plan.py), read in one round trip. ``gates``: per
+        """Each step's plan (streams/store/plan.py): from the facts kept from this store's own
+        last step of the partition, or read (one round trip for all). ``gates``: per
         partition, the events its step said it refuses."""
-        planned = [s for s in steps if s.events]
-        calls = []
-        for step in planned:
+        plans, reads, calls = {}, [], []
+        for step in (s for s in steps if s.events):
             mine = [events[n] for n in step.events]
+            kept = self._kept.take(step.partition)
+            if kept is not None and can_plan(kept[1], mine, self.params):
+                plan = plan_from(kept[0], kept[1], mine, gates.get(step.partition, {}), self.params)
+                plan.others = kept[1]
+                plans[step.partition] = plan
+                continue
             args = self._args("plan", len(mine))
             args.append(plan_users(mine, [rows[n][0] for n in step.events], self.keys.user_stem))
             args.append(self.keys.partition_stem(step.partition))
             calls.append(self._step(step.partition, args))
-        raws = await run(self.client, calls) if calls else []
-        return {
-            step.partition: plan_of(
-                raw, [events[n] for n in step.events], gates.get(step.partition, {}), self.params
-            )
-            for step, raw in zip(planned, raws, strict=True)
-        }
+            reads.append((step, mine, kept))
+        for (step, mine, kept), raw in zip(reads, await run(self.client, calls), strict=True):
+            version, found = read_facts(raw)
+            plan = plan_from(version, found, mine, gates.get(step.partition, {}), self.params)
+            if kept is not None and kept[0] == version:  # nobody wrote since: the rest hold
+                plan.others = kept[1]
+            plans[step.partition] = plan
+        return plans
 
     def _process(
         self,
@@ -295,14 +311,18 @@ class RedisStore:
     ) -> bool:
         """Follow each applied step's landmark; run again each step that wrote nothing: worked
         out anew from the landmark it found stored, or planned anew (streams/store/plan.py).
-        Returns whether any did: the users' views read with the steps are then read again."""
+        Returns whether any did: the reads made with the steps are then made again."""
         again = False
         gates: dict[int, Mapping[int, int]] = {}
+        done: set[int] = set()  # steps written, whose facts are kept
         for attempt in range(_STEP_ATTEMPTS):
             found = {n: why for n in range(len(steps)) if (why := refused(raws[n])) is not None}
             for n, step in enumerate(steps):
                 if n not in found:
                     self._landmarks.stepped(step.partition, stepped[n][1])
+                    if step.partition in plans and n not in done:
+                        self._kept.stepped(step.partition, plans[step.partition])
+                        done.add(n)
                 elif found[n][0] == "landmark":
                     self._landmarks.found(step.partition, found[n][1])
             if not found:
@@ -639,6 +659,7 @@ class RedisStore:
         reports = []
         for user in user_ids:  # one step each, in its slot; its changes to others delivered
             partition = self.keys.partition_of(user)
+            self._kept.drop(partition)  # the step bumps the partition's version
             while True:
                 args = self._args(self._erase_mode, 1)
                 args += [orjson.dumps([[user, stem(user)]])]
