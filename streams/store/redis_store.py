@@ -58,6 +58,7 @@ from streams.store.relay import last_seq, relay_calls
 from streams.store.script import (
     Actions,
     Reply,
+    behind,
     decode_batch,
     decode_reply,
     json_array,
@@ -320,7 +321,7 @@ class RedisStore:
             for n, step in enumerate(steps):
                 if n not in found:
                     self._landmarks.stepped(step.partition, stepped[n][1])
-                    if step.partition in plans and n not in done:
+                    if step.partition in plans and n not in done and not behind(raws[n]):
                         self._kept.stepped(step.partition, plans[step.partition])
                         done.add(n)
                 elif found[n][0] == "landmark":

@@ -49,9 +49,15 @@ class Reply:
         return {item for view in self.views for item in json_array(view[1])}
 
 
+def behind(raw: list[Any]) -> bool:
+    """Whether a step found a partition's stored offset behind the one expected (it applied
+    nothing: the consumer goes back)."""
+    return len(raw) > 2 and bool(raw[2])
+
+
 def decode_reply(raw: list[Any]) -> Reply:
     outcomes_raw, payload = raw[0], raw[1]
-    if len(raw) > 2 and raw[2]:  # the stored offsets were behind: nothing was applied
+    if behind(raw):
         rewinds = {decoded(p): Position(int(a), int(pub)) for p, a, pub in orjson.loads(raw[2])}
         return Reply([], PopularView((), 0.0), [], rewinds)
     views_raw, pending = orjson.loads(payload)
