@@ -37,6 +37,8 @@ from streams.store.script import json_array
 #: Users whose facts a store keeps from its own steps (about 5 kB of Python objects each);
 #: a user beyond them is read before their step.
 KEPT_USERS: Final = 10_000
+#: The verdicts that write an event into its user's window.
+_RECORDED: Final = (FRESH, TRIMMED)
 
 
 @dataclass(slots=True)
@@ -141,9 +143,6 @@ def plan_from(
         if floor is not None:
             entries[FLOOR] = floor
     return Plan(version, planned, users)
-
-
-_RECORDED: Final = (FRESH, TRIMMED)
 
 
 def refused(raw: Any) -> tuple[str, Any] | None:

@@ -46,6 +46,7 @@ from streams.store.offsets import (
     partition_steps,
 )
 from streams.store.plan import (
+    Kept,
     KeptFacts,
     Plan,
     can_plan,
@@ -257,9 +258,7 @@ class RedisStore:
             mine = [events[n] for n in step.events]
             kept = self._kept.take(step.partition)
             if kept is not None and can_plan(kept[1], mine, self.params):
-                plan = plan_from(kept[0], kept[1], mine, gates.get(step.partition, {}), self.params)
-                plan.others = kept[1]
-                plans[step.partition] = plan
+                plans[step.partition] = self._plan(step, mine, gates, kept[0], kept[1], kept)
                 continue
             args = self._args("plan", len(mine))
             args.append(plan_users(mine, [rows[n][0] for n in step.events], self.keys.user_stem))
@@ -268,11 +267,24 @@ class RedisStore:
             reads.append((step, mine, kept))
         for (step, mine, kept), raw in zip(reads, await run(self.client, calls), strict=True):
             version, found = read_facts(raw)
-            plan = plan_from(version, found, mine, gates.get(step.partition, {}), self.params)
-            if kept is not None and kept[0] == version:  # nobody wrote since: the rest hold
-                plan.others = kept[1]
-            plans[step.partition] = plan
+            plans[step.partition] = self._plan(step, mine, gates, version, found, kept)
         return plans
+
+    def _plan(
+        self,
+        step: Step,
+        mine: Sequence[Event],
+        gates: Mapping[int, Mapping[int, int]],
+        version: str,
+        facts: Mapping[str, Kept],
+        kept: tuple[str, dict[str, Kept]] | None,
+    ) -> Plan:
+        """A step's plan from its users' ``facts`` at ``version``; the other users ``kept``
+        hold beside them if they are at the same version (nobody wrote since)."""
+        plan = plan_from(version, facts, mine, gates.get(step.partition, {}), self.params)
+        if kept is not None and kept[0] == version:
+            plan.others = kept[1]
+        return plan
 
     def _process(
         self,
