@@ -134,6 +134,14 @@ class WorkerMetrics(HttpMetrics):
             buckets=REDIS_BUCKETS,
             registry=r,
         )
+        self.gc_pause = Histogram(
+            "socialrec_gc_pause_seconds",
+            "How long each cyclic garbage collection stopped the worker, by generation (2: a "
+            "full pass, which walks everything the worker holds).",
+            ["generation"],
+            buckets=REDIS_BUCKETS,
+            registry=r,
+        )
         self.recommendations_published = Counter(
             "socialrec_recommendations_published_total",
             "Recommendation lists published, by whether the user was cold-start.",

@@ -48,6 +48,20 @@ class Blended:
     totals: dict[str, float]
     history: int = 0
 
+    def without_reasons(self) -> Blended:
+        """The same candidates and scores without their reasons: all the blend learner reads
+        (models/blendlearn.py), in a form a worker can hold for thousands of users. Reasons
+        are objects the cyclic garbage collector walks on every full pass (about 200 a
+        request); floats in tuples of their own it stops tracking after one pass.
+
+        >>> b = blend_pools({Source.MF: {"a": (2.0, [(1.0, "x")])}, Source.FBT: {}},
+        ...                 {Source.MF: 1.0})
+        >>> b.without_reasons().pools, b.without_reasons().totals == b.totals
+        ({<Source.MF: 'mf'>: {'a': (2.0, ())}}, True)
+        """
+        pools = {s: {item: (e[0], ()) for item, e in self.pools[s].items()} for s in self.best}
+        return Blended(pools, self.best, self.totals, self.history)
+
     def normalised(self, item_id: str) -> dict[Source, float]:
         """Each source's score for the candidate over that source's best, in pool order."""
         out: dict[Source, float] = {}

@@ -38,6 +38,7 @@ from mode import Service
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.pipeline import WORKER_ERROR, Applied, BatchProcessor, InboundRecord
+from streams.runtime.heap import Collector
 from streams.runtime.outage import wait_out
 from streams.runtime.publisher import KafkaPublisher
 from streams.security import kafka_client_kwargs
@@ -199,7 +200,9 @@ class EventsConsumer(Service):
         assert self.consumer is not None
         consumer = self.consumer
         within = self.settings.batch_within_ms
+        collector = Collector()
         while not self.should_stop:
+            collector.between_batches()
             found = await consumer.getmany(timeout_ms=within, max_records=self.settings.batch_max)
             records = [
                 InboundRecord(r.value, r.key, r.topic, r.partition, r.offset, r.timestamp / 1e3)

@@ -2,9 +2,12 @@
 :class:`models.knobs.LearnedKnobs` eval replays, fed the same way (each list's candidates, then
 the item the user acts on next), plus the per-user memory that needs and its Redis form.
 
-Memory: the candidates (``Blended``) of each user's last published list, for at most
-``users`` users (the least recently shown are dropped first); :meth:`WorkerKnobs.forget`
-erases users from it. The persisted state holds per-source figures only, never a user id.
+Memory: the candidates (``Blended``, without their reasons) of each user's last published
+list, for at most ``users`` users (the least recently shown are dropped first);
+:meth:`WorkerKnobs.forget` erases users from it. Without their reasons because the collector
+walks what is kept on every full pass: 10,000 users' lists with theirs were some 2 million
+objects, and full passes of 1-2 s with the worker's loop stopped (docs/live-path.md). The
+persisted state holds per-source figures only, never a user id.
 
 Sharing: every worker restores the one ``knobs`` key at start and writes its own learner
 there about once a minute (last writer wins). Partitions are keyed by user, so each worker's
@@ -56,7 +59,7 @@ class WorkerKnobs:
     def shown(self, user_id: str, blended: Blended) -> None:
         """A list built from ``blended`` was published to the user."""
         shown = self._shown
-        shown[user_id] = blended
+        shown[user_id] = blended.without_reasons()
         shown.move_to_end(user_id)
         while len(shown) > self.users:
             shown.popitem(last=False)

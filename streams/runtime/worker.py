@@ -36,6 +36,7 @@ from streams.pipeline import (
 from streams.runtime.catalog import CatalogIngester
 from streams.runtime.consumer import EventsConsumer, events_group
 from streams.runtime.forgetting import ForgetFollower
+from streams.runtime.heap import watched_pauses
 from streams.runtime.lag import LAG_INTERVAL_S, ConsumerLagProbe
 from streams.runtime.learner import learner_group
 from streams.runtime.learner_state import LearnerState
@@ -235,7 +236,15 @@ class WorkerLoops:
         await self._each_isolated(stream, 100, self.erasures.process, "erasure batch")
 
     async def watch_loop(self) -> None:
-        await watch_loop_lag(self.metrics.loop_lag.observe)  # until the worker stops (cancelled)
+        metrics = self.metrics
+        with watched_pauses() as pauses:
+
+            def record(lag: float) -> None:
+                metrics.loop_lag.observe(lag)
+                for generation, seconds in pauses.drain():
+                    metrics.gc_pause.labels(str(generation)).observe(seconds)
+
+            await watch_loop_lag(record)  # until the worker stops (cancelled)
 
     async def follow_forgets(self) -> None:
         await self.forgets.run()  # until the worker stops (cancelled)

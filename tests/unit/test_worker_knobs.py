@@ -227,3 +227,52 @@ async def test_with_a_learnt_blend_lists_take_the_learners_popular_items_as_a_so
         else:
             assert processor.learnt_popular is None
             assert not {item for item, _ in shown} & {"p1", "p2"}
+
+
+def _tracked(root: object) -> int:
+    """Objects the cyclic collector tracks among the containers reachable from ``root``."""
+    import gc
+
+    seen: set[int] = set()
+    stack, count = [root], 0
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or type(obj).__name__ not in {
+            "Blended",
+            "Reason",
+            "dict",
+            "list",
+            "tuple",
+        }:
+            continue
+        seen.add(id(obj))
+        count += gc.is_tracked(obj)
+        stack.extend(gc.get_referents(obj))
+    return count
+
+
+def test_what_the_blend_learner_keeps_of_a_list_is_a_few_objects_the_collector_walks() -> None:
+    """Each kept list costs every full collection a walk over what is kept: with the reasons
+    of 150 candidates that was some 200 objects a user, 2 million for 10,000 users and full
+    passes of 1-2 s (docs/live-path.md); without them, a handful, and it still teaches."""
+    import gc
+
+    from models.recommend import Reason, blend_pools
+    from streams.runtime.knobs import WorkerKnobs
+
+    shared = (Reason(None, 1.0, action="taste"),)
+    pools = {
+        Source.ITEM_CF: {f"c{n}": (1.0 + n, [(0.5, "x"), (0.5 + n, "y")]) for n in range(50)},
+        Source.MF: {f"m{n}": (0.1 * n, shared) for n in range(50)},
+    }
+    blended = blend_pools(pools, DEFAULT_SOURCE_WEIGHTS)
+    knobs = WorkerKnobs(dict(DEFAULT_SOURCE_WEIGHTS), half_life_s=3600.0, users=10)
+    knobs.shown("ann", blended)
+    gc.collect()
+    assert _tracked(blended) > 150  # the list as ranked, with its reasons
+    kept = knobs.lesson("ann")
+    assert kept is not None
+    assert _tracked(kept) <= 4
+    assert kept.totals == blended.totals
+    assert kept.best == blended.best
+    assert knobs.learn(kept, "m30")
