@@ -59,7 +59,9 @@ class Blended:
         >>> b.without_reasons().pools, b.without_reasons().totals == b.totals
         ({<Source.MF: 'mf'>: {'a': (2.0, ())}}, True)
         """
-        pools = {s: {item: (e[0], ()) for item, e in self.pools[s].items()} for s in self.best}
+        pools: dict[Source, Pool] = {
+            s: {item: (e[0], ()) for item, e in self.pools[s].items()} for s in self.best
+        }
         return Blended(pools, self.best, self.totals, self.history)
 
     def normalised(self, item_id: str) -> dict[Source, float]:

@@ -258,10 +258,11 @@ def test_what_the_blend_learner_keeps_of_a_list_is_a_few_objects_the_collector_w
     import gc
 
     from models.recommend import Reason, blend_pools
+    from models.recommend.candidates import Pool
     from streams.runtime.knobs import WorkerKnobs
 
     shared = (Reason(None, 1.0, action="taste"),)
-    pools = {
+    pools: dict[Source, Pool] = {
         Source.ITEM_CF: {f"c{n}": (1.0 + n, [(0.5, "x"), (0.5 + n, "y")]) for n in range(50)},
         Source.MF: {f"m{n}": (0.1 * n, shared) for n in range(50)},
     }
