@@ -113,6 +113,7 @@ class EventsConsumer(Service):
         self.consumer: AIOKafkaConsumer | None = None
         #: Per partition: the applied and published offsets as this consumer knows them.
         self.known: dict[int, Position] = {}
+        self._collector = Collector()
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.consumer.assignment()) if self.consumer is not None else set()
@@ -200,9 +201,7 @@ class EventsConsumer(Service):
         assert self.consumer is not None
         consumer = self.consumer
         within = self.settings.batch_within_ms
-        collector = Collector()
         while not self.should_stop:
-            collector.between_batches()
             found = await consumer.getmany(timeout_ms=within, max_records=self.settings.batch_max)
             records = [
                 InboundRecord(r.value, r.key, r.topic, r.partition, r.offset, r.timestamp / 1e3)
@@ -257,7 +256,8 @@ class EventsConsumer(Service):
         self, records: list[InboundRecord], ranges: list[OffsetRange], applied: Applied | None
     ) -> None:
         """Rank the batch's lists and hand them to the producer, then settle the batch once
-        the one before it has."""
+        the one before it has. Its rankings are gone by then, so the collector's passes run
+        here (streams/runtime/heap.py)."""
         settle: Awaitable[None] | None = None
         if applied is not None:
             try:
@@ -267,6 +267,7 @@ class EventsConsumer(Service):
             except Exception:  # as in _batch: a bug, never an outage
                 log.exception("ranking a batch failed; dead-lettering %d events", len(records))
                 await self.processor.dead_letter_all(records, WORKER_ERROR)
+        self._collector.between_batches()
         await self._settled()
         self._settling = asyncio.ensure_future(self._settle(records, ranges, settle))
 
