@@ -11,9 +11,10 @@ A pass walks every object still alive in the generations it collects. Left to th
 count, young passes came in the middle of batches and walked the lists being ranked (3-6 ms
 each at 10,000 allocations, a tenth of the worker's CPU at 1,000 events/s); made rarer, they
 walked everything the caches had replaced since (a 1.3 s pause). So the worker's consumer
-also calls :meth:`Collector.between_batches`, where little but the caches is alive, and
-the automatic threshold (:data:`YOUNG_THRESHOLD`) is only the net for batches that allocate
-a lot.
+calls :meth:`Collector.between_batches` once a batch's lists are handed over, where little
+but the caches is alive, and its automatic threshold (:data:`BATCHED_YOUNG_THRESHOLD`) is only
+the net for batches that allocate a lot. The learner and ``socialrec api`` keep theirs at
+:data:`YOUNG_THRESHOLD`.
 
 >>> import gc
 >>> previous = gc.get_threshold()
@@ -35,7 +36,10 @@ from contextlib import contextmanager
 from typing import Any
 
 #: Net allocations that start a young pass wherever they happen (CPython's default is 700).
-YOUNG_THRESHOLD = 100_000
+YOUNG_THRESHOLD = 10_000
+#: The same in the worker, whose young passes run between batches: only a net for batches
+#: that allocate a lot.
+BATCHED_YOUNG_THRESHOLD = 100_000
 #: Between batches, a young pass once this many objects were allocated (net) since the last.
 BETWEEN_BATCHES = 2_000
 #: As CPython does: a middle pass after this many young ones, a full one after this many
@@ -44,12 +48,13 @@ PASSES_PER_OLDER = 10
 FULL_EVERY_S = 60.0
 
 
-def settle_heap() -> None:
-    """Collect once, freeze the survivors, and make automatic young collections rare."""
+def settle_heap(young: int = YOUNG_THRESHOLD) -> None:
+    """Collect once, freeze the survivors, and start young passes every ``young`` net
+    allocations."""
     gc.collect()
     gc.freeze()
     _, middle, old = gc.get_threshold()
-    gc.set_threshold(YOUNG_THRESHOLD, middle, old)
+    gc.set_threshold(young, middle, old)
 
 
 class Collector:

@@ -16,7 +16,7 @@ import faust
 from streams.config import Settings
 from streams.keys import Keys
 from streams.metrics import WorkerMetrics
-from streams.runtime.heap import settle_heap
+from streams.runtime.heap import BATCHED_YOUNG_THRESHOLD, settle_heap
 from streams.runtime.learner_process import LearnerSupervisor
 from streams.runtime.worker import WORKER_TOPICS, create_app
 from streams.security import (
@@ -89,7 +89,7 @@ def run_worker(settings: Settings) -> int:
     app.finalize()
     learner = LearnerSupervisor(settings, metrics)
     learner.start()
-    settle_heap()
+    settle_heap(BATCHED_YOUNG_THRESHOLD)  # its consumer collects between batches
     try:
         worker = _BoundedShutdownWorker(app, loglevel="INFO", quiet=True)
         worker.execute_from_commandline()

@@ -4,6 +4,7 @@ it learns from each list and the next item, is saved and restored, and forgets e
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 from typing import Any, cast
 
@@ -11,11 +12,13 @@ import orjson
 import redis.exceptions
 
 from models.cooccurrence import Cooccurrence
-from models.recommend import DEFAULT_SOURCE_WEIGHTS, Source
+from models.recommend import DEFAULT_SOURCE_WEIGHTS, Reason, Source, blend_pools
+from models.recommend.candidates import Pool
 from models.state import StateParams
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.pipeline import BatchProcessor, InboundRecord
+from streams.runtime.knobs import WorkerKnobs
 from streams.runtime.learner_state import LearnerProgress, LearnerState
 from streams.sources import SourceSet
 from streams.store import MemoryStore
@@ -231,8 +234,6 @@ async def test_with_a_learnt_blend_lists_take_the_learners_popular_items_as_a_so
 
 def _tracked(root: object) -> int:
     """Objects the cyclic collector tracks among the containers reachable from ``root``."""
-    import gc
-
     seen: set[int] = set()
     stack, count = [root], 0
     while stack:
@@ -255,12 +256,6 @@ def test_what_the_blend_learner_keeps_of_a_list_is_a_few_objects_the_collector_w
     """Each kept list costs every full collection a walk over what is kept: with the reasons
     of 150 candidates that was some 200 objects a user, 2 million for 10,000 users and full
     passes of 1-2 s (docs/live-path.md); without them, a handful, and it still teaches."""
-    import gc
-
-    from models.recommend import Reason, blend_pools
-    from models.recommend.candidates import Pool
-    from streams.runtime.knobs import WorkerKnobs
-
     shared = (Reason(None, 1.0, action="taste"),)
     pools: dict[Source, Pool] = {
         Source.ITEM_CF: {f"c{n}": (1.0 + n, [(0.5, "x"), (0.5 + n, "y")]) for n in range(50)},
