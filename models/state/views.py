@@ -23,8 +23,9 @@ SOCIAL_ACTION_TYPES = frozenset({EventType.LIKE, EventType.PURCHASE})
 
 #: What a list reads of a user's state (streams.store.ReadParams, eval's replay): the latest
 #: recent items, each one's best neighbours, and the popular fallback. Bounded, so a list's
-#: cost is (recent × neighbours pairs at most).
-RECENT_READ = 20
+#: cost is (recent × neighbours pairs at most). 10 recent items score as well as 20 on the
+#: simulator, Ciao and Taobao (docs/quality.md) for half the pairs and neighbour lists.
+RECENT_READ = 10
 NEIGHBOURS_READ = 20
 POPULAR_READ = 100
 
