@@ -30,7 +30,7 @@ from models.blendlearn import BlendLearner
 from models.evaluation import Scored
 from models.events import ITEM_TYPES, Event
 from models.hybrid import HybridRecommender
-from models.recommend import Blended, Source, blend_pools
+from models.recommend import Blended, Scores, Source, blend_pools
 
 
 class AblatedHybrid:
@@ -47,7 +47,7 @@ class AblatedHybrid:
             else None
         )
         self._fixed = {s: w for s, w in parent.params.source_weights if s is not off}
-        self._choices: dict[str, Blended] = {}
+        self._choices: dict[str, Scores] = {}
         self._last: tuple[str, float, Blended] | None = None
 
     def learn(self, event: Event) -> None:
@@ -79,7 +79,7 @@ class AblatedHybrid:
         request = self.parent.request
         assert request is not None
         if self.blend is not None:
-            self._choices[user_id] = blended
+            self._choices[user_id] = blended.scores()
         weights = self._fixed if self.blend is None else self.blend.weights
         params = replace(self.parent.params_for(k), source_weights=tuple(weights.items()))
         pools = dict(blended.pools)

@@ -29,7 +29,7 @@ item is not its first, so the rarest source ended with all the weight.
 >>> pools = {Source.ITEM_CF: {"a": (1.0, ()), "b": (0.9, ())},
 ...          Source.POPULAR: {"b": (5.0, ()), "c": (4.0, ())}}
 >>> for _ in range(200):   # users keep choosing the popular item over item-CF's best
-...     _ = learner.observe(blend_pools(pools, learner.weights), "c")
+...     _ = learner.observe(blend_pools(pools, learner.weights).scores(), "c")
 >>> learner.weights[Source.POPULAR] > 0.5 > learner.weights[Source.ITEM_CF]
 True
 """
@@ -41,7 +41,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from models.recommend import Blended, Source
+from models.recommend import Scores, Source
 
 #: Requests a source's running mean covers (a plain mean until then).
 WINDOW = 5000
@@ -64,15 +64,16 @@ START_FLOOR = -4.0
 _MARGIN = 1e-6
 
 
-def outranked(blended: Blended, item_id: str, sources: Sequence[Source], k: int) -> bool:
+def outranked(scores: Scores, item_id: str, sources: Sequence[Source], k: int) -> bool:
     """Whether ``k`` candidates outrank the item under any positive weights of ``sources``:
     at least its score in each, above it in one. Then no doubled or halved weight brings it
     into the top ``k``, every variant's gain is 0, and the paired check has nothing to learn
     (most acted-on items rank far down: this one pass over a pool spares the matrix).
 
     >>> from models.recommend import blend_pools
-    >>> b = blend_pools({Source.ITEM_CF: {"a": (3.0, ()), "b": (2.0, ()), "c": (1.0, ())},
-    ...                  Source.MF: {"c": (1.0, ())}}, {Source.ITEM_CF: 1.0, Source.MF: 1.0})
+    >>> pools = {Source.ITEM_CF: {"a": (3.0, ()), "b": (2.0, ()), "c": (1.0, ())},
+    ...          Source.MF: {"c": (1.0, ())}}
+    >>> b = blend_pools(pools, {Source.ITEM_CF: 1.0, Source.MF: 1.0}).scores()
     >>> outranked(b, "c", [Source.ITEM_CF, Source.MF], 2), outranked(b, "b", [Source.ITEM_CF], 2)
     (False, False)
     >>> outranked(b, "c", [Source.ITEM_CF], 2)
@@ -80,23 +81,21 @@ def outranked(blended: Blended, item_id: str, sources: Sequence[Source], k: int)
     """
     own = []
     for source in sources:
-        entry = blended.pools[source].get(item_id)
-        if entry is not None and entry[0] > 0.0:
-            lead = _MARGIN * blended.best[source]
-            own.append((blended.pools[source], entry[0], lead))
+        mine = scores.pools[source].get(item_id, 0.0)
+        if mine > 0.0:
+            own.append((scores.pools[source], mine, _MARGIN * scores.best[source]))
     if not own:  # the item scores 0 here: every candidate with a score outranks it
-        scored = {c for s in sources for c, (raw, _) in blended.pools[s].items() if raw > 0.0}
+        scored = {c for s in sources for c, raw in scores.pools[s].items() if raw > 0.0}
         return len(scored - {item_id}) >= k
     own.sort(key=lambda pool_raw: len(pool_raw[0]))
     (first, mine, lead), rest = own[0], own[1:]
     found = 0
-    for candidate, (raw, _) in first.items():
+    for candidate, raw in first.items():
         if raw < mine or candidate == item_id:
             continue
         above = raw - mine > lead
         for pool, theirs, lead_there in rest:
-            entry = pool.get(candidate)
-            other = 0.0 if entry is None else entry[0]
+            other = pool.get(candidate, 0.0)
             if other < theirs:
                 break
             above = above or other - theirs > lead_there
@@ -111,10 +110,11 @@ def outranked(blended: Blended, item_id: str, sources: Sequence[Source], k: int)
 class BlendLearner:
     """Weights per source: each one's mean gain at ranking what users act on next.
 
-    ``observe(blended, item_id)`` after the user's next item event (``blended``: the
-    candidates of the last list shown to them); ``weights`` is the blend to use. Until a
-    source has proposed candidates in :data:`MIN_REQUESTS` observed requests, its starting
-    weight stands (``initial``, at least 2^START_FLOOR).
+    ``observe(scores, item_id)`` after the user's next item event (``scores``: the
+    candidates of the last list shown to them, :meth:`models.recommend.Blended.scores`);
+    ``weights`` is the blend to use. Until a source has proposed candidates in
+    :data:`MIN_REQUESTS` observed requests, its starting weight stands (``initial``, at least
+    2^START_FLOOR).
     """
 
     def __init__(self, initial: Mapping[Source, float], *, k: int = 10) -> None:
@@ -131,21 +131,20 @@ class BlendLearner:
     def weights(self) -> dict[Source, float]:
         return self._weights
 
-    def observe(self, blended: Blended, item_id: str) -> bool:
+    def observe(self, scores: Scores, item_id: str) -> bool:
         """Learn from one request's candidates and the item acted on; False if no source had
         proposed it (nothing to learn: the weights only reorder candidates)."""
-        if item_id not in blended.totals:
+        if item_id not in scores.totals:
             return False
-        for source in blended.best:
+        for source in scores.best:
             if source not in self._weights:
                 continue
-            pool = blended.pools[source]
-            entry = pool.get(item_id)
+            pool = scores.pools[source]
+            raw = pool.get(item_id, 0.0)
             gain = 0.0
-            if entry is not None and entry[0] > 0.0:
-                raw = entry[0]
+            if raw > 0.0:
                 above = ties = 0
-                for other, _ in pool.values():
+                for other in pool.values():
                     if other > raw:
                         above += 1
                     elif other == raw:
@@ -156,25 +155,25 @@ class BlendLearner:
             self.counts[source] = seen
             mean = self.gains.get(source, 0.0)
             self.gains[source] = mean + (gain - mean) / min(seen, WINDOW)
-        self._refine(blended, item_id)
+        self._refine(scores, item_id)
         self.observations += 1
         self._reweigh()
         return True
 
-    def _refine(self, blended: Blended, item_id: str) -> None:
+    def _refine(self, scores: Scores, item_id: str) -> None:
         """The paired check of the blend itself: where would the item have ranked with each
         source's weight doubled, and halved? Each source's correction moves towards the
         better of the two (the gain of NDCG@``k``), so a source whose own record is good but
         whose candidates crowd out better ones from others is turned down, and the reverse."""
-        sources = [s for s in blended.best if s in self._weights]
-        if len(sources) < 2 or outranked(blended, item_id, sources, self.k):
+        sources = [s for s in scores.best if s in self._weights]
+        if len(sources) < 2 or outranked(scores, item_id, sources, self.k):
             return
-        candidates = list(blended.totals)
+        candidates = list(scores.totals)
         row = {item: n for n, item in enumerate(candidates)}
         features = np.zeros((len(candidates), len(sources)))
         for col, source in enumerate(sources):
-            best, pool = blended.best[source], blended.pools[source]
-            kept = [(row[i], raw) for i, (raw, _) in pool.items() if raw > 0.0]
+            best, pool = scores.best[source], scores.pools[source]
+            kept = [(row[i], raw) for i, raw in pool.items() if raw > 0.0]
             if kept:
                 rows, raws = zip(*kept, strict=True)
                 features[list(rows), col] = np.asarray(raws) / best

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from models.blendlearn import BlendLearner
 from models.halflife import LearnedHalfLife
-from models.recommend import PERSONAL_SOURCES, Blended, Source
+from models.recommend import PERSONAL_SOURCES, Scores, Source
 
 
 @dataclass
@@ -45,9 +45,9 @@ class LearnedKnobs:
         """Every item event, with its weight (non-positive weights are ignored)."""
         self.popularity.update(item_id, weight, ts)
 
-    def learn_choice(self, blended: Blended, item_id: str) -> None:
-        """The user's next item event after a request whose candidates were ``blended``."""
-        self.blend.observe(blended, item_id)
+    def learn_choice(self, scores: Scores, item_id: str) -> None:
+        """The user's next item event after a request whose candidates were ``scores``."""
+        self.blend.observe(scores, item_id)
 
     def values(self) -> dict[str, object]:
         """What eval prints and a worker logs: the knobs as they stand."""

@@ -27,6 +27,7 @@ from models.recommend import (
     CandidateFeatures,
     Pool,
     RecommendParams,
+    Scores,
     Source,
     blend_pools,
     excluded_items,
@@ -77,7 +78,7 @@ class HybridRecommender:
         self.popular_items = popular_items
         # Per user: the candidates of the last list, until the user's next item event teaches
         # the blend (only with knobs).
-        self._choices: dict[str, Blended] = {}
+        self._choices: dict[str, Scores] = {}
         # The last request as read: (user, time, view, pools, popular items), shared with the
         # ablations (models.ablation), which rank the same candidates without one source.
         self.request: Request | None = None
@@ -203,7 +204,7 @@ class HybridRecommender:
         view = self.base.view_for(user_id, exclude)
         pools, blended = self._blend(view, now)
         if self.knobs is not None:
-            self._choices[user_id] = blended
+            self._choices[user_id] = blended.scores()
         assert self.request is not None
         return self.assemble(self.request, pools, blended, self.params_for(k))
 

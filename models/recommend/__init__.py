@@ -23,7 +23,7 @@
 
 from __future__ import annotations
 
-from models.recommend.blend import Blended, blend, blend_pools
+from models.recommend.blend import Blended, Scores, blend, blend_pools
 from models.recommend.candidates import (
     DEFAULT_SOURCE_WEIGHTS,
     PERSONAL_SOURCES,
@@ -52,6 +52,7 @@ __all__ = [
     "RecommendParams",
     "Recommendations",
     "RecommendedItem",
+    "Scores",
     "Source",
     "blend",
     "blend_pools",

@@ -48,21 +48,17 @@ class Blended:
     totals: dict[str, float]
     history: int = 0
 
-    def without_reasons(self) -> Blended:
-        """The same candidates and scores without their reasons: all the blend learner reads
-        (models/blendlearn.py), in a form a worker can hold for thousands of users. Reasons
-        are objects the cyclic garbage collector walks on every full pass (about 200 a
-        request); floats in tuples of their own it stops tracking after one pass.
+    def scores(self) -> Scores:
+        """The raw scores of the sources that scored something, without the reasons: all the
+        blend learner reads (models/blendlearn.py).
 
         >>> b = blend_pools({Source.MF: {"a": (2.0, [(1.0, "x")])}, Source.FBT: {}},
         ...                 {Source.MF: 1.0})
-        >>> b.without_reasons().pools, b.without_reasons().totals == b.totals
-        ({<Source.MF: 'mf'>: {'a': (2.0, ())}}, True)
+        >>> b.scores().pools, b.scores().totals == b.totals
+        ({<Source.MF: 'mf'>: {'a': 2.0}}, True)
         """
-        pools: dict[Source, Pool] = {
-            s: {item: (e[0], ()) for item, e in self.pools[s].items()} for s in self.best
-        }
-        return Blended(pools, self.best, self.totals, self.history)
+        pools = {s: {item: e[0] for item, e in self.pools[s].items()} for s in self.best}
+        return Scores(pools, self.best, self.totals, self.history)
 
     def normalised(self, item_id: str) -> dict[Source, float]:
         """Each source's score for the candidate over that source's best, in pool order."""
@@ -75,6 +71,19 @@ class Blended:
 
     def features(self, item_id: str) -> CandidateFeatures:
         return CandidateFeatures(item_id, self.normalised(item_id), self.history)
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """A request's candidates as the blend learner reads them (:meth:`Blended.scores`), in a
+    form a worker can hold for thousands of users: dicts of ids and floats, which the cyclic
+    garbage collector never tracks. With their reasons a request was about 200 objects that
+    every full pass walked; as ``(score, ())`` pairs, as many walked by a young pass once."""
+
+    pools: dict[Source, dict[str, float]]  # each source's raw score per candidate
+    best: dict[Source, float]
+    totals: dict[str, float]
+    history: int = 0
 
 
 _first = itemgetter(0)

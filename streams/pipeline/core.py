@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 from models.evaluation import TARGET_TYPES
 from models.events import Event
 from models.live_quality import LiveQuality
-from models.recommend import Blended, Pool, RecommendParams, Source
+from models.recommend import Pool, RecommendParams, Scores, Source
 from models.state import PopularView
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
@@ -133,7 +133,7 @@ class ProcessorCore:
         self.forget(users)
         return len(users)
 
-    def _score_request(self, event: Event) -> tuple[Blended, str] | None:
+    def _score_request(self, event: Event) -> tuple[Scores, str] | None:
         """Prequential hit rate: was the item the user just acted on in their last list? And
         the blend's lesson from that list, if any, to learn once the batch's lists are out
         (:meth:`_learn_blend`)."""
@@ -147,12 +147,12 @@ class ProcessorCore:
         lesson = self.knobs.lesson(event.user_id) if self.knobs is not None else None
         return None if lesson is None else (lesson, event.item_id)
 
-    def _learn_blend(self, lessons: Sequence[tuple[Blended, str]]) -> None:
+    def _learn_blend(self, lessons: Sequence[tuple[Scores, str]]) -> None:
         """The blend learns from what users acted on: after their batch's lists are
         acknowledged, so learning never delays a list (the next lists get the new weights)."""
         if self.knobs is not None:
-            for blended, item_id in lessons:
-                self.knobs.learn(blended, item_id)
+            for scores, item_id in lessons:
+                self.knobs.learn(scores, item_id)
 
     def _start_knobs(self, stored: bytes | None = None) -> WorkerKnobs:
         s, weights = self.settings, dict(self._params.source_weights)

@@ -2,12 +2,13 @@
 :class:`models.knobs.LearnedKnobs` eval replays, fed the same way (each list's candidates, then
 the item the user acts on next), plus the per-user memory that needs and its Redis form.
 
-Memory: the candidates (``Blended``, without their reasons) of each user's last published
-list, for at most ``users`` users (the least recently shown are dropped first);
-:meth:`WorkerKnobs.forget` erases users from it. Without their reasons because the collector
-walks what is kept on every full pass: 10,000 users' lists with theirs were some 2 million
-objects, and full passes of 1-2 s with the worker's loop stopped (docs/live-path.md). The
-persisted state holds per-source figures only, never a user id.
+Memory: the candidates' scores (:class:`models.recommend.Scores`) of each user's last
+published list, for at most ``users`` users (the least recently shown are dropped first);
+:meth:`WorkerKnobs.forget` erases users from it. Scores only, in dicts of floats, because the
+collector walks what a worker keeps: 10,000 users' lists with their reasons were some 2
+million objects and full passes of 1-2 s with the worker's loop stopped; as ``(score, ())``
+pairs, tens of thousands a batch for its young pass (docs/live-path.md). The persisted
+state holds per-source figures only, never a user id.
 
 Sharing: every worker restores the one ``knobs`` key at start and writes its own learner
 there about once a minute (last writer wins). Partitions are keyed by user, so each worker's
@@ -37,7 +38,7 @@ import orjson
 
 from models.blendlearn import BlendLearner
 from models.knobs import LearnedKnobs
-from models.recommend import Blended, Source
+from models.recommend import Blended, Scores, Source
 
 
 class WorkerKnobs:
@@ -46,7 +47,7 @@ class WorkerKnobs:
     def __init__(self, weights: Mapping[Source, float], *, half_life_s: float, users: int) -> None:
         self.knobs = LearnedKnobs.start(weights, half_life_s=half_life_s)
         self.users = users
-        self._shown: OrderedDict[str, Blended] = OrderedDict()
+        self._shown: OrderedDict[str, Scores] = OrderedDict()
 
     @property
     def learner(self) -> BlendLearner:
@@ -59,7 +60,7 @@ class WorkerKnobs:
     def shown(self, user_id: str, blended: Blended) -> None:
         """A list built from ``blended`` was published to the user."""
         shown = self._shown
-        shown[user_id] = blended.without_reasons()
+        shown[user_id] = blended.scores()
         shown.move_to_end(user_id)
         while len(shown) > self.users:
             shown.popitem(last=False)
@@ -69,14 +70,14 @@ class WorkerKnobs:
         if it learnt (some source had proposed the item)."""
         return self.learn(self.lesson(user_id), item_id)
 
-    def lesson(self, user_id: str) -> Blended | None:
+    def lesson(self, user_id: str) -> Scores | None:
         """The candidates of the user's last list, taken (a list teaches once): taken before
         the user's next list replaces them, learnt from by :meth:`learn` when convenient."""
         return self._shown.pop(user_id, None)
 
-    def learn(self, blended: Blended | None, item_id: str) -> bool:
+    def learn(self, scores: Scores | None, item_id: str) -> bool:
         """Learn from a :meth:`lesson` and the item acted on; True if it learnt."""
-        return blended is not None and self.knobs.blend.observe(blended, item_id)
+        return scores is not None and self.knobs.blend.observe(scores, item_id)
 
     def forget(self, user_ids: Iterable[str]) -> int:
         """Erase these users' remembered candidates; how many there were."""

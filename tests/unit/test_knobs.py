@@ -129,7 +129,7 @@ def test_the_source_that_ranks_the_chosen_items_first_gets_the_weight() -> None:
             Source.ITEM_CF: _pool([*rest[:4], chosen, *rest[4:]]),  # right, fifth
             Source.MF: _pool(rest),  # never right
         }
-        learner.observe(blend_pools(pools, learner.weights), chosen)
+        learner.observe(blend_pools(pools, learner.weights).scores(), chosen)
     w = learner.weights
     assert w[Source.POPULAR] == 1.0
     assert 0.3 < w[Source.ITEM_CF] < 0.5  # 1/log2(6) of the best
@@ -148,7 +148,7 @@ def test_weights_stay_in_range_and_wait_for_a_record(draws: list[tuple[int, int]
             Source.SOCIAL: _pool(items[::-1]),
             Source.FBT: _pool(items[:1]),
         }
-        learner.observe(blend_pools(pools, learner.weights), items[chosen])
+        learner.observe(blend_pools(pools, learner.weights).scores(), items[chosen])
     for source, weight in learner.weights.items():
         assert 2.0**FLOOR <= weight <= 1.0
         if learner.counts.get(source, 0) < MIN_REQUESTS:
@@ -192,16 +192,16 @@ def test_the_outranked_shortcut_learns_what_the_full_paired_check_learns(
             source: {f"i{n}": (score, ()) for n, score in scores.items()}
             for source, scores in ((Source.ITEM_CF, cf), (Source.MF, mf), (Source.FBT, fbt))
         }
-        fast.observe(blend_pools(pools, fast.weights), f"i{chosen}")
+        fast.observe(blend_pools(pools, fast.weights).scores(), f"i{chosen}")
         with patch("models.blendlearn.outranked", lambda *_: False):
-            full.observe(blend_pools(pools, full.weights), f"i{chosen}")
+            full.observe(blend_pools(pools, full.weights).scores(), f"i{chosen}")
         assert fast.state() == full.state()
 
 
 def test_an_item_no_source_proposed_teaches_nothing() -> None:
     learner = BlendLearner({Source.ITEM_CF: 1.0})
     blended = blend_pools({Source.ITEM_CF: _pool(["a"])}, learner.weights)
-    assert learner.observe(blended, "zzz") is False
+    assert learner.observe(blended.scores(), "zzz") is False
     assert learner.observations == 0
 
 
