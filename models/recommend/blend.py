@@ -78,7 +78,8 @@ class Scores:
     """A request's candidates as the blend learner reads them (:meth:`Blended.scores`), in a
     form a worker can hold for thousands of users: dicts of ids and floats, which the cyclic
     garbage collector never tracks. With their reasons a request was about 200 objects that
-    every full pass walked; as ``(score, ())`` pairs, as many walked by a young pass once."""
+    every full pass walked; as ``(score, ())`` pairs, a tracked tuple a candidate until a
+    young pass had walked it."""
 
     pools: dict[Source, dict[str, float]]  # each source's raw score per candidate
     best: dict[Source, float]

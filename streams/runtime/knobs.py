@@ -7,7 +7,7 @@ published list, for at most ``users`` users (the least recently shown are droppe
 :meth:`WorkerKnobs.forget` erases users from it. Scores only, in dicts of floats, because the
 collector walks what a worker keeps: 10,000 users' lists with their reasons were some 2
 million objects and full passes of 1-2 s with the worker's loop stopped; as ``(score, ())``
-pairs, tens of thousands a batch for its young pass (docs/live-path.md). The persisted
+pairs, about 100 a list for the young passes to walk (docs/live-path.md). The persisted
 state holds per-source figures only, never a user id.
 
 Sharing: every worker restores the one ``knobs`` key at start and writes its own learner
