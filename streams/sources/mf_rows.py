@@ -62,16 +62,16 @@ def merge_ledger(
 ) -> tuple[dict[str, bytes], list[str]]:
     """(entries to write, stored entries to delete): stored + this batch's deltas (rounded
     once, when written), capped at ``max_contributions`` entries by dropping the smallest
-    pushes (L2 norm). Stored rows of an earlier form (float16, float32) are rewritten in the
-    current one.
+    pushes (L2 norm). Stored rows of an earlier form (int8, float16, float32) are rewritten in
+    the current one.
 
     >>> from models.mf import decode_ledger_row, encode_ledger_row
-    >>> before = np.array([0.5, 0.5], dtype="<f4").tobytes()  # a float32 row, as stored before
+    >>> before = np.array([0.4, 0.6], dtype="<f4").tobytes()  # a float32 row, as stored before
     >>> push = np.array([1.0, 0.0])
     >>> stored = {"a": before, "b": encode_ledger_row([0.1, 0.0])}
     >>> put, drop = merge_ledger(stored, {"a": push, "c": push}, max_contributions=2, factors=2)
     >>> {i: decode_ledger_row(raw, 2).round(2).tolist() for i, raw in put.items()}, drop
-    ({'a': [1.5, 0.5], 'c': [1.0, 0.0]}, ['b'])
+    ({'a': [1.4, 0.6], 'c': [1.0, 0.0]}, ['b'])
     """
     if not batch:
         return {}, []
