@@ -85,7 +85,8 @@ USER_FIELDS: Final = (
     "fol_followers",  # set: who keeps the user in fol_following (so erasure finds them)
     # The learner (streams/runtime/learner.py): erased with the user by LearnerState.erase.
     "pools",  # string: JSON, the sources' latest candidates for the user (streams/runtime/pools.py)
-    "learnt",  # zset: digests of the user's events the sources have learnt -> ts (progress.py)
+    "learnt",  # set: digests of the user's events the sources have learnt (progress.py)
+    "learnt_prev",  # set: the generation of learnt digests before (progress.py)
 )
 #: Per-item structures, item-CF's (the learner writes them, the publish path reads sim): dot
 #: (zset co-occurring item -> Σ a_ui·a_uj), sim (zset top-k cosine);
@@ -147,8 +148,9 @@ PARTITION_FIELDS: Final = (
 #: hash of digests (it was a sorted set of ids beside a hash ``event_log``); 4: the learner's
 #: progress and offsets in the ``{learner}`` slot and each partition's; 5: the sources' marks
 #: per partition, their shared tables tagged, the hand-offs (streams/sources/handoff.py); 6:
-#: item-CF's rows in their items' homes, its norms per home; 7: every item key in its home.
-LAYOUT_VERSION: Final = 7
+#: item-CF's rows in their items' homes, its norms per home; 7: every item key in its home;
+#: 8: the learner's learnt ids in two generations of sets (they were a sorted set).
+LAYOUT_VERSION: Final = 8
 
 #: Every field the recommendation sources own (streams/sources): each source's own contract
 #: tests compare them with its pure model, so the core state's snapshot leaves them out.
@@ -178,6 +180,7 @@ SOURCE_FIELDS: Final = frozenset(
         "content_changes",
         "pools",
         "learnt",
+        "learnt_prev",
         "learner",
         "popularity_learnt",
         "popularity_withdrawn",

@@ -16,6 +16,8 @@ Besides Redis commands:
                       to the slot of an item's home for "@<item id>" (Python knows it)
   !incr key n, !hincr key field n, !zincr key member n
                       add n, and delete what is left at or below zero
+  !learnt current previous generation id...
+                      remember a user's learnt ids (learnt.lua, which this script follows)
 An entry in a list: "<number>\t<target stem>\t<payload>". A kind may add ops of its own
 (streams/sources/handoff.py puts them before the last line): item-CF's, in itemcf.lua.
 
@@ -24,8 +26,8 @@ KEYS[1] the slot's hand-off list of this kind: the one key declared, the call's 
 ARGV[1] mode, ARGV[2] the kind (e.g. "fbt"), ARGV[3] the slot's counters, ARGV[4] what it
 applied, then:
   step:  ARGV[5] its marks hash ("": none), ARGV[6] JSON {expect = {field: offset, -1 for
-         none}, marks = {field: offset}, refuse = [["exists", key] or ["zscore", key,
-         member], ...]}, ARGV[7] the payload. Returns {1} if the marks moved (nothing
+         none}, marks = {field: offset}, refuse = [["exists", key] or ["learnt", current,
+         previous, id], ...]}, ARGV[7] the payload. Returns {1} if the marks moved (nothing
          written), {2, [indexes of refusals that hold]} (nothing written), else {0, [entries
          waiting], [what the ops reported]}.
   apply: ARGV[5] the source slot's tag, ARGV[6...] its entries for this slot, in order.
@@ -100,6 +102,7 @@ local OWN = {
     end
   end,
   ['!out'] = function(op) hand(op[2], op[3]) end,
+  ['!learnt'] = function(op) learn_ids(op[2], op[3], tonumber(op[4]), { unpack(op, 5) }) end,
 }
 
 run = function(ops, first, last)
@@ -137,7 +140,7 @@ local function step()
   for n, r in ipairs(control.refuse) do
     local holds
     if r[1] == 'exists' then holds = redis.call('EXISTS', r[2]) == 1
-    else holds = redis.call('ZSCORE', r[2], r[3]) ~= false end
+    else holds = learnt_holds(r[2], r[3], r[4]) end
     if holds then refused[#refused + 1] = n - 1 end
   end
   if #refused > 0 then return { 2, refused } end

@@ -2,8 +2,8 @@
 
 In each partition's slot (its users', streams/keys.py):
 
-- ``u:{user}:learnt``: the user's events learnt (their ids' digests:
-  :func:`streams.sources.progress.learnt_entry`), a window as long as the worker's dedupe
+- ``u:{user}:learnt`` and ``learnt_prev``: the user's events learnt (their ids' digests, two
+  generations: streams/sources/progress.py), a window as long as the worker's dedupe
   window, so a redelivery teaches nothing twice;
 - the partition's ``learner`` hash: the last offset learnt of the partition
   (``offset:{topic}:{partition}``, where a restarted learner resumes) and how many entries of
@@ -47,7 +47,7 @@ from models.state import PopularView
 from streams.keys import Keys, decoded
 from streams.runtime.learner_steps import ProgressSteps, Withdrawals
 from streams.runtime.pools import PoolStore
-from streams.sources.progress import learnt_member
+from streams.sources.progress import learnt_keys, learnt_member
 from streams.store.offsets import partition_number
 
 
@@ -83,14 +83,17 @@ class LearnerState:
         for event in events:
             per_user.setdefault(event.user_id, []).append(learnt_member(event.event_id))
         async with self.client.pipeline(transaction=False) as pipe:
-            for user_id, ids in per_user.items():  # one command per user, not per event
-                pipe.zmscore(self.keys.user(user_id, "learnt"), ids)
+            for user_id, ids in per_user.items():  # a command per generation and user
+                for key in learnt_keys(self.keys, user_id):
+                    pipe.smismember(key, ids)
             replies = await pipe.execute()
         learnt = {
             (user_id, member)
-            for (user_id, members), scores in zip(per_user.items(), replies, strict=True)
-            for member, score in zip(members, scores, strict=True)
-            if score is not None
+            for (user_id, members), current, previous in zip(
+                per_user.items(), replies[0::2], replies[1::2], strict=True
+            )
+            for member, now, before in zip(members, current, previous, strict=True)
+            if now or before
         }
         seen: set[str] = set()
         fresh = []
@@ -178,5 +181,5 @@ class LearnerState:
         if not user_ids:
             return 0
         removed = await self.pools.erase(user_ids)
-        learnt = [self.keys.user(u, "learnt") for u in user_ids]
+        learnt = [key for u in user_ids for key in learnt_keys(self.keys, u)]
         return removed + int(await self.client.delete(*learnt))

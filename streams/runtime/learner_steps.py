@@ -28,7 +28,8 @@ from models.events import Event
 from models.halflife import LearnedHalfLife
 from models.state import POPULAR_READ
 from streams.keys import Keys, decoded
-from streams.sources.progress import learnt_entry
+from streams.sources.handoff import lua_text
+from streams.sources.progress import learnt_generation, learnt_keys, learnt_member
 from streams.store.lua import Arg, Lua, command, run
 from streams.store.offsets import partition_number
 
@@ -61,19 +62,18 @@ return 0
 )
 
 #: A partition's step. KEYS[1]: the partition's learner hash (the route); ARGV: its withdrawal
-#: list, the window, JSON [[learnt-ids key, erasure mark, [score, member, ...]] per user]
-#: (``learnt_entry``), JSON {"offset:…": the batch's last offset} (only raised), how many
-#: withdrawals the list has dropped once this step ran (-1: none taken). A user erased since
-#: the learner checked gets no key back (the erasure deleted it).
+#: list, the learnt ids' generation (``learnt_generation``), JSON [[current, previous, erasure
+#: mark, [id, ...]] per user] (``learnt_keys``, ``learnt_member``), JSON {"offset:…": the
+#: batch's last offset} (only raised), how many withdrawals the list has dropped once this
+#: step ran (-1: none taken). A user erased since the learner checked gets no key back (the
+#: erasure deleted them).
 _PARTITION = Lua(
-    _FORWARD
+    lua_text("learnt.lua")
+    + _FORWARD
     + """
+local generation = tonumber(ARGV[2])
 for _, u in ipairs(cjson.decode(ARGV[3])) do
-  local learnt, erased, flat = u[1], u[2], u[3]
-  if redis.call('EXISTS', erased) == 0 then
-    for i = 1, #flat, 2 do redis.call('ZADD', learnt, flat[i], flat[i + 1]) end
-    redis.call('ZREMRANGEBYRANK', learnt, 0, -tonumber(ARGV[2]) - 1)
-  end
+  if redis.call('EXISTS', u[3]) == 0 then learn_ids(u[1], u[2], generation, u[4]) end
 end
 forward(KEYS[1], cjson.decode(ARGV[4]))
 local target = tonumber(ARGV[5])
@@ -156,7 +156,7 @@ class ProgressSteps:
 
         for event in events:
             users = step(self.keys.partition_of(event.user_id))[0]
-            users.setdefault(event.user_id, []).extend(learnt_entry(event))
+            users.setdefault(event.user_id, []).append(learnt_member(event.event_id))
         for part, last in ends.items():
             step(partition_number(part))[1][f"offset:{part}"] = last
         for partition in upto:
@@ -167,12 +167,11 @@ class ProgressSteps:
         for partition in sorted(steps, key=lambda p: bool(steps[p][1])):
             users, offsets, taken = steps[partition]
             learnt = [
-                [self.keys.user(u, "learnt"), self.keys.erased(u), entries]
-                for u, entries in users.items()
+                [*learnt_keys(self.keys, u), self.keys.erased(u), ids] for u, ids in users.items()
             ]
             args: list[Arg] = [
                 self._withdrawn_key(partition),
-                self.dedupe_window,
+                learnt_generation(self.dedupe_window),
                 orjson.dumps(learnt),
                 orjson.dumps(offsets),
                 taken,

@@ -35,14 +35,19 @@ class Refused(Exception):
         self.held = held
 
 
+def lua_text(name: str) -> str:
+    """A file of streams/lua/."""
+    return resources.files("streams").joinpath(f"lua/{name}").read_text()
+
+
 def script_text(extension: str = "") -> str:
-    """handoff.lua, with a kind's own ops (a file of streams/lua/) before its last line."""
-    text = resources.files("streams").joinpath("lua/handoff.lua").read_text()
+    """handoff.lua after learnt.lua (the users' learnt ids), with a kind's own ops (a file of
+    streams/lua/) before its last line."""
+    text = lua_text("learnt.lua") + lua_text("handoff.lua")
     if not extension:
         return text
-    own = resources.files("streams").joinpath(f"lua/{extension}").read_text()
     body, last = text.rstrip().rsplit("\n", 1)
-    return f"{body}\n{own}\n{last}\n"
+    return f"{body}\n{lua_text(extension)}\n{last}\n"
 
 
 class Handoffs:

@@ -51,7 +51,7 @@ from models.state import StateParams
 from streams.keys import Keys, decoded, user_strings
 from streams.sources.handoff import Handoffs, Refused
 from streams.sources.itemcf_step import Sums, count_writes, encode_window, neighbour_writes, sums
-from streams.sources.progress import Marks, learnt_member
+from streams.sources.progress import Marks, learnt_keys, learnt_member
 from streams.sources.writes import Step, partition_runs
 
 #: Events per step at most. Redis runs one script at a time, so a long one delays the publish
@@ -113,7 +113,7 @@ class RedisItemCF:
             for e in pending:
                 learnt.setdefault(e.user_id, []).append(e)
             refuse = [["exists", self.keys.erased(u)] for u in users] + [
-                ["zscore", self.keys.user(e.user_id, "learnt"), learnt_member(e.event_id)]
+                ["learnt", *learnt_keys(self.keys, e.user_id), learnt_member(e.event_id)]
                 for e in pending
             ]
             try:

@@ -24,7 +24,7 @@ from models.cooccurrence import Deltas, Window
 from models.events import Event
 from models.state import StateParams
 from streams.keys import Keys, decoded
-from streams.sources.progress import learnt_entry
+from streams.sources.progress import learnt_generation, learnt_keys, learnt_member
 from streams.sources.writes import Writes
 
 Pair = tuple[str, str]
@@ -63,12 +63,10 @@ def count_writes(
     for user, window in windows.items():
         key = keys.user(user, "cf_window")
         writes.add(*(("SET", key, encode_window(window)) if window else ("DEL", key)))
-        entries = [x for e in learnt.get(user, ()) for x in learnt_entry(e)]
-        if entries:
-            ids = keys.user(user, "learnt")
-            writes.add("ZADD", ids, *entries)
-            if params.dedupe_window > 0:
-                writes.add("ZREMRANGEBYRANK", ids, 0, -params.dedupe_window - 1)
+        ids = [learnt_member(e.event_id) for e in learnt.get(user, ())]
+        if ids:
+            generation = learnt_generation(params.dedupe_window)
+            writes.add("!learnt", *learnt_keys(keys, user), generation, *ids)
     pairs = [(pair, amount) for pair, amount in deltas.pairs.items() if amount != 0.0]
     asked = dict.fromkeys([*deltas.norms, *(i for (a, b), _ in pairs for i in (a, b))])
     for item in asked:

@@ -31,16 +31,18 @@ offsets only grow: an ``events`` topic deleted and made again needs a fresh stor
 ...     Event("e2", EventType.VIEW, "u1", 0.0)], {4: {"events:4": 7}})]
 ['e2']
 
-Each user's learnt events (``u:{user}:learnt``, a zset written by item-CF's step and by
-:class:`streams.runtime.learner_state.LearnerState`) hold :func:`learnt_entry` pairs: an
-8-byte digest of the event id, not the id (often a 36-character UUID), and whole seconds, not
-the float time. Redis keeps both as integers in the compact zset encoding: 18 bytes an event
-instead of 36 (the simulator's 12-character ids) or 61 (UUIDs). The time only orders the
-window; two ids of a user sharing a digest (2**-64 a pair) would at worst have the second
-taken as learnt already, and skipped.
+Each user's learnt events (written by item-CF's step and by
+:class:`streams.runtime.learner_state.LearnerState`, streams/lua/learnt.lua) are an 8-byte
+digest of each event id, not the id (often a 36-character UUID), in two generations of sets:
+``u:{user}:learnt``, and ``u:{user}:learnt_prev`` once that filled up (:func:`learnt_keys`).
+Redis keeps a set of integers as an intset, 8 bytes an event, where the sorted set of
+(digest, whole seconds) they were until 6 December took about 18. A generation holds half the
+dedupe window (:func:`learnt_generation`), so the user's latest half window to whole window of
+events are remembered, in the order they were learnt. Two ids of a user sharing a digest
+(2**-64 a pair) would at worst have the second taken as learnt already, and skipped.
 
->>> learnt_entry(Event("e1", EventType.VIEW, "u", 1700000000.75))
-(1700000000, '292540415853092123')
+>>> learnt_member("e1"), learnt_keys(Keys("sr:"), "u1"), learnt_generation(10_000)
+('292540415853092123', ('sr:{4.11}u:u1:learnt', 'sr:{4.11}u:u1:learnt_prev'), 5000)
 """
 
 from __future__ import annotations
@@ -61,9 +63,15 @@ def learnt_member(event_id: str) -> str:
     return event_digest(event_id)
 
 
-def learnt_entry(event: Event) -> tuple[int, str]:
-    """(score, member) of ``event`` in its user's learnt events: whole seconds, digest."""
-    return int(event.ts), learnt_member(event.event_id)
+def learnt_keys(keys: Keys, user_id: str) -> tuple[str, str]:
+    """The user's learnt ids: the current generation, and the previous one."""
+    return keys.user(user_id, "learnt"), keys.user(user_id, "learnt_prev")
+
+
+def learnt_generation(dedupe_window: int) -> int:
+    """Ids a generation holds before it becomes the previous one: half the window (0, for a
+    window of 0: one generation, never dropped)."""
+    return (dedupe_window + 1) // 2
 
 
 class Stale(Exception):

@@ -426,10 +426,23 @@ async def test_events_without_an_item_are_marked_learnt_by_the_learner_itself(
     follow = Event("f1", EventType.FOLLOW, "bob", T0, target_user_id="ann")
     buy = Event("b1", EventType.PURCHASE, "bob", T0 + 1, item_id="phone")
     assert await learner.learn(_records([follow, buy])) == 2
-    learnt = await redis_client.zrange(keys.user("bob", "learnt"), 0, -1)
-    # The purchase by item-CF's step, the follow by the mark; digests, in time order.
-    assert learnt == [learnt_member("f1").encode(), learnt_member("b1").encode()]
+    learnt = await redis_client.smembers(keys.user("bob", "learnt"))
+    # The purchase by item-CF's step, the follow by the mark; digests.
+    assert learnt == {learnt_member("f1").encode(), learnt_member("b1").encode()}
+    assert await redis_client.object("encoding", keys.user("bob", "learnt")) == b"intset"
     assert await learner.learn(_records([follow, buy], first_offset=10)) == 0
+
+
+async def test_learnt_ids_are_kept_for_half_the_window_to_all_of_it(
+    redis_client: aioredis.Redis,
+) -> None:
+    """A window of 4: generations of 2 ids; the third batch finds the first two dropped."""
+    state = LearnerState(redis_client, dedupe_window=4)
+    events = [Event(f"e{n}", EventType.VIEW, "bob", T0 + n, item_id="phone") for n in range(5)]
+    for n, event in enumerate(events):
+        await state.mark([event], T0, refresh_s=1.0, ends={"events:0": n})
+    assert [e.event_id for e in await state.unlearnt(events)] == ["e0", "e1"]
+    assert await state.erase(["bob"]) == 2  # both generations
 
 
 async def test_a_user_acting_again_within_the_interval_is_refreshed_when_it_is_up(

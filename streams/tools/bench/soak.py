@@ -3,10 +3,12 @@
 One worker (with its learner) runs through a long simulator stream over a large world
 (100,000 users × 50,000 items by default), fed flat out in chunks. After each chunk the soak
 records the chunk's throughput, Redis ``used_memory`` and the worker's and learner's resident
-memory (Redis's growth since the start: ``used_memory`` counts every database of the server);
-at the end it sends events at a steady rate for a minute and reads the worker's own
-event → publish histogram over that minute (broker append time of the event to the
-producer's acknowledgement of the list, both on this machine's clock).
+memory (Redis's growth since the start: ``used_memory`` counts every database of the server;
+the learner may be behind then). After the last chunk it waits until the learner has learnt
+every event and takes Redis's memory again, by key family; then it sends events at a steady
+rate for a minute and reads the worker's own event → publish histogram over that minute
+(broker append time of the event to the producer's acknowledgement of the list, both on this
+machine's clock).
 
 Throughput is chunk events / time from the chunk's first send until the worker had consumed
 all of it, so a slower producer would show too (the simulator's producer sends about
@@ -33,7 +35,7 @@ from streams.tools.bench.isolation import (
 )
 from streams.tools.bench.procfs import children, cpu_seconds, rss_mb
 from streams.tools.bench.readback import TopicReader
-from streams.tools.bench.run import RUN_TIMEOUT_S, Progress, wait_processed
+from streams.tools.bench.run import RUN_TIMEOUT_S, Progress, learner_catch_up, wait_processed
 from streams.tools.processes import (
     LATENCY,
     STAGE_SECONDS,
@@ -98,6 +100,14 @@ async def soak(
                     f"CPU {row['cpu_ms_per_event']}, worker stages {row['stage_ms_per_event']}"
                 )
             figures["chunks"] = rows
+            # A chunk's row is taken when the worker is done with it, the learner may still be
+            # behind; the families are counted once it has learnt every event.
+            figures["learner_caught_up_after_s"] = await learner_catch_up(s, time.monotonic())
+            figures["redis_used_memory_mb_learnt"] = round(await _redis_mb(settings) - baseline, 1)
+            say(
+                f"  the learner learnt every event {figures['learner_caught_up_after_s']} s "
+                f"later: Redis {figures['redis_used_memory_mb_learnt']} MB"
+            )
             sizes, counts = await memory_by_family(s)
             figures["redis_by_family_mb"], figures["redis_keys_by_family"] = sizes, counts
             say(f"  Redis by key family (MB): {sizes}")
@@ -290,6 +300,12 @@ def soak_table(figures: dict[str, Any]) -> str:
         lines.append(
             f"{row['events']:>6,}  {row['events_per_s']:>8}  {row['redis_used_memory_mb']:>8}  "
             f"{row['worker_rss_mb']:>9}  {learner:>10}"
+        )
+    if figures.get("redis_used_memory_mb_learnt") is not None:
+        lines.append(
+            f"once the learner had learnt every event "
+            f"({figures.get('learner_caught_up_after_s')} s later): Redis "
+            f"{figures['redis_used_memory_mb_learnt']} MB"
         )
     final = figures.get("final_latency", {})
     lines.append(
