@@ -28,9 +28,8 @@ from models.events import Event
 from models.halflife import LearnedHalfLife
 from models.state import POPULAR_READ
 from streams.keys import Keys, decoded
-from streams.sources.handoff import lua_text
 from streams.sources.progress import learnt_generation, learnt_keys, learnt_member
-from streams.store.lua import Arg, Lua, command, run
+from streams.store.lua import Arg, Lua, command, lua_text, run
 from streams.store.offsets import partition_number
 
 #: Raises hash fields to the values given, never lowers them (an older slice learnt again).

@@ -17,7 +17,6 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Final
 
 import orjson
@@ -25,11 +24,11 @@ import redis.asyncio as aioredis
 
 from streams.keys import Keys, decoded
 from streams.sources.content_records import blob, entry_items
-from streams.store.lua import Lua
+from streams.store.lua import Lua, lua_text
 
 log = logging.getLogger(__name__)
 
-_SCRIPT: Final = Lua(resources.files("streams").joinpath("lua/catalogue.lua").read_text())
+_SCRIPT: Final = Lua(lua_text("catalogue.lua"))
 #: Item ids per change-stream entry (one entry per put or delete of up to this many items).
 IDS_PER_ENTRY: Final = 256
 

@@ -15,7 +15,6 @@ What a step writes, and how it is routed to slots: streams/sources/writes.py.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from typing import Any
 
 import orjson
@@ -24,7 +23,7 @@ import redis.asyncio as aioredis
 from streams.keys import Keys, decoded
 from streams.sources.progress import Stale
 from streams.sources.writes import Step, payload
-from streams.store.lua import Arg, Call, Lua, command, run
+from streams.store.lua import Arg, Call, Lua, command, lua_text, run
 
 
 class Refused(Exception):
@@ -33,11 +32,6 @@ class Refused(Exception):
     def __init__(self, held: list[int]) -> None:
         super().__init__(held)
         self.held = held
-
-
-def lua_text(name: str) -> str:
-    """A file of streams/lua/."""
-    return resources.files("streams").joinpath(f"lua/{name}").read_text()
 
 
 def script_text(extension: str = "") -> str:

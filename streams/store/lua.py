@@ -14,11 +14,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
 
 from redis.exceptions import NoScriptError
 
 Arg = str | int | float | bytes
+
+
+def lua_text(name: str) -> str:
+    """A script's text: a file of streams/lua/."""
+    return resources.files("streams").joinpath(f"lua/{name}").read_text()
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ import time
 import zlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
-from importlib import resources
 from typing import Any, cast
 
 import orjson
@@ -36,7 +35,7 @@ from streams.keys import Keys, best_command, best_pairs, decoded, queue_best
 from streams.runtime.itemcache import Neighbours, item_meta_cache, neighbour_cache
 from streams.store.interface import BatchResult, ReadParams, TrendingParams
 from streams.store.landmarks import Landmarks
-from streams.store.lua import Call, Lua, command, run
+from streams.store.lua import Call, Lua, command, lua_text, run
 from streams.store.offsets import (
     MARK_PUBLISHED_LUA,
     OffsetRange,
@@ -162,7 +161,7 @@ class RedisStore:
             if self.read.neighbours > 0
             else None
         )
-        self._lua = Lua(resources.files("streams").joinpath("lua/state.lua").read_text())
+        self._lua = Lua(lua_text("state.lua"))
         self._published = Lua(MARK_PUBLISHED_LUA)
         self._header = script_header(self.keys, params, self.read, self.trending_params)
         self._landmarks = Landmarks(self.keys, params)
