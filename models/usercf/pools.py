@@ -93,6 +93,11 @@ def pool_of(
     latest = np.full(len(counts), -np.inf)
     np.maximum.at(latest, codes[at_edge], times[at_edge])
     edge_users = np.flatnonzero(tied)
+    recency = -latest[edge_users]
+    need = size - len(pool)
+    if len(edge_users) > need:  # those at least as recent as the need-th, ties included
+        kept = recency <= np.partition(recency, need - 1)[need - 1]
+        edge_users, recency = edge_users[kept], recency[kept]
     ids = [names[u] for u in edge_users.tolist()]
-    rest = sorted(zip((-latest[edge_users]).tolist(), ids, strict=True))[: size - len(pool)]
+    rest = sorted(zip(recency.tolist(), ids, strict=True))[:need]
     return pool + [(user, edge) for _, user in rest]

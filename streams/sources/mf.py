@@ -180,10 +180,11 @@ class RedisMF:
         k: int,
         now: float,
     ) -> dict[str, list[Candidate]]:
-        """Each user's top ``k`` items over the whole local item matrix (one matrix-vector
-        product per user), scores as logits. Users without a stored row (no positive or
-        negative event learnt yet) get ``[]``: their initial factors are noise. ``now`` is
-        unused: MF has no notion of time (recency lives in the other sources)."""
+        """Each user's top ``k`` items over the whole local item matrix (the users' scores in
+        a few matrix products: :meth:`OnlineMF.top_k_many`), scores as logits. Users without a
+        stored row (no positive or negative event learnt yet) get ``[]``: their initial
+        factors are noise. ``now`` is unused: MF has no notion of time (recency lives in the
+        other sources)."""
         del now
         unique = list(dict.fromkeys(user_ids))
         result: dict[str, list[Candidate]] = {u: [] for u in unique}
@@ -191,14 +192,16 @@ class RedisMF:
             return result
         async with self._lock:
             await self._ensure_fresh()
-            rows = await self.client.mget([self.keys.user(u, "mf") for u in unique])
-            for user_id, raw in zip(unique, rows, strict=True):
-                if raw is None:
-                    continue
-                self.model.import_rows("user", {user_id: raw_row(raw)})
-                top = self.model.top_k(user_id, k, exclude.get(user_id, frozenset()))
-                self.model.forget_user(user_id)
-                result[user_id] = [Candidate(item, s, TASTE_MATCH) for item, s in top]
+            raws = await self.client.mget([self.keys.user(u, "mf") for u in unique])
+            rows = {u: raw_row(raw) for u, raw in zip(unique, raws, strict=True) if raw}
+            self.model.import_rows("user", rows)
+            try:
+                best = self.model.top_k_many(list(rows), k, exclude)
+            finally:
+                for user_id in rows:
+                    self.model.forget_user(user_id)
+        for user_id, top in best.items():
+            result[user_id] = [Candidate(item, s, TASTE_MATCH) for item, s in top]
         return result
 
     async def score(self, user_id: str, item_ids: Sequence[str]) -> npt.NDArray[np.float64]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import zlib
 from collections.abc import Collection, Mapping, Sequence
@@ -138,6 +139,8 @@ class RedisStore:
         self.erased_ttl_s = erased_ttl_s
         self.params = params
         self.read = read or ReadParams()
+        if self.read.popular <= 0:  # (the learner's reads) none, ever: ZRANGE of 0 reads all
+            self._popular, self._popular_until = PopularView((), 0.0), math.inf
         self.keys = keys or Keys()
         self.trending_params = trending or TrendingParams()
         self._looks = TrendingLooks(client, self.keys, self.trending_params)

@@ -677,6 +677,29 @@ async def _assert_exclusions_only(full: Store, light: Store, users: list[str]) -
     assert any(view.recent for view in whole.views.values())
 
 
+async def test_an_exclusions_only_read_does_not_read_popularity(
+    real_client: aioredis.Redis,
+) -> None:
+    """The learner asks for no popular items, and Redis sends none: a read of the 0 best
+    members of a sorted set would be a read of all of them (every item of every partition,
+    tens of thousands of entries at each read)."""
+    buys = [
+        Event(f"b{n}", EventType.PURCHASE, f"u{n % 7}", T0 + n, item_id=f"item-{n:04}")
+        for n in range(2_000)
+    ]
+    await RedisStore(real_client, StateParams()).process_batch(buys)
+    light = RedisStore(real_client, StateParams(), read=EXCLUSIONS_ONLY)
+
+    async def sent() -> int:
+        return int((await real_client.info("stats"))["total_net_output_bytes"])
+
+    before = await sent()
+    view = (await light.read_users(["u0"])).views["u0"]
+    assert len(view.bought) > 200
+    # The user's own 286 items (a few kB); the popularity of 2,000 items is over 40 kB.
+    assert await sent() - before < 20_000
+
+
 async def test_kept_popular_items_serve_until_their_time_is_up(
     real_client: aioredis.Redis,
 ) -> None:

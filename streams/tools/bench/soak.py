@@ -8,7 +8,8 @@ the learner may be behind then). After the last chunk it waits until the learner
 every event and takes Redis's memory again, by key family; then it sends events at a steady
 rate for a minute and reads the worker's own event → publish histogram over that minute
 (broker append time of the event to the producer's acknowledgement of the list, both on this
-machine's clock).
+machine's clock), and how long after the worker the learner had learnt that minute too (one
+that keeps up at that rate is done within about a second).
 
 Throughput is chunk events / time from the chunk's first send until the worker had consumed
 all of it, so a slower producer would show too (the simulator's producer sends about
@@ -113,6 +114,9 @@ async def soak(
             say(f"  Redis by key family (MB): {sizes}")
             say(f"  bytes a key: {bytes_a_key(sizes, counts)}")
             figures["final_latency"] = await _final_latency(world, seed, progress, proc, done, say)
+            # A learner that keeps up at this rate is done within a second or so of the worker.
+            lag = await learner_catch_up(s, time.monotonic())
+            figures["final_latency"]["learner_done_after_s"] = lag
             say(f"  {figures['final_latency']}")
     finally:
         await proc.stop()
@@ -312,4 +316,6 @@ def soak_table(figures: dict[str, Any]) -> str:
         f"end/start throughput {figures.get('end_vs_start')}; at {FINAL_RATE:g}/s at the end: "
         f"p50 {final.get('p50_ms')} ms, p99 {final.get('p99_ms')} ms"
     )
+    if "learner_done_after_s" in final:
+        lines.append(f"the learner done with it {final['learner_done_after_s']} s after the worker")
     return "\n".join(lines)
