@@ -203,7 +203,10 @@ def best_command(key: str, count: int) -> tuple[str | int, ...]:
     """A read of the ``count`` best members of a sorted set with their scores, to decode with
     :func:`best_pairs`. The command goes as it is, not through redis-py's ``zrevrange``, whose
     reply callback pairs and casts every entry in Python before the caller decodes them
-    again: most of the cost of such a read."""
+    again: most of the cost of such a read. ``count`` must be at least 1 (``ZRANGE`` of 0
+    to -1 would read every member)."""
+    if count < 1:
+        raise ValueError(f"a read of the best members needs a count of at least 1, not {count}")
     return ("ZRANGE", key, 0, count - 1, "REV", "WITHSCORES")
 
 
