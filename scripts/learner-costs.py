@@ -2,11 +2,15 @@
 learner of streams/runtime/learner.py learns the simulator's stream in batches of 2,000 (its
 largest, as when it catches up) on a real Redis with nothing else (no Kafka: the records are
 built here). Before each batch the worker's state step applies it, untimed, so the users'
-exclusions are what the learner would read. Per chunk: the learner's events a second, and its
-time split into learning, refreshing the pools (each source's candidates) and the rest.
-    usage: .venv/bin/python scripts/learner-costs.py REDIS_URL [EVENTS [CHUNK]]
-                                                       (default 200,000 and 50,000)
-The Redis database of REDIS_URL is flushed before and after.
+exclusions are what the learner would read. The records are stamped as if appended at RATE
+events a second (default 1,000) from the start, so the learner's lag paces its refreshes as
+in its own loop. Per chunk: the learner's events a second, and its milliseconds an event:
+learning (each source's own), refreshing the pools (each source's candidates) and the rest.
+The sources learn side by side, and propose side by side: their own figures overlap, and
+add up to more than the whole.
+    usage: [RATE=1000] [KEEP=1] .venv/bin/python scripts/learner-costs.py REDIS_URL
+                                                       [EVENTS [CHUNK]]  (200,000 and 50,000)
+The Redis database of REDIS_URL is flushed before, and after unless KEEP is set.
 """
 
 from __future__ import annotations
@@ -61,7 +65,9 @@ async def main(url: str, count: int, chunk: int) -> None:
     spent: dict[str, float] = defaultdict(float)
     sources.learn = timed(spent, "learn", sources.learn)  # type: ignore[method-assign]
     for source in sources.models:
-        source.candidates = timed(spent, f"pools {source.source.value}", source.candidates)  # type: ignore[method-assign]
+        name = source.source.value
+        source.learn = timed(spent, f"learn {name}", source.learn)  # type: ignore[method-assign]
+        source.candidates = timed(spent, f"pools {name}", source.candidates)  # type: ignore[method-assign]
     learner.refresh = timed(spent, "refresh", learner.refresh)  # type: ignore[method-assign]
 
     world = generate_world(11, users=SOAK_USERS, items=SOAK_ITEMS)
@@ -70,7 +76,7 @@ async def main(url: str, count: int, chunk: int) -> None:
     stream = generate_events(world, 11, count=count, start_ts=time.time(), mean_gap_s=0.0)
     done, learnt_s, batch = 0, 0.0, []
     began = time.time()
-    print(f"{'events':>8} {'events/s':>9}  ms an event: " + "learn, refresh (pools ...), rest")
+    print(f"{'events':>8} {'events/s':>9}  ms an event: learn (sources), refresh (pools), rest")
     for event in stream:
         batch.append(event)
         if len(batch) < LEARN_BATCH_MAX:
@@ -102,11 +108,15 @@ async def main(url: str, count: int, chunk: int) -> None:
 
 def row(done: int, chunk: int, learnt_s: float, spent: dict[str, float]) -> str:
     ms = 1000.0 / chunk
-    pools = ", ".join(f"{k[6:]} {v * ms:.3f}" for k, v in sorted(spent.items()) if k[:5] == "pools")
+
+    def each(kind: str) -> str:
+        parts = sorted((k.split()[1], v) for k, v in spent.items() if k.startswith(kind + " "))
+        return ", ".join(f"{name} {v * ms:.3f}" for name, v in parts if v)
+
     rest = learnt_s - spent["learn"] - spent["refresh"]
     return (
-        f"{done:>8,} {chunk / learnt_s:>9,.0f}  {spent['learn'] * ms:.3f}, "
-        f"{spent['refresh'] * ms:.3f} ({pools}), {rest * ms:.3f}"
+        f"{done:>8,} {chunk / learnt_s:>9,.0f}  {spent['learn'] * ms:.3f} ({each('learn')}), "
+        f"{spent['refresh'] * ms:.3f} ({each('pools')}), {rest * ms:.3f}"
     )
 
 

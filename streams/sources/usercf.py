@@ -222,14 +222,9 @@ class RedisUserCF:
         for user_id in result:
             if not rows[user_id]:
                 continue
-            found = model.candidates(
-                user_id,
-                k,
-                exclude.get(user_id, frozenset()),
-                contributors=False,
-                among=pools[user_id],
-            )
-            result[user_id] = [Candidate(c.item_id, c.score, SIMILAR_SHOPPERS) for c in found]
+            # The scores of UserCF.candidates without its contributors (none reach a list).
+            found = model.top_k(user_id, k, exclude.get(user_id, frozenset()), among=pools[user_id])
+            result[user_id] = [Candidate(item, s, SIMILAR_SHOPPERS) for item, s in found]
         return result
 
     async def _neighbour_pools(
