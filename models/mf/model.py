@@ -14,12 +14,10 @@ from river import optim
 
 from models.mf.rows import FactorRows, Vector, decode_ledger_row
 from models.mf.sampler import NegativeSampler, SamplerState, Sampling
+from models.mf.topk import top_k_rows
 
 #: Logits are clipped before the loss so exp() never overflows on a runaway pair.
 _MAX_LOGIT: Final = 30.0
-#: Users scored by one matrix product in :meth:`OnlineMF.top_k_many` (a chunk's scores at
-#: 50,000 items are 6 MB of float32).
-_USERS_A_PRODUCT: Final = 32
 
 
 class OnlineMF(FactorRows):
@@ -165,51 +163,19 @@ class OnlineMF(FactorRows):
         k: int,
         exclude: Mapping[str, Collection[str]] | None = None,
     ) -> dict[str, list[tuple[str, float]]]:
-        """:meth:`top_k` of each user (``exclude``: per user). The scores of
-        :data:`_USERS_A_PRODUCT` users come from one matrix product, which reads the item
-        matrix once for all of them: at 50,000 items a user costs a third of a product of
-        their own.
-
-        >>> mf = OnlineMF(factors=4, seed=1)
-        >>> for _ in range(20):
-        ...     mf.learn("ann", "tea", 1.0)
-        >>> best = mf.top_k_many(["ann", "nobody"], 1, {"ann": {"cup"}})
-        >>> best["ann"][0][0], best["nobody"]
-        ('tea', [])
-        """
+        """:meth:`top_k` of each user (``exclude``: per user), their scores by a few matrix
+        products (:func:`models.mf.topk.top_k_rows`)."""
         found: dict[str, list[tuple[str, float]]] = {u: [] for u in user_ids}
         count = len(self._item_ids)
         known = [u for u in found if u in self._users]
         if not known or k <= 0 or count == 0:
             return found
-        items = self._item_matrix[:count]
-        for start in range(0, len(known), _USERS_A_PRODUCT):
-            chunk = known[start : start + _USERS_A_PRODUCT]
-            scores = np.stack([self._users[u] for u in chunk]) @ items.T
-            for user_id, row in zip(chunk, scores, strict=True):
-                found[user_id] = self._best(row, k, (exclude or {}).get(user_id, ()))
+        rows, exclude = self._item_rows, exclude or {}
+        banned = [[r for r in map(rows.get, exclude.get(u, ())) if r is not None] for u in known]
+        users = [self._users[u] for u in known]
+        best = top_k_rows(users, self._item_matrix[:count], self._item_ids, k, banned)
+        found.update(zip(known, best, strict=True))
         return found
-
-    def _best(
-        self, scores: npt.NDArray[np.float32], k: int, exclude: Collection[str]
-    ) -> list[tuple[str, float]]:
-        """The ``k`` best of one user's scores over every item, best first, ties by id."""
-        banned = [r for r in (self._item_rows.get(i) for i in exclude) if r is not None]
-        scores[banned] = -np.inf
-        finite = np.isfinite(scores)  # (a damaged stored row scores NaN: never proposed)
-        if finite.sum() > k:
-            # Everything tied with the k-th best is kept, so the id tie-break below is honest.
-            kept = np.where(finite, scores, -np.inf)
-            cut = len(kept) - k
-            threshold = kept[np.argpartition(kept, cut)[cut:]].min()
-            candidates = np.flatnonzero(kept >= threshold)
-        else:
-            candidates = np.flatnonzero(finite)
-        # (−score, id) pairs sort in C: best first, ties by id.
-        ids = self._item_ids
-        best = (-scores[candidates].astype(np.float64)).tolist()
-        ranked = sorted(zip(best, [ids[r] for r in candidates.tolist()], strict=True))
-        return [(item, -negative) for negative, item in ranked[:k]]
 
     # ---- explicit state --------------------------------------------------------------------
     @property

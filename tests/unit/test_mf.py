@@ -187,6 +187,27 @@ def test_top_k_is_sorted_bounded_and_respects_exclusions() -> None:
     assert mf.top_k("u0", 5, exclude=everything) == []
 
 
+def test_top_k_many_is_each_user_s_top_k_across_its_matrix_products() -> None:
+    """70 users take three matrix products; each gets the items it gets alone, and a user with
+    every item excluded, or none learnt, gets nothing."""
+    rnd = random.Random(4)
+    mf = _train([(f"u{rnd.randrange(70)}", f"i{rnd.randrange(40)}", 3.0) for _ in range(600)])
+    users = [f"u{n}" for n in range(70)] + ["nobody"]
+    exclude = {u: {f"i{n}" for n in range(n % 5)} for n, u in enumerate(users)}
+    exclude["u3"] = set(mf.item_ids())
+    many = mf.top_k_many(users, 6, exclude)
+    for user in users:
+        alone = mf.top_k(user, 6, exclude[user])
+        assert [i for i, _ in many[user]] == [i for i, _ in alone]
+        # The same float32 products, summed in another order by a product of another shape.
+        np.testing.assert_allclose([s for _, s in many[user]], [s for _, s in alone], atol=1e-8)
+    assert many["u3"] == many["nobody"] == []
+    assert all(many[f"u{n}"] for n in (0, 1, 69))
+    # The scores are the user's products with the items' rows, as scoring gives them.
+    items, scores = zip(*many["u0"], strict=True)
+    np.testing.assert_allclose(mf.score("u0", list(items)), scores, rtol=1e-6, atol=1e-8)
+
+
 def test_hide_pushes_the_item_down_and_zero_weight_changes_nothing() -> None:
     mf = _train([("u1", f"i{k}", 3.0) for k in range(6)] * 5, seed=6)
     before = float(mf.score("u1", ["i2"])[0])
