@@ -27,7 +27,7 @@ import redis.asyncio as aioredis
 
 from models.simulator import generate_events, generate_world
 from streams.config import load_settings
-from streams.keys import Keys, partition_of
+from streams.keys import Keys
 from streams.metrics import WorkerMetrics
 from streams.pipeline import InboundRecord
 from streams.runtime.learner import LEARN_BATCH_MAX, Learner
@@ -71,7 +71,7 @@ async def main(url: str, count: int, chunk: int) -> None:
     learner.refresh = timed(spent, "refresh", learner.refresh)  # type: ignore[method-assign]
 
     world = generate_world(11, users=SOAK_USERS, items=SOAK_ITEMS)
-    topic, parts = settings.topic("events"), Keys().partitions
+    topic, keys = settings.topic("events"), Keys()
     offsets: dict[int, int] = defaultdict(int)
     stream = generate_events(world, 11, count=count, start_ts=time.time(), mean_gap_s=0.0)
     done, learnt_s, batch = 0, 0.0, []
@@ -84,7 +84,7 @@ async def main(url: str, count: int, chunk: int) -> None:
         await worker_store.process_batch(batch)
         records = []
         for n, e in enumerate(batch, start=done):
-            part = partition_of(e.user_id, parts)
+            part = keys.partition_of(e.user_id)
             # Appended at RATE events a second from the start, as a producer at that rate would.
             at = began + n / RATE
             value, key = e.to_json(), e.user_id.encode()
