@@ -113,10 +113,12 @@ async def soak(
             figures["redis_by_family_mb"], figures["redis_keys_by_family"] = sizes, counts
             say(f"  Redis by key family (MB): {sizes}")
             say(f"  bytes a key: {bytes_a_key(sizes, counts)}")
-            figures["final_latency"] = await _final_latency(world, seed, progress, proc, done, say)
+            spent, began = await _costs(settings, s, proc.pid), time.monotonic()
+            final = await _final_latency(world, seed, progress, proc, done, say)
             # A learner that keeps up at this rate is done within a second or so of the worker.
-            lag = await learner_catch_up(s, time.monotonic())
-            figures["final_latency"]["learner_done_after_s"] = lag
+            final["learner_done_after_s"] = await learner_catch_up(s, time.monotonic())
+            final.update(_final_costs(spent, await _costs(settings, s, proc.pid), began))
+            figures["final_latency"] = final
             say(f"  {figures['final_latency']}")
     finally:
         await proc.stop()
@@ -167,7 +169,7 @@ async def _final_latency(
     proc: ManagedProcess,
     done: int,
     say: Callable[[str], None],
-) -> dict[str, float | None]:
+) -> dict[str, Any]:
     """:data:`FINAL_SECONDS` at :data:`FINAL_RATE` after the chunks: the worker's p50/p99."""
     from streams.tools.simulate import produce
 
@@ -182,6 +184,15 @@ async def _final_latency(
     await wait_processed(progress, proc, done + count, RUN_TIMEOUT_S)
     after = await scrape(metrics_url(s))
     return _latency(before, after)
+
+
+def _final_costs(before: dict[str, Any], after: dict[str, Any], began: float) -> dict[str, Any]:
+    """The steady minute's CPU per event (until the learner was done with it too), and the
+    share of one core the learner used meanwhile: a learner well under one core that still
+    lags is waiting (on Redis, mostly), not computing."""
+    used = _per_event(before, after, int(FINAL_RATE * FINAL_SECONDS))["cpu_ms_per_event"]
+    busy = (after["learner"] - before["learner"]) / max(time.monotonic() - began, 1e-9)
+    return {"cpu_ms_per_event": used, "learner_core_share": round(busy, 2)}
 
 
 async def _costs(settings: Settings, worker: Settings, pid: int | None) -> dict[str, Any]:
@@ -318,4 +329,9 @@ def soak_table(figures: dict[str, Any]) -> str:
     )
     if "learner_done_after_s" in final:
         lines.append(f"the learner done with it {final['learner_done_after_s']} s after the worker")
+    if "cpu_ms_per_event" in final:
+        lines.append(
+            f"CPU ms an event meanwhile {final['cpu_ms_per_event']}, the learner on "
+            f"{final['learner_core_share']} of a core"
+        )
     return "\n".join(lines)
