@@ -200,7 +200,7 @@ class OnlineMF(FactorRows):
 
     def set_sampler_state(self, state: SamplerState) -> None:
         """Restore :meth:`sampler_state` (after the item rows: pool items must be known)."""
-        missing = [i for i in state.pool if i not in self._item_rows]
+        missing = self.unknown_items(state.pool)
         if missing or state.steps < 0:
             raise ValueError(f"{len(missing)} pool items are unknown; import item rows first")
         self._sampler.restore(state.steps, [self._item_rows[i] for i in state.pool])

@@ -163,7 +163,7 @@ class Changed:
     """Rows changed since the last :meth:`FactorRows.take_changed`: what to write back."""
 
     users: frozenset[str]
-    items: frozenset[str]
+    items: tuple[str, ...]  # in row order: a fresh hash given them in it keeps the local order
 
 
 class FactorRows:
@@ -190,6 +190,10 @@ class FactorRows:
     def item_ids(self) -> tuple[str, ...]:
         """Known items in row order (the order uniform sampling indexes into)."""
         return tuple(self._item_ids)
+
+    def unknown_items(self, item_ids: Iterable[str]) -> list[str]:
+        """Those of ``item_ids`` without a row here, once each, in order."""
+        return [i for i in dict.fromkeys(item_ids) if i not in self._item_rows]
 
     def user_factors(self, user_id: str) -> Vector | None:
         """A copy of the user's factors, or None for an unknown user."""
@@ -228,7 +232,8 @@ class FactorRows:
 
     def take_changed(self) -> Changed:
         """Ids whose rows changed since the last call (then forgets them): the write-back set."""
-        changed = Changed(frozenset(self._changed_users), frozenset(self._changed_items))
+        items = tuple(sorted(self._changed_items, key=self._item_rows.__getitem__))
+        changed = Changed(frozenset(self._changed_users), items)
         self._changed_users.clear()
         self._changed_items.clear()
         return changed

@@ -64,16 +64,15 @@ async def _restore_sampler(
     client: aioredis.Redis, keys: Keys, model: OnlineMF, state: SamplerState
 ) -> None:
     """Restore the shared sampler; pool items this worker has not seen are fetched first."""
-    known = set(model.item_ids())
-    missing = list(dict.fromkeys(i for i in state.pool if i not in known))
+    missing = model.unknown_items(state.pool)
     if missing:
         found = await client.hmget(items_key(keys), missing)
         model.import_rows(
             "item",
             {i: raw_row(raw) for i, raw in zip(missing, found, strict=True) if raw is not None},
         )
-        known = set(model.item_ids())
-        state = SamplerState(state.steps, tuple(i for i in state.pool if i in known))
+        gone = set(model.unknown_items(missing))
+        state = SamplerState(state.steps, tuple(i for i in state.pool if i not in gone))
     model.set_sampler_state(state)
 
 
@@ -103,9 +102,7 @@ async def write_back(
     for user_id, raw in model.export_rows("user", changed.users).items():
         writes.add("SET", keys.user(user_id, "mf"), raw)
     # Row order, so a fresh hash keeps the local order while Redis keeps insertion order.
-    hand_item_rows(
-        writes, keys, model.export_rows("item", (i for i in model.item_ids() if i in changed.items))
-    )
+    hand_item_rows(writes, keys, model.export_rows("item", changed.items))
     for user_id in users:
         key = keys.user(user_id, "mf_contrib")
         put, drop = merge_ledger(

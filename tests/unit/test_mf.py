@@ -247,7 +247,14 @@ def test_take_changed_reports_the_rows_to_write_back() -> None:
     assert changed.users == {"u1"}
     assert "i0" in changed.items
     assert 1 <= len(changed.items) <= 3  # the item and at most two sampled negatives
-    assert mf.take_changed().items == frozenset()
+    assert list(changed.items) == [i for i in mf.item_ids() if i in changed.items]  # row order
+    assert mf.take_changed().items == ()
+
+
+def test_unknown_items_are_those_without_a_row_once_each_in_order() -> None:
+    mf = OnlineMF(factors=4, negatives=0)
+    mf.learn("u", "b", 1.0)
+    assert mf.unknown_items(["c", "b", "a", "c"]) == ["c", "a"]
 
 
 def test_learns_a_planted_two_cluster_pattern() -> None:
