@@ -7,9 +7,8 @@ exclusions are what the learner would read. The records are stamped as if append
 events a second (default 1,000) from the start, so the learner's lag paces its refreshes as
 in its own loop. Per chunk: the learner's events a second, and its milliseconds an event:
 learning (each source's own), refreshing the pools (each source's candidates) and the rest.
-The sources learn side by side, and propose side by side (the refresh beside item-CF's
-learning, within the learning's time): their own figures overlap, and add up to more than
-the whole.
+The sources learn side by side, and propose side by side: their own figures overlap, and
+add up to more than the whole.
     usage: [RATE=1000] [BATCH=2000] [KEEP=1] .venv/bin/python scripts/learner-costs.py REDIS_URL
                                                        [EVENTS [CHUNK]]  (200,000 and 50,000)
 The Redis database of REDIS_URL is flushed before, and after unless KEEP is set.
@@ -22,7 +21,7 @@ import os
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -71,25 +70,14 @@ async def main(url: str, count: int, chunk: int) -> None:
         name = source.source.value
         source.learn = timed(spent, f"learn {name}", source.learn)  # type: ignore[method-assign]
         source.candidates = timed(spent, f"pools {name}", source.candidates)  # type: ignore[method-assign]
-    learning = [False]
-    learn, refresh = sources.learn, timed(spent, "refresh", learner.refresh)
+    sources.learn = timed(spent, "learn", sources.learn)  # type: ignore[method-assign]
+    refresh = timed(spent, "refresh", learner.refresh)
 
-    async def learn_all(*args: Any) -> None:
-        learning[0], start = True, time.perf_counter()
-        try:
-            await learn(*args)
-        finally:
-            learning[0] = False
-            spent["learn"] += time.perf_counter() - start
+    async def refreshing(users: Sequence[str], now: float) -> None:
+        spent["users refreshed"] += len(users)
+        await refresh(users, now)
 
-    async def refreshing(*args: Any) -> None:
-        outside, start = not learning[0], time.perf_counter()
-        await refresh(*args)
-        if outside:
-            spent["refresh outside"] += time.perf_counter() - start
-
-    sources.learn = learn_all  # type: ignore[method-assign,assignment]
-    learner.refresh = refreshing  # type: ignore[method-assign,assignment]
+    learner.refresh = refreshing  # type: ignore[method-assign]
 
     world = generate_world(11, users=SOAK_USERS, items=SOAK_ITEMS)
     topic, keys = settings.topic("events"), Keys()
@@ -97,7 +85,10 @@ async def main(url: str, count: int, chunk: int) -> None:
     stream = generate_events(world, 11, count=count, start_ts=time.time(), mean_gap_s=0.0)
     done, learnt_s, batch = 0, 0.0, []
     began = time.time()
-    print(f"{'events':>8} {'events/s':>9}  ms an event: learn (sources), refresh (pools), rest")
+    print(
+        f"{'events':>8} {'events/s':>9}  ms an event: learn (sources), refresh (pools), rest; "
+        "users refreshed an event"
+    )
     for event in stream:
         batch.append(event)
         if len(batch) < BATCH:
@@ -134,12 +125,11 @@ def row(done: int, chunk: int, learnt_s: float, spent: dict[str, float]) -> str:
         parts = sorted((k.split()[1], v) for k, v in spent.items() if k.startswith(kind + " "))
         return ", ".join(f"{name} {v * ms:.3f}" for name, v in parts if v)
 
-    # The refresh runs beside item-CF's learning, inside the sources' learn (where it is not
-    # yet, it runs after it: then it is not part of the learning's time).
-    rest = learnt_s - spent["learn"] - spent["refresh outside"]
+    rest = learnt_s - spent["learn"] - spent["refresh"]
     return (
         f"{done:>8,} {chunk / learnt_s:>9,.0f}  {spent['learn'] * ms:.3f} ({each('learn')}), "
-        f"{spent['refresh'] * ms:.3f} ({each('pools')}), {rest * ms:.3f}"
+        f"{spent['refresh'] * ms:.3f} ({each('pools')}), {rest * ms:.3f}; "
+        f"{spent['users refreshed'] / chunk:.2f} users refreshed an event"
     )
 
 

@@ -6,10 +6,9 @@ delays a list and a slow learner shows as its own lag, not the worker's. Per bat
 1. validates the events as the worker does and leaves out those of erased users;
 2. leaves out events it has already learnt (``u:{user}:learnt``, a window of event ids as
    long as the worker's dedupe window): a replay or a redelivery teaches nothing twice;
-3. lets every source learn the rest, and asks them for the candidates of the users it
-   touched (beside item-CF's learning, which comes last), without the items each user's
-   state excludes, and keeps them as the users' pools (streams/runtime/pools.py) for the
-   worker to read;
+3. lets every source learn the rest, then asks them for the candidates of the users it
+   touched, without the items each user's state excludes, and keeps them as the users'
+   pools (streams/runtime/pools.py) for the worker to read;
 4. marks the events learnt, records its progress (the newest broker time learnt, the
    stream's half-life as learnt so far), and only then commits its offsets.
 
@@ -130,12 +129,8 @@ class Learner:
         )
         # One partition's users after another's: each source's step is one partition's slot.
         fresh = partition_order(self.state.keys, fresh)
-        touched = dict.fromkeys(e.user_id for e in fresh if e.item_id is not None)
-        # The pools are refreshed beside item-CF's learning (it must come last; they read
-        # nothing of it), once the other sources have learnt the batch.
-        refresh = lambda: self.refresh(self.refreshes.take(touched, self.monotonic()), now)  # noqa: E731
         try:
-            await self.sources.learn(fresh, progress, refresh)  # each waits out outages itself
+            await self.sources.learn(fresh, progress)  # each source waits out outages itself
         except WentBack as back:  # the batch is not stored: the next one goes back first
             points = back.resume
             await self._wait_out(lambda: self.state.go_back(points), "offsets")
@@ -143,6 +138,8 @@ class Learner:
             self.half_life = None  # what it learnt of this batch goes back with the rest
             log.warning("learner: Redis came back older mid-batch (partitions %s)", back)
             return 0
+        touched = dict.fromkeys(e.user_id for e in fresh if e.item_id is not None)
+        await self.refresh(self.refreshes.take(touched, self.monotonic()), now)
         newest = max((r.timestamp for r in records), default=0.0)
         # Item-CF recorded its events as learnt in its own step: the rest are marked here.
         unmarked = [e for e in fresh if not self.sources.records_learnt(e)]

@@ -91,32 +91,24 @@ class SourceSet:
             if hasattr(model, "half_life_s"):
                 model.half_life_s = half_life_s
 
-    async def learn(
-        self,
-        events: Sequence[Event],
-        progress: Progress | None = None,
-        alongside: Callable[[], Awaitable[object]] | None = None,
-    ) -> None:
+    async def learn(self, events: Sequence[Event], progress: Progress | None = None) -> None:
         """Every source learns the batch; those that record it as learnt in their own
         atomic step (``commits_learnt``: item-CF) go last, so a crash after them teaches none
         of it twice. With ``progress`` (the learner), each other source learns only the events
         past its own marks and writes its new marks with its state, so a crash before item-CF
-        does not teach them twice either (streams/sources/progress.py). ``alongside`` runs
-        beside that last wave: the learner's refresh of the pools, which reads nothing item-CF
-        writes, so each of the two computes while the other waits on Redis."""
+        does not teach them twice either (streams/sources/progress.py)."""
+        if not events:
+            return
         committing = self.committing
-        first = [m for m in self.models if m not in committing] if events else []
-        for wave, beside in ((first, None), (committing if events else [], alongside)):
-            calls: list[Awaitable[object]] = []
+        for wave in ([m for m in self.models if m not in committing], committing):
+            calls = []
             for m in wave:
                 if progress is None or m in committing:
                     calls.append(self._call(m, "learn", partial(m.learn, events)))
                 else:
                     learn = partial(self._learn_new, m, events, progress)
                     calls.append(self._call(m, "learn", learn))
-            if beside is not None:
-                calls.append(beside())
-            # Each call finishes before a WentBack is raised (none left running).
+            # Each source finishes its batch before a WentBack is raised (none left running).
             for outcome in await asyncio.gather(*calls, return_exceptions=True):
                 if isinstance(outcome, BaseException):
                     self.forget_written()  # the learner reads again from what Redis holds

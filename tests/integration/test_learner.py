@@ -122,9 +122,9 @@ async def test_the_sources_learn_a_batch_one_partition_after_another(
     taught: list[Event] = []
     learn = learner.sources.learn
 
-    async def recording(batch: Any, progress: Any = None, alongside: Any = None) -> None:
+    async def recording(batch: Any, progress: Any = None) -> None:
         taught.extend(batch)
-        await learn(batch, progress, alongside)
+        await learn(batch, progress)
 
     learner.sources.learn = recording  # type: ignore[method-assign,assignment]
     assert await learner.learn(_records(events)) == len(events)
