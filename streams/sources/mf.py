@@ -4,9 +4,8 @@
 implicit feedback, sampled negatives). Redis holds the truth (the rows, ledgers and sampler
 of streams/sources/mf_rows.py), so a restarted or second worker continues where another
 stopped; the worker's ``OnlineMF`` is a cache of it. :meth:`RedisMF.learn` costs four round
-trips per round of runs of distinct partitions' events (a learner's batch), whatever its
-length (streams/sources/mf_batch.py: their state read, their steps, the item rows they handed
-off applied, then dropped); erasure is
+trips per run of one partition's events, whatever its length (streams/sources/mf_batch.py:
+its state read, its step, the item rows it handed off applied, then dropped); erasure is
 streams/sources/mf_erasure.py. Who writes which rows, how fresh the cache is, why a restart
 continues bit for bit and what bounds memory: docs/sources.md.
 """
@@ -32,7 +31,7 @@ from streams.sources.mf_batch import read_batch_state, write_back
 from streams.sources.mf_erasure import erase_users
 from streams.sources.mf_rows import items_key, raw_row
 from streams.sources.progress import Marks
-from streams.sources.writes import Step, Writes, partition_runs, rounds
+from streams.sources.writes import Step, Writes, partition_runs
 
 #: Item rows per HSCAN page when (re)loading the item table.
 _SCAN_PAGE: Final = 1000
@@ -135,26 +134,25 @@ class RedisMF:
 
     async def learn(self, events: Sequence[Event], learnt: Marks | None = None) -> None:
         """Learn every item event with its weight, in order. Each run of consecutive events
-        of one partition's users is a step of its own in their slot; the runs of distinct
-        partitions (a whole learner batch: its batches come a partition at a time) are a
-        round, read in one round trip and written in one."""
+        of one partition's users is a step of its own in their slot (the learner's batches
+        come a partition at a time)."""
         found = [e for e in events if self.steps([e])]
         if not found:
             return
         runs = partition_runs(self.keys, found)
         last = {part: n for n, (part, _) in enumerate(runs)}  # each partition's last run
-        steps = []
-        for n, (part, _) in enumerate(runs):
-            marks = None if learnt is None else learnt[part]
-            upto = (
-                None if marks is None or last[part] == n else marks.through(runs[n][1][-1].event_id)
-            )
-            steps.append(Step(Writes(self.keys, self.keys.partition_stem(part)), marks, upto=upto))
         async with self._lock:
             await self._ensure_fresh()
             try:
-                for round_ in rounds(runs):
-                    await self._learn_round([(runs[n][1], steps[n]) for n in round_])
+                for n, (part, run) in enumerate(runs):
+                    marks = None if learnt is None else learnt[part]
+                    upto = (
+                        None
+                        if marks is None or last[part] == n
+                        else marks.through(run[-1].event_id)
+                    )
+                    step = Step(Writes(self.keys, self.keys.partition_stem(part)), marks, upto=upto)
+                    await self._learn_run(run, step)
             except BaseException:
                 # The local rows may now hold steps Redis never got: start the cache again from
                 # Redis on the next call, so a retried batch is learnt exactly once.
@@ -162,20 +160,17 @@ class RedisMF:
                 self._loaded_at = None
                 raise
 
-    async def _learn_round(self, round_: Sequence[tuple[Sequence[Event], Step]]) -> None:
-        """Runs of distinct partitions (so of distinct users), learnt one after another on
-        the local model, each run's writes taken into its step before the next run learns."""
+    async def _learn_run(self, run: Sequence[Event], step: Step) -> None:
         await self.handoffs.settle()  # item rows an earlier step handed off, before reading
-        learnt = [self.steps(run) for run, _ in round_]
-        users = list(dict.fromkeys(u for found in learnt for u, _, _ in found))
-        items = list(dict.fromkeys(i for found in learnt for _, i, _ in found))
-        stored = await read_batch_state(self.client, self.keys, self.model, users, items)
-        for found, (_, step) in zip(learnt, round_, strict=True):
-            for user_id, item_id, weight in found:
-                self.model.learn(user_id, item_id, weight)
-            mine = list(dict.fromkeys(u for u, _, _ in found))
-            write_back(self.keys, self.model, mine, stored, self.max_contributions, step)
-        await self.handoffs.run([step for _, step in round_])
+        steps = self.steps(run)
+        users = list(dict.fromkeys(u for u, _, _ in steps))
+        items = list(dict.fromkeys(i for _, i, _ in steps))
+        stored_ledgers = await read_batch_state(self.client, self.keys, self.model, users, items)
+        for user_id, item_id, weight in steps:
+            self.model.learn(user_id, item_id, weight)
+        await write_back(
+            self.handoffs, self.model, users, stored_ledgers, self.max_contributions, step
+        )
 
     # ---- candidates and scores ---------------------------------------------------------------
     async def candidates(

@@ -1,12 +1,11 @@
-"""A round of MF's steps: the state of runs of distinct partitions' events in, their rows out.
+"""One MF step's round trips: the state of a run of one partition's events in, its rows out.
 
-:func:`read_batch_state` is one pipelined read of the round's user rows, their ledgers, its
-item rows and the sampler, imported into the local model (plus one read, rarely, for
-popularity-pool items this worker has never seen); :func:`write_back` fills a run's step in
-its users' slot: their rows and merged ledgers with the source's marks, handing the changed
-item rows and the sampler to the ``{mf}`` slot (streams/sources/handoff.py). The round's steps
-go in one round trip, their hand-offs applied in order before it returns. The caller holds
-the model's lock throughout.
+:func:`read_batch_state` is one pipelined read of the run's user rows, their ledgers, its item
+rows and the sampler, imported into the local model (plus one read, rarely, for
+popularity-pool items this worker has never seen); :func:`write_back` is one step in the
+users' slot: their rows and merged ledgers with the source's marks, handing the changed item
+rows and the sampler to the ``{mf}`` slot (streams/sources/handoff.py), applied there before it
+returns. The caller holds the model's lock throughout.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import redis.asyncio as aioredis
 
 from models.mf import OnlineMF, SamplerState
 from streams.keys import Keys, decoded
+from streams.sources.handoff import Handoffs
 from streams.sources.mf_rows import (
     decode_sampler,
     encode_sampler,
@@ -87,18 +87,17 @@ def hand_item_rows(writes: Writes, keys: Keys, rows: Mapping[str, bytes]) -> Non
         writes.add("HSET", items_key(keys), *flat[start : start + 2 * _ROWS_PER_HSET])
 
 
-def write_back(
-    keys: Keys,
+async def write_back(
+    handoffs: Handoffs,
     model: OnlineMF,
     users: Sequence[str],
     stored_ledgers: Mapping[str, Mapping[str, bytes]],
     max_contributions: int,
     step: Step,
 ) -> None:
-    """What a run wrote into ``step`` (the users' partition's writes and marks): changed
-    user rows, merged and capped ledgers, and, handed off, the changed item rows and the
-    sampler. The caller runs the step (with the other runs' of a round)."""
-    writes = step.writes
+    """One step (``step``: the users' partition's writes and marks): changed user rows,
+    merged and capped ledgers, and, handed off, the changed item rows and the sampler."""
+    keys, writes = handoffs.keys, step.writes
     changed = model.take_changed()
     for user_id, raw in model.export_rows("user", changed.users).items():
         writes.add("SET", keys.user(user_id, "mf"), raw)
@@ -119,3 +118,4 @@ def write_back(
         # The user's row and this run's ledger now live in Redis only.
         model.forget_user(user_id)
     writes.add("SET", sampler_key(keys), encode_sampler(model.sampler_state()))
+    await handoffs.run([step])

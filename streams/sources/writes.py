@@ -97,24 +97,6 @@ def partition_runs(keys: Keys, events: Sequence[Event]) -> list[tuple[int, list[
     return runs
 
 
-def rounds(runs: Sequence[tuple[int, Sequence[Event]]]) -> list[list[int]]:
-    """The runs (their indexes) cut into rounds of distinct partitions, in order: a round's
-    runs are read before any of them is written, so a user must not be in two of them.
-
-    >>> rounds([(4, []), (5, []), (4, []), (1, [])])
-    [[0, 1], [2, 3]]
-    """
-    cut: list[list[int]] = []
-    seen: set[int] = set()
-    for n, (part, _) in enumerate(runs):
-        if not cut or part in seen:
-            cut.append([])
-            seen = set()
-        cut[-1].append(n)
-        seen.add(part)
-    return cut
-
-
 def partition_order(keys: Keys, events: Sequence[Event]) -> list[Event]:
     """The events one partition's users after another (in the order each partition first
     appears), each partition's in their order: how the learner hands a batch to the sources,
