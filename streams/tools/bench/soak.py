@@ -8,8 +8,9 @@ the learner may be behind then). After the last chunk it waits until the learner
 every event and takes Redis's memory again, by key family; then it sends events at a steady
 rate for a minute and reads the worker's own event → publish histogram over that minute
 (broker append time of the event to the producer's acknowledgement of the list, both on this
-machine's clock), and how long after the worker the learner had learnt that minute too (one
-that keeps up at that rate is done within about a second).
+machine's clock), how long after the worker the learner had learnt that minute too (one
+that keeps up at that rate is done within about a second), and the CPU each process spent
+an event meanwhile.
 
 Throughput is chunk events / time from the chunk's first send until the worker had consumed
 all of it, so a slower producer would show too (the simulator's producer sends about
@@ -117,7 +118,8 @@ async def soak(
             final = await _final_latency(world, seed, progress, proc, done, say)
             # A learner that keeps up at this rate is done within a second or so of the worker.
             final["learner_done_after_s"] = await learner_catch_up(s, time.monotonic())
-            final.update(_final_costs(spent, await _costs(settings, s, proc.pid), began))
+            elapsed = time.monotonic() - began
+            final.update(_final_costs(spent, await _costs(settings, s, proc.pid), elapsed))
             figures["final_latency"] = final
             say(f"  {figures['final_latency']}")
     finally:
@@ -186,12 +188,18 @@ async def _final_latency(
     return _latency(before, after)
 
 
-def _final_costs(before: dict[str, Any], after: dict[str, Any], began: float) -> dict[str, Any]:
-    """The steady minute's CPU per event (until the learner was done with it too), and the
-    share of one core the learner used meanwhile: a learner well under one core that still
-    lags is waiting (on Redis, mostly), not computing."""
+def _final_costs(before: dict[str, Any], after: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The steady minute's CPU per event of each process (over ``seconds``: until the learner
+    was done with it too), and the share of one core the learner had meanwhile. A learner
+    under one core that still lags waits, on Redis or for a core the others keep busy: their
+    figures say which.
+
+    >>> _final_costs({"worker": 1.0, "learner": 2.0, "redis": 3.0, "stages": {}},
+    ...              {"worker": 31.0, "learner": 32.0, "redis": 15.0, "stages": {}}, 60.0)
+    {'cpu_ms_per_event': {'worker': 0.5, 'learner': 0.5, 'redis': 0.2}, 'learner_core_share': 0.5}
+    """
     used = _per_event(before, after, int(FINAL_RATE * FINAL_SECONDS))["cpu_ms_per_event"]
-    busy = (after["learner"] - before["learner"]) / max(time.monotonic() - began, 1e-9)
+    busy = (after["learner"] - before["learner"]) / max(seconds, 1e-9)
     return {"cpu_ms_per_event": used, "learner_core_share": round(busy, 2)}
 
 
