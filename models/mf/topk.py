@@ -18,12 +18,11 @@ from collections.abc import Sequence
 from typing import Final
 
 import numpy as np
-import numpy.typing as npt
+
+from models.mf.rows import Vector
 
 #: Users scored by one matrix product (a chunk's scores at 50,000 items: 6 MB of float32).
 USERS_A_PRODUCT: Final = 32
-
-Vector = npt.NDArray[np.float32]
 
 
 def top_k_rows(

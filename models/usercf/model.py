@@ -140,16 +140,12 @@ class UserCF(UserEntries):
         k: int,
         exclude: Collection[str] = frozenset(),
         *,
-        contributors: bool = True,
         among: Collection[str] | None = None,
     ) -> list[UserCFCandidate]:
         """Items the user's neighbours have and the user has not (nor in ``exclude``),
-        scored ``Σ_v sim(u, v)·a_vi``; ties by item id. With ``contributors=False`` each
-        candidate's contributors are left empty (what reaches a user never names them, and
-        ranking them costs a sort per candidate)."""
-        if not contributors:
-            ranked = self.top_k(user_id, k, exclude, among=among)
-            return [UserCFCandidate(i, score, ()) for i, score in ranked]
+        scored ``Σ_v sim(u, v)·a_vi``; ties by item id; each with the neighbours who
+        contributed most (for debugging and evaluation: what reaches a user never names them,
+        and takes :meth:`top_k`'s scores alone)."""
         own = self.items.get(user_id, {})
         neighbours = self.neighbours(user_id, among=among)
         fsum = math.fsum

@@ -155,9 +155,7 @@ def test_answers_never_come_from_stale_arrays(
             fresh = _rebuilt(cf)
             for user in USERS:
                 assert cf.neighbours(user) == fresh.neighbours(user)
-                assert cf.candidates(user, 5, exclude, contributors=False) == fresh.candidates(
-                    user, 5, exclude, contributors=False
-                )
+                assert cf.top_k(user, 5, exclude) == fresh.top_k(user, 5, exclude)
 
 
 @settings(max_examples=40, deadline=None)
@@ -172,8 +170,8 @@ def test_scores_are_the_running_sum_over_neighbours(steps: list[Step], exclude: 
                 if item not in own and item not in exclude:
                     expected[item] = expected.get(item, 0.0) + n.similarity * affinity
         best = sorted(expected.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
-        found = cf.candidates(user, 5, exclude, contributors=False)
-        assert [(c.item_id, c.score) for c in found] == best  # exactly, ties by id
+        found = cf.top_k(user, 5, exclude)
+        assert found == best  # exactly, ties by id
 
 
 def _whole_state(cf: UserCF) -> object:
@@ -193,7 +191,7 @@ def _whole_state(cf: UserCF) -> object:
 def test_forget_user_leaves_no_trace(steps: list[Step], user: str) -> None:
     cf = _replay(steps)
     for other in USERS:  # fill the caches first: they must not keep the user either
-        cf.candidates(other, k=10, contributors=False)
+        cf.top_k(other, k=10)
     cf.forget_user(user)
     assert user not in strings_in(_whole_state(cf))
     _check_invariants(cf)
@@ -285,9 +283,7 @@ def test_a_pool_as_large_as_everyone_changes_nothing(steps: list[Step]) -> None:
     everyone, pooled = _pooled(steps, None), _pooled(steps, len(USERS))
     for user in USERS:
         assert pooled.neighbours(user) == everyone.neighbours(user)
-        assert pooled.candidates(user, 5, contributors=False) == everyone.candidates(
-            user, 5, contributors=False
-        )
+        assert pooled.top_k(user, 5) == everyone.top_k(user, 5)
 
 
 @settings(max_examples=40, deadline=None)
@@ -351,5 +347,5 @@ def test_a_model_of_many_pools_ranks_each_user_among_their_own_pool(
 
     alone = restored(list(dict.fromkeys([user, *pool])))
     together = restored(sorted(rows))
-    expected = alone.candidates(user, 4, exclude, contributors=False)
-    assert together.candidates(user, 4, exclude, contributors=False, among=pool) == expected
+    expected = alone.top_k(user, 4, exclude)
+    assert together.top_k(user, 4, exclude, among=pool) == expected
