@@ -63,7 +63,9 @@ def main(events: int) -> None:
     lists = [r.choose(categories) for r in rankings]
     trigger = InboundRecord(b"{}", b"u", "events", 0, 0, now)
     lessons = [
-        (r.blended, rng.choice(list(r.blended.totals))) for r in rankings if r.blended.totals
+        (r.blended.scores(), rng.choice(list(r.blended.totals)))
+        for r in rankings
+        if r.blended.totals
     ]
     learner = BlendLearner(dict(PARAMS.source_weights))
     print(f"{len(requests)} lists after {events:,} events, µs per list (best of {PASSES} passes):")

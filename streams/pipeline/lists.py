@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from models.events import Event
 from models.hybrid import popular_pool
 from models.recommend import Pool, Ranking, Recommendations, Source, excluded_items
 from streams.metrics import count_by
@@ -46,7 +47,7 @@ class ListSender(ProcessorCore):
             result = BatchResult(result.outcomes, {**result.views, **extra.views}, result.popular)
         try:
             summary.published, cached = await self._send_lists(
-                result, a.triggers, a.now, a.pending, a.stages, a.ahead
+                result, a.triggers, a.now, a.pending, a.stages, a.ahead, a.fresh
             )
         finally:
             if a.learning is not None:  # never left running past its batch (it does not raise)
@@ -87,10 +88,12 @@ class ListSender(ProcessorCore):
         pending: list[Awaitable[Any]],
         stages: StageTimer,
         ahead: Awaitable[dict[str, bytes | None]] | None = None,
+        fresh: Sequence[Event] = (),
     ) -> tuple[int, Awaitable[None]]:
         """Rank each read user's list and hand it to the producer; the count, and the write
         of the lists' cache (to await with ``pending``). ``ahead``: the pools read already
-        (PoolStore.read), for some of the users."""
+        (PoolStore.read), for some of the users; ``fresh``: the batch's applied events, for
+        the merchants' counts."""
         cache: dict[str, bytes] = {}
         extra: dict[str, dict[Source, Pool]] = {}
         provider, pools = self._candidates, self.pools
@@ -112,7 +115,7 @@ class ListSender(ProcessorCore):
         elif ahead is not None:
             await asyncio.gather(ahead, return_exceptions=True)  # nobody to rank: not needed
         with stages("assembly"):
-            await self._rank_and_send(result, triggers, now, extra, cache, pending)
+            await self._rank_and_send(result, triggers, now, extra, cache, pending, fresh)
         # A lost copy is ranked again by the reader that misses it.
         return len(cache), self._best_effort(
             lambda: self.store.cache_recommendations(cache), "caching the lists"
@@ -126,8 +129,10 @@ class ListSender(ProcessorCore):
         extra: Mapping[str, Mapping[Source, Pool]],
         cache: dict[str, bytes],
         pending: list[Awaitable[Any]],
+        fresh: Sequence[Event] = (),
     ) -> None:
-        """Rank each read user's list and hand it to the producer (not yet confirmed)."""
+        """Rank each read user's list and hand it to the producer (not yet confirmed), and
+        count the lists' slots and the ``fresh`` events for their merchants."""
         rankings = self._rankings(result, now, extra)
         categories = await self._categories(rankings.values())
         exposed: list[str] = []
@@ -147,9 +152,9 @@ class ListSender(ProcessorCore):
             exposed.extend(item.item_id for item in recs.items)
         count_by(self.metrics.items_by_source, sources)
         count_by(self.metrics.recommendations_published, kinds)
-        if (analytics := self.analytics) is not None and exposed:
-            count = self._count_once(
-                lambda token: analytics.record_exposure(exposed, now, token), "exposure counts"
+        if (analytics := self.analytics) is not None and (exposed or fresh):
+            count = self._count_once(  # awaited with the publishes: an outage holds them back
+                lambda token: analytics.record(fresh, exposed, now, token), "merchant counts"
             )
             pending.append(asyncio.ensure_future(count))
 

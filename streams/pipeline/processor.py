@@ -186,11 +186,6 @@ class BatchProcessor(ListSender):
                 self._learn(self.sources, fresh, stages, after=self._learning)
             )
             self._learning = learning
-        if (analytics := self.analytics) is not None:  # beside the ranking, awaited with the
-            count = self._count_once(  # publishes: an outage holds the batch back
-                lambda token: analytics.record_events(fresh, now, token), "merchant event counts"
-            )
-            pending.append(asyncio.ensure_future(count))
         return learning
 
     @staticmethod

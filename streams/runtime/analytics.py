@@ -14,7 +14,8 @@ ones), so a redelivered batch counts nothing twice. The worker waits a Redis out
 adds the same counts again (streams/pipeline/: a bug's error is logged and those counts
 lost, never the batch); an attempt whose answer was lost may have been applied, so each
 attempt of one batch carries the batch's token: a script adds a bucket's counts only with the
-token's marker field, set at once, and the marker is deleted once the answer arrived.
+token's marker field, set at once, and the marker is deleted once the answer arrived (by the
+next call, in its own pipeline; readers skip markers).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from models.events import Event
 from models.funnel import COUNTED_TYPES, bucket_of, sum_counts, window_buckets
 from streams.keys import Keys, decoded
 from streams.runtime.itemcache import item_meta_cache
-from streams.store.lua import Lua, run
+from streams.store.lua import Lua, command, run
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class MerchantAnalytics:
         self.keys = keys or Keys()
         self.bucket_s = bucket_s
         self.retention_s = retention_s
+        #: (bucket, marker) of calls whose answer arrived: the next call deletes them.
+        self._added: list[tuple[str, str]] = []
         self._merchants = item_meta_cache(
             client,
             self.keys,
@@ -88,39 +91,34 @@ class MerchantAnalytics:
         """Merchant of each item ("" when the catalog does not name one)."""
         return {i: m for i, (m,) in (await self._merchants.get(item_ids)).items()}
 
-    async def record_events(self, events: Sequence[Event], now: float, token: str) -> None:
-        """Count the batch's fresh item events per merchant, once per ``token`` (one round
-        trip, plus one for merchants not cached, plus one to drop the markers)."""
+    async def record(
+        self, events: Sequence[Event], exposed: Sequence[str], now: float, token: str
+    ) -> None:
+        """Count a batch's fresh item events and its published recommendation slots (per
+        merchant and all of them), once per ``token``: one round trip, plus one for merchants
+        not cached. The markers of the last call whose answer arrived are deleted in the same
+        pipeline (a round trip of their own cost every batch about a tenth of its Redis work)."""
         counted = [e for e in events if e.item_id and e.type.value in COUNTED_TYPES]
-        if not counted:
-            return
-        merchants = await self.merchants({e.item_id for e in counted if e.item_id})
         increments: dict[tuple[str, str], int] = {}
-        for event in counted:
-            merchant = merchants.get(event.item_id or "", "")
-            if merchant:
-                key = (merchant, event.type.value)
-                increments[key] = increments.get(key, 0) + 1
-        await self._increment(increments, now, token)
-
-    async def record_exposure(self, item_ids: Sequence[str], now: float, token: str) -> None:
-        """Count published recommendation slots, per merchant and all of them, once per
-        ``token``."""
-        if not item_ids:
-            return
-        merchants = await self.merchants(set(item_ids))
-        increments: dict[tuple[str, str], int] = {("", EXPOSURE): len(item_ids)}
-        for item_id in item_ids:
-            merchant = merchants.get(item_id, "")
-            if merchant:
-                key = (merchant, EXPOSURE)
-                increments[key] = increments.get(key, 0) + 1
+        if counted or exposed:
+            items = {e.item_id for e in counted if e.item_id} | set(exposed)
+            merchants = await self.merchants(items)
+            for event in counted:
+                if merchant := merchants.get(event.item_id or "", ""):
+                    key = (merchant, event.type.value)
+                    increments[key] = increments.get(key, 0) + 1
+            if exposed:
+                increments[("", EXPOSURE)] = len(exposed)
+            for item_id in exposed:
+                if merchant := merchants.get(item_id, ""):
+                    increments[(merchant, EXPOSURE)] = increments.get((merchant, EXPOSURE), 0) + 1
         await self._increment(increments, now, token)
 
     async def _increment(
         self, increments: Mapping[tuple[str, str], int], now: float, token: str
     ) -> None:
-        if not increments:
+        stale, self._added = self._added, []
+        if not increments and not stale:
             return
         bucket = bucket_of(now, self.bucket_s)
         ttl = int(self.retention_s + 2 * self.bucket_s)
@@ -130,14 +128,15 @@ class MerchantAnalytics:
                 (field, count)
             )
         marker = MARKER + token
-        await run(self.client, [_ADD_ONCE.call(k, [marker, ttl, *f]) for k, f in by_key.items()])
-        try:  # added: no attempt of this token can come again
-            pipe = self.client.pipeline(transaction=False)
-            for key in by_key:
-                pipe.hdel(key, marker)
-            await pipe.execute()
-        except Exception as exc:  # an outage: the marker expires with its bucket, unread
-            log.info("merchant count markers left (%s)", type(exc).__name__)
+        calls = [_ADD_ONCE.call(k, [marker, ttl, *f]) for k, f in by_key.items()]
+        calls += [command("HDEL", key, field) for key, field in stale]
+        try:
+            await run(self.client, calls)
+        except BaseException:  # an outage: the next call deletes them (or they expire)
+            self._added = stale + self._added
+            raise
+        # Added: no attempt of this token can come again, so the next call deletes them.
+        self._added.extend((key, marker) for key in by_key)
 
     async def window(self, merchant_id: str, now: float, window_s: float) -> MerchantCounts:
         """The merchant's counts over the last ``window_s`` (one pipelined round trip)."""
