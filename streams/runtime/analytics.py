@@ -20,7 +20,6 @@ next call, in its own pipeline; readers skip markers).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,8 +31,6 @@ from models.funnel import COUNTED_TYPES, bucket_of, sum_counts, window_buckets
 from streams.keys import Keys, decoded
 from streams.runtime.itemcache import item_meta_cache
 from streams.store.lua import Lua, command, run
-
-log = logging.getLogger(__name__)
 
 #: Field of a merchant bucket counting its items' recommendation slots.
 EXPOSURE = "exposure"
@@ -97,7 +94,8 @@ class MerchantAnalytics:
         """Count a batch's fresh item events and its published recommendation slots (per
         merchant and all of them), once per ``token``: one round trip, plus one for merchants
         not cached. The markers of the last call whose answer arrived are deleted in the same
-        pipeline (a round trip of their own cost every batch about a tenth of its Redis work)."""
+        pipeline (the events' counts and the slots', each with its markers' deletion, were
+        four round trips a batch)."""
         counted = [e for e in events if e.item_id and e.type.value in COUNTED_TYPES]
         increments: dict[tuple[str, str], int] = {}
         if counted or exposed:
