@@ -20,6 +20,7 @@ next call, in its own pipeline; readers skip markers).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -96,20 +97,15 @@ class MerchantAnalytics:
         not cached. The markers of the last call whose answer arrived are deleted in the same
         pipeline (the events' counts and the slots', each with its markers' deletion, were
         four round trips a batch)."""
-        counted = [e for e in events if e.item_id and e.type.value in COUNTED_TYPES]
-        increments: dict[tuple[str, str], int] = {}
+        counted = [(e.item_id, e.type.value) for e in events if e.item_id]
+        counted = [c for c in counted if c[1] in COUNTED_TYPES]
+        increments: Counter[tuple[str, str]] = Counter()
         if counted or exposed:
-            items = {e.item_id for e in counted if e.item_id} | set(exposed)
-            merchants = await self.merchants(items)
-            for event in counted:
-                if merchant := merchants.get(event.item_id or "", ""):
-                    key = (merchant, event.type.value)
-                    increments[key] = increments.get(key, 0) + 1
+            merchants = await self.merchants({i for i, _ in counted} | set(exposed))
+            slots = [(item_id, EXPOSURE) for item_id in exposed]
+            increments.update((m, field) for i, field in counted + slots if (m := merchants[i]))
             if exposed:
                 increments[("", EXPOSURE)] = len(exposed)
-            for item_id in exposed:
-                if merchant := merchants.get(item_id, ""):
-                    increments[(merchant, EXPOSURE)] = increments.get((merchant, EXPOSURE), 0) + 1
         await self._increment(increments, now, token)
 
     async def _increment(

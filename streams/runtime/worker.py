@@ -204,11 +204,11 @@ class WorkerLoops:
         size: int,
         step: Callable[[Sequence[InboundRecord]], Awaitable[object]],
         what: str,
-        within: float | None = None,
+        within: float,
     ) -> None:
-        """A topic's records in batches through ``step``; one that fails alone is dead-lettered.
-        ``within``: how long a batch waits to fill (the events' window by default)."""
-        async for batch in stream.take_events(size, within=within or self.within):
+        """A topic's records in batches through ``step``, each waiting up to ``within`` to
+        fill; one that fails alone is dead-lettered."""
+        async for batch in stream.take_events(size, within=within):
             records = [_inbound(event) for event in batch]
             await isolating(step, records, self.metrics, what, self.not_processed)
 
@@ -259,7 +259,9 @@ class WorkerLoops:
 
     async def refresh_share_recipients(self, stream: Any) -> None:
         step = self.processor.refresh_recipients
-        await self._each_isolated(stream, self.settings.batch_max, step, "share refresh")
+        await self._each_isolated(
+            stream, self.settings.batch_max, step, "share refresh", within=self.within
+        )
 
     async def ingest_catalog(self, stream: Any) -> None:
         step = self.catalog.process
