@@ -97,7 +97,8 @@ ITEM_FIELDS: Final = ("dot", "sim", "meta", "ucf_users", "fbt_pairs", "content_s
 #: Global structures: the recommendation sources' shared tables (none holds a user id).
 GLOBAL_FIELDS: Final = (
     "mf_items",  # hash item -> float32 factor row
-    "mf_sampler",  # string: MF's sampler state (steps, recent positives)
+    "mf_steps",  # string (counter): MF's learning steps, which its negatives depend on
+    "mf_pool",  # list: MF's recent positives (item ids), its popularity sampler's pool
     "fbt_items",  # hash item -> retained baskets containing it
     "fbt_total",  # string (counter): retained baskets
     "content_items",  # hash item -> encoded content vector
@@ -112,7 +113,8 @@ GLOBAL_TAGS: Final = {
     "learner": "learner",
     "popularity_learnt": "learner",
     "mf_items": "mf",
-    "mf_sampler": "mf",
+    "mf_steps": "mf",
+    "mf_pool": "mf",
     "fbt_items": "fbt",
     "fbt_total": "fbt",
     "content_items": "content",
@@ -149,8 +151,9 @@ PARTITION_FIELDS: Final = (
 #: progress and offsets in the ``{learner}`` slot and each partition's; 5: the sources' marks
 #: per partition, their shared tables tagged, the hand-offs (streams/sources/handoff.py); 6:
 #: item-CF's rows in their items' homes, its norms per home; 7: every item key in its home;
-#: 8: the learner's learnt ids in two generations of sets (they were a sorted set).
-LAYOUT_VERSION: Final = 8
+#: 8: the learner's learnt ids in two generations of sets (they were a sorted set); 9: MF's
+#: sampler as a step counter and a list (it was one JSON string).
+LAYOUT_VERSION: Final = 9
 
 #: Every field the recommendation sources own (streams/sources): each source's own contract
 #: tests compare them with its pure model, so the core state's snapshot leaves them out.
@@ -173,7 +176,8 @@ SOURCE_FIELDS: Final = frozenset(
         "fbt_pairs",
         "content_sim",
         "mf_items",
-        "mf_sampler",
+        "mf_steps",
+        "mf_pool",
         "fbt_items",
         "fbt_total",
         "content_items",

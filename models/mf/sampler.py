@@ -2,16 +2,24 @@
 the seed, the step and the sampling pool (the known items in row order, or the item rows of
 recent positives), so a restored sampler draws what the original would have.
 
+A store keeps the sampler as a step count and a list of recent positives, and follows it with
+what the sampler learnt since it last asked (:meth:`NegativeSampler.take_news`, applied by
+:meth:`SamplerState.then`): a count to add and positives to append, not the whole ring again.
+
 >>> sampler = NegativeSampler(negatives=3, sampling="popularity", pool_size=2, seed=7)
 >>> for row in (4, 5, 6):
 ...     sampler.remember(row)
 >>> sampler.ordered(), len(sampler.draw(item_count=10))
 ([5, 6], 3)
+>>> sampler.steps += 3
+>>> sampler.take_news(), sampler.take_news()
+((3, [5, 6]), (0, []))
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,6 +39,15 @@ class SamplerState:
     steps: int
     pool: tuple[str, ...]
 
+    def then(self, news: SamplerState, pool_size: int) -> SamplerState:
+        """This state followed by ``news`` (steps taken and positives remembered since): the
+        counts add up and the ring keeps the newest ``pool_size`` positives.
+
+        >>> SamplerState(5, ("a", "b")).then(SamplerState(2, ("c",)), pool_size=2)
+        SamplerState(steps=7, pool=('b', 'c'))
+        """
+        return SamplerState(self.steps + news.steps, (self.pool + news.pool)[-pool_size:])
+
 
 class NegativeSampler:
     """``negatives`` item rows per learning step, drawn uniformly from the known items or, with
@@ -45,6 +62,8 @@ class NegativeSampler:
         self.steps = 0
         self.pool: list[int] = []  # ring buffer of item rows of recent positives
         self.pool_next = 0  # where the next positive goes once the ring is full
+        self._taken = 0  # steps at the last take_news or restore
+        self._news: deque[int] = deque(maxlen=pool_size)  # rows remembered since then
 
     def draw(self, item_count: int) -> list[int]:
         """``negatives`` item rows, a pure function of (seed, steps, the pool or item count)."""
@@ -66,6 +85,7 @@ class NegativeSampler:
         return [self.pool[(self.pool_next + d) % size] for d in draws]
 
     def remember(self, row: int) -> None:
+        self._news.append(row)
         if len(self.pool) < self.pool_size:
             self.pool.append(row)
         else:
@@ -76,8 +96,19 @@ class NegativeSampler:
         """The ring's rows, oldest first."""
         return self.pool[self.pool_next :] + self.pool[: self.pool_next]
 
+    def take_news(self) -> tuple[int, list[int]]:
+        """(steps taken, rows remembered, the newest ``pool_size``) since the last call or
+        :meth:`restore`; then forgets them."""
+        news = (self.steps - self._taken, list(self._news))
+        self._taken = self.steps
+        self._news.clear()
+        return news
+
     def restore(self, steps: int, rows: list[int]) -> None:
-        """Continue from ``steps`` with the rows of :meth:`ordered` (the newest ``pool_size``)."""
+        """Continue from ``steps`` with the rows of :meth:`ordered` (the newest ``pool_size``),
+        with no news."""
         self.steps = steps
         self.pool = rows[-self.pool_size :]
         self.pool_next = 0
+        self._taken = steps
+        self._news.clear()

@@ -5,18 +5,15 @@
   the summed changes the user's own SGD steps made to that item's row, the ledger erasure
   subtracts;
 - ``{prefix}mf_items`` (hash item -> float32 bytes): every item's factor row;
-- ``{prefix}mf_sampler`` (string, JSON): learning steps and recent positives (item ids only),
-  which the next negatives depend on.
+- ``{prefix}mf_steps`` (string, a counter) and ``{prefix}mf_pool`` (list of item ids, oldest
+  first, at most the pool's size): the sampler's learning steps and recent positives, which
+  the next negatives depend on. A step hands on what it added to them
+  (:meth:`models.mf.OnlineMF.take_sampler_news`), so several writers' steps add up and the
+  ring is never sent whole.
 
 A user's ledger grows by one entry per distinct item their steps touched, sampled negatives
 included; :func:`merge_ledger` caps it, keeping the largest pushes (by L2 norm: the positives
 and repeated negatives, the ones that matter for an undo) and dropping the smallest.
-
->>> state = SamplerState(steps=3, pool=("phone", "case"))
->>> encode_sampler(state)
-b'{"steps":3,"pool":["phone","case"]}'
->>> decode_sampler(encode_sampler(state)) == state
-True
 """
 
 from __future__ import annotations
@@ -25,26 +22,13 @@ from collections.abc import Mapping
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 
 from models.mf import (
-    SamplerState,
     decode_ledger_rows,
     encode_ledger_rows,
     ledger_width,
 )
 from streams.keys import Keys
-
-
-def encode_sampler(state: SamplerState) -> bytes:
-    """The sampler state as JSON (item ids and a counter; no user id)."""
-    return orjson.dumps({"steps": state.steps, "pool": list(state.pool)})
-
-
-def decode_sampler(raw: bytes) -> SamplerState:
-    """The inverse of :func:`encode_sampler`."""
-    body = orjson.loads(raw)
-    return SamplerState(int(body["steps"]), tuple(str(i) for i in body["pool"]))
 
 
 def raw_row(value: bytes | str) -> bytes:
@@ -101,6 +85,11 @@ def items_key(keys: Keys) -> str:
     return keys.global_("mf_items")
 
 
-def sampler_key(keys: Keys) -> str:
-    """The sampler state's string (shared by all workers)."""
-    return keys.global_("mf_sampler")
+def steps_key(keys: Keys) -> str:
+    """The sampler's step counter (shared by all workers)."""
+    return keys.global_("mf_steps")
+
+
+def pool_key(keys: Keys) -> str:
+    """The sampler's recent positives (shared by all workers)."""
+    return keys.global_("mf_pool")

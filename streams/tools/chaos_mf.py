@@ -174,16 +174,16 @@ async def compare_mf(
     client: aioredis.Redis, params: StateParams, events: Sequence[Event], partitions: int
 ) -> MFComparison:
     """The run's MF (in Redis) against clean replays of ``events``."""
-    from streams.sources.mf_rows import decode_sampler
+    from streams.sources.mf_batch import stored_sampler
 
     reference = replay_mf(client, params, events)
     others = [replay_mf(client, params, kafka_order(events, partitions, s)) for s in OTHER_ORDERS]
     run = await stored_mf(client, params)
-    sampler = await client.get(Keys().global_("mf_sampler"))
+    sampler = await stored_sampler(client, Keys())
     ref_users, run_users = set(reference.user_ids()), set(run.user_ids())
     ref_items, run_items = set(reference.item_ids()), set(run.item_ids())
     return MFComparison(
-        steps=decode_sampler(sampler).steps if isinstance(sampler, bytes) else 0,
+        steps=sampler.steps,
         reference_steps=reference.steps,
         missing_users=len(ref_users - run_users),
         extra_users=len(run_users - ref_users),

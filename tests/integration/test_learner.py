@@ -29,7 +29,7 @@ from streams.runtime.privacy import ErasureProcessor
 from streams.runtime.publisher import KafkaPublisher
 from streams.runtime.worker import state_params
 from streams.sources.factory import build_sources
-from streams.sources.mf_rows import decode_sampler
+from streams.sources.mf_batch import stored_sampler
 from streams.sources.progress import learnt_member
 from streams.sources.snapshots import fbt_state, followees_state, usercf_state
 from streams.store import RedisStore
@@ -525,9 +525,8 @@ async def test_a_learner_killed_before_item_cf_commits_a_batch_teaches_mf_that_b
     with pytest.raises(_Killed):
         await crashed.learn(records)
     await _learner(redis_client, settings).learn(records)  # the restarted learner
-    sampler = await redis_client.get(Keys().global_("mf_sampler"))
-    assert isinstance(sampler, bytes)
-    assert decode_sampler(sampler).steps == len(_stream())  # one step per purchase
+    # One step per purchase.
+    assert (await stored_sampler(redis_client, Keys())).steps == len(_stream())
     # User-CF and FBT as after a learner that was never killed (their counts would double).
     after_crash = (await usercf_state(redis_client, Keys()), await fbt_state(redis_client, Keys()))
     await redis_client.flushdb()
@@ -560,9 +559,7 @@ async def test_a_restarted_learner_given_an_older_slice_keeps_its_marks(
     restarted = _learner(redis_client, settings)
     await restarted.learn(records[:3] + on_1[:1])  # partition 0 again, ending before its mark
     await restarted.learn(records[3:] + on_1[1:])
-    sampler = await redis_client.get(Keys().global_("mf_sampler"))
-    assert isinstance(sampler, bytes)
-    assert decode_sampler(sampler).steps == len(_stream()) + len(other)
+    assert (await stored_sampler(redis_client, Keys())).steps == len(_stream()) + len(other)
     after_restart = await _learnt_state(redis_client)
     await redis_client.flushdb()
     await _learner(redis_client, settings).learn(records + on_1)
@@ -580,9 +577,7 @@ async def test_two_learners_on_one_batch_teach_each_source_once(
         _learner(redis_client, settings).learn(records),
         _learner(redis_client, settings).learn(records),
     )
-    sampler = await redis_client.get(Keys().global_("mf_sampler"))
-    assert isinstance(sampler, bytes)
-    assert decode_sampler(sampler).steps == len(_stream())
+    assert (await stored_sampler(redis_client, Keys())).steps == len(_stream())
     both = await _learnt_state(redis_client)
     await redis_client.flushdb()
     await _learner(redis_client, settings).learn(records)
@@ -647,9 +642,7 @@ async def test_a_step_whose_reply_was_lost_is_waited_out_and_teaches_once(
         errors("socialrec_source_errors_total", {"source": s, "call": "learn"})
         for s in SOURCE_NAMES
     )
-    sampler = await redis_client.get(Keys().global_("mf_sampler"))
-    assert isinstance(sampler, bytes)
-    assert decode_sampler(sampler).steps == len(_stream())
+    assert (await stored_sampler(redis_client, Keys())).steps == len(_stream())
     dropped_state = await _learnt_state(redis_client)
     await redis_client.flushdb()
     monkeypatch.setattr(Pipeline, "execute", execute)

@@ -24,6 +24,7 @@ from streams.runtime.worker import state_params
 from streams.sources.content import RedisContent
 from streams.sources.factory import build_sources
 from streams.sources.itemcf import RedisItemCF
+from streams.sources.mf_batch import stored_sampler
 from streams.sources.progress import Progress
 from streams.sources.snapshots import fbt_state, followees_state, usercf_state
 from streams.sources.writes import partition_order
@@ -57,7 +58,7 @@ async def _learnt_then_erased(client: Any, settings: Settings) -> tuple[Any, ...
         erased,
         await itemcf.snapshot(),
         await stored_rows(client, keys.prefix),
-        await client.get(keys.global_("mf_sampler")),
+        await stored_sampler(client, keys),
         await usercf_state(client, keys),
         await fbt_state(client, keys),
         await followees_state(client, keys),

@@ -22,12 +22,12 @@ from redis.asyncio.client import Pipeline
 
 from models.events import DEFAULT_WEIGHTS, Event, EventType
 from models.hybrid import TASTE_MATCH
-from models.mf import WIRE_DTYPE, OnlineMF, SamplerState, Sampling, decode_ledger_row
+from models.mf import WIRE_DTYPE, OnlineMF, Sampling, decode_ledger_row
 from models.recommend import Source
 from streams.keys import Keys
 from streams.sources import SourceModel
 from streams.sources.mf import RedisMF
-from streams.sources.mf_rows import decode_sampler, encode_sampler
+from streams.sources.mf_batch import stored_sampler
 
 T0 = 1_700_000_000.0
 FACTORS = 16
@@ -123,8 +123,7 @@ async def test_redis_backed_model_equals_the_pure_model(
     # Bit-identical: float32 in memory and on the wire, same seed, same negatives.
     assert user_rows == reference.export_rows("user")
     assert item_rows == reference.export_rows("item")
-    raw_sampler = raw(await redis_client.get(Keys().global_("mf_sampler")))
-    assert decode_sampler(raw_sampler) == reference.sampler_state()
+    assert await stored_sampler(redis_client, Keys()) == reference.sampler_state()
     # Scores come from the Redis rows and equal the pure model's.
     items = [f"i{k}" for k in range(40)] + ["never-seen"]
     got = await mf.score("u3", items)
@@ -199,14 +198,34 @@ async def test_a_restarted_worker_continues_bit_identically(
     )
     assert len(continued[1]) > 512  # over the listpack limit too
     assert continued == reference
-    sampler = Keys("w:").global_("mf_sampler")
-    assert await redis_client.get(sampler) is not None
-    assert await redis_client.get(sampler) == await redis_client.get(
-        Keys("one:").global_("mf_sampler")
-    )
+    sampler = await stored_sampler(redis_client, Keys("w:"))
+    assert sampler.pool
+    assert sampler == await stored_sampler(redis_client, Keys("one:"))
     # Both equal the pure model too, so the split did not change what was learnt.
     pure = pure_mf(events, **params, sampling="popularity")
     assert reference == (pure.export_rows("user"), pure.export_rows("item"))
+
+
+async def test_two_writers_taking_turns_learn_what_one_would(
+    redis_client: aioredis.Redis,
+) -> None:
+    """Two instances on one prefix, alternating batches: each finds the sampler moved by the
+    other (its step count is not its own) and reads the pool again, so the rows and the
+    sampler are the pure model's, bit for bit. ``refresh_s=0``: every call reloads the item
+    rows, so what this tests is the sampler's."""
+    users = [f"u{k}" for k in range(10)]
+    events = random_events(5, 800, users, items=300)
+    params: dict[str, Any] = {"pool_size": 40, "seed": 3, "refresh_s": 0.0}
+    writers = [make_mf(redis_client, **params), make_mf(redis_client, **params)]
+    for n, batch in enumerate(batches(events, 40)):
+        await writers[n % 2].learn(batch)
+
+    pure = pure_mf(events, sampling="popularity", pool_size=40, seed=3)
+    assert await stored_sampler(redis_client, Keys()) == pure.sampler_state()
+    assert await stored_rows(redis_client, "sr:") == (
+        pure.export_rows("user"),
+        pure.export_rows("item"),
+    )
 
 
 async def test_candidates_follow_a_planted_pattern(redis_client: aioredis.Redis) -> None:
@@ -373,7 +392,7 @@ async def test_erasure_leaves_no_trace_and_item_rows_near_a_never_existed_run(
         assert erased_max < 3 * 0.0054
         assert erased_rel < 0.15 * present_rel
         return
-    await redis_client.set(Keys("s:").global_("mf_sampler"), encode_sampler(SamplerState(1, ())))
+    await redis_client.set(Keys("s:").global_("mf_steps"), 1)
     _, shifted, _ = await _erasure_run(redis_client, "s:", others, None)
     floor_max, floor_rel = _distance(as_matrix(shifted, ids), reference)
     print(

@@ -80,7 +80,8 @@ def test_an_items_keys_share_its_homes_slot_and_parse_back(item_id: str) -> None
 
 
 def test_shared_structures_written_together_share_a_slot() -> None:
-    for first, second in (("mf_items", "mf_sampler"), ("fbt_items", "fbt_total"),
+    for first, second in (("mf_items", "mf_steps"), ("mf_items", "mf_pool"),
+                          ("fbt_items", "fbt_total"),
                           ("learner", "popularity_learnt")):  # fmt: skip
         assert key_slot(KEYS.global_(first).encode()) == key_slot(KEYS.global_(second).encode())
         assert KEYS.parse(KEYS.global_(first)) == ("global", "", first)

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.events import DEFAULT_WEIGHTS, EventType
-from models.mf import OnlineMF, Sampling, Vector, decode_vector, encode_vector
+from models.mf import OnlineMF, SamplerState, Sampling, Vector, decode_vector, encode_vector
 
 ITEM_WEIGHTS = [
     DEFAULT_WEIGHTS[t]
@@ -163,6 +163,24 @@ def test_exported_state_continues_exactly_like_the_original(
         original.learn(user, item, weight)
         restored.learn(user, item, weight)
     assert _rows(restored) == _rows(original)
+
+
+@FAST
+@given(st.lists(interactions, max_size=6))
+def test_a_stored_sampler_followed_by_its_news_is_the_samplers_state(
+    chunks: list[list[Interaction]],
+) -> None:
+    """What a store keeps (a count, and a pool appended to and cut) tracks the sampler
+    however the steps are chunked, and a restore starts the news afresh."""
+    mf = OnlineMF(factors=4, sampling="popularity", pool_size=5, seed=1)
+    stored = SamplerState(0, ())
+    for chunk in chunks:
+        for user, item, weight in chunk:
+            mf.learn(user, item, weight)
+        stored = stored.then(mf.take_sampler_news(), mf.pool_size)
+        assert stored == mf.sampler_state()
+    mf.set_sampler_state(SamplerState(0, ()))
+    assert mf.take_sampler_news() == SamplerState(0, ())
 
 
 def test_score_is_the_dot_product_of_the_stored_factors() -> None:
