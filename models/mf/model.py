@@ -199,16 +199,9 @@ class OnlineMF(FactorRows):
         return SamplerState(self._sampler.steps, tuple(self._item_ids[r] for r in ordered))
 
     def take_sampler_news(self) -> SamplerState:
-        """What the sampler learnt since the last call or :meth:`set_sampler_state`: steps
-        taken and positives remembered, which a stored :meth:`sampler_state` follows with
-        :meth:`SamplerState.then`.
-
-        >>> mf, stored = OnlineMF(factors=2, pool_size=3), SamplerState(0, ())
-        >>> for item in "abcd":
-        ...     mf.learn("ann", item, 1.0)
-        >>> stored.then(mf.take_sampler_news(), mf.pool_size) == mf.sampler_state()
-        True
-        """
+        """Steps taken and positives remembered since the last call or
+        :meth:`set_sampler_state`: what a stored :meth:`sampler_state` follows with
+        :meth:`SamplerState.then` (tests/unit/test_mf.py holds the two together)."""
         steps, rows = self._sampler.take_news()
         return SamplerState(steps, tuple(self._item_ids[r] for r in rows))
 
