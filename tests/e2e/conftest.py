@@ -347,6 +347,8 @@ async def source_state(client: aioredis.Redis) -> dict[tuple[str, str], Any]:
             state[(field, entity)] = await client.xrange(key)
         elif kind == "set":
             state[(field, entity)] = await client.smembers(key)
+        elif kind == "list":
+            state[(field, entity)] = await client.lrange(key, 0, -1)
         else:
             state[(field, entity)] = await client.get(key)
     return state
