@@ -97,8 +97,9 @@ class MerchantAnalytics:
         not cached. The markers of the last call whose answer arrived are deleted in the same
         pipeline (the events' counts and the slots', each with its markers' deletion, were
         four round trips a batch)."""
-        counted = [(e.item_id, e.type.value) for e in events if e.item_id]
-        counted = [c for c in counted if c[1] in COUNTED_TYPES]
+        counted = [
+            (e.item_id, e.type.value) for e in events if e.item_id and e.type.value in COUNTED_TYPES
+        ]
         increments: Counter[tuple[str, str]] = Counter()
         if counted or exposed:
             merchants = await self.merchants({i for i, _ in counted} | set(exposed))
