@@ -53,6 +53,7 @@ class ItemCache(Generic[V]):
         self.fetch, self.size, self.ttl_s, self.clock = fetch, size, ttl_s, clock
         self.ttl_of = ttl_of or (lambda _value: ttl_s)
         self._entries: OrderedDict[str, tuple[V, float]] = OrderedDict()  # -> (value, expiry)
+        self._drops = 0  # how many drop() calls so far: a fetch that saw one keeps nothing
 
     async def get(self, item_ids: Collection[str]) -> dict[str, V]:
         now = self.clock()
@@ -65,16 +66,32 @@ class ItemCache(Generic[V]):
             else:
                 missing.append(item_id)
         if missing:
-            for item_id, value in zip(missing, await self.fetch(missing), strict=True):
+            drops = self._drops
+            values = await self.fetch(missing)
+            # A value read while an item was dropped may be from before its change: it answers
+            # this call but is not kept.
+            keep = drops == self._drops
+            for item_id, value in zip(missing, values, strict=True):
                 found[item_id] = value
-                self._entries[item_id] = (value, now + self.ttl_of(value))
-                self._entries.move_to_end(item_id)
+                expiry = now + self.ttl_of(value)
+                if keep and expiry > now:
+                    self._entries[item_id] = (value, expiry)
+                    self._entries.move_to_end(item_id)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
         return found
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def current(self, item_id: str) -> V | None:
+        """The item's kept value if it has not expired (None otherwise), without a read."""
+        cached = self._entries.get(item_id)
+        return cached[0] if cached is not None and cached[1] > self.clock() else None
+
     def drop(self, item_ids: Collection[str]) -> None:
         """Forget these items (their records changed or were deleted)."""
+        self._drops += 1
         for item_id in item_ids:
             self._entries.pop(item_id, None)
 
