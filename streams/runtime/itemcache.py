@@ -84,6 +84,10 @@ class ItemCache(Generic[V]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def ids(self) -> list[str]:
+        """The ids with a kept value (expired or not)."""
+        return list(self._entries)
+
     def current(self, item_id: str) -> V | None:
         """The item's kept value if it has not expired (None otherwise), without a read."""
         cached = self._entries.get(item_id)

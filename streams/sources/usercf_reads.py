@@ -69,6 +69,10 @@ class KeptReads:
         """Whether this process keeps anything of the user's."""
         return user_id in self._held or self.rows.current(user_id) is not None
 
+    def users(self) -> list[str]:
+        """Every user whose row this process keeps (erasure looks for its users here)."""
+        return list(self._held.keys() | set(self.rows.ids()))
+
     def changed(self, user_ids: Iterable[str], item_ids: Iterable[str]) -> None:
         """Forget the rows and indexes a write of this process changed (or erased)."""
         users = list(user_ids)
