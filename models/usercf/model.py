@@ -115,20 +115,16 @@ class UserCF(UserEntries):
         exactly, in this model or any other holding the same rows."""
         rows = [self._row_array(other) for other in others]
         mine, affinities = self._row_array(user_id)
-        # The user's affinity for each of the others' entries (0.0 where not shared), found by
-        # a binary search over the user's codes: the cost follows the rows compared, not how
-        # many items the model holds (a model kept between requests holds most of them).
-        order = np.argsort(mine)
-        sorted_mine, sorted_affinities = mine[order], affinities[order]
+        dense = np.zeros(len(self._item_codes.names))
+        dense[mine] = affinities
+        mask = np.zeros(len(dense), dtype=np.bool_)
+        mask[mine] = True
         codes = np.concatenate([items for items, _ in rows])
-        at = np.minimum(np.searchsorted(sorted_mine, codes), len(mine) - 1)
-        shared_entry = sorted_mine[at] == codes
-        own = np.where(shared_entry, sorted_affinities[at], 0.0)
         owner = np.repeat(np.arange(len(others)), [len(items) for items, _ in rows])
         theirs = np.concatenate([a for _, a in rows])
-        # Unshared items add 0.0, which leaves a float sum unchanged.
-        dots = np.bincount(owner, weights=own * theirs, minlength=len(others))
-        shared = np.bincount(owner[shared_entry], minlength=len(others))
+        # Unshared items add dense's 0.0, which leaves a float sum unchanged.
+        dots = np.bincount(owner, weights=dense[codes] * theirs, minlength=len(others))
+        shared = np.bincount(owner[mask[codes]], minlength=len(others))
         return np.asarray(dots, dtype=np.float64), shared
 
     def _pool(self, user_id: str, row: Mapping[str, float], size: int) -> list[tuple[str, int]]:
@@ -189,13 +185,13 @@ class UserCF(UserEntries):
         similarities = np.repeat(
             np.array([n.similarity for n in neighbours]), [len(items) for items, _ in rows]
         )
-        # Over the proposed items only (np.unique), not every code the model holds; each
-        # item's terms are still added in neighbour order.
-        proposed, slot = np.unique(codes, return_inverse=True)
-        scores = np.bincount(slot, weights=similarities * np.concatenate([a for _, a in rows]))
+        scores = np.bincount(codes, weights=similarities * np.concatenate([a for _, a in rows]))
+        proposed = np.zeros(len(scores), dtype=np.bool_)
+        proposed[codes] = True
         code_of = self._item_codes.code
-        allowed = ~np.isin(proposed, [c for c in map(code_of.get, banned) if c is not None])
-        found, values = proposed[allowed], scores[allowed]
+        proposed[[c for c in map(code_of.get, banned) if c is not None and c < len(scores)]] = False
+        found = np.flatnonzero(proposed)
+        values = scores[found]
         if len(found) > k:
             # Keep everything tied with the k-th best so the id tie-break below is honest.
             threshold = np.partition(values, len(found) - k)[len(found) - k]

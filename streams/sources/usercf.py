@@ -120,7 +120,6 @@ class RedisUserCF:
         self.kept = KeptReads(
             self._read_rows,
             self._read_indexes,
-            self.new_model,
             ttl_s=cache_ttl_s,
             size=cache_size,
             clock=clock,
@@ -247,7 +246,10 @@ class RedisUserCF:
             rows.update(await self.kept.rows.get(wanted))
         # One model holds every row read (each restored once, not once per pool it is in);
         # each user's neighbours are still chosen among their own pool only.
-        model = self.kept.model_holding(rows)
+        model = self.new_model()
+        for member, row in rows.items():
+            if row:
+                model.restore_user(member, row)
         for user_id in result:
             if not rows[user_id]:
                 continue
