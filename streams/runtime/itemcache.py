@@ -73,25 +73,12 @@ class ItemCache(Generic[V]):
             keep = drops == self._drops
             for item_id, value in zip(missing, values, strict=True):
                 found[item_id] = value
-                expiry = now + self.ttl_of(value)
-                if keep and expiry > now:
-                    self._entries[item_id] = (value, expiry)
+                if keep:
+                    self._entries[item_id] = (value, now + self.ttl_of(value))
                     self._entries.move_to_end(item_id)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
         return found
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def ids(self) -> list[str]:
-        """The ids with a kept value (expired or not)."""
-        return list(self._entries)
-
-    def current(self, item_id: str) -> V | None:
-        """The item's kept value if it has not expired (None otherwise), without a read."""
-        cached = self._entries.get(item_id)
-        return cached[0] if cached is not None and cached[1] > self.clock() else None
 
     def drop(self, item_ids: Collection[str]) -> None:
         """Forget these items (their records changed or were deleted)."""

@@ -242,12 +242,9 @@ class Learner:
 
     async def forget_erased(self, digests: AbstractSet[str]) -> int:
         """Drop the users an erasure broadcast names (streams/runtime/forgetting.py) from the
-        refresh memory and from what the sources keep (user-CF's reads): no user id of theirs
-        stays in the learner, nor a refresh put off for them (it would find nothing to keep:
-        ``PoolStore.put`` skips erased users)."""
-        erased = await marked(self.refreshes.users() + self.sources.kept_users(), digests)
-        self.sources.forget_kept(erased)
-        return self.refreshes.forget(erased)
+        refresh memory: no user id of theirs stays in the learner, nor a refresh put off for them
+        (it would find nothing to keep: ``PoolStore.put`` skips erased users)."""
+        return self.refreshes.forget(await marked(self.refreshes.users(), digests))
 
     async def refresh(self, users: Sequence[str], now: float) -> None:
         """Ask the sources for the users' candidates and keep them as their pools."""

@@ -187,16 +187,6 @@ class SourceSet:
                     per_user[user][model.source] = found
         return {user: source_pools(found) for user, found in per_user.items()}
 
-    def kept_users(self) -> list[str]:
-        """The users whose state a source keeps in this process (user-CF's kept reads)."""
-        return [u for m in self.models if (kept := getattr(m, "kept", None)) for u in kept.users()]
-
-    def forget_kept(self, user_ids: Sequence[str]) -> None:
-        """Erasure in another process: drop the users from what the sources keep here."""
-        for model in self.models:
-            if (kept := getattr(model, "kept", None)) is not None:
-                kept.changed(user_ids, ())
-
     async def erase(self, user_ids: Sequence[str]) -> list[int]:
         """Erase the users from every source; per user, how many stored entries went.
 

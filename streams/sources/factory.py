@@ -31,11 +31,6 @@ from streams.sources.itemcf import RedisItemCF
 from streams.sources.mf import RedisMF
 from streams.sources.usercf import RedisUserCF
 
-#: How long user-CF's candidates keep the indexes and rows they read (the learner's own writes
-#: drop what they change, so this bounds only how late another learner's writes are seen):
-#: reading them was most of the cost of a refreshed user at the soak's scale.
-USERCF_CACHE_TTL_S = 10.0
-
 
 def mf_source(client: aioredis.Redis, keys: Keys, state: StateParams) -> RedisMF:
     """The MF source as the learner runs it (also the chaos run's clean reference)."""
@@ -82,7 +77,6 @@ def build_sources(
                     # Rows read per user to find neighbours: the main cost of the source
                     # (100 cost 0.5 ms of Python per event in the pipeline; 30 a third).
                     neighbour_pool=USERCF_NEIGHBOUR_POOL,
-                    cache_ttl_s=USERCF_CACHE_TTL_S,
                 )
             )
         elif name == "fbt":

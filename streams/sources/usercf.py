@@ -38,7 +38,7 @@ Reasons never name the neighbours: every candidate carries the one shared
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -52,14 +52,17 @@ from models.usercf import UserCF, pool_of
 from streams.keys import Keys, best_arrays, decoded, queue_best, user_strings
 from streams.sources.handoff import Handoffs
 from streams.sources.progress import Marks
-from streams.sources.usercf_reads import Entry, Index, KeptReads, Row
 from streams.sources.writes import ByPartition
 
 #: A local model never evicts from its index: Redis trims the real one.
 _UNBOUNDED = 1 << 40
 
 
-def parse_row(raw: bytes | str | None) -> Row:
+#: A row entry: (affinity, time of the user's last event on the item).
+Entry = tuple[float, float]
+
+
+def parse_row(raw: bytes | str | None) -> dict[str, Entry]:
     """A stored row (None: the user has none).
 
     >>> parse_row(b'{"phone": [8.0, 1700000000.5]}')
@@ -94,17 +97,10 @@ class RedisUserCF:
         neighbours: int = 20,
         min_overlap: int = 1,
         neighbour_pool: int = 100,
-        cache_ttl_s: float = 0.0,
-        cache_size: int = 50_000,
-        clock: Callable[[], float] | None = None,
     ) -> None:
         """``neighbour_pool``: how many users (per queried user, most items in common first)
         have their rows read to compute exact similarities; the ``neighbours`` best of them are
-        used. It bounds the third round trip of :meth:`candidates`.
-
-        ``cache_ttl_s`` (0: none): how long :meth:`candidates` keeps the indexes and rows it
-        read, up to ``cache_size`` of each. This instance's own writes drop what they change,
-        so one learner reads what it wrote; another learner's writes show within the time."""
+        used. It bounds the third round trip of :meth:`candidates`."""
         if items_per_user < 1 or users_per_item < 1 or neighbours < 1 or neighbour_pool < 1:
             raise ValueError("caps, neighbours and neighbour_pool must be at least 1")
         self.client = client
@@ -117,13 +113,6 @@ class RedisUserCF:
         self.min_overlap = min_overlap
         self.neighbour_pool = neighbour_pool
         self.handoffs = Handoffs(client, self.keys, Source.USER_CF.value)
-        self.kept = KeptReads(
-            self._read_rows,
-            self._read_indexes,
-            ttl_s=cache_ttl_s,
-            size=cache_size,
-            clock=clock,
-        )
 
     @property
     def source(self) -> Source:
@@ -140,20 +129,9 @@ class RedisUserCF:
             min_overlap=self.min_overlap,
         )
 
-    async def _rows(self, user_ids: Sequence[str]) -> dict[str, Row]:
+    async def _rows(self, user_ids: Sequence[str]) -> dict[str, dict[str, Entry]]:
         """Each user's row (one ``MGET``)."""
         return await user_strings(self.client, self.keys, user_ids, "ucf_row", parse_row)
-
-    async def _read_rows(self, user_ids: Sequence[str]) -> list[Row]:
-        rows = await self._rows(user_ids)
-        return [rows[u] for u in user_ids]
-
-    async def _read_indexes(self, item_ids: Sequence[str]) -> list[Index]:
-        """Each item's index as (members as Redis sent them, times): one round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        for item_id in item_ids:
-            queue_best(pipe, self.keys.item(item_id, "ucf_users"), self.users_per_item)
-        return [best_arrays(reply) for reply in await pipe.execute()]
 
     async def learn(self, events: Sequence[Event], learnt: Marks | None = None) -> None:
         """Item events with a non-zero weight; four round trips per batch: the rows; a step
@@ -176,7 +154,6 @@ class RedisUserCF:
 
         writes = ByPartition(self.keys)
         trimmed: dict[int, set[str]] = {}
-        changed: set[str] = set()  # items whose index this batch changes
         for user_id in user_ids:
             key, part = self.keys.user(user_id, "ucf_row"), self.keys.partition_of(user_id)
             own = writes[part]
@@ -189,21 +166,16 @@ class RedisUserCF:
                 own.add(*(("SET", key, encode_row(new)) if new else ("DEL", key)))
             for item_id in old.keys() - new.keys():
                 own.add("ZREM", self.keys.item(item_id, "ucf_users"), user_id)
-                changed.add(item_id)
             for item_id, (_, ts) in new.items():
                 if item_id not in old or old[item_id][1] != ts:
                     own.add("ZADD", self.keys.item(item_id, "ucf_users"), ts, user_id)
                     trimmed.setdefault(part, set()).add(item_id)
-                    changed.add(item_id)
         for part, items in trimmed.items():
             for item_id in sorted(items):
                 # Keep the most recent users; ties go by member, as the pure model's (ts, user).
                 index = self.keys.item(item_id, "ucf_users")
                 writes[part].add("ZREMRANGEBYRANK", index, 0, -self.users_per_item - 1)
-        try:
-            await self.handoffs.run(writes.steps(learnt))
-        finally:  # applied or not (a lost reply): what may have changed is read again
-            self.kept.changed(user_ids, changed)
+        await self.handoffs.run(writes.steps(learnt))
 
     async def erase(self, user_ids: Sequence[str]) -> dict[str, int]:
         """Remove the users' rows and every index entry of theirs; returns per user how many
@@ -218,10 +190,7 @@ class RedisUserCF:
             for item_id in row:
                 own.add("ZREM", self.keys.item(item_id, "ucf_users"), user_id)
             own.add("DEL", self.keys.user(user_id, "ucf_row"))
-        try:
-            await self.handoffs.run(writes.steps())
-        finally:
-            self.kept.changed(unique, (i for row in rows.values() for i in row))
+        await self.handoffs.run(writes.steps())
         return {u: len(row) for u, row in rows.items()}
 
     async def candidates(
@@ -237,13 +206,13 @@ class RedisUserCF:
         result: dict[str, list[Candidate]] = {u: [] for u in user_ids}
         if not result or k <= 0:
             return result
-        rows = await self.kept.rows.get(list(result))
+        rows = await self._rows(list(result))
         pools = await self._neighbour_pools(rows)
         if pools is None:  # none of the users has an item
             return result
         wanted = list(dict.fromkeys(v for pool in pools.values() for v in pool if v not in rows))
         if wanted:
-            rows.update(await self.kept.rows.get(wanted))
+            rows.update(await self._rows(wanted))
         # One model holds every row read (each restored once, not once per pool it is in);
         # each user's neighbours are still chosen among their own pool only.
         model = self.new_model()
@@ -258,17 +227,23 @@ class RedisUserCF:
             result[user_id] = [Candidate(item, s, SIMILAR_SHOPPERS) for item, s in found]
         return result
 
-    async def _neighbour_pools(self, rows: dict[str, Row]) -> dict[str, list[str]] | None:
+    async def _neighbour_pools(
+        self, rows: dict[str, dict[str, Entry]]
+    ) -> dict[str, list[str]] | None:
         """Each user's neighbour pool, from the indexes of the items in their row (one round
         trip); None when no user has an item."""
         items = list(dict.fromkeys(i for row in rows.values() for i in row))
         if not items:
             return None
+        pipe = self.client.pipeline(transaction=False)
+        for item_id in items:
+            queue_best(pipe, self.keys.item(item_id, "ucf_users"), self.users_per_item)
         # Each index as (user codes, times), members coded as Redis sent them: a batch reads
         # thousands of entries and keeps a few hundred users, decoded once each.
         code: dict[Any, int] = {}
         indexes = {}
-        for item_id, (members, times) in (await self.kept.indexes.get(items)).items():
+        for item_id, reply in zip(items, await pipe.execute(), strict=True):
+            members, times = best_arrays(reply)
             coded = (code.setdefault(m, len(code)) for m in members)
             indexes[item_id] = (np.fromiter(coded, np.intp, len(members)), times)
         names = [decoded(m) for m in code]

@@ -666,19 +666,14 @@ async def test_a_learner_forgets_a_user_erased_by_a_worker_even_one_it_put_off(
     case = [Event("c1", EventType.PURCHASE, "ann", T0 + 21, item_id="case")]
     await learner.learn(_records(case, first_offset=20))  # learnt; ann's refresh put off
     assert "ann" in learner.refreshes.users()
-    assert "ann" in learner.sources.kept_users()  # user-CF's reads of her refresh
 
     follower = ForgetFollower(settings, learner.forget_erased, learner.metrics, "test-forget")
     following = asyncio.ensure_future(follower.run())
     publisher = KafkaPublisher(settings, learner.metrics)
     try:
         await asyncio.wait_for(follower.started.wait(), 30)
-        # The worker's sources, as in its own process: the learner hears of it by broadcast.
-        worker_sources, _ = build_sources(
-            redis_client, settings, learner.store.params, WorkerMetrics()
-        )
         erasures = ErasureProcessor(
-            settings, learner.store, publisher, learner.metrics, worker_sources,
+            settings, learner.store, publisher, learner.metrics, learner.sources,
             learnt=learner.state,
         )  # fmt: skip
         request = {"request_id": "r1", "type": "erase", "user_id": "ann"}
@@ -687,8 +682,7 @@ async def test_a_learner_forgets_a_user_erased_by_a_worker_even_one_it_put_off(
         assert await pools.read(["ann"]) == {"ann": None}
 
         async def forgotten() -> bool:
-            held = learner.refreshes.users() + learner.sources.kept_users()
-            return "ann" not in held
+            return "ann" not in learner.refreshes.users()
 
         await wait_for(forgotten, timeout_s=10.0, what="the learner forgetting ann")
     finally:

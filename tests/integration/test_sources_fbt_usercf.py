@@ -237,48 +237,6 @@ async def test_usercf_matches_the_pure_model(redis_client: aioredis.Redis, seed:
             assert c.reasons == SIMILAR_SHOPPERS
 
 
-async def test_usercf_keeping_its_reads_answers_as_the_pure_model(
-    redis_client: aioredis.Redis,
-) -> None:
-    """With its reads kept (indexes, rows, the model holding them), every answer after every
-    batch is still the pure model's: a write of its own drops what it changed."""
-    events = random_stream(4, 400)
-    ucf = RedisUserCF(redis_client, Keys("k:"), cache_ttl_s=3600.0, **UCF_PARAMS)
-    cf = UserCF(**UCF_PARAMS)
-    asked = 0
-    for batch in batches(events, 4):
-        await ucf.learn(batch)
-        for e in batch:
-            if e.item_id is not None:
-                cf.add(e.user_id, e.item_id, e.type, e.ts)
-        got = await ucf.candidates(USERS, {}, 4, batch[-1].ts)
-        expected = {u: cf.top_k(u, 4) for u in USERS}
-        assert {u: [(c.item_id, c.score) for c in found] for u, found in got.items()} == expected
-        asked += sum(map(bool, got.values()))
-    assert asked > 0
-    await ucf.erase(["bob"])
-    assert not ucf.kept.holds("bob")
-    assert ucf.kept.holds("ann")  # what was read for the others is still kept
-
-
-async def test_usercf_sees_another_learners_writes_once_its_reads_expire(
-    redis_client: aioredis.Redis,
-) -> None:
-    events = random_stream(6, 400)
-    half = len(events) // 2
-    clock = [0.0]
-    first = RedisUserCF(
-        redis_client, Keys("m:"), cache_ttl_s=10.0, clock=lambda: clock[0], **UCF_PARAMS
-    )
-    await learn_all(first, events[:half])
-    before = await first.candidates(USERS, {}, 5, 0.0)
-    await learn_all(RedisUserCF(redis_client, Keys("m:"), **UCF_PARAMS), events[half:])
-    fresh = await RedisUserCF(redis_client, Keys("m:"), **UCF_PARAMS).candidates(USERS, {}, 5, 0.0)
-    assert fresh != before  # the second half mattered, so the comparison means something
-    clock[0] = 10.0
-    assert await first.candidates(USERS, {}, 5, 0.0) == fresh
-
-
 async def test_usercf_second_instance_continues(redis_client: aioredis.Redis) -> None:
     events = random_stream(5, 400)
     half = len(events) // 2

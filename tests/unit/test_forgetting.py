@@ -16,7 +16,6 @@ from streams.pipeline import BatchProcessor, InboundRecord
 from streams.runtime.forgetting import DIGESTS_PER_TURN, FORGET_TOPIC, ForgetFollower, marked
 from streams.runtime.learner import Learner
 from streams.runtime.privacy import ErasureProcessor
-from streams.sources import SourceSet
 from streams.store import MemoryStore
 from tests.unit.fakes import RecordingPublisher, SentRecord
 
@@ -97,9 +96,8 @@ async def test_the_worker_that_did_not_honour_the_erasure_forgets_the_user_too()
 
 
 async def test_the_learner_forgets_whom_it_refreshed_or_put_off() -> None:
-    unused: Any = None  # only its refresh memory is used here: no store, source or state
-    metrics = WorkerMetrics()
-    learner = Learner(Settings(pool_refresh_s=1.0), unused, SourceSet([], metrics), unused, metrics)
+    unused: Any = None  # only its refresh memory is used here: no store, sources or state
+    learner = Learner(Settings(pool_refresh_s=1.0), unused, unused, unused, WorkerMetrics())
     refreshes = learner.refreshes
     assert refreshes.take(["ann", "bob"], now=10.0) == ["ann", "bob"]
     assert refreshes.take(["ann", "cid"], now=10.5) == ["cid"]  # ann put off to 11.0
