@@ -41,8 +41,13 @@ from streams.ops.infra.cluster_redis import (
     start_redis_node,
 )
 from streams.ops.infra.kafka import brokers_seen
-from streams.ops.infra.pids import is_port_open, owned_pid, send_signal, wait_stopped
+from streams.ops.infra.pids import is_port_open, owned_pid, pid_alive, send_signal, wait_stopped
 from streams.ops.infra.services import exit_report, poll_ready, refuse_foreign
+
+#: How long a broker left without a controller quorum gets to exit by itself: one approved
+#: before the quorum went exits within about 6 s (measured with two of three left), one
+#: still waiting for approval never does (Kafka waits five minutes for it).
+QUORUMLESS_GRACE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -140,7 +145,8 @@ def _wait(
 
 def down(settings: Settings, names: tuple[str, ...]) -> None:
     """Stop the members ``up`` started (by pid file): SIGTERM to all, wait, then SIGKILL the
-    stragglers; return once none of their ports is open."""
+    stragglers (a broker left without a controller quorum sooner: :func:`_wait_brokers`);
+    return once none of their ports is open."""
     with locked(settings):
         stopping = []
         for member in members(settings, names):
@@ -152,8 +158,11 @@ def down(settings: Settings, names: tuple[str, ...]) -> None:
             stopping.append((member, pid))
         if not stopping:
             say(f"cluster ({', '.join(names)}): not running")
+        brokers = {m.svc.name for m in members(settings, ("kafka",))} if "kafka" in names else set()
+        _wait_brokers([s for s in stopping if s[0].svc.name in brokers], len(settings.kafka_ports))
         for member, pid in stopping:
-            wait_stopped(member.svc, pid)
+            if member.svc.name not in brokers:
+                wait_stopped(member.svc, pid)
         deadline = time.monotonic() + STOP_TIMEOUT_S
         for member, _ in stopping:
             # A dead multi-threaded server can hold its sockets a moment longer.
@@ -161,6 +170,25 @@ def down(settings: Settings, names: tuple[str, ...]) -> None:
                 if time.monotonic() > deadline:
                     raise InfraError(f"{member.svc.name}: a port is still open after it stopped")
                 time.sleep(POLL_INTERVAL_S / 2)
+
+
+def _wait_brokers(stopping: list[tuple[Member, int]], voters: int) -> None:
+    """Wait for SIGTERMed brokers. Each asks the controller quorum to approve its shutdown
+    first, and one left without a quorum (a majority of ``voters``) waits for that approval
+    for minutes: such a broker gets :data:`QUORUMLESS_GRACE_S`, then SIGKILL. A broker
+    stopped whole with the others usually has its approval before the quorum goes, but not
+    always (on a busy machine, one may exit before the other was approved)."""
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    alive = stopping
+    while len(alive) > voters // 2 and time.monotonic() < deadline:
+        time.sleep(POLL_INTERVAL_S / 2)
+        alive = [(m, pid) for m, pid in alive if pid_alive(pid)]
+    quorumless = len(alive) <= voters // 2
+    for member, pid in stopping:
+        if quorumless:
+            wait_stopped(member.svc, pid, QUORUMLESS_GRACE_S, "has no controller quorum left")
+        else:
+            wait_stopped(member.svc, pid, max(deadline - time.monotonic(), 0.0))
 
 
 def status(settings: Settings, names: tuple[str, ...]) -> list[ServiceStatus]:

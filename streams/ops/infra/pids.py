@@ -41,11 +41,14 @@ def spawn_detached(cmd: list[str], log_file: Path) -> int:
         raise InfraError(f"could not start {Path(cmd[0]).name}: {exc}") from exc
 
 
-def wait_stopped(svc: Service, pid: int) -> None:
-    """Wait for a SIGTERMed server to exit; SIGKILL it if it takes too long."""
+def wait_stopped(
+    svc: Service, pid: int, timeout_s: float = STOP_TIMEOUT_S, stuck: str = "ignored SIGTERM"
+) -> None:
+    """Wait for a SIGTERMed server to exit; SIGKILL it after ``timeout_s`` (saying it was
+    ``stuck``)."""
     started = time.monotonic()
-    if not wait_dead(pid, STOP_TIMEOUT_S):
-        say(f"{svc.name}: pid {pid} ignored SIGTERM for {STOP_TIMEOUT_S:.0f}s; sending SIGKILL")
+    if not wait_dead(pid, timeout_s):
+        say(f"{svc.name}: pid {pid} {stuck} for {timeout_s:.0f}s; sending SIGKILL")
         send_signal(pid, signal.SIGKILL)
         if not wait_dead(pid, KILL_TIMEOUT_S):
             raise InfraError(f"{svc.name}: pid {pid} survived SIGKILL")
