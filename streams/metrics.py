@@ -251,6 +251,12 @@ class WorkerMetrics(HttpMetrics):
             "interval, longer while the learner is behind (it paces refreshes to its lag).",
             registry=r,
         )
+        self.learner_refreshed_users = Gauge(
+            "socialrec_learner_refreshed_users",
+            "Users whose pools the learners have computed, in all: a total kept with their "
+            "progress in Redis (its rise per second is the refresh rate).",
+            registry=r,
+        )
         self.dependency_up = Gauge(
             "socialrec_dependency_up",
             "0 while the worker waits out an outage of this server (consuming paused), else 1.",

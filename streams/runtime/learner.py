@@ -97,6 +97,8 @@ class Learner:
         #: The stream's half-life, continued from the stored choice at the first batch.
         self.half_life: LearnedHalfLife | None = None
         self.refreshes = Refreshes(self.settings.pool_refresh_s)
+        #: Users whose pools were computed since the last stored progress (which counts them).
+        self._refreshed = 0
         # Per partition: the last offset this learner stored, and where it last went back to.
         self._stored: dict[str, int] = {}
         self._rewound: dict[str, int] = {}
@@ -152,9 +154,12 @@ class Learner:
         ends: dict[str, int] = {}
         for r in records:  # every record, valid or not: the next batch starts after these
             ends[f"{r.topic}:{r.partition}"] = r.offset
-        half_life = self.half_life
-        mark = lambda: self.state.mark(unmarked, newest, interval, ends, half_life, withdrawn)  # noqa: E731
+        half_life, refreshed = self.half_life, self._refreshed
+        mark = lambda: self.state.mark(  # noqa: E731
+            unmarked, newest, interval, ends, half_life, withdrawn, refreshed
+        )
         await self._wait_out(mark, "progress")
+        self._refreshed -= refreshed
         self._stored.update(ends)
         for part in ends:  # stored past it: a later gap there is a new one
             self._rewound.pop(part, None)
@@ -184,8 +189,10 @@ class Learner:
         if await self._wait_out(self.state.withdrawals, "withdrawals"):
             withdrawn = await self._learn_half_life(())
             interval, half_life = self.refreshes.interval_s, self.half_life
-            mark = lambda: self.state.mark((), 0.0, interval, {}, half_life, withdrawn)  # noqa: E731
+            refreshed = self._refreshed
+            mark = lambda: self.state.mark((), 0.0, interval, {}, half_life, withdrawn, refreshed)  # noqa: E731
             await self._wait_out(mark, "progress")
+            self._refreshed -= refreshed
 
     async def rewind(self, consumer: Any, records: Sequence[InboundRecord]) -> list[InboundRecord]:
         """The records to learn, after sending the consumer back on each partition where it
@@ -254,6 +261,7 @@ class Learner:
         exclude = {u: excluded_items(v, self._params) for u, v in views.items()}
         pools = await self.sources.candidates(exclude, now)
         await self._wait_out(lambda: self.state.pools.put(pools), "pools")
+        self._refreshed += len(users)
 
     def _wait_out(self, step: Callable[[], Any], what: str) -> Any:
         return wait_out(step, self.metrics, f"learner {what}")

@@ -61,6 +61,9 @@ class LearnerProgress(NamedTuple):
     half_life_s: float | None = None
     #: The most popular items under that half-life, their scores at its landmark.
     popular: PopularView | None = None
+    #: Users whose pools the learners have computed since the state began: a measure of
+    #: work, not state (a step retried after its reply was lost counts its users again).
+    refreshed: int = 0
 
 
 @dataclass
@@ -112,14 +115,16 @@ class LearnerState:
         ends: Mapping[str, int],
         half_life: LearnedHalfLife | None = None,
         withdrawn: Withdrawals | None = None,
+        refreshed: int = 0,
     ) -> None:
         """Remember the events as learnt (each user's window trimmed, users erased meanwhile
         left out, as their pools are) and the progress: ``ends`` (partition -> the batch's
         last offset in it), the learned ``half_life`` with its changed rows and popular
-        items, and the ``withdrawn`` taken (streams/runtime/learner_steps.py: the shared
-        step, then each partition's)."""
+        items, the ``withdrawn`` taken, and how many users' pools were ``refreshed`` since the
+        last mark (streams/runtime/learner_steps.py: the shared step, then each
+        partition's)."""
         upto = withdrawn.upto if withdrawn is not None else {}
-        await self.steps.shared(newest_arrival, refresh_s, half_life, upto)
+        await self.steps.shared(newest_arrival, refresh_s, half_life, upto, refreshed)
         await self.steps.partitions(events, ends, upto)
 
     async def withdrawals(self) -> Withdrawals:
@@ -148,8 +153,13 @@ class LearnerState:
 
     async def progress(self) -> LearnerProgress | None:
         """How far the learner is, or None before its first batch."""
-        learnt, refresh, half_life, popular = await self.client.hmget(
-            self.keys.global_("learner"), "event_ts", "refresh_s", "half_life", "popular"
+        learnt, refresh, half_life, popular, refreshed = await self.client.hmget(
+            self.keys.global_("learner"),
+            "event_ts",
+            "refresh_s",
+            "half_life",
+            "popular",
+            "refreshed",
         )
         if learnt is None:
             return None
@@ -162,6 +172,7 @@ class LearnerState:
             None if refresh is None else float(refresh),
             None if half_life is None else chosen_half_life(orjson.loads(half_life)),
             view,
+            int(refreshed or 0),
         )
 
     async def half_life(self, start_s: float) -> LearnedHalfLife:

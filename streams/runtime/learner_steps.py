@@ -46,7 +46,8 @@ end
 #: The shared step. KEYS[1]: the learner's hash (the call's route, streams/store/lua.py); ARGV:
 #: the learned popularity's rows' key, the newest broker time learnt (0: none), the pools'
 #: refresh interval, the learned half-life's choice (JSON, models/halflife.py) or "", the
-#: popular items (JSON) or "", JSON {"taken:…": value} (only raised), then item, row, ...
+#: popular items (JSON) or "", JSON {"taken:…": value} (only raised), how many users' pools
+#: were computed since the last step (added to ``refreshed``), then item, row, ...
 _SHARED = Lua(
     _FORWARD
     + """
@@ -54,7 +55,8 @@ if tonumber(ARGV[2]) > 0 then redis.call('HSET', KEYS[1], 'event_ts', ARGV[2]) e
 redis.call('HSET', KEYS[1], 'refresh_s', ARGV[3])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'half_life', ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'popular', ARGV[5]) end
-for i = 7, #ARGV, 2 do redis.call('HSET', ARGV[1], ARGV[i], ARGV[i + 1]) end
+if tonumber(ARGV[7]) > 0 then redis.call('HINCRBY', KEYS[1], 'refreshed', ARGV[7]) end
+for i = 8, #ARGV, 2 do redis.call('HSET', ARGV[1], ARGV[i], ARGV[i + 1]) end
 forward(KEYS[1], cjson.decode(ARGV[6]))
 return 0
 """
@@ -116,9 +118,10 @@ class ProgressSteps:
         refresh_s: float,
         half_life: LearnedHalfLife | None,
         upto: Mapping[int, int],
+        refreshed: int = 0,
     ) -> None:
-        """What the learner reports, and the learned popularity with the withdrawals it has
-        taken."""
+        """What the learner reports (``refreshed``: users whose pools it computed since its
+        last report), and the learned popularity with the withdrawals it has taken."""
         choice: bytes | str = ""
         popular: bytes | str = ""
         rows: list[str | bytes] = []
@@ -139,6 +142,7 @@ class ProgressSteps:
                 choice,
                 popular,
                 orjson.dumps(raised),
+                refreshed,
                 *rows,
             ],
         )

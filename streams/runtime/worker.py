@@ -291,6 +291,7 @@ class WorkerLoops:
         if progress is not None and progress.refresh_s is not None:
             self.metrics.learner_refresh_seconds.set(progress.refresh_s)
         if progress is not None:
+            self.metrics.learner_refreshed_users.set(progress.refreshed)
             self.processor.follow_learner(progress)
 
     async def health(self) -> tuple[dict[str, Any], bool]:

@@ -76,6 +76,9 @@ async def test_the_learner_teaches_once_and_keeps_the_pools_the_sources_give(
     await store.process_batch(events)  # the worker's part: exclusions come from this state
     learner = _learner(redis_client, settings)
     assert await learner.learn(_records(events)) == len(events)
+    first = await learner.state.progress()
+    assert first is not None
+    assert first.refreshed == len({e.user_id for e in events})  # each touched user once
 
     # The pools are what the sources answer now (in the stored form: scores shortened), for
     # every user the batch touched.
@@ -94,6 +97,7 @@ async def test_the_learner_teaches_once_and_keeps_the_pools_the_sources_give(
     assert progress is not None
     assert learner.half_life is not None
     assert progress[:2] == (events[-1].ts, settings.pool_refresh_s)
+    assert progress.refreshed == first.refreshed  # nothing new, nobody refreshed
 
     # The stream's half-life, learnt from the events, is stored with the progress (the worker
     # decays social proof by it), the followees source decays by it, and a new learner
@@ -236,7 +240,7 @@ async def test_an_erasure_between_the_check_and_the_mark_leaves_no_learnt_ids(
     await learner.store.mark_erased({"bob": T0 + 1_000})  # the erasure, after the check
     await learner.state.mark([follow], T0, refresh_s=1.0, ends={"events:0": 4})
     assert not await redis_client.exists(keys.user("bob", "learnt"))
-    assert await learner.state.progress() == (T0, 1.0, None, None)
+    assert await learner.state.progress() == (T0, 1.0, None, None, 0)
 
 
 async def test_the_stored_offsets_only_move_forward(

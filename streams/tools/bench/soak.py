@@ -99,7 +99,8 @@ async def soak(
                     f"  {done:,} events: {row['events_per_s']:,} events/s, Redis "
                     f"{row['redis_used_memory_mb']} MB, worker {row['worker_rss_mb']} MB, "
                     f"learner {row['learner_rss_mb']} MB; ms per event: "
-                    f"CPU {row['cpu_ms_per_event']}, worker stages {row['stage_ms_per_event']}"
+                    f"CPU {row['cpu_ms_per_event']}, worker stages {row['stage_ms_per_event']}; "
+                    f"users refreshed per event {row['refreshed_per_event']}"
                 )
             figures["chunks"] = rows
             # A chunk's row is taken when the worker is done with it, the learner may still be
@@ -194,46 +195,62 @@ def _final_costs(before: dict[str, Any], after: dict[str, Any], seconds: float) 
     under one core that still lags waits, on Redis or for a core the others keep busy: their
     figures say which.
 
-    >>> _final_costs({"worker": 1.0, "learner": 2.0, "redis": 3.0, "stages": {}},
-    ...              {"worker": 31.0, "learner": 32.0, "redis": 15.0, "stages": {}}, 60.0)
-    {'cpu_ms_per_event': {'worker': 0.5, 'learner': 0.5, 'redis': 0.2}, 'learner_core_share': 0.5}
+    >>> _final_costs({"worker": 1.0, "learner": 2.0, "redis": 3.0, "stages": {}, "refreshed": 0},
+    ...              {"worker": 31.0, "learner": 32.0, "redis": 15.0, "stages": {},
+    ...               "refreshed": 15000}, 60.0)  # doctest: +NORMALIZE_WHITESPACE
+    {'cpu_ms_per_event': {'worker': 0.5, 'learner': 0.5, 'redis': 0.2},
+     'refreshed_per_event': 0.25, 'learner_core_share': 0.5}
     """
-    used = _per_event(before, after, int(FINAL_RATE * FINAL_SECONDS))["cpu_ms_per_event"]
+    used = _per_event(before, after, int(FINAL_RATE * FINAL_SECONDS))
+    used.pop("stage_ms_per_event")
     busy = (after["learner"] - before["learner"]) / max(seconds, 1e-9)
-    return {"cpu_ms_per_event": used, "learner_core_share": round(busy, 2)}
+    return {**used, "learner_core_share": round(busy, 2)}
 
 
 async def _costs(settings: Settings, worker: Settings, pid: int | None) -> dict[str, Any]:
-    """CPU seconds so far of the worker, its learner and Redis, and the worker's seconds per
-    stage: their growth over a chunk says which of them grows with the state."""
+    """CPU seconds so far of the worker, its learner and Redis, the worker's seconds per
+    stage, and the users whose pools the learner computed: their growth over a chunk says
+    which of them grows with the state, and whether a learner's CPU went on more refreshes
+    or on dearer ones (it paces them to its lag: streams/runtime/refresh.py)."""
+    from streams.runtime.learner_state import LearnerState
+    from streams.security import redis_client_for
+
     info = await redis_info(settings)
     snap = await scrape(metrics_url(worker))
+    client = redis_client_for(worker)
+    try:
+        learnt = await LearnerState(client).progress()
+    finally:
+        await client.aclose()
     return {
         "worker": cpu_seconds(pid) or 0.0,
         "learner": sum(cpu_seconds(child) or 0.0 for child in children(pid)),
         "redis": redis_cpu_s(info),
         "stages": {} if snap is None else snap.by_label(f"{STAGE_SECONDS}_sum", "stage"),
+        "refreshed": 0 if learnt is None else learnt.refreshed,
     }
 
 
 def _per_event(before: dict[str, Any], after: dict[str, Any], events: int) -> dict[str, Any]:
     """Milliseconds per event over a chunk: each process's CPU (the learner's lags: it
     may still be learning the chunk when the worker is done) and each of the worker's stages
-    (wall time of its batches).
+    (wall time of its batches); and the users the learner refreshed per event meanwhile.
 
-    >>> _per_event({"worker": 1.0, "learner": 0.5, "redis": 2.0, "stages": {"state": 1.0}},
-    ...            {"worker": 3.0, "learner": 1.5, "redis": 3.0, "stages": {"state": 2.5}}, 1000)
-    ... # doctest: +NORMALIZE_WHITESPACE
+    >>> _per_event({"worker": 1.0, "learner": 0.5, "redis": 2.0, "stages": {"state": 1.0},
+    ...             "refreshed": 100},
+    ...            {"worker": 3.0, "learner": 1.5, "redis": 3.0, "stages": {"state": 2.5},
+    ...             "refreshed": 400}, 1000)  # doctest: +NORMALIZE_WHITESPACE
     {'cpu_ms_per_event': {'worker': 2.0, 'learner': 1.0, 'redis': 1.0},
-     'stage_ms_per_event': {'state': 1.5}}
+     'refreshed_per_event': 0.3, 'stage_ms_per_event': {'state': 1.5}}
     """
     scale = 1000.0 / max(events, 1)
     cpu = {k: round((after[k] - before[k]) * scale, 3) for k in ("worker", "learner", "redis")}
+    refreshed = round((after["refreshed"] - before["refreshed"]) / max(events, 1), 3)
     stages = {
         stage: round((seconds - before["stages"].get(stage, 0.0)) * scale, 3)
         for stage, seconds in after["stages"].items()
     }
-    return {"cpu_ms_per_event": cpu, "stage_ms_per_event": stages}
+    return {"cpu_ms_per_event": cpu, "refreshed_per_event": refreshed, "stage_ms_per_event": stages}
 
 
 async def memory_by_family(settings: Settings) -> tuple[dict[str, float], dict[str, int]]:
