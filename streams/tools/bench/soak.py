@@ -38,6 +38,7 @@ from streams.tools.bench.isolation import (
 from streams.tools.bench.procfs import children, cpu_seconds, rss_mb
 from streams.tools.bench.readback import TopicReader
 from streams.tools.bench.run import RUN_TIMEOUT_S, Progress, learner_catch_up, wait_processed
+from streams.tools.bench.stages import redis_commands
 from streams.tools.processes import (
     LATENCY,
     STAGE_SECONDS,
@@ -201,9 +202,15 @@ def _final_costs(before: dict[str, Any], after: dict[str, Any], seconds: float) 
     {'cpu_ms_per_event': {'worker': 0.5, 'learner': 0.5, 'redis': 0.2},
      'refreshed_per_event': 0.25, 'learner_core_share': 0.5}
     """
-    used = _per_event(before, after, int(FINAL_RATE * FINAL_SECONDS))
+    count = int(FINAL_RATE * FINAL_SECONDS)
+    used = _per_event(before, after, count)
     used.pop("stage_ms_per_event")
     busy = (after["learner"] - before["learner"]) / max(seconds, 1e-9)
+    # Which commands Redis's CPU went on (scripts by the commands they ran), per event.
+    commands = redis_commands(before.get("info", {}), after.get("info", {}), top=8)
+    per_event = {n: [round(c / count, 2), round(us / count, 1)] for n, (c, us) in commands.items()}
+    if per_event:
+        used["redis_calls_and_us_per_event"] = per_event
     return {**used, "learner_core_share": round(busy, 2)}
 
 
@@ -228,6 +235,7 @@ async def _costs(settings: Settings, worker: Settings, pid: int | None) -> dict[
         "redis": redis_cpu_s(info),
         "stages": {} if snap is None else snap.by_label(f"{STAGE_SECONDS}_sum", "stage"),
         "refreshed": 0 if learnt is None else learnt.refreshed,
+        "info": info,
     }
 
 

@@ -58,7 +58,31 @@ def worker_profile(
         float(after.get(k, 0.0)) - float(before.get(k, 0.0))
         for k in ("used_cpu_user", "used_cpu_sys")
     )
-    # Commands a script runs are counted in commandstats too: the script's time, by command.
+    out.update(
+        redis_server_lua_calls=int(lua_calls),
+        redis_server_lua_s=round(lua_usec / 1e6, 2),
+        redis_server_cpu_s=round(redis_cpu, 2),
+        redis_commands_in_window={
+            name: {"calls": calls, "seconds": round(usec / 1e6, 2)}
+            for name, (calls, usec) in redis_commands(before, after).items()
+        },
+    )
+    return out
+
+
+def redis_commands(
+    before: dict[str, Any], after: dict[str, Any], top: int = 10
+) -> dict[str, tuple[int, float]]:
+    """The ``top`` commands by Redis's time between two ``INFO all`` replies: name ->
+    (calls, microseconds), the most time first. Scripts (``evalsha``) are left out: the
+    commands a script runs are counted in commandstats too, so this is a script's time by
+    command.
+
+    >>> redis_commands({"cmdstat_get": {"calls": 1, "usec": 5}},
+    ...                {"cmdstat_get": {"calls": 4, "usec": 20}, "cmdstat_hset": {"calls": 2,
+    ...                 "usec": 30}, "cmdstat_evalsha": {"calls": 1, "usec": 90}})
+    {'hset': (2, 30.0), 'get': (3, 15.0)}
+    """
     inside: dict[str, tuple[int, float]] = {}
     for name in after:
         if not name.startswith("cmdstat_") or name == "cmdstat_evalsha":
@@ -67,16 +91,7 @@ def worker_profile(
         if calls > 0:
             usec = _stat(after, name, "usec") - _stat(before, name, "usec")
             inside[name.removeprefix("cmdstat_")] = (int(calls), usec)
-    top = sorted(inside.items(), key=lambda kv: -kv[1][1])[:10]
-    out.update(
-        redis_server_lua_calls=int(lua_calls),
-        redis_server_lua_s=round(lua_usec / 1e6, 2),
-        redis_server_cpu_s=round(redis_cpu, 2),
-        redis_commands_in_window={
-            name: {"calls": calls, "seconds": round(usec / 1e6, 2)} for name, (calls, usec) in top
-        },
-    )
-    return out
+    return dict(sorted(inside.items(), key=lambda kv: -kv[1][1])[:top])
 
 
 def _stat(info: dict[str, Any], name: str, key: str) -> float:
