@@ -150,16 +150,10 @@ class Learner:
         newest = max((r.timestamp for r in records), default=0.0)
         # Item-CF recorded its events as learnt in its own step: the rest are marked here.
         unmarked = [e for e in fresh if not self.sources.records_learnt(e)]
-        interval = self.refreshes.interval_s
         ends: dict[str, int] = {}
         for r in records:  # every record, valid or not: the next batch starts after these
             ends[f"{r.topic}:{r.partition}"] = r.offset
-        half_life, refreshed = self.half_life, self._refreshed
-        mark = lambda: self.state.mark(  # noqa: E731
-            unmarked, newest, interval, ends, half_life, withdrawn, refreshed
-        )
-        await self._wait_out(mark, "progress")
-        self._refreshed -= refreshed
+        await self._store_progress(unmarked, newest, ends, withdrawn)
         self._stored.update(ends)
         for part in ends:  # stored past it: a later gap there is a new one
             self._rewound.pop(part, None)
@@ -188,11 +182,24 @@ class Learner:
         popularity in seconds either way)."""
         if await self._wait_out(self.state.withdrawals, "withdrawals"):
             withdrawn = await self._learn_half_life(())
-            interval, half_life = self.refreshes.interval_s, self.half_life
-            refreshed = self._refreshed
-            mark = lambda: self.state.mark((), 0.0, interval, {}, half_life, withdrawn, refreshed)  # noqa: E731
-            await self._wait_out(mark, "progress")
-            self._refreshed -= refreshed
+            await self._store_progress((), 0.0, {}, withdrawn)
+
+    async def _store_progress(
+        self,
+        unmarked: Sequence[Event],
+        newest: float,
+        ends: Mapping[str, int],
+        withdrawn: Withdrawals,
+    ) -> None:
+        """Store the progress (streams/runtime/learner_state.py ``mark``) with the refresh
+        interval, the half-life and the users refreshed since the last time, waiting outages
+        out."""
+        interval, half_life, refreshed = self.refreshes.interval_s, self.half_life, self._refreshed
+        mark = lambda: self.state.mark(  # noqa: E731
+            unmarked, newest, interval, ends, half_life, withdrawn, refreshed
+        )
+        await self._wait_out(mark, "progress")
+        self._refreshed -= refreshed
 
     async def rewind(self, consumer: Any, records: Sequence[InboundRecord]) -> list[InboundRecord]:
         """The records to learn, after sending the consumer back on each partition where it
