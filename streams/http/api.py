@@ -30,7 +30,7 @@ from aiohttp import web as aioweb
 
 from models.funnel import exposure_share, funnel
 from models.recommend import Recommendations, candidate_pools
-from models.textsearch import Boosts, analyse, rerank, words
+from models.textsearch import Boosts, analyse, load, rerank
 from models.trending import TrendingList, merchant_scope
 from models.why import explain
 from streams.config import Settings
@@ -242,9 +242,10 @@ class Api:
         return Boosts(content=profile, trending=trend, social=social)
 
     async def warm(self) -> None:
-        """Load jieba's dictionary and the catalogue index off the request path."""
+        """Load jieba's dictionary (loaded already in a worker) and the catalogue index off
+        the request path."""
         try:
-            await asyncio.to_thread(words, "预热")
+            await asyncio.to_thread(load)
             await self.search.sync()
         except Exception as exc:  # the first query retries the sync
             log.warning("search index warm-up failed (%s)", type(exc).__name__)

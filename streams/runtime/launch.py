@@ -13,6 +13,7 @@ from typing import Any
 
 import faust
 
+from models import textsearch
 from streams.config import Settings
 from streams.keys import Keys
 from streams.metrics import WorkerMetrics
@@ -89,6 +90,7 @@ def run_worker(settings: Settings) -> int:
     app.finalize()
     learner = LearnerSupervisor(settings, metrics)
     learner.start()
+    textsearch.load()  # before the first batch, not in a thread beside it (its docstring)
     settle_heap(BATCHED_YOUNG_THRESHOLD)  # its consumer collects between batches
     try:
         worker = _BoundedShutdownWorker(app, loglevel="INFO", quiet=True)
