@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 from models.textsearch import Boosts, Match, TextIndex, analyse, concept_of, rerank, stem, words
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _concepts(text: str) -> list[str]:
@@ -94,3 +100,17 @@ def test_boosts_reorder_equally_relevant_matches_but_never_beat_coverage() -> No
     assert [r.item_id for r in ranked] == ["twin", "full", "partial"]
     assert ranked[0].boosts == (("content", 0.2),)
     assert dict(ranked[2].boosts) == {"content": 0.5, "trending": 0.25, "social": 0.25}
+
+
+def test_load_loads_the_dictionary_up_front() -> None:
+    """In a fresh interpreter (this one's tests may have loaded it already): importing the
+    module leaves jieba's dictionary for later, ``load`` loads it (the worker calls it before
+    its first batch)."""
+    script = (
+        "import jieba\n"
+        "from models import textsearch\n"
+        "assert not jieba.dt.initialized\n"
+        "textsearch.load()\n"
+        "assert jieba.dt.initialized\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT, timeout=60)
