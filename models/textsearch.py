@@ -110,8 +110,8 @@ def stem(word: str) -> str:
 
 def load() -> None:
     """Load jieba's dictionary now (about half a second of CPU, the first segmentation's
-    otherwise). A process that serves queries calls it before its hot work: in a thread
-    beside the worker's first batches it held the interpreter for most of a second."""
+    otherwise). A process that serves queries calls it before its hot work, so neither the
+    first query nor the worker's first batches share the CPU with it."""
     jieba.initialize()
 
 
