@@ -158,7 +158,20 @@ class Settings(BaseSettings):
     session_timeout_s: float = Field(
         default=10.0, ge=6.0, le=300.0, description="how fast a dead worker's partitions move"
     )
-    batch_max: int = Field(default=500, ge=1, le=100_000)
+    batch_max: int = Field(
+        default=5000,
+        ge=1,
+        le=100_000,
+        description="events taken in at once: behind, the worker takes up to this many and "
+        "ranks one list per user for all of theirs (docs/live-path.md)",
+    )
+    step_max: int = Field(
+        default=2000,
+        ge=1,
+        le=100_000,
+        description="events of one partition in one atomic state step: bounds how long a "
+        "step holds Redis (about 0.03 ms an event); a larger batch is applied in rounds",
+    )
     batch_within_ms: int = Field(default=5, ge=1, le=10_000)
     max_event_bytes: int = Field(default=8192, ge=256)
     max_future_skew_s: float = Field(default=3600.0, ge=0)

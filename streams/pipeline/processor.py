@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -30,7 +31,7 @@ from streams.pipeline.records import (
 )
 from streams.pipeline.wire import validate_record
 from streams.sources import SourceSet
-from streams.store import BatchResult, OffsetRange
+from streams.store import BatchResult, OffsetRange, step_rounds
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class BatchProcessor(ListSender):
         if self.knobs is not None and self._knobs_saved is None:
             await self.restore_knobs(now)
         with stages("state"):  # events in flight when their user was erased are dropped here
-            result, failed = await self._update_state(valid, offsets)
+            result, failed = await self._update_in_rounds(valid, offsets)
         if result.rewinds:  # the store lost writes: nothing applied, the consumer goes back
             await asyncio.gather(*pending, *([ahead] if ahead is not None else []))
             summary.rewinds = result.rewinds
@@ -212,8 +213,36 @@ class BatchProcessor(ListSender):
         key = (event.target_user_id or "").encode()
         return await self.publisher.send(self.settings.topic("shares"), key, body, [])
 
-    async def _update_state(
+    async def _update_in_rounds(
         self, valid: list[tuple[Event, InboundRecord]], offsets: Sequence[OffsetRange] = ()
+    ) -> tuple[BatchResult, list[tuple[Event, InboundRecord]]]:
+        """:meth:`_update_state` in rounds of at most ``step_max`` events a partition
+        (streams/store/offsets.py ``step_rounds``), each storing its own offsets with its
+        state. Only the last reads views: the earlier rounds' users are read once, after it
+        (:meth:`send`). A round the store refuses (it lost writes) ends the batch with the
+        refusal: the consumer goes back, and what the earlier rounds applied comes again as
+        duplicates, published then."""
+        positions = [(record.partition, record.offset) for _, record in valid]
+        rounds = step_rounds(positions, offsets, self.settings.step_max)
+        outcomes: dict[int, Outcome] = {}
+        failed: list[int] = []
+        for n, (indexes, ranges) in enumerate(rounds):
+            last = n == len(rounds) - 1
+            result, bad = await self._update_state([valid[i] for i in indexes], ranges, last)
+            if result.rewinds or len(rounds) == 1:
+                return result, bad
+            failing = [i for i in indexes if valid[i] in bad]
+            kept = [i for i in indexes if i not in failing]
+            outcomes.update(zip(kept, result.outcomes, strict=True))
+            failed += failing
+        merged = [outcomes[i] for i in range(len(valid)) if i in outcomes]
+        return replace(result, outcomes=merged), [valid[i] for i in sorted(failed)]
+
+    async def _update_state(
+        self,
+        valid: list[tuple[Event, InboundRecord]],
+        offsets: Sequence[OffsetRange] = (),
+        views: bool = True,
     ) -> tuple[BatchResult, list[tuple[Event, InboundRecord]]]:
         """Apply the batch and record its offsets; isolate events that make the update fail.
 
@@ -225,14 +254,14 @@ class BatchProcessor(ListSender):
         events = [event for event, _ in valid]
         arrivals = [record.timestamp for _, record in valid]
         try:
-            return await self._with_retry(events, arrivals, offsets), []
+            return await self._with_retry(events, arrivals, offsets, views), []
         except redis.exceptions.ResponseError:  # not an outage: those are waited out above
             if len(valid) == 1:
                 log.error("state update rejected one event; dead-lettering it")
                 return await self._with_retry([], [], offsets), list(valid)
         middle = len(valid) // 2
-        first, failed_first = await self._update_state(valid[:middle])
-        second, failed_second = await self._update_state(valid[middle:])
+        first, failed_first = await self._update_state(valid[:middle], views=views)
+        second, failed_second = await self._update_state(valid[middle:], views=views)
         merged_views = {**first.views, **second.views}
         rewinds = (await self._with_retry([], [], offsets)).rewinds if offsets else {}
         return (
@@ -241,11 +270,15 @@ class BatchProcessor(ListSender):
         )
 
     async def _with_retry(
-        self, events: list[Event], arrivals: list[float], offsets: Sequence[OffsetRange] = ()
+        self,
+        events: list[Event],
+        arrivals: list[float],
+        offsets: Sequence[OffsetRange] = (),
+        views: bool = True,
     ) -> BatchResult:
         started = time.perf_counter()
         result = await self._wait_out(
-            lambda: self.store.process_batch(events, arrivals, offsets), "state update"
+            lambda: self.store.process_batch(events, arrivals, offsets, views), "state update"
         )
         self.metrics.redis_roundtrip.observe(time.perf_counter() - started)
         return result

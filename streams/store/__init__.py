@@ -17,7 +17,7 @@ from streams.store.interface import (
     TrendingParams,
 )
 from streams.store.memory import MemoryStore
-from streams.store.offsets import OffsetRange, Position, partition_number
+from streams.store.offsets import OffsetRange, Position, partition_number, step_rounds
 from streams.store.redis_store import RedisStore
 from streams.store.trending_looks import TRENDING_OPEN_BUCKETS
 
@@ -34,4 +34,5 @@ __all__ = [
     "TrendingParams",
     "in_flight",
     "partition_number",
+    "step_rounds",
 ]

@@ -68,10 +68,12 @@ class Store(Protocol):
         events: Sequence[Event],
         arrivals: Sequence[float] | None = None,
         offsets: Sequence[OffsetRange] = (),
+        views: bool = True,
     ) -> BatchResult:
         """Apply events (``arrivals``: broker timestamps, default the event times) and record
         ``offsets`` in the same atomic step; if the stored offsets are behind what the
-        consumer expected, apply nothing and say so in ``rewinds``."""
+        consumer expected, apply nothing and say so in ``rewinds``. ``views=False`` reads no
+        user's view (a batch applied in rounds reads its users once, after the last)."""
         ...
 
     async def positions(self, partitions: Sequence[str]) -> dict[str, Position]:

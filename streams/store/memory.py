@@ -73,6 +73,7 @@ class MemoryStore:
         events: Sequence[Event],
         arrivals: Sequence[float] | None = None,
         offsets: Sequence[OffsetRange] = (),
+        views: bool = True,
     ) -> BatchResult:
         outcomes = [Outcome.DUPLICATE] * len(events)
         touched: set[str] = set()
@@ -93,7 +94,7 @@ class MemoryStore:
         if behind:
             self.state.deliver()
             return BatchResult([], {}, self.state.popular(self.read.popular), behind)
-        result = self._result(outcomes, [u for u in dict.fromkeys(users) if u in touched])
+        result = self._result(outcomes, [u for u in dict.fromkeys(users) if u in touched and views])
         self.state.deliver()
         return result
 

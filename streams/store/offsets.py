@@ -77,6 +77,46 @@ def partition_steps(
     return sorted(steps.values(), key=lambda step: bool(step.offsets))
 
 
+def step_rounds(
+    positions: Sequence[tuple[int, int]], ranges: Sequence[OffsetRange], most: int
+) -> list[tuple[list[int], list[OffsetRange]]]:
+    """A batch's events (each one's record partition and offset, in consumption order) cut
+    into rounds of at most ``most`` events of each partition, with the offset ranges of each
+    round: a partition's first round starts where its range does, each later one where the
+    round before ended and expects it applied, and its last ends where its range does.
+
+    One atomic step holds Redis for as long as its events take; rounds bound that while the
+    batch (and its one list per user) stays as large as the backlog allows.
+
+    >>> r = OffsetRange("events:1", first=7, last=11, expected=6, published=4)
+    >>> for events, rs in step_rounds([(1, 7), (1, 8), (1, 10), (0, 3)], [r], most=2):
+    ...     print(events, [(x.first, x.last, x.expected) for x in rs])
+    [0, 1, 3] [(7, 8, 6)]
+    [2] [(9, 11, 8)]
+    """
+    chunks: dict[int, list[list[int]]] = {}
+    for n, (partition, _offset) in enumerate(positions):
+        mine = chunks.setdefault(partition, [[]])
+        if len(mine[-1]) == most:
+            mine.append([])
+        mine[-1].append(n)
+    count = max((len(c) for c in chunks.values()), default=1)
+    rounds: list[tuple[list[int], list[OffsetRange]]] = [([], []) for _ in range(count)]
+    for cut in chunks.values():
+        for n, events in enumerate(cut):
+            rounds[n][0].extend(events)
+    for r in ranges:
+        cut = chunks.get(partition_number(r.partition), [[]])
+        first, expected = r.first, r.expected
+        for n, events in enumerate(cut):
+            last = r.last if n == len(cut) - 1 else positions[events[-1]][1]
+            rounds[n][1].append(OffsetRange(r.partition, first, last, expected, r.published))
+            first, expected = last + 1, last
+    for events, _ranges in rounds:
+        events.sort()
+    return rounds
+
+
 def check_offsets(
     stored: Mapping[str, Position], offsets: Sequence[OffsetRange]
 ) -> dict[str, Position]:

@@ -203,6 +203,7 @@ class RedisStore:
         events: Sequence[Event],
         arrivals: Sequence[float] | None = None,
         offsets: Sequence[OffsetRange] = (),
+        views: bool = True,
     ) -> BatchResult:
         popular = self._popular_due()
         rows = await self._rows(events, arrivals)
@@ -210,7 +211,7 @@ class RedisStore:
         steps = partition_steps(self.keys.partition_of, users, offsets)
         # In one round trip: each partition's step, then a read of every user with an item
         # event, after all of them (a view shows what other partitions' steps wrote).
-        readers = list(dict.fromkeys(e.user_id for e in events if e.item_id))
+        readers = list(dict.fromkeys(e.user_id for e in events if e.item_id and views))
         await self._landmarks.learn(self.client, (s.partition for s in steps))
         plans = await self._plans(steps, events, rows, {})
         stepped = [self._process(step, events, rows, plans) for step in steps]
@@ -242,8 +243,8 @@ class RedisStore:
             if o is Outcome.APPLIED and e.item_id
         }
         reply = _merged(replies, outcomes, users, self._popular_of(raws, read))
-        views = [v for v in reply.views if v[0] in applied]
-        return await self._result(replace(reply, views=views), popular)
+        shown = [v for v in reply.views if v[0] in applied]
+        return await self._result(replace(reply, views=shown), popular)
 
     async def _plans(
         self,

@@ -12,7 +12,7 @@ from streams.keys import Keys
 from streams.metrics import WorkerMetrics
 from streams.pipeline import BatchProcessor, InboundRecord
 from streams.runtime.worker import state_params
-from streams.store import RedisStore
+from streams.store import OffsetRange, RedisStore
 from tests.unit.fakes import RecordingPublisher
 
 NOW = 1_800_000_000.0
@@ -47,3 +47,29 @@ async def test_a_poison_event_is_refused_whole_and_the_rest_applied(
     assert not await redis_client.exists(Keys().user("mallory", "history"))
     ann = Keys().partition(Keys().partition_of("ann"), "popularity")
     assert await redis_client.zscore(ann, "phone") is not None  # ann's purchase
+
+
+async def test_a_batch_in_rounds_stores_its_offsets_and_isolates_a_poison_event(
+    settings: Settings, redis_client: aioredis.Redis
+) -> None:
+    """Rounds of two events a partition on real Redis: the offsets stored end where the batch
+    does, the poison event of a later round goes to the DLQ, everyone else gets one list."""
+    await redis_client.set(Keys().user("mallory", "bought"), "not a set")
+    store = RedisStore(redis_client, state_params(settings))
+    publisher = RecordingPublisher()
+    processor = BatchProcessor(
+        settings.model_copy(update={"step_max": 2}), store, publisher, WorkerMetrics(),
+        clock=lambda: NOW,
+    )  # fmt: skip
+    users = ["ann", "bob", "ann", "mallory", "cy", "bob"]
+    batch = [_record(n, user, f"i{n}") for n, user in enumerate(users)]
+
+    summary = await processor.process(batch, [OffsetRange("events:0", 0, 6, -1, -1)])
+
+    assert (summary.applied, summary.dead_lettered) == (5, 1)
+    dead = publisher.on(settings.topic("events.dlq"))
+    assert [d.headers["__connect.errors.offset"] for d in dead] == [b"3"]
+    lists = publisher.on(settings.topic("recommendations"))
+    assert sorted(r.key or b"" for r in lists) == [b"ann", b"bob", b"cy"]
+    assert (await store.positions(["events:0"]))["events:0"].applied == 6
+    assert await redis_client.zscore(Keys().user("bob", "history"), "i5") is not None

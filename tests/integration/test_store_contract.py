@@ -11,6 +11,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -180,6 +181,33 @@ async def test_reads_reflect_the_batch(make_store: StoreFactory) -> None:
     again = await store.read_users(["bob", "nobody"])
     assert again.views["bob"] == bob
     assert again.views["nobody"].recent == ()
+
+
+async def test_a_batch_applied_without_views_reads_nobody_and_writes_the_same(
+    make_store: StoreFactory,
+) -> None:
+    """``views=False`` (a batch's earlier rounds) applies as a step with views does."""
+    store = make_store(StateParams())
+    results, read = [], []
+    for views, ann, bob in ((False, "ann", "bob"), (True, "cy", "dan")):
+        results.append(
+            await store.process_batch(
+                [
+                    Event(f"{ann}1", EventType.PURCHASE, ann, T0, item_id="phone"),
+                    Event(f"{bob}2", EventType.VIEW, bob, T0 + 2, item_id="phone"),
+                    Event(f"{ann}1", EventType.PURCHASE, ann, T0, item_id="phone"),
+                ],
+                views=views,
+            )
+        )
+        read.append(
+            [replace(v, user_id="") for v in (await store.read_users([ann, bob])).views.values()]
+        )
+    assert results[0].views == {}
+    assert list(results[1].views) == ["cy", "dan"]
+    applied, duplicate = Outcome.APPLIED, Outcome.DUPLICATE
+    assert results[0].outcomes == results[1].outcomes == [applied, applied, duplicate]
+    assert read[0] == read[1] == [replace(v, user_id="") for v in results[1].views.values()]
 
 
 async def test_replay_within_the_dedupe_window_changes_nothing(make_store: StoreFactory) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import pairwise
 from typing import Any, cast
 
 import orjson
 import pytest
 import redis.exceptions
+from hypothesis import given
+from hypothesis import strategies as st
 
 from models.cooccurrence import Cooccurrence
 from models.events import Event
@@ -19,7 +22,14 @@ from streams.metrics import WorkerMetrics
 from streams.pipeline import BatchProcessor, InboundRecord
 from streams.sources import SourceSet
 from streams.sources.progress import Marks
-from streams.store import BatchResult, MemoryStore, OffsetRange, Position
+from streams.store import (
+    BatchResult,
+    MemoryStore,
+    OffsetRange,
+    Position,
+    partition_number,
+    step_rounds,
+)
 from tests.unit.fakes import RecordingPublisher
 from tests.unit.reference import MemoryItemCF
 
@@ -161,13 +171,14 @@ class FlakyStore(MemoryStore):
         events: Sequence[Event],
         arrivals: Sequence[float] | None = None,
         offsets: Sequence[OffsetRange] = (),
+        views: bool = True,
     ) -> BatchResult:
         if self.connection_failures:
             self.connection_failures -= 1
             raise redis.exceptions.ConnectionError("connection reset")
         if any(e.event_id == self.poison for e in events):
             raise redis.exceptions.ResponseError("script error")
-        return await super().process_batch(events, arrivals, offsets)
+        return await super().process_batch(events, arrivals, offsets, views)
 
 
 async def test_store_failures_are_retried_and_a_poison_event_is_isolated() -> None:
@@ -218,9 +229,10 @@ class OutageStore(MemoryStore):
         events: Sequence[Event],
         arrivals: Sequence[float] | None = None,
         offsets: Sequence[OffsetRange] = (),
+        views: bool = True,
     ) -> BatchResult:
         self._maybe_fail()
-        return await super().process_batch(events, arrivals, offsets)
+        return await super().process_batch(events, arrivals, offsets, views)
 
     async def cache_recommendations(self, lists: Mapping[str, bytes]) -> None:
         self._maybe_fail()
@@ -515,3 +527,89 @@ async def test_a_follow_sent_with_an_item_is_applied_without_a_list() -> None:
     summary = await processor.process([_record(follow, 0), _record(_event(2, "cy", "case"), 1)])
     assert (summary.applied, summary.dead_lettered) == (2, 0)
     assert [r.key for r in publisher.on("recommendations")] == [b"cy"]
+
+
+@given(
+    st.lists(st.integers(0, 2), max_size=40),
+    st.integers(1, 5),
+    st.sets(st.integers(0, 3)),
+)
+def test_rounds_hold_each_event_once_and_continue_each_partitions_range(
+    partitions: list[int], most: int, ranged: set[int]
+) -> None:
+    offsets: dict[int, list[int]] = {}
+    positions = []
+    for p in partitions:
+        offsets.setdefault(p, []).append(10 * len(offsets.get(p, [])) + 5)
+        positions.append((p, offsets[p][-1]))
+    ranges = [
+        OffsetRange(f"events:{p}", 0, max(offsets.get(p, [0])) + 3, expected=-1, published=7)
+        for p in sorted(ranged | set(offsets))
+    ]
+    rounds = step_rounds(positions, ranges, most)
+    assert sorted(n for events, _ in rounds for n in events) == list(range(len(positions)))
+    for events, _ in rounds:
+        assert events == sorted(events)
+        assert all([positions[n][0] for n in events].count(p) <= most for p in offsets)
+    for r in ranges:
+        mine = [x for _, rs in rounds for x in rs if x.partition == r.partition]
+        assert (mine[0].first, mine[0].expected, mine[-1].last) == (r.first, -1, r.last)
+        assert all(b.first == a.last + 1 and b.expected == a.last for a, b in pairwise(mine))
+        assert all(x.published == r.published for x in mine)
+        for n, (events, rs) in enumerate(rounds):  # a round's range holds its events
+            x = [x for x in rs if x.partition == r.partition]
+            p = partition_number(r.partition)
+            held = [positions[i][1] for i in events if positions[i][0] == p]
+            assert all(x[0].first <= o <= x[0].last for o in held) if x else not held, n
+
+
+class _RoundsStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__(StateParams())
+        self.steps: list[list[OffsetRange]] = []
+
+    async def process_batch(
+        self,
+        events: Sequence[Event],
+        arrivals: Sequence[float] | None = None,
+        offsets: Sequence[OffsetRange] = (),
+        views: bool = True,
+    ) -> BatchResult:
+        self.steps.append(list(offsets))
+        return await super().process_batch(events, arrivals, offsets, views)
+
+
+async def test_a_batch_larger_than_a_step_is_applied_in_rounds_with_one_list_per_user() -> None:
+    """A batch applied in rounds of ``step_max`` events a partition leaves the state, the
+    offsets and what the sources learn as the batch in one step does, and each user still
+    gets one list, for their latest event."""
+    by_partition = {
+        p: [u for u in (f"u{n}" for n in range(100)) if Keys().partition_of(u) == p][:2]
+        for p in (0, 1)
+    }
+    plan = [(0, 0), (0, 1), (1, 0), (0, 0), (1, 1), (0, 1), (0, 0), (1, 0)]
+    batch = []
+    for n, (p, u) in enumerate(plan):
+        body = _event(n, by_partition[p][u], f"i{n % 3}")
+        if n == 6:
+            body["event_id"] = "e0"  # a duplicate, in a later round than its first
+        record = _record(body, 10 + n)
+        batch.append(InboundRecord(record.value, record.key, "events", p, 10 + n, record.timestamp))
+    ranges = [
+        OffsetRange("events:0", 10, 16, expected=-1, published=-1),
+        OffsetRange("events:1", 12, 17, expected=-1, published=-1),
+    ]
+    seen = []
+    for most in (2, 500):
+        store, learnt = _RoundsStore(), []
+        processor, publisher, metrics = _processor(store)
+        processor.settings = Settings(step_max=most)
+        processor.sources = SourceSet([_RecordingSource(learnt)], metrics)
+        summary = await processor.process(batch, ranges)
+        lists = {r.key: orjson.loads(r.value or b"")["trigger"]["event_id"]
+                 for r in publisher.on("recommendations")}  # fmt: skip
+        seen.append((await store.snapshot(), learnt, lists, summary.duplicates))
+        assert len(store.steps) == (3 if most == 2 else 1)
+    assert seen[0] == seen[1]
+    assert seen[0][1] == ["e0", "e1", "e2", "e3", "e4", "e5", "e7"]
+    assert len(seen[0][2]) == 4
