@@ -585,7 +585,7 @@ async def test_a_batch_larger_than_a_step_is_applied_in_rounds_with_one_list_per
     ]
     seen = []
     for most in (2, 500):
-        store, learnt = MemoryStore(StateParams()), []
+        store, learnt = MemoryStore(StateParams()), cast(list[str], [])
         processor, publisher, metrics = _processor(store)
         processor.settings = Settings(step_max=most)
         processor.sources = SourceSet([_RecordingSource(learnt)], metrics)
