@@ -1,9 +1,10 @@
 """One micro-batch, end to end: validate, dead-letter the bad, update state, rank, publish.
 
 The worker (streams/runtime/worker.py) feeds this from Faust; tests feed it directly. All I/O per
-batch is one Redis round trip for the state update (plus one pipelined cache write) and one gather
-of Kafka send futures; nothing in the per-event loop awaits. This module is the apply half (the
-state step); the lists are ranked and sent by streams/pipeline/lists.py.
+batch is one Redis round trip for the state update (one a round when a partition has more than
+``step_max`` events in it, plus one pipelined cache write) and one gather of Kafka send futures;
+nothing in the per-event loop awaits. This module is the apply half (the state step); the lists
+are ranked and sent by streams/pipeline/lists.py.
 """
 
 from __future__ import annotations
