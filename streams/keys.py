@@ -416,6 +416,16 @@ class Keys:
         """
         return f"{self.partition_stem(partition)}{'tn' if counts else 't'}:{bucket}:{scope}"
 
+    def trending_versions(self, bucket: int, partition: int) -> str:
+        """The versions of a partition's shares of one bucket, by scope (each the counts
+        hash's "" field), so a reader checks a bucket's scopes in one command. Anonymous and
+        expiring with the shares.
+
+        >>> Keys("sr:", partitions=6).trending_versions(7, 2)
+        'sr:{2.2}tv:7'
+        """
+        return f"{self.partition_stem(partition)}tv:{bucket}"
+
     def trending_published(self, scope: str) -> str:
         """The scope's list as last published on ``trending`` (its wire JSON, deeper: the
         HTTP API's ``k`` reaches past the topic's length). Anonymous, and it expires with the
@@ -508,6 +518,8 @@ class Keys:
         kind, _, tail = rest.partition(":")
         if kind == "x" and tail:
             return "trending", "", "erased"  # anonymous and expiring, like trending buckets
+        if kind == "tv" and tail.lstrip("-").isdigit():
+            return "trending", "", "versions"
         if kind in ("t", "tn"):
             bucket, _, scope = tail.partition(":")
             if bucket.lstrip("-").isdigit() and scope:

@@ -118,6 +118,14 @@ local RELAY, RELAYED, HERE, POPULARITY, LANDMARK = nil, nil, nil, nil, nil
 local PSTEM, TRENDING_CHANGED, WITHDRAWN = nil, nil, nil
 local function tkey(bucket, scope) return PSTEM .. 't:' .. bucket .. ':' .. scope end
 local function tnkey(bucket, scope) return PSTEM .. 'tn:' .. bucket .. ':' .. scope end
+-- A bucket's scopes' versions in one hash (scope -> the counts hash's "" field), so a reader
+-- checks every scope of a bucket in one command (streams/store/trending_looks.py).
+local function tvkey(bucket) return PSTEM .. 'tv:' .. bucket end
+local function bump_trending(counts, bucket, scope)
+  local version = redis.call('HINCRBY', counts, '', 1)
+  redis.call('HSET', tvkey(bucket), scope, version)
+  return version
+end
 
 local UNHIDING = { like = true, share = true, cart = true, purchase = true }
 local USER_FIELDS = { 'history', 'affinity', 'seen_events', 'trend_log', 'bought', 'hidden',
@@ -264,7 +272,7 @@ local function add_trending(user, event_id, item, weight_text, stream_id, arriva
     redis.call('HINCRBYFLOAT', weights, item, weight_text)
     redis.call('HINCRBY', counts, item, 1)
     trend_newest[weights] = math.max(trend_newest[weights] or arrival, arrival)
-    trend_counts[counts] = true
+    trend_counts[counts] = { bucket, scope }
     trend_scopes[scope] = true
   end
   -- What erasure needs to undo this event while its buckets live (then it is trimmed).
@@ -280,10 +288,13 @@ local function finish_trending()
     if arrival > newest then redis.call('HSET', weights, '', arrival) end
     redis.call('EXPIRE', weights, TREND_TTL)
   end
-  for counts in pairs(trend_counts) do
-    redis.call('HINCRBY', counts, '', 1)  -- the bucket's version: readers re-read it when it moves
+  local versioned = {}
+  for counts, at in pairs(trend_counts) do
+    bump_trending(counts, at[1], at[2])  -- the bucket's version: readers re-read it when it moves
     redis.call('EXPIRE', counts, TREND_TTL)
+    versioned[at[1]] = true
   end
+  for bucket in pairs(versioned) do redis.call('EXPIRE', tvkey(bucket), TREND_TTL) end
   for scope in pairs(trend_scopes) do redis.call('SADD', TRENDING_CHANGED, scope) end
   for log, bucket in pairs(trend_logs) do
     redis.call('ZREMRANGEBYSCORE', log, '-inf', '(' .. (bucket - 2 * TREND_SPAN - 1))
@@ -306,7 +317,9 @@ local function subtract_trending(entry, bucket)
       else
         redis.call('HINCRBYFLOAT', weights, item, '-' .. weight_text)
       end
-      redis.call('HINCRBY', counts, '', 1)
+      bump_trending(counts, bucket, scope)
+      local left, versions = redis.call('PTTL', counts), tvkey(bucket)
+      if redis.call('PTTL', versions) < left then redis.call('PEXPIRE', versions, left) end
       redis.call('SADD', TRENDING_CHANGED, scope)
     end
   end

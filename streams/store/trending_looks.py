@@ -5,7 +5,9 @@ reading them all twice a second was most of the trending publisher's time. Each 
 by every partition in its own slot (its users' events, streams/keys.py) and read as the sum of
 the partitions' shares. Buckets that no longer fill are kept as last read; those still filling
 are kept with their version (each share's counts hash's "" field, bumped by every state step
-that changes it) and read again only when one moved. Closed buckets' sums are kept per scope
+that changes it) and read again only when one moved. A partition keeps its shares' versions of
+a bucket in one hash by scope (``Keys.trending_versions``), so checking them costs a command
+per filling bucket and partition, not per scope too. Closed buckets' sums are kept per scope
 (:func:`models.trending.settled_sums`).
 """
 
@@ -74,22 +76,27 @@ class TrendingLooks:
         """Drop the buckets read while they were filling whose version moved (or that appeared
         since they were read absent); stop checking those settled as read."""
         held, versions, partitions = self.held, self.versions, range(self.keys.partitions)
-        check = [
-            (scope, bucket) for scope in scopes for bucket in buckets if (scope, bucket) in versions
-        ]
+        check: dict[int, list[str]] = {}  # bucket -> its scopes to check
+        for scope in scopes:
+            for bucket in buckets:
+                if (scope, bucket) in versions:
+                    check.setdefault(bucket, []).append(scope)
         if not check:
             return
         pipe = self.client.pipeline(transaction=False)
-        for scope, bucket in check:
-            for p in partitions:
-                pipe.hget(self.keys.trending(bucket, scope, p, counts=True), "")
+        for bucket, bucket_scopes in check.items():
+            for p in partitions:  # one command a share for all its scopes (streams/lua/state.lua)
+                pipe.hmget(self.keys.trending_versions(bucket, p), bucket_scopes)
         replies = iter(await pipe.execute())
-        for key in check:
-            changed = tuple(next(replies) for _ in partitions) != versions[key]
-            if changed:
-                del held[key]  # read again
-            if changed or key[1] <= settled:
-                del versions[key]  # settled as read: never checked again
+        for bucket, bucket_scopes in check.items():
+            found = [next(replies) for _ in partitions]
+            for n, scope in enumerate(bucket_scopes):
+                key = (scope, bucket)
+                changed = tuple(share[n] for share in found) != versions[key]
+                if changed:
+                    del held[key]  # read again
+                if changed or bucket <= settled:
+                    del versions[key]  # settled as read: never checked again
 
     async def _read(self, scopes: Sequence[str], buckets: range, settled: int) -> None:
         """Read every bucket not held, keeping the version of those still filling."""

@@ -61,7 +61,7 @@ HALF_LIFE_S = Settings().popularity_half_life_s
 #: (docs/quality.md: merging them is left for scale-out), and its withdrawals are consumed.
 #: The hand-offs' numbers count the learners' steps (streams/sources/handoff.py).
 PER_RUN = (
-    "}t:", "}tn:", ":tp:", ":pools", ":recommendations", "}offsets", "}learner",
+    "}t:", "}tn:", "}tv:", ":tp:", ":pools", ":recommendations", "}offsets", "}learner",
     "}trending_changed", "sr:m:", ":trend_log", ":mf", ":sim", "}landmark",
     "}popularity_learnt", "}popularity_withdrawn", "}ho_seq", "}ho_applied", "}mf_",
     "}version",  # counts the run's steps

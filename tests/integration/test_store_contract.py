@@ -647,6 +647,26 @@ async def test_a_bucket_changed_after_a_look_is_read_again_once_it_settles(
     assert await _trending_of(real, later) == await _trending_of(reference, later)
 
 
+async def test_another_workers_erasure_is_read_again_in_filling_buckets(
+    real_client: aioredis.Redis,
+) -> None:
+    """An erasure by another worker moves the versions of the filling buckets it subtracts
+    from, so a look at the same time reads them again."""
+    reference, real, now, rest = await _filled_but_the_last_seconds(real_client, seed=7)
+    victim = "zed"  # acts only in the buckets still filling
+    late = [Event(f"z{n}", EventType.PURCHASE, victim, now, item_id="i1") for n in range(3)]
+    for store in (reference, real):
+        await rest(store)
+        await store.process_batch(late, [now - 1.0] * len(late))
+    before = await _trending_of(real, now)
+    assert before == await _trending_of(reference, now)
+    await reference.erase_users([victim])
+    await RedisStore(real_client, StateParams()).erase_users([victim])
+    after = await _trending_of(real, now)
+    assert after == await _trending_of(reference, now)
+    assert after != before
+
+
 async def test_a_second_look_reads_no_bucket_that_did_not_change(
     real_client: aioredis.Redis,
 ) -> None:
@@ -664,9 +684,15 @@ async def test_a_second_look_reads_no_bucket_that_did_not_change(
         stats = await real_client.info("commandstats")
         return int(stats.get("cmdstat_hgetall", {}).get("calls", 0))
 
-    before = await bucket_reads()
+    async def version_checks() -> int:
+        stats = await real_client.info("commandstats")
+        return int(stats.get("cmdstat_hmget", {}).get("calls", 0))
+
+    before, checks = await bucket_reads(), await version_checks()
     assert await _trending_of(real, now) == first
     assert await bucket_reads() == before
+    # The filling buckets' versions: one command a bucket and partition, whatever the scopes.
+    assert 0 < await version_checks() - checks <= (TRENDING_OPEN_BUCKETS + 1) * Keys().partitions
     await real.process_batch(
         [Event("late", EventType.VIEW, "u1", now, item_id="i1")], [arrivals[-1] + 0.1]
     )
