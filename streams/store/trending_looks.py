@@ -7,7 +7,8 @@ the partitions' shares. Buckets that no longer fill are kept as last read; those
 are kept with their version (each share's counts hash's "" field, bumped by every state step
 that changes it) and read again only when one moved. A partition keeps its shares' versions of
 a bucket in one hash by scope (``Keys.trending_versions``), so checking them costs a command
-per filling bucket and partition, not per scope too. Closed buckets' sums are kept per scope
+per filling bucket and partition, not per scope too; the shares to read are read in one call a
+partition (streams/lua/trending.lua). Closed buckets' sums are kept per scope
 (:func:`models.trending.settled_sums`).
 """
 
@@ -21,11 +22,15 @@ import redis.asyncio as aioredis
 from models.trending import SettledSums, Tally, TrendingList, settled_sums, summarise_buckets
 from streams.keys import Keys, decoded
 from streams.store.interface import TrendingParams
+from streams.store.lua import Lua, lua_text, run
 
 #: Trending buckets this recent may still fill: a look reads them again if their version moved;
 #: older ones are kept in memory as last read. A bucket is keyed by broker arrival time, so it
 #: fills only while the worker is less than this many buckets behind the broker.
 TRENDING_OPEN_BUCKETS = 5
+
+#: Reads a partition's shares in one call (streams/lua/trending.lua).
+SHARES = Lua(lua_text("trending.lua"))
 
 _Bucket = tuple[str, int]  # (scope, bucket)
 #: A bucket's version: each partition's share's version, None where it has no share.
@@ -100,22 +105,30 @@ class TrendingLooks:
 
     async def _read(self, scopes: Sequence[str], buckets: range, settled: int) -> None:
         """Read every bucket not held, keeping the version of those still filling."""
-        held, partitions = self.held, range(self.keys.partitions)
+        held, partitions, keys = self.held, range(self.keys.partitions), self.keys
         wanted = [
             (scope, bucket) for scope in scopes for bucket in buckets if (scope, bucket) not in held
         ]
-        pipe = self.client.pipeline(transaction=False)
-        for scope, bucket in wanted:
-            for p in partitions:
-                pipe.hgetall(self.keys.trending(bucket, scope, p))
-                pipe.hgetall(self.keys.trending(bucket, scope, p, counts=True))
-        replies = iter(await pipe.execute())
-        for scope, bucket in wanted:
+        if not wanted:
+            return
+        calls = []
+        for p in partitions:  # one call a partition: each share's weights, then its counts
+            names = [
+                name
+                for scope, bucket in wanted
+                for name in (
+                    keys.trending(bucket, scope, p),
+                    keys.trending(bucket, scope, p, counts=True),
+                )
+            ]
+            calls.append(SHARES.call(names[0], names))
+        shares = [[_fields(flat) for flat in reply] for reply in await run(self.client, calls)]
+        for at, (scope, bucket) in enumerate(wanted):
             items: dict[str, Tally] = {}
             newest: float | None = None
             version: list[bytes | None] = []
-            for _ in partitions:  # the partitions' shares, summed in partition order
-                weights, counts = next(replies), next(replies)
+            for share in shares:  # the partitions' shares, summed in partition order
+                weights, counts = share[2 * at], share[2 * at + 1]
                 version.append(counts.pop(b"", None))  # bumped by every step changing it
                 for raw, n in counts.items():
                     was = items.get(item := decoded(raw), Tally())
@@ -160,3 +173,9 @@ class TrendingLooks:
             k=k,
             settled=sums,
         )
+
+
+def _fields(flat: list[bytes]) -> dict[bytes, bytes]:
+    """A hash from the script's flat reply (field, value, field, value, ...)."""
+    pairs = iter(flat)
+    return dict(zip(pairs, pairs, strict=False))
