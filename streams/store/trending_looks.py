@@ -4,11 +4,12 @@ A look covers two windows' worth of buckets per scope (24 buckets a scope at the
 reading them all twice a second was most of the trending publisher's time. Each bucket is kept
 by every partition in its own slot (its users' events, streams/keys.py) and read as the sum of
 the partitions' shares. Buckets that no longer fill are kept as last read; those still filling
-are kept with their version (each share's counts hash's "" field, bumped by every state step
-that changes it) and read again only when one moved. A partition keeps its shares' versions of
-a bucket in one hash by scope (``Keys.trending_versions``), so checking them costs a command
-per filling bucket and partition, not per scope too; the shares to read are read in one call a
-partition (streams/lua/trending.lua). Closed buckets' sums are kept per scope
+are kept share by share with their versions (each share's counts hash's "" field, bumped by
+every state step that changes it), and a share is read again only when its version moved. A
+partition keeps its shares' versions of a bucket in one hash by scope
+(``Keys.trending_versions``), so checking them costs a command per filling bucket and
+partition, not per scope too; the shares to read are read in one call a partition
+(streams/lua/trending.lua). Closed buckets' sums are kept per scope
 (:func:`models.trending.settled_sums`).
 """
 
@@ -33,8 +34,9 @@ TRENDING_OPEN_BUCKETS = 5
 SHARES = Lua(lua_text("trending.lua"))
 
 _Bucket = tuple[str, int]  # (scope, bucket)
-#: A bucket's version: each partition's share's version, None where it has no share.
-_Version = tuple[bytes | None, ...]
+#: One partition's share of a bucket as read: its version (the counts hash's "" field, None
+#: where the partition has no share), item -> tally, and its newest arrival.
+_Share = tuple[bytes | None, dict[str, Tally], float | None]
 
 
 class TrendingLooks:
@@ -48,16 +50,17 @@ class TrendingLooks:
         # no longer fill (see TRENDING_OPEN_BUCKETS) and those still filling whose version is
         # known; dropped when they leave the window or on erasure.
         self.held: dict[_Bucket, tuple[dict[str, Tally], float | None]] = {}
-        # (scope, bucket) -> version of a bucket read while it was filling: checked before it
-        # is reused.
-        self.versions: dict[_Bucket, _Version] = {}
+        # (scope, bucket) -> each partition's share of a bucket read while it was filling
+        # (None: to read again): their versions are checked before the bucket is reused, and
+        # only the shares whose version moved are read again.
+        self.shares: dict[_Bucket, list[_Share | None]] = {}
         # scope -> the sums of its closed buckets at the current clock (models.trending).
         self.settled: dict[str, SettledSums] = {}
 
     def clear(self) -> None:
         """Forget everything read (an erasure subtracts from buckets of the past too)."""
         self.held.clear()
-        self.versions.clear()
+        self.shares.clear()
         self.settled.clear()
 
     async def look(self, scopes: Sequence[str], now: float, k: int) -> list[TrendingList]:
@@ -69,7 +72,7 @@ class TrendingLooks:
         settled = clock - TRENDING_OPEN_BUCKETS  # buckets up to here no longer fill
         for key in [key for key in self.held if key[1] < buckets.start]:
             del self.held[key]  # out of every window now
-            self.versions.pop(key, None)
+            self.shares.pop(key, None)
         await self._recheck(scopes, buckets, settled)
         await self._read(scopes, buckets, settled)
         results = [self._summarise(scope, buckets, now, k, settled) for scope in scopes]
@@ -78,13 +81,14 @@ class TrendingLooks:
         return results
 
     async def _recheck(self, scopes: Sequence[str], buckets: range, settled: int) -> None:
-        """Drop the buckets read while they were filling whose version moved (or that appeared
-        since they were read absent); stop checking those settled as read."""
-        held, versions, partitions = self.held, self.versions, range(self.keys.partitions)
+        """Mark the shares whose version moved since they were read (or that appeared since
+        they were read absent) to be read again, and their buckets to be summed again; stop
+        checking the buckets settled as read."""
+        held, shares, partitions = self.held, self.shares, range(self.keys.partitions)
         check: dict[int, list[str]] = {}  # bucket -> its scopes to check
         for scope in scopes:
             for bucket in buckets:
-                if (scope, bucket) in versions:
+                if (scope, bucket) in shares:
                     check.setdefault(bucket, []).append(scope)
         if not check:
             return
@@ -96,50 +100,52 @@ class TrendingLooks:
         for bucket, bucket_scopes in check.items():
             found = [next(replies) for _ in partitions]
             for n, scope in enumerate(bucket_scopes):
-                key = (scope, bucket)
-                changed = tuple(share[n] for share in found) != versions[key]
+                key, changed = (scope, bucket), False
+                kept = shares[key]
+                for p, versions in enumerate(found):
+                    share = kept[p]
+                    if share is None or share[0] != versions[n]:
+                        kept[p] = None  # read again
+                        changed = True
                 if changed:
-                    del held[key]  # read again
-                if changed or bucket <= settled:
-                    del versions[key]  # settled as read: never checked again
+                    held.pop(key, None)  # summed again once read
+                elif bucket <= settled:
+                    del shares[key]  # settled as read: never checked again
 
     async def _read(self, scopes: Sequence[str], buckets: range, settled: int) -> None:
-        """Read every bucket not held, keeping the version of those still filling."""
-        held, partitions, keys = self.held, range(self.keys.partitions), self.keys
+        """Sum every bucket not held, reading the shares not kept (all of a bucket's, or
+        those whose version moved); the shares of buckets still filling are kept."""
+        held, shares, keys = self.held, self.shares, self.keys
+        partitions = range(keys.partitions)
         wanted = [
             (scope, bucket) for scope in scopes for bucket in buckets if (scope, bucket) not in held
         ]
         if not wanted:
             return
-        calls = []
-        for p in partitions:  # one call a partition: each share's weights, then its counts
+        stale: list[list[_Bucket]] = [[] for _ in partitions]  # per partition, shares to read
+        for key in wanted:
+            kept = shares.setdefault(key, [None] * len(partitions))
+            for p in partitions:
+                if kept[p] is None:
+                    stale[p].append(key)
+        calls, asked = [], [p for p in partitions if stale[p]]
+        for p in asked:  # one call a partition: each share's weights, then its counts
             names = [
                 name
-                for scope, bucket in wanted
+                for scope, bucket in stale[p]
                 for name in (
                     keys.trending(bucket, scope, p),
                     keys.trending(bucket, scope, p, counts=True),
                 )
             ]
             calls.append(SHARES.call(names[0], names))
-        shares = [[_fields(flat) for flat in reply] for reply in await run(self.client, calls)]
-        for at, (scope, bucket) in enumerate(wanted):
-            items: dict[str, Tally] = {}
-            newest: float | None = None
-            version: list[bytes | None] = []
-            for share in shares:  # the partitions' shares, summed in partition order
-                weights, counts = share[2 * at], share[2 * at + 1]
-                version.append(counts.pop(b"", None))  # bumped by every step changing it
-                for raw, n in counts.items():
-                    was = items.get(item := decoded(raw), Tally())
-                    items[item] = Tally(
-                        was.weight + float(weights.get(raw, 0.0)), was.events + int(n)
-                    )
-                if b"" in weights:
-                    newest = max(newest or float("-inf"), float(weights[b""]))
-            held[scope, bucket] = (items, newest)
-            if bucket > settled:
-                self.versions[scope, bucket] = tuple(version)
+        for p, reply in zip(asked, await run(self.client, calls) if calls else [], strict=True):
+            for at, key in enumerate(stale[p]):
+                shares[key][p] = _share(_fields(reply[2 * at]), _fields(reply[2 * at + 1]))
+        for key in wanted:
+            held[key] = _summed(shares[key])
+            if key[1] <= settled:
+                del shares[key]  # settled: held as summed, never read again
 
     def _summarise(
         self, scope: str, buckets: range, now: float, k: int, settled: int
@@ -157,7 +163,7 @@ class TrendingLooks:
             if newest is not None:
                 newest_of[bucket] = newest
         for bucket in range(settled + 1, clock + 1):
-            if (scope, bucket) not in self.versions:  # filling, of no known version
+            if (scope, bucket) not in self.shares:  # filling, of no known version
                 held.pop((scope, bucket), None)  # read again next time
         sums = self.settled.get(scope)
         if sums is None or (sums.clock, sums.settled) != (clock, settled):
@@ -179,3 +185,30 @@ def _fields(flat: list[bytes]) -> dict[bytes, bytes]:
     """A hash from the script's flat reply (field, value, field, value, ...)."""
     pairs = iter(flat)
     return dict(zip(pairs, pairs, strict=False))
+
+
+def _share(weights: dict[bytes, bytes], counts: dict[bytes, bytes]) -> _Share:
+    """A partition's share from its two hashes (field "" holds the version, the newest)."""
+    version, newest = counts.pop(b"", None), weights.get(b"")
+    items = {decoded(raw): Tally(float(weights.get(raw, 0.0)), int(n)) for raw, n in counts.items()}
+    return version, items, None if newest is None else float(newest)
+
+
+def _summed(shares: list[_Share | None]) -> tuple[dict[str, Tally], float | None]:
+    """A bucket's tallies and newest arrival: its partitions' shares summed in partition
+    order (each read, none None)."""
+    items: dict[str, Tally] = {}
+    newest: float | None = None
+    for share in shares:
+        assert share is not None, "every share is read before its bucket is summed"
+        _, share_items, share_newest = share
+        for item, tally in share_items.items():
+            was = items.get(item)
+            items[item] = (
+                tally
+                if was is None
+                else Tally(was.weight + tally.weight, was.events + tally.events)
+            )
+        if share_newest is not None:
+            newest = share_newest if newest is None else max(newest, share_newest)
+    return items, newest
