@@ -21,6 +21,7 @@ import random
 import statistics
 import sys
 import time
+from typing import Any
 
 from models.content import CatalogRecord
 from models.events import Event, EventType
@@ -70,9 +71,14 @@ async def main() -> None:
             f"ms, min {later[0]:.1f} ms, max {later[-1]:.1f} ms"
         )
     finally:
-        async for key in client.scan_iter(match=f"{keys.prefix}*", count=1_000):
-            await client.delete(key)
-        await client.aclose()
+        await _clean_up(client, keys)
+
+
+async def _clean_up(client: Any, keys: Keys) -> None:
+    """Delete every key under the script's prefix, then close the client."""
+    async for key in client.scan_iter(match=f"{keys.prefix}*", count=1_000):
+        await client.delete(key)
+    await client.aclose()
 
 
 def _events(rng: random.Random, count: int, arrival: float, tag: str) -> list[Event]:
@@ -125,9 +131,7 @@ async def many_scopes(per_tick: int) -> None:
             f"max {max(times):.1f} ms"
         )
     finally:
-        async for key in client.scan_iter(match=f"{keys.prefix}*", count=1_000):
-            await client.delete(key)
-        await client.aclose()
+        await _clean_up(client, keys)
 
 
 if __name__ == "__main__":
