@@ -70,9 +70,9 @@ class TrendingLooks:
         clock = math.floor(now / t.bucket_s)
         buckets = range(clock - 2 * t.span + 1, clock + 1)
         settled = clock - TRENDING_OPEN_BUCKETS  # buckets up to here no longer fill
-        for key in [key for key in self.held if key[1] < buckets.start]:
-            del self.held[key]  # out of every window now
-            self.shares.pop(key, None)
+        for kept in (self.held, self.shares):
+            for key in [key for key in kept if key[1] < buckets.start]:
+                del kept[key]  # out of every window now (a bucket's shares may outlive its sum)
         await self._recheck(scopes, buckets, settled)
         await self._read(scopes, buckets, settled)
         results = [self._summarise(scope, buckets, now, k, settled) for scope in scopes]
