@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 
 from streams.keys import Keys, decoded
 from streams.sources.content_records import blob, entry_items
-from streams.store.lua import Lua, lua_text
+from streams.store.lua import Lua, hash_reply, lua_text
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class CatalogFollower:
                 return await self._reload()
             if not entries:
                 return 0
-            changed = (i for _, fields in entries for i in entry_items(_pairs(fields)))
+            changed = (i for _, fields in entries for i in entry_items(hash_reply(fields)))
             ids = list(dict.fromkeys(changed))
             values = await self.client.hmget(self.items_key, ids)
             self.position = Position(decoded(entries[-1][0]), added)
@@ -132,8 +132,3 @@ class CatalogFollower:
         added, last_id = stream_state(await _SCRIPT(self.client, self.stream_key, args))
         if before is not None and added == before.added + len(chunks) and before is self.position:
             self.position = Position(last_id, added)
-
-
-def _pairs(fields: Sequence[Any]) -> dict[Any, Any]:
-    """A stream entry's fields, as the flat list a script returns them in, as a mapping."""
-    return dict(zip(fields[::2], fields[1::2], strict=True))

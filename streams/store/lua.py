@@ -59,6 +59,16 @@ class Call:
     command: tuple[Arg, ...]
 
 
+def hash_reply(flat: Sequence[Any]) -> dict[Any, Any]:
+    """A hash as a script returns it (``HGETALL``'s or a stream entry's flat field, value,
+    field, value, ...) as a mapping.
+
+    >>> hash_reply([b"a", b"1", b"b", b"2"])
+    {b'a': b'1', b'b': b'2'}
+    """
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
 def command(*parts: Arg) -> Call:
     """Any command, to run in a pipeline beside scripts."""
     return Call(None, parts)

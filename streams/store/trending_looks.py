@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from models.trending import SettledSums, Tally, TrendingList, settled_sums, summarise_buckets
 from streams.keys import Keys, decoded
 from streams.store.interface import TrendingParams
-from streams.store.lua import Lua, lua_text, run
+from streams.store.lua import Lua, hash_reply, lua_text, run
 
 #: Trending buckets this recent may still fill: a look reads them again if their version moved;
 #: older ones are kept in memory as last read. A bucket is keyed by broker arrival time, so it
@@ -141,7 +141,7 @@ class TrendingLooks:
             calls.append(SHARES.call(names[0], names))
         for p, reply in zip(asked, await run(self.client, calls) if calls else [], strict=True):
             for at, key in enumerate(stale[p]):
-                shares[key][p] = _share(_fields(reply[2 * at]), _fields(reply[2 * at + 1]))
+                shares[key][p] = _share(hash_reply(reply[2 * at]), hash_reply(reply[2 * at + 1]))
         for key in wanted:
             held[key] = _summed(shares[key])
             if key[1] <= settled:
@@ -179,12 +179,6 @@ class TrendingLooks:
             k=k,
             settled=sums,
         )
-
-
-def _fields(flat: list[bytes]) -> dict[bytes, bytes]:
-    """A hash from the script's flat reply (field, value, field, value, ...)."""
-    pairs = iter(flat)
-    return dict(zip(pairs, pairs, strict=False))
 
 
 def _share(weights: dict[bytes, bytes], counts: dict[bytes, bytes]) -> _Share:
