@@ -2,13 +2,14 @@
 
 :func:`count_writes` is the step in the slot of one partition's users: their windows and the
 events it learns (refused whole if one was learnt already, or a user was erased meanwhile),
-handing each item's home its share of the increments (streams/lua/itemcf.lua: the norms, each
-pair's side in that row, the cap). So a crash never leaves counts and windows disagreeing,
-nor counts an event twice: the hand-offs are in the step, and each is applied once. What the
-ops report becomes the :class:`Sums` (:func:`sums`), read back for what they did not report
-(a hand-off applied by an earlier attempt). :func:`neighbour_writes` are the neighbour lists
-Python scored, one plain step per home: a crash before them leaves those pairs' lists one
-step old until the pairs change again.
+handing each item's home its share of the increments (streams/lua/itemcf.lua: its norms in
+one op, each row's side of its changed pairs in one, the caps; Redis spends more on a
+script's calls than on the commands, so a row's removals are one call). So a crash never
+leaves counts and windows disagreeing, nor counts an event twice: the hand-offs are in the
+step, and each is applied once. What the ops report becomes the :class:`Sums`
+(:func:`sums`), read back for what they did not report (a hand-off applied by an earlier
+attempt). :func:`neighbour_writes` are the neighbour lists Python scored, one plain step per
+home: a crash before them leaves those pairs' lists one step old until the pairs change again.
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ from models.state import StateParams
 from streams.keys import Keys, decoded
 from streams.sources.progress import learnt_generation, learnt_keys, learnt_member
 from streams.sources.writes import Writes
+from streams.store.lua import Arg
 
 Pair = tuple[str, str]
+#: Members of one row an op changes at most (:func:`_chunks`).
+OP_MEMBERS = 500
 
 
 def encode_window(window: Window) -> bytes:
@@ -69,14 +73,22 @@ def count_writes(
             writes.add("!learnt", *learnt_keys(keys, user), generation, *ids)
     pairs = [(pair, amount) for pair, amount in deltas.pairs.items() if amount != 0.0]
     asked = dict.fromkeys([*deltas.norms, *(i for (a, b), _ in pairs for i in (a, b))])
+    homes: dict[str, list[Arg]] = {}
     for item in asked:
-        writes.to(_home(keys, item), ["!norm", item, deltas.norms.get(item, 0.0)])
+        homes.setdefault(_home(keys, item), []).extend((item, deltas.norms.get(item, 0.0)))
+    for home, changes in homes.items():
+        for ops in _chunks(changes):
+            writes.to(home, ["!norms", *ops])
+    rows: dict[str, list[Arg]] = {}
     grown: set[str] = set()
     for (a, b), amount in pairs:
         for x, y in ((a, b), (b, a)):
-            writes.to(_home(keys, x), ["!pair", x, y, amount])
+            rows.setdefault(x, []).extend((y, amount))
             if amount > 0.0:
                 grown.add(x)
+    for x, changes in rows.items():
+        for ops in _chunks(changes):
+            writes.to(_home(keys, x), ["!row", x, *ops])
     for x in sorted(grown):  # only a row that took a new pair can be past its cap
         writes.to(_home(keys, x), ["!cap", x, params.cooccurrence_cap])
     return writes
@@ -96,9 +108,10 @@ async def sums(client: aioredis.Redis, keys: Keys, deltas: Deltas, reported: Seq
         kind = decoded(kind)
         if kind == "norm":
             norms[decoded(rest[0])] = float(rest[1])
-        elif kind == "pair":
-            dot = rest[2]
-            dots[_pair(decoded(rest[0]), decoded(rest[1]))] = None if dot is None else float(dot)
+        elif kind == "row":
+            a = decoded(rest[0])
+            for b, dot in zip(rest[1::2], rest[2::2], strict=True):
+                dots[_pair(a, decoded(b))] = None if dot is None else float(dot)
         else:  # a cap's dropped pairs
             a = decoded(rest[0])
             gone.update(_pair(a, decoded(b)) for b in rest[1])
@@ -128,19 +141,36 @@ async def sums(client: aioredis.Redis, keys: Keys, deltas: Deltas, reported: Seq
 
 
 def neighbour_writes(keys: Keys, params: StateParams, scored: Mapping[Pair, float]) -> list[Writes]:
-    """The neighbour lists' changes, a :class:`Writes` per home: each pair both ways (0: out
-    of the lists), then each list that grew trimmed to its size (as Cooccurrence.apply)."""
-    per: dict[str, Writes] = {}
-    grown: set[str] = set()
+    """The neighbour lists' changes, a :class:`Writes` per home: each list's pairs in one
+    ``ZADD`` (and one ``ZREM`` for those at 0: out of the list), then each list that grew
+    trimmed to its size (as Cooccurrence.apply)."""
+    added: dict[str, list[Arg]] = {}
+    removed: dict[str, list[Arg]] = {}
     for (a, b), s in scored.items():
         for x, y in ((a, b), (b, a)):
-            stem = _home(keys, x)
-            writes = per.setdefault(stem, Writes(keys, stem))
             if s > 0.0:
-                writes.add("ZADD", keys.item(x, "sim"), s, y)
-                grown.add(x)
+                added.setdefault(x, []).extend((s, y))
             else:
-                writes.add("ZREM", keys.item(x, "sim"), y)
-    for x in sorted(grown):
+                removed.setdefault(x, []).append(y)
+    per: dict[str, Writes] = {}
+    for x in dict.fromkeys([*added, *removed]):
+        stem = _home(keys, x)
+        writes = per.setdefault(stem, Writes(keys, stem))
+        for members in _chunks(added.get(x, [])):
+            writes.to(stem, ["ZADD", keys.item(x, "sim"), *members])
+        for members in _chunks(removed.get(x, []), 1):
+            writes.to(stem, ["ZREM", keys.item(x, "sim"), *members])
+    for x in sorted(added):
         per[_home(keys, x)].add("ZREMRANGEBYRANK", keys.item(x, "sim"), 0, -params.neighbours - 1)
     return list(per.values())
+
+
+def _chunks(args: list[Arg], width: int = 2) -> list[list[Arg]]:
+    """A row's members (``width`` arguments each) in ops of at most :data:`OP_MEMBERS`: Lua
+    passes an op's arguments on the C stack (``unpack``), which holds about 8,000.
+
+    >>> len(_chunks(["b", 1.0] * 1001)), len(_chunks(["b"] * 1001, 1))
+    (3, 3)
+    """
+    size = OP_MEMBERS * width
+    return [args[n : n + size] for n in range(0, len(args), size)]

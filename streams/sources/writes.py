@@ -25,11 +25,7 @@ Op = list[Arg]
 
 
 def _raw(arg: Arg) -> bytes:
-    if isinstance(arg, bytes):
-        return arg
-    if isinstance(arg, float):
-        return repr(arg).encode()
-    return str(arg).encode()
+    return arg if isinstance(arg, bytes) else str(arg).encode()  # str of a float is its repr
 
 
 def payload(ops: Sequence[Op]) -> bytes:

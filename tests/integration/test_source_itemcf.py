@@ -16,7 +16,9 @@ from models.events import Event, EventType
 from models.similarity import cosine
 from models.state import MemoryState, Outcome, StateParams
 from streams.keys import Keys, decoded
+from streams.sources import itemcf_step
 from streams.sources.itemcf import RedisItemCF, decode_window, steps
+from streams.sources.writes import payload
 from streams.store import RedisStore
 from tests.integration.test_store_contract import T0, TIGHT, assert_close, random_stream
 
@@ -33,9 +35,11 @@ async def _zset(client: aioredis.Redis, key: str) -> dict[str, float]:
 
 @pytest.mark.parametrize("seed", range(6))
 async def test_redis_item_cf_matches_the_model_exactly(
-    seed: int, redis_client: aioredis.Redis
+    seed: int, redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await redis_client.flushdb()
+    if seed == 5:  # a row's changes in several ops
+        monkeypatch.setattr(itemcf_step, "OP_MEMBERS", 2)
     params = TIGHT if seed % 2 else replace(TIGHT, shrinkage_scale=4.0)
     model, real = Cooccurrence(params), RedisItemCF(redis_client, Keys(), params)
     events = _applied(random_stream(seed, 400))
@@ -155,3 +159,26 @@ async def test_a_user_erased_meanwhile_is_not_learnt(redis_client: aioredis.Redi
     assert await redis_client.get(keys.user("ann", "cf_window")) is None
     assert decode_window(await redis_client.get(keys.user("bob", "cf_window"))) == {"a": (1.0, T0)}
     assert await _zset(redis_client, keys.partition(keys.home("a"), "norm2")) == {"a": 1.0}
+
+
+async def test_entries_handed_on_one_pair_an_op_are_still_applied(
+    redis_client: aioredis.Redis,
+) -> None:
+    """An entry written before a row's or a home's norms were one op (``!pair``, ``!norm``),
+    left in a hand-off list by a learner that stopped, is applied at the next start as the
+    ops of now would: the counts, the norms and their sum move the same."""
+    await redis_client.flushdb()
+    keys = Keys()
+    home = keys.partition_stem(keys.home("a"))
+    source = next(
+        keys.partition_stem(p) for p in range(keys.partitions) if keys.partition_stem(p) != home
+    )
+    old = payload([["!norm", "a", 4.0], ["!pair", "a", "b", 2.0], ["!pair", "a", "c", 1.0]])
+    await redis_client.rpush(keys.handoffs(source, "item_cf")[0], f"1\t{home}\t".encode() + old)
+    itemcf = RedisItemCF(redis_client, keys, TIGHT)
+    await itemcf.handoffs.drain()
+    assert await _zset(redis_client, keys.item("a", "dot")) == {"b": 2.0, "c": 1.0}
+    assert await _zset(redis_client, keys.partition(keys.home("a"), "norm2")) == {"a": 4.0}
+    norms = await redis_client.hgetall(keys.partition(keys.home("a"), "cf_norms"))
+    assert {decoded(k): float(v) for k, v in norms.items()} == {"count": 1.0, "total": 4.0}
+    assert await redis_client.llen(keys.handoffs(source, "item_cf")[0]) == 0
