@@ -3,7 +3,7 @@ learner's item-CF source (streams/sources/itemcf.py) learns the simulator's stre
 of BATCH events, each batch one partition's users after another as the learner's consumer
 hands them over, against the Redis of the environment (SOCIALREC_REDIS_URL). WARM events
 first fill the windows, rows and neighbour lists; then EVENTS are timed: the process's CPU and
-Redis's (`INFO cpu`) in microseconds an event, and the Redis commands the scripts ran, an event.
+Redis's (`INFO`) in microseconds an event, and the Redis commands the scripts ran, an event.
     usage: .venv/bin/python scripts/itemcf-costs.py [EVENTS [BATCH [WARM]]]  (20,000 200 20,000)
 The Redis database is flushed before and after.
 """
@@ -21,7 +21,9 @@ from streams.runtime.worker import state_params
 from streams.security import redis_client_for
 from streams.sources.itemcf import RedisItemCF
 from streams.sources.writes import partition_order
+from streams.tools.bench.isolation import redis_cpu_s
 from streams.tools.bench.scenarios import ITEMS, USERS
+from streams.tools.bench.stages import redis_commands
 
 
 async def main(count: int, batch: int, warm: int) -> None:
@@ -37,19 +39,18 @@ async def main(count: int, batch: int, warm: int) -> None:
     try:
         for chunk in batches[: warm // batch]:
             await itemcf.learn(chunk)
-        await client.config_resetstat()
-        redis_before = await _redis_cpu(client)
+        before = await client.info("all")
         began = time.process_time()
         for chunk in batches[warm // batch :]:
             await itemcf.learn(chunk)
         process = time.process_time() - began
-        redis = await _redis_cpu(client) - redis_before
-        stats = await client.info("commandstats")
+        after = await client.info("all")
     finally:
         await client.flushdb()
         await client.aclose()
-    calls = {name.removeprefix("cmdstat_"): s["calls"] for name, s in stats.items()}
-    scripts = calls.pop("evalsha", 0)
+    redis = redis_cpu_s(after) - redis_cpu_s(before)
+    scripts = after["cmdstat_evalsha"]["calls"] - before.get("cmdstat_evalsha", {}).get("calls", 0)
+    calls = {name: n for name, (n, _) in redis_commands(before, after, top=1_000).items()}
     commands = sorted(calls.items(), key=lambda kv: -kv[1])
     print(
         f"{count:,} events in batches of {batch}: learner {1e6 * process / count:.0f} µs an "
@@ -57,11 +58,6 @@ async def main(count: int, batch: int, warm: int) -> None:
         f"{sum(calls.values()) / count:.1f} commands an event: "
         + ", ".join(f"{name} {n / count:.1f}" for name, n in commands[:8])
     )
-
-
-async def _redis_cpu(client: object) -> float:
-    info = await client.info("cpu")  # type: ignore[attr-defined]
-    return float(info["used_cpu_user"] + info["used_cpu_sys"])
 
 
 if __name__ == "__main__":
